@@ -1,0 +1,17 @@
+# Compiler settings shared by every target: warnings, ccache, sanitizers.
+find_program(CCACHE_EXE ccache)
+if(CCACHE_EXE)
+  # CCACHE_BASEDIR / CCACHE_NOHASHDIR make a fresh clone in another folder hit the same cache.
+  set(CMAKE_CXX_COMPILER_LAUNCHER ${CMAKE_COMMAND} -E env CCACHE_BASEDIR=${PROJECT_SOURCE_DIR}
+      CCACHE_NOHASHDIR=1 CCACHE_SLOPPINESS=include_file_mtime,include_file_ctime,time_macros ${CCACHE_EXE})
+  set(CMAKE_CUDA_COMPILER_LAUNCHER ${CMAKE_CXX_COMPILER_LAUNCHER})
+  message(STATUS "ccache: ${CCACHE_EXE}")
+endif()
+
+add_library(ladder_warnings INTERFACE)
+target_compile_options(ladder_warnings INTERFACE -Wall -Wextra -Wno-unused-parameter)
+
+if(LADDER_ASAN)
+  add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize=vptr)
+  add_link_options(-fsanitize=address,undefined)
+endif()

@@ -1,0 +1,48 @@
+# LibTorch from the PyPI `torch` wheel installed in ${LADDER_VENV} (see packaging/setup.sh).
+# The prefix comes from torch.utils.cmake_prefix_path, as DESIGN.md section 1 asks.
+set(_ladder_python "${LADDER_VENV}/bin/python")
+if(NOT EXISTS "${_ladder_python}")
+  message(FATAL_ERROR "LibTorch: no Python at ${_ladder_python}. Run packaging/setup.sh first, "
+                      "or pass -DLADDER_VENV=<venv holding the torch wheel>.")
+endif()
+execute_process(
+  COMMAND "${_ladder_python}" -c "import torch,sys; sys.stdout.write(torch.utils.cmake_prefix_path + ';' + str(torch.version.cuda))"
+  OUTPUT_VARIABLE _ladder_torch_query RESULT_VARIABLE _ladder_torch_rc ERROR_QUIET)
+if(NOT _ladder_torch_rc EQUAL 0)
+  message(FATAL_ERROR "LibTorch: `import torch` failed in ${_ladder_python}")
+endif()
+list(GET _ladder_torch_query 0 LADDER_TORCH_CMAKE_PREFIX)
+list(GET _ladder_torch_query 1 LADDER_TORCH_CUDA_VERSION)
+list(APPEND CMAKE_PREFIX_PATH "${LADDER_TORCH_CMAKE_PREFIX}")
+
+if(LADDER_WITH_CUDA STREQUAL "AUTO")
+  if(LADDER_TORCH_CUDA_VERSION STREQUAL "None" OR NOT EXISTS "/usr/local/cuda/bin/nvcc")
+    set(LADDER_WITH_CUDA OFF)
+  else()
+    set(LADDER_WITH_CUDA ON)
+  endif()
+endif()
+if(LADDER_WITH_CUDA)
+  if(NOT CMAKE_CUDA_COMPILER AND EXISTS "/usr/local/cuda/bin/nvcc")
+    set(CMAKE_CUDA_COMPILER "/usr/local/cuda/bin/nvcc")
+  endif()
+  if(NOT CUDAToolkit_ROOT AND EXISTS "/usr/local/cuda")
+    set(CUDAToolkit_ROOT "/usr/local/cuda")
+  endif()
+  # No GPU here, so the architecture cannot be detected: name the H200's (sm_90) explicitly.
+  if(NOT TORCH_CUDA_ARCH_LIST)
+    set(TORCH_CUDA_ARCH_LIST "9.0")
+  endif()
+else()
+  # A CPU-only build of a CUDA wheel: keep TorchConfig from demanding the toolkit.
+  set(USE_CUDA OFF)
+endif()
+
+find_package(Torch REQUIRED)
+message(STATUS "LibTorch ${Torch_VERSION} from ${LADDER_TORCH_CMAKE_PREFIX}; CUDA ${LADDER_TORCH_CUDA_VERSION}; LADDER_WITH_CUDA=${LADDER_WITH_CUDA}")
+
+# TorchConfig's TORCH_LIBRARIES carries compile flags we do not want on every consumer; wrap it once.
+add_library(ladder_torch INTERFACE)
+target_link_libraries(ladder_torch INTERFACE ${TORCH_LIBRARIES})
+target_include_directories(ladder_torch SYSTEM INTERFACE ${TORCH_INCLUDE_DIRS})
+get_filename_component(LADDER_TORCH_LIB_DIR "${TORCH_LIBRARY}" DIRECTORY)

@@ -1,0 +1,23 @@
+// CPU-only build: no CUDA devices, zero statistics.
+#include "device/Devices.h"
+
+namespace ladder::cuda {
+
+bool available()
+{
+    return false;
+}
+
+std::vector<ComputeDevice> devices()
+{
+    return {};
+}
+
+MemoryStats memoryStats(int)
+{
+    return {};
+}
+
+void resetPeakMemoryStats(int) {}
+
+} // namespace ladder::cuda

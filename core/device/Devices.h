@@ -1,0 +1,39 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ladder {
+
+// One compute device LadderBench can train on.
+struct ComputeDevice {
+    std::string id;          // "cpu", "cuda:0", ...
+    std::string name;        // "CPU (2 threads)", "NVIDIA H200"
+    std::uint64_t totalBytes = 0;
+    std::uint64_t freeBytes = 0;
+};
+
+// The CPU first, then every CUDA device LibTorch sees (none in a CPU-only build or without a GPU).
+std::vector<ComputeDevice> listComputeDevices();
+
+// Version strings for About boxes and `ladder --version`.
+std::string torchVersion();
+std::string cudaRuntimeVersion(); // "13.0" in a CUDA build, "none" otherwise
+
+namespace cuda {
+// Implemented in CudaDevicesReal.cpp (CUDA builds) or CudaDevicesStub.cpp.
+bool available();
+std::vector<ComputeDevice> devices();
+// Caching-allocator statistics of one device: bytes allocated now and at peak, reserved at peak.
+struct MemoryStats {
+    std::uint64_t allocated = 0;
+    std::uint64_t peakAllocated = 0;
+    std::uint64_t reserved = 0;
+    std::uint64_t peakReserved = 0;
+};
+MemoryStats memoryStats(int device);
+void resetPeakMemoryStats(int device);
+} // namespace cuda
+
+} // namespace ladder

@@ -1,7 +1,197 @@
+// ladder info | forward | generate: the backbone from a HuggingFace folder.
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include <ATen/ATen.h>
 #include <CLI/CLI.hpp>
+#include <c10/core/GradMode.h>
+#include <nlohmann/json.hpp>
 
 #include "Commands.h"
+#include "model/Generation.h"
+#include "model/ModelInputs.h"
+#include "model/T5Checkpoint.h"
+#include "util/Error.h"
 
 namespace ladder::cli {
-void registerModelCommands(CLI::App& app) {}
+namespace {
+
+struct BackboneFlags {
+    std::string model;
+    std::string device = "cpu";
+    std::string dtype = "fp32";
+};
+
+void addBackboneFlags(CLI::App* cmd, BackboneFlags& f)
+{
+    cmd->add_option("--model", f.model, "HuggingFace T5 folder (config.json + weights)")->required();
+    cmd->add_option("--device", f.device, "cpu, cuda or cuda:N")->capture_default_str();
+    cmd->add_option("--dtype", f.dtype, "compute dtype: fp32 or bf16")->capture_default_str();
+}
+
+T5LoadOptions loadOptions(const BackboneFlags& f)
+{
+    T5LoadOptions o;
+    if (f.dtype == "fp32")
+        o.dtype = at::kFloat;
+    else if (f.dtype == "bf16")
+        o.dtype = at::kBFloat16;
+    else
+        throw Error("--dtype: expected fp32 or bf16, got '" + f.dtype + "'");
+    try {
+        o.device = c10::Device(f.device);
+    } catch (const std::exception&) {
+        throw Error("--device: expected cpu, cuda or cuda:N, got '" + f.device + "'");
+    }
+    if (!o.device.is_cpu() && !o.device.is_cuda())
+        throw Error("--device: expected cpu, cuda or cuda:N, got '" + f.device + "'");
+    if (o.device.is_cuda() && !at::hasCUDA())
+        throw Error("--device " + f.device + ": no CUDA device is available");
+    return o;
+}
+
+std::string humanBytes(double bytes)
+{
+    const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int u = 0;
+    while (bytes >= 1024.0 && u < 4) {
+        bytes /= 1024.0;
+        ++u;
+    }
+    std::ostringstream s;
+    s << std::fixed << std::setprecision(u == 0 ? 0 : 2) << bytes << " " << units[u];
+    return s.str();
+}
+
+int runInfo(const BackboneFlags& f, bool asJson)
+{
+    const auto loaded = loadT5(f.model, loadOptions(f));
+    const auto params = countParameters(*loaded.model);
+    const auto elementSize = loaded.model->shared->weight.element_size();
+    const auto weightBytes = static_cast<double>(params) * static_cast<double>(elementSize);
+    nlohmann::json out{{"model", f.model},
+                       {"weights", loaded.weightsDescription},
+                       {"stored_dtype", loaded.storedDtype},
+                       {"compute_dtype", f.dtype},
+                       {"device", f.device},
+                       {"parameters", params},
+                       {"weight_bytes", static_cast<std::int64_t>(weightBytes)},
+                       {"config", loaded.config.toJson()}};
+    if (asJson) {
+        std::cout << out.dump(2) << "\n";
+        return 0;
+    }
+    const auto& c = loaded.config;
+    std::cout << "model          " << f.model << "\n"
+              << "weights        " << loaded.weightsDescription << " (" << loaded.storedDtype << ")\n"
+              << "architecture   T5 " << (c.isGatedAct() ? "v1.1 (" : "v1.0 (") << c.feedForwardProj << ", "
+              << (c.tieWordEmbeddings ? "tied" : "untied") << " embeddings)\n"
+              << "layers         " << c.numLayers << " encoder + " << c.numDecoderLayers << " decoder\n"
+              << "d_model        " << c.dModel << ", d_kv " << c.dKv << " x " << c.numHeads << " heads, d_ff "
+              << c.dFf << "\n"
+              << "vocabulary     " << c.vocabSize << "\n"
+              << "rel. buckets   " << c.relativeAttentionNumBuckets << ", max distance "
+              << c.relativeAttentionMaxDistance << "\n"
+              << "dropout        " << c.dropoutRate << "\n"
+              << "parameters     " << params << "\n"
+              << "compute dtype  " << f.dtype << " on " << f.device << "\n"
+              << "weight memory  " << humanBytes(weightBytes) << " (" << static_cast<std::int64_t>(weightBytes)
+              << " bytes)\n";
+    return 0;
+}
+
+int runForward(const BackboneFlags& f, const std::string& inputsPath, const std::string& outPath)
+{
+    auto opts = loadOptions(f);
+    auto loaded = loadT5(f.model, opts);
+    const auto inputs = ModelInputs::fromJsonFile(inputsPath, loaded.config.vocabSize);
+    if (!inputs.labels.defined())
+        throw Error(inputsPath + ": field labels is required for forward (decoder inputs are the shifted labels)");
+    c10::NoGradGuard noGrad;
+    const auto out = loaded.model->forward(inputs.inputIds.to(opts.device), inputs.attentionMask.to(opts.device),
+                                           inputs.labels.to(opts.device));
+    TensorMap tensors;
+    auto put = [&](const std::string& name, const at::Tensor& t) { tensors[name] = t.to(at::kFloat).cpu(); };
+    put("logits", out.logits);
+    put("encoder_last_hidden_state", out.encoder.lastHiddenState);
+    put("loss", out.loss.reshape({1}));
+    const auto enc = out.encoder.hfHiddenStates();
+    for (std::size_t i = 0; i < enc.size(); ++i)
+        put("encoder_hidden_states." + std::to_string(i), enc[i]);
+    const auto dec = out.decoder.hfHiddenStates();
+    for (std::size_t i = 0; i < dec.size(); ++i)
+        put("decoder_hidden_states." + std::to_string(i), dec[i]);
+    writeSafetensors(outPath, tensors, {{"producer", "ladder forward"}, {"model", f.model}});
+    std::cout << "wrote " << tensors.size() << " tensors to " << outPath << " (loss " << std::setprecision(8)
+              << out.loss.item<double>() << ")\n";
+    return 0;
+}
+
+int runGenerate(const BackboneFlags& f, const std::string& inputsPath, std::int64_t numBeams,
+                std::int64_t maxNewTokens)
+{
+    auto opts = loadOptions(f);
+    auto loaded = loadT5(f.model, opts);
+    const auto inputs = ModelInputs::fromJsonFile(inputsPath, loaded.config.vocabSize);
+    auto gen = GenerationOptions::forConfig(loaded.config);
+    gen.numBeams = numBeams;
+    gen.maxNewTokens = maxNewTokens > 0 ? maxNewTokens : inputs.maxNewTokens.value_or(20);
+    const auto result =
+        generate(loaded.model, inputs.inputIds.to(opts.device), inputs.attentionMask.to(opts.device), gen);
+    nlohmann::json sequences = nlohmann::json::array();
+    const auto seq = result.sequences.contiguous();
+    for (std::int64_t r = 0; r < seq.size(0); ++r) {
+        nlohmann::json row = nlohmann::json::array();
+        for (std::int64_t c = 0; c < seq.size(1); ++c)
+            row.push_back(seq[r][c].item<std::int64_t>());
+        sequences.push_back(row);
+    }
+    nlohmann::json out{{"sequences", sequences}};
+    if (!result.sequenceScores.empty())
+        out["sequences_scores"] = result.sequenceScores;
+    std::cout << out.dump() << "\n";
+    return 0;
+}
+
+} // namespace
+
+void registerModelCommands(CLI::App& app)
+{
+    {
+        auto flags = std::make_shared<BackboneFlags>();
+        auto json = std::make_shared<bool>(false);
+        auto* cmd = app.add_subcommand("info", "Print a T5 folder's config, parameter count, dtype and weight memory");
+        addBackboneFlags(cmd, *flags);
+        cmd->add_flag("--json", *json, "machine-readable output");
+        cmd->callback([flags, json] { runGuarded("info", [&] { return runInfo(*flags, *json); }); });
+    }
+    {
+        auto flags = std::make_shared<BackboneFlags>();
+        auto inputs = std::make_shared<std::string>();
+        auto out = std::make_shared<std::string>();
+        auto* cmd = app.add_subcommand("forward", "Teacher-forced forward pass; writes logits, loss and hidden states");
+        addBackboneFlags(cmd, *flags);
+        cmd->add_option("--inputs", *inputs, "inputs.json with input_ids, attention_mask, labels")->required();
+        cmd->add_option("--out", *out, "output .safetensors file")->required();
+        cmd->callback(
+            [flags, inputs, out] { runGuarded("forward", [&] { return runForward(*flags, *inputs, *out); }); });
+    }
+    {
+        auto flags = std::make_shared<BackboneFlags>();
+        auto inputs = std::make_shared<std::string>();
+        auto beams = std::make_shared<std::int64_t>(1);
+        auto maxNew = std::make_shared<std::int64_t>(0);
+        auto* cmd = app.add_subcommand("generate", "Greedy or beam-search generation, ids as HF generate() returns them");
+        addBackboneFlags(cmd, *flags);
+        cmd->add_option("--inputs", *inputs, "inputs.json with input_ids and attention_mask")->required();
+        cmd->add_option("--num-beams", *beams, "1 = greedy")->capture_default_str()->check(CLI::Range(1, 64));
+        cmd->add_option("--max-new-tokens", *maxNew, "default: max_new_tokens of the inputs file, else 20")
+            ->check(CLI::Range(1, 4096));
+        cmd->callback([flags, inputs, beams, maxNew] {
+            runGuarded("generate", [&] { return runGenerate(*flags, *inputs, *beams, *maxNew); });
+        });
+    }
+}
+
 } // namespace ladder::cli

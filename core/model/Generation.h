@@ -1,0 +1,67 @@
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include <ATen/Tensor.h>
+
+#include "model/T5Model.h"
+
+namespace ladder {
+
+// A sequence-to-sequence model seen one decoding step at a time, so that the same greedy and beam
+// search drive the plain backbone and, later, backbone + side network with both key/value caches.
+class Seq2SeqStepper {
+public:
+    virtual ~Seq2SeqStepper() = default;
+    // Encodes the source once; every example is repeated `copies` times (one row per beam).
+    virtual void begin(const at::Tensor& inputIds, const at::Tensor& attentionMask, std::int64_t copies) = 0;
+    // Feeds one token per row (rows, 1); returns the next-token logits (rows, vocab) in float32.
+    virtual at::Tensor step(const at::Tensor& tokens) = 0;
+    // Keeps row rowIndices[r] as new row r in every cache (beam search).
+    virtual void reorder(const at::Tensor& rowIndices) = 0;
+};
+
+// The backbone alone, with a decoder key/value cache.
+class T5Stepper : public Seq2SeqStepper {
+public:
+    explicit T5Stepper(T5ForConditionalGeneration model) : m_model(std::move(model)) {}
+    void begin(const at::Tensor& inputIds, const at::Tensor& attentionMask, std::int64_t copies) override;
+    at::Tensor step(const at::Tensor& tokens) override;
+    void reorder(const at::Tensor& rowIndices) override;
+
+private:
+    T5ForConditionalGeneration m_model;
+    at::Tensor m_encoderHidden;
+    at::Tensor m_encoderMask;
+    DecoderCache m_cache;
+};
+
+// HF generate() defaults: decoder start token first, eos stops a row, length penalty 1.0, no
+// early stopping, no logits processors.
+struct GenerationOptions {
+    std::int64_t numBeams = 1;
+    std::int64_t maxNewTokens = 20;
+    double lengthPenalty = 1.0;
+    bool earlyStopping = false;
+    std::int64_t decoderStartTokenId = 0;
+    std::int64_t eosTokenId = 1;
+    std::int64_t padTokenId = 0;
+
+    static GenerationOptions forConfig(const T5Config& config);
+};
+
+struct GenerationResult {
+    at::Tensor sequences;               // (batch, length) int64 on the CPU, decoder start token first
+    std::vector<double> sequenceScores; // beam search only: the best hypothesis' length-normalised score
+};
+
+// Greedy decoding (numBeams == 1) or beam search (numBeams > 1), under no_grad.
+GenerationResult generate(Seq2SeqStepper& stepper, const at::Tensor& inputIds, const at::Tensor& attentionMask,
+                          const GenerationOptions& options);
+
+// Convenience for the plain backbone.
+GenerationResult generate(T5ForConditionalGeneration& model, const at::Tensor& inputIds,
+                          const at::Tensor& attentionMask, const GenerationOptions& options);
+
+} // namespace ladder

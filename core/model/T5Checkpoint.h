@@ -1,0 +1,41 @@
+#pragma once
+
+#include <string>
+
+#include <c10/core/Device.h>
+#include <c10/core/ScalarType.h>
+
+#include "model/Safetensors.h"
+#include "model/T5Model.h"
+
+namespace ladder {
+
+struct T5LoadOptions {
+    c10::ScalarType dtype = c10::kFloat; // compute dtype: kFloat or kBFloat16
+    c10::Device device = c10::Device(c10::kCPU);
+};
+
+struct LoadedT5 {
+    T5ForConditionalGeneration model{nullptr};
+    T5Config config;
+    std::string directory;
+    std::string weightsDescription; // "model.safetensors", "3 safetensors shards", "pytorch_model.bin"
+    std::string storedDtype;        // dtype(s) found in the files, e.g. "F32" or "BF16"
+};
+
+// Reads the weights of a HF folder: model.safetensors, else model.safetensors.index.json (shards), else
+// pytorch_model.bin. Throws ladder::Error naming the folder or file.
+TensorMap readCheckpointTensors(const std::string& directory, std::string* description = nullptr);
+
+// Copies `tensors` into `model` (converting dtype), strictly: a missing, unexpected or mis-shaped tensor
+// is an error naming it. Tied-weight keys (encoder/decoder.embed_tokens.weight, lm_head.weight when the
+// embeddings are tied) may be present or absent; when present they must have the shared shape.
+void loadT5StateDict(T5ForConditionalGeneration& model, const TensorMap& tensors, const std::string& source);
+
+// config.json + weights -> a model in eval mode on the chosen device and dtype.
+LoadedT5 loadT5(const std::string& directory, const T5LoadOptions& options = {});
+
+// Parameter count, counting tied weights once.
+std::int64_t countParameters(const torch::nn::Module& module);
+
+} // namespace ladder

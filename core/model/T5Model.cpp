@@ -1,0 +1,396 @@
+#include "model/T5Model.h"
+
+#include <cmath>
+#include <limits>
+
+#include <ATen/ATen.h>
+#include <torch/nn/functional/loss.h>
+
+#include "util/Error.h"
+
+namespace ladder {
+namespace {
+
+at::Tensor applyDropout(const at::Tensor& x, double p, bool training)
+{
+    return (training && p > 0.0) ? at::dropout(x, p, true) : x;
+}
+
+at::Tensor activation(const at::Tensor& x, const std::string& act)
+{
+    if (act == "relu")
+        return at::relu(x);
+    if (act == "gelu_new" || act == "gelu_pytorch_tanh")
+        return at::gelu(x, "tanh");
+    if (act == "gelu")
+        return at::gelu(x);
+    if (act == "silu")
+        return at::silu(x);
+    throw Error("T5: unsupported activation " + act);
+}
+
+torch::nn::Linear linear(std::int64_t in, std::int64_t out)
+{
+    return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
+}
+
+double minValue(c10::ScalarType dtype)
+{
+    switch (dtype) {
+    case at::kFloat:
+        return std::numeric_limits<float>::lowest();
+    case at::kDouble:
+        return std::numeric_limits<double>::lowest();
+    case at::kBFloat16:
+        return -3.3895313892515355e38; // torch.finfo(torch.bfloat16).min
+    case at::kHalf:
+        return -65504.0;
+    default:
+        throw Error("T5: unsupported compute dtype for attention masks");
+    }
+}
+
+} // namespace
+
+// ---------------------------------------------------------------------------------------------------
+T5LayerNormImpl::T5LayerNormImpl(std::int64_t dim, double eps) : m_eps(eps)
+{
+    weight = register_parameter("weight", at::ones({dim}));
+}
+
+at::Tensor T5LayerNormImpl::forward(const at::Tensor& hidden)
+{
+    const auto variance = hidden.to(at::kFloat).pow(2).mean(-1, true);
+    auto normed = hidden * at::rsqrt(variance + m_eps);
+    if (weight.scalar_type() == at::kHalf || weight.scalar_type() == at::kBFloat16)
+        normed = normed.to(weight.scalar_type());
+    return weight * normed;
+}
+
+// ---------------------------------------------------------------------------------------------------
+T5AttentionImpl::T5AttentionImpl(const T5AttentionOptions& options) : m_options(options)
+{
+    const auto inner = options.numHeads * options.dKv;
+    q = register_module("q", linear(options.dModel, inner));
+    k = register_module("k", linear(options.dModel, inner));
+    v = register_module("v", linear(options.dModel, inner));
+    o = register_module("o", linear(inner, options.dModel));
+    if (options.hasRelativeBias)
+        relative_attention_bias = register_module(
+            "relative_attention_bias", torch::nn::Embedding(options.numBuckets, options.numHeads));
+}
+
+at::Tensor T5AttentionImpl::relativePositionBucket(const at::Tensor& relativePosition, bool bidirectional,
+                                                  std::int64_t numBuckets, std::int64_t maxDistance)
+{
+    auto buckets = at::zeros_like(relativePosition);
+    auto position = relativePosition;
+    if (bidirectional) {
+        numBuckets /= 2;
+        buckets = buckets + (position > 0).to(at::kLong) * numBuckets;
+        position = position.abs();
+    } else {
+        position = -at::clamp_max(position, 0);
+    }
+    const std::int64_t maxExact = numBuckets / 2;
+    const auto isSmall = position < maxExact;
+    auto large = maxExact + (at::log(position.to(at::kFloat) / static_cast<double>(maxExact)) /
+                             std::log(static_cast<double>(maxDistance) / static_cast<double>(maxExact)) *
+                             static_cast<double>(numBuckets - maxExact))
+                                .to(at::kLong);
+    large = at::clamp_max(large, numBuckets - 1);
+    return buckets + at::where(isSmall, position, large);
+}
+
+at::Tensor T5AttentionImpl::computeBias(std::int64_t queryLength, std::int64_t keyLength, const c10::Device& device)
+{
+    if (!relative_attention_bias)
+        throw Error("T5: computeBias called on a layer without relative_attention_bias");
+    const auto opts = at::TensorOptions().dtype(at::kLong).device(device);
+    const auto context = at::arange(keyLength - queryLength, keyLength, opts).unsqueeze(1);
+    const auto memory = at::arange(keyLength, opts).unsqueeze(0);
+    const auto buckets = relativePositionBucket(memory - context, !m_options.isDecoder, m_options.numBuckets,
+                                                m_options.maxDistance);
+    return relative_attention_bias(buckets).permute({2, 0, 1}).unsqueeze(0); // (1, heads, q, k)
+}
+
+at::Tensor T5AttentionImpl::forward(const at::Tensor& hidden, const at::Tensor& keyValueStates,
+                                    const at::Tensor& positionBias, AttentionCache* cache)
+{
+    const auto batch = hidden.size(0);
+    const auto heads = m_options.numHeads;
+    const auto dKv = m_options.dKv;
+    auto shape = [&](const at::Tensor& x) { return x.view({batch, -1, heads, dKv}).transpose(1, 2); };
+
+    const auto query = shape(q(hidden));
+    at::Tensor key, value;
+    const bool cross = keyValueStates.defined();
+    if (cross) {
+        if (cache && cache->key.defined()) {
+            key = cache->key;
+            value = cache->value;
+        } else {
+            key = shape(k(keyValueStates));
+            value = shape(v(keyValueStates));
+            if (cache) {
+                cache->key = key;
+                cache->value = value;
+            }
+        }
+    } else {
+        key = shape(k(hidden));
+        value = shape(v(hidden));
+        if (cache) {
+            if (cache->key.defined()) {
+                key = at::cat({cache->key, key}, 2);
+                value = at::cat({cache->value, value}, 2);
+            }
+            cache->key = key;
+            cache->value = value;
+        }
+    }
+
+    auto scores = at::matmul(query, key.transpose(2, 3)); // no 1/sqrt(d_kv) in T5
+    if (positionBias.defined())
+        scores = scores + positionBias;
+    auto weights = at::softmax(scores.to(at::kFloat), -1).to(scores.scalar_type());
+    weights = applyDropout(weights, m_options.dropout, is_training());
+    const auto context = at::matmul(weights, value).transpose(1, 2).contiguous().view({batch, -1, heads * dKv});
+    return o(context);
+}
+
+// ---------------------------------------------------------------------------------------------------
+T5LayerAttentionImpl::T5LayerAttentionImpl(const T5Config& config, bool isDecoder, bool hasRelativeBias,
+                                           bool isCross)
+    : m_dropout(config.dropoutRate)
+{
+    attention = register_module(isCross ? "EncDecAttention" : "SelfAttention",
+                                T5Attention(T5AttentionOptions(config, isDecoder, hasRelativeBias)));
+    layer_norm = register_module("layer_norm", T5LayerNorm(config.dModel, config.layerNormEpsilon));
+}
+
+at::Tensor T5LayerAttentionImpl::forward(const at::Tensor& hidden, const at::Tensor& keyValueStates,
+                                         const at::Tensor& positionBias, AttentionCache* cache)
+{
+    const auto out = attention(layer_norm(hidden), keyValueStates, positionBias, cache);
+    return hidden + applyDropout(out, m_dropout, is_training());
+}
+
+// ---------------------------------------------------------------------------------------------------
+T5DenseImpl::T5DenseImpl(const T5Config& config)
+    : m_act(config.denseActFn()), m_gated(config.isGatedAct()), m_dropout(config.dropoutRate)
+{
+    if (m_gated) {
+        wi_0 = register_module("wi_0", linear(config.dModel, config.dFf));
+        wi_1 = register_module("wi_1", linear(config.dModel, config.dFf));
+    } else {
+        wi = register_module("wi", linear(config.dModel, config.dFf));
+    }
+    wo = register_module("wo", linear(config.dFf, config.dModel));
+}
+
+at::Tensor T5DenseImpl::forward(const at::Tensor& hidden)
+{
+    at::Tensor h = m_gated ? activation(wi_0(hidden), m_act) * wi_1(hidden) : activation(wi(hidden), m_act);
+    h = applyDropout(h, m_dropout, is_training());
+    return wo(h);
+}
+
+T5LayerFFImpl::T5LayerFFImpl(const T5Config& config) : m_dropout(config.dropoutRate)
+{
+    DenseReluDense = register_module("DenseReluDense", T5Dense(config));
+    layer_norm = register_module("layer_norm", T5LayerNorm(config.dModel, config.layerNormEpsilon));
+}
+
+at::Tensor T5LayerFFImpl::forward(const at::Tensor& hidden)
+{
+    return hidden + applyDropout(DenseReluDense(layer_norm(hidden)), m_dropout, is_training());
+}
+
+// ---------------------------------------------------------------------------------------------------
+T5BlockImpl::T5BlockImpl(const T5Config& config, bool isDecoder, bool hasRelativeBias)
+{
+    layer = register_module("layer", torch::nn::ModuleList());
+    selfAttention = T5LayerAttention(config, isDecoder, hasRelativeBias, false);
+    layer->push_back(selfAttention);
+    if (isDecoder) {
+        crossAttention = T5LayerAttention(config, isDecoder, false, true);
+        layer->push_back(crossAttention);
+    }
+    feedForward = T5LayerFF(config);
+    layer->push_back(feedForward);
+}
+
+at::Tensor T5BlockImpl::forward(const at::Tensor& hidden, const at::Tensor& selfBias, const at::Tensor& encoderHidden,
+                                const at::Tensor& crossBias, BlockCache* cache)
+{
+    auto h = selfAttention(hidden, at::Tensor(), selfBias, cache ? &cache->self : nullptr);
+    if (crossAttention)
+        h = crossAttention(h, encoderHidden, crossBias, cache ? &cache->cross : nullptr);
+    return feedForward(h);
+}
+
+// ---------------------------------------------------------------------------------------------------
+std::vector<at::Tensor> StackOutput::hfHiddenStates() const
+{
+    std::vector<at::Tensor> states{embeddings};
+    for (std::size_t i = 0; i + 1 < blockOutputs.size(); ++i)
+        states.push_back(blockOutputs[i]);
+    states.push_back(lastHiddenState);
+    return states;
+}
+
+void DecoderCache::reorder(const at::Tensor& batchIndices)
+{
+    for (auto& b : blocks) {
+        for (auto* c : {&b.self, &b.cross}) {
+            if (c->key.defined()) {
+                c->key = c->key.index_select(0, batchIndices);
+                c->value = c->value.index_select(0, batchIndices);
+            }
+        }
+    }
+}
+
+T5StackImpl::T5StackImpl(const T5Config& config, bool isDecoder, torch::nn::Embedding sharedEmbedding)
+    : m_embed(std::move(sharedEmbedding)), m_isDecoder(isDecoder), m_dropout(config.dropoutRate)
+{
+    block = register_module("block", torch::nn::ModuleList());
+    const auto layers = isDecoder ? config.numDecoderLayers : config.numLayers;
+    for (std::int64_t i = 0; i < layers; ++i) {
+        blocks.push_back(T5Block(config, isDecoder, i == 0));
+        block->push_back(blocks.back());
+    }
+    final_layer_norm = register_module("final_layer_norm", T5LayerNorm(config.dModel, config.layerNormEpsilon));
+}
+
+at::Tensor T5StackImpl::extendedMask(const at::Tensor& mask01, c10::ScalarType dtype)
+{
+    return (1.0 - mask01.to(dtype)) * minValue(dtype);
+}
+
+StackOutput T5StackImpl::forward(const at::Tensor& inputsEmbeds, const at::Tensor& attentionMask,
+                                 const at::Tensor& encoderHidden, const at::Tensor& encoderMask, DecoderCache* cache)
+{
+    const auto batch = inputsEmbeds.size(0);
+    const auto length = inputsEmbeds.size(1);
+    const auto dtype = inputsEmbeds.scalar_type();
+    const auto device = inputsEmbeds.device();
+    const std::int64_t past = cache ? cache->pastLength : 0;
+    const std::int64_t keyLength = past + length;
+    if (cache && cache->blocks.size() != blocks.size())
+        cache->blocks.resize(blocks.size());
+
+    // Self-attention mask: padding (encoder) or causal x padding (decoder), over past + current keys.
+    at::Tensor mask01 = attentionMask.defined()
+                            ? attentionMask
+                            : at::ones({batch, keyLength}, at::TensorOptions().dtype(at::kLong).device(device));
+    at::Tensor selfMask;
+    if (m_isDecoder) {
+        const auto opts = at::TensorOptions().dtype(at::kLong).device(device);
+        const auto queryPos = at::arange(past, keyLength, opts).unsqueeze(1);
+        const auto keyPos = at::arange(keyLength, opts).unsqueeze(0);
+        const auto causal = (keyPos <= queryPos).unsqueeze(0).unsqueeze(0); // (1, 1, q, k)
+        selfMask = extendedMask(causal.to(dtype) * mask01.unsqueeze(1).unsqueeze(1).to(dtype), dtype);
+    } else {
+        selfMask = extendedMask(mask01.unsqueeze(1).unsqueeze(1), dtype);
+    }
+    // The first block owns the relative position bias; it is computed once and shared by every block.
+    const auto selfBias = blocks.front()->selfAttention->attention->computeBias(length, keyLength, device) + selfMask;
+
+    at::Tensor crossBias;
+    if (m_isDecoder) {
+        if (!encoderHidden.defined())
+            throw Error("T5 decoder: encoder hidden states are required");
+        const auto encMask01 =
+            encoderMask.defined()
+                ? encoderMask
+                : at::ones({batch, encoderHidden.size(1)}, at::TensorOptions().dtype(at::kLong).device(device));
+        crossBias = extendedMask(encMask01.unsqueeze(1).unsqueeze(1), dtype);
+    }
+
+    StackOutput out;
+    out.embeddings = applyDropout(inputsEmbeds, m_dropout, is_training());
+    at::Tensor hidden = out.embeddings;
+    out.blockOutputs.reserve(blocks.size());
+    for (std::size_t i = 0; i < blocks.size(); ++i) {
+        hidden = blocks[i]->forward(hidden, selfBias, encoderHidden, crossBias, cache ? &cache->blocks[i] : nullptr);
+        out.blockOutputs.push_back(hidden);
+    }
+    out.lastHiddenState = applyDropout(final_layer_norm(hidden), m_dropout, is_training());
+    if (cache)
+        cache->pastLength = keyLength;
+    return out;
+}
+
+// ---------------------------------------------------------------------------------------------------
+T5ForConditionalGenerationImpl::T5ForConditionalGenerationImpl(const T5Config& config) : m_config(config)
+{
+    m_config.validate();
+    shared = register_module("shared", torch::nn::Embedding(config.vocabSize, config.dModel));
+    encoder = register_module("encoder", T5Stack(config, false, shared));
+    decoder = register_module("decoder", T5Stack(config, true, shared));
+    if (!config.tieWordEmbeddings)
+        lm_head = register_module("lm_head", linear(config.dModel, config.vocabSize));
+}
+
+StackOutput T5ForConditionalGenerationImpl::encode(const at::Tensor& inputIds, const at::Tensor& attentionMask)
+{
+    return encoder->forward(shared(inputIds), attentionMask);
+}
+
+StackOutput T5ForConditionalGenerationImpl::decode(const at::Tensor& decoderInputIds, const at::Tensor& encoderHidden,
+                                                   const at::Tensor& encoderMask, DecoderCache* cache)
+{
+    return decoder->forward(shared(decoderInputIds), at::Tensor(), encoderHidden, encoderMask, cache);
+}
+
+at::Tensor T5ForConditionalGenerationImpl::lmHeadWeight() const
+{
+    return m_config.tieWordEmbeddings ? shared->weight : lm_head->weight;
+}
+
+at::Tensor T5ForConditionalGenerationImpl::lmLogits(const at::Tensor& decoderHidden)
+{
+    if (m_config.tieWordEmbeddings)
+        return at::linear(decoderHidden * std::pow(static_cast<double>(m_config.dModel), -0.5), shared->weight);
+    return lm_head(decoderHidden);
+}
+
+at::Tensor T5ForConditionalGenerationImpl::shiftRight(const at::Tensor& labels) const
+{
+    auto shifted = at::full_like(labels, m_config.decoderStartTokenId);
+    if (labels.size(1) > 1)
+        shifted.narrow(1, 1, labels.size(1) - 1).copy_(labels.narrow(1, 0, labels.size(1) - 1));
+    return shifted.masked_fill(shifted == -100, m_config.padTokenId);
+}
+
+at::Tensor T5ForConditionalGenerationImpl::crossEntropy(const at::Tensor& logits, const at::Tensor& labels)
+{
+    return at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}).to(at::kFloat), labels.reshape({-1}), {},
+                                  at::Reduction::Mean, -100);
+}
+
+Seq2SeqOutput T5ForConditionalGenerationImpl::forward(const at::Tensor& inputIds, const at::Tensor& attentionMask,
+                                                      const at::Tensor& labels, const at::Tensor& decoderInputIds)
+{
+    if (!labels.defined() && !decoderInputIds.defined())
+        throw Error("T5 forward: labels or decoder input ids are required");
+    Seq2SeqOutput out;
+    out.encoder = encode(inputIds, attentionMask);
+    const auto decIn = decoderInputIds.defined() ? decoderInputIds : shiftRight(labels);
+    out.decoder = decode(decIn, out.encoder.lastHiddenState, attentionMask);
+    out.logits = lmLogits(out.decoder.lastHiddenState);
+    if (labels.defined())
+        out.loss = crossEntropy(out.logits, labels);
+    return out;
+}
+
+DecoderCache T5ForConditionalGenerationImpl::makeCache() const
+{
+    DecoderCache cache;
+    cache.blocks.resize(static_cast<std::size_t>(m_config.numDecoderLayers));
+    return cache;
+}
+
+} // namespace ladder

@@ -1,0 +1,228 @@
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/pimpl.h>
+
+#include "model/T5Config.h"
+
+namespace ladder {
+
+// T5 in LibTorch, module and parameter names identical to HF's T5ForConditionalGeneration state dict
+// (DESIGN.md section 2), so a checkpoint maps 1:1.
+
+// RMS layer norm without bias or mean subtraction; the variance is computed in float32.
+class T5LayerNormImpl : public torch::nn::Module {
+public:
+    T5LayerNormImpl(std::int64_t dim, double eps);
+    at::Tensor forward(const at::Tensor& hidden);
+
+    at::Tensor weight;
+
+private:
+    double m_eps;
+};
+TORCH_MODULE(T5LayerNorm);
+
+// Keys and values of one attention layer during incremental decoding, shaped (batch, heads, time, d_kv).
+struct AttentionCache {
+    at::Tensor key;
+    at::Tensor value;
+};
+
+struct T5AttentionOptions {
+    T5AttentionOptions(const T5Config& config, bool isDecoder, bool hasRelativeBias)
+        : dModel(config.dModel), dKv(config.dKv), numHeads(config.numHeads),
+          numBuckets(config.relativeAttentionNumBuckets), maxDistance(config.relativeAttentionMaxDistance),
+          dropout(config.dropoutRate), isDecoder(isDecoder), hasRelativeBias(hasRelativeBias)
+    {
+    }
+    std::int64_t dModel;
+    std::int64_t dKv;
+    std::int64_t numHeads;
+    std::int64_t numBuckets;
+    std::int64_t maxDistance;
+    double dropout;
+    bool isDecoder;
+    bool hasRelativeBias;
+};
+
+// Multi-head attention without the 1/sqrt(d_kv) scale; q, k, v, o without biases.
+class T5AttentionImpl : public torch::nn::Module {
+public:
+    explicit T5AttentionImpl(const T5AttentionOptions& options);
+
+    // hidden: (batch, q, d_model). keyValueStates: undefined for self-attention, else (batch, k, d_model).
+    // positionBias: (1 or batch, heads, q, k) with the attention mask already added.
+    // cache: when given, self-attention appends this step's keys/values; cross-attention computes them
+    // on the first call and reuses them afterwards.
+    at::Tensor forward(const at::Tensor& hidden, const at::Tensor& keyValueStates, const at::Tensor& positionBias,
+                       AttentionCache* cache = nullptr);
+
+    // The relative position bias (1, heads, queryLength, keyLength) for query positions
+    // [keyLength - queryLength, keyLength): only valid when the layer owns relative_attention_bias.
+    at::Tensor computeBias(std::int64_t queryLength, std::int64_t keyLength, const c10::Device& device);
+    bool hasRelativeBias() const { return m_options.hasRelativeBias; }
+
+    // HF's _relative_position_bucket.
+    static at::Tensor relativePositionBucket(const at::Tensor& relativePosition, bool bidirectional,
+                                             std::int64_t numBuckets, std::int64_t maxDistance);
+
+    torch::nn::Linear q{nullptr}, k{nullptr}, v{nullptr}, o{nullptr};
+    torch::nn::Embedding relative_attention_bias{nullptr};
+
+private:
+    T5AttentionOptions m_options;
+};
+TORCH_MODULE(T5Attention);
+
+// layer.0 (and layer.1 in the decoder): pre-norm attention with a residual connection.
+class T5LayerAttentionImpl : public torch::nn::Module {
+public:
+    T5LayerAttentionImpl(const T5Config& config, bool isDecoder, bool hasRelativeBias, bool isCross);
+    at::Tensor forward(const at::Tensor& hidden, const at::Tensor& keyValueStates, const at::Tensor& positionBias,
+                       AttentionCache* cache = nullptr);
+
+    T5Attention attention{nullptr}; // registered as SelfAttention or EncDecAttention
+    T5LayerNorm layer_norm{nullptr};
+
+private:
+    double m_dropout;
+};
+TORCH_MODULE(T5LayerAttention);
+
+// DenseReluDense: wi -> act -> dropout -> wo, or gated: act(wi_0) * wi_1 -> dropout -> wo.
+class T5DenseImpl : public torch::nn::Module {
+public:
+    explicit T5DenseImpl(const T5Config& config);
+    at::Tensor forward(const at::Tensor& hidden);
+
+    torch::nn::Linear wi{nullptr}, wi_0{nullptr}, wi_1{nullptr}, wo{nullptr};
+
+private:
+    std::string m_act;
+    bool m_gated;
+    double m_dropout;
+};
+TORCH_MODULE(T5Dense);
+
+class T5LayerFFImpl : public torch::nn::Module {
+public:
+    explicit T5LayerFFImpl(const T5Config& config);
+    at::Tensor forward(const at::Tensor& hidden);
+
+    T5Dense DenseReluDense{nullptr};
+    T5LayerNorm layer_norm{nullptr};
+
+private:
+    double m_dropout;
+};
+TORCH_MODULE(T5LayerFF);
+
+struct BlockCache {
+    AttentionCache self;
+    AttentionCache cross;
+};
+
+class T5BlockImpl : public torch::nn::Module {
+public:
+    T5BlockImpl(const T5Config& config, bool isDecoder, bool hasRelativeBias);
+    at::Tensor forward(const at::Tensor& hidden, const at::Tensor& selfBias, const at::Tensor& encoderHidden,
+                       const at::Tensor& crossBias, BlockCache* cache = nullptr);
+
+    torch::nn::ModuleList layer{nullptr};
+    T5LayerAttention selfAttention{nullptr};  // layer.0
+    T5LayerAttention crossAttention{nullptr}; // layer.1 (decoder only)
+    T5LayerFF feedForward{nullptr};           // layer.1 (encoder) or layer.2 (decoder)
+};
+TORCH_MODULE(T5Block);
+
+// Per-stack results. blockOutputs[i] is block i's output before any final norm (the LST ladder input).
+struct StackOutput {
+    at::Tensor embeddings;                // after dropout
+    std::vector<at::Tensor> blockOutputs; // numLayers entries
+    at::Tensor lastHiddenState;           // final_layer_norm + dropout
+
+    // HF's hidden_states tuple: embeddings, outputs of blocks 0..n-2, then the final normed output.
+    std::vector<at::Tensor> hfHiddenStates() const;
+};
+
+struct DecoderCache {
+    std::vector<BlockCache> blocks;
+    std::int64_t pastLength = 0;
+    // Reorders the batch dimension of every cached tensor (beam search).
+    void reorder(const at::Tensor& batchIndices);
+};
+
+class T5StackImpl : public torch::nn::Module {
+public:
+    T5StackImpl(const T5Config& config, bool isDecoder, torch::nn::Embedding sharedEmbedding);
+
+    // inputsEmbeds: (batch, length, d_model) already embedded. attentionMask: (batch, length) of 0/1
+    // (undefined = all ones). For the decoder, encoderHidden/encoderMask feed cross-attention and cache
+    // enables incremental decoding.
+    StackOutput forward(const at::Tensor& inputsEmbeds, const at::Tensor& attentionMask,
+                        const at::Tensor& encoderHidden = {}, const at::Tensor& encoderMask = {},
+                        DecoderCache* cache = nullptr);
+
+    torch::nn::ModuleList block{nullptr};
+    T5LayerNorm final_layer_norm{nullptr};
+    std::vector<T5Block> blocks; // typed views of `block`
+
+    // (1 - mask) * finfo(dtype).min, shaped (batch, 1, 1 or q, k).
+    static at::Tensor extendedMask(const at::Tensor& mask01, c10::ScalarType dtype);
+
+private:
+    torch::nn::Embedding m_embed; // the shared embedding; not registered here (it is `shared`)
+    bool m_isDecoder;
+    double m_dropout;
+};
+TORCH_MODULE(T5Stack);
+
+struct Seq2SeqOutput {
+    at::Tensor logits; // (batch, target length, vocab)
+    at::Tensor loss;   // scalar mean over labels != -100; undefined without labels
+    StackOutput encoder;
+    StackOutput decoder;
+};
+
+class T5ForConditionalGenerationImpl : public torch::nn::Module {
+public:
+    explicit T5ForConditionalGenerationImpl(const T5Config& config);
+
+    // Teacher-forced forward. decoderInputIds defaults to shiftRight(labels).
+    Seq2SeqOutput forward(const at::Tensor& inputIds, const at::Tensor& attentionMask, const at::Tensor& labels,
+                          const at::Tensor& decoderInputIds = {});
+
+    StackOutput encode(const at::Tensor& inputIds, const at::Tensor& attentionMask);
+    StackOutput decode(const at::Tensor& decoderInputIds, const at::Tensor& encoderHidden,
+                       const at::Tensor& encoderMask, DecoderCache* cache = nullptr);
+    // Decoder output -> logits (with the d_model^-0.5 rescale when the embeddings are tied).
+    at::Tensor lmLogits(const at::Tensor& decoderHidden);
+    // The LM head matrix (vocab, d_model): lm_head.weight, or shared.weight when tied.
+    at::Tensor lmHeadWeight() const;
+
+    // HF's _shift_right: decoder start token first, labels shifted right, -100 replaced by pad.
+    at::Tensor shiftRight(const at::Tensor& labels) const;
+    static at::Tensor crossEntropy(const at::Tensor& logits, const at::Tensor& labels);
+
+    DecoderCache makeCache() const;
+    const T5Config& config() const { return m_config; }
+
+    torch::nn::Embedding shared{nullptr};
+    T5Stack encoder{nullptr};
+    T5Stack decoder{nullptr};
+    torch::nn::Linear lm_head{nullptr}; // only when tie_word_embeddings is false
+
+private:
+    T5Config m_config;
+};
+TORCH_MODULE(T5ForConditionalGeneration);
+
+} // namespace ladder

@@ -129,7 +129,7 @@ int runForward(const BackboneFlags& f, const std::string& inputsPath, const std:
 }
 
 int runGenerate(const BackboneFlags& f, const std::string& inputsPath, std::int64_t numBeams,
-                std::int64_t maxNewTokens)
+                std::int64_t maxNewTokens, bool withScores)
 {
     auto opts = loadOptions(f);
     auto loaded = loadT5(f.model, opts);
@@ -148,7 +148,7 @@ int runGenerate(const BackboneFlags& f, const std::string& inputsPath, std::int6
         sequences.push_back(row);
     }
     nlohmann::json out{{"sequences", sequences}};
-    if (!result.sequenceScores.empty())
+    if (withScores && !result.sequenceScores.empty())
         out["sequences_scores"] = result.sequenceScores;
     std::cout << out.dump() << "\n";
     return 0;
@@ -182,14 +182,16 @@ void registerModelCommands(CLI::App& app)
         auto inputs = std::make_shared<std::string>();
         auto beams = std::make_shared<std::int64_t>(1);
         auto maxNew = std::make_shared<std::int64_t>(0);
+        auto scores = std::make_shared<bool>(false);
         auto* cmd = app.add_subcommand("generate", "Greedy or beam-search generation, ids as HF generate() returns them");
         addBackboneFlags(cmd, *flags);
         cmd->add_option("--inputs", *inputs, "inputs.json with input_ids and attention_mask")->required();
         cmd->add_option("--num-beams", *beams, "1 = greedy")->capture_default_str()->check(CLI::Range(1, 64));
         cmd->add_option("--max-new-tokens", *maxNew, "default: max_new_tokens of the inputs file, else 20")
             ->check(CLI::Range(1, 4096));
-        cmd->callback([flags, inputs, beams, maxNew] {
-            runGuarded("generate", [&] { return runGenerate(*flags, *inputs, *beams, *maxNew); });
+        cmd->add_flag("--scores", *scores, "also print sequences_scores (beam search)");
+        cmd->callback([flags, inputs, beams, maxNew, scores] {
+            runGuarded("generate", [&] { return runGenerate(*flags, *inputs, *beams, *maxNew, *scores); });
         });
     }
 }

@@ -158,6 +158,8 @@ LoadedT5 loadT5(const std::string& directory, const T5LoadOptions& options)
 {
     if (options.dtype != at::kFloat && options.dtype != at::kBFloat16)
         throw Error("loading " + directory + ": compute dtype must be fp32 or bf16");
+    if (!fs::is_directory(directory))
+        throw Error(directory + ": not a folder (expected a HuggingFace T5 folder with config.json and weights)");
     LoadedT5 loaded;
     loaded.directory = directory;
     loaded.config = T5Config::fromJsonFile((fs::path(directory) / "config.json").string());

@@ -1,11 +1,117 @@
+// ladderbench: the LadderBench workbench.
+//   ladderbench [--view NAME] [--screenshot FILE.png]
+// --screenshot renders the main window offscreen at a fixed size, saves it and exits, so README
+// screenshots and GUI checks need no display.
+#include <cstdio>
+#include <cstring>
+
 #include <QApplication>
+#include <QCommandLineParser>
+#include <QDir>
+#include <QFileInfo>
+#include <QPixmap>
+#include <QSize>
 
 #include "MainWindow.h"
+#include "ladder/Version.h"
+
+namespace {
+
+constexpr QSize kScreenshotSize(1280, 800);
+
+// True when the command line asks for something that needs no display: a screenshot, help or the version.
+bool runsWithoutDisplay(int argc, char** argv)
+{
+    for (int i = 1; i < argc; ++i) {
+        const char* arg = argv[i];
+        if (std::strcmp(arg, "--screenshot") == 0 || std::strncmp(arg, "--screenshot=", 13) == 0
+            || std::strcmp(arg, "--help") == 0 || std::strcmp(arg, "-h") == 0
+            || std::strcmp(arg, "--help-all") == 0 || std::strcmp(arg, "--version") == 0
+            || std::strcmp(arg, "-v") == 0)
+            return true;
+    }
+    return false;
+}
+
+bool hasDisplay()
+{
+    return !qEnvironmentVariableIsEmpty("DISPLAY") || !qEnvironmentVariableIsEmpty("WAYLAND_DISPLAY");
+}
+
+int fail(const QString& message)
+{
+    std::fprintf(stderr, "ladderbench: %s\n", qPrintable(message));
+    return 1;
+}
+
+int saveScreenshot(ladder::widgets::MainWindow& window, const QString& path)
+{
+    const QFileInfo target(path);
+    if (!QDir().mkpath(target.absolutePath()))
+        return fail(QStringLiteral("cannot create the folder %1").arg(target.absolutePath()));
+    window.resize(kScreenshotSize);
+    window.show();
+    QApplication::processEvents();
+    const QPixmap pixmap = window.grab();
+    if (pixmap.isNull())
+        return fail(QStringLiteral("rendering the main window failed"));
+    if (!pixmap.save(target.absoluteFilePath()))
+        return fail(QStringLiteral("cannot write %1 (a writable path ending in .png is expected)")
+                        .arg(target.absoluteFilePath()));
+    std::printf("%s: %dx%d\n", qPrintable(target.absoluteFilePath()), pixmap.width(), pixmap.height());
+    return 0;
+}
+
+} // namespace
 
 int main(int argc, char** argv)
 {
+    // A screenshot needs no display: use the offscreen platform unless one was chosen explicitly.
+    if (qEnvironmentVariableIsEmpty("QT_QPA_PLATFORM")) {
+        if (runsWithoutDisplay(argc, argv))
+            qputenv("QT_QPA_PLATFORM", "offscreen");
+        else if (!hasDisplay())
+            return fail(
+                QStringLiteral("no display (DISPLAY and WAYLAND_DISPLAY are unset); run it under "
+                               "`xvfb-run -a`, or use --screenshot FILE.png to render the window offscreen"));
+    }
+
     QApplication app(argc, argv);
-    ladder::widgets::MainWindow w;
-    w.show();
-    return app.exec();
+    QApplication::setOrganizationName(QStringLiteral("LadderBench"));
+    QApplication::setApplicationName(QStringLiteral("ladderbench"));
+    QApplication::setApplicationDisplayName(QStringLiteral("LadderBench"));
+    QApplication::setApplicationVersion(QString::fromUtf8(ladder::kVersion));
+
+    QCommandLineParser parser;
+    parser.setApplicationDescription(
+        QStringLiteral("LadderBench: memory-efficient fine-tuning of T5 models with Ladder Side-Tuning."));
+    parser.addHelpOption();
+    parser.addVersionOption();
+    const QCommandLineOption screenshotOption(QStringLiteral("screenshot"),
+        QStringLiteral("Render the main window (%1x%2) offscreen, save it to <file> and exit.")
+            .arg(kScreenshotSize.width())
+            .arg(kScreenshotSize.height()),
+        QStringLiteral("file"));
+    const QCommandLineOption viewOption(
+        QStringLiteral("view"), QStringLiteral("Open the view <name> (overview)."), QStringLiteral("name"));
+    parser.addOption(screenshotOption);
+    parser.addOption(viewOption);
+    parser.process(app);
+    if (!parser.positionalArguments().isEmpty())
+        return fail(QStringLiteral("unexpected argument '%1' (see --help)")
+                        .arg(parser.positionalArguments().first()));
+
+    ladder::widgets::MainWindow window;
+    if (parser.isSet(viewOption)) {
+        const QString view = parser.value(viewOption);
+        if (!window.showView(view))
+            return fail(QStringLiteral("unknown view '%1' (available: %2)")
+                            .arg(view, window.viewNames().join(QStringLiteral(", "))));
+    }
+
+    if (parser.isSet(screenshotOption))
+        return saveScreenshot(window, parser.value(screenshotOption));
+
+    window.show();
+    return QApplication::exec();
 }

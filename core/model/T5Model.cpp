@@ -26,12 +26,19 @@ at::Tensor activation(const at::Tensor& x, const std::string& act)
         return at::gelu(x);
     if (act == "silu")
         return at::silu(x);
+    if (act == "tanh")
+        return at::tanh(x);
     throw Error("T5: unsupported activation " + act);
 }
 
 torch::nn::Linear linear(std::int64_t in, std::int64_t out)
 {
     return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
+}
+
+T5Linear projection(std::int64_t in, std::int64_t out)
+{
+    return T5Linear(in, out);
 }
 
 double minValue(c10::ScalarType dtype)
@@ -64,17 +71,97 @@ at::Tensor T5LayerNormImpl::forward(const at::Tensor& hidden)
     auto normed = hidden * at::rsqrt(variance + m_eps);
     if (weight.scalar_type() == at::kHalf || weight.scalar_type() == at::kBFloat16)
         normed = normed.to(weight.scalar_type());
-    return weight * normed;
+    return bias.defined() ? weight * normed + bias : weight * normed;
+}
+
+void T5LayerNormImpl::addBias()
+{
+    if (!bias.defined())
+        bias = register_parameter("bias", at::zeros_like(weight));
+}
+
+// ---------------------------------------------------------------------------------------------------
+T5LinearImpl::T5LinearImpl(std::int64_t in, std::int64_t out) : m_in(in), m_out(out)
+{
+    // HF initialises T5 weights itself; checkpoints overwrite them. Kaiming-uniform as nn.Linear.
+    const double bound = 1.0 / std::sqrt(static_cast<double>(in));
+    weight = register_parameter("weight", at::empty({out, in}).uniform_(-bound, bound));
+}
+
+at::Tensor T5LinearImpl::forward(const at::Tensor& x)
+{
+    auto y = at::linear(x, weight, bias.defined() ? bias : at::Tensor());
+    if (lora_A.defined() && !m_merged) {
+        const auto in = (is_training() && m_loraDropout > 0.0) ? at::dropout(x, m_loraDropout, true) : x;
+        y = y + at::linear(at::linear(in, lora_A), lora_B) * m_loraScale;
+    }
+    return y;
+}
+
+void T5LinearImpl::addBias()
+{
+    if (!bias.defined())
+        bias = register_parameter("bias", at::zeros({m_out}, weight.options()));
+}
+
+void T5LinearImpl::addLora(std::int64_t rank, double alpha, double dropout)
+{
+    if (lora_A.defined())
+        throw Error("LoRA: projection already has a LoRA path");
+    if (rank <= 0)
+        throw Error("LoRA: rank must be positive");
+    // As loralib/PEFT: A Kaiming-uniform (a = sqrt(5)), B zero, so the model starts unchanged.
+    const double bound = 1.0 / std::sqrt(static_cast<double>(m_in));
+    lora_A = register_parameter("lora_A", at::empty({rank, m_in}, weight.options()).uniform_(-bound, bound));
+    lora_B = register_parameter("lora_B", at::zeros({m_out, rank}, weight.options()));
+    m_loraScale = alpha / static_cast<double>(rank);
+    m_loraDropout = dropout;
+}
+
+void T5LinearImpl::mergeLora()
+{
+    if (!lora_A.defined() || m_merged)
+        return;
+    at::NoGradGuard noGrad;
+    weight.add_(at::matmul(lora_B, lora_A) * m_loraScale);
+    m_merged = true;
+}
+
+void T5LinearImpl::unmergeLora()
+{
+    if (!lora_A.defined() || !m_merged)
+        return;
+    at::NoGradGuard noGrad;
+    weight.sub_(at::matmul(lora_B, lora_A) * m_loraScale);
+    m_merged = false;
+}
+
+// ---------------------------------------------------------------------------------------------------
+BottleneckAdapterImpl::BottleneckAdapterImpl(std::int64_t dim, std::int64_t hidden, std::string activation)
+    : m_activation(std::move(activation))
+{
+    down = register_module("down", torch::nn::Linear(dim, hidden));
+    up = register_module("up", torch::nn::Linear(hidden, dim));
+    at::NoGradGuard noGrad;
+    for (auto* l : {&down, &up}) {
+        (*l)->weight.normal_(0.0, 0.01);
+        (*l)->bias.zero_();
+    }
+}
+
+at::Tensor BottleneckAdapterImpl::forward(const at::Tensor& x)
+{
+    return x + up(activation(down(x), m_activation));
 }
 
 // ---------------------------------------------------------------------------------------------------
 T5AttentionImpl::T5AttentionImpl(const T5AttentionOptions& options) : m_options(options)
 {
     const auto inner = options.numHeads * options.dKv;
-    q = register_module("q", linear(options.dModel, inner));
-    k = register_module("k", linear(options.dModel, inner));
-    v = register_module("v", linear(options.dModel, inner));
-    o = register_module("o", linear(inner, options.dModel));
+    q = register_module("q", projection(options.dModel, inner));
+    k = register_module("k", projection(options.dModel, inner));
+    v = register_module("v", projection(options.dModel, inner));
+    o = register_module("o", projection(inner, options.dModel));
     if (options.hasRelativeBias)
         relative_attention_bias = register_module(
             "relative_attention_bias", torch::nn::Embedding(options.numBuckets, options.numHeads));
@@ -172,8 +259,16 @@ T5LayerAttentionImpl::T5LayerAttentionImpl(const T5Config& config, bool isDecode
 at::Tensor T5LayerAttentionImpl::forward(const at::Tensor& hidden, const at::Tensor& keyValueStates,
                                          const at::Tensor& positionBias, AttentionCache* cache)
 {
-    const auto out = attention(layer_norm(hidden), keyValueStates, positionBias, cache);
+    auto out = attention(layer_norm(hidden), keyValueStates, positionBias, cache);
+    if (adapter)
+        out = adapter(out);
     return hidden + applyDropout(out, m_dropout, is_training());
+}
+
+void T5LayerAttentionImpl::addAdapter(std::int64_t hidden, const std::string& activation)
+{
+    if (!adapter)
+        adapter = register_module("adapter", BottleneckAdapter(layer_norm->weight.size(0), hidden, activation));
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -181,12 +276,19 @@ T5DenseImpl::T5DenseImpl(const T5Config& config)
     : m_act(config.denseActFn()), m_gated(config.isGatedAct()), m_dropout(config.dropoutRate)
 {
     if (m_gated) {
-        wi_0 = register_module("wi_0", linear(config.dModel, config.dFf));
-        wi_1 = register_module("wi_1", linear(config.dModel, config.dFf));
+        wi_0 = register_module("wi_0", projection(config.dModel, config.dFf));
+        wi_1 = register_module("wi_1", projection(config.dModel, config.dFf));
     } else {
-        wi = register_module("wi", linear(config.dModel, config.dFf));
+        wi = register_module("wi", projection(config.dModel, config.dFf));
     }
-    wo = register_module("wo", linear(config.dFf, config.dModel));
+    wo = register_module("wo", projection(config.dFf, config.dModel));
+}
+
+std::vector<T5Linear> T5DenseImpl::projections() const
+{
+    if (m_gated)
+        return {wi_0, wi_1, wo};
+    return {wi, wo};
 }
 
 at::Tensor T5DenseImpl::forward(const at::Tensor& hidden)
@@ -204,7 +306,16 @@ T5LayerFFImpl::T5LayerFFImpl(const T5Config& config) : m_dropout(config.dropoutR
 
 at::Tensor T5LayerFFImpl::forward(const at::Tensor& hidden)
 {
-    return hidden + applyDropout(DenseReluDense(layer_norm(hidden)), m_dropout, is_training());
+    auto out = DenseReluDense(layer_norm(hidden));
+    if (adapter)
+        out = adapter(out);
+    return hidden + applyDropout(out, m_dropout, is_training());
+}
+
+void T5LayerFFImpl::addAdapter(std::int64_t hidden, const std::string& activation)
+{
+    if (!adapter)
+        adapter = register_module("adapter", BottleneckAdapter(layer_norm->weight.size(0), hidden, activation));
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -352,9 +463,16 @@ at::Tensor T5ForConditionalGenerationImpl::lmHeadWeight() const
 
 at::Tensor T5ForConditionalGenerationImpl::lmLogits(const at::Tensor& decoderHidden)
 {
-    if (m_config.tieWordEmbeddings)
-        return at::linear(decoderHidden * std::pow(static_cast<double>(m_config.dModel), -0.5), shared->weight);
-    return lm_head(decoderHidden);
+    const auto hidden = m_config.tieWordEmbeddings
+                            ? decoderHidden * std::pow(static_cast<double>(m_config.dModel), -0.5)
+                            : decoderHidden;
+    return at::linear(hidden, lmHeadWeight(), lm_head_bias.defined() ? lm_head_bias : at::Tensor());
+}
+
+void T5ForConditionalGenerationImpl::addLmHeadBias()
+{
+    if (!lm_head_bias.defined())
+        lm_head_bias = register_parameter("lm_head_bias", at::zeros({m_config.vocabSize}, shared->weight.options()));
 }
 
 at::Tensor T5ForConditionalGenerationImpl::shiftRight(const at::Tensor& labels) const

@@ -22,13 +22,62 @@ class T5LayerNormImpl : public torch::nn::Module {
 public:
     T5LayerNormImpl(std::int64_t dim, double eps);
     at::Tensor forward(const at::Tensor& hidden);
+    // BitFit: a zero-initialised bias, registered as "bias".
+    void addBias();
 
     at::Tensor weight;
+    at::Tensor bias; // undefined unless addBias()
 
 private:
     double m_eps;
 };
 TORCH_MODULE(T5LayerNorm);
+
+// A bias-free linear map y = x W^T, as every T5 projection, that parameter-efficient methods extend in
+// place: add() a zero-initialised bias (BitFit, registered as "bias") or a LoRA path
+// (y += dropout(x) A^T B^T * alpha/rank, registered as "lora_A" (rank, in) and "lora_B" (out, rank)).
+class T5LinearImpl : public torch::nn::Module {
+public:
+    T5LinearImpl(std::int64_t in, std::int64_t out);
+    at::Tensor forward(const at::Tensor& x);
+
+    void addBias();
+    void addLora(std::int64_t rank, double alpha, double dropout);
+    // Folds B A * scale into the weight (inference); unmerge() restores it. Outputs are unchanged.
+    void mergeLora();
+    void unmergeLora();
+    bool hasLora() const { return lora_A.defined(); }
+    bool loraMerged() const { return m_merged; }
+
+    std::int64_t inFeatures() const { return m_in; }
+    std::int64_t outFeatures() const { return m_out; }
+
+    at::Tensor weight;
+    at::Tensor bias;   // undefined unless addBias()
+    at::Tensor lora_A; // undefined unless addLora()
+    at::Tensor lora_B;
+
+private:
+    std::int64_t m_in;
+    std::int64_t m_out;
+    double m_loraScale = 0.0;
+    double m_loraDropout = 0.0;
+    bool m_merged = false;
+};
+TORCH_MODULE(T5Linear);
+
+// Houlsby bottleneck: x + up(act(down(x))), down/up with biases, near-identity at initialisation.
+class BottleneckAdapterImpl : public torch::nn::Module {
+public:
+    BottleneckAdapterImpl(std::int64_t dim, std::int64_t hidden, std::string activation);
+    at::Tensor forward(const at::Tensor& x);
+
+    torch::nn::Linear down{nullptr}, up{nullptr};
+
+private:
+    std::string m_activation;
+};
+TORCH_MODULE(BottleneckAdapter);
 
 // Keys and values of one attention layer during incremental decoding, shaped (batch, heads, time, d_kv).
 struct AttentionCache {
@@ -74,7 +123,7 @@ public:
     static at::Tensor relativePositionBucket(const at::Tensor& relativePosition, bool bidirectional,
                                              std::int64_t numBuckets, std::int64_t maxDistance);
 
-    torch::nn::Linear q{nullptr}, k{nullptr}, v{nullptr}, o{nullptr};
+    T5Linear q{nullptr}, k{nullptr}, v{nullptr}, o{nullptr};
     torch::nn::Embedding relative_attention_bias{nullptr};
 
 private:
@@ -89,8 +138,12 @@ public:
     at::Tensor forward(const at::Tensor& hidden, const at::Tensor& keyValueStates, const at::Tensor& positionBias,
                        AttentionCache* cache = nullptr);
 
+    // Adds a Houlsby adapter on the attention output, before the residual (registered as "adapter").
+    void addAdapter(std::int64_t hidden, const std::string& activation);
+
     T5Attention attention{nullptr}; // registered as SelfAttention or EncDecAttention
     T5LayerNorm layer_norm{nullptr};
+    BottleneckAdapter adapter{nullptr};
 
 private:
     double m_dropout;
@@ -103,7 +156,10 @@ public:
     explicit T5DenseImpl(const T5Config& config);
     at::Tensor forward(const at::Tensor& hidden);
 
-    torch::nn::Linear wi{nullptr}, wi_0{nullptr}, wi_1{nullptr}, wo{nullptr};
+    // The projections that exist in this configuration (wi or wi_0 + wi_1, then wo).
+    std::vector<T5Linear> projections() const;
+
+    T5Linear wi{nullptr}, wi_0{nullptr}, wi_1{nullptr}, wo{nullptr};
 
 private:
     std::string m_act;
@@ -117,8 +173,11 @@ public:
     explicit T5LayerFFImpl(const T5Config& config);
     at::Tensor forward(const at::Tensor& hidden);
 
+    void addAdapter(std::int64_t hidden, const std::string& activation);
+
     T5Dense DenseReluDense{nullptr};
     T5LayerNorm layer_norm{nullptr};
+    BottleneckAdapter adapter{nullptr};
 
 private:
     double m_dropout;
@@ -219,6 +278,9 @@ public:
     T5Stack encoder{nullptr};
     T5Stack decoder{nullptr};
     torch::nn::Linear lm_head{nullptr}; // only when tie_word_embeddings is false
+    // BitFit: a zero-initialised bias on the LM head (registered as "lm_head_bias"; HF T5 has none).
+    void addLmHeadBias();
+    at::Tensor lm_head_bias;
 
 private:
     T5Config m_config;

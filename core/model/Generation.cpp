@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <tuple>
 #include <utility>
 
 #include <ATen/ATen.h>
@@ -14,9 +15,15 @@ namespace ladder {
 // ---------------------------------------------------------------------------------------------------
 void T5Stepper::begin(const at::Tensor& inputIds, const at::Tensor& attentionMask, std::int64_t copies)
 {
-    auto encoded = m_model->encode(inputIds, attentionMask);
-    m_encoderHidden = encoded.lastHiddenState.repeat_interleave(copies, 0);
-    m_encoderMask = attentionMask.defined() ? attentionMask.repeat_interleave(copies, 0) : at::Tensor();
+    at::Tensor hidden, mask;
+    if (m_encode) {
+        std::tie(hidden, mask) = m_encode(inputIds, attentionMask);
+    } else {
+        hidden = m_model->encode(inputIds, attentionMask).lastHiddenState;
+        mask = attentionMask;
+    }
+    m_encoderHidden = hidden.repeat_interleave(copies, 0);
+    m_encoderMask = mask.defined() ? mask.repeat_interleave(copies, 0) : at::Tensor();
     m_cache = m_model->makeCache();
 }
 

@@ -1,6 +1,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <utility>
 #include <vector>
 
 #include <ATen/Tensor.h>
@@ -22,16 +24,23 @@ public:
     virtual void reorder(const at::Tensor& rowIndices) = 0;
 };
 
-// The backbone alone, with a decoder key/value cache.
+// The backbone alone, with a decoder key/value cache. An optional encoder function replaces the
+// backbone's own encoding (prompt tuning prepends its prompts there); it returns the encoder output
+// and the attention mask that cross-attention must use.
 class T5Stepper : public Seq2SeqStepper {
 public:
-    explicit T5Stepper(T5ForConditionalGeneration model) : m_model(std::move(model)) {}
+    using EncodeFn = std::function<std::pair<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&)>;
+    explicit T5Stepper(T5ForConditionalGeneration model, EncodeFn encode = {})
+        : m_model(std::move(model)), m_encode(std::move(encode))
+    {
+    }
     void begin(const at::Tensor& inputIds, const at::Tensor& attentionMask, std::int64_t copies) override;
     at::Tensor step(const at::Tensor& tokens) override;
     void reorder(const at::Tensor& rowIndices) override;
 
 private:
     T5ForConditionalGeneration m_model;
+    EncodeFn m_encode;
     at::Tensor m_encoderHidden;
     at::Tensor m_encoderMask;
     DecoderCache m_cache;

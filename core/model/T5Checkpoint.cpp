@@ -170,7 +170,10 @@ LoadedT5 loadT5(const std::string& directory, const T5LoadOptions& options)
     for (const auto& d : dtypes)
         loaded.storedDtype += (loaded.storedDtype.empty() ? "" : "+") + d;
 
-    loaded.model = T5ForConditionalGeneration(loaded.config);
+    {
+        SkipParameterInit skip; // every weight is overwritten from the checkpoint
+        loaded.model = T5ForConditionalGeneration(loaded.config);
+    }
     loadT5StateDict(loaded.model, tensors, (fs::path(directory) / loaded.weightsDescription).string());
     tensors.clear();
     loaded.model->to(options.device, options.dtype);

@@ -1,0 +1,118 @@
+#include "peft/Method.h"
+
+#include <set>
+
+#include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
+#include <nlohmann/json.hpp>
+
+#include "model/T5Checkpoint.h"
+#include "peft/Baselines.h"
+#include "peft/Ladder.h"
+#include "util/Error.h"
+
+namespace ladder {
+namespace {
+constexpr const char* kFormatKey = "format";
+constexpr const char* kFormat = "ladderbench-trainable/1";
+constexpr const char* kOptionsKey = "method_options";
+} // namespace
+
+Method::Method(T5ForConditionalGeneration backbone, MethodOptions options)
+    : m_backbone(std::move(backbone)), m_options(std::move(options))
+{
+    m_backboneParameters = countParameters(*m_backbone);
+}
+
+std::vector<at::Tensor> Method::trainableParameters() const
+{
+    std::vector<at::Tensor> out;
+    for (auto& [_, p] : namedTrainableParameters())
+        out.push_back(p);
+    return out;
+}
+
+std::int64_t Method::trainableParameterCount() const
+{
+    std::int64_t n = 0;
+    std::set<const void*> seen;
+    for (const auto& [_, p] : namedTrainableParameters())
+        if (seen.insert(p.unsafeGetTensorImpl()).second)
+            n += p.numel();
+    return n;
+}
+
+std::int64_t Method::backboneParameterCount() const
+{
+    return m_backboneParameters;
+}
+
+std::int64_t Method::totalParameterCount() const
+{
+    return countParameters(*m_backbone);
+}
+
+void Method::saveTrainable(const std::string& path) const
+{
+    TensorMap tensors;
+    for (const auto& [name, p] : namedTrainableParameters())
+        tensors[name] = p.detach();
+    writeSafetensors(path, tensors, {{kFormatKey, kFormat}, {kOptionsKey, m_options.toJson().dump()}});
+}
+
+void Method::loadTrainable(const std::string& path)
+{
+    const auto tensors = readSafetensors(path);
+    // Options come from the metadata; they must describe this method.
+    const auto header = readSafetensorsMetadata(path);
+    const auto format = header.find(kFormatKey);
+    if (format == header.end() || format->second != kFormat)
+        throw Error(path + ": not a LadderBench trainable-weights file (metadata format is missing)");
+    const auto options = header.find(kOptionsKey);
+    if (options == header.end())
+        throw Error(path + ": metadata has no method_options");
+    MethodOptions saved;
+    try {
+        saved = MethodOptions::fromJson(nlohmann::json::parse(options->second), path + ": method_options");
+    } catch (const nlohmann::json::exception& e) {
+        throw Error(path + ": method_options is not valid JSON: " + e.what());
+    }
+    if (saved.toJson() != m_options.toJson())
+        throw Error(path + ": saved for method options " + saved.toJson().dump() + ", this run has " +
+                    m_options.toJson().dump());
+
+    const auto named = namedTrainableParameters();
+    std::set<std::string> expected;
+    for (const auto& [name, _] : named)
+        expected.insert(name);
+    for (const auto& [name, _] : tensors)
+        if (!expected.count(name))
+            throw Error(path + ": unexpected tensor " + name);
+    c10::NoGradGuard noGrad;
+    for (const auto& [name, p] : named) {
+        const auto it = tensors.find(name);
+        if (it == tensors.end())
+            throw Error(path + ": missing tensor " + name);
+        if (it->second.sizes() != p.sizes())
+            throw Error(path + ": tensor " + name + " has shape " + c10::str(it->second.sizes()) + ", expected " +
+                        c10::str(p.sizes()));
+        auto target = p;
+        target.copy_(it->second);
+    }
+}
+
+std::unique_ptr<Method> createMethod(T5ForConditionalGeneration backbone, const MethodOptions& options,
+                                     const BatchSource& data)
+{
+    options.validate(backbone->config());
+    const auto device = backbone->shared->weight.device();
+    const auto dtype = backbone->shared->weight.scalar_type();
+    std::unique_ptr<Method> method = options.method == "ladder"
+                                         ? createLadderMethod(std::move(backbone), options, data)
+                                         : createBaselineMethod(std::move(backbone), options);
+    // Modules a method adds are created on the CPU in float32; bring them to the backbone's place.
+    method->to(device, dtype);
+    return method;
+}
+
+} // namespace ladder

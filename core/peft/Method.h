@@ -1,0 +1,79 @@
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <ATen/Tensor.h>
+
+#include "model/Generation.h"
+#include "model/Safetensors.h"
+#include "model/T5Model.h"
+#include "peft/MethodOptions.h"
+
+namespace ladder {
+
+// One batch of a sequence-to-sequence task; labels use -100 for ignored positions.
+struct Seq2SeqBatch {
+    at::Tensor inputIds;      // (batch, source length) int64
+    at::Tensor attentionMask; // (batch, source length) 0/1
+    at::Tensor labels;        // (batch, target length) int64
+};
+
+// Batches for data-driven initialisation (LST Fisher pruning); returns nullopt when exhausted.
+using BatchSource = std::function<std::optional<Seq2SeqBatch>()>;
+
+struct MethodOutput {
+    at::Tensor loss;   // scalar
+    at::Tensor logits; // (batch, target length, vocab)
+};
+
+// A fine-tuning method over a frozen (or, for full, trainable) backbone: what it adds, what trains, a
+// training forward and generation. Created by createMethod().
+class Method {
+public:
+    virtual ~Method() = default;
+
+    const MethodOptions& options() const { return m_options; }
+    T5ForConditionalGeneration backbone() const { return m_backbone; }
+
+    // Teacher-forced forward with the loss.
+    virtual MethodOutput forward(const Seq2SeqBatch& batch) = 0;
+    // Step-by-step decoding for generate() (greedy or beam).
+    virtual std::unique_ptr<Seq2SeqStepper> makeStepper() = 0;
+    // Training mode: dropout on where the method trains; LST keeps the backbone in eval mode by default.
+    virtual void train(bool on) = 0;
+    // Moves everything the method owns (backbone included).
+    virtual void to(c10::Device device, c10::ScalarType dtype) = 0;
+
+    // Trainable parameters by stable name (the names of trainable-weight checkpoints).
+    virtual std::vector<std::pair<std::string, at::Tensor>> namedTrainableParameters() const = 0;
+    std::vector<at::Tensor> trainableParameters() const;
+    std::int64_t trainableParameterCount() const;
+    // Parameters of the pretrained backbone alone (the paper's denominator).
+    std::int64_t backboneParameterCount() const;
+    // Every parameter that takes memory: backbone + added modules (tied weights once).
+    virtual std::int64_t totalParameterCount() const;
+
+    // Trainable weights and their options: save as safetensors (options JSON in the metadata) and load
+    // back bit for bit. Loading checks names, shapes and the method; errors name the file and tensor.
+    void saveTrainable(const std::string& path) const;
+    void loadTrainable(const std::string& path);
+
+protected:
+    Method(T5ForConditionalGeneration backbone, MethodOptions options);
+
+    T5ForConditionalGeneration m_backbone;
+    MethodOptions m_options;
+    std::int64_t m_backboneParameters = 0;
+};
+
+// Builds a method on `backbone` (which it modifies for the in-place methods: bitfit, adapter, lora,
+// prompt). `data` feeds the Fisher initialisation of LST and may be empty otherwise.
+std::unique_ptr<Method> createMethod(T5ForConditionalGeneration backbone, const MethodOptions& options,
+                                     const BatchSource& data = {});
+
+} // namespace ladder

@@ -1,0 +1,230 @@
+#include "peft/MethodOptions.h"
+
+#include <algorithm>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "util/Error.h"
+
+namespace ladder {
+namespace {
+
+using nlohmann::json;
+
+const std::set<std::string>& fieldsOf(const std::string& method)
+{
+    static const std::map<std::string, std::set<std::string>> fields{
+        {"full", {"method", "freeze"}},
+        {"bitfit", {"method", "freeze"}},
+        {"adapter", {"method", "freeze", "hidden", "activation"}},
+        {"lora", {"method", "freeze", "rank", "alpha", "dropout", "targets", "bitfit"}},
+        {"prompt", {"method", "prompts"}},
+        {"ladder",
+         {"method", "r", "keep", "gate_temperature", "init", "fisher_samples", "backbone_train_mode", "ablation",
+          "merge_backbone"}},
+    };
+    return fields.at(method);
+}
+
+std::int64_t intField(const json& j, const std::string& source, const char* field, std::int64_t minimum)
+{
+    const auto& v = j.at(field);
+    if (!v.is_number_integer() || v.get<std::int64_t>() < minimum)
+        throw Error(source + ": field " + field + ": expected an integer >= " + std::to_string(minimum) + ", got " +
+                    v.dump());
+    return v.get<std::int64_t>();
+}
+
+double numberField(const json& j, const std::string& source, const char* field, double lo, double hi,
+                   bool openLow = false)
+{
+    const auto& v = j.at(field);
+    if (!v.is_number() || v.get<double>() < lo || v.get<double>() > hi || (openLow && v.get<double>() == lo))
+        throw Error(source + ": field " + field + ": expected a number in " + (openLow ? "(" : "[") +
+                    std::to_string(lo) + ", " + std::to_string(hi) + "], got " + v.dump());
+    return v.get<double>();
+}
+
+bool boolField(const json& j, const std::string& source, const char* field)
+{
+    const auto& v = j.at(field);
+    if (!v.is_boolean())
+        throw Error(source + ": field " + field + ": expected true or false, got " + v.dump());
+    return v.get<bool>();
+}
+
+std::string choiceField(const json& j, const std::string& source, const char* field,
+                        const std::vector<std::string>& choices)
+{
+    const auto& v = j.at(field);
+    std::string list;
+    for (const auto& c : choices)
+        list += (list.empty() ? "" : ", ") + c;
+    if (!v.is_string() || std::find(choices.begin(), choices.end(), v.get<std::string>()) == choices.end())
+        throw Error(source + ": field " + field + ": expected one of " + list + ", got " + v.dump());
+    return v.get<std::string>();
+}
+
+const std::vector<std::string> kActivations{"relu", "gelu", "silu", "tanh"};
+const std::vector<std::string> kTargets{"q", "k", "v", "o", "wi", "wo"};
+const std::vector<std::string> kInits{"random", "magnitude", "fisher"};
+const std::vector<std::string> kAblations{"none", "side-tuning", "no-ladders", "adapter-blocks", "cross-attention"};
+
+} // namespace
+
+const std::vector<std::string>& knownMethods()
+{
+    static const std::vector<std::string> methods{"full", "bitfit", "adapter", "lora", "prompt", "ladder"};
+    return methods;
+}
+
+bool isKnownMethod(const std::string& method)
+{
+    const auto& m = knownMethods();
+    return std::find(m.begin(), m.end(), method) != m.end();
+}
+
+MethodOptions MethodOptions::defaults(const std::string& method)
+{
+    if (!isKnownMethod(method))
+        throw Error("unknown method '" + method + "' (expected full, bitfit, adapter, lora, prompt or ladder)");
+    MethodOptions o;
+    o.method = method;
+    return o;
+}
+
+MethodOptions MethodOptions::fromJson(const json& j, const std::string& source)
+{
+    if (!j.is_object())
+        throw Error(source + ": expected a JSON object with a field method");
+    if (!j.contains("method") || !j.at("method").is_string())
+        throw Error(source + ": field method: expected one of full, bitfit, adapter, lora, prompt, ladder");
+    const auto method = j.at("method").get<std::string>();
+    if (!isKnownMethod(method))
+        throw Error(source + ": field method: unknown method '" + method +
+                    "' (expected full, bitfit, adapter, lora, prompt or ladder)");
+    MethodOptions o = defaults(method);
+    const auto& allowed = fieldsOf(method);
+    for (const auto& [key, _] : j.items())
+        if (!allowed.count(key))
+            throw Error(source + ": field " + key + ": not an option of method " + method);
+
+    if (j.contains("freeze"))
+        o.freeze = intField(j, source, "freeze", 0);
+    if (j.contains("hidden"))
+        o.hidden = intField(j, source, "hidden", 1);
+    if (j.contains("activation"))
+        o.activation = choiceField(j, source, "activation", kActivations);
+    if (j.contains("rank"))
+        o.rank = intField(j, source, "rank", 1);
+    if (j.contains("alpha"))
+        o.alpha = numberField(j, source, "alpha", 0.0, 1e6, true);
+    if (j.contains("dropout"))
+        o.dropout = numberField(j, source, "dropout", 0.0, 0.99);
+    if (j.contains("targets")) {
+        const auto& t = j.at("targets");
+        if (!t.is_array() || t.empty())
+            throw Error(source + ": field targets: expected a non-empty array among q, k, v, o, wi, wo");
+        o.targets.clear();
+        for (const auto& x : t) {
+            if (!x.is_string() || std::find(kTargets.begin(), kTargets.end(), x.get<std::string>()) == kTargets.end())
+                throw Error(source + ": field targets: " + x.dump() + " is not one of q, k, v, o, wi, wo");
+            if (std::find(o.targets.begin(), o.targets.end(), x.get<std::string>()) == o.targets.end())
+                o.targets.push_back(x.get<std::string>());
+        }
+    }
+    if (j.contains("bitfit"))
+        o.bitfit = boolField(j, source, "bitfit");
+    if (j.contains("prompts"))
+        o.prompts = intField(j, source, "prompts", 1);
+    if (j.contains("r"))
+        o.r = intField(j, source, "r", 1);
+    if (j.contains("keep")) {
+        const auto& k = j.at("keep");
+        if (!k.is_array())
+            throw Error(source + ": field keep: expected an array of layer indices (empty = all layers)");
+        for (const auto& x : k) {
+            if (!x.is_number_integer() || x.get<std::int64_t>() < 0)
+                throw Error(source + ": field keep: " + x.dump() + " is not a layer index >= 0");
+            o.keep.push_back(x.get<std::int64_t>());
+        }
+        std::sort(o.keep.begin(), o.keep.end());
+        if (std::adjacent_find(o.keep.begin(), o.keep.end()) != o.keep.end())
+            throw Error(source + ": field keep: repeated layer index");
+    }
+    if (j.contains("gate_temperature"))
+        o.gateTemperature = numberField(j, source, "gate_temperature", 0.0, 1e3, true);
+    if (j.contains("init"))
+        o.init = choiceField(j, source, "init", kInits);
+    if (j.contains("fisher_samples"))
+        o.fisherSamples = intField(j, source, "fisher_samples", 1);
+    if (j.contains("backbone_train_mode"))
+        o.backboneTrainMode = boolField(j, source, "backbone_train_mode");
+    if (j.contains("ablation"))
+        o.ablation = choiceField(j, source, "ablation", kAblations);
+    if (j.contains("merge_backbone"))
+        o.mergeBackbone = boolField(j, source, "merge_backbone");
+    return o;
+}
+
+json MethodOptions::toJson() const
+{
+    json all{{"method", method},
+             {"freeze", freeze},
+             {"hidden", hidden},
+             {"activation", activation},
+             {"rank", rank},
+             {"alpha", alpha},
+             {"dropout", dropout},
+             {"targets", targets},
+             {"bitfit", bitfit},
+             {"prompts", prompts},
+             {"r", r},
+             {"keep", keep},
+             {"gate_temperature", gateTemperature},
+             {"init", init},
+             {"fisher_samples", fisherSamples},
+             {"backbone_train_mode", backboneTrainMode},
+             {"ablation", ablation},
+             {"merge_backbone", mergeBackbone}};
+    json out = json::object();
+    for (const auto& f : fieldsOf(method))
+        out[f] = all.at(f);
+    return out;
+}
+
+void MethodOptions::validate(const T5Config& config) const
+{
+    const auto layers = config.numLayers + config.numDecoderLayers;
+    if (freeze < 0 || freeze > layers)
+        throw Error("method options: field freeze: " + std::to_string(freeze) + " is more than the backbone's " +
+                    std::to_string(layers) + " layers");
+    if (method == "ladder") {
+        if (config.dModel % r || config.dFf % r || config.dKv % r)
+            throw Error("method options: field r: " + std::to_string(r) + " must divide d_model " +
+                        std::to_string(config.dModel) + ", d_ff " + std::to_string(config.dFf) + " and d_kv " +
+                        std::to_string(config.dKv));
+        for (auto k : keep)
+            if (k >= std::min(config.numLayers, config.numDecoderLayers))
+                throw Error("method options: field keep: layer " + std::to_string(k) +
+                            " does not exist (the backbone has " + std::to_string(config.numLayers) + " encoder and " +
+                            std::to_string(config.numDecoderLayers) + " decoder layers, indices from 0)");
+    }
+    if (method == "adapter" && hidden > config.dModel * 4)
+        throw Error("method options: field hidden: " + std::to_string(hidden) + " is larger than 4 x d_model");
+    if (method == "lora" && rank > std::min(config.dModel, config.innerDim()))
+        throw Error("method options: field rank: " + std::to_string(rank) + " exceeds the projection size");
+}
+
+std::vector<std::int64_t> MethodOptions::keptLayers(std::int64_t numLayers) const
+{
+    if (!keep.empty())
+        return keep;
+    std::vector<std::int64_t> all(static_cast<std::size_t>(numLayers));
+    for (std::int64_t i = 0; i < numLayers; ++i)
+        all[static_cast<std::size_t>(i)] = i;
+    return all;
+}
+
+} // namespace ladder

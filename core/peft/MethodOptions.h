@@ -1,0 +1,67 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "model/T5Config.h"
+
+namespace ladder {
+
+// Options of every fine-tuning method, as one plain struct with documented defaults (the paper's T5-base
+// settings, DESIGN.md section 3). Serialised to and from JSON as part of a run spec: only the fields of
+// the chosen method are written, unknown fields are errors.
+struct MethodOptions {
+    // "full", "bitfit", "adapter", "lora", "prompt" or "ladder".
+    std::string method = "ladder";
+
+    // Baselines (every method but ladder): freeze the first N layers, encoder layers first, then decoder
+    // layers, and insert no modules there (paper Figure 6). 0 = none.
+    std::int64_t freeze = 0;
+
+    // adapter: Houlsby bottleneck size and activation ("relu", "gelu", "silu", "tanh").
+    std::int64_t hidden = 48;
+    std::string activation = "relu";
+
+    // lora: rank, alpha (scale = alpha / rank), dropout on the LoRA path, target matrices among
+    // q, k, v, o, wi, wo (wi means wi_0 and wi_1 in gated FFNs), BitFit biases trained alongside.
+    std::int64_t rank = 32;
+    double alpha = 32.0;
+    double dropout = 0.0;
+    std::vector<std::string> targets{"q", "v"};
+    bool bitfit = true;
+
+    // prompt: number of prompt vectors prepended to the encoder input.
+    std::int64_t prompts = 100;
+
+    // ladder (LST): reduction factor r; side layers kept (0-based backbone layer indices, the same list
+    // for encoder and decoder; empty = all); gate temperature; side-network initialisation ("random",
+    // "magnitude" or "fisher" pruning of the backbone); Fisher samples; backbone in train mode (the
+    // reference's dropout) instead of eval mode; ablation ("none", "side-tuning", "no-ladders",
+    // "adapter-blocks", "cross-attention"); learned merge with the backbone's final output.
+    std::int64_t r = 8;
+    std::vector<std::int64_t> keep;
+    double gateTemperature = 0.1;
+    std::string init = "random";
+    std::int64_t fisherSamples = 1024;
+    bool backboneTrainMode = false;
+    std::string ablation = "none";
+    bool mergeBackbone = false;
+
+    static MethodOptions defaults(const std::string& method);
+    // Errors name the field: "method options: field rank: expected a positive integer".
+    static MethodOptions fromJson(const nlohmann::json& json, const std::string& source = "method options");
+    nlohmann::json toJson() const;
+    // Checks values against a backbone (keep indices < layers, freeze <= layers, divisibility by r...).
+    void validate(const T5Config& config) const;
+
+    // Side layers kept, resolved: keep, or every layer when keep is empty.
+    std::vector<std::int64_t> keptLayers(std::int64_t numLayers) const;
+};
+
+bool isKnownMethod(const std::string& method);
+const std::vector<std::string>& knownMethods();
+
+} // namespace ladder

@@ -1,0 +1,208 @@
+#include "peft/Ladder.h"
+
+#include <algorithm>
+
+#include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
+
+#include "model/T5Checkpoint.h"
+#include "peft/LadderInit.h"
+#include "util/Error.h"
+
+namespace ladder {
+namespace {
+
+// Backbone block outputs of the kept layers; the others are released at once (undefined entries).
+std::vector<at::Tensor> keptOutputs(std::vector<at::Tensor>&& blockOutputs,
+                                    const std::vector<std::int64_t>& keep)
+{
+    std::vector<at::Tensor> out(blockOutputs.size());
+    for (auto i : keep)
+        out[static_cast<std::size_t>(i)] = std::move(blockOutputs[static_cast<std::size_t>(i)]);
+    blockOutputs.clear();
+    return out;
+}
+
+at::Tensor selectRows(const at::Tensor& t, const at::Tensor& rows)
+{
+    return t.defined() ? t.index_select(0, rows.to(t.device())) : t;
+}
+
+} // namespace
+
+LadderSideOptions ladderSideOptions(const T5Config& config, const MethodOptions& options)
+{
+    LadderSideOptions side;
+    side.backbone = config;
+    side.r = options.r;
+    // One keep list for both stacks (DESIGN.md section 3); empty = every layer of each stack. Explicit
+    // indices must exist in both stacks (also when num_decoder_layers != num_layers).
+    side.encoderKeep = options.keptLayers(config.numLayers);
+    side.decoderKeep = options.keptLayers(config.numDecoderLayers);
+    for (auto* keep : {&side.encoderKeep, &side.decoderKeep})
+        std::sort(keep->begin(), keep->end());
+    side.gateTemperature = options.gateTemperature;
+    side.ablation = options.ablation;
+    side.mergeBackbone = options.mergeBackbone;
+    side.validate();
+    return side;
+}
+
+// ---------------------------------------------------------------------------------------------------
+void LadderEncoderState::select(const at::Tensor& rowIndices)
+{
+    attentionMask = selectRows(attentionMask, rowIndices);
+    backboneHidden = selectRows(backboneHidden, rowIndices);
+    sideHidden = selectRows(sideHidden, rowIndices);
+}
+
+LadderModel::LadderModel(T5ForConditionalGeneration backbone, LadderSideNetwork side)
+    : m_backbone(std::move(backbone)), m_side(std::move(side))
+{
+}
+
+LadderEncoderState LadderModel::encode(const at::Tensor& inputIds, const at::Tensor& attentionMask)
+{
+    const auto& o = m_side->options();
+    LadderEncoderState state;
+    state.attentionMask = attentionMask;
+    at::Tensor embeddings;
+    std::vector<at::Tensor> ladders;
+    {
+        // No backbone activation is kept for backward: only the ladder inputs, which the downsamples save.
+        at::NoGradGuard noGrad;
+        embeddings = m_backbone->shared(inputIds);
+        if (o.needsBackbone()) {
+            auto out = m_backbone->encoder->forward(embeddings, attentionMask);
+            state.backboneHidden = out.lastHiddenState;
+            if (o.usesLadders() && o.hasSideEncoder())
+                ladders = keptOutputs(std::move(out.blockOutputs), o.encoderKeep);
+        }
+    }
+    if (m_side->side_encoder)
+        state.sideHidden = m_side->side_encoder->forward(embeddings, ladders, attentionMask);
+    return state;
+}
+
+at::Tensor LadderModel::decode(const at::Tensor& decoderInputIds, const LadderEncoderState& encoded,
+                               DecoderCache* backboneCache, LadderSideCache* sideCache)
+{
+    const auto& o = m_side->options();
+    at::Tensor embeddings, backboneFinal;
+    std::vector<at::Tensor> ladders;
+    {
+        at::NoGradGuard noGrad;
+        embeddings = m_backbone->shared(decoderInputIds);
+        if (o.needsBackbone()) {
+            auto out = m_backbone->decoder->forward(embeddings, at::Tensor(), encoded.backboneHidden,
+                                                    encoded.attentionMask, backboneCache);
+            if (o.usesMerge())
+                backboneFinal = out.lastHiddenState;
+            if (o.usesLadders())
+                ladders = keptOutputs(std::move(out.blockOutputs), o.decoderKeep);
+        }
+    }
+    const auto sideOut = m_side->side_decoder->forward(embeddings, ladders, at::Tensor(), encoded.sideHidden,
+                                                       encoded.attentionMask, sideCache);
+    return m_side->head(sideOut, backboneFinal);
+}
+
+at::Tensor LadderModel::logits(const at::Tensor& decoderHidden)
+{
+    // The frozen LM head, with the d_model^-0.5 rescale when the embeddings are tied.
+    return m_backbone->lmLogits(decoderHidden);
+}
+
+// ---------------------------------------------------------------------------------------------------
+LadderMethod::LadderMethod(T5ForConditionalGeneration backbone, const MethodOptions& options,
+                           const BatchSource& data)
+    : Method(backbone, options),
+      m_model(m_backbone, LadderSideNetwork(ladderSideOptions(m_backbone->config(), options)))
+{
+    for (auto& p : m_backbone->parameters(true))
+        p.set_requires_grad(false);
+    auto side = m_model.side();
+    initialiseSideNetwork(side, m_backbone, options.init, data, options.fisherSamples);
+    const auto& reference = m_backbone->shared->weight;
+    side->to(reference.device(), reference.scalar_type());
+    train(false);
+}
+
+MethodOutput LadderMethod::forward(const Seq2SeqBatch& batch)
+{
+    if (!batch.labels.defined())
+        throw Error("ladder forward: labels are required");
+    const auto decoderInputIds = m_backbone->shiftRight(batch.labels);
+    const auto encoded = m_model.encode(batch.inputIds, batch.attentionMask);
+    MethodOutput out;
+    out.logits = m_model.logits(m_model.decode(decoderInputIds, encoded));
+    out.loss = T5ForConditionalGenerationImpl::crossEntropy(out.logits, batch.labels);
+    return out;
+}
+
+std::unique_ptr<Seq2SeqStepper> LadderMethod::makeStepper()
+{
+    return std::make_unique<LadderStepper>(m_model);
+}
+
+void LadderMethod::train(bool on)
+{
+    m_model.side()->train(on);
+    m_backbone->train(on && m_options.backboneTrainMode);
+}
+
+void LadderMethod::to(c10::Device device, c10::ScalarType dtype)
+{
+    m_backbone->to(device, dtype);
+    m_model.side()->to(device, dtype);
+}
+
+std::vector<std::pair<std::string, at::Tensor>> LadderMethod::namedTrainableParameters() const
+{
+    std::vector<std::pair<std::string, at::Tensor>> out;
+    for (const auto& item : m_model.side()->named_parameters(true))
+        out.emplace_back(item.key(), item.value());
+    return out;
+}
+
+std::int64_t LadderMethod::totalParameterCount() const
+{
+    return Method::totalParameterCount() + countParameters(*m_model.side());
+}
+
+// ---------------------------------------------------------------------------------------------------
+void LadderStepper::begin(const at::Tensor& inputIds, const at::Tensor& attentionMask, std::int64_t copies)
+{
+    m_encoded = m_model.encode(inputIds, attentionMask);
+    if (copies > 1) {
+        const auto longOpts = at::TensorOptions().dtype(at::kLong).device(inputIds.device());
+        const auto rows = at::arange(inputIds.size(0), longOpts).repeat_interleave(copies);
+        m_encoded.select(rows);
+    }
+    m_backboneCache = m_model.backbone()->makeCache();
+    m_sideCache = m_model.side()->makeCache();
+}
+
+at::Tensor LadderStepper::step(const at::Tensor& tokens)
+{
+    const auto hidden = m_model.decode(tokens, m_encoded, &m_backboneCache, &m_sideCache);
+    return m_model.logits(hidden).select(1, -1).to(at::kFloat);
+}
+
+void LadderStepper::reorder(const at::Tensor& rowIndices)
+{
+    m_backboneCache.reorder(rowIndices);
+    m_sideCache.reorder(rowIndices);
+    m_encoded.select(rowIndices);
+}
+
+// ---------------------------------------------------------------------------------------------------
+std::unique_ptr<Method> createLadderMethod(T5ForConditionalGeneration backbone, const MethodOptions& options,
+                                           const BatchSource& data)
+{
+    if (options.method != "ladder")
+        throw Error("createLadderMethod: method is '" + options.method + "', not ladder");
+    return std::make_unique<LadderMethod>(std::move(backbone), options, data);
+}
+
+} // namespace ladder

@@ -1,0 +1,89 @@
+#pragma once
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "peft/LadderSideNetwork.h"
+#include "peft/Method.h"
+
+namespace ladder {
+
+// Ladder Side-Tuning (DESIGN.md section 3, docs/LST.md): a side network beside the frozen backbone.
+std::unique_ptr<Method> createLadderMethod(T5ForConditionalGeneration backbone, const MethodOptions& options,
+                                           const BatchSource& data);
+
+// The side network options an LST method uses for `config` (keep lists resolved per stack, validated).
+// Errors name the field: "ladder: field keep: layer 4 does not exist in the decoder (2 layers, ...)".
+LadderSideOptions ladderSideOptions(const T5Config& config, const MethodOptions& options);
+
+// What the backbone encoder hands to the side network and the decoders: computed without gradients.
+struct LadderEncoderState {
+    at::Tensor attentionMask;  // (batch, source length) or undefined
+    at::Tensor backboneHidden; // backbone encoder output (after its final norm); undefined without backbone
+    at::Tensor sideHidden;     // side encoder output (d/r); undefined without a side encoder
+
+    // Keeps row rowIndices[r] as row r (beam expansion and reordering).
+    void select(const at::Tensor& rowIndices);
+};
+
+// Backbone + side network, shared (module holders) between the method and its steppers.
+class LadderModel {
+public:
+    LadderModel(T5ForConditionalGeneration backbone, LadderSideNetwork side);
+
+    // The backbone encoder under NoGradGuard (when the ablation needs it), then the side encoder.
+    LadderEncoderState encode(const at::Tensor& inputIds, const at::Tensor& attentionMask);
+    // Backbone decoder under NoGradGuard, side decoder with grad, head; returns the d_model hidden states
+    // that the backbone's LM head (lmLogits) turns into logits. With caches: incremental decoding.
+    at::Tensor decode(const at::Tensor& decoderInputIds, const LadderEncoderState& encoded,
+                      DecoderCache* backboneCache = nullptr, LadderSideCache* sideCache = nullptr);
+    at::Tensor logits(const at::Tensor& decoderHidden);
+
+    T5ForConditionalGeneration backbone() const { return m_backbone; }
+    LadderSideNetwork side() const { return m_side; }
+
+private:
+    T5ForConditionalGeneration m_backbone;
+    LadderSideNetwork m_side;
+};
+
+class LadderMethod : public Method {
+public:
+    // Freezes the backbone (requires_grad false), builds the side network, initialises it (options.init;
+    // "fisher" draws examples from `data`), and leaves everything in eval mode (call train(true)).
+    LadderMethod(T5ForConditionalGeneration backbone, const MethodOptions& options, const BatchSource& data);
+
+    MethodOutput forward(const Seq2SeqBatch& batch) override;
+    std::unique_ptr<Seq2SeqStepper> makeStepper() override;
+    // Side network train/eval; the backbone stays in eval mode unless options.backboneTrainMode.
+    void train(bool on) override;
+    void to(c10::Device device, c10::ScalarType dtype) override;
+    std::vector<std::pair<std::string, at::Tensor>> namedTrainableParameters() const override;
+    // Backbone + side network.
+    std::int64_t totalParameterCount() const override;
+
+    LadderSideNetwork sideNetwork() const { return m_model.side(); }
+    LadderModel& model() { return m_model; }
+
+private:
+    LadderModel m_model;
+};
+
+// generate() for LST: the backbone decoder and the side decoder step by step, each with its key/value cache.
+class LadderStepper : public Seq2SeqStepper {
+public:
+    explicit LadderStepper(LadderModel model) : m_model(std::move(model)) {}
+    void begin(const at::Tensor& inputIds, const at::Tensor& attentionMask, std::int64_t copies) override;
+    at::Tensor step(const at::Tensor& tokens) override;
+    void reorder(const at::Tensor& rowIndices) override;
+
+private:
+    LadderModel m_model;
+    LadderEncoderState m_encoded;
+    DecoderCache m_backboneCache;
+    LadderSideCache m_sideCache;
+};
+
+} // namespace ladder

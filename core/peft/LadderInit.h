@@ -1,0 +1,44 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "model/Safetensors.h"
+#include "model/T5Model.h"
+#include "peft/Method.h"
+#include "peft/LadderSideNetwork.h"
+
+namespace ladder {
+
+// Structural initialisation of the LST side network by pruning the backbone (paper section 3.3,
+// DESIGN.md section 3, docs/LST.md "Initialisation").
+
+// Importance of every backbone parameter, keyed by its state-dict name.
+// Magnitude: I = |W|.
+TensorMap magnitudeImportance(T5ForConditionalGeneration& backbone);
+// Empirical Fisher: the sum over up to `samples` examples (batch size 1; batches from `data` are split
+// into rows) of the squared gradients of the task loss of the full backbone. Gradients are enabled only
+// for the duration; afterwards every backbone parameter is frozen again (requires_grad false) with an
+// undefined .grad() and the backbone's train/eval mode restored. Throws when `data` is empty or yields
+// no example.
+TensorMap fisherImportance(T5ForConditionalGeneration& backbone, const BatchSource& data,
+                           std::int64_t samples);
+
+// Prunes every block of the backbone by 1/r (heads kept, d_kv/r rows per head), following one chain of
+// kept embedding dimensions through the encoder and on into the decoder. Returns the pruned tensors under
+// the backbone's own names ("encoder.block.3.layer.1.DenseReluDense.wi.weight",
+// "decoder.final_layer_norm.weight").
+// Every returned tensor is a float32 CPU copy. Relative attention biases are not included (copied unpruned).
+TensorMap pruneBackbone(T5ForConditionalGeneration& backbone, std::int64_t r, const TensorMap& importance);
+
+// Copies the pruned tensors into the side blocks (side layer i from backbone layer i), the backbone's
+// relative attention bias (unpruned) into each stack's first kept layer, and the pruned final layer norms
+// into the side final norms. Downsamples, upsample, gates and ablation modules are left as they are.
+void initialiseSideFromPruned(LadderSideNetwork& side, T5ForConditionalGeneration& backbone,
+                              const TensorMap& pruned);
+
+// init "random" (nothing to do), "magnitude" or "fisher".
+void initialiseSideNetwork(LadderSideNetwork& side, T5ForConditionalGeneration& backbone,
+                           const std::string& init, const BatchSource& data, std::int64_t fisherSamples);
+
+} // namespace ladder

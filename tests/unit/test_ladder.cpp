@@ -1,0 +1,671 @@
+// Ladder Side-Tuning (core/peft/Ladder*.{h,cpp}, docs/LST.md): parameter counts at the paper's shapes,
+// a frozen backbone with no autograd graph, pruning initialisation, generation with both caches, gates
+// and layer dropping, ablations, and a tiny overfitting run.
+#include <cmath>
+#include <functional>
+#include <set>
+#include <unordered_set>
+
+#include <ATen/ATen.h>
+#include <QtTest>
+#include <c10/core/GradMode.h>
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/functions/accumulate_grad.h>
+#include <torch/optim/adamw.h>
+
+#include "TestSupport.h"
+#include "model/Generation.h"
+#include "model/T5Checkpoint.h"
+#include "peft/Ladder.h"
+#include "peft/LadderInit.h"
+#include "util/Error.h"
+
+using namespace ladder;
+
+namespace {
+
+T5Config tinyConfig(std::int64_t encoderLayers = 2, std::int64_t decoderLayers = 2, double dropout = 0.0)
+{
+    T5Config c;
+    c.vocabSize = 64;
+    c.dModel = 32;
+    c.dKv = 8;
+    c.dFf = 64;
+    c.numHeads = 4;
+    c.numLayers = encoderLayers;
+    c.numDecoderLayers = decoderLayers;
+    c.relativeAttentionNumBuckets = 8;
+    c.relativeAttentionMaxDistance = 20;
+    c.dropoutRate = dropout;
+    return c;
+}
+
+MethodOptions ladderOptions(std::int64_t r, std::vector<std::int64_t> keep = {},
+                            std::string ablation = "none")
+{
+    auto o = MethodOptions::defaults("ladder");
+    o.r = r;
+    o.keep = std::move(keep);
+    o.ablation = std::move(ablation);
+    return o;
+}
+
+// Random source/target ids in [2, vocab); one padded source row; the last label of row 1 ignored (-100).
+Seq2SeqBatch randomBatch(std::int64_t batch, std::int64_t sourceLength, std::int64_t targetLength,
+                         std::int64_t vocab)
+{
+    Seq2SeqBatch b;
+    b.inputIds = at::randint(2, vocab, {batch, sourceLength}, at::kLong);
+    b.attentionMask = at::ones({batch, sourceLength}, at::kLong);
+    b.labels = at::randint(2, vocab, {batch, targetLength}, at::kLong);
+    if (batch > 1) {
+        b.attentionMask[0].narrow(0, sourceLength - 2, 2).fill_(0);
+        b.inputIds[0].narrow(0, sourceLength - 2, 2).fill_(0);
+        b.labels[1][targetLength - 1] = -100;
+    }
+    return b;
+}
+
+std::map<std::string, at::Tensor> trainableByName(const Method& m)
+{
+    std::map<std::string, at::Tensor> out;
+    for (const auto& [name, p] : m.namedTrainableParameters())
+        out[name] = p;
+    return out;
+}
+
+std::int64_t countWithPrefix(const Method& m, const std::string& prefix)
+{
+    std::int64_t n = 0;
+    for (const auto& [name, p] : m.namedTrainableParameters())
+        if (name.rfind(prefix, 0) == 0)
+            n += p.numel();
+    return n;
+}
+
+double percent(const Method& m)
+{
+    return 100.0 * static_cast<double>(m.trainableParameterCount()) /
+           static_cast<double>(m.backboneParameterCount());
+}
+
+// The full LST forward recomputed over the whole prefix at every step: no cache anywhere.
+class UncachedStepper : public Seq2SeqStepper {
+public:
+    UncachedStepper(Method& method, std::int64_t padTokenId) : m_method(method), m_pad(padTokenId) {}
+    void begin(const at::Tensor& inputIds, const at::Tensor& attentionMask, std::int64_t copies) override
+    {
+        m_ids = inputIds.repeat_interleave(copies, 0);
+        m_mask = attentionMask.repeat_interleave(copies, 0);
+        m_tokens = at::empty({m_ids.size(0), 0}, at::kLong);
+    }
+    at::Tensor step(const at::Tensor& tokens) override
+    {
+        m_tokens = at::cat({m_tokens, tokens}, 1);
+        // labels = tokens[1:] + one filler, so that shiftRight(labels) == tokens (the start token first).
+        const auto filler = at::full({m_tokens.size(0), 1}, m_pad, at::kLong);
+        const auto labels = at::cat({m_tokens.narrow(1, 1, m_tokens.size(1) - 1), filler}, 1);
+        const auto out = m_method.forward({m_ids, m_mask, labels});
+        return out.logits.select(1, -1).to(at::kFloat);
+    }
+    void reorder(const at::Tensor& rows) override
+    {
+        m_ids = m_ids.index_select(0, rows);
+        m_mask = m_mask.index_select(0, rows);
+        m_tokens = m_tokens.index_select(0, rows);
+    }
+
+private:
+    Method& m_method;
+    std::int64_t m_pad;
+    at::Tensor m_ids, m_mask, m_tokens;
+};
+
+// Every leaf that the autograd graph of `root` accumulates into.
+std::vector<at::Tensor> graphLeaves(const at::Tensor& root)
+{
+    std::vector<at::Tensor> leaves;
+    std::unordered_set<torch::autograd::Node*> seen;
+    std::vector<torch::autograd::Node*> stack{root.grad_fn().get()};
+    while (!stack.empty()) {
+        auto* node = stack.back();
+        stack.pop_back();
+        if (!node || !seen.insert(node).second)
+            continue;
+        if (auto* acc = dynamic_cast<torch::autograd::AccumulateGrad*>(node))
+            leaves.push_back(acc->variable);
+        for (const auto& edge : node->next_edges())
+            stack.push_back(edge.function.get());
+    }
+    return leaves;
+}
+
+} // namespace
+
+class TestLadder : public QObject {
+    Q_OBJECT
+private Q_SLOTS:
+    void initTestCase() { at::set_num_threads(2); }
+
+    // ---- parameter accounting (DESIGN.md section 4) ---------------------------------------------
+    void parameterCountT5Base()
+    {
+        at::manual_seed(0);
+        T5ForConditionalGeneration backbone(T5Config::preset("t5-base"));
+        auto method = createMethod(backbone, ladderOptions(8, {1, 2, 3, 5, 6, 7, 9, 10, 11}));
+        // Hand count: 9 x 110,784 encoder blocks, 9 x 147,744 decoder blocks, 2 relative biases (32 x 12),
+        // 2 final norms (96), 20 downsamples (768 x 96 + 96), 18 gates, upsample (96 x 768 + 768).
+        QCOMPARE(countWithPrefix(*method, "side_encoder.block."), 9 * 110784 + 384);
+        QCOMPARE(countWithPrefix(*method, "side_decoder.block."), 9 * 147744 + 384);
+        QCOMPARE(countWithPrefix(*method, "side_encoder.downsample."), 10 * 73824);
+        QCOMPARE(countWithPrefix(*method, "side_decoder.gate."), 9);
+        QCOMPARE(countWithPrefix(*method, "side_final_upsample."), 74496);
+        QCOMPARE(method->trainableParameterCount(), std::int64_t(3878706));
+        QCOMPARE(method->backboneParameterCount(), std::int64_t(222903552));
+        QCOMPARE(method->totalParameterCount(), std::int64_t(222903552 + 3878706));
+        const double pct = percent(*method);
+        qInfo("LST T5-base r=8 keep 1,2,3,5,6,7,9,10,11: %lld / %lld = %.3f%%",
+              static_cast<long long>(method->trainableParameterCount()),
+              static_cast<long long>(method->backboneParameterCount()), pct);
+        QCOMPARE(std::round(pct * 1000.0) / 1000.0, 1.740);
+    }
+
+    void parameterCountT5Small()
+    {
+        at::manual_seed(0);
+        T5ForConditionalGeneration backbone(T5Config::preset("t5-small"));
+        auto method = createMethod(backbone, ladderOptions(8));
+        const double pct = percent(*method);
+        qInfo("LST T5-small r=8 all layers: %lld / %lld = %.3f%%",
+              static_cast<long long>(method->trainableParameterCount()),
+              static_cast<long long>(method->backboneParameterCount()), pct);
+        QCOMPARE(method->trainableParameterCount(), std::int64_t(1183628));
+        QCOMPARE(std::round(pct * 1000.0) / 1000.0, 1.956);
+    }
+
+    void parameterCountT5Large()
+    {
+        at::manual_seed(0);
+        T5ForConditionalGeneration backbone(T5Config::preset("t5-large"));
+        auto method = createMethod(backbone, ladderOptions(8, {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23}));
+        const double pct = percent(*method);
+        qInfo("LST T5-large r=8 keep 1,3,...,23: %lld / %lld = %.3f%%",
+              static_cast<long long>(method->trainableParameterCount()),
+              static_cast<long long>(method->backboneParameterCount()), pct);
+        QCOMPARE(method->trainableParameterCount(), std::int64_t(9057304));
+        QCOMPARE(std::round(pct * 100.0) / 100.0, 1.23); // the paper's 1.23%
+    }
+
+    // ---- frozen backbone, no graph through it ---------------------------------------------------
+    void backboneGetsNoGradient()
+    {
+        at::manual_seed(1);
+        T5ForConditionalGeneration backbone(tinyConfig(3, 2, 0.1));
+        auto method = createMethod(backbone, ladderOptions(4));
+        method->train(true);
+        QVERIFY(!backbone->is_training()); // LST keeps the backbone in eval mode
+        const auto batch = randomBatch(3, 7, 4, 64);
+        const auto out = method->forward(batch);
+        QVERIFY(std::isfinite(out.loss.item<double>()));
+        out.loss.backward();
+
+        for (const auto& item : backbone->named_parameters(true)) {
+            QVERIFY2(!item.value().requires_grad(), item.key().c_str());
+            QVERIFY2(!item.value().grad().defined(), item.key().c_str());
+        }
+        const auto side = trainableByName(*method);
+        std::set<const void*> sideImpls;
+        for (const auto& [name, p] : side) {
+            QVERIFY2(p.grad().defined(), name.c_str());
+            sideImpls.insert(p.unsafeGetTensorImpl());
+        }
+        // The autograd graph ends only in side parameters, and reaches every one of them.
+        std::set<const void*> leaves;
+        for (const auto& leaf : graphLeaves(out.loss)) {
+            QVERIFY(sideImpls.count(leaf.unsafeGetTensorImpl()));
+            leaves.insert(leaf.unsafeGetTensorImpl());
+        }
+        QCOMPARE(leaves.size(), sideImpls.size());
+
+        // What the backbone hands to the side network carries no graph.
+        auto* lst = dynamic_cast<LadderMethod*>(method.get());
+        QVERIFY(lst);
+        const auto encoded = lst->model().encode(batch.inputIds, batch.attentionMask);
+        QVERIFY(!encoded.backboneHidden.requires_grad());
+        QVERIFY(!encoded.backboneHidden.grad_fn());
+        QVERIFY(encoded.sideHidden.requires_grad());
+        auto stackOut = backbone->encode(batch.inputIds, batch.attentionMask);
+        for (const auto& b : stackOut.blockOutputs)
+            QVERIFY(!b.grad_fn());
+    }
+
+    void trainModes()
+    {
+        at::manual_seed(2);
+        T5ForConditionalGeneration backbone(tinyConfig());
+        auto method = createMethod(backbone, ladderOptions(4));
+        auto side = dynamic_cast<LadderMethod&>(*method).sideNetwork();
+        QVERIFY(!side->is_training()); // built in eval mode
+        method->train(true);
+        QVERIFY(side->is_training());
+        QVERIFY(side->side_decoder->blocks.begin()->second->is_training());
+        QVERIFY(!backbone->is_training());
+        QVERIFY(!backbone->encoder->blocks[0]->is_training());
+        method->train(false);
+        QVERIFY(!side->is_training());
+
+        auto options = ladderOptions(4);
+        options.backboneTrainMode = true;
+        T5ForConditionalGeneration backbone2(tinyConfig());
+        auto method2 = createMethod(backbone2, options);
+        method2->train(true);
+        QVERIFY(backbone2->is_training());
+        method2->train(false);
+        QVERIFY(!backbone2->is_training());
+    }
+
+    // ---- gates and layer dropping ---------------------------------------------------------------
+    void gatesStartAtOneHalfAndKeepDropsBlocks()
+    {
+        at::manual_seed(3);
+        T5ForConditionalGeneration backbone(tinyConfig(3, 2));
+        auto method = createMethod(backbone, ladderOptions(4, {1}));
+        auto side = dynamic_cast<LadderMethod&>(*method).sideNetwork();
+        for (auto* stack : {side->side_encoder.get(), side->side_decoder.get()}) {
+            QVERIFY(stack->keptLayers() == std::vector<std::int64_t>{1});
+            QCOMPARE(stack->gateValue(1).item<double>(), 0.5);
+            QVERIFY_THROWS_EXCEPTION(Error, stack->gateValue(0));
+        }
+        const auto names = trainableByName(*method);
+        for (const std::string stack : {"side_encoder", "side_decoder"}) {
+            QVERIFY(names.count(stack + ".gate.1"));
+            QVERIFY(names.count(stack + ".downsample.1.weight"));
+            QVERIFY(names.count(stack + ".downsample.1.bias"));
+            QVERIFY(names.count(stack + ".downsample.embed.weight"));
+            QVERIFY(names.count(stack + ".final_layer_norm.weight"));
+            // The first kept layer owns the relative position bias.
+            QVERIFY(names.count(stack + ".block.1.layer.0.SelfAttention.relative_attention_bias.weight"));
+            for (const std::string dropped : {"0", "2"}) {
+                QVERIFY(!names.count(stack + ".gate." + dropped));
+                QVERIFY(!names.count(stack + ".downsample." + dropped + ".weight"));
+                for (const auto& [name, _] : names)
+                    QVERIFY2(name.rfind(stack + ".block." + dropped + ".", 0) != 0, name.c_str());
+            }
+        }
+        QVERIFY(names.count("side_decoder.block.1.layer.1.EncDecAttention.q.weight"));
+        using Shape = std::vector<std::int64_t>;
+        const auto shape = [&](const std::string& name) { return names.at(name).sizes().vec(); };
+        QVERIFY(shape("side_encoder.block.1.layer.0.SelfAttention.q.weight") == (Shape{8, 8}));
+        QVERIFY(shape("side_encoder.block.1.layer.1.DenseReluDense.wi.weight") == (Shape{16, 8}));
+        QVERIFY(shape("side_final_upsample.weight") == (Shape{32, 8}));
+        QVERIFY(!names.count("side_merge_gate"));
+
+        // Explicit keep indices must exist in both stacks (3 encoder, 2 decoder layers here).
+        T5ForConditionalGeneration backbone2(tinyConfig(3, 2));
+        try {
+            createLadderMethod(backbone2, ladderOptions(4, {2}), {});
+            QFAIL("keep index 2 should not exist in a 2-layer decoder");
+        } catch (const Error& e) {
+            QVERIFY2(std::string(e.what()).find("field keep") != std::string::npos, e.what());
+        }
+        // Empty keep = every layer of each stack.
+        auto all = createMethod(backbone2, ladderOptions(4));
+        auto allSide = dynamic_cast<LadderMethod&>(*all).sideNetwork();
+        QCOMPARE(allSide->side_encoder->keptLayers().size(), std::size_t(3));
+        QCOMPARE(allSide->side_decoder->keptLayers().size(), std::size_t(2));
+    }
+
+    void reductionFactorMustDivide()
+    {
+        T5ForConditionalGeneration backbone(tinyConfig());
+        try {
+            createLadderMethod(backbone, ladderOptions(3), {});
+            QFAIL("r = 3 does not divide d_model 32");
+        } catch (const Error& e) {
+            QVERIFY2(std::string(e.what()).find("field r") != std::string::npos, e.what());
+        }
+    }
+
+    // ---- pruning initialisation (DESIGN.md section 3) -------------------------------------------
+    void magnitudePruningCopiesChosenSlices()
+    {
+        at::manual_seed(4);
+        T5Config c = tinyConfig();
+        c.vocabSize = 16;
+        c.dModel = 8;
+        c.numHeads = 2;
+        c.dKv = 4;
+        c.dFf = 16;
+        T5ForConditionalGeneration backbone(c);
+        std::map<std::string, at::Tensor> p;
+        {
+            at::NoGradGuard noGrad;
+            for (auto& item : backbone->named_parameters(true)) {
+                item.value().uniform_(0.0, 1.0);
+                p[item.key()] = item.value();
+            }
+            // Make the chosen indices unambiguous: large entries on the rows/columns that must win.
+            for (auto col : {1, 2, 5, 6})
+                p["shared.weight"].select(1, col).add_(10.0);
+            const std::string b0 = "encoder.block.0.layer.0.SelfAttention.";
+            for (const char* m : {"q", "k", "v"}) {
+                auto w = p[b0 + m + ".weight"];
+                w[0].add_(10.0); // head 0: rows 0 and 3 win, row 1 is third in its head
+                w[3].add_(10.0);
+                w[1].add_(5.0);
+                w[5].add_(3.0); // head 1: rows 5 and 6 win, although row 1 scores higher overall
+                w[6].add_(3.0);
+            }
+            for (auto row : {0, 3, 4, 7})
+                p[b0 + "o.weight"][row].add_(10.0);
+            for (auto row : {2, 5, 8, 9, 10, 11, 14, 15})
+                p["encoder.block.0.layer.1.DenseReluDense.wi.weight"][row].add_(10.0);
+            for (auto row : {1, 2, 3, 6})
+                p["encoder.block.0.layer.1.DenseReluDense.wo.weight"][row].add_(10.0);
+        }
+        auto options = ladderOptions(2);
+        options.init = "magnitude";
+        auto method = createMethod(backbone, options);
+        const auto side = trainableByName(*method);
+
+        const auto idx = [](std::initializer_list<std::int64_t> v) {
+            return at::tensor(std::vector<std::int64_t>(v));
+        };
+        const auto embed = idx({1, 2, 5, 6});
+        const auto qkvRows = idx({0, 3, 5, 6}); // per head: 2 of 4 rows in each of the 2 heads
+        const auto attnOut = idx({0, 3, 4, 7});
+        const auto ffHidden = idx({2, 5, 8, 9, 10, 11, 14, 15});
+        const auto ffOut = idx({1, 2, 3, 6});
+        const auto rowsCols = [&](const std::string& name, const at::Tensor& rows, const at::Tensor& cols) {
+            return p.at(name).index_select(0, rows).index_select(1, cols);
+        };
+        const auto check = [&](const std::string& sideName, const at::Tensor& expected) {
+            QVERIFY2(side.count(sideName), sideName.c_str());
+            QVERIFY2(at::equal(side.at(sideName), expected), sideName.c_str());
+        };
+        const std::string s0 = "side_encoder.block.0.";
+        const std::string e0 = "encoder.block.0.";
+        const auto norm = [&](const std::string& name, const at::Tensor& dims) {
+            return p.at(name).index_select(0, dims);
+        };
+        check(s0 + "layer.0.layer_norm.weight", norm(e0 + "layer.0.layer_norm.weight", embed));
+        for (const char* m : {"q", "k", "v"}) {
+            const auto name = std::string("layer.0.SelfAttention.") + m + ".weight";
+            check(s0 + name, rowsCols(e0 + name, qkvRows, embed));
+        }
+        check(s0 + "layer.0.SelfAttention.o.weight",
+              rowsCols(e0 + "layer.0.SelfAttention.o.weight", attnOut, qkvRows));
+        check(s0 + "layer.1.layer_norm.weight", norm(e0 + "layer.1.layer_norm.weight", attnOut));
+        check(s0 + "layer.1.DenseReluDense.wi.weight",
+              rowsCols(e0 + "layer.1.DenseReluDense.wi.weight", ffHidden, attnOut));
+        check(s0 + "layer.1.DenseReluDense.wo.weight",
+              rowsCols(e0 + "layer.1.DenseReluDense.wo.weight", ffOut, ffHidden));
+        // The relative attention bias is copied unpruned; the next block starts from block 0's output dims.
+        check(s0 + "layer.0.SelfAttention.relative_attention_bias.weight",
+              p.at(e0 + "layer.0.SelfAttention.relative_attention_bias.weight"));
+        check("side_decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
+              p.at("decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"));
+        check("side_encoder.block.1.layer.0.layer_norm.weight",
+              p.at("encoder.block.1.layer.0.layer_norm.weight").index_select(0, ffOut));
+        // Downsamples and gates stay random / zero.
+        QCOMPARE(side.at("side_encoder.gate.0").item<double>(), 0.0);
+        QVERIFY(at::equal(side.at("side_encoder.downsample.0.bias"), at::zeros({4})));
+
+        // The pruned side network is a working model.
+        const auto out = method->forward(randomBatch(2, 5, 3, 16));
+        QVERIFY(std::isfinite(out.loss.item<double>()));
+    }
+
+    void fisherInitUsesDataAndRefreezes()
+    {
+        at::manual_seed(5);
+        T5ForConditionalGeneration backbone(tinyConfig());
+        {
+            at::NoGradGuard noGrad;
+            for (auto& item : backbone->named_parameters(true))
+                if (item.key().find("layer_norm") != std::string::npos)
+                    item.value().uniform_(0.5, 1.5); // norms that are not all ones
+        }
+        std::vector<Seq2SeqBatch> batches{randomBatch(3, 6, 3, 64), randomBatch(3, 6, 3, 64)};
+        std::size_t next = 0, served = 0;
+        BatchSource data = [&]() -> std::optional<Seq2SeqBatch> {
+            if (next >= batches.size())
+                return std::nullopt;
+            ++served;
+            return batches[next++];
+        };
+        auto options = ladderOptions(4);
+        options.init = "fisher";
+        options.fisherSamples = 4; // 3 rows of the first batch, 1 of the second
+        auto method = createMethod(backbone, options, data);
+        QCOMPARE(served, std::size_t(2));
+        for (const auto& item : backbone->named_parameters(true)) {
+            QVERIFY2(!item.value().requires_grad(), item.key().c_str());
+            QVERIFY2(!item.value().grad().defined(), item.key().c_str());
+        }
+        // Fisher and magnitude importance choose differently on random weights; the init is the backbone's.
+        const auto fisherSide = trainableByName(*method);
+        auto magnitude = ladderOptions(4);
+        magnitude.init = "magnitude";
+        const auto magnitudeSide = trainableByName(*createMethod(backbone, magnitude));
+        const std::string ln = "side_encoder.block.0.layer.0.layer_norm.weight";
+        QVERIFY(!at::equal(fisherSide.at("side_encoder.block.0.layer.0.SelfAttention.q.weight"),
+                           magnitudeSide.at("side_encoder.block.0.layer.0.SelfAttention.q.weight")));
+        QVERIFY(!at::equal(fisherSide.at(ln), at::ones({8}))); // a slice of the backbone's norm, not ones
+
+        // The importance itself: a sum of squared gradients, non-negative, same shapes as the weights.
+        next = 0;
+        const auto importance = fisherImportance(backbone, data, 2);
+        QCOMPARE(importance.size(), backbone->named_parameters(true).size());
+        QVERIFY(importance.at("shared.weight").min().item<double>() >= 0.0);
+        QVERIFY(importance.at("encoder.block.0.layer.0.SelfAttention.q.weight").sum().item<double>() > 0.0);
+
+        try {
+            createMethod(backbone, options, {});
+            QFAIL("fisher init without data should fail");
+        } catch (const Error& e) {
+            QVERIFY2(std::string(e.what()).find("fisher") != std::string::npos, e.what());
+        }
+        for (const auto& item : backbone->named_parameters(true))
+            QVERIFY(!item.value().requires_grad());
+    }
+
+    void gatedBackboneAndUnevenStacks()
+    {
+        LADDER_REQUIRE_FIXTURES();
+        // 3 encoder / 2 decoder layers, gated-gelu FFN (wi_0, wi_1), untied LM head.
+        const auto loaded = loadT5(test::fixture("t5-synthetic-hf/t5-v1_1-gated-gelu-synth"));
+        auto options = ladderOptions(2);
+        options.init = "magnitude";
+        auto method = createMethod(loaded.model, options);
+        const auto names = trainableByName(*method);
+        QVERIFY(names.count("side_encoder.block.2.layer.1.DenseReluDense.wi_0.weight"));
+        QVERIFY(names.count("side_encoder.block.2.layer.1.DenseReluDense.wi_1.weight"));
+        QVERIFY(!names.count("side_decoder.block.2.layer.0.layer_norm.weight"));
+        method->train(true);
+        const auto out = method->forward(randomBatch(2, 6, 3, 256));
+        QVERIFY(std::isfinite(out.loss.item<double>()));
+        out.loss.backward();
+        for (const auto& [name, p] : names)
+            QVERIFY2(p.grad().defined(), name.c_str());
+    }
+
+    // ---- generation with both caches --------------------------------------------------------------
+    void generationMatchesUncachedForward_data()
+    {
+        QTest::addColumn<QString>("fixture");
+        QTest::addColumn<QString>("ablation");
+        QTest::addColumn<bool>("merge");
+        for (const char* f : {"t5-v1_0-relu-synth", "t5-v1_1-gated-gelu-synth"})
+            for (const char* a : {"none", "cross-attention", "side-tuning", "no-ladders", "adapter-blocks"})
+                QTest::newRow((std::string(f) + " " + a).c_str()) << QString(f) << QString(a) << false;
+        QTest::newRow("relu merge") << QString("t5-v1_0-relu-synth") << QString("none") << true;
+    }
+
+    void generationMatchesUncachedForward()
+    {
+        LADDER_REQUIRE_FIXTURES();
+        QFETCH(QString, fixture);
+        QFETCH(QString, ablation);
+        QFETCH(bool, merge);
+        at::manual_seed(6);
+        const auto loaded = loadT5(test::fixture("t5-synthetic-hf/" + fixture.toStdString()));
+        auto options = ladderOptions(2, {0, 1}, ablation.toStdString());
+        options.mergeBackbone = merge;
+        auto method = createMethod(loaded.model, options);
+        method->train(false);
+        // Move the gates off 0.5 so that both inputs of every gate matter.
+        {
+            at::NoGradGuard noGrad;
+            for (auto& [name, p] : method->namedTrainableParameters())
+                if (name.find("gate") != std::string::npos)
+                    p.fill_(0.05);
+        }
+
+        const auto batch = randomBatch(3, 9, 2, loaded.config.vocabSize);
+        auto gen = GenerationOptions::forConfig(loaded.config);
+        gen.maxNewTokens = 8;
+        c10::NoGradGuard noGrad;
+
+        // Greedy: the cached LST stepper against argmax of the full forward at every step.
+        auto stepper = method->makeStepper();
+        const auto greedy = generate(*stepper, batch.inputIds, batch.attentionMask, gen);
+        UncachedStepper uncached(*method, loaded.config.padTokenId);
+        const auto reference = generate(uncached, batch.inputIds, batch.attentionMask, gen);
+        QVERIFY2(at::equal(greedy.sequences, reference.sequences),
+                 (c10::str(greedy.sequences) + "\nvs\n" + c10::str(reference.sequences)).c_str());
+        QVERIFY(greedy.sequences.size(1) > 2);
+
+        // Beam search reorders both caches: the same hypotheses and scores as without any cache.
+        gen.numBeams = 3;
+        auto beamStepper = method->makeStepper();
+        const auto beam = generate(*beamStepper, batch.inputIds, batch.attentionMask, gen);
+        UncachedStepper uncachedBeam(*method, loaded.config.padTokenId);
+        const auto beamReference = generate(uncachedBeam, batch.inputIds, batch.attentionMask, gen);
+        QVERIFY2(at::equal(beam.sequences, beamReference.sequences),
+                 (c10::str(beam.sequences) + "\nvs\n" + c10::str(beamReference.sequences)).c_str());
+        QCOMPARE(beam.sequenceScores.size(), std::size_t(3));
+        for (std::size_t i = 0; i < beam.sequenceScores.size(); ++i)
+            QVERIFY(std::abs(beam.sequenceScores[i] - beamReference.sequenceScores[i]) < 1e-4);
+    }
+
+    // ---- ablations (paper Figure 8, Appendix A) -------------------------------------------------
+    void ablationsTrainOneStep_data()
+    {
+        QTest::addColumn<QString>("ablation");
+        QTest::addColumn<bool>("merge");
+        for (const char* a : {"none", "side-tuning", "no-ladders", "adapter-blocks", "cross-attention"})
+            QTest::newRow(a) << QString(a) << false;
+        QTest::newRow("none + merge") << QString("none") << true;
+    }
+
+    void ablationsTrainOneStep()
+    {
+        QFETCH(QString, ablation);
+        QFETCH(bool, merge);
+        const auto a = ablation.toStdString();
+        at::manual_seed(7);
+        T5ForConditionalGeneration backbone(tinyConfig(2, 2, 0.1));
+        auto options = ladderOptions(4, {}, a);
+        options.mergeBackbone = merge;
+        auto method = createMethod(backbone, options);
+        const auto names = trainableByName(*method);
+
+        const bool gated = a == "none" || a == "adapter-blocks";
+        const bool ladders = gated || a == "cross-attention";
+        QCOMPARE(names.count("side_decoder.gate.1"), std::size_t(gated ? 1 : 0));
+        QCOMPARE(names.count("side_decoder.downsample.1.weight"), std::size_t(ladders ? 1 : 0));
+        QCOMPARE(names.count("side_decoder.downsample.embed.weight"), std::size_t(1));
+        QCOMPARE(names.count("side_merge_gate"), std::size_t(merge || a == "side-tuning" ? 1 : 0));
+        QCOMPARE(names.count("side_encoder.final_layer_norm.weight"),
+                 std::size_t(a == "adapter-blocks" ? 0 : 1));
+        QCOMPARE(names.count("side_decoder.block.0.down.weight"), std::size_t(a == "adapter-blocks" ? 1 : 0));
+        QCOMPARE(names.count("side_encoder.ladder_attention.1.EncDecAttention.k.weight"),
+                 std::size_t(a == "cross-attention" ? 1 : 0));
+        QCOMPARE(names.count("side_decoder.ladder_attention.1.EncDecAttention.k.weight"),
+                 std::size_t(a == "cross-attention" ? 1 : 0));
+        if (a == "side-tuning" || merge)
+            QCOMPARE(dynamic_cast<LadderMethod&>(*method).sideNetwork()->mergeGateValue().item<double>(),
+                     0.5);
+
+        method->train(true);
+        torch::optim::AdamW optimizer(method->trainableParameters(),
+                                      torch::optim::AdamWOptions(3e-3).weight_decay(0.0));
+        const auto batch = randomBatch(4, 7, 3, 64);
+        auto out = method->forward(batch);
+        const double before = out.loss.item<double>();
+        QVERIFY(std::isfinite(before));
+        optimizer.zero_grad();
+        out.loss.backward();
+        for (const auto& [name, p] : names)
+            QVERIFY2(p.grad().defined(), name.c_str());
+        for (const auto& p : backbone->parameters(true))
+            QVERIFY(!p.grad().defined());
+        optimizer.step();
+        method->train(false);
+        QVERIFY(std::isfinite(method->forward(batch).loss.item<double>()));
+    }
+
+    void adapterBlocksNeedRandomInit()
+    {
+        T5ForConditionalGeneration backbone(tinyConfig());
+        auto options = ladderOptions(4, {}, "adapter-blocks");
+        options.init = "magnitude";
+        QVERIFY_THROWS_EXCEPTION(Error, createLadderMethod(backbone, options, {}));
+    }
+
+    // ---- moving, saving ---------------------------------------------------------------------------
+    void movesAndSavesTrainableWeights()
+    {
+        at::manual_seed(8);
+        T5ForConditionalGeneration backbone(tinyConfig());
+        auto method = createMethod(backbone, ladderOptions(4, {1}));
+        method->to(at::kCPU, at::kDouble);
+        for (const auto& [name, p] : method->namedTrainableParameters())
+            QVERIFY2(p.scalar_type() == at::kDouble, name.c_str());
+        const auto batch = randomBatch(2, 5, 3, 64);
+        const auto out = method->forward(batch);
+        QCOMPARE(out.logits.scalar_type(), at::kDouble);
+        method->to(at::kCPU, at::kFloat);
+
+        const auto dir = test::makeTempDir();
+        method->saveTrainable(dir + "/lst.safetensors");
+        at::manual_seed(9);
+        auto other = createMethod(backbone, ladderOptions(4, {1}));
+        other->loadTrainable(dir + "/lst.safetensors");
+        const auto a = trainableByName(*method);
+        const auto b = trainableByName(*other);
+        QCOMPARE(a.size(), b.size());
+        for (const auto& [name, p] : a)
+            QVERIFY2(at::equal(p, b.at(name)), name.c_str());
+    }
+
+    // ---- learning ---------------------------------------------------------------------------------
+    void overfitsTinyTask()
+    {
+        at::manual_seed(10);
+        T5Config c = tinyConfig();
+        T5ForConditionalGeneration backbone(c);
+        auto method = createMethod(backbone, ladderOptions(4));
+        Seq2SeqBatch batch;
+        batch.inputIds = at::randint(2, c.vocabSize, {8, 6}, at::kLong);
+        batch.attentionMask = at::ones({8, 6}, at::kLong);
+        batch.labels = at::randint(2, c.vocabSize, {8, 3}, at::kLong);
+        torch::optim::AdamW optimizer(method->trainableParameters(),
+                                      torch::optim::AdamWOptions(3e-3).weight_decay(0.0));
+        method->train(true);
+        double first = 0.0, last = 0.0;
+        for (int step = 0; step < 200; ++step) {
+            optimizer.zero_grad();
+            const auto loss = method->forward(batch).loss;
+            loss.backward();
+            optimizer.step();
+            (step == 0 ? first : last) = loss.item<double>();
+        }
+        qInfo("LST overfit: loss %.4f -> %.4f after 200 steps", first, last);
+        QVERIFY2(last < 0.1 * first, (std::to_string(first) + " -> " + std::to_string(last)).c_str());
+    }
+};
+
+QTEST_GUILESS_MAIN(TestLadder)
+#include "test_ladder.moc"

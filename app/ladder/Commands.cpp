@@ -13,11 +13,13 @@ int g_exitCode = 0;
 // Defined in one file per command family.
 void registerModelCommands(CLI::App& app);
 void registerTokenizeCommands(CLI::App& app);
+void registerMethodCommands(CLI::App& app);
 
 void registerCommands(CLI::App& app)
 {
     registerModelCommands(app);
     registerTokenizeCommands(app);
+    registerMethodCommands(app);
 }
 
 int exitCode()

@@ -7,9 +7,12 @@
 #include "Commands.h"
 #include "device/Devices.h"
 #include "ladder/Version.h"
+#include "train/MemoryMeter.h"
 
 int main(int argc, char** argv)
 {
+    // Before any tensor exists, so that every CPU allocation is counted (DESIGN.md section 4).
+    ladder::installCpuMemoryTracker();
     CLI::App app{"ladder - Ladder Side-Tuning workbench, command line"};
     app.require_subcommand(1);
     app.set_version_flag("--version", std::string("ladder ") + ladder::kVersion + " (LibTorch " +

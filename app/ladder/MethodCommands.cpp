@@ -1,0 +1,222 @@
+// ladder params | bench memory: parameter accounting and measured training memory per method.
+#include <iomanip>
+#include <iostream>
+#include <memory>
+#include <sstream>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "Commands.h"
+#include "MethodFlags.h"
+#include "model/T5Checkpoint.h"
+#include "peft/Method.h"
+#include "train/MemoryBench.h"
+#include "util/Error.h"
+
+namespace ladder::cli {
+namespace {
+
+std::string withCommas(std::int64_t v)
+{
+    std::string s = std::to_string(v);
+    for (int i = static_cast<int>(s.size()) - 3; i > (v < 0 ? 1 : 0); i -= 3)
+        s.insert(static_cast<std::size_t>(i), ",");
+    return s;
+}
+
+std::string mb(std::uint64_t bytes)
+{
+    std::ostringstream s;
+    s << std::fixed << std::setprecision(1) << static_cast<double>(bytes) / 1e6;
+    return s.str();
+}
+
+struct ParamsFlags {
+    std::string shape;
+    std::string model;
+    std::string method;
+    bool json = false;
+    MethodFlags options;
+};
+
+int runParams(const ParamsFlags& f)
+{
+    if (f.shape.empty() == f.model.empty())
+        throw Error("give exactly one of --shape and --model");
+    auto options = f.options.optionsFor(f.method, true);
+    T5ForConditionalGeneration backbone{nullptr};
+    if (!f.shape.empty()) {
+        SkipParameterInit skip; // counting only: the weights are never read
+        backbone = T5ForConditionalGeneration(T5Config::preset(f.shape));
+    } else {
+        backbone = loadT5(f.model).model;
+    }
+    if (options.init == "fisher")
+        options.init = "random"; // the count does not depend on the initialisation, which needs data
+    std::unique_ptr<Method> method;
+    {
+        SkipParameterInit skip;
+        method = createMethod(backbone, options);
+    }
+    const auto total = method->backboneParameterCount();
+    const auto trainable = method->trainableParameterCount();
+    const double pct = 100.0 * static_cast<double>(trainable) / static_cast<double>(total);
+    if (f.json) {
+        std::cout << nlohmann::json{{"backbone", f.shape.empty() ? f.model : f.shape},
+                                    {"method", options.toJson()},
+                                    {"total_params", total},
+                                    {"trainable_params", trainable},
+                                    {"all_params", method->totalParameterCount()},
+                                    {"percent", pct}}
+                         .dump(2)
+                  << "\n";
+        return 0;
+    }
+    std::cout << "backbone    " << (f.shape.empty() ? f.model : f.shape) << "\n"
+              << "method      " << options.toJson().dump() << "\n"
+              << "total       " << withCommas(total) << " (backbone parameters)\n"
+              << "trainable   " << withCommas(trainable) << "\n"
+              << "percent     " << std::fixed << std::setprecision(3) << pct << "%\n";
+    return 0;
+}
+
+struct BenchMemoryFlags {
+    std::string shape = "t5-small";
+    std::int64_t batch = 8;
+    std::int64_t srcLen = 128;
+    std::int64_t tgtLen = 4;
+    std::int64_t steps = 3;
+    std::string methods = "full,bitfit,adapter,lora,prompt,ladder";
+    std::string device = "cpu";
+    bool json = false;
+    MethodFlags options;
+};
+
+int runBenchMemory(const BenchMemoryFlags& f)
+{
+    MemoryBenchSpec spec;
+    spec.config = T5Config::preset(f.shape);
+    spec.config.dropoutRate = 0.1;
+    spec.batch = f.batch;
+    spec.sourceLength = f.srcLen;
+    spec.targetLength = f.tgtLen;
+    spec.steps = f.steps;
+    try {
+        spec.device = c10::Device(f.device);
+    } catch (const std::exception&) {
+        throw Error("--device: expected cpu or cuda[:N], got '" + f.device + "'");
+    }
+    if (spec.device.is_cuda() && !at::hasCUDA())
+        throw Error("--device " + f.device + ": no CUDA device is available");
+
+    std::vector<std::string> methods;
+    {
+        std::stringstream in(f.methods);
+        std::string m;
+        while (std::getline(in, m, ','))
+            if (!m.empty())
+                methods.push_back(m);
+    }
+    std::vector<MemoryBenchResult> results;
+    for (const auto& m : methods) {
+        const auto options = f.options.optionsFor(m, false);
+        options.validate(spec.config);
+        results.push_back(measureTrainingMemory(spec, options, [&](const std::string& line) {
+            if (!f.json)
+                std::cerr << "\r" << line << std::flush;
+        }));
+        if (!f.json)
+            std::cerr << "\r" << std::string(40, ' ') << "\r";
+    }
+    const MemoryBenchResult* full = nullptr;
+    for (const auto& r : results)
+        if (r.method == "full")
+            full = &r;
+
+    if (f.json) {
+        nlohmann::json out = nlohmann::json::object();
+        for (const auto& r : results) {
+            nlohmann::json row{{"peak_bytes", r.peakBytes},
+                               {"static_bytes", r.staticBytes},
+                               {"trainable_params", r.trainableParams},
+                               {"total_params", r.totalParams},
+                               {"backbone_params", r.backboneParams},
+                               {"weight_bytes", r.weightBytes},
+                               {"gradient_bytes", r.gradientBytes},
+                               {"optimizer_bytes", r.optimizerBytes},
+                               {"activation_bytes", r.activationBytes()},
+                               {"step_peaks", r.stepPeaks},
+                               {"seconds_per_step", r.secondsPerStep},
+                               {"options", r.options.toJson()},
+                               {"meter", r.meterLabel}};
+            if (spec.device.is_cuda())
+                row["peak_reserved_bytes"] = r.peakReservedBytes;
+            if (full)
+                row["ratio_to_full"] = static_cast<double>(r.peakBytes) / static_cast<double>(full->peakBytes);
+            out[r.method] = row;
+        }
+        std::cout << out.dump(2) << "\n";
+        return 0;
+    }
+    std::cout << "training memory: " << f.shape << ", batch " << f.batch << ", source " << f.srcLen << ", target "
+              << f.tgtLen << ", " << f.steps << " AdamW steps, fp32 on " << f.device << "\n"
+              << "measure: " << (results.empty() ? "" : results.front().meterLabel)
+              << ", maximum over the steps\n\n";
+    std::cout << std::left << std::setw(9) << "method" << std::right << std::setw(12) << "peak MB" << std::setw(9)
+              << "ratio" << std::setw(11) << "weights" << std::setw(10) << "grads" << std::setw(10) << "optim"
+              << std::setw(13) << "activations" << std::setw(12) << "trainable" << std::setw(9) << "%" << std::setw(10)
+              << "s/step" << "\n";
+    for (const auto& r : results) {
+        std::cout << std::left << std::setw(9) << r.method << std::right << std::setw(12) << mb(r.peakBytes)
+                  << std::setw(9)
+                  << (full ? [&] {
+                         std::ostringstream s;
+                         s << std::fixed << std::setprecision(2)
+                           << static_cast<double>(r.peakBytes) / static_cast<double>(full->peakBytes);
+                         return s.str();
+                     }()
+                           : std::string("-"))
+                  << std::setw(11) << mb(r.weightBytes) << std::setw(10) << mb(r.gradientBytes) << std::setw(10)
+                  << mb(r.optimizerBytes) << std::setw(13) << mb(r.activationBytes()) << std::setw(12)
+                  << withCommas(r.trainableParams) << std::setw(9) << std::fixed << std::setprecision(3)
+                  << 100.0 * static_cast<double>(r.trainableParams) / static_cast<double>(r.backboneParams)
+                  << std::setw(10) << std::setprecision(2) << r.secondsPerStep << "\n";
+    }
+    return 0;
+}
+
+} // namespace
+
+void registerMethodCommands(CLI::App& app)
+{
+    {
+        auto f = std::make_shared<ParamsFlags>();
+        auto* cmd = app.add_subcommand("params", "Total and trainable parameters of a method on a backbone");
+        auto* shape = cmd->add_option("--shape", f->shape, "t5-small, t5-base, t5-large, t5-3b (published configs)");
+        auto* model = cmd->add_option("--model", f->model, "HuggingFace T5 folder");
+        shape->excludes(model);
+        cmd->add_option("--method", f->method, "full, bitfit, adapter, lora, prompt or ladder")->required();
+        cmd->add_flag("--json", f->json, "machine-readable output");
+        f->options.addTo(cmd);
+        cmd->callback([f] { runGuarded("params", [&] { return runParams(*f); }); });
+    }
+    {
+        auto* bench = app.add_subcommand("bench", "Benchmarks: figures and ratios measured side by side in one run");
+        bench->require_subcommand(1);
+        auto f = std::make_shared<BenchMemoryFlags>();
+        auto* cmd = bench->add_subcommand("memory", "Peak training memory per method (real AdamW steps)");
+        cmd->add_option("--shape", f->shape, "backbone shape")->capture_default_str();
+        cmd->add_option("--batch", f->batch)->capture_default_str()->check(CLI::Range(1, 4096));
+        cmd->add_option("--src-len", f->srcLen)->capture_default_str()->check(CLI::Range(1, 8192));
+        cmd->add_option("--tgt-len", f->tgtLen)->capture_default_str()->check(CLI::Range(1, 8192));
+        cmd->add_option("--steps", f->steps, "AdamW steps per method (>= 2)")->capture_default_str()->check(CLI::Range(2, 100));
+        cmd->add_option("--methods", f->methods, "comma list")->capture_default_str();
+        cmd->add_option("--device", f->device, "cpu or cuda[:N]")->capture_default_str();
+        cmd->add_flag("--json", f->json, "one JSON object keyed by method");
+        f->options.addTo(cmd);
+        cmd->callback([f] { runGuarded("bench memory", [&] { return runBenchMemory(*f); }); });
+    }
+}
+
+} // namespace ladder::cli

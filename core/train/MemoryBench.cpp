@@ -1,0 +1,80 @@
+#include "train/MemoryBench.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include <ATen/ATen.h>
+#include <torch/optim/adamw.h>
+
+#include "model/T5Model.h"
+#include "peft/Method.h"
+#include "train/MemoryMeter.h"
+#include "util/Error.h"
+
+namespace ladder {
+
+MemoryBenchResult measureTrainingMemory(const MemoryBenchSpec& spec, const MethodOptions& options,
+                                        const std::function<void(const std::string&)>& progress)
+{
+    if (spec.steps < 2)
+        throw Error("memory bench: at least 2 steps are needed (AdamW allocates its state inside step 1)");
+    MemoryMeter meter(spec.device);
+    const auto baseline = meter.sample().allocated; // whatever the process held before this method
+    meter.resetPeak();
+
+    MemoryBenchResult r;
+    r.method = options.method;
+    r.options = options;
+    r.meterLabel = meter.label();
+    {
+        at::manual_seed(static_cast<std::uint64_t>(spec.seed));
+        T5ForConditionalGeneration backbone(spec.config);
+        backbone->to(spec.device);
+        auto method = createMethod(backbone, options);
+        method->train(true);
+        auto params = method->trainableParameters();
+        r.totalParams = method->totalParameterCount();
+        r.backboneParams = method->backboneParameterCount();
+        r.trainableParams = method->trainableParameterCount();
+        r.weightBytes = static_cast<std::uint64_t>(r.totalParams) * 4;
+        r.gradientBytes = static_cast<std::uint64_t>(r.trainableParams) * 4;
+        // exp_avg and exp_avg_sq, plus LibTorch's per-parameter step counter (a scalar double tensor).
+        r.optimizerBytes = static_cast<std::uint64_t>(r.trainableParams) * 8 + params.size() * 8;
+        r.staticBytes = r.weightBytes + r.gradientBytes + r.optimizerBytes;
+
+        torch::optim::AdamW optimizer(params, torch::optim::AdamWOptions(1e-4).weight_decay(0.0));
+        const auto longOpts = at::TensorOptions().dtype(at::kLong).device(spec.device);
+        const auto vocab = spec.config.vocabSize;
+        Seq2SeqBatch batch;
+        batch.inputIds = at::randint(2, vocab, {spec.batch, spec.sourceLength}, longOpts);
+        batch.attentionMask = at::ones({spec.batch, spec.sourceLength}, longOpts);
+        batch.labels = at::randint(2, vocab, {spec.batch, spec.targetLength}, longOpts);
+
+        double timed = 0.0;
+        for (std::int64_t step = 1; step <= spec.steps; ++step) {
+            if (progress)
+                progress(options.method + ": step " + std::to_string(step) + "/" + std::to_string(spec.steps));
+            const auto t0 = std::chrono::steady_clock::now();
+            optimizer.zero_grad(true);
+            auto loss = method->forward(batch).loss;
+            loss.backward();
+            optimizer.step();
+            if (!std::isfinite(loss.item<double>()))
+                throw Error("memory bench: " + options.method + " produced a non-finite loss");
+            const auto s = meter.sample();
+            r.stepPeaks.push_back(s.peakAllocated > baseline ? s.peakAllocated - baseline : 0);
+            meter.resetPeak();
+            const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            if (step >= 2)
+                timed += seconds;
+        }
+        r.secondsPerStep = timed / static_cast<double>(spec.steps - 1);
+        for (auto p : r.stepPeaks)
+            r.peakBytes = std::max(r.peakBytes, p);
+        r.peakReservedBytes = meter.sample().peakReserved;
+    }
+    return r;
+}
+
+} // namespace ladder

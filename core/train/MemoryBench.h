@@ -1,0 +1,51 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <c10/core/Device.h>
+
+#include "model/T5Config.h"
+#include "peft/MethodOptions.h"
+
+namespace ladder {
+
+// One training-memory measurement (DESIGN.md section 4): real AdamW steps on random token ids, the
+// peak of live tensor bytes over all steps (the steady state from step 2 on), and the static part.
+struct MemoryBenchSpec {
+    T5Config config;
+    std::int64_t batch = 8;
+    std::int64_t sourceLength = 128;
+    std::int64_t targetLength = 4;
+    std::int64_t steps = 3; // at least 2: AdamW allocates its state inside the first step
+    c10::Device device = c10::Device(c10::kCPU);
+    std::uint64_t seed = 0;
+};
+
+struct MemoryBenchResult {
+    std::string method;
+    MethodOptions options;
+    std::int64_t totalParams = 0;     // backbone + added modules
+    std::int64_t backboneParams = 0;  // the paper's denominator
+    std::int64_t trainableParams = 0;
+    std::uint64_t weightBytes = 0;    // every parameter (frozen and trainable)
+    std::uint64_t gradientBytes = 0;  // one gradient per trainable parameter
+    std::uint64_t optimizerBytes = 0; // AdamW: exp_avg + exp_avg_sq (+ step) per trainable parameter
+    std::uint64_t staticBytes = 0;    // weights + gradients + optimizer state
+    std::uint64_t peakBytes = 0;      // peak allocated over the steps, above the state before the model existed
+    std::uint64_t peakReservedBytes = 0; // CUDA only (caching allocator)
+    std::vector<std::uint64_t> stepPeaks; // peak of each step
+    double secondsPerStep = 0.0;          // mean over steps 2.. (step 1 allocates the optimizer state)
+    std::string meterLabel;
+    // peak - static: activations kept for backward and the transient peak of the backward pass.
+    std::uint64_t activationBytes() const { return peakBytes > staticBytes ? peakBytes - staticBytes : 0; }
+};
+
+// Measures one method from a clean state (everything it builds is freed before it returns).
+// `progress` (optional) is told "method: step k/n" lines.
+MemoryBenchResult measureTrainingMemory(const MemoryBenchSpec& spec, const MethodOptions& options,
+                                        const std::function<void(const std::string&)>& progress = {});
+
+} // namespace ladder

@@ -57,7 +57,24 @@ double minValue(c10::ScalarType dtype)
     }
 }
 
+thread_local bool t_skipInit = false;
+
 } // namespace
+
+SkipParameterInit::SkipParameterInit() : m_previous(t_skipInit)
+{
+    t_skipInit = true;
+}
+
+SkipParameterInit::~SkipParameterInit()
+{
+    t_skipInit = m_previous;
+}
+
+bool SkipParameterInit::active()
+{
+    return t_skipInit;
+}
 
 // ---------------------------------------------------------------------------------------------------
 T5LayerNormImpl::T5LayerNormImpl(std::int64_t dim, double eps) : m_eps(eps)
@@ -85,7 +102,10 @@ T5LinearImpl::T5LinearImpl(std::int64_t in, std::int64_t out) : m_in(in), m_out(
 {
     // HF initialises T5 weights itself; checkpoints overwrite them. Kaiming-uniform as nn.Linear.
     const double bound = 1.0 / std::sqrt(static_cast<double>(in));
-    weight = register_parameter("weight", at::empty({out, in}).uniform_(-bound, bound));
+    auto w = at::empty({out, in});
+    if (!SkipParameterInit::active())
+        w.uniform_(-bound, bound);
+    weight = register_parameter("weight", w);
 }
 
 at::Tensor T5LinearImpl::forward(const at::Tensor& x)

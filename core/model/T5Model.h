@@ -33,6 +33,21 @@ private:
 };
 TORCH_MODULE(T5LayerNorm);
 
+// While alive on this thread, new T5 projections and norms skip their random initialisation (their memory
+// stays untouched until written). Used when weights are loaded right after, and to count parameters of
+// large shapes (t5-3b) cheaply.
+class SkipParameterInit {
+public:
+    SkipParameterInit();
+    ~SkipParameterInit();
+    SkipParameterInit(const SkipParameterInit&) = delete;
+    SkipParameterInit& operator=(const SkipParameterInit&) = delete;
+    static bool active();
+
+private:
+    bool m_previous;
+};
+
 // A bias-free linear map y = x W^T, as every T5 projection, that parameter-efficient methods extend in
 // place: add() a zero-initialised bias (BitFit, registered as "bias") or a LoRA path
 // (y += dropout(x) A^T B^T * alpha/rank, registered as "lora_A" (rank, in) and "lora_B" (out, rank)).

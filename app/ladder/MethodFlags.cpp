@@ -88,7 +88,8 @@ nlohmann::json MethodFlags::given() const
 MethodOptions MethodFlags::optionsFor(const std::string& method, bool strict) const
 {
     auto j = MethodOptions::defaults(method).toJson();
-    for (const auto& [key, value] : given().items()) {
+    const auto flags = given(); // keep it alive: items() only refers to it
+    for (const auto& [key, value] : flags.items()) {
         if (j.contains(key))
             j[key] = value;
         else if (strict)

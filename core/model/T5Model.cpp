@@ -1,5 +1,6 @@
 #include "model/T5Model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -401,7 +402,8 @@ at::Tensor T5StackImpl::extendedMask(const at::Tensor& mask01, c10::ScalarType d
 }
 
 StackOutput T5StackImpl::forward(const at::Tensor& inputsEmbeds, const at::Tensor& attentionMask,
-                                 const at::Tensor& encoderHidden, const at::Tensor& encoderMask, DecoderCache* cache)
+                                 const at::Tensor& encoderHidden, const at::Tensor& encoderMask, DecoderCache* cache,
+                                 const std::vector<std::int64_t>* keepBlockOutputs)
 {
     const auto batch = inputsEmbeds.size(0);
     const auto length = inputsEmbeds.size(1);
@@ -446,7 +448,9 @@ StackOutput T5StackImpl::forward(const at::Tensor& inputsEmbeds, const at::Tenso
     out.blockOutputs.reserve(blocks.size());
     for (std::size_t i = 0; i < blocks.size(); ++i) {
         hidden = blocks[i]->forward(hidden, selfBias, encoderHidden, crossBias, cache ? &cache->blocks[i] : nullptr);
-        out.blockOutputs.push_back(hidden);
+        const bool keep = !keepBlockOutputs || std::find(keepBlockOutputs->begin(), keepBlockOutputs->end(),
+                                                         static_cast<std::int64_t>(i)) != keepBlockOutputs->end();
+        out.blockOutputs.push_back(keep ? hidden : at::Tensor());
     }
     out.lastHiddenState = applyDropout(final_layer_norm(hidden), m_dropout, is_training());
     if (cache)

@@ -220,7 +220,7 @@ TORCH_MODULE(T5Block);
 // Per-stack results. blockOutputs[i] is block i's output before any final norm (the LST ladder input).
 struct StackOutput {
     at::Tensor embeddings;                // after dropout
-    std::vector<at::Tensor> blockOutputs; // numLayers entries
+    std::vector<at::Tensor> blockOutputs; // numLayers entries (undefined where not kept)
     at::Tensor lastHiddenState;           // final_layer_norm + dropout
 
     // HF's hidden_states tuple: embeddings, outputs of blocks 0..n-2, then the final normed output.
@@ -241,9 +241,11 @@ public:
     // inputsEmbeds: (batch, length, d_model) already embedded. attentionMask: (batch, length) of 0/1
     // (undefined = all ones). For the decoder, encoderHidden/encoderMask feed cross-attention and cache
     // enables incremental decoding.
+    // keepBlockOutputs (optional): indices of the blocks whose outputs are returned; the others are
+    // released as soon as the next block has run (LST keeps only its ladder inputs).
     StackOutput forward(const at::Tensor& inputsEmbeds, const at::Tensor& attentionMask,
                         const at::Tensor& encoderHidden = {}, const at::Tensor& encoderMask = {},
-                        DecoderCache* cache = nullptr);
+                        DecoderCache* cache = nullptr, const std::vector<std::int64_t>* keepBlockOutputs = nullptr);
 
     torch::nn::ModuleList block{nullptr};
     T5LayerNorm final_layer_norm{nullptr};

@@ -12,17 +12,6 @@
 namespace ladder {
 namespace {
 
-// Backbone block outputs of the kept layers; the others are released at once (undefined entries).
-std::vector<at::Tensor> keptOutputs(std::vector<at::Tensor>&& blockOutputs,
-                                    const std::vector<std::int64_t>& keep)
-{
-    std::vector<at::Tensor> out(blockOutputs.size());
-    for (auto i : keep)
-        out[static_cast<std::size_t>(i)] = std::move(blockOutputs[static_cast<std::size_t>(i)]);
-    blockOutputs.clear();
-    return out;
-}
-
 at::Tensor selectRows(const at::Tensor& t, const at::Tensor& rows)
 {
     return t.defined() ? t.index_select(0, rows.to(t.device())) : t;
@@ -73,10 +62,14 @@ LadderEncoderState LadderModel::encode(const at::Tensor& inputIds, const at::Ten
         at::NoGradGuard noGrad;
         embeddings = m_backbone->shared(inputIds);
         if (o.needsBackbone()) {
-            auto out = m_backbone->encoder->forward(embeddings, attentionMask);
+            // Only the kept layers' outputs survive the backbone pass (the stack releases the others).
+            static const std::vector<std::int64_t> none;
+            const bool ladder = o.usesLadders() && o.hasSideEncoder();
+            auto out = m_backbone->encoder->forward(embeddings, attentionMask, {}, {}, nullptr,
+                                                    ladder ? &o.encoderKeep : &none);
             state.backboneHidden = out.lastHiddenState;
-            if (o.usesLadders() && o.hasSideEncoder())
-                ladders = keptOutputs(std::move(out.blockOutputs), o.encoderKeep);
+            if (ladder)
+                ladders = std::move(out.blockOutputs);
         }
     }
     if (m_side->side_encoder)
@@ -94,12 +87,14 @@ at::Tensor LadderModel::decode(const at::Tensor& decoderInputIds, const LadderEn
         at::NoGradGuard noGrad;
         embeddings = m_backbone->shared(decoderInputIds);
         if (o.needsBackbone()) {
+            static const std::vector<std::int64_t> none;
             auto out = m_backbone->decoder->forward(embeddings, at::Tensor(), encoded.backboneHidden,
-                                                    encoded.attentionMask, backboneCache);
+                                                    encoded.attentionMask, backboneCache,
+                                                    o.usesLadders() ? &o.decoderKeep : &none);
             if (o.usesMerge())
                 backboneFinal = out.lastHiddenState;
             if (o.usesLadders())
-                ladders = keptOutputs(std::move(out.blockOutputs), o.decoderKeep);
+                ladders = std::move(out.blockOutputs);
         }
     }
     const auto sideOut = m_side->side_decoder->forward(embeddings, ladders, at::Tensor(), encoded.sideHidden,

@@ -83,6 +83,7 @@ int runParams(const ParamsFlags& f)
 
 struct BenchMemoryFlags {
     std::string shape = "t5-small";
+    std::string model; // a HF folder whose config.json gives the shape (weights are not read)
     std::int64_t batch = 8;
     std::int64_t srcLen = 128;
     std::int64_t tgtLen = 4;
@@ -96,7 +97,7 @@ struct BenchMemoryFlags {
 int runBenchMemory(const BenchMemoryFlags& f)
 {
     MemoryBenchSpec spec;
-    spec.config = T5Config::preset(f.shape);
+    spec.config = f.model.empty() ? T5Config::preset(f.shape) : T5Config::fromJsonFile(f.model + "/config.json");
     spec.config.dropoutRate = 0.1;
     spec.batch = f.batch;
     spec.sourceLength = f.srcLen;
@@ -148,6 +149,7 @@ int runBenchMemory(const BenchMemoryFlags& f)
                                {"activation_bytes", r.activationBytes()},
                                {"step_peaks", r.stepPeaks},
                                {"seconds_per_step", r.secondsPerStep},
+                               {"inference_peak_bytes", r.inferencePeakBytes},
                                {"options", r.options.toJson()},
                                {"meter", r.meterLabel}};
             if (spec.device.is_cuda())
@@ -159,14 +161,14 @@ int runBenchMemory(const BenchMemoryFlags& f)
         std::cout << out.dump(2) << "\n";
         return 0;
     }
-    std::cout << "training memory: " << f.shape << ", batch " << f.batch << ", source " << f.srcLen << ", target "
+    std::cout << "training memory: " << (f.model.empty() ? f.shape : f.model) << ", batch " << f.batch << ", source " << f.srcLen << ", target "
               << f.tgtLen << ", " << f.steps << " AdamW steps, fp32 on " << f.device << "\n"
               << "measure: " << (results.empty() ? "" : results.front().meterLabel)
               << ", maximum over the steps\n\n";
     std::cout << std::left << std::setw(9) << "method" << std::right << std::setw(12) << "peak MB" << std::setw(9)
               << "ratio" << std::setw(11) << "weights" << std::setw(10) << "grads" << std::setw(10) << "optim"
               << std::setw(13) << "activations" << std::setw(12) << "trainable" << std::setw(9) << "%" << std::setw(10)
-              << "s/step" << "\n";
+              << "s/step" << std::setw(14) << "inference MB" << "\n";
     for (const auto& r : results) {
         std::cout << std::left << std::setw(9) << r.method << std::right << std::setw(12) << mb(r.peakBytes)
                   << std::setw(9)
@@ -181,7 +183,8 @@ int runBenchMemory(const BenchMemoryFlags& f)
                   << mb(r.optimizerBytes) << std::setw(13) << mb(r.activationBytes()) << std::setw(12)
                   << withCommas(r.trainableParams) << std::setw(9) << std::fixed << std::setprecision(3)
                   << 100.0 * static_cast<double>(r.trainableParams) / static_cast<double>(r.backboneParams)
-                  << std::setw(10) << std::setprecision(2) << r.secondsPerStep << "\n";
+                  << std::setw(10) << std::setprecision(2) << r.secondsPerStep << std::setw(14)
+                  << mb(r.inferencePeakBytes) << "\n";
     }
     return 0;
 }
@@ -206,7 +209,9 @@ void registerMethodCommands(CLI::App& app)
         bench->require_subcommand(1);
         auto f = std::make_shared<BenchMemoryFlags>();
         auto* cmd = bench->add_subcommand("memory", "Peak training memory per method (real AdamW steps)");
-        cmd->add_option("--shape", f->shape, "backbone shape")->capture_default_str();
+        auto* shape = cmd->add_option("--shape", f->shape, "backbone shape")->capture_default_str();
+        cmd->add_option("--model", f->model, "use the config.json of a HF folder as the shape (random weights)")
+            ->excludes(shape);
         cmd->add_option("--batch", f->batch)->capture_default_str()->check(CLI::Range(1, 4096));
         cmd->add_option("--src-len", f->srcLen)->capture_default_str()->check(CLI::Range(1, 8192));
         cmd->add_option("--tgt-len", f->tgtLen)->capture_default_str()->check(CLI::Range(1, 8192));

@@ -70,6 +70,18 @@ MemoryBenchResult measureTrainingMemory(const MemoryBenchSpec& spec, const Metho
                 timed += seconds;
         }
         r.secondsPerStep = timed / static_cast<double>(spec.steps - 1);
+
+        // Inference on the same batch: no graph, dropout off.
+        optimizer.zero_grad(true);
+        method->train(false);
+        {
+            at::NoGradGuard noGrad;
+            const auto before = meter.sample().allocated;
+            meter.resetPeak();
+            (void)method->forward(batch);
+            const auto peak = meter.sample().peakAllocated;
+            r.inferencePeakBytes = r.weightBytes + (peak > before ? peak - before : 0);
+        }
         for (auto p : r.stepPeaks)
             r.peakBytes = std::max(r.peakBytes, p);
         r.peakReservedBytes = meter.sample().peakReserved;

@@ -37,6 +37,9 @@ struct MemoryBenchResult {
     std::uint64_t peakBytes = 0;      // peak allocated over the steps, above the state before the model existed
     std::uint64_t peakReservedBytes = 0; // CUDA only (caching allocator)
     std::vector<std::uint64_t> stepPeaks; // peak of each step
+    // Inference: the weights plus the peak of one no-grad, eval-mode forward of the same batch above the
+    // live bytes before it (so the optimizer state, still alive, is not counted).
+    std::uint64_t inferencePeakBytes = 0;
     double secondsPerStep = 0.0;          // mean over steps 2.. (step 1 allocates the optimizer state)
     std::string meterLabel;
     // peak - static: activations kept for backward and the transient peak of the backward pass.

@@ -107,6 +107,63 @@ private Q_SLOTS:
         QCOMPARE(QString::fromStdString(ours.at("sequences").dump()), QString::fromStdString(expected.dump()));
     }
 
+    // `ladder params` reproduces the paper's "update params per task" at the published shapes.
+    void paramsMatchPaper_data()
+    {
+        QTest::addColumn<QStringList>("args");
+        QTest::addColumn<double>("percent");
+        QTest::newRow("LST base") << QStringList{"--shape", "t5-base", "--method", "ladder", "--r", "8", "--keep",
+                                                 "1,2,3,5,6,7,9,10,11"}
+                                  << 1.740;
+        QTest::newRow("LST large") << QStringList{"--shape", "t5-large", "--method", "ladder", "--r", "8", "--keep",
+                                                  "1,3,5,7,9,11,13,15,17,19,21,23"}
+                                   << 1.228;
+        QTest::newRow("LST 3b") << QStringList{"--shape", "t5-3b", "--method", "ladder", "--r", "8", "--keep", "23"}
+                                << 0.087;
+        QTest::newRow("adapter") << QStringList{"--shape", "t5-base", "--method", "adapter", "--hidden", "48"} << 1.627;
+        QTest::newRow("lora") << QStringList{"--shape", "t5-base", "--method", "lora", "--rank", "32"} << 1.714;
+        QTest::newRow("bitfit") << QStringList{"--shape", "t5-base", "--method", "bitfit"} << 0.127;
+        QTest::newRow("prompt") << QStringList{"--shape", "t5-base", "--method", "prompt", "--prompts", "100"} << 0.034;
+    }
+
+    void paramsMatchPaper()
+    {
+        QFETCH(QStringList, args);
+        QFETCH(double, percent);
+        const auto r = test::runCli(QStringList{"params", "--json"} + args);
+        QVERIFY2(r.exitCode == 0, r.err.c_str());
+        const auto j = nlohmann::json::parse(r.out);
+        QVERIFY2(std::abs(j.at("percent").get<double>() - percent) < 0.0005, r.out.c_str());
+    }
+
+    void paramsRejectsForeignFlag()
+    {
+        const auto r = test::runCli({"params", "--shape", "t5-small", "--method", "lora", "--hidden", "8"});
+        QVERIFY(r.exitCode > 0);
+        QVERIFY2(r.err.find("--hidden is not an option of method lora") != std::string::npos, r.err.c_str());
+        QCOMPARE(countLines(r.err), 1);
+    }
+
+    // Real AdamW steps on a small shape: every method measured, LST below full, the JSON fields there.
+    void benchMemoryJson()
+    {
+        LADDER_REQUIRE_FIXTURES();
+        const auto r = test::runCli({"bench", "memory", "--model", QString::fromStdString(test::fixture(kSynthV11)),
+                                     "--batch", "4", "--src-len", "16", "--tgt-len", "4", "--steps", "2", "--rank", "4",
+                                     "--hidden", "8", "--prompts", "4", "--r", "2", "--json"});
+        QVERIFY2(r.exitCode == 0, r.err.c_str());
+        const auto j = nlohmann::json::parse(r.out);
+        for (const char* m : {"full", "bitfit", "adapter", "lora", "prompt", "ladder"}) {
+            QVERIFY2(j.contains(m), m);
+            for (const char* field : {"peak_bytes", "static_bytes", "trainable_params", "total_params"})
+                QVERIFY2(j.at(m).contains(field), field);
+            QVERIFY(j.at(m).at("peak_bytes").get<std::uint64_t>() >= j.at(m).at("static_bytes").get<std::uint64_t>());
+        }
+        // full: weights + gradients + two AdamW moments of every parameter (61,440 parameters).
+        QVERIFY(j.at("full").at("static_bytes").get<std::uint64_t>() >= 61440ull * 16);
+        QVERIFY(j.at("ladder").at("peak_bytes").get<std::uint64_t>() < j.at("full").at("peak_bytes").get<std::uint64_t>());
+    }
+
     // Any bad input: non-zero exit, one line on stderr naming the problem, no crash.
     void badInputGivesOneLine_data()
     {

@@ -1,0 +1,151 @@
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "store/StoreTypes.h"
+
+namespace ladder {
+
+// The results store: one SQLite file holding runs, their metric time series, evaluations and log lines
+// (docs/STORE.md documents the schema, the concurrency rules and the migration policy).
+//
+// Errors. Every operation that can fail returns bool: true on success; on failure false, with a message
+// that names the file and the operation ("results store /x/results.sqlite: appending 100 metric points
+// to run 5: database or disk is full") written to *error when error is not null and kept in lastError().
+// Nothing in this class throws (beyond std::bad_alloc escaping a constructor). Outputs come through
+// pointer parameters, which are left unchanged on failure.
+//
+// Safety. Every write runs inside one transaction (BEGIN IMMEDIATE ... COMMIT) that is rolled back on
+// any error, so a failed call changes nothing and a process killed mid-write (kill -9, power loss
+// aside) leaves the store as of its last commit.
+//
+// Threads and processes. A ResultsStore is one SQLite connection and is not shared across threads: give
+// each thread (the GUI thread, each worker, the CLI) its own ResultsStore on the same file. The file is
+// in WAL mode, so readers never block the writer and the writer never blocks readers; writers take turns
+// (busy timeout of 10 s). Keep write transactions short: this class never holds one across calls.
+//
+// Interrupted runs. open() marks as "interrupted" every run left "running" whose process is gone
+// (runs record the pid and start time of the process that set them running), so a writer killed
+// mid-run leaves an interrupted run, while a run that another live process is training stays running.
+class ResultsStore {
+public:
+    // Passed as afterStep to getMetrics() to read every point.
+    static constexpr std::int64_t kAllSteps = std::numeric_limits<std::int64_t>::min();
+
+    // $XDG_DATA_HOME/ladderbench/results.sqlite, or ~/.local/share/ladderbench/results.sqlite when
+    // XDG_DATA_HOME is unset or not absolute.
+    static std::string defaultPath();
+    // The schema version (PRAGMA user_version) this code creates and migrates to.
+    static int latestSchemaVersion();
+
+    ResultsStore();
+    ~ResultsStore();
+    ResultsStore(const ResultsStore&) = delete;
+    ResultsStore& operator=(const ResultsStore&) = delete;
+
+    // Opens the store at `path`, creating the file and its folder when missing: WAL mode, foreign keys,
+    // busy timeout, migrations up to latestSchemaVersion(), then interrupted-run recovery. Fails with a
+    // clear message (and leaves the object closed) for a folder, a file that is not an SQLite database,
+    // an SQLite database of another application, a store written by a newer LadderBench (schema version
+    // above latestSchemaVersion()) and a location that cannot be written.
+    bool open(const std::string& path, std::string* error = nullptr);
+    void close();
+    bool isOpen() const;
+    // The path given to open(); empty when closed.
+    const std::string& path() const;
+    // The message of the last failed call (empty when none failed yet).
+    const std::string& lastError() const;
+    // How many runs the last open() marked "interrupted".
+    int interruptedAtOpen() const;
+
+    // PRAGMA user_version of the open file.
+    bool schemaVersion(int* version, std::string* error = nullptr);
+    // PRAGMA integrity_check: "ok" for a sound file, else SQLite's list of problems.
+    bool integrityCheck(std::string* result, std::string* error = nullptr);
+    // PRAGMA data_version: changes whenever another connection (thread or process) commits. The GUI polls
+    // it on a timer and reloads only when it changed.
+    bool dataVersion(std::int64_t* version, std::string* error = nullptr);
+    // Marks runs left "running" by a process that no longer exists as "interrupted" (open() does this);
+    // *count (optional) receives how many.
+    bool markInterruptedRuns(int* count = nullptr, std::string* error = nullptr);
+
+    // ---- Runs ----------------------------------------------------------------------------------------
+    // Creates a run, queued (appended to the end of the queue) or running (started now by this process).
+    bool createRun(const NewRun& run, std::int64_t* runId, std::string* error = nullptr);
+    // Changes the status (see RunState for the allowed changes; setting the current status again is a
+    // no-op). running sets started_at and the owner process; a final status sets finished_at; both leave
+    // the queue. A non-empty errorMessage is stored in error_message.
+    bool setStatus(std::int64_t runId, RunState status, const std::string& errorMessage = {},
+        std::string* error = nullptr);
+    // Sets runs.step and runs.total_steps (appendMetrics() also advances step).
+    bool setProgress(
+        std::int64_t runId, std::int64_t step, std::int64_t totalSteps, std::string* error = nullptr);
+    // Writes the final figures; fields that are empty in `figures` keep their stored values.
+    bool setFinalFigures(std::int64_t runId, const FinalFigures& figures, std::string* error = nullptr);
+    // setFinalFigures() and setStatus() in one transaction: how a trainer ends a run.
+    bool finishRun(std::int64_t runId, RunState status, const FinalFigures& figures,
+        const std::string& errorMessage = {}, std::string* error = nullptr);
+    // Deletes a run with its metrics, evaluations and logs. A running run cannot be deleted.
+    bool deleteRun(std::int64_t runId, std::string* error = nullptr);
+
+    // Fails with "no run N" when there is none.
+    bool getRun(std::int64_t runId, RunRecord* run, std::string* error = nullptr);
+    bool listRuns(const RunFilter& filter, std::vector<RunRecord>* runs, std::string* error = nullptr);
+    // The most recent finished run whose spec_hash is `specHash` (see specHash()), or nullopt: how a sweep
+    // skips the runs it already has.
+    bool findFinishedRun(
+        const std::string& specHash, std::optional<RunRecord>* run, std::string* error = nullptr);
+
+    // ---- Time series -----------------------------------------------------------------------------------
+    // Writes all points in one transaction (all or none) and advances runs.step to the largest step.
+    // A point whose step the run already has replaces it.
+    bool appendMetrics(
+        std::int64_t runId, const std::vector<MetricPoint>& points, std::string* error = nullptr);
+    // Points with step > afterStep (kAllSteps: all), in step order. The live chart passes the last step it
+    // has to read only what is new.
+    bool getMetrics(std::int64_t runId, std::int64_t afterStep, std::vector<MetricPoint>* points,
+        std::string* error = nullptr);
+    bool countMetrics(std::int64_t runId, std::int64_t* count, std::string* error = nullptr);
+
+    // Stores an evaluation; *id (optional) receives its id.
+    bool addEvaluation(
+        const Evaluation& evaluation, std::int64_t* id = nullptr, std::string* error = nullptr);
+    // In order of step, then insertion.
+    bool getEvaluations(
+        std::int64_t runId, std::vector<Evaluation>* evaluations, std::string* error = nullptr);
+
+    bool addLog(std::int64_t runId, LogLevel level, const std::string& message, std::string* error = nullptr);
+    // Lines with id > afterId (0: all), oldest first.
+    bool getLogs(
+        std::int64_t runId, std::int64_t afterId, std::vector<LogLine>* lines, std::string* error = nullptr);
+
+    // ---- Queue -------------------------------------------------------------------------------------------
+    // The first queued run for `device` (empty: any device), or nullopt.
+    bool nextQueued(const std::string& device, std::optional<RunRecord>* run, std::string* error = nullptr);
+    // nextQueued() and setStatus(running) in one transaction, so two workers never start the same run.
+    // *run receives the run as it is after the change (nullopt when nothing is queued).
+    bool claimNextQueued(
+        const std::string& device, std::optional<RunRecord>* run, std::string* error = nullptr);
+    // Puts the given queued runs first, in this order; the other queued runs follow in their present order.
+    bool setQueueOrder(const std::vector<std::int64_t>& runIds, std::string* error = nullptr);
+    // Moves a queued run `offset` places (negative: towards the front), clamped to the queue.
+    bool moveQueuedRun(std::int64_t runId, int offset, std::string* error = nullptr);
+    // Deletes a run that is still queued (fails for any other status).
+    bool removeQueuedRun(std::int64_t runId, std::string* error = nullptr);
+
+    // ---- Export --------------------------------------------------------------------------------------
+    // Writes the runs that match `filter` with their final figures as CSV (writeRunsCsv()) to `path`,
+    // through a temporary file renamed into place.
+    bool exportRunsCsv(const std::string& path, const RunFilter& filter = {}, std::string* error = nullptr);
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> m_impl;
+};
+
+} // namespace ladder

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <stdexcept>
 #include <string>
 
 #include <ATen/Tensor.h>
@@ -34,4 +35,12 @@ CommandResult runCli(const QStringList& args, int timeoutMs = 120000);
     do {                                                                                           \
         if (!ladder::test::hasFixtures())                                                          \
             QSKIP("shared fixtures not found at LADDER_FIXTURES_DIR; lay ../shared beside the clone"); \
+    } while (0)
+
+// For helpers that return a value: throws a std::runtime_error when the fixtures are missing (call
+// LADDER_REQUIRE_FIXTURES() in initTestCase to skip the whole test class first).
+#define LADDER_REQUIRE_FIXTURES_OR_THROW()                                                         \
+    do {                                                                                           \
+        if (!ladder::test::hasFixtures())                                                          \
+            throw std::runtime_error("shared fixtures not found");                                 \
     } while (0)

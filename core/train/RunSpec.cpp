@@ -1,0 +1,231 @@
+#include "train/RunSpec.h"
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "util/Error.h"
+
+namespace ladder {
+namespace {
+
+using nlohmann::json;
+
+void rejectUnknown(const json& j, const std::string& where, const std::set<std::string>& allowed)
+{
+    for (const auto& [key, _] : j.items())
+        if (!allowed.count(key)) {
+            std::string list;
+            for (const auto& a : allowed)
+                list += (list.empty() ? "" : ", ") + a;
+            throw Error(where + "." + key + ": unknown field (expected one of " + list + ")");
+        }
+}
+
+const json& objectField(const json& j, const std::string& where)
+{
+    if (!j.is_object())
+        throw Error(where + ": expected a JSON object");
+    return j;
+}
+
+std::int64_t intField(const json& j, const char* key, const std::string& where, std::int64_t minimum,
+                      std::int64_t fallback)
+{
+    if (!j.contains(key))
+        return fallback;
+    const auto& v = j.at(key);
+    if (!v.is_number_integer() || v.get<std::int64_t>() < minimum)
+        throw Error(where + "." + key + ": expected an integer >= " + std::to_string(minimum) + ", got " + v.dump());
+    return v.get<std::int64_t>();
+}
+
+double numberField(const json& j, const char* key, const std::string& where, double lo, double hi, double fallback)
+{
+    if (!j.contains(key))
+        return fallback;
+    const auto& v = j.at(key);
+    if (!v.is_number() || v.get<double>() < lo || v.get<double>() > hi)
+        throw Error(where + "." + key + ": expected a number in [" + std::to_string(lo) + ", " + std::to_string(hi) +
+                    "], got " + v.dump());
+    return v.get<double>();
+}
+
+std::string stringField(const json& j, const char* key, const std::string& where, const std::string& fallback,
+                        const std::vector<std::string>& choices = {})
+{
+    if (!j.contains(key))
+        return fallback;
+    const auto& v = j.at(key);
+    if (!v.is_string())
+        throw Error(where + "." + key + ": expected a string, got " + v.dump());
+    const auto s = v.get<std::string>();
+    if (!choices.empty() && std::find(choices.begin(), choices.end(), s) == choices.end()) {
+        std::string list;
+        for (const auto& c : choices)
+            list += (list.empty() ? "" : ", ") + c;
+        throw Error(where + "." + key + ": expected one of " + list + ", got \"" + s + "\"");
+    }
+    return s;
+}
+
+bool boolField(const json& j, const char* key, const std::string& where, bool fallback)
+{
+    if (!j.contains(key))
+        return fallback;
+    if (!j.at(key).is_boolean())
+        throw Error(where + "." + key + ": expected true or false, got " + j.at(key).dump());
+    return j.at(key).get<bool>();
+}
+
+} // namespace
+
+double TrainingOptions::learningRateFor(const std::string& method) const
+{
+    if (learningRate > 0.0)
+        return learningRate;
+    if (method == "prompt")
+        return 0.3;
+    if (method == "ladder")
+        return 3e-3;
+    return 3e-4;
+}
+
+RunSpec RunSpec::fromJson(const json& j, const std::string& source)
+{
+    const std::string root = source + ": field";
+    objectField(j, source);
+    rejectUnknown(j, root + " ", {"name", "backbone", "task", "method", "training", "device", "seed", "store"});
+    RunSpec s;
+    s.raw = j;
+    s.name = stringField(j, "name", root + " ", "");
+    s.backbone = stringField(j, "backbone", root + " ", "demo");
+    if (s.backbone.empty())
+        throw Error(root + " backbone: expected \"demo\" or a HuggingFace T5 folder");
+    s.device = stringField(j, "device", root + " ", "cpu");
+    if (s.device != "cpu" && s.device.rfind("cuda", 0) != 0)
+        throw Error(root + " device: expected cpu, cuda or cuda:N, got \"" + s.device + "\"");
+    s.seed = static_cast<std::uint64_t>(intField(j, "seed", root + " ", 0, 0));
+    s.store = stringField(j, "store", root + " ", "");
+
+    if (!j.contains("task"))
+        throw Error(root + " task: missing (expected {\"type\": \"glue\" | \"demo\" | \"generic\", ...})");
+    const auto& t = objectField(j.at("task"), root + " task");
+    const std::string tw = root + " task";
+    rejectUnknown(t, tw, {"type", "path", "name", "data_seed", "text_columns", "label_column", "validation_path",
+                          "test_path", "format", "kind", "labels", "validation_fraction", "test_fraction",
+                          "target_decimals"});
+    s.task.type = stringField(t, "type", tw, "glue", {"glue", "demo", "generic"});
+    s.task.path = stringField(t, "path", tw, "");
+    s.task.name = stringField(t, "name", tw, s.task.type == "demo" ? "supersense" : "auto");
+    s.task.dataSeed = static_cast<std::uint64_t>(intField(t, "data_seed", tw, 0, 42));
+    if ((s.task.type == "glue" || s.task.type == "generic") && s.task.path.empty())
+        throw Error(tw + ".path: missing (the " + s.task.type + " data folder or file)");
+    s.task.generic = t;
+
+    if (!j.contains("method"))
+        throw Error(root + " method: missing (expected {\"method\": \"ladder\", ...})");
+    s.method = MethodOptions::fromJson(j.at("method"), root + " method");
+
+    if (j.contains("training")) {
+        const auto& tr = objectField(j.at("training"), root + " training");
+        const std::string w = root + " training";
+        rejectUnknown(tr, w,
+                      {"learning_rate", "epochs", "max_steps", "batch_size", "gradient_accumulation", "warmup_steps",
+                       "weight_decay", "max_grad_norm", "eval_every_steps", "max_source_length", "max_target_length",
+                       "bucket_by_length", "threads", "dtype", "num_beams", "max_eval_examples", "log_every_steps"});
+        auto& o = s.training;
+        o.learningRate = numberField(tr, "learning_rate", w, 0.0, 100.0, 0.0);
+        o.epochs = intField(tr, "epochs", w, 1, o.epochs);
+        o.maxSteps = intField(tr, "max_steps", w, 0, 0);
+        o.batchSize = intField(tr, "batch_size", w, 1, o.batchSize);
+        o.gradientAccumulation = intField(tr, "gradient_accumulation", w, 1, 1);
+        o.warmupSteps = intField(tr, "warmup_steps", w, 0, o.warmupSteps);
+        o.weightDecay = numberField(tr, "weight_decay", w, 0.0, 10.0, 0.0);
+        o.maxGradNorm = numberField(tr, "max_grad_norm", w, 0.0, 1e6, 1.0);
+        o.evalEverySteps = intField(tr, "eval_every_steps", w, 0, 0);
+        o.maxSourceLength = intField(tr, "max_source_length", w, 2, o.maxSourceLength);
+        o.maxTargetLength = intField(tr, "max_target_length", w, 0, 0);
+        o.bucketByLength = boolField(tr, "bucket_by_length", w, false);
+        o.threads = intField(tr, "threads", w, 0, 0);
+        o.dtype = stringField(tr, "dtype", w, "fp32", {"fp32", "bf16"});
+        o.numBeams = intField(tr, "num_beams", w, 1, 1);
+        o.maxEvalExamples = intField(tr, "max_eval_examples", w, 0, 0);
+        o.logEverySteps = intField(tr, "log_every_steps", w, 1, 1);
+    }
+    return s;
+}
+
+RunSpec RunSpec::fromFile(const std::string& path)
+{
+    std::ifstream in(path);
+    if (!in)
+        throw Error(path + ": cannot open (expected a run spec JSON file)");
+    json j;
+    try {
+        in >> j;
+    } catch (const json::exception& e) {
+        throw Error(path + ": not valid JSON: " + e.what());
+    }
+    return fromJson(j, path);
+}
+
+json RunSpec::toJson() const
+{
+    json taskJson = task.generic.is_object() ? task.generic : json::object();
+    taskJson["type"] = task.type;
+    if (!task.path.empty())
+        taskJson["path"] = task.path;
+    taskJson["name"] = task.name;
+    taskJson["data_seed"] = task.dataSeed;
+    const auto& o = training;
+    json j{{"backbone", backbone},
+           {"task", taskJson},
+           {"method", method.toJson()},
+           {"training",
+            {{"learning_rate", o.learningRateFor(method.method)},
+             {"epochs", o.epochs},
+             {"max_steps", o.maxSteps},
+             {"batch_size", o.batchSize},
+             {"gradient_accumulation", o.gradientAccumulation},
+             {"warmup_steps", o.warmupSteps},
+             {"weight_decay", o.weightDecay},
+             {"max_grad_norm", o.maxGradNorm},
+             {"eval_every_steps", o.evalEverySteps},
+             {"max_source_length", o.maxSourceLength},
+             {"max_target_length", o.maxTargetLength},
+             {"bucket_by_length", o.bucketByLength},
+             {"threads", o.threads},
+             {"dtype", o.dtype},
+             {"num_beams", o.numBeams},
+             {"max_eval_examples", o.maxEvalExamples},
+             {"log_every_steps", o.logEverySteps}}},
+           {"device", device},
+           {"seed", seed}};
+    if (!name.empty())
+        j["name"] = name;
+    if (!store.empty())
+        j["store"] = store;
+    return j;
+}
+
+std::string RunSpec::displayName() const
+{
+    if (!name.empty())
+        return name;
+    std::ostringstream s;
+    s << method.method;
+    const auto& m = method;
+    if (m.method == "ladder")
+        s << " r=" << m.r << (m.keep.empty() ? "" : " keep=" + std::to_string(m.keep.size()));
+    else if (m.method == "adapter")
+        s << " h=" << m.hidden;
+    else if (m.method == "lora")
+        s << " r=" << m.rank;
+    else if (m.method == "prompt")
+        s << " n=" << m.prompts;
+    s << " · " << (task.name.empty() ? task.type : task.name) << " · seed " << seed;
+    return s.str();
+}
+
+} // namespace ladder

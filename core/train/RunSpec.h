@@ -1,0 +1,69 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "peft/MethodOptions.h"
+
+namespace ladder {
+
+// Where a run's data comes from.
+struct TaskSpec {
+    // "glue": a folder in the original GLUE TSV layout (name: the task or "auto");
+    // "demo": a built-in WordNet demo task (name: "supersense" or the pair task; path: the demo tasks
+    //         folder, default the demo cache);
+    // "generic": the user's own JSONL/CSV/TSV (path, text_columns, label_column, ... see docs/DATA.md).
+    std::string type = "glue";
+    std::string path;
+    std::string name = "auto";
+    nlohmann::json generic = nlohmann::json::object(); // the generic reader's fields, verbatim
+    std::uint64_t dataSeed = 42; // the paper's split seed
+};
+
+// Training settings (DESIGN.md section 5 defaults, scaled where noted).
+struct TrainingOptions {
+    double learningRate = 0.0;  // 0 = the method's paper default (full/bitfit/adapter/lora 3e-4, prompt 0.3, ladder 3e-3)
+    std::int64_t epochs = 20;
+    std::int64_t maxSteps = 0; // > 0: stop after this many optimizer steps (overrides epochs)
+    std::int64_t batchSize = 100;
+    std::int64_t gradientAccumulation = 1;
+    std::int64_t warmupSteps = 500;
+    double weightDecay = 0.0;
+    double maxGradNorm = 1.0; // 0 = no clipping
+    std::int64_t evalEverySteps = 0; // 0 = once per epoch
+    std::int64_t maxSourceLength = 128;
+    std::int64_t maxTargetLength = 0; // 0 = the longest tokenised label (+ eos), else 128
+    bool bucketByLength = false;
+    std::int64_t threads = 0; // CPU threads for this run (0 = LibTorch's default)
+    std::string dtype = "fp32"; // "fp32", or "bf16" (autocast on CUDA)
+    std::int64_t numBeams = 1;  // evaluation decoding
+    std::int64_t maxEvalExamples = 0; // > 0: evaluate on the first N examples of each split only
+    std::int64_t logEverySteps = 1;
+
+    double learningRateFor(const std::string& method) const;
+};
+
+// A run: everything needed to reproduce it. Stored verbatim in the results store.
+struct RunSpec {
+    std::string name;
+    std::string backbone = "demo"; // "demo" (the built-in demo backbone) or a HuggingFace folder
+    TaskSpec task;
+    MethodOptions method;
+    TrainingOptions training;
+    std::string device = "cpu"; // "cpu", "cuda", "cuda:N"
+    std::uint64_t seed = 0;
+    std::string store; // results store file; empty = the default store
+    nlohmann::json raw; // the JSON this spec was read from
+
+    // Errors name the field: "run.json: field training.batch_size: expected an integer >= 1".
+    static RunSpec fromJson(const nlohmann::json& json, const std::string& source = "run spec");
+    static RunSpec fromFile(const std::string& path);
+    nlohmann::json toJson() const;
+    // "ladder r=8 keep=1,2 · rte · seed 0"
+    std::string displayName() const;
+};
+
+} // namespace ladder

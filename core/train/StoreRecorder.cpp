@@ -1,0 +1,215 @@
+#include "train/StoreRecorder.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <filesystem>
+
+#include "peft/Method.h"
+#include "store/SpecHash.h"
+#include "util/Error.h"
+
+namespace ladder {
+namespace fs = std::filesystem;
+
+namespace {
+
+std::optional<double> finite(double v)
+{
+    return std::isfinite(v) ? std::optional<double>(v) : std::nullopt;
+}
+
+LogLevel levelOf(const std::string& level)
+{
+    LogLevel l = LogLevel::Info;
+    parseLogLevel(level, &l);
+    return l;
+}
+
+RunState stateOf(RunOutcome outcome)
+{
+    switch (outcome) {
+    case RunOutcome::Finished:
+        return RunState::Finished;
+    case RunOutcome::Cancelled:
+        return RunState::Cancelled;
+    case RunOutcome::Failed:
+        break;
+    }
+    return RunState::Failed;
+}
+
+FinalFigures figuresOf(const RunSummary& s)
+{
+    FinalFigures f;
+    f.bestValidationMetric = finite(s.bestValidation);
+    if (s.bestStep > 0)
+        f.bestStep = s.bestStep;
+    f.testMetric = finite(s.testMetric);
+    f.mainMetricName = s.mainMetric;
+    f.lastMetric = finite(s.lastValidation);
+    if (s.peakAllocatedBytes)
+        f.peakAllocatedBytes = static_cast<std::int64_t>(s.peakAllocatedBytes);
+    if (s.peakReservedBytes)
+        f.peakReservedBytes = static_cast<std::int64_t>(s.peakReservedBytes);
+    if (s.weightBytes)
+        f.weightBytes = static_cast<std::int64_t>(s.weightBytes);
+    if (s.trainableParams) {
+        f.gradientBytes = static_cast<std::int64_t>(s.gradientBytes);
+        f.optimizerBytes = static_cast<std::int64_t>(s.optimizerBytes);
+        f.trainableParams = s.trainableParams;
+        f.totalParams = s.totalParams;
+        f.backboneParams = s.backboneParams;
+    }
+    if (s.wallSeconds > 0)
+        f.wallSeconds = s.wallSeconds;
+    if (s.tokensPerSecond > 0)
+        f.tokensPerSecond = s.tokensPerSecond;
+    return f;
+}
+
+} // namespace
+
+StoreRecorder::StoreRecorder(ResultsStore& store, std::int64_t runId, TrainerObserver& inner)
+    : m_store(store), m_runId(runId), m_inner(inner), m_writer(store, runId)
+{
+}
+
+void StoreRecorder::reportStoreError(const std::string& what)
+{
+    m_inner.onLog("warning", "results store: " + what);
+}
+
+void StoreRecorder::onStarted(const RunSummary& figures)
+{
+    std::string error;
+    if (!m_store.setFinalFigures(m_runId, figuresOf(figures), &error))
+        reportStoreError(error);
+    m_inner.onStarted(figures);
+}
+
+void StoreRecorder::onStep(const TrainStep& s)
+{
+    MetricPoint p;
+    p.step = s.step;
+    p.epoch = static_cast<double>(s.epoch);
+    p.loss = s.loss;
+    p.learningRate = s.learningRate;
+    p.allocatedBytes = static_cast<std::int64_t>(s.memory.allocated);
+    p.peakAllocatedBytes = static_cast<std::int64_t>(s.memory.peakAllocated);
+    p.reservedBytes = static_cast<std::int64_t>(s.memory.reserved);
+    p.tokensPerSecond = s.tokensPerSecond;
+    p.elapsedSeconds = s.elapsedSeconds;
+    std::string error;
+    if (!m_writer.add(p, &error))
+        reportStoreError(error);
+    if (s.step == 1 || s.step % 50 == 0) // total steps for progress displays; cheap
+        m_store.setProgress(m_runId, s.step, s.totalSteps);
+    m_inner.onStep(s);
+}
+
+void StoreRecorder::onEval(const TrainEval& e)
+{
+    std::string error;
+    if (!m_writer.flush(&error))
+        reportStoreError(error);
+    Evaluation ev;
+    ev.runId = m_runId;
+    ev.step = e.step;
+    ev.epoch = static_cast<double>(e.epoch);
+    ev.split = e.split;
+    ev.metrics = e.values;
+    ev.mainMetricName = e.mainName;
+    ev.mainMetric = finite(e.main);
+    if (!m_store.addEvaluation(ev, nullptr, &error))
+        reportStoreError(error);
+    m_inner.onEval(e);
+}
+
+void StoreRecorder::onLog(const std::string& level, const std::string& message)
+{
+    std::string error;
+    if (!m_store.addLog(m_runId, levelOf(level), message, &error))
+        m_inner.onLog("warning", "results store: " + error);
+    m_inner.onLog(level, message);
+}
+
+void StoreRecorder::onBestModel(const Method& method)
+{
+    const auto path = checkpointPath(m_store.path(), m_runId);
+    try {
+        fs::create_directories(fs::path(path).parent_path());
+        method.saveTrainable(path);
+    } catch (const std::exception& e) {
+        reportStoreError(std::string("saving the best trainable weights: ") + e.what());
+    }
+    m_inner.onBestModel(method);
+}
+
+void StoreRecorder::finish(const RunSummary& summary)
+{
+    std::string error;
+    if (!m_writer.flush(&error))
+        reportStoreError(error);
+    if (!m_store.finishRun(m_runId, stateOf(summary.status), figuresOf(summary), summary.message, &error))
+        reportStoreError(error);
+}
+
+std::string StoreRecorder::checkpointPath(const std::string& storePath, std::int64_t runId)
+{
+    return (fs::path(storePath).parent_path() / "checkpoints" / ("run-" + std::to_string(runId) + ".safetensors"))
+        .string();
+}
+
+std::string storePathFor(const RunSpec& spec, const std::string& overridePath)
+{
+    if (!overridePath.empty())
+        return overridePath;
+    if (!spec.store.empty())
+        return spec.store;
+    return ResultsStore::defaultPath();
+}
+
+std::string runSpecHash(const RunSpec& spec)
+{
+    auto j = spec.toJson();
+    j.erase("store");
+    j.erase("name");
+    return specHash(j);
+}
+
+std::int64_t trainAndRecord(const RunSpec& spec, ResultsStore& store, TrainerObserver& observer, RunSummary* summary,
+                            std::string* error)
+{
+    NewRun run;
+    run.name = spec.displayName();
+    run.specJson = spec.toJson().dump();
+    run.specHash = runSpecHash(spec);
+    run.method = spec.method.method;
+    run.methodOptionsJson = spec.method.toJson().dump();
+    run.backbone = spec.backbone;
+    std::string taskName = spec.task.name;
+    if (taskName == "auto") { // a GLUE folder named after its task: RTE -> rte
+        taskName = fs::path(spec.task.path).filename().string();
+        if (taskName.empty())
+            taskName = fs::path(spec.task.path).parent_path().filename().string();
+        std::transform(taskName.begin(), taskName.end(), taskName.begin(),
+                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    }
+    run.task = spec.task.type == "demo" ? "demo-" + taskName : taskName;
+    run.seed = static_cast<std::int64_t>(spec.seed);
+    run.device = spec.device;
+    run.status = RunState::Running;
+    std::int64_t id = -1;
+    if (!store.createRun(run, &id, error))
+        return -1;
+    StoreRecorder recorder(store, id, observer);
+    Trainer trainer(spec);
+    const auto result = trainer.run(recorder);
+    recorder.finish(result);
+    if (summary)
+        *summary = result;
+    return id;
+}
+
+} // namespace ladder

@@ -1,0 +1,53 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "store/MetricsWriter.h"
+#include "store/ResultsStore.h"
+#include "train/Trainer.h"
+
+namespace ladder {
+
+// A TrainerObserver that records a run in the results store (time series in batches, evaluations, logs,
+// final figures, the best trainable weights) and forwards every event to an inner observer (a progress
+// bar, the GUI's worker). Store errors never stop training: they are logged to the inner observer.
+class StoreRecorder : public TrainerObserver {
+public:
+    StoreRecorder(ResultsStore& store, std::int64_t runId, TrainerObserver& inner);
+
+    void onStarted(const RunSummary& figures) override;
+    void onStep(const TrainStep& step) override;
+    void onEval(const TrainEval& eval) override;
+    void onLog(const std::string& level, const std::string& message) override;
+    void onBestModel(const Method& method) override;
+    bool cancelRequested() override { return m_inner.cancelRequested(); }
+
+    // Writes what is pending and the run's final status and figures.
+    void finish(const RunSummary& summary);
+
+    // Where a run's best trainable weights are kept: <store folder>/checkpoints/run-<id>.safetensors.
+    static std::string checkpointPath(const std::string& storePath, std::int64_t runId);
+
+private:
+    void reportStoreError(const std::string& what);
+
+    ResultsStore& m_store;
+    std::int64_t m_runId;
+    TrainerObserver& m_inner;
+    MetricsWriter m_writer;
+};
+
+// Records `spec` as a running run in `store`, trains it and records the outcome. Returns the run id
+// (or -1 when the store refused the run, with *error set).
+std::int64_t trainAndRecord(const RunSpec& spec, ResultsStore& store, TrainerObserver& observer,
+                            RunSummary* summary, std::string* error = nullptr);
+
+// The store a spec names, else the default store.
+std::string storePathFor(const RunSpec& spec, const std::string& overridePath = {});
+
+// The spec's identity for "skip finished runs": its canonical JSON without the store and name fields.
+std::string runSpecHash(const RunSpec& spec);
+
+} // namespace ladder

@@ -1,0 +1,475 @@
+#include "train/Trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/autocast_mode.h>
+#include <c10/util/Exception.h>
+#include <torch/nn/utils/clip_grad.h>
+#include <torch/optim/adamw.h>
+
+#include "data/Batcher.h"
+#include "data/GenericTask.h"
+#include "data/GlueTasks.h"
+#include "data/Metrics.h"
+#include "model/Generation.h"
+#include "model/T5Checkpoint.h"
+#include "model/T5Tokenizer.h"
+#include "peft/Method.h"
+#include "train/DemoPaths.h"
+#include "util/Error.h"
+
+namespace ladder {
+namespace fs = std::filesystem;
+
+const char* toString(RunOutcome status)
+{
+    switch (status) {
+    case RunOutcome::Finished:
+        return "finished";
+    case RunOutcome::Failed:
+        return "failed";
+    case RunOutcome::Cancelled:
+        return "cancelled";
+    }
+    return "failed";
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double secondsSince(Clock::time_point t0)
+{
+    return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// HF get_linear_schedule_with_warmup: linear warm-up to the base rate, then linear decay to 0.
+double linearSchedule(std::int64_t step, std::int64_t warmup, std::int64_t total)
+{
+    if (step < warmup)
+        return static_cast<double>(step) / static_cast<double>(std::max<std::int64_t>(1, warmup));
+    return std::max(0.0, static_cast<double>(total - step) / static_cast<double>(std::max<std::int64_t>(1, total - warmup)));
+}
+
+// bf16 autocast on CUDA for the lifetime of the guard.
+class AutocastGuard {
+public:
+    explicit AutocastGuard(bool on) : m_on(on)
+    {
+        if (m_on) {
+            m_previous = at::autocast::is_autocast_enabled(at::kCUDA);
+            at::autocast::set_autocast_enabled(at::kCUDA, true);
+            at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+        }
+    }
+    ~AutocastGuard()
+    {
+        if (m_on) {
+            at::autocast::set_autocast_enabled(at::kCUDA, m_previous);
+            at::autocast::clear_cache();
+        }
+    }
+
+private:
+    bool m_on;
+    bool m_previous = false;
+};
+
+struct Cancelled {};
+
+// Generates predictions for every example of `batcher` and scores them.
+TrainEval evaluateSplit(Method& method, const Batcher& batcher, const std::vector<TextExample>& examples,
+                        const TaskInfo& info, const T5Tokenizer& tokenizer, const GenerationOptions& gen,
+                        const c10::Device& device, bool autocast, TrainerObserver& observer)
+{
+    const auto t0 = Clock::now();
+    method.train(false);
+    std::vector<std::string> predictions(examples.size());
+    {
+        at::NoGradGuard noGrad;
+        AutocastGuard amp(autocast);
+        auto stepper = method.makeStepper();
+        for (const auto& b : batcher.epoch(0)) {
+            if (observer.cancelRequested())
+                throw Cancelled{};
+            const auto result =
+                generate(*stepper, b.batch.inputIds.to(device), b.batch.attentionMask.to(device), gen);
+            const auto seq = result.sequences.contiguous();
+            for (std::int64_t r = 0; r < seq.size(0); ++r) {
+                const auto* row = seq[r].data_ptr<std::int64_t>();
+                predictions[b.indices[static_cast<std::size_t>(r)]] =
+                    tokenizer.decode(std::vector<std::int64_t>(row, row + seq.size(1)), true);
+            }
+        }
+    }
+    method.train(true);
+    const auto metrics = evaluate(info, predictions, examples);
+    TrainEval e;
+    e.values = metrics.values;
+    e.mainName = metrics.mainName;
+    e.main = metrics.main;
+    e.examples = metrics.count;
+    e.invalid = metrics.invalid;
+    e.seconds = secondsSince(t0);
+    return e;
+}
+
+std::vector<TextExample> firstN(const std::vector<TextExample>& v, std::int64_t n)
+{
+    if (n <= 0 || static_cast<std::size_t>(n) >= v.size())
+        return v;
+    return {v.begin(), v.begin() + n};
+}
+
+} // namespace
+
+TrainEval evaluateSplit(const RunSpec& spec, TrainerInputs& inputs, Method& method, const std::string& split)
+{
+    const auto& o = spec.training;
+    const auto& task = inputs.task;
+    if (split != "validation" && split != "test")
+        throw Error("evaluate: split must be validation or test, got " + split);
+    const auto examples = firstN(split == "test" ? task.test : task.validation, o.maxEvalExamples);
+    if (examples.empty())
+        throw Error("evaluate: task " + task.info.name + " has no " + split + " examples");
+    BatcherOptions bo;
+    bo.batchSize = static_cast<int>(o.batchSize);
+    bo.maxSourceLength = static_cast<int>(o.maxSourceLength);
+    bo.maxTargetLength = static_cast<int>(
+        o.maxTargetLength > 0 ? o.maxTargetLength : Batcher::targetLengthFor(task.info, *inputs.tokenizer, 128));
+    const Batcher batcher(*inputs.tokenizer, examples, bo);
+    auto gen = GenerationOptions::forConfig(inputs.backbone->config());
+    gen.numBeams = o.numBeams;
+    gen.maxNewTokens = bo.maxTargetLength;
+    const c10::Device device(spec.device);
+    TrainerObserver none;
+    auto e = evaluateSplit(method, batcher, examples, task.info, *inputs.tokenizer, gen, device,
+                           device.is_cuda() && o.dtype == "bf16", none);
+    e.split = split;
+    return e;
+}
+
+TaskSplits loadTaskSplits(const TaskSpec& task)
+{
+    if (task.type == "glue")
+        return loadGlueTask(task.path, task.name, task.dataSeed);
+
+    GenericTaskOptions o;
+    const auto& g = task.generic;
+    auto str = [&](const char* k, std::string fallback) {
+        return g.contains(k) && g.at(k).is_string() ? g.at(k).get<std::string>() : fallback;
+    };
+    if (task.type == "demo") {
+        // A demo task is a folder of JSONL splits with a task.json that describes it.
+        const auto dir = fs::path(task.path.empty() ? demoTasksDirectory() : task.path) / task.name;
+        const auto descPath = (dir / "task.json").string();
+        std::ifstream in(descPath);
+        if (!in)
+            throw Error(descPath + ": demo task '" + task.name + "' not found (run `ladder demo` to build it)");
+        nlohmann::json desc;
+        try {
+            in >> desc;
+        } catch (const nlohmann::json::exception& e) {
+            throw Error(descPath + ": not valid JSON: " + e.what());
+        }
+        o.path = (dir / "train.jsonl").string();
+        o.validationPath = (dir / "validation.jsonl").string();
+        o.testPath = (dir / "test.jsonl").string();
+        o.format = "jsonl";
+        o.textColumns = desc.value("text_columns", std::vector<std::string>{"text"});
+        o.labelColumn = desc.value("label_column", std::string("label"));
+        o.taskName = desc.value("name", task.name);
+        o.labels = desc.value("labels", std::vector<std::string>{});
+        o.seed = task.dataSeed;
+        return loadGenericTask(o);
+    }
+    o.path = task.path;
+    o.validationPath = str("validation_path", "");
+    o.testPath = str("test_path", "");
+    o.format = str("format", "auto");
+    if (g.contains("text_columns"))
+        o.textColumns = g.at("text_columns").get<std::vector<std::string>>();
+    else
+        o.textColumns = {"text"};
+    o.labelColumn = str("label_column", "label");
+    o.taskName = task.name == "auto" ? std::string("task") : task.name;
+    o.kind = str("kind", "classification") == "regression" ? TaskKind::Regression : TaskKind::Classification;
+    if (g.contains("labels"))
+        o.labels = g.at("labels").get<std::vector<std::string>>();
+    if (g.contains("validation_fraction"))
+        o.validationFraction = g.at("validation_fraction").get<double>();
+    if (g.contains("test_fraction"))
+        o.testFraction = g.at("test_fraction").get<double>();
+    if (g.contains("target_decimals"))
+        o.targetDecimals = g.at("target_decimals").get<int>();
+    o.seed = task.dataSeed;
+    return loadGenericTask(o);
+}
+
+TrainerInputs loadTrainerInputs(const RunSpec& spec)
+{
+    TrainerInputs inputs;
+    const auto folder = spec.backbone == "demo" ? demoBackboneDirectory() : spec.backbone;
+    if (spec.backbone == "demo" && !fs::exists(fs::path(folder) / "config.json"))
+        throw Error("the demo backbone is not built yet (run `ladder demo`, about 15 minutes once)");
+    const auto spm = (fs::path(folder) / "spiece.model").string();
+    if (!fs::exists(spm))
+        throw Error(folder + ": no spiece.model (the backbone folder needs its SentencePiece tokenizer)");
+    inputs.tokenizer = std::make_shared<T5Tokenizer>(spm);
+    inputs.backbone = loadT5(folder).model;
+    inputs.task = loadTaskSplits(spec.task);
+    return inputs;
+}
+
+RunSummary Trainer::run(TrainerObserver& observer)
+{
+    RunSummary summary;
+    summary.device = m_spec.device;
+    try {
+        observer.onLog("info", "loading backbone " + m_spec.backbone + " and task " + m_spec.task.type + ":" +
+                                   m_spec.task.name);
+        return run(loadTrainerInputs(m_spec), observer);
+    } catch (const std::exception& e) {
+        std::string what = e.what();
+        if (const auto nl = what.find('\n'); nl != std::string::npos)
+            what.resize(nl);
+        summary.status = RunOutcome::Failed;
+        summary.message = what;
+        observer.onLog("error", what);
+        return summary;
+    }
+}
+
+RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
+{
+    const auto& spec = m_spec;
+    const auto& o = spec.training;
+    RunSummary summary;
+    summary.device = spec.device;
+    const auto t0 = Clock::now();
+    std::unique_ptr<MemoryMeter> meter;
+    auto fail = [&](RunOutcome status, const std::string& message) {
+        summary.status = status;
+        summary.message = message;
+        summary.wallSeconds = secondsSince(t0);
+        if (meter) {
+            const auto s = meter->sample();
+            summary.peakAllocatedBytes = std::max(summary.peakAllocatedBytes, s.peakAllocated);
+            summary.peakReservedBytes = std::max(summary.peakReservedBytes, s.peakReserved);
+        }
+        observer.onLog(status == RunOutcome::Cancelled ? "info" : "error", message);
+        return summary;
+    };
+
+    try {
+        if (o.threads > 0)
+            at::set_num_threads(static_cast<int>(o.threads)); // per thread: set inside the training thread
+        c10::Device device(spec.device);
+        if (device.is_cuda() && !at::hasCUDA())
+            throw Error("device " + spec.device + ": no CUDA device is available");
+        const bool autocast = device.is_cuda() && o.dtype == "bf16";
+        if (o.dtype == "bf16" && !device.is_cuda())
+            observer.onLog("warning", "bf16 autocast is used on CUDA only; this CPU run computes in fp32");
+        meter = std::make_unique<MemoryMeter>(device);
+        summary.meterLabel = meter->label();
+        at::manual_seed(spec.seed);
+
+        auto& task = inputs.task;
+        if (task.train.empty() || task.validation.empty())
+            throw Error("task " + task.info.name + ": the training and validation splits must not be empty");
+        const auto& tokenizer = *inputs.tokenizer;
+        BatcherOptions bo;
+        bo.batchSize = static_cast<int>(o.batchSize);
+        bo.maxSourceLength = static_cast<int>(o.maxSourceLength);
+        bo.maxTargetLength =
+            static_cast<int>(o.maxTargetLength > 0 ? o.maxTargetLength : Batcher::targetLengthFor(task.info, tokenizer, 128));
+        bo.seed = spec.seed;
+        BatcherOptions trainOptions = bo;
+        trainOptions.shuffle = true;
+        trainOptions.bucketByLength = o.bucketByLength;
+        const Batcher trainBatcher(tokenizer, task.train, trainOptions);
+        const auto validation = firstN(task.validation, o.maxEvalExamples);
+        const auto test = firstN(task.test, o.maxEvalExamples);
+        const Batcher validationBatcher(tokenizer, validation, bo);
+        std::unique_ptr<Batcher> testBatcher = test.empty() ? nullptr : std::make_unique<Batcher>(tokenizer, test, bo);
+
+        // Fisher initialisation reads its own pass over the training data, one example at a time.
+        BatcherOptions fisherOptions = bo;
+        fisherOptions.batchSize = 1;
+        fisherOptions.shuffle = true;
+        const Batcher fisherBatcher(tokenizer, task.train, fisherOptions);
+        BatchSource fisherSource;
+        if (spec.method.method == "ladder" && spec.method.init == "fisher") {
+            auto inner = fisherBatcher.source(0);
+            fisherSource = [inner, device]() -> std::optional<Seq2SeqBatch> {
+                auto b = inner();
+                if (b)
+                    *b = Seq2SeqBatch{b->inputIds.to(device), b->attentionMask.to(device), b->labels.to(device)};
+                return b;
+            };
+        }
+
+        inputs.backbone->to(device);
+        meter->resetPeak();
+        auto method = createMethod(inputs.backbone, spec.method, fisherSource);
+        method->train(true);
+        auto params = method->trainableParameters();
+        summary.trainableParams = method->trainableParameterCount();
+        summary.totalParams = method->totalParameterCount();
+        summary.backboneParams = method->backboneParameterCount();
+        summary.weightBytes = static_cast<std::uint64_t>(summary.totalParams) * 4;
+        summary.gradientBytes = static_cast<std::uint64_t>(summary.trainableParams) * 4;
+        summary.optimizerBytes = static_cast<std::uint64_t>(summary.trainableParams) * 8;
+        summary.mainMetric = task.info.mainMetric;
+        observer.onStarted(summary);
+
+        const double baseLr = o.learningRateFor(spec.method.method);
+        torch::optim::AdamW optimizer(params, torch::optim::AdamWOptions(baseLr).weight_decay(o.weightDecay));
+        const auto batchesPerEpoch = static_cast<std::int64_t>(trainBatcher.batchCount());
+        const auto stepsPerEpoch = std::max<std::int64_t>(1, (batchesPerEpoch + o.gradientAccumulation - 1) / o.gradientAccumulation);
+        const auto totalSteps = o.maxSteps > 0 ? o.maxSteps : o.epochs * stepsPerEpoch;
+        const auto epochs = o.maxSteps > 0 ? (totalSteps + stepsPerEpoch - 1) / stepsPerEpoch : o.epochs;
+        observer.onLog("info", "training " + std::to_string(task.train.size()) + " examples, " +
+                                   std::to_string(totalSteps) + " steps, lr " + std::to_string(baseLr) + ", " +
+                                   std::to_string(summary.trainableParams) + " trainable parameters");
+
+        auto gen = GenerationOptions::forConfig(inputs.backbone->config());
+        gen.numBeams = o.numBeams;
+        gen.maxNewTokens = bo.maxTargetLength;
+
+        std::vector<at::Tensor> best;
+        double bestScore = -std::numeric_limits<double>::infinity();
+        auto validate = [&](std::int64_t step, std::int64_t epoch) {
+            auto e = evaluateSplit(*method, validationBatcher, validation, task.info, tokenizer, gen, device,
+                                   autocast, observer);
+            e.step = step;
+            e.epoch = epoch;
+            e.split = "validation";
+            observer.onEval(e);
+            summary.lastValidation = e.main;
+            if (!(e.main <= bestScore)) { // also takes the first NaN-free score
+                bestScore = e.main;
+                summary.bestValidation = e.main;
+                summary.bestStep = step;
+                at::NoGradGuard noGrad;
+                best.clear();
+                for (const auto& p : params)
+                    best.push_back(p.detach().clone());
+            }
+        };
+
+        std::int64_t step = 0;
+        std::int64_t micro = 0;
+        double accumulatedLoss = 0.0;
+        std::int64_t tokens = 0;
+        auto stepStart = Clock::now();
+        optimizer.zero_grad(true);
+        for (std::int64_t epoch = 0; epoch < epochs && step < totalSteps; ++epoch) {
+            for (const auto& b : trainBatcher.epoch(static_cast<int>(epoch))) {
+                if (observer.cancelRequested())
+                    throw Cancelled{};
+                Seq2SeqBatch batch{b.batch.inputIds.to(device), b.batch.attentionMask.to(device),
+                                   b.batch.labels.to(device)};
+                at::Tensor loss;
+                {
+                    AutocastGuard amp(autocast);
+                    loss = method->forward(batch).loss;
+                }
+                if (lossHook)
+                    lossHook(loss, step + 1);
+                const double lossValue = loss.item<double>();
+                if (!std::isfinite(lossValue))
+                    return fail(RunOutcome::Failed, "loss became " + std::string(std::isnan(lossValue) ? "NaN" : "infinite") +
+                                                       " at step " + std::to_string(step + 1) +
+                                                       " (try a lower learning rate)");
+                (loss / static_cast<double>(o.gradientAccumulation)).backward();
+                accumulatedLoss += lossValue;
+                tokens += b.batch.attentionMask.sum().item<std::int64_t>() + (b.batch.labels != -100).sum().item<std::int64_t>();
+                if (++micro % o.gradientAccumulation != 0)
+                    continue;
+
+                ++step;
+                const double lr = baseLr * linearSchedule(step - 1, o.warmupSteps, totalSteps);
+                for (auto& group : optimizer.param_groups())
+                    static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+                if (o.maxGradNorm > 0.0)
+                    torch::nn::utils::clip_grad_norm_(params, o.maxGradNorm);
+                optimizer.step();
+                optimizer.zero_grad(true);
+
+                TrainStep s;
+                s.step = step;
+                s.totalSteps = totalSteps;
+                s.epoch = epoch;
+                s.loss = accumulatedLoss / static_cast<double>(o.gradientAccumulation);
+                s.learningRate = lr;
+                s.memory = meter->sample();
+                const double dt = secondsSince(stepStart);
+                s.tokensPerSecond = dt > 0 ? static_cast<double>(tokens) / dt : 0.0;
+                s.elapsedSeconds = secondsSince(t0);
+                summary.steps = step;
+                if (step % o.logEverySteps == 0 || step == totalSteps)
+                    observer.onStep(s);
+                accumulatedLoss = 0.0;
+                tokens = 0;
+                stepStart = Clock::now();
+
+                if (o.evalEverySteps > 0 && step % o.evalEverySteps == 0)
+                    validate(step, epoch);
+                if (step >= totalSteps)
+                    break;
+            }
+            if (o.evalEverySteps == 0)
+                validate(step, epoch);
+        }
+        if (o.evalEverySteps > 0 && summary.bestStep != step)
+            validate(step, epochs - 1);
+
+        // The best checkpoint on the test split.
+        if (!best.empty()) {
+            at::NoGradGuard noGrad;
+            for (std::size_t i = 0; i < params.size(); ++i)
+                params[i].copy_(best[i]);
+        }
+        observer.onBestModel(*method);
+        if (testBatcher) {
+            auto e = evaluateSplit(*method, *testBatcher, test, task.info, tokenizer, gen, device, autocast, observer);
+            e.step = summary.bestStep;
+            e.epoch = epochs - 1;
+            e.split = "test";
+            observer.onEval(e);
+            summary.testMetric = e.main;
+            summary.testValues = e.values;
+        }
+        const auto m = meter->sample();
+        summary.peakAllocatedBytes = m.peakAllocated;
+        summary.peakReservedBytes = m.peakReserved;
+        summary.status = RunOutcome::Finished;
+        summary.wallSeconds = secondsSince(t0);
+        summary.tokensPerSecond = 0.0;
+        observer.onLog("info", "finished in " + std::to_string(summary.wallSeconds) + " s");
+        return summary;
+    } catch (const Cancelled&) {
+        return fail(RunOutcome::Cancelled, "cancelled at step " + std::to_string(summary.steps));
+    } catch (const c10::OutOfMemoryError& e) {
+        if (meter) {
+            const auto s = meter->sample();
+            summary.peakAllocatedBytes = s.peakAllocated;
+            summary.peakReservedBytes = s.peakReserved;
+        }
+        return fail(RunOutcome::Failed, "out of memory (peak allocated " +
+                                           std::to_string(summary.peakAllocatedBytes / (1024 * 1024)) + " MiB)");
+    } catch (const std::exception& e) {
+        std::string what = e.what();
+        if (const auto nl = what.find('\n'); nl != std::string::npos)
+            what.resize(nl);
+        return fail(RunOutcome::Failed, what);
+    }
+}
+
+} // namespace ladder

@@ -1,0 +1,117 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "data/Task.h"
+#include "model/T5Model.h"
+#include "train/MemoryMeter.h"
+#include "train/RunSpec.h"
+
+namespace ladder {
+
+class T5Tokenizer;
+
+// One optimizer step, as the trainer reports it.
+struct TrainStep {
+    std::int64_t step = 0;       // 1-based optimizer step
+    std::int64_t totalSteps = 0;
+    std::int64_t epoch = 0;      // 0-based
+    double loss = 0.0;           // mean over the accumulated micro-batches
+    double learningRate = 0.0;
+    MemorySample memory;         // now and the peak since the run started
+    double tokensPerSecond = 0.0; // non-padding source + target tokens over this step's wall time
+    double elapsedSeconds = 0.0;
+};
+
+// One evaluation by generation.
+struct TrainEval {
+    std::int64_t step = 0;
+    std::int64_t epoch = 0;
+    std::string split;                 // "validation" or "test"
+    std::map<std::string, double> values;
+    std::string mainName;
+    double main = 0.0;
+    std::size_t examples = 0;
+    std::size_t invalid = 0;           // predictions that did not parse as a label
+    double seconds = 0.0;
+};
+
+enum class RunOutcome { Finished, Failed, Cancelled };
+const char* toString(RunOutcome status);
+
+// What a run ends with; also what the store keeps as final figures.
+struct RunSummary {
+    RunOutcome status = RunOutcome::Failed;
+    std::string message; // failure or cancellation reason
+    std::string mainMetric;
+    double bestValidation = std::numeric_limits<double>::quiet_NaN();
+    std::int64_t bestStep = 0;
+    double lastValidation = std::numeric_limits<double>::quiet_NaN();
+    double testMetric = std::numeric_limits<double>::quiet_NaN();
+    std::map<std::string, double> testValues;
+    std::uint64_t peakAllocatedBytes = 0;
+    std::uint64_t peakReservedBytes = 0;
+    std::uint64_t weightBytes = 0;
+    std::uint64_t gradientBytes = 0;
+    std::uint64_t optimizerBytes = 0;
+    std::int64_t trainableParams = 0;
+    std::int64_t totalParams = 0;    // everything that takes memory
+    std::int64_t backboneParams = 0; // the paper's denominator
+    std::int64_t steps = 0;
+    double wallSeconds = 0.0;
+    double tokensPerSecond = 0.0;
+    std::string device;
+    std::string meterLabel;
+};
+
+// Receives the trainer's events on the training thread; cancelRequested() is polled every step.
+class TrainerObserver {
+public:
+    virtual ~TrainerObserver() = default;
+    virtual void onStarted(const RunSummary& staticFigures) {}
+    virtual void onStep(const TrainStep& step) {}
+    virtual void onEval(const TrainEval& eval) {}
+    virtual void onLog(const std::string& level, const std::string& message) {}
+    // The best checkpoint has been restored into `method` (before the test evaluation): save it here.
+    virtual void onBestModel(const class Method& method) {}
+    virtual bool cancelRequested() { return false; }
+};
+
+// What a run trains on: a backbone with its tokenizer, and a task.
+struct TrainerInputs {
+    T5ForConditionalGeneration backbone{nullptr};
+    std::shared_ptr<T5Tokenizer> tokenizer;
+    TaskSplits task;
+};
+
+// Evaluates `method` on one split of `inputs.task` by generation ("validation" or "test") with the
+// spec's evaluation settings.
+TrainEval evaluateSplit(const RunSpec& spec, TrainerInputs& inputs, class Method& method, const std::string& split);
+
+// Loads the backbone ("demo" or a folder with spiece.model) and the task of a spec.
+TrainerInputs loadTrainerInputs(const RunSpec& spec);
+TaskSplits loadTaskSplits(const TaskSpec& task);
+
+// Trains one run: AdamW, linear warm-up and decay, clipping, accumulation, evaluation by generation on
+// the validation split every epoch (or every N steps), keeps the best by the validation metric and
+// evaluates it on the test split at the end. Never throws: a NaN loss, an out-of-memory error or any
+// other failure ends the run as Failed with a message; cancellation as Cancelled.
+class Trainer {
+public:
+    explicit Trainer(RunSpec spec) : m_spec(std::move(spec)) {}
+    RunSummary run(TrainerObserver& observer);
+    RunSummary run(TrainerInputs inputs, TrainerObserver& observer);
+
+    // Test hook: called with each micro-batch loss before backward (e.g. to inject a NaN).
+    std::function<void(at::Tensor& loss, std::int64_t step)> lossHook;
+
+private:
+    RunSpec m_spec;
+};
+
+} // namespace ladder

@@ -14,12 +14,16 @@ int g_exitCode = 0;
 void registerModelCommands(CLI::App& app);
 void registerTokenizeCommands(CLI::App& app);
 void registerMethodCommands(CLI::App& app);
+void registerTrainCommands(CLI::App& app);
+void registerDemoCommands(CLI::App& app);
 
 void registerCommands(CLI::App& app)
 {
     registerModelCommands(app);
     registerTokenizeCommands(app);
     registerMethodCommands(app);
+    registerTrainCommands(app);
+    registerDemoCommands(app);
 }
 
 int exitCode()

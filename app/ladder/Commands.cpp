@@ -15,7 +15,6 @@ void registerModelCommands(CLI::App& app);
 void registerTokenizeCommands(CLI::App& app);
 void registerMethodCommands(CLI::App& app);
 void registerTrainCommands(CLI::App& app);
-void registerDemoCommands(CLI::App& app);
 
 void registerCommands(CLI::App& app)
 {
@@ -23,7 +22,6 @@ void registerCommands(CLI::App& app)
     registerTokenizeCommands(app);
     registerMethodCommands(app);
     registerTrainCommands(app);
-    registerDemoCommands(app);
 }
 
 int exitCode()

@@ -12,6 +12,7 @@
 #include "model/Generation.h"
 #include "model/ModelInputs.h"
 #include "model/T5Checkpoint.h"
+#include "util/Error.h"
 
 using namespace ladder;
 namespace fs = std::filesystem;
@@ -167,6 +168,54 @@ private Q_SLOTS:
         QCOMPARE(countParameters(*loaded.model), std::int64_t(256 * 32 + 2 * (4 * 32 * 24 + 32 * 64 * 2 + 2 * 32) +
                                                               2 * (8 * 32 * 24 + 32 * 64 * 2 + 3 * 32) + 2 * 8 * 2 +
                                                               2 * 32));
+    }
+
+    // Sharded safetensors (model.safetensors.index.json) load to the same tensors, also in F16/BF16 files.
+    void shardedAndHalfPrecisionFolders_data()
+    {
+        QTest::addColumn<QString>("dtype");
+        QTest::newRow("F32 shards") << "F32";
+        QTest::newRow("BF16 shards") << "BF16";
+        QTest::newRow("F16 shards") << "F16";
+    }
+
+    void shardedAndHalfPrecisionFolders()
+    {
+        LADDER_REQUIRE_FIXTURES();
+        QFETCH(QString, dtype);
+        const auto src = test::fixture("t5-synthetic-hf/t5-v1_1-gated-gelu-synth");
+        const auto dir = test::makeTempDir();
+        fs::copy_file(src + "/config.json", dir + "/config.json");
+        const auto all = readSafetensors(src + "/model.safetensors");
+        const auto type = dtype == "BF16" ? at::kBFloat16 : dtype == "F16" ? at::kHalf : at::kFloat;
+        TensorMap shard[2];
+        nlohmann::json weightMap = nlohmann::json::object();
+        int i = 0;
+        for (const auto& [name, t] : all) {
+            const int s = i++ % 2;
+            shard[s][name] = t.to(type);
+            weightMap[name] = "model-0000" + std::to_string(s + 1) + "-of-00002.safetensors";
+        }
+        for (int s = 0; s < 2; ++s)
+            writeSafetensors(dir + "/model-0000" + std::to_string(s + 1) + "-of-00002.safetensors", shard[s]);
+        std::ofstream(dir + "/model.safetensors.index.json") << nlohmann::json{{"metadata", nlohmann::json::object()},
+                                                                                {"weight_map", weightMap}}
+                                                                    .dump();
+        auto loaded = loadT5(dir);
+        QVERIFY(loaded.weightsDescription.find("sharded") != std::string::npos);
+        QCOMPARE(QString::fromStdString(loaded.storedDtype), dtype);
+        const auto expected = readSafetensors(src + "/expected/expected_outputs.safetensors");
+        const auto inputs = ModelInputs::fromJsonFile(src + "/expected/inputs.json", loaded.config.vocabSize);
+        c10::NoGradGuard noGrad;
+        const auto out = loaded.model->forward(inputs.inputIds, inputs.attentionMask, inputs.labels);
+        const double err = test::relativeError(out.logits, expected.at("logits"));
+        qInfo("%s shards: logits rel. error %.3e", qPrintable(dtype), err);
+        QVERIFY(err < (dtype == "F32" ? 1e-4 : 2e-2)); // half-precision weights round the parameters
+
+        // A shard the index names but that lacks the tensor is an error naming both.
+        weightMap[all.begin()->first] = "model-00002-of-00002.safetensors";
+        std::ofstream(dir + "/model.safetensors.index.json") << nlohmann::json{{"weight_map", weightMap}}.dump();
+        QVERIFY_THROWS_EXCEPTION(Error, loadT5(dir));
     }
 
     void bf16RunsCloseToFp32()

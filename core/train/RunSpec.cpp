@@ -224,7 +224,14 @@ std::string RunSpec::displayName() const
         s << " r=" << m.rank;
     else if (m.method == "prompt")
         s << " n=" << m.prompts;
-    s << " · " << (task.name.empty() ? task.type : task.name) << " · seed " << seed;
+    std::string taskName = task.name;
+    if (taskName.empty() || taskName == "auto") { // a GLUE folder is named after its task
+        taskName = task.path;
+        while (!taskName.empty() && taskName.back() == '/')
+            taskName.pop_back();
+        taskName = taskName.substr(taskName.find_last_of('/') + 1);
+    }
+    s << " · " << (taskName.empty() ? task.type : taskName) << " · seed " << seed;
     return s.str();
 }
 

@@ -344,7 +344,9 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
 
         std::vector<at::Tensor> best;
         double bestScore = -std::numeric_limits<double>::infinity();
+        std::int64_t lastEvalStep = -1;
         auto validate = [&](std::int64_t step, std::int64_t epoch) {
+            lastEvalStep = step;
             auto e = evaluateSplit(*method, validationBatcher, validation, task.info, tokenizer, gen, device,
                                    autocast, observer);
             e.step = step;
@@ -427,7 +429,7 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
             if (o.evalEverySteps == 0)
                 validate(step, epoch);
         }
-        if (o.evalEverySteps > 0 && summary.bestStep != step)
+        if (lastEvalStep != step) // the last step was not evaluated yet
             validate(step, epochs - 1);
 
         // The best checkpoint on the test split.

@@ -15,6 +15,7 @@ void registerModelCommands(CLI::App& app);
 void registerTokenizeCommands(CLI::App& app);
 void registerMethodCommands(CLI::App& app);
 void registerTrainCommands(CLI::App& app);
+void registerDemoCommands(CLI::App& app);
 
 void registerCommands(CLI::App& app)
 {
@@ -22,6 +23,7 @@ void registerCommands(CLI::App& app)
     registerTokenizeCommands(app);
     registerMethodCommands(app);
     registerTrainCommands(app);
+    registerDemoCommands(app);
 }
 
 int exitCode()

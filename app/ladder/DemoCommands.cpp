@@ -1,0 +1,221 @@
+// ladder pretrain | demo: LadderBench's own small T5 and WordNet tasks, made offline (docs/DEMO.md).
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+
+#include "Commands.h"
+#include "data/DemoTasks.h"
+#include "data/WordNet.h"
+#include "train/Pretrain.h"
+#include "util/Error.h"
+
+namespace ladder::cli {
+namespace {
+
+std::string clock(double seconds)
+{
+    if (!std::isfinite(seconds) || seconds < 0)
+        return "--:--";
+    const auto s = static_cast<long>(std::lround(seconds));
+    std::ostringstream out;
+    if (s >= 3600)
+        out << s / 3600 << ":" << std::setw(2) << std::setfill('0') << (s / 60) % 60 << ":" << std::setw(2) << s % 60;
+    else
+        out << s / 60 << ":" << std::setw(2) << std::setfill('0') << s % 60;
+    return out.str();
+}
+
+// A progress bar on stderr: redrawn in place on a terminal (at most ~5 times a second), one line every
+// 5% of the steps otherwise (logs, CI).
+class ProgressBar {
+public:
+    explicit ProgressBar(std::string command) : m_command(std::move(command)), m_tty(::isatty(STDERR_FILENO) == 1) {}
+
+    bool operator()(const PretrainProgress& p)
+    {
+        if (p.stage != PretrainProgress::Stage::Training || p.step == 0) {
+            finishLine();
+            if (!p.message.empty())
+                std::cerr << "ladder " << m_command << ": " << toString(p.stage) << ": " << p.message << std::endl;
+            return true;
+        }
+        const auto now = std::chrono::steady_clock::now();
+        const bool last = p.step == p.totalSteps;
+        const auto every = std::max<std::int64_t>(1, p.totalSteps / 20);
+        if (m_tty) {
+            if (!last && p.step > 1 && now - m_lastDraw < std::chrono::milliseconds(200))
+                return true;
+            std::cerr << "\r" << line(p) << "\x1b[K" << std::flush;
+            m_open = true;
+            if (last)
+                finishLine();
+        } else if (p.step == 1 || last || p.step % every == 0) {
+            std::cerr << line(p) << std::endl;
+        }
+        m_lastDraw = now;
+        return true;
+    }
+
+    void finishLine()
+    {
+        if (m_open)
+            std::cerr << std::endl;
+        m_open = false;
+    }
+
+private:
+    static std::string line(const PretrainProgress& p)
+    {
+        constexpr int width = 24;
+        const double fraction = p.totalSteps > 0 ? static_cast<double>(p.step) / static_cast<double>(p.totalSteps) : 0.0;
+        const int filled = static_cast<int>(fraction * width);
+        std::ostringstream out;
+        out << "[" << std::string(static_cast<std::size_t>(filled), '#')
+            << std::string(static_cast<std::size_t>(width - filled), '.') << "] step " << p.step << "/" << p.totalSteps
+            << std::fixed << std::setprecision(3) << "  loss " << p.loss << " (avg " << p.smoothedLoss << ")"
+            << std::scientific << std::setprecision(1) << "  lr " << p.learningRate << std::fixed << std::setprecision(0)
+            << "  " << p.tokensPerSecond << " tok/s  elapsed " << clock(p.elapsedSeconds) << "  ETA "
+            << clock(p.etaSeconds);
+        return out.str();
+    }
+
+    std::string m_command;
+    bool m_tty;
+    bool m_open = false;
+    std::chrono::steady_clock::time_point m_lastDraw {};
+};
+
+void printSummary(const PretrainResult& r)
+{
+    std::cerr << std::fixed << std::setprecision(3) << "ladder: pretrained " << r.parameters << " parameters on "
+              << r.corpusTokens << " corpus tokens (" << r.trainedTokens << " trained): loss " << r.initialLoss
+              << " -> " << r.finalLoss << ", held-out " << r.heldOutLossBefore << " -> " << r.heldOutLossAfter
+              << std::setprecision(1) << "; vocabulary " << r.vocabularySeconds << " s, training "
+              << r.trainingSeconds << " s, wall " << r.wallSeconds << " s\n";
+}
+
+struct PretrainFlags {
+    std::string corpus;
+    std::string out;
+    std::int64_t steps = PretrainOptions::demo().steps;
+    int vocabSize = PretrainOptions::demo().vocabSize;
+    std::uint64_t seed = PretrainOptions::demo().seed;
+    int threads = 0;
+    double learningRate = PretrainOptions::demo().learningRate;
+    std::int64_t batchSize = PretrainOptions::demo().batchSize;
+    double pretrainDropout = PretrainOptions::demo().pretrainDropoutRate;
+    std::string wordNetDir = defaultWordNetDir();
+};
+
+int runPretrain(const PretrainFlags& f)
+{
+    const bool wordnet = f.corpus == "wordnet";
+    const auto corpus = wordnet ? wordNetCorpus(loadWordNet(f.wordNetDir)) : readCorpusFile(f.corpus);
+    auto options = PretrainOptions::demo();
+    options.steps = f.steps;
+    options.vocabSize = f.vocabSize;
+    options.seed = f.seed;
+    options.numThreads = f.threads;
+    options.learningRate = f.learningRate;
+    options.batchSize = f.batchSize;
+    options.pretrainDropoutRate = f.pretrainDropout;
+    options.warmupSteps = std::min(options.warmupSteps, std::max<std::int64_t>(1, f.steps / 10));
+    // The built-in demo's recipe exactly: `ladder demo` accepts the folder as its backbone.
+    const auto demo = PretrainOptions::demo();
+    const bool isDemoRecipe = wordnet && f.steps == demo.steps && f.vocabSize == demo.vocabSize && f.seed == demo.seed
+        && f.learningRate == demo.learningRate && f.batchSize == demo.batchSize
+        && f.pretrainDropout == demo.pretrainDropoutRate;
+    ProgressBar bar("pretrain");
+    const auto result = pretrainT5(corpus, f.out, options, std::ref(bar), isDemoRecipe ? "demo" : "custom");
+    bar.finishLine();
+    if (result.cancelled)
+        throw Error("cancelled");
+    printSummary(result);
+    std::cout << result.directory << "\n";
+    return 0;
+}
+
+struct DemoFlags {
+    std::string dir;
+    bool printBackbone = false;
+    bool printTasks = false;
+    std::string wordNetDir = defaultWordNetDir();
+};
+
+int runDemo(const DemoFlags& f)
+{
+    const auto root = f.dir.empty() ? demoCacheDir() : f.dir;
+    const auto tasksDir = demofs::join(root, "tasks");
+    const auto backboneDir = demofs::join(root, "backbone");
+    if (!demoTasksComplete(tasksDir)) {
+        std::cerr << "ladder demo: building the WordNet tasks in " << tasksDir << std::endl;
+        ensureDemoTasks(tasksDir, f.wordNetDir);
+    }
+    if (!demoBackboneComplete(backboneDir)) {
+        std::cerr << "ladder demo: building the demo backbone in " << backboneDir
+                  << " (once; a few minutes on 2 cores)" << std::endl;
+        ProgressBar bar("demo");
+        const auto result = ensureDemoBackbone(backboneDir, f.wordNetDir, std::ref(bar));
+        bar.finishLine();
+        if (result && result->cancelled)
+            throw Error("cancelled");
+        if (result)
+            printSummary(*result);
+    }
+    const bool backbone = f.printBackbone || !f.printTasks;
+    if (backbone)
+        std::cout << backboneDir << "\n";
+    if (f.printTasks)
+        std::cout << tasksDir << "\n";
+    return 0;
+}
+
+} // namespace
+
+void registerDemoCommands(CLI::App& app)
+{
+    {
+        auto flags = std::make_shared<PretrainFlags>();
+        auto* cmd = app.add_subcommand("pretrain",
+            "Train a SentencePiece vocabulary and pretrain a small T5 (span corruption) into an HF folder");
+        cmd->add_option("--corpus", flags->corpus, "'wordnet' (WordNet's glosses and examples) or a text file, one "
+                                                   "sentence per line")
+            ->required();
+        cmd->add_option("--out", flags->out, "output folder (must not exist, or be empty)")->required();
+        cmd->add_option("--steps", flags->steps, "optimizer steps")->capture_default_str()->check(CLI::Range(1, 10000000));
+        cmd->add_option("--vocab-size", flags->vocabSize, "SentencePiece pieces (the model adds 100 sentinels)")
+            ->capture_default_str()
+            ->check(CLI::Range(16, 1000000));
+        cmd->add_option("--seed", flags->seed, "seed of the vocabulary, initialisation, data order and masks")
+            ->capture_default_str();
+        cmd->add_option("--learning-rate", flags->learningRate, "AdamW peak learning rate")
+            ->capture_default_str()
+            ->check(CLI::PositiveNumber);
+        cmd->add_option("--batch-size", flags->batchSize, "examples per step")->capture_default_str()->check(CLI::Range(1, 4096));
+        cmd->add_option("--pretrain-dropout", flags->pretrainDropout,
+               "dropout while pretraining (config.json keeps 0.1 for fine-tuning)")
+            ->capture_default_str()
+            ->check(CLI::Range(0.0, 0.99));
+        cmd->add_option("--threads", flags->threads, "CPU threads (0 = all)")->capture_default_str()->check(CLI::Range(0, 1024));
+        cmd->add_option("--wordnet-dir", flags->wordNetDir, "folder with WordNet's data.* files")->capture_default_str();
+        cmd->callback([flags] { runGuarded("pretrain", [&] { return runPretrain(*flags); }); });
+    }
+    {
+        auto flags = std::make_shared<DemoFlags>();
+        auto* cmd = app.add_subcommand("demo",
+            "Build the built-in demo (WordNet tasks and a pretrained small T5) if missing; print the backbone folder");
+        cmd->add_option("--dir", flags->dir, "demo folder (default: $XDG_CACHE_HOME/ladderbench/" + std::string(kDemoRecipeVersion) + ")");
+        cmd->add_flag("--print-backbone-path", flags->printBackbone, "print the backbone folder (the default)");
+        cmd->add_flag("--print-tasks-path", flags->printTasks, "print the tasks folder (tasks/<name>/{train,validation,test}.jsonl)");
+        cmd->add_option("--wordnet-dir", flags->wordNetDir, "folder with WordNet's data.* files")->capture_default_str();
+        cmd->callback([flags] { runGuarded("demo", [&] { return runDemo(*flags); }); });
+    }
+}
+
+} // namespace ladder::cli

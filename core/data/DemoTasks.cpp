@@ -333,6 +333,8 @@ void writeDemoTask(const DemoTask& task, const std::string& tasksDir)
 
 std::string demoCacheDir()
 {
+    if (const char* dir = std::getenv("LADDER_DEMO_DIR"); dir && *dir)
+        return dir; // tests and shared installations point the demo elsewhere
     std::string base;
     if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg == '/') {
         base = xdg; // the XDG spec: a relative path is invalid and is ignored

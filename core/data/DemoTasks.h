@@ -78,8 +78,8 @@ void writeDemoTask(const DemoTask& task, const std::string& tasksDir);
 // The names of the demo tasks, in the order they are built.
 std::vector<std::string> demoTaskNames();
 
-// The demo cache: $XDG_CACHE_HOME/ladderbench/<kDemoRecipeVersion> (fallback ~/.cache/ladderbench/...),
-// holding backbone/ and tasks/.
+// The demo cache, holding backbone/ and tasks/: $LADDER_DEMO_DIR when set (tests, shared installations),
+// else $XDG_CACHE_HOME/ladderbench/<kDemoRecipeVersion> (fallback ~/.cache/ladderbench/...).
 std::string demoCacheDir();
 
 // Whether every demo task in tasksDir has its three files and a task.json of this recipe version.

@@ -163,6 +163,19 @@ double rounded(double x, int digits)
     return std::round(x * scale) / scale;
 }
 
+// Every option that changes the weights (not the thread count): a cache is valid only for equal options.
+nlohmann::json recipeOptions(const PretrainOptions& o)
+{
+    return { { "vocab_size", o.vocabSize }, { "extra_ids", o.extraIds }, { "d_model", o.dModel }, { "d_kv", o.dKv },
+        { "num_heads", o.numHeads }, { "d_ff", o.dFf }, { "num_layers", o.numLayers },
+        { "num_decoder_layers", o.numDecoderLayers }, { "dropout_rate", o.dropoutRate },
+        { "pretrain_dropout_rate", o.pretrainDropoutRate }, { "noise_density", o.noiseDensity },
+        { "mean_noise_span_length", o.meanNoiseSpanLength }, { "raw_length", o.rawLength }, { "steps", o.steps },
+        { "batch_size", o.batchSize }, { "learning_rate", o.learningRate }, { "warmup_steps", o.warmupSteps },
+        { "weight_decay", o.weightDecay }, { "max_grad_norm", o.maxGradNorm },
+        { "held_out_examples", o.heldOutExamples }, { "seed", o.seed } };
+}
+
 } // namespace
 
 const char* toString(PretrainProgress::Stage stage)
@@ -594,6 +607,7 @@ PretrainResult pretrainT5(const std::vector<std::string>& corpus, const std::str
         manifest["recipe"] = recipeName;
         manifest["recipe_version"] = kDemoRecipeVersion;
         manifest["seed"] = options.seed;
+        manifest["recipe_options"] = recipeOptions(options);
         manifest["vocabulary"] = { { "type", "sentencepiece unigram" }, { "pieces", result.pieces },
             { "extra_ids", options.extraIds }, { "seconds", rounded(result.vocabularySeconds, 2) } };
         manifest["model"] = { { "d_model", options.dModel }, { "d_kv", options.dKv }, { "num_heads", options.numHeads },
@@ -653,7 +667,8 @@ bool demoBackboneComplete(const std::string& dir)
         return false;
     std::ifstream in(demofs::join(dir, "ladderbench.json"), std::ios::binary);
     const auto manifest = nlohmann::json::parse(in, nullptr, false);
-    return manifest.is_object() && manifest.value("recipe", "") == "demo";
+    return manifest.is_object() && manifest.value("recipe", "") == "demo" && manifest.contains("recipe_options")
+        && manifest["recipe_options"] == recipeOptions(PretrainOptions::demo());
 }
 
 std::optional<PretrainResult> ensureDemoBackbone(const std::string& backboneDir, const std::string& wordNetDir,

@@ -38,10 +38,10 @@ struct PretrainOptions {
     double meanNoiseSpanLength = 3.0;
     std::int64_t rawLength = 114; // -> inputs of 104 ids (with </s>), targets of 24
     // Optimisation: AdamW, linear warm-up then linear decay to 0, gradient clipping.
-    std::int64_t steps = 400;
-    std::int64_t batchSize = 32;
-    double learningRate = 2e-3; // 100-step probes: held-out loss 5.63 at 2e-3 vs 5.86 at 1e-3
-    std::int64_t warmupSteps = 40;
+    std::int64_t steps = 800;
+    std::int64_t batchSize = 16;
+    double learningRate = 2e-3;
+    std::int64_t warmupSteps = 80;
     double weightDecay = 0.0;
     double maxGradNorm = 1.0;
     // Held-out chunks (never trained on) whose loss, without dropout, is measured before and after.
@@ -136,7 +136,8 @@ PretrainResult pretrainT5(const std::vector<std::string>& corpus, const std::str
 // recipe version (kDemoRecipeVersion).
 bool backboneComplete(const std::string& dir);
 
-// backboneComplete, and built with the demo recipe (ladderbench.json "recipe": "demo").
+// backboneComplete, built with the demo recipe (ladderbench.json "recipe": "demo"), and with exactly
+// today's PretrainOptions::demo() (its "recipe_options"), so changing the recipe invalidates old caches.
 bool demoBackboneComplete(const std::string& dir);
 
 // The demo backbone: pretrains from WordNet (wordNetDir) with PretrainOptions::demo() into backboneDir

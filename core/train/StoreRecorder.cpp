@@ -178,8 +178,7 @@ std::string runSpecHash(const RunSpec& spec)
     return specHash(j);
 }
 
-std::int64_t trainAndRecord(const RunSpec& spec, ResultsStore& store, TrainerObserver& observer, RunSummary* summary,
-                            std::string* error)
+NewRun newRunFor(const RunSpec& spec, RunState status)
 {
     NewRun run;
     run.name = spec.displayName();
@@ -199,14 +198,26 @@ std::int64_t trainAndRecord(const RunSpec& spec, ResultsStore& store, TrainerObs
     run.task = spec.task.type == "demo" ? "demo-" + taskName : taskName;
     run.seed = static_cast<std::int64_t>(spec.seed);
     run.device = spec.device;
-    run.status = RunState::Running;
-    std::int64_t id = -1;
-    if (!store.createRun(run, &id, error))
-        return -1;
-    StoreRecorder recorder(store, id, observer);
+    run.status = status;
+    return run;
+}
+
+RunSummary trainRecordedRun(const RunSpec& spec, ResultsStore& store, std::int64_t runId, TrainerObserver& observer)
+{
+    StoreRecorder recorder(store, runId, observer);
     Trainer trainer(spec);
     const auto result = trainer.run(recorder);
     recorder.finish(result);
+    return result;
+}
+
+std::int64_t trainAndRecord(const RunSpec& spec, ResultsStore& store, TrainerObserver& observer, RunSummary* summary,
+                            std::string* error)
+{
+    std::int64_t id = -1;
+    if (!store.createRun(newRunFor(spec, RunState::Running), &id, error))
+        return -1;
+    const auto result = trainRecordedRun(spec, store, id, observer);
     if (summary)
         *summary = result;
     return id;

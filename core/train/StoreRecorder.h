@@ -39,6 +39,14 @@ private:
     MetricsWriter m_writer;
 };
 
+// The run a spec is recorded as (name, spec JSON and hash, method, backbone, task, seed, device): what
+// trainAndRecord() creates, and what the workbench queues, so GUI and CLI runs look the same in the store.
+NewRun newRunFor(const RunSpec& spec, RunState status);
+
+// Trains `spec` as the existing run `runId` (already set running, e.g. claimed from the queue) and records
+// the outcome. Never throws.
+RunSummary trainRecordedRun(const RunSpec& spec, ResultsStore& store, std::int64_t runId, TrainerObserver& observer);
+
 // Records `spec` as a running run in `store`, trains it and records the outcome. Returns the run id
 // (or -1 when the store refused the run, with *error set).
 std::int64_t trainAndRecord(const RunSpec& spec, ResultsStore& store, TrainerObserver& observer,

@@ -7,6 +7,7 @@
 
 #include "model/T5Checkpoint.h"
 #include "peft/LadderInit.h"
+#include "train/LadderActivationCache.h"
 #include "util/Error.h"
 
 namespace ladder {
@@ -50,7 +51,8 @@ LadderModel::LadderModel(T5ForConditionalGeneration backbone, LadderSideNetwork 
 {
 }
 
-LadderEncoderState LadderModel::encode(const at::Tensor& inputIds, const at::Tensor& attentionMask)
+LadderEncoderState LadderModel::encode(const at::Tensor& inputIds, const at::Tensor& attentionMask,
+                                      const LadderBackboneOutputs* cached, LadderBackboneOutputs* record)
 {
     const auto& o = m_side->options();
     LadderEncoderState state;
@@ -61,7 +63,11 @@ LadderEncoderState LadderModel::encode(const at::Tensor& inputIds, const at::Ten
         // No backbone activation is kept for backward: only the ladder inputs, which the downsamples save.
         at::NoGradGuard noGrad;
         embeddings = m_backbone->shared(inputIds);
-        if (o.needsBackbone()) {
+        if (cached) {
+            // The backbone's outputs come from the activation cache; the backbone decoder does not run
+            // either (decode() takes its outputs from the cache too), so its encoder output is not needed.
+            ladders = cached->encoder;
+        } else if (o.needsBackbone()) {
             // Only the kept layers' outputs survive the backbone pass (the stack releases the others).
             static const std::vector<std::int64_t> none;
             const bool ladder = o.usesLadders() && o.hasSideEncoder();
@@ -72,13 +78,16 @@ LadderEncoderState LadderModel::encode(const at::Tensor& inputIds, const at::Ten
                 ladders = std::move(out.blockOutputs);
         }
     }
+    if (record)
+        record->encoder = ladders;
     if (m_side->side_encoder)
         state.sideHidden = m_side->side_encoder->forward(embeddings, ladders, attentionMask);
     return state;
 }
 
 at::Tensor LadderModel::decode(const at::Tensor& decoderInputIds, const LadderEncoderState& encoded,
-                               DecoderCache* backboneCache, LadderSideCache* sideCache)
+                               DecoderCache* backboneCache, LadderSideCache* sideCache,
+                               const LadderBackboneOutputs* cached, LadderBackboneOutputs* record)
 {
     const auto& o = m_side->options();
     at::Tensor embeddings, backboneFinal;
@@ -86,7 +95,12 @@ at::Tensor LadderModel::decode(const at::Tensor& decoderInputIds, const LadderEn
     {
         at::NoGradGuard noGrad;
         embeddings = m_backbone->shared(decoderInputIds);
-        if (o.needsBackbone()) {
+        if (cached) {
+            if (backboneCache || sideCache)
+                throw Error("ladder: cached backbone outputs are for teacher-forced training, not decoding");
+            ladders = cached->decoder;
+            backboneFinal = cached->decoderFinal;
+        } else if (o.needsBackbone()) {
             static const std::vector<std::int64_t> none;
             auto out = m_backbone->decoder->forward(embeddings, at::Tensor(), encoded.backboneHidden,
                                                     encoded.attentionMask, backboneCache,
@@ -96,6 +110,10 @@ at::Tensor LadderModel::decode(const at::Tensor& decoderInputIds, const LadderEn
             if (o.usesLadders())
                 ladders = std::move(out.blockOutputs);
         }
+    }
+    if (record) {
+        record->decoder = ladders;
+        record->decoderFinal = backboneFinal;
     }
     const auto sideOut = m_side->side_decoder->forward(embeddings, ladders, at::Tensor(), encoded.sideHidden,
                                                        encoded.attentionMask, sideCache);
@@ -131,6 +149,32 @@ MethodOutput LadderMethod::forward(const Seq2SeqBatch& batch)
     const auto encoded = m_model.encode(batch.inputIds, batch.attentionMask);
     MethodOutput out;
     out.logits = m_model.logits(m_model.decode(decoderInputIds, encoded));
+    out.loss = T5ForConditionalGenerationImpl::crossEntropy(out.logits, batch.labels);
+    return out;
+}
+
+MethodOutput LadderMethod::forward(const Seq2SeqBatch& batch, const std::vector<std::size_t>& examples,
+                                   LadderActivationCache& cache)
+{
+    if (!batch.labels.defined())
+        throw Error("ladder forward: labels are required");
+    if (m_options.backboneTrainMode)
+        throw Error("ladder: field cache: the activation cache needs the backbone in eval mode "
+                    "(backbone_train_mode draws new dropout masks in the backbone every epoch)");
+    const auto decoderInputIds = m_backbone->shiftRight(batch.labels);
+    MethodOutput out;
+    if (cache.contains(examples)) {
+        // Only the side network runs: the same operations as forward() on the stored backbone outputs.
+        const auto cached = cache.gather(examples, batch.inputIds.size(1), batch.labels.size(1),
+                                         batch.inputIds.device());
+        const auto encoded = m_model.encode(batch.inputIds, batch.attentionMask, &cached);
+        out.logits = m_model.logits(m_model.decode(decoderInputIds, encoded, nullptr, nullptr, &cached));
+    } else {
+        LadderBackboneOutputs computed;
+        const auto encoded = m_model.encode(batch.inputIds, batch.attentionMask, nullptr, &computed);
+        out.logits = m_model.logits(m_model.decode(decoderInputIds, encoded, nullptr, nullptr, nullptr, &computed));
+        cache.store(examples, computed, batch.attentionMask, batch.labels);
+    }
     out.loss = T5ForConditionalGenerationImpl::crossEntropy(out.logits, batch.labels);
     return out;
 }

@@ -10,6 +10,8 @@
 
 namespace ladder {
 
+class LadderActivationCache;
+
 // Ladder Side-Tuning (DESIGN.md section 3, docs/LST.md): a side network beside the frozen backbone.
 std::unique_ptr<Method> createLadderMethod(T5ForConditionalGeneration backbone, const MethodOptions& options,
                                            const BatchSource& data);
@@ -28,17 +30,32 @@ struct LadderEncoderState {
     void select(const at::Tensor& rowIndices);
 };
 
+// What the frozen backbone hands to the side network for one batch: the outputs of the kept backbone
+// blocks, indexed by layer (undefined elsewhere), and the backbone decoder's final output when the side
+// network merges it. Computed without gradients; what the ladder activation cache stores per example
+// (train/LadderActivationCache.h, docs/PERFORMANCE.md).
+struct LadderBackboneOutputs {
+    std::vector<at::Tensor> encoder; // (batch, source length, d) per kept encoder layer
+    std::vector<at::Tensor> decoder; // (batch, target length, d) per kept decoder layer
+    at::Tensor decoderFinal;         // (batch, target length, d) or undefined
+};
+
 // Backbone + side network, shared (module holders) between the method and its steppers.
 class LadderModel {
 public:
     LadderModel(T5ForConditionalGeneration backbone, LadderSideNetwork side);
 
     // The backbone encoder under NoGradGuard (when the ablation needs it), then the side encoder.
-    LadderEncoderState encode(const at::Tensor& inputIds, const at::Tensor& attentionMask);
+    // cached: take the backbone's outputs from there instead of running it (the activation cache);
+    // record: also hand out what the backbone computed.
+    LadderEncoderState encode(const at::Tensor& inputIds, const at::Tensor& attentionMask,
+                              const LadderBackboneOutputs* cached = nullptr, LadderBackboneOutputs* record = nullptr);
     // Backbone decoder under NoGradGuard, side decoder with grad, head; returns the d_model hidden states
     // that the backbone's LM head (lmLogits) turns into logits. With caches: incremental decoding.
+    // cached/record: as for encode (teacher-forced training only, no key/value caches).
     at::Tensor decode(const at::Tensor& decoderInputIds, const LadderEncoderState& encoded,
-                      DecoderCache* backboneCache = nullptr, LadderSideCache* sideCache = nullptr);
+                      DecoderCache* backboneCache = nullptr, LadderSideCache* sideCache = nullptr,
+                      const LadderBackboneOutputs* cached = nullptr, LadderBackboneOutputs* record = nullptr);
     at::Tensor logits(const at::Tensor& decoderHidden);
 
     T5ForConditionalGeneration backbone() const { return m_backbone; }
@@ -56,6 +73,11 @@ public:
     LadderMethod(T5ForConditionalGeneration backbone, const MethodOptions& options, const BatchSource& data);
 
     MethodOutput forward(const Seq2SeqBatch& batch) override;
+    // The same forward with the ladder activation cache: when every example of `examples` (the batch's
+    // rows, by example index) is stored, the backbone does not run and its outputs come from the cache;
+    // otherwise the backbone runs as in forward() and the missing examples are stored.
+    MethodOutput forward(const Seq2SeqBatch& batch, const std::vector<std::size_t>& examples,
+                         LadderActivationCache& cache);
     std::unique_ptr<Seq2SeqStepper> makeStepper() override;
     // Side network train/eval; the backbone stays in eval mode unless options.backboneTrainMode.
     void train(bool on) override;

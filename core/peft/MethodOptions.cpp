@@ -22,7 +22,7 @@ const std::set<std::string>& fieldsOf(const std::string& method)
         {"prompt", {"method", "prompts"}},
         {"ladder",
          {"method", "r", "keep", "gate_temperature", "init", "fisher_samples", "backbone_train_mode", "ablation",
-          "merge_backbone"}},
+          "merge_backbone", "cache", "cache_dtype", "cache_dir"}},
     };
     return fields.at(method);
 }
@@ -70,6 +70,22 @@ const std::vector<std::string> kActivations{"relu", "gelu", "silu", "tanh"};
 const std::vector<std::string> kTargets{"q", "k", "v", "o", "wi", "wo"};
 const std::vector<std::string> kInits{"random", "magnitude", "fisher"};
 const std::vector<std::string> kAblations{"none", "side-tuning", "no-ladders", "adapter-blocks", "cross-attention"};
+const std::vector<std::string> kCacheModes{"none", "ram", "disk"};
+const std::vector<std::string> kCacheDtypes{"fp32", "bf16"};
+
+// The activation cache stores what an eval-mode backbone computes; errors name the field.
+void checkCache(const MethodOptions& o, const std::string& source)
+{
+    if (o.cache == "none")
+        return;
+    if (o.backboneTrainMode)
+        throw Error(source + ": field cache: the ladder activation cache needs the backbone in eval mode, but "
+                             "backbone_train_mode is on (backbone dropout changes the ladder inputs every epoch)");
+    if (o.ablation == "no-ladders" && !o.mergeBackbone)
+        throw Error(source + ": field cache: the no-ladders ablation runs no backbone, so there is nothing to cache");
+    if (o.cache == "disk" && o.cacheDir.empty())
+        throw Error(source + ": field cache_dir: cache disk needs a folder for its file");
+}
 
 } // namespace
 
@@ -165,6 +181,19 @@ MethodOptions MethodOptions::fromJson(const json& j, const std::string& source)
         o.ablation = choiceField(j, source, "ablation", kAblations);
     if (j.contains("merge_backbone"))
         o.mergeBackbone = boolField(j, source, "merge_backbone");
+    if (j.contains("cache"))
+        o.cache = choiceField(j, source, "cache", kCacheModes);
+    if (j.contains("cache_dtype"))
+        o.cacheDtype = choiceField(j, source, "cache_dtype", kCacheDtypes);
+    if (j.contains("cache_dir")) {
+        if (!j.at("cache_dir").is_string() || j.at("cache_dir").get<std::string>().empty())
+            throw Error(source + ": field cache_dir: expected a folder path, got " + j.at("cache_dir").dump());
+        o.cacheDir = j.at("cache_dir").get<std::string>();
+    }
+    if (o.cache == "none" && (j.contains("cache_dtype") || j.contains("cache_dir")))
+        throw Error(source + ": field " + std::string(j.contains("cache_dtype") ? "cache_dtype" : "cache_dir") +
+                    ": only meaningful with cache ram or disk");
+    checkCache(o, source);
     return o;
 }
 
@@ -187,10 +216,17 @@ json MethodOptions::toJson() const
              {"fisher_samples", fisherSamples},
              {"backbone_train_mode", backboneTrainMode},
              {"ablation", ablation},
-             {"merge_backbone", mergeBackbone}};
+             {"merge_backbone", mergeBackbone},
+             {"cache", cache},
+             {"cache_dtype", cacheDtype},
+             {"cache_dir", cacheDir}};
     json out = json::object();
-    for (const auto& f : fieldsOf(method))
+    for (const auto& f : fieldsOf(method)) {
+        // The cache fields only when the cache is on: specs (and their hashes) without it stay as they were.
+        if (f.rfind("cache", 0) == 0 && (cache == "none" || (f == "cache_dir" && cacheDir.empty())))
+            continue;
         out[f] = all.at(f);
+    }
     return out;
 }
 
@@ -211,6 +247,8 @@ void MethodOptions::validate(const T5Config& config) const
                             " does not exist (the backbone has " + std::to_string(config.numLayers) + " encoder and " +
                             std::to_string(config.numDecoderLayers) + " decoder layers, indices from 0)");
     }
+    if (method == "ladder")
+        checkCache(*this, "method options");
     if (method == "adapter" && hidden > config.dModel * 4)
         throw Error("method options: field hidden: " + std::to_string(hidden) + " is larger than 4 x d_model");
     if (method == "lora" && rank > std::min(config.dModel, config.innerDim()))

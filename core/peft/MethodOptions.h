@@ -49,6 +49,13 @@ struct MethodOptions {
     bool backboneTrainMode = false;
     std::string ablation = "none";
     bool mergeBackbone = false;
+    // ladder: the activation cache (docs/PERFORMANCE.md): "none", "ram" or "disk" (a memory-mapped file in
+    // cacheDir, reused by later runs with the same key); the stored dtype ("fp32": losses equal to an
+    // uncached run; "bf16": half the bytes, values rounded to bf16). Needs an eval-mode backbone. Written to
+    // JSON only when the cache is on.
+    std::string cache = "none";
+    std::string cacheDtype = "fp32";
+    std::string cacheDir;
 
     static MethodOptions defaults(const std::string& method);
     // Errors name the field: "method options: field rank: expected a positive integer".

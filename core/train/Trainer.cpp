@@ -19,8 +19,10 @@
 #include "model/Generation.h"
 #include "model/T5Checkpoint.h"
 #include "model/T5Tokenizer.h"
+#include "peft/Ladder.h"
 #include "peft/Method.h"
 #include "train/DemoPaths.h"
+#include "train/LadderActivationCache.h"
 #include "util/Error.h"
 
 namespace ladder {
@@ -119,6 +121,44 @@ TrainEval evaluateSplit(Method& method, const Batcher& batcher, const std::vecto
     return e;
 }
 
+// The ladder activation cache of an LST run (method option cache ram|disk): its cost is logged before
+// it is allocated.
+std::unique_ptr<LadderActivationCache> makeLadderCache(LadderMethod& method, const Batcher& batcher,
+                                                       const RunSpec& spec, bool autocast, TrainerObserver& observer)
+{
+    const auto& o = spec.method;
+    const auto layout = LadderCacheLayout::forSide(method.sideNetwork()->options());
+    std::vector<std::int64_t> sources, targets;
+    for (std::size_t i = 0; i < batcher.exampleCount(); ++i) {
+        sources.push_back(static_cast<std::int64_t>(batcher.sourceIds(i).size()));
+        targets.push_back(static_cast<std::int64_t>(batcher.targetIds(i).size()));
+    }
+    LadderCacheOptions options;
+    options.mode = o.cache;
+    options.dtype = o.cacheDtype;
+    options.dir = o.cacheDir;
+    observer.onLog("info", "ladder cache (" + o.cache + ", " + o.cacheDtype + "): " +
+                               std::to_string(LadderActivationCache::bytesFor(layout, sources, targets, o.cacheDtype) /
+                                              1000000) +
+                               " MB for " + std::to_string(sources.size()) +
+                               " training examples; the backbone runs in the first epoch only");
+    LadderCacheKey key;
+    if (o.cache == "disk") {
+        std::vector<std::vector<std::int64_t>> sourceIds, targetIds;
+        for (std::size_t i = 0; i < batcher.exampleCount(); ++i) {
+            sourceIds.push_back(batcher.sourceIds(i));
+            targetIds.push_back(batcher.targetIds(i));
+        }
+        key = LadderCacheKey::make(method.backbone(), layout, ladderCacheComputeLabel(c10::Device(spec.device), autocast),
+                                   o.cacheDtype, sourceIds, targetIds);
+    }
+    auto cache = std::make_unique<LadderActivationCache>(
+        layout, std::move(sources), std::move(targets), key, options,
+        [&observer](const std::string& level, const std::string& message) { observer.onLog(level, message); });
+    observer.onLog("info", "ladder cache: " + cache->describe());
+    return cache;
+}
+
 std::vector<TextExample> firstN(const std::vector<TextExample>& v, std::int64_t n)
 {
     if (n <= 0 || static_cast<std::size_t>(n) >= v.size())
@@ -185,6 +225,9 @@ TaskSplits loadTaskSplits(const TaskSpec& task)
         o.labelColumn = desc.value("label_column", std::string("label"));
         o.taskName = desc.value("name", task.name);
         o.labels = desc.value("labels", std::vector<std::string>{});
+        // "text": the model generates the label itself ("noun.animal"), which a small backbone learns far
+        // faster than an index; "index" (GLUE's convention) otherwise.
+        o.labelTextTargets = desc.value("label_targets", std::string("index")) == "text";
         o.seed = task.dataSeed;
         return loadGenericTask(o);
     }
@@ -207,6 +250,7 @@ TaskSplits loadTaskSplits(const TaskSpec& task)
         o.testFraction = g.at("test_fraction").get<double>();
     if (g.contains("target_decimals"))
         o.targetDecimals = g.at("target_decimals").get<int>();
+    o.labelTextTargets = str("label_targets", "index") == "text";
     o.seed = task.dataSeed;
     return loadGenericTask(o);
 }
@@ -319,6 +363,14 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
         auto method = createMethod(inputs.backbone, spec.method, fisherSource);
         method->train(true);
         auto params = method->trainableParameters();
+        std::unique_ptr<LadderActivationCache> ladderCache;
+        LadderMethod* ladderMethod = nullptr;
+        if (spec.method.method == "ladder" && spec.method.cache != "none") {
+            ladderMethod = dynamic_cast<LadderMethod*>(method.get());
+            if (!ladderMethod)
+                throw Error("ladder cache: the method is not an LST method");
+            ladderCache = makeLadderCache(*ladderMethod, trainBatcher, spec, autocast, observer);
+        }
         summary.trainableParams = method->trainableParameterCount();
         summary.totalParams = method->totalParameterCount();
         summary.backboneParams = method->backboneParameterCount();
@@ -380,7 +432,8 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
                 at::Tensor loss;
                 {
                     AutocastGuard amp(autocast);
-                    loss = method->forward(batch).loss;
+                    loss = ladderCache ? ladderMethod->forward(batch, b.indices, *ladderCache).loss
+                                       : method->forward(batch).loss;
                 }
                 if (lossHook)
                     lossHook(loss, step + 1);
@@ -425,6 +478,12 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
                     validate(step, epoch);
                 if (step >= totalSteps)
                     break;
+            }
+            if (ladderCache) {
+                ladderCache->flush();
+                if (epoch == 0)
+                    observer.onLog("info", "ladder cache: " + std::to_string(ladderCache->storedCount()) + " of " +
+                                               std::to_string(ladderCache->exampleCount()) + " examples stored");
             }
             if (o.evalEverySteps == 0)
                 validate(step, epoch);

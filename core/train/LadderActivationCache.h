@@ -1,0 +1,146 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <ATen/Tensor.h>
+#include <c10/core/Device.h>
+
+#include "model/T5Model.h"
+#include "peft/Ladder.h"
+#include "peft/LadderSideNetwork.h"
+
+namespace ladder {
+
+// Which backbone tensors one example stores: derived from the side network's options.
+struct LadderCacheLayout {
+    std::int64_t dModel = 0;
+    std::int64_t encoderLayers = 0;           // backbone depth, the size of LadderBackboneOutputs::encoder
+    std::int64_t decoderLayers = 0;
+    std::vector<std::int64_t> encoderStored;  // kept encoder layers whose outputs are stored
+    std::vector<std::int64_t> decoderStored;
+    bool decoderFinal = false;
+
+    static LadderCacheLayout forSide(const LadderSideOptions& side);
+    // Values stored per example: d * (source length * encoder tensors + target length * decoder tensors).
+    std::int64_t elementsFor(std::int64_t sourceLength, std::int64_t targetLength) const;
+    bool empty() const { return encoderStored.empty() && decoderStored.empty() && !decoderFinal; }
+};
+
+// Where and how the cache keeps its values.
+struct LadderCacheOptions {
+    std::string mode = "ram";   // "ram" or "disk" (a memory-mapped file in `dir`)
+    std::string dtype = "fp32"; // "fp32" or "bf16" (half the bytes; values rounded to bf16)
+    std::string dir;            // disk: the folder of cache files (created when missing)
+};
+
+// The identity of a cache: everything the stored values are a function of. Two runs may share a disk cache
+// exactly when their keys are equal (docs/PERFORMANCE.md lists what is in it and what is deliberately not).
+struct LadderCacheKey {
+    std::string description; // JSON text: what the hash covers, readable in the file header
+    std::uint64_t hash = 0;
+
+    // backbone: its config and a fingerprint of every weight; layout: which layer outputs; compute: the
+    // device type and the compute dtype ("fp32" or "bf16-autocast"); storage dtype; the token ids of every
+    // example (source and target, after truncation: max lengths matter only through them).
+    static LadderCacheKey make(T5ForConditionalGeneration backbone, const LadderCacheLayout& layout,
+                               const std::string& compute, const std::string& storageDtype,
+                               const std::vector<std::vector<std::int64_t>>& sources,
+                               const std::vector<std::vector<std::int64_t>>& targets);
+};
+
+// Per-example store of the backbone outputs LST feeds through its ladders, so that later epochs run only
+// the side network. Keyed by example index, not by batch: each example's unpadded values (its real source
+// and target lengths) are stored once and padded again with zeros for whatever batch it lands in.
+// RAM mode keeps one buffer from LibTorch's CPU allocator (so the memory meter counts it); disk mode a
+// memory-mapped, preallocated file whose header, index and per-entry checksums are verified on opening:
+// a file of another key, a truncated or malformed file is rebuilt, an entry with a bad checksum is
+// recomputed. Not thread-safe.
+class LadderActivationCache {
+public:
+    using Log = std::function<void(const std::string& level, const std::string& message)>;
+
+    // sourceLengths/targetLengths: the token count of every example (the batcher's truncated ids).
+    // Throws ladder::Error when the cache cannot be allocated (not enough memory or disk: the message
+    // names the size and the place) or the file cannot be created.
+    LadderActivationCache(LadderCacheLayout layout, std::vector<std::int64_t> sourceLengths,
+                          std::vector<std::int64_t> targetLengths, LadderCacheKey key, LadderCacheOptions options,
+                          Log log = {});
+    ~LadderActivationCache();
+    LadderActivationCache(const LadderActivationCache&) = delete;
+    LadderActivationCache& operator=(const LadderActivationCache&) = delete;
+
+    // Bytes of stored values for these lengths and dtype (what the cache costs, shown before a run).
+    static std::uint64_t bytesFor(const LadderCacheLayout& layout, const std::vector<std::int64_t>& sourceLengths,
+                                  const std::vector<std::int64_t>& targetLengths, const std::string& dtype);
+
+    // Whether every example of `examples` is stored.
+    bool contains(const std::vector<std::size_t>& examples) const;
+    // Stores row r of `outputs` as example examples[r] (only the rows not stored yet). attentionMask and
+    // labels give each row's real lengths and must match the lengths given at construction.
+    void store(const std::vector<std::size_t>& examples, const LadderBackboneOutputs& outputs,
+               const at::Tensor& attentionMask, const at::Tensor& labels);
+    // The stored values of `examples`, zero-padded to (batch, sourceLength | targetLength, d), converted to
+    // the dtype they were computed in, on `device`. Throws if an example is not stored.
+    LadderBackboneOutputs gather(const std::vector<std::size_t>& examples, std::int64_t sourceLength,
+                                 std::int64_t targetLength, c10::Device device) const;
+
+    // Disk mode: writes dirty pages back (also done by the destructor).
+    void flush();
+
+    std::size_t exampleCount() const { return m_entries.size(); }
+    std::size_t storedCount() const;
+    std::uint64_t bytes() const { return m_dataBytes; }
+    const std::string& path() const { return m_path; } // disk mode; empty in RAM mode
+    const LadderCacheOptions& options() const { return m_options; }
+    const LadderCacheKey& key() const { return m_key; }
+    // Entries found valid in an existing file when it was opened (disk mode).
+    std::size_t reusedCount() const { return m_reused; }
+    // "RAM, fp32: 786.4 MB for 500 examples (6 encoder + 6 decoder layer outputs of d 512)".
+    std::string describe() const;
+
+private:
+    struct Entry {
+        std::uint64_t offset = 0; // bytes from the start of the data area
+        std::int64_t sourceLength = 0;
+        std::int64_t targetLength = 0;
+        bool stored = false;
+    };
+
+    void openDisk();
+    bool tryReuse(int fd, std::uint64_t fileSize, std::string& reason);
+    void createFile();
+    void writeHeader();
+    std::uint64_t entryChecksum(const Entry& e) const;
+    void markStored(std::size_t example);
+    char* entryData(const Entry& e) const { return m_data + e.offset; }
+
+    LadderCacheLayout m_layout;
+    LadderCacheKey m_key;
+    LadderCacheOptions m_options;
+    Log m_log;
+    std::vector<Entry> m_entries;
+    c10::ScalarType m_storageDtype;
+    std::int64_t m_elementSize = 4;
+    std::uint64_t m_dataBytes = 0;
+    // The dtype the backbone computed the values in (what gather returns); undefined until known.
+    c10::ScalarType m_valueDtype = c10::ScalarType::Float;
+
+    at::Tensor m_ram;           // RAM mode: the buffer
+    std::string m_path;         // disk mode
+    int m_fd = -1;
+    void* m_map = nullptr;
+    std::uint64_t m_mapBytes = 0;
+    std::uint64_t m_indexOffset = 0;
+    std::uint64_t m_dataOffset = 0;
+    char* m_data = nullptr;
+    std::size_t m_reused = 0;
+};
+
+// The compute part of a key: "cpu-fp32", "cuda-fp32", "cuda-bf16-autocast".
+std::string ladderCacheComputeLabel(const c10::Device& device, bool bf16Autocast);
+
+} // namespace ladder

@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "BenchSpeedCommands.h"
 #include "Commands.h"
 #include "MethodFlags.h"
 #include "model/T5Checkpoint.h"
@@ -147,6 +148,8 @@ int runBenchMemory(const BenchMemoryFlags& f)
                                {"gradient_bytes", r.gradientBytes},
                                {"optimizer_bytes", r.optimizerBytes},
                                {"activation_bytes", r.activationBytes()},
+                               {"estimated_bytes", r.estimate.total},
+                               {"estimate_error", r.estimateError()},
                                {"step_peaks", r.stepPeaks},
                                {"seconds_per_step", r.secondsPerStep},
                                {"inference_peak_bytes", r.inferencePeakBytes},
@@ -184,8 +187,10 @@ int runBenchMemory(const BenchMemoryFlags& f)
                   << withCommas(r.trainableParams) << std::setw(9) << std::fixed << std::setprecision(3)
                   << 100.0 * static_cast<double>(r.trainableParams) / static_cast<double>(r.backboneParams)
                   << std::setw(10) << std::setprecision(2) << r.secondsPerStep << std::setw(14)
-                  << mb(r.inferencePeakBytes) << "\n";
+                  << mb(r.inferencePeakBytes) << std::setw(10) << mb(r.estimate.total) << std::setw(8)
+                  << std::showpos << std::setprecision(1) << 100.0 * r.estimateError() << std::noshowpos << "\n";
     }
+    std::cout << "\nest MB: ladder estimate (analytic, docs/PERFORMANCE.md); err %: estimate / measured peak - 1\n";
     return 0;
 }
 
@@ -221,6 +226,7 @@ void registerMethodCommands(CLI::App& app)
         cmd->add_flag("--json", f->json, "one JSON object keyed by method");
         f->options.addTo(cmd);
         cmd->callback([f] { runGuarded("bench memory", [&] { return runBenchMemory(*f); }); });
+        registerBenchSpeedCommand(bench);
     }
 }
 

@@ -16,6 +16,7 @@ void registerTokenizeCommands(CLI::App& app);
 void registerMethodCommands(CLI::App& app);
 void registerTrainCommands(CLI::App& app);
 void registerDemoCommands(CLI::App& app);
+void registerEstimateCommands(CLI::App& app);
 
 void registerCommands(CLI::App& app)
 {
@@ -24,6 +25,7 @@ void registerCommands(CLI::App& app)
     registerMethodCommands(app);
     registerTrainCommands(app);
     registerDemoCommands(app);
+    registerEstimateCommands(app);
 }
 
 int exitCode()

@@ -24,6 +24,16 @@ MemoryBenchResult measureTrainingMemory(const MemoryBenchSpec& spec, const Metho
     meter.resetPeak();
 
     MemoryBenchResult r;
+    {
+        MemoryEstimateInput in;
+        in.config = spec.config;
+        in.method = options;
+        in.batch = spec.batch;
+        in.srcLen = spec.sourceLength;
+        in.tgtLen = spec.targetLength;
+        in.device = spec.device.is_cuda() ? "cuda" : "cpu";
+        r.estimate = estimateTrainingMemory(in);
+    }
     r.method = options.method;
     r.options = options;
     r.meterLabel = meter.label();

@@ -9,6 +9,7 @@
 
 #include "model/T5Config.h"
 #include "peft/MethodOptions.h"
+#include "train/MemoryEstimate.h"
 
 namespace ladder {
 
@@ -42,6 +43,12 @@ struct MemoryBenchResult {
     std::uint64_t inferencePeakBytes = 0;
     double secondsPerStep = 0.0;          // mean over steps 2.. (step 1 allocates the optimizer state)
     std::string meterLabel;
+    // The analytic estimate of the same step (MemoryEstimate.h), for its error against peakBytes.
+    MemoryEstimate estimate;
+    double estimateError() const
+    {
+        return peakBytes ? static_cast<double>(estimate.total) / static_cast<double>(peakBytes) - 1.0 : 0.0;
+    }
     // peak - static: activations kept for backward and the transient peak of the backward pass.
     std::uint64_t activationBytes() const { return peakBytes > staticBytes ? peakBytes - staticBytes : 0; }
 };

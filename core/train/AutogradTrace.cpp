@@ -1,0 +1,299 @@
+#include "train/AutogradTrace.h"
+
+#include <algorithm>
+
+#include "util/Error.h"
+
+namespace ladder {
+
+TraceTensor AutogradTrace::parameter(std::int64_t numel, std::int64_t elemBytes, bool trainable,
+                                     const std::string& name)
+{
+    TraceTensor t;
+    t.value = static_cast<int>(m_valueStorage.size());
+    m_valueStorage.push_back(-1);
+    m_codeHeld.push_back(0);
+    t.param = static_cast<int>(m_params.size());
+    m_params.push_back({name, numel, elemBytes, trainable});
+    m_paramHasGrad.push_back(0);
+    t.bytes = numel * elemBytes;
+    t.elemBytes = elemBytes;
+    t.requiresGrad = trainable;
+    return t;
+}
+
+void AutogradTrace::setTrainable(TraceTensor& t, bool on)
+{
+    if (t.param < 0)
+        throw Error("memory trace: setTrainable on a tensor that is not a parameter");
+    m_params.at(static_cast<std::size_t>(t.param)).trainable = on;
+    t.requiresGrad = on;
+}
+
+TraceTensor AutogradTrace::data(std::int64_t bytes)
+{
+    TraceTensor t;
+    t.storage = newStorage(bytes, true);
+    t.value = static_cast<int>(m_valueStorage.size());
+    m_valueStorage.push_back(t.storage);
+    m_codeHeld.push_back(1);
+    t.bytes = bytes;
+    t.elemBytes = 8;
+    return t;
+}
+
+void AutogradTrace::addStatic(std::int64_t bytes)
+{
+    add(bytes, "static");
+}
+
+int AutogradTrace::newStorage(std::int64_t bytes, bool isData)
+{
+    Storage s;
+    s.bytes = bytes;
+    s.codeRefs = 1;
+    s.isData = isData;
+    s.part = m_part;
+    m_storages.push_back(s);
+    if (isData)
+        m_data += bytes;
+    add(bytes, m_phase.c_str());
+    return static_cast<int>(m_storages.size()) - 1;
+}
+
+void AutogradTrace::add(std::int64_t bytes, const char* phase)
+{
+    m_live += bytes;
+    if (m_live > m_peak) {
+        m_peak = m_live;
+        m_peakWhere = std::string(phase) + (m_part.empty() ? "" : ": " + m_part);
+        m_peakSaved = m_saved;
+        m_peakParamGrads = m_paramGrads;
+        m_peakData = m_data;
+    }
+}
+
+void AutogradTrace::unref(int storage, bool saved)
+{
+    auto& s = m_storages.at(static_cast<std::size_t>(storage));
+    if (saved) {
+        if (--s.savedRefs == 0 && !s.isData)
+            m_saved -= s.bytes;
+    } else {
+        --s.codeRefs;
+    }
+    if (s.alive && s.codeRefs == 0 && s.savedRefs == 0) {
+        s.alive = false;
+        if (s.isData)
+            m_data -= s.bytes;
+        sub(s.bytes);
+    }
+}
+
+TraceTensor AutogradTrace::compute(std::int64_t numel, std::int64_t elemBytes, const std::vector<TraceTensor>& inputs,
+                                   const std::vector<TraceTensor>& saved, Grad grad, std::int64_t scratch,
+                                   bool saveOutput)
+{
+    TraceTensor t;
+    t.bytes = numel * elemBytes;
+    t.elemBytes = elemBytes;
+    t.storage = newStorage(t.bytes, false);
+    t.value = static_cast<int>(m_valueStorage.size());
+    m_valueStorage.push_back(t.storage);
+    m_codeHeld.push_back(1);
+    bool record = false;
+    if (m_gradMode)
+        for (const auto& in : inputs)
+            if (in.defined() && in.requiresGrad)
+                record = true;
+    if (!record)
+        return t;
+    t.requiresGrad = true;
+    Node node;
+    node.outValue = t.value;
+    node.outBytes = t.bytes;
+    node.scratch = scratch;
+    node.part = m_part;
+    for (const auto& in : inputs)
+        if (in.defined() && in.requiresGrad)
+            node.inputs.push_back({in.value, in.param, in.bytes, grad});
+    auto all = saved;
+    if (saveOutput)
+        all.push_back(t);
+    for (const auto& s : all) {
+        if (!s.defined() || s.storage < 0)
+            continue; // parameters are static
+        auto& st = m_storages.at(static_cast<std::size_t>(s.storage));
+        if (std::find(node.saved.begin(), node.saved.end(), s.storage) != node.saved.end())
+            continue;
+        if (st.savedRefs++ == 0 && !st.isData)
+            m_saved += st.bytes;
+        node.saved.push_back(s.storage);
+    }
+    m_nodes.push_back(std::move(node));
+    return t;
+}
+
+TraceTensor AutogradTrace::view(const TraceTensor& t)
+{
+    if (t.storage < 0)
+        throw Error("memory trace: view of a parameter");
+    TraceTensor v = t;
+    v.value = static_cast<int>(m_valueStorage.size());
+    m_valueStorage.push_back(t.storage);
+    m_codeHeld.push_back(1);
+    ++m_storages.at(static_cast<std::size_t>(t.storage)).codeRefs;
+    v.requiresGrad = m_gradMode && t.requiresGrad;
+    if (v.requiresGrad) {
+        Node node;
+        node.outValue = v.value;
+        node.outBytes = v.bytes;
+        node.scratch = 0;
+        node.part = m_part;
+        node.inputs.push_back({t.value, t.param, t.bytes, Grad::Same});
+        m_nodes.push_back(std::move(node));
+    }
+    return v;
+}
+
+void AutogradTrace::release(const TraceTensor& t)
+{
+    if (!t.defined() || t.storage < 0)
+        return;
+    auto& held = m_codeHeld.at(static_cast<std::size_t>(t.value));
+    if (!held)
+        return;
+    held = 0;
+    unref(t.storage, false);
+}
+
+void AutogradTrace::releaseAllBut(const std::vector<TraceTensor>& keep)
+{
+    for (std::size_t v = 0; v < m_codeHeld.size(); ++v) {
+        if (!m_codeHeld[v] || m_valueStorage[v] < 0)
+            continue;
+        const auto storage = m_valueStorage[v];
+        bool kept = m_storages[static_cast<std::size_t>(storage)].isData;
+        for (const auto& k : keep)
+            kept = kept || k.value == static_cast<int>(v);
+        if (kept)
+            continue;
+        m_codeHeld[v] = 0;
+        unref(storage, false);
+    }
+}
+
+std::int64_t AutogradTrace::savedBytes() const
+{
+    return m_saved;
+}
+
+std::vector<std::pair<std::string, std::int64_t>> AutogradTrace::savedByPart() const
+{
+    std::vector<std::pair<std::string, std::int64_t>> out;
+    for (const auto& s : m_storages) {
+        if (!s.alive || s.savedRefs == 0 || s.isData)
+            continue;
+        auto it = std::find_if(out.begin(), out.end(), [&](const auto& p) { return p.first == s.part; });
+        if (it == out.end())
+            out.emplace_back(s.part, s.bytes);
+        else
+            it->second += s.bytes;
+    }
+    return out;
+}
+
+void AutogradTrace::backward(const TraceTensor& loss)
+{
+    m_phase = "backward";
+    struct Buffer {
+        std::int64_t bytes;
+        int refs;
+    };
+    std::vector<Buffer> buffers;
+    std::vector<int> valueGrad(m_valueStorage.size(), -1);
+    auto newBuffer = [&](std::int64_t bytes) {
+        buffers.push_back({bytes, 1});
+        add(bytes, m_phase.c_str());
+        return static_cast<int>(buffers.size()) - 1;
+    };
+    auto dropBuffer = [&](int b) {
+        if (--buffers[static_cast<std::size_t>(b)].refs == 0)
+            sub(buffers[static_cast<std::size_t>(b)].bytes);
+    };
+    if (!loss.requiresGrad)
+        throw Error("memory trace: the loss does not require grad (nothing trains)");
+    valueGrad.at(static_cast<std::size_t>(loss.value)) = newBuffer(loss.bytes);
+
+    for (auto n = m_nodes.rbegin(); n != m_nodes.rend(); ++n) {
+        const int b = valueGrad[static_cast<std::size_t>(n->outValue)];
+        if (b >= 0) {
+            m_part = n->part;
+            for (const auto& in : n->inputs) {
+                int g;
+                if (in.grad == Grad::Same && in.bytes == n->outBytes) {
+                    g = b;
+                    ++buffers[static_cast<std::size_t>(b)].refs;
+                } else {
+                    g = newBuffer(in.bytes);
+                }
+                if (in.param >= 0) {
+                    auto& has = m_paramHasGrad[static_cast<std::size_t>(in.param)];
+                    if (!has) {
+                        // AccumulateGrad steals a fresh buffer; a shared one is cloned.
+                        has = 1;
+                        if (buffers[static_cast<std::size_t>(g)].refs == 1) {
+                            buffers[static_cast<std::size_t>(g)].refs = 0; // now owned by .grad, stays live
+                        } else {
+                            add(in.bytes, m_phase.c_str());
+                            dropBuffer(g);
+                        }
+                        m_paramGrads += in.bytes;
+                    } else {
+                        dropBuffer(g); // accumulated in place into .grad
+                    }
+                    continue;
+                }
+                auto& slot = valueGrad[static_cast<std::size_t>(in.value)];
+                if (slot < 0) {
+                    slot = g;
+                } else if (buffers[static_cast<std::size_t>(slot)].refs == 1) {
+                    dropBuffer(g); // summed in place
+                } else {
+                    const int sum = newBuffer(in.bytes);
+                    dropBuffer(slot);
+                    dropBuffer(g);
+                    slot = sum;
+                }
+            }
+            if (n->scratch > 0) {
+                add(n->scratch, m_phase.c_str());
+                sub(n->scratch);
+            }
+            dropBuffer(b);
+            valueGrad[static_cast<std::size_t>(n->outValue)] = -1;
+        }
+        for (auto s : n->saved)
+            unref(s, true);
+        n->saved.clear();
+    }
+    m_nodes.clear();
+    m_part.clear();
+}
+
+void AutogradTrace::optimizerStep(bool adamw)
+{
+    m_phase = "optimizer step";
+    m_part.clear();
+    if (!adamw)
+        return;
+    std::int64_t largest = 0;
+    for (const auto& p : m_params)
+        if (p.trainable)
+            largest = std::max(largest, p.numel * p.elemBytes);
+    // denom = (exp_avg_sq.sqrt() / sqrt(bias_correction2)).add_(eps): two temporaries of the parameter.
+    add(2 * largest, m_phase.c_str());
+    sub(2 * largest);
+}
+
+} // namespace ladder

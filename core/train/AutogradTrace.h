@@ -1,0 +1,134 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ladder {
+
+// One tensor of a traced computation: sizes only, no data.
+struct TraceTensor {
+    int value = -1;   // unique id (a view is a new value over the same storage)
+    int storage = -1; // -1 for parameters, whose memory is static
+    int param = -1;   // parameter index, or -1
+    std::int64_t bytes = 0;
+    std::int64_t elemBytes = 4;
+    bool requiresGrad = false;
+    bool defined() const { return value >= 0; }
+    std::int64_t numel() const { return bytes / elemBytes; }
+};
+
+// A symbolic replay of a LibTorch training step for memory accounting (used by MemoryEstimate): the
+// forward records tensors, their storages, who holds them (the calling code or a backward node that saved
+// them) and the backward nodes; backward() then runs the nodes in reverse creation order, as the autograd
+// engine does on one device, allocating and releasing gradients and saved tensors; optimizerStep() adds
+// AdamW's work buffers. Live bytes and their peak are tracked throughout.
+class AutogradTrace {
+public:
+    // How a backward node produces the gradient of one input.
+    enum class Grad {
+        New,  // a fresh buffer of the input's size
+        Same, // the output's gradient itself (add, views, clone): no allocation when the sizes match
+    };
+
+    // Parameters (weights) and batch data exist before the step.
+    TraceTensor parameter(std::int64_t numel, std::int64_t elemBytes, bool trainable, const std::string& name);
+    TraceTensor data(std::int64_t bytes);
+
+    // Grad mode (at::NoGradGuard): with it off, nothing requires grad and no node is recorded.
+    void setGradMode(bool on) { m_gradMode = on; }
+    bool gradMode() const { return m_gradMode; }
+    // The label under which new saved tensors and nodes are reported ("encoder block 3").
+    void setPart(const std::string& part) { m_part = part; }
+    const std::string& part() const { return m_part; }
+
+    // A new tensor computed from `inputs`. The node is recorded when grad mode is on and an input
+    // requires grad; it then keeps `saved` alive until backward runs it. scratch: extra bytes its backward
+    // allocates briefly (reductions of broadcast gradients and the like). saveOutput: the node keeps its own
+    // result (softmax, relu, tanh, rsqrt).
+    TraceTensor compute(std::int64_t numel, std::int64_t elemBytes, const std::vector<TraceTensor>& inputs,
+                        const std::vector<TraceTensor>& saved = {}, Grad grad = Grad::New,
+                        std::int64_t scratch = 0, bool saveOutput = false);
+    // A view of `t` (same storage, same bytes): reshape, transpose, unsqueeze.
+    TraceTensor view(const TraceTensor& t);
+    // The calling code drops its reference to t (a C++ local going out of scope).
+    void release(const TraceTensor& t);
+    // Releases every reference the code holds, except to `keep` (the end of Method::forward).
+    void releaseAllBut(const std::vector<TraceTensor>& keep);
+
+    // Runs the backward pass from the scalar `loss`.
+    void backward(const TraceTensor& loss);
+    // AdamW's step over the trainable parameters: sqrt(exp_avg_sq) and its quotient coexist briefly.
+    void optimizerStep(bool adamw);
+
+    // Results.
+    std::int64_t liveBytes() const { return m_live; }
+    std::int64_t peakBytes() const { return m_peak; }
+    const std::string& peakWhere() const { return m_peakWhere; }
+    std::int64_t savedBytes() const;                                  // saved tensors alive now
+    std::vector<std::pair<std::string, std::int64_t>> savedByPart() const; // in first-seen order
+    std::int64_t peakSaved() const { return m_peakSaved; }
+    std::int64_t peakParamGrads() const { return m_peakParamGrads; }
+    std::int64_t peakData() const { return m_peakData; }
+
+    struct Param {
+        std::string name;
+        std::int64_t numel = 0;
+        std::int64_t elemBytes = 4;
+        bool trainable = false;
+    };
+    const std::vector<Param>& params() const { return m_params; }
+    // Unfreezes (or freezes) a parameter before the forward is traced.
+    void setTrainable(TraceTensor& t, bool on);
+    // Static bytes counted in live memory from the start (weights and optimizer state).
+    void addStatic(std::int64_t bytes);
+
+private:
+    struct Storage {
+        std::int64_t bytes = 0;
+        int codeRefs = 0;
+        int savedRefs = 0;
+        bool isData = false;
+        bool alive = true;
+        std::string part;
+    };
+    struct Input {
+        int value;
+        int param;
+        std::int64_t bytes;
+        Grad grad;
+    };
+    struct Node {
+        int outValue;
+        std::int64_t outBytes;
+        std::vector<Input> inputs;
+        std::vector<int> saved; // storages
+        std::int64_t scratch;
+        std::string part;
+    };
+    int newStorage(std::int64_t bytes, bool isData);
+    void unref(int storage, bool saved);
+    void add(std::int64_t bytes, const char* phase);
+    void sub(std::int64_t bytes) { m_live -= bytes; }
+
+    std::vector<Storage> m_storages;
+    std::vector<int> m_valueStorage;
+    std::vector<int> m_codeHeld; // values the code holds
+    std::vector<Node> m_nodes;
+    std::vector<Param> m_params;
+    std::vector<char> m_paramHasGrad;
+    bool m_gradMode = true;
+    std::string m_part;
+    std::string m_phase = "forward";
+    std::int64_t m_live = 0;
+    std::int64_t m_peak = 0;
+    std::string m_peakWhere;
+    std::int64_t m_saved = 0;
+    std::int64_t m_paramGrads = 0;
+    std::int64_t m_data = 0;
+    std::int64_t m_peakSaved = 0;
+    std::int64_t m_peakParamGrads = 0;
+    std::int64_t m_peakData = 0;
+};
+
+} // namespace ladder

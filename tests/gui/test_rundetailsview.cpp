@@ -1,0 +1,155 @@
+// RunDetailsView and MemoryBreakdownBar over a real store: spec, log lines, final figures, evaluations and
+// the memory breakdown (activations = peak - weights - gradients - optimizer state), read through
+// StoreReader off the GUI thread.
+#include <QSignalSpy>
+#include <QtTest>
+
+#include "CompareFixtures.h"
+#include "MemoryBreakdownBar.h"
+#include "RunDetailsView.h"
+#include "StoreReader.h"
+#include "TestSupport.h"
+
+using namespace ladder;
+using namespace ladder::widgets;
+
+class TestRunDetailsView : public QObject {
+    Q_OBJECT
+
+private:
+    std::string m_path;
+
+private Q_SLOTS:
+    void initTestCase()
+    {
+        m_path = test::makeTempDir() + "/results.sqlite";
+        QVERIFY(test::writeFixtureStore(m_path));
+    }
+
+    void breakdownFromFigures()
+    {
+        FinalFigures f;
+        QVERIFY(!MemoryBreakdown::fromFigures(f)); // no peak: no breakdown
+        f.peakAllocatedBytes = 100'000'000;
+        f.weightBytes = 40'000'000;
+        f.gradientBytes = 5'000'000;
+        f.optimizerBytes = 10'000'000;
+        const auto b = MemoryBreakdown::fromFigures(f);
+        QVERIFY(b);
+        QCOMPARE(b->activations, std::int64_t(45'000'000)); // 100 - 40 - 5 - 10
+        QCOMPARE(b->peak, std::int64_t(100'000'000));
+        // Static parts above a (stale) peak never give negative activations.
+        f.peakAllocatedBytes = 50'000'000;
+        QCOMPARE(MemoryBreakdown::fromFigures(f)->activations, std::int64_t(0));
+
+        MemoryBreakdownBar bar;
+        f.peakAllocatedBytes = 100'000'000;
+        bar.setBreakdown(MemoryBreakdown::fromFigures(f));
+        QCOMPARE(bar.legendTexts(),
+            (QStringList{"weights 40.0 MB (40.0 %)", "gradients 5.0 MB (5.0 %)", "optimizer state 10.0 MB (10.0 %)",
+                "activations 45.0 MB (45.0 %)"}));
+        bar.resize(400, bar.sizeHint().height());
+        QImage image(bar.size(), QImage::Format_ARGB32);
+        image.fill(Qt::white);
+        bar.render(&image);
+        // The bar is drawn in proportion: 40 % weights from the left, activations at the right end.
+        const int y = 10;
+        QCOMPARE(image.pixelColor(int(0.2 * 399), y), MemoryBreakdownBar::partColor(MemoryBreakdownBar::Weights));
+        QCOMPARE(image.pixelColor(int(0.5 * 399), y), MemoryBreakdownBar::partColor(MemoryBreakdownBar::Optimizer));
+        QCOMPARE(image.pixelColor(int(0.8 * 399), y), MemoryBreakdownBar::partColor(MemoryBreakdownBar::Activations));
+        bar.setBreakdown(std::nullopt);
+        QVERIFY(bar.legendTexts().isEmpty());
+    }
+
+    void showsARunReadOffTheGuiThread()
+    {
+        StoreReader reader;
+        reader.setPollInterval(0);
+        reader.setStorePath(QString::fromStdString(m_path));
+        RunDetailsView view;
+        view.setReader(&reader);
+        QSignalSpy details(&reader, &StoreReader::detailsLoaded);
+        view.showRun(5); // adapter hidden 48, 300 MB
+        QVERIFY(details.wait(10000));
+        QCOMPARE(view.runId(), qint64(5));
+        QVERIFY2(view.titleText().startsWith(QStringLiteral("Run 5 · adapter h=48 · supersense · seed 0 · finished")),
+            qPrintable(view.titleText()));
+        // The spec, pretty-printed.
+        QVERIFY(view.specText().contains(QStringLiteral("\n  \"method\": {\n")));
+        QVERIFY(view.specText().contains(QStringLiteral("\"hidden\": 48")));
+        // Log lines, oldest first.
+        const QStringList log = view.logText().split(QLatin1Char('\n'));
+        QCOMPARE(log.size(), 2);
+        QVERIFY(log[0].endsWith(QStringLiteral("info training started")));
+        QVERIFY(log[1].endsWith(QStringLiteral("info step 20: loss 0.5")));
+        // Final figures.
+        const QStringList figures = view.figureLines();
+        QVERIFY2(figures.contains(QStringLiteral("best validation accuracy: 0.8500 (step 20)")), qPrintable(figures.join('\n')));
+        QVERIFY(figures.contains(QStringLiteral("test accuracy: 0.8300")));
+        QVERIFY(figures.contains(QStringLiteral("peak allocated: 300.0 MB")));
+        QVERIFY(figures.contains(QStringLiteral("peak reserved: 301.0 MB")));
+        QVERIFY(figures.contains(QStringLiteral("trainable parameters: 1,000 (1.000 %)")));
+        QVERIFY(figures.contains(QStringLiteral("wall time: 1 min 15 s")));
+        QVERIFY(figures.contains(QStringLiteral("metric points: 3")));
+        QCOMPARE(view.evaluationLines(), (QStringList{"20 validation accuracy 0.8500 accuracy=0.8500"}));
+        // Memory: weights 0.4, gradients 0.05, optimizer 0.1 of the peak -> activations 0.45 of 300 MB.
+        const auto b = view.memoryBar()->breakdown();
+        QVERIFY(b);
+        QCOMPARE(b->weights, std::int64_t(120'000'000));
+        QCOMPARE(b->gradients, std::int64_t(15'000'000));
+        QCOMPARE(b->optimizer, std::int64_t(30'000'000));
+        QCOMPARE(b->activations, std::int64_t(135'000'000));
+    }
+
+    void failedRunShowsItsError()
+    {
+        StoreReader reader;
+        reader.setPollInterval(0);
+        reader.setStorePath(QString::fromStdString(m_path));
+        RunDetailsView view;
+        view.setReader(&reader);
+        QSignalSpy details(&reader, &StoreReader::detailsLoaded);
+        view.showRun(9);
+        QVERIFY(details.wait(10000));
+        QVERIFY(view.titleText().contains(QStringLiteral("failed")));
+        QVERIFY(view.titleText().contains(QStringLiteral("out of memory")));
+        QVERIFY(!view.memoryBar()->breakdown());
+        QVERIFY(view.figureLines().contains(QStringLiteral("peak allocated: —")));
+        // A run that does not exist: an error, and the view keeps what it showed.
+        QSignalSpy failed(&reader, &StoreReader::loadFailed);
+        view.showRun(999);
+        QVERIFY(failed.wait(10000));
+        QVERIFY2(failed.at(0).at(0).toString().contains(QStringLiteral("999")), qPrintable(failed.at(0).at(0).toString()));
+        view.showRun(0);
+        QCOMPARE(view.runId(), qint64(0));
+        QVERIFY(view.specText().isEmpty());
+    }
+
+    void followsAGrowingLog()
+    {
+        const std::string path = test::makeTempDir() + "/results.sqlite";
+        QVERIFY(test::writeFixtureStore(path));
+        StoreReader reader;
+        reader.setPollInterval(50);
+        reader.setStorePath(QString::fromStdString(path));
+        RunDetailsView view;
+        view.setReader(&reader);
+        view.showRun(11); // the running run
+        QTRY_VERIFY_WITH_TIMEOUT(view.logText().contains(QStringLiteral("training started")), 10000);
+        {
+            ResultsStore writer;
+            QVERIFY(writer.open(path));
+            QVERIFY(writer.addLog(11, LogLevel::Warning, "loss spike at step 4"));
+        }
+        QTRY_VERIFY_WITH_TIMEOUT(view.logText().contains(QStringLiteral("warning loss spike at step 4")), 10000);
+    }
+
+    void prettySpecKeepsNonJson()
+    {
+        QCOMPARE(RunDetailsView::prettySpec("{\"b\":1,\"a\":[2]}"), QStringLiteral("{\n  \"a\": [\n    2\n  ],\n  \"b\": 1\n}"));
+        QCOMPARE(RunDetailsView::prettySpec("not json"), QStringLiteral("not json"));
+    }
+};
+
+QTEST_MAIN(TestRunDetailsView)
+#include "test_rundetailsview.moc"

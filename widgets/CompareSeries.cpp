@@ -1,0 +1,117 @@
+#include "CompareSeries.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <tuple>
+
+#include <nlohmann/json.hpp>
+
+#include "RunsTableModel.h"
+
+namespace ladder::widgets {
+namespace {
+constexpr double kBytesPerMegabyte = 1e6;
+} // namespace
+
+std::string CompareSeries::groupKey(const RunRecord& run)
+{
+    nlohmann::json spec;
+    try {
+        spec = nlohmann::json::parse(run.specJson);
+    } catch (const nlohmann::json::exception&) {
+        return "run:" + std::to_string(run.id);
+    }
+    if (!spec.is_object())
+        return "run:" + std::to_string(run.id);
+    spec.erase("seed");
+    spec.erase("name");
+    spec.erase("store");
+    return spec.dump(); // nlohmann::json objects keep their keys sorted: a canonical form
+}
+
+void CompareSeries::meanAndStd(const std::vector<double>& values, double* mean, double* stdDev)
+{
+    double sum = 0;
+    for (double v : values)
+        sum += v;
+    const double n = static_cast<double>(values.size());
+    *mean = values.empty() ? 0.0 : sum / n;
+    double squares = 0;
+    for (double v : values)
+        squares += (v - *mean) * (v - *mean);
+    *stdDev = values.size() < 2 ? 0.0 : std::sqrt(squares / (n - 1));
+}
+
+std::vector<ComparePoint> CompareSeries::build(const std::vector<RunRecord>& runs, CompareMetric metric)
+{
+    std::map<std::string, std::vector<const RunRecord*>> groups;
+    std::vector<std::string> order; // first appearance
+    for (const auto& run : runs) {
+        if (run.status != RunState::Finished || !run.figures.peakAllocatedBytes)
+            continue;
+        const auto& value
+            = metric == CompareMetric::BestValidation ? run.figures.bestValidationMetric : run.figures.testMetric;
+        if (!value || !std::isfinite(*value))
+            continue;
+        const std::string key = groupKey(run);
+        auto& members = groups[key];
+        if (members.empty())
+            order.push_back(key);
+        members.push_back(&run);
+    }
+    std::vector<ComparePoint> points;
+    for (const auto& key : order) {
+        auto members = groups[key];
+        std::sort(members.begin(), members.end(), [](auto* a, auto* b) { return a->id < b->id; });
+        ComparePoint p;
+        p.groupKey = key;
+        const RunRecord& first = *members.front();
+        p.method = first.method;
+        p.task = first.task;
+        p.backbone = first.backbone;
+        p.options = RunsTableModel::optionsSummary(first).toStdString();
+        p.metricName = first.figures.mainMetricName;
+        std::vector<double> memory;
+        std::vector<double> values;
+        for (const RunRecord* run : members) {
+            p.runIds.push_back(run->id);
+            p.seeds.push_back(run->seed.value_or(-1));
+            memory.push_back(static_cast<double>(*run->figures.peakAllocatedBytes) / kBytesPerMegabyte);
+            values.push_back(metric == CompareMetric::BestValidation ? *run->figures.bestValidationMetric
+                                                                     : *run->figures.testMetric);
+        }
+        meanAndStd(memory, &p.memoryMB, &p.memoryStdMB);
+        meanAndStd(values, &p.metric, &p.metricStd);
+        points.push_back(std::move(p));
+    }
+    std::stable_sort(points.begin(), points.end(), [](const ComparePoint& a, const ComparePoint& b) {
+        return std::tie(a.method, a.memoryMB) < std::tie(b.method, b.memoryMB);
+    });
+    return points;
+}
+
+std::vector<std::size_t> CompareSeries::paretoFront(const std::vector<ComparePoint>& points)
+{
+    std::vector<std::size_t> front;
+    for (std::size_t i = 0; i < points.size(); ++i) {
+        bool dominated = false;
+        for (std::size_t j = 0; j < points.size() && !dominated; ++j) {
+            if (j == i)
+                continue;
+            const auto& a = points[j];
+            const auto& b = points[i];
+            dominated = a.memoryMB <= b.memoryMB && a.metric >= b.metric
+                && (a.memoryMB < b.memoryMB || a.metric > b.metric);
+        }
+        if (!dominated)
+            front.push_back(i);
+    }
+    std::stable_sort(front.begin(), front.end(), [&](std::size_t a, std::size_t b) {
+        return std::make_tuple(points[a].memoryMB, -points[a].metric)
+            < std::make_tuple(points[b].memoryMB, -points[b].metric);
+    });
+    return front;
+}
+
+} // namespace ladder::widgets

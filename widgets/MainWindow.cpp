@@ -2,6 +2,9 @@
 
 #include <QAction>
 #include <QApplication>
+#include <QCloseEvent>
+#include <QFileDialog>
+#include <QFileInfo>
 #include <QKeySequence>
 #include <QLabel>
 #include <QMenuBar>
@@ -9,19 +12,40 @@
 #include <QStatusBar>
 #include <QTabWidget>
 
+#include <nlohmann/json.hpp>
+
+#include "BackbonePicker.h"
 #include "ComputeDeviceModel.h"
+#include "ExperimentForm.h"
+#include "LiveView.h"
 #include "OverviewPanel.h"
+#include "QueueView.h"
+#include "RunQueueController.h"
+#include "RunQueueModel.h"
+#include "RunWorker.h"
+#include "StoreWatcher.h"
+#include "TaskPicker.h"
 #include "VersionInfo.h"
+#include "WorkbenchSettings.h"
+#include "store/ResultsStore.h"
 
 namespace ladder::widgets {
 namespace {
 constexpr int kDefaultWidth = 1280;
 constexpr int kDefaultHeight = 800;
+constexpr int kStatusMessageMs = 8000;
 constexpr const char* kViewNameProperty = "ladderViewName";
 } // namespace
 
 MainWindow::MainWindow(QWidget* parent)
+    : MainWindow(MainWindowOptions(), parent)
+{
+}
+
+MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent)
     : QMainWindow(parent)
+    , m_options(options)
+    , m_settings(std::make_unique<WorkbenchSettings>(options.settingsFile))
 {
     setWindowTitle(QStringLiteral("LadderBench"));
     setObjectName(QStringLiteral("mainWindow"));
@@ -31,18 +55,153 @@ MainWindow::MainWindow(QWidget* parent)
     m_views->setDocumentMode(true);
     setCentralWidget(m_views);
 
-    m_overview = new OverviewPanel;
-    addView(m_overview, QStringLiteral("overview"), tr("Overview"));
-
+    createViews();
     createActions();
     createMenus();
     createStatusBar();
+    connectQueue();
 
     connect(
         m_overview->deviceModel(), &QAbstractItemModel::modelReset, this, &MainWindow::updateDeviceStatus);
     updateDeviceStatus();
+    restoreForm();
+
+    QString error;
+    const QString store = options.storePath.isEmpty() ? m_settings->storePath() : options.storePath;
+    if (!openStore(store, &error))
+        showError(tr("Results store"), error);
+    m_controller->setPaused(!options.startQueue);
+    m_queueView->setPaused(!options.startQueue);
 
     resize(kDefaultWidth, kDefaultHeight);
+}
+
+MainWindow::~MainWindow()
+{
+    // Workers stop before the views that listen to them go.
+    m_controller->setPaused(true);
+    m_controller->cancelAll();
+    m_controller->waitForWorkers();
+}
+
+void MainWindow::createViews()
+{
+    m_overview = new OverviewPanel;
+    addView(m_overview, QStringLiteral("overview"), tr("Overview"));
+    m_form = new ExperimentForm;
+    m_form->setDeviceModel(m_overview->deviceModel());
+    addView(m_form, QStringLiteral("experiment"), tr("Experiment"));
+    m_queueModel = new RunQueueModel(this);
+    m_queueView = new QueueView(m_queueModel);
+    addView(m_queueView, QStringLiteral("queue"), tr("Queue"));
+    m_live = new LiveView;
+    addView(m_live, QStringLiteral("live"), tr("Live"));
+    // GUI-B's compare view is added here as addView(compare, "compare", tr("Compare")) once it lands.
+    m_controller = new RunQueueController(this);
+    m_watcher = new StoreWatcher(this);
+}
+
+void MainWindow::restoreForm()
+{
+    for (const QString& folder : m_settings->recentBackbones())
+        m_form->backbonePicker()->addFolder(folder, false);
+    const QString last = m_settings->lastSpecJson();
+    if (last.isEmpty()) {
+        // First launch: the demo backbone and task are preselected (the form's own defaults).
+        nlohmann::json spec = ExperimentForm::firstLaunchSpec();
+        spec["training"]["threads"] = m_settings->threads();
+        m_form->setSpecJson(spec);
+        return;
+    }
+    QString error;
+    nlohmann::json spec;
+    try {
+        spec = nlohmann::json::parse(last.toStdString());
+    } catch (const std::exception& e) {
+        error = QString::fromUtf8(e.what());
+    }
+    if (error.isEmpty())
+        m_form->setSpecJson(spec, &error);
+    if (!error.isEmpty())
+        statusBar()->showMessage(tr("The last form could not be restored: %1").arg(error), kStatusMessageMs);
+}
+
+bool MainWindow::openStore(const QString& path, QString* error)
+{
+    if (m_controller->activeCount() > 0) {
+        if (error)
+            *error = tr("runs are active: cancel them before opening another store");
+        return false;
+    }
+    if (!m_controller->open(path, error))
+        return false;
+    m_storePath = path;
+    m_watcher->setStorePath(path);
+    setWindowTitle(QStringLiteral("LadderBench — %1").arg(QFileInfo(path).fileName()));
+    return true;
+}
+
+void MainWindow::connectQueue()
+{
+    connect(m_form, &ExperimentForm::runRequested, this, &MainWindow::runFromForm);
+    connect(m_form, &ExperimentForm::problemReported, this,
+        [this](const QString& message) { showError(tr("Experiment"), message); });
+    connect(m_form, &ExperimentForm::presetFolderChosen, this,
+        [this](const QString& folder) { m_settings->setPresetFolder(folder); });
+    connect(m_form->backbonePicker(), &BackbonePicker::foldersChanged, this, [this](const QStringList& folders) {
+        for (auto it = folders.crbegin(); it != folders.crend(); ++it)
+            m_settings->addRecentBackbone(*it);
+    });
+    connect(m_form->taskPicker(), &TaskPicker::pathChosen, this,
+        [this](const QString& path) { m_settings->addRecentTaskPath(path); });
+
+    connect(m_watcher, &StoreWatcher::runsChanged, this, [this](const RunsSnapshot& snapshot) {
+        m_queueModel->setRuns(snapshot.runs);
+        // A run shown before its row existed (just queued) gets selected once the row is there.
+        if (m_live->runId() > 0 && m_queueView->selectedRun() != m_live->runId())
+            m_queueView->selectRun(m_live->runId());
+    });
+    connect(m_watcher, &StoreWatcher::metricsArrived, m_live, &LiveView::applyBatch);
+    connect(m_watcher, &StoreWatcher::readFailed, this,
+        [this](const QString& message) { statusBar()->showMessage(message, kStatusMessageMs); });
+
+    connect(m_controller, &RunQueueController::queueChanged, m_watcher, &StoreWatcher::refresh);
+    connect(m_controller, &RunQueueController::runProgress, this,
+        [this](const RunProgress& p) { m_queueModel->setProgress(p.runId, p.step, p.totalSteps); });
+    connect(m_controller, &RunQueueController::runStarted, this, [this](qint64 runId, const QString& device) {
+        statusBar()->showMessage(tr("Run %1 started on %2").arg(runId).arg(device), kStatusMessageMs);
+        if (m_live->runId() == 0)
+            showRun(runId);
+    });
+    connect(m_controller, &RunQueueController::runFinished, this,
+        [this](qint64 runId, RunState status, const QString&) {
+            statusBar()->showMessage(
+                tr("Run %1 %2").arg(runId).arg(RunQueueModel::statusText(status)), kStatusMessageMs);
+        });
+    connect(m_controller, &RunQueueController::runFailed, this, [this](qint64 runId, const QString& message) {
+        showError(tr("Run %1 failed").arg(runId), tr("Run %1 failed:\n%2").arg(runId).arg(message));
+    });
+    connect(m_controller, &RunQueueController::storeError, this,
+        [this](const QString& message) { showError(tr("Results store"), message); });
+    connect(m_controller, &RunQueueController::runsIdle, this, [this] {
+        if (m_closing)
+            close();
+    });
+
+    connect(m_queueView, &QueueView::selectedRunChanged, this, &MainWindow::showRun);
+    connect(m_queueView, &QueueView::cancelRequested, this, [this](qint64 runId) {
+        QString error;
+        if (!m_controller->cancel(runId, &error))
+            showError(tr("Cancel"), error);
+    });
+    connect(m_queueView, &QueueView::removeRequested, this, &MainWindow::removeRun);
+    connect(m_queueView, &QueueView::moveRequested, this, [this](qint64 runId, int offset) {
+        QString error;
+        if (!m_controller->move(runId, offset, &error))
+            showError(tr("Queue"), error);
+    });
+    connect(m_queueView, &QueueView::duplicateRequested, this, &MainWindow::duplicateRun);
+    connect(m_queueView, &QueueView::pauseToggled, m_controller, &RunQueueController::setPaused);
 }
 
 QStringList MainWindow::viewNames() const
@@ -73,6 +232,137 @@ void MainWindow::showAbout()
     QMessageBox::about(this, tr("About LadderBench"), VersionInfo::current().aboutHtml());
 }
 
+void MainWindow::runFromForm()
+{
+    std::vector<RunSpec> specs;
+    QString error;
+    if (!m_form->specs(&specs, &error)) {
+        showError(tr("Experiment"), error);
+        return;
+    }
+    std::vector<qint64> ids;
+    if (!m_controller->enqueue(specs, &ids, &error)) {
+        showError(tr("Queue"), error);
+        return;
+    }
+    m_settings->setLastSpecJson(QString::fromStdString(m_form->specJson().dump()));
+    QStringList names;
+    for (auto id : ids)
+        names << QString::number(id);
+    statusBar()->showMessage(tr("Queued run(s) %1").arg(names.join(QStringLiteral(", "))), kStatusMessageMs);
+    if (!ids.empty()) {
+        showRun(ids.front());
+        showView(QStringLiteral("live"));
+    }
+}
+
+void MainWindow::cancelSelectedRun()
+{
+    const qint64 runId = m_queueView->selectedRun() ? m_queueView->selectedRun() : m_live->runId();
+    if (runId <= 0)
+        return;
+    QString error;
+    if (!m_controller->cancel(runId, &error))
+        statusBar()->showMessage(error, kStatusMessageMs);
+}
+
+void MainWindow::showRun(qint64 runId)
+{
+    if (runId == m_live->runId() && runId != 0)
+        return;
+    QString title;
+    if (const RunRecord* run = m_queueModel->run(m_queueModel->rowOf(runId)))
+        title = tr("Run %1: %2").arg(runId).arg(QString::fromStdString(run->name));
+    else if (runId > 0)
+        title = tr("Run %1").arg(runId);
+    m_live->setRun(runId, title);
+    m_watcher->watchRun(runId);
+    if (runId > 0 && m_queueView->selectedRun() != runId)
+        m_queueView->selectRun(runId);
+}
+
+void MainWindow::duplicateRun(qint64 runId)
+{
+    QString spec, error;
+    if (!m_controller->specOf(runId, &spec, &error)) {
+        showError(tr("Duplicate"), error);
+        return;
+    }
+    nlohmann::json json;
+    try {
+        json = nlohmann::json::parse(spec.toStdString());
+    } catch (const std::exception& e) {
+        showError(tr("Duplicate"), tr("run %1: the stored spec is not valid JSON: %2").arg(runId).arg(e.what()));
+        return;
+    }
+    json.erase("name");
+    json.erase("store");
+    if (!m_form->setSpecJson(json, &error)) {
+        showError(tr("Duplicate"), tr("run %1: %2").arg(runId).arg(error));
+        return;
+    }
+    showView(QStringLiteral("experiment"));
+    statusBar()->showMessage(tr("Run %1's settings are in the form: edit them and press Run").arg(runId),
+        kStatusMessageMs);
+}
+
+void MainWindow::removeRun(qint64 runId)
+{
+    const RunRecord* run = m_queueModel->run(m_queueModel->rowOf(runId));
+    if (run && run->status != RunState::Queued) {
+        const auto answer = QMessageBox::question(this, tr("Delete run"),
+            tr("Delete run %1 with its metrics, evaluations and logs from the store?").arg(runId));
+        if (answer != QMessageBox::Yes)
+            return;
+    }
+    QString error;
+    if (!m_controller->remove(runId, &error))
+        showError(tr("Remove"), error);
+}
+
+void MainWindow::showError(const QString& title, const QString& message)
+{
+    // Non-modal: the window and the other runs go on while it is shown.
+    auto* box = new QMessageBox(QMessageBox::Warning, title, message, QMessageBox::Ok, this);
+    box->setObjectName(QStringLiteral("errorMessageBox"));
+    box->setModal(false);
+    box->setWindowModality(Qt::NonModal);
+    box->setAttribute(Qt::WA_DeleteOnClose);
+    box->setTextInteractionFlags(Qt::TextSelectableByMouse);
+    box->show();
+    statusBar()->showMessage(message.section(QLatin1Char('\n'), 0, 1).simplified(), kStatusMessageMs);
+    Q_EMIT errorShown(message);
+}
+
+void MainWindow::setCloseConfirmation(std::function<bool(int)> confirm)
+{
+    m_confirmClose = std::move(confirm);
+}
+
+void MainWindow::closeEvent(QCloseEvent* event)
+{
+    const int active = m_controller->activeCount();
+    if (active == 0) {
+        m_settings->setLastSpecJson(QString::fromStdString(m_form->specJson().dump()));
+        m_settings->sync();
+        event->accept();
+        return;
+    }
+    event->ignore();
+    if (m_closing)
+        return; // already cancelling: the window closes when the last run has stopped
+    const bool yes = m_confirmClose ? m_confirmClose(active)
+                                    : QMessageBox::question(this, tr("Runs are active"),
+                                          tr("%n run(s) are training. Cancel them and quit?", nullptr, active))
+            == QMessageBox::Yes;
+    if (!yes)
+        return;
+    m_closing = true;
+    m_controller->setPaused(true);
+    m_controller->cancelAll();
+    statusBar()->showMessage(tr("Cancelling %n run(s)…", nullptr, active));
+}
+
 void MainWindow::createActions()
 {
     m_quitAction = new QAction(tr("&Quit"), this);
@@ -81,10 +371,55 @@ void MainWindow::createActions()
     m_quitAction->setMenuRole(QAction::QuitRole);
     connect(m_quitAction, &QAction::triggered, this, &MainWindow::close);
 
+    m_openStoreAction = new QAction(tr("&Open Results Store…"), this);
+    m_openStoreAction->setObjectName(QStringLiteral("actionOpenStore"));
+    connect(m_openStoreAction, &QAction::triggered, this, &MainWindow::openStoreWithDialog);
+
     m_refreshDevicesAction = new QAction(tr("&Refresh Devices"), this);
     m_refreshDevicesAction->setObjectName(QStringLiteral("actionRefreshDevices"));
     m_refreshDevicesAction->setShortcut(QKeySequence::Refresh);
     connect(m_refreshDevicesAction, &QAction::triggered, m_overview, &OverviewPanel::refreshDevices);
+
+    m_runAction = new QAction(tr("&Run"), this);
+    m_runAction->setObjectName(QStringLiteral("actionRun"));
+    m_runAction->setShortcuts({QKeySequence(Qt::CTRL | Qt::Key_Return), QKeySequence(Qt::CTRL | Qt::Key_Enter)});
+    m_runAction->setShortcutContext(Qt::WindowShortcut);
+    connect(m_runAction, &QAction::triggered, this, [this] {
+        m_form->revalidate();
+        if (m_form->isValid())
+            runFromForm();
+        else
+            showError(tr("Experiment"), m_form->problem());
+    });
+
+    m_cancelAction = new QAction(tr("&Cancel Selected Run"), this);
+    m_cancelAction->setObjectName(QStringLiteral("actionCancelRun"));
+    m_cancelAction->setShortcut(QKeySequence(Qt::Key_Escape));
+    connect(m_cancelAction, &QAction::triggered, this, &MainWindow::cancelSelectedRun);
+
+    m_savePresetAction = new QAction(tr("&Save Preset…"), this);
+    m_savePresetAction->setObjectName(QStringLiteral("actionSavePreset"));
+    m_savePresetAction->setShortcut(QKeySequence::Save);
+    connect(m_savePresetAction, &QAction::triggered, m_form, &ExperimentForm::savePresetWithDialog);
+
+    m_loadPresetAction = new QAction(tr("&Load Preset…"), this);
+    m_loadPresetAction->setObjectName(QStringLiteral("actionLoadPreset"));
+    m_loadPresetAction->setShortcut(QKeySequence::Open);
+    connect(m_loadPresetAction, &QAction::triggered, m_form, &ExperimentForm::loadPresetWithDialog);
+
+    // Export (Ctrl+E), filter (Ctrl+F) and sweeps belong to the compare view; they are enabled when it is
+    // integrated.
+    m_exportAction = new QAction(tr("&Export…"), this);
+    m_exportAction->setObjectName(QStringLiteral("actionExport"));
+    m_exportAction->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_E));
+    m_exportAction->setEnabled(false);
+    m_filterAction = new QAction(tr("&Filter Runs"), this);
+    m_filterAction->setObjectName(QStringLiteral("actionFilter"));
+    m_filterAction->setShortcut(QKeySequence::Find);
+    m_filterAction->setEnabled(false);
+    m_sweepsAction = new QAction(tr("&Sweeps…"), this);
+    m_sweepsAction->setObjectName(QStringLiteral("actionSweeps"));
+    m_sweepsAction->setEnabled(false);
 
     m_aboutAction = new QAction(tr("&About LadderBench"), this);
     m_aboutAction->setObjectName(QStringLiteral("actionAbout"));
@@ -101,11 +436,27 @@ void MainWindow::createMenus()
 {
     QMenu* file = menuBar()->addMenu(tr("&File"));
     file->setObjectName(QStringLiteral("menuFile"));
+    file->addAction(m_loadPresetAction);
+    file->addAction(m_savePresetAction);
+    file->addSeparator();
+    file->addAction(m_openStoreAction);
+    file->addAction(m_exportAction);
+    file->addSeparator();
     file->addAction(m_quitAction);
+
+    QMenu* run = menuBar()->addMenu(tr("&Run"));
+    run->setObjectName(QStringLiteral("menuRun"));
+    run->addAction(m_runAction);
+    run->addAction(m_cancelAction);
 
     QMenu* view = menuBar()->addMenu(tr("&View"));
     view->setObjectName(QStringLiteral("menuView"));
+    view->addAction(m_filterAction);
     view->addAction(m_refreshDevicesAction);
+
+    QMenu* tools = menuBar()->addMenu(tr("&Tools"));
+    tools->setObjectName(QStringLiteral("menuTools"));
+    tools->addAction(m_sweepsAction);
 
     QMenu* help = menuBar()->addMenu(tr("&Help"));
     help->setObjectName(QStringLiteral("menuHelp"));
@@ -137,6 +488,59 @@ void MainWindow::updateDeviceStatus()
         gpus += device.id.rfind("cuda", 0) == 0 ? 1 : 0;
     statusBar()->showMessage(gpus == 0 ? tr("Ready · CPU only, no CUDA device found")
                                        : tr("Ready · CPU and %n CUDA device(s)", nullptr, gpus));
+}
+
+void MainWindow::openStoreWithDialog()
+{
+    const QString path = QFileDialog::getSaveFileName(this, tr("Open or create a results store"), m_storePath,
+        tr("LadderBench stores (*.sqlite);;All files (*)"), nullptr, QFileDialog::DontConfirmOverwrite);
+    if (path.isEmpty())
+        return;
+    QString error;
+    if (!openStore(path, &error)) {
+        showError(tr("Results store"), error);
+        return;
+    }
+    m_settings->setStorePath(path);
+    showRun(0);
+}
+
+bool MainWindow::loadStoreNow(QString* error)
+{
+    ResultsStore store;
+    std::string message;
+    std::vector<RunRecord> runs;
+    if (!store.open(m_storePath.toStdString(), &message) || !store.listRuns({}, &runs, &message)) {
+        if (error)
+            *error = QString::fromStdString(message);
+        return false;
+    }
+    m_queueModel->setRuns(runs);
+    // Show the running run, else the newest run that has a time series.
+    qint64 shown = 0;
+    for (const auto& r : m_queueModel->runs()) {
+        std::int64_t count = 0;
+        if (r.status == RunState::Running || (store.countMetrics(r.id, &count) && count > 0)) {
+            shown = r.id;
+            break;
+        }
+    }
+    if (shown == 0)
+        return true;
+    showRun(shown);
+    MetricsBatch batch;
+    batch.runId = shown;
+    batch.reset = true;
+    batch.evaluationsChanged = true;
+    if (!store.getMetrics(shown, ResultsStore::kAllSteps, &batch.points, &message)
+        || !store.getEvaluations(shown, &batch.evaluations, &message)) {
+        if (error)
+            *error = QString::fromStdString(message);
+        return false;
+    }
+    m_live->applyBatch(batch);
+    m_live->replotIfDirty();
+    return true;
 }
 
 } // namespace ladder::widgets

@@ -1,7 +1,8 @@
 // ladderbench: the LadderBench workbench.
-//   ladderbench [--view NAME] [--screenshot FILE.png]
+//   ladderbench [--store FILE] [--view NAME] [--screenshot FILE.png]
 // --screenshot renders the main window offscreen at a fixed size, saves it and exits, so README
-// screenshots and GUI checks need no display.
+// screenshots and GUI checks need no display. With --store it shows that store's runs (the queue) and the
+// time series of its running or newest run (the live view); the queue is not started.
 #include <cstdio>
 #include <cstring>
 
@@ -14,6 +15,7 @@
 
 #include "MainWindow.h"
 #include "ladder/Version.h"
+#include "train/MemoryMeter.h"
 
 namespace {
 
@@ -66,6 +68,8 @@ int saveScreenshot(ladder::widgets::MainWindow& window, const QString& path)
 
 int main(int argc, char** argv)
 {
+    // Before any tensor exists, so that CPU runs count every byte (as `ladder` does).
+    ladder::installCpuMemoryTracker();
     // A screenshot needs no display: use the offscreen platform unless one was chosen explicitly.
     if (qEnvironmentVariableIsEmpty("QT_QPA_PLATFORM")) {
         if (runsWithoutDisplay(argc, argv))
@@ -92,16 +96,26 @@ int main(int argc, char** argv)
             .arg(kScreenshotSize.width())
             .arg(kScreenshotSize.height()),
         QStringLiteral("file"));
-    const QCommandLineOption viewOption(
-        QStringLiteral("view"), QStringLiteral("Open the view <name> (overview)."), QStringLiteral("name"));
+    const QCommandLineOption viewOption(QStringLiteral("view"),
+        QStringLiteral("Open the view <name> (overview, experiment, queue, live, ...)."), QStringLiteral("name"));
+    const QCommandLineOption storeOption(QStringLiteral("store"),
+        QStringLiteral("Use the results store <file> (default: the one in the settings, else the standard one)."),
+        QStringLiteral("file"));
     parser.addOption(screenshotOption);
     parser.addOption(viewOption);
+    parser.addOption(storeOption);
     parser.process(app);
     if (!parser.positionalArguments().isEmpty())
         return fail(QStringLiteral("unexpected argument '%1' (see --help)")
                         .arg(parser.positionalArguments().first()));
 
-    ladder::widgets::MainWindow window;
+    const bool screenshot = parser.isSet(screenshotOption);
+    ladder::widgets::MainWindowOptions options;
+    options.storePath = parser.value(storeOption);
+    options.startQueue = !screenshot; // a screenshot never starts training
+    if (screenshot && !options.storePath.isEmpty() && !QFileInfo(options.storePath).isFile())
+        return fail(QStringLiteral("%1: no such results store file").arg(options.storePath));
+    ladder::widgets::MainWindow window(options);
     if (parser.isSet(viewOption)) {
         const QString view = parser.value(viewOption);
         if (!window.showView(view))
@@ -109,8 +123,12 @@ int main(int argc, char** argv)
                             .arg(view, window.viewNames().join(QStringLiteral(", "))));
     }
 
-    if (parser.isSet(screenshotOption))
+    if (screenshot) {
+        QString error;
+        if (!window.loadStoreNow(&error))
+            return fail(error);
         return saveScreenshot(window, parser.value(screenshotOption));
+    }
 
     window.show();
     return QApplication::exec();

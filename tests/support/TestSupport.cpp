@@ -2,11 +2,19 @@
 
 #include <filesystem>
 
+#include <fstream>
+
 #include <ATen/ATen.h>
 #include <QDir>
 #include <QProcess>
 #include <QStringList>
 #include <QTemporaryDir>
+
+#include <nlohmann/json.hpp>
+
+#include "data/DemoTasks.h"
+#include "model/Safetensors.h"
+#include "model/T5Model.h"
 
 namespace ladder::test {
 
@@ -57,6 +65,102 @@ CommandResult runCli(const QStringList& args, int timeoutMs)
     r.out = p.readAllStandardOutput().toStdString();
     r.err = p.readAllStandardError().toStdString();
     return r;
+}
+
+namespace {
+
+// Words of two classes, each with a short definition; the class is plain from the words used.
+const char* const kFruits[] = {"apple", "banana", "cherry", "grape", "lemon", "mango", "peach", "plum", "melon",
+    "lime", "pear", "fig"};
+const char* const kAnimals[] = {"horse", "tiger", "mouse", "eagle", "snake", "whale", "sheep", "camel", "zebra",
+    "otter", "goat", "wolf"};
+
+DemoExample example(const std::string& id, std::vector<std::pair<std::string, std::string>> fields,
+    const std::string& label)
+{
+    DemoExample e;
+    e.id = id;
+    e.fields = std::move(fields);
+    e.label = label;
+    return e;
+}
+
+std::vector<DemoExample>& splitOf(DemoTask& task, int index)
+{
+    // 4 of 6 to train, 1 to validation, 1 to test.
+    const int slot = index % 6;
+    return slot < 4 ? task.train : (slot == 4 ? task.validation : task.test);
+}
+
+} // namespace
+
+std::string makeTinyDemo(const std::string& root)
+{
+    const std::string demo = root + "/tiny-demo";
+    const std::string backbone = demo + "/backbone";
+    std::filesystem::create_directories(backbone);
+    T5Config c;
+    c.vocabSize = 32128;
+    c.dModel = 32;
+    c.dKv = 8;
+    c.numHeads = 4;
+    c.dFf = 64;
+    c.numLayers = 2;
+    c.numDecoderLayers = 2;
+    c.relativeAttentionNumBuckets = 8;
+    c.dropoutRate = 0.0;
+    at::manual_seed(7);
+    T5ForConditionalGeneration model(c);
+    TensorMap tensors;
+    for (const auto& item : model->named_parameters(true))
+        tensors[item.key()] = item.value().detach();
+    writeSafetensors(backbone + "/model.safetensors", tensors);
+    std::ofstream(backbone + "/config.json") << c.toJson().dump(2);
+    std::filesystem::copy_file(fixture("t5-spiece/spiece.model"), backbone + "/spiece.model",
+        std::filesystem::copy_options::overwrite_existing);
+
+    DemoTask supersense;
+    supersense.name = "supersense";
+    supersense.description = "tiny test task: fruit or animal from a definition";
+    supersense.textColumns = {"definition"};
+    supersense.labels = {"noun.animal", "noun.food"};
+    DemoTask match;
+    match.name = "definition-match";
+    match.description = "tiny test task: does the word name the definition";
+    match.textColumns = {"word", "definition"};
+    match.labels = {"no", "yes"};
+    int index = 0;
+    for (int rep = 0; rep < 3; ++rep) {
+        for (int i = 0; i < 12; ++i, ++index) {
+            const std::string fruit = kFruits[i], animal = kAnimals[i];
+            const std::string fruitDef = "a sweet " + fruit + " that grows on a plant " + std::to_string(rep);
+            const std::string animalDef = "an animal like a " + animal + " that runs " + std::to_string(rep);
+            const std::string id = std::to_string(index);
+            splitOf(supersense, index).push_back(example("f" + id, {{"definition", fruitDef}}, "noun.food"));
+            splitOf(supersense, index).push_back(example("a" + id, {{"definition", animalDef}}, "noun.animal"));
+            splitOf(match, index).push_back(
+                example("y" + id, {{"word", fruit}, {"definition", fruitDef}}, "yes"));
+            splitOf(match, index).push_back(
+                example("n" + id, {{"word", fruit}, {"definition", animalDef}}, "no"));
+        }
+    }
+    writeDemoTask(supersense, demo + "/tasks");
+    writeDemoTask(match, demo + "/tasks");
+    return demo;
+}
+
+std::string makeCorruptBackbone(const std::string& tinyDemoDir)
+{
+    const std::string dir = tinyDemoDir + "/corrupt-backbone";
+    std::filesystem::create_directories(dir);
+    for (const char* name : {"config.json", "spiece.model"})
+        std::filesystem::copy_file(tinyDemoDir + "/backbone/" + name, dir + "/" + name,
+            std::filesystem::copy_options::overwrite_existing);
+    std::ofstream out(dir + "/model.safetensors", std::ios::binary);
+    const unsigned char header[8] = {0x40, 0, 0, 0, 0, 0, 0, 0}; // says 64 header bytes follow
+    out.write(reinterpret_cast<const char*>(header), sizeof header);
+    out << "{this is not the JSON header of a safetensors file, it is garbage}";
+    return dir;
 }
 
 } // namespace ladder::test

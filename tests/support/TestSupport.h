@@ -28,6 +28,17 @@ struct CommandResult {
 };
 CommandResult runCli(const QStringList& args, int timeoutMs = 120000);
 
+// A tiny built-in demo for tests, in a new folder under `root`, laid out as demoCacheDir() is: backbone/
+// (a random T5 with d_model 32, 2+2 layers, seeded, over the real T5 vocabulary of the t5-spiece fixture)
+// and tasks/supersense and tasks/definition-match (small separable JSONL tasks: 48 training, 12
+// validation and 12 test examples each, written by writeDemoTask). Point LADDER_DEMO_DIR at the returned
+// folder. Takes well under a second. Needs the shared fixtures (LADDER_REQUIRE_FIXTURES first).
+std::string makeTinyDemo(const std::string& root);
+
+// A backbone folder beside a tiny demo whose model.safetensors is corrupt (its header is garbage): a
+// run on it fails while loading the checkpoint. Returns the folder.
+std::string makeCorruptBackbone(const std::string& tinyDemoDir);
+
 } // namespace ladder::test
 
 // Skips the calling test function when the shared fixtures are not laid beside the clone.

@@ -1,0 +1,303 @@
+// The experiment form and its parts: seeds, the keep-list presets, the method options, backbone
+// parameter counts (against a real model's), run-spec JSON round trips through RunSpec (what `ladder
+// train` reads), presets on disk, and clear errors for bad input.
+#include <fstream>
+
+#include <QCheckBox>
+#include <QComboBox>
+#include <QLabel>
+#include <QLineEdit>
+#include <QPushButton>
+#include <QSpinBox>
+#include <QtTest>
+
+#include "BackbonePicker.h"
+#include "ExperimentForm.h"
+#include "KeepListEditor.h"
+#include "MethodOptionsEditor.h"
+#include "TaskPicker.h"
+#include "TestSupport.h"
+#include "model/T5Checkpoint.h"
+#include "model/T5Model.h"
+
+using namespace ladder;
+using namespace ladder::widgets;
+using Seeds = std::vector<std::uint64_t>;
+Q_DECLARE_METATYPE(Seeds)
+
+namespace {
+template <typename T>
+T* child(QWidget* parent, const char* name)
+{
+    T* w = parent->findChild<T*>(QString::fromLatin1(name));
+    if (!w)
+        qFatal("no child %s", name);
+    return w;
+}
+} // namespace
+
+class TestExperimentForm : public QObject {
+    Q_OBJECT
+
+private:
+    QString m_root;
+    std::string m_demo;
+
+private Q_SLOTS:
+    void initTestCase()
+    {
+        LADDER_REQUIRE_FIXTURES();
+        m_root = QString::fromStdString(test::makeTempDir());
+        m_demo = test::makeTinyDemo(m_root.toStdString());
+        qputenv("LADDER_DEMO_DIR", QByteArray::fromStdString(m_demo));
+    }
+
+    void parseSeeds_data()
+    {
+        QTest::addColumn<QString>("text");
+        QTest::addColumn<bool>("ok");
+        QTest::addColumn<Seeds>("seeds");
+        QTest::newRow("one") << "3" << true << Seeds{3};
+        QTest::newRow("list") << "0, 1, 2" << true << Seeds{0, 1, 2};
+        QTest::newRow("range") << "0-2" << true << Seeds{0, 1, 2};
+        QTest::newRow("mixed") << "5, 0-1" << true << Seeds{5, 0, 1};
+        QTest::newRow("empty") << "" << false << Seeds{};
+        QTest::newRow("negative") << "-1" << false << Seeds{};
+        QTest::newRow("word") << "zero" << false << Seeds{};
+        QTest::newRow("reversed range") << "3-1" << false << Seeds{};
+        QTest::newRow("huge range") << "0-100000" << false << Seeds{};
+    }
+
+    void parseSeeds()
+    {
+        QFETCH(QString, text);
+        QFETCH(bool, ok);
+        QFETCH(Seeds, seeds);
+        Seeds got;
+        QString error;
+        QCOMPARE(ExperimentForm::parseSeeds(text, &got, &error), ok);
+        if (ok)
+            QCOMPARE(got, seeds);
+        else
+            QVERIFY2(error.startsWith(QStringLiteral("seeds:")), qPrintable(error));
+    }
+
+    void keepPresets()
+    {
+        using P = KeepListEditor::Preset;
+        // The paper's T5-base list at 12 layers.
+        QCOMPARE(KeepListEditor::presetLayers(P::PaperT5Base, 12), (std::vector<std::int64_t>{1, 2, 3, 5, 6, 7, 9, 10, 11}));
+        QCOMPARE(KeepListEditor::presetLayers(P::EveryOther, 6), (std::vector<std::int64_t>{1, 3, 5}));
+        QCOMPARE(KeepListEditor::presetLayers(P::LastOnly, 6), (std::vector<std::int64_t>{5}));
+        QCOMPARE(KeepListEditor::presetLayers(P::All, 3), (std::vector<std::int64_t>{0, 1, 2}));
+
+        KeepListEditor editor;
+        editor.setLayerCount(12);
+        QVERIFY(editor.keep().empty()); // all kept
+        editor.applyPreset(P::PaperT5Base);
+        QCOMPARE(editor.keep(), (std::vector<std::int64_t>{1, 2, 3, 5, 6, 7, 9, 10, 11}));
+        QVERIFY(!editor.layerBox(4)->isChecked());
+        editor.layerBox(4)->setChecked(true);
+        QCOMPARE(editor.keep(), (std::vector<std::int64_t>{1, 2, 3, 4, 5, 6, 7, 9, 10, 11}));
+        // Fewer layers keep the checked state of those that remain.
+        editor.setLayerCount(6);
+        QCOMPARE(editor.keep(), (std::vector<std::int64_t>{1, 2, 3, 4, 5}));
+        for (int i = 0; i < 6; ++i)
+            editor.layerBox(i)->setChecked(false);
+        QVERIFY(!editor.anyKept());
+    }
+
+    void backboneParameterCounts_data()
+    {
+        QTest::addColumn<QString>("ffn");
+        QTest::addColumn<bool>("tied");
+        QTest::addColumn<int>("decoderLayers");
+        QTest::newRow("relu tied") << "relu" << true << 2;
+        QTest::newRow("gated untied") << "gated-gelu" << false << 3;
+    }
+
+    void backboneParameterCounts()
+    {
+        QFETCH(QString, ffn);
+        QFETCH(bool, tied);
+        QFETCH(int, decoderLayers);
+        T5Config c;
+        c.vocabSize = 100;
+        c.dModel = 16;
+        c.dKv = 4;
+        c.numHeads = 2;
+        c.dFf = 24;
+        c.numLayers = 2;
+        c.numDecoderLayers = decoderLayers;
+        c.relativeAttentionNumBuckets = 8;
+        c.feedForwardProj = ffn.toStdString();
+        c.tieWordEmbeddings = tied;
+        T5ForConditionalGeneration model(c);
+        // The model's own count (tied weights once) against the picker's formula.
+        QCOMPARE(BackboneInfo::countParameters(c), countParameters(*model));
+    }
+
+    void backbonePickerShowsTheDemoAndRejectsBadFolders()
+    {
+        BackbonePicker picker;
+        QCOMPARE(picker.backbone(), QStringLiteral("demo"));
+        QVERIFY(picker.info().config.has_value());
+        const auto details = picker.findChild<QLabel*>(QStringLiteral("backboneDetails"))->text();
+        QVERIFY2(details.contains(QStringLiteral("2+2 layers, d_model 32")), qPrintable(details));
+        QVERIFY2(details.contains(QStringLiteral("float32")), qPrintable(details));
+        QString error;
+        QVERIFY(!picker.addFolder(m_root, true, &error));
+        QVERIFY2(error.contains(QStringLiteral("config.json")), qPrintable(error));
+        QCOMPARE(picker.backbone(), QStringLiteral("demo"));
+        QVERIFY(picker.addFolder(QString::fromStdString(m_demo + "/backbone"), true, &error));
+        QVERIFY(picker.backbone().endsWith(QStringLiteral("/backbone")));
+        QCOMPARE(picker.folders().size(), 1);
+    }
+
+    void methodOptionsFromWidgets()
+    {
+        MethodOptionsEditor editor;
+        editor.setLayerCount(4);
+        auto* method = child<QComboBox>(&editor, "methodCombo");
+        method->setCurrentIndex(method->findData(QStringLiteral("lora")));
+        child<QSpinBox>(&editor, "loraRank")->setValue(8);
+        child<QCheckBox>(&editor, "loraTarget_k")->setChecked(true);
+        child<QCheckBox>(&editor, "loraTarget_v")->setChecked(false);
+        child<QSpinBox>(&editor, "freezeLayers")->setValue(2);
+        auto o = editor.options();
+        QCOMPARE(QString::fromStdString(o.method), QStringLiteral("lora"));
+        QCOMPARE(o.rank, std::int64_t(8));
+        QCOMPARE(o.targets, (std::vector<std::string>{"q", "k"}));
+        QCOMPARE(o.freeze, std::int64_t(2));
+        child<QCheckBox>(&editor, "loraTarget_q")->setChecked(false);
+        child<QCheckBox>(&editor, "loraTarget_k")->setChecked(false);
+        QVERIFY(editor.problem().contains(QStringLiteral("target")));
+
+        method->setCurrentIndex(method->findData(QStringLiteral("adapter")));
+        child<QSpinBox>(&editor, "adapterHidden")->setValue(12);
+        QCOMPARE(editor.options().hidden, std::int64_t(12));
+        method->setCurrentIndex(method->findData(QStringLiteral("prompt")));
+        child<QSpinBox>(&editor, "promptCount")->setValue(7);
+        QCOMPARE(editor.options().prompts, std::int64_t(7));
+
+        // setOptions shows a ladder spec in the widgets.
+        MethodOptions lst = MethodOptions::defaults("ladder");
+        lst.r = 16;
+        lst.keep = {1, 3};
+        lst.gateTemperature = 0.5;
+        lst.init = "magnitude";
+        editor.setOptions(lst);
+        QCOMPARE(editor.method(), QStringLiteral("ladder"));
+        QCOMPARE(child<QSpinBox>(&editor, "ladderR")->value(), 16);
+        const auto back = editor.options();
+        QCOMPARE(back.keep, (std::vector<std::int64_t>{1, 3}));
+        QCOMPARE(back.gateTemperature, 0.5);
+        QCOMPARE(QString::fromStdString(back.init), QStringLiteral("magnitude"));
+    }
+
+    void formBuildsValidatedSpecsPerSeed()
+    {
+        ExperimentForm form;
+        child<QSpinBox>(&form, "ladderR")->setValue(4);
+        child<QSpinBox>(&form, "batchSpin")->setValue(12);
+        child<QLineEdit>(&form, "learningRateEdit")->setText(QStringLiteral("3e-3"));
+        child<QLineEdit>(&form, "seedsEdit")->setText(QStringLiteral("0-2"));
+        std::vector<RunSpec> specs;
+        QString error;
+        QVERIFY2(form.specs(&specs, &error), qPrintable(error));
+        QCOMPARE(specs.size(), std::size_t(3));
+        for (std::size_t i = 0; i < specs.size(); ++i) {
+            QCOMPARE(specs[i].seed, std::uint64_t(i));
+            QCOMPARE(specs[i].method.r, std::int64_t(4));
+            QCOMPARE(specs[i].training.batchSize, std::int64_t(12));
+            QCOMPARE(specs[i].training.learningRate, 3e-3);
+            QCOMPARE(QString::fromStdString(specs[i].backbone), QStringLiteral("demo"));
+            QCOMPARE(QString::fromStdString(specs[i].task.type), QStringLiteral("demo"));
+        }
+    }
+
+    void formShowsProblems_data()
+    {
+        QTest::addColumn<QString>("widget");
+        QTest::addColumn<QString>("value");
+        QTest::addColumn<QString>("expected");
+        // r must divide d_model 32 of the tiny backbone: checked against its config.
+        QTest::newRow("r does not divide d_model") << "ladderR" << "3" << "field r";
+        QTest::newRow("bad learning rate") << "learningRateEdit" << "fast" << "learning rate";
+        QTest::newRow("bad seeds") << "seedsEdit" << "a,b" << "seeds:";
+    }
+
+    void formShowsProblems()
+    {
+        QFETCH(QString, widget);
+        QFETCH(QString, value);
+        QFETCH(QString, expected);
+        ExperimentForm form;
+        QVERIFY(form.isValid());
+        if (auto* spin = form.findChild<QSpinBox*>(widget))
+            spin->setValue(value.toInt());
+        else
+            child<QLineEdit>(&form, qPrintable(widget))->setText(value);
+        QVERIFY(!form.isValid());
+        QVERIFY2(form.problem().contains(expected), qPrintable(form.problem()));
+        QVERIFY(!form.runButton()->isEnabled());
+        QCOMPARE(form.findChild<QLabel*>(QStringLiteral("formProblemLabel"))->text(), form.problem());
+    }
+
+    void glueFolderIsDetected()
+    {
+        ExperimentForm form;
+        const QString rte = QString::fromStdString(test::fixture("glue/RTE"));
+        if (!QFileInfo(rte).isDir())
+            QSKIP("no GLUE RTE fixture");
+        form.taskPicker()->setGluePath(rte);
+        QCOMPARE(form.taskPicker()->detectedGlueTask(), QStringLiteral("rte"));
+        QVERIFY2(form.isValid(), qPrintable(form.problem()));
+        form.taskPicker()->setGluePath(m_root);
+        QVERIFY(!form.isValid());
+    }
+
+    void presetsRoundTripThroughLadderTrainsFormat()
+    {
+        ExperimentForm form;
+        auto* method = child<QComboBox>(&form, "methodCombo");
+        method->setCurrentIndex(method->findData(QStringLiteral("adapter")));
+        child<QSpinBox>(&form, "adapterHidden")->setValue(6);
+        child<QSpinBox>(&form, "freezeLayers")->setValue(1);
+        child<QSpinBox>(&form, "epochsSpin")->setValue(3);
+        child<QLineEdit>(&form, "seedsEdit")->setText(QStringLiteral("7"));
+        const QString path = m_root + QStringLiteral("/preset.json");
+        QString error;
+        QVERIFY2(form.savePreset(path, &error), qPrintable(error));
+
+        // The file is a run spec `ladder train --config` reads.
+        const auto spec = RunSpec::fromFile(path.toStdString());
+        QCOMPARE(QString::fromStdString(spec.method.method), QStringLiteral("adapter"));
+        QCOMPARE(spec.method.hidden, std::int64_t(6));
+        QCOMPARE(spec.method.freeze, std::int64_t(1));
+        QCOMPARE(spec.training.epochs, std::int64_t(3));
+        QCOMPARE(spec.seed, std::uint64_t(7));
+
+        ExperimentForm other;
+        QVERIFY2(other.loadPreset(path, &error), qPrintable(error));
+        QCOMPARE(other.specJson(), form.specJson());
+
+        // A bad preset: the error names the file and the field, and the form does not change.
+        const QString bad = m_root + QStringLiteral("/bad.json");
+        auto json = form.specJson();
+        json["training"]["batch_size"] = -1;
+        std::ofstream(bad.toStdString()) << json.dump();
+        const auto before = other.specJson();
+        QVERIFY(!other.loadPreset(bad, &error));
+        QVERIFY2(error.contains(bad) && error.contains(QStringLiteral("batch_size")), qPrintable(error));
+        QCOMPARE(other.specJson(), before);
+        std::ofstream(bad.toStdString()) << "{not json";
+        QVERIFY(!other.loadPreset(bad, &error));
+        QVERIFY2(error.contains(QStringLiteral("not valid JSON")), qPrintable(error));
+        QVERIFY(!other.loadPreset(m_root + QStringLiteral("/missing.json"), &error));
+        QVERIFY2(error.contains(QStringLiteral("cannot open")), qPrintable(error));
+    }
+};
+
+QTEST_MAIN(TestExperimentForm)
+#include "test_experimentform.moc"

@@ -1,0 +1,188 @@
+#include "BackbonePicker.h"
+
+#include <QComboBox>
+#include <QDir>
+#include <QFile>
+#include <QFileDialog>
+#include <QFileInfo>
+#include <QHBoxLayout>
+#include <QJsonDocument>
+#include <QJsonObject>
+#include <QLabel>
+#include <QLocale>
+#include <QPushButton>
+#include <QVBoxLayout>
+
+#include "train/DemoPaths.h"
+
+namespace ladder::widgets {
+namespace {
+constexpr const char* kDemoId = "demo";
+constexpr double kMB = 1e6;
+
+int dtypeBytes(const QString& dtype)
+{
+    if (dtype == QLatin1String("float16") || dtype == QLatin1String("bfloat16"))
+        return 2;
+    return 4;
+}
+} // namespace
+
+std::int64_t BackboneInfo::countParameters(const T5Config& c)
+{
+    const std::int64_t d = c.dModel;
+    const std::int64_t inner = c.innerDim();
+    const std::int64_t ffn = (c.isGatedAct() ? 3 : 2) * d * c.dFf;
+    const std::int64_t attention = 4 * d * inner;
+    const std::int64_t bias = c.relativeAttentionNumBuckets * c.numHeads;
+    const std::int64_t encoderBlock = attention + ffn + 2 * d;
+    const std::int64_t decoderBlock = 2 * attention + ffn + 3 * d;
+    std::int64_t n = c.vocabSize * d; // shared embedding
+    n += c.numLayers * encoderBlock + bias + d;
+    n += c.numDecoderLayers * decoderBlock + bias + d;
+    if (!c.tieWordEmbeddings)
+        n += c.vocabSize * d; // lm_head
+    return n;
+}
+
+BackboneInfo BackboneInfo::read(const QString& id, const QString& folder)
+{
+    BackboneInfo info;
+    info.id = id;
+    info.folder = folder;
+    const QString path = QDir(folder).filePath(QStringLiteral("config.json"));
+    if (!QFileInfo::exists(path)) {
+        info.error = id == QLatin1String(kDemoId)
+            ? QObject::tr("the demo backbone is not built yet (%1 is missing; run `ladder demo` once)").arg(path)
+            : QObject::tr("%1: missing (a HuggingFace T5 folder has config.json, the weights and spiece.model)")
+                  .arg(path);
+        return info;
+    }
+    try {
+        info.config = T5Config::fromJsonFile(path.toStdString());
+        info.parameters = countParameters(*info.config);
+    } catch (const std::exception& e) {
+        info.error = QString::fromUtf8(e.what());
+        return info;
+    }
+    QFile file(path);
+    if (file.open(QIODevice::ReadOnly)) {
+        const auto object = QJsonDocument::fromJson(file.readAll()).object();
+        info.storedDtype = object.value(QStringLiteral("torch_dtype")).toString(QStringLiteral("float32"));
+    }
+    if (!QFileInfo::exists(QDir(folder).filePath(QStringLiteral("spiece.model"))))
+        info.error = QObject::tr("%1: no spiece.model (the backbone folder needs its SentencePiece tokenizer)")
+                         .arg(folder);
+    return info;
+}
+
+QString BackboneInfo::summary() const
+{
+    if (!config)
+        return error;
+    const auto& c = *config;
+    const QLocale locale = QLocale::c();
+    const double fp32MB = static_cast<double>(parameters) * 4 / kMB;
+    const double storedMB = static_cast<double>(parameters) * dtypeBytes(storedDtype) / kMB;
+    QString text = QObject::tr("%1 parameters · stored %2 (%3 MB) · %4 MB as fp32 · %5+%6 layers, d_model %7")
+                       .arg(locale.toString(static_cast<qlonglong>(parameters)), storedDtype)
+                       .arg(storedMB, 0, 'f', 1)
+                       .arg(fp32MB, 0, 'f', 1)
+                       .arg(c.numLayers)
+                       .arg(c.numDecoderLayers)
+                       .arg(c.dModel);
+    if (!error.isEmpty())
+        text += QStringLiteral("\n") + error;
+    return text;
+}
+
+BackbonePicker::BackbonePicker(QWidget* parent)
+    : QWidget(parent)
+{
+    auto* layout = new QVBoxLayout(this);
+    layout->setContentsMargins(0, 0, 0, 0);
+    auto* row = new QHBoxLayout;
+    m_combo = new QComboBox;
+    m_combo->setObjectName(QStringLiteral("backboneCombo"));
+    m_combo->setSizeAdjustPolicy(QComboBox::AdjustToMinimumContentsLengthWithIcon);
+    m_combo->setMinimumContentsLength(24);
+    m_combo->addItem(tr("Built-in demo backbone"), QString::fromLatin1(kDemoId));
+    m_add = new QPushButton(tr("Add folder…"));
+    m_add->setObjectName(QStringLiteral("addBackboneButton"));
+    m_add->setAutoDefault(false);
+    row->addWidget(m_combo, 1);
+    row->addWidget(m_add);
+    layout->addLayout(row);
+    m_details = new QLabel;
+    m_details->setObjectName(QStringLiteral("backboneDetails"));
+    m_details->setWordWrap(true);
+    m_details->setTextInteractionFlags(Qt::TextSelectableByMouse);
+    layout->addWidget(m_details);
+
+    connect(m_combo, qOverload<int>(&QComboBox::currentIndexChanged), this, &BackbonePicker::selectionChanged);
+    connect(m_add, &QPushButton::clicked, this, &BackbonePicker::chooseFolder);
+    selectionChanged();
+}
+
+QString BackbonePicker::backbone() const
+{
+    return m_combo->currentData().toString();
+}
+
+bool BackbonePicker::addFolder(const QString& folder, bool select, QString* error)
+{
+    const QString clean = QDir::cleanPath(QFileInfo(folder).absoluteFilePath());
+    int index = m_combo->findData(clean);
+    if (index < 0) {
+        const BackboneInfo info = BackboneInfo::read(clean, clean);
+        if (!info.config) {
+            if (error)
+                *error = info.error;
+            return false;
+        }
+        m_combo->insertItem(1, QDir(clean).dirName() + QStringLiteral(" — ") + clean, clean);
+        index = 1;
+        Q_EMIT foldersChanged(folders());
+    }
+    if (select)
+        m_combo->setCurrentIndex(index);
+    return true;
+}
+
+bool BackbonePicker::setBackbone(const QString& backbone, QString* error)
+{
+    if (backbone == QLatin1String(kDemoId)) {
+        m_combo->setCurrentIndex(0);
+        return true;
+    }
+    return addFolder(backbone, true, error);
+}
+
+QStringList BackbonePicker::folders() const
+{
+    QStringList list;
+    for (int i = 1; i < m_combo->count(); ++i)
+        list << m_combo->itemData(i).toString();
+    return list;
+}
+
+void BackbonePicker::chooseFolder()
+{
+    const QString folder = QFileDialog::getExistingDirectory(this, tr("HuggingFace T5 folder"));
+    if (folder.isEmpty())
+        return;
+    QString error;
+    if (!addFolder(folder, true, &error))
+        Q_EMIT problem(error);
+}
+
+void BackbonePicker::selectionChanged()
+{
+    const QString id = backbone();
+    const QString folder = id == QLatin1String(kDemoId) ? QString::fromStdString(demoBackboneDirectory()) : id;
+    m_info = BackboneInfo::read(id, folder);
+    m_details->setText(m_info.summary());
+    Q_EMIT backboneChanged();
+}
+
+} // namespace ladder::widgets

@@ -1,0 +1,69 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+
+#include <QString>
+#include <QWidget>
+
+#include "model/T5Config.h"
+
+class QComboBox;
+class QLabel;
+class QPushButton;
+
+namespace ladder::widgets {
+
+// What the picker shows about a backbone, read from its config.json (a small file: no weights are
+// loaded). Parameters are counted from the shape as HF's T5ForConditionalGeneration has them.
+struct BackboneInfo {
+    QString id;     // "demo" or the folder
+    QString folder; // where config.json is
+    std::optional<T5Config> config;
+    std::int64_t parameters = 0;
+    QString storedDtype; // config.json's torch_dtype ("float32" when absent)
+    QString error;       // why it cannot be used; empty when it can
+
+    // Parameter count of a T5 of this shape (tied embeddings counted once).
+    static std::int64_t countParameters(const T5Config& config);
+    // Reads <folder>/config.json; error set (naming the file) when it is missing or invalid.
+    static BackboneInfo read(const QString& id, const QString& folder);
+    QString summary() const;
+};
+
+// Backbone picker: the built-in demo backbone first, then the local HF folders the user added (kept in
+// QSettings by the caller through foldersChanged()); a line with parameters, dtype and weight memory.
+class BackbonePicker : public QWidget {
+    Q_OBJECT
+
+public:
+    explicit BackbonePicker(QWidget* parent = nullptr);
+
+    // "demo" or a folder path.
+    QString backbone() const;
+    // Selects `backbone`, adding a folder that is not listed yet; false (selection unchanged) when a folder
+    // has no valid config.json, with *error naming the file.
+    bool setBackbone(const QString& backbone, QString* error = nullptr);
+    // Adds a folder (most recent first), without selecting it unless select is true.
+    bool addFolder(const QString& folder, bool select, QString* error = nullptr);
+    QStringList folders() const;
+
+    const BackboneInfo& info() const { return m_info; }
+
+Q_SIGNALS:
+    void backboneChanged();
+    void foldersChanged(const QStringList& folders);
+    // A folder the user chose with the dialog could not be used.
+    void problem(const QString& message);
+
+private:
+    void chooseFolder();
+    void selectionChanged();
+
+    QComboBox* m_combo = nullptr;
+    QPushButton* m_add = nullptr;
+    QLabel* m_details = nullptr;
+    BackboneInfo m_info;
+};
+
+} // namespace ladder::widgets

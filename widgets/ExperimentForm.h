@@ -1,0 +1,117 @@
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include <QWidget>
+
+#include "train/RunSpec.h"
+
+class QComboBox;
+class QLabel;
+class QLineEdit;
+class QPushButton;
+class QSpinBox;
+
+namespace ladder::widgets {
+
+class BackbonePicker;
+class ComputeDeviceModel;
+class MemoryEstimateView;
+class MethodOptionsEditor;
+class TaskPicker;
+
+// The experiment form: backbone, task, method and its options, training settings, device and seeds.
+// It edits a run spec, the JSON `ladder train --config` reads: specJson() writes it, setSpecJson() shows
+// one, presets are such files. Every change is validated with RunSpec::fromJson (and the method options
+// against the backbone's config when it is known); the first problem is shown under the form and the
+// Run button is disabled while there is one. Several seeds ("0, 1, 2" or "0-2") make one run each.
+class ExperimentForm : public QWidget {
+    Q_OBJECT
+
+public:
+    explicit ExperimentForm(QWidget* parent = nullptr);
+
+    // The device list (CPU and each CUDA device with its free memory) comes from this model.
+    void setDeviceModel(ComputeDeviceModel* model);
+
+    // The run spec of the form with the first seed (what a preset holds).
+    nlohmann::json specJson() const;
+    // Shows a run spec. The JSON is validated first (RunSpec::fromJson): on an error nothing changes and
+    // *error names the field. A folder backbone that is not listed yet is added.
+    bool setSpecJson(const nlohmann::json& spec, QString* error = nullptr);
+
+    // One validated spec per seed; false with *error (the first problem) when the form is not valid.
+    bool specs(std::vector<RunSpec>* specs, QString* error = nullptr) const;
+    bool isValid() const { return m_problem.isEmpty(); }
+    QString problem() const { return m_problem; }
+
+    // Presets: a run spec JSON file (pretty-printed). Errors name the file.
+    bool savePreset(const QString& path, QString* error = nullptr) const;
+    bool loadPreset(const QString& path, QString* error = nullptr);
+
+    // The spec preselected on a first launch: the demo backbone and the demo supersense task with LST, and
+    // training settings sized so one click trains for a few minutes on a CPU.
+    static nlohmann::json firstLaunchSpec();
+
+    // "0, 1, 2", "0-2" or "3" -> seeds; false with *error for anything else.
+    static bool parseSeeds(const QString& text, std::vector<std::uint64_t>* seeds, QString* error = nullptr);
+
+    BackbonePicker* backbonePicker() const { return m_backbone; }
+    TaskPicker* taskPicker() const { return m_task; }
+    MethodOptionsEditor* methodEditor() const { return m_method; }
+    QPushButton* runButton() const { return m_run; }
+
+public Q_SLOTS:
+    void savePresetWithDialog();
+    void loadPresetWithDialog();
+    // Re-validates and updates the problem line and the Run button.
+    void revalidate();
+
+Q_SIGNALS:
+    // Run pressed (or Ctrl+Enter): the caller enqueues specs().
+    void runRequested();
+    void specChanged();
+    // A message for the user (a preset that could not be read, a backbone folder that is not usable).
+    void problemReported(const QString& message);
+    // The preset folder the user last chose, for the settings.
+    void presetFolderChosen(const QString& folder);
+
+private:
+    QWidget* makeTrainingGroup();
+    void backboneChanged();
+    void fillDevices();
+    nlohmann::json specJsonForSeed(std::uint64_t seed) const;
+    QString computeProblem() const;
+
+    BackbonePicker* m_backbone = nullptr;
+    TaskPicker* m_task = nullptr;
+    MethodOptionsEditor* m_method = nullptr;
+    MemoryEstimateView* m_estimate = nullptr;
+    ComputeDeviceModel* m_devices = nullptr;
+
+    QSpinBox* m_epochs = nullptr;
+    QSpinBox* m_maxSteps = nullptr;
+    QSpinBox* m_batch = nullptr;
+    QSpinBox* m_accumulation = nullptr;
+    QLineEdit* m_learningRate = nullptr;
+    QSpinBox* m_warmup = nullptr;
+    QSpinBox* m_evalEvery = nullptr;
+    QSpinBox* m_maxSourceLength = nullptr;
+    QSpinBox* m_maxEvalExamples = nullptr;
+    QSpinBox* m_threads = nullptr;
+    QComboBox* m_dtype = nullptr;
+    QComboBox* m_device = nullptr;
+    QLineEdit* m_seeds = nullptr;
+    QLabel* m_problemLabel = nullptr;
+    QPushButton* m_run = nullptr;
+    QPushButton* m_save = nullptr;
+    QPushButton* m_load = nullptr;
+    QString m_problem;
+    QString m_presetFolder;
+    nlohmann::json m_extraTraining = nlohmann::json::object(); // fields a preset had that the form does not edit
+};
+
+} // namespace ladder::widgets

@@ -1,0 +1,327 @@
+#include "MethodOptionsEditor.h"
+
+#include <algorithm>
+
+#include <QCheckBox>
+#include <QComboBox>
+#include <QDoubleSpinBox>
+#include <QFormLayout>
+#include <QHBoxLayout>
+#include <QLabel>
+#include <QSpinBox>
+#include <QStackedWidget>
+#include <QVBoxLayout>
+
+#include "KeepListEditor.h"
+
+namespace ladder::widgets {
+namespace {
+
+constexpr int kMaxReduction = 64;
+constexpr int kMaxHidden = 4096;
+constexpr int kMaxRank = 1024;
+constexpr int kMaxPrompts = 1000;
+constexpr int kMaxFisherSamples = 100000;
+constexpr int kMaxLayers = 128;
+const char* const kLoraTargets[] = {"q", "k", "v", "o", "wi", "wo"};
+
+struct MethodEntry {
+    const char* id;
+    const char* title;
+    const char* description;
+};
+const MethodEntry kMethods[] = {
+    {"ladder", "Ladder Side-Tuning (LST)",
+        "A small side network beside the frozen backbone, fed by ladders from its layers; the backbone needs no "
+        "backward pass (paper: r 8, lr 3e-3)."},
+    {"full", "Full fine-tuning", "Every backbone weight trains (lr 3e-4)."},
+    {"bitfit", "BitFit", "Zero-initialised biases on every linear and layer norm; only those train (lr 3e-4)."},
+    {"adapter", "Adapters", "Houlsby bottlenecks after self-attention and the FFN (paper: hidden 48, lr 3e-4)."},
+    {"lora", "LoRA", "Low-rank updates of the chosen attention matrices (paper: rank 32 on q and v, lr 3e-4)."},
+    {"prompt", "Prompt tuning", "Trainable vectors prepended to the encoder input (paper: 100 prompts, lr 0.3)."},
+};
+
+QSpinBox* spin(int min, int max, const char* name)
+{
+    auto* box = new QSpinBox;
+    box->setRange(min, max);
+    box->setObjectName(QString::fromLatin1(name));
+    return box;
+}
+
+QDoubleSpinBox* doubleSpin(double min, double max, int decimals, double step, const char* name)
+{
+    auto* box = new QDoubleSpinBox;
+    box->setRange(min, max);
+    box->setDecimals(decimals);
+    box->setSingleStep(step);
+    box->setObjectName(QString::fromLatin1(name));
+    return box;
+}
+
+QComboBox* combo(const QStringList& items, const char* name)
+{
+    auto* box = new QComboBox;
+    box->addItems(items);
+    box->setObjectName(QString::fromLatin1(name));
+    return box;
+}
+
+} // namespace
+
+MethodOptionsEditor::MethodOptionsEditor(QWidget* parent)
+    : QWidget(parent)
+{
+    auto* layout = new QVBoxLayout(this);
+    layout->setContentsMargins(0, 0, 0, 0);
+    auto* top = new QFormLayout;
+    m_method = new QComboBox;
+    m_method->setObjectName(QStringLiteral("methodCombo"));
+    for (const auto& m : kMethods)
+        m_method->addItem(tr(m.title), QString::fromLatin1(m.id));
+    top->addRow(tr("Method"), m_method);
+    m_freeze = spin(0, 2 * kMaxLayers, "freezeLayers");
+    m_freeze->setToolTip(tr("Freeze the first N layers (encoder first, then decoder) and add no modules there"));
+    m_freezeLabel = new QLabel(tr("Freeze first N layers"));
+    top->addRow(m_freezeLabel, m_freeze);
+    layout->addLayout(top);
+
+    m_description = new QLabel;
+    m_description->setWordWrap(true);
+    m_description->setObjectName(QStringLiteral("methodDescription"));
+    layout->addWidget(m_description);
+
+    m_pages = new QStackedWidget;
+    m_pages->addWidget(makeLadderPage());
+    m_pages->addWidget(makeEmptyPage(tr("Full fine-tuning has no options beyond freezing.")));
+    m_pages->addWidget(makeEmptyPage(tr("BitFit has no options beyond freezing.")));
+    m_pages->addWidget(makeAdapterPage());
+    m_pages->addWidget(makeLoraPage());
+    m_pages->addWidget(makePromptPage());
+    layout->addWidget(m_pages);
+
+    connect(m_method, qOverload<int>(&QComboBox::currentIndexChanged), this, &MethodOptionsEditor::methodChosen);
+    watch(m_freeze);
+    setOptions(MethodOptions::defaults("ladder"));
+    methodChosen();
+}
+
+QWidget* MethodOptionsEditor::makeLadderPage()
+{
+    auto* page = new QWidget;
+    auto* form = new QFormLayout(page);
+    form->setContentsMargins(0, 0, 0, 0);
+    m_r = spin(1, kMaxReduction, "ladderR");
+    m_r->setToolTip(tr("Reduction factor: the side network has d_model/r, d_ff/r and d_kv/r"));
+    form->addRow(tr("Reduction factor r"), m_r);
+    m_keep = new KeepListEditor;
+    m_keep->setObjectName(QStringLiteral("keepList"));
+    form->addRow(tr("Side layers kept"), m_keep);
+    m_gateTemperature = doubleSpin(0.001, 100.0, 3, 0.05, "gateTemperature");
+    form->addRow(tr("Gate temperature T"), m_gateTemperature);
+    m_init = combo({QStringLiteral("random"), QStringLiteral("magnitude"), QStringLiteral("fisher")}, "ladderInit");
+    m_init->setToolTip(tr("Side network initialisation: random, or pruned from the backbone by weight magnitude or "
+                          "empirical Fisher information"));
+    form->addRow(tr("Initialisation"), m_init);
+    m_fisherSamples = spin(1, kMaxFisherSamples, "fisherSamples");
+    form->addRow(tr("Fisher samples"), m_fisherSamples);
+    m_ablation = combo({QStringLiteral("none"), QStringLiteral("side-tuning"), QStringLiteral("no-ladders"),
+                           QStringLiteral("adapter-blocks"), QStringLiteral("cross-attention")},
+        "ladderAblation");
+    form->addRow(tr("Ablation"), m_ablation);
+    watch(m_r);
+    watch(m_gateTemperature);
+    watch(m_init);
+    watch(m_fisherSamples);
+    watch(m_ablation);
+    connect(m_keep, &KeepListEditor::keepChanged, this, &MethodOptionsEditor::changed);
+    connect(m_init, &QComboBox::currentTextChanged, this,
+        [this](const QString& init) { m_fisherSamples->setEnabled(init == QLatin1String("fisher")); });
+    return page;
+}
+
+QWidget* MethodOptionsEditor::makeAdapterPage()
+{
+    auto* page = new QWidget;
+    auto* form = new QFormLayout(page);
+    form->setContentsMargins(0, 0, 0, 0);
+    m_hidden = spin(1, kMaxHidden, "adapterHidden");
+    form->addRow(tr("Hidden size"), m_hidden);
+    m_activation = combo({QStringLiteral("relu"), QStringLiteral("gelu"), QStringLiteral("silu"),
+                             QStringLiteral("tanh")},
+        "adapterActivation");
+    form->addRow(tr("Activation"), m_activation);
+    watch(m_hidden);
+    watch(m_activation);
+    return page;
+}
+
+QWidget* MethodOptionsEditor::makeLoraPage()
+{
+    auto* page = new QWidget;
+    auto* form = new QFormLayout(page);
+    form->setContentsMargins(0, 0, 0, 0);
+    m_rank = spin(1, kMaxRank, "loraRank");
+    form->addRow(tr("Rank"), m_rank);
+    m_alpha = doubleSpin(0.01, 10000.0, 2, 1.0, "loraAlpha");
+    form->addRow(tr("Alpha (scale = alpha / rank)"), m_alpha);
+    m_dropout = doubleSpin(0.0, 0.99, 2, 0.05, "loraDropout");
+    form->addRow(tr("Dropout"), m_dropout);
+    auto* targets = new QWidget;
+    auto* row = new QHBoxLayout(targets);
+    row->setContentsMargins(0, 0, 0, 0);
+    for (const char* t : kLoraTargets) {
+        auto* box = new QCheckBox(QString::fromLatin1(t));
+        box->setObjectName(QStringLiteral("loraTarget_%1").arg(QString::fromLatin1(t)));
+        row->addWidget(box);
+        m_targets[t] = box;
+        watch(box);
+    }
+    row->addStretch(1);
+    form->addRow(tr("Targets"), targets);
+    m_loraBitfit = new QCheckBox(tr("Train BitFit biases too (as the paper's reference)"));
+    m_loraBitfit->setObjectName(QStringLiteral("loraBitfit"));
+    form->addRow(QString(), m_loraBitfit);
+    watch(m_rank);
+    watch(m_alpha);
+    watch(m_dropout);
+    watch(m_loraBitfit);
+    return page;
+}
+
+QWidget* MethodOptionsEditor::makePromptPage()
+{
+    auto* page = new QWidget;
+    auto* form = new QFormLayout(page);
+    form->setContentsMargins(0, 0, 0, 0);
+    m_prompts = spin(1, kMaxPrompts, "promptCount");
+    form->addRow(tr("Prompt vectors"), m_prompts);
+    watch(m_prompts);
+    return page;
+}
+
+QWidget* MethodOptionsEditor::makeEmptyPage(const QString& text)
+{
+    auto* label = new QLabel(text);
+    label->setAlignment(Qt::AlignTop | Qt::AlignLeft);
+    return label;
+}
+
+void MethodOptionsEditor::watch(QSpinBox* box)
+{
+    connect(box, qOverload<int>(&QSpinBox::valueChanged), this, &MethodOptionsEditor::changed);
+}
+
+void MethodOptionsEditor::watch(QDoubleSpinBox* box)
+{
+    connect(box, qOverload<double>(&QDoubleSpinBox::valueChanged), this, &MethodOptionsEditor::changed);
+}
+
+void MethodOptionsEditor::watch(QComboBox* box)
+{
+    connect(box, qOverload<int>(&QComboBox::currentIndexChanged), this, &MethodOptionsEditor::changed);
+}
+
+void MethodOptionsEditor::watch(QCheckBox* box)
+{
+    connect(box, &QCheckBox::toggled, this, &MethodOptionsEditor::changed);
+}
+
+void MethodOptionsEditor::methodChosen()
+{
+    const int index = m_method->currentIndex();
+    m_pages->setCurrentIndex(index);
+    m_description->setText(tr(kMethods[index].description));
+    const bool baseline = method() != QLatin1String("ladder");
+    m_freeze->setVisible(baseline);
+    m_freezeLabel->setVisible(baseline);
+    Q_EMIT changed();
+}
+
+QString MethodOptionsEditor::method() const
+{
+    return m_method->currentData().toString();
+}
+
+MethodOptions MethodOptionsEditor::options() const
+{
+    const std::string id = method().toStdString();
+    MethodOptions o = MethodOptions::defaults(id);
+    if (id != "ladder")
+        o.freeze = m_freeze->value();
+    if (id == "ladder") {
+        o.r = m_r->value();
+        o.keep = m_keep->keep();
+        o.gateTemperature = m_gateTemperature->value();
+        o.init = m_init->currentText().toStdString();
+        o.fisherSamples = m_fisherSamples->value();
+        o.ablation = m_ablation->currentText().toStdString();
+    } else if (id == "adapter") {
+        o.hidden = m_hidden->value();
+        o.activation = m_activation->currentText().toStdString();
+    } else if (id == "lora") {
+        o.rank = m_rank->value();
+        o.alpha = m_alpha->value();
+        o.dropout = m_dropout->value();
+        o.targets.clear();
+        for (const char* t : kLoraTargets)
+            if (m_targets.at(t)->isChecked())
+                o.targets.emplace_back(t);
+        o.bitfit = m_loraBitfit->isChecked();
+    } else if (id == "prompt") {
+        o.prompts = m_prompts->value();
+    }
+    return o;
+}
+
+void MethodOptionsEditor::setOptions(const MethodOptions& o)
+{
+    const MethodOptions defaults = MethodOptions::defaults(o.method);
+    // Every page shows either the given options (its own method) or the defaults.
+    const MethodOptions& ladder = o.method == "ladder" ? o : MethodOptions::defaults("ladder");
+    m_r->setValue(static_cast<int>(ladder.r));
+    m_keep->setKeep(ladder.keep);
+    m_gateTemperature->setValue(ladder.gateTemperature);
+    m_init->setCurrentText(QString::fromStdString(ladder.init));
+    m_fisherSamples->setValue(static_cast<int>(ladder.fisherSamples));
+    m_fisherSamples->setEnabled(ladder.init == "fisher");
+    m_ablation->setCurrentText(QString::fromStdString(ladder.ablation));
+    const MethodOptions adapter = o.method == "adapter" ? o : MethodOptions::defaults("adapter");
+    m_hidden->setValue(static_cast<int>(adapter.hidden));
+    m_activation->setCurrentText(QString::fromStdString(adapter.activation));
+    const MethodOptions lora = o.method == "lora" ? o : MethodOptions::defaults("lora");
+    m_rank->setValue(static_cast<int>(lora.rank));
+    m_alpha->setValue(lora.alpha);
+    m_dropout->setValue(lora.dropout);
+    for (const char* t : kLoraTargets)
+        m_targets.at(t)->setChecked(std::find(lora.targets.begin(), lora.targets.end(), t) != lora.targets.end());
+    m_loraBitfit->setChecked(lora.bitfit);
+    const MethodOptions prompt = o.method == "prompt" ? o : MethodOptions::defaults("prompt");
+    m_prompts->setValue(static_cast<int>(prompt.prompts));
+    m_freeze->setValue(static_cast<int>(o.method == "ladder" ? defaults.freeze : o.freeze));
+    const int index = m_method->findData(QString::fromStdString(o.method));
+    if (index >= 0)
+        m_method->setCurrentIndex(index);
+    methodChosen();
+}
+
+void MethodOptionsEditor::setLayerCount(int layers)
+{
+    m_keep->setLayerCount(layers);
+}
+
+QString MethodOptionsEditor::problem() const
+{
+    if (method() == QLatin1String("ladder") && m_keep->layerCount() > 0 && !m_keep->anyKept())
+        return tr("method: keep at least one side layer");
+    if (method() == QLatin1String("lora")) {
+        bool any = false;
+        for (const auto& [name, box] : m_targets)
+            any = any || box->isChecked();
+        if (!any)
+            return tr("method: LoRA needs at least one target matrix");
+    }
+    return {};
+}
+
+} // namespace ladder::widgets

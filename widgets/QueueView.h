@@ -1,0 +1,53 @@
+#pragma once
+
+#include <QWidget>
+
+class QLabel;
+class QPushButton;
+class QTableView;
+
+namespace ladder::widgets {
+
+class RunQueueModel;
+
+// The queue tab: the runs table (progress bars in the Progress column) and the queue's buttons. It does
+// nothing to the store itself: every button emits a request with the selected run's id, which the main
+// window hands to the RunQueueController.
+class QueueView : public QWidget {
+    Q_OBJECT
+
+public:
+    explicit QueueView(RunQueueModel* model, QWidget* parent = nullptr);
+
+    // 0 when nothing is selected.
+    qint64 selectedRun() const;
+    // Selects a run's row (false when it is not in the model).
+    bool selectRun(qint64 runId);
+    QTableView* table() const { return m_table; }
+    void setPaused(bool paused);
+
+Q_SIGNALS:
+    void selectedRunChanged(qint64 runId);
+    void cancelRequested(qint64 runId);
+    void removeRequested(qint64 runId);
+    void moveRequested(qint64 runId, int offset);
+    void duplicateRequested(qint64 runId);
+    void pauseToggled(bool paused);
+
+private:
+    void updateButtons();
+    void modelReset();
+
+    RunQueueModel* m_model;
+    QTableView* m_table = nullptr;
+    QPushButton* m_cancel = nullptr;
+    QPushButton* m_remove = nullptr;
+    QPushButton* m_up = nullptr;
+    QPushButton* m_down = nullptr;
+    QPushButton* m_duplicate = nullptr;
+    QPushButton* m_pause = nullptr;
+    QLabel* m_summary = nullptr;
+    qint64 m_selected = 0;
+};
+
+} // namespace ladder::widgets

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <set>
 
 #include <QFile>
 #include <QFileInfo>
@@ -209,6 +210,23 @@ void ComparePlot::redraw()
     } else {
         m_plot->xAxis->setScaleType(QCPAxis::stLinear);
         m_plot->xAxis->setTicker(QSharedPointer<QCPAxisTicker>(new QCPAxisTicker));
+    }
+
+    std::set<std::string> tasks, backbones;
+    for (const auto& p : m_points) {
+        tasks.insert(p.task);
+        backbones.insert(p.backbone);
+    }
+    if (tasks.size() > 1 || backbones.size() > 1) {
+        // Points of different tasks or backbones are not comparable, nor is a front across them.
+        auto* text = new QCPItemText(m_plot);
+        text->position->setType(QCPItemPosition::ptAxisRectRatio);
+        text->position->setCoords(0.5, 0.02);
+        text->setPositionAlignment(Qt::AlignTop | Qt::AlignHCenter);
+        text->setText(tr("%1 tasks and %2 backbones shown together: choose one of each above")
+                          .arg(tasks.size())
+                          .arg(backbones.size()));
+        text->setColor(QColor(150, 60, 0));
     }
 
     if (m_points.empty()) {

@@ -74,6 +74,7 @@ CompareTab::CompareTab(const QString& storePath, QWidget* parent)
     m_table->setSelectionMode(QAbstractItemView::SingleSelection);
     m_table->setAlternatingRowColors(true);
     m_table->verticalHeader()->setVisible(false);
+    m_table->verticalHeader()->setDefaultSectionSize(fontMetrics().height() + 6);
     m_table->horizontalHeader()->setStretchLastSection(true);
     m_table->setWordWrap(false);
 
@@ -170,7 +171,10 @@ void CompareTab::reload()
 
 void CompareTab::onRunsLoaded(const std::vector<ladder::RunRecord>& runs)
 {
+    const bool first = m_model->rowCount() == 0;
     m_model->setRuns(runs);
+    if (first && !runs.empty())
+        m_table->resizeColumnsToContents();
     refreshFilterChoices();
     updatePlot();
     if (m_selectedRun > 0 && m_model->rowOfRun(m_selectedRun) < 0)

@@ -14,6 +14,7 @@
 #include <QTreeWidget>
 #include <QVBoxLayout>
 
+#include "RunsTableModel.h"
 #include "train/DemoPaths.h"
 
 namespace ladder::widgets {
@@ -24,15 +25,13 @@ QString text(const std::string& s)
     return QString::fromStdString(s);
 }
 
+// The options that tell the specs apart ("r=8 keep=1,3", "hidden=12 freeze=6"), as the runs table shows them.
 QString methodSummary(const nlohmann::json& method)
 {
-    QStringList parts;
-    for (auto it = method.begin(); it != method.end(); ++it) {
-        if (it.key() == "method")
-            continue;
-        parts << QStringLiteral("%1=%2").arg(text(it.key()), text(it.value().dump()));
-    }
-    return parts.join(QLatin1Char(' '));
+    RunRecord run;
+    run.method = method.value("method", std::string());
+    run.methodOptionsJson = method.dump();
+    return RunsTableModel::optionsSummary(run);
 }
 
 } // namespace
@@ -159,6 +158,7 @@ void SweepDialog::clearSpecs()
 {
     m_specs.clear();
     m_lastNote.clear();
+    m_seedsError.clear();
     refreshList();
 }
 
@@ -170,17 +170,25 @@ bool SweepDialog::addPreset(SweepPreset preset)
     try {
         seeds = SweepGrid::parseSeeds(m_seeds->text().toStdString());
     } catch (const std::exception& e) {
-        m_lastNote = text(e.what());
+        m_seedsError = text(e.what());
         refreshList();
         return false;
     }
+    m_seedsError.clear();
     std::string note;
     const auto specs = SweepGrid::expand(
         m_base, preset, seeds, m_encoderLayers, m_decoderLayers, m_baselines->isChecked(), &note);
     for (const auto& spec : specs)
         if (std::find(m_specs.begin(), m_specs.end(), spec) == m_specs.end())
             m_specs.push_back(spec);
-    m_lastNote = text(note);
+    // The notes of every grid added so far, each once.
+    for (const QString& sentence : text(note).split(QStringLiteral(". "), Qt::SkipEmptyParts)) {
+        QString line = sentence.trimmed();
+        if (!line.endsWith(QLatin1Char('.')))
+            line += QLatin1Char('.');
+        if (!m_lastNote.contains(line))
+            m_lastNote += (m_lastNote.isEmpty() ? QString() : QStringLiteral(" ")) + line;
+    }
     refreshList();
     return true;
 }
@@ -206,8 +214,11 @@ void SweepDialog::refreshList()
                 text(json.value("seed", nlohmann::json(0)).dump()), error.empty() ? tr("ok") : text(error)});
         if (!error.empty())
             item->setForeground(4, QColor(180, 0, 0));
+        item->setToolTip(2, text(method.dump()));
         item->setToolTip(4, text(error));
     }
+    for (int column = 0; column < m_list->columnCount() - 1; ++column)
+        m_list->resizeColumnToContents(column);
 
     if (m_baseError.empty()) {
         m_baseLabel->setText(tr("%1 · backbone %2 · task %3")
@@ -223,6 +234,8 @@ void SweepDialog::refreshList()
     QStringList notes{m_layersNote};
     if (!m_lastNote.isEmpty())
         notes << m_lastNote;
+    if (!m_seedsError.isEmpty())
+        notes << m_seedsError;
     const auto invalid = std::count_if(m_errors.begin(), m_errors.end(), [](const auto& e) { return !e.empty(); });
     if (invalid > 0)
         notes << tr("%1 of %2 specs are invalid for this backbone; remove them (Clear list) or change the base.")

@@ -76,7 +76,8 @@ private:
     QString m_layersNote;
     std::vector<nlohmann::json> m_specs;
     std::vector<std::string> m_errors;
-    QString m_lastNote;
+    QString m_lastNote; // what the grids added so far scaled or reset
+    QString m_seedsError;
 
     QLabel* m_baseLabel = nullptr;
     QLineEdit* m_seeds = nullptr;

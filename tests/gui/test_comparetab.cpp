@@ -147,6 +147,9 @@ private Q_SLOTS:
         QCOMPARE(tab.plot()->selectedRun(), qint64(7));
         QCOMPARE(selected.count(), 2);
         QTRY_VERIFY_WITH_TIMEOUT(tab.details()->titleText().startsWith(QStringLiteral("Run 7 ")), 10000);
+        // For looking at the tab: LADDER_TEST_SCREENSHOT_DIR=/some/dir keeps a picture of it.
+        if (const QString dir = qEnvironmentVariable("LADDER_TEST_SCREENSHOT_DIR"); !dir.isEmpty())
+            QVERIFY(tab.grab().save(dir + "/compare-tab.png"));
     }
 
     void exportsPlotAndTable()

@@ -172,9 +172,13 @@ private Q_SLOTS:
         // rate): those 2 specs (one per seed) are there already, so 4 x 2 - 2 = 6 are new.
         QVERIFY(dialog.addPreset(SweepPreset::LoraRank));
         QCOMPARE(dialog.specJsons().size(), std::size_t(38));
+        QVERIFY(dialog.noteText().contains(QStringLiteral("fewer than T5-base's 24"))); // notes accumulate
         auto* ok = dialog.findChild<QDialogButtonBox*>()->button(QDialogButtonBox::Ok);
         QVERIFY(ok->isEnabled());
         QCOMPARE(ok->text(), QStringLiteral("Queue 38 run(s)"));
+        // For looking at the dialog: LADDER_TEST_SCREENSHOT_DIR=/some/dir keeps a picture of it.
+        if (const QString dir = qEnvironmentVariable("LADDER_TEST_SCREENSHOT_DIR"); !dir.isEmpty())
+            QVERIFY(dialog.grab().save(dir + "/sweep-dialog.png"));
         dialog.clearSpecs();
         QVERIFY(dialog.specJsons().empty());
         QVERIFY(!ok->isEnabled());

@@ -154,8 +154,38 @@ std::vector<nlohmann::json> expandSweep(const nlohmann::json& sweep, const std::
             }
         specs = next;
     };
-    if (sweep.contains("methods"))
-        expand("method", sweep.at("methods"));
+    if (sweep.contains("methods")) {
+        // An entry is a method options object ({"method": "lora", "rank": 8}) or a pair
+        // {"method": {...options...}, "training": {...overrides...}}: methods want different learning rates.
+        const auto& methods = sweep.at("methods");
+        if (!methods.is_array() || methods.empty())
+            throw Error(path + ": field methods: expected a non-empty array of method options");
+        std::vector<nlohmann::json> next;
+        for (const auto& s : specs)
+            for (std::size_t i = 0; i < methods.size(); ++i) {
+                const auto& m = methods[i];
+                const std::string where = path + ": field methods[" + std::to_string(i) + "]";
+                if (!m.is_object())
+                    throw Error(where + ": expected a method options object");
+                auto copy = s;
+                if (m.contains("method") && m.at("method").is_object()) {
+                    for (const auto& [k, _] : m.items())
+                        if (k != "method" && k != "training")
+                            throw Error(where + "." + k + ": unknown (expected method and training)");
+                    copy["method"] = m.at("method");
+                    if (m.contains("training")) {
+                        if (!m.at("training").is_object())
+                            throw Error(where + ".training: expected an object of training fields");
+                        for (const auto& [k, v] : m.at("training").items())
+                            copy["training"][k] = v;
+                    }
+                } else {
+                    copy["method"] = m;
+                }
+                next.push_back(copy);
+            }
+        specs = next;
+    }
     if (sweep.contains("seeds"))
         expand("seed", sweep.at("seeds"));
     if (sweep.contains("grid")) {

@@ -319,6 +319,7 @@ void writeDemoTask(const DemoTask& task, const std::string& tasksDir)
     manifest["kind"] = "classification";
     manifest["labels"] = task.labels;
     manifest["metric"] = "accuracy";
+    manifest["label_targets"] = "text"; // the model generates "noun.animal", not a class index
     manifest["chance_accuracy"] = chance;
     manifest["splits"] = splits;
     manifest["source"] = "WordNet 3.0 (Princeton University), Debian package wordnet-base";

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 
@@ -137,10 +138,12 @@ std::unique_ptr<LadderActivationCache> makeLadderCache(LadderMethod& method, con
     options.mode = o.cache;
     options.dtype = o.cacheDtype;
     options.dir = o.cacheDir;
-    observer.onLog("info", "ladder cache (" + o.cache + ", " + o.cacheDtype + "): " +
-                               std::to_string(LadderActivationCache::bytesFor(layout, sources, targets, o.cacheDtype) /
-                                              1000000) +
-                               " MB for " + std::to_string(sources.size()) +
+    options.padding = o.cachePadding;
+    char size[32];
+    std::snprintf(size, sizeof size, "%.1f MB",
+                  static_cast<double>(LadderActivationCache::bytesFor(layout, sources, targets, o.cacheDtype)) / 1e6);
+    observer.onLog("info", "ladder cache (" + o.cache + ", " + o.cacheDtype + ", padding " + o.cachePadding + "): " +
+                               size + " for " + std::to_string(sources.size()) +
                                " training examples; the backbone runs in the first epoch only");
     LadderCacheKey key;
     if (o.cache == "disk") {
@@ -481,9 +484,10 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
             }
             if (ladderCache) {
                 ladderCache->flush();
-                if (epoch == 0)
-                    observer.onLog("info", "ladder cache: " + std::to_string(ladderCache->storedCount()) + " of " +
-                                               std::to_string(ladderCache->exampleCount()) + " examples stored");
+                observer.onLog("info", "ladder cache: " + std::to_string(ladderCache->storedCount()) + " of " +
+                                           std::to_string(ladderCache->exampleCount()) + " examples stored; " +
+                                           std::to_string(ladderCache->hits) + " batches served from it, " +
+                                           std::to_string(ladderCache->misses) + " ran the backbone");
             }
             if (o.evalEverySteps == 0)
                 validate(step, epoch);

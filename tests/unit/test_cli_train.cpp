@@ -126,13 +126,26 @@ private Q_SLOTS:
         const auto backbone = makeTinyBackbone(root);
         const auto task = makeTask(root);
         const auto store = QString::fromStdString(root + "/results.sqlite");
-        nlohmann::json sweep{{"base", specFor(backbone, task, "full")},
-                             {"methods", {{{"method", "full"}}, {{"method", "lora"}, {"rank", 4}}}},
+        auto base = specFor(backbone, task, "full");
+        base["task"]["label_targets"] = "text"; // the model generates the label text itself
+        nlohmann::json sweep{{"base", base},
+                             {"methods", {{{"method", "full"}},
+                                          // the pair form: method options plus training overrides
+                                          {{"method", {{"method", "lora"}, {"rank", 4}}},
+                                           {"training", {{"learning_rate", 0.005}}}}}},
                              {"seeds", {3}}};
         std::ofstream(root + "/sweep.json") << sweep.dump(2);
         auto r = test::runCli({"sweep", "--config", QString::fromStdString(root + "/sweep.json"), "--store", store});
         QVERIFY2(r.exitCode == 0, (r.out + r.err).c_str());
         QVERIFY2(r.out.find("sweep: 2 finished, 0 skipped") != std::string::npos, r.out.c_str());
+        r = test::runCli({"runs", "--store", store, "show", "2", "--json"});
+        QVERIFY2(r.exitCode == 0, r.err.c_str());
+        const auto second = nlohmann::json::parse(r.out).at("spec");
+        QCOMPARE(second.at("method").at("rank").get<int>(), 4);
+        QCOMPARE(second.at("task").at("label_targets").get<std::string>(), std::string("text"));
+        QCOMPARE(second.at("training").at("learning_rate").get<double>(), 0.005);
+        QCOMPARE(second.at("training").at("batch_size").get<int>(),
+                 specFor(backbone, task, "full").at("training").at("batch_size").get<int>()); // kept from base
         r = test::runCli({"sweep", "--config", QString::fromStdString(root + "/sweep.json"), "--store", store});
         QVERIFY2(r.out.find("sweep: 0 finished, 2 skipped") != std::string::npos, r.out.c_str());
     }

@@ -171,7 +171,8 @@ int runBenchMemory(const BenchMemoryFlags& f)
     std::cout << std::left << std::setw(9) << "method" << std::right << std::setw(12) << "peak MB" << std::setw(9)
               << "ratio" << std::setw(11) << "weights" << std::setw(10) << "grads" << std::setw(10) << "optim"
               << std::setw(13) << "activations" << std::setw(12) << "trainable" << std::setw(9) << "%" << std::setw(10)
-              << "s/step" << std::setw(14) << "inference MB" << "\n";
+              << "s/step" << std::setw(14) << "inference MB" << std::setw(10) << "est MB" << std::setw(8) << "err %"
+              << "\n";
     for (const auto& r : results) {
         std::cout << std::left << std::setw(9) << r.method << std::right << std::setw(12) << mb(r.peakBytes)
                   << std::setw(9)

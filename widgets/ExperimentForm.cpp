@@ -21,6 +21,7 @@
 
 #include "BackbonePicker.h"
 #include "ComputeDeviceModel.h"
+#include "MemoryEstimateView.h"
 #include "MethodOptionsEditor.h"
 #include "TaskPicker.h"
 
@@ -37,6 +38,9 @@ constexpr int kMaxLength = 8192;
 constexpr int kMaxEvalExamples = 10000000;
 constexpr int kMaxThreads = 256;
 constexpr int kMaxSeedCount = 1000;
+// Target length the memory estimate assumes when the spec leaves it to the task (class labels are a few
+// tokens; the paper's memory tables use 4).
+constexpr std::int64_t kEstimateTargetLength = 4;
 
 // Training fields the form edits; the others are carried over from a loaded spec unchanged.
 const char* const kEditedTraining[] = {"learning_rate", "epochs", "max_steps", "batch_size", "gradient_accumulation",
@@ -85,6 +89,11 @@ ExperimentForm::ExperimentForm(QWidget* parent)
 
     auto* right = new QVBoxLayout;
     right->addWidget(makeTrainingGroup());
+    auto* estimateGroup = new QGroupBox(tr("Memory estimate"));
+    auto* estimateLayout = new QVBoxLayout(estimateGroup);
+    m_estimate = new MemoryEstimateView;
+    estimateLayout->addWidget(m_estimate);
+    right->addWidget(estimateGroup);
     right->addStretch(1);
     columns->addLayout(left, 3);
     columns->addLayout(right, 2);
@@ -298,8 +307,41 @@ QString ExperimentForm::computeProblem() const
     return specs(nullptr, &error) ? QString() : error;
 }
 
+void ExperimentForm::updateEstimate()
+{
+    const auto& config = m_backbone->info().config;
+    if (!config) {
+        m_estimate->clear(tr("No estimate: the backbone's config.json could not be read."));
+        return;
+    }
+    MemoryEstimateInput input;
+    input.config = *config;
+    input.method = m_method->options();
+    input.batch = m_batch->value();
+    input.srcLen = m_maxSourceLength->value();
+    const std::int64_t target = m_extraTraining.value("max_target_length", std::int64_t(0));
+    input.tgtLen = target > 0 ? target : kEstimateTargetLength;
+    input.dtype = m_dtype->currentText().toStdString();
+    const QString device = m_device->currentData().toString();
+    input.device = device.isEmpty() ? std::string("cpu") : device.toStdString();
+    std::uint64_t capacity = 0;
+    QString capacityName;
+    if (m_devices) {
+        for (const auto& d : m_devices->devices()) {
+            if (QString::fromStdString(d.id) != device)
+                continue;
+            const bool cpu = d.id == "cpu";
+            capacity = cpu ? d.totalBytes : d.freeBytes;
+            capacityName = cpu ? tr("%1 RAM").arg(ComputeDeviceModel::formatGiB(capacity))
+                               : tr("%1 free on %2").arg(ComputeDeviceModel::formatGiB(capacity), device);
+        }
+    }
+    m_estimate->update(input, capacity, capacityName);
+}
+
 void ExperimentForm::revalidate()
 {
+    updateEstimate();
     m_problem = computeProblem();
     m_problemLabel->setText(m_problem);
     m_run->setEnabled(m_problem.isEmpty());

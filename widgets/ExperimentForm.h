@@ -63,6 +63,7 @@ public:
     TaskPicker* taskPicker() const { return m_task; }
     MethodOptionsEditor* methodEditor() const { return m_method; }
     QPushButton* runButton() const { return m_run; }
+    MemoryEstimateView* memoryEstimate() const { return m_estimate; }
 
 public Q_SLOTS:
     void savePresetWithDialog();
@@ -83,6 +84,7 @@ private:
     QWidget* makeTrainingGroup();
     void backboneChanged();
     void fillDevices();
+    void updateEstimate();
     nlohmann::json specJsonForSeed(std::uint64_t seed) const;
     QString computeProblem() const;
 

@@ -3,6 +3,8 @@
 #include <QAction>
 #include <QApplication>
 #include <QCloseEvent>
+#include <QDeadlineTimer>
+#include <QDockWidget>
 #include <QFileDialog>
 #include <QFileInfo>
 #include <QKeySequence>
@@ -15,15 +17,18 @@
 #include <nlohmann/json.hpp>
 
 #include "BackbonePicker.h"
+#include "CompareTab.h"
 #include "ComputeDeviceModel.h"
 #include "ExperimentForm.h"
 #include "LiveView.h"
 #include "OverviewPanel.h"
 #include "QueueView.h"
 #include "RunQueueController.h"
+#include "RunDetailsView.h"
 #include "RunQueueModel.h"
 #include "RunWorker.h"
 #include "StoreWatcher.h"
+#include "SweepDialog.h"
 #include "TaskPicker.h"
 #include "VersionInfo.h"
 #include "WorkbenchSettings.h"
@@ -96,7 +101,21 @@ void MainWindow::createViews()
     addView(m_queueView, QStringLiteral("queue"), tr("Queue"));
     m_live = new LiveView;
     addView(m_live, QStringLiteral("live"), tr("Live"));
-    // GUI-B's compare view is added here as addView(compare, "compare", tr("Compare")) once it lands.
+    m_compare = new CompareTab;
+    addView(m_compare, QStringLiteral("compare"), tr("Compare"));
+
+    // The shown run's details (spec, figures, memory breakdown, log, evaluations) in a dock, read through the
+    // compare tab's store reader (off the GUI thread).
+    m_details = new RunDetailsView;
+    m_details->setObjectName(QStringLiteral("runDetailsDock"));
+    m_details->setReader(m_compare->reader());
+    auto* dock = new QDockWidget(tr("Run details"), this);
+    dock->setObjectName(QStringLiteral("runDetailsDockWidget"));
+    dock->setWidget(m_details);
+    dock->setFeatures(QDockWidget::DockWidgetMovable | QDockWidget::DockWidgetFloatable
+        | QDockWidget::DockWidgetClosable);
+    addDockWidget(Qt::RightDockWidgetArea, dock);
+    resizeDocks({dock}, {360}, Qt::Horizontal);
     m_controller = new RunQueueController(this);
     m_watcher = new StoreWatcher(this);
 }
@@ -137,6 +156,7 @@ bool MainWindow::openStore(const QString& path, QString* error)
         return false;
     m_storePath = path;
     m_watcher->setStorePath(path);
+    m_compare->setStorePath(path);
     setWindowTitle(QStringLiteral("LadderBench — %1").arg(QFileInfo(path).fileName()));
     return true;
 }
@@ -202,6 +222,10 @@ void MainWindow::connectQueue()
     });
     connect(m_queueView, &QueueView::duplicateRequested, this, &MainWindow::duplicateRun);
     connect(m_queueView, &QueueView::pauseToggled, m_controller, &RunQueueController::setPaused);
+    connect(m_compare, &CompareTab::runSelected, this, [this](qint64 runId) {
+        if (runId > 0)
+            showRun(runId);
+    });
 }
 
 QStringList MainWindow::viewNames() const
@@ -256,6 +280,24 @@ void MainWindow::runFromForm()
     }
 }
 
+void MainWindow::openSweeps()
+{
+    SweepDialog dialog(m_form->specJson(), this);
+    if (dialog.exec() != QDialog::Accepted)
+        return;
+    const std::vector<RunSpec> specs = dialog.specs();
+    if (specs.empty())
+        return;
+    std::vector<qint64> ids;
+    QString error;
+    if (!m_controller->enqueue(specs, &ids, &error)) {
+        showError(tr("Sweeps"), error);
+        return;
+    }
+    statusBar()->showMessage(tr("Queued %n sweep run(s)", nullptr, static_cast<int>(ids.size())), kStatusMessageMs);
+    showView(QStringLiteral("queue"));
+}
+
 void MainWindow::cancelSelectedRun()
 {
     const qint64 runId = m_queueView->selectedRun() ? m_queueView->selectedRun() : m_live->runId();
@@ -277,6 +319,7 @@ void MainWindow::showRun(qint64 runId)
         title = tr("Run %1").arg(runId);
     m_live->setRun(runId, title);
     m_watcher->watchRun(runId);
+    m_details->showRun(runId);
     if (runId > 0 && m_queueView->selectedRun() != runId)
         m_queueView->selectRun(runId);
 }
@@ -407,19 +450,24 @@ void MainWindow::createActions()
     m_loadPresetAction->setShortcut(QKeySequence::Open);
     connect(m_loadPresetAction, &QAction::triggered, m_form, &ExperimentForm::loadPresetWithDialog);
 
-    // Export (Ctrl+E), filter (Ctrl+F) and sweeps belong to the compare view; they are enabled when it is
-    // integrated.
-    m_exportAction = new QAction(tr("&Export…"), this);
+    // Export and filter act on the compare view (its plot, its runs table).
+    m_exportAction = new QAction(tr("&Export Plot or Table…"), this);
     m_exportAction->setObjectName(QStringLiteral("actionExport"));
     m_exportAction->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_E));
-    m_exportAction->setEnabled(false);
+    connect(m_exportAction, &QAction::triggered, this, [this] {
+        showView(QStringLiteral("compare"));
+        m_compare->exportInteractive();
+    });
     m_filterAction = new QAction(tr("&Filter Runs"), this);
     m_filterAction->setObjectName(QStringLiteral("actionFilter"));
     m_filterAction->setShortcut(QKeySequence::Find);
-    m_filterAction->setEnabled(false);
+    connect(m_filterAction, &QAction::triggered, this, [this] {
+        showView(QStringLiteral("compare"));
+        m_compare->focusFilter();
+    });
     m_sweepsAction = new QAction(tr("&Sweeps…"), this);
     m_sweepsAction->setObjectName(QStringLiteral("actionSweeps"));
-    m_sweepsAction->setEnabled(false);
+    connect(m_sweepsAction, &QAction::triggered, this, &MainWindow::openSweeps);
 
     m_aboutAction = new QAction(tr("&About LadderBench"), this);
     m_aboutAction->setObjectName(QStringLiteral("actionAbout"));
@@ -503,6 +551,14 @@ void MainWindow::openStoreWithDialog()
     }
     m_settings->setStorePath(path);
     showRun(0);
+}
+
+bool MainWindow::waitForCompare(int timeoutMs)
+{
+    const QDeadlineTimer deadline(timeoutMs);
+    while (!m_compare->hasLoaded() && !deadline.hasExpired())
+        QApplication::processEvents(QEventLoop::AllEvents, 50);
+    return m_compare->hasLoaded();
 }
 
 bool MainWindow::loadStoreNow(QString* error)

@@ -12,7 +12,9 @@ class QTabWidget;
 
 namespace ladder::widgets {
 
+class CompareTab;
 class ExperimentForm;
+class RunDetailsView;
 class LiveView;
 class OverviewPanel;
 class QueueView;
@@ -27,8 +29,8 @@ struct MainWindowOptions {
     bool startQueue = true;   // start queued runs (false: the queue starts paused, e.g. for --screenshot)
 };
 
-// The workbench window: menus, one tab per view (overview, experiment form, run queue, live view), a
-// status bar. The window wires the views to the run queue (RunQueueController: worker threads) and the
+// The workbench window: menus, one tab per view (overview, experiment form, run queue, live view, compare),
+// a run-details dock beside them, a status bar. The window wires the views to the run queue (RunQueueController: worker threads) and the
 // store reader (StoreWatcher: reads off the GUI thread); each view is its own widget class.
 class MainWindow : public QMainWindow {
     Q_OBJECT
@@ -49,12 +51,16 @@ public:
     QueueView* queueView() const { return m_queueView; }
     RunQueueModel* queueModel() const { return m_queueModel; }
     LiveView* liveView() const { return m_live; }
+    CompareTab* compareTab() const { return m_compare; }
+    RunDetailsView* runDetails() const { return m_details; }
     RunQueueController* queueController() const { return m_controller; }
     QString storePath() const { return m_storePath; }
 
     // Reads the runs and the shown run's series on the calling (GUI) thread, so a screenshot taken right
     // after shows them. Only for --screenshot: the interactive window reads through the StoreWatcher.
     bool loadStoreNow(QString* error = nullptr);
+    // Waits (processing events) until the compare tab has its first runs; false after timeoutMs.
+    bool waitForCompare(int timeoutMs);
 
     // Asked before closing while runs are active (default: a question box); true closes (the runs are
     // cancelled and the window closes when they have stopped).
@@ -65,6 +71,8 @@ public Q_SLOTS:
     // Queues the form's runs (one per seed) and shows the live view of the first.
     void runFromForm();
     void cancelSelectedRun();
+    // Tools > Sweeps...: the sweep dialog on the form's spec; the runs it returns are queued.
+    void openSweeps();
     // Shows a run's live view (0: none).
     void showRun(qint64 runId);
 
@@ -99,6 +107,8 @@ private:
     RunQueueModel* m_queueModel = nullptr;
     QueueView* m_queueView = nullptr;
     LiveView* m_live = nullptr;
+    CompareTab* m_compare = nullptr;
+    RunDetailsView* m_details = nullptr;
     RunQueueController* m_controller = nullptr;
     StoreWatcher* m_watcher = nullptr;
     QLabel* m_buildStatus = nullptr;

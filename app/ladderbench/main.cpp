@@ -20,6 +20,7 @@
 namespace {
 
 constexpr QSize kScreenshotSize(1280, 800);
+constexpr int kCompareLoadTimeoutMs = 30000;
 
 // True when the command line asks for something that needs no display: a screenshot, help or the version.
 bool runsWithoutDisplay(int argc, char** argv)
@@ -127,6 +128,9 @@ int main(int argc, char** argv)
         QString error;
         if (!window.loadStoreNow(&error))
             return fail(error);
+        if (window.currentViewName() == QLatin1String("compare") && !window.waitForCompare(kCompareLoadTimeoutMs))
+            return fail(QStringLiteral("the compare view did not load the store within %1 s")
+                            .arg(kCompareLoadTimeoutMs / 1000));
         return saveScreenshot(window, parser.value(screenshotOption));
     }
 

@@ -134,7 +134,8 @@ void ComparePlot::redraw()
 
     // One graph (markers only) plus its error bars per method, in the order points are sorted (by method).
     std::map<std::string, QCPGraph*> graphs;
-    std::map<std::string, QCPErrorBars*> bars;
+    std::map<std::string, QCPErrorBars*> bars; // metric spread (vertical)
+    std::map<std::string, QCPErrorBars*> memoryBars; // memory spread (horizontal)
     for (const auto& p : m_points) {
         if (graphs.count(p.method))
             continue;
@@ -152,16 +153,24 @@ void ComparePlot::redraw()
         errors->setErrorType(QCPErrorBars::etValueError);
         errors->setPen(QPen(colour, 1));
         bars[p.method] = errors;
+        auto* memoryErrors = new QCPErrorBars(m_plot->xAxis, m_plot->yAxis);
+        memoryErrors->removeFromLegend();
+        memoryErrors->setDataPlottable(graph);
+        memoryErrors->setErrorType(QCPErrorBars::etKeyError);
+        memoryErrors->setPen(QPen(colour, 1));
+        memoryBars[p.method] = memoryErrors;
     }
-    std::map<std::string, QVector<double>> keys, values, spreads;
+    std::map<std::string, QVector<double>> keys, values, spreads, memorySpreads;
     for (const auto& p : m_points) {
         keys[p.method].append(p.memoryMB);
         values[p.method].append(p.metric);
         spreads[p.method].append(p.metricStd);
+        memorySpreads[p.method].append(p.memoryStdMB);
     }
     for (auto& [method, graph] : graphs) {
         graph->setData(keys[method], values[method], true);
         bars[method]->setData(spreads[method]);
+        memoryBars[method]->setData(memorySpreads[method]);
     }
 
     if (m_front.size() > 1) {

@@ -93,24 +93,30 @@ std::vector<ComparePoint> CompareSeries::build(const std::vector<RunRecord>& run
 
 std::vector<std::size_t> CompareSeries::paretoFront(const std::vector<ComparePoint>& points)
 {
-    std::vector<std::size_t> front;
-    for (std::size_t i = 0; i < points.size(); ++i) {
-        bool dominated = false;
-        for (std::size_t j = 0; j < points.size() && !dominated; ++j) {
-            if (j == i)
-                continue;
-            const auto& a = points[j];
-            const auto& b = points[i];
-            dominated = a.memoryMB <= b.memoryMB && a.metric >= b.metric
-                && (a.memoryMB < b.memoryMB || a.metric > b.metric);
-        }
-        if (!dominated)
-            front.push_back(i);
-    }
-    std::stable_sort(front.begin(), front.end(), [&](std::size_t a, std::size_t b) {
+    // O(n log n): in order of memory (metric descending within equal memory), a point is dominated exactly
+    // when a point with less memory reaches its metric, or one with the same memory beats it.
+    std::vector<std::size_t> order(points.size());
+    for (std::size_t i = 0; i < order.size(); ++i)
+        order[i] = i;
+    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
         return std::make_tuple(points[a].memoryMB, -points[a].metric)
             < std::make_tuple(points[b].memoryMB, -points[b].metric);
     });
+    std::vector<std::size_t> front;
+    bool haveBest = false;
+    double bestBefore = 0; // the best metric among points with less memory than the current group
+    for (std::size_t start = 0; start < order.size();) {
+        std::size_t end = start;
+        while (end < order.size() && points[order[end]].memoryMB == points[order[start]].memoryMB)
+            ++end;
+        const double top = points[order[start]].metric; // the group's best
+        if (!haveBest || top > bestBefore)
+            for (std::size_t k = start; k < end && points[order[k]].metric == top; ++k)
+                front.push_back(order[k]);
+        bestBefore = haveBest ? std::max(bestBefore, top) : top;
+        haveBest = true;
+        start = end;
+    }
     return front;
 }
 

@@ -152,6 +152,16 @@ CompareTab::CompareTab(const QString& storePath, QWidget* parent)
 
 CompareTab::~CompareTab() = default;
 
+void CompareTab::setDetailsVisible(bool visible)
+{
+    m_details->setVisible(visible);
+}
+
+bool CompareTab::detailsVisible() const
+{
+    return !m_details->isHidden();
+}
+
 void CompareTab::setStorePath(const QString& path)
 {
     m_loaded = false;

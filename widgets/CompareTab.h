@@ -49,6 +49,10 @@ public:
     QString lastError() const { return m_lastError; }
     // The run selected (0: none).
     qint64 selectedRun() const { return m_selectedRun; }
+    // Shows or hides the run details under the table (shown by default). A window that shows the details
+    // elsewhere (a dock fed by reader()) hides them here.
+    void setDetailsVisible(bool visible);
+    bool detailsVisible() const;
 
     // The runs the filters accept, in the table's order (what the plot shows).
     std::vector<RunRecord> visibleRuns() const;

@@ -74,6 +74,11 @@ private Q_SLOTS:
         m_dir = test::makeTempDir();
         m_store = QString::fromStdString(m_dir + "/results.sqlite");
         QVERIFY(test::writeFixtureStore(m_store.toStdString()));
+        // LADDER_TEST_SCREENSHOT_DIR=/some/dir also keeps a copy of the store (for ladderbench --screenshot).
+        if (const QString dir = qEnvironmentVariable("LADDER_TEST_SCREENSHOT_DIR"); !dir.isEmpty()) {
+            QFile::remove(dir + "/compare-fixture.sqlite");
+            QVERIFY(test::writeFixtureStore((dir + "/compare-fixture.sqlite").toStdString()));
+        }
     }
 
     void loadsAndFilters()
@@ -147,6 +152,9 @@ private Q_SLOTS:
         QCOMPARE(tab.plot()->selectedRun(), qint64(7));
         QCOMPARE(selected.count(), 2);
         QTRY_VERIFY_WITH_TIMEOUT(tab.details()->titleText().startsWith(QStringLiteral("Run 7 ")), 10000);
+        QVERIFY(tab.detailsVisible());
+        tab.setDetailsVisible(false);
+        QVERIFY(!tab.detailsVisible() && !tab.details()->isVisible());
         // For looking at the tab: LADDER_TEST_SCREENSHOT_DIR=/some/dir keeps a picture of it.
         if (const QString dir = qEnvironmentVariable("LADDER_TEST_SCREENSHOT_DIR"); !dir.isEmpty())
             QVERIFY(tab.grab().save(dir + "/compare-tab.png"));

@@ -232,9 +232,8 @@ void ComparePlot::redraw()
         text->position->setType(QCPItemPosition::ptAxisRectRatio);
         text->position->setCoords(0.5, 0.02);
         text->setPositionAlignment(Qt::AlignTop | Qt::AlignHCenter);
-        text->setText(tr("%1 tasks and %2 backbones shown together: choose one of each above")
-                          .arg(tasks.size())
-                          .arg(backbones.size()));
+        text->setText(tr("%1 tasks, %2 backbones mixed:\nfilter to one of each").arg(tasks.size()).arg(backbones.size()));
+        text->setTextAlignment(Qt::AlignCenter);
         text->setColor(QColor(150, 60, 0));
     }
 

@@ -29,6 +29,7 @@
 namespace ladder::widgets {
 namespace {
 
+constexpr int kPlotShare = 55; // percent of the width the plot starts with
 constexpr double kExactIntegerLimit = 9007199254740992.0; // 2^53: doubles hold every integer below
 
 // Combo entries: the text shown and, as item data, the value filtered on ("" = all).
@@ -112,6 +113,8 @@ CompareTab::CompareTab(const QString& storePath, QWidget* parent)
     main->addWidget(right);
     main->setStretchFactor(0, 1);
     main->setStretchFactor(1, 1);
+    main->setSizes({kPlotShare, 100 - kPlotShare}); // proportions until the user drags the handle
+    right->setSizes({60, 40});
 
     auto* layout = new QVBoxLayout(this);
     layout->addLayout(filters);

@@ -34,6 +34,7 @@ struct BenchSpeedFlags {
     std::string cache = "ram";
     std::string cacheDtype = "fp32";
     std::string cacheDir;
+    std::string cachePadding = "same,any";
     bool json = false;
     MethodFlags options;
 };
@@ -58,6 +59,16 @@ int runBenchSpeed(const BenchSpeedFlags& f)
     spec.cacheMode = f.cache;
     spec.cacheDtype = f.cacheDtype;
     spec.cacheDir = f.cacheDir;
+    spec.cachePaddings.clear();
+    {
+        std::stringstream in(f.cachePadding);
+        std::string p;
+        while (std::getline(in, p, ','))
+            if (p == "same" || p == "any")
+                spec.cachePaddings.push_back(p);
+            else if (!p.empty())
+                throw Error("--cache-padding: expected same, any or both (same,any), got '" + p + "'");
+    }
     if (f.cache == "disk" && f.cacheDir.empty())
         throw Error("--cache disk needs --cache-dir");
     try {
@@ -92,14 +103,22 @@ int runBenchSpeed(const BenchSpeedFlags& f)
     const auto* full = r.find("full");
     const auto* lst = r.find("ladder");
     const double fullEpoch = full->epochSeconds;
-    double cachedLater = 0.0;
-    for (std::size_t e = 1; e < r.lstCachedEpochSeconds.size(); ++e)
-        cachedLater += r.lstCachedEpochSeconds[e] / static_cast<double>(r.lstCachedEpochSeconds.size() - 1);
-    double uncachedTotal = 0.0, cachedTotal = 0.0;
+    double uncachedTotal = 0.0;
     for (auto s : r.lstEpochSeconds)
         uncachedTotal += s;
-    for (auto s : r.lstCachedEpochSeconds)
-        cachedTotal += s;
+    // Later epochs (2..): where the cache pays.
+    auto laterMean = [](const std::vector<double>& epochs) {
+        double sum = 0.0;
+        for (std::size_t e = 1; e < epochs.size(); ++e)
+            sum += epochs[e];
+        return epochs.size() > 1 ? sum / static_cast<double>(epochs.size() - 1) : 0.0;
+    };
+    auto total = [](const std::vector<double>& epochs) {
+        double sum = 0.0;
+        for (auto s : epochs)
+            sum += s;
+        return sum;
+    };
 
     if (f.json) {
         nlohmann::json out{{"shape", f.model.empty() ? f.shape : f.model},
@@ -119,48 +138,53 @@ int runBenchSpeed(const BenchSpeedFlags& f)
                                         {"trainable_params", m.trainableParams},
                                         {"options", m.options.toJson()}};
         if (lst) {
-            out["ladder_cache"] = {{"mode", f.cache},
-                                   {"dtype", f.cacheDtype},
-                                   {"bytes", r.cacheBytes},
-                                   {"uncached_epoch_seconds", r.lstEpochSeconds},
-                                   {"cached_epoch_seconds", r.lstCachedEpochSeconds},
-                                   {"cached_later_epoch_ratio_to_full", cachedLater / fullEpoch},
-                                   {"speedup_later_epochs", lst->epochSeconds / cachedLater},
-                                   {"speedup_total", uncachedTotal / cachedTotal},
-                                   {"max_loss_difference", r.maxLossDifference}};
+            out["ladder_uncached_epoch_seconds"] = r.lstEpochSeconds;
+            out["ladder_cache"] = nlohmann::json::array();
+            for (const auto& c : r.cached)
+                out["ladder_cache"].push_back({{"mode", f.cache},
+                                               {"dtype", f.cacheDtype},
+                                               {"padding", c.padding},
+                                               {"bytes", r.cacheBytes},
+                                               {"epoch_seconds", c.epochSeconds},
+                                               {"hits", c.hits},
+                                               {"misses", c.misses},
+                                               {"later_epoch_ratio_to_full", laterMean(c.epochSeconds) / fullEpoch},
+                                               {"speedup_later_epochs", laterMean(r.lstEpochSeconds) / laterMean(c.epochSeconds)},
+                                               {"speedup_total", uncachedTotal / total(c.epochSeconds)},
+                                               {"max_loss_difference", c.maxLossDifference}});
         }
         std::cout << out.dump(2) << "\n";
         return 0;
     }
 
     std::cout << "training speed: " << (f.model.empty() ? f.shape : f.model) << " (random weights), " << f.examples
-              << " examples, batch " << f.batch << ", source " << f.srcLen / 2 << "-" << f.srcLen
-              << " tokens (dynamic padding), target " << f.tgtLen << ", fp32 AdamW on " << f.device << ", "
-              << at::get_num_threads() << " threads\n"
+              << " examples, batch " << f.batch << ", source " << std::max<std::int64_t>(2, f.srcLen / 2) << "-"
+              << f.srcLen << " tokens (dynamic padding), target " << f.tgtLen << ", fp32 AdamW on " << f.device
+              << ", " << at::get_num_threads() << " threads\n"
               << r.batchesPerEpoch << " steps per epoch; one untimed warm-up step per method first\n\n";
-    std::cout << std::left << std::setw(30) << "method" << std::right << std::setw(10) << "s/step" << std::setw(9)
+    std::cout << std::left << std::setw(34) << "method" << std::right << std::setw(10) << "s/step" << std::setw(9)
               << "ratio" << std::setw(12) << "epoch s" << std::setw(9) << "ratio" << "\n";
+    auto line = [&](const std::string& label, double epochSeconds) {
+        const double step = epochSeconds / static_cast<double>(r.batchesPerEpoch);
+        std::cout << std::left << std::setw(34) << label << std::right << std::setw(10) << fixed(step, 3)
+                  << std::setw(9) << fixed(step / full->secondsPerStep, 2) << std::setw(12) << fixed(epochSeconds, 1)
+                  << std::setw(9) << fixed(epochSeconds / fullEpoch, 2) << "\n";
+    };
     for (const auto& m : r.methods)
-        std::cout << std::left << std::setw(30) << (m.method == "ladder" ? "ladder (no cache)" : m.method)
-                  << std::right << std::setw(10) << fixed(m.secondsPerStep, 3) << std::setw(9)
-                  << fixed(m.secondsPerStep / full->secondsPerStep, 2) << std::setw(12) << fixed(m.epochSeconds, 1)
-                  << std::setw(9) << fixed(m.epochSeconds / fullEpoch, 2) << "\n";
+        line(m.method == "ladder" ? "ladder (no cache)" : m.method, m.epochSeconds);
+    for (const auto& c : r.cached)
+        for (std::size_t e = 0; e < c.epochSeconds.size(); ++e)
+            line("ladder, cache " + c.padding + ", epoch " + std::to_string(e + 1), c.epochSeconds[e]);
     if (lst) {
-        for (std::size_t e = 0; e < r.lstCachedEpochSeconds.size(); ++e) {
-            const auto s = r.lstCachedEpochSeconds[e];
-            const auto label = "ladder, cache, epoch " + std::to_string(e + 1) + (e == 0 ? " (fill)" : "");
-            std::cout << std::left << std::setw(30) << label << std::right << std::setw(10)
-                      << fixed(s / static_cast<double>(r.batchesPerEpoch), 3) << std::setw(9)
-                      << fixed(s / static_cast<double>(r.batchesPerEpoch) / full->secondsPerStep, 2) << std::setw(12)
-                      << fixed(s, 1) << std::setw(9) << fixed(s / fullEpoch, 2) << "\n";
-        }
-        std::cout << "\nLST uncached epochs (s):";
+        std::cout << "\nLST without the cache, epoch by epoch (s):";
         for (auto s : r.lstEpochSeconds)
             std::cout << " " << fixed(s, 1);
-        std::cout << "\nladder activation cache: " << r.cacheDescription << "\n"
-                  << "cache speed-up: later epochs " << fixed(lst->epochSeconds / cachedLater, 2) << "x, all "
-                  << f.epochs << " epochs " << fixed(uncachedTotal / cachedTotal, 2) << "x\n"
-                  << "largest |loss difference| cached vs uncached over every step: " << r.maxLossDifference << "\n";
+        std::cout << "\nladder activation cache: " << r.cacheDescription << "\n";
+        for (const auto& c : r.cached)
+            std::cout << "cache padding " << c.padding << ": later epochs " << fixed(laterMean(r.lstEpochSeconds) / laterMean(c.epochSeconds), 2)
+                      << "x faster, all " << f.epochs << " epochs " << fixed(uncachedTotal / total(c.epochSeconds), 2)
+                      << "x; " << c.hits << " batches from the cache, " << c.misses
+                      << " ran the backbone; largest |loss - uncached loss| " << c.maxLossDifference << "\n";
     }
     return 0;
 }
@@ -191,6 +215,8 @@ void registerBenchSpeedCommand(CLI::App* bench)
         ->capture_default_str()
         ->check(CLI::IsMember({"ram", "disk"}));
     cmd->add_option("--cache-dtype", f->cacheDtype, "fp32 or bf16")->capture_default_str()->check(CLI::IsMember({"fp32", "bf16"}));
+    cmd->add_option("--cache-padding", f->cachePadding, "cached LST runs: same, any or same,any")
+        ->capture_default_str();
     cmd->add_option("--cache-dir", f->cacheDir, "folder for --cache disk (the file is removed afterwards)");
     cmd->add_flag("--json", f->json, "one JSON object");
     f->options.addTo(cmd);

@@ -163,13 +163,15 @@ MethodOutput LadderMethod::forward(const Seq2SeqBatch& batch, const std::vector<
                     "(backbone_train_mode draws new dropout masks in the backbone every epoch)");
     const auto decoderInputIds = m_backbone->shiftRight(batch.labels);
     MethodOutput out;
-    if (cache.contains(examples)) {
+    if (cache.usable(examples, batch.inputIds.size(1), batch.labels.size(1))) {
+        ++cache.hits;
         // Only the side network runs: the same operations as forward() on the stored backbone outputs.
         const auto cached = cache.gather(examples, batch.inputIds.size(1), batch.labels.size(1),
                                          batch.inputIds.device());
         const auto encoded = m_model.encode(batch.inputIds, batch.attentionMask, &cached);
         out.logits = m_model.logits(m_model.decode(decoderInputIds, encoded, nullptr, nullptr, &cached));
     } else {
+        ++cache.misses;
         LadderBackboneOutputs computed;
         const auto encoded = m_model.encode(batch.inputIds, batch.attentionMask, nullptr, &computed);
         out.logits = m_model.logits(m_model.decode(decoderInputIds, encoded, nullptr, nullptr, nullptr, &computed));

@@ -73,9 +73,9 @@ public:
     LadderMethod(T5ForConditionalGeneration backbone, const MethodOptions& options, const BatchSource& data);
 
     MethodOutput forward(const Seq2SeqBatch& batch) override;
-    // The same forward with the ladder activation cache: when every example of `examples` (the batch's
-    // rows, by example index) is stored, the backbone does not run and its outputs come from the cache;
-    // otherwise the backbone runs as in forward() and the missing examples are stored.
+    // The same forward with the ladder activation cache: when the cache can serve every example of
+    // `examples` (the batch's rows, by example index) at this batch's padding, the backbone does not run and
+    // its outputs come from the cache; otherwise the backbone runs as in forward() and the rows are stored.
     MethodOutput forward(const Seq2SeqBatch& batch, const std::vector<std::size_t>& examples,
                          LadderActivationCache& cache);
     std::unique_ptr<Seq2SeqStepper> makeStepper() override;

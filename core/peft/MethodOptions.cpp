@@ -22,7 +22,7 @@ const std::set<std::string>& fieldsOf(const std::string& method)
         {"prompt", {"method", "prompts"}},
         {"ladder",
          {"method", "r", "keep", "gate_temperature", "init", "fisher_samples", "backbone_train_mode", "ablation",
-          "merge_backbone", "cache", "cache_dtype", "cache_dir"}},
+          "merge_backbone", "cache", "cache_dtype", "cache_dir", "cache_padding"}},
     };
     return fields.at(method);
 }
@@ -72,6 +72,7 @@ const std::vector<std::string> kInits{"random", "magnitude", "fisher"};
 const std::vector<std::string> kAblations{"none", "side-tuning", "no-ladders", "adapter-blocks", "cross-attention"};
 const std::vector<std::string> kCacheModes{"none", "ram", "disk"};
 const std::vector<std::string> kCacheDtypes{"fp32", "bf16"};
+const std::vector<std::string> kCachePaddings{"same", "any"};
 
 // The activation cache stores what an eval-mode backbone computes; errors name the field.
 void checkCache(const MethodOptions& o, const std::string& source)
@@ -190,9 +191,11 @@ MethodOptions MethodOptions::fromJson(const json& j, const std::string& source)
             throw Error(source + ": field cache_dir: expected a folder path, got " + j.at("cache_dir").dump());
         o.cacheDir = j.at("cache_dir").get<std::string>();
     }
-    if (o.cache == "none" && (j.contains("cache_dtype") || j.contains("cache_dir")))
-        throw Error(source + ": field " + std::string(j.contains("cache_dtype") ? "cache_dtype" : "cache_dir") +
-                    ": only meaningful with cache ram or disk");
+    if (j.contains("cache_padding"))
+        o.cachePadding = choiceField(j, source, "cache_padding", kCachePaddings);
+    for (const char* f : {"cache_dtype", "cache_dir", "cache_padding"})
+        if (o.cache == "none" && j.contains(f))
+            throw Error(source + ": field " + f + ": only meaningful with cache ram or disk");
     checkCache(o, source);
     return o;
 }
@@ -219,7 +222,8 @@ json MethodOptions::toJson() const
              {"merge_backbone", mergeBackbone},
              {"cache", cache},
              {"cache_dtype", cacheDtype},
-             {"cache_dir", cacheDir}};
+             {"cache_dir", cacheDir},
+             {"cache_padding", cachePadding}};
     json out = json::object();
     for (const auto& f : fieldsOf(method)) {
         // The cache fields only when the cache is on: specs (and their hashes) without it stay as they were.

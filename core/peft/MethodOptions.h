@@ -56,6 +56,9 @@ struct MethodOptions {
     std::string cache = "none";
     std::string cacheDtype = "fp32";
     std::string cacheDir;
+    // "same" (entries reused only at the padded lengths they were computed at: fp32 losses bit-equal to an
+    // uncached run) or "any" (reused at any padding: faster with dynamic padding, equal to fp32 rounding).
+    std::string cachePadding = "same";
 
     static MethodOptions defaults(const std::string& method);
     // Errors name the field: "method options: field rank: expected a positive integer".

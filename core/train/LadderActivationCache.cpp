@@ -23,10 +23,15 @@ namespace ladder {
 namespace {
 
 constexpr char kMagic[8] = {'L', 'B', 'L', 'A', 'D', 'C', 'H', '1'};
-constexpr std::uint32_t kFormatVersion = 1;
+constexpr std::uint32_t kFormatVersion = 2;
 constexpr std::uint64_t kHeaderBytes = 4096;
 constexpr std::uint64_t kIndexEntryBytes = 32;
 constexpr std::uint64_t kPage = 4096;
+
+std::uint16_t packLength(std::int64_t v)
+{
+    return v >= 0 && v < 0xFFFF ? static_cast<std::uint16_t>(v) : 0xFFFF;
+}
 
 // The file header (the first kHeaderBytes of a disk cache; the key description fills the rest).
 struct FileHeader {
@@ -51,7 +56,8 @@ struct FileEntry {
     std::uint32_t targetLength;
     std::uint64_t checksum;
     std::uint32_t stored;
-    std::uint32_t reserved;
+    std::uint16_t paddedSource; // 0xFFFF: longer than 65534
+    std::uint16_t paddedTarget;
 };
 static_assert(sizeof(FileEntry) == kIndexEntryBytes, "index entry layout");
 
@@ -221,6 +227,8 @@ LadderActivationCache::LadderActivationCache(LadderCacheLayout layout, std::vect
 {
     if (m_options.mode != "ram" && m_options.mode != "disk")
         throw Error("ladder cache: field cache: expected none, ram or disk, got '" + m_options.mode + "'");
+    if (m_options.padding != "same" && m_options.padding != "any")
+        throw Error("ladder cache: field cache_padding: expected same or any, got '" + m_options.padding + "'");
     if (m_options.dtype != "fp32" && m_options.dtype != "bf16")
         throw Error("ladder cache: field cache_dtype: expected fp32 or bf16, got '" + m_options.dtype + "'");
     if (m_layout.empty())
@@ -286,12 +294,23 @@ std::size_t LadderActivationCache::storedCount() const
         std::count_if(m_entries.begin(), m_entries.end(), [](const Entry& e) { return e.stored; }));
 }
 
-bool LadderActivationCache::contains(const std::vector<std::size_t>& examples) const
+bool LadderActivationCache::contains(const std::vector<std::size_t>& examples, std::int64_t sourceLength,
+                                     std::int64_t targetLength) const
 {
-    for (auto i : examples)
+    for (auto i : examples) {
         if (i >= m_entries.size() || !m_entries[i].stored)
             return false;
+        const auto& e = m_entries[i];
+        if (sourceLength >= 0 && (e.paddedSource != sourceLength || e.paddedTarget != targetLength))
+            return false;
+    }
     return true;
+}
+
+bool LadderActivationCache::usable(const std::vector<std::size_t>& examples, std::int64_t sourceLength,
+                                   std::int64_t targetLength) const
+{
+    return m_options.padding == "same" ? contains(examples, sourceLength, targetLength) : contains(examples);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -343,8 +362,15 @@ void LadderActivationCache::store(const std::vector<std::size_t>& examples, cons
             throw Error("ladder cache: example " + std::to_string(index) + " is out of range (" +
                         std::to_string(m_entries.size()) + " examples)");
         auto& e = m_entries[index];
-        if (e.stored)
+        const auto paddedSource = attentionMask.size(1);
+        const auto paddedTarget = labels.size(1);
+        if (e.stored && (m_options.padding == "any" ||
+                         (e.paddedSource == packLength(paddedSource) && e.paddedTarget == packLength(paddedTarget))))
             continue;
+        e.paddedSource = packLength(paddedSource);
+        e.paddedTarget = packLength(paddedTarget);
+        if (m_map) // an entry being (re)written is not valid until markStored()
+            reinterpret_cast<FileEntry*>(static_cast<char*>(m_map) + m_indexOffset)[index].stored = 0;
         if (src[r] != e.sourceLength || tgt[r] != e.targetLength)
             throw Error("ladder cache: example " + std::to_string(index) + " has lengths " + std::to_string(src[r]) +
                         "/" + std::to_string(tgt[r]) + " in this batch but " + std::to_string(e.sourceLength) + "/" +
@@ -479,29 +505,30 @@ bool LadderActivationCache::tryReuse(int fd, std::uint64_t fileSize, std::string
         h.totalBytes != m_mapBytes || h.storageDtype != dtypeCode(m_storageDtype) || h.valueDtype > 2)
         return fail("its header does not describe this data (examples, offsets or dtype)");
 
+    auto* index = reinterpret_cast<FileEntry*>(static_cast<char*>(map) + m_indexOffset);
+    for (std::size_t i = 0; i < m_entries.size(); ++i) {
+        const auto& e = m_entries[i];
+        const auto& f = index[i];
+        if (f.offset != e.offset || f.sourceLength != e.sourceLength || f.targetLength != e.targetLength ||
+            f.stored > 1)
+            return fail("index entry " + std::to_string(i) + " does not match the data (corrupt index)");
+    }
     m_map = map;
     m_data = static_cast<char*>(map) + m_dataOffset;
     m_valueDtype = dtypeFromCode(h.valueDtype);
-    auto* index = reinterpret_cast<FileEntry*>(static_cast<char*>(map) + m_indexOffset);
     std::size_t bad = 0;
     for (std::size_t i = 0; i < m_entries.size(); ++i) {
         auto& e = m_entries[i];
-        const auto& f = index[i];
-        if (f.offset != e.offset || f.sourceLength != e.sourceLength || f.targetLength != e.targetLength) {
-            ::munmap(map, m_mapBytes);
-            m_map = nullptr;
-            m_data = nullptr;
-            reason = "index entry " + std::to_string(i) + " does not match the data (corrupt index)";
-            return false;
-        }
-        if (f.stored == 1) {
-            if (entryChecksum(e) == f.checksum) {
-                e.stored = true;
-                ++m_reused;
-            } else {
-                ++bad;
-                index[i].stored = 0;
-            }
+        if (index[i].stored != 1)
+            continue;
+        e.paddedSource = index[i].paddedSource;
+        e.paddedTarget = index[i].paddedTarget;
+        if (entryChecksum(e) == index[i].checksum) {
+            e.stored = true;
+            ++m_reused;
+        } else {
+            ++bad;
+            index[i].stored = 0;
         }
     }
     if (bad > 0 && m_log)
@@ -543,7 +570,7 @@ void LadderActivationCache::createFile()
     for (std::size_t i = 0; i < m_entries.size(); ++i) {
         const auto& e = m_entries[i];
         index[i] = FileEntry{e.offset, static_cast<std::uint32_t>(e.sourceLength),
-                             static_cast<std::uint32_t>(e.targetLength), 0, 0, 0};
+                             static_cast<std::uint32_t>(e.targetLength), 0, 0, 0, 0};
     }
     writeHeader();
     if (m_log)
@@ -576,7 +603,9 @@ std::uint64_t LadderActivationCache::entryChecksum(const Entry& e) const
 {
     const auto bytes =
         static_cast<std::size_t>(m_layout.elementsFor(e.sourceLength, e.targetLength) * m_elementSize);
-    return hashBytes(entryData(e), bytes, e.offset);
+    const auto seed = e.offset ^ (static_cast<std::uint64_t>(e.paddedSource) << 32) ^
+                      (static_cast<std::uint64_t>(e.paddedTarget) << 48);
+    return hashBytes(entryData(e), bytes, seed);
 }
 
 void LadderActivationCache::markStored(std::size_t example)
@@ -586,6 +615,8 @@ void LadderActivationCache::markStored(std::size_t example)
     if (!m_map)
         return;
     auto* index = reinterpret_cast<FileEntry*>(static_cast<char*>(m_map) + m_indexOffset);
+    index[example].paddedSource = static_cast<std::uint16_t>(e.paddedSource);
+    index[example].paddedTarget = static_cast<std::uint16_t>(e.paddedTarget);
     index[example].checksum = entryChecksum(e);
     index[example].stored = 1;
 }

@@ -35,6 +35,11 @@ struct LadderCacheOptions {
     std::string mode = "ram";   // "ram" or "disk" (a memory-mapped file in `dir`)
     std::string dtype = "fp32"; // "fp32" or "bf16" (half the bytes; values rounded to bf16)
     std::string dir;            // disk: the folder of cache files (created when missing)
+    // "same": an entry is used only in a batch padded to the lengths it was computed at (otherwise the
+    // backbone runs again and the entry is replaced), which makes fp32 losses bit-equal to an uncached run;
+    // "any": used at any padded length (the backbone's results differ in the last bits between padded
+    // lengths, so losses agree to fp32 rounding). See docs/PERFORMANCE.md.
+    std::string padding = "same";
 };
 
 // The identity of a cache: everything the stored values are a function of. Two runs may share a disk cache
@@ -77,10 +82,15 @@ public:
     static std::uint64_t bytesFor(const LadderCacheLayout& layout, const std::vector<std::int64_t>& sourceLengths,
                                   const std::vector<std::int64_t>& targetLengths, const std::string& dtype);
 
-    // Whether every example of `examples` is stored.
-    bool contains(const std::vector<std::size_t>& examples) const;
-    // Stores row r of `outputs` as example examples[r] (only the rows not stored yet). attentionMask and
-    // labels give each row's real lengths and must match the lengths given at construction.
+    // Whether every example of `examples` is stored (padding "same": computed in a batch padded to
+    // sourceLength x targetLength; negative lengths: stored at all).
+    bool contains(const std::vector<std::size_t>& examples, std::int64_t sourceLength = -1,
+                  std::int64_t targetLength = -1) const;
+    // Whether a batch padded to these lengths may use the stored entries (contains() with the policy).
+    bool usable(const std::vector<std::size_t>& examples, std::int64_t sourceLength, std::int64_t targetLength) const;
+    // Stores row r of `outputs` as example examples[r]: rows not stored yet, and (padding "same") rows stored
+    // at other padded lengths. attentionMask and labels give each row's real lengths, which must match the
+    // lengths given at construction.
     void store(const std::vector<std::size_t>& examples, const LadderBackboneOutputs& outputs,
                const at::Tensor& attentionMask, const at::Tensor& labels);
     // The stored values of `examples`, zero-padded to (batch, sourceLength | targetLength, d), converted to
@@ -99,6 +109,9 @@ public:
     const LadderCacheKey& key() const { return m_key; }
     // Entries found valid in an existing file when it was opened (disk mode).
     std::size_t reusedCount() const { return m_reused; }
+    // Batches served from the cache (hits) and batches that ran the backbone (misses), counted by the caller.
+    std::int64_t hits = 0;
+    std::int64_t misses = 0;
     // "RAM, fp32: 786.4 MB for 500 examples (6 encoder + 6 decoder layer outputs of d 512)".
     std::string describe() const;
 
@@ -108,6 +121,8 @@ private:
         std::int64_t sourceLength = 0;
         std::int64_t targetLength = 0;
         bool stored = false;
+        std::int64_t paddedSource = 0; // the padded lengths of the batch the values were computed in
+        std::int64_t paddedTarget = 0;
     };
 
     void openDisk();

@@ -191,51 +191,63 @@ SpeedBenchResult measureSpeed(const SpeedBenchSpec& spec, const std::vector<Meth
         if (options.method != "ladder")
             continue;
 
-        // The same LST run again, with the activation cache: same seed, same warm-up step, same batches.
-        auto cachedOptions = options;
-        cachedOptions.cache = spec.cacheMode;
-        cachedOptions.cacheDtype = spec.cacheDtype;
-        cachedOptions.cacheDir = spec.cacheDir;
-        cachedOptions.validate(spec.config);
-        Trainee c(spec, cachedOptions);
-        auto& lst = dynamic_cast<LadderMethod&>(*c.method);
-        const auto layout = LadderCacheLayout::forSide(lst.sideNetwork()->options());
-        std::vector<std::int64_t> sourceLengths, targetLengths;
-        for (std::size_t i = 0; i < data.sources.size(); ++i) {
-            sourceLengths.push_back(static_cast<std::int64_t>(data.sources[i].size()));
-            targetLengths.push_back(static_cast<std::int64_t>(data.targets[i].size()));
-        }
-        LadderCacheOptions co;
-        co.mode = spec.cacheMode;
-        co.dtype = spec.cacheDtype;
-        co.dir = spec.cacheDir;
-        LadderCacheKey key;
-        if (co.mode == "disk")
-            key = LadderCacheKey::make(c.backbone, layout, ladderCacheComputeLabel(spec.device, false), co.dtype,
-                                       data.sources, data.targets);
-        auto cache = std::make_unique<LadderActivationCache>(layout, sourceLengths, targetLengths, key, co);
-        if (cache->reusedCount() > 0)
-            throw Error("speed bench: " + cache->path() + " already holds cached values; remove it to measure filling");
-        result.cacheBytes = cache->bytes();
-        result.cacheDescription = cache->describe();
-        say("ladder (cached): warm-up step");
-        (void)c.step([&] { return c.method->forward(data.make(warmPlan.front(), spec.device)).loss; });
-        std::size_t k = 0;
-        for (std::int64_t epoch = 0; epoch < spec.epochs; ++epoch) {
-            say("ladder (cached): epoch " + std::to_string(epoch + 1) + "/" + std::to_string(spec.epochs));
-            const auto t0 = Clock::now();
-            for (const auto& rows : data.plan(epoch)) {
-                const auto loss =
-                    c.step([&] { return lst.forward(data.make(rows, spec.device), rows, *cache).loss; });
-                result.maxLossDifference = std::max(result.maxLossDifference, std::abs(loss - losses.at(k++)));
+        // The same LST run again with the activation cache, per padding policy: same seed, same warm-up
+        // step, same batches, so every loss can be compared with the uncached run's.
+        for (const auto& padding : spec.cachePaddings) {
+            auto cachedOptions = options;
+            cachedOptions.cache = spec.cacheMode;
+            cachedOptions.cacheDtype = spec.cacheDtype;
+            cachedOptions.cacheDir = spec.cacheDir;
+            cachedOptions.cachePadding = padding;
+            cachedOptions.validate(spec.config);
+            Trainee c(spec, cachedOptions);
+            auto& lst = dynamic_cast<LadderMethod&>(*c.method);
+            const auto layout = LadderCacheLayout::forSide(lst.sideNetwork()->options());
+            std::vector<std::int64_t> sourceLengths, targetLengths;
+            for (std::size_t i = 0; i < data.sources.size(); ++i) {
+                sourceLengths.push_back(static_cast<std::int64_t>(data.sources[i].size()));
+                targetLengths.push_back(static_cast<std::int64_t>(data.targets[i].size()));
             }
-            cache->flush();
-            result.lstCachedEpochSeconds.push_back(secondsSince(t0));
+            LadderCacheOptions co;
+            co.mode = spec.cacheMode;
+            co.dtype = spec.cacheDtype;
+            co.dir = spec.cacheDir;
+            co.padding = padding;
+            LadderCacheKey key;
+            if (co.mode == "disk")
+                key = LadderCacheKey::make(c.backbone, layout, ladderCacheComputeLabel(spec.device, false), co.dtype,
+                                           data.sources, data.targets);
+            auto cache = std::make_unique<LadderActivationCache>(layout, sourceLengths, targetLengths, key, co);
+            if (cache->reusedCount() > 0)
+                throw Error("speed bench: " + cache->path() +
+                            " already holds cached values; remove it to measure filling");
+            result.cacheBytes = cache->bytes();
+            result.cacheDescription = cache->describe();
+            SpeedBenchResult::CachedRun run;
+            run.padding = padding;
+            const auto label = "ladder (cache, padding " + padding + ")";
+            say(label + ": warm-up step");
+            (void)c.step([&] { return c.method->forward(data.make(warmPlan.front(), spec.device)).loss; });
+            std::size_t k = 0;
+            for (std::int64_t epoch = 0; epoch < spec.epochs; ++epoch) {
+                say(label + ": epoch " + std::to_string(epoch + 1) + "/" + std::to_string(spec.epochs));
+                const auto t0 = Clock::now();
+                for (const auto& rows : data.plan(epoch)) {
+                    const auto loss =
+                        c.step([&] { return lst.forward(data.make(rows, spec.device), rows, *cache).loss; });
+                    run.maxLossDifference = std::max(run.maxLossDifference, std::abs(loss - losses.at(k++)));
+                }
+                cache->flush();
+                run.epochSeconds.push_back(secondsSince(t0));
+            }
+            run.hits = cache->hits;
+            run.misses = cache->misses;
+            result.cached.push_back(run);
+            const auto path = cache->path();
+            cache.reset();
+            if (!path.empty())
+                std::remove(path.c_str());
         }
-        const auto path = cache->path();
-        cache.reset();
-        if (!path.empty())
-            std::remove(path.c_str());
     }
     return result;
 }

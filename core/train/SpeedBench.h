@@ -28,6 +28,7 @@ struct SpeedBenchSpec {
     std::string cacheMode = "ram";      // the cached LST run: ram or disk
     std::string cacheDtype = "fp32";
     std::string cacheDir;               // disk: folder of the cache file (removed after the run)
+    std::vector<std::string> cachePaddings{"same", "any"}; // one cached LST run per policy
 };
 
 // One method's timing over one epoch of the data (LST: over every uncached epoch).
@@ -44,10 +45,16 @@ struct SpeedBenchResult {
     std::vector<SpeedBenchMethod> methods;
     std::int64_t batchesPerEpoch = 0;
     std::int64_t paddedTokens = 0;   // source positions per epoch after padding (the work done)
-    // LST with and without the activation cache, epoch by epoch (epoch 1 of the cached run fills it).
+    // LST without the activation cache, epoch by epoch, and with it, per padding policy (epoch 1 fills it).
     std::vector<double> lstEpochSeconds;
-    std::vector<double> lstCachedEpochSeconds;
-    double maxLossDifference = 0.0;  // max |cached - uncached| over every step of every epoch
+    struct CachedRun {
+        std::string padding;
+        std::vector<double> epochSeconds;
+        std::int64_t hits = 0;           // batches served from the cache
+        std::int64_t misses = 0;         // batches that ran the backbone
+        double maxLossDifference = 0.0;  // max |cached - uncached| over every step of every epoch
+    };
+    std::vector<CachedRun> cached;
     std::uint64_t cacheBytes = 0;
     std::string cacheDescription;
 

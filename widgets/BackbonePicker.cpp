@@ -81,7 +81,7 @@ QString BackboneInfo::summary() const
     if (!config)
         return error;
     const auto& c = *config;
-    const QLocale locale = QLocale::c();
+    const QLocale locale(QLocale::English); // digit grouping: 9,419,520
     const double fp32MB = static_cast<double>(parameters) * 4 / kMB;
     const double storedMB = static_cast<double>(parameters) * dtypeBytes(storedDtype) / kMB;
     QString text = QObject::tr("%1 parameters · stored %2 (%3 MB) · %4 MB as fp32 · %5+%6 layers, d_model %7")

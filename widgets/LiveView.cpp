@@ -99,7 +99,7 @@ LiveView::LiveView(QWidget* parent)
     addGraph(m_memory, kAllocated, tr("allocated"));
     addGraph(m_memory, kPeak, tr("peak allocated"));
     addGraph(m_memory, kReserved, tr("reserved"));
-    m_memory->graph(ReservedGraph)->setVisible(false);
+    showReserved(false);
     m_memory->legend->setVisible(true);
     lower->addWidget(m_lr, 1);
     lower->addWidget(m_memory, 1);
@@ -139,7 +139,7 @@ void LiveView::clearAll()
     for (QCustomPlot* plot : {m_loss, m_lr, m_memory})
         for (int i = 0; i < plot->graphCount(); ++i)
             plot->graph(i)->data()->clear();
-    m_memory->graph(ReservedGraph)->setVisible(false);
+    showReserved(false);
     m_steps.clear();
     m_rawLoss.clear();
     m_smoothed.clear();
@@ -189,11 +189,24 @@ void LiveView::appendPoints(const std::vector<MetricPoint>& points)
             const double mb = static_cast<double>(*p.reservedBytes) / kMB;
             m_memory->graph(ReservedGraph)->addData(step, mb);
             m_memoryRange.add(mb);
-            m_hasReserved = true;
+            // The CPU meter reports reserved = allocated: the curve is only worth showing for CUDA's cache.
+            m_hasReserved = m_hasReserved || *p.reservedBytes != p.allocatedBytes.value_or(0);
         }
     }
-    m_memory->graph(ReservedGraph)->setVisible(m_hasReserved);
+    showReserved(m_hasReserved);
     m_dirty = m_dirty || !points.empty();
+}
+
+void LiveView::showReserved(bool show)
+{
+    QCPGraph* reserved = m_memory->graph(ReservedGraph);
+    if (reserved->visible() == show && (show == (m_memory->legend->itemWithPlottable(reserved) != nullptr)))
+        return;
+    reserved->setVisible(show);
+    if (show)
+        reserved->addToLegend();
+    else
+        reserved->removeFromLegend();
 }
 
 void LiveView::setEvaluations(const std::vector<Evaluation>& evaluations)

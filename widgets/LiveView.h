@@ -72,6 +72,7 @@ private:
     void rebuildSmoothed();
     void applyRanges();
     void clearAll();
+    void showReserved(bool show);
 
     qint64 m_runId = 0;
     QLabel* m_title = nullptr;

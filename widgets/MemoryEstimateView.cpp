@@ -47,10 +47,14 @@ void MemoryEstimateView::update(
     }
     const auto& e = *m_estimate;
     const std::uint64_t activations = e.activationsAtPeak + e.transient + e.batchInputs;
-    QString text = tr("Estimated peak %1 (weights %2, gradients %3, optimizer %4, activations and buffers %5; peak "
-                      "at %6)")
-                       .arg(mb(e.total), mb(e.weights()), mb(e.gradientsAtPeak), mb(e.optimizerState),
-                           mb(activations), QString::fromStdString(e.peakWhere));
+    QString text = tr("Estimated peak %1 at batch %2, source length %3, target length %4 (weights %5, gradients "
+                      "%6, optimizer %7, activations and buffers %8; peak at %9)")
+                       .arg(mb(e.total))
+                       .arg(input.batch)
+                       .arg(input.srcLen)
+                       .arg(input.tgtLen)
+                       .arg(mb(e.weights()), mb(e.gradientsAtPeak), mb(e.optimizerState), mb(activations),
+                           QString::fromStdString(e.peakWhere));
     m_fits = capacityBytes == 0 || e.total <= capacityBytes;
     m_bar->setVisible(capacityBytes > 0);
     if (capacityBytes > 0) {

@@ -13,6 +13,7 @@
 #include <QPixmap>
 #include <QSize>
 
+#include "LiveViewBenchmark.h"
 #include "MainWindow.h"
 #include "ladder/Version.h"
 #include "train/MemoryMeter.h"
@@ -30,7 +31,7 @@ bool runsWithoutDisplay(int argc, char** argv)
         if (std::strcmp(arg, "--screenshot") == 0 || std::strncmp(arg, "--screenshot=", 13) == 0
             || std::strcmp(arg, "--help") == 0 || std::strcmp(arg, "-h") == 0
             || std::strcmp(arg, "--help-all") == 0 || std::strcmp(arg, "--version") == 0
-            || std::strcmp(arg, "-v") == 0)
+            || std::strcmp(arg, "-v") == 0 || std::strcmp(arg, "--bench-live") == 0)
             return true;
     }
     return false;
@@ -104,11 +105,20 @@ int main(int argc, char** argv)
         QStringLiteral("file"));
     parser.addOption(screenshotOption);
     parser.addOption(viewOption);
+    const QCommandLineOption benchLiveOption(QStringLiteral("bench-live"),
+        QStringLiteral("Measure the live chart's append and replot times at 1,000 and 100,000 points, print them "
+                       "and exit."));
     parser.addOption(storeOption);
+    parser.addOption(benchLiveOption);
     parser.process(app);
     if (!parser.positionalArguments().isEmpty())
         return fail(QStringLiteral("unexpected argument '%1' (see --help)")
                         .arg(parser.positionalArguments().first()));
+
+    if (parser.isSet(benchLiveOption)) {
+        std::printf("%s", qPrintable(ladder::widgets::formatLiveViewBenchmark(ladder::widgets::runLiveViewBenchmark())));
+        return 0;
+    }
 
     const bool screenshot = parser.isSet(screenshotOption);
     ladder::widgets::MainWindowOptions options;

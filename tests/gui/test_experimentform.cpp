@@ -14,6 +14,7 @@
 #include "BackbonePicker.h"
 #include "ExperimentForm.h"
 #include "KeepListEditor.h"
+#include "MemoryEstimateView.h"
 #include "MethodOptionsEditor.h"
 #include "TaskPicker.h"
 #include "TestSupport.h"
@@ -214,6 +215,31 @@ private Q_SLOTS:
             QCOMPARE(QString::fromStdString(specs[i].backbone), QStringLiteral("demo"));
             QCOMPARE(QString::fromStdString(specs[i].task.type), QStringLiteral("demo"));
         }
+    }
+
+    void memoryEstimateFollowsTheForm()
+    {
+        ExperimentForm form;
+        child<QSpinBox>(&form, "ladderR")->setValue(4);
+        child<QSpinBox>(&form, "batchSpin")->setValue(12);
+        child<QSpinBox>(&form, "maxSourceLengthSpin")->setValue(20);
+        const auto& shown = form.memoryEstimate()->estimate();
+        QVERIFY(shown.has_value());
+        // The estimator on the same inputs, assembled here from the backbone's config.json.
+        MemoryEstimateInput input;
+        input.config = T5Config::fromJsonFile(m_demo + "/backbone/config.json");
+        input.method = MethodOptions::defaults("ladder");
+        input.method.r = 4;
+        input.batch = 12;
+        input.srcLen = 20;
+        input.tgtLen = 4;
+        const auto expected = estimateTrainingMemory(input);
+        QCOMPARE(shown->total, expected.total);
+        QCOMPARE(shown->trainableParams, expected.trainableParams);
+        // A larger batch needs more memory.
+        child<QSpinBox>(&form, "batchSpin")->setValue(48);
+        QVERIFY(form.memoryEstimate()->estimate()->total > expected.total);
+        QVERIFY(form.memoryEstimate()->text().contains(QStringLiteral("batch 48")));
     }
 
     void formShowsProblems_data()

@@ -153,6 +153,26 @@ private Q_SLOTS:
         QVERIFY(view.lossPlot()->xAxis->range().contains(510.0));
     }
 
+    void reservedIsShownOnlyWhenItDiffers()
+    {
+        LiveView view;
+        view.setRun(1, QStringLiteral("a"));
+        auto cpu = points(1, 10);
+        for (auto& p : cpu)
+            p.reservedBytes = p.allocatedBytes; // what the CPU meter reports
+        view.appendPoints(cpu);
+        QVERIFY(!view.memoryPlot()->graph(2)->visible());
+        QVERIFY(!view.memoryPlot()->legend->itemWithPlottable(view.memoryPlot()->graph(2)));
+        auto cuda = points(11, 12);
+        for (auto& p : cuda)
+            p.reservedBytes = *p.allocatedBytes + 20'000'000; // CUDA's cache holds more
+        view.appendPoints(cuda);
+        QVERIFY(view.memoryPlot()->graph(2)->visible());
+        QVERIFY(view.memoryPlot()->legend->itemWithPlottable(view.memoryPlot()->graph(2)));
+        view.setRun(2, QStringLiteral("b"));
+        QVERIFY(!view.memoryPlot()->graph(2)->visible());
+    }
+
     void batchesEvaluationsAndLogScale()
     {
         LiveView view;

@@ -32,12 +32,12 @@ struct MethodStyle {
 
 // Colour-blind-safe colours (Okabe and Ito) and a distinct marker per method.
 const MethodStyle kMethodStyles[] = {
-    {"ladder", "Ladder Side-Tuning", qRgb(213, 94, 0), QCPScatterStyle::ssDisc},
-    {"adapter", "Adapters", qRgb(0, 114, 178), QCPScatterStyle::ssTriangle},
-    {"lora", "LoRA", qRgb(0, 158, 115), QCPScatterStyle::ssDiamond},
-    {"bitfit", "BitFit", qRgb(204, 121, 167), QCPScatterStyle::ssTriangleInverted},
-    {"prompt", "Prompt tuning", qRgb(230, 159, 0), QCPScatterStyle::ssCrossSquare},
-    {"full", "Full fine-tuning", qRgb(0, 0, 0), QCPScatterStyle::ssSquare},
+    { "ladder", "Ladder Side-Tuning", qRgb(213, 94, 0), QCPScatterStyle::ssDisc },
+    { "adapter", "Adapters", qRgb(0, 114, 178), QCPScatterStyle::ssTriangle },
+    { "lora", "LoRA", qRgb(0, 158, 115), QCPScatterStyle::ssDiamond },
+    { "bitfit", "BitFit", qRgb(204, 121, 167), QCPScatterStyle::ssTriangleInverted },
+    { "prompt", "Prompt tuning", qRgb(230, 159, 0), QCPScatterStyle::ssCrossSquare },
+    { "full", "Full fine-tuning", qRgb(0, 0, 0), QCPScatterStyle::ssSquare },
 };
 
 const MethodStyle* styleOf(const std::string& method)
@@ -143,8 +143,9 @@ void ComparePlot::redraw()
         graph->setName(methodLabel(p.method));
         graph->setLineStyle(QCPGraph::lsNone);
         const QColor colour = methodColor(p.method);
-        graph->setScatterStyle(QCPScatterStyle(static_cast<QCPScatterStyle::ScatterShape>(methodShape(p.method)),
-            QPen(colour, 1.5), QBrush(colour), kMarkerSize));
+        graph->setScatterStyle(
+            QCPScatterStyle(static_cast<QCPScatterStyle::ScatterShape>(methodShape(p.method)),
+                QPen(colour, 1.5), QBrush(colour), kMarkerSize));
         graph->setPen(QPen(colour));
         graphs[p.method] = graph;
         auto* errors = new QCPErrorBars(m_plot->xAxis, m_plot->yAxis);
@@ -196,7 +197,7 @@ void ComparePlot::redraw()
         QCPScatterStyle ringStyle(QCPScatterStyle::ssCircle, kSelectedMarkerSize);
         ringStyle.setPen(QPen(Qt::black, 2));
         ring->setScatterStyle(ringStyle);
-        ring->setData({m_points[i].memoryMB}, {m_points[i].metric}, true);
+        ring->setData({ m_points[i].memoryMB }, { m_points[i].metric }, true);
     }
 
     // Axes.
@@ -210,9 +211,11 @@ void ComparePlot::redraw()
     }
     if (metricName.isEmpty())
         metricName = tr("metric");
-    m_plot->yAxis->setLabel((m_metric == CompareMetric::BestValidation ? tr("Best validation %1") : tr("Test %1"))
-                                .arg(metricName.replace(QLatin1Char('_'), QLatin1Char(' '))));
-    m_plot->xAxis->setLabel(m_logMemory ? tr("Peak training memory (MB, log scale)") : tr("Peak training memory (MB)"));
+    m_plot->yAxis->setLabel(
+        (m_metric == CompareMetric::BestValidation ? tr("Best validation %1") : tr("Test %1"))
+            .arg(metricName.replace(QLatin1Char('_'), QLatin1Char(' '))));
+    m_plot->xAxis->setLabel(
+        m_logMemory ? tr("Peak training memory (MB, log scale)") : tr("Peak training memory (MB)"));
     if (m_logMemory) {
         m_plot->xAxis->setScaleType(QCPAxis::stLogarithmic);
         m_plot->xAxis->setTicker(QSharedPointer<QCPAxisTickerLog>(new QCPAxisTickerLog));
@@ -232,7 +235,9 @@ void ComparePlot::redraw()
         text->position->setType(QCPItemPosition::ptAxisRectRatio);
         text->position->setCoords(0.5, 0.02);
         text->setPositionAlignment(Qt::AlignTop | Qt::AlignHCenter);
-        text->setText(tr("%1 tasks, %2 backbones mixed:\nfilter to one of each").arg(tasks.size()).arg(backbones.size()));
+        text->setText(tr("%1 tasks, %2 backbones mixed:\nfilter to one of each")
+                          .arg(tasks.size())
+                          .arg(backbones.size()));
         text->setTextAlignment(Qt::AlignCenter);
         text->setColor(QColor(150, 60, 0));
     }
@@ -249,7 +254,8 @@ void ComparePlot::redraw()
     } else {
         m_plot->legend->setVisible(true);
         double xMin = m_points.front().memoryMB, xMax = xMin;
-        double yMin = m_points.front().metric - m_points.front().metricStd, yMax = m_points.front().metric + m_points.front().metricStd;
+        double yMin = m_points.front().metric - m_points.front().metricStd,
+               yMax = m_points.front().metric + m_points.front().metricStd;
         for (const auto& p : m_points) {
             xMin = std::min(xMin, p.memoryMB);
             xMax = std::max(xMax, p.memoryMB);
@@ -274,7 +280,7 @@ QPointF ComparePlot::pixelOfPoint(int index) const
     if (index < 0 || index >= static_cast<int>(m_points.size()))
         return {};
     const auto& p = m_points[static_cast<std::size_t>(index)];
-    return {m_plot->xAxis->coordToPixel(p.memoryMB), m_plot->yAxis->coordToPixel(p.metric)};
+    return { m_plot->xAxis->coordToPixel(p.memoryMB), m_plot->yAxis->coordToPixel(p.metric) };
 }
 
 int ComparePlot::pointAt(const QPointF& pixel) const
@@ -303,17 +309,21 @@ QString ComparePlot::tooltipFor(int index) const
     for (auto seed : p.seeds)
         seeds << (seed < 0 ? QStringLiteral("?") : QString::number(seed));
     QStringList lines;
-    lines << QStringLiteral("<b>%1</b> %2").arg(methodLabel(p.method).toHtmlEscaped(),
-        QString::fromStdString(p.options).toHtmlEscaped());
+    lines << QStringLiteral("<b>%1</b> %2")
+                 .arg(methodLabel(p.method).toHtmlEscaped(),
+                     QString::fromStdString(p.options).toHtmlEscaped());
     lines << tr("task %1 · backbone %2")
-                 .arg(QString::fromStdString(p.task).toHtmlEscaped(), QString::fromStdString(p.backbone).toHtmlEscaped());
+                 .arg(QString::fromStdString(p.task).toHtmlEscaped(),
+                     QString::fromStdString(p.backbone).toHtmlEscaped());
     const QString metricName = p.metricName.empty() ? tr("metric") : QString::fromStdString(p.metricName);
     if (p.count() > 1) {
         lines << tr("%1: %2 ± %3 (mean ± std over %4 seeds)")
                      .arg(metricName, formatNumber(p.metric, 4), formatNumber(p.metricStd, 4))
                      .arg(p.count());
-        lines << tr("peak memory: %1 ± %2 MB").arg(formatNumber(p.memoryMB, 1), formatNumber(p.memoryStdMB, 1));
-        lines << tr("runs %1 (seeds %2)").arg(ids.join(QStringLiteral(", ")), seeds.join(QStringLiteral(", ")));
+        lines
+            << tr("peak memory: %1 ± %2 MB").arg(formatNumber(p.memoryMB, 1), formatNumber(p.memoryStdMB, 1));
+        lines
+            << tr("runs %1 (seeds %2)").arg(ids.join(QStringLiteral(", ")), seeds.join(QStringLiteral(", ")));
     } else {
         lines << tr("%1: %2").arg(metricName, formatNumber(p.metric, 4));
         lines << tr("peak memory: %1 MB").arg(formatNumber(p.memoryMB, 1));

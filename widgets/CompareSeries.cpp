@@ -50,8 +50,8 @@ std::vector<ComparePoint> CompareSeries::build(const std::vector<RunRecord>& run
     for (const auto& run : runs) {
         if (run.status != RunState::Finished || !run.figures.peakAllocatedBytes)
             continue;
-        const auto& value
-            = metric == CompareMetric::BestValidation ? run.figures.bestValidationMetric : run.figures.testMetric;
+        const auto& value = metric == CompareMetric::BestValidation ? run.figures.bestValidationMetric
+                                                                    : run.figures.testMetric;
         if (!value || !std::isfinite(*value))
             continue;
         const std::string key = groupKey(run);

@@ -113,8 +113,8 @@ CompareTab::CompareTab(const QString& storePath, QWidget* parent)
     main->addWidget(right);
     main->setStretchFactor(0, 1);
     main->setStretchFactor(1, 1);
-    main->setSizes({kPlotShare, 100 - kPlotShare}); // proportions until the user drags the handle
-    right->setSizes({60, 40});
+    main->setSizes({ kPlotShare, 100 - kPlotShare }); // proportions until the user drags the handle
+    right->setSizes({ 60, 40 });
 
     auto* layout = new QVBoxLayout(this);
     layout->addLayout(filters);
@@ -282,16 +282,17 @@ bool CompareTab::exportPlot(const QString& path)
 
 QStringList CompareTab::csvColumns()
 {
-    return {QStringLiteral("id"), QStringLiteral("method"), QStringLiteral("options"), QStringLiteral("backbone"),
-        QStringLiteral("task"), QStringLiteral("seed"), QStringLiteral("trainable_percent"),
-        QStringLiteral("peak_allocated_bytes"), QStringLiteral("best_validation_metric"),
-        QStringLiteral("test_metric"), QStringLiteral("wall_seconds"), QStringLiteral("status")};
+    return { QStringLiteral("id"), QStringLiteral("method"), QStringLiteral("options"),
+        QStringLiteral("backbone"), QStringLiteral("task"), QStringLiteral("seed"),
+        QStringLiteral("trainable_percent"), QStringLiteral("peak_allocated_bytes"),
+        QStringLiteral("best_validation_metric"), QStringLiteral("test_metric"),
+        QStringLiteral("wall_seconds"), QStringLiteral("status") };
 }
 
 QString CompareTab::csvField(const QString& value)
 {
-    if (!value.contains(QLatin1Char(',')) && !value.contains(QLatin1Char('"')) && !value.contains(QLatin1Char('\n'))
-        && !value.contains(QLatin1Char('\r')))
+    if (!value.contains(QLatin1Char(',')) && !value.contains(QLatin1Char('"'))
+        && !value.contains(QLatin1Char('\n')) && !value.contains(QLatin1Char('\r')))
         return value;
     QString quoted = value;
     quoted.replace(QLatin1Char('"'), QStringLiteral("\"\""));
@@ -318,8 +319,7 @@ bool CompareTab::exportTableCsv(const QString& path)
                 value = std::floor(v) == v && std::abs(v) < kExactIntegerLimit
                     ? QString::number(static_cast<qlonglong>(v))
                     : QString::number(v, 'g', QLocale::FloatingPointShortest);
-            }
-            else if (raw.isValid())
+            } else if (raw.isValid())
                 value = raw.toString();
             fields << csvField(value);
         }

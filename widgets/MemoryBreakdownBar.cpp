@@ -104,21 +104,23 @@ QStringList MemoryBreakdownBar::legendTexts() const
     for (int i = 0; i < PartCount; ++i) {
         const auto part = static_cast<Part>(i);
         const std::int64_t bytes = partBytes(*m_breakdown, part);
-        const double share = total > 0 ? 100.0 * static_cast<double>(bytes) / static_cast<double>(total) : 0.0;
+        const double share
+            = total > 0 ? 100.0 * static_cast<double>(bytes) / static_cast<double>(total) : 0.0;
         texts << QStringLiteral("%1 %2 (%3 %)")
-                     .arg(partName(part), RunsTableModel::formatMegabytes(bytes), QString::number(share, 'f', 1));
+                     .arg(partName(part), RunsTableModel::formatMegabytes(bytes),
+                         QString::number(share, 'f', 1));
     }
     return texts;
 }
 
 QSize MemoryBreakdownBar::sizeHint() const
 {
-    return {420, kBarHeight + kSpacing + 2 * fontMetrics().height() + kSpacing};
+    return { 420, kBarHeight + kSpacing + 2 * fontMetrics().height() + kSpacing };
 }
 
 QSize MemoryBreakdownBar::minimumSizeHint() const
 {
-    return {160, sizeHint().height()};
+    return { 160, sizeHint().height() };
 }
 
 void MemoryBreakdownBar::paintEvent(QPaintEvent* /*event*/)

@@ -65,17 +65,17 @@ RunDetailsView::RunDetailsView(QWidget* parent)
     m_title->setFont(titleFont);
 
     m_figures->setColumnCount(2);
-    m_figures->setHeaderLabels({tr("Figure"), tr("Value")});
+    m_figures->setHeaderLabels({ tr("Figure"), tr("Value") });
     m_figures->setRootIsDecorated(false);
     m_figures->header()->setSectionResizeMode(0, QHeaderView::ResizeToContents);
 
-    for (auto* edit : {m_spec, m_log}) {
+    for (auto* edit : { m_spec, m_log }) {
         edit->setReadOnly(true);
         edit->setFont(fixed);
         edit->setLineWrapMode(QPlainTextEdit::NoWrap);
     }
     m_evaluations->setColumnCount(4);
-    m_evaluations->setHeaderLabels({tr("Step"), tr("Split"), tr("Main metric"), tr("All metrics")});
+    m_evaluations->setHeaderLabels({ tr("Step"), tr("Split"), tr("Main metric"), tr("All metrics") });
     m_evaluations->setRootIsDecorated(false);
 
     m_tabs->addTab(m_figures, tr("Figures"));
@@ -99,10 +99,11 @@ void RunDetailsView::setReader(StoreReader* reader)
     m_reader = reader;
     if (!reader)
         return;
-    m_detailsConnection = connect(reader, &StoreReader::detailsLoaded, this, [this](const RunDetailsSnapshot& d) {
-        if (d.run.id == m_runId) // an answer for a run no longer shown is dropped
-            setDetails(d);
-    });
+    m_detailsConnection
+        = connect(reader, &StoreReader::detailsLoaded, this, [this](const RunDetailsSnapshot& d) {
+              if (d.run.id == m_runId) // an answer for a run no longer shown is dropped
+                  setDetails(d);
+          });
     m_changedConnection = connect(reader, &StoreReader::storeChanged, this, &RunDetailsView::onStoreChanged);
 }
 
@@ -147,7 +148,8 @@ void RunDetailsView::setDetails(const RunDetailsSnapshot& details)
 {
     const RunRecord& run = details.run;
     m_runId = run.id;
-    QString title = tr("Run %1 · %2 · %3").arg(run.id).arg(text(run.name), QString::fromLatin1(toString(run.status)));
+    QString title
+        = tr("Run %1 · %2 · %3").arg(run.id).arg(text(run.name), QString::fromLatin1(toString(run.status)));
     if (!run.errorMessage.empty())
         title += QLatin1Char('\n') + text(run.errorMessage);
     m_title->setText(title);
@@ -160,7 +162,8 @@ void RunDetailsView::setDetails(const RunDetailsSnapshot& details)
 
     QStringList lines;
     for (const auto& line : details.logs)
-        lines << QStringLiteral("%1 %2 %3").arg(text(line.time), QString::fromLatin1(toString(line.level)), text(line.message));
+        lines << QStringLiteral("%1 %2 %3")
+                     .arg(text(line.time), QString::fromLatin1(toString(line.level)), text(line.message));
     const QString log = lines.join(QLatin1Char('\n'));
     if (m_log->toPlainText() != log) {
         QScrollBar* bar = m_log->verticalScrollBar();
@@ -176,10 +179,11 @@ void RunDetailsView::setDetails(const RunDetailsSnapshot& details)
         for (const auto& [name, value] : e.metrics)
             all << QStringLiteral("%1=%2").arg(text(name), QString::number(value, 'f', 4));
         auto* item = new QTreeWidgetItem(m_evaluations,
-            {QString::number(e.step), text(e.split),
-                e.mainMetric ? QStringLiteral("%1 %2").arg(text(e.mainMetricName), QString::number(*e.mainMetric, 'f', 4))
+            { QString::number(e.step), text(e.split),
+                e.mainMetric ? QStringLiteral("%1 %2").arg(
+                    text(e.mainMetricName), QString::number(*e.mainMetric, 'f', 4))
                              : QStringLiteral("—"),
-                all.join(QLatin1Char(' '))});
+                all.join(QLatin1Char(' ')) });
         Q_UNUSED(item);
     }
 }
@@ -188,39 +192,42 @@ void RunDetailsView::fillFigures(const RunRecord& run, std::int64_t metricPoints
 {
     const FinalFigures& f = run.figures;
     const QString metricName = f.mainMetricName.empty() ? tr("metric") : text(f.mainMetricName);
-    const QString percent
-        = run.trainablePercent() ? QStringLiteral("%1 %").arg(*run.trainablePercent(), 0, 'f', 3) : QStringLiteral("—");
+    const QString percent = run.trainablePercent()
+        ? QStringLiteral("%1 %").arg(*run.trainablePercent(), 0, 'f', 3)
+        : QStringLiteral("—");
     const QList<QPair<QString, QString>> rows = {
-        {tr("method"), text(run.method)},
-        {tr("options"), orDash(RunsTableModel::optionsSummary(run))},
-        {tr("backbone"), text(run.backbone)},
-        {tr("task"), text(run.task)},
-        {tr("seed"), run.seed ? QString::number(*run.seed) : QStringLiteral("—")},
-        {tr("device"), text(run.device)},
-        {tr("steps"), QStringLiteral("%1 / %2").arg(run.step).arg(run.totalSteps)},
-        {tr("best validation %1").arg(metricName),
+        { tr("method"), text(run.method) },
+        { tr("options"), orDash(RunsTableModel::optionsSummary(run)) },
+        { tr("backbone"), text(run.backbone) },
+        { tr("task"), text(run.task) },
+        { tr("seed"), run.seed ? QString::number(*run.seed) : QStringLiteral("—") },
+        { tr("device"), text(run.device) },
+        { tr("steps"), QStringLiteral("%1 / %2").arg(run.step).arg(run.totalSteps) },
+        { tr("best validation %1").arg(metricName),
             f.bestStep ? tr("%1 (step %2)").arg(metricText(f.bestValidationMetric)).arg(*f.bestStep)
-                       : metricText(f.bestValidationMetric)},
-        {tr("test %1").arg(metricName), metricText(f.testMetric)},
-        {tr("last validation %1").arg(metricName), metricText(f.lastMetric)},
-        {tr("peak allocated"), bytesText(f.peakAllocatedBytes)},
-        {tr("peak reserved"), bytesText(f.peakReservedBytes)},
-        {tr("weights"), bytesText(f.weightBytes)},
-        {tr("gradients"), bytesText(f.gradientBytes)},
-        {tr("optimizer state"), bytesText(f.optimizerBytes)},
-        {tr("trainable parameters"), QStringLiteral("%1 (%2)").arg(countText(f.trainableParams), percent)},
-        {tr("backbone parameters"), countText(f.backboneParams)},
-        {tr("total parameters"), countText(f.totalParams)},
-        {tr("wall time"), f.wallSeconds ? RunsTableModel::formatDuration(*f.wallSeconds) : QStringLiteral("—")},
-        {tr("throughput"), f.tokensPerSecond ? tr("%1 tokens/s").arg(*f.tokensPerSecond, 0, 'f', 1) : QStringLiteral("—")},
-        {tr("metric points"), QString::number(metricPoints)},
-        {tr("created"), orDash(text(run.createdAt))},
-        {tr("started"), orDash(text(run.startedAt))},
-        {tr("finished"), orDash(text(run.finishedAt))},
+                       : metricText(f.bestValidationMetric) },
+        { tr("test %1").arg(metricName), metricText(f.testMetric) },
+        { tr("last validation %1").arg(metricName), metricText(f.lastMetric) },
+        { tr("peak allocated"), bytesText(f.peakAllocatedBytes) },
+        { tr("peak reserved"), bytesText(f.peakReservedBytes) },
+        { tr("weights"), bytesText(f.weightBytes) },
+        { tr("gradients"), bytesText(f.gradientBytes) },
+        { tr("optimizer state"), bytesText(f.optimizerBytes) },
+        { tr("trainable parameters"), QStringLiteral("%1 (%2)").arg(countText(f.trainableParams), percent) },
+        { tr("backbone parameters"), countText(f.backboneParams) },
+        { tr("total parameters"), countText(f.totalParams) },
+        { tr("wall time"),
+            f.wallSeconds ? RunsTableModel::formatDuration(*f.wallSeconds) : QStringLiteral("—") },
+        { tr("throughput"),
+            f.tokensPerSecond ? tr("%1 tokens/s").arg(*f.tokensPerSecond, 0, 'f', 1) : QStringLiteral("—") },
+        { tr("metric points"), QString::number(metricPoints) },
+        { tr("created"), orDash(text(run.createdAt)) },
+        { tr("started"), orDash(text(run.startedAt)) },
+        { tr("finished"), orDash(text(run.finishedAt)) },
     };
     m_figures->clear();
     for (const auto& [label, value] : rows)
-        new QTreeWidgetItem(m_figures, {label, value});
+        new QTreeWidgetItem(m_figures, { label, value });
 }
 
 QString RunDetailsView::titleText() const
@@ -242,7 +249,8 @@ QStringList RunDetailsView::figureLines() const
 {
     QStringList lines;
     for (int i = 0; i < m_figures->topLevelItemCount(); ++i)
-        lines << m_figures->topLevelItem(i)->text(0) + QStringLiteral(": ") + m_figures->topLevelItem(i)->text(1);
+        lines << m_figures->topLevelItem(i)->text(0) + QStringLiteral(": ")
+                + m_figures->topLevelItem(i)->text(1);
     return lines;
 }
 
@@ -251,7 +259,8 @@ QStringList RunDetailsView::evaluationLines() const
     QStringList lines;
     for (int i = 0; i < m_evaluations->topLevelItemCount(); ++i) {
         const auto* item = m_evaluations->topLevelItem(i);
-        lines << QStringLiteral("%1 %2 %3 %4").arg(item->text(0), item->text(1), item->text(2), item->text(3));
+        lines
+            << QStringLiteral("%1 %2 %3 %4").arg(item->text(0), item->text(1), item->text(2), item->text(3));
     }
     return lines;
 }

@@ -120,7 +120,8 @@ QString RunsTableModel::optionsSummary(const RunRecord& run)
     } else if (method != "full" && method != "bitfit") {
         for (auto it = options.begin(); it != options.end(); ++it)
             if (it.key() != "method")
-                parts << QStringLiteral("%1=%2").arg(QString::fromStdString(it.key()), jsonValueText(it.value()));
+                parts << QStringLiteral("%1=%2").arg(
+                    QString::fromStdString(it.key()), jsonValueText(it.value()));
     }
     if (options.value("freeze", 0) > 0)
         add("freeze", "freeze");
@@ -129,7 +130,8 @@ QString RunsTableModel::optionsSummary(const RunRecord& run)
 
 QString RunsTableModel::formatMegabytes(std::int64_t bytes)
 {
-    return QStringLiteral("%1 MB").arg(QLocale::c().toString(static_cast<double>(bytes) / kBytesPerMegabyte, 'f', 1));
+    return QStringLiteral("%1 MB").arg(
+        QLocale::c().toString(static_cast<double>(bytes) / kBytesPerMegabyte, 'f', 1));
 }
 
 QString RunsTableModel::formatDuration(double seconds)

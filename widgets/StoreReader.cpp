@@ -36,7 +36,7 @@ public:
         if (!m_store.isOpen())
             return {}; // no store: no runs
         std::string error;
-        if (!m_store.listRuns(RunFilter{}, runs, &error))
+        if (!m_store.listRuns(RunFilter {}, runs, &error))
             return QString::fromStdString(error);
         return {};
     }
@@ -46,8 +46,9 @@ public:
         if (!m_store.isOpen())
             return tr("no results store is open");
         std::string error;
-        details->run = RunRecord{};
-        if (!m_store.getRun(runId, &details->run, &error) || !m_store.getLogs(runId, 0, &details->logs, &error)
+        details->run = RunRecord {};
+        if (!m_store.getRun(runId, &details->run, &error)
+            || !m_store.getLogs(runId, 0, &details->logs, &error)
             || !m_store.getEvaluations(runId, &details->evaluations, &error)
             || !m_store.countMetrics(runId, &details->metricPoints, &error))
             return QString::fromStdString(error);
@@ -100,11 +101,15 @@ StoreReader::~StoreReader()
 void StoreReader::setStorePath(const QString& path)
 {
     m_path = path;
-    QMetaObject::invokeMethod(m_worker, [this, path] {
-        const QString error = m_worker->open(path);
-        if (!error.isEmpty())
-            QMetaObject::invokeMethod(this, [this, error] { Q_EMIT loadFailed(error); }, Qt::QueuedConnection);
-    }, Qt::QueuedConnection);
+    QMetaObject::invokeMethod(
+        m_worker,
+        [this, path] {
+            const QString error = m_worker->open(path);
+            if (!error.isEmpty())
+                QMetaObject::invokeMethod(
+                    this, [this, error] { Q_EMIT loadFailed(error); }, Qt::QueuedConnection);
+        },
+        Qt::QueuedConnection);
     if (m_pollIntervalMs > 0 && !path.isEmpty())
         m_pollTimer->start(m_pollIntervalMs);
     else
@@ -128,27 +133,39 @@ void StoreReader::requestRuns()
         return;
     }
     m_runsInFlight = true;
-    QMetaObject::invokeMethod(m_worker, [this] {
-        std::vector<RunRecord> runs;
-        const QString error = m_worker->loadRuns(&runs);
-        QMetaObject::invokeMethod(this, [this, runs = std::move(runs), error]() mutable {
-            finishRuns(std::move(runs), error, false);
-        }, Qt::QueuedConnection);
-    }, Qt::QueuedConnection);
+    QMetaObject::invokeMethod(
+        m_worker,
+        [this] {
+            std::vector<RunRecord> runs;
+            const QString error = m_worker->loadRuns(&runs);
+            QMetaObject::invokeMethod(
+                this,
+                [this, runs = std::move(runs), error]() mutable {
+                    finishRuns(std::move(runs), error, false);
+                },
+                Qt::QueuedConnection);
+        },
+        Qt::QueuedConnection);
 }
 
 void StoreReader::requestDetails(qint64 runId)
 {
-    QMetaObject::invokeMethod(m_worker, [this, runId] {
-        RunDetailsSnapshot details;
-        const QString error = m_worker->loadDetails(runId, &details);
-        QMetaObject::invokeMethod(this, [this, details = std::move(details), error] {
-            if (error.isEmpty())
-                Q_EMIT detailsLoaded(details);
-            else
-                Q_EMIT loadFailed(error);
-        }, Qt::QueuedConnection);
-    }, Qt::QueuedConnection);
+    QMetaObject::invokeMethod(
+        m_worker,
+        [this, runId] {
+            RunDetailsSnapshot details;
+            const QString error = m_worker->loadDetails(runId, &details);
+            QMetaObject::invokeMethod(
+                this,
+                [this, details = std::move(details), error] {
+                    if (error.isEmpty())
+                        Q_EMIT detailsLoaded(details);
+                    else
+                        Q_EMIT loadFailed(error);
+                },
+                Qt::QueuedConnection);
+        },
+        Qt::QueuedConnection);
 }
 
 void StoreReader::poll()
@@ -156,22 +173,29 @@ void StoreReader::poll()
     if (m_pollInFlight || m_path.isEmpty())
         return;
     m_pollInFlight = true;
-    QMetaObject::invokeMethod(m_worker, [this] {
-        QString error;
-        std::vector<RunRecord> runs;
-        const bool changed = m_worker->changedSinceLastPoll(&error);
-        if (changed)
-            error = m_worker->loadRuns(&runs);
-        QMetaObject::invokeMethod(this, [this, changed, runs = std::move(runs), error]() mutable {
-            m_pollInFlight = false;
-            if (!error.isEmpty())
-                Q_EMIT loadFailed(error);
-            else if (changed && !m_runsInFlight)
-                finishRuns(std::move(runs), QString(), true);
-            else if (changed)
-                m_runsAgain = true; // a load under way may predate the change: load once more after it
-        }, Qt::QueuedConnection);
-    }, Qt::QueuedConnection);
+    QMetaObject::invokeMethod(
+        m_worker,
+        [this] {
+            QString error;
+            std::vector<RunRecord> runs;
+            const bool changed = m_worker->changedSinceLastPoll(&error);
+            if (changed)
+                error = m_worker->loadRuns(&runs);
+            QMetaObject::invokeMethod(
+                this,
+                [this, changed, runs = std::move(runs), error]() mutable {
+                    m_pollInFlight = false;
+                    if (!error.isEmpty())
+                        Q_EMIT loadFailed(error);
+                    else if (changed && !m_runsInFlight)
+                        finishRuns(std::move(runs), QString(), true);
+                    else if (changed)
+                        m_runsAgain
+                            = true; // a load under way may predate the change: load once more after it
+                },
+                Qt::QueuedConnection);
+        },
+        Qt::QueuedConnection);
 }
 
 void StoreReader::finishRuns(std::vector<RunRecord> runs, const QString& error, bool fromPoll)

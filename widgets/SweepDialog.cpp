@@ -41,7 +41,8 @@ SweepDialog::SweepDialog(const nlohmann::json& baseSpec, QWidget* parent)
     , m_base(baseSpec)
     , m_baseLabel(new QLabel(this))
     , m_seeds(new QLineEdit(QStringLiteral("0"), this))
-    , m_baselines(new QCheckBox(tr("Figure 6: also Adapters, LoRA and BitFit freezing their first N layers"), this))
+    , m_baselines(
+          new QCheckBox(tr("Figure 6: also Adapters, LoRA and BitFit freezing their first N layers"), this))
     , m_list(new QTreeWidget(this))
     , m_note(new QLabel(this))
     , m_buttons(new QDialogButtonBox(QDialogButtonBox::Ok | QDialogButtonBox::Cancel, this))
@@ -64,10 +65,10 @@ SweepDialog::SweepDialog(const nlohmann::json& baseSpec, QWidget* parent)
         SweepPreset preset;
         QString label;
     } presets[] = {
-        {SweepPreset::LstReduction, tr("LST r ∈ {32, 16, 8, 4}")},
-        {SweepPreset::AdapterHidden, tr("Adapter hidden ∈ {6, 12, 24, 48}")},
-        {SweepPreset::LoraRank, tr("LoRA rank ∈ {4, 8, 16, 32}")},
-        {SweepPreset::DroppedLayers, tr("Dropped layers N ∈ {0, 6, 12, 18}")},
+        { SweepPreset::LstReduction, tr("LST r ∈ {32, 16, 8, 4}") },
+        { SweepPreset::AdapterHidden, tr("Adapter hidden ∈ {6, 12, 24, 48}") },
+        { SweepPreset::LoraRank, tr("LoRA rank ∈ {4, 8, 16, 32}") },
+        { SweepPreset::DroppedLayers, tr("Dropped layers N ∈ {0, 6, 12, 18}") },
     };
     int i = 0;
     for (const auto& p : presets) {
@@ -84,7 +85,7 @@ SweepDialog::SweepDialog(const nlohmann::json& baseSpec, QWidget* parent)
     gridLayout->addWidget(clear, 3, 1, Qt::AlignRight);
 
     m_list->setColumnCount(5);
-    m_list->setHeaderLabels({tr("#"), tr("Method"), tr("Options"), tr("Seed"), tr("Check")});
+    m_list->setHeaderLabels({ tr("#"), tr("Method"), tr("Options"), tr("Seed"), tr("Check") });
     m_list->setRootIsDecorated(false);
     m_list->header()->setStretchLastSection(true);
 
@@ -124,9 +125,10 @@ void SweepDialog::readBackboneConfig()
                            .arg(m_decoderLayers);
     } catch (const std::exception& e) {
         m_config.reset();
-        m_layersNote = tr("Could not read the backbone's config (%1): assuming T5-base's 12 + 12 layers; specs are "
-                          "checked without it.")
-                           .arg(text(e.what()));
+        m_layersNote
+            = tr("Could not read the backbone's config (%1): assuming T5-base's 12 + 12 layers; specs are "
+                 "checked without it.")
+                  .arg(text(e.what()));
     }
 }
 
@@ -135,7 +137,8 @@ void SweepDialog::setBackboneLayers(std::int64_t encoderLayers, std::int64_t dec
     m_encoderLayers = encoderLayers;
     m_decoderLayers = decoderLayers;
     m_config.reset();
-    m_layersNote = tr("Backbone layers set to %1 encoder + %2 decoder.").arg(encoderLayers).arg(decoderLayers);
+    m_layersNote
+        = tr("Backbone layers set to %1 encoder + %2 decoder.").arg(encoderLayers).arg(decoderLayers);
     refreshList();
 }
 
@@ -210,8 +213,8 @@ void SweepDialog::refreshList()
         m_errors.push_back(error);
         const auto& method = json.at("method");
         auto* item = new QTreeWidgetItem(m_list,
-            {QString::number(i + 1), text(method.value("method", std::string())), methodSummary(method),
-                text(json.value("seed", nlohmann::json(0)).dump()), error.empty() ? tr("ok") : text(error)});
+            { QString::number(i + 1), text(method.value("method", std::string())), methodSummary(method),
+                text(json.value("seed", nlohmann::json(0)).dump()), error.empty() ? tr("ok") : text(error) });
         if (!error.empty())
             item->setForeground(4, QColor(180, 0, 0));
         item->setToolTip(2, text(method.dump()));
@@ -231,14 +234,16 @@ void SweepDialog::refreshList()
     for (auto* button : m_presetButtons)
         button->setEnabled(m_baseError.empty());
 
-    QStringList notes{m_layersNote};
+    QStringList notes { m_layersNote };
     if (!m_lastNote.isEmpty())
         notes << m_lastNote;
     if (!m_seedsError.isEmpty())
         notes << m_seedsError;
-    const auto invalid = std::count_if(m_errors.begin(), m_errors.end(), [](const auto& e) { return !e.empty(); });
+    const auto invalid
+        = std::count_if(m_errors.begin(), m_errors.end(), [](const auto& e) { return !e.empty(); });
     if (invalid > 0)
-        notes << tr("%1 of %2 specs are invalid for this backbone; remove them (Clear list) or change the base.")
+        notes << tr(
+            "%1 of %2 specs are invalid for this backbone; remove them (Clear list) or change the base.")
                      .arg(invalid)
                      .arg(m_specs.size());
     m_note->setText(notes.join(QLatin1Char(' ')));

@@ -41,18 +41,19 @@ std::vector<std::int64_t> SweepGrid::paperValues(SweepPreset preset)
 {
     switch (preset) {
     case SweepPreset::LstReduction:
-        return {32, 16, 8, 4};
+        return { 32, 16, 8, 4 };
     case SweepPreset::AdapterHidden:
-        return {6, 12, 24, 48};
+        return { 6, 12, 24, 48 };
     case SweepPreset::LoraRank:
-        return {4, 8, 16, 32};
+        return { 4, 8, 16, 32 };
     case SweepPreset::DroppedLayers:
-        return {0, 6, 12, 18};
+        return { 0, 6, 12, 18 };
     }
     return {};
 }
 
-std::vector<std::int64_t> SweepGrid::droppedLayerCounts(std::int64_t encoderLayers, std::int64_t decoderLayers)
+std::vector<std::int64_t> SweepGrid::droppedLayerCounts(
+    std::int64_t encoderLayers, std::int64_t decoderLayers)
 {
     const std::int64_t total = encoderLayers + decoderLayers;
     std::vector<std::int64_t> counts;
@@ -134,9 +135,9 @@ std::vector<nlohmann::json> SweepGrid::expand(const nlohmann::json& base, SweepP
             : std::string("ladder");
         std::vector<std::string> methods;
         if (withBaselines)
-            methods = {"ladder", "adapter", "lora", "bitfit"};
+            methods = { "ladder", "adapter", "lora", "bitfit" };
         else
-            methods = {baseMethod};
+            methods = { baseMethod };
         for (const auto& name : methods) {
             for (std::int64_t n : counts) {
                 bool changed = false;
@@ -152,8 +153,9 @@ std::vector<nlohmann::json> SweepGrid::expand(const nlohmann::json& base, SweepP
                 add(method, changed);
             }
         }
-        notes << "LST drops N/2 side layers in each stack, interleaved; the other methods freeze their first N "
-                 "layers, encoder layers first. ";
+        notes
+            << "LST drops N/2 side layers in each stack, interleaved; the other methods freeze their first N "
+               "layers, encoder layers first. ";
     }
     if (resetLearningRate)
         notes << "Specs whose method differs from the base spec's use that method's paper learning rate. ";
@@ -175,9 +177,8 @@ std::vector<std::uint64_t> SweepGrid::parseSeeds(const std::string& text)
     std::vector<std::uint64_t> seeds;
     std::string item;
     while (in >> item) {
-        const bool digits = !item.empty() && std::all_of(item.begin(), item.end(), [](unsigned char c) {
-            return std::isdigit(c) != 0;
-        });
+        const bool digits = !item.empty()
+            && std::all_of(item.begin(), item.end(), [](unsigned char c) { return std::isdigit(c) != 0; });
         if (!digits || item.size() > 18)
             throw std::invalid_argument("seeds: \"" + item + "\" is not a non-negative integer");
         const auto seed = static_cast<std::uint64_t>(std::stoull(item));

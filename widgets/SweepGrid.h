@@ -33,7 +33,8 @@ public:
 
     // The dropped-layer counts N for a backbone: the paper's values when it has at least 24 layers in all,
     // else scaled by (encoder + decoder layers) / 24 and rounded ({0, 2, 4, 6} for 4 + 4 layers).
-    static std::vector<std::int64_t> droppedLayerCounts(std::int64_t encoderLayers, std::int64_t decoderLayers);
+    static std::vector<std::int64_t> droppedLayerCounts(
+        std::int64_t encoderLayers, std::int64_t decoderLayers);
 
     // The side layers LST keeps when it drops `drop` of `layers` per stack, interleaved as the paper
     // does: dropped indices floor(k * layers / drop) for k = 0..drop-1, so 3 of 12 drops 0, 4, 8 (the

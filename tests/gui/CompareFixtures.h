@@ -108,17 +108,17 @@ inline FinalFigures fixtureFigures(const FixtureRun& f)
 inline std::vector<FixtureRun> fixtureRuns()
 {
     std::vector<FixtureRun> runs = {
-        {"ladder", 8, 0, 100, 0.80, 0.78},
-        {"ladder", 8, 1, 102, 0.84, 0.80},
-        {"ladder", 8, 2, 104, 0.82, 0.79},
-        {"ladder", 16, 0, 80, 0.75, 0.74},
-        {"adapter", 48, 0, 300, 0.85, 0.83},
-        {"lora", 32, 0, 310, 0.83, 0.82},
-        {"full", 0, 0, 500, 0.86, 0.85},
-        {"bitfit", 0, 0, 250, 0.70, 0.69},
-        {"prompt", 100, 0, -1, 0, 0, RunState::Failed},
-        {"ladder", 8, 0, 90, 0.60, 0.58, RunState::Finished, "RTE", "/models/t5-small"},
-        {"lora", 8, 0, -1, 0, 0, RunState::Running},
+        { "ladder", 8, 0, 100, 0.80, 0.78 },
+        { "ladder", 8, 1, 102, 0.84, 0.80 },
+        { "ladder", 8, 2, 104, 0.82, 0.79 },
+        { "ladder", 16, 0, 80, 0.75, 0.74 },
+        { "adapter", 48, 0, 300, 0.85, 0.83 },
+        { "lora", 32, 0, 310, 0.83, 0.82 },
+        { "full", 0, 0, 500, 0.86, 0.85 },
+        { "bitfit", 0, 0, 250, 0.70, 0.69 },
+        { "prompt", 100, 0, -1, 0, 0, RunState::Failed },
+        { "ladder", 8, 0, 90, 0.60, 0.58, RunState::Finished, "RTE", "/models/t5-small" },
+        { "lora", 8, 0, -1, 0, 0, RunState::Running },
     };
     return runs;
 }
@@ -141,14 +141,15 @@ inline std::int64_t addFixtureRun(ResultsStore& store, const FixtureRun& f)
         p.learningRate = 1e-3;
         points.push_back(p);
     }
-    bool ok = store.appendMetrics(id, points, &error) && store.addLog(id, LogLevel::Info, "training started", &error)
+    bool ok = store.appendMetrics(id, points, &error)
+        && store.addLog(id, LogLevel::Info, "training started", &error)
         && store.addLog(id, LogLevel::Info, "step 20: loss 0.5", &error);
     if (ok && f.peakMB >= 0) {
         Evaluation e;
         e.runId = id;
         e.step = 20;
         e.split = "validation";
-        e.metrics = {{"accuracy", f.bestValidation}};
+        e.metrics = { { "accuracy", f.bestValidation } };
         e.mainMetricName = "accuracy";
         e.mainMetric = f.bestValidation;
         ok = store.addEvaluation(e, nullptr, &error);
@@ -156,7 +157,7 @@ inline std::int64_t addFixtureRun(ResultsStore& store, const FixtureRun& f)
     if (ok && f.status == RunState::Finished)
         ok = store.finishRun(id, RunState::Finished, fixtureFigures(f), {}, &error);
     else if (ok && f.status == RunState::Failed)
-        ok = store.finishRun(id, RunState::Failed, FinalFigures{}, "out of memory", &error);
+        ok = store.finishRun(id, RunState::Failed, FinalFigures {}, "out of memory", &error);
     if (!ok) {
         qWarning("fixture run: %s", error.c_str());
         return -1;
@@ -184,7 +185,7 @@ inline std::vector<RunRecord> readRuns(const std::string& path)
 {
     ResultsStore store;
     std::vector<RunRecord> runs;
-    if (!store.open(path) || !store.listRuns(RunFilter{}, &runs))
+    if (!store.open(path) || !store.listRuns(RunFilter {}, &runs))
         qWarning("reading %s failed", path.c_str());
     return runs;
 }

@@ -18,7 +18,8 @@ using namespace ladder::widgets;
 
 namespace {
 
-const ComparePoint* findPoint(const std::vector<ComparePoint>& points, const std::string& method, const std::string& options)
+const ComparePoint* findPoint(
+    const std::vector<ComparePoint>& points, const std::string& method, const std::string& options)
 {
     for (const auto& p : points)
         if (p.method == method && p.options == options)
@@ -58,7 +59,8 @@ private Q_SLOTS:
         QCOMPARE(CompareSeries::groupKey(m_runs[0]), CompareSeries::groupKey(m_runs[1]));
         QCOMPARE(CompareSeries::groupKey(m_runs[0]), CompareSeries::groupKey(m_runs[2]));
         QVERIFY(CompareSeries::groupKey(m_runs[0]) != CompareSeries::groupKey(m_runs[3])); // r differs
-        QVERIFY(CompareSeries::groupKey(m_runs[0]) != CompareSeries::groupKey(m_runs[9])); // task, backbone differ
+        QVERIFY(CompareSeries::groupKey(m_runs[0])
+            != CompareSeries::groupKey(m_runs[9])); // task, backbone differ
         RunRecord named = m_runs[0];
         auto spec = nlohmann::json::parse(named.specJson);
         spec["name"] = "my run";
@@ -77,10 +79,10 @@ private Q_SLOTS:
     void meanAndSampleStd()
     {
         double mean = 0, sd = 0;
-        CompareSeries::meanAndStd({2, 4, 4, 4, 5, 5, 7, 9}, &mean, &sd);
+        CompareSeries::meanAndStd({ 2, 4, 4, 4, 5, 5, 7, 9 }, &mean, &sd);
         QCOMPARE(mean, 5.0);
         QVERIFY(qAbs(sd - std::sqrt(32.0 / 7.0)) < 1e-12); // sum of squares 32, n - 1 = 7
-        CompareSeries::meanAndStd({3.5}, &mean, &sd);
+        CompareSeries::meanAndStd({ 3.5 }, &mean, &sd);
         QCOMPARE(mean, 3.5);
         QCOMPARE(sd, 0.0);
     }
@@ -95,9 +97,10 @@ private Q_SLOTS:
             if (p.method == "ladder" && p.task == "demo-supersense" && p.options == "r=8")
                 r8 = &p;
         QVERIFY(r8);
-        QCOMPARE(r8->runIds, (std::vector<std::int64_t>{1, 2, 3}));
-        QCOMPARE(r8->seeds, (std::vector<std::int64_t>{0, 1, 2}));
-        // By hand: metric (0.80 + 0.84 + 0.82) / 3 = 0.82, deviations -0.02, 0.02, 0 -> sqrt(0.0008 / 2) = 0.02.
+        QCOMPARE(r8->runIds, (std::vector<std::int64_t> { 1, 2, 3 }));
+        QCOMPARE(r8->seeds, (std::vector<std::int64_t> { 0, 1, 2 }));
+        // By hand: metric (0.80 + 0.84 + 0.82) / 3 = 0.82, deviations -0.02, 0.02, 0 -> sqrt(0.0008 / 2) =
+        // 0.02.
         QVERIFY(qAbs(r8->metric - 0.82) < 1e-12);
         QVERIFY(qAbs(r8->metricStd - 0.02) < 1e-12);
         // Memory (100 + 102 + 104) / 3 = 102 MB, std sqrt((4 + 0 + 4) / 2) = 2 MB.
@@ -128,9 +131,11 @@ private Q_SLOTS:
         QCOMPARE(points.size(), std::size_t(6));
         QStringList front;
         for (auto i : CompareSeries::paretoFront(points))
-            front << QStringLiteral("%1 %2").arg(QString::fromStdString(points[i].method)).arg(points[i].memoryMB);
+            front << QStringLiteral("%1 %2")
+                         .arg(QString::fromStdString(points[i].method))
+                         .arg(points[i].memoryMB);
         // Hand-computed (see CompareFixtures.h): r=16 at 80 MB, the r=8 group at 102, adapter 300, full 500.
-        QCOMPARE(front, (QStringList{"ladder 80", "ladder 102", "adapter 300", "full 500"}));
+        QCOMPARE(front, (QStringList { "ladder 80", "ladder 102", "adapter 300", "full 500" }));
 
         // Edge cases: ties in both coordinates are both on the front; a tie in memory keeps the better one.
         std::vector<ComparePoint> handmade(4);
@@ -138,7 +143,7 @@ private Q_SLOTS:
         handmade[1].memoryMB = 10, handmade[1].metric = 0.5;
         handmade[2].memoryMB = 10, handmade[2].metric = 0.4;
         handmade[3].memoryMB = 5, handmade[3].metric = 0.3;
-        QCOMPARE(CompareSeries::paretoFront(handmade), (std::vector<std::size_t>{3, 0, 1}));
+        QCOMPARE(CompareSeries::paretoFront(handmade), (std::vector<std::size_t> { 3, 0, 1 }));
         QVERIFY(CompareSeries::paretoFront({}).empty());
     }
 
@@ -159,8 +164,10 @@ private Q_SLOTS:
                 bool dominated = false;
                 for (std::size_t j = 0; j < points.size(); ++j)
                     dominated = dominated
-                        || (j != i && points[j].memoryMB <= points[i].memoryMB && points[j].metric >= points[i].metric
-                            && (points[j].memoryMB < points[i].memoryMB || points[j].metric > points[i].metric));
+                        || (j != i && points[j].memoryMB <= points[i].memoryMB
+                            && points[j].metric >= points[i].metric
+                            && (points[j].memoryMB < points[i].memoryMB
+                                || points[j].metric > points[i].metric));
                 if (!dominated)
                     expected.push_back(i);
             }
@@ -186,7 +193,8 @@ private Q_SLOTS:
         QVERIFY(names.contains(QStringLiteral("Ladder Side-Tuning")));
         QVERIFY(names.contains(QStringLiteral("Pareto front")));
         QCOMPARE(plot.customPlot()->yAxis->label(), QStringLiteral("Best validation accuracy"));
-        // The error bars of the r=8 group are its std: 0.02 in the metric, 2 MB in memory; single runs have 0.
+        // The error bars of the r=8 group are its std: 0.02 in the metric, 2 MB in memory; single runs have
+        // 0.
         int valueBars = 0, keyBars = 0, nonZero = 0;
         for (int i = 0; i < plot.customPlot()->plottableCount(); ++i)
             if (auto* errors = qobject_cast<QCPErrorBars*>(plot.customPlot()->plottable(i))) {
@@ -248,7 +256,8 @@ private Q_SLOTS:
         plot.setLogMemoryAxis(true);
         QCOMPARE(plot.customPlot()->xAxis->scaleType(), QCPAxis::stLogarithmic);
         QVERIFY(plot.customPlot()->xAxis->range().lower > 0);
-        QVERIFY(plot.customPlot()->xAxis->range().contains(80) && plot.customPlot()->xAxis->range().contains(500));
+        QVERIFY(plot.customPlot()->xAxis->range().contains(80)
+            && plot.customPlot()->xAxis->range().contains(500));
         plot.setMetric(CompareMetric::Test);
         QCOMPARE(plot.customPlot()->yAxis->label(), QStringLiteral("Test accuracy"));
         plot.setRuns({});
@@ -281,7 +290,8 @@ private Q_SLOTS:
         QVERIFY(QFileInfo(dir + "/plot.pdf").size() > 1000);
 
         QVERIFY(!plot.exportTo(dir + "/plot.bmp", 0, 0, &error));
-        QVERIFY2(error.contains(QStringLiteral("plot.bmp")) && error.contains(QStringLiteral(".svg")), qPrintable(error));
+        QVERIFY2(error.contains(QStringLiteral("plot.bmp")) && error.contains(QStringLiteral(".svg")),
+            qPrintable(error));
         QVERIFY(!plot.exportTo(dir + "/no/such/folder/plot.png", 0, 0, &error));
         QVERIFY2(error.contains(QStringLiteral("could not write")), qPrintable(error));
     }

@@ -93,7 +93,8 @@ private Q_SLOTS:
         // Filter choices come from the runs: all + 2 tasks, all + 2 backbones.
         QCOMPARE(tab.taskCombo()->count(), 3);
         QCOMPARE(tab.backboneCombo()->count(), 3);
-        QCOMPARE(tab.backboneCombo()->itemText(tab.backboneCombo()->findData(QStringLiteral("/models/t5-small"))),
+        QCOMPARE(
+            tab.backboneCombo()->itemText(tab.backboneCombo()->findData(QStringLiteral("/models/t5-small"))),
             QStringLiteral("t5-small"));
 
         tab.taskCombo()->setCurrentIndex(tab.taskCombo()->findData(QStringLiteral("demo-supersense")));
@@ -107,7 +108,8 @@ private Q_SLOTS:
 
         tab.filterEdit()->clear();
         tab.taskCombo()->setCurrentIndex(0);
-        tab.backboneCombo()->setCurrentIndex(tab.backboneCombo()->findData(QStringLiteral("/models/t5-small")));
+        tab.backboneCombo()->setCurrentIndex(
+            tab.backboneCombo()->findData(QStringLiteral("/models/t5-small")));
         QCOMPARE(tab.table()->model()->rowCount(), 1);
         QTRY_COMPARE(tab.plot()->points().size(), std::size_t(1));
 
@@ -146,7 +148,8 @@ private Q_SLOTS:
         QTRY_VERIFY_WITH_TIMEOUT(tab.details()->titleText().startsWith(QStringLiteral("Run 5 ")), 10000);
 
         // Selecting a table row selects the run in the plot.
-        const int proxyRow = tab.proxy()->mapFromSource(tab.model()->index(tab.model()->rowOfRun(7), 0)).row();
+        const int proxyRow
+            = tab.proxy()->mapFromSource(tab.model()->index(tab.model()->rowOfRun(7), 0)).row();
         tab.table()->selectRow(proxyRow);
         QCOMPARE(tab.selectedRun(), qint64(7));
         QCOMPARE(tab.plot()->selectedRun(), qint64(7));
@@ -181,7 +184,8 @@ private Q_SLOTS:
         tab.table()->sortByColumn(RunsTableModel::PeakMemoryColumn, Qt::DescendingOrder);
         tab.filterEdit()->setText(QStringLiteral("demo-supersense"));
         QVERIFY2(tab.exportTableCsv(dir + "/runs.csv"), qPrintable(tab.lastError()));
-        const QStringList lines = QString::fromUtf8(readAll(dir + "/runs.csv")).split('\n', Qt::SkipEmptyParts);
+        const QStringList lines
+            = QString::fromUtf8(readAll(dir + "/runs.csv")).split('\n', Qt::SkipEmptyParts);
         QCOMPARE(lines.size(), 1 + 10);
         QCOMPARE(csvSplit(lines[0]), CompareTab::csvColumns());
         const QStringList first = csvSplit(lines[1]); // full fine-tuning, 500 MB, the largest
@@ -229,7 +233,7 @@ private Q_SLOTS:
         {
             ResultsStore writer;
             QVERIFY(writer.open(path));
-            QVERIFY(test::addFixtureRun(writer, {"ladder", 4, 0, 150, 0.9, 0.88}) > 0);
+            QVERIFY(test::addFixtureRun(writer, { "ladder", 4, 0, 150, 0.9, 0.88 }) > 0);
         }
         QTRY_COMPARE_WITH_TIMEOUT(tab.table()->model()->rowCount(), 12, 10000);
         QTRY_COMPARE(tab.plot()->points().size(), std::size_t(8));

@@ -46,17 +46,20 @@ private Q_SLOTS:
         f.peakAllocatedBytes = 100'000'000;
         bar.setBreakdown(MemoryBreakdown::fromFigures(f));
         QCOMPARE(bar.legendTexts(),
-            (QStringList{"weights 40.0 MB (40.0 %)", "gradients 5.0 MB (5.0 %)", "optimizer state 10.0 MB (10.0 %)",
-                "activations 45.0 MB (45.0 %)"}));
+            (QStringList { "weights 40.0 MB (40.0 %)", "gradients 5.0 MB (5.0 %)",
+                "optimizer state 10.0 MB (10.0 %)", "activations 45.0 MB (45.0 %)" }));
         bar.resize(400, bar.sizeHint().height());
         QImage image(bar.size(), QImage::Format_ARGB32);
         image.fill(Qt::white);
         bar.render(&image);
         // The bar is drawn in proportion: 40 % weights from the left, activations at the right end.
         const int y = 10;
-        QCOMPARE(image.pixelColor(int(0.2 * 399), y), MemoryBreakdownBar::partColor(MemoryBreakdownBar::Weights));
-        QCOMPARE(image.pixelColor(int(0.5 * 399), y), MemoryBreakdownBar::partColor(MemoryBreakdownBar::Optimizer));
-        QCOMPARE(image.pixelColor(int(0.8 * 399), y), MemoryBreakdownBar::partColor(MemoryBreakdownBar::Activations));
+        QCOMPARE(
+            image.pixelColor(int(0.2 * 399), y), MemoryBreakdownBar::partColor(MemoryBreakdownBar::Weights));
+        QCOMPARE(image.pixelColor(int(0.5 * 399), y),
+            MemoryBreakdownBar::partColor(MemoryBreakdownBar::Optimizer));
+        QCOMPARE(image.pixelColor(int(0.8 * 399), y),
+            MemoryBreakdownBar::partColor(MemoryBreakdownBar::Activations));
         bar.setBreakdown(std::nullopt);
         QVERIFY(bar.legendTexts().isEmpty());
     }
@@ -72,7 +75,8 @@ private Q_SLOTS:
         view.showRun(5); // adapter hidden 48, 300 MB
         QVERIFY(details.wait(10000));
         QCOMPARE(view.runId(), qint64(5));
-        QVERIFY2(view.titleText().startsWith(QStringLiteral("Run 5 · adapter h=48 · supersense · seed 0 · finished")),
+        QVERIFY2(view.titleText().startsWith(
+                     QStringLiteral("Run 5 · adapter h=48 · supersense · seed 0 · finished")),
             qPrintable(view.titleText()));
         // The spec, pretty-printed.
         QVERIFY(view.specText().contains(QStringLiteral("\n  \"method\": {\n")));
@@ -84,14 +88,15 @@ private Q_SLOTS:
         QVERIFY(log[1].endsWith(QStringLiteral("info step 20: loss 0.5")));
         // Final figures.
         const QStringList figures = view.figureLines();
-        QVERIFY2(figures.contains(QStringLiteral("best validation accuracy: 0.8500 (step 20)")), qPrintable(figures.join('\n')));
+        QVERIFY2(figures.contains(QStringLiteral("best validation accuracy: 0.8500 (step 20)")),
+            qPrintable(figures.join('\n')));
         QVERIFY(figures.contains(QStringLiteral("test accuracy: 0.8300")));
         QVERIFY(figures.contains(QStringLiteral("peak allocated: 300.0 MB")));
         QVERIFY(figures.contains(QStringLiteral("peak reserved: 301.0 MB")));
         QVERIFY(figures.contains(QStringLiteral("trainable parameters: 1,000 (1.000 %)")));
         QVERIFY(figures.contains(QStringLiteral("wall time: 1 min 15 s")));
         QVERIFY(figures.contains(QStringLiteral("metric points: 3")));
-        QCOMPARE(view.evaluationLines(), (QStringList{"20 validation accuracy 0.8500 accuracy=0.8500"}));
+        QCOMPARE(view.evaluationLines(), (QStringList { "20 validation accuracy 0.8500 accuracy=0.8500" }));
         // Memory: weights 0.4, gradients 0.05, optimizer 0.1 of the peak -> activations 0.45 of 300 MB.
         const auto b = view.memoryBar()->breakdown();
         QVERIFY(b);
@@ -119,7 +124,8 @@ private Q_SLOTS:
         QSignalSpy failed(&reader, &StoreReader::loadFailed);
         view.showRun(999);
         QVERIFY(failed.wait(10000));
-        QVERIFY2(failed.at(0).at(0).toString().contains(QStringLiteral("999")), qPrintable(failed.at(0).at(0).toString()));
+        QVERIFY2(failed.at(0).at(0).toString().contains(QStringLiteral("999")),
+            qPrintable(failed.at(0).at(0).toString()));
         view.showRun(0);
         QCOMPARE(view.runId(), qint64(0));
         QVERIFY(view.specText().isEmpty());
@@ -141,12 +147,14 @@ private Q_SLOTS:
             QVERIFY(writer.open(path));
             QVERIFY(writer.addLog(11, LogLevel::Warning, "loss spike at step 4"));
         }
-        QTRY_VERIFY_WITH_TIMEOUT(view.logText().contains(QStringLiteral("warning loss spike at step 4")), 10000);
+        QTRY_VERIFY_WITH_TIMEOUT(
+            view.logText().contains(QStringLiteral("warning loss spike at step 4")), 10000);
     }
 
     void prettySpecKeepsNonJson()
     {
-        QCOMPARE(RunDetailsView::prettySpec("{\"b\":1,\"a\":[2]}"), QStringLiteral("{\n  \"a\": [\n    2\n  ],\n  \"b\": 1\n}"));
+        QCOMPARE(RunDetailsView::prettySpec("{\"b\":1,\"a\":[2]}"),
+            QStringLiteral("{\n  \"a\": [\n    2\n  ],\n  \"b\": 1\n}"));
         QCOMPARE(RunDetailsView::prettySpec("not json"), QStringLiteral("not json"));
     }
 };

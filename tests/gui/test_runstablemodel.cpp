@@ -67,19 +67,24 @@ private Q_SLOTS:
         QCOMPARE(cell(model, 0, RunsTableModel::TestColumn), QStringLiteral("0.7800"));
         QCOMPARE(cell(model, 0, RunsTableModel::WallTimeColumn), QStringLiteral("1 min 15 s"));
         QCOMPARE(cell(model, 0, RunsTableModel::StatusColumn), QStringLiteral("finished"));
-        QCOMPARE(model.index(0, RunsTableModel::PeakMemoryColumn).data(RunsTableModel::RawValueRole).toDouble(), 100e6);
+        QCOMPARE(
+            model.index(0, RunsTableModel::PeakMemoryColumn).data(RunsTableModel::RawValueRole).toDouble(),
+            100e6);
         // Other methods' options, the GLUE task, a checkpoint folder, a failed and a running run.
         QCOMPARE(cell(model, 4, RunsTableModel::OptionsColumn), QStringLiteral("hidden=48"));
         QCOMPARE(cell(model, 5, RunsTableModel::OptionsColumn), QStringLiteral("rank=32 alpha=32"));
         QCOMPARE(cell(model, 6, RunsTableModel::OptionsColumn), QString());
         QCOMPARE(cell(model, 8, RunsTableModel::OptionsColumn), QStringLiteral("prompts=100"));
         QCOMPARE(cell(model, 8, RunsTableModel::StatusColumn), QStringLiteral("failed"));
-        QCOMPARE(cell(model, 8, RunsTableModel::StatusColumn, Qt::ToolTipRole), QStringLiteral("out of memory"));
+        QCOMPARE(
+            cell(model, 8, RunsTableModel::StatusColumn, Qt::ToolTipRole), QStringLiteral("out of memory"));
         QCOMPARE(cell(model, 8, RunsTableModel::PeakMemoryColumn), QString());
-        QVERIFY(!model.index(8, RunsTableModel::PeakMemoryColumn).data(RunsTableModel::RawValueRole).isValid());
+        QVERIFY(
+            !model.index(8, RunsTableModel::PeakMemoryColumn).data(RunsTableModel::RawValueRole).isValid());
         QCOMPARE(cell(model, 9, RunsTableModel::TaskColumn), QStringLiteral("rte"));
         QCOMPARE(cell(model, 9, RunsTableModel::BackboneColumn), QStringLiteral("t5-small"));
-        QCOMPARE(cell(model, 9, RunsTableModel::BackboneColumn, Qt::ToolTipRole), QStringLiteral("/models/t5-small"));
+        QCOMPARE(cell(model, 9, RunsTableModel::BackboneColumn, Qt::ToolTipRole),
+            QStringLiteral("/models/t5-small"));
         QCOMPARE(cell(model, 10, RunsTableModel::StatusColumn), QStringLiteral("running 3/20"));
         QCOMPARE(model.rowOfRun(7), 6);
         QCOMPARE(model.rowOfRun(99), -1);
@@ -95,7 +100,8 @@ private Q_SLOTS:
         QCOMPARE(RunsTableModel::backboneLabel("/models/flan-t5-base/"), QStringLiteral("flan-t5-base"));
         RunRecord lst;
         lst.method = "ladder";
-        lst.methodOptionsJson = R"({"method":"ladder","r":8,"keep":[1,2,3],"init":"fisher","ablation":"none"})";
+        lst.methodOptionsJson
+            = R"({"method":"ladder","r":8,"keep":[1,2,3],"init":"fisher","ablation":"none"})";
         QCOMPARE(RunsTableModel::optionsSummary(lst), QStringLiteral("r=8 keep=1,2,3 init=fisher"));
         RunRecord frozen;
         frozen.method = "adapter";
@@ -114,12 +120,14 @@ private Q_SLOTS:
         RunsFilterProxy proxy;
         proxy.setSourceModel(&model);
         QAbstractItemModelTester tester(&proxy, QAbstractItemModelTester::FailureReportingMode::QtTest);
-        // Peak memory ascending: runs without figures first (9, 11), then 80, 90, 100, 102, 104, 250, 300, 310, 500.
+        // Peak memory ascending: runs without figures first (9, 11), then 80, 90, 100, 102, 104, 250, 300,
+        // 310, 500.
         proxy.sort(RunsTableModel::PeakMemoryColumn, Qt::AscendingOrder);
-        QCOMPARE(idsInOrder(proxy), (QList<qint64>{9, 11, 4, 10, 1, 2, 3, 8, 5, 6, 7}));
-        // Best validation descending: 0.86 full, 0.85 adapter, 0.84, 0.83, 0.82, 0.80, 0.75, 0.70, 0.60, then none.
+        QCOMPARE(idsInOrder(proxy), (QList<qint64> { 9, 11, 4, 10, 1, 2, 3, 8, 5, 6, 7 }));
+        // Best validation descending: 0.86 full, 0.85 adapter, 0.84, 0.83, 0.82, 0.80, 0.75, 0.70, 0.60, then
+        // none.
         proxy.sort(RunsTableModel::BestValidationColumn, Qt::DescendingOrder);
-        QCOMPARE(idsInOrder(proxy).mid(0, 9), (QList<qint64>{7, 5, 2, 6, 3, 1, 4, 8, 10}));
+        QCOMPARE(idsInOrder(proxy).mid(0, 9), (QList<qint64> { 7, 5, 2, 6, 3, 1, 4, 8, 10 }));
         // Text columns sort as text.
         proxy.sort(RunsTableModel::MethodColumn, Qt::AscendingOrder);
         QCOMPARE(cell(proxy, 0, RunsTableModel::MethodColumn), QStringLiteral("adapter"));
@@ -134,18 +142,18 @@ private Q_SLOTS:
         proxy.setSourceModel(&model);
         QAbstractItemModelTester tester(&proxy, QAbstractItemModelTester::FailureReportingMode::QtTest);
         proxy.setFilterFixedString(QStringLiteral("LORA"));
-        QCOMPARE(idsInOrder(proxy), (QList<qint64>{6, 11}));
+        QCOMPARE(idsInOrder(proxy), (QList<qint64> { 6, 11 }));
         proxy.setFilterFixedString(QStringLiteral("failed"));
-        QCOMPARE(idsInOrder(proxy), (QList<qint64>{9}));
+        QCOMPARE(idsInOrder(proxy), (QList<qint64> { 9 }));
         proxy.setFilterFixedString(QString());
         proxy.setTask(QStringLiteral("rte"));
-        QCOMPARE(idsInOrder(proxy), (QList<qint64>{10}));
+        QCOMPARE(idsInOrder(proxy), (QList<qint64> { 10 }));
         proxy.setTask(QString());
         proxy.setBackbone(QStringLiteral("demo"));
         QCOMPARE(proxy.rowCount(), 10);
         proxy.setTask(QStringLiteral("demo-supersense"));
         proxy.setFilterFixedString(QStringLiteral("ladder"));
-        QCOMPARE(idsInOrder(proxy), (QList<qint64>{1, 2, 3, 4}));
+        QCOMPARE(idsInOrder(proxy), (QList<qint64> { 1, 2, 3, 4 }));
         proxy.setBackbone(QStringLiteral("/models/t5-small"));
         QCOMPARE(proxy.rowCount(), 0);
     }
@@ -185,7 +193,7 @@ private Q_SLOTS:
                 fewer.push_back(run);
         model.setRuns(fewer);
         QCOMPARE(removed.count(), 2);
-        QCOMPARE(idsInOrder(model), (QList<qint64>{1, 4, 5, 6, 7, 8, 10, 11}));
+        QCOMPARE(idsInOrder(model), (QList<qint64> { 1, 4, 5, 6, 7, 8, 10, 11 }));
         QCOMPARE(reset.count(), 0);
 
         // A new order cannot be a diff: reset.
@@ -223,7 +231,7 @@ private Q_SLOTS:
         {
             ResultsStore writer;
             QVERIFY(writer.open(path));
-            QVERIFY(test::addFixtureRun(writer, {"adapter", 12, 0, 200, 0.81, 0.80}) == 12);
+            QVERIFY(test::addFixtureRun(writer, { "adapter", 12, 0, 200, 0.81, 0.80 }) == 12);
         }
         QTRY_COMPARE_WITH_TIMEOUT(model.rowCount(), 12, 10000);
         QVERIFY(changed.count() >= 1);

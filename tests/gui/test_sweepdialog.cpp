@@ -48,29 +48,31 @@ private Q_SLOTS:
     void interleavedDroppingGivesThePapersKeepLists()
     {
         // Table 5 of the paper: T5-base keeps 1,2,3,5,6,7,9,10,11 (3 of 12 dropped per stack, N = 6).
-        QCOMPARE(SweepGrid::interleavedKeep(12, 3), (std::vector<std::int64_t>{1, 2, 3, 5, 6, 7, 9, 10, 11}));
+        QCOMPARE(
+            SweepGrid::interleavedKeep(12, 3), (std::vector<std::int64_t> { 1, 2, 3, 5, 6, 7, 9, 10, 11 }));
         // T5-large keeps 1,3,...,23 (12 of 24 dropped); T5-3B keeps 23 only (23 dropped).
         QCOMPARE(SweepGrid::interleavedKeep(24, 12), range(1, 24, 2));
-        QCOMPARE(SweepGrid::interleavedKeep(24, 23), (std::vector<std::int64_t>{23}));
+        QCOMPARE(SweepGrid::interleavedKeep(24, 23), (std::vector<std::int64_t> { 23 }));
         QCOMPARE(SweepGrid::interleavedKeep(12, 0), range(0, 12));
         QCOMPARE(SweepGrid::interleavedKeep(12, 6), range(1, 12, 2));
-        QCOMPARE(SweepGrid::interleavedKeep(12, 9), (std::vector<std::int64_t>{3, 7, 11}));
+        QCOMPARE(SweepGrid::interleavedKeep(12, 9), (std::vector<std::int64_t> { 3, 7, 11 }));
         // At least one layer stays.
-        QCOMPARE(SweepGrid::interleavedKeep(4, 9), (std::vector<std::int64_t>{3}));
+        QCOMPARE(SweepGrid::interleavedKeep(4, 9), (std::vector<std::int64_t> { 3 }));
     }
 
     void droppedLayerCountsScale()
     {
-        QCOMPARE(SweepGrid::droppedLayerCounts(12, 12), (std::vector<std::int64_t>{0, 6, 12, 18}));
-        QCOMPARE(SweepGrid::droppedLayerCounts(24, 24), (std::vector<std::int64_t>{0, 6, 12, 18}));
-        QCOMPARE(SweepGrid::droppedLayerCounts(4, 4), (std::vector<std::int64_t>{0, 2, 4, 6}));
-        QCOMPARE(SweepGrid::droppedLayerCounts(6, 6), (std::vector<std::int64_t>{0, 3, 6, 9}));
-        QCOMPARE(SweepGrid::droppedLayerCounts(1, 1), (std::vector<std::int64_t>{0, 1, 2})); // 0, 0.5, 1, 1.5 rounded
+        QCOMPARE(SweepGrid::droppedLayerCounts(12, 12), (std::vector<std::int64_t> { 0, 6, 12, 18 }));
+        QCOMPARE(SweepGrid::droppedLayerCounts(24, 24), (std::vector<std::int64_t> { 0, 6, 12, 18 }));
+        QCOMPARE(SweepGrid::droppedLayerCounts(4, 4), (std::vector<std::int64_t> { 0, 2, 4, 6 }));
+        QCOMPARE(SweepGrid::droppedLayerCounts(6, 6), (std::vector<std::int64_t> { 0, 3, 6, 9 }));
+        QCOMPARE(SweepGrid::droppedLayerCounts(1, 1),
+            (std::vector<std::int64_t> { 0, 1, 2 })); // 0, 0.5, 1, 1.5 rounded
     }
 
     void seedsParse()
     {
-        QCOMPARE(SweepGrid::parseSeeds("0, 1,2 2"), (std::vector<std::uint64_t>{0, 1, 2}));
+        QCOMPARE(SweepGrid::parseSeeds("0, 1,2 2"), (std::vector<std::uint64_t> { 0, 1, 2 }));
         QVERIFY_THROWS_EXCEPTION(std::invalid_argument, SweepGrid::parseSeeds("0, -1"));
         QVERIFY_THROWS_EXCEPTION(std::invalid_argument, SweepGrid::parseSeeds(" "));
         try {
@@ -83,7 +85,8 @@ private Q_SLOTS:
     void paperGridsExpand()
     {
         std::string note;
-        const auto lst = SweepGrid::expand(baseSpec("ladder"), SweepPreset::LstReduction, {0, 1}, 12, 12, false, &note);
+        const auto lst = SweepGrid::expand(
+            baseSpec("ladder"), SweepPreset::LstReduction, { 0, 1 }, 12, 12, false, &note);
         QCOMPARE(lst.size(), std::size_t(8)); // 4 values x 2 seeds
         std::vector<std::int64_t> rs;
         for (const auto& spec : lst) {
@@ -94,10 +97,11 @@ private Q_SLOTS:
             QCOMPARE(spec.at("training").at("learning_rate").get<double>(), 3e-3);
             RunSpec::fromJson(spec); // valid
         }
-        QCOMPARE(rs, (std::vector<std::int64_t>{32, 32, 16, 16, 8, 8, 4, 4}));
+        QCOMPARE(rs, (std::vector<std::int64_t> { 32, 32, 16, 16, 8, 8, 4, 4 }));
         QCOMPARE(lst[1].at("seed").get<int>(), 1);
 
-        const auto adapter = SweepGrid::expand(baseSpec("ladder"), SweepPreset::AdapterHidden, {0}, 12, 12, false, &note);
+        const auto adapter
+            = SweepGrid::expand(baseSpec("ladder"), SweepPreset::AdapterHidden, { 0 }, 12, 12, false, &note);
         QCOMPARE(adapter.size(), std::size_t(4));
         QCOMPARE(adapter[0].at("method").at("hidden").get<int>(), 6);
         QCOMPARE(adapter[3].at("method").at("hidden").get<int>(), 48);
@@ -106,12 +110,12 @@ private Q_SLOTS:
         QCOMPARE(RunSpec::fromJson(adapter[0]).training.learningRateFor("adapter"), 3e-4);
         QVERIFY(QString::fromStdString(note).contains(QStringLiteral("learning rate")));
 
-        const auto lora = SweepGrid::expand(baseSpec("lora"), SweepPreset::LoraRank, {3}, 12, 12);
+        const auto lora = SweepGrid::expand(baseSpec("lora"), SweepPreset::LoraRank, { 3 }, 12, 12);
         QCOMPARE(lora.size(), std::size_t(4));
         std::vector<std::int64_t> ranks;
         for (const auto& spec : lora)
             ranks.push_back(spec.at("method").at("rank").get<std::int64_t>());
-        QCOMPARE(ranks, (std::vector<std::int64_t>{4, 8, 16, 32}));
+        QCOMPARE(ranks, (std::vector<std::int64_t> { 4, 8, 16, 32 }));
         QCOMPARE(lora[0].at("seed").get<int>(), 3);
         QCOMPARE(lora[0].at("training").at("batch_size").get<int>(), 8); // the base's training settings
     }
@@ -120,32 +124,40 @@ private Q_SLOTS:
     {
         std::string note;
         // T5-base depth: LST keeps the interleaved lists, baselines freeze N of 24 layers.
-        const auto specs = SweepGrid::expand(baseSpec("ladder"), SweepPreset::DroppedLayers, {0}, 12, 12, true, &note);
+        const auto specs
+            = SweepGrid::expand(baseSpec("ladder"), SweepPreset::DroppedLayers, { 0 }, 12, 12, true, &note);
         QCOMPARE(specs.size(), std::size_t(16)); // 4 methods x 4 values
         QCOMPARE(specs[0].at("method").at("keep"), json::array());
         QCOMPARE(specs[1].at("method").at("keep").get<std::vector<std::int64_t>>(),
-            (std::vector<std::int64_t>{1, 2, 3, 5, 6, 7, 9, 10, 11}));
+            (std::vector<std::int64_t> { 1, 2, 3, 5, 6, 7, 9, 10, 11 }));
         QCOMPARE(specs[2].at("method").at("keep").get<std::vector<std::int64_t>>(), range(1, 12, 2));
-        QCOMPARE(specs[3].at("method").at("keep").get<std::vector<std::int64_t>>(), (std::vector<std::int64_t>{3, 7, 11}));
+        QCOMPARE(specs[3].at("method").at("keep").get<std::vector<std::int64_t>>(),
+            (std::vector<std::int64_t> { 3, 7, 11 }));
         QStringList frozen;
         for (std::size_t i = 4; i < specs.size(); ++i)
             frozen << QStringLiteral("%1:%2")
                           .arg(QString::fromStdString(specs[i].at("method").at("method").get<std::string>()))
                           .arg(specs[i].at("method").value("freeze", 0));
-        QCOMPARE(frozen, (QStringList{"adapter:0", "adapter:6", "adapter:12", "adapter:18", "lora:0", "lora:6", "lora:12",
-                             "lora:18", "bitfit:0", "bitfit:6", "bitfit:12", "bitfit:18"}));
+        QCOMPARE(frozen,
+            (QStringList { "adapter:0", "adapter:6", "adapter:12", "adapter:18", "lora:0", "lora:6",
+                "lora:12", "lora:18", "bitfit:0", "bitfit:6", "bitfit:12", "bitfit:18" }));
         QVERIFY(!QString::fromStdString(note).contains(QStringLiteral("scaled")));
 
         // A 4 + 4 layer backbone: N scaled to {0, 2, 4, 6}, i.e. 0..3 of 4 side layers dropped per stack.
-        const auto small = SweepGrid::expand(baseSpec("ladder"), SweepPreset::DroppedLayers, {0}, 4, 4, false, &note);
+        const auto small
+            = SweepGrid::expand(baseSpec("ladder"), SweepPreset::DroppedLayers, { 0 }, 4, 4, false, &note);
         QCOMPARE(small.size(), std::size_t(4));
-        QCOMPARE(small[1].at("method").at("keep").get<std::vector<std::int64_t>>(), (std::vector<std::int64_t>{1, 2, 3}));
-        QCOMPARE(small[2].at("method").at("keep").get<std::vector<std::int64_t>>(), (std::vector<std::int64_t>{1, 3}));
-        QCOMPARE(small[3].at("method").at("keep").get<std::vector<std::int64_t>>(), (std::vector<std::int64_t>{3}));
-        QVERIFY2(QString::fromStdString(note).contains(QStringLiteral("scaled to N in {0, 2, 4, 6}")), note.c_str());
+        QCOMPARE(small[1].at("method").at("keep").get<std::vector<std::int64_t>>(),
+            (std::vector<std::int64_t> { 1, 2, 3 }));
+        QCOMPARE(small[2].at("method").at("keep").get<std::vector<std::int64_t>>(),
+            (std::vector<std::int64_t> { 1, 3 }));
+        QCOMPARE(small[3].at("method").at("keep").get<std::vector<std::int64_t>>(),
+            (std::vector<std::int64_t> { 3 }));
+        QVERIFY2(QString::fromStdString(note).contains(QStringLiteral("scaled to N in {0, 2, 4, 6}")),
+            note.c_str());
 
         // Without baselines, a baseline base spec freezes.
-        const auto freeze = SweepGrid::expand(baseSpec("bitfit"), SweepPreset::DroppedLayers, {0}, 4, 4);
+        const auto freeze = SweepGrid::expand(baseSpec("bitfit"), SweepPreset::DroppedLayers, { 0 }, 4, 4);
         QCOMPARE(freeze.size(), std::size_t(4));
         QCOMPARE(freeze[3].at("method").at("freeze").get<int>(), 6);
         QCOMPARE(freeze[3].at("method").at("method").get<std::string>(), std::string("bitfit"));
@@ -162,7 +174,7 @@ private Q_SLOTS:
         QVERIFY(dialog.allValid());
         const auto specs = dialog.specs();
         QCOMPARE(specs.size(), std::size_t(32));
-        QCOMPARE(specs[2].method.keep, (std::vector<std::int64_t>{1, 2, 3}));
+        QCOMPARE(specs[2].method.keep, (std::vector<std::int64_t> { 1, 2, 3 }));
         QCOMPARE(specs[3].seed, std::uint64_t(1));
         QVERIFY(dialog.noteText().contains(QStringLiteral("fewer than T5-base's 24")));
         // Adding the same grid again adds nothing; another grid appends.
@@ -194,7 +206,8 @@ private Q_SLOTS:
         // A tiny backbone: d_kv 16, so r = 32 cannot divide it; 2 + 2 layers.
         const std::string demo = test::makeTempDir();
         QVERIFY(QDir().mkpath(QString::fromStdString(demo + "/backbone")));
-        std::ofstream(demo + "/backbone/config.json") << R"({"d_model": 64, "d_ff": 128, "d_kv": 16, "num_heads": 4,
+        std::ofstream(demo + "/backbone/config.json")
+            << R"({"d_model": 64, "d_ff": 128, "d_kv": 16, "num_heads": 4,
             "num_layers": 2, "num_decoder_layers": 2, "vocab_size": 100, "feed_forward_proj": "relu",
             "tie_word_embeddings": true})";
         qputenv("LADDER_DEMO_DIR", QByteArray::fromStdString(demo));
@@ -205,7 +218,8 @@ private Q_SLOTS:
         QVERIFY(dialog.noteText().contains(QStringLiteral("2 encoder + 2 decoder layers")));
         QVERIFY(dialog.addPreset(SweepPreset::LstReduction));
         QCOMPARE(dialog.errors().size(), std::size_t(4));
-        QVERIFY2(QString::fromStdString(dialog.errors()[0]).contains(QStringLiteral("field r")), dialog.errors()[0].c_str());
+        QVERIFY2(QString::fromStdString(dialog.errors()[0]).contains(QStringLiteral("field r")),
+            dialog.errors()[0].c_str());
         QVERIFY(dialog.errors()[1].empty() && dialog.errors()[2].empty() && dialog.errors()[3].empty());
         QVERIFY(!dialog.allValid());
         QVERIFY(dialog.specs().empty());

@@ -101,13 +101,19 @@ StoreReader::~StoreReader()
 void StoreReader::setStorePath(const QString& path)
 {
     m_path = path;
+    const quint64 generation = ++m_generation; // answers about the previous store are dropped
     QMetaObject::invokeMethod(
         m_worker,
-        [this, path] {
+        [this, path, generation] {
             const QString error = m_worker->open(path);
             if (!error.isEmpty())
                 QMetaObject::invokeMethod(
-                    this, [this, error] { Q_EMIT loadFailed(error); }, Qt::QueuedConnection);
+                    this,
+                    [this, error, generation] {
+                        if (generation == m_generation)
+                            Q_EMIT loadFailed(error);
+                    },
+                    Qt::QueuedConnection);
         },
         Qt::QueuedConnection);
     if (m_pollIntervalMs > 0 && !path.isEmpty())
@@ -133,15 +139,16 @@ void StoreReader::requestRuns()
         return;
     }
     m_runsInFlight = true;
+    const quint64 generation = m_generation;
     QMetaObject::invokeMethod(
         m_worker,
-        [this] {
+        [this, generation] {
             std::vector<RunRecord> runs;
             const QString error = m_worker->loadRuns(&runs);
             QMetaObject::invokeMethod(
                 this,
-                [this, runs = std::move(runs), error]() mutable {
-                    finishRuns(std::move(runs), error, false);
+                [this, runs = std::move(runs), error, generation]() mutable {
+                    finishRuns(std::move(runs), error, false, generation);
                 },
                 Qt::QueuedConnection);
         },
@@ -150,14 +157,17 @@ void StoreReader::requestRuns()
 
 void StoreReader::requestDetails(qint64 runId)
 {
+    const quint64 generation = m_generation;
     QMetaObject::invokeMethod(
         m_worker,
-        [this, runId] {
+        [this, runId, generation] {
             RunDetailsSnapshot details;
             const QString error = m_worker->loadDetails(runId, &details);
             QMetaObject::invokeMethod(
                 this,
-                [this, details = std::move(details), error] {
+                [this, details = std::move(details), error, generation] {
+                    if (generation != m_generation)
+                        return;
                     if (error.isEmpty())
                         Q_EMIT detailsLoaded(details);
                     else
@@ -173,9 +183,10 @@ void StoreReader::poll()
     if (m_pollInFlight || m_path.isEmpty())
         return;
     m_pollInFlight = true;
+    const quint64 generation = m_generation;
     QMetaObject::invokeMethod(
         m_worker,
-        [this] {
+        [this, generation] {
             QString error;
             std::vector<RunRecord> runs;
             const bool changed = m_worker->changedSinceLastPoll(&error);
@@ -183,26 +194,32 @@ void StoreReader::poll()
                 error = m_worker->loadRuns(&runs);
             QMetaObject::invokeMethod(
                 this,
-                [this, changed, runs = std::move(runs), error]() mutable {
+                [this, changed, runs = std::move(runs), error, generation]() mutable {
                     m_pollInFlight = false;
-                    if (!error.isEmpty())
+                    if (generation != m_generation)
+                        return;
+                    if (!error.isEmpty()) {
                         Q_EMIT loadFailed(error);
-                    else if (changed && !m_runsInFlight)
-                        finishRuns(std::move(runs), QString(), true);
-                    else if (changed)
-                        m_runsAgain
-                            = true; // a load under way may predate the change: load once more after it
+                    } else if (changed && !m_runsInFlight) {
+                        finishRuns(std::move(runs), QString(), true, generation);
+                    } else if (changed) {
+                        m_runsAgain = true; // the load under way may predate the change: load once more
+                        Q_EMIT storeChanged();
+                    }
                 },
                 Qt::QueuedConnection);
         },
         Qt::QueuedConnection);
 }
 
-void StoreReader::finishRuns(std::vector<RunRecord> runs, const QString& error, bool fromPoll)
+void StoreReader::finishRuns(
+    std::vector<RunRecord> runs, const QString& error, bool fromPoll, quint64 generation)
 {
     if (!fromPoll)
         m_runsInFlight = false;
-    if (error.isEmpty()) {
+    if (generation != m_generation) {
+        // About a store no longer shown (setStorePath() asked for a new load, which follows).
+    } else if (error.isEmpty()) {
         Q_EMIT runsLoaded(runs);
         if (fromPoll)
             Q_EMIT storeChanged();

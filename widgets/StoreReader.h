@@ -74,7 +74,7 @@ Q_SIGNALS:
 private:
     class Worker;
 
-    void finishRuns(std::vector<RunRecord> runs, const QString& error, bool fromPoll);
+    void finishRuns(std::vector<RunRecord> runs, const QString& error, bool fromPoll, quint64 generation);
 
     QString m_path;
     QThread* m_thread = nullptr;
@@ -84,6 +84,7 @@ private:
     bool m_runsInFlight = false;
     bool m_runsAgain = false;
     bool m_pollInFlight = false;
+    quint64 m_generation = 0; // counts setStorePath() calls; answers carry the value they were asked under
 };
 
 } // namespace ladder::widgets

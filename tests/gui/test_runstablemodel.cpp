@@ -238,6 +238,25 @@ private Q_SLOTS:
         QCOMPARE(cell(model, 11, RunsTableModel::OptionsColumn), QStringLiteral("hidden=12"));
     }
 
+    void switchingStoresDropsStaleAnswers()
+    {
+        // A load of the first store is under way when the second is set: only the second's runs arrive.
+        const std::string empty = test::makeTempDir() + "/empty.sqlite";
+        StoreReader reader;
+        reader.setPollInterval(0);
+        QSignalSpy loaded(&reader, &StoreReader::runsLoaded);
+        reader.setStorePath(QString::fromStdString(m_storePath));
+        reader.setStorePath(QString::fromStdString(empty));
+        QVERIFY(loaded.wait(10000));
+        QTest::qWait(200); // nothing else follows
+        QCOMPARE(loaded.count(), 1);
+        QVERIFY(loaded.at(0).at(0).value<std::vector<RunRecord>>().empty());
+        // And back: the fixture's 11 runs.
+        reader.setStorePath(QString::fromStdString(m_storePath));
+        QVERIFY(loaded.wait(10000));
+        QCOMPARE(loaded.at(1).at(0).value<std::vector<RunRecord>>().size(), std::size_t(11));
+    }
+
     void readerReportsAnUnreadableStore()
     {
         const std::string dir = test::makeTempDir();

@@ -320,6 +320,8 @@ void MainWindow::showRun(qint64 runId)
     m_live->setRun(runId, title);
     m_watcher->watchRun(runId);
     m_details->showRun(runId);
+    if (runId > 0 && m_compare->selectedRun() != runId)
+        m_compare->selectRun(runId); // the compare tab follows (its runSelected() comes back here: a no-op)
     if (runId > 0 && m_queueView->selectedRun() != runId)
         m_queueView->selectRun(runId);
 }

@@ -14,6 +14,8 @@
 #include <QtTest>
 
 #include "BackbonePicker.h"
+#include "CompareTab.h"
+#include "RunDetailsView.h"
 #include "ExperimentForm.h"
 #include "KeepListEditor.h"
 #include "LiveView.h"
@@ -174,6 +176,16 @@ private Q_SLOTS:
         QVERIFY(window.queueModel()->index(row, RunQueueModel::MetricColumn).data().toString().startsWith("accuracy"));
         QCOMPARE(window.queueModel()->index(row, RunQueueModel::ProgressColumn).data(RunQueueModel::ProgressRole).toInt(),
             100);
+        // The compare view has it in its table and as a point of its plot (finished, with memory and metric).
+        auto inCompare = [&] {
+            for (const auto& r : window.compareTab()->visibleRuns())
+                if (r.id == id)
+                    return true;
+            return false;
+        };
+        QTRY_VERIFY_WITH_TIMEOUT(inCompare(), 10000);
+        // The run details dock shows the run the live view shows.
+        QTRY_VERIFY_WITH_TIMEOUT(window.runDetails()->titleText().contains(QStringLiteral("finished")), 10000);
     }
 
     void escapeCancelsTheSelectedRunMidway()

@@ -270,6 +270,7 @@ void MainWindow::runFromForm()
         return;
     }
     m_settings->setLastSpecJson(QString::fromStdString(m_form->specJson().dump()));
+    m_settings->setThreads(static_cast<int>(specs.front().training.threads));
     QStringList names;
     for (auto id : ids)
         names << QString::number(id);

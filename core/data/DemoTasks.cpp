@@ -355,7 +355,9 @@ bool demoTasksComplete(const std::string& tasksDir)
         if (!in)
             return false;
         const auto manifest = nlohmann::json::parse(in, nullptr, false);
-        if (manifest.is_discarded() || !manifest.is_object() || manifest.value("recipe_version", "") != kDemoRecipeVersion)
+        // Tasks written before label_targets existed trained on class indices: rebuild them (seconds).
+        if (manifest.is_discarded() || !manifest.is_object() || manifest.value("recipe_version", "") != kDemoRecipeVersion
+            || manifest.value("label_targets", "") != "text")
             return false;
         for (const auto which : kSplits)
             if (!demofs::isFile(demofs::join(dir, std::string(toString(which)) + ".jsonl")))

@@ -215,6 +215,7 @@ private Q_SLOTS:
             QCOMPARE(manifest.at("kind").get<std::string>(), std::string("classification"));
             QCOMPARE(manifest.at("metric").get<std::string>(), std::string("accuracy"));
             QCOMPARE(manifest.at("label_column").get<std::string>(), std::string("label"));
+            QCOMPARE(manifest.at("label_targets").get<std::string>(), std::string("text"));
             const auto labels = manifest.at("labels").get<std::vector<std::string>>();
             const auto columns = manifest.at("text_columns").get<std::vector<std::string>>();
             QVERIFY(manifest.at("chance_accuracy").get<double>() < 0.51);
@@ -237,6 +238,15 @@ private Q_SLOTS:
             auto manifest = nlohmann::json::parse(readBytes(dir + "/supersense/task.json"));
             manifest["recipe_version"] = "demo-v0";
             std::ofstream(dir + "/supersense/task.json") << manifest.dump();
+        }
+        QVERIFY(!demoTasksComplete(dir));
+        QVERIFY(ensureDemoTasks(dir));
+        QVERIFY(demoTasksComplete(dir));
+        // So are tasks written before label_targets existed (they trained on class indices).
+        {
+            auto manifest = nlohmann::json::parse(readBytes(dir + "/definition-match/task.json"));
+            manifest.erase("label_targets");
+            std::ofstream(dir + "/definition-match/task.json") << manifest.dump();
         }
         QVERIFY(!demoTasksComplete(dir));
         QVERIFY(ensureDemoTasks(dir));

@@ -49,7 +49,8 @@ int runEstimate(const EstimateFlags& f)
     if (f.shape.empty() == f.model.empty())
         throw Error("give exactly one of --shape and --model");
     MemoryEstimateInput in;
-    in.config = f.model.empty() ? T5Config::preset(f.shape) : T5Config::fromJsonFile(f.model + "/config.json");
+    in.config
+        = f.model.empty() ? T5Config::preset(f.shape) : T5Config::fromJsonFile(f.model + "/config.json");
     in.method = f.options.optionsFor(f.method, true);
     in.batch = f.batch;
     in.srcLen = f.srcLen;
@@ -63,36 +64,23 @@ int runEstimate(const EstimateFlags& f)
     if (f.json) {
         nlohmann::json parts = nlohmann::json::array();
         for (const auto& [part, bytes] : e.activationsPerPart)
-            parts.push_back({{"part", part}, {"bytes", bytes}});
-        std::cout << nlohmann::json{{"backbone", backbone},
-                                    {"method", in.method.toJson()},
-                                    {"batch", in.batch},
-                                    {"src_len", in.srcLen},
-                                    {"tgt_len", in.tgtLen},
-                                    {"dtype", in.dtype},
-                                    {"optimizer", in.optimizer},
-                                    {"device", in.device},
-                                    {"total_params", e.totalParams},
-                                    {"trainable_params", e.trainableParams},
-                                    {"frozen_weight_bytes", e.frozenWeights},
-                                    {"trainable_weight_bytes", e.trainableWeights},
-                                    {"gradient_bytes", e.gradients},
-                                    {"optimizer_bytes", e.optimizerState},
-                                    {"batch_input_bytes", e.batchInputs},
-                                    {"activation_bytes", e.activations},
-                                    {"gradient_bytes_at_peak", e.gradientsAtPeak},
-                                    {"activation_bytes_at_peak", e.activationsAtPeak},
-                                    {"transient_bytes", e.transient},
-                                    {"estimated_bytes", e.total},
-                                    {"peak_where", e.peakWhere},
-                                    {"activations_per_part", parts}}
-                         .dump(2)
-                  << "\n";
+            parts.push_back({ { "part", part }, { "bytes", bytes } });
+        std::cout << nlohmann::json {
+            { "backbone", backbone }, { "method", in.method.toJson() }, { "batch", in.batch },
+            { "src_len", in.srcLen }, { "tgt_len", in.tgtLen }, { "dtype", in.dtype },
+            { "optimizer", in.optimizer }, { "device", in.device }, { "total_params", e.totalParams },
+            { "trainable_params", e.trainableParams }, { "frozen_weight_bytes", e.frozenWeights },
+            { "trainable_weight_bytes", e.trainableWeights }, { "gradient_bytes", e.gradients },
+            { "optimizer_bytes", e.optimizerState }, { "batch_input_bytes", e.batchInputs },
+            { "activation_bytes", e.activations }, { "gradient_bytes_at_peak", e.gradientsAtPeak },
+            { "activation_bytes_at_peak", e.activationsAtPeak }, { "transient_bytes", e.transient },
+            { "estimated_bytes", e.total }, { "peak_where", e.peakWhere }, { "activations_per_part", parts }
+        }.dump(2) << "\n";
         return 0;
     }
     std::cout << "memory estimate: " << backbone << ", " << in.method.toJson().dump() << "\n"
-              << "batch " << in.batch << ", source " << in.srcLen << ", target " << in.tgtLen << ", " << in.dtype
-              << ", " << in.optimizer << ", " << in.device << "\n"
+              << "batch " << in.batch << ", source " << in.srcLen << ", target " << in.tgtLen << ", "
+              << in.dtype << ", " << in.optimizer << ", " << in.device << "\n"
               << "parameters: " << withCommas(e.totalParams) << " (" << withCommas(e.trainableParams)
               << " trainable)\n\n";
     auto row = [](const std::string& name, std::uint64_t bytes, const std::string& note = "") {
@@ -104,7 +92,8 @@ int runEstimate(const EstimateFlags& f)
     row("optimizer state", e.optimizerState, in.optimizer == "adamw" ? "AdamW exp_avg + exp_avg_sq" : "none");
     row("batch inputs", e.batchInputs);
     row("gradients", e.gradients, mb(e.gradientsAtPeak) + " MB alive at the peak");
-    row("activations", e.activations, "saved for backward; " + mb(e.activationsAtPeak) + " MB alive at the peak");
+    row("activations", e.activations,
+        "saved for backward; " + mb(e.activationsAtPeak) + " MB alive at the peak");
     row("transient", e.transient, "gradient buffers in flight at the peak");
     row("estimated peak", e.total, "at " + e.peakWhere);
     std::cout << "\nactivations saved for backward, by part:\n";
@@ -118,9 +107,12 @@ int runEstimate(const EstimateFlags& f)
 void registerEstimateCommands(CLI::App& app)
 {
     auto f = std::make_shared<EstimateFlags>();
-    auto* cmd = app.add_subcommand("estimate", "Analytic peak training memory of a method (no tensor is allocated)");
-    auto* shape = cmd->add_option("--shape", f->shape, "t5-small, t5-base, t5-large, t5-3b (published configs)");
-    auto* model = cmd->add_option("--model", f->model, "HuggingFace T5 folder (its config.json gives the shape)");
+    auto* cmd = app.add_subcommand(
+        "estimate", "Analytic peak training memory of a method (no tensor is allocated)");
+    auto* shape
+        = cmd->add_option("--shape", f->shape, "t5-small, t5-base, t5-large, t5-3b (published configs)");
+    auto* model
+        = cmd->add_option("--model", f->model, "HuggingFace T5 folder (its config.json gives the shape)");
     shape->excludes(model);
     cmd->add_option("--method", f->method, "full, bitfit, adapter, lora, prompt or ladder")->required();
     cmd->add_option("--batch", f->batch)->capture_default_str()->check(CLI::Range(1, 1 << 20));

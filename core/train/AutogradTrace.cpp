@@ -6,15 +6,15 @@
 
 namespace ladder {
 
-TraceTensor AutogradTrace::parameter(std::int64_t numel, std::int64_t elemBytes, bool trainable,
-                                     const std::string& name)
+TraceTensor AutogradTrace::parameter(
+    std::int64_t numel, std::int64_t elemBytes, bool trainable, const std::string& name)
 {
     TraceTensor t;
     t.value = static_cast<int>(m_valueStorage.size());
     m_valueStorage.push_back(-1);
     m_codeHeld.push_back(0);
     t.param = static_cast<int>(m_params.size());
-    m_params.push_back({name, numel, elemBytes, trainable});
+    m_params.push_back({ name, numel, elemBytes, trainable });
     m_paramHasGrad.push_back(0);
     t.bytes = numel * elemBytes;
     t.elemBytes = elemBytes;
@@ -90,9 +90,9 @@ void AutogradTrace::unref(int storage, bool saved)
     }
 }
 
-TraceTensor AutogradTrace::compute(std::int64_t numel, std::int64_t elemBytes, const std::vector<TraceTensor>& inputs,
-                                   const std::vector<TraceTensor>& saved, Grad grad, std::int64_t scratch,
-                                   bool saveOutput)
+TraceTensor AutogradTrace::compute(std::int64_t numel, std::int64_t elemBytes,
+    const std::vector<TraceTensor>& inputs, const std::vector<TraceTensor>& saved, Grad grad,
+    std::int64_t scratch, bool saveOutput)
 {
     TraceTensor t;
     t.bytes = numel * elemBytes;
@@ -116,7 +116,7 @@ TraceTensor AutogradTrace::compute(std::int64_t numel, std::int64_t elemBytes, c
     node.part = m_part;
     for (const auto& in : inputs)
         if (in.defined() && in.requiresGrad)
-            node.inputs.push_back({in.value, in.param, in.bytes, grad});
+            node.inputs.push_back({ in.value, in.param, in.bytes, grad });
     auto all = saved;
     if (saveOutput)
         all.push_back(t);
@@ -150,7 +150,7 @@ TraceTensor AutogradTrace::view(const TraceTensor& t)
         node.outBytes = v.bytes;
         node.scratch = 0;
         node.part = m_part;
-        node.inputs.push_back({t.value, t.param, t.bytes, Grad::Same});
+        node.inputs.push_back({ t.value, t.param, t.bytes, Grad::Same });
         m_nodes.push_back(std::move(node));
     }
     return v;
@@ -213,7 +213,7 @@ void AutogradTrace::backward(const TraceTensor& loss)
     std::vector<Buffer> buffers;
     std::vector<int> valueGrad(m_valueStorage.size(), -1);
     auto newBuffer = [&](std::int64_t bytes) {
-        buffers.push_back({bytes, 1});
+        buffers.push_back({ bytes, 1 });
         add(bytes, m_phase.c_str());
         return static_cast<int>(buffers.size()) - 1;
     };
@@ -250,7 +250,12 @@ void AutogradTrace::backward(const TraceTensor& loss)
                         }
                         m_paramGrads += in.bytes;
                     } else {
-                        dropBuffer(g); // accumulated in place into .grad
+                        // A later contribution to a parameter used by several nodes (the tied embedding:
+                        // LM head, decoder and encoder embeddings) is summed out of place, old + new,
+                        // before the old buffer goes: measured, one extra buffer of the parameter.
+                        add(in.bytes, m_phase.c_str());
+                        sub(in.bytes);
+                        dropBuffer(g);
                     }
                     continue;
                 }

@@ -8,9 +8,9 @@ namespace ladder {
 
 // One tensor of a traced computation: sizes only, no data.
 struct TraceTensor {
-    int value = -1;   // unique id (a view is a new value over the same storage)
+    int value = -1; // unique id (a view is a new value over the same storage)
     int storage = -1; // -1 for parameters, whose memory is static
-    int param = -1;   // parameter index, or -1
+    int param = -1; // parameter index, or -1
     std::int64_t bytes = 0;
     std::int64_t elemBytes = 4;
     bool requiresGrad = false;
@@ -27,12 +27,13 @@ class AutogradTrace {
 public:
     // How a backward node produces the gradient of one input.
     enum class Grad {
-        New,  // a fresh buffer of the input's size
+        New, // a fresh buffer of the input's size
         Same, // the output's gradient itself (add, views, clone): no allocation when the sizes match
     };
 
     // Parameters (weights) and batch data exist before the step.
-    TraceTensor parameter(std::int64_t numel, std::int64_t elemBytes, bool trainable, const std::string& name);
+    TraceTensor parameter(
+        std::int64_t numel, std::int64_t elemBytes, bool trainable, const std::string& name);
     TraceTensor data(std::int64_t bytes);
 
     // Grad mode (at::NoGradGuard): with it off, nothing requires grad and no node is recorded.
@@ -47,8 +48,8 @@ public:
     // allocates briefly (reductions of broadcast gradients and the like). saveOutput: the node keeps its own
     // result (softmax, relu, tanh, rsqrt).
     TraceTensor compute(std::int64_t numel, std::int64_t elemBytes, const std::vector<TraceTensor>& inputs,
-                        const std::vector<TraceTensor>& saved = {}, Grad grad = Grad::New,
-                        std::int64_t scratch = 0, bool saveOutput = false);
+        const std::vector<TraceTensor>& saved = {}, Grad grad = Grad::New, std::int64_t scratch = 0,
+        bool saveOutput = false);
     // A view of `t` (same storage, same bytes): reshape, transpose, unsqueeze.
     TraceTensor view(const TraceTensor& t);
     // The calling code drops its reference to t (a C++ local going out of scope).
@@ -65,7 +66,7 @@ public:
     std::int64_t liveBytes() const { return m_live; }
     std::int64_t peakBytes() const { return m_peak; }
     const std::string& peakWhere() const { return m_peakWhere; }
-    std::int64_t savedBytes() const;                                  // saved tensors alive now
+    std::int64_t savedBytes() const; // saved tensors alive now
     std::vector<std::pair<std::string, std::int64_t>> savedByPart() const; // in first-seen order
     std::int64_t peakSaved() const { return m_peakSaved; }
     std::int64_t peakParamGrads() const { return m_peakParamGrads; }

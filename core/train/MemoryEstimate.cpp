@@ -81,13 +81,15 @@ struct Dims {
 
 Dims dimsOf(const T5Config& c)
 {
-    return {c.dModel, c.dKv, c.numHeads, c.dFf, c.relativeAttentionNumBuckets, c.denseActFn(), c.isGatedAct(),
-            c.dropoutRate};
+    return { c.dModel, c.dKv, c.numHeads, c.dFf, c.relativeAttentionNumBuckets, c.denseActFn(),
+        c.isGatedAct(), c.dropoutRate };
 }
 
 class Estimator {
 public:
-    Estimator(const MemoryEstimateInput& in) : m_in(in), m_e(dtypeBytes(in.dtype))
+    Estimator(const MemoryEstimateInput& in)
+        : m_in(in)
+        , m_e(dtypeBytes(in.dtype))
     {
         const auto& dev = in.device;
         if (dev == "cpu")
@@ -132,15 +134,15 @@ private:
 
     // ---- operations ------------------------------------------------------------------------------
     TraceTensor compute(std::int64_t numel, std::int64_t elem, const std::vector<TraceTensor>& inputs,
-                        const std::vector<TraceTensor>& saved = {}, Grad grad = Grad::New,
-                        std::int64_t scratch = 0, bool saveOutput = false)
+        const std::vector<TraceTensor>& saved = {}, Grad grad = Grad::New, std::int64_t scratch = 0,
+        bool saveOutput = false)
     {
         return m_trace.compute(numel, elem, inputs, saved, grad, scratch, saveOutput);
     }
     // Saved only when `needed` requires grad.
     static TraceTensor ifGrad(const TraceTensor& needed, const TraceTensor& saved)
     {
-        return needed.defined() && needed.requiresGrad ? saved : TraceTensor{};
+        return needed.defined() && needed.requiresGrad ? saved : TraceTensor {};
     }
     TraceTensor linear(const TraceTensor& x, const LinearP& p);
     TraceTensor dropout(const TraceTensor& x, double p, bool training);
@@ -149,29 +151,28 @@ private:
     TraceTensor adapter(const TraceTensor& x, const AdapterP& p);
     TraceTensor add(const TraceTensor& a, const TraceTensor& b)
     {
-        return compute(std::max(a.numel(), b.numel()), m_e, {a, b}, {}, Grad::Same);
+        return compute(std::max(a.numel(), b.numel()), m_e, { a, b }, {}, Grad::Same);
     }
     TraceTensor attention(const TraceTensor& x, const TraceTensor& kv, std::int64_t batch, std::int64_t q,
-                          std::int64_t k, const TraceTensor& bias, const AttentionP& p, const Dims& dm,
-                          bool training);
-    TraceTensor layerAttention(const TraceTensor& x, const TraceTensor& kv, std::int64_t batch, std::int64_t q,
-                               std::int64_t k, const TraceTensor& bias, const LayerAttentionP& p,
-                               const Dims& dm, bool training);
+        std::int64_t k, const TraceTensor& bias, const AttentionP& p, const Dims& dm, bool training);
+    TraceTensor layerAttention(const TraceTensor& x, const TraceTensor& kv, std::int64_t batch,
+        std::int64_t q, std::int64_t k, const TraceTensor& bias, const LayerAttentionP& p, const Dims& dm,
+        bool training);
     TraceTensor feedForward(const TraceTensor& x, const FeedForwardP& p, const Dims& dm, bool training);
     TraceTensor block(const TraceTensor& x, std::int64_t batch, std::int64_t len, const TraceTensor& selfBias,
-                      const TraceTensor& encoder, std::int64_t encLen, const TraceTensor& crossBias,
-                      const BlockP& p, const Dims& dm, bool training);
+        const TraceTensor& encoder, std::int64_t encLen, const TraceTensor& crossBias, const BlockP& p,
+        const Dims& dm, bool training);
     // The extended self-attention mask plus the relative position bias, (batch, heads, len, len).
-    TraceTensor positionBias(std::int64_t batch, std::int64_t len, const TraceTensor& relBias,
-                             std::int64_t heads, bool decoder);
+    TraceTensor positionBias(
+        std::int64_t batch, std::int64_t len, const TraceTensor& relBias, std::int64_t heads, bool decoder);
     // Backbone stack; returns the final (normed, dropped-out) output; `keep` block outputs go to ladders.
     TraceTensor stack(const TraceTensor& embeds, std::int64_t batch, std::int64_t len, const StackP& p,
-                      bool decoder, const TraceTensor& encoder, std::int64_t encLen, bool training,
-                      const std::vector<std::int64_t>* keep, std::map<std::int64_t, TraceTensor>* ladders,
-                      const std::string& name);
-    TraceTensor sideStack(const TraceTensor& embeds, std::int64_t batch, std::int64_t len, const SideStackP& p,
-                          const std::map<std::int64_t, TraceTensor>& ladders, const TraceTensor& sideEncoder,
-                          std::int64_t encLen, const std::string& name);
+        bool decoder, const TraceTensor& encoder, std::int64_t encLen, bool training,
+        const std::vector<std::int64_t>* keep, std::map<std::int64_t, TraceTensor>* ladders,
+        const std::string& name);
+    TraceTensor sideStack(const TraceTensor& embeds, std::int64_t batch, std::int64_t len,
+        const SideStackP& p, const std::map<std::int64_t, TraceTensor>& ladders,
+        const TraceTensor& sideEncoder, std::int64_t encLen, const std::string& name);
     TraceTensor lossOf(const TraceTensor& hidden, std::int64_t rows);
     TraceTensor forwardBaseline();
     TraceTensor forwardLadder();
@@ -180,13 +181,13 @@ private:
     std::int64_t m_e;
     bool m_cuda = false;
     AutogradTrace m_trace;
-    Dims m_dims{};
+    Dims m_dims {};
     TraceTensor m_shared, m_lmHead, m_lmHeadBias, m_prompt;
     StackP m_encoder, m_decoder;
     std::int64_t m_promptLen = 0;
     // LST
     LadderSideOptions m_side;
-    Dims m_sideDims{};
+    Dims m_sideDims {};
     SideStackP m_sideEncoder, m_sideDecoder;
     LinearP m_upsample;
     TraceTensor m_mergeGate;
@@ -229,14 +230,16 @@ BlockP Estimator::blockP(const Dims& dm, bool decoder, bool relBias, bool traina
     return b;
 }
 
-StackP Estimator::stackP(const Dims& dm, bool decoder, std::int64_t layers, bool trainable, const std::string& name)
+StackP Estimator::stackP(
+    const Dims& dm, bool decoder, std::int64_t layers, bool trainable, const std::string& name)
 {
     StackP s;
     const bool full = m_in.method.method == "full";
     for (std::int64_t i = 0; i < layers; ++i) {
         // Full fine-tuning with freeze: the first layers (encoder first) stay frozen.
         const bool frozen = full && isFrozenLayer(m_in.config, decoder, i, m_in.method.freeze);
-        s.blocks.push_back(blockP(dm, decoder, i == 0, trainable && !frozen, name + ".block." + std::to_string(i)));
+        s.blocks.push_back(
+            blockP(dm, decoder, i == 0, trainable && !frozen, name + ".block." + std::to_string(i)));
     }
     s.finalNorm = normP(dm.d, trainable, name + ".final_layer_norm");
     return s;
@@ -265,12 +268,13 @@ void Estimator::applyMethod()
             m_trace.setTrainable(t, on);
     };
     auto eachBlock = [&](auto fn) {
-        for (bool decoder : {false, true}) {
+        for (bool decoder : { false, true }) {
             auto& s = decoder ? m_decoder : m_encoder;
             for (std::size_t i = 0; i < s.blocks.size(); ++i)
                 if (!isFrozenLayer(c, decoder, static_cast<std::int64_t>(i), freeze))
-                    fn(s.blocks[i], (decoder ? std::string("decoder") : std::string("encoder")) + ".block." +
-                                        std::to_string(i));
+                    fn(s.blocks[i],
+                        (decoder ? std::string("decoder") : std::string("encoder")) + ".block."
+                            + std::to_string(i));
         }
     };
     auto bitfit = [&]() {
@@ -278,15 +282,15 @@ void Estimator::applyMethod()
         auto normBias = [&](NormP& p, const std::string& n) { p.b = param(p.dim, true, n + ".bias"); };
         eachBlock([&](BlockP& b, const std::string& n) {
             normBias(b.self.norm, n + ".self_norm");
-            for (auto* l : {&b.self.attn.q, &b.self.attn.k, &b.self.attn.v, &b.self.attn.o})
+            for (auto* l : { &b.self.attn.q, &b.self.attn.k, &b.self.attn.v, &b.self.attn.o })
                 biasOn(*l, n);
             if (b.decoder) {
                 normBias(b.cross.norm, n + ".cross_norm");
-                for (auto* l : {&b.cross.attn.q, &b.cross.attn.k, &b.cross.attn.v, &b.cross.attn.o})
+                for (auto* l : { &b.cross.attn.q, &b.cross.attn.k, &b.cross.attn.v, &b.cross.attn.o })
                     biasOn(*l, n);
             }
             normBias(b.ff.norm, n + ".ff_norm");
-            for (auto* l : {&b.ff.wi, &b.ff.wi0, &b.ff.wi1, &b.ff.wo})
+            for (auto* l : { &b.ff.wi, &b.ff.wi0, &b.ff.wi1, &b.ff.wo })
                 if (l->w.defined())
                     biasOn(*l, n);
         });
@@ -301,7 +305,7 @@ void Estimator::applyMethod()
         bitfit();
     } else if (o.method == "adapter") {
         eachBlock([&](BlockP& b, const std::string& n) {
-            for (auto* a : {&b.self.adapter, &b.ff.adapter}) {
+            for (auto* a : { &b.self.adapter, &b.ff.adapter }) {
                 a->present = true;
                 a->activation = o.activation;
                 a->down = linearP(c.dModel, o.hidden, true, true, n + ".adapter.down");
@@ -315,14 +319,16 @@ void Estimator::applyMethod()
         setTrainable(m_encoder.finalNorm.w, true);
         setTrainable(m_decoder.finalNorm.w, true);
     } else if (o.method == "lora") {
-        auto wants = [&](const std::string& t) { return std::find(o.targets.begin(), o.targets.end(), t) != o.targets.end(); };
+        auto wants = [&](const std::string& t) {
+            return std::find(o.targets.begin(), o.targets.end(), t) != o.targets.end();
+        };
         auto lora = [&](LinearP& l, const std::string& n) {
             l.rank = o.rank;
             l.loraA = param(o.rank * l.in, true, n + ".lora_A");
             l.loraB = param(l.out * o.rank, true, n + ".lora_B");
         };
         eachBlock([&](BlockP& b, const std::string& n) {
-            for (auto* a : {&b.self.attn, &b.cross.attn}) {
+            for (auto* a : { &b.self.attn, &b.cross.attn }) {
                 if (!a->q.w.defined())
                     continue;
                 if (wants("q"))
@@ -334,7 +340,7 @@ void Estimator::applyMethod()
                 if (wants("o"))
                     lora(a->o, n + ".o");
             }
-            for (auto* l : {&b.ff.wi, &b.ff.wi0, &b.ff.wi1})
+            for (auto* l : { &b.ff.wi, &b.ff.wi0, &b.ff.wi1 })
                 if (l->w.defined() && wants("wi"))
                     lora(*l, n + ".wi");
             if (wants("wo"))
@@ -344,8 +350,9 @@ void Estimator::applyMethod()
             bitfit();
     } else if (o.method == "prompt") {
         if (freeze > 0)
-            throw Error("method options: field freeze: prompt tuning trains the input of every layer, it cannot "
-                        "freeze layers");
+            throw Error(
+                "method options: field freeze: prompt tuning trains the input of every layer, it cannot "
+                "freeze layers");
         m_prompt = param(o.prompts * c.dModel, true, "prompt");
         m_promptLen = o.prompts;
     } else if (o.method == "ladder") {
@@ -388,7 +395,8 @@ SideStackP Estimator::sideStackP(const LadderSideOptions& o, bool decoder, const
         }
         if (o.ablation == "cross-attention") {
             LayerAttentionP a;
-            a.attn = attentionP(m_sideDims, false, true, name + ".ladder_attention." + n + ".EncDecAttention");
+            a.attn
+                = attentionP(m_sideDims, false, true, name + ".ladder_attention." + n + ".EncDecAttention");
             a.norm = normP(ds, true, name + ".ladder_attention." + n + ".layer_norm");
             s.ladderAttention[i] = a;
         }
@@ -403,16 +411,16 @@ TraceTensor Estimator::linear(const TraceTensor& x, const LinearP& p)
     // at::linear -> mm/addmm on the flattened input: the input is saved for the weight's gradient, the
     // weight (static) for the input's.
     const auto rows = x.numel() / p.in;
-    auto y = compute(rows * p.out, m_e, {x, p.w, p.b}, {ifGrad(p.w, x)});
+    auto y = compute(rows * p.out, m_e, { x, p.w, p.b }, { ifGrad(p.w, x) });
     if (!p.loraA.defined())
         return y;
     const double loraDropout = m_in.method.dropout;
     const auto in = dropout(x, loraDropout, true);
-    const auto a = compute(rows * p.rank, m_e, {in, p.loraA}, {ifGrad(p.loraA, in)});
-    const auto b = compute(rows * p.out, m_e, {a, p.loraB}, {ifGrad(p.loraB, a)});
-    const auto scaled = compute(rows * p.out, m_e, {b}); // * alpha / rank
+    const auto a = compute(rows * p.rank, m_e, { in, p.loraA }, { ifGrad(p.loraA, in) });
+    const auto b = compute(rows * p.out, m_e, { a, p.loraB }, { ifGrad(p.loraB, a) });
+    const auto scaled = compute(rows * p.out, m_e, { b }); // * alpha / rank
     const auto sum = add(y, scaled);
-    for (const auto& t : {y, in, a, b, scaled})
+    for (const auto& t : { y, in, a, b, scaled })
         if (t.value != x.value)
             m_trace.release(t);
     return sum;
@@ -425,13 +433,13 @@ TraceTensor Estimator::dropout(const TraceTensor& x, double p, bool training)
     if (m_cuda) {
         // native_dropout: a bool mask beside the output.
         const auto mask = compute(x.numel(), 1, {});
-        const auto y = compute(x.numel(), m_e, {x}, {mask});
+        const auto y = compute(x.numel(), m_e, { x }, { mask });
         m_trace.release(mask);
         return y;
     }
     // CPU: noise = empty_like(x).bernoulli_(1 - p).div_(1 - p); x * noise saves the noise.
     const auto noise = compute(x.numel(), x.elemBytes, {});
-    const auto y = compute(x.numel(), x.elemBytes, {x}, {noise});
+    const auto y = compute(x.numel(), x.elemBytes, { x }, { noise });
     m_trace.release(noise);
     return y;
 }
@@ -439,9 +447,9 @@ TraceTensor Estimator::dropout(const TraceTensor& x, double p, bool training)
 TraceTensor Estimator::activation(const TraceTensor& x, const std::string& act)
 {
     if (act == "relu" || act == "tanh") // threshold_backward / tanh_backward use the result
-        return compute(x.numel(), m_e, {x}, {}, Grad::New, 0, true);
+        return compute(x.numel(), m_e, { x }, {}, Grad::New, 0, true);
     if (act == "gelu" || act == "gelu_new" || act == "gelu_pytorch_tanh" || act == "silu")
-        return compute(x.numel(), m_e, {x}, {x});
+        return compute(x.numel(), m_e, { x }, { x });
     throw Error("memory estimate: unsupported activation '" + act + "'");
 }
 
@@ -450,28 +458,28 @@ TraceTensor Estimator::norm(const TraceTensor& x, const NormP& p)
     // variance = x.to(float).pow(2).mean(-1); normed = x * rsqrt(variance + eps); weight * normed (+ bias)
     const auto n = x.numel();
     const auto rows = n / p.dim;
-    const auto x32 = m_e == 4 ? x : compute(n, 4, {x});
-    const auto sq = compute(n, 4, {x32}, {x32}, Grad::New, 2 * n * 4);
-    const auto mean = compute(rows, 4, {sq});
+    const auto x32 = m_e == 4 ? x : compute(n, 4, { x });
+    const auto sq = compute(n, 4, { x32 }, { x32 }, Grad::New, 2 * n * 4);
+    const auto mean = compute(rows, 4, { sq });
     m_trace.release(sq);
-    const auto plus = compute(rows, 4, {mean}, {}, Grad::Same);
+    const auto plus = compute(rows, 4, { mean }, {}, Grad::Same);
     m_trace.release(mean);
-    const auto r = compute(rows, 4, {plus}, {}, Grad::New, 0, true);
+    const auto r = compute(rows, 4, { plus }, {}, Grad::New, 0, true);
     m_trace.release(plus);
-    const auto normed = compute(n, 4, {x, r}, {ifGrad(r, x), ifGrad(x, r)}, Grad::New, n * 4);
+    const auto normed = compute(n, 4, { x, r }, { ifGrad(r, x), ifGrad(x, r) }, Grad::New, n * 4);
     m_trace.release(r);
     if (x32.value != x.value)
         m_trace.release(x32);
     auto cast = normed;
     if (m_e != 4) {
-        cast = compute(n, m_e, {normed});
+        cast = compute(n, m_e, { normed });
         m_trace.release(normed);
     }
     const bool wGrad = p.w.requiresGrad;
-    auto y = compute(n, m_e, {p.w, cast}, {ifGrad(p.w, cast)}, Grad::New, wGrad ? n * m_e : 0);
+    auto y = compute(n, m_e, { p.w, cast }, { ifGrad(p.w, cast) }, Grad::New, wGrad ? n * m_e : 0);
     m_trace.release(cast);
     if (p.b.defined()) {
-        const auto yb = compute(n, m_e, {y, p.b}, {}, Grad::Same);
+        const auto yb = compute(n, m_e, { y, p.b }, {}, Grad::Same);
         m_trace.release(y);
         y = yb;
     }
@@ -490,9 +498,9 @@ TraceTensor Estimator::adapter(const TraceTensor& x, const AdapterP& p)
     return out;
 }
 
-TraceTensor Estimator::attention(const TraceTensor& x, const TraceTensor& kv, std::int64_t batch, std::int64_t q,
-                                 std::int64_t k, const TraceTensor& bias, const AttentionP& p, const Dims& dm,
-                                 bool training)
+TraceTensor Estimator::attention(const TraceTensor& x, const TraceTensor& kv, std::int64_t batch,
+    std::int64_t q, std::int64_t k, const TraceTensor& bias, const AttentionP& p, const Dims& dm,
+    bool training)
 {
     const auto inner = dm.heads * dm.dKv;
     const auto& src = kv.defined() ? kv : x;
@@ -505,25 +513,26 @@ TraceTensor Estimator::attention(const TraceTensor& x, const TraceTensor& kv, st
     const auto key = keepTemp(m_trace.view(keepTemp(linear(src, p.k))));
     const auto value = keepTemp(m_trace.view(keepTemp(linear(src, p.v))));
     // matmul reshapes a transposed head view into (batch * heads, len, d_kv): a copy unless len == 1.
-    const auto qc = q > 1 ? keepTemp(compute(batch * q * inner, m_e, {query}, {}, Grad::Same)) : query;
-    const auto kc = k > 1 ? keepTemp(compute(batch * k * inner, m_e, {key}, {}, Grad::Same)) : key;
+    const auto qc = q > 1 ? keepTemp(compute(batch * q * inner, m_e, { query }, {}, Grad::Same)) : query;
+    const auto kc = k > 1 ? keepTemp(compute(batch * k * inner, m_e, { key }, {}, Grad::Same)) : key;
     const auto maps = batch * dm.heads * q * k;
-    auto scores = keepTemp(compute(maps, m_e, {qc, kc}, {ifGrad(kc, qc), ifGrad(qc, kc)}));
+    auto scores = keepTemp(compute(maps, m_e, { qc, kc }, { ifGrad(kc, qc), ifGrad(qc, kc) }));
     m_trace.release(qc);
     m_trace.release(kc);
     if (bias.defined())
-        scores = keepTemp(compute(maps, m_e, {scores, bias}, {}, Grad::Same,
-                                  bias.requiresGrad && bias.numel() < maps ? maps * m_e : 0));
-    const auto s32 = m_e == 4 ? scores : keepTemp(compute(maps, 4, {scores}));
-    auto weights = keepTemp(compute(maps, 4, {s32}, {}, Grad::New, 0, true)); // softmax keeps its result
+        scores = keepTemp(compute(maps, m_e, { scores, bias }, {}, Grad::Same,
+            bias.requiresGrad && bias.numel() < maps ? maps * m_e : 0));
+    const auto s32 = m_e == 4 ? scores : keepTemp(compute(maps, 4, { scores }));
+    auto weights = keepTemp(compute(maps, 4, { s32 }, {}, Grad::New, 0, true)); // softmax keeps its result
     if (m_e != 4)
-        weights = keepTemp(compute(maps, m_e, {weights}));
+        weights = keepTemp(compute(maps, m_e, { weights }));
     weights = keepTemp(dropout(weights, dm.dropout, training));
-    const auto vc = k > 1 ? keepTemp(compute(batch * k * inner, m_e, {value}, {}, Grad::Same)) : value;
-    const auto context = compute(batch * q * inner, m_e, {weights, vc}, {ifGrad(vc, weights), ifGrad(weights, vc)});
+    const auto vc = k > 1 ? keepTemp(compute(batch * k * inner, m_e, { value }, {}, Grad::Same)) : value;
+    const auto context
+        = compute(batch * q * inner, m_e, { weights, vc }, { ifGrad(vc, weights), ifGrad(weights, vc) });
     m_trace.release(vc);
     const auto t = m_trace.view(context);
-    const auto contiguous = compute(batch * q * inner, m_e, {t}, {}, Grad::Same);
+    const auto contiguous = compute(batch * q * inner, m_e, { t }, {}, Grad::Same);
     m_trace.release(context);
     m_trace.release(t);
     const auto flat = m_trace.view(contiguous);
@@ -536,8 +545,8 @@ TraceTensor Estimator::attention(const TraceTensor& x, const TraceTensor& kv, st
 }
 
 TraceTensor Estimator::layerAttention(const TraceTensor& x, const TraceTensor& kv, std::int64_t batch,
-                                      std::int64_t q, std::int64_t k, const TraceTensor& bias,
-                                      const LayerAttentionP& p, const Dims& dm, bool training)
+    std::int64_t q, std::int64_t k, const TraceTensor& bias, const LayerAttentionP& p, const Dims& dm,
+    bool training)
 {
     const auto normed = norm(x, p.norm);
     auto out = attention(normed, kv, batch, q, k, bias, p.attn, dm, training);
@@ -563,7 +572,7 @@ TraceTensor Estimator::feedForward(const TraceTensor& x, const FeedForwardP& p, 
         const auto g = activation(a0, dm.act);
         m_trace.release(a0);
         const auto a1 = linear(normed, p.wi1);
-        h = compute(g.numel(), m_e, {g, a1}, {ifGrad(g, a1), ifGrad(a1, g)});
+        h = compute(g.numel(), m_e, { g, a1 }, { ifGrad(g, a1), ifGrad(a1, g) });
         m_trace.release(g);
         m_trace.release(a1);
     } else {
@@ -588,9 +597,9 @@ TraceTensor Estimator::feedForward(const TraceTensor& x, const FeedForwardP& p, 
     return res;
 }
 
-TraceTensor Estimator::block(const TraceTensor& x, std::int64_t batch, std::int64_t len, const TraceTensor& selfBias,
-                             const TraceTensor& encoder, std::int64_t encLen, const TraceTensor& crossBias,
-                             const BlockP& p, const Dims& dm, bool training)
+TraceTensor Estimator::block(const TraceTensor& x, std::int64_t batch, std::int64_t len,
+    const TraceTensor& selfBias, const TraceTensor& encoder, std::int64_t encLen,
+    const TraceTensor& crossBias, const BlockP& p, const Dims& dm, bool training)
 {
     auto h = layerAttention(x, {}, batch, len, len, selfBias, p.self, dm, training);
     if (p.decoder) {
@@ -603,26 +612,26 @@ TraceTensor Estimator::block(const TraceTensor& x, std::int64_t batch, std::int6
     return out;
 }
 
-TraceTensor Estimator::positionBias(std::int64_t batch, std::int64_t len, const TraceTensor& relBias,
-                                    std::int64_t heads, bool decoder)
+TraceTensor Estimator::positionBias(
+    std::int64_t batch, std::int64_t len, const TraceTensor& relBias, std::int64_t heads, bool decoder)
 {
     // Mask (batch, 1, 1 or len, len) in the activation dtype, bucket ids (len, len) int64, the bias
     // embedding (len, len, heads), their broadcast sum (batch, heads, len, len).
     const auto mask = compute(batch * (decoder ? len : 1) * len, m_e, {});
     const auto buckets = compute(len * len, 8, {});
-    const auto emb = compute(len * len * heads, m_e, {relBias}, {buckets});
+    const auto emb = compute(len * len * heads, m_e, { relBias }, { buckets });
     m_trace.release(buckets);
-    const auto bias = compute(batch * heads * len * len, m_e, {emb, mask}, {}, Grad::Same,
-                              relBias.requiresGrad ? batch * heads * len * len * m_e : 0);
+    const auto bias = compute(batch * heads * len * len, m_e, { emb, mask }, {}, Grad::Same,
+        relBias.requiresGrad ? batch * heads * len * len * m_e : 0);
     m_trace.release(emb);
     m_trace.release(mask);
     return bias;
 }
 
 TraceTensor Estimator::stack(const TraceTensor& embeds, std::int64_t batch, std::int64_t len, const StackP& p,
-                             bool decoder, const TraceTensor& encoder, std::int64_t encLen, bool training,
-                             const std::vector<std::int64_t>* keep, std::map<std::int64_t, TraceTensor>* ladders,
-                             const std::string& name)
+    bool decoder, const TraceTensor& encoder, std::int64_t encLen, bool training,
+    const std::vector<std::int64_t>* keep, std::map<std::int64_t, TraceTensor>* ladders,
+    const std::string& name)
 {
     m_trace.setPart(name + " embeddings");
     const auto selfBias = positionBias(batch, len, p.blocks.front().self.attn.relBias, m_dims.heads, decoder);
@@ -635,8 +644,10 @@ TraceTensor Estimator::stack(const TraceTensor& embeds, std::int64_t batch, std:
     bool hiddenHeld = true;
     for (std::size_t i = 0; i < p.blocks.size(); ++i) {
         m_trace.setPart(name + " block " + std::to_string(i));
-        auto next = block(hidden, batch, len, selfBias, encoder, encLen, crossBias, p.blocks[i], m_dims, training);
-        const bool kept = !keep || std::find(keep->begin(), keep->end(), static_cast<std::int64_t>(i)) != keep->end();
+        auto next
+            = block(hidden, batch, len, selfBias, encoder, encLen, crossBias, p.blocks[i], m_dims, training);
+        const bool kept
+            = !keep || std::find(keep->begin(), keep->end(), static_cast<std::int64_t>(i)) != keep->end();
         if (kept && ladders)
             (*ladders)[static_cast<std::int64_t>(i)] = next;
         if (!hiddenHeld)
@@ -657,14 +668,15 @@ TraceTensor Estimator::stack(const TraceTensor& embeds, std::int64_t batch, std:
 }
 
 TraceTensor Estimator::sideStack(const TraceTensor& embeds, std::int64_t batch, std::int64_t len,
-                                 const SideStackP& p, const std::map<std::int64_t, TraceTensor>& ladders,
-                                 const TraceTensor& sideEncoder, std::int64_t encLen, const std::string& name)
+    const SideStackP& p, const std::map<std::int64_t, TraceTensor>& ladders, const TraceTensor& sideEncoder,
+    std::int64_t encLen, const std::string& name)
 {
     const auto& dm = m_sideDims;
     m_trace.setPart(name + " embeddings");
     TraceTensor selfBias;
     if (!p.blocks.empty())
-        selfBias = positionBias(batch, len, p.blocks.at(p.keep.front()).self.attn.relBias, dm.heads, p.decoder);
+        selfBias
+            = positionBias(batch, len, p.blocks.at(p.keep.front()).self.attn.relBias, dm.heads, p.decoder);
     else
         selfBias = compute(batch * (p.decoder ? len : 1) * len, m_e, {});
     TraceTensor crossBias;
@@ -682,15 +694,16 @@ TraceTensor Estimator::sideStack(const TraceTensor& embeds, std::int64_t batch, 
         m_trace.setPart(name + " block " + std::to_string(i));
         if (m_side.usesGates()) {
             // side = mu * side + (1 - mu) * Down_i(ladder), mu = sigmoid(alpha / T)
-            const auto mu = compute(1, m_e, {p.gate.at(i)}, {}, Grad::New, 0, true);
+            const auto mu = compute(1, m_e, { p.gate.at(i) }, {}, Grad::New, 0, true);
             const auto d = linear(ladders.at(i), p.down.at(i));
             const auto n = side.numel();
-            const auto a = compute(n, m_e, {mu, side}, {ifGrad(side, mu), ifGrad(mu, side)}, Grad::New, n * m_e);
-            const auto oneMinus = compute(1, m_e, {mu});
-            const auto b = compute(n, m_e, {oneMinus, d}, {ifGrad(d, oneMinus), ifGrad(oneMinus, d)}, Grad::New,
-                                   n * m_e);
+            const auto a
+                = compute(n, m_e, { mu, side }, { ifGrad(side, mu), ifGrad(mu, side) }, Grad::New, n * m_e);
+            const auto oneMinus = compute(1, m_e, { mu });
+            const auto b = compute(
+                n, m_e, { oneMinus, d }, { ifGrad(d, oneMinus), ifGrad(oneMinus, d) }, Grad::New, n * m_e);
             const auto sum = add(a, b);
-            for (const auto& t : {mu, d, a, oneMinus, b})
+            for (const auto& t : { mu, d, a, oneMinus, b })
                 m_trace.release(t);
             replace(sum);
         }
@@ -701,7 +714,7 @@ TraceTensor Estimator::sideStack(const TraceTensor& embeds, std::int64_t batch, 
             const auto up = linear(act, p.adapterUp.at(i));
             const auto dr = dropout(up, dm.dropout, true);
             const auto res = add(side, dr);
-            for (const auto& t : {n, dn, act, up, dr})
+            for (const auto& t : { n, dn, act, up, dr })
                 m_trace.release(t);
             replace(res);
             continue;
@@ -733,15 +746,15 @@ TraceTensor Estimator::lossOf(const TraceTensor& hidden, std::int64_t rows)
     m_trace.setPart("lm head and loss");
     const auto& c = m_in.config;
     const bool tied = c.tieWordEmbeddings;
-    const auto scaled = tied ? compute(hidden.numel(), m_e, {hidden}) : hidden; // * d_model^-0.5
+    const auto scaled = tied ? compute(hidden.numel(), m_e, { hidden }) : hidden; // * d_model^-0.5
     const auto& w = tied ? m_shared : m_lmHead;
-    const auto logits = compute(rows * c.vocabSize, m_e, {scaled, w, m_lmHeadBias}, {ifGrad(w, scaled)});
+    const auto logits = compute(rows * c.vocabSize, m_e, { scaled, w, m_lmHeadBias }, { ifGrad(w, scaled) });
     if (scaled.value != hidden.value)
         m_trace.release(scaled);
     // cross_entropy: log_softmax (keeps its float result) and nll_loss (keeps its input and the labels).
-    const auto l32 = m_e == 4 ? logits : compute(logits.numel(), 4, {logits});
-    const auto logProbs = compute(logits.numel(), 4, {l32}, {}, Grad::New, 0, true);
-    const auto loss = compute(1, 4, {logProbs}, {logProbs, m_labels});
+    const auto l32 = m_e == 4 ? logits : compute(logits.numel(), 4, { logits });
+    const auto logProbs = compute(logits.numel(), 4, { l32 }, {}, Grad::New, 0, true);
+    const auto loss = compute(1, 4, { logProbs }, { logProbs, m_labels });
     m_trace.release(logProbs);
     if (l32.value != logits.value)
         m_trace.release(l32);
@@ -755,11 +768,11 @@ TraceTensor Estimator::forwardBaseline()
     const auto ls = m_in.srcLen;
     const auto lt = m_in.tgtLen;
     m_trace.setPart("encoder embeddings");
-    auto embeds = compute(b * ls * c.dModel, m_e, {m_shared}, {m_ids});
+    auto embeds = compute(b * ls * c.dModel, m_e, { m_shared }, { m_ids });
     std::int64_t encLen = ls;
     if (m_prompt.defined()) {
         // cat(prompt expanded over the batch, embeddings) and the extended 0/1 mask.
-        const auto cat = compute(b * (m_promptLen + ls) * c.dModel, m_e, {m_prompt, embeds});
+        const auto cat = compute(b * (m_promptLen + ls) * c.dModel, m_e, { m_prompt, embeds });
         m_trace.release(embeds);
         embeds = cat;
         encLen = m_promptLen + ls;
@@ -768,8 +781,9 @@ TraceTensor Estimator::forwardBaseline()
     const auto encoder = stack(embeds, b, encLen, m_encoder, false, {}, 0, true, nullptr, nullptr, "encoder");
     m_trace.setPart("decoder embeddings");
     const auto decoderIds = compute(b * lt, 8, {}); // shiftRight(labels)
-    const auto decEmbeds = compute(b * lt * c.dModel, m_e, {m_shared}, {decoderIds});
-    const auto decoder = stack(decEmbeds, b, lt, m_decoder, true, encoder, encLen, true, nullptr, nullptr, "decoder");
+    const auto decEmbeds = compute(b * lt * c.dModel, m_e, { m_shared }, { decoderIds });
+    const auto decoder
+        = stack(decEmbeds, b, lt, m_decoder, true, encoder, encLen, true, nullptr, nullptr, "decoder");
     return lossOf(decoder, b * lt);
 }
 
@@ -785,13 +799,13 @@ TraceTensor Estimator::forwardLadder()
     // Encoder: the backbone under NoGradGuard keeps only its ladder outputs.
     m_trace.setPart("backbone encoder");
     m_trace.setGradMode(false);
-    const auto embeds = compute(b * ls * c.dModel, m_e, {m_shared}, {m_ids});
+    const auto embeds = compute(b * ls * c.dModel, m_e, { m_shared }, { m_ids });
     std::map<std::int64_t, TraceTensor> encLadders, decLadders;
     TraceTensor backboneHidden;
     if (m_side.needsBackbone()) {
         const bool ladder = m_side.usesLadders() && m_side.hasSideEncoder();
         backboneHidden = stack(embeds, b, ls, m_encoder, false, {}, 0, backboneTrain,
-                               ladder ? &m_side.encoderKeep : &none, &encLadders, "backbone encoder");
+            ladder ? &m_side.encoderKeep : &none, &encLadders, "backbone encoder");
     }
     m_trace.setGradMode(true);
     TraceTensor sideHidden;
@@ -805,18 +819,19 @@ TraceTensor Estimator::forwardLadder()
     m_trace.setPart("backbone decoder");
     m_trace.setGradMode(false);
     const auto decoderIds = compute(b * lt, 8, {});
-    const auto decEmbeds = compute(b * lt * c.dModel, m_e, {m_shared}, {decoderIds});
+    const auto decEmbeds = compute(b * lt * c.dModel, m_e, { m_shared }, { decoderIds });
     TraceTensor backboneFinal;
     if (m_side.needsBackbone()) {
         const auto out = stack(decEmbeds, b, lt, m_decoder, true, backboneHidden, ls, backboneTrain,
-                               m_side.usesLadders() ? &m_side.decoderKeep : &none, &decLadders, "backbone decoder");
+            m_side.usesLadders() ? &m_side.decoderKeep : &none, &decLadders, "backbone decoder");
         if (m_side.usesMerge())
             backboneFinal = out;
         else
             m_trace.release(out);
     }
     m_trace.setGradMode(true);
-    const auto sideOut = sideStack(decEmbeds, b, lt, m_sideDecoder, decLadders, sideHidden, ls, "side decoder");
+    const auto sideOut
+        = sideStack(decEmbeds, b, lt, m_sideDecoder, decLadders, sideHidden, ls, "side decoder");
     for (const auto& [i, t] : decLadders)
         m_trace.release(t);
 
@@ -824,12 +839,11 @@ TraceTensor Estimator::forwardLadder()
     auto out = linear(sideOut, m_upsample);
     if (m_mergeGate.defined()) {
         const auto n = out.numel();
-        const auto g = compute(1, m_e, {m_mergeGate}, {}, Grad::New, 0, true);
-        const auto a = compute(n, m_e, {g, out}, {ifGrad(out, g), ifGrad(g, out)}, Grad::New, n * m_e);
-        const auto oneMinus = compute(1, m_e, {g});
-        const auto bb = compute(n, m_e, {oneMinus, backboneFinal},
-                                {ifGrad(backboneFinal, oneMinus), ifGrad(oneMinus, backboneFinal)}, Grad::New,
-                                n * m_e);
+        const auto g = compute(1, m_e, { m_mergeGate }, {}, Grad::New, 0, true);
+        const auto a = compute(n, m_e, { g, out }, { ifGrad(out, g), ifGrad(g, out) }, Grad::New, n * m_e);
+        const auto oneMinus = compute(1, m_e, { g });
+        const auto bb = compute(n, m_e, { oneMinus, backboneFinal },
+            { ifGrad(backboneFinal, oneMinus), ifGrad(oneMinus, backboneFinal) }, Grad::New, n * m_e);
         out = add(a, bb);
     }
     return lossOf(out, b * lt);
@@ -843,11 +857,14 @@ MemoryEstimate Estimator::run()
         throw Error("memory estimate: field method: unknown method '" + m_in.method.method + "'");
     m_in.method.validate(c);
     if (m_in.batch < 1)
-        throw Error("memory estimate: field batch: expected a positive integer, got " + std::to_string(m_in.batch));
+        throw Error(
+            "memory estimate: field batch: expected a positive integer, got " + std::to_string(m_in.batch));
     if (m_in.srcLen < 1)
-        throw Error("memory estimate: field src_len: expected a positive integer, got " + std::to_string(m_in.srcLen));
+        throw Error("memory estimate: field src_len: expected a positive integer, got "
+            + std::to_string(m_in.srcLen));
     if (m_in.tgtLen < 1)
-        throw Error("memory estimate: field tgt_len: expected a positive integer, got " + std::to_string(m_in.tgtLen));
+        throw Error("memory estimate: field tgt_len: expected a positive integer, got "
+            + std::to_string(m_in.tgtLen));
     const bool adamw = m_in.optimizer == "adamw";
     if (!adamw && m_in.optimizer != "sgd")
         throw Error("memory estimate: field optimizer: expected adamw or sgd, got '" + m_in.optimizer + "'");
@@ -878,7 +895,7 @@ MemoryEstimate Estimator::run()
 
     const auto loss = m_in.method.method == "ladder" ? forwardLadder() : forwardBaseline();
     m_trace.setPart("");
-    m_trace.releaseAllBut({loss}); // MethodOutput and every local of the forward are gone
+    m_trace.releaseAllBut({ loss }); // MethodOutput and every local of the forward are gone
     r.activations = static_cast<std::uint64_t>(m_trace.savedBytes());
     for (const auto& [part, bytes] : m_trace.savedByPart())
         r.activationsPerPart.emplace_back(part, static_cast<std::uint64_t>(bytes));
@@ -888,7 +905,8 @@ MemoryEstimate Estimator::run()
     r.total = static_cast<std::uint64_t>(m_trace.peakBytes());
     r.gradientsAtPeak = static_cast<std::uint64_t>(m_trace.peakParamGrads());
     r.activationsAtPeak = static_cast<std::uint64_t>(m_trace.peakSaved());
-    const auto accounted = r.weights() + r.optimizerState + r.batchInputs + r.gradientsAtPeak + r.activationsAtPeak;
+    const auto accounted
+        = r.weights() + r.optimizerState + r.batchInputs + r.gradientsAtPeak + r.activationsAtPeak;
     r.transient = r.total > accounted ? r.total - accounted : 0;
     r.peakWhere = m_trace.peakWhere();
     return r;

@@ -14,32 +14,32 @@ namespace ladder {
 // cheap enough to recompute on every keystroke of a form. See docs/PERFORMANCE.md, "Memory estimate", for
 // the terms and their derivation from what autograd saves for backward.
 struct MemoryEstimateInput {
-    T5Config config;      // the backbone shape; config.dropoutRate > 0 adds dropout masks in train mode
+    T5Config config; // the backbone shape; config.dropoutRate > 0 adds dropout masks in train mode
     MethodOptions method; // method and its options (validated against config)
     std::int64_t batch = 8;
     std::int64_t srcLen = 128;
     std::int64_t tgtLen = 4;
-    std::string dtype = "fp32";      // weights and activations: "fp32", "bf16" or "fp16"
+    std::string dtype = "fp32"; // weights and activations: "fp32", "bf16" or "fp16"
     std::string optimizer = "adamw"; // "adamw" (two moments per trainable value) or "sgd" (no state)
-    std::string device = "cpu";      // "cpu" or "cuda[:N]": CPU dropout keeps a mask in the activation dtype,
-                                     // CUDA keeps a 1-byte mask
+    std::string device = "cpu"; // "cpu" or "cuda[:N]": CPU dropout keeps a mask in the activation dtype,
+                                // CUDA keeps a 1-byte mask
 };
 
 // Bytes, all on one device. total = frozenWeights + trainableWeights + optimizerState + batchInputs
 // + gradientsAtPeak + activationsAtPeak + transient (the composition of live memory at the peak moment).
 struct MemoryEstimate {
-    std::int64_t totalParams = 0;     // every parameter that takes memory (backbone + added modules)
+    std::int64_t totalParams = 0; // every parameter that takes memory (backbone + added modules)
     std::int64_t trainableParams = 0; // as Method::trainableParameterCount()
-    std::uint64_t frozenWeights = 0;    // parameters that do not train
+    std::uint64_t frozenWeights = 0; // parameters that do not train
     std::uint64_t trainableWeights = 0; // parameters that train
-    std::uint64_t gradients = 0;        // one gradient per trainable parameter (all of them, after backward)
-    std::uint64_t optimizerState = 0;   // AdamW exp_avg + exp_avg_sq, in the parameters' dtype
-    std::uint64_t batchInputs = 0;      // token ids, mask and labels of the batch (int64)
-    std::uint64_t activations = 0;      // tensors saved for backward, at the end of the forward pass
-    std::uint64_t gradientsAtPeak = 0;   // parameter gradients already produced at the peak moment
+    std::uint64_t gradients = 0; // one gradient per trainable parameter (all of them, after backward)
+    std::uint64_t optimizerState = 0; // AdamW exp_avg + exp_avg_sq, in the parameters' dtype
+    std::uint64_t batchInputs = 0; // token ids, mask and labels of the batch (int64)
+    std::uint64_t activations = 0; // tensors saved for backward, at the end of the forward pass
+    std::uint64_t gradientsAtPeak = 0; // parameter gradients already produced at the peak moment
     std::uint64_t activationsAtPeak = 0; // saved tensors not yet released at the peak moment
-    std::uint64_t transient = 0;         // in-flight buffers at the peak (activation gradients, scratch)
-    std::uint64_t total = 0;             // the estimated peak of live tensor bytes during a training step
+    std::uint64_t transient = 0; // in-flight buffers at the peak (activation gradients, scratch)
+    std::uint64_t total = 0; // the estimated peak of live tensor bytes during a training step
     // activations split by part of the model, in forward order ("encoder embeddings", "encoder block 0",
     // ..., "decoder block 5", "side encoder block 1", "lm head and loss", ...); they sum to activations.
     std::vector<std::pair<std::string, std::uint64_t>> activationsPerPart;

@@ -53,8 +53,10 @@ BackboneInfo BackboneInfo::read(const QString& id, const QString& folder)
     const QString path = QDir(folder).filePath(QStringLiteral("config.json"));
     if (!QFileInfo::exists(path)) {
         info.error = id == QLatin1String(kDemoId)
-            ? QObject::tr("the demo backbone is not built yet (%1 is missing; run `ladder demo` once)").arg(path)
-            : QObject::tr("%1: missing (a HuggingFace T5 folder has config.json, the weights and spiece.model)")
+            ? QObject::tr("the demo backbone is not built yet (%1 is missing; run `ladder demo` once)")
+                  .arg(path)
+            : QObject::tr(
+                "%1: missing (a HuggingFace T5 folder has config.json, the weights and spiece.model)")
                   .arg(path);
         return info;
     }
@@ -71,8 +73,9 @@ BackboneInfo BackboneInfo::read(const QString& id, const QString& folder)
         info.storedDtype = object.value(QStringLiteral("torch_dtype")).toString(QStringLiteral("float32"));
     }
     if (!QFileInfo::exists(QDir(folder).filePath(QStringLiteral("spiece.model"))))
-        info.error = QObject::tr("%1: no spiece.model (the backbone folder needs its SentencePiece tokenizer)")
-                         .arg(folder);
+        info.error
+            = QObject::tr("%1: no spiece.model (the backbone folder needs its SentencePiece tokenizer)")
+                  .arg(folder);
     return info;
 }
 
@@ -119,7 +122,8 @@ BackbonePicker::BackbonePicker(QWidget* parent)
     m_details->setTextInteractionFlags(Qt::TextSelectableByMouse);
     layout->addWidget(m_details);
 
-    connect(m_combo, qOverload<int>(&QComboBox::currentIndexChanged), this, &BackbonePicker::selectionChanged);
+    connect(
+        m_combo, qOverload<int>(&QComboBox::currentIndexChanged), this, &BackbonePicker::selectionChanged);
     connect(m_add, &QPushButton::clicked, this, &BackbonePicker::chooseFolder);
     selectionChanged();
 }
@@ -179,7 +183,8 @@ void BackbonePicker::chooseFolder()
 void BackbonePicker::selectionChanged()
 {
     const QString id = backbone();
-    const QString folder = id == QLatin1String(kDemoId) ? QString::fromStdString(demoBackboneDirectory()) : id;
+    const QString folder
+        = id == QLatin1String(kDemoId) ? QString::fromStdString(demoBackboneDirectory()) : id;
     m_info = BackboneInfo::read(id, folder);
     m_details->setText(m_info.summary());
     Q_EMIT backboneChanged();

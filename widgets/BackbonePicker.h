@@ -17,12 +17,12 @@ namespace ladder::widgets {
 // What the picker shows about a backbone, read from its config.json (a small file: no weights are
 // loaded). Parameters are counted from the shape as HF's T5ForConditionalGeneration has them.
 struct BackboneInfo {
-    QString id;     // "demo" or the folder
+    QString id; // "demo" or the folder
     QString folder; // where config.json is
     std::optional<T5Config> config;
     std::int64_t parameters = 0;
     QString storedDtype; // config.json's torch_dtype ("float32" when absent)
-    QString error;       // why it cannot be used; empty when it can
+    QString error; // why it cannot be used; empty when it can
 
     // Parameter count of a T5 of this shape (tied embeddings counted once).
     static std::int64_t countParameters(const T5Config& config);

@@ -43,8 +43,9 @@ constexpr int kMaxSeedCount = 1000;
 constexpr std::int64_t kEstimateTargetLength = 4;
 
 // Training fields the form edits; the others are carried over from a loaded spec unchanged.
-const char* const kEditedTraining[] = {"learning_rate", "epochs", "max_steps", "batch_size", "gradient_accumulation",
-    "warmup_steps", "eval_every_steps", "max_source_length", "max_eval_examples", "threads", "dtype"};
+const char* const kEditedTraining[]
+    = { "learning_rate", "epochs", "max_steps", "batch_size", "gradient_accumulation", "warmup_steps",
+          "eval_every_steps", "max_source_length", "max_eval_examples", "threads", "dtype" };
 
 QSpinBox* spin(int min, int max, const char* name, const QString& tip = {})
 {
@@ -144,7 +145,8 @@ QWidget* ExperimentForm::makeTrainingGroup()
     auto* form = new QFormLayout(group);
     m_epochs = spin(1, kMaxEpochs, "epochsSpin");
     form->addRow(tr("Epochs"), m_epochs);
-    m_maxSteps = spin(0, kMaxSteps, "maxStepsSpin", tr("Stop after this many optimizer steps (0: run the epochs)"));
+    m_maxSteps
+        = spin(0, kMaxSteps, "maxStepsSpin", tr("Stop after this many optimizer steps (0: run the epochs)"));
     m_maxSteps->setSpecialValueText(tr("no limit"));
     form->addRow(tr("Max steps"), m_maxSteps);
     m_batch = spin(1, kMaxBatch, "batchSpin");
@@ -174,7 +176,7 @@ QWidget* ExperimentForm::makeTrainingGroup()
     form->addRow(tr("CPU threads"), m_threads);
     m_dtype = new QComboBox;
     m_dtype->setObjectName(QStringLiteral("dtypeCombo"));
-    m_dtype->addItems({QStringLiteral("fp32"), QStringLiteral("bf16")});
+    m_dtype->addItems({ QStringLiteral("fp32"), QStringLiteral("bf16") });
     form->addRow(tr("Compute dtype"), m_dtype);
     m_device = new QComboBox;
     m_device->setObjectName(QStringLiteral("deviceCombo"));
@@ -184,12 +186,12 @@ QWidget* ExperimentForm::makeTrainingGroup()
     m_seeds->setToolTip(tr("One run per seed: \"0\", \"0, 1, 2\" or \"0-2\""));
     form->addRow(tr("Seeds"), m_seeds);
 
-    for (QSpinBox* box : {m_epochs, m_maxSteps, m_batch, m_accumulation, m_warmup, m_evalEvery, m_maxSourceLength,
-             m_maxEvalExamples, m_threads})
+    for (QSpinBox* box : { m_epochs, m_maxSteps, m_batch, m_accumulation, m_warmup, m_evalEvery,
+             m_maxSourceLength, m_maxEvalExamples, m_threads })
         connect(box, qOverload<int>(&QSpinBox::valueChanged), this, &ExperimentForm::revalidate);
-    for (QLineEdit* edit : {m_learningRate, m_seeds})
+    for (QLineEdit* edit : { m_learningRate, m_seeds })
         connect(edit, &QLineEdit::textChanged, this, &ExperimentForm::revalidate);
-    for (QComboBox* box : {m_dtype, m_device})
+    for (QComboBox* box : { m_dtype, m_device })
         connect(box, qOverload<int>(&QComboBox::currentIndexChanged), this, &ExperimentForm::revalidate);
     return group;
 }
@@ -215,9 +217,11 @@ void ExperimentForm::fillDevices()
             const QString id = QString::fromStdString(d.id);
             const QString memory = d.id == "cpu"
                 ? tr("%1 RAM").arg(ComputeDeviceModel::formatGiB(d.totalBytes))
-                : tr("%1 free of %2").arg(ComputeDeviceModel::formatGiB(d.freeBytes),
-                    ComputeDeviceModel::formatGiB(d.totalBytes));
-            m_device->addItem(QStringLiteral("%1 · %2 · %3").arg(id, QString::fromStdString(d.name), memory), id);
+                : tr("%1 free of %2")
+                      .arg(ComputeDeviceModel::formatGiB(d.freeBytes),
+                          ComputeDeviceModel::formatGiB(d.totalBytes));
+            m_device->addItem(
+                QStringLiteral("%1 · %2 · %3").arg(id, QString::fromStdString(d.name), memory), id);
             hasCpu = hasCpu || d.id == "cpu";
         }
     }
@@ -231,7 +235,8 @@ void ExperimentForm::backboneChanged()
 {
     const auto& info = m_backbone->info();
     if (info.config)
-        m_method->setLayerCount(static_cast<int>(std::min(info.config->numLayers, info.config->numDecoderLayers)));
+        m_method->setLayerCount(
+            static_cast<int>(std::min(info.config->numLayers, info.config->numDecoderLayers)));
     revalidate();
 }
 
@@ -253,16 +258,16 @@ nlohmann::json ExperimentForm::specJsonForSeed(std::uint64_t seed) const
     training["threads"] = m_threads->value();
     training["dtype"] = m_dtype->currentText().toStdString();
     const QString device = m_device->currentData().toString();
-    return {{"backbone", m_backbone->backbone().toStdString()}, {"task", m_task->taskJson()},
-        {"method", m_method->options().toJson()}, {"training", training},
-        {"device", device.isEmpty() ? std::string("cpu") : device.toStdString()}, {"seed", seed}};
+    return { { "backbone", m_backbone->backbone().toStdString() }, { "task", m_task->taskJson() },
+        { "method", m_method->options().toJson() }, { "training", training },
+        { "device", device.isEmpty() ? std::string("cpu") : device.toStdString() }, { "seed", seed } };
 }
 
 nlohmann::json ExperimentForm::specJson() const
 {
     std::vector<std::uint64_t> seeds;
     if (!parseSeeds(m_seeds->text(), &seeds) || seeds.empty())
-        seeds = {0};
+        seeds = { 0 };
     return specJsonForSeed(seeds.front());
 }
 
@@ -280,7 +285,8 @@ bool ExperimentForm::specs(std::vector<RunSpec>* out, QString* error) const
     if (const QString p = m_method->problem(); !p.isEmpty())
         return fail(p);
     if (!m_learningRate->text().trimmed().isEmpty() && !m_learningRate->hasAcceptableInput())
-        return fail(tr("training: learning rate: expected a number such as 3e-3, or empty for the method's default"));
+        return fail(
+            tr("training: learning rate: expected a number such as 3e-3, or empty for the method's default"));
     std::vector<std::uint64_t> seeds;
     QString seedError;
     if (!parseSeeds(m_seeds->text(), &seeds, &seedError))
@@ -390,7 +396,8 @@ bool ExperimentForm::setSpecJson(const nlohmann::json& json, QString* error)
     m_maxEvalExamples->setValue(static_cast<int>(o.maxEvalExamples));
     m_threads->setValue(static_cast<int>(o.threads));
     m_dtype->setCurrentText(QString::fromStdString(o.dtype));
-    const QString device = QString::fromStdString(spec.device == "cuda" ? std::string("cuda:0") : spec.device);
+    const QString device
+        = QString::fromStdString(spec.device == "cuda" ? std::string("cuda:0") : spec.device);
     int index = m_device->findData(device);
     if (index < 0) { // a device this machine does not have: keep it, marked
         m_device->addItem(tr("%1 (not found on this machine)").arg(device), device);
@@ -471,12 +478,12 @@ nlohmann::json ExperimentForm::firstLaunchSpec()
 {
     // The demo backbone (d_model 256, 4+4 layers) at batch 32 takes about a second a step on two cores:
     // 300 steps with three evaluations on 200 examples are a few minutes.
-    return {{"backbone", "demo"}, {"task", {{"type", "demo"}, {"name", "supersense"}}},
-        {"method", {{"method", "ladder"}, {"r", 8}}},
-        {"training",
-            {{"epochs", 1}, {"max_steps", 300}, {"batch_size", 32}, {"warmup_steps", 30}, {"eval_every_steps", 100},
-                {"max_source_length", 64}, {"max_eval_examples", 200}}},
-        {"device", "cpu"}, {"seed", 0}};
+    return { { "backbone", "demo" }, { "task", { { "type", "demo" }, { "name", "supersense" } } },
+        { "method", { { "method", "ladder" }, { "r", 8 } } },
+        { "training",
+            { { "epochs", 1 }, { "max_steps", 300 }, { "batch_size", 32 }, { "warmup_steps", 30 },
+                { "eval_every_steps", 100 }, { "max_source_length", 64 }, { "max_eval_examples", 200 } } },
+        { "device", "cpu" }, { "seed", 0 } };
 }
 
 bool ExperimentForm::parseSeeds(const QString& text, std::vector<std::uint64_t>* seeds, QString* error)
@@ -484,7 +491,8 @@ bool ExperimentForm::parseSeeds(const QString& text, std::vector<std::uint64_t>*
     std::vector<std::uint64_t> out;
     auto fail = [&] {
         if (error)
-            *error = tr("seeds: expected integers >= 0 such as \"0\", \"0, 1, 2\" or \"0-2\", got \"%1\"").arg(text);
+            *error = tr("seeds: expected integers >= 0 such as \"0\", \"0, 1, 2\" or \"0-2\", got \"%1\"")
+                         .arg(text);
         return false;
     };
     const auto parts = text.split(QLatin1Char(','), Qt::SkipEmptyParts);

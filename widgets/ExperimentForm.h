@@ -113,7 +113,8 @@ private:
     QPushButton* m_load = nullptr;
     QString m_problem;
     QString m_presetFolder;
-    nlohmann::json m_extraTraining = nlohmann::json::object(); // fields a preset had that the form does not edit
+    nlohmann::json m_extraTraining
+        = nlohmann::json::object(); // fields a preset had that the form does not edit
 };
 
 } // namespace ladder::widgets

@@ -29,10 +29,10 @@ KeepListEditor::KeepListEditor(QWidget* parent)
         Preset preset;
         const char* text;
         const char* name;
-    } buttons[] = {{Preset::All, "All", "keepPresetAll"},
-        {Preset::PaperT5Base, "Paper (T5-base)", "keepPresetPaper"},
-        {Preset::EveryOther, "Every other", "keepPresetEveryOther"},
-        {Preset::LastOnly, "Last only", "keepPresetLast"}};
+    } buttons[] = { { Preset::All, "All", "keepPresetAll" },
+        { Preset::PaperT5Base, "Paper (T5-base)", "keepPresetPaper" },
+        { Preset::EveryOther, "Every other", "keepPresetEveryOther" },
+        { Preset::LastOnly, "Last only", "keepPresetLast" } };
     for (const auto& b : buttons) {
         auto* button = new QPushButton(tr(b.text));
         button->setObjectName(QString::fromLatin1(b.name));

@@ -136,7 +136,7 @@ void LiveView::setRun(qint64 runId, const QString& title)
 
 void LiveView::clearAll()
 {
-    for (QCustomPlot* plot : {m_loss, m_lr, m_memory})
+    for (QCustomPlot* plot : { m_loss, m_lr, m_memory })
         for (int i = 0; i < plot->graphCount(); ++i)
             plot->graph(i)->data()->clear();
     showReserved(false);
@@ -294,7 +294,7 @@ void LiveView::setLogScale(bool on)
 void LiveView::applyRanges()
 {
     if (m_stepRange.valid())
-        for (QCustomPlot* plot : {m_loss, m_lr, m_memory})
+        for (QCustomPlot* plot : { m_loss, m_lr, m_memory })
             setPadded(plot->xAxis, m_stepRange.lo, m_stepRange.hi, false);
     const Range& loss = m_logScale ? m_positiveLoss : m_lossRange;
     if (loss.valid())
@@ -313,7 +313,7 @@ void LiveView::replotIfDirty()
         return;
     m_dirty = false;
     applyRanges();
-    for (QCustomPlot* plot : {m_loss, m_lr, m_memory})
+    for (QCustomPlot* plot : { m_loss, m_lr, m_memory })
         plot->replot(QCustomPlot::rpQueuedReplot);
     ++m_replots;
 }

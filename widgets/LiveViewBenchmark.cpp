@@ -49,21 +49,22 @@ std::vector<LiveViewBenchmarkRow> runLiveViewBenchmark(const std::vector<int>& s
         QApplication::processEvents();
         std::vector<double> replots;
         for (int r = 1; r <= kReplotRounds; ++r) {
-            view.appendPoints({pointAt(n + r)});
+            view.appendPoints({ pointAt(n + r) });
             timer.restart();
             view.replotIfDirty();
             QApplication::processEvents(); // the queued replot happens here
             replots.push_back(static_cast<double>(timer.nsecsElapsed()) / 1e6);
         }
         std::sort(replots.begin(), replots.end());
-        rows.push_back({n, appendUs, replots[replots.size() / 2]});
+        rows.push_back({ n, appendUs, replots[replots.size() / 2] });
     }
     return rows;
 }
 
 QString formatLiveViewBenchmark(const std::vector<LiveViewBenchmarkRow>& rows)
 {
-    QString out = QStringLiteral("points     append (us/point)   replot (ms, median of %1)\n").arg(kReplotRounds);
+    QString out
+        = QStringLiteral("points     append (us/point)   replot (ms, median of %1)\n").arg(kReplotRounds);
     for (const auto& r : rows)
         out += QStringLiteral("%1 %2 %3\n")
                    .arg(r.points, 9)

@@ -16,7 +16,7 @@ struct LiveViewBenchmarkRow {
     double medianReplotMilliseconds = 0.0;
 };
 
-std::vector<LiveViewBenchmarkRow> runLiveViewBenchmark(const std::vector<int>& sizes = {1000, 100000});
+std::vector<LiveViewBenchmarkRow> runLiveViewBenchmark(const std::vector<int>& sizes = { 1000, 100000 });
 QString formatLiveViewBenchmark(const std::vector<LiveViewBenchmarkRow>& rows);
 
 } // namespace ladder::widgets

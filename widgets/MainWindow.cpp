@@ -23,8 +23,8 @@
 #include "LiveView.h"
 #include "OverviewPanel.h"
 #include "QueueView.h"
-#include "RunQueueController.h"
 #include "RunDetailsView.h"
+#include "RunQueueController.h"
 #include "RunQueueModel.h"
 #include "RunWorker.h"
 #include "StoreWatcher.h"
@@ -112,10 +112,10 @@ void MainWindow::createViews()
     auto* dock = new QDockWidget(tr("Run details"), this);
     dock->setObjectName(QStringLiteral("runDetailsDockWidget"));
     dock->setWidget(m_details);
-    dock->setFeatures(QDockWidget::DockWidgetMovable | QDockWidget::DockWidgetFloatable
-        | QDockWidget::DockWidgetClosable);
+    dock->setFeatures(
+        QDockWidget::DockWidgetMovable | QDockWidget::DockWidgetFloatable | QDockWidget::DockWidgetClosable);
     addDockWidget(Qt::RightDockWidgetArea, dock);
-    resizeDocks({dock}, {360}, Qt::Horizontal);
+    resizeDocks({ dock }, { 360 }, Qt::Horizontal);
     m_controller = new RunQueueController(this);
     m_watcher = new StoreWatcher(this);
 }
@@ -168,10 +168,11 @@ void MainWindow::connectQueue()
         [this](const QString& message) { showError(tr("Experiment"), message); });
     connect(m_form, &ExperimentForm::presetFolderChosen, this,
         [this](const QString& folder) { m_settings->setPresetFolder(folder); });
-    connect(m_form->backbonePicker(), &BackbonePicker::foldersChanged, this, [this](const QStringList& folders) {
-        for (auto it = folders.crbegin(); it != folders.crend(); ++it)
-            m_settings->addRecentBackbone(*it);
-    });
+    connect(
+        m_form->backbonePicker(), &BackbonePicker::foldersChanged, this, [this](const QStringList& folders) {
+            for (auto it = folders.crbegin(); it != folders.crend(); ++it)
+                m_settings->addRecentBackbone(*it);
+        });
     connect(m_form->taskPicker(), &TaskPicker::pathChosen, this,
         [this](const QString& path) { m_settings->addRecentTaskPath(path); });
 
@@ -295,7 +296,8 @@ void MainWindow::openSweeps()
         showError(tr("Sweeps"), error);
         return;
     }
-    statusBar()->showMessage(tr("Queued %n sweep run(s)", nullptr, static_cast<int>(ids.size())), kStatusMessageMs);
+    statusBar()->showMessage(
+        tr("Queued %n sweep run(s)", nullptr, static_cast<int>(ids.size())), kStatusMessageMs);
     showView(QStringLiteral("queue"));
 }
 
@@ -338,7 +340,8 @@ void MainWindow::duplicateRun(qint64 runId)
     try {
         json = nlohmann::json::parse(spec.toStdString());
     } catch (const std::exception& e) {
-        showError(tr("Duplicate"), tr("run %1: the stored spec is not valid JSON: %2").arg(runId).arg(e.what()));
+        showError(
+            tr("Duplicate"), tr("run %1: the stored spec is not valid JSON: %2").arg(runId).arg(e.what()));
         return;
     }
     json.erase("name");
@@ -348,8 +351,8 @@ void MainWindow::duplicateRun(qint64 runId)
         return;
     }
     showView(QStringLiteral("experiment"));
-    statusBar()->showMessage(tr("Run %1's settings are in the form: edit them and press Run").arg(runId),
-        kStatusMessageMs);
+    statusBar()->showMessage(
+        tr("Run %1's settings are in the form: edit them and press Run").arg(runId), kStatusMessageMs);
 }
 
 void MainWindow::removeRun(qint64 runId)
@@ -397,9 +400,10 @@ void MainWindow::closeEvent(QCloseEvent* event)
     event->ignore();
     if (m_closing)
         return; // already cancelling: the window closes when the last run has stopped
-    const bool yes = m_confirmClose ? m_confirmClose(active)
-                                    : QMessageBox::question(this, tr("Runs are active"),
-                                          tr("%n run(s) are training. Cancel them and quit?", nullptr, active))
+    const bool yes = m_confirmClose
+        ? m_confirmClose(active)
+        : QMessageBox::question(this, tr("Runs are active"),
+              tr("%n run(s) are training. Cancel them and quit?", nullptr, active))
             == QMessageBox::Yes;
     if (!yes)
         return;
@@ -428,7 +432,8 @@ void MainWindow::createActions()
 
     m_runAction = new QAction(tr("&Run"), this);
     m_runAction->setObjectName(QStringLiteral("actionRun"));
-    m_runAction->setShortcuts({QKeySequence(Qt::CTRL | Qt::Key_Return), QKeySequence(Qt::CTRL | Qt::Key_Enter)});
+    m_runAction->setShortcuts(
+        { QKeySequence(Qt::CTRL | Qt::Key_Return), QKeySequence(Qt::CTRL | Qt::Key_Enter) });
     m_runAction->setShortcutContext(Qt::WindowShortcut);
     connect(m_runAction, &QAction::triggered, this, [this] {
         m_form->revalidate();

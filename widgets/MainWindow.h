@@ -24,14 +24,15 @@ class StoreWatcher;
 class WorkbenchSettings;
 
 struct MainWindowOptions {
-    QString storePath;        // empty: the settings' store path (default ResultsStore::defaultPath())
-    QString settingsFile;     // empty: QSettings' native location
-    bool startQueue = true;   // start queued runs (false: the queue starts paused, e.g. for --screenshot)
+    QString storePath; // empty: the settings' store path (default ResultsStore::defaultPath())
+    QString settingsFile; // empty: QSettings' native location
+    bool startQueue = true; // start queued runs (false: the queue starts paused, e.g. for --screenshot)
 };
 
 // The workbench window: menus, one tab per view (overview, experiment form, run queue, live view, compare),
-// a run-details dock beside them, a status bar. The window wires the views to the run queue (RunQueueController: worker threads) and the
-// store reader (StoreWatcher: reads off the GUI thread); each view is its own widget class.
+// a run-details dock beside them, a status bar. The window wires the views to the run queue
+// (RunQueueController: worker threads) and the store reader (StoreWatcher: reads off the GUI thread); each
+// view is its own widget class.
 class MainWindow : public QMainWindow {
     Q_OBJECT
 

@@ -47,14 +47,15 @@ void MemoryEstimateView::update(
     }
     const auto& e = *m_estimate;
     const std::uint64_t activations = e.activationsAtPeak + e.transient + e.batchInputs;
-    QString text = tr("Estimated peak %1 at batch %2, source length %3, target length %4 (weights %5, gradients "
-                      "%6, optimizer %7, activations and buffers %8; peak at %9)")
-                       .arg(mb(e.total))
-                       .arg(input.batch)
-                       .arg(input.srcLen)
-                       .arg(input.tgtLen)
-                       .arg(mb(e.weights()), mb(e.gradientsAtPeak), mb(e.optimizerState), mb(activations),
-                           QString::fromStdString(e.peakWhere));
+    QString text
+        = tr("Estimated peak %1 at batch %2, source length %3, target length %4 (weights %5, gradients "
+             "%6, optimizer %7, activations and buffers %8; peak at %9)")
+              .arg(mb(e.total))
+              .arg(input.batch)
+              .arg(input.srcLen)
+              .arg(input.tgtLen)
+              .arg(mb(e.weights()), mb(e.gradientsAtPeak), mb(e.optimizerState), mb(activations),
+                  QString::fromStdString(e.peakWhere));
     m_fits = capacityBytes == 0 || e.total <= capacityBytes;
     m_bar->setVisible(capacityBytes > 0);
     if (capacityBytes > 0) {
@@ -64,10 +65,12 @@ void MemoryEstimateView::update(
                              .arg(mb(e.total), capacityName)
                              .arg(share * 100.0, 0, 'f', share < 0.1 ? 2 : 1));
         // A red bar when it will not fit.
-        m_bar->setStyleSheet(m_fits ? QString() : QStringLiteral("QProgressBar::chunk { background: #b00020; }"));
+        m_bar->setStyleSheet(
+            m_fits ? QString() : QStringLiteral("QProgressBar::chunk { background: #b00020; }"));
         if (!m_fits)
-            text += tr("\nWill not fit: the estimate exceeds %1. Lower the batch size or the source length, or "
-                       "choose LST or a larger r.")
+            text += tr(
+                "\nWill not fit: the estimate exceeds %1. Lower the batch size or the source length, or "
+                "choose LST or a larger r.")
                         .arg(capacityName);
     }
     m_label->setStyleSheet(m_fits ? QString() : QStringLiteral("color: #b00020;"));

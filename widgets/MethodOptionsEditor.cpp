@@ -23,7 +23,7 @@ constexpr int kMaxRank = 1024;
 constexpr int kMaxPrompts = 1000;
 constexpr int kMaxFisherSamples = 100000;
 constexpr int kMaxLayers = 128;
-const char* const kLoraTargets[] = {"q", "k", "v", "o", "wi", "wo"};
+const char* const kLoraTargets[] = { "q", "k", "v", "o", "wi", "wo" };
 
 struct MethodEntry {
     const char* id;
@@ -31,14 +31,19 @@ struct MethodEntry {
     const char* description;
 };
 const MethodEntry kMethods[] = {
-    {"ladder", "Ladder Side-Tuning (LST)",
-        "A small side network beside the frozen backbone, fed by ladders from its layers; the backbone needs no "
-        "backward pass (paper: r 8, lr 3e-3)."},
-    {"full", "Full fine-tuning", "Every backbone weight trains (lr 3e-4)."},
-    {"bitfit", "BitFit", "Zero-initialised biases on every linear and layer norm; only those train (lr 3e-4)."},
-    {"adapter", "Adapters", "Houlsby bottlenecks after self-attention and the FFN (paper: hidden 48, lr 3e-4)."},
-    {"lora", "LoRA", "Low-rank updates of the chosen attention matrices (paper: rank 32 on q and v, lr 3e-4)."},
-    {"prompt", "Prompt tuning", "Trainable vectors prepended to the encoder input (paper: 100 prompts, lr 0.3)."},
+    { "ladder", "Ladder Side-Tuning (LST)",
+        "A small side network beside the frozen backbone, fed by ladders from its layers; the backbone needs "
+        "no "
+        "backward pass (paper: r 8, lr 3e-3)." },
+    { "full", "Full fine-tuning", "Every backbone weight trains (lr 3e-4)." },
+    { "bitfit", "BitFit",
+        "Zero-initialised biases on every linear and layer norm; only those train (lr 3e-4)." },
+    { "adapter", "Adapters",
+        "Houlsby bottlenecks after self-attention and the FFN (paper: hidden 48, lr 3e-4)." },
+    { "lora", "LoRA",
+        "Low-rank updates of the chosen attention matrices (paper: rank 32 on q and v, lr 3e-4)." },
+    { "prompt", "Prompt tuning",
+        "Trainable vectors prepended to the encoder input (paper: 100 prompts, lr 0.3)." },
 };
 
 QSpinBox* spin(int min, int max, const char* name)
@@ -81,7 +86,8 @@ MethodOptionsEditor::MethodOptionsEditor(QWidget* parent)
         m_method->addItem(tr(m.title), QString::fromLatin1(m.id));
     top->addRow(tr("Method"), m_method);
     m_freeze = spin(0, 2 * kMaxLayers, "freezeLayers");
-    m_freeze->setToolTip(tr("Freeze the first N layers (encoder first, then decoder) and add no modules there"));
+    m_freeze->setToolTip(
+        tr("Freeze the first N layers (encoder first, then decoder) and add no modules there"));
     m_freezeLabel = new QLabel(tr("Freeze first N layers"));
     top->addRow(m_freezeLabel, m_freeze);
     layout->addLayout(top);
@@ -100,7 +106,8 @@ MethodOptionsEditor::MethodOptionsEditor(QWidget* parent)
     m_pages->addWidget(makePromptPage());
     layout->addWidget(m_pages);
 
-    connect(m_method, qOverload<int>(&QComboBox::currentIndexChanged), this, &MethodOptionsEditor::methodChosen);
+    connect(
+        m_method, qOverload<int>(&QComboBox::currentIndexChanged), this, &MethodOptionsEditor::methodChosen);
     watch(m_freeze);
     setOptions(MethodOptions::defaults("ladder"));
     methodChosen();
@@ -119,14 +126,16 @@ QWidget* MethodOptionsEditor::makeLadderPage()
     form->addRow(tr("Side layers kept"), m_keep);
     m_gateTemperature = doubleSpin(0.001, 100.0, 3, 0.05, "gateTemperature");
     form->addRow(tr("Gate temperature T"), m_gateTemperature);
-    m_init = combo({QStringLiteral("random"), QStringLiteral("magnitude"), QStringLiteral("fisher")}, "ladderInit");
-    m_init->setToolTip(tr("Side network initialisation: random, or pruned from the backbone by weight magnitude or "
-                          "empirical Fisher information"));
+    m_init = combo(
+        { QStringLiteral("random"), QStringLiteral("magnitude"), QStringLiteral("fisher") }, "ladderInit");
+    m_init->setToolTip(
+        tr("Side network initialisation: random, or pruned from the backbone by weight magnitude or "
+           "empirical Fisher information"));
     form->addRow(tr("Initialisation"), m_init);
     m_fisherSamples = spin(1, kMaxFisherSamples, "fisherSamples");
     form->addRow(tr("Fisher samples"), m_fisherSamples);
-    m_ablation = combo({QStringLiteral("none"), QStringLiteral("side-tuning"), QStringLiteral("no-ladders"),
-                           QStringLiteral("adapter-blocks"), QStringLiteral("cross-attention")},
+    m_ablation = combo({ QStringLiteral("none"), QStringLiteral("side-tuning"), QStringLiteral("no-ladders"),
+                           QStringLiteral("adapter-blocks"), QStringLiteral("cross-attention") },
         "ladderAblation");
     form->addRow(tr("Ablation"), m_ablation);
     watch(m_r);
@@ -147,8 +156,8 @@ QWidget* MethodOptionsEditor::makeAdapterPage()
     form->setContentsMargins(0, 0, 0, 0);
     m_hidden = spin(1, kMaxHidden, "adapterHidden");
     form->addRow(tr("Hidden size"), m_hidden);
-    m_activation = combo({QStringLiteral("relu"), QStringLiteral("gelu"), QStringLiteral("silu"),
-                             QStringLiteral("tanh")},
+    m_activation = combo(
+        { QStringLiteral("relu"), QStringLiteral("gelu"), QStringLiteral("silu"), QStringLiteral("tanh") },
         "adapterActivation");
     form->addRow(tr("Activation"), m_activation);
     watch(m_hidden);
@@ -294,7 +303,8 @@ void MethodOptionsEditor::setOptions(const MethodOptions& o)
     m_alpha->setValue(lora.alpha);
     m_dropout->setValue(lora.dropout);
     for (const char* t : kLoraTargets)
-        m_targets.at(t)->setChecked(std::find(lora.targets.begin(), lora.targets.end(), t) != lora.targets.end());
+        m_targets.at(t)->setChecked(
+            std::find(lora.targets.begin(), lora.targets.end(), t) != lora.targets.end());
     m_loraBitfit->setChecked(lora.bitfit);
     const MethodOptions prompt = o.method == "prompt" ? o : MethodOptions::defaults("prompt");
     m_prompts->setValue(static_cast<int>(prompt.prompts));

@@ -74,10 +74,11 @@ QueueView::QueueView(RunQueueModel* model, QWidget* parent)
     m_remove = button(tr("Remove"), "removeRunButton", tr("Remove a queued run, or delete a finished one"));
     m_up = button(tr("Move up"), "moveUpButton", tr("Run the selected queued run sooner"));
     m_down = button(tr("Move down"), "moveDownButton", tr("Run the selected queued run later"));
-    m_duplicate = button(tr("Duplicate and edit"), "duplicateRunButton", tr("Open the run's spec in the form"));
+    m_duplicate
+        = button(tr("Duplicate and edit"), "duplicateRunButton", tr("Open the run's spec in the form"));
     m_pause = button(tr("Pause queue"), "pauseQueueButton", tr("Start no new run (running runs go on)"));
     m_pause->setCheckable(true);
-    for (QPushButton* b : {m_cancel, m_remove, m_up, m_down, m_duplicate})
+    for (QPushButton* b : { m_cancel, m_remove, m_up, m_down, m_duplicate })
         buttons->addWidget(b);
     buttons->addStretch(1);
     m_summary = new QLabel;

@@ -85,7 +85,8 @@ bool RunQueueController::cancel(qint64 runId, QString* error)
     if (!m_store->getRun(runId, &run, &message))
         return report(error, message);
     if (run.status != RunState::Queued)
-        return report(error, "run " + std::to_string(runId) + " is " + toString(run.status) + ", not queued or running here");
+        return report(error,
+            "run " + std::to_string(runId) + " is " + toString(run.status) + ", not queued or running here");
     if (!m_store->setStatus(runId, RunState::Cancelled, "cancelled before it started", &message))
         return report(error, message);
     Q_EMIT queueChanged();
@@ -149,7 +150,7 @@ void RunQueueController::schedule()
     if (m_paused || !m_store->isOpen())
         return;
     RunFilter filter;
-    filter.statuses = {RunState::Queued};
+    filter.statuses = { RunState::Queued };
     filter.order = RunFilter::Order::QueuePosition;
     std::vector<RunRecord> queued;
     std::string message;
@@ -189,7 +190,7 @@ void RunQueueController::startRun(const RunRecord& run)
     // thread may be waiting for this thread); the worker is then deleted in its own thread.
     connect(worker, &RunWorker::finished, thread, &QThread::quit, Qt::DirectConnection);
     connect(thread, &QThread::finished, worker, &QObject::deleteLater);
-    m_workers[run.id] = {thread, worker, device};
+    m_workers[run.id] = { thread, worker, device };
     thread->start();
     Q_EMIT runStarted(run.id, device);
     Q_EMIT queueChanged();

@@ -48,7 +48,8 @@ public:
     bool isPaused() const { return m_paused; }
 
     // Appends one queued run per spec; *ids (optional) receives their ids. Then schedules.
-    bool enqueue(const std::vector<RunSpec>& specs, std::vector<qint64>* ids = nullptr, QString* error = nullptr);
+    bool enqueue(
+        const std::vector<RunSpec>& specs, std::vector<qint64>* ids = nullptr, QString* error = nullptr);
     // Running: asks the worker to stop (the run ends as cancelled). Queued: marks it cancelled.
     bool cancel(qint64 runId, QString* error = nullptr);
     // A queued run is removed from the store; a final run is deleted with its data; a running one cannot be.

@@ -93,9 +93,8 @@ QVariant RunQueueModel::data(const QModelIndex& index, int role) const
     case NameColumn:
         return QString::fromStdString(r.name);
     case StatusColumn:
-        return r.status == RunState::Queued && r.queuePosition
-            ? tr("queued (#%1)").arg(*r.queuePosition)
-            : statusText(r.status);
+        return r.status == RunState::Queued && r.queuePosition ? tr("queued (#%1)").arg(*r.queuePosition)
+                                                               : statusText(r.status);
     case ProgressColumn:
         return r.totalSteps > 0 ? QStringLiteral("%1 / %2").arg(r.step).arg(r.totalSteps)
                                 : (r.step > 0 ? QString::number(r.step) : QString());

@@ -13,7 +13,10 @@ namespace ladder::widgets {
 // are queued) and answers cancelRequested() from the worker's flag.
 class RunWorker::Observer : public TrainerObserver {
 public:
-    explicit Observer(RunWorker& worker) : m_worker(worker) {}
+    explicit Observer(RunWorker& worker)
+        : m_worker(worker)
+    {
+    }
 
     void onStep(const TrainStep& s) override
     {
@@ -23,7 +26,7 @@ public:
             return;
         m_sent = true;
         m_lastSent = now;
-        Q_EMIT m_worker.progress({m_worker.m_runId, s.step, s.totalSteps, s.loss, s.elapsedSeconds});
+        Q_EMIT m_worker.progress({ m_worker.m_runId, s.step, s.totalSteps, s.loss, s.elapsedSeconds });
     }
     void onEval(const TrainEval& e) override
     {
@@ -32,7 +35,8 @@ public:
     }
     void onLog(const std::string& level, const std::string& message) override
     {
-        Q_EMIT m_worker.logged(m_worker.m_runId, QString::fromStdString(level), QString::fromStdString(message));
+        Q_EMIT m_worker.logged(
+            m_worker.m_runId, QString::fromStdString(level), QString::fromStdString(message));
     }
     bool cancelRequested() override { return m_worker.cancelRequested(); }
 
@@ -61,8 +65,8 @@ void RunWorker::run()
     }
     RunSpec spec;
     try {
-        spec = RunSpec::fromJson(nlohmann::json::parse(m_specJson.toStdString()),
-            "run " + std::to_string(m_runId) + " spec");
+        spec = RunSpec::fromJson(
+            nlohmann::json::parse(m_specJson.toStdString()), "run " + std::to_string(m_runId) + " spec");
     } catch (const std::exception& e) {
         const std::string message = e.what();
         store.setStatus(m_runId, RunState::Failed, message);

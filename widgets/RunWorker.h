@@ -56,7 +56,7 @@ private:
     qint64 m_runId;
     QString m_specJson;
     QString m_device;
-    std::atomic<bool> m_cancel{false};
+    std::atomic<bool> m_cancel { false };
 };
 
 } // namespace ladder::widgets

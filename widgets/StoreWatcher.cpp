@@ -144,28 +144,30 @@ StoreWatcher::~StoreWatcher()
 void StoreWatcher::setStorePath(const QString& path)
 {
     m_path = path;
-    QMetaObject::invokeMethod(m_worker, [w = m_worker, path] { w->open(path); }, Qt::QueuedConnection);
+    QMetaObject::invokeMethod(
+        m_worker, [w = m_worker, path] { w->open(path); }, Qt::QueuedConnection);
     if (m_watched > 0)
         watchRun(m_watched);
 }
 
 void StoreWatcher::setPollInterval(int milliseconds)
 {
-    QMetaObject::invokeMethod(m_worker, [w = m_worker, milliseconds] { w->setInterval(milliseconds); },
-        Qt::QueuedConnection);
+    QMetaObject::invokeMethod(
+        m_worker, [w = m_worker, milliseconds] { w->setInterval(milliseconds); }, Qt::QueuedConnection);
 }
 
 void StoreWatcher::watchRun(qint64 runId)
 {
     m_watched = runId;
     const quint64 generation = ++m_generation;
-    QMetaObject::invokeMethod(m_worker, [w = m_worker, runId, generation] { w->watch(runId, generation); },
-        Qt::QueuedConnection);
+    QMetaObject::invokeMethod(
+        m_worker, [w = m_worker, runId, generation] { w->watch(runId, generation); }, Qt::QueuedConnection);
 }
 
 void StoreWatcher::refresh()
 {
-    QMetaObject::invokeMethod(m_worker, [w = m_worker] { w->poll(true); }, Qt::QueuedConnection);
+    QMetaObject::invokeMethod(
+        m_worker, [w = m_worker] { w->poll(true); }, Qt::QueuedConnection);
 }
 
 void StoreWatcher::forwardMetrics(const MetricsBatch& batch, quint64 generation)

@@ -99,7 +99,8 @@ QWidget* TaskPicker::makeGluePage()
     m_glueDetected->setWordWrap(true);
     form->addRow(tr("Task"), m_glueDetected);
     connect(browse, &QPushButton::clicked, this, [this] {
-        const QString folder = QFileDialog::getExistingDirectory(this, tr("GLUE task folder"), m_gluePath->text());
+        const QString folder
+            = QFileDialog::getExistingDirectory(this, tr("GLUE task folder"), m_gluePath->text());
         if (!folder.isEmpty())
             setGluePath(folder);
     });
@@ -121,13 +122,14 @@ QWidget* TaskPicker::makeGenericPage()
     form->addRow(tr("File"), pathRow(m_genericPath, browse));
     m_textColumns = new QLineEdit(QStringLiteral("text"));
     m_textColumns->setObjectName(QStringLiteral("textColumnsEdit"));
-    m_textColumns->setToolTip(tr("Input columns, comma-separated, in the order they are written into the input"));
+    m_textColumns->setToolTip(
+        tr("Input columns, comma-separated, in the order they are written into the input"));
     form->addRow(tr("Text columns"), m_textColumns);
     m_labelColumn = new QLineEdit(QStringLiteral("label"));
     m_labelColumn->setObjectName(QStringLiteral("labelColumnEdit"));
     form->addRow(tr("Label column"), m_labelColumn);
     m_kind = new QComboBox;
-    m_kind->addItems({QStringLiteral("classification"), QStringLiteral("regression")});
+    m_kind->addItems({ QStringLiteral("classification"), QStringLiteral("regression") });
     m_kind->setObjectName(QStringLiteral("taskKindCombo"));
     form->addRow(tr("Kind"), m_kind);
     m_validationFraction = new QDoubleSpinBox;
@@ -146,10 +148,10 @@ QWidget* TaskPicker::makeGenericPage()
         if (!file.isEmpty())
             setGenericPath(file);
     });
-    for (QLineEdit* edit : {m_genericPath, m_textColumns, m_labelColumn})
+    for (QLineEdit* edit : { m_genericPath, m_textColumns, m_labelColumn })
         connect(edit, &QLineEdit::textChanged, this, &TaskPicker::changed);
     connect(m_kind, qOverload<int>(&QComboBox::currentIndexChanged), this, &TaskPicker::changed);
-    for (QDoubleSpinBox* box : {m_validationFraction, m_testFraction})
+    for (QDoubleSpinBox* box : { m_validationFraction, m_testFraction })
         connect(box, qOverload<double>(&QDoubleSpinBox::valueChanged), this, &TaskPicker::changed);
     return page;
 }
@@ -198,17 +200,21 @@ nlohmann::json TaskPicker::taskJson() const
 {
     const QString t = type();
     if (t == QLatin1String("glue"))
-        return {{"type", "glue"}, {"path", m_gluePath->text().trimmed().toStdString()}, {"name", "auto"}};
+        return { { "type", "glue" }, { "path", m_gluePath->text().trimmed().toStdString() },
+            { "name", "auto" } };
     if (t == QLatin1String("generic")) {
         const QFileInfo file(m_genericPath->text().trimmed());
-        return {{"type", "generic"}, {"path", m_genericPath->text().trimmed().toStdString()},
-            {"name", file.completeBaseName().isEmpty() ? std::string("task") : file.completeBaseName().toStdString()},
-            {"text_columns", splitColumns(m_textColumns->text())},
-            {"label_column", m_labelColumn->text().trimmed().toStdString()},
-            {"kind", m_kind->currentText().toStdString()}, {"validation_fraction", m_validationFraction->value()},
-            {"test_fraction", m_testFraction->value()}};
+        return { { "type", "generic" }, { "path", m_genericPath->text().trimmed().toStdString() },
+            { "name",
+                file.completeBaseName().isEmpty() ? std::string("task")
+                                                  : file.completeBaseName().toStdString() },
+            { "text_columns", splitColumns(m_textColumns->text()) },
+            { "label_column", m_labelColumn->text().trimmed().toStdString() },
+            { "kind", m_kind->currentText().toStdString() },
+            { "validation_fraction", m_validationFraction->value() },
+            { "test_fraction", m_testFraction->value() } };
     }
-    return {{"type", "demo"}, {"name", m_demoTask->currentText().toStdString()}};
+    return { { "type", "demo" }, { "name", m_demoTask->currentText().toStdString() } };
 }
 
 void TaskPicker::setTaskJson(const nlohmann::json& task)
@@ -223,7 +229,7 @@ void TaskPicker::setTaskJson(const nlohmann::json& task)
         m_type->setCurrentIndex(GenericPage);
         m_genericPath->setText(path);
         QStringList columns;
-        for (const auto& c : task.value("text_columns", std::vector<std::string>{"text"}))
+        for (const auto& c : task.value("text_columns", std::vector<std::string> { "text" }))
             columns << QString::fromStdString(c);
         m_textColumns->setText(columns.join(QStringLiteral(", ")));
         m_labelColumn->setText(QString::fromStdString(task.value("label_column", std::string("label"))));
@@ -232,7 +238,8 @@ void TaskPicker::setTaskJson(const nlohmann::json& task)
         m_testFraction->setValue(task.value("test_fraction", kDefaultSplitFraction));
     } else {
         m_type->setCurrentIndex(DemoPage);
-        const int index = m_demoTask->findText(QString::fromStdString(task.value("name", std::string("supersense"))));
+        const int index
+            = m_demoTask->findText(QString::fromStdString(task.value("name", std::string("supersense"))));
         m_demoTask->setCurrentIndex(index < 0 ? 0 : index);
     }
     Q_EMIT changed();

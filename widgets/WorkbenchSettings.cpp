@@ -16,8 +16,9 @@ const QString kLastSpec = QStringLiteral("form/lastSpec");
 } // namespace
 
 WorkbenchSettings::WorkbenchSettings(const QString& fileName)
-    : m_settings(fileName.isEmpty() ? new QSettings(QStringLiteral("LadderBench"), QStringLiteral("ladderbench"))
-                                    : new QSettings(fileName, QSettings::IniFormat))
+    : m_settings(fileName.isEmpty()
+            ? new QSettings(QStringLiteral("LadderBench"), QStringLiteral("ladderbench"))
+            : new QSettings(fileName, QSettings::IniFormat))
 {
 }
 

@@ -99,15 +99,18 @@ int main(int argc, char** argv)
             .arg(kScreenshotSize.height()),
         QStringLiteral("file"));
     const QCommandLineOption viewOption(QStringLiteral("view"),
-        QStringLiteral("Open the view <name> (overview, experiment, queue, live, ...)."), QStringLiteral("name"));
+        QStringLiteral("Open the view <name> (overview, experiment, queue, live, ...)."),
+        QStringLiteral("name"));
     const QCommandLineOption storeOption(QStringLiteral("store"),
-        QStringLiteral("Use the results store <file> (default: the one in the settings, else the standard one)."),
+        QStringLiteral(
+            "Use the results store <file> (default: the one in the settings, else the standard one)."),
         QStringLiteral("file"));
     parser.addOption(screenshotOption);
     parser.addOption(viewOption);
     const QCommandLineOption benchLiveOption(QStringLiteral("bench-live"),
-        QStringLiteral("Measure the live chart's append and replot times at 1,000 and 100,000 points, print them "
-                       "and exit."));
+        QStringLiteral(
+            "Measure the live chart's append and replot times at 1,000 and 100,000 points, print them "
+            "and exit."));
     parser.addOption(storeOption);
     parser.addOption(benchLiveOption);
     parser.process(app);
@@ -116,7 +119,8 @@ int main(int argc, char** argv)
                         .arg(parser.positionalArguments().first()));
 
     if (parser.isSet(benchLiveOption)) {
-        std::printf("%s", qPrintable(ladder::widgets::formatLiveViewBenchmark(ladder::widgets::runLiveViewBenchmark())));
+        std::printf("%s",
+            qPrintable(ladder::widgets::formatLiveViewBenchmark(ladder::widgets::runLiveViewBenchmark())));
         return 0;
     }
 
@@ -138,7 +142,8 @@ int main(int argc, char** argv)
         QString error;
         if (!window.loadStoreNow(&error))
             return fail(error);
-        if (window.currentViewName() == QLatin1String("compare") && !window.waitForCompare(kCompareLoadTimeoutMs))
+        if (window.currentViewName() == QLatin1String("compare")
+            && !window.waitForCompare(kCompareLoadTimeoutMs))
             return fail(QStringLiteral("the compare view did not load the store within %1 s")
                             .arg(kCompareLoadTimeoutMs / 1000));
         return saveScreenshot(window, parser.value(screenshotOption));

@@ -27,8 +27,7 @@ using Seeds = std::vector<std::uint64_t>;
 Q_DECLARE_METATYPE(Seeds)
 
 namespace {
-template <typename T>
-T* child(QWidget* parent, const char* name)
+template <typename T> T* child(QWidget* parent, const char* name)
 {
     T* w = parent->findChild<T*>(QString::fromLatin1(name));
     if (!w)
@@ -58,15 +57,15 @@ private Q_SLOTS:
         QTest::addColumn<QString>("text");
         QTest::addColumn<bool>("ok");
         QTest::addColumn<Seeds>("seeds");
-        QTest::newRow("one") << "3" << true << Seeds{3};
-        QTest::newRow("list") << "0, 1, 2" << true << Seeds{0, 1, 2};
-        QTest::newRow("range") << "0-2" << true << Seeds{0, 1, 2};
-        QTest::newRow("mixed") << "5, 0-1" << true << Seeds{5, 0, 1};
-        QTest::newRow("empty") << "" << false << Seeds{};
-        QTest::newRow("negative") << "-1" << false << Seeds{};
-        QTest::newRow("word") << "zero" << false << Seeds{};
-        QTest::newRow("reversed range") << "3-1" << false << Seeds{};
-        QTest::newRow("huge range") << "0-100000" << false << Seeds{};
+        QTest::newRow("one") << "3" << true << Seeds { 3 };
+        QTest::newRow("list") << "0, 1, 2" << true << Seeds { 0, 1, 2 };
+        QTest::newRow("range") << "0-2" << true << Seeds { 0, 1, 2 };
+        QTest::newRow("mixed") << "5, 0-1" << true << Seeds { 5, 0, 1 };
+        QTest::newRow("empty") << "" << false << Seeds {};
+        QTest::newRow("negative") << "-1" << false << Seeds {};
+        QTest::newRow("word") << "zero" << false << Seeds {};
+        QTest::newRow("reversed range") << "3-1" << false << Seeds {};
+        QTest::newRow("huge range") << "0-100000" << false << Seeds {};
     }
 
     void parseSeeds()
@@ -87,22 +86,23 @@ private Q_SLOTS:
     {
         using P = KeepListEditor::Preset;
         // The paper's T5-base list at 12 layers.
-        QCOMPARE(KeepListEditor::presetLayers(P::PaperT5Base, 12), (std::vector<std::int64_t>{1, 2, 3, 5, 6, 7, 9, 10, 11}));
-        QCOMPARE(KeepListEditor::presetLayers(P::EveryOther, 6), (std::vector<std::int64_t>{1, 3, 5}));
-        QCOMPARE(KeepListEditor::presetLayers(P::LastOnly, 6), (std::vector<std::int64_t>{5}));
-        QCOMPARE(KeepListEditor::presetLayers(P::All, 3), (std::vector<std::int64_t>{0, 1, 2}));
+        QCOMPARE(KeepListEditor::presetLayers(P::PaperT5Base, 12),
+            (std::vector<std::int64_t> { 1, 2, 3, 5, 6, 7, 9, 10, 11 }));
+        QCOMPARE(KeepListEditor::presetLayers(P::EveryOther, 6), (std::vector<std::int64_t> { 1, 3, 5 }));
+        QCOMPARE(KeepListEditor::presetLayers(P::LastOnly, 6), (std::vector<std::int64_t> { 5 }));
+        QCOMPARE(KeepListEditor::presetLayers(P::All, 3), (std::vector<std::int64_t> { 0, 1, 2 }));
 
         KeepListEditor editor;
         editor.setLayerCount(12);
         QVERIFY(editor.keep().empty()); // all kept
         editor.applyPreset(P::PaperT5Base);
-        QCOMPARE(editor.keep(), (std::vector<std::int64_t>{1, 2, 3, 5, 6, 7, 9, 10, 11}));
+        QCOMPARE(editor.keep(), (std::vector<std::int64_t> { 1, 2, 3, 5, 6, 7, 9, 10, 11 }));
         QVERIFY(!editor.layerBox(4)->isChecked());
         editor.layerBox(4)->setChecked(true);
-        QCOMPARE(editor.keep(), (std::vector<std::int64_t>{1, 2, 3, 4, 5, 6, 7, 9, 10, 11}));
+        QCOMPARE(editor.keep(), (std::vector<std::int64_t> { 1, 2, 3, 4, 5, 6, 7, 9, 10, 11 }));
         // Fewer layers keep the checked state of those that remain.
         editor.setLayerCount(6);
-        QCOMPARE(editor.keep(), (std::vector<std::int64_t>{1, 2, 3, 4, 5}));
+        QCOMPARE(editor.keep(), (std::vector<std::int64_t> { 1, 2, 3, 4, 5 }));
         for (int i = 0; i < 6; ++i)
             editor.layerBox(i)->setChecked(false);
         QVERIFY(!editor.anyKept());
@@ -168,7 +168,7 @@ private Q_SLOTS:
         auto o = editor.options();
         QCOMPARE(QString::fromStdString(o.method), QStringLiteral("lora"));
         QCOMPARE(o.rank, std::int64_t(8));
-        QCOMPARE(o.targets, (std::vector<std::string>{"q", "k"}));
+        QCOMPARE(o.targets, (std::vector<std::string> { "q", "k" }));
         QCOMPARE(o.freeze, std::int64_t(2));
         child<QCheckBox>(&editor, "loraTarget_q")->setChecked(false);
         child<QCheckBox>(&editor, "loraTarget_k")->setChecked(false);
@@ -184,14 +184,14 @@ private Q_SLOTS:
         // setOptions shows a ladder spec in the widgets.
         MethodOptions lst = MethodOptions::defaults("ladder");
         lst.r = 16;
-        lst.keep = {1, 3};
+        lst.keep = { 1, 3 };
         lst.gateTemperature = 0.5;
         lst.init = "magnitude";
         editor.setOptions(lst);
         QCOMPARE(editor.method(), QStringLiteral("ladder"));
         QCOMPARE(child<QSpinBox>(&editor, "ladderR")->value(), 16);
         const auto back = editor.options();
-        QCOMPARE(back.keep, (std::vector<std::int64_t>{1, 3}));
+        QCOMPARE(back.keep, (std::vector<std::int64_t> { 1, 3 }));
         QCOMPARE(back.gateTemperature, 0.5);
         QCOMPARE(QString::fromStdString(back.init), QStringLiteral("magnitude"));
     }
@@ -248,9 +248,15 @@ private Q_SLOTS:
         QTest::addColumn<QString>("value");
         QTest::addColumn<QString>("expected");
         // r must divide d_model 32 of the tiny backbone: checked against its config.
-        QTest::newRow("r does not divide d_model") << "ladderR" << "3" << "field r";
-        QTest::newRow("bad learning rate") << "learningRateEdit" << "fast" << "learning rate";
-        QTest::newRow("bad seeds") << "seedsEdit" << "a,b" << "seeds:";
+        QTest::newRow("r does not divide d_model") << "ladderR"
+                                                   << "3"
+                                                   << "field r";
+        QTest::newRow("bad learning rate") << "learningRateEdit"
+                                           << "fast"
+                                           << "learning rate";
+        QTest::newRow("bad seeds") << "seedsEdit"
+                                   << "a,b"
+                                   << "seeds:";
     }
 
     void formShowsProblems()

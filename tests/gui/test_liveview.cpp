@@ -66,7 +66,7 @@ private Q_SLOTS:
     void emaMatchesTheClosedForm()
     {
         QFETCH(double, weight);
-        const std::vector<double> y{3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0};
+        const std::vector<double> y { 3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0 };
         const auto s = EmaSmoother::smoothAll(y, weight);
         for (std::size_t n = 0; n < y.size(); ++n)
             QVERIFY2(std::abs(s[n] - closedForm(y, n, weight)) < 1e-12, qPrintable(QString::number(n)));
@@ -79,10 +79,10 @@ private Q_SLOTS:
     void emaSkipsNonFiniteValues()
     {
         const double nan = std::numeric_limits<double>::quiet_NaN();
-        const auto s = EmaSmoother::smoothAll({1.0, nan, 3.0}, 0.5);
+        const auto s = EmaSmoother::smoothAll({ 1.0, nan, 3.0 }, 0.5);
         QVERIFY(std::isnan(s[1]));
         // The NaN neither counts nor moves the average: as if the series were {1, 3}.
-        QCOMPARE(s[2], EmaSmoother::smoothAll({1.0, 3.0}, 0.5)[1]);
+        QCOMPARE(s[2], EmaSmoother::smoothAll({ 1.0, 3.0 }, 0.5)[1]);
     }
 
     void appendingInPiecesEqualsAtOnce()
@@ -187,7 +187,7 @@ private Q_SLOTS:
         batch.reset = true;
         batch.points = points(1, 20);
         batch.evaluationsChanged = true;
-        for (int s : {10, 20}) {
+        for (int s : { 10, 20 }) {
             Evaluation e;
             e.step = s;
             e.split = "validation";

@@ -23,8 +23,8 @@
 #include <QLineEdit>
 
 #include "CompareTab.h"
-#include "LiveView.h"
 #include "ComputeDeviceModel.h"
+#include "LiveView.h"
 #include "MainWindow.h"
 #include "OverviewPanel.h"
 #include "RunQueueController.h"
@@ -124,13 +124,13 @@ QString makeStore(const QString& folder)
         points.push_back(p);
     }
     store.appendMetrics(id, points);
-    for (int s : {100, 200}) {
+    for (int s : { 100, 200 }) {
         ladder::Evaluation e;
         e.runId = id;
         e.step = s;
         e.mainMetricName = "accuracy";
         e.mainMetric = s == 100 ? 0.61 : 0.74;
-        e.metrics = {{"accuracy", *e.mainMetric}};
+        e.metrics = { { "accuracy", *e.mainMetric } };
         store.addEvaluation(e);
     }
     ladder::FinalFigures f;
@@ -406,9 +406,9 @@ private Q_SLOTS:
         QVERIFY(badFormat.exitCode != 0);
         QVERIFY2(badFormat.err.contains(QStringLiteral("cannot write")), qPrintable(badFormat.err));
 
-        const ProcessResult noStore = runLadderbench({ QStringLiteral("--store"),
-            dir.filePath(QStringLiteral("missing.sqlite")), QStringLiteral("--screenshot"),
-            dir.filePath(QStringLiteral("y.png")) });
+        const ProcessResult noStore
+            = runLadderbench({ QStringLiteral("--store"), dir.filePath(QStringLiteral("missing.sqlite")),
+                QStringLiteral("--screenshot"), dir.filePath(QStringLiteral("y.png")) });
         QVERIFY(noStore.exitCode != 0);
         QVERIFY2(noStore.err.contains(QStringLiteral("missing.sqlite")), qPrintable(noStore.err));
     }
@@ -427,8 +427,8 @@ private Q_SLOTS:
         QTemporaryDir dir;
         const QString store = makeStore(dir.path());
         const QString png = dir.filePath(view + QStringLiteral(".png"));
-        const ProcessResult r = runLadderbench(
-            { QStringLiteral("--store"), store, QStringLiteral("--view"), view, QStringLiteral("--screenshot"), png });
+        const ProcessResult r = runLadderbench({ QStringLiteral("--store"), store, QStringLiteral("--view"),
+            view, QStringLiteral("--screenshot"), png });
         QVERIFY2(r.exitCode == 0, qPrintable(r.err));
         QImage image;
         QVERIFY(image.load(png, "PNG"));

@@ -36,8 +36,8 @@ std::vector<qint64> ids(const RunQueueModel& model)
 
 RunSpec demoSpec(std::uint64_t seed)
 {
-    return RunSpec::fromJson({{"backbone", "demo"}, {"task", {{"type", "demo"}}}, {"method", {{"method", "ladder"}}},
-        {"seed", seed}});
+    return RunSpec::fromJson({ { "backbone", "demo" }, { "task", { { "type", "demo" } } },
+        { "method", { { "method", "ladder" } } }, { "seed", seed } });
 }
 
 } // namespace
@@ -50,27 +50,29 @@ private Q_SLOTS:
     {
         RunQueueModel model;
         QAbstractItemModelTester tester(&model, QAbstractItemModelTester::FailureReportingMode::QtTest);
-        model.setRuns({record(1, RunState::Finished), record(2, RunState::Queued, 2), record(3, RunState::Running),
-            record(4, RunState::Queued, 1), record(5, RunState::Failed)});
-        QCOMPARE(ids(model), (std::vector<qint64>{3, 4, 2, 5, 1}));
+        model.setRuns({ record(1, RunState::Finished), record(2, RunState::Queued, 2),
+            record(3, RunState::Running), record(4, RunState::Queued, 1), record(5, RunState::Failed) });
+        QCOMPARE(ids(model), (std::vector<qint64> { 3, 4, 2, 5, 1 }));
         QCOMPARE(model.rowCount(), 5);
         QCOMPARE(model.columnCount(), int(RunQueueModel::ColumnCount));
         QCOMPARE(model.index(0, RunQueueModel::StatusColumn).data().toString(), QStringLiteral("running"));
-        QCOMPARE(model.index(1, RunQueueModel::StatusColumn).data().toString(), QStringLiteral("queued (#1)"));
-        QCOMPARE(model.index(3, RunQueueModel::IdColumn).data(RunQueueModel::RunIdRole).toLongLong(), qint64(5));
+        QCOMPARE(
+            model.index(1, RunQueueModel::StatusColumn).data().toString(), QStringLiteral("queued (#1)"));
+        QCOMPARE(
+            model.index(3, RunQueueModel::IdColumn).data(RunQueueModel::RunIdRole).toLongLong(), qint64(5));
     }
 
     void sameRowsUpdateInPlace()
     {
         RunQueueModel model;
         QAbstractItemModelTester tester(&model, QAbstractItemModelTester::FailureReportingMode::QtTest);
-        model.setRuns({record(1, RunState::Running), record(2, RunState::Queued, 1)});
+        model.setRuns({ record(1, RunState::Running), record(2, RunState::Queued, 1) });
         QSignalSpy reset(&model, &QAbstractItemModel::modelReset);
         QSignalSpy changed(&model, &QAbstractItemModel::dataChanged);
         auto running = record(1, RunState::Running);
         running.step = 5;
         running.totalSteps = 20;
-        model.setRuns({running, record(2, RunState::Queued, 1)});
+        model.setRuns({ running, record(2, RunState::Queued, 1) });
         QCOMPARE(reset.count(), 0);
         QCOMPARE(changed.count(), 1);
         QCOMPARE(model.index(0, RunQueueModel::ProgressColumn).data().toString(), QStringLiteral("5 / 20"));
@@ -78,7 +80,7 @@ private Q_SLOTS:
         model.setProgress(1, 10, 20);
         QCOMPARE(model.index(0, RunQueueModel::ProgressColumn).data(RunQueueModel::ProgressRole).toInt(), 50);
         // A new run: the rows change, the model resets.
-        model.setRuns({running, record(2, RunState::Queued, 1), record(3, RunState::Queued, 2)});
+        model.setRuns({ running, record(2, RunState::Queued, 1), record(3, RunState::Queued, 2) });
         QCOMPARE(reset.count(), 1);
         model.setRuns({});
         QCOMPARE(model.rowCount(), 0);
@@ -93,7 +95,8 @@ private Q_SLOTS:
             QString error;
             QVERIFY2(controller.open(store, &error), qPrintable(error));
             QVERIFY(controller.isPaused());
-            QVERIFY2(controller.enqueue({demoSpec(0), demoSpec(1), demoSpec(2)}, &queued, &error), qPrintable(error));
+            QVERIFY2(controller.enqueue({ demoSpec(0), demoSpec(1), demoSpec(2) }, &queued, &error),
+                qPrintable(error));
             QCOMPARE(queued.size(), std::size_t(3));
             QVERIFY(controller.move(queued[2], -2, &error));
             QVERIFY(controller.cancel(queued[0], &error));

@@ -15,13 +15,13 @@
 
 #include "BackbonePicker.h"
 #include "CompareTab.h"
-#include "RunDetailsView.h"
 #include "ExperimentForm.h"
 #include "KeepListEditor.h"
 #include "LiveView.h"
 #include "MainWindow.h"
 #include "MethodOptionsEditor.h"
 #include "QueueView.h"
+#include "RunDetailsView.h"
 #include "RunQueueController.h"
 #include "RunQueueModel.h"
 #include "TestSupport.h"
@@ -39,8 +39,7 @@ QString stateName(RunState state)
     return QString::fromLatin1(toString(state));
 }
 
-template <typename T>
-T* child(QWidget* parent, const char* name)
+template <typename T> T* child(QWidget* parent, const char* name)
 {
     T* w = parent->findChild<T*>(QString::fromLatin1(name));
     if (!w)
@@ -118,13 +117,15 @@ private Q_SLOTS:
         ExperimentForm* form = window.experimentForm();
         QCOMPARE(form->backbonePicker()->backbone(), QStringLiteral("demo"));
         const auto spec = form->specJson();
-        QCOMPARE(QString::fromStdString(spec.at("task").at("type").get<std::string>()), QStringLiteral("demo"));
-        QCOMPARE(QString::fromStdString(spec.at("method").at("method").get<std::string>()), QStringLiteral("ladder"));
+        QCOMPARE(
+            QString::fromStdString(spec.at("task").at("type").get<std::string>()), QStringLiteral("demo"));
+        QCOMPARE(QString::fromStdString(spec.at("method").at("method").get<std::string>()),
+            QStringLiteral("ladder"));
         QVERIFY2(form->isValid(), qPrintable(form->problem()));
         QVERIFY(form->runButton()->isEnabled());
         // The tiny demo backbone is read from LADDER_DEMO_DIR: 2 layers -> two keep checkboxes.
         QCOMPARE(form->methodEditor()->keepEditor()->layerCount(), 2);
-        for (const char* view : {"overview", "experiment", "queue", "live"})
+        for (const char* view : { "overview", "experiment", "queue", "live" })
             QVERIFY2(window.viewNames().contains(QString::fromLatin1(view)), view);
     }
 
@@ -159,7 +160,7 @@ private Q_SLOTS:
         QCOMPARE(QString::fromStdString(run.task), QStringLiteral("demo-supersense"));
         const auto spec = nlohmann::json::parse(run.specJson);
         QCOMPARE(spec.at("method").at("r").get<int>(), 4);
-        QCOMPARE(spec.at("method").at("keep"), nlohmann::json::array({1}));
+        QCOMPARE(spec.at("method").at("keep"), nlohmann::json::array({ 1 }));
         QVERIFY(run.figures.peakAllocatedBytes.value_or(0) > 0);
         QVERIFY(run.figures.bestValidationMetric.has_value());
 
@@ -173,8 +174,15 @@ private Q_SLOTS:
                 && window.queueModel()->run(window.queueModel()->rowOf(id))->status == RunState::Finished,
             5000);
         const int row = window.queueModel()->rowOf(id);
-        QVERIFY(window.queueModel()->index(row, RunQueueModel::MetricColumn).data().toString().startsWith("accuracy"));
-        QCOMPARE(window.queueModel()->index(row, RunQueueModel::ProgressColumn).data(RunQueueModel::ProgressRole).toInt(),
+        QVERIFY(window.queueModel()
+                    ->index(row, RunQueueModel::MetricColumn)
+                    .data()
+                    .toString()
+                    .startsWith("accuracy"));
+        QCOMPARE(window.queueModel()
+                     ->index(row, RunQueueModel::ProgressColumn)
+                     .data(RunQueueModel::ProgressRole)
+                     .toInt(),
             100);
         // The compare view has it in its table and as a point of its plot (finished, with memory and metric).
         auto inCompare = [&] {
@@ -185,7 +193,8 @@ private Q_SLOTS:
         };
         QTRY_VERIFY_WITH_TIMEOUT(inCompare(), 10000);
         // The run details dock shows the run the live view shows.
-        QTRY_VERIFY_WITH_TIMEOUT(window.runDetails()->titleText().contains(QStringLiteral("finished")), 10000);
+        QTRY_VERIFY_WITH_TIMEOUT(
+            window.runDetails()->titleText().contains(QStringLiteral("finished")), 10000);
     }
 
     void escapeCancelsTheSelectedRunMidway()
@@ -258,7 +267,8 @@ private Q_SLOTS:
         typeTraining(form, 4);
         child<QSpinBox>(form, "evalEverySpin")->setValue(0);
         window.queueController()->setPaused(true);
-        QVERIFY(form->backbonePicker()->addFolder(QString::fromStdString(m_demo + "/corrupt-backbone"), true));
+        QVERIFY(
+            form->backbonePicker()->addFolder(QString::fromStdString(m_demo + "/corrupt-backbone"), true));
         window.runFromForm();
         QVERIFY(form->backbonePicker()->setBackbone(QStringLiteral("demo")));
         window.runFromForm();

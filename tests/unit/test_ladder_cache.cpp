@@ -631,6 +631,48 @@ private Q_SLOTS:
         QCOMPARE(QDir(QString::fromStdString(dir)).entryList({"*.lcache"}, QDir::Files).size(), 2);
     }
 
+    // `ladder bench speed` end to end on a tiny shape (a config.json): every method timed, both cache
+    // policies run, the cached losses equal to the uncached ones; bad flags are one-line errors.
+    void benchSpeedCommand()
+    {
+        const auto dir = test::makeTempDir();
+        {
+            std::ofstream out(dir + "/config.json");
+            out << nlohmann::json{{"d_model", 32}, {"d_kv", 8}, {"d_ff", 64}, {"num_heads", 4}, {"num_layers", 2},
+                                  {"num_decoder_layers", 2}, {"vocab_size", 64}, {"relative_attention_num_buckets", 8},
+                                  {"relative_attention_max_distance", 20}, {"feed_forward_proj", "relu"},
+                                  {"tie_word_embeddings", true}, {"dropout_rate", 0.1}, {"layer_norm_epsilon", 1e-6},
+                                  {"pad_token_id", 0}, {"eos_token_id", 1}, {"decoder_start_token_id", 0}}
+                       .dump();
+        }
+        const auto r = test::runCli({"bench", "speed", "--model", QString::fromStdString(dir), "--batch", "4",
+                                     "--src-len", "24", "--tgt-len", "3", "--examples", "12", "--epochs", "2",
+                                     "--threads", "1", "--json"});
+        QVERIFY2(r.exitCode == 0, r.err.c_str());
+        const auto j = nlohmann::json::parse(r.out);
+        QCOMPARE(j.at("batches_per_epoch").get<int>(), 3);
+        for (const char* m : {"full", "lora", "adapter", "ladder"})
+            QVERIFY2(j.at("methods").at(m).at("seconds_per_step").get<double>() > 0.0, m);
+        QCOMPARE(j.at("methods").at("full").at("step_ratio_to_full").get<double>(), 1.0);
+        const auto& cache = j.at("ladder_cache");
+        QCOMPARE(cache.size(), std::size_t(2));
+        for (const auto& c : cache) {
+            QCOMPARE(c.at("epoch_seconds").size(), std::size_t(2));
+            QCOMPARE(c.at("hits").get<int>() + c.at("misses").get<int>(), 6);
+        }
+        QCOMPARE(cache[0].at("padding").get<std::string>(), std::string("same"));
+        QCOMPARE(cache[0].at("max_loss_difference").get<double>(), 0.0); // bit-equal by construction
+        QCOMPARE(cache[1].at("hits").get<int>(), 3);                     // "any": all of epoch 2
+        QVERIFY(cache[1].at("max_loss_difference").get<double>() < 1e-5);
+
+        const auto bad = test::runCli({"bench", "speed", "--model", QString::fromStdString(dir), "--epochs", "1"});
+        QVERIFY(bad.exitCode != 0);
+        QVERIFY2(bad.err.find("--epochs") != std::string::npos, bad.err.c_str());
+        const auto order = test::runCli({"bench", "speed", "--model", QString::fromStdString(dir), "--methods", "ladder,full"});
+        QVERIFY(order.exitCode != 0);
+        QVERIFY2(order.err.find("must start with full") != std::string::npos, order.err.c_str());
+    }
+
     void refusesWhatCannotBeCached()
     {
         auto expectError = [](const nlohmann::json& j, const std::string& part) {

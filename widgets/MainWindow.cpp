@@ -102,6 +102,7 @@ void MainWindow::createViews()
     m_live = new LiveView;
     addView(m_live, QStringLiteral("live"), tr("Live"));
     m_compare = new CompareTab;
+    m_compare->setDetailsVisible(false); // the window's run-details dock shows them once, for every view
     addView(m_compare, QStringLiteral("compare"), tr("Compare"));
 
     // The shown run's details (spec, figures, memory breakdown, log, evaluations) in a dock, read through the

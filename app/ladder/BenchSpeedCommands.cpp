@@ -49,7 +49,8 @@ std::string fixed(double v, int digits)
 int runBenchSpeed(const BenchSpeedFlags& f)
 {
     SpeedBenchSpec spec;
-    spec.config = f.model.empty() ? T5Config::preset(f.shape) : T5Config::fromJsonFile(f.model + "/config.json");
+    spec.config
+        = f.model.empty() ? T5Config::preset(f.shape) : T5Config::fromJsonFile(f.model + "/config.json");
     spec.config.dropoutRate = 0.1;
     spec.batch = f.batch;
     spec.sourceLength = f.srcLen;
@@ -121,54 +122,45 @@ int runBenchSpeed(const BenchSpeedFlags& f)
     };
 
     if (f.json) {
-        nlohmann::json out{{"shape", f.model.empty() ? f.shape : f.model},
-                           {"batch", f.batch},
-                           {"src_len", f.srcLen},
-                           {"tgt_len", f.tgtLen},
-                           {"examples", f.examples},
-                           {"epochs", f.epochs},
-                           {"batches_per_epoch", r.batchesPerEpoch},
-                           {"device", f.device},
-                           {"threads", at::get_num_threads()},
-                           {"methods", nlohmann::json::object()}};
+        nlohmann::json out { { "shape", f.model.empty() ? f.shape : f.model }, { "batch", f.batch },
+            { "src_len", f.srcLen }, { "tgt_len", f.tgtLen }, { "examples", f.examples },
+            { "epochs", f.epochs }, { "batches_per_epoch", r.batchesPerEpoch }, { "device", f.device },
+            { "threads", at::get_num_threads() }, { "methods", nlohmann::json::object() } };
         for (const auto& m : r.methods)
-            out["methods"][m.method] = {{"seconds_per_step", m.secondsPerStep},
-                                        {"epoch_seconds", m.epochSeconds},
-                                        {"step_ratio_to_full", m.secondsPerStep / full->secondsPerStep},
-                                        {"trainable_params", m.trainableParams},
-                                        {"options", m.options.toJson()}};
+            out["methods"][m.method]
+                = { { "seconds_per_step", m.secondsPerStep }, { "epoch_seconds", m.epochSeconds },
+                      { "step_ratio_to_full", m.secondsPerStep / full->secondsPerStep },
+                      { "trainable_params", m.trainableParams }, { "options", m.options.toJson() } };
         if (lst) {
             out["ladder_uncached_epoch_seconds"] = r.lstEpochSeconds;
             out["ladder_cache"] = nlohmann::json::array();
             for (const auto& c : r.cached)
-                out["ladder_cache"].push_back({{"mode", f.cache},
-                                               {"dtype", f.cacheDtype},
-                                               {"padding", c.padding},
-                                               {"bytes", r.cacheBytes},
-                                               {"epoch_seconds", c.epochSeconds},
-                                               {"hits", c.hits},
-                                               {"misses", c.misses},
-                                               {"later_epoch_ratio_to_full", laterMean(c.epochSeconds) / fullEpoch},
-                                               {"speedup_later_epochs", laterMean(r.lstEpochSeconds) / laterMean(c.epochSeconds)},
-                                               {"speedup_total", uncachedTotal / total(c.epochSeconds)},
-                                               {"max_loss_difference", c.maxLossDifference}});
+                out["ladder_cache"].push_back({ { "mode", f.cache }, { "dtype", f.cacheDtype },
+                    { "padding", c.padding }, { "bytes", r.cacheBytes }, { "epoch_seconds", c.epochSeconds },
+                    { "hits", c.hits }, { "misses", c.misses },
+                    { "later_epoch_ratio_to_full", laterMean(c.epochSeconds) / fullEpoch },
+                    { "speedup_later_epochs", laterMean(r.lstEpochSeconds) / laterMean(c.epochSeconds) },
+                    { "speedup_total", uncachedTotal / total(c.epochSeconds) },
+                    { "max_loss_difference", c.maxLossDifference } });
         }
         std::cout << out.dump(2) << "\n";
         return 0;
     }
 
-    std::cout << "training speed: " << (f.model.empty() ? f.shape : f.model) << " (random weights), " << f.examples
-              << " examples, batch " << f.batch << ", source " << std::max<std::int64_t>(2, f.srcLen / 2) << "-"
-              << f.srcLen << " tokens (dynamic padding), target " << f.tgtLen << ", fp32 AdamW on " << f.device
-              << ", " << at::get_num_threads() << " threads\n"
+    std::cout << "training speed: " << (f.model.empty() ? f.shape : f.model) << " (random weights), "
+              << f.examples << " examples, batch " << f.batch << ", source "
+              << std::max<std::int64_t>(2, f.srcLen / 2) << "-" << f.srcLen
+              << " tokens (dynamic padding), target " << f.tgtLen << ", fp32 AdamW on " << f.device << ", "
+              << at::get_num_threads() << " threads\n"
               << r.batchesPerEpoch << " steps per epoch; one untimed warm-up step per method first\n\n";
-    std::cout << std::left << std::setw(34) << "method" << std::right << std::setw(10) << "s/step" << std::setw(9)
-              << "ratio" << std::setw(12) << "epoch s" << std::setw(9) << "ratio" << "\n";
+    std::cout << std::left << std::setw(34) << "method" << std::right << std::setw(10) << "s/step"
+              << std::setw(9) << "ratio" << std::setw(12) << "epoch s" << std::setw(9) << "ratio"
+              << "\n";
     auto line = [&](const std::string& label, double epochSeconds) {
         const double step = epochSeconds / static_cast<double>(r.batchesPerEpoch);
         std::cout << std::left << std::setw(34) << label << std::right << std::setw(10) << fixed(step, 3)
-                  << std::setw(9) << fixed(step / full->secondsPerStep, 2) << std::setw(12) << fixed(epochSeconds, 1)
-                  << std::setw(9) << fixed(epochSeconds / fullEpoch, 2) << "\n";
+                  << std::setw(9) << fixed(step / full->secondsPerStep, 2) << std::setw(12)
+                  << fixed(epochSeconds, 1) << std::setw(9) << fixed(epochSeconds / fullEpoch, 2) << "\n";
     };
     for (const auto& m : r.methods)
         line(m.method == "ladder" ? "ladder (no cache)" : m.method, m.epochSeconds);
@@ -181,9 +173,11 @@ int runBenchSpeed(const BenchSpeedFlags& f)
             std::cout << " " << fixed(s, 1);
         std::cout << "\nladder activation cache: " << r.cacheDescription << "\n";
         for (const auto& c : r.cached)
-            std::cout << "cache padding " << c.padding << ": later epochs " << fixed(laterMean(r.lstEpochSeconds) / laterMean(c.epochSeconds), 2)
-                      << "x faster, all " << f.epochs << " epochs " << fixed(uncachedTotal / total(c.epochSeconds), 2)
-                      << "x; " << c.hits << " batches from the cache, " << c.misses
+            std::cout << "cache padding " << c.padding << ": later epochs "
+                      << fixed(laterMean(r.lstEpochSeconds) / laterMean(c.epochSeconds), 2)
+                      << "x faster, all " << f.epochs << " epochs "
+                      << fixed(uncachedTotal / total(c.epochSeconds), 2) << "x; " << c.hits
+                      << " batches from the cache, " << c.misses
                       << " ran the backbone; largest |loss - uncached loss| " << c.maxLossDifference << "\n";
     }
     return 0;
@@ -194,8 +188,9 @@ int runBenchSpeed(const BenchSpeedFlags& f)
 void registerBenchSpeedCommand(CLI::App* bench)
 {
     auto f = std::make_shared<BenchSpeedFlags>();
-    auto* cmd = bench->add_subcommand("speed", "Step time per method and LST epoch time with and without the ladder "
-                                               "activation cache, as ratios to full fine-tuning");
+    auto* cmd = bench->add_subcommand("speed",
+        "Step time per method and LST epoch time with and without the ladder "
+        "activation cache, as ratios to full fine-tuning");
     auto* shape = cmd->add_option("--shape", f->shape, "backbone shape")->capture_default_str();
     cmd->add_option("--model", f->model, "use the config.json of a HF folder as the shape (random weights)")
         ->excludes(shape);
@@ -204,7 +199,9 @@ void registerBenchSpeedCommand(CLI::App* bench)
         ->capture_default_str()
         ->check(CLI::Range(2, 8192));
     cmd->add_option("--tgt-len", f->tgtLen)->capture_default_str()->check(CLI::Range(1, 8192));
-    cmd->add_option("--examples", f->examples, "training examples")->capture_default_str()->check(CLI::Range(1, 10000000));
+    cmd->add_option("--examples", f->examples, "training examples")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 10000000));
     cmd->add_option("--epochs", f->epochs, "LST epochs with and without the cache (>= 2)")
         ->capture_default_str()
         ->check(CLI::Range(2, 1000));
@@ -213,8 +210,10 @@ void registerBenchSpeedCommand(CLI::App* bench)
     cmd->add_option("--threads", f->threads, "CPU threads (0: LibTorch's default)")->capture_default_str();
     cmd->add_option("--cache", f->cache, "where the cached LST run keeps the activations")
         ->capture_default_str()
-        ->check(CLI::IsMember({"ram", "disk"}));
-    cmd->add_option("--cache-dtype", f->cacheDtype, "fp32 or bf16")->capture_default_str()->check(CLI::IsMember({"fp32", "bf16"}));
+        ->check(CLI::IsMember({ "ram", "disk" }));
+    cmd->add_option("--cache-dtype", f->cacheDtype, "fp32 or bf16")
+        ->capture_default_str()
+        ->check(CLI::IsMember({ "fp32", "bf16" }));
     cmd->add_option("--cache-padding", f->cachePadding, "cached LST runs: same, any or same,any")
         ->capture_default_str();
     cmd->add_option("--cache-dir", f->cacheDir, "folder for --cache disk (the file is removed afterwards)");

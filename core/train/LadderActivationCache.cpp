@@ -22,7 +22,7 @@
 namespace ladder {
 namespace {
 
-constexpr char kMagic[8] = {'L', 'B', 'L', 'A', 'D', 'C', 'H', '1'};
+constexpr char kMagic[8] = { 'L', 'B', 'L', 'A', 'D', 'C', 'H', '1' };
 constexpr std::uint32_t kFormatVersion = 2;
 constexpr std::uint64_t kHeaderBytes = 4096;
 constexpr std::uint64_t kIndexEntryBytes = 32;
@@ -38,7 +38,7 @@ struct FileHeader {
     char magic[8];
     std::uint32_t version;
     std::uint32_t storageDtype; // 0 fp32, 1 bf16
-    std::uint32_t valueDtype;   // 0 fp32, 1 bf16, 2 fp16: what gather returns
+    std::uint32_t valueDtype; // 0 fp32, 1 bf16, 2 fp16: what gather returns
     std::uint32_t reserved;
     std::uint64_t keyHash;
     std::uint64_t examples;
@@ -156,7 +156,8 @@ LadderCacheLayout LadderCacheLayout::forSide(const LadderSideOptions& side)
 std::int64_t LadderCacheLayout::elementsFor(std::int64_t sourceLength, std::int64_t targetLength) const
 {
     const auto decoderTensors = static_cast<std::int64_t>(decoderStored.size()) + (decoderFinal ? 1 : 0);
-    return dModel * (sourceLength * static_cast<std::int64_t>(encoderStored.size()) + targetLength * decoderTensors);
+    return dModel
+        * (sourceLength * static_cast<std::int64_t>(encoderStored.size()) + targetLength * decoderTensors);
 }
 
 std::string ladderCacheComputeLabel(const c10::Device& device, bool bf16Autocast)
@@ -165,9 +166,9 @@ std::string ladderCacheComputeLabel(const c10::Device& device, bool bf16Autocast
 }
 
 LadderCacheKey LadderCacheKey::make(T5ForConditionalGeneration backbone, const LadderCacheLayout& layout,
-                                    const std::string& compute, const std::string& storageDtype,
-                                    const std::vector<std::vector<std::int64_t>>& sources,
-                                    const std::vector<std::vector<std::int64_t>>& targets)
+    const std::string& compute, const std::string& storageDtype,
+    const std::vector<std::vector<std::int64_t>>& sources,
+    const std::vector<std::vector<std::int64_t>>& targets)
 {
     // Weights: every named parameter and buffer, name and bytes, in registration order.
     std::uint64_t weights = 0x2545F4914F6CDD1Dull;
@@ -180,7 +181,7 @@ LadderCacheKey LadderCacheKey::make(T5ForConditionalGeneration backbone, const L
         }
     }
     std::uint64_t data = 0x85EBCA77C2B2AE63ull;
-    for (const auto* set : {&sources, &targets}) {
+    for (const auto* set : { &sources, &targets }) {
         for (const auto& ids : *set) {
             const std::uint64_t n = ids.size();
             data = hashBytes(&n, sizeof n, data);
@@ -192,16 +193,11 @@ LadderCacheKey LadderCacheKey::make(T5ForConditionalGeneration backbone, const L
         s << std::hex << std::setw(16) << std::setfill('0') << v;
         return s.str();
     };
-    nlohmann::json j{{"format", kFormatVersion},
-                     {"backbone_config", backbone->config().toJson()},
-                     {"backbone_weights", hex(weights)},
-                     {"encoder_layers", layout.encoderStored},
-                     {"decoder_layers", layout.decoderStored},
-                     {"decoder_final", layout.decoderFinal},
-                     {"compute", compute},
-                     {"storage_dtype", storageDtype},
-                     {"examples", sources.size()},
-                     {"token_ids", hex(data)}};
+    nlohmann::json j { { "format", kFormatVersion }, { "backbone_config", backbone->config().toJson() },
+        { "backbone_weights", hex(weights) }, { "encoder_layers", layout.encoderStored },
+        { "decoder_layers", layout.decoderStored }, { "decoder_final", layout.decoderFinal },
+        { "compute", compute }, { "storage_dtype", storageDtype }, { "examples", sources.size() },
+        { "token_ids", hex(data) } };
     LadderCacheKey key;
     key.description = j.dump();
     key.hash = hashBytes(key.description.data(), key.description.size());
@@ -210,25 +206,30 @@ LadderCacheKey LadderCacheKey::make(T5ForConditionalGeneration backbone, const L
 
 // ---------------------------------------------------------------------------------------------------
 std::uint64_t LadderActivationCache::bytesFor(const LadderCacheLayout& layout,
-                                              const std::vector<std::int64_t>& sourceLengths,
-                                              const std::vector<std::int64_t>& targetLengths, const std::string& dtype)
+    const std::vector<std::int64_t>& sourceLengths, const std::vector<std::int64_t>& targetLengths,
+    const std::string& dtype)
 {
     const std::uint64_t element = dtype == "bf16" ? 2 : 4;
     std::uint64_t total = 0;
     for (std::size_t i = 0; i < sourceLengths.size(); ++i)
-        total += static_cast<std::uint64_t>(layout.elementsFor(sourceLengths[i], targetLengths.at(i))) * element;
+        total += static_cast<std::uint64_t>(layout.elementsFor(sourceLengths[i], targetLengths.at(i)))
+            * element;
     return total;
 }
 
-LadderActivationCache::LadderActivationCache(LadderCacheLayout layout, std::vector<std::int64_t> sourceLengths,
-                                             std::vector<std::int64_t> targetLengths, LadderCacheKey key,
-                                             LadderCacheOptions options, Log log)
-    : m_layout(std::move(layout)), m_key(std::move(key)), m_options(std::move(options)), m_log(std::move(log))
+LadderActivationCache::LadderActivationCache(LadderCacheLayout layout,
+    std::vector<std::int64_t> sourceLengths, std::vector<std::int64_t> targetLengths, LadderCacheKey key,
+    LadderCacheOptions options, Log log)
+    : m_layout(std::move(layout))
+    , m_key(std::move(key))
+    , m_options(std::move(options))
+    , m_log(std::move(log))
 {
     if (m_options.mode != "ram" && m_options.mode != "disk")
         throw Error("ladder cache: field cache: expected none, ram or disk, got '" + m_options.mode + "'");
     if (m_options.padding != "same" && m_options.padding != "any")
-        throw Error("ladder cache: field cache_padding: expected same or any, got '" + m_options.padding + "'");
+        throw Error(
+            "ladder cache: field cache_padding: expected same or any, got '" + m_options.padding + "'");
     if (m_options.dtype != "fp32" && m_options.dtype != "bf16")
         throw Error("ladder cache: field cache_dtype: expected fp32 or bf16, got '" + m_options.dtype + "'");
     if (m_layout.empty())
@@ -248,18 +249,19 @@ LadderActivationCache::LadderActivationCache(LadderCacheLayout layout, std::vect
         e.sourceLength = sourceLengths[i];
         e.targetLength = targetLengths[i];
         // Entries start on 64-byte boundaries (aligned vector loads when they are copied).
-        offset = roundUp(offset + static_cast<std::uint64_t>(m_layout.elementsFor(e.sourceLength, e.targetLength)) *
-                                      static_cast<std::uint64_t>(m_elementSize),
-                         64);
+        offset = roundUp(offset
+                + static_cast<std::uint64_t>(m_layout.elementsFor(e.sourceLength, e.targetLength))
+                    * static_cast<std::uint64_t>(m_elementSize),
+            64);
     }
     m_dataBytes = offset;
 
     if (m_options.mode == "ram") {
         const auto available = availableMemory();
         if (available > 0 && m_dataBytes > available)
-            throw Error("ladder cache: needs " + megabytes(m_dataBytes) + " of RAM but only " + megabytes(available) +
-                        " is available (use cache disk, cache_dtype bf16, or cache none)");
-        m_ram = at::empty({static_cast<std::int64_t>(std::max<std::uint64_t>(m_dataBytes, 1))}, at::kByte);
+            throw Error("ladder cache: needs " + megabytes(m_dataBytes) + " of RAM but only "
+                + megabytes(available) + " is available (use cache disk, cache_dtype bf16, or cache none)");
+        m_ram = at::empty({ static_cast<std::int64_t>(std::max<std::uint64_t>(m_dataBytes, 1)) }, at::kByte);
         m_data = static_cast<char*>(m_ram.data_ptr());
     } else {
         openDisk();
@@ -279,10 +281,11 @@ LadderActivationCache::~LadderActivationCache()
 std::string LadderActivationCache::describe() const
 {
     std::ostringstream s;
-    s << (m_options.mode == "ram" ? "RAM" : "disk") << ", " << m_options.dtype << ": " << megabytes(m_dataBytes)
-      << " for " << m_entries.size() << " examples (" << m_layout.encoderStored.size() << " encoder + "
-      << m_layout.decoderStored.size() << " decoder layer outputs" << (m_layout.decoderFinal ? " + decoder final" : "")
-      << " of d " << m_layout.dModel << ")";
+    s << (m_options.mode == "ram" ? "RAM" : "disk") << ", " << m_options.dtype << ": "
+      << megabytes(m_dataBytes) << " for " << m_entries.size() << " examples ("
+      << m_layout.encoderStored.size() << " encoder + " << m_layout.decoderStored.size()
+      << " decoder layer outputs" << (m_layout.decoderFinal ? " + decoder final" : "") << " of d "
+      << m_layout.dModel << ")";
     if (!m_path.empty())
         s << " in " << m_path;
     return s.str();
@@ -294,8 +297,8 @@ std::size_t LadderActivationCache::storedCount() const
         std::count_if(m_entries.begin(), m_entries.end(), [](const Entry& e) { return e.stored; }));
 }
 
-bool LadderActivationCache::contains(const std::vector<std::size_t>& examples, std::int64_t sourceLength,
-                                     std::int64_t targetLength) const
+bool LadderActivationCache::contains(
+    const std::vector<std::size_t>& examples, std::int64_t sourceLength, std::int64_t targetLength) const
 {
     for (auto i : examples) {
         if (i >= m_entries.size() || !m_entries[i].stored)
@@ -307,23 +310,23 @@ bool LadderActivationCache::contains(const std::vector<std::size_t>& examples, s
     return true;
 }
 
-bool LadderActivationCache::usable(const std::vector<std::size_t>& examples, std::int64_t sourceLength,
-                                   std::int64_t targetLength) const
+bool LadderActivationCache::usable(
+    const std::vector<std::size_t>& examples, std::int64_t sourceLength, std::int64_t targetLength) const
 {
     return m_options.padding == "same" ? contains(examples, sourceLength, targetLength) : contains(examples);
 }
 
 // ---------------------------------------------------------------------------------------------------
-void LadderActivationCache::store(const std::vector<std::size_t>& examples, const LadderBackboneOutputs& outputs,
-                                  const at::Tensor& attentionMask, const at::Tensor& labels)
+void LadderActivationCache::store(const std::vector<std::size_t>& examples,
+    const LadderBackboneOutputs& outputs, const at::Tensor& attentionMask, const at::Tensor& labels)
 {
     const auto rows = static_cast<std::int64_t>(examples.size());
     // Each row's real lengths: sources are left-aligned with mask ones, targets with labels != -100.
     const auto sourceLengths = attentionMask.sum(1).to(at::kCPU).to(at::kLong).contiguous();
     const auto targetLengths = (labels != -100).sum(1).to(at::kCPU).to(at::kLong).contiguous();
     if (sourceLengths.size(0) != rows || targetLengths.size(0) != rows)
-        throw Error("ladder cache: a batch of " + std::to_string(rows) + " examples has " +
-                    std::to_string(sourceLengths.size(0)) + " rows");
+        throw Error("ladder cache: a batch of " + std::to_string(rows) + " examples has "
+            + std::to_string(sourceLengths.size(0)) + " rows");
 
     // The tensors of one example, in storage order, and their lengths.
     std::vector<std::pair<at::Tensor, bool>> parts; // (tensor, is a decoder tensor)
@@ -339,7 +342,7 @@ void LadderActivationCache::store(const std::vector<std::size_t>& examples, cons
     m_valueDtype = parts.front().first.scalar_type();
     if (m_map) {
         // The dtype the values were computed in becomes known with the first stored batch.
-        FileHeader h{};
+        FileHeader h {};
         std::memcpy(&h, m_map, sizeof h);
         if (h.valueDtype != dtypeCode(m_valueDtype))
             writeHeader();
@@ -359,22 +362,25 @@ void LadderActivationCache::store(const std::vector<std::size_t>& examples, cons
     for (std::int64_t r = 0; r < rows; ++r) {
         const auto index = examples[static_cast<std::size_t>(r)];
         if (index >= m_entries.size())
-            throw Error("ladder cache: example " + std::to_string(index) + " is out of range (" +
-                        std::to_string(m_entries.size()) + " examples)");
+            throw Error("ladder cache: example " + std::to_string(index) + " is out of range ("
+                + std::to_string(m_entries.size()) + " examples)");
         auto& e = m_entries[index];
         const auto paddedSource = attentionMask.size(1);
         const auto paddedTarget = labels.size(1);
-        if (e.stored && (m_options.padding == "any" ||
-                         (e.paddedSource == packLength(paddedSource) && e.paddedTarget == packLength(paddedTarget))))
+        if (e.stored
+            && (m_options.padding == "any"
+                || (e.paddedSource == packLength(paddedSource)
+                    && e.paddedTarget == packLength(paddedTarget))))
             continue;
         e.paddedSource = packLength(paddedSource);
         e.paddedTarget = packLength(paddedTarget);
         if (m_map) // an entry being (re)written is not valid until markStored()
             reinterpret_cast<FileEntry*>(static_cast<char*>(m_map) + m_indexOffset)[index].stored = 0;
         if (src[r] != e.sourceLength || tgt[r] != e.targetLength)
-            throw Error("ladder cache: example " + std::to_string(index) + " has lengths " + std::to_string(src[r]) +
-                        "/" + std::to_string(tgt[r]) + " in this batch but " + std::to_string(e.sourceLength) + "/" +
-                        std::to_string(e.targetLength) + " in the data the cache was made for");
+            throw Error("ladder cache: example " + std::to_string(index) + " has lengths "
+                + std::to_string(src[r]) + "/" + std::to_string(tgt[r]) + " in this batch but "
+                + std::to_string(e.sourceLength) + "/" + std::to_string(e.targetLength)
+                + " in the data the cache was made for");
         char* out = entryData(e);
         for (std::size_t p = 0; p < parts.size(); ++p) {
             const auto length = parts[p].second ? e.targetLength : e.sourceLength;
@@ -388,8 +394,7 @@ void LadderActivationCache::store(const std::vector<std::size_t>& examples, cons
 }
 
 LadderBackboneOutputs LadderActivationCache::gather(const std::vector<std::size_t>& examples,
-                                                    std::int64_t sourceLength, std::int64_t targetLength,
-                                                    c10::Device device) const
+    std::int64_t sourceLength, std::int64_t targetLength, c10::Device device) const
 {
     if (!contains(examples))
         throw Error("ladder cache: gather of an example that is not stored");
@@ -403,17 +408,17 @@ LadderBackboneOutputs LadderActivationCache::gather(const std::vector<std::size_
     std::vector<bool> isDecoder;
     std::vector<at::Tensor> padded;
     for (auto l : m_layout.encoderStored) {
-        padded.push_back(at::zeros({rows, sourceLength, d}, opts));
+        padded.push_back(at::zeros({ rows, sourceLength, d }, opts));
         targets.push_back(&out.encoder[static_cast<std::size_t>(l)]);
         isDecoder.push_back(false);
     }
     for (auto l : m_layout.decoderStored) {
-        padded.push_back(at::zeros({rows, targetLength, d}, opts));
+        padded.push_back(at::zeros({ rows, targetLength, d }, opts));
         targets.push_back(&out.decoder[static_cast<std::size_t>(l)]);
         isDecoder.push_back(true);
     }
     if (m_layout.decoderFinal) {
-        padded.push_back(at::zeros({rows, targetLength, d}, opts));
+        padded.push_back(at::zeros({ rows, targetLength, d }, opts));
         targets.push_back(&out.decoderFinal);
         isDecoder.push_back(true);
     }
@@ -452,15 +457,16 @@ void LadderActivationCache::openDisk()
 
     int fd = ::open(m_path.c_str(), O_RDWR);
     if (fd >= 0) {
-        struct stat st {};
+        struct stat st { };
         std::string reason;
         if (::fstat(fd, &st) != 0)
             reason = "cannot stat: " + errnoText();
         else if (tryReuse(fd, static_cast<std::uint64_t>(st.st_size), reason)) {
             m_fd = fd;
             if (m_log)
-                m_log("info", "ladder cache: reusing " + m_path + " (" + std::to_string(m_reused) + " of " +
-                                  std::to_string(m_entries.size()) + " examples stored)");
+                m_log("info",
+                    "ladder cache: reusing " + m_path + " (" + std::to_string(m_reused) + " of "
+                        + std::to_string(m_entries.size()) + " examples stored)");
             return;
         }
         ::close(fd);
@@ -475,8 +481,8 @@ void LadderActivationCache::openDisk()
 bool LadderActivationCache::tryReuse(int fd, std::uint64_t fileSize, std::string& reason)
 {
     if (fileSize != m_mapBytes) {
-        reason = "its size is " + std::to_string(fileSize) + " bytes, expected " + std::to_string(m_mapBytes) +
-                 " (truncated or made for other data)";
+        reason = "its size is " + std::to_string(fileSize) + " bytes, expected " + std::to_string(m_mapBytes)
+            + " (truncated or made for other data)";
         return false;
     }
     void* map = ::mmap(nullptr, m_mapBytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -484,7 +490,7 @@ bool LadderActivationCache::tryReuse(int fd, std::uint64_t fileSize, std::string
         reason = "cannot map it: " + errnoText();
         return false;
     }
-    FileHeader h{};
+    FileHeader h {};
     std::memcpy(&h, map, sizeof h);
     const auto checksum = h.headerChecksum;
     h.headerChecksum = 0;
@@ -498,19 +504,20 @@ bool LadderActivationCache::tryReuse(int fd, std::uint64_t fileSize, std::string
     if (hashBytes(&h, sizeof h) != checksum)
         return fail("the header checksum does not match (corrupt header)");
     if (h.version != kFormatVersion)
-        return fail("format version " + std::to_string(h.version) + ", expected " + std::to_string(kFormatVersion));
+        return fail(
+            "format version " + std::to_string(h.version) + ", expected " + std::to_string(kFormatVersion));
     if (h.keyHash != m_key.hash)
         return fail("it was made for another backbone, layer list, data or dtype");
-    if (h.examples != m_entries.size() || h.indexOffset != m_indexOffset || h.dataOffset != m_dataOffset ||
-        h.totalBytes != m_mapBytes || h.storageDtype != dtypeCode(m_storageDtype) || h.valueDtype > 2)
+    if (h.examples != m_entries.size() || h.indexOffset != m_indexOffset || h.dataOffset != m_dataOffset
+        || h.totalBytes != m_mapBytes || h.storageDtype != dtypeCode(m_storageDtype) || h.valueDtype > 2)
         return fail("its header does not describe this data (examples, offsets or dtype)");
 
     auto* index = reinterpret_cast<FileEntry*>(static_cast<char*>(map) + m_indexOffset);
     for (std::size_t i = 0; i < m_entries.size(); ++i) {
         const auto& e = m_entries[i];
         const auto& f = index[i];
-        if (f.offset != e.offset || f.sourceLength != e.sourceLength || f.targetLength != e.targetLength ||
-            f.stored > 1)
+        if (f.offset != e.offset || f.sourceLength != e.sourceLength || f.targetLength != e.targetLength
+            || f.stored > 1)
             return fail("index entry " + std::to_string(i) + " does not match the data (corrupt index)");
     }
     m_map = map;
@@ -532,19 +539,21 @@ bool LadderActivationCache::tryReuse(int fd, std::uint64_t fileSize, std::string
         }
     }
     if (bad > 0 && m_log)
-        m_log("warning", "ladder cache: " + m_path + ": " + std::to_string(bad) +
-                             " entries failed their checksum and will be computed again");
+        m_log("warning",
+            "ladder cache: " + m_path + ": " + std::to_string(bad)
+                + " entries failed their checksum and will be computed again");
     return true;
 }
 
 void LadderActivationCache::createFile()
 {
-    struct statvfs fs {};
+    struct statvfs fs { };
     if (::statvfs(m_options.dir.c_str(), &fs) == 0) {
         const auto free = static_cast<std::uint64_t>(fs.f_bavail) * fs.f_frsize;
         if (m_mapBytes > free)
-            throw Error("ladder cache: needs " + megabytes(m_mapBytes) + " of disk in " + m_options.dir + " but only " +
-                        megabytes(free) + " is free (use cache_dtype bf16, another cache_dir, or cache none)");
+            throw Error("ladder cache: needs " + megabytes(m_mapBytes) + " of disk in " + m_options.dir
+                + " but only " + megabytes(free)
+                + " is free (use cache_dtype bf16, another cache_dir, or cache none)");
     }
     const int fd = ::open(m_path.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0644);
     if (fd < 0)
@@ -553,8 +562,8 @@ void LadderActivationCache::createFile()
     if (const int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(m_mapBytes)); rc != 0) {
         ::close(fd);
         ::unlink(m_path.c_str());
-        throw Error("ladder cache: cannot allocate " + megabytes(m_mapBytes) + " for " + m_path + ": " +
-                    std::strerror(rc));
+        throw Error("ladder cache: cannot allocate " + megabytes(m_mapBytes) + " for " + m_path + ": "
+            + std::strerror(rc));
     }
     void* map = ::mmap(nullptr, m_mapBytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (map == MAP_FAILED) {
@@ -569,8 +578,8 @@ void LadderActivationCache::createFile()
     auto* index = reinterpret_cast<FileEntry*>(static_cast<char*>(map) + m_indexOffset);
     for (std::size_t i = 0; i < m_entries.size(); ++i) {
         const auto& e = m_entries[i];
-        index[i] = FileEntry{e.offset, static_cast<std::uint32_t>(e.sourceLength),
-                             static_cast<std::uint32_t>(e.targetLength), 0, 0, 0, 0};
+        index[i] = FileEntry { e.offset, static_cast<std::uint32_t>(e.sourceLength),
+            static_cast<std::uint32_t>(e.targetLength), 0, 0, 0, 0 };
     }
     writeHeader();
     if (m_log)
@@ -579,7 +588,7 @@ void LadderActivationCache::createFile()
 
 void LadderActivationCache::writeHeader()
 {
-    FileHeader h{};
+    FileHeader h {};
     std::memcpy(h.magic, kMagic, sizeof kMagic);
     h.version = kFormatVersion;
     h.storageDtype = dtypeCode(m_storageDtype);
@@ -601,10 +610,10 @@ void LadderActivationCache::writeHeader()
 
 std::uint64_t LadderActivationCache::entryChecksum(const Entry& e) const
 {
-    const auto bytes =
-        static_cast<std::size_t>(m_layout.elementsFor(e.sourceLength, e.targetLength) * m_elementSize);
-    const auto seed = e.offset ^ (static_cast<std::uint64_t>(e.paddedSource) << 32) ^
-                      (static_cast<std::uint64_t>(e.paddedTarget) << 48);
+    const auto bytes
+        = static_cast<std::size_t>(m_layout.elementsFor(e.sourceLength, e.targetLength) * m_elementSize);
+    const auto seed = e.offset ^ (static_cast<std::uint64_t>(e.paddedSource) << 32)
+        ^ (static_cast<std::uint64_t>(e.paddedTarget) << 48);
     return hashBytes(entryData(e), bytes, seed);
 }
 

@@ -18,9 +18,9 @@ namespace ladder {
 // Which backbone tensors one example stores: derived from the side network's options.
 struct LadderCacheLayout {
     std::int64_t dModel = 0;
-    std::int64_t encoderLayers = 0;           // backbone depth, the size of LadderBackboneOutputs::encoder
+    std::int64_t encoderLayers = 0; // backbone depth, the size of LadderBackboneOutputs::encoder
     std::int64_t decoderLayers = 0;
-    std::vector<std::int64_t> encoderStored;  // kept encoder layers whose outputs are stored
+    std::vector<std::int64_t> encoderStored; // kept encoder layers whose outputs are stored
     std::vector<std::int64_t> decoderStored;
     bool decoderFinal = false;
 
@@ -32,9 +32,9 @@ struct LadderCacheLayout {
 
 // Where and how the cache keeps its values.
 struct LadderCacheOptions {
-    std::string mode = "ram";   // "ram" or "disk" (a memory-mapped file in `dir`)
+    std::string mode = "ram"; // "ram" or "disk" (a memory-mapped file in `dir`)
     std::string dtype = "fp32"; // "fp32" or "bf16" (half the bytes; values rounded to bf16)
-    std::string dir;            // disk: the folder of cache files (created when missing)
+    std::string dir; // disk: the folder of cache files (created when missing)
     // "same": an entry is used only in a batch padded to the lengths it was computed at (otherwise the
     // backbone runs again and the entry is replaced), which makes fp32 losses bit-equal to an uncached run;
     // "any": used at any padded length (the backbone's results differ in the last bits between padded
@@ -52,9 +52,9 @@ struct LadderCacheKey {
     // device type and the compute dtype ("fp32" or "bf16-autocast"); storage dtype; the token ids of every
     // example (source and target, after truncation: max lengths matter only through them).
     static LadderCacheKey make(T5ForConditionalGeneration backbone, const LadderCacheLayout& layout,
-                               const std::string& compute, const std::string& storageDtype,
-                               const std::vector<std::vector<std::int64_t>>& sources,
-                               const std::vector<std::vector<std::int64_t>>& targets);
+        const std::string& compute, const std::string& storageDtype,
+        const std::vector<std::vector<std::int64_t>>& sources,
+        const std::vector<std::vector<std::int64_t>>& targets);
 };
 
 // Per-example store of the backbone outputs LST feeds through its ladders, so that later epochs run only
@@ -72,31 +72,33 @@ public:
     // Throws ladder::Error when the cache cannot be allocated (not enough memory or disk: the message
     // names the size and the place) or the file cannot be created.
     LadderActivationCache(LadderCacheLayout layout, std::vector<std::int64_t> sourceLengths,
-                          std::vector<std::int64_t> targetLengths, LadderCacheKey key, LadderCacheOptions options,
-                          Log log = {});
+        std::vector<std::int64_t> targetLengths, LadderCacheKey key, LadderCacheOptions options,
+        Log log = {});
     ~LadderActivationCache();
     LadderActivationCache(const LadderActivationCache&) = delete;
     LadderActivationCache& operator=(const LadderActivationCache&) = delete;
 
     // Bytes of stored values for these lengths and dtype (what the cache costs, shown before a run).
-    static std::uint64_t bytesFor(const LadderCacheLayout& layout, const std::vector<std::int64_t>& sourceLengths,
-                                  const std::vector<std::int64_t>& targetLengths, const std::string& dtype);
+    static std::uint64_t bytesFor(const LadderCacheLayout& layout,
+        const std::vector<std::int64_t>& sourceLengths, const std::vector<std::int64_t>& targetLengths,
+        const std::string& dtype);
 
     // Whether every example of `examples` is stored (padding "same": computed in a batch padded to
     // sourceLength x targetLength; negative lengths: stored at all).
     bool contains(const std::vector<std::size_t>& examples, std::int64_t sourceLength = -1,
-                  std::int64_t targetLength = -1) const;
+        std::int64_t targetLength = -1) const;
     // Whether a batch padded to these lengths may use the stored entries (contains() with the policy).
-    bool usable(const std::vector<std::size_t>& examples, std::int64_t sourceLength, std::int64_t targetLength) const;
+    bool usable(
+        const std::vector<std::size_t>& examples, std::int64_t sourceLength, std::int64_t targetLength) const;
     // Stores row r of `outputs` as example examples[r]: rows not stored yet, and (padding "same") rows stored
     // at other padded lengths. attentionMask and labels give each row's real lengths, which must match the
     // lengths given at construction.
     void store(const std::vector<std::size_t>& examples, const LadderBackboneOutputs& outputs,
-               const at::Tensor& attentionMask, const at::Tensor& labels);
+        const at::Tensor& attentionMask, const at::Tensor& labels);
     // The stored values of `examples`, zero-padded to (batch, sourceLength | targetLength, d), converted to
     // the dtype they were computed in, on `device`. Throws if an example is not stored.
     LadderBackboneOutputs gather(const std::vector<std::size_t>& examples, std::int64_t sourceLength,
-                                 std::int64_t targetLength, c10::Device device) const;
+        std::int64_t targetLength, c10::Device device) const;
 
     // Disk mode: writes dirty pages back (also done by the destructor).
     void flush();
@@ -144,8 +146,8 @@ private:
     // The dtype the backbone computed the values in (what gather returns); undefined until known.
     c10::ScalarType m_valueDtype = c10::ScalarType::Float;
 
-    at::Tensor m_ram;           // RAM mode: the buffer
-    std::string m_path;         // disk mode
+    at::Tensor m_ram; // RAM mode: the buffer
+    std::string m_path; // disk mode
     int m_fd = -1;
     void* m_map = nullptr;
     std::uint64_t m_mapBytes = 0;

@@ -43,8 +43,9 @@ struct SpeedData {
         std::vector<std::vector<std::size_t>> out;
         for (std::size_t i = 0; i < order.size(); i += static_cast<std::size_t>(batch))
             out.emplace_back(order.begin() + static_cast<std::ptrdiff_t>(i),
-                             order.begin() + static_cast<std::ptrdiff_t>(
-                                                 std::min(order.size(), i + static_cast<std::size_t>(batch))));
+                order.begin()
+                    + static_cast<std::ptrdiff_t>(
+                        std::min(order.size(), i + static_cast<std::size_t>(batch))));
         return out;
     }
 
@@ -57,9 +58,9 @@ struct SpeedData {
             tgt = std::max(tgt, targets[r].size());
         }
         const auto n = static_cast<std::int64_t>(rows.size());
-        auto ids = at::zeros({n, static_cast<std::int64_t>(src)}, at::kLong);
-        auto mask = at::zeros({n, static_cast<std::int64_t>(src)}, at::kLong);
-        auto labels = at::full({n, static_cast<std::int64_t>(tgt)}, -100, at::kLong);
+        auto ids = at::zeros({ n, static_cast<std::int64_t>(src) }, at::kLong);
+        auto mask = at::zeros({ n, static_cast<std::int64_t>(src) }, at::kLong);
+        auto labels = at::full({ n, static_cast<std::int64_t>(tgt) }, -100, at::kLong);
         auto* pi = ids.data_ptr<std::int64_t>();
         auto* pm = mask.data_ptr<std::int64_t>();
         auto* pl = labels.data_ptr<std::int64_t>();
@@ -70,7 +71,7 @@ struct SpeedData {
             std::fill(pm + r * src, pm + r * src + s.size(), 1);
             std::copy(t.begin(), t.end(), pl + r * tgt);
         }
-        return Seq2SeqBatch{ids.to(device), mask.to(device), labels.to(device)};
+        return Seq2SeqBatch { ids.to(device), mask.to(device), labels.to(device) };
     }
 };
 
@@ -82,8 +83,8 @@ SpeedData makeData(const SpeedBenchSpec& spec)
     std::mt19937_64 rng(spec.seed + 17);
     const auto vocab = spec.config.vocabSize;
     std::uniform_int_distribution<std::int64_t> token(2, vocab - 1);
-    std::uniform_int_distribution<std::int64_t> length(std::max<std::int64_t>(2, spec.sourceLength / 2),
-                                                       std::max<std::int64_t>(2, spec.sourceLength));
+    std::uniform_int_distribution<std::int64_t> length(
+        std::max<std::int64_t>(2, spec.sourceLength / 2), std::max<std::int64_t>(2, spec.sourceLength));
     for (std::int64_t e = 0; e < spec.examples; ++e) {
         std::vector<std::int64_t> s(static_cast<std::size_t>(length(rng)));
         for (auto& x : s)
@@ -101,7 +102,7 @@ SpeedData makeData(const SpeedBenchSpec& spec)
 
 // One method being trained: its backbone, the method, AdamW.
 struct Trainee {
-    T5ForConditionalGeneration backbone{nullptr};
+    T5ForConditionalGeneration backbone { nullptr };
     std::unique_ptr<Method> method;
     std::vector<at::Tensor> params;
     std::unique_ptr<torch::optim::AdamW> optimizer;
@@ -114,12 +115,12 @@ struct Trainee {
         method = createMethod(backbone, options);
         method->train(true);
         params = method->trainableParameters();
-        optimizer = std::make_unique<torch::optim::AdamW>(params, torch::optim::AdamWOptions(1e-4).weight_decay(0.0));
+        optimizer = std::make_unique<torch::optim::AdamW>(
+            params, torch::optim::AdamWOptions(1e-4).weight_decay(0.0));
     }
 
     // One AdamW step; returns the loss.
-    template <class Forward>
-    double step(Forward forward)
+    template <class Forward> double step(Forward forward)
     {
         optimizer->zero_grad(true);
         auto loss = forward();
@@ -143,7 +144,7 @@ const SpeedBenchMethod* SpeedBenchResult::find(const std::string& method) const
 }
 
 SpeedBenchResult measureSpeed(const SpeedBenchSpec& spec, const std::vector<MethodOptions>& methods,
-                              const std::function<void(const std::string&)>& progress)
+    const std::function<void(const std::string&)>& progress)
 {
     if (spec.epochs < 2)
         throw Error("speed bench: --epochs must be at least 2 (the cache pays from the second epoch)");
@@ -179,7 +180,8 @@ SpeedBenchResult measureSpeed(const SpeedBenchSpec& spec, const std::vector<Meth
             say(options.method + ": epoch " + std::to_string(epoch + 1) + "/" + std::to_string(epochs));
             const auto t0 = Clock::now();
             for (const auto& rows : data.plan(epoch))
-                losses.push_back(t.step([&] { return t.method->forward(data.make(rows, spec.device)).loss; }));
+                losses.push_back(
+                    t.step([&] { return t.method->forward(data.make(rows, spec.device)).loss; }));
             const auto seconds = secondsSince(t0);
             if (options.method == "ladder")
                 result.lstEpochSeconds.push_back(seconds);
@@ -215,12 +217,13 @@ SpeedBenchResult measureSpeed(const SpeedBenchSpec& spec, const std::vector<Meth
             co.padding = padding;
             LadderCacheKey key;
             if (co.mode == "disk")
-                key = LadderCacheKey::make(c.backbone, layout, ladderCacheComputeLabel(spec.device, false), co.dtype,
-                                           data.sources, data.targets);
-            auto cache = std::make_unique<LadderActivationCache>(layout, sourceLengths, targetLengths, key, co);
+                key = LadderCacheKey::make(c.backbone, layout, ladderCacheComputeLabel(spec.device, false),
+                    co.dtype, data.sources, data.targets);
+            auto cache
+                = std::make_unique<LadderActivationCache>(layout, sourceLengths, targetLengths, key, co);
             if (cache->reusedCount() > 0)
-                throw Error("speed bench: " + cache->path() +
-                            " already holds cached values; remove it to measure filling");
+                throw Error("speed bench: " + cache->path()
+                    + " already holds cached values; remove it to measure filling");
             result.cacheBytes = cache->bytes();
             result.cacheDescription = cache->describe();
             SpeedBenchResult::CachedRun run;
@@ -233,8 +236,8 @@ SpeedBenchResult measureSpeed(const SpeedBenchSpec& spec, const std::vector<Meth
                 say(label + ": epoch " + std::to_string(epoch + 1) + "/" + std::to_string(spec.epochs));
                 const auto t0 = Clock::now();
                 for (const auto& rows : data.plan(epoch)) {
-                    const auto loss =
-                        c.step([&] { return lst.forward(data.make(rows, spec.device), rows, *cache).loss; });
+                    const auto loss = c.step(
+                        [&] { return lst.forward(data.make(rows, spec.device), rows, *cache).loss; });
                     run.maxLossDifference = std::max(run.maxLossDifference, std::abs(loss - losses.at(k++)));
                 }
                 cache->flush();

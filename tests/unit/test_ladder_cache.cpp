@@ -64,13 +64,13 @@ std::vector<std::int64_t> sourceOf(std::size_t e, std::int64_t length)
 
 // A padded batch of examples with given source lengths, padded to `padTo` (>= the longest).
 Seq2SeqBatch batchOf(const std::vector<std::size_t>& examples, const std::vector<std::int64_t>& lengths,
-                     std::int64_t padTo, std::int64_t targetLength = 2)
+    std::int64_t padTo, std::int64_t targetLength = 2)
 {
     const auto rows = static_cast<std::int64_t>(examples.size());
     Seq2SeqBatch b;
-    b.inputIds = at::zeros({rows, padTo}, at::kLong);
-    b.attentionMask = at::zeros({rows, padTo}, at::kLong);
-    b.labels = at::full({rows, targetLength}, -100, at::kLong);
+    b.inputIds = at::zeros({ rows, padTo }, at::kLong);
+    b.attentionMask = at::zeros({ rows, padTo }, at::kLong);
+    b.labels = at::full({ rows, targetLength }, -100, at::kLong);
     for (std::int64_t r = 0; r < rows; ++r) {
         const auto e = examples[static_cast<std::size_t>(r)];
         const auto ids = sourceOf(e, lengths[e]);
@@ -85,25 +85,25 @@ Seq2SeqBatch batchOf(const std::vector<std::size_t>& examples, const std::vector
 }
 
 struct Fixture {
-    T5ForConditionalGeneration backbone{nullptr};
+    T5ForConditionalGeneration backbone { nullptr };
     std::unique_ptr<LadderMethod> method;
     std::vector<std::int64_t> lengths;
     std::unique_ptr<LadderActivationCache> cache;
 
-    explicit Fixture(const MethodOptions& options, std::vector<std::int64_t> sourceLengths, std::string dtype = "fp32",
-                     std::string padding = "same")
+    explicit Fixture(const MethodOptions& options, std::vector<std::int64_t> sourceLengths,
+        std::string dtype = "fp32", std::string padding = "same")
         : lengths(std::move(sourceLengths))
     {
         at::manual_seed(11);
         backbone = T5ForConditionalGeneration(tinyConfig());
-        method = std::make_unique<LadderMethod>(backbone, options, BatchSource{});
+        method = std::make_unique<LadderMethod>(backbone, options, BatchSource {});
         method->train(true);
         LadderCacheOptions co;
         co.dtype = dtype;
         co.padding = padding;
         cache = std::make_unique<LadderActivationCache>(
             LadderCacheLayout::forSide(method->sideNetwork()->options()), lengths,
-            std::vector<std::int64_t>(lengths.size(), 2), LadderCacheKey{}, co);
+            std::vector<std::int64_t>(lengths.size(), 2), LadderCacheKey {}, co);
     }
 };
 
@@ -114,8 +114,7 @@ struct Pass {
     std::vector<at::Tensor> grads;
 };
 
-template <class Forward>
-Pass runPass(LadderMethod& method, Forward forward)
+template <class Forward> Pass runPass(LadderMethod& method, Forward forward)
 {
     for (auto& p : method.trainableParameters())
         p.mutable_grad() = at::Tensor();
@@ -134,7 +133,8 @@ bool bitEqual(const Pass& a, const Pass& b)
     if (a.loss != b.loss || a.grads.size() != b.grads.size())
         return false;
     for (std::size_t i = 0; i < a.grads.size(); ++i)
-        if (a.grads[i].defined() != b.grads[i].defined() || (a.grads[i].defined() && !at::equal(a.grads[i], b.grads[i])))
+        if (a.grads[i].defined() != b.grads[i].defined()
+            || (a.grads[i].defined() && !at::equal(a.grads[i], b.grads[i])))
             return false;
     return true;
 }
@@ -157,19 +157,20 @@ TaskSplits lengthyTask(std::size_t trainExamples)
     TaskSplits t;
     t.info.name = "lengthy";
     t.info.kind = TaskKind::Classification;
-    t.info.labels = {"0", "1"};
-    t.info.labelNames = {"fruit", "animal"};
-    t.info.metrics = {"accuracy"};
+    t.info.labels = { "0", "1" };
+    t.info.labelNames = { "fruit", "animal" };
+    t.info.metrics = { "accuracy" };
     t.info.mainMetric = "accuracy";
-    const std::vector<std::string> words{"apple", "horse", "cherry", "tiger", "grape", "mouse", "lemon", "eagle"};
-    const std::vector<std::string> filler{"which was seen near the old house on the hill yesterday evening",
-                                          "and the children looked at it for a long time before going home",
-                                          "while the weather stayed calm", "in the garden behind the school"};
+    const std::vector<std::string> words { "apple", "horse", "cherry", "tiger", "grape", "mouse", "lemon",
+        "eagle" };
+    const std::vector<std::string> filler { "which was seen near the old house on the hill yesterday evening",
+        "and the children looked at it for a long time before going home", "while the weather stayed calm",
+        "in the garden behind the school" };
     for (std::size_t n = 0; n < trainExamples + 8; ++n) {
         TextExample e;
         const auto kind = static_cast<int>(n % 2);
-        e.source = "classify this sentence: the " + words[n % words.size()] + " " + filler[n % filler.size()] +
-                   (n % 3 == 0 ? " " + filler[(n + 1) % filler.size()] : std::string());
+        e.source = "classify this sentence: the " + words[n % words.size()] + " " + filler[n % filler.size()]
+            + (n % 3 == 0 ? " " + filler[(n + 1) % filler.size()] : std::string());
         e.target = std::to_string(kind);
         e.label = e.target;
         e.labelIndex = kind;
@@ -180,7 +181,7 @@ TaskSplits lengthyTask(std::size_t trainExamples)
 }
 
 RunSpec lengthySpec(const std::string& cache, const std::string& dtype = "fp32", const std::string& dir = "",
-                    const std::string& padding = "same")
+    const std::string& padding = "same")
 {
     RunSpec s;
     s.backbone = "tiny";
@@ -213,7 +214,10 @@ struct Recorder : TrainerObserver {
     std::vector<double> losses;
     std::vector<std::string> logs;
     void onStep(const TrainStep& s) override { losses.push_back(s.loss); }
-    void onLog(const std::string& level, const std::string& message) override { logs.push_back(level + ": " + message); }
+    void onLog(const std::string& level, const std::string& message) override
+    {
+        logs.push_back(level + ": " + message);
+    }
     bool logged(const std::string& part) const
     {
         for (const auto& l : logs)
@@ -234,7 +238,7 @@ std::vector<double> trainLosses(const RunSpec& spec, Recorder& rec)
 
 std::string onlyCacheFile(const std::string& dir)
 {
-    const auto files = QDir(QString::fromStdString(dir)).entryList({"*.lcache"}, QDir::Files);
+    const auto files = QDir(QString::fromStdString(dir)).entryList({ "*.lcache" }, QDir::Files);
     return files.size() == 1 ? dir + "/" + files.front().toStdString() : std::string();
 }
 
@@ -255,35 +259,37 @@ private Q_SLOTS:
         T5ForConditionalGeneration m(tinyConfig(64, 0.0));
         m->eval();
         at::NoGradGuard g;
-        const std::vector<std::int64_t> keep{0, 1};
-        const std::vector<std::int64_t> lengths{20, 9, 31, 17, 40, 12};
+        const std::vector<std::int64_t> keep { 0, 1 };
+        const std::vector<std::int64_t> lengths { 20, 9, 31, 17, 40, 12 };
         // Encoder and decoder block outputs of one row, its real positions only.
         auto outputsOf = [&](std::vector<std::size_t> rows, std::int64_t padTo, std::size_t row) {
             const auto b = batchOf(rows, lengths, padTo);
-            const auto enc = m->encoder->forward(m->shared(b.inputIds), b.attentionMask, {}, {}, nullptr, &keep);
-            const auto dec = m->decoder->forward(m->shared(m->shiftRight(b.labels)), at::Tensor(), enc.lastHiddenState,
-                                                 b.attentionMask, nullptr, &keep);
+            const auto enc
+                = m->encoder->forward(m->shared(b.inputIds), b.attentionMask, {}, {}, nullptr, &keep);
+            const auto dec = m->decoder->forward(m->shared(m->shiftRight(b.labels)), at::Tensor(),
+                enc.lastHiddenState, b.attentionMask, nullptr, &keep);
             const auto r = static_cast<std::int64_t>(row);
             const auto len = lengths[rows[row]];
-            return at::cat({enc.blockOutputs[0][r].slice(0, 0, len), enc.blockOutputs[1][r].slice(0, 0, len),
-                            dec.blockOutputs[0][r], dec.blockOutputs[1][r]});
+            return at::cat({ enc.blockOutputs[0][r].slice(0, 0, len), enc.blockOutputs[1][r].slice(0, 0, len),
+                dec.blockOutputs[0][r], dec.blockOutputs[1][r] });
         };
-        const auto reference = outputsOf({0, 1}, 35, 0);
-        QVERIFY(at::equal(outputsOf({1, 0, 3}, 35, 1), reference));        // other rows, same padding
-        QVERIFY(at::equal(outputsOf({2, 5, 1, 0, 3}, 35, 3), reference)); // a larger batch
+        const auto reference = outputsOf({ 0, 1 }, 35, 0);
+        QVERIFY(at::equal(outputsOf({ 1, 0, 3 }, 35, 1), reference)); // other rows, same padding
+        QVERIFY(at::equal(outputsOf({ 2, 5, 1, 0, 3 }, 35, 3), reference)); // a larger batch
         double worst = 0.0;
         int differing = 0;
         for (std::int64_t pad = 20; pad <= 64; ++pad) {
-            const auto diff = (outputsOf({0, 3, 5}, pad, 0) - reference).abs().max().item<double>();
+            const auto diff = (outputsOf({ 0, 3, 5 }, pad, 0) - reference).abs().max().item<double>();
             worst = std::max(worst, diff);
             differing += diff > 0.0 ? 1 : 0;
         }
-        qInfo("example of 20 tokens padded to 20..64 vs 35: %d of 45 paddings differ, max |diff| %g", differing, worst);
+        qInfo("example of 20 tokens padded to 20..64 vs 35: %d of 45 paddings differ, max |diff| %g",
+            differing, worst);
         QVERIFY(worst < 1e-5);
     }
 
-    // One batch: the cached forward (zeros at padded positions) gives the uncached loss and gradients bit for bit,
-    // and other batches regroup and re-pad stored examples with the same result as running the backbone.
+    // One batch: the cached forward (zeros at padded positions) gives the uncached loss and gradients bit for
+    // bit, and other batches regroup and re-pad stored examples with the same result as running the backbone.
     void cachedForwardEqualsUncached_data()
     {
         QTest::addColumn<QString>("ablation");
@@ -300,23 +306,24 @@ private Q_SLOTS:
         QFETCH(bool, merge);
         auto options = ladderOptions({}, ablation.toStdString());
         options.mergeBackbone = merge;
-        Fixture f(options, {20, 17, 31, 25, 40, 18});
+        Fixture f(options, { 20, 17, 31, 25, 40, 18 });
         auto& m = *f.method;
-        const std::vector<std::size_t> first{0, 1, 2};
+        const std::vector<std::size_t> first { 0, 1, 2 };
         const auto b1 = batchOf(first, f.lengths, 35); // longer than needed: padded positions must not matter
         const auto plain = runPass(m, [&] { return m.forward(b1).loss; });
         const auto filling = runPass(m, [&] { return m.forward(b1, first, *f.cache).loss; });
         QVERIFY(bitEqual(filling, plain));
         QCOMPARE(f.cache->storedCount(), std::size_t(3));
         const auto cached = runPass(m, [&] { return m.forward(b1, first, *f.cache).loss; });
-        QVERIFY2(bitEqual(cached, plain), qPrintable(QString("loss %1 vs %2").arg(cached.loss, 0, 'g', 17).arg(plain.loss, 0, 'g', 17)));
+        QVERIFY2(bitEqual(cached, plain),
+            qPrintable(QString("loss %1 vs %2").arg(cached.loss, 0, 'g', 17).arg(plain.loss, 0, 'g', 17)));
 
         // Store the rest, then regroup stored examples in another order and batch at their padding: served
         // from the cache, bit-equal to running the backbone.
-        const std::vector<std::size_t> rest{3, 4, 5};
+        const std::vector<std::size_t> rest { 3, 4, 5 };
         (void)runPass(m, [&] { return m.forward(batchOf(rest, f.lengths, 40), rest, *f.cache).loss; });
-        QVERIFY(f.cache->contains({0, 1, 2, 3, 4, 5}));
-        const std::vector<std::size_t> regrouped{5, 3};
+        QVERIFY(f.cache->contains({ 0, 1, 2, 3, 4, 5 }));
+        const std::vector<std::size_t> regrouped { 5, 3 };
         const auto b2 = batchOf(regrouped, f.lengths, 40);
         const auto hitsBefore = f.cache->hits;
         const auto fromCache = runPass(m, [&] { return m.forward(b2, regrouped, *f.cache).loss; });
@@ -324,22 +331,22 @@ private Q_SLOTS:
         QVERIFY(bitEqual(fromCache, runPass(m, [&] { return m.forward(b2).loss; })));
 
         // Padding "same": examples stored at other paddings run the backbone again (and are stored anew).
-        const std::vector<std::size_t> mixed{4, 0, 5, 1};
+        const std::vector<std::size_t> mixed { 4, 0, 5, 1 };
         const auto b3 = batchOf(mixed, f.lengths, 40);
         const auto missesBefore = f.cache->misses;
         const auto recomputed = runPass(m, [&] { return m.forward(b3, mixed, *f.cache).loss; });
         QCOMPARE(f.cache->misses, missesBefore + 1);
         QVERIFY(bitEqual(recomputed, runPass(m, [&] { return m.forward(b3).loss; })));
-        QVERIFY(f.cache->contains({0, 1}, 40, 2));
-        QVERIFY(!f.cache->contains({2}, 40, 2));
+        QVERIFY(f.cache->contains({ 0, 1 }, 40, 2));
+        QVERIFY(!f.cache->contains({ 2 }, 40, 2));
     }
 
     // Padding "any": stored values are used at any padding; equal to the uncached run to fp32 rounding.
     void anyPaddingWithinRounding()
     {
-        Fixture f(ladderOptions(), {20, 17, 31, 25, 40, 18}, "fp32", "any");
+        Fixture f(ladderOptions(), { 20, 17, 31, 25, 40, 18 }, "fp32", "any");
         auto& m = *f.method;
-        const std::vector<std::size_t> first{0, 1, 2}, rest{3, 4, 5}, mixed{4, 0, 5, 1};
+        const std::vector<std::size_t> first { 0, 1, 2 }, rest { 3, 4, 5 }, mixed { 4, 0, 5, 1 };
         (void)m.forward(batchOf(first, f.lengths, 35), first, *f.cache);
         (void)m.forward(batchOf(rest, f.lengths, 40), rest, *f.cache);
         const auto b = batchOf(mixed, f.lengths, 43);
@@ -356,9 +363,9 @@ private Q_SLOTS:
 
     void bf16StorageWithinRounding()
     {
-        Fixture f(ladderOptions(), {20, 17, 31, 25}, "bf16");
+        Fixture f(ladderOptions(), { 20, 17, 31, 25 }, "bf16");
         auto& m = *f.method;
-        const std::vector<std::size_t> all{0, 1, 2, 3};
+        const std::vector<std::size_t> all { 0, 1, 2, 3 };
         const auto b = batchOf(all, f.lengths, 31);
         const auto plain = runPass(m, [&] { return m.forward(b).loss; });
         (void)runPass(m, [&] { return m.forward(b, all, *f.cache).loss; });
@@ -388,7 +395,11 @@ private Q_SLOTS:
         QCOMPARE(plain.size(), std::size_t(15)); // 3 epochs x 5 batches
         QCOMPARE(cached.size(), plain.size());
         for (std::size_t i = 0; i < plain.size(); ++i)
-            QVERIFY2(cached[i] == plain[i], qPrintable(QString("step %1: %2 vs %3").arg(i + 1).arg(cached[i], 0, 'g', 17).arg(plain[i], 0, 'g', 17)));
+            QVERIFY2(cached[i] == plain[i],
+                qPrintable(QString("step %1: %2 vs %3")
+                               .arg(i + 1)
+                               .arg(cached[i], 0, 'g', 17)
+                               .arg(plain[i], 0, 'g', 17)));
         QVERIFY(plain.front() != plain.back()); // it trained
         QVERIFY(cachedRec.logged("ladder cache (ram, fp32, padding same)"));
         QVERIFY(cachedRec.logged("18 of 18 examples stored"));
@@ -440,38 +451,42 @@ private Q_SLOTS:
     {
         at::manual_seed(2);
         T5ForConditionalGeneration backbone(tinyConfig());
-        const std::vector<std::vector<std::int64_t>> sources{{5, 6, 7, 1}, {8, 9, 1}};
-        const std::vector<std::vector<std::int64_t>> targets{{3, 1}, {4, 1}};
+        const std::vector<std::vector<std::int64_t>> sources { { 5, 6, 7, 1 }, { 8, 9, 1 } };
+        const std::vector<std::vector<std::int64_t>> targets { { 3, 1 }, { 4, 1 } };
         auto layoutFor = [&](const MethodOptions& o) {
             return LadderCacheLayout::forSide(ladderSideOptions(backbone->config(), o));
         };
-        auto keyFor = [&](const MethodOptions& o, const std::string& compute = "cpu-fp32",
-                          const std::string& dtype = "fp32", decltype(sources) s = {}, decltype(targets) t = {}) {
-            return LadderCacheKey::make(backbone, layoutFor(o), compute, dtype, s.empty() ? sources : s,
-                                        t.empty() ? targets : t)
-                .hash;
-        };
-        const auto base = keyFor(ladderOptions({0, 1}));
-        QCOMPARE(keyFor(ladderOptions({0, 1})), base); // deterministic
-        auto o = ladderOptions({0, 1});
+        auto keyFor
+            = [&](const MethodOptions& o, const std::string& compute = "cpu-fp32",
+                  const std::string& dtype = "fp32", decltype(sources) s = {}, decltype(targets) t = {}) {
+                  return LadderCacheKey::make(backbone, layoutFor(o), compute, dtype, s.empty() ? sources : s,
+                      t.empty() ? targets : t)
+                      .hash;
+              };
+        const auto base = keyFor(ladderOptions({ 0, 1 }));
+        QCOMPARE(keyFor(ladderOptions({ 0, 1 })), base); // deterministic
+        auto o = ladderOptions({ 0, 1 });
         o.r = 8;
         o.gateTemperature = 0.5;
         o.init = "magnitude";
         QCOMPARE(keyFor(o), base); // side-network choices do not change the backbone's outputs
-        QVERIFY(keyFor(ladderOptions({1})) != base);           // keep list
-        QVERIFY(keyFor(ladderOptions({0, 1}), "cuda-fp32") != base);
-        QVERIFY(keyFor(ladderOptions({0, 1}), "cpu-fp32", "bf16") != base);
-        QVERIFY(keyFor(ladderOptions({0, 1}), "cpu-fp32", "fp32", {{5, 6, 7, 1}, {8, 10, 1}}) != base); // data
-        QVERIFY(keyFor(ladderOptions({0, 1}), "cpu-fp32", "fp32", {{5, 6, 1}, {8, 9, 1}}) != base);     // truncation
-        QVERIFY(keyFor(ladderOptions({0, 1}), "cpu-fp32", "fp32", {}, {{3, 1}, {5, 1}}) != base);       // targets
-        auto merged = ladderOptions({0, 1});
+        QVERIFY(keyFor(ladderOptions({ 1 })) != base); // keep list
+        QVERIFY(keyFor(ladderOptions({ 0, 1 }), "cuda-fp32") != base);
+        QVERIFY(keyFor(ladderOptions({ 0, 1 }), "cpu-fp32", "bf16") != base);
+        QVERIFY(keyFor(ladderOptions({ 0, 1 }), "cpu-fp32", "fp32", { { 5, 6, 7, 1 }, { 8, 10, 1 } })
+            != base); // data
+        QVERIFY(keyFor(ladderOptions({ 0, 1 }), "cpu-fp32", "fp32", { { 5, 6, 1 }, { 8, 9, 1 } })
+            != base); // truncation
+        QVERIFY(keyFor(ladderOptions({ 0, 1 }), "cpu-fp32", "fp32", {}, { { 3, 1 }, { 5, 1 } })
+            != base); // targets
+        auto merged = ladderOptions({ 0, 1 });
         merged.mergeBackbone = true;
         QVERIFY(keyFor(merged) != base); // the decoder's final output is stored too
         {
             at::NoGradGuard g;
             backbone->encoder->blocks[1]->parameters()[0].view(-1)[0] += 1e-3f;
         }
-        QVERIFY(keyFor(ladderOptions({0, 1})) != base); // one backbone weight
+        QVERIFY(keyFor(ladderOptions({ 0, 1 })) != base); // one backbone weight
     }
 
     void diskRoundTripAndReuse()
@@ -480,26 +495,28 @@ private Q_SLOTS:
         LadderCacheOptions co;
         co.mode = "disk";
         co.dir = dir + "/cache";
-        const std::vector<std::int64_t> lengths{20, 17, 31, 25};
+        const std::vector<std::int64_t> lengths { 20, 17, 31, 25 };
         Fixture f(ladderOptions(), lengths);
         auto& m = *f.method;
         const auto layout = LadderCacheLayout::forSide(m.sideNetwork()->options());
-        LadderCacheKey key{"test", 42};
-        const std::vector<std::size_t> all{0, 1, 2, 3};
+        LadderCacheKey key { "test", 42 };
+        const std::vector<std::size_t> all { 0, 1, 2, 3 };
         const auto b = batchOf(all, lengths, 33);
         LadderBackboneOutputs reference;
         std::vector<std::string> logs;
-        auto log = [&](const std::string& level, const std::string& message) { logs.push_back(level + ": " + message); };
+        auto log = [&](const std::string& level, const std::string& message) {
+            logs.push_back(level + ": " + message);
+        };
         {
-            LadderActivationCache disk(layout, lengths, {2, 2, 2, 2}, key, co, log);
+            LadderActivationCache disk(layout, lengths, { 2, 2, 2, 2 }, key, co, log);
             QCOMPARE(disk.reusedCount(), std::size_t(0));
             QVERIFY(QFile::exists(QString::fromStdString(disk.path())));
             (void)m.forward(b, all, disk);
             reference = disk.gather(all, 33, 2, c10::kCPU);
-            QCOMPARE(disk.bytes(), LadderActivationCache::bytesFor(layout, lengths, {2, 2, 2, 2}, "fp32"));
+            QCOMPARE(disk.bytes(), LadderActivationCache::bytesFor(layout, lengths, { 2, 2, 2, 2 }, "fp32"));
         }
         {
-            LadderActivationCache again(layout, lengths, {2, 2, 2, 2}, key, co, log);
+            LadderActivationCache again(layout, lengths, { 2, 2, 2, 2 }, key, co, log);
             QCOMPARE(again.reusedCount(), std::size_t(4));
             const auto read = again.gather(all, 33, 2, c10::kCPU);
             for (std::size_t l = 0; l < read.encoder.size(); ++l)
@@ -512,10 +529,11 @@ private Q_SLOTS:
                 at::NoGradGuard g;
                 m.model().encode(b.inputIds, b.attentionMask, nullptr, &direct);
             }
-            QVERIFY(at::equal(read.encoder[0], direct.encoder[0] * b.attentionMask.unsqueeze(-1).to(at::kFloat)));
+            QVERIFY(
+                at::equal(read.encoder[0], direct.encoder[0] * b.attentionMask.unsqueeze(-1).to(at::kFloat)));
         }
         // Another key uses another file.
-        LadderActivationCache other(layout, lengths, {2, 2, 2, 2}, LadderCacheKey{"other", 43}, co, log);
+        LadderActivationCache other(layout, lengths, { 2, 2, 2, 2 }, LadderCacheKey { "other", 43 }, co, log);
         QCOMPARE(other.reusedCount(), std::size_t(0));
     }
 
@@ -525,21 +543,24 @@ private Q_SLOTS:
         LadderCacheOptions co;
         co.mode = "disk";
         co.dir = dir;
-        const std::vector<std::int64_t> lengths{20, 17, 31, 25};
-        const std::vector<std::int64_t> targets{2, 2, 2, 2};
+        const std::vector<std::int64_t> lengths { 20, 17, 31, 25 };
+        const std::vector<std::int64_t> targets { 2, 2, 2, 2 };
         Fixture f(ladderOptions(), lengths);
         const auto layout = LadderCacheLayout::forSide(f.method->sideNetwork()->options());
-        const LadderCacheKey key{"test", 7};
-        const std::vector<std::size_t> all{0, 1, 2, 3};
+        const LadderCacheKey key { "test", 7 };
+        const std::vector<std::size_t> all { 0, 1, 2, 3 };
         const auto b = batchOf(all, lengths, 31);
         std::vector<std::string> logs;
-        auto log = [&](const std::string& level, const std::string& message) { logs.push_back(level + ": " + message); };
+        auto log = [&](const std::string& level, const std::string& message) {
+            logs.push_back(level + ": " + message);
+        };
         auto fill = [&] {
             LadderActivationCache c(layout, lengths, targets, key, co, log);
             (void)f.method->forward(b, all, c);
             return c.path();
         };
-        auto reopen = [&] { return std::make_unique<LadderActivationCache>(layout, lengths, targets, key, co, log); };
+        auto reopen
+            = [&] { return std::make_unique<LadderActivationCache>(layout, lengths, targets, key, co, log); };
         const auto path = fill();
         const auto size = QFileInfo(QString::fromStdString(path)).size();
 
@@ -555,7 +576,7 @@ private Q_SLOTS:
         {
             auto c = reopen();
             QCOMPARE(c->reusedCount(), std::size_t(3));
-            QVERIFY(!c->contains({3}));
+            QVERIFY(!c->contains({ 3 }));
             QVERIFY(logs.size() >= 1 && logs.front().find("failed their checksum") != std::string::npos);
             (void)f.method->forward(b, all, *c);
             QVERIFY(c->contains(all));
@@ -589,7 +610,7 @@ private Q_SLOTS:
             auto c = reopen();
             QCOMPARE(c->reusedCount(), std::size_t(0));
             QVERIFY2(!logs.empty() && logs.front().find("rebuilding") != std::string::npos,
-                     logs.empty() ? "no log" : logs.front().c_str());
+                logs.empty() ? "no log" : logs.front().c_str());
             (void)f.method->forward(b, all, *c);
             QVERIFY(c->contains(all));
         }
@@ -624,11 +645,11 @@ private Q_SLOTS:
         QCOMPARE(a, plain);
         // Another keep list: another key, another file.
         auto spec = lengthySpec("disk", "fp32", dir);
-        spec.method.keep = {1};
+        spec.method.keep = { 1 };
         Recorder third;
         (void)trainLosses(spec, third);
         QVERIFY(third.logged("ladder cache: created"));
-        QCOMPARE(QDir(QString::fromStdString(dir)).entryList({"*.lcache"}, QDir::Files).size(), 2);
+        QCOMPARE(QDir(QString::fromStdString(dir)).entryList({ "*.lcache" }, QDir::Files).size(), 2);
     }
 
     // `ladder bench speed` end to end on a tiny shape (a config.json): every method timed, both cache
@@ -638,20 +659,21 @@ private Q_SLOTS:
         const auto dir = test::makeTempDir();
         {
             std::ofstream out(dir + "/config.json");
-            out << nlohmann::json{{"d_model", 32}, {"d_kv", 8}, {"d_ff", 64}, {"num_heads", 4}, {"num_layers", 2},
-                                  {"num_decoder_layers", 2}, {"vocab_size", 64}, {"relative_attention_num_buckets", 8},
-                                  {"relative_attention_max_distance", 20}, {"feed_forward_proj", "relu"},
-                                  {"tie_word_embeddings", true}, {"dropout_rate", 0.1}, {"layer_norm_epsilon", 1e-6},
-                                  {"pad_token_id", 0}, {"eos_token_id", 1}, {"decoder_start_token_id", 0}}
-                       .dump();
+            out << nlohmann::json {
+                { "d_model", 32 }, { "d_kv", 8 }, { "d_ff", 64 }, { "num_heads", 4 }, { "num_layers", 2 },
+                { "num_decoder_layers", 2 }, { "vocab_size", 64 }, { "relative_attention_num_buckets", 8 },
+                { "relative_attention_max_distance", 20 }, { "feed_forward_proj", "relu" },
+                { "tie_word_embeddings", true }, { "dropout_rate", 0.1 }, { "layer_norm_epsilon", 1e-6 },
+                { "pad_token_id", 0 }, { "eos_token_id", 1 }, { "decoder_start_token_id", 0 }
+            }.dump();
         }
-        const auto r = test::runCli({"bench", "speed", "--model", QString::fromStdString(dir), "--batch", "4",
-                                     "--src-len", "24", "--tgt-len", "3", "--examples", "12", "--epochs", "2",
-                                     "--threads", "1", "--json"});
+        const auto r = test::runCli(
+            { "bench", "speed", "--model", QString::fromStdString(dir), "--batch", "4", "--src-len", "24",
+                "--tgt-len", "3", "--examples", "12", "--epochs", "2", "--threads", "1", "--json" });
         QVERIFY2(r.exitCode == 0, r.err.c_str());
         const auto j = nlohmann::json::parse(r.out);
         QCOMPARE(j.at("batches_per_epoch").get<int>(), 3);
-        for (const char* m : {"full", "lora", "adapter", "ladder"})
+        for (const char* m : { "full", "lora", "adapter", "ladder" })
             QVERIFY2(j.at("methods").at(m).at("seconds_per_step").get<double>() > 0.0, m);
         QCOMPARE(j.at("methods").at("full").at("step_ratio_to_full").get<double>(), 1.0);
         const auto& cache = j.at("ladder_cache");
@@ -662,13 +684,15 @@ private Q_SLOTS:
         }
         QCOMPARE(cache[0].at("padding").get<std::string>(), std::string("same"));
         QCOMPARE(cache[0].at("max_loss_difference").get<double>(), 0.0); // bit-equal by construction
-        QCOMPARE(cache[1].at("hits").get<int>(), 3);                     // "any": all of epoch 2
+        QCOMPARE(cache[1].at("hits").get<int>(), 3); // "any": all of epoch 2
         QVERIFY(cache[1].at("max_loss_difference").get<double>() < 1e-5);
 
-        const auto bad = test::runCli({"bench", "speed", "--model", QString::fromStdString(dir), "--epochs", "1"});
+        const auto bad
+            = test::runCli({ "bench", "speed", "--model", QString::fromStdString(dir), "--epochs", "1" });
         QVERIFY(bad.exitCode != 0);
         QVERIFY2(bad.err.find("--epochs") != std::string::npos, bad.err.c_str());
-        const auto order = test::runCli({"bench", "speed", "--model", QString::fromStdString(dir), "--methods", "ladder,full"});
+        const auto order = test::runCli(
+            { "bench", "speed", "--model", QString::fromStdString(dir), "--methods", "ladder,full" });
         QVERIFY(order.exitCode != 0);
         QVERIFY2(order.err.find("must start with full") != std::string::npos, order.err.c_str());
     }
@@ -683,21 +707,28 @@ private Q_SLOTS:
                 QVERIFY2(std::string(e.what()).find(part) != std::string::npos, e.what());
             }
         };
-        expectError({{"method", "ladder"}, {"cache", "ram"}, {"backbone_train_mode", true}},
-                    "run.json: field cache: the ladder activation cache needs the backbone in eval mode");
-        expectError({{"method", "ladder"}, {"cache", "ram"}, {"ablation", "no-ladders"}}, "nothing to cache");
-        expectError({{"method", "ladder"}, {"cache", "disk"}}, "field cache_dir");
-        expectError({{"method", "ladder"}, {"cache", "gpu"}}, "field cache: expected one of none, ram, disk");
-        expectError({{"method", "ladder"}, {"cache", "ram"}, {"cache_dtype", "fp16"}}, "field cache_dtype");
-        expectError({{"method", "ladder"}, {"cache_dtype", "bf16"}}, "only meaningful with cache ram or disk");
-        expectError({{"method", "ladder"}, {"cache", "ram"}, {"cache_padding", "some"}}, "field cache_padding");
-        expectError({{"method", "lora"}, {"cache", "ram"}}, "field cache: not an option of method lora");
+        expectError({ { "method", "ladder" }, { "cache", "ram" }, { "backbone_train_mode", true } },
+            "run.json: field cache: the ladder activation cache needs the backbone in eval mode");
+        expectError(
+            { { "method", "ladder" }, { "cache", "ram" }, { "ablation", "no-ladders" } }, "nothing to cache");
+        expectError({ { "method", "ladder" }, { "cache", "disk" } }, "field cache_dir");
+        expectError(
+            { { "method", "ladder" }, { "cache", "gpu" } }, "field cache: expected one of none, ram, disk");
+        expectError(
+            { { "method", "ladder" }, { "cache", "ram" }, { "cache_dtype", "fp16" } }, "field cache_dtype");
+        expectError(
+            { { "method", "ladder" }, { "cache_dtype", "bf16" } }, "only meaningful with cache ram or disk");
+        expectError({ { "method", "ladder" }, { "cache", "ram" }, { "cache_padding", "some" } },
+            "field cache_padding");
+        expectError(
+            { { "method", "lora" }, { "cache", "ram" } }, "field cache: not an option of method lora");
 
-        const auto o = MethodOptions::fromJson({{"method", "ladder"}, {"cache", "disk"}, {"cache_dtype", "bf16"},
-                                                {"cache_dir", "/tmp/x"}});
+        const auto o = MethodOptions::fromJson({ { "method", "ladder" }, { "cache", "disk" },
+            { "cache_dtype", "bf16" }, { "cache_dir", "/tmp/x" } });
         QCOMPARE(o.toJson().at("cache").get<std::string>(), std::string("disk"));
         QCOMPARE(MethodOptions::fromJson(o.toJson()).cacheDir, std::string("/tmp/x"));
-        QVERIFY(!MethodOptions::defaults("ladder").toJson().contains("cache")); // specs without the cache unchanged
+        QVERIFY(!MethodOptions::defaults("ladder").toJson().contains(
+            "cache")); // specs without the cache unchanged
 
         // A trainer run with backbone_train_mode and a cache fails with the message, not a crash.
         auto options = ladderOptions();
@@ -709,12 +740,12 @@ private Q_SLOTS:
         } catch (const Error& e) {
             QVERIFY(std::string(e.what()).find("eval mode") != std::string::npos);
         }
-        Fixture f(ladderOptions(), {20, 17});
+        Fixture f(ladderOptions(), { 20, 17 });
         auto trainMode = ladderOptions();
         trainMode.backboneTrainMode = true;
-        LadderMethod m(f.backbone, trainMode, BatchSource{});
+        LadderMethod m(f.backbone, trainMode, BatchSource {});
         try {
-            (void)m.forward(batchOf({0, 1}, f.lengths, 20), {0, 1}, *f.cache);
+            (void)m.forward(batchOf({ 0, 1 }, f.lengths, 20), { 0, 1 }, *f.cache);
             QFAIL("expected an error");
         } catch (const Error& e) {
             QVERIFY(std::string(e.what()).find("eval mode") != std::string::npos);

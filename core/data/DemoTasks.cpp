@@ -19,27 +19,11 @@
 #include <nlohmann/json.hpp>
 
 #include "util/Error.h"
+#include "util/SplitMix64.h"
 
 namespace ladder {
 
 namespace {
-
-// SplitMix64 (Steele, Lea, Flood 2014): a tiny generator whose output is fixed by its definition, unlike
-// the std distributions (implementation-defined), so the negatives are the same on every platform.
-class SplitMix64 {
-public:
-    explicit SplitMix64(std::uint64_t seed) : m_state(seed) {}
-    std::uint64_t next()
-    {
-        std::uint64_t z = (m_state += 0x9e3779b97f4a7c15ull);
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-        return z ^ (z >> 31);
-    }
-
-private:
-    std::uint64_t m_state;
-};
 
 constexpr const char* kSupersense = "supersense";
 constexpr const char* kDefinitionMatch = "definition-match";

@@ -26,27 +26,11 @@
 #include "model/T5Tokenizer.h"
 #include "util/Error.h"
 
+#include "util/SplitMix64.h"
+
 namespace ladder {
 
 namespace {
-
-// SplitMix64: output fixed by its definition (the std distributions are implementation-defined), so the
-// data order and the noise masks are the same on every platform.
-class SplitMix64 {
-public:
-    explicit SplitMix64(std::uint64_t seed) : m_state(seed) {}
-    std::uint64_t next()
-    {
-        std::uint64_t z = (m_state += 0x9e3779b97f4a7c15ull);
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-        return z ^ (z >> 31);
-    }
-    std::uint64_t uniform(std::uint64_t n) { return n == 0 ? 0 : next() % n; }
-
-private:
-    std::uint64_t m_state;
-};
 
 // Salts that keep the generators of one seed independent.
 constexpr std::uint64_t kChunkOrderSalt = 0x6368756e6b73ull; // "chunks"

@@ -94,11 +94,9 @@ std::vector<DemoExample>& splitOf(DemoTask& task, int index)
 
 } // namespace
 
-std::string makeTinyDemo(const std::string& root)
+void writeTinyBackbone(const std::string& dir, std::uint64_t seed)
 {
-    const std::string demo = root + "/tiny-demo";
-    const std::string backbone = demo + "/backbone";
-    std::filesystem::create_directories(backbone);
+    std::filesystem::create_directories(dir);
     T5Config c;
     c.vocabSize = 32128;
     c.dModel = 32;
@@ -109,15 +107,22 @@ std::string makeTinyDemo(const std::string& root)
     c.numDecoderLayers = 2;
     c.relativeAttentionNumBuckets = 8;
     c.dropoutRate = 0.0;
-    at::manual_seed(7);
+    at::manual_seed(seed);
     T5ForConditionalGeneration model(c);
     TensorMap tensors;
     for (const auto& item : model->named_parameters(true))
         tensors[item.key()] = item.value().detach();
-    writeSafetensors(backbone + "/model.safetensors", tensors);
-    std::ofstream(backbone + "/config.json") << c.toJson().dump(2);
-    std::filesystem::copy_file(fixture("t5-spiece/spiece.model"), backbone + "/spiece.model",
+    writeSafetensors(dir + "/model.safetensors", tensors);
+    std::ofstream(dir + "/config.json") << c.toJson().dump(2);
+    std::filesystem::copy_file(fixture("t5-spiece/spiece.model"), dir + "/spiece.model",
         std::filesystem::copy_options::overwrite_existing);
+}
+
+std::string makeTinyDemo(const std::string& root)
+{
+    const std::string demo = root + "/tiny-demo";
+    const std::string backbone = demo + "/backbone";
+    writeTinyBackbone(backbone, 7);
 
     DemoTask supersense;
     supersense.name = "supersense";

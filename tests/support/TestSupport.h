@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 
@@ -33,6 +34,9 @@ CommandResult runCli(const QStringList& args, int timeoutMs = 120000);
 // and tasks/supersense and tasks/definition-match (small separable JSONL tasks: 48 training, 12
 // validation and 12 test examples each, written by writeDemoTask). Point LADDER_DEMO_DIR at the returned
 // folder. Takes well under a second. Needs the shared fixtures (LADDER_REQUIRE_FIXTURES first).
+// A random tiny T5 (d_model 32, 2+2 layers, T5's vocabulary) with the fixture spiece.model, written as an
+// HF folder at `dir` (created when missing); `seed` seeds its initialisation.
+void writeTinyBackbone(const std::string& dir, std::uint64_t seed);
 std::string makeTinyDemo(const std::string& root);
 
 // A backbone folder beside a tiny demo whose model.safetensors is corrupt (its header is garbage): a

@@ -12,7 +12,6 @@
 #include "model/T5Model.h"
 
 using namespace ladder;
-namespace fs = std::filesystem;
 
 namespace {
 
@@ -20,25 +19,7 @@ namespace {
 std::string makeTinyBackbone(const std::string& root)
 {
     const auto dir = root + "/tiny-t5";
-    fs::create_directories(dir);
-    T5Config c;
-    c.vocabSize = 32128;
-    c.dModel = 32;
-    c.dKv = 8;
-    c.numHeads = 4;
-    c.dFf = 64;
-    c.numLayers = 2;
-    c.numDecoderLayers = 2;
-    c.relativeAttentionNumBuckets = 8;
-    c.dropoutRate = 0.0;
-    at::manual_seed(1);
-    T5ForConditionalGeneration model(c);
-    TensorMap tensors;
-    for (const auto& item : model->named_parameters(true))
-        tensors[item.key()] = item.value().detach();
-    writeSafetensors(dir + "/model.safetensors", tensors);
-    std::ofstream(dir + "/config.json") << c.toJson().dump(2);
-    fs::copy_file(test::fixture("t5-spiece/spiece.model"), dir + "/spiece.model");
+    test::writeTinyBackbone(dir, 1);
     return dir;
 }
 

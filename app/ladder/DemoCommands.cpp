@@ -96,7 +96,8 @@ void printSummary(const PretrainResult& r)
     std::cerr << std::fixed << std::setprecision(3) << "ladder: pretrained " << r.parameters << " parameters on "
               << r.corpusTokens << " corpus tokens (" << r.trainedTokens << " trained): loss " << r.initialLoss
               << " -> " << r.finalLoss << ", held-out " << r.heldOutLossBefore << " -> " << r.heldOutLossAfter
-              << std::setprecision(1) << "; vocabulary " << r.vocabularySeconds << " s, training "
+              << std::setprecision(1) << "; vocabulary " << r.vocabularySeconds << " s, embeddings "
+              << r.embeddingSeconds << " s (" << r.embeddedPieces << " pieces), training "
               << r.trainingSeconds << " s, wall " << r.wallSeconds << " s\n";
 }
 
@@ -110,6 +111,11 @@ struct PretrainFlags {
     double learningRate = PretrainOptions::demo().learningRate;
     std::int64_t batchSize = PretrainOptions::demo().batchSize;
     double pretrainDropout = PretrainOptions::demo().pretrainDropoutRate;
+    std::string embeddingInit = PretrainOptions::demo().embeddingInit;
+    std::int64_t dModel = PretrainOptions::demo().dModel;
+    std::int64_t dFf = PretrainOptions::demo().dFf;
+    std::int64_t numHeads = PretrainOptions::demo().numHeads;
+    std::int64_t numLayers = PretrainOptions::demo().numLayers;
     std::string wordNetDir = defaultWordNetDir();
 };
 
@@ -125,12 +131,18 @@ int runPretrain(const PretrainFlags& f)
     options.learningRate = f.learningRate;
     options.batchSize = f.batchSize;
     options.pretrainDropoutRate = f.pretrainDropout;
+    options.embeddingInit = f.embeddingInit;
+    if (f.dModel % f.numHeads != 0)
+        throw Error("--d-model " + std::to_string(f.dModel) + " is not a multiple of --heads " + std::to_string(f.numHeads));
+    options.dModel = f.dModel;
+    options.dKv = f.dModel / f.numHeads;
+    options.numHeads = f.numHeads;
+    options.dFf = f.dFf;
+    options.numLayers = f.numLayers;
+    options.numDecoderLayers = f.numLayers;
     options.warmupSteps = std::min(options.warmupSteps, std::max<std::int64_t>(1, f.steps / 10));
     // The built-in demo's recipe exactly: `ladder demo` accepts the folder as its backbone.
-    const auto demo = PretrainOptions::demo();
-    const bool isDemoRecipe = wordnet && f.steps == demo.steps && f.vocabSize == demo.vocabSize && f.seed == demo.seed
-        && f.learningRate == demo.learningRate && f.batchSize == demo.batchSize
-        && f.pretrainDropout == demo.pretrainDropoutRate;
+    const bool isDemoRecipe = wordnet && options.sameRecipe(PretrainOptions::demo());
     ProgressBar bar("pretrain");
     const auto result = pretrainT5(corpus, f.out, options, std::ref(bar), isDemoRecipe ? "demo" : "custom");
     bar.finishLine();
@@ -202,6 +214,18 @@ void registerDemoCommands(CLI::App& app)
                "dropout while pretraining (config.json keeps 0.1 for fine-tuning)")
             ->capture_default_str()
             ->check(CLI::Range(0.0, 0.99));
+        cmd->add_option("--embedding-init", flags->embeddingInit,
+               "token embeddings before pretraining: cooccurrence (PPMI + SVD of the corpus) or random")
+            ->capture_default_str()
+            ->check(CLI::IsMember({ "cooccurrence", "random" }));
+        cmd->add_option("--d-model", flags->dModel, "model width")->capture_default_str()->check(CLI::Range(8, 4096));
+        cmd->add_option("--d-ff", flags->dFf, "feed-forward width")->capture_default_str()->check(CLI::Range(8, 65536));
+        cmd->add_option("--heads", flags->numHeads, "attention heads (d_kv = d_model / heads)")
+            ->capture_default_str()
+            ->check(CLI::Range(1, 128));
+        cmd->add_option("--layers", flags->numLayers, "encoder layers (and as many decoder layers)")
+            ->capture_default_str()
+            ->check(CLI::Range(1, 64));
         cmd->add_option("--threads", flags->threads, "CPU threads (0 = all)")->capture_default_str()->check(CLI::Range(0, 1024));
         cmd->add_option("--wordnet-dir", flags->wordNetDir, "folder with WordNet's data.* files")->capture_default_str();
         cmd->callback([flags] { runGuarded("pretrain", [&] { return runPretrain(*flags); }); });

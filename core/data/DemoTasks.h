@@ -19,7 +19,7 @@ namespace ladder {
 
 // The demo recipe (tasks and backbone). Bump it whenever any output would change: the cache folder is
 // named after it, so old caches are never mistaken for new ones.
-constexpr const char* kDemoRecipeVersion = "demo-v1";
+constexpr const char* kDemoRecipeVersion = "demo-v2";
 
 // 64-bit FNV-1a of the bytes of `text` (offset basis 14695981039346656037, prime 1099511628211).
 std::uint64_t fnv1a64(const std::string& text);

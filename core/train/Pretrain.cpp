@@ -24,6 +24,7 @@
 #include "model/Safetensors.h"
 #include "model/T5Checkpoint.h"
 #include "model/T5Tokenizer.h"
+#include "train/CooccurrenceEmbeddings.h"
 #include "util/Error.h"
 
 #include "util/SplitMix64.h"
@@ -37,6 +38,7 @@ constexpr std::uint64_t kChunkOrderSalt = 0x6368756e6b73ull; // "chunks"
 constexpr std::uint64_t kMaskSalt = 0x6d61736b73ull;          // "masks"
 constexpr std::uint64_t kHeldOutSalt = 0x68656c646f7574ull;    // "heldout"
 constexpr std::uint64_t kInitSalt = 0x696e6974ull;             // "init"
+constexpr std::uint64_t kEmbeddingSalt = 0x656d626564ull;       // "embed"
 constexpr double kLossEma = 0.9;
 
 template <typename T> void shuffleInPlace(std::vector<T>& items, SplitMix64& rng)
@@ -157,7 +159,8 @@ nlohmann::json recipeOptions(const PretrainOptions& o)
         { "mean_noise_span_length", o.meanNoiseSpanLength }, { "raw_length", o.rawLength }, { "steps", o.steps },
         { "batch_size", o.batchSize }, { "learning_rate", o.learningRate }, { "warmup_steps", o.warmupSteps },
         { "weight_decay", o.weightDecay }, { "max_grad_norm", o.maxGradNorm },
-        { "held_out_examples", o.heldOutExamples }, { "seed", o.seed } };
+        { "held_out_examples", o.heldOutExamples }, { "seed", o.seed }, { "embedding_init", o.embeddingInit },
+        { "cooccurrence_window", o.cooccurrenceWindow } };
 }
 
 } // namespace
@@ -169,6 +172,8 @@ const char* toString(PretrainProgress::Stage stage)
         return "vocabulary";
     case PretrainProgress::Stage::Tokenising:
         return "tokenising";
+    case PretrainProgress::Stage::Embeddings:
+        return "embeddings";
     case PretrainProgress::Stage::Training:
         return "pretraining";
     case PretrainProgress::Stage::Writing:
@@ -219,6 +224,16 @@ void PretrainOptions::validate() const
     require(maxGradNorm > 0.0, "max_grad_norm must be positive");
     require(heldOutExamples >= 1, "held_out_examples must be at least 1");
     require(numThreads >= 0, "threads must not be negative");
+    require(embeddingInit == "cooccurrence" || embeddingInit == "random",
+        "embedding_init must be \"cooccurrence\" or \"random\", got \"" + embeddingInit + "\"");
+    require(cooccurrenceWindow >= 1, "cooccurrence_window must be at least 1");
+    require(embeddingInit != "cooccurrence" || dModel <= static_cast<std::int64_t>(vocabSize),
+        "co-occurrence embeddings need d_model <= vocab_size");
+}
+
+bool PretrainOptions::sameRecipe(const PretrainOptions& other) const
+{
+    return recipeOptions(*this) == recipeOptions(other);
 }
 
 T5Config PretrainOptions::t5Config(std::int64_t pieces) const
@@ -434,9 +449,16 @@ PretrainResult pretrainT5(const std::vector<std::string>& corpus, const std::str
                 + std::to_string(options.rawLength) + " tokens"))
             return cancelled();
         std::vector<std::int64_t> stream;
+        std::vector<std::vector<std::int64_t>> sentenceIds; // for the co-occurrence embeddings
+        if (options.embeddingInit == "cooccurrence")
+            sentenceIds.reserve(corpus.size());
         for (const auto& sentence : corpus) {
-            const auto ids = tokenizer.encode(sentence, /*addEos=*/true);
+            auto ids = tokenizer.encode(sentence, /*addEos=*/true);
             stream.insert(stream.end(), ids.begin(), ids.end());
+            if (options.embeddingInit == "cooccurrence") {
+                ids.pop_back(); // </s> is a separator, not a neighbour
+                sentenceIds.push_back(std::move(ids));
+            }
         }
         result.corpusTokens = static_cast<std::int64_t>(stream.size());
         const auto chunkCount = static_cast<std::int64_t>(stream.size()) / options.rawLength;
@@ -472,6 +494,27 @@ PretrainResult pretrainT5(const std::vector<std::string>& corpus, const std::str
         trainingConfig.dropoutRate = options.pretrainDropoutRate;
         T5ForConditionalGeneration model(trainingConfig);
         initT5WeightsLikeHF(*model, options.seed ^ kInitSalt);
+        if (options.embeddingInit == "cooccurrence") {
+            if (!report(PretrainProgress::Stage::Embeddings,
+                    "co-occurrence embeddings: PPMI of a +-" + std::to_string(options.cooccurrenceWindow)
+                        + " window, randomised SVD to " + std::to_string(options.dModel) + " dimensions"))
+                return cancelled();
+            CooccurrenceOptions co;
+            co.dims = options.dModel;
+            co.window = options.cooccurrenceWindow;
+            co.seed = options.seed ^ kEmbeddingSalt;
+            const auto embeddings = cooccurrenceEmbeddings(sentenceIds, result.pieces, co);
+            sentenceIds.clear();
+            sentenceIds.shrink_to_fit();
+            c10::NoGradGuard noGrad;
+            auto weight = model->shared->weight;
+            for (std::int64_t i = 0; i < result.pieces; ++i)
+                if (embeddings.seen[static_cast<std::size_t>(i)]) {
+                    weight[i].copy_(embeddings.vectors[i]);
+                    ++result.embeddedPieces;
+                }
+            result.embeddingSeconds = embeddings.seconds;
+        }
         result.parameters = countParameters(*model);
         torch::optim::AdamW optimizer(model->parameters(),
             torch::optim::AdamWOptions(options.learningRate).betas({ 0.9, 0.999 }).eps(1e-8).weight_decay(options.weightDecay));
@@ -598,7 +641,11 @@ PretrainResult pretrainT5(const std::vector<std::string>& corpus, const std::str
             { "d_ff", options.dFf }, { "num_layers", options.numLayers }, { "num_decoder_layers", options.numDecoderLayers },
             { "dropout_rate", options.dropoutRate }, { "pretrain_dropout_rate", options.pretrainDropoutRate },
             { "parameters", result.parameters },
-            { "init", "HF T5 _init_weights, factor 1.0" } };
+            { "init", options.embeddingInit == "cooccurrence"
+                    ? "HF T5 _init_weights, factor 1.0; token embeddings from co-occurrence (PPMI + SVD)"
+                    : "HF T5 _init_weights, factor 1.0" } };
+        manifest["embeddings"] = { { "init", options.embeddingInit }, { "window", options.cooccurrenceWindow },
+            { "pieces_from_cooccurrence", result.embeddedPieces }, { "seconds", rounded(result.embeddingSeconds, 2) } };
         manifest["objective"] = { { "type", "span corruption" }, { "noise_density", options.noiseDensity },
             { "mean_noise_span_length", options.meanNoiseSpanLength }, { "raw_length", options.rawLength },
             { "input_length", heldOut.front().inputs.size(1) }, { "target_length", heldOut.front().targets.size(1) } };

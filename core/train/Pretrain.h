@@ -30,8 +30,16 @@ struct PretrainOptions {
     std::int64_t dFf = 1024;
     std::int64_t numLayers = 4;
     std::int64_t numDecoderLayers = 4;
-    double dropoutRate = 0.1;         // written to config.json: the dropout of fine-tuning
+    // Written to config.json: the dropout of fine-tuning. 0, as in pretraining: the network never saw
+    // dropout, and with 0.1 the frozen backbone under LoRA and Adapters reached half the accuracy
+    // (docs/DEMO.md, "Fine-tuning on the demo").
+    double dropoutRate = 0.0;
     double pretrainDropoutRate = 0.0; // used while pretraining (T5 v1.1 pretrained without dropout)
+    // Token embeddings before pretraining: "cooccurrence" (PPMI + randomised SVD of the corpus's windowed
+    // co-occurrence counts, CooccurrenceEmbeddings.h; sentinels and unseen pieces keep the random rows)
+    // or "random" (HF's N(0, 1) only).
+    std::string embeddingInit = "cooccurrence";
+    int cooccurrenceWindow = 4;
     // Span corruption (Raffel et al. 2020, HF run_t5_mlm_flax.py): each example is `rawLength`
     // consecutive tokens of the packed corpus (every sentence ends with </s>).
     double noiseDensity = 0.15;
@@ -54,12 +62,14 @@ struct PretrainOptions {
     static PretrainOptions tiny();
     // Throws ladder::Error naming the first field out of range.
     void validate() const;
+    // Whether every option that changes the weights (all but the thread count) is equal.
+    bool sameRecipe(const PretrainOptions& other) const;
     // The T5 config for a SentencePiece model of `pieces` pieces.
     T5Config t5Config(std::int64_t pieces) const;
 };
 
 struct PretrainProgress {
-    enum class Stage { Vocabulary, Tokenising, Training, Writing };
+    enum class Stage { Vocabulary, Tokenising, Embeddings, Training, Writing };
     Stage stage = Stage::Vocabulary;
     std::int64_t step = 0; // Training: steps done so far (1-based after the first step)
     std::int64_t totalSteps = 0;
@@ -90,6 +100,8 @@ struct PretrainResult {
     std::int64_t corpusTokens = 0;   // packed stream length
     std::int64_t trainedTokens = 0;  // input + target ids seen in training
     double vocabularySeconds = 0.0;
+    double embeddingSeconds = 0.0;  // co-occurrence embeddings (0 with embeddingInit "random")
+    std::int64_t embeddedPieces = 0; // pieces whose row came from co-occurrence
     double trainingSeconds = 0.0;
     double wallSeconds = 0.0;
 };

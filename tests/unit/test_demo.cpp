@@ -386,7 +386,11 @@ private Q_SLOTS:
         });
         QVERIFY(!result.cancelled);
         QCOMPARE(lastStep, options.steps);
-        QCOMPARE(stages.size(), std::size_t(4));
+        QCOMPARE(stages.size(), std::size_t(5)); // vocabulary, tokenising, embeddings, pretraining, writing
+        QVERIFY(stages[2] == PretrainProgress::Stage::Embeddings);
+        // Co-occurrence rows for most pieces (not pad, eos, unk or pieces never seen in the slice).
+        QVERIFY2(result.embeddedPieces > 250 && result.embeddedPieces < result.pieces,
+            qPrintable(QString::number(result.embeddedPieces)));
         QCOMPARE(result.losses.size(), static_cast<std::size_t>(options.steps));
         m_tinyLosses = result.losses;
         qInfo("tiny pretraining: loss %.3f -> %.3f, held-out %.3f -> %.3f, %.1f s", result.initialLoss,
@@ -403,6 +407,9 @@ private Q_SLOTS:
         const auto manifest = nlohmann::json::parse(readBytes(dir + "/ladderbench.json"));
         QCOMPARE(manifest.at("steps").get<std::int64_t>(), options.steps);
         QCOMPARE(manifest.at("losses").size(), static_cast<std::size_t>(options.steps));
+        QCOMPARE(manifest.at("embeddings").at("init").get<std::string>(), std::string("cooccurrence"));
+        QCOMPARE(manifest.at("embeddings").at("pieces_from_cooccurrence").get<std::int64_t>(), result.embeddedPieces);
+        QCOMPARE(manifest.at("recipe_options").at("embedding_init").get<std::string>(), std::string("cooccurrence"));
 
         // It loads like any HF folder, and its loss on held-in text is finite.
         auto loaded = loadT5(dir);
@@ -438,11 +445,37 @@ private Q_SLOTS:
         QVERIFY(!hasStagingLeftovers(demofs::parentOf(dir)));
     }
 
+    void randomEmbeddingInit()
+    {
+        REQUIRE_WORDNET();
+        const auto dir = test::makeTempDir() + "/backbone";
+        auto options = PretrainOptions::tiny();
+        options.steps = 2;
+        options.embeddingInit = "random";
+        bool sawEmbeddings = false;
+        const auto result = pretrainT5(corpusSlice(), dir, options, [&](const PretrainProgress& p) {
+            sawEmbeddings = sawEmbeddings || p.stage == PretrainProgress::Stage::Embeddings;
+            return true;
+        });
+        QVERIFY(!sawEmbeddings);
+        QCOMPARE(result.embeddedPieces, std::int64_t(0));
+        const auto manifest = nlohmann::json::parse(readBytes(dir + "/ladderbench.json"));
+        QCOMPARE(manifest.at("embeddings").at("init").get<std::string>(), std::string("random"));
+        options.embeddingInit = "glove";
+        try {
+            options.validate();
+            QFAIL("an unknown embedding_init was accepted");
+        } catch (const Error& e) {
+            QVERIFY2(std::string(e.what()).find("embedding_init") != std::string::npos, e.what());
+        }
+    }
+
     void corpusTooSmall()
     {
         const auto dir = test::makeTempDir();
         auto options = PretrainOptions::tiny();
         options.vocabSize = 40;
+        options.embeddingInit = "random"; // co-occurrence vectors of d_model 64 need 64 pieces
         std::vector<std::string> corpus(20, "a tiny corpus of the same few words");
         try {
             pretrainT5(corpus, dir + "/out", options);

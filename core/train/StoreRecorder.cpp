@@ -5,6 +5,8 @@
 #include <cmath>
 #include <filesystem>
 
+#include <nlohmann/json.hpp>
+
 #include "peft/Method.h"
 #include "store/SpecHash.h"
 #include "util/Error.h"
@@ -121,6 +123,13 @@ void StoreRecorder::onEval(const TrainEval& e)
     ev.metrics = e.values;
     ev.mainMetricName = e.mainName;
     ev.mainMetric = finite(e.main);
+    if (!e.predictions.empty()) {
+        auto list = nlohmann::json::array();
+        for (const auto& p : e.predictions)
+            list.push_back({ { "id", p.id }, { "target", p.target }, { "prediction", p.prediction } });
+        // Invalid UTF-8 in a generated text (a byte-fallback piece) is replaced, never a failed write.
+        ev.predictionsJson = list.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    }
     if (!m_store.addEvaluation(ev, nullptr, &error))
         reportStoreError(error);
     m_inner.onEval(e);

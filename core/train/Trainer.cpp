@@ -118,6 +118,8 @@ TrainEval evaluateSplit(Method& method, const Batcher& batcher, const std::vecto
     e.main = metrics.main;
     e.examples = metrics.count;
     e.invalid = metrics.invalid;
+    for (std::size_t i = 0; i < examples.size() && i < TrainEval::kStoredPredictions; ++i)
+        e.predictions.push_back({ examples[i].id, examples[i].target, predictions[i] });
     e.seconds = secondsSince(t0);
     return e;
 }

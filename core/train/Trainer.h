@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "data/Task.h"
 #include "model/T5Model.h"
@@ -39,6 +40,14 @@ struct TrainEval {
     std::size_t examples = 0;
     std::size_t invalid = 0;           // predictions that did not parse as a label
     double seconds = 0.0;
+    // The first kStoredPredictions examples of the split, in split order: what was generated for each.
+    struct Prediction {
+        std::string id;
+        std::string target;     // the reference text the model was trained to generate
+        std::string prediction; // the generated text, decoded without special tokens
+    };
+    static constexpr std::size_t kStoredPredictions = 200;
+    std::vector<Prediction> predictions;
 };
 
 enum class RunOutcome { Finished, Failed, Cancelled };

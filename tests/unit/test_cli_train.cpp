@@ -10,6 +10,7 @@
 #include "TestSupport.h"
 #include "model/Safetensors.h"
 #include "model/T5Model.h"
+#include "store/ResultsStore.h"
 
 using namespace ladder;
 
@@ -83,6 +84,28 @@ private Q_SLOTS:
         const auto show = nlohmann::json::parse(r.out);
         QVERIFY(show.at("evaluations").size() >= 2);
         QCOMPARE(show.at("spec").at("method").at("r").get<int>(), 4);
+
+        // Every evaluation keeps what was generated (the first 200 examples; these splits are smaller), and
+        // the exact-match rate over the kept predictions is the stored accuracy.
+        {
+            ResultsStore db;
+            std::string error;
+            QVERIFY2(db.open(store.toStdString(), &error), error.c_str());
+            std::vector<Evaluation> evaluations;
+            QVERIFY2(db.getEvaluations(1, &evaluations, &error), error.c_str());
+            QVERIFY(evaluations.size() >= 2);
+            for (const auto& e : evaluations) {
+                const auto predictions = nlohmann::json::parse(e.predictionsJson);
+                QVERIFY(predictions.is_array() && !predictions.empty() && predictions.size() < 200);
+                int correct = 0;
+                for (const auto& p : predictions) {
+                    QVERIFY(p.at("id").is_string() && p.at("target").is_string() && p.at("prediction").is_string());
+                    correct += p.at("prediction") == p.at("target") ? 1 : 0;
+                }
+                QVERIFY(e.mainMetric.has_value());
+                QCOMPARE(static_cast<double>(correct) / static_cast<double>(predictions.size()), *e.mainMetric);
+            }
+        }
 
         r = test::runCli({"eval", "--run", "1", "--store", store});
         QVERIFY2(r.exitCode == 0, r.err.c_str());

@@ -211,7 +211,7 @@ void registerDemoCommands(CLI::App& app)
             ->check(CLI::PositiveNumber);
         cmd->add_option("--batch-size", flags->batchSize, "examples per step")->capture_default_str()->check(CLI::Range(1, 4096));
         cmd->add_option("--pretrain-dropout", flags->pretrainDropout,
-               "dropout while pretraining (config.json keeps 0.1 for fine-tuning)")
+               "dropout while pretraining (config.json keeps the recipe's fine-tuning dropout, 0)")
             ->capture_default_str()
             ->check(CLI::Range(0.0, 0.99));
         cmd->add_option("--embedding-init", flags->embeddingInit,

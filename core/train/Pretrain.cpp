@@ -26,7 +26,6 @@
 #include "model/T5Tokenizer.h"
 #include "train/CooccurrenceEmbeddings.h"
 #include "util/Error.h"
-
 #include "util/SplitMix64.h"
 
 namespace ladder {
@@ -448,14 +447,15 @@ PretrainResult pretrainT5(const std::vector<std::string>& corpus, const std::str
         if (!report(PretrainProgress::Stage::Tokenising, "packing the corpus into chunks of "
                 + std::to_string(options.rawLength) + " tokens"))
             return cancelled();
+        const bool cooccurrence = options.embeddingInit == "cooccurrence";
         std::vector<std::int64_t> stream;
         std::vector<std::vector<std::int64_t>> sentenceIds; // for the co-occurrence embeddings
-        if (options.embeddingInit == "cooccurrence")
+        if (cooccurrence)
             sentenceIds.reserve(corpus.size());
         for (const auto& sentence : corpus) {
             auto ids = tokenizer.encode(sentence, /*addEos=*/true);
             stream.insert(stream.end(), ids.begin(), ids.end());
-            if (options.embeddingInit == "cooccurrence") {
+            if (cooccurrence) {
                 ids.pop_back(); // </s> is a separator, not a neighbour
                 sentenceIds.push_back(std::move(ids));
             }
@@ -494,7 +494,7 @@ PretrainResult pretrainT5(const std::vector<std::string>& corpus, const std::str
         trainingConfig.dropoutRate = options.pretrainDropoutRate;
         T5ForConditionalGeneration model(trainingConfig);
         initT5WeightsLikeHF(*model, options.seed ^ kInitSalt);
-        if (options.embeddingInit == "cooccurrence") {
+        if (cooccurrence) {
             if (!report(PretrainProgress::Stage::Embeddings,
                     "co-occurrence embeddings: PPMI of a +-" + std::to_string(options.cooccurrenceWindow)
                         + " window, randomised SVD to " + std::to_string(options.dModel) + " dimensions"))
@@ -641,7 +641,7 @@ PretrainResult pretrainT5(const std::vector<std::string>& corpus, const std::str
             { "d_ff", options.dFf }, { "num_layers", options.numLayers }, { "num_decoder_layers", options.numDecoderLayers },
             { "dropout_rate", options.dropoutRate }, { "pretrain_dropout_rate", options.pretrainDropoutRate },
             { "parameters", result.parameters },
-            { "init", options.embeddingInit == "cooccurrence"
+            { "init", cooccurrence
                     ? "HF T5 _init_weights, factor 1.0; token embeddings from co-occurrence (PPMI + SVD)"
                     : "HF T5 _init_weights, factor 1.0" } };
         manifest["embeddings"] = { { "init", options.embeddingInit }, { "window", options.cooccurrenceWindow },

@@ -32,7 +32,7 @@ struct PretrainOptions {
     std::int64_t numDecoderLayers = 4;
     // Written to config.json: the dropout of fine-tuning. 0, as in pretraining: the network never saw
     // dropout, and with 0.1 the frozen backbone under LoRA and Adapters reached half the accuracy
-    // (docs/DEMO.md, "Fine-tuning on the demo").
+    // (docs/DEMO.md, "Why co-occurrence embeddings, and why no dropout").
     double dropoutRate = 0.0;
     double pretrainDropoutRate = 0.0; // used while pretraining (T5 v1.1 pretrained without dropout)
     // Token embeddings before pretraining: "cooccurrence" (PPMI + randomised SVD of the corpus's windowed

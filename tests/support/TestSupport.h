@@ -29,14 +29,14 @@ struct CommandResult {
 };
 CommandResult runCli(const QStringList& args, int timeoutMs = 120000);
 
-// A tiny built-in demo for tests, in a new folder under `root`, laid out as demoCacheDir() is: backbone/
-// (a random T5 with d_model 32, 2+2 layers, seeded, over the real T5 vocabulary of the t5-spiece fixture)
-// and tasks/supersense and tasks/definition-match (small separable JSONL tasks: 48 training, 12
-// validation and 12 test examples each, written by writeDemoTask). Point LADDER_DEMO_DIR at the returned
-// folder. Takes well under a second. Needs the shared fixtures (LADDER_REQUIRE_FIXTURES first).
 // A random tiny T5 (d_model 32, 2+2 layers, T5's vocabulary) with the fixture spiece.model, written as an
 // HF folder at `dir` (created when missing); `seed` seeds its initialisation.
 void writeTinyBackbone(const std::string& dir, std::uint64_t seed);
+
+// A tiny built-in demo for tests, in a new folder under `root`, laid out as demoCacheDir() is: backbone/
+// (writeTinyBackbone) and tasks/supersense and tasks/definition-match (small separable JSONL tasks: 48
+// training, 12 validation and 12 test examples each, written by writeDemoTask). Point LADDER_DEMO_DIR at
+// the returned folder. Takes well under a second. Needs the shared fixtures (LADDER_REQUIRE_FIXTURES first).
 std::string makeTinyDemo(const std::string& root);
 
 // A backbone folder beside a tiny demo whose model.safetensors is corrupt (its header is garbage): a

@@ -52,7 +52,11 @@ def parse_args(argv):
     p.add_argument("--lora-alpha", type=float, default=32.0)
     p.add_argument("--ladder-r", type=int, default=8)
     p.add_argument("--ladder-keep", default="", help="LST side layers kept, comma list (default all)")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"],
+                   help="bf16: mixed precision on both sides (bf16 autocast, fp32 weights and AdamW state)")
     p.add_argument("--venv", default=os.environ.get("LADDER_BENCH_VENV", DEFAULT_VENV))
+    p.add_argument("--python", default="",
+                   help="a python that already has torch, transformers and peft (the GPU kit's machine): no venv")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--worker", choices=["hf-full", "hf-lora"], help=argparse.SUPPRESS)
     a = p.parse_args(argv)
@@ -91,7 +95,9 @@ def hf_worker(a):
     config = T5Config(vocab_size=32128, dropout_rate=0.1, feed_forward_proj="relu", tie_word_embeddings=True,
                       pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
                       num_decoder_layers=SHAPES[a.shape]["num_layers"], **SHAPES[a.shape])
-    model = T5ForConditionalGeneration(config)
+    # Built on the device itself (as from_pretrained with device_map does), not on the CPU and moved.
+    with torch.device(device):
+        model = T5ForConditionalGeneration(config)
     if a.worker == "hf-lora":
         from peft import LoraConfig, TaskType, get_peft_model
 
@@ -114,7 +120,9 @@ def hf_worker(a):
     for step in range(1, a.steps + 1):
         t0 = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        # HF Trainer's --bf16: autocast around the forward, fp32 weights, gradients and AdamW state.
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=a.dtype == "bf16"):
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         loss.backward()
         optimizer.step()
         value = loss.item()
@@ -171,7 +179,13 @@ def main(argv):
     if a.worker:
         hf_worker(a)
         return
-    python = ensure_venv(a.venv)
+    if a.python:
+        python = a.python
+        check = subprocess.run([python, "-c", "import torch, transformers, peft"], capture_output=True, text=True)
+        if check.returncode != 0:
+            sys.exit(f"--python {python}: cannot import torch, transformers and peft:\n{check.stderr[-1000:]}")
+    else:
+        python = ensure_venv(a.venv)
     if not os.path.exists(a.ladder):
         sys.exit(f"--ladder {a.ladder}: not found (build it first: cmake --build build/release --target ladder)")
     env = dict(os.environ)
@@ -179,11 +193,11 @@ def main(argv):
         env["OMP_NUM_THREADS"] = str(a.threads)
     me = os.path.abspath(__file__)
     common = ["--shape", a.shape, "--batch", str(a.batch), "--src-len", str(a.src_len), "--tgt-len", str(a.tgt_len),
-              "--steps", str(a.steps), "--device", a.device]
+              "--steps", str(a.steps), "--device", a.device, "--dtype", a.dtype]
     rows = []
     for worker, label in [("hf-full", "HF full"), ("hf-lora", "HF + PEFT LoRA")]:
         print(f"running {label} ...", file=sys.stderr)
-        out, rss = run_measured([python, me, "--worker", worker, "--threads", str(a.threads),
+        out, rss = run_measured([python, me, "--worker", worker, "--threads", str(a.threads), "--python", python,
                                  "--lora-rank", str(a.lora_rank), "--lora-alpha", str(a.lora_alpha)] + common, env)
         r = json.loads(out.strip().splitlines()[-1])
         rows.append(dict(label=label, framework="hf", method=worker[3:], seconds_per_step=r["seconds_per_step"],
@@ -211,11 +225,11 @@ def main(argv):
         r["memory_ratio"] = r[key] / base[key]
     if a.json:
         print(json.dumps(dict(shape=a.shape, batch=a.batch, src_len=a.src_len, tgt_len=a.tgt_len, steps=a.steps,
-                              device=a.device, threads=a.threads, rows=rows), indent=2))
+                              device=a.device, dtype=a.dtype, threads=a.threads, rows=rows), indent=2))
         return
     measure = "peak allocated (CUDA allocator)" if cuda else "peak RSS of the process"
     print(f"{a.shape} (random weights), batch {a.batch}, source {a.src_len}, target {a.tgt_len}, AdamW, "
-          f"{a.steps} steps (2..{a.steps} timed), {a.device}, threads {a.threads or 'default'}")
+          f"{a.steps} steps (2..{a.steps} timed), {a.device}, {a.dtype}, threads {a.threads or 'default'}")
     print(f"versions: {rows[0]['versions']}")
     print(f"memory: {measure}; ratios to HF full fine-tuning\n")
     head = f"{'configuration':<20}{'s/step':>9}{'ratio':>8}{'memory MB':>11}{'ratio':>8}{'trainable':>13}"

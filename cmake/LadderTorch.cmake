@@ -1,6 +1,8 @@
 # LibTorch from the PyPI `torch` wheel installed in ${LADDER_VENV} (see packaging/setup.sh).
 # The prefix comes from torch.utils.cmake_prefix_path, as DESIGN.md section 1 asks.
-set(_ladder_python "${LADDER_VENV}/bin/python")
+# LADDER_PYTHON: a python with the torch wheel outside such a venv (the GPU kit's machine).
+set(LADDER_PYTHON "${LADDER_VENV}/bin/python" CACHE FILEPATH "Python whose torch provides LibTorch")
+set(_ladder_python "${LADDER_PYTHON}")
 if(NOT EXISTS "${_ladder_python}")
   message(FATAL_ERROR "LibTorch: no Python at ${_ladder_python}. Run packaging/setup.sh first, "
                       "or pass -DLADDER_VENV=<venv holding the torch wheel>.")

@@ -21,7 +21,7 @@ readonly APT_PACKAGES=(
     cmake ninja-build g++ pkg-config git ccache python3-venv python3-pip
     # libraries (DESIGN.md section 1)
     qt6-base-dev qt6-svg-dev libqcustomplot-dev libqcustomplot2.1-qt6 libgl-dev
-    libsentencepiece-dev sentencepiece libsqlite3-dev sqlite3 nlohmann-json3-dev libcli11-dev
+    libsentencepiece-dev sentencepiece libsqlite3-dev sqlite3 nlohmann-json3-dev libcli11-dev libgtest-dev
     # headless GUI runs, screenshots, data
     xvfb xauth imagemagick wordnet-base
 )

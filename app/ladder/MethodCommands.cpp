@@ -46,7 +46,7 @@ int runParams(const ParamsFlags& f)
     if (f.shape.empty() == f.model.empty())
         throw Error("give exactly one of --shape and --model");
     auto options = f.options.optionsFor(f.method, true);
-    T5ForConditionalGeneration backbone{nullptr};
+    T5ForConditionalGeneration backbone { nullptr };
     if (!f.shape.empty()) {
         SkipParameterInit skip; // counting only: the weights are never read
         backbone = T5ForConditionalGeneration(T5Config::preset(f.shape));
@@ -64,14 +64,11 @@ int runParams(const ParamsFlags& f)
     const auto trainable = method->trainableParameterCount();
     const double pct = 100.0 * static_cast<double>(trainable) / static_cast<double>(total);
     if (f.json) {
-        std::cout << nlohmann::json{{"backbone", f.shape.empty() ? f.model : f.shape},
-                                    {"method", options.toJson()},
-                                    {"total_params", total},
-                                    {"trainable_params", trainable},
-                                    {"all_params", method->totalParameterCount()},
-                                    {"percent", pct}}
-                         .dump(2)
-                  << "\n";
+        std::cout << nlohmann::json {
+            { "backbone", f.shape.empty() ? f.model : f.shape }, { "method", options.toJson() },
+            { "total_params", total }, { "trainable_params", trainable },
+            { "all_params", method->totalParameterCount() }, { "percent", pct }
+        }.dump(2) << "\n";
         return 0;
     }
     std::cout << "backbone    " << (f.shape.empty() ? f.model : f.shape) << "\n"
@@ -91,6 +88,7 @@ struct BenchMemoryFlags {
     std::int64_t steps = 3;
     std::string methods = "full,bitfit,adapter,lora,prompt,ladder";
     std::string device = "cpu";
+    std::string dtype = "fp32";
     bool json = false;
     MethodFlags options;
 };
@@ -98,12 +96,14 @@ struct BenchMemoryFlags {
 int runBenchMemory(const BenchMemoryFlags& f)
 {
     MemoryBenchSpec spec;
-    spec.config = f.model.empty() ? T5Config::preset(f.shape) : T5Config::fromJsonFile(f.model + "/config.json");
+    spec.config
+        = f.model.empty() ? T5Config::preset(f.shape) : T5Config::fromJsonFile(f.model + "/config.json");
     spec.config.dropoutRate = 0.1;
     spec.batch = f.batch;
     spec.sourceLength = f.srcLen;
     spec.targetLength = f.tgtLen;
     spec.steps = f.steps;
+    spec.dtype = f.dtype;
     try {
         spec.device = c10::Device(f.device);
     } catch (const std::exception&) {
@@ -139,39 +139,36 @@ int runBenchMemory(const BenchMemoryFlags& f)
     if (f.json) {
         nlohmann::json out = nlohmann::json::object();
         for (const auto& r : results) {
-            nlohmann::json row{{"peak_bytes", r.peakBytes},
-                               {"static_bytes", r.staticBytes},
-                               {"trainable_params", r.trainableParams},
-                               {"total_params", r.totalParams},
-                               {"backbone_params", r.backboneParams},
-                               {"weight_bytes", r.weightBytes},
-                               {"gradient_bytes", r.gradientBytes},
-                               {"optimizer_bytes", r.optimizerBytes},
-                               {"activation_bytes", r.activationBytes()},
-                               {"estimated_bytes", r.estimate.total},
-                               {"estimate_error", r.estimateError()},
-                               {"step_peaks", r.stepPeaks},
-                               {"seconds_per_step", r.secondsPerStep},
-                               {"inference_peak_bytes", r.inferencePeakBytes},
-                               {"options", r.options.toJson()},
-                               {"meter", r.meterLabel}};
+            nlohmann::json row { { "peak_bytes", r.peakBytes }, { "static_bytes", r.staticBytes },
+                { "trainable_params", r.trainableParams }, { "total_params", r.totalParams },
+                { "backbone_params", r.backboneParams }, { "weight_bytes", r.weightBytes },
+                { "gradient_bytes", r.gradientBytes }, { "optimizer_bytes", r.optimizerBytes },
+                { "activation_bytes", r.activationBytes() }, { "estimated_bytes", r.estimate.total },
+                { "estimate_error", r.estimateError() }, { "step_peaks", r.stepPeaks },
+                { "seconds_per_step", r.secondsPerStep }, { "inference_peak_bytes", r.inferencePeakBytes },
+                { "inference_seconds_per_batch", r.inferenceSecondsPerBatch },
+                { "inference_examples_per_second", r.inferenceExamplesPerSecond }, { "dtype", r.dtype },
+                { "options", r.options.toJson() }, { "meter", r.meterLabel } };
             if (spec.device.is_cuda())
                 row["peak_reserved_bytes"] = r.peakReservedBytes;
             if (full)
-                row["ratio_to_full"] = static_cast<double>(r.peakBytes) / static_cast<double>(full->peakBytes);
+                row["ratio_to_full"]
+                    = static_cast<double>(r.peakBytes) / static_cast<double>(full->peakBytes);
             out[r.method] = row;
         }
         std::cout << out.dump(2) << "\n";
         return 0;
     }
-    std::cout << "training memory: " << (f.model.empty() ? f.shape : f.model) << ", batch " << f.batch << ", source " << f.srcLen << ", target "
-              << f.tgtLen << ", " << f.steps << " AdamW steps, fp32 on " << f.device << "\n"
+    std::cout << "training memory: " << (f.model.empty() ? f.shape : f.model) << ", batch " << f.batch
+              << ", source " << f.srcLen << ", target " << f.tgtLen << ", " << f.steps << " AdamW steps, "
+              << (f.dtype == "bf16" ? "bf16 mixed precision" : "fp32") << " on " << f.device << "\n"
               << "measure: " << (results.empty() ? "" : results.front().meterLabel)
               << ", maximum over the steps\n\n";
-    std::cout << std::left << std::setw(9) << "method" << std::right << std::setw(12) << "peak MB" << std::setw(9)
-              << "ratio" << std::setw(11) << "weights" << std::setw(10) << "grads" << std::setw(10) << "optim"
-              << std::setw(13) << "activations" << std::setw(12) << "trainable" << std::setw(9) << "%" << std::setw(10)
-              << "s/step" << std::setw(14) << "inference MB" << std::setw(10) << "est MB" << std::setw(8) << "err %"
+    std::cout << std::left << std::setw(9) << "method" << std::right << std::setw(12) << "peak MB"
+              << std::setw(9) << "ratio" << std::setw(11) << "weights" << std::setw(10) << "grads"
+              << std::setw(10) << "optim" << std::setw(13) << "activations" << std::setw(12) << "trainable"
+              << std::setw(9) << "%" << std::setw(10) << "s/step" << std::setw(14) << "inference MB"
+              << std::setw(10) << "est MB" << std::setw(8) << "err %"
               << "\n";
     for (const auto& r : results) {
         std::cout << std::left << std::setw(9) << r.method << std::right << std::setw(12) << mb(r.peakBytes)
@@ -191,7 +188,8 @@ int runBenchMemory(const BenchMemoryFlags& f)
                   << mb(r.inferencePeakBytes) << std::setw(10) << mb(r.estimate.total) << std::setw(8)
                   << std::showpos << std::setprecision(1) << 100.0 * r.estimateError() << std::noshowpos << "\n";
     }
-    std::cout << "\nest MB: ladder estimate (analytic, docs/PERFORMANCE.md); err %: estimate / measured peak - 1\n";
+    std::cout
+        << "\nest MB: ladder estimate (analytic, docs/PERFORMANCE.md); err %: estimate / measured peak - 1\n";
     return 0;
 }
 
@@ -202,7 +200,8 @@ void registerMethodCommands(CLI::App& app)
     {
         auto f = std::make_shared<ParamsFlags>();
         auto* cmd = app.add_subcommand("params", "Total and trainable parameters of a method on a backbone");
-        auto* shape = cmd->add_option("--shape", f->shape, "t5-small, t5-base, t5-large, t5-3b (published configs)");
+        auto* shape
+            = cmd->add_option("--shape", f->shape, "t5-small, t5-base, t5-large, t5-3b (published configs)");
         auto* model = cmd->add_option("--model", f->model, "HuggingFace T5 folder");
         shape->excludes(model);
         cmd->add_option("--method", f->method, "full, bitfit, adapter, lora, prompt or ladder")->required();
@@ -211,19 +210,27 @@ void registerMethodCommands(CLI::App& app)
         cmd->callback([f] { runGuarded("params", [&] { return runParams(*f); }); });
     }
     {
-        auto* bench = app.add_subcommand("bench", "Benchmarks: figures and ratios measured side by side in one run");
+        auto* bench
+            = app.add_subcommand("bench", "Benchmarks: figures and ratios measured side by side in one run");
         bench->require_subcommand(1);
         auto f = std::make_shared<BenchMemoryFlags>();
         auto* cmd = bench->add_subcommand("memory", "Peak training memory per method (real AdamW steps)");
         auto* shape = cmd->add_option("--shape", f->shape, "backbone shape")->capture_default_str();
-        cmd->add_option("--model", f->model, "use the config.json of a HF folder as the shape (random weights)")
+        cmd->add_option(
+               "--model", f->model, "use the config.json of a HF folder as the shape (random weights)")
             ->excludes(shape);
         cmd->add_option("--batch", f->batch)->capture_default_str()->check(CLI::Range(1, 4096));
         cmd->add_option("--src-len", f->srcLen)->capture_default_str()->check(CLI::Range(1, 8192));
         cmd->add_option("--tgt-len", f->tgtLen)->capture_default_str()->check(CLI::Range(1, 8192));
-        cmd->add_option("--steps", f->steps, "AdamW steps per method (>= 2)")->capture_default_str()->check(CLI::Range(2, 100));
+        cmd->add_option("--steps", f->steps, "AdamW steps per method (>= 2)")
+            ->capture_default_str()
+            ->check(CLI::Range(2, 100));
         cmd->add_option("--methods", f->methods, "comma list")->capture_default_str();
         cmd->add_option("--device", f->device, "cpu or cuda[:N]")->capture_default_str();
+        cmd->add_option("--dtype", f->dtype,
+               "fp32, or bf16 (mixed precision: bf16 autocast, fp32 weights and AdamW state)")
+            ->capture_default_str()
+            ->check(CLI::IsMember({ "fp32", "bf16" }));
         cmd->add_flag("--json", f->json, "one JSON object keyed by method");
         f->options.addTo(cmd);
         cmd->callback([f] { runGuarded("bench memory", [&] { return runBenchMemory(*f); }); });

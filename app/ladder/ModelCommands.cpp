@@ -1,4 +1,4 @@
-// ladder info | forward | generate: the backbone from a HuggingFace folder.
+// ladder info | forward | generate: the backbone from a HuggingFace folder; ladder devices: where it can run.
 #include <iomanip>
 #include <iostream>
 #include <sstream>
@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "Commands.h"
+#include "device/Devices.h"
 #include "model/Generation.h"
 #include "model/ModelInputs.h"
 #include "model/T5Checkpoint.h"
@@ -53,7 +54,7 @@ T5LoadOptions loadOptions(const BackboneFlags& f)
 
 std::string humanBytes(double bytes)
 {
-    const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    const char* units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
     int u = 0;
     while (bytes >= 1024.0 && u < 4) {
         bytes /= 1024.0;
@@ -70,14 +71,10 @@ int runInfo(const BackboneFlags& f, bool asJson)
     const auto params = countParameters(*loaded.model);
     const auto elementSize = loaded.model->shared->weight.element_size();
     const auto weightBytes = static_cast<double>(params) * static_cast<double>(elementSize);
-    nlohmann::json out{{"model", f.model},
-                       {"weights", loaded.weightsDescription},
-                       {"stored_dtype", loaded.storedDtype},
-                       {"compute_dtype", f.dtype},
-                       {"device", f.device},
-                       {"parameters", params},
-                       {"weight_bytes", static_cast<std::int64_t>(weightBytes)},
-                       {"config", loaded.config.toJson()}};
+    nlohmann::json out { { "model", f.model }, { "weights", loaded.weightsDescription },
+        { "stored_dtype", loaded.storedDtype }, { "compute_dtype", f.dtype }, { "device", f.device },
+        { "parameters", params }, { "weight_bytes", static_cast<std::int64_t>(weightBytes) },
+        { "config", loaded.config.toJson() } };
     if (asJson) {
         std::cout << out.dump(2) << "\n";
         return 0;
@@ -96,8 +93,8 @@ int runInfo(const BackboneFlags& f, bool asJson)
               << "dropout        " << c.dropoutRate << "\n"
               << "parameters     " << params << "\n"
               << "compute dtype  " << f.dtype << " on " << f.device << "\n"
-              << "weight memory  " << humanBytes(weightBytes) << " (" << static_cast<std::int64_t>(weightBytes)
-              << " bytes)\n";
+              << "weight memory  " << humanBytes(weightBytes) << " ("
+              << static_cast<std::int64_t>(weightBytes) << " bytes)\n";
     return 0;
 }
 
@@ -107,29 +104,30 @@ int runForward(const BackboneFlags& f, const std::string& inputsPath, const std:
     auto loaded = loadT5(f.model, opts);
     const auto inputs = ModelInputs::fromJsonFile(inputsPath, loaded.config.vocabSize);
     if (!inputs.labels.defined())
-        throw Error(inputsPath + ": field labels is required for forward (decoder inputs are the shifted labels)");
+        throw Error(
+            inputsPath + ": field labels is required for forward (decoder inputs are the shifted labels)");
     c10::NoGradGuard noGrad;
-    const auto out = loaded.model->forward(inputs.inputIds.to(opts.device), inputs.attentionMask.to(opts.device),
-                                           inputs.labels.to(opts.device));
+    const auto out = loaded.model->forward(
+        inputs.inputIds.to(opts.device), inputs.attentionMask.to(opts.device), inputs.labels.to(opts.device));
     TensorMap tensors;
     auto put = [&](const std::string& name, const at::Tensor& t) { tensors[name] = t.to(at::kFloat).cpu(); };
     put("logits", out.logits);
     put("encoder_last_hidden_state", out.encoder.lastHiddenState);
-    put("loss", out.loss.reshape({1}));
+    put("loss", out.loss.reshape({ 1 }));
     const auto enc = out.encoder.hfHiddenStates();
     for (std::size_t i = 0; i < enc.size(); ++i)
         put("encoder_hidden_states." + std::to_string(i), enc[i]);
     const auto dec = out.decoder.hfHiddenStates();
     for (std::size_t i = 0; i < dec.size(); ++i)
         put("decoder_hidden_states." + std::to_string(i), dec[i]);
-    writeSafetensors(outPath, tensors, {{"producer", "ladder forward"}, {"model", f.model}});
+    writeSafetensors(outPath, tensors, { { "producer", "ladder forward" }, { "model", f.model } });
     std::cout << "wrote " << tensors.size() << " tensors to " << outPath << " (loss " << std::setprecision(8)
               << out.loss.item<double>() << ")\n";
     return 0;
 }
 
 int runGenerate(const BackboneFlags& f, const std::string& inputsPath, std::int64_t numBeams,
-                std::int64_t maxNewTokens, bool withScores)
+    std::int64_t maxNewTokens, bool withScores)
 {
     auto opts = loadOptions(f);
     auto loaded = loadT5(f.model, opts);
@@ -137,8 +135,8 @@ int runGenerate(const BackboneFlags& f, const std::string& inputsPath, std::int6
     auto gen = GenerationOptions::forConfig(loaded.config);
     gen.numBeams = numBeams;
     gen.maxNewTokens = maxNewTokens > 0 ? maxNewTokens : inputs.maxNewTokens.value_or(20);
-    const auto result =
-        generate(loaded.model, inputs.inputIds.to(opts.device), inputs.attentionMask.to(opts.device), gen);
+    const auto result
+        = generate(loaded.model, inputs.inputIds.to(opts.device), inputs.attentionMask.to(opts.device), gen);
     nlohmann::json sequences = nlohmann::json::array();
     const auto seq = result.sequences.contiguous();
     for (std::int64_t r = 0; r < seq.size(0); ++r) {
@@ -147,10 +145,35 @@ int runGenerate(const BackboneFlags& f, const std::string& inputsPath, std::int6
             row.push_back(seq[r][c].item<std::int64_t>());
         sequences.push_back(row);
     }
-    nlohmann::json out{{"sequences", sequences}};
+    nlohmann::json out { { "sequences", sequences } };
     if (withScores && !result.sequenceScores.empty())
         out["sequences_scores"] = result.sequenceScores;
     std::cout << out.dump() << "\n";
+    return 0;
+}
+
+// The compute devices: the CPU with its RAM, then every CUDA device with its free memory.
+int runDevices(bool json)
+{
+    const auto devices = listComputeDevices();
+    if (json) {
+        nlohmann::json out = nlohmann::json::array();
+        for (const auto& d : devices)
+            out.push_back({ { "id", d.id }, { "name", d.name }, { "total_bytes", d.totalBytes },
+                { "free_bytes", d.freeBytes } });
+        std::cout << nlohmann::json {
+            { "devices", out }, { "torch", torchVersion() }, { "cuda", cudaRuntimeVersion() }
+        }.dump(2) << "\n";
+        return 0;
+    }
+    std::cout << std::left << std::setw(10) << "id" << std::setw(36) << "name" << std::right << std::setw(12)
+              << "total MB" << std::setw(12) << "free MB"
+              << "\n";
+    for (const auto& d : devices)
+        std::cout << std::left << std::setw(10) << d.id << std::setw(36) << d.name << std::right
+                  << std::setw(12) << d.totalBytes / 1000000 << std::setw(12) << d.freeBytes / 1000000
+                  << "\n";
+    std::cout << "LibTorch " << torchVersion() << ", CUDA " << cudaRuntimeVersion() << "\n";
     return 0;
 }
 
@@ -159,9 +182,17 @@ int runGenerate(const BackboneFlags& f, const std::string& inputsPath, std::int6
 void registerModelCommands(CLI::App& app)
 {
     {
+        auto json = std::make_shared<bool>(false);
+        auto* cmd = app.add_subcommand(
+            "devices", "List the compute devices (CPU and each CUDA GPU with its free memory)");
+        cmd->add_flag("--json", *json, "machine-readable output");
+        cmd->callback([json] { runGuarded("devices", [&] { return runDevices(*json); }); });
+    }
+    {
         auto flags = std::make_shared<BackboneFlags>();
         auto json = std::make_shared<bool>(false);
-        auto* cmd = app.add_subcommand("info", "Print a T5 folder's config, parameter count, dtype and weight memory");
+        auto* cmd = app.add_subcommand(
+            "info", "Print a T5 folder's config, parameter count, dtype and weight memory");
         addBackboneFlags(cmd, *flags);
         cmd->add_flag("--json", *json, "machine-readable output");
         cmd->callback([flags, json] { runGuarded("info", [&] { return runInfo(*flags, *json); }); });
@@ -170,12 +201,15 @@ void registerModelCommands(CLI::App& app)
         auto flags = std::make_shared<BackboneFlags>();
         auto inputs = std::make_shared<std::string>();
         auto out = std::make_shared<std::string>();
-        auto* cmd = app.add_subcommand("forward", "Teacher-forced forward pass; writes logits, loss and hidden states");
+        auto* cmd = app.add_subcommand(
+            "forward", "Teacher-forced forward pass; writes logits, loss and hidden states");
         addBackboneFlags(cmd, *flags);
-        cmd->add_option("--inputs", *inputs, "inputs.json with input_ids, attention_mask, labels")->required();
+        cmd->add_option("--inputs", *inputs, "inputs.json with input_ids, attention_mask, labels")
+            ->required();
         cmd->add_option("--out", *out, "output .safetensors file")->required();
-        cmd->callback(
-            [flags, inputs, out] { runGuarded("forward", [&] { return runForward(*flags, *inputs, *out); }); });
+        cmd->callback([flags, inputs, out] {
+            runGuarded("forward", [&] { return runForward(*flags, *inputs, *out); });
+        });
     }
     {
         auto flags = std::make_shared<BackboneFlags>();
@@ -183,7 +217,8 @@ void registerModelCommands(CLI::App& app)
         auto beams = std::make_shared<std::int64_t>(1);
         auto maxNew = std::make_shared<std::int64_t>(0);
         auto scores = std::make_shared<bool>(false);
-        auto* cmd = app.add_subcommand("generate", "Greedy or beam-search generation, ids as HF generate() returns them");
+        auto* cmd = app.add_subcommand(
+            "generate", "Greedy or beam-search generation, ids as HF generate() returns them");
         addBackboneFlags(cmd, *flags);
         cmd->add_option("--inputs", *inputs, "inputs.json with input_ids and attention_mask")->required();
         cmd->add_option("--num-beams", *beams, "1 = greedy")->capture_default_str()->check(CLI::Range(1, 64));

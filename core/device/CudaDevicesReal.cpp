@@ -2,6 +2,7 @@
 // Compiled and linked on every CUDA build; it only runs where a GPU is present.
 #include "device/Devices.h"
 
+#include <ATen/cuda/CUDAContextLight.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -19,7 +20,7 @@ std::vector<ComputeDevice> devices()
     std::vector<ComputeDevice> out;
     const int count = c10::cuda::device_count();
     for (int i = 0; i < count; ++i) {
-        cudaDeviceProp prop{};
+        cudaDeviceProp prop {};
         if (cudaGetDeviceProperties(&prop, i) != cudaSuccess)
             continue;
         ComputeDevice d;
@@ -54,6 +55,11 @@ MemoryStats memoryStats(int device)
 void resetPeakMemoryStats(int device)
 {
     c10::cuda::CUDACachingAllocator::resetPeakStats(static_cast<c10::DeviceIndex>(device));
+}
+
+std::uint64_t cublasWorkspaceBytes()
+{
+    return available() ? static_cast<std::uint64_t>(at::cuda::getChosenWorkspaceSize()) : 0;
 }
 
 } // namespace ladder::cuda

@@ -18,6 +18,11 @@ MemoryStats memoryStats(int)
     return {};
 }
 
-void resetPeakMemoryStats(int) {}
+void resetPeakMemoryStats(int) { }
+
+std::uint64_t cublasWorkspaceBytes()
+{
+    return 0;
+}
 
 } // namespace ladder::cuda

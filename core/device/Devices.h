@@ -8,8 +8,8 @@ namespace ladder {
 
 // One compute device LadderBench can train on.
 struct ComputeDevice {
-    std::string id;          // "cpu", "cuda:0", ...
-    std::string name;        // "CPU (2 threads)", "NVIDIA H200"
+    std::string id; // "cpu", "cuda:0", ...
+    std::string name; // "CPU (2 threads)", "NVIDIA H200"
     std::uint64_t totalBytes = 0;
     std::uint64_t freeBytes = 0;
 };
@@ -34,6 +34,10 @@ struct MemoryStats {
 };
 MemoryStats memoryStats(int device);
 void resetPeakMemoryStats(int device);
+// Bytes of the workspace PyTorch gives each cuBLAS handle (through the caching allocator, so they count as
+// allocated; cuBLASLt shares it): CUBLAS_WORKSPACE_CONFIG, else its default for the current device's
+// architecture. 0 when no CUDA device is present.
+std::uint64_t cublasWorkspaceBytes();
 } // namespace cuda
 
 } // namespace ladder

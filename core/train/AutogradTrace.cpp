@@ -50,14 +50,14 @@ void AutogradTrace::addStatic(std::int64_t bytes)
 int AutogradTrace::newStorage(std::int64_t bytes, bool isData)
 {
     Storage s;
-    s.bytes = bytes;
+    s.bytes = allocationBytes(bytes);
     s.codeRefs = 1;
     s.isData = isData;
     s.part = m_part;
     m_storages.push_back(s);
     if (isData)
-        m_data += bytes;
-    add(bytes, m_phase.c_str());
+        m_data += s.bytes;
+    add(s.bytes, m_phase.c_str());
     return static_cast<int>(m_storages.size()) - 1;
 }
 
@@ -212,7 +212,8 @@ void AutogradTrace::backward(const TraceTensor& loss)
     };
     std::vector<Buffer> buffers;
     std::vector<int> valueGrad(m_valueStorage.size(), -1);
-    auto newBuffer = [&](std::int64_t bytes) {
+    auto newBuffer = [&](std::int64_t requested) {
+        const auto bytes = allocationBytes(requested);
         buffers.push_back({ bytes, 1 });
         add(bytes, m_phase.c_str());
         return static_cast<int>(buffers.size()) - 1;
@@ -245,16 +246,16 @@ void AutogradTrace::backward(const TraceTensor& loss)
                         if (buffers[static_cast<std::size_t>(g)].refs == 1) {
                             buffers[static_cast<std::size_t>(g)].refs = 0; // now owned by .grad, stays live
                         } else {
-                            add(in.bytes, m_phase.c_str());
+                            add(allocationBytes(in.bytes), m_phase.c_str());
                             dropBuffer(g);
                         }
-                        m_paramGrads += in.bytes;
+                        m_paramGrads += allocationBytes(in.bytes);
                     } else {
                         // A later contribution to a parameter used by several nodes (the tied embedding:
                         // LM head, decoder and encoder embeddings) is summed out of place, old + new,
                         // before the old buffer goes: measured, one extra buffer of the parameter.
-                        add(in.bytes, m_phase.c_str());
-                        sub(in.bytes);
+                        add(allocationBytes(in.bytes), m_phase.c_str());
+                        sub(allocationBytes(in.bytes));
                         dropBuffer(g);
                     }
                     continue;
@@ -272,8 +273,8 @@ void AutogradTrace::backward(const TraceTensor& loss)
                 }
             }
             if (n->scratch > 0) {
-                add(n->scratch, m_phase.c_str());
-                sub(n->scratch);
+                add(allocationBytes(n->scratch), m_phase.c_str());
+                sub(allocationBytes(n->scratch));
             }
             dropBuffer(b);
             valueGrad[static_cast<std::size_t>(n->outValue)] = -1;
@@ -297,8 +298,8 @@ void AutogradTrace::optimizerStep(bool adamw)
         if (p.trainable)
             largest = std::max(largest, p.numel * p.elemBytes);
     // denom = (exp_avg_sq.sqrt() / sqrt(bias_correction2)).add_(eps): two temporaries of the parameter.
-    add(2 * largest, m_phase.c_str());
-    sub(2 * largest);
+    add(2 * allocationBytes(largest), m_phase.c_str());
+    sub(2 * allocationBytes(largest));
 }
 
 } // namespace ladder

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -81,8 +82,19 @@ public:
     const std::vector<Param>& params() const { return m_params; }
     // Unfreezes (or freezes) a parameter before the forward is traced.
     void setTrainable(TraceTensor& t, bool on);
-    // Static bytes counted in live memory from the start (weights and optimizer state).
+    // Static bytes counted in live memory from the start (weights and optimizer state), already rounded.
     void addStatic(std::int64_t bytes);
+
+    // The allocator's granularity: every tensor allocation is counted as its size rounded up to a multiple of
+    // it (at least one granule). 1 on the CPU (the tracking allocator counts requested bytes); 512 on CUDA,
+    // where PyTorch's caching allocator rounds each block up to 512 bytes and counts the block.
+    void setAllocationGranularity(std::int64_t bytes) { m_granule = bytes; }
+    std::int64_t allocationBytes(std::int64_t bytes) const
+    {
+        if (m_granule <= 1)
+            return bytes;
+        return std::max<std::int64_t>(m_granule, (bytes + m_granule - 1) / m_granule * m_granule);
+    }
 
 private:
     struct Storage {
@@ -119,6 +131,7 @@ private:
     std::vector<Param> m_params;
     std::vector<char> m_paramHasGrad;
     bool m_gradMode = true;
+    std::int64_t m_granule = 1;
     std::string m_part;
     std::string m_phase = "forward";
     std::int64_t m_live = 0;

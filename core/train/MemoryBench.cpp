@@ -9,16 +9,26 @@
 
 #include "model/T5Model.h"
 #include "peft/Method.h"
+#include "train/Autocast.h"
 #include "train/MemoryMeter.h"
 #include "util/Error.h"
 
 namespace ladder {
 
 MemoryBenchResult measureTrainingMemory(const MemoryBenchSpec& spec, const MethodOptions& options,
-                                        const std::function<void(const std::string&)>& progress)
+    const std::function<void(const std::string&)>& progress)
 {
     if (spec.steps < 2)
         throw Error("memory bench: at least 2 steps are needed (AdamW allocates its state inside step 1)");
+    if (spec.dtype != "fp32" && spec.dtype != "bf16")
+        throw Error("memory bench: dtype must be fp32 or bf16 (mixed precision), got '" + spec.dtype + "'");
+    if (spec.inferenceRepeats < 1)
+        throw Error("memory bench: at least 1 timed inference forward is needed");
+    const bool autocast = spec.dtype == "bf16";
+    const auto synchronize = [&] {
+        if (spec.device.is_cuda())
+            (void)at::zeros({ 1 }, at::TensorOptions().device(spec.device)).cpu(); // waits for the stream
+    };
     MemoryMeter meter(spec.device);
     const auto baseline = meter.sample().allocated; // whatever the process held before this method
     meter.resetPeak();
@@ -32,9 +42,11 @@ MemoryBenchResult measureTrainingMemory(const MemoryBenchSpec& spec, const Metho
         in.srcLen = spec.sourceLength;
         in.tgtLen = spec.targetLength;
         in.device = spec.device.is_cuda() ? "cuda" : "cpu";
+        in.dtype = spec.dtype;
         r.estimate = estimateTrainingMemory(in);
     }
     r.method = options.method;
+    r.dtype = spec.dtype;
     r.options = options;
     r.meterLabel = meter.label();
     {
@@ -57,25 +69,32 @@ MemoryBenchResult measureTrainingMemory(const MemoryBenchSpec& spec, const Metho
         const auto longOpts = at::TensorOptions().dtype(at::kLong).device(spec.device);
         const auto vocab = spec.config.vocabSize;
         Seq2SeqBatch batch;
-        batch.inputIds = at::randint(2, vocab, {spec.batch, spec.sourceLength}, longOpts);
-        batch.attentionMask = at::ones({spec.batch, spec.sourceLength}, longOpts);
-        batch.labels = at::randint(2, vocab, {spec.batch, spec.targetLength}, longOpts);
+        batch.inputIds = at::randint(2, vocab, { spec.batch, spec.sourceLength }, longOpts);
+        batch.attentionMask = at::ones({ spec.batch, spec.sourceLength }, longOpts);
+        batch.labels = at::randint(2, vocab, { spec.batch, spec.targetLength }, longOpts);
 
         double timed = 0.0;
         for (std::int64_t step = 1; step <= spec.steps; ++step) {
             if (progress)
-                progress(options.method + ": step " + std::to_string(step) + "/" + std::to_string(spec.steps));
+                progress(
+                    options.method + ": step " + std::to_string(step) + "/" + std::to_string(spec.steps));
             const auto t0 = std::chrono::steady_clock::now();
             optimizer.zero_grad(true);
-            auto loss = method->forward(batch).loss;
+            at::Tensor loss;
+            {
+                AutocastGuard amp(autocast, spec.device.type());
+                loss = method->forward(batch).loss;
+            }
             loss.backward();
             optimizer.step();
             if (!std::isfinite(loss.item<double>()))
                 throw Error("memory bench: " + options.method + " produced a non-finite loss");
+            synchronize(); // the optimizer's kernels too, so that a CUDA step's time is the step's
             const auto s = meter.sample();
             r.stepPeaks.push_back(s.peakAllocated > baseline ? s.peakAllocated - baseline : 0);
             meter.resetPeak();
-            const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            const double seconds
+                = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
             if (step >= 2)
                 timed += seconds;
         }
@@ -86,11 +105,23 @@ MemoryBenchResult measureTrainingMemory(const MemoryBenchSpec& spec, const Metho
         method->train(false);
         {
             at::NoGradGuard noGrad;
+            AutocastGuard amp(autocast, spec.device.type());
             const auto before = meter.sample().allocated;
             meter.resetPeak();
             (void)method->forward(batch);
             const auto peak = meter.sample().peakAllocated;
             r.inferencePeakBytes = r.weightBytes + (peak > before ? peak - before : 0);
+            synchronize();
+            const auto t0 = std::chrono::steady_clock::now();
+            for (std::int64_t i = 0; i < spec.inferenceRepeats; ++i)
+                (void)method->forward(batch);
+            synchronize();
+            r.inferenceSecondsPerBatch
+                = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()
+                / static_cast<double>(spec.inferenceRepeats);
+            r.inferenceExamplesPerSecond = r.inferenceSecondsPerBatch > 0
+                ? static_cast<double>(spec.batch) / r.inferenceSecondsPerBatch
+                : 0.0;
         }
         for (auto p : r.stepPeaks)
             r.peakBytes = std::max(r.peakBytes, p);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 
+#include "device/Devices.h"
 #include "peft/Baselines.h"
 #include "peft/Ladder.h"
 #include "train/AutogradTrace.h"
@@ -869,6 +870,8 @@ MemoryEstimate Estimator::run()
     if (!adamw && m_in.optimizer != "sgd")
         throw Error("memory estimate: field optimizer: expected adamw or sgd, got '" + m_in.optimizer + "'");
 
+    if (m_cuda)
+        m_trace.setAllocationGranularity(512); // PyTorch's CUDA caching allocator: kMinBlockSize
     buildBackbone();
     applyMethod();
 
@@ -885,7 +888,20 @@ MemoryEstimate Estimator::run()
     }
     r.gradients = r.trainableWeights;
     r.optimizerState = adamw ? 2 * r.trainableWeights : 0;
-    m_trace.addStatic(static_cast<std::int64_t>(r.weights() + r.optimizerState));
+    // Live from the start: each weight and each AdamW moment is its own allocation (rounded on CUDA).
+    std::int64_t staticBytes = 0;
+    for (const auto& p : m_trace.params())
+        staticBytes += m_trace.allocationBytes(p.numel * p.elemBytes) * (p.trainable && adamw ? 3 : 1);
+    if (m_cuda) {
+        // Two cuBLAS handles (the forward's thread and autograd's CUDA device thread), each with PyTorch's
+        // workspace, allocated at their first product and kept: the device's own figure when one is present,
+        // else PyTorch's default for Hopper (sm_90: 4096 KiB x 8), the GPU LadderBench's kit measures on.
+        constexpr std::uint64_t kHopperDefaultWorkspace = 4096ull * 8 * 1024;
+        const auto perHandle = cuda::available() ? cuda::cublasWorkspaceBytes() : kHopperDefaultWorkspace;
+        r.cudaWorkspaces = 2 * perHandle;
+        staticBytes += static_cast<std::int64_t>(r.cudaWorkspaces);
+    }
+    m_trace.addStatic(staticBytes);
 
     const auto b = m_in.batch;
     m_ids = m_trace.data(b * m_in.srcLen * 8);
@@ -905,8 +921,8 @@ MemoryEstimate Estimator::run()
     r.total = static_cast<std::uint64_t>(m_trace.peakBytes());
     r.gradientsAtPeak = static_cast<std::uint64_t>(m_trace.peakParamGrads());
     r.activationsAtPeak = static_cast<std::uint64_t>(m_trace.peakSaved());
-    const auto accounted
-        = r.weights() + r.optimizerState + r.batchInputs + r.gradientsAtPeak + r.activationsAtPeak;
+    const auto accounted = r.weights() + r.optimizerState + r.batchInputs + r.gradientsAtPeak
+        + r.activationsAtPeak + r.cudaWorkspaces;
     r.transient = r.total > accounted ? r.total - accounted : 0;
     r.peakWhere = m_trace.peakWhere();
     return r;

@@ -26,7 +26,9 @@ struct MemoryEstimateInput {
 };
 
 // Bytes, all on one device. total = frozenWeights + trainableWeights + optimizerState + batchInputs
-// + gradientsAtPeak + activationsAtPeak + transient (the composition of live memory at the peak moment).
+// + gradientsAtPeak + activationsAtPeak + cudaWorkspaces + transient (the composition of live memory at the
+// peak moment). On CUDA every allocation is counted as the caching allocator counts it, rounded up to 512
+// bytes; the per-term figures above stay the exact tensor bytes and the rounding lands in transient.
 struct MemoryEstimate {
     std::int64_t totalParams = 0; // every parameter that takes memory (backbone + added modules)
     std::int64_t trainableParams = 0; // as Method::trainableParameterCount()
@@ -39,6 +41,9 @@ struct MemoryEstimate {
     std::uint64_t gradientsAtPeak = 0; // parameter gradients already produced at the peak moment
     std::uint64_t activationsAtPeak = 0; // saved tensors not yet released at the peak moment
     std::uint64_t transient = 0; // in-flight buffers at the peak (activation gradients, scratch)
+    // CUDA only: the cuBLAS workspaces PyTorch allocates through the caching allocator, one per cuBLAS
+    // handle: the forward's thread and the autograd engine's CUDA device thread (the backward), so two.
+    std::uint64_t cudaWorkspaces = 0;
     std::uint64_t total = 0; // the estimated peak of live tensor bytes during a training step
     // activations split by part of the model, in forward order ("encoder embeddings", "encoder block 0",
     // ..., "decoder block 5", "side encoder block 1", "lm head and loss", ...); they sum to activations.

@@ -3,8 +3,10 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -22,6 +24,7 @@
 #include "model/T5Tokenizer.h"
 #include "peft/Ladder.h"
 #include "peft/Method.h"
+#include "train/Autocast.h"
 #include "train/DemoPaths.h"
 #include "train/LadderActivationCache.h"
 #include "util/Error.h"
@@ -46,6 +49,27 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// Fault injection for tests of the failure paths (docs/GPU.md, "Fault injection"): the environment variable
+// LADDER_FAULT_INJECT=nan@N makes the training loss NaN at optimizer step N, as a diverging run would.
+// Returns the step, or 0 when the variable is unset; anything else in it is an error naming it.
+std::int64_t injectedNanStep()
+{
+    const char* value = std::getenv("LADDER_FAULT_INJECT");
+    if (!value || !*value)
+        return 0;
+    const std::string v(value);
+    if (v.rfind("nan@", 0) == 0) {
+        try {
+            std::size_t used = 0;
+            const auto step = std::stoll(v.substr(4), &used);
+            if (used == v.size() - 4 && step > 0)
+                return step;
+        } catch (const std::exception&) {
+        }
+    }
+    throw Error("LADDER_FAULT_INJECT: expected nan@STEP with STEP >= 1, got '" + v + "'");
+}
+
 double secondsSince(Clock::time_point t0)
 {
     return std::chrono::duration<double>(Clock::now() - t0).count();
@@ -56,39 +80,16 @@ double linearSchedule(std::int64_t step, std::int64_t warmup, std::int64_t total
 {
     if (step < warmup)
         return static_cast<double>(step) / static_cast<double>(std::max<std::int64_t>(1, warmup));
-    return std::max(0.0, static_cast<double>(total - step) / static_cast<double>(std::max<std::int64_t>(1, total - warmup)));
+    return std::max(0.0,
+        static_cast<double>(total - step) / static_cast<double>(std::max<std::int64_t>(1, total - warmup)));
 }
 
-// bf16 autocast on CUDA for the lifetime of the guard.
-class AutocastGuard {
-public:
-    explicit AutocastGuard(bool on) : m_on(on)
-    {
-        if (m_on) {
-            m_previous = at::autocast::is_autocast_enabled(at::kCUDA);
-            at::autocast::set_autocast_enabled(at::kCUDA, true);
-            at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-        }
-    }
-    ~AutocastGuard()
-    {
-        if (m_on) {
-            at::autocast::set_autocast_enabled(at::kCUDA, m_previous);
-            at::autocast::clear_cache();
-        }
-    }
-
-private:
-    bool m_on;
-    bool m_previous = false;
-};
-
-struct Cancelled {};
+struct Cancelled { };
 
 // Generates predictions for every example of `batcher` and scores them.
 TrainEval evaluateSplit(Method& method, const Batcher& batcher, const std::vector<TextExample>& examples,
-                        const TaskInfo& info, const T5Tokenizer& tokenizer, const GenerationOptions& gen,
-                        const c10::Device& device, bool autocast, TrainerObserver& observer)
+    const TaskInfo& info, const T5Tokenizer& tokenizer, const GenerationOptions& gen,
+    const c10::Device& device, bool autocast, TrainerObserver& observer)
 {
     const auto t0 = Clock::now();
     method.train(false);
@@ -99,14 +100,14 @@ TrainEval evaluateSplit(Method& method, const Batcher& batcher, const std::vecto
         auto stepper = method.makeStepper();
         for (const auto& b : batcher.epoch(0)) {
             if (observer.cancelRequested())
-                throw Cancelled{};
-            const auto result =
-                generate(*stepper, b.batch.inputIds.to(device), b.batch.attentionMask.to(device), gen);
+                throw Cancelled {};
+            const auto result
+                = generate(*stepper, b.batch.inputIds.to(device), b.batch.attentionMask.to(device), gen);
             const auto seq = result.sequences.contiguous();
             for (std::int64_t r = 0; r < seq.size(0); ++r) {
                 const auto* row = seq[r].data_ptr<std::int64_t>();
-                predictions[b.indices[static_cast<std::size_t>(r)]] =
-                    tokenizer.decode(std::vector<std::int64_t>(row, row + seq.size(1)), true);
+                predictions[b.indices[static_cast<std::size_t>(r)]]
+                    = tokenizer.decode(std::vector<std::int64_t>(row, row + seq.size(1)), true);
             }
         }
     }
@@ -127,7 +128,7 @@ TrainEval evaluateSplit(Method& method, const Batcher& batcher, const std::vecto
 // The ladder activation cache of an LST run (method option cache ram|disk): its cost is logged before
 // it is allocated.
 std::unique_ptr<LadderActivationCache> makeLadderCache(LadderMethod& method, const Batcher& batcher,
-                                                       const RunSpec& spec, bool autocast, TrainerObserver& observer)
+    const RunSpec& spec, bool autocast, TrainerObserver& observer)
 {
     const auto& o = spec.method;
     const auto layout = LadderCacheLayout::forSide(method.sideNetwork()->options());
@@ -143,10 +144,11 @@ std::unique_ptr<LadderActivationCache> makeLadderCache(LadderMethod& method, con
     options.padding = o.cachePadding;
     char size[32];
     std::snprintf(size, sizeof size, "%.1f MB",
-                  static_cast<double>(LadderActivationCache::bytesFor(layout, sources, targets, o.cacheDtype)) / 1e6);
-    observer.onLog("info", "ladder cache (" + o.cache + ", " + o.cacheDtype + ", padding " + o.cachePadding + "): " +
-                               size + " for " + std::to_string(sources.size()) +
-                               " training examples; the backbone runs in the first epoch only");
+        static_cast<double>(LadderActivationCache::bytesFor(layout, sources, targets, o.cacheDtype)) / 1e6);
+    observer.onLog("info",
+        "ladder cache (" + o.cache + ", " + o.cacheDtype + ", padding " + o.cachePadding + "): " + size
+            + " for " + std::to_string(sources.size())
+            + " training examples; the backbone runs in the first epoch only");
     LadderCacheKey key;
     if (o.cache == "disk") {
         std::vector<std::vector<std::int64_t>> sourceIds, targetIds;
@@ -154,12 +156,13 @@ std::unique_ptr<LadderActivationCache> makeLadderCache(LadderMethod& method, con
             sourceIds.push_back(batcher.sourceIds(i));
             targetIds.push_back(batcher.targetIds(i));
         }
-        key = LadderCacheKey::make(method.backbone(), layout, ladderCacheComputeLabel(c10::Device(spec.device), autocast),
-                                   o.cacheDtype, sourceIds, targetIds);
+        key = LadderCacheKey::make(method.backbone(), layout,
+            ladderCacheComputeLabel(c10::Device(spec.device), autocast), o.cacheDtype, sourceIds, targetIds);
     }
-    auto cache = std::make_unique<LadderActivationCache>(
-        layout, std::move(sources), std::move(targets), key, options,
-        [&observer](const std::string& level, const std::string& message) { observer.onLog(level, message); });
+    auto cache = std::make_unique<LadderActivationCache>(layout, std::move(sources), std::move(targets), key,
+        options, [&observer](const std::string& level, const std::string& message) {
+            observer.onLog(level, message);
+        });
     observer.onLog("info", "ladder cache: " + cache->describe());
     return cache;
 }
@@ -168,7 +171,7 @@ std::vector<TextExample> firstN(const std::vector<TextExample>& v, std::int64_t 
 {
     if (n <= 0 || static_cast<std::size_t>(n) >= v.size())
         return v;
-    return {v.begin(), v.begin() + n};
+    return { v.begin(), v.begin() + n };
 }
 
 } // namespace
@@ -185,8 +188,9 @@ TrainEval evaluateSplit(const RunSpec& spec, TrainerInputs& inputs, Method& meth
     BatcherOptions bo;
     bo.batchSize = static_cast<int>(o.batchSize);
     bo.maxSourceLength = static_cast<int>(o.maxSourceLength);
-    bo.maxTargetLength = static_cast<int>(
-        o.maxTargetLength > 0 ? o.maxTargetLength : Batcher::targetLengthFor(task.info, *inputs.tokenizer, 128));
+    bo.maxTargetLength = static_cast<int>(o.maxTargetLength > 0
+            ? o.maxTargetLength
+            : Batcher::targetLengthFor(task.info, *inputs.tokenizer, 128));
     const Batcher batcher(*inputs.tokenizer, examples, bo);
     auto gen = GenerationOptions::forConfig(inputs.backbone->config());
     gen.numBeams = o.numBeams;
@@ -194,7 +198,7 @@ TrainEval evaluateSplit(const RunSpec& spec, TrainerInputs& inputs, Method& meth
     const c10::Device device(spec.device);
     TrainerObserver none;
     auto e = evaluateSplit(method, batcher, examples, task.info, *inputs.tokenizer, gen, device,
-                           device.is_cuda() && o.dtype == "bf16", none);
+        device.is_cuda() && o.dtype == "bf16", none);
     e.split = split;
     return e;
 }
@@ -215,7 +219,8 @@ TaskSplits loadTaskSplits(const TaskSpec& task)
         const auto descPath = (dir / "task.json").string();
         std::ifstream in(descPath);
         if (!in)
-            throw Error(descPath + ": demo task '" + task.name + "' not found (run `ladder demo` to build it)");
+            throw Error(
+                descPath + ": demo task '" + task.name + "' not found (run `ladder demo` to build it)");
         nlohmann::json desc;
         try {
             in >> desc;
@@ -226,10 +231,10 @@ TaskSplits loadTaskSplits(const TaskSpec& task)
         o.validationPath = (dir / "validation.jsonl").string();
         o.testPath = (dir / "test.jsonl").string();
         o.format = "jsonl";
-        o.textColumns = desc.value("text_columns", std::vector<std::string>{"text"});
+        o.textColumns = desc.value("text_columns", std::vector<std::string> { "text" });
         o.labelColumn = desc.value("label_column", std::string("label"));
         o.taskName = desc.value("name", task.name);
-        o.labels = desc.value("labels", std::vector<std::string>{});
+        o.labels = desc.value("labels", std::vector<std::string> {});
         // "text": the model generates the label itself ("noun.animal"), which a small backbone learns far
         // faster than an index; "index" (GLUE's convention) otherwise.
         o.labelTextTargets = desc.value("label_targets", std::string("index")) == "text";
@@ -243,7 +248,7 @@ TaskSplits loadTaskSplits(const TaskSpec& task)
     if (g.contains("text_columns"))
         o.textColumns = g.at("text_columns").get<std::vector<std::string>>();
     else
-        o.textColumns = {"text"};
+        o.textColumns = { "text" };
     o.labelColumn = str("label_column", "label");
     o.taskName = task.name == "auto" ? std::string("task") : task.name;
     o.kind = str("kind", "classification") == "regression" ? TaskKind::Regression : TaskKind::Classification;
@@ -280,8 +285,8 @@ RunSummary Trainer::run(TrainerObserver& observer)
     RunSummary summary;
     summary.device = m_spec.device;
     try {
-        observer.onLog("info", "loading backbone " + m_spec.backbone + " and task " + m_spec.task.type + ":" +
-                                   m_spec.task.name);
+        observer.onLog("info",
+            "loading backbone " + m_spec.backbone + " and task " + m_spec.task.type + ":" + m_spec.task.name);
         return run(loadTrainerInputs(m_spec), observer);
     } catch (const std::exception& e) {
         std::string what = e.what();
@@ -324,6 +329,7 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
         const bool autocast = device.is_cuda() && o.dtype == "bf16";
         if (o.dtype == "bf16" && !device.is_cuda())
             observer.onLog("warning", "bf16 autocast is used on CUDA only; this CPU run computes in fp32");
+        const auto nanStep = injectedNanStep();
         meter = std::make_unique<MemoryMeter>(device);
         summary.meterLabel = meter->label();
         at::manual_seed(spec.seed);
@@ -335,8 +341,8 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
         BatcherOptions bo;
         bo.batchSize = static_cast<int>(o.batchSize);
         bo.maxSourceLength = static_cast<int>(o.maxSourceLength);
-        bo.maxTargetLength =
-            static_cast<int>(o.maxTargetLength > 0 ? o.maxTargetLength : Batcher::targetLengthFor(task.info, tokenizer, 128));
+        bo.maxTargetLength = static_cast<int>(
+            o.maxTargetLength > 0 ? o.maxTargetLength : Batcher::targetLengthFor(task.info, tokenizer, 128));
         bo.seed = spec.seed;
         BatcherOptions trainOptions = bo;
         trainOptions.shuffle = true;
@@ -345,7 +351,8 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
         const auto validation = firstN(task.validation, o.maxEvalExamples);
         const auto test = firstN(task.test, o.maxEvalExamples);
         const Batcher validationBatcher(tokenizer, validation, bo);
-        std::unique_ptr<Batcher> testBatcher = test.empty() ? nullptr : std::make_unique<Batcher>(tokenizer, test, bo);
+        std::unique_ptr<Batcher> testBatcher
+            = test.empty() ? nullptr : std::make_unique<Batcher>(tokenizer, test, bo);
 
         // Fisher initialisation reads its own pass over the training data, one example at a time.
         BatcherOptions fisherOptions = bo;
@@ -358,7 +365,8 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
             fisherSource = [inner, device]() -> std::optional<Seq2SeqBatch> {
                 auto b = inner();
                 if (b)
-                    *b = Seq2SeqBatch{b->inputIds.to(device), b->attentionMask.to(device), b->labels.to(device)};
+                    *b = Seq2SeqBatch { b->inputIds.to(device), b->attentionMask.to(device),
+                        b->labels.to(device) };
                 return b;
             };
         }
@@ -388,12 +396,14 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
         const double baseLr = o.learningRateFor(spec.method.method);
         torch::optim::AdamW optimizer(params, torch::optim::AdamWOptions(baseLr).weight_decay(o.weightDecay));
         const auto batchesPerEpoch = static_cast<std::int64_t>(trainBatcher.batchCount());
-        const auto stepsPerEpoch = std::max<std::int64_t>(1, (batchesPerEpoch + o.gradientAccumulation - 1) / o.gradientAccumulation);
+        const auto stepsPerEpoch = std::max<std::int64_t>(
+            1, (batchesPerEpoch + o.gradientAccumulation - 1) / o.gradientAccumulation);
         const auto totalSteps = o.maxSteps > 0 ? o.maxSteps : o.epochs * stepsPerEpoch;
         const auto epochs = o.maxSteps > 0 ? (totalSteps + stepsPerEpoch - 1) / stepsPerEpoch : o.epochs;
-        observer.onLog("info", "training " + std::to_string(task.train.size()) + " examples, " +
-                                   std::to_string(totalSteps) + " steps, lr " + std::to_string(baseLr) + ", " +
-                                   std::to_string(summary.trainableParams) + " trainable parameters");
+        observer.onLog("info",
+            "training " + std::to_string(task.train.size()) + " examples, " + std::to_string(totalSteps)
+                + " steps, lr " + std::to_string(baseLr) + ", " + std::to_string(summary.trainableParams)
+                + " trainable parameters");
 
         auto gen = GenerationOptions::forConfig(inputs.backbone->config());
         gen.numBeams = o.numBeams;
@@ -405,7 +415,7 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
         auto validate = [&](std::int64_t step, std::int64_t epoch) {
             lastEvalStep = step;
             auto e = evaluateSplit(*method, validationBatcher, validation, task.info, tokenizer, gen, device,
-                                   autocast, observer);
+                autocast, observer);
             e.step = step;
             e.epoch = epoch;
             e.split = "validation";
@@ -431,9 +441,9 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
         for (std::int64_t epoch = 0; epoch < epochs && step < totalSteps; ++epoch) {
             for (const auto& b : trainBatcher.epoch(static_cast<int>(epoch))) {
                 if (observer.cancelRequested())
-                    throw Cancelled{};
-                Seq2SeqBatch batch{b.batch.inputIds.to(device), b.batch.attentionMask.to(device),
-                                   b.batch.labels.to(device)};
+                    throw Cancelled {};
+                Seq2SeqBatch batch { b.batch.inputIds.to(device), b.batch.attentionMask.to(device),
+                    b.batch.labels.to(device) };
                 at::Tensor loss;
                 {
                     AutocastGuard amp(autocast);
@@ -442,14 +452,17 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
                 }
                 if (lossHook)
                     lossHook(loss, step + 1);
+                if (nanStep == step + 1)
+                    loss = loss * std::numeric_limits<double>::quiet_NaN();
                 const double lossValue = loss.item<double>();
                 if (!std::isfinite(lossValue))
-                    return fail(RunOutcome::Failed, "loss became " + std::string(std::isnan(lossValue) ? "NaN" : "infinite") +
-                                                       " at step " + std::to_string(step + 1) +
-                                                       " (try a lower learning rate)");
+                    return fail(RunOutcome::Failed,
+                        "loss became " + std::string(std::isnan(lossValue) ? "NaN" : "infinite") + " at step "
+                            + std::to_string(step + 1) + " (try a lower learning rate)");
                 (loss / static_cast<double>(o.gradientAccumulation)).backward();
                 accumulatedLoss += lossValue;
-                tokens += b.batch.attentionMask.sum().item<std::int64_t>() + (b.batch.labels != -100).sum().item<std::int64_t>();
+                tokens += b.batch.attentionMask.sum().item<std::int64_t>()
+                    + (b.batch.labels != -100).sum().item<std::int64_t>();
                 if (++micro % o.gradientAccumulation != 0)
                     continue;
 
@@ -486,10 +499,11 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
             }
             if (ladderCache) {
                 ladderCache->flush();
-                observer.onLog("info", "ladder cache: " + std::to_string(ladderCache->storedCount()) + " of " +
-                                           std::to_string(ladderCache->exampleCount()) + " examples stored; " +
-                                           std::to_string(ladderCache->hits) + " batches served from it, " +
-                                           std::to_string(ladderCache->misses) + " ran the backbone");
+                observer.onLog("info",
+                    "ladder cache: " + std::to_string(ladderCache->storedCount()) + " of "
+                        + std::to_string(ladderCache->exampleCount()) + " examples stored; "
+                        + std::to_string(ladderCache->hits) + " batches served from it, "
+                        + std::to_string(ladderCache->misses) + " ran the backbone");
             }
             if (o.evalEverySteps == 0)
                 validate(step, epoch);
@@ -505,7 +519,8 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
         }
         observer.onBestModel(*method);
         if (testBatcher) {
-            auto e = evaluateSplit(*method, *testBatcher, test, task.info, tokenizer, gen, device, autocast, observer);
+            auto e = evaluateSplit(
+                *method, *testBatcher, test, task.info, tokenizer, gen, device, autocast, observer);
             e.step = summary.bestStep;
             e.epoch = epochs - 1;
             e.split = "test";
@@ -529,8 +544,9 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
             summary.peakAllocatedBytes = s.peakAllocated;
             summary.peakReservedBytes = s.peakReserved;
         }
-        return fail(RunOutcome::Failed, "out of memory (peak allocated " +
-                                           std::to_string(summary.peakAllocatedBytes / (1024 * 1024)) + " MiB)");
+        return fail(RunOutcome::Failed,
+            "out of memory (peak allocated " + std::to_string(summary.peakAllocatedBytes / (1024 * 1024))
+                + " MiB)");
     } catch (const std::exception& e) {
         std::string what = e.what();
         if (const auto nl = what.find('\n'); nl != std::string::npos)

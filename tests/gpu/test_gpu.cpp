@@ -1,0 +1,395 @@
+// GPU checks (label gpu), Qt-free so that they build and run on a GPU machine that has no Qt
+// (tools/gpu/check.sh ships this executable there). GoogleTest; CTest runs each suite in its own process
+// (tests/CMakeLists.txt), so allocator statistics start clean.
+//
+//   Backbone.*  the backbone on CUDA matches HF's fixture outputs (t5-synthetic-hf, HF transformers).
+//   Methods.*   every method's loss and trainable gradients on CUDA equal the CPU's (fp32, dropout 0).
+//   CudaPeak.*  LadderBench's peak statistic equals torch.cuda.max_memory_allocated() for the same ops
+//               (python3 with torch runs the same op list in a child process).
+//   Lst.*       LST trains on CUDA without touching the backbone's gradients; the meter sees it.
+//   Estimate.*  `ladder estimate` within 2% of the measured CUDA peak (t5-base, batch 32), per method, each
+//               in its own process (CUDA's library workspaces are allocated once per process).
+//
+// Without a CUDA device the executable exits 77 (CTest: skipped) with a message, unless
+// LADDER_GPU_TEST_DEVICE=cpu asks for the kit's dry run, which runs the same code with "cuda" replaced by
+// the CPU (the comparisons are then CPU against CPU: it proves the plumbing, not the GPU).
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <ATen/Context.h>
+#include <c10/core/GradMode.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "device/Devices.h"
+#include "model/ModelInputs.h"
+#include "model/Safetensors.h"
+#include "model/T5Checkpoint.h"
+#include "peft/Method.h"
+#include "train/MemoryBench.h"
+#include "train/MemoryMeter.h"
+
+using namespace ladder;
+
+namespace {
+
+// The device under test: cuda:0, or the CPU in the kit's dry run.
+c10::Device testDevice()
+{
+    const char* v = std::getenv("LADDER_GPU_TEST_DEVICE");
+    return c10::Device(v && *v ? v : "cuda:0");
+}
+
+bool dryRun()
+{
+    return !testDevice().is_cuda();
+}
+
+// The shared fixtures: LADDER_FIXTURES_DIR in the environment (the kit carries them), else the folder
+// compiled in (../shared/fixtures beside the clone). Empty when neither exists.
+std::string fixturesDir()
+{
+    const char* fromEnvironment = std::getenv("LADDER_FIXTURES_DIR");
+    for (const char* candidate : { fromEnvironment, static_cast<const char*>(LADDER_FIXTURES_DIR) })
+        if (candidate && *candidate && std::filesystem::is_directory(candidate))
+            return candidate;
+    return {};
+}
+
+double relativeError(const at::Tensor& actual, const at::Tensor& reference)
+{
+    const auto a = actual.detach().cpu().to(at::kDouble);
+    const auto b = reference.detach().cpu().to(at::kDouble);
+    const double denom = b.norm().item<double>();
+    const double diff = (a - b).norm().item<double>();
+    return denom > 0 ? diff / denom : diff;
+}
+
+// A small T5 v1.0 (ReLU) or v1.1 (gated-GELU, untied) shape: big enough that the CUDA kernels differ from
+// the CPU's in summation order, small enough for a test.
+T5Config smallConfig(bool gated)
+{
+    T5Config c;
+    c.vocabSize = 256;
+    c.dModel = 64;
+    c.dKv = 16;
+    c.numHeads = 4;
+    c.dFf = 128;
+    c.numLayers = 3;
+    c.numDecoderLayers = 3;
+    c.relativeAttentionNumBuckets = 16;
+    c.relativeAttentionMaxDistance = 32;
+    c.dropoutRate = 0.0;
+    if (gated) {
+        c.feedForwardProj = "gated-gelu";
+        c.tieWordEmbeddings = false;
+    }
+    return c;
+}
+
+Seq2SeqBatch smallBatch(const c10::Device& device)
+{
+    at::manual_seed(5);
+    Seq2SeqBatch b;
+    b.inputIds = at::randint(3, 256, { 6, 20 }, at::kLong);
+    b.attentionMask = at::ones_like(b.inputIds);
+    b.attentionMask.narrow(1, 15, 5).narrow(0, 0, 3).zero_(); // padding in half the rows
+    b.labels = at::randint(3, 256, { 6, 5 }, at::kLong);
+    b.labels.narrow(1, 4, 1).narrow(0, 0, 2).fill_(-100);
+    return { b.inputIds.to(device), b.attentionMask.to(device), b.labels.to(device) };
+}
+
+MethodOptions optionsFor(const std::string& method)
+{
+    auto o = MethodOptions::defaults(method);
+    if (method == "adapter")
+        o.hidden = 8;
+    if (method == "lora") {
+        o.rank = 4;
+        o.alpha = 8;
+        o.targets = { "q", "k", "v", "o", "wi", "wo" };
+    }
+    if (method == "prompt")
+        o.prompts = 4;
+    if (method == "ladder")
+        o.r = 4;
+    return o;
+}
+
+struct StepResult {
+    double loss = 0;
+    std::vector<std::pair<std::string, at::Tensor>> grads; // on the CPU
+};
+
+// One forward and backward of `method` built at a fixed seed on the CPU and then moved to `device`.
+StepResult oneStep(const std::string& methodName, bool gated, const c10::Device& device)
+{
+    at::manual_seed(17);
+    T5ForConditionalGeneration backbone(smallConfig(gated));
+    {
+        c10::NoGradGuard g; // give the norms some spread, as trained weights have
+        for (auto& item : backbone->named_parameters(true))
+            if (item.key().find("layer_norm") != std::string::npos)
+                item.value().normal_(1.0, 0.1);
+    }
+    at::manual_seed(23);
+    auto method = createMethod(backbone, optionsFor(methodName));
+    method->to(device, at::kFloat);
+    method->train(true);
+    const auto out = method->forward(smallBatch(device));
+    out.loss.backward();
+    StepResult r;
+    r.loss = out.loss.item<double>();
+    for (const auto& [name, p] : method->namedTrainableParameters()) {
+        EXPECT_TRUE(p.grad().defined()) << methodName << ": " << name << " has no gradient";
+        if (p.grad().defined())
+            r.grads.emplace_back(name, p.grad().detach().cpu().clone());
+    }
+    return r;
+}
+
+class Methods : public ::testing::TestWithParam<std::tuple<std::string, bool>> { };
+
+TEST_P(Methods, LossAndGradientsOnCudaEqualCpu)
+{
+    const auto& [method, gated] = GetParam();
+    const auto cpu = oneStep(method, gated, c10::Device("cpu"));
+    const auto gpu = oneStep(method, gated, testDevice());
+    const double lossError = std::abs(gpu.loss - cpu.loss) / std::max(1e-12, std::abs(cpu.loss));
+    ASSERT_EQ(cpu.grads.size(), gpu.grads.size());
+    double worst = 0;
+    std::string worstName;
+    for (std::size_t i = 0; i < cpu.grads.size(); ++i) {
+        ASSERT_EQ(cpu.grads[i].first, gpu.grads[i].first);
+        const double e = relativeError(gpu.grads[i].second, cpu.grads[i].second);
+        if (e > worst) {
+            worst = e;
+            worstName = cpu.grads[i].first;
+        }
+    }
+    std::printf(
+        "GPU-RESULT {\"test\": \"methods\", \"method\": \"%s\", \"gated\": %s, \"loss_cpu\": %.9g, "
+        "\"loss_device\": %.9g, \"loss_rel_error\": %.3e, \"tensors\": %zu, \"worst_grad_rel_error\": %.3e, "
+        "\"worst_grad\": \"%s\"}\n",
+        method.c_str(), gated ? "true" : "false", cpu.loss, gpu.loss, lossError, cpu.grads.size(), worst,
+        worstName.c_str());
+    EXPECT_LT(lossError, 1e-4);
+    EXPECT_LT(worst, 1e-4) << "largest at " << worstName;
+}
+
+INSTANTIATE_TEST_SUITE_P(AllSix, Methods,
+    ::testing::Combine(
+        ::testing::Values("full", "bitfit", "adapter", "lora", "prompt", "ladder"), ::testing::Bool()),
+    [](const auto& info) {
+        return std::get<0>(info.param) + (std::get<1>(info.param) ? "_gated" : "_relu");
+    });
+
+TEST(Backbone, LogitsEqualHfOnDevice)
+{
+    const auto fixtures = fixturesDir();
+    if (fixtures.empty())
+        GTEST_SKIP() << "shared fixtures not found (LADDER_FIXTURES_DIR)";
+    for (const char* name : { "t5-v1_1-gated-gelu-synth", "t5-v1_0-relu-synth" }) {
+        const auto root = fixtures + "/t5-synthetic-hf/" + name;
+        if (!std::filesystem::exists(root + "/config.json"))
+            continue;
+        T5LoadOptions o;
+        o.device = testDevice();
+        auto loaded = loadT5(root, o);
+        const auto expected = readSafetensors(root + "/expected/expected_outputs.safetensors");
+        const auto inputs
+            = ModelInputs::fromJsonFile(root + "/expected/inputs.json", loaded.config.vocabSize);
+        c10::NoGradGuard noGrad;
+        const auto out = loaded.model->forward(
+            inputs.inputIds.to(o.device), inputs.attentionMask.to(o.device), inputs.labels.to(o.device));
+        const double err = relativeError(out.logits, expected.at("logits"));
+        std::printf(
+            "GPU-RESULT {\"test\": \"backbone\", \"checkpoint\": \"%s\", \"logits_rel_error\": %.3e}\n", name,
+            err);
+        EXPECT_LT(err, 1e-5) << name;
+    }
+}
+
+// The op list both sides run: ("alloc", id, float32 elements), ("free", id), ("matmul", id, n: an n x n
+// product into a new tensor id, which makes cuBLAS allocate its workspace), ("reset": a new peak window).
+struct Op {
+    std::string kind;
+    int id = 0;
+    std::int64_t n = 0;
+};
+
+std::vector<Op> peakOps()
+{
+    return { { "alloc", 0, 1 }, { "alloc", 1, 127 }, { "alloc", 2, 129 }, { "alloc", 3, 262144 },
+        { "alloc", 4, 262145 }, { "alloc", 5, 5000000 }, { "free", 3 }, { "alloc", 6, 20000000 },
+        { "free", 5 }, { "alloc", 7, 3000000 }, { "matmul", 8, 1024 }, { "free", 6 }, { "reset" },
+        { "alloc", 9, 1000 }, { "matmul", 10, 2048 }, { "free", 8 }, { "alloc", 11, 40000000 },
+        { "free", 11 }, { "alloc", 12, 7 }, { "free", 0 } };
+}
+
+std::string opsJson()
+{
+    nlohmann::json j = nlohmann::json::array();
+    for (const auto& op : peakOps())
+        j.push_back({ op.kind, op.id, op.n });
+    return j.dump();
+}
+
+// Allocated bytes now and at peak after every "reset" window, above the bytes live before the first op.
+std::vector<std::array<std::int64_t, 2>> runOpsHere(int device)
+{
+    std::vector<std::array<std::int64_t, 2>> windows;
+    std::map<int, at::Tensor> live;
+    const auto opts
+        = at::TensorOptions().device(c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(device)));
+    (void)at::empty({ 0 }, opts);
+    const auto base = static_cast<std::int64_t>(cuda::memoryStats(device).allocated);
+    cuda::resetPeakMemoryStats(device);
+    auto close = [&] {
+        const auto s = cuda::memoryStats(device);
+        windows.push_back({ static_cast<std::int64_t>(s.allocated) - base,
+            static_cast<std::int64_t>(s.peakAllocated) - base });
+    };
+    for (const auto& op : peakOps()) {
+        if (op.kind == "alloc")
+            live[op.id] = at::empty({ op.n }, opts.dtype(at::kFloat));
+        else if (op.kind == "free")
+            live.erase(op.id);
+        else if (op.kind == "matmul") {
+            const auto a = at::ones({ op.n, op.n }, opts.dtype(at::kFloat));
+            live[op.id] = at::mm(a, a);
+        } else if (op.kind == "reset") {
+            close();
+            cuda::resetPeakMemoryStats(device);
+        }
+    }
+    close();
+    return windows;
+}
+
+TEST(CudaPeak, EqualsTorchMaxMemoryAllocated)
+{
+    if (dryRun())
+        GTEST_SKIP() << "needs CUDA: the peak statistic is the CUDA caching allocator's";
+    const auto here = runOpsHere(0);
+    // The same ops in a fresh python3 with PyTorch (the kit's machine has it; so has the set-up's venv).
+    const std::string script = R"PY(
+import json, sys, torch
+ops = json.loads(sys.argv[1])
+live, windows = {}, []
+torch.empty(0, device="cuda")
+base = torch.cuda.memory_allocated()
+torch.cuda.reset_peak_memory_stats()
+def close():
+    windows.append([torch.cuda.memory_allocated() - base, torch.cuda.max_memory_allocated() - base])
+for kind, i, n in ops:
+    if kind == "alloc": live[i] = torch.empty(n, device="cuda")
+    elif kind == "free": del live[i]
+    elif kind == "matmul":
+        a = torch.ones(n, n, device="cuda"); live[i] = a @ a; del a
+    elif kind == "reset":
+        close(); torch.cuda.reset_peak_memory_stats()
+close()
+print(json.dumps({"windows": windows, "torch": torch.__version__}))
+)PY";
+    const char* python = std::getenv("LADDER_PYTHON");
+    std::string cmd
+        = std::string(python && *python ? python : "python3") + " -c '" + script + "' '" + opsJson() + "'";
+    FILE* pipe = popen(cmd.c_str(), "r");
+    ASSERT_NE(pipe, nullptr);
+    std::string output;
+    std::array<char, 4096> buffer {};
+    while (std::fgets(buffer.data(), buffer.size(), pipe))
+        output += buffer.data();
+    const int rc = pclose(pipe);
+    if (rc != 0 || output.find("windows") == std::string::npos)
+        GTEST_SKIP() << "python3 with a CUDA PyTorch is needed for the reference (exit " << rc << ")";
+    const auto torch = nlohmann::json::parse(output.substr(output.find('{')));
+    const auto& windows = torch.at("windows");
+    ASSERT_EQ(windows.size(), here.size());
+    for (std::size_t w = 0; w < here.size(); ++w) {
+        std::printf("GPU-RESULT {\"test\": \"peak\", \"window\": %zu, \"ladder_allocated\": %lld, "
+                    "\"torch_allocated\": %lld, \"ladder_peak\": %lld, \"torch_peak\": %lld}\n",
+            w, static_cast<long long>(here[w][0]), windows[w][0].get<long long>(),
+            static_cast<long long>(here[w][1]), windows[w][1].get<long long>());
+        EXPECT_EQ(here[w][0], windows[w][0].get<std::int64_t>()) << "allocated, window " << w;
+        EXPECT_EQ(here[w][1], windows[w][1].get<std::int64_t>()) << "peak, window " << w;
+    }
+}
+
+TEST(Lst, StepOnDeviceLeavesBackboneWithoutGradients)
+{
+    const auto device = testDevice();
+    MemoryMeter meter(device);
+    meter.resetPeak();
+    at::manual_seed(0);
+    T5ForConditionalGeneration backbone(smallConfig(false));
+    backbone->to(device);
+    auto method = createMethod(backbone, optionsFor("ladder"));
+    method->to(device, at::kFloat);
+    method->train(true);
+    method->forward(smallBatch(device)).loss.backward();
+    const auto s = meter.sample();
+    std::printf("GPU-RESULT {\"test\": \"lst\", \"peak_allocated\": %llu, \"peak_reserved\": %llu}\n",
+        static_cast<unsigned long long>(s.peakAllocated), static_cast<unsigned long long>(s.peakReserved));
+    EXPECT_GT(s.peakAllocated, static_cast<std::uint64_t>(method->totalParameterCount()) * 4);
+    EXPECT_GE(s.peakReserved, s.peakAllocated);
+    for (const auto& p : backbone->parameters())
+        EXPECT_FALSE(p.grad().defined());
+    for (const auto& p : method->trainableParameters())
+        EXPECT_TRUE(p.grad().defined());
+}
+
+// The estimate against the meter: PyTorch's caching allocator on CUDA (the CPU's tracking allocator in the
+// dry run), on a real shape.
+class Estimate : public ::testing::TestWithParam<std::string> { };
+
+TEST_P(Estimate, WithinTwoPercentOfMeasuredPeak)
+{
+    const auto device = testDevice();
+    MemoryBenchSpec spec;
+    spec.config = T5Config::preset(device.is_cuda() ? "t5-base" : "t5-small");
+    spec.config.dropoutRate = 0.1;
+    spec.batch = device.is_cuda() ? 32 : 4;
+    spec.sourceLength = device.is_cuda() ? 128 : 64;
+    spec.targetLength = 4;
+    spec.steps = 3;
+    spec.device = device;
+    auto options = MethodOptions::defaults(GetParam());
+    if (GetParam() == "ladder")
+        options.keep = { 1, 2, 3, 5 }; // a dropped-layer list that fits both shapes
+    const auto r = measureTrainingMemory(spec, options);
+    std::printf("GPU-RESULT {\"test\": \"estimate\", \"method\": \"%s\", \"device\": \"%s\", \"peak\": %llu, "
+                "\"estimate\": %llu, \"error\": %.4f, \"workspaces\": %llu}\n",
+        GetParam().c_str(), device.str().c_str(), static_cast<unsigned long long>(r.peakBytes),
+        static_cast<unsigned long long>(r.estimate.total), r.estimateError(),
+        static_cast<unsigned long long>(r.estimate.cudaWorkspaces));
+    EXPECT_LT(std::abs(r.estimateError()), 0.02) << "estimate " << r.estimate.total << " B, measured "
+                                                 << r.peakBytes << " B (" << r.estimate.peakWhere << ")";
+}
+
+INSTANTIATE_TEST_SUITE_P(AllSix, Estimate,
+    ::testing::Values("full", "bitfit", "adapter", "lora", "prompt", "ladder"),
+    [](const auto& info) { return info.param; });
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    installCpuMemoryTracker(); // before any tensor, as the CLI does, so the CPU meter counts everything
+    ::testing::InitGoogleTest(&argc, argv);
+    at::globalContext().setAllowTF32CuBLAS(false); // fp32 means fp32 here (LibTorch's default, made explicit)
+    if (!dryRun() && !cuda::available()) {
+        std::printf("SKIP: no CUDA device: the gpu tests run on a machine with one (tools/gpu/check.sh); "
+                    "LADDER_GPU_TEST_DEVICE=cpu runs them on the CPU as the kit's dry run does\n");
+        return 77;
+    }
+    return RUN_ALL_TESTS();
+}

@@ -1,12 +1,16 @@
 #include "train/Trainer.h"
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <regex>
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -86,6 +90,49 @@ double linearSchedule(std::int64_t step, std::int64_t warmup, std::int64_t total
 
 struct Cancelled { };
 
+// Whether weight decay applies to a trainable parameter: HF Trainer's rule (no decay for biases and
+// normalisation weights: names with "bias", "layernorm", "rmsnorm" or a "norm"/"_norm" component, which
+// T5's layer_norm and final_layer_norm are, and the relative attention bias), plus LST's gates.
+bool decays(const std::string& name)
+{
+    std::string n = name;
+    std::transform(
+        n.begin(), n.end(), n.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    static const std::regex spared(
+        R"((bias|layernorm|rmsnorm|(^|\.)norm($|\.)|_norm($|\.)|(^|[._])gate($|[._])))");
+    return !std::regex_search(n, spared);
+}
+
+// The best checkpoint's trainable weights, kept as plain host bytes: outside every memory meter (neither
+// a CPU tensor the tracking allocator counts nor device memory), so the stored peak is training's alone.
+class HostSnapshot {
+public:
+    void take(const std::vector<at::Tensor>& params)
+    {
+        m_bytes.resize(params.size());
+        for (std::size_t i = 0; i < params.size(); ++i) {
+            const auto host
+                = params[i].detach().to(at::kCPU).contiguous(); // on the CPU: the parameter itself
+            auto& b = m_bytes[i];
+            b.resize(host.nbytes());
+            std::memcpy(b.data(), host.data_ptr(), host.nbytes());
+        }
+    }
+    bool empty() const { return m_bytes.empty(); }
+    void restore(const std::vector<at::Tensor>& params) const
+    {
+        at::NoGradGuard noGrad;
+        for (std::size_t i = 0; i < params.size(); ++i) {
+            auto& p = params[i];
+            auto bytes = m_bytes[i]; // from_blob needs a mutable buffer
+            p.copy_(at::from_blob(bytes.data(), p.sizes(), at::TensorOptions().dtype(p.scalar_type())));
+        }
+    }
+
+private:
+    std::vector<std::vector<unsigned char>> m_bytes;
+};
+
 // Generates predictions for every example of `batcher` and scores them.
 TrainEval evaluateSplit(Method& method, const Batcher& batcher, const std::vector<TextExample>& examples,
     const TaskInfo& info, const T5Tokenizer& tokenizer, const GenerationOptions& gen,
@@ -98,9 +145,10 @@ TrainEval evaluateSplit(Method& method, const Batcher& batcher, const std::vecto
         at::NoGradGuard noGrad;
         AutocastGuard amp(autocast);
         auto stepper = method.makeStepper();
-        for (const auto& b : batcher.epoch(0)) {
+        for (const auto& indices : batcher.plan(0)) { // one batch at a time: no epoch's tensors held
             if (observer.cancelRequested())
                 throw Cancelled {};
+            const auto b = batcher.makeBatch(indices);
             const auto result
                 = generate(*stepper, b.batch.inputIds.to(device), b.batch.attentionMask.to(device), gen);
             const auto seq = result.sequences.contiguous();
@@ -375,6 +423,15 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
         meter->resetPeak();
         auto method = createMethod(inputs.backbone, spec.method, fisherSource);
         method->train(true);
+        // The stored peak is training's: the method's initialisation (LST's Fisher pass runs a whole backbone
+        // backward) has its own peak, reported apart.
+        summary.initPeakAllocatedBytes = meter->sample().peakAllocated;
+        if (spec.method.method == "ladder" && spec.method.init == "fisher")
+            observer.onLog("info",
+                "Fisher initialisation: peak allocated "
+                    + std::to_string(summary.initPeakAllocatedBytes / 1000000)
+                    + " MB (not part of the training peak)");
+        meter->resetPeak();
         auto params = method->trainableParameters();
         std::unique_ptr<LadderActivationCache> ladderCache;
         LadderMethod* ladderMethod = nullptr;
@@ -394,7 +451,20 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
         observer.onStarted(summary);
 
         const double baseLr = o.learningRateFor(spec.method.method);
-        torch::optim::AdamW optimizer(params, torch::optim::AdamWOptions(baseLr).weight_decay(o.weightDecay));
+        std::vector<at::Tensor> decayed, spared;
+        for (const auto& [name, p] : method->namedTrainableParameters())
+            (decays(name) ? decayed : spared).push_back(p);
+        std::vector<torch::optim::OptimizerParamGroup> groups;
+        if (!decayed.empty())
+            groups.emplace_back(decayed,
+                std::make_unique<torch::optim::AdamWOptions>(
+                    torch::optim::AdamWOptions(baseLr).weight_decay(o.weightDecay)));
+        if (!spared.empty())
+            groups.emplace_back(spared,
+                std::make_unique<torch::optim::AdamWOptions>(
+                    torch::optim::AdamWOptions(baseLr).weight_decay(0.0)));
+        torch::optim::AdamW optimizer(
+            std::move(groups), torch::optim::AdamWOptions(baseLr).weight_decay(o.weightDecay));
         const auto batchesPerEpoch = static_cast<std::int64_t>(trainBatcher.batchCount());
         const auto stepsPerEpoch = std::max<std::int64_t>(
             1, (batchesPerEpoch + o.gradientAccumulation - 1) / o.gradientAccumulation);
@@ -409,7 +479,7 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
         gen.numBeams = o.numBeams;
         gen.maxNewTokens = bo.maxTargetLength;
 
-        std::vector<at::Tensor> best;
+        HostSnapshot best;
         double bestScore = -std::numeric_limits<double>::infinity();
         std::int64_t lastEvalStep = -1;
         auto validate = [&](std::int64_t step, std::int64_t epoch) {
@@ -421,27 +491,32 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
             e.split = "validation";
             observer.onEval(e);
             summary.lastValidation = e.main;
-            if (!(e.main <= bestScore)) { // also takes the first NaN-free score
+            if (std::isfinite(e.main) && e.main > bestScore) { // a NaN score never becomes the best
                 bestScore = e.main;
                 summary.bestValidation = e.main;
                 summary.bestStep = step;
-                at::NoGradGuard noGrad;
-                best.clear();
-                for (const auto& p : params)
-                    best.push_back(p.detach().clone());
+                best.take(params);
             }
         };
 
         std::int64_t step = 0;
-        std::int64_t micro = 0;
         double accumulatedLoss = 0.0;
         std::int64_t tokens = 0;
         auto stepStart = Clock::now();
         optimizer.zero_grad(true);
+        const auto accumulation = static_cast<std::size_t>(o.gradientAccumulation);
         for (std::int64_t epoch = 0; epoch < epochs && step < totalSteps; ++epoch) {
-            for (const auto& b : trainBatcher.epoch(static_cast<int>(epoch))) {
+            // HF Trainer's accumulation: groups of `accumulation` batches within an epoch, the last group of
+            // an epoch possibly shorter, and an optimizer step closing every group, so that every epoch ends
+            // with a step and no gradient crosses an epoch. Each group's loss is the mean over its batches.
+            // Batches are made one at a time from the epoch's plan.
+            const auto plan = trainBatcher.plan(static_cast<int>(epoch));
+            for (std::size_t i = 0; i < plan.size(); ++i) {
                 if (observer.cancelRequested())
                     throw Cancelled {};
+                const auto groupStart = i / accumulation * accumulation;
+                const auto groupSize = std::min(accumulation, plan.size() - groupStart);
+                const auto b = trainBatcher.makeBatch(plan[i]);
                 Seq2SeqBatch batch { b.batch.inputIds.to(device), b.batch.attentionMask.to(device),
                     b.batch.labels.to(device) };
                 at::Tensor loss;
@@ -459,11 +534,11 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
                     return fail(RunOutcome::Failed,
                         "loss became " + std::string(std::isnan(lossValue) ? "NaN" : "infinite") + " at step "
                             + std::to_string(step + 1) + " (try a lower learning rate)");
-                (loss / static_cast<double>(o.gradientAccumulation)).backward();
+                (loss / static_cast<double>(groupSize)).backward();
                 accumulatedLoss += lossValue;
                 tokens += b.batch.attentionMask.sum().item<std::int64_t>()
                     + (b.batch.labels != -100).sum().item<std::int64_t>();
-                if (++micro % o.gradientAccumulation != 0)
+                if (i + 1 < groupStart + groupSize)
                     continue;
 
                 ++step;
@@ -479,7 +554,7 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
                 s.step = step;
                 s.totalSteps = totalSteps;
                 s.epoch = epoch;
-                s.loss = accumulatedLoss / static_cast<double>(o.gradientAccumulation);
+                s.loss = accumulatedLoss / static_cast<double>(groupSize);
                 s.learningRate = lr;
                 s.memory = meter->sample();
                 const double dt = secondsSince(stepStart);
@@ -512,11 +587,8 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
             validate(step, epochs - 1);
 
         // The best checkpoint on the test split.
-        if (!best.empty()) {
-            at::NoGradGuard noGrad;
-            for (std::size_t i = 0; i < params.size(); ++i)
-                params[i].copy_(best[i]);
-        }
+        if (!best.empty())
+            best.restore(params);
         observer.onBestModel(*method);
         if (testBatcher) {
             auto e = evaluateSplit(

@@ -63,8 +63,11 @@ struct RunSummary {
     double lastValidation = std::numeric_limits<double>::quiet_NaN();
     double testMetric = std::numeric_limits<double>::quiet_NaN();
     std::map<std::string, double> testValues;
+    // Training's peak: the steps (forward, backward, optimizer) and the evaluations between them, from
+    // after the method was built (its initialisation, e.g. LST's Fisher pass, is initPeakAllocatedBytes).
     std::uint64_t peakAllocatedBytes = 0;
     std::uint64_t peakReservedBytes = 0;
+    std::uint64_t initPeakAllocatedBytes = 0;
     std::uint64_t weightBytes = 0;
     std::uint64_t gradientBytes = 0;
     std::uint64_t optimizerBytes = 0;

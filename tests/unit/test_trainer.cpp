@@ -1,7 +1,12 @@
 // The trainer: learns a trivially learnable task, stops within one step when cancelled, ends as failed on
-// a NaN loss, and reports memory and evaluations.
+// a NaN loss, and reports memory and evaluations; its optimizer steps and learning rates equal HF
+// Trainer's (tests/data/hf-schedule.json, made by tools/reference/hf_schedule.py with transformers).
+#include <cstdlib>
+#include <fstream>
+
 #include <ATen/ATen.h>
 #include <QtTest>
+#include <nlohmann/json.hpp>
 
 #include "TestSupport.h"
 #include "model/T5Tokenizer.h"
@@ -39,13 +44,15 @@ TaskSplits trivialTask()
     TaskSplits t;
     t.info.name = "trivial";
     t.info.kind = TaskKind::Classification;
-    t.info.labels = {"0", "1"};
-    t.info.labelNames = {"fruit", "animal"};
-    t.info.metrics = {"accuracy"};
+    t.info.labels = { "0", "1" };
+    t.info.labelNames = { "fruit", "animal" };
+    t.info.metrics = { "accuracy" };
     t.info.mainMetric = "accuracy";
-    const std::vector<std::string> fruit{"apple", "banana", "cherry", "grape", "lemon", "mango", "peach", "plum"};
-    const std::vector<std::string> animal{"horse", "tiger", "mouse", "eagle", "snake", "whale", "sheep", "camel"};
-    const std::vector<std::string> filler{"is here", "was seen today", "looks fine", "is on the table"};
+    const std::vector<std::string> fruit { "apple", "banana", "cherry", "grape", "lemon", "mango", "peach",
+        "plum" };
+    const std::vector<std::string> animal { "horse", "tiger", "mouse", "eagle", "snake", "whale", "sheep",
+        "camel" };
+    const std::vector<std::string> filler { "is here", "was seen today", "looks fine", "is on the table" };
     int n = 0;
     for (int rep = 0; rep < 4; ++rep)
         for (std::size_t i = 0; i < fruit.size(); ++i)
@@ -122,10 +129,10 @@ private Q_SLOTS:
         QCOMPARE(static_cast<std::int64_t>(rec.steps.size()), std::int64_t(80));
         QVERIFY(rec.steps.back().loss < rec.steps.front().loss);
         QVERIFY(rec.steps.front().learningRate < rec.steps[5].learningRate); // warm-up
-        QVERIFY(rec.steps.back().learningRate < rec.steps[5].learningRate);  // decay
+        QVERIFY(rec.steps.back().learningRate < rec.steps[5].learningRate); // decay
         QVERIFY(summary.peakAllocatedBytes > summary.weightBytes);
         qInfo("best validation accuracy %.3f at step %lld, test %.3f", summary.bestValidation,
-              static_cast<long long>(summary.bestStep), summary.testMetric);
+            static_cast<long long>(summary.bestStep), summary.testMetric);
         QVERIFY(summary.bestValidation >= 0.95);
         QVERIFY(summary.testMetric >= 0.95);
         QCOMPARE(QString::fromStdString(rec.evals.back().split), QString("test"));
@@ -169,22 +176,94 @@ private Q_SLOTS:
         QCOMPARE(rec.steps.size(), std::size_t(3));
     }
 
+    // HF Trainer as the reference: for each (batches per epoch, accumulation, epochs, warm-up) the number of
+    // optimizer steps planned and taken, and the learning rate of every step (HF's lr 1.0 gives the
+    // schedule's multipliers; here lr 1e-3 times them).
+    void hfScheduleAndAccumulation()
+    {
+        const std::string path = std::string(LADDER_TEST_DATA_DIR) + "/hf-schedule.json";
+        std::ifstream in(path);
+        QVERIFY2(in.good(), ("missing " + path).c_str());
+        const auto reference = nlohmann::json::parse(in);
+        QVERIFY(reference.at("cases").size() >= 5);
+        for (const auto& c : reference.at("cases")) {
+            auto spec = specFor("bitfit", 0);
+            spec.training.maxSteps = 0;
+            spec.training.epochs = c.at("epochs").get<std::int64_t>();
+            spec.training.batchSize = c.at("batch_size").get<std::int64_t>();
+            spec.training.gradientAccumulation = c.at("gradient_accumulation").get<std::int64_t>();
+            spec.training.warmupSteps = c.at("warmup_steps").get<std::int64_t>();
+            spec.training.learningRate = 1e-3;
+            spec.training.evalEverySteps = 0;
+            spec.training.maxEvalExamples = 2;
+            auto in = inputs();
+            QCOMPARE(static_cast<std::int64_t>(in.task.train.size()), c.at("examples").get<std::int64_t>());
+            Trainer trainer(spec);
+            Recorder rec;
+            const auto summary = trainer.run(std::move(in), rec);
+            QVERIFY2(summary.status == RunOutcome::Finished, summary.message.c_str());
+            const auto& rates = c.at("learning_rates");
+            const auto label = QString("batches %1, accumulation %2, epochs %3, warm-up %4")
+                                   .arg(c.at("batches_per_epoch").get<int>())
+                                   .arg(c.at("gradient_accumulation").get<int>())
+                                   .arg(c.at("epochs").get<int>())
+                                   .arg(c.at("warmup_steps").get<int>());
+            qInfo("%s: HF planned %d and took %d steps; LadderBench planned %lld and took %zu",
+                qPrintable(label), c.at("planned_steps").get<int>(), c.at("steps").get<int>(),
+                static_cast<long long>(rec.steps.empty() ? 0 : rec.steps.back().totalSteps),
+                rec.steps.size());
+            QCOMPARE(static_cast<int>(rec.steps.size()), c.at("steps").get<int>());
+            QCOMPARE(static_cast<int>(rec.steps.back().totalSteps), c.at("planned_steps").get<int>());
+            for (std::size_t k = 0; k < rec.steps.size(); ++k) {
+                const double expected = 1e-3 * rates.at(k).get<double>();
+                QVERIFY2(std::abs(rec.steps[k].learningRate - expected) < 1e-12,
+                    qPrintable(label
+                        + QString(", step %1: lr %2, HF %3")
+                              .arg(k + 1)
+                              .arg(rec.steps[k].learningRate)
+                              .arg(expected)));
+            }
+        }
+    }
+
+    // LADDER_FAULT_INJECT=nan@N (docs/GPU.md) fails the run at step N, as a diverging loss would.
+    void faultInjectionNan()
+    {
+        qputenv("LADDER_FAULT_INJECT", "nan@3");
+        Trainer trainer(specFor("bitfit", 20));
+        Recorder rec;
+        const auto summary = trainer.run(inputs(), rec);
+        qunsetenv("LADDER_FAULT_INJECT");
+        QCOMPARE(summary.status, RunOutcome::Failed);
+        QVERIFY2(summary.message.find("NaN at step 3") != std::string::npos, summary.message.c_str());
+        qputenv("LADDER_FAULT_INJECT", "segv");
+        const auto bad = Trainer(specFor("bitfit", 5)).run(inputs(), rec);
+        qunsetenv("LADDER_FAULT_INJECT");
+        QCOMPARE(bad.status, RunOutcome::Failed);
+        QVERIFY2(bad.message.find("LADDER_FAULT_INJECT") != std::string::npos, bad.message.c_str());
+    }
+
     void badSpecFieldsAreNamed_data()
     {
         QTest::addColumn<QString>("json");
         QTest::addColumn<QString>("expect");
-        QTest::newRow("no task") << R"({"method": {"method": "lora"}})" << "field task";
+        QTest::newRow("no task") << R"({"method": {"method": "lora"}})"
+                                 << "field task";
         QTest::newRow("bad batch") << R"({"task": {"type": "glue", "path": "x"}, "method": {"method": "lora"},
                                        "training": {"batch_size": 0}})"
                                    << "training.batch_size";
-        QTest::newRow("unknown field") << R"({"task": {"type": "glue", "path": "x"}, "method": {"method": "lora"},
+        QTest::newRow("unknown field")
+            << R"({"task": {"type": "glue", "path": "x"}, "method": {"method": "lora"},
                                            "training": {"epoch": 3}})"
-                                       << "training.epoch";
-        QTest::newRow("bad task type") << R"({"task": {"type": "csv"}, "method": {"method": "lora"}})" << "task.type";
-        QTest::newRow("method field") << R"({"task": {"type": "glue", "path": "x"}, "method": {"method": "lora", "r": 8}})"
-                                      << "field r";
-        QTest::newRow("device") << R"({"task": {"type": "glue", "path": "x"}, "method": {"method": "lora"}, "device": "tpu"})"
-                                << "device";
+            << "training.epoch";
+        QTest::newRow("bad task type") << R"({"task": {"type": "csv"}, "method": {"method": "lora"}})"
+                                       << "task.type";
+        QTest::newRow("method field")
+            << R"({"task": {"type": "glue", "path": "x"}, "method": {"method": "lora", "r": 8}})"
+            << "field r";
+        QTest::newRow("device")
+            << R"({"task": {"type": "glue", "path": "x"}, "method": {"method": "lora"}, "device": "tpu"})"
+            << "device";
     }
 
     void badSpecFieldsAreNamed()
@@ -202,7 +281,8 @@ private Q_SLOTS:
 
     void specRoundTrips()
     {
-        const auto s = RunSpec::fromJson(nlohmann::json::parse(R"({"task": {"type": "glue", "path": "/g/RTE", "name": "rte"},
+        const auto s = RunSpec::fromJson(
+            nlohmann::json::parse(R"({"task": {"type": "glue", "path": "/g/RTE", "name": "rte"},
             "method": {"method": "ladder", "r": 16, "keep": [1, 3]}, "training": {"epochs": 3, "batch_size": 16}, "seed": 2})"));
         const auto again = RunSpec::fromJson(s.toJson());
         QCOMPARE(QString::fromStdString(again.toJson().dump()), QString::fromStdString(s.toJson().dump()));

@@ -33,7 +33,10 @@ at::Tensor topIndices(const at::Tensor& score, std::int64_t k)
 class Pruner {
 public:
     Pruner(T5ForConditionalGeneration& backbone, std::int64_t r, const TensorMap& importance)
-        : m_config(backbone->config()), m_params(namedParameters(*backbone)), m_importance(importance), m_r(r)
+        : m_config(backbone->config())
+        , m_params(namedParameters(*backbone))
+        , m_importance(importance)
+        , m_r(r)
     {
     }
 
@@ -93,8 +96,8 @@ private:
     // importance; they are the new model dimensions.
     at::Tensor attention(const std::string& prefix, const at::Tensor& qDims, const at::Tensor& kvDims)
     {
-        std::vector<std::pair<std::string, at::Tensor>> qkv{
-            {prefix + "q.weight", qDims}, {prefix + "k.weight", kvDims}, {prefix + "v.weight", kvDims}};
+        std::vector<std::pair<std::string, at::Tensor>> qkv { { prefix + "q.weight", qDims },
+            { prefix + "k.weight", kvDims }, { prefix + "v.weight", kvDims } };
         at::Tensor product;
         for (const auto& [name, dims] : qkv) {
             const auto imp = importance(name).index_select(1, dims);
@@ -115,9 +118,9 @@ private:
     // by importance -> the new model dimensions.
     at::Tensor feedForward(const std::string& prefix, const at::Tensor& dims)
     {
-        std::vector<std::string> inputs{prefix + "wi.weight"};
+        std::vector<std::string> inputs { prefix + "wi.weight" };
         if (m_config.isGatedAct())
-            inputs = {prefix + "wi_0.weight", prefix + "wi_1.weight"};
+            inputs = { prefix + "wi_0.weight", prefix + "wi_1.weight" };
         at::Tensor product;
         for (const auto& name : inputs) {
             const auto imp = importance(name).index_select(1, dims);
@@ -146,17 +149,17 @@ private:
 };
 
 void copyInto(at::Tensor& target, const at::Tensor& source, const std::string& targetName,
-              const std::string& sourceName)
+    const std::string& sourceName)
 {
     if (target.sizes() != source.sizes())
-        throw Error("ladder init: " + sourceName + " has shape " + c10::str(source.sizes()) +
-                    ", side parameter " + targetName + " has " + c10::str(target.sizes()));
+        throw Error("ladder init: " + sourceName + " has shape " + c10::str(source.sizes())
+            + ", side parameter " + targetName + " has " + c10::str(target.sizes()));
     at::NoGradGuard noGrad;
     target.copy_(source);
 }
 
 void initialiseStack(LadderSideStackImpl& stack, const std::string& backboneStack,
-                     const ParameterMap& backbone, const TensorMap& pruned)
+    const ParameterMap& backbone, const TensorMap& pruned)
 {
     if (!stack.adapterBlocks.empty())
         throw Error("ladder: init by pruning builds transformer side blocks; "
@@ -165,8 +168,8 @@ void initialiseStack(LadderSideStackImpl& stack, const std::string& backboneStac
     for (auto& [layer, block] : stack.blocks) {
         for (auto& item : block->named_parameters(true)) {
             const bool isBias = item.key().find("relative_attention_bias") != std::string::npos;
-            const auto source =
-                isBias ? relativeBias : backboneStack + ".block." + std::to_string(layer) + "." + item.key();
+            const auto source = isBias ? relativeBias
+                                       : backboneStack + ".block." + std::to_string(layer) + "." + item.key();
             const auto& map = isBias ? backbone : static_cast<const ParameterMap&>(pruned);
             const auto it = map.find(source);
             if (it == map.end())
@@ -182,7 +185,8 @@ void initialiseStack(LadderSideStackImpl& stack, const std::string& backboneStac
 class FrozenAfterwards {
 public:
     explicit FrozenAfterwards(T5ForConditionalGeneration backbone)
-        : m_backbone(std::move(backbone)), m_wasTraining(m_backbone->is_training())
+        : m_backbone(std::move(backbone))
+        , m_wasTraining(m_backbone->is_training())
     {
     }
     ~FrozenAfterwards()
@@ -211,8 +215,8 @@ TensorMap magnitudeImportance(T5ForConditionalGeneration& backbone)
     return out;
 }
 
-TensorMap fisherImportance(T5ForConditionalGeneration& backbone, const BatchSource& data,
-                           std::int64_t samples)
+TensorMap fisherImportance(
+    T5ForConditionalGeneration& backbone, const BatchSource& data, std::int64_t samples)
 {
     if (!data)
         throw Error("ladder: init fisher needs training examples for the empirical Fisher, "
@@ -268,8 +272,8 @@ TensorMap pruneBackbone(T5ForConditionalGeneration& backbone, std::int64_t r, co
     return Pruner(backbone, r, importance).run();
 }
 
-void initialiseSideFromPruned(LadderSideNetwork& side, T5ForConditionalGeneration& backbone,
-                              const TensorMap& pruned)
+void initialiseSideFromPruned(
+    LadderSideNetwork& side, T5ForConditionalGeneration& backbone, const TensorMap& pruned)
 {
     const auto params = namedParameters(*backbone);
     if (side->side_encoder)
@@ -278,18 +282,18 @@ void initialiseSideFromPruned(LadderSideNetwork& side, T5ForConditionalGeneratio
 }
 
 void initialiseSideNetwork(LadderSideNetwork& side, T5ForConditionalGeneration& backbone,
-                           const std::string& init, const BatchSource& data, std::int64_t fisherSamples)
+    const std::string& init, const BatchSource& data, std::int64_t fisherSamples)
 {
     if (init == "random")
         return;
     if (init != "magnitude" && init != "fisher")
         throw Error("ladder: field init: unknown '" + init + "' (expected random, magnitude or fisher)");
     if (side->options().ablation == "adapter-blocks")
-        throw Error("ladder: init " + init +
-                    " prunes backbone transformer blocks into side blocks; "
-                    "ablation adapter-blocks needs init random");
-    const auto importance =
-        init == "fisher" ? fisherImportance(backbone, data, fisherSamples) : magnitudeImportance(backbone);
+        throw Error("ladder: init " + init
+            + " prunes backbone transformer blocks into side blocks; "
+              "ablation adapter-blocks needs init random");
+    const auto importance
+        = init == "fisher" ? fisherImportance(backbone, data, fisherSamples) : magnitudeImportance(backbone);
     initialiseSideFromPruned(side, backbone, pruneBackbone(backbone, side->options().r, importance));
 }
 

@@ -13,8 +13,8 @@
 namespace ladder {
 namespace {
 
-const std::vector<std::string> kAblations{"none", "side-tuning", "no-ladders", "adapter-blocks",
-                                          "cross-attention"};
+const std::vector<std::string> kAblations { "none", "side-tuning", "no-ladders", "adapter-blocks",
+    "cross-attention" };
 
 at::Tensor applyDropout(const at::Tensor& x, double p, bool training)
 {
@@ -71,11 +71,11 @@ void initBlock(T5BlockImpl& block, const T5Config& c)
 }
 
 template <typename Holder>
-void addToDict(const std::shared_ptr<torch::nn::ModuleDictImpl>& dict, const std::string& key,
-               const Holder& module)
+void addToDict(
+    const std::shared_ptr<torch::nn::ModuleDictImpl>& dict, const std::string& key, const Holder& module)
 {
     using Entry = std::pair<std::string, std::shared_ptr<torch::nn::Module>>;
-    dict->update(std::vector<Entry>{{key, module.ptr()}});
+    dict->update(std::vector<Entry> { { key, module.ptr() } });
 }
 
 std::string joinIndices(const std::vector<std::int64_t>& v)
@@ -92,12 +92,12 @@ void checkKeep(const std::vector<std::int64_t>& keep, std::int64_t depth, const 
         throw Error(std::string("ladder: field keep: no side layer is kept in the ") + stack);
     for (std::size_t j = 0; j < keep.size(); ++j) {
         if (keep[j] < 0 || keep[j] >= depth)
-            throw Error(std::string("ladder: field keep: layer ") + std::to_string(keep[j]) +
-                        " does not exist in the " + stack + " (" + std::to_string(depth) +
-                        " layers, indices from 0)");
+            throw Error(std::string("ladder: field keep: layer ") + std::to_string(keep[j])
+                + " does not exist in the " + stack + " (" + std::to_string(depth)
+                + " layers, indices from 0)");
         if (j > 0 && keep[j] <= keep[j - 1])
-            throw Error("ladder: field keep: layer indices must be sorted and unique, got " +
-                        joinIndices(keep));
+            throw Error(
+                "ladder: field keep: layer indices must be sorted and unique, got " + joinIndices(keep));
     }
 }
 
@@ -119,15 +119,14 @@ void LadderSideOptions::validate() const
     if (r < 1)
         throw Error("ladder: field r: expected a positive reduction factor, got " + std::to_string(r));
     if (backbone.dModel % r || backbone.dFf % r || backbone.dKv % r)
-        throw Error("ladder: field r: " + std::to_string(r) + " must divide d_model " +
-                    std::to_string(backbone.dModel) + ", d_ff " + std::to_string(backbone.dFf) +
-                    " and d_kv " + std::to_string(backbone.dKv) +
-                    " (the side network has d_model/r, d_ff/r, d_kv/r)");
+        throw Error("ladder: field r: " + std::to_string(r) + " must divide d_model "
+            + std::to_string(backbone.dModel) + ", d_ff " + std::to_string(backbone.dFf) + " and d_kv "
+            + std::to_string(backbone.dKv) + " (the side network has d_model/r, d_ff/r, d_kv/r)");
     if (!(gateTemperature > 0.0))
         throw Error("ladder: field gate_temperature: expected a positive number");
     if (std::find(kAblations.begin(), kAblations.end(), ablation) == kAblations.end())
-        throw Error("ladder: field ablation: unknown '" + ablation +
-                    "' (expected none, side-tuning, no-ladders, adapter-blocks or cross-attention)");
+        throw Error("ladder: field ablation: unknown '" + ablation
+            + "' (expected none, side-tuning, no-ladders, adapter-blocks or cross-attention)");
     checkKeep(encoderKeep, backbone.numLayers, "encoder");
     checkKeep(decoderKeep, backbone.numDecoderLayers, "decoder");
 }
@@ -159,7 +158,8 @@ bool LadderSideOptions::needsBackbone() const
 
 // ---------------------------------------------------------------------------------------------------
 LadderAdapterBlockImpl::LadderAdapterBlockImpl(const T5Config& sideConfig, std::int64_t hidden)
-    : m_activation(sideConfig.denseActFn()), m_dropout(sideConfig.dropoutRate)
+    : m_activation(sideConfig.denseActFn())
+    , m_dropout(sideConfig.dropoutRate)
 {
     layer_norm = register_module("layer_norm", T5LayerNorm(sideConfig.dModel, sideConfig.layerNormEpsilon));
     down = register_module("down", ladderLinear(sideConfig.dModel, hidden));
@@ -183,8 +183,10 @@ void LadderSideCache::reorder(const at::Tensor& rowIndices)
 
 // ---------------------------------------------------------------------------------------------------
 LadderSideStackImpl::LadderSideStackImpl(const LadderSideOptions& options, bool isDecoder)
-    : m_options(options), m_sideConfig(options.sideConfig()), m_isDecoder(isDecoder),
-      m_keep(isDecoder ? options.decoderKeep : options.encoderKeep)
+    : m_options(options)
+    , m_sideConfig(options.sideConfig())
+    , m_isDecoder(isDecoder)
+    , m_keep(isDecoder ? options.decoderKeep : options.encoderKeep)
 {
     const auto d = options.backbone.dModel;
     const auto ds = m_sideConfig.dModel;
@@ -202,20 +204,21 @@ LadderSideStackImpl::LadderSideStackImpl(const LadderSideOptions& options, bool 
     if (options.usesGates()) {
         auto gateDict = register_module("gate", torch::nn::ParameterDict());
         for (auto i : m_keep)
-            gates.emplace(i, gateDict->insert(std::to_string(i), at::zeros({1}).set_requires_grad(true)));
+            gates.emplace(i, gateDict->insert(std::to_string(i), at::zeros({ 1 }).set_requires_grad(true)));
     }
 
     auto blockDict = register_module("block", torch::nn::ModuleDict());
     for (auto i : m_keep) {
         if (options.ablation == "adapter-blocks") {
-            const auto block =
-                adapterBlocks.emplace(i, LadderAdapterBlock(m_sideConfig, std::max<std::int64_t>(1, ds / 2)))
-                    .first->second;
+            const auto block
+                = adapterBlocks
+                      .emplace(i, LadderAdapterBlock(m_sideConfig, std::max<std::int64_t>(1, ds / 2)))
+                      .first->second;
             addToDict(blockDict, std::to_string(i), block);
         } else {
             // The first kept layer owns the side relative position bias.
-            auto block =
-                blocks.emplace(i, T5Block(m_sideConfig, isDecoder, i == m_keep.front())).first->second;
+            auto block
+                = blocks.emplace(i, T5Block(m_sideConfig, isDecoder, i == m_keep.front())).first->second;
             initBlock(*block, m_sideConfig);
             addToDict(blockDict, std::to_string(i), block);
         }
@@ -252,8 +255,8 @@ at::Tensor LadderSideStackImpl::ladderInput(std::int64_t layer, const std::vecto
 }
 
 at::Tensor LadderSideStackImpl::forward(const at::Tensor& embeddings, const std::vector<at::Tensor>& ladders,
-                                        const at::Tensor& attentionMask, const at::Tensor& sideEncoderHidden,
-                                        const at::Tensor& encoderMask, LadderSideCache* cache)
+    const at::Tensor& attentionMask, const at::Tensor& sideEncoderHidden, const at::Tensor& encoderMask,
+    LadderSideCache* cache)
 {
     const auto batch = embeddings.size(0);
     const auto length = embeddings.size(1);
@@ -266,15 +269,15 @@ at::Tensor LadderSideStackImpl::forward(const at::Tensor& embeddings, const std:
         cache->blocks.blocks.resize(static_cast<std::size_t>(m_keep.back() + 1));
 
     // Self-attention mask as the backbone's: padding (encoder) or causal x padding (decoder).
-    const at::Tensor mask01 =
-        attentionMask.defined() ? attentionMask : at::ones({batch, keyLength}, longOpts);
+    const at::Tensor mask01
+        = attentionMask.defined() ? attentionMask : at::ones({ batch, keyLength }, longOpts);
     at::Tensor selfMask;
     if (m_isDecoder) {
         const auto queryPos = at::arange(past, keyLength, longOpts).unsqueeze(1);
         const auto keyPos = at::arange(keyLength, longOpts).unsqueeze(0);
         const auto causal = (keyPos <= queryPos).unsqueeze(0).unsqueeze(0);
-        selfMask =
-            T5StackImpl::extendedMask(causal.to(dtype) * mask01.unsqueeze(1).unsqueeze(1).to(dtype), dtype);
+        selfMask
+            = T5StackImpl::extendedMask(causal.to(dtype) * mask01.unsqueeze(1).unsqueeze(1).to(dtype), dtype);
     } else {
         selfMask = T5StackImpl::extendedMask(mask01.unsqueeze(1).unsqueeze(1), dtype);
     }
@@ -287,8 +290,8 @@ at::Tensor LadderSideStackImpl::forward(const at::Tensor& embeddings, const std:
 
     at::Tensor crossBias;
     if (m_isDecoder && sideEncoderHidden.defined()) {
-        const auto encMask01 =
-            encoderMask.defined() ? encoderMask : at::ones({batch, sideEncoderHidden.size(1)}, longOpts);
+        const auto encMask01
+            = encoderMask.defined() ? encoderMask : at::ones({ batch, sideEncoderHidden.size(1) }, longOpts);
         crossBias = T5StackImpl::extendedMask(encMask01.unsqueeze(1).unsqueeze(1), dtype);
     }
 
@@ -315,7 +318,7 @@ at::Tensor LadderSideStackImpl::forward(const at::Tensor& embeddings, const std:
             if (cache) {
                 auto& history = cache->ladderKeys[i];
                 if (history.defined())
-                    keys = at::cat({history, keys}, 1);
+                    keys = at::cat({ history, keys }, 1);
                 history = keys;
             }
             side = ladderAttention.at(i)(side, keys, selfBias, nullptr);
@@ -323,8 +326,8 @@ at::Tensor LadderSideStackImpl::forward(const at::Tensor& embeddings, const std:
         if (block.crossAttention) {
             if (!sideEncoderHidden.defined())
                 throw Error("ladder: the side decoder needs the side encoder output");
-            side = block.crossAttention(side, sideEncoderHidden, crossBias,
-                                        blockCache ? &blockCache->cross : nullptr);
+            side = block.crossAttention(
+                side, sideEncoderHidden, crossBias, blockCache ? &blockCache->cross : nullptr);
         }
         side = block.feedForward(side);
     }
@@ -334,17 +337,17 @@ at::Tensor LadderSideStackImpl::forward(const at::Tensor& embeddings, const std:
 }
 
 // ---------------------------------------------------------------------------------------------------
-LadderSideNetworkImpl::LadderSideNetworkImpl(const LadderSideOptions& options) : m_options(options)
+LadderSideNetworkImpl::LadderSideNetworkImpl(const LadderSideOptions& options)
+    : m_options(options)
 {
     m_options.validate();
     if (m_options.hasSideEncoder())
         side_encoder = register_module("side_encoder", LadderSideStack(m_options, false));
     side_decoder = register_module("side_decoder", LadderSideStack(m_options, true));
-    side_final_upsample =
-        register_module("side_final_upsample", ladderLinear(m_options.backbone.dModel / m_options.r,
-                                                            m_options.backbone.dModel));
+    side_final_upsample = register_module("side_final_upsample",
+        ladderLinear(m_options.backbone.dModel / m_options.r, m_options.backbone.dModel));
     if (m_options.usesMerge())
-        side_merge_gate = register_parameter("side_merge_gate", at::zeros({1}));
+        side_merge_gate = register_parameter("side_merge_gate", at::zeros({ 1 }));
 }
 
 at::Tensor LadderSideNetworkImpl::mergeGateValue() const

@@ -40,8 +40,8 @@ T5Config tinyConfig(std::int64_t encoderLayers = 2, std::int64_t decoderLayers =
     return c;
 }
 
-MethodOptions ladderOptions(std::int64_t r, std::vector<std::int64_t> keep = {},
-                            std::string ablation = "none")
+MethodOptions ladderOptions(
+    std::int64_t r, std::vector<std::int64_t> keep = {}, std::string ablation = "none")
 {
     auto o = MethodOptions::defaults("ladder");
     o.r = r;
@@ -51,13 +51,13 @@ MethodOptions ladderOptions(std::int64_t r, std::vector<std::int64_t> keep = {},
 }
 
 // Random source/target ids in [2, vocab); one padded source row; the last label of row 1 ignored (-100).
-Seq2SeqBatch randomBatch(std::int64_t batch, std::int64_t sourceLength, std::int64_t targetLength,
-                         std::int64_t vocab)
+Seq2SeqBatch randomBatch(
+    std::int64_t batch, std::int64_t sourceLength, std::int64_t targetLength, std::int64_t vocab)
 {
     Seq2SeqBatch b;
-    b.inputIds = at::randint(2, vocab, {batch, sourceLength}, at::kLong);
-    b.attentionMask = at::ones({batch, sourceLength}, at::kLong);
-    b.labels = at::randint(2, vocab, {batch, targetLength}, at::kLong);
+    b.inputIds = at::randint(2, vocab, { batch, sourceLength }, at::kLong);
+    b.attentionMask = at::ones({ batch, sourceLength }, at::kLong);
+    b.labels = at::randint(2, vocab, { batch, targetLength }, at::kLong);
     if (batch > 1) {
         b.attentionMask[0].narrow(0, sourceLength - 2, 2).fill_(0);
         b.inputIds[0].narrow(0, sourceLength - 2, 2).fill_(0);
@@ -85,27 +85,31 @@ std::int64_t countWithPrefix(const Method& m, const std::string& prefix)
 
 double percent(const Method& m)
 {
-    return 100.0 * static_cast<double>(m.trainableParameterCount()) /
-           static_cast<double>(m.backboneParameterCount());
+    return 100.0 * static_cast<double>(m.trainableParameterCount())
+        / static_cast<double>(m.backboneParameterCount());
 }
 
 // The full LST forward recomputed over the whole prefix at every step: no cache anywhere.
 class UncachedStepper : public Seq2SeqStepper {
 public:
-    UncachedStepper(Method& method, std::int64_t padTokenId) : m_method(method), m_pad(padTokenId) {}
+    UncachedStepper(Method& method, std::int64_t padTokenId)
+        : m_method(method)
+        , m_pad(padTokenId)
+    {
+    }
     void begin(const at::Tensor& inputIds, const at::Tensor& attentionMask, std::int64_t copies) override
     {
         m_ids = inputIds.repeat_interleave(copies, 0);
         m_mask = attentionMask.repeat_interleave(copies, 0);
-        m_tokens = at::empty({m_ids.size(0), 0}, at::kLong);
+        m_tokens = at::empty({ m_ids.size(0), 0 }, at::kLong);
     }
     at::Tensor step(const at::Tensor& tokens) override
     {
-        m_tokens = at::cat({m_tokens, tokens}, 1);
+        m_tokens = at::cat({ m_tokens, tokens }, 1);
         // labels = tokens[1:] + one filler, so that shiftRight(labels) == tokens (the start token first).
-        const auto filler = at::full({m_tokens.size(0), 1}, m_pad, at::kLong);
-        const auto labels = at::cat({m_tokens.narrow(1, 1, m_tokens.size(1) - 1), filler}, 1);
-        const auto out = m_method.forward({m_ids, m_mask, labels});
+        const auto filler = at::full({ m_tokens.size(0), 1 }, m_pad, at::kLong);
+        const auto labels = at::cat({ m_tokens.narrow(1, 1, m_tokens.size(1) - 1), filler }, 1);
+        const auto out = m_method.forward({ m_ids, m_mask, labels });
         return out.logits.select(1, -1).to(at::kFloat);
     }
     void reorder(const at::Tensor& rows) override
@@ -126,7 +130,7 @@ std::vector<at::Tensor> graphLeaves(const at::Tensor& root)
 {
     std::vector<at::Tensor> leaves;
     std::unordered_set<torch::autograd::Node*> seen;
-    std::vector<torch::autograd::Node*> stack{root.grad_fn().get()};
+    std::vector<torch::autograd::Node*> stack { root.grad_fn().get() };
     while (!stack.empty()) {
         auto* node = stack.back();
         stack.pop_back();
@@ -152,7 +156,7 @@ private Q_SLOTS:
         at::manual_seed(0);
         SkipParameterInit skip; // counting only: the weights are never read
         T5ForConditionalGeneration backbone(T5Config::preset("t5-base"));
-        auto method = createMethod(backbone, ladderOptions(8, {1, 2, 3, 5, 6, 7, 9, 10, 11}));
+        auto method = createMethod(backbone, ladderOptions(8, { 1, 2, 3, 5, 6, 7, 9, 10, 11 }));
         // Hand count: 9 x 110,784 encoder blocks, 9 x 147,744 decoder blocks, 2 relative biases (32 x 12),
         // 2 final norms (96), 20 downsamples (768 x 96 + 96), 18 gates, upsample (96 x 768 + 768).
         QCOMPARE(countWithPrefix(*method, "side_encoder.block."), 9 * 110784 + 384);
@@ -165,8 +169,8 @@ private Q_SLOTS:
         QCOMPARE(method->totalParameterCount(), std::int64_t(222903552 + 3878706));
         const double pct = percent(*method);
         qInfo("LST T5-base r=8 keep 1,2,3,5,6,7,9,10,11: %lld / %lld = %.3f%%",
-              static_cast<long long>(method->trainableParameterCount()),
-              static_cast<long long>(method->backboneParameterCount()), pct);
+            static_cast<long long>(method->trainableParameterCount()),
+            static_cast<long long>(method->backboneParameterCount()), pct);
         QCOMPARE(std::round(pct * 1000.0) / 1000.0, 1.740);
     }
 
@@ -178,8 +182,8 @@ private Q_SLOTS:
         auto method = createMethod(backbone, ladderOptions(8));
         const double pct = percent(*method);
         qInfo("LST T5-small r=8 all layers: %lld / %lld = %.3f%%",
-              static_cast<long long>(method->trainableParameterCount()),
-              static_cast<long long>(method->backboneParameterCount()), pct);
+            static_cast<long long>(method->trainableParameterCount()),
+            static_cast<long long>(method->backboneParameterCount()), pct);
         QCOMPARE(method->trainableParameterCount(), std::int64_t(1183628));
         QCOMPARE(std::round(pct * 1000.0) / 1000.0, 1.956);
     }
@@ -189,11 +193,11 @@ private Q_SLOTS:
         at::manual_seed(0);
         SkipParameterInit skip; // counting only: the weights are never read
         T5ForConditionalGeneration backbone(T5Config::preset("t5-large"));
-        auto method = createMethod(backbone, ladderOptions(8, {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23}));
+        auto method = createMethod(backbone, ladderOptions(8, { 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23 }));
         const double pct = percent(*method);
         qInfo("LST T5-large r=8 keep 1,3,...,23: %lld / %lld = %.3f%%",
-              static_cast<long long>(method->trainableParameterCount()),
-              static_cast<long long>(method->backboneParameterCount()), pct);
+            static_cast<long long>(method->trainableParameterCount()),
+            static_cast<long long>(method->backboneParameterCount()), pct);
         QCOMPARE(method->trainableParameterCount(), std::int64_t(9057304));
         QCOMPARE(std::round(pct * 100.0) / 100.0, 1.23); // the paper's 1.23%
     }
@@ -271,15 +275,15 @@ private Q_SLOTS:
     {
         at::manual_seed(3);
         T5ForConditionalGeneration backbone(tinyConfig(3, 2));
-        auto method = createMethod(backbone, ladderOptions(4, {1}));
+        auto method = createMethod(backbone, ladderOptions(4, { 1 }));
         auto side = dynamic_cast<LadderMethod&>(*method).sideNetwork();
-        for (auto* stack : {side->side_encoder.get(), side->side_decoder.get()}) {
-            QVERIFY(stack->keptLayers() == std::vector<std::int64_t>{1});
+        for (auto* stack : { side->side_encoder.get(), side->side_decoder.get() }) {
+            QVERIFY(stack->keptLayers() == std::vector<std::int64_t> { 1 });
             QCOMPARE(stack->gateValue(1).item<double>(), 0.5);
             QVERIFY_THROWS_EXCEPTION(Error, stack->gateValue(0));
         }
         const auto names = trainableByName(*method);
-        for (const std::string stack : {"side_encoder", "side_decoder"}) {
+        for (const std::string stack : { "side_encoder", "side_decoder" }) {
             QVERIFY(names.count(stack + ".gate.1"));
             QVERIFY(names.count(stack + ".downsample.1.weight"));
             QVERIFY(names.count(stack + ".downsample.1.bias"));
@@ -287,7 +291,7 @@ private Q_SLOTS:
             QVERIFY(names.count(stack + ".final_layer_norm.weight"));
             // The first kept layer owns the relative position bias.
             QVERIFY(names.count(stack + ".block.1.layer.0.SelfAttention.relative_attention_bias.weight"));
-            for (const std::string dropped : {"0", "2"}) {
+            for (const std::string dropped : { "0", "2" }) {
                 QVERIFY(!names.count(stack + ".gate." + dropped));
                 QVERIFY(!names.count(stack + ".downsample." + dropped + ".weight"));
                 for (const auto& [name, _] : names)
@@ -297,15 +301,15 @@ private Q_SLOTS:
         QVERIFY(names.count("side_decoder.block.1.layer.1.EncDecAttention.q.weight"));
         using Shape = std::vector<std::int64_t>;
         const auto shape = [&](const std::string& name) { return names.at(name).sizes().vec(); };
-        QVERIFY(shape("side_encoder.block.1.layer.0.SelfAttention.q.weight") == (Shape{8, 8}));
-        QVERIFY(shape("side_encoder.block.1.layer.1.DenseReluDense.wi.weight") == (Shape{16, 8}));
-        QVERIFY(shape("side_final_upsample.weight") == (Shape{32, 8}));
+        QVERIFY(shape("side_encoder.block.1.layer.0.SelfAttention.q.weight") == (Shape { 8, 8 }));
+        QVERIFY(shape("side_encoder.block.1.layer.1.DenseReluDense.wi.weight") == (Shape { 16, 8 }));
+        QVERIFY(shape("side_final_upsample.weight") == (Shape { 32, 8 }));
         QVERIFY(!names.count("side_merge_gate"));
 
         // Explicit keep indices must exist in both stacks (3 encoder, 2 decoder layers here).
         T5ForConditionalGeneration backbone2(tinyConfig(3, 2));
         try {
-            createLadderMethod(backbone2, ladderOptions(4, {2}), {});
+            createLadderMethod(backbone2, ladderOptions(4, { 2 }), {});
             QFAIL("keep index 2 should not exist in a 2-layer decoder");
         } catch (const Error& e) {
             QVERIFY2(std::string(e.what()).find("field keep") != std::string::npos, e.what());
@@ -347,10 +351,10 @@ private Q_SLOTS:
                 p[item.key()] = item.value();
             }
             // Make the chosen indices unambiguous: large entries on the rows/columns that must win.
-            for (auto col : {1, 2, 5, 6})
+            for (auto col : { 1, 2, 5, 6 })
                 p["shared.weight"].select(1, col).add_(10.0);
             const std::string b0 = "encoder.block.0.layer.0.SelfAttention.";
-            for (const char* m : {"q", "k", "v"}) {
+            for (const char* m : { "q", "k", "v" }) {
                 auto w = p[b0 + m + ".weight"];
                 w[0].add_(10.0); // head 0: rows 0 and 3 win, row 1 is third in its head
                 w[3].add_(10.0);
@@ -358,11 +362,11 @@ private Q_SLOTS:
                 w[5].add_(3.0); // head 1: rows 5 and 6 win, although row 1 scores higher overall
                 w[6].add_(3.0);
             }
-            for (auto row : {0, 3, 4, 7})
+            for (auto row : { 0, 3, 4, 7 })
                 p[b0 + "o.weight"][row].add_(10.0);
-            for (auto row : {2, 5, 8, 9, 10, 11, 14, 15})
+            for (auto row : { 2, 5, 8, 9, 10, 11, 14, 15 })
                 p["encoder.block.0.layer.1.DenseReluDense.wi.weight"][row].add_(10.0);
-            for (auto row : {1, 2, 3, 6})
+            for (auto row : { 1, 2, 3, 6 })
                 p["encoder.block.0.layer.1.DenseReluDense.wo.weight"][row].add_(10.0);
         }
         auto options = ladderOptions(2);
@@ -370,14 +374,13 @@ private Q_SLOTS:
         auto method = createMethod(backbone, options);
         const auto side = trainableByName(*method);
 
-        const auto idx = [](std::initializer_list<std::int64_t> v) {
-            return at::tensor(std::vector<std::int64_t>(v));
-        };
-        const auto embed = idx({1, 2, 5, 6});
-        const auto qkvRows = idx({0, 3, 5, 6}); // per head: 2 of 4 rows in each of the 2 heads
-        const auto attnOut = idx({0, 3, 4, 7});
-        const auto ffHidden = idx({2, 5, 8, 9, 10, 11, 14, 15});
-        const auto ffOut = idx({1, 2, 3, 6});
+        const auto idx
+            = [](std::initializer_list<std::int64_t> v) { return at::tensor(std::vector<std::int64_t>(v)); };
+        const auto embed = idx({ 1, 2, 5, 6 });
+        const auto qkvRows = idx({ 0, 3, 5, 6 }); // per head: 2 of 4 rows in each of the 2 heads
+        const auto attnOut = idx({ 0, 3, 4, 7 });
+        const auto ffHidden = idx({ 2, 5, 8, 9, 10, 11, 14, 15 });
+        const auto ffOut = idx({ 1, 2, 3, 6 });
         const auto rowsCols = [&](const std::string& name, const at::Tensor& rows, const at::Tensor& cols) {
             return p.at(name).index_select(0, rows).index_select(1, cols);
         };
@@ -391,27 +394,27 @@ private Q_SLOTS:
             return p.at(name).index_select(0, dims);
         };
         check(s0 + "layer.0.layer_norm.weight", norm(e0 + "layer.0.layer_norm.weight", embed));
-        for (const char* m : {"q", "k", "v"}) {
+        for (const char* m : { "q", "k", "v" }) {
             const auto name = std::string("layer.0.SelfAttention.") + m + ".weight";
             check(s0 + name, rowsCols(e0 + name, qkvRows, embed));
         }
         check(s0 + "layer.0.SelfAttention.o.weight",
-              rowsCols(e0 + "layer.0.SelfAttention.o.weight", attnOut, qkvRows));
+            rowsCols(e0 + "layer.0.SelfAttention.o.weight", attnOut, qkvRows));
         check(s0 + "layer.1.layer_norm.weight", norm(e0 + "layer.1.layer_norm.weight", attnOut));
         check(s0 + "layer.1.DenseReluDense.wi.weight",
-              rowsCols(e0 + "layer.1.DenseReluDense.wi.weight", ffHidden, attnOut));
+            rowsCols(e0 + "layer.1.DenseReluDense.wi.weight", ffHidden, attnOut));
         check(s0 + "layer.1.DenseReluDense.wo.weight",
-              rowsCols(e0 + "layer.1.DenseReluDense.wo.weight", ffOut, ffHidden));
+            rowsCols(e0 + "layer.1.DenseReluDense.wo.weight", ffOut, ffHidden));
         // The relative attention bias is copied unpruned; the next block starts from block 0's output dims.
         check(s0 + "layer.0.SelfAttention.relative_attention_bias.weight",
-              p.at(e0 + "layer.0.SelfAttention.relative_attention_bias.weight"));
+            p.at(e0 + "layer.0.SelfAttention.relative_attention_bias.weight"));
         check("side_decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
-              p.at("decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"));
+            p.at("decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"));
         check("side_encoder.block.1.layer.0.layer_norm.weight",
-              p.at("encoder.block.1.layer.0.layer_norm.weight").index_select(0, ffOut));
+            p.at("encoder.block.1.layer.0.layer_norm.weight").index_select(0, ffOut));
         // Downsamples and gates stay random / zero.
         QCOMPARE(side.at("side_encoder.gate.0").item<double>(), 0.0);
-        QVERIFY(at::equal(side.at("side_encoder.downsample.0.bias"), at::zeros({4})));
+        QVERIFY(at::equal(side.at("side_encoder.downsample.0.bias"), at::zeros({ 4 })));
 
         // The pruned side network is a working model.
         const auto out = method->forward(randomBatch(2, 5, 3, 16));
@@ -428,7 +431,7 @@ private Q_SLOTS:
                 if (item.key().find("layer_norm") != std::string::npos)
                     item.value().uniform_(0.5, 1.5); // norms that are not all ones
         }
-        std::vector<Seq2SeqBatch> batches{randomBatch(3, 6, 3, 64), randomBatch(3, 6, 3, 64)};
+        std::vector<Seq2SeqBatch> batches { randomBatch(3, 6, 3, 64), randomBatch(3, 6, 3, 64) };
         std::size_t next = 0, served = 0;
         BatchSource data = [&]() -> std::optional<Seq2SeqBatch> {
             if (next >= batches.size())
@@ -452,8 +455,8 @@ private Q_SLOTS:
         const auto magnitudeSide = trainableByName(*createMethod(backbone, magnitude));
         const std::string ln = "side_encoder.block.0.layer.0.layer_norm.weight";
         QVERIFY(!at::equal(fisherSide.at("side_encoder.block.0.layer.0.SelfAttention.q.weight"),
-                           magnitudeSide.at("side_encoder.block.0.layer.0.SelfAttention.q.weight")));
-        QVERIFY(!at::equal(fisherSide.at(ln), at::ones({8}))); // a slice of the backbone's norm, not ones
+            magnitudeSide.at("side_encoder.block.0.layer.0.SelfAttention.q.weight")));
+        QVERIFY(!at::equal(fisherSide.at(ln), at::ones({ 8 }))); // a slice of the backbone's norm, not ones
 
         // The importance itself: a sum of squared gradients, non-negative, same shapes as the weights.
         next = 0;
@@ -498,8 +501,8 @@ private Q_SLOTS:
         QTest::addColumn<QString>("fixture");
         QTest::addColumn<QString>("ablation");
         QTest::addColumn<bool>("merge");
-        for (const char* f : {"t5-v1_0-relu-synth", "t5-v1_1-gated-gelu-synth"})
-            for (const char* a : {"none", "cross-attention", "side-tuning", "no-ladders", "adapter-blocks"})
+        for (const char* f : { "t5-v1_0-relu-synth", "t5-v1_1-gated-gelu-synth" })
+            for (const char* a : { "none", "cross-attention", "side-tuning", "no-ladders", "adapter-blocks" })
                 QTest::newRow((std::string(f) + " " + a).c_str()) << QString(f) << QString(a) << false;
         QTest::newRow("relu merge") << QString("t5-v1_0-relu-synth") << QString("none") << true;
     }
@@ -512,7 +515,7 @@ private Q_SLOTS:
         QFETCH(bool, merge);
         at::manual_seed(6);
         const auto loaded = loadT5(test::fixture("t5-synthetic-hf/" + fixture.toStdString()));
-        auto options = ladderOptions(2, {0, 1}, ablation.toStdString());
+        auto options = ladderOptions(2, { 0, 1 }, ablation.toStdString());
         options.mergeBackbone = merge;
         auto method = createMethod(loaded.model, options);
         method->train(false);
@@ -535,7 +538,7 @@ private Q_SLOTS:
         UncachedStepper uncached(*method, loaded.config.padTokenId);
         const auto reference = generate(uncached, batch.inputIds, batch.attentionMask, gen);
         QVERIFY2(at::equal(greedy.sequences, reference.sequences),
-                 (c10::str(greedy.sequences) + "\nvs\n" + c10::str(reference.sequences)).c_str());
+            (c10::str(greedy.sequences) + "\nvs\n" + c10::str(reference.sequences)).c_str());
         QVERIFY(greedy.sequences.size(1) > 2);
 
         // Beam search reorders both caches: the same hypotheses and scores as without any cache.
@@ -545,7 +548,7 @@ private Q_SLOTS:
         UncachedStepper uncachedBeam(*method, loaded.config.padTokenId);
         const auto beamReference = generate(uncachedBeam, batch.inputIds, batch.attentionMask, gen);
         QVERIFY2(at::equal(beam.sequences, beamReference.sequences),
-                 (c10::str(beam.sequences) + "\nvs\n" + c10::str(beamReference.sequences)).c_str());
+            (c10::str(beam.sequences) + "\nvs\n" + c10::str(beamReference.sequences)).c_str());
         QCOMPARE(beam.sequenceScores.size(), std::size_t(3));
         for (std::size_t i = 0; i < beam.sequenceScores.size(); ++i)
             QVERIFY(std::abs(beam.sequenceScores[i] - beamReference.sequenceScores[i]) < 1e-4);
@@ -556,7 +559,7 @@ private Q_SLOTS:
     {
         QTest::addColumn<QString>("ablation");
         QTest::addColumn<bool>("merge");
-        for (const char* a : {"none", "side-tuning", "no-ladders", "adapter-blocks", "cross-attention"})
+        for (const char* a : { "none", "side-tuning", "no-ladders", "adapter-blocks", "cross-attention" })
             QTest::newRow(a) << QString(a) << false;
         QTest::newRow("none + merge") << QString("none") << true;
     }
@@ -579,20 +582,20 @@ private Q_SLOTS:
         QCOMPARE(names.count("side_decoder.downsample.1.weight"), std::size_t(ladders ? 1 : 0));
         QCOMPARE(names.count("side_decoder.downsample.embed.weight"), std::size_t(1));
         QCOMPARE(names.count("side_merge_gate"), std::size_t(merge || a == "side-tuning" ? 1 : 0));
-        QCOMPARE(names.count("side_encoder.final_layer_norm.weight"),
-                 std::size_t(a == "adapter-blocks" ? 0 : 1));
+        QCOMPARE(
+            names.count("side_encoder.final_layer_norm.weight"), std::size_t(a == "adapter-blocks" ? 0 : 1));
         QCOMPARE(names.count("side_decoder.block.0.down.weight"), std::size_t(a == "adapter-blocks" ? 1 : 0));
         QCOMPARE(names.count("side_encoder.ladder_attention.1.EncDecAttention.k.weight"),
-                 std::size_t(a == "cross-attention" ? 1 : 0));
+            std::size_t(a == "cross-attention" ? 1 : 0));
         QCOMPARE(names.count("side_decoder.ladder_attention.1.EncDecAttention.k.weight"),
-                 std::size_t(a == "cross-attention" ? 1 : 0));
+            std::size_t(a == "cross-attention" ? 1 : 0));
         if (a == "side-tuning" || merge)
-            QCOMPARE(dynamic_cast<LadderMethod&>(*method).sideNetwork()->mergeGateValue().item<double>(),
-                     0.5);
+            QCOMPARE(
+                dynamic_cast<LadderMethod&>(*method).sideNetwork()->mergeGateValue().item<double>(), 0.5);
 
         method->train(true);
-        torch::optim::AdamW optimizer(method->trainableParameters(),
-                                      torch::optim::AdamWOptions(3e-3).weight_decay(0.0));
+        torch::optim::AdamW optimizer(
+            method->trainableParameters(), torch::optim::AdamWOptions(3e-3).weight_decay(0.0));
         const auto batch = randomBatch(4, 7, 3, 64);
         auto out = method->forward(batch);
         const double before = out.loss.item<double>();
@@ -621,7 +624,7 @@ private Q_SLOTS:
     {
         at::manual_seed(8);
         T5ForConditionalGeneration backbone(tinyConfig());
-        auto method = createMethod(backbone, ladderOptions(4, {1}));
+        auto method = createMethod(backbone, ladderOptions(4, { 1 }));
         method->to(at::kCPU, at::kDouble);
         for (const auto& [name, p] : method->namedTrainableParameters())
             QVERIFY2(p.scalar_type() == at::kDouble, name.c_str());
@@ -633,7 +636,7 @@ private Q_SLOTS:
         const auto dir = test::makeTempDir();
         method->saveTrainable(dir + "/lst.safetensors");
         at::manual_seed(9);
-        auto other = createMethod(backbone, ladderOptions(4, {1}));
+        auto other = createMethod(backbone, ladderOptions(4, { 1 }));
         other->loadTrainable(dir + "/lst.safetensors");
         const auto a = trainableByName(*method);
         const auto b = trainableByName(*other);
@@ -650,11 +653,11 @@ private Q_SLOTS:
         T5ForConditionalGeneration backbone(c);
         auto method = createMethod(backbone, ladderOptions(4));
         Seq2SeqBatch batch;
-        batch.inputIds = at::randint(2, c.vocabSize, {8, 6}, at::kLong);
-        batch.attentionMask = at::ones({8, 6}, at::kLong);
-        batch.labels = at::randint(2, c.vocabSize, {8, 3}, at::kLong);
-        torch::optim::AdamW optimizer(method->trainableParameters(),
-                                      torch::optim::AdamWOptions(3e-3).weight_decay(0.0));
+        batch.inputIds = at::randint(2, c.vocabSize, { 8, 6 }, at::kLong);
+        batch.attentionMask = at::ones({ 8, 6 }, at::kLong);
+        batch.labels = at::randint(2, c.vocabSize, { 8, 3 }, at::kLong);
+        torch::optim::AdamW optimizer(
+            method->trainableParameters(), torch::optim::AdamWOptions(3e-3).weight_decay(0.0));
         method->train(true);
         double first = 0.0, last = 0.0;
         for (int step = 0; step < 200; ++step) {

@@ -52,17 +52,24 @@ std::string clock(double seconds)
 // A one-line terminal progress bar on stderr; Ctrl+C cancels the run cleanly (between steps).
 class ProgressBar : public TrainerObserver {
 public:
-    explicit ProgressBar(std::string label) : m_label(std::move(label)) {}
+    explicit ProgressBar(std::string label)
+        : m_label(std::move(label))
+    {
+    }
     void onStep(const TrainStep& s) override
     {
-        const double frac = s.totalSteps ? static_cast<double>(s.step) / static_cast<double>(s.totalSteps) : 0.0;
+        const double frac
+            = s.totalSteps ? static_cast<double>(s.step) / static_cast<double>(s.totalSteps) : 0.0;
         const int width = 24;
         const int filled = static_cast<int>(frac * width);
-        const double eta = s.step ? s.elapsedSeconds / static_cast<double>(s.step) * static_cast<double>(s.totalSteps - s.step) : NAN;
-        std::cerr << "\r" << m_label << " [" << std::string(filled, '#') << std::string(width - filled, '.') << "] step "
-                  << s.step << "/" << s.totalSteps << "  loss " << std::fixed << std::setprecision(4) << s.loss
-                  << "  mem " << mb(static_cast<double>(s.memory.allocated)) << " MB (peak "
-                  << mb(static_cast<double>(s.memory.peakAllocated)) << ")  ETA " << clock(eta) << "   " << std::flush;
+        const double eta = s.step
+            ? s.elapsedSeconds / static_cast<double>(s.step) * static_cast<double>(s.totalSteps - s.step)
+            : NAN;
+        std::cerr << "\r" << m_label << " [" << std::string(filled, '#') << std::string(width - filled, '.')
+                  << "] step " << s.step << "/" << s.totalSteps << "  loss " << std::fixed
+                  << std::setprecision(4) << s.loss << "  mem " << mb(static_cast<double>(s.memory.allocated))
+                  << " MB (peak " << mb(static_cast<double>(s.memory.peakAllocated)) << ")  ETA "
+                  << clock(eta) << "   " << std::flush;
     }
     void onEval(const TrainEval& e) override
     {
@@ -98,13 +105,16 @@ void printSummary(std::int64_t id, const RunSummary& s)
     if (s.trainableParams)
         std::cout << "  trainable      " << s.trainableParams << " of " << s.backboneParams << " ("
                   << std::setprecision(3) << std::fixed
-                  << 100.0 * static_cast<double>(s.trainableParams) / static_cast<double>(s.backboneParams) << "%)\n";
-    std::cout << "  peak memory    " << mb(static_cast<double>(s.peakAllocatedBytes)) << " MB " << s.meterLabel << "\n";
+                  << 100.0 * static_cast<double>(s.trainableParams) / static_cast<double>(s.backboneParams)
+                  << "%)\n";
+    std::cout << "  peak memory    " << mb(static_cast<double>(s.peakAllocatedBytes)) << " MB "
+              << s.meterLabel << "\n";
     if (std::isfinite(s.bestValidation))
         std::cout << "  validation     " << s.mainMetric << " " << std::setprecision(4) << s.bestValidation
                   << " (best, step " << s.bestStep << ")\n";
     if (std::isfinite(s.testMetric))
-        std::cout << "  test           " << s.mainMetric << " " << std::setprecision(4) << s.testMetric << "\n";
+        std::cout << "  test           " << s.mainMetric << " " << std::setprecision(4) << s.testMetric
+                  << "\n";
     std::cout << "  wall time      " << std::setprecision(1) << s.wallSeconds << " s\n";
 }
 
@@ -133,7 +143,7 @@ std::vector<nlohmann::json> expandSweep(const nlohmann::json& sweep, const std::
 {
     if (!sweep.is_object() || !sweep.contains("base") || !sweep.at("base").is_object())
         throw Error(path + ": field base: expected a run spec object");
-    std::vector<nlohmann::json> specs{sweep.at("base")};
+    std::vector<nlohmann::json> specs { sweep.at("base") };
     auto expand = [&](const std::string& dotted, const nlohmann::json& values) {
         if (!values.is_array() || values.empty())
             throw Error(path + ": field " + dotted + ": expected a non-empty array of values");
@@ -229,7 +239,8 @@ int runSweep(const std::string& config, const std::string& storeOverride)
         std::string error;
         if (!store.findFinishedRun(runSpecHash(spec), &existing, &error))
             throw Error(error);
-        const std::string label = "[" + std::to_string(i + 1) + "/" + std::to_string(specs.size()) + "] " + spec.displayName();
+        const std::string label
+            = "[" + std::to_string(i + 1) + "/" + std::to_string(specs.size()) + "] " + spec.displayName();
         if (existing) {
             std::cout << label << ": finished before as run " << existing->id << ", skipped\n";
             ++skipped;
@@ -244,8 +255,8 @@ int runSweep(const std::string& config, const std::string& storeOverride)
         printSummary(id, summary);
         (summary.status == RunOutcome::Finished ? done : failed)++;
     }
-    std::cout << "sweep: " << done << " finished, " << skipped << " skipped, " << failed << " failed or cancelled; store "
-              << path << "\n";
+    std::cout << "sweep: " << done << " finished, " << skipped << " skipped, " << failed
+              << " failed or cancelled; store " << path << "\n";
     return failed == 0 && !g_interrupted ? 0 : 1;
 }
 
@@ -253,28 +264,16 @@ nlohmann::json runJson(const RunRecord& r)
 {
     const auto& f = r.figures;
     auto opt = [](const auto& v) { return v ? nlohmann::json(*v) : nlohmann::json(nullptr); };
-    return {{"id", r.id},
-            {"name", r.name},
-            {"status", toString(r.status)},
-            {"method", r.method},
-            {"method_options", nlohmann::json::parse(r.methodOptionsJson.empty() ? "{}" : r.methodOptionsJson)},
-            {"backbone", r.backbone},
-            {"task", r.task},
-            {"seed", opt(r.seed)},
-            {"device", r.device},
-            {"created_at", r.createdAt},
-            {"finished_at", r.finishedAt},
-            {"step", r.step},
-            {"total_steps", r.totalSteps},
-            {"error", r.errorMessage},
-            {"trainable_params", opt(f.trainableParams)},
-            {"backbone_params", opt(f.backboneParams)},
-            {"trainable_percent", opt(r.trainablePercent())},
-            {"peak_allocated_bytes", opt(f.peakAllocatedBytes)},
-            {"main_metric", f.mainMetricName},
-            {"best_validation", opt(f.bestValidationMetric)},
-            {"test", opt(f.testMetric)},
-            {"wall_seconds", opt(f.wallSeconds)}};
+    return { { "id", r.id }, { "name", r.name }, { "status", toString(r.status) }, { "method", r.method },
+        { "method_options", nlohmann::json::parse(r.methodOptionsJson.empty() ? "{}" : r.methodOptionsJson) },
+        { "backbone", r.backbone }, { "task", r.task }, { "seed", opt(r.seed) }, { "device", r.device },
+        { "created_at", r.createdAt }, { "finished_at", r.finishedAt }, { "step", r.step },
+        { "total_steps", r.totalSteps }, { "error", r.errorMessage },
+        { "trainable_params", opt(f.trainableParams) }, { "backbone_params", opt(f.backboneParams) },
+        { "trainable_percent", opt(r.trainablePercent()) },
+        { "peak_allocated_bytes", opt(f.peakAllocatedBytes) }, { "main_metric", f.mainMetricName },
+        { "best_validation", opt(f.bestValidationMetric) }, { "test", opt(f.testMetric) },
+        { "wall_seconds", opt(f.wallSeconds) } };
 }
 
 std::string cell(const std::optional<double>& v, int precision, double scale = 1.0)
@@ -303,16 +302,18 @@ int runsList(const std::string& storePath, bool asJson)
     }
     std::cout << std::left << std::setw(5) << "id" << std::setw(12) << "status" << std::setw(9) << "method"
               << std::setw(18) << "task" << std::setw(6) << "seed" << std::right << std::setw(10) << "train %"
-              << std::setw(11) << "peak MB" << std::setw(10) << "best val" << std::setw(8) << "test" << std::setw(10)
-              << "wall s" << "  backbone\n";
+              << std::setw(11) << "peak MB" << std::setw(10) << "best val" << std::setw(8) << "test"
+              << std::setw(10) << "wall s"
+              << "  backbone\n";
     for (const auto& r : runs) {
         const auto& f = r.figures;
-        std::cout << std::left << std::setw(5) << r.id << std::setw(12) << toString(r.status) << std::setw(9) << r.method
-                  << std::setw(18) << r.task.substr(0, 17) << std::setw(6) << (r.seed ? std::to_string(*r.seed) : "-")
-                  << std::right << std::setw(10) << cell(r.trainablePercent(), 3) << std::setw(11)
-                  << (f.peakAllocatedBytes ? mb(static_cast<double>(*f.peakAllocatedBytes)) : "-") << std::setw(10)
-                  << cell(f.bestValidationMetric, 4) << std::setw(8) << cell(f.testMetric, 4) << std::setw(10)
-                  << cell(f.wallSeconds, 1) << "  " << r.backbone << "\n";
+        std::cout << std::left << std::setw(5) << r.id << std::setw(12) << toString(r.status) << std::setw(9)
+                  << r.method << std::setw(18) << r.task.substr(0, 17) << std::setw(6)
+                  << (r.seed ? std::to_string(*r.seed) : "-") << std::right << std::setw(10)
+                  << cell(r.trainablePercent(), 3) << std::setw(11)
+                  << (f.peakAllocatedBytes ? mb(static_cast<double>(*f.peakAllocatedBytes)) : "-")
+                  << std::setw(10) << cell(f.bestValidationMetric, 4) << std::setw(8) << cell(f.testMetric, 4)
+                  << std::setw(10) << cell(f.wallSeconds, 1) << "  " << r.backbone << "\n";
     }
     return 0;
 }
@@ -325,20 +326,20 @@ int runsShow(const std::string& storePath, std::int64_t id, bool asJson)
     std::vector<Evaluation> evals;
     std::vector<LogLine> logs;
     std::string error;
-    if (!store.getRun(id, &r, &error) || !store.getEvaluations(id, &evals, &error) || !store.getLogs(id, 0, &logs, &error))
+    if (!store.getRun(id, &r, &error) || !store.getEvaluations(id, &evals, &error)
+        || !store.getLogs(id, 0, &logs, &error))
         throw Error(error);
     auto j = runJson(r);
     j["spec"] = nlohmann::json::parse(r.specJson);
     const auto& f = r.figures;
     auto opt = [](const auto& v) { return v ? nlohmann::json(*v) : nlohmann::json(nullptr); };
-    j["memory"] = {{"weight_bytes", opt(f.weightBytes)},
-                   {"gradient_bytes", opt(f.gradientBytes)},
-                   {"optimizer_bytes", opt(f.optimizerBytes)},
-                   {"peak_allocated_bytes", opt(f.peakAllocatedBytes)},
-                   {"peak_reserved_bytes", opt(f.peakReservedBytes)}};
+    j["memory"] = { { "weight_bytes", opt(f.weightBytes) }, { "gradient_bytes", opt(f.gradientBytes) },
+        { "optimizer_bytes", opt(f.optimizerBytes) }, { "peak_allocated_bytes", opt(f.peakAllocatedBytes) },
+        { "peak_reserved_bytes", opt(f.peakReservedBytes) } };
     j["evaluations"] = nlohmann::json::array();
     for (const auto& e : evals)
-        j["evaluations"].push_back({{"step", e.step}, {"split", e.split}, {"metrics", e.metrics}, {"main", opt(e.mainMetric)}});
+        j["evaluations"].push_back({ { "step", e.step }, { "split", e.split }, { "metrics", e.metrics },
+            { "main", opt(e.mainMetric) } });
     j["log"] = nlohmann::json::array();
     for (const auto& l : logs)
         j["log"].push_back(l.time + " " + toString(l.level) + " " + l.message);
@@ -369,13 +370,14 @@ int runEval(const std::string& storePath, std::int64_t id)
     std::string error;
     if (!store.getRun(id, &r, &error))
         throw Error(error);
-    const auto spec = RunSpec::fromJson(nlohmann::json::parse(r.specJson), "run " + std::to_string(id) + " spec");
+    const auto spec
+        = RunSpec::fromJson(nlohmann::json::parse(r.specJson), "run " + std::to_string(id) + " spec");
     const auto checkpoint = StoreRecorder::checkpointPath(path, id);
     auto inputs = loadTrainerInputs(spec);
     inputs.backbone->to(c10::Device(spec.device));
     auto method = createMethod(inputs.backbone, spec.method);
     method->loadTrainable(checkpoint);
-    for (const char* split : {"validation", "test"}) {
+    for (const char* split : { "validation", "test" }) {
         if ((std::string(split) == "test" ? inputs.task.test : inputs.task.validation).empty())
             continue;
         const auto e = evaluateSplit(spec, inputs, *method, split);
@@ -404,15 +406,18 @@ void registerTrainCommands(CLI::App& app)
     {
         auto config = std::make_shared<std::string>();
         auto store = std::make_shared<std::string>();
-        auto* cmd = app.add_subcommand("train", "Train one run from a run spec and record it in the results store");
+        auto* cmd
+            = app.add_subcommand("train", "Train one run from a run spec and record it in the results store");
         cmd->add_option("--config", *config, "run spec JSON")->required();
-        cmd->add_option("--store", *store, "results store (default: the spec's, else " + ResultsStore::defaultPath() + ")");
+        cmd->add_option("--store", *store,
+            "results store (default: the spec's, else " + ResultsStore::defaultPath() + ")");
         cmd->callback([config, store] { runGuarded("train", [&] { return runTrain(*config, *store); }); });
     }
     {
         auto config = std::make_shared<std::string>();
         auto store = std::make_shared<std::string>();
-        auto* cmd = app.add_subcommand("sweep", "Run a grid of specs one after another; finished runs are skipped");
+        auto* cmd
+            = app.add_subcommand("sweep", "Run a grid of specs one after another; finished runs are skipped");
         cmd->add_option("--config", *config, "sweep JSON: base, methods, seeds, grid")->required();
         cmd->add_option("--store", *store, "results store");
         cmd->callback([config, store] { runGuarded("sweep", [&] { return runSweep(*config, *store); }); });
@@ -431,7 +436,8 @@ void registerTrainCommands(CLI::App& app)
         auto* show = runs->add_subcommand("show", "Everything about one run");
         show->add_option("id", *id, "run id")->required();
         show->add_flag("--json", *json);
-        show->callback([store, id, json] { runGuarded("runs show", [&] { return runsShow(*store, *id, *json); }); });
+        show->callback(
+            [store, id, json] { runGuarded("runs show", [&] { return runsShow(*store, *id, *json); }); });
         auto* exp = runs->add_subcommand("export", "Runs and their final figures as CSV");
         exp->add_option("--csv", *csv, "output file")->required();
         exp->callback([store, csv] { runGuarded("runs export", [&] { return runsExport(*store, *csv); }); });

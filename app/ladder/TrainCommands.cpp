@@ -7,6 +7,8 @@
 #include <iostream>
 #include <sstream>
 
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
@@ -49,11 +51,14 @@ std::string clock(double seconds)
     return o.str();
 }
 
-// A one-line terminal progress bar on stderr; Ctrl+C cancels the run cleanly (between steps).
+// Progress on stderr: a one-line bar redrawn in place on a terminal; elsewhere (a log file, a pipe, a batch
+// job) a plain line at most every 10 seconds and at the last step. Ctrl+C cancels the run cleanly (between
+// steps).
 class ProgressBar : public TrainerObserver {
 public:
     explicit ProgressBar(std::string label)
         : m_label(std::move(label))
+        , m_terminal(isatty(STDERR_FILENO) != 0)
     {
     }
     void onStep(const TrainStep& s) override
@@ -65,17 +70,25 @@ public:
         const double eta = s.step
             ? s.elapsedSeconds / static_cast<double>(s.step) * static_cast<double>(s.totalSteps - s.step)
             : NAN;
-        std::cerr << "\r" << m_label << " [" << std::string(filled, '#') << std::string(width - filled, '.')
-                  << "] step " << s.step << "/" << s.totalSteps << "  loss " << std::fixed
+        if (!m_terminal) {
+            if (s.step != s.totalSteps && s.elapsedSeconds - m_lastLine < 10.0 && m_lastLine >= 0)
+                return;
+            m_lastLine = s.elapsedSeconds;
+        }
+        std::cerr << (m_terminal ? "\r" : "") << m_label;
+        if (m_terminal)
+            std::cerr << " [" << std::string(filled, '#') << std::string(width - filled, '.') << "]";
+        std::cerr << " step " << s.step << "/" << s.totalSteps << "  loss " << std::fixed
                   << std::setprecision(4) << s.loss << "  mem " << mb(static_cast<double>(s.memory.allocated))
                   << " MB (peak " << mb(static_cast<double>(s.memory.peakAllocated)) << ")  ETA "
-                  << clock(eta) << "   " << std::flush;
+                  << clock(eta) << (m_terminal ? "   " : "\n") << std::flush;
     }
     void onEval(const TrainEval& e) override
     {
-        std::cerr << "\r" << m_label << " " << e.split << " step " << e.step << ": " << e.mainName << " "
-                  << std::setprecision(4) << e.main << " (" << e.examples << " examples, " << e.invalid
-                  << " unparseable)" << std::string(30, ' ') << "\n";
+        std::cerr << (m_terminal ? "\r" : "") << m_label << " " << e.split << " step " << e.step << ": "
+                  << e.mainName << " " << std::setprecision(4) << e.main << " (" << e.examples
+                  << " examples, " << e.invalid << " unparseable)"
+                  << (m_terminal ? std::string(30, ' ') : std::string()) << "\n";
     }
     void onLog(const std::string& level, const std::string& message) override
     {
@@ -86,6 +99,8 @@ public:
 
 private:
     std::string m_label;
+    bool m_terminal;
+    double m_lastLine = -1.0;
 };
 
 bool openStore(ResultsStore& store, const std::string& path)

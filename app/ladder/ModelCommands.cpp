@@ -1,6 +1,7 @@
 // ladder info | forward | generate: the backbone from a HuggingFace folder; ladder devices: where it can run.
 #include <iomanip>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include <ATen/ATen.h>
@@ -9,10 +10,13 @@
 #include <nlohmann/json.hpp>
 
 #include "Commands.h"
+#include "MethodFlags.h"
 #include "device/Devices.h"
 #include "model/Generation.h"
 #include "model/ModelInputs.h"
 #include "model/T5Checkpoint.h"
+#include "peft/Ladder.h"
+#include "peft/LadderReferenceNames.h"
 #include "util/Error.h"
 
 namespace ladder::cli {
@@ -22,6 +26,15 @@ struct BackboneFlags {
     std::string model;
     std::string device = "cpu";
     std::string dtype = "fp32";
+};
+
+// forward --method ladder: LST over the backbone with side weights stored under the reference
+// implementation's names (core/peft/LadderReferenceNames.h).
+struct MethodForwardFlags {
+    std::string method;
+    std::optional<std::int64_t> r;
+    std::optional<std::string> keep;
+    std::string sideWeights;
 };
 
 void addBackboneFlags(CLI::App* cmd, BackboneFlags& f)
@@ -98,8 +111,49 @@ int runInfo(const BackboneFlags& f, bool asJson)
     return 0;
 }
 
-int runForward(const BackboneFlags& f, const std::string& inputsPath, const std::string& outPath)
+// LST's logits and loss: the side network built with --r/--keep, its weights from --side-weights.
+int runLadderForward(const BackboneFlags& f, const MethodForwardFlags& m, const std::string& inputsPath,
+    const std::string& outPath)
 {
+    if (m.method != "ladder")
+        throw Error("--method: forward supports ladder only, got '" + m.method + "'");
+    if (m.sideWeights.empty())
+        throw Error("--method ladder needs --side-weights FILE.safetensors (side weights under the "
+                    "reference implementation's names)");
+    MethodFlags flags;
+    flags.r = m.r;
+    flags.keep = m.keep;
+    const auto options = flags.optionsFor("ladder", true);
+    auto opts = loadOptions(f);
+    auto loaded = loadT5(f.model, opts);
+    const auto inputs = ModelInputs::fromJsonFile(inputsPath, loaded.config.vocabSize);
+    if (!inputs.labels.defined())
+        throw Error(inputsPath
+            + ": field labels is required for forward (decoder inputs are the shifted "
+              "labels)");
+    LadderMethod method(loaded.model, options, {});
+    auto side = method.sideNetwork();
+    loadReferenceSideWeights(side, m.sideWeights);
+    c10::NoGradGuard noGrad;
+    const auto out = method.forward({ inputs.inputIds.to(opts.device), inputs.attentionMask.to(opts.device),
+        inputs.labels.to(opts.device) });
+    TensorMap tensors { { "logits", out.logits.to(at::kFloat).cpu() },
+        { "loss", out.loss.to(at::kFloat).cpu().reshape({ 1 }) } };
+    writeSafetensors(outPath, tensors,
+        { { "producer", "ladder forward --method ladder" }, { "model", f.model },
+            { "side_weights", m.sideWeights } });
+    std::cout << "wrote " << tensors.size() << " tensors to " << outPath << " (LST r " << options.r
+              << ", loss " << std::setprecision(8) << out.loss.item<double>() << ")\n";
+    return 0;
+}
+
+int runForward(const BackboneFlags& f, const MethodForwardFlags& m, const std::string& inputsPath,
+    const std::string& outPath)
+{
+    if (!m.method.empty())
+        return runLadderForward(f, m, inputsPath, outPath);
+    if (m.r || m.keep || !m.sideWeights.empty())
+        throw Error("--r, --keep and --side-weights need --method ladder");
     auto opts = loadOptions(f);
     auto loaded = loadT5(f.model, opts);
     const auto inputs = ModelInputs::fromJsonFile(inputsPath, loaded.config.vocabSize);
@@ -201,14 +255,23 @@ void registerModelCommands(CLI::App& app)
         auto flags = std::make_shared<BackboneFlags>();
         auto inputs = std::make_shared<std::string>();
         auto out = std::make_shared<std::string>();
-        auto* cmd = app.add_subcommand(
-            "forward", "Teacher-forced forward pass; writes logits, loss and hidden states");
+        auto method = std::make_shared<MethodForwardFlags>();
+        auto* cmd = app.add_subcommand("forward",
+            "Teacher-forced forward pass; writes logits, loss and hidden states "
+            "(with --method ladder: LST's logits and loss)");
         addBackboneFlags(cmd, *flags);
         cmd->add_option("--inputs", *inputs, "inputs.json with input_ids, attention_mask, labels")
             ->required();
         cmd->add_option("--out", *out, "output .safetensors file")->required();
-        cmd->callback([flags, inputs, out] {
-            runGuarded("forward", [&] { return runForward(*flags, *inputs, *out); });
+        cmd->add_option(
+            "--method", method->method, "ladder: LST over the backbone (default: the backbone alone)");
+        cmd->add_option("--r", method->r, "ladder: reduction factor (8)");
+        cmd->add_option("--keep", method->keep, "ladder: side layers kept, 0-based comma list (all)");
+        cmd->add_option("--side-weights", method->sideWeights,
+            "ladder: .safetensors of side weights under the reference implementation's names "
+            "(encoder.side_block.1.layer.0.SelfAttention.q.weight, ...; docs/LST.md)");
+        cmd->callback([flags, method, inputs, out] {
+            runGuarded("forward", [&] { return runForward(*flags, *method, *inputs, *out); });
         });
     }
     {

@@ -47,20 +47,20 @@ public:
         for (std::int64_t i = 0; i < m_config.numLayers; ++i) {
             const auto p = "encoder.block." + std::to_string(i) + ".";
             sliceNorm(p + "layer.0.layer_norm.weight", dims);
-            dims = attention(p + "layer.0.SelfAttention.", dims, dims);
+            dims = attention(p + "layer.0.SelfAttention.", dims);
             sliceNorm(p + "layer.1.layer_norm.weight", dims);
             dims = feedForward(p + "layer.1.DenseReluDense.", dims);
         }
         sliceNorm("encoder.final_layer_norm.weight", dims);
-        // The side decoder's cross-attention reads the side encoder output, whose dimensions are the
-        // encoder's last index set; the decoder chain itself carries on from the same set.
-        const auto encoderDims = dims;
+        // The decoder chain carries on from the encoder's last set. As in the reference (pruning_v2), the
+        // cross-attention's k and v columns follow the decoder's current set like q, although they read
+        // the side encoder output.
         for (std::int64_t i = 0; i < m_config.numDecoderLayers; ++i) {
             const auto p = "decoder.block." + std::to_string(i) + ".";
             sliceNorm(p + "layer.0.layer_norm.weight", dims);
-            dims = attention(p + "layer.0.SelfAttention.", dims, dims);
+            dims = attention(p + "layer.0.SelfAttention.", dims);
             sliceNorm(p + "layer.1.layer_norm.weight", dims);
-            dims = attention(p + "layer.1.EncDecAttention.", dims, encoderDims);
+            dims = attention(p + "layer.1.EncDecAttention.", dims);
             sliceNorm(p + "layer.2.layer_norm.weight", dims);
             dims = feedForward(p + "layer.2.DenseReluDense.", dims);
         }
@@ -91,25 +91,20 @@ private:
         m_out[name] = weight(name).index_select(0, dims);
     }
 
-    // q, k, v: columns follow the input dimensions (k and v: kvDims), rows chosen jointly by the L1 norm
-    // of I_q * I_k * I_v, d_kv/r rows within each head. o: columns follow those rows, rows by o's own
+    // q, k, v: columns follow the input dimensions, rows chosen jointly by the L1 norm of I_q * I_k * I_v:
+    // the H * d_kv / r best rows over all heads, as the reference's L1Strategy (a side head of d_kv/r rows
+    // may so mix rows of neighbouring backbone heads). o: columns follow those rows, rows by o's own
     // importance; they are the new model dimensions.
-    at::Tensor attention(const std::string& prefix, const at::Tensor& qDims, const at::Tensor& kvDims)
+    at::Tensor attention(const std::string& prefix, const at::Tensor& dims)
     {
-        std::vector<std::pair<std::string, at::Tensor>> qkv { { prefix + "q.weight", qDims },
-            { prefix + "k.weight", kvDims }, { prefix + "v.weight", kvDims } };
+        const std::vector<std::string> qkv { prefix + "q.weight", prefix + "k.weight", prefix + "v.weight" };
         at::Tensor product;
-        for (const auto& [name, dims] : qkv) {
+        for (const auto& name : qkv) {
             const auto imp = importance(name).index_select(1, dims);
             product = product.defined() ? product * imp : imp;
         }
-        const auto score = product.sum(1);
-        const auto dKv = m_config.dKv;
-        std::vector<at::Tensor> perHead;
-        for (std::int64_t h = 0; h < m_config.numHeads; ++h)
-            perHead.push_back(topIndices(score.narrow(0, h * dKv, dKv), dKv / m_r) + h * dKv);
-        const auto rows = at::cat(perHead);
-        for (const auto& [name, dims] : qkv)
+        const auto rows = topIndices(product.sum(1), m_config.innerDim() / m_r);
+        for (const auto& name : qkv)
             m_out[name] = weight(name).index_select(1, dims).index_select(0, rows);
         return rowsByImportance(prefix + "o.weight", rows, m_config.dModel / m_r);
     }

@@ -5,8 +5,8 @@
 
 #include "model/Safetensors.h"
 #include "model/T5Model.h"
-#include "peft/Method.h"
 #include "peft/LadderSideNetwork.h"
+#include "peft/Method.h"
 
 namespace ladder {
 
@@ -21,10 +21,11 @@ TensorMap magnitudeImportance(T5ForConditionalGeneration& backbone);
 // for the duration; afterwards every backbone parameter is frozen again (requires_grad false) with an
 // undefined .grad() and the backbone's train/eval mode restored. Throws when `data` is empty or yields
 // no example.
-TensorMap fisherImportance(T5ForConditionalGeneration& backbone, const BatchSource& data,
-                           std::int64_t samples);
+TensorMap fisherImportance(
+    T5ForConditionalGeneration& backbone, const BatchSource& data, std::int64_t samples);
 
-// Prunes every block of the backbone by 1/r (heads kept, d_kv/r rows per head), following one chain of
+// Prunes every block of the backbone by 1/r as the reference's pruning_v2 does (heads kept; the best
+// H * d_kv/r attention rows over all heads, regrouped in index order), following one chain of
 // kept embedding dimensions through the encoder and on into the decoder. Returns the pruned tensors under
 // the backbone's own names ("encoder.block.3.layer.1.DenseReluDense.wi.weight",
 // "decoder.final_layer_norm.weight").
@@ -34,11 +35,11 @@ TensorMap pruneBackbone(T5ForConditionalGeneration& backbone, std::int64_t r, co
 // Copies the pruned tensors into the side blocks (side layer i from backbone layer i), the backbone's
 // relative attention bias (unpruned) into each stack's first kept layer, and the pruned final layer norms
 // into the side final norms. Downsamples, upsample, gates and ablation modules are left as they are.
-void initialiseSideFromPruned(LadderSideNetwork& side, T5ForConditionalGeneration& backbone,
-                              const TensorMap& pruned);
+void initialiseSideFromPruned(
+    LadderSideNetwork& side, T5ForConditionalGeneration& backbone, const TensorMap& pruned);
 
 // init "random" (nothing to do), "magnitude" or "fisher".
 void initialiseSideNetwork(LadderSideNetwork& side, T5ForConditionalGeneration& backbone,
-                           const std::string& init, const BatchSource& data, std::int64_t fisherSamples);
+    const std::string& init, const BatchSource& data, std::int64_t fisherSamples);
 
 } // namespace ladder

@@ -45,7 +45,9 @@ torch::nn::Linear ladderLinear(std::int64_t in, std::int64_t out)
     return l;
 }
 
-// HF's T5 initialisation (Mesh TensorFlow scheme), with the side configuration's own dimensions.
+// HF's T5 initialisation (Mesh TensorFlow scheme) computed with the BACKBONE's dimensions `c`, as the
+// reference does: its _init_weights reads the model's config, not the side configuration, so a side weight
+// is drawn with the spread of the backbone weight it mirrors (docs/LST.md, "Checked against the reference").
 void initAttention(T5AttentionImpl& a, const T5Config& c)
 {
     at::NoGradGuard noGrad;
@@ -219,7 +221,7 @@ LadderSideStackImpl::LadderSideStackImpl(const LadderSideOptions& options, bool 
             // The first kept layer owns the side relative position bias.
             auto block
                 = blocks.emplace(i, T5Block(m_sideConfig, isDecoder, i == m_keep.front())).first->second;
-            initBlock(*block, m_sideConfig);
+            initBlock(*block, options.backbone);
             addToDict(blockDict, std::to_string(i), block);
         }
     }
@@ -230,7 +232,7 @@ LadderSideStackImpl::LadderSideStackImpl(const LadderSideOptions& options, bool 
             // Registered inside as "EncDecAttention" and "layer_norm".
             T5LayerAttention attention(m_sideConfig, isDecoder, false, true);
             ladderAttention.emplace(i, attention);
-            initAttention(*attention->attention, m_sideConfig);
+            initAttention(*attention->attention, options.backbone);
             addToDict(attentionDict, std::to_string(i), attention);
         }
     }

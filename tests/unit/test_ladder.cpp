@@ -356,11 +356,11 @@ private Q_SLOTS:
             const std::string b0 = "encoder.block.0.layer.0.SelfAttention.";
             for (const char* m : { "q", "k", "v" }) {
                 auto w = p[b0 + m + ".weight"];
-                w[0].add_(10.0); // head 0: rows 0 and 3 win, row 1 is third in its head
-                w[3].add_(10.0);
+                w[0].add_(10.0); // rows 0, 3, 1 and 5 win over both heads (the reference's global rule),
+                w[3].add_(10.0); // although head 0 then holds three of them and head 1 one
                 w[1].add_(5.0);
-                w[5].add_(3.0); // head 1: rows 5 and 6 win, although row 1 scores higher overall
-                w[6].add_(3.0);
+                w[5].add_(3.0);
+                w[6].add_(1.0);
             }
             for (auto row : { 0, 3, 4, 7 })
                 p[b0 + "o.weight"][row].add_(10.0);
@@ -377,7 +377,7 @@ private Q_SLOTS:
         const auto idx
             = [](std::initializer_list<std::int64_t> v) { return at::tensor(std::vector<std::int64_t>(v)); };
         const auto embed = idx({ 1, 2, 5, 6 });
-        const auto qkvRows = idx({ 0, 3, 5, 6 }); // per head: 2 of 4 rows in each of the 2 heads
+        const auto qkvRows = idx({ 0, 1, 3, 5 }); // the best H * d_kv / r = 4 of 8 rows, ascending
         const auto attnOut = idx({ 0, 3, 4, 7 });
         const auto ffHidden = idx({ 2, 5, 8, 9, 10, 11, 14, 15 });
         const auto ffOut = idx({ 1, 2, 3, 6 });

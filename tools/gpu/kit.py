@@ -157,7 +157,7 @@ class Kit:
         for t in tests:
             self.log(f"  {t['name']:<24} {t['status']:<8} {t['seconds']:.1f} s")
         # gtest cases skipped inside a passing process (GTEST_SKIP: no python reference, the dry run's CPU)
-        skipped_cases = re.findall(r"\[  SKIPPED \] (\S+)", out)
+        skipped_cases = re.findall(r"\[  SKIPPED ] (\w+[./]\S+)", out)
         return {"exit_code": rc, "summary": summary.group(0) if summary else None, "tests": tests,
                 "counts": counts, "skipped_cases": sorted(set(skipped_cases)), "results": results}
 

@@ -89,6 +89,7 @@ struct BenchMemoryFlags {
     std::string methods = "full,bitfit,adapter,lora,prompt,ladder";
     std::string device = "cpu";
     std::string dtype = "fp32";
+    double dropout = 0.1;
     bool json = false;
     MethodFlags options;
 };
@@ -98,7 +99,7 @@ int runBenchMemory(const BenchMemoryFlags& f)
     MemoryBenchSpec spec;
     spec.config
         = f.model.empty() ? T5Config::preset(f.shape) : T5Config::fromJsonFile(f.model + "/config.json");
-    spec.config.dropoutRate = 0.1;
+    spec.config.dropoutRate = f.dropout;
     spec.batch = f.batch;
     spec.sourceLength = f.srcLen;
     spec.targetLength = f.tgtLen;
@@ -227,6 +228,10 @@ void registerMethodCommands(CLI::App& app)
             ->check(CLI::Range(2, 100));
         cmd->add_option("--methods", f->methods, "comma list")->capture_default_str();
         cmd->add_option("--device", f->device, "cpu or cuda[:N]")->capture_default_str();
+        cmd->add_option(
+               "--backbone-dropout", f->dropout, "dropout rate of the backbone (the paper trains with 0.1)")
+            ->capture_default_str()
+            ->check(CLI::Range(0.0, 0.99));
         cmd->add_option("--dtype", f->dtype,
                "fp32, or bf16 (mixed precision: bf16 autocast, fp32 weights and AdamW state)")
             ->capture_default_str()

@@ -28,7 +28,7 @@ while [[ $# -gt 0 ]]; do
         --budget) BUDGET="$2"; shift ;;
         --only) shift; while [[ $# -gt 0 && "$1" != --* ]]; do ONLY+=("$1"); shift; done; continue ;;
         --dry-run) DRY=1 ;;
-        -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "check.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
     shift

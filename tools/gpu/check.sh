@@ -59,7 +59,19 @@ site = os.path.dirname(os.path.dirname(torch.__file__))
 print(":".join(sorted(set(os.path.dirname(p) for p in glob.glob(f"{site}/nvidia/**/lib*.so*", recursive=True)))))
 PY
 )"
-export LD_LIBRARY_PATH="$KIT/lib:$TORCH_LIB${NVIDIA_LIBS:+:$NVIDIA_LIBS}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# The kit's libraries only where this machine has none of that name: its own (say a newer SQLite, which
+# python's sqlite3 module was built against) stay in charge.
+mkdir -p "$KIT/run/lib"
+for lib in "$KIT"/lib/*; do
+    name="$(basename "$lib")"
+    if ldconfig -p 2>/dev/null | awk '{ print $1 }' | grep -qxF "$name"; then
+        rm -f "$KIT/run/lib/$name"
+    else
+        cp -f "$lib" "$KIT/run/lib/"
+    fi
+done
+log "kit libraries used: $(ls "$KIT/run/lib" | tr '\n' ' ')"
+export LD_LIBRARY_PATH="$KIT/run/lib:$TORCH_LIB${NVIDIA_LIBS:+:$NVIDIA_LIBS}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 log "python $("$PY" -c 'import sys, torch; print(sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda)')"
 
 # ---- the binaries ----------------------------------------------------------------------------------

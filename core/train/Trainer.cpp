@@ -124,8 +124,9 @@ public:
         at::NoGradGuard noGrad;
         for (std::size_t i = 0; i < params.size(); ++i) {
             auto& p = params[i];
-            auto bytes = m_bytes[i]; // from_blob needs a mutable buffer
-            p.copy_(at::from_blob(bytes.data(), p.sizes(), at::TensorOptions().dtype(p.scalar_type())));
+            // copy_ only reads the source: the snapshot's own bytes, wrapped without a copy.
+            auto* data = const_cast<unsigned char*>(m_bytes[i].data());
+            p.copy_(at::from_blob(data, p.sizes(), at::TensorOptions().dtype(p.scalar_type())));
         }
     }
 

@@ -9,6 +9,7 @@
 
 #include "Commands.h"
 #include "MethodFlags.h"
+#include "device/Devices.h"
 #include "train/MemoryEstimate.h"
 #include "util/Error.h"
 
@@ -58,6 +59,8 @@ int runEstimate(const EstimateFlags& f)
     in.dtype = f.dtype;
     in.optimizer = f.optimizer;
     in.device = f.device;
+    if (f.device.rfind("cuda", 0) == 0)
+        in.cudaWorkspaceBytes = cuda::cublasWorkspaceBytes(); // this machine's GPU, if it has one
     const auto e = estimateTrainingMemory(in);
     const std::string backbone = f.model.empty() ? f.shape : f.model;
 

@@ -7,6 +7,7 @@
 #include <ATen/ATen.h>
 #include <torch/optim/adamw.h>
 
+#include "device/Devices.h"
 #include "model/T5Model.h"
 #include "peft/Method.h"
 #include "train/Autocast.h"
@@ -43,6 +44,8 @@ MemoryBenchResult measureTrainingMemory(const MemoryBenchSpec& spec, const Metho
         in.tgtLen = spec.targetLength;
         in.device = spec.device.is_cuda() ? "cuda" : "cpu";
         in.dtype = spec.dtype;
+        if (spec.device.is_cuda())
+            in.cudaWorkspaceBytes = cuda::cublasWorkspaceBytes(); // this device's figure (0: none present)
         r.estimate = estimateTrainingMemory(in);
     }
     r.method = options.method;

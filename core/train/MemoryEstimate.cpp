@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <map>
 
-#include "device/Devices.h"
 #include "peft/Baselines.h"
 #include "peft/Ladder.h"
 #include "train/AutogradTrace.h"
@@ -894,10 +893,10 @@ MemoryEstimate Estimator::run()
         staticBytes += m_trace.allocationBytes(p.numel * p.elemBytes) * (p.trainable && adamw ? 3 : 1);
     if (m_cuda) {
         // Two cuBLAS handles (the forward's thread and autograd's CUDA device thread), each with PyTorch's
-        // workspace, allocated at their first product and kept: the device's own figure when one is present,
-        // else PyTorch's default for Hopper (sm_90: 4096 KiB x 8), the GPU LadderBench's kit measures on.
+        // workspace, allocated at their first product and kept: the caller's figure for its device, else
+        // PyTorch's default for Hopper (sm_90: 4096 KiB x 8), the GPU LadderBench's kit measures on.
         constexpr std::uint64_t kHopperDefaultWorkspace = 4096ull * 8 * 1024;
-        const auto perHandle = cuda::available() ? cuda::cublasWorkspaceBytes() : kHopperDefaultWorkspace;
+        const auto perHandle = m_in.cudaWorkspaceBytes ? m_in.cudaWorkspaceBytes : kHopperDefaultWorkspace;
         r.cudaWorkspaces = 2 * perHandle;
         staticBytes += static_cast<std::int64_t>(r.cudaWorkspaces);
     }

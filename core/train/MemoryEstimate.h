@@ -23,6 +23,10 @@ struct MemoryEstimateInput {
     std::string optimizer = "adamw"; // "adamw" (two moments per trainable value) or "sgd" (no state)
     std::string device = "cpu"; // "cpu" or "cuda[:N]": CPU dropout keeps a mask in the activation dtype,
                                 // CUDA keeps a 1-byte mask
+    // CUDA: bytes of PyTorch's workspace per cuBLAS handle on the target device (cuda::cublasWorkspaceBytes()
+    // where one is present); 0 = PyTorch's default for Hopper, 32 MiB. The estimate itself never asks a
+    // device, so it is safe on any thread (the workbench recomputes it on every edit of its form).
+    std::uint64_t cudaWorkspaceBytes = 0;
 };
 
 // Bytes, all on one device. total = frozenWeights + trainableWeights + optimizerState + batchInputs

@@ -10,7 +10,7 @@ namespace ladder {
 // cache of cast weights on exit, as torch.autocast does when its outermost region ends.
 class AutocastGuard {
 public:
-    explicit AutocastGuard(bool on, c10::DeviceType device = c10::DeviceType::CUDA)
+    AutocastGuard(bool on, c10::DeviceType device)
         : m_on(on)
         , m_device(device)
     {

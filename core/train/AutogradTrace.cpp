@@ -254,8 +254,10 @@ void AutogradTrace::backward(const TraceTensor& loss)
                         // A later contribution to a parameter used by several nodes (the tied embedding:
                         // LM head, decoder and encoder embeddings) is summed out of place, old + new,
                         // before the old buffer goes: measured, one extra buffer of the parameter.
-                        add(allocationBytes(in.bytes), m_phase.c_str());
-                        sub(allocationBytes(in.bytes));
+                        if (!m_inPlaceAccumulation) {
+                            add(allocationBytes(in.bytes), m_phase.c_str());
+                            sub(allocationBytes(in.bytes));
+                        }
                         dropBuffer(g);
                     }
                     continue;

@@ -89,6 +89,9 @@ public:
     // it (at least one granule). 1 on the CPU (the tracking allocator counts requested bytes); 512 on CUDA,
     // where PyTorch's caching allocator rounds each block up to 512 bytes and counts the block.
     void setAllocationGranularity(std::int64_t bytes) { m_granule = bytes; }
+    // A parameter's later gradient contributions are summed into its .grad in place (true) or out of place,
+    // old + new, with one extra buffer while both exist (false, the default: measured for fp32).
+    void setInPlaceAccumulation(bool on) { m_inPlaceAccumulation = on; }
     std::int64_t allocationBytes(std::int64_t bytes) const
     {
         if (m_granule <= 1)
@@ -132,6 +135,7 @@ private:
     std::vector<char> m_paramHasGrad;
     bool m_gradMode = true;
     std::int64_t m_granule = 1;
+    bool m_inPlaceAccumulation = false;
     std::string m_part;
     std::string m_phase = "forward";
     std::int64_t m_live = 0;

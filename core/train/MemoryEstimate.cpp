@@ -12,8 +12,11 @@
 // same ATen calls in the same order, each with the tensors its autograd node saves for backward (the rules
 // of PyTorch's derivatives.yaml: mm saves an input only when the other operand needs a gradient, softmax,
 // relu and tanh save their result, gelu and silu their input, CPU dropout a mask in the activation dtype,
-// CUDA dropout a 1-byte mask, reshape of a transposed head view copies). docs/PERFORMANCE.md explains
-// the terms.
+// CUDA dropout a 1-byte mask, reshape of a transposed head view copies). With dtype bf16 it replays
+// mixed precision as the trainer runs it: fp32 weights, bf16 autocast around the forward (linear and
+// matmul cast their fp32 operands to bf16 copies; a trainable weight's copy is cached for the forward, a
+// frozen one's is made at each use; every other op follows PyTorch's type promotion). docs/PERFORMANCE.md
+// explains the terms.
 
 namespace ladder {
 namespace {
@@ -89,8 +92,11 @@ class Estimator {
 public:
     Estimator(const MemoryEstimateInput& in)
         : m_in(in)
-        , m_e(dtypeBytes(in.dtype))
+        , m_amp(in.dtype == "bf16")
     {
+        if (in.dtype != "fp32" && in.dtype != "bf16")
+            throw Error("memory estimate: field dtype: expected fp32 or bf16 (mixed precision), got '"
+                + in.dtype + "'");
         const auto& dev = in.device;
         if (dev == "cpu")
             m_cuda = false;
@@ -144,6 +150,46 @@ private:
     {
         return needed.defined() && needed.requiresGrad ? saved : TraceTensor {};
     }
+    // Autocast's cast of an fp32 operand of linear/matmul to bf16: a new tensor (ToCopyBackward saves
+    // nothing); x itself without autocast or when it is bf16 already. The caller releases what it got.
+    TraceTensor lowp(const TraceTensor& x)
+    {
+        if (!m_amp || x.elemBytes != 4)
+            return x;
+        return compute(x.numel(), 2, { x });
+    }
+    // The same for a weight: a trainable one's copy is cached (autocast caches casts of leaves that require
+    // grad until its region ends), a frozen one's is made at each use.
+    TraceTensor lowpParam(const TraceTensor& w)
+    {
+        if (!m_amp || !w.defined())
+            return w;
+        if (!w.requiresGrad || !m_trace.gradMode())
+            return compute(w.numel(), 2, { w });
+        auto it = m_castCache.find(w.param);
+        if (it == m_castCache.end())
+            it = m_castCache.emplace(w.param, compute(w.numel(), 2, { w })).first;
+        return it->second;
+    }
+    void releaseCast(const TraceTensor& cast, const TraceTensor& original)
+    {
+        if (!cast.defined() || cast.value == original.value)
+            return;
+        if (original.param >= 0 && m_castCache.count(original.param)
+            && m_castCache.at(original.param).value == cast.value)
+            return; // held by the cache until the forward ends
+        m_trace.release(cast);
+    }
+    // Element bytes of an op's result: autocast's bf16 for linear/matmul, else type promotion.
+    std::int64_t productElem() const { return m_amp ? 2 : 4; }
+    static std::int64_t promoted(const TraceTensor& a, const TraceTensor& b)
+    {
+        return std::max(a.defined() ? a.elemBytes : 0, b.defined() ? b.elemBytes : 0);
+    }
+    // at::linear(x, w, b): under autocast on the bf16 copies; the product saves the input for the weight's
+    // gradient and the weight for the input's (static without autocast, a bf16 copy with it).
+    TraceTensor product(const TraceTensor& x, const TraceTensor& w, const TraceTensor& b, std::int64_t in,
+        std::int64_t out);
     TraceTensor linear(const TraceTensor& x, const LinearP& p);
     TraceTensor dropout(const TraceTensor& x, double p, bool training);
     TraceTensor activation(const TraceTensor& x, const std::string& act);
@@ -151,7 +197,7 @@ private:
     TraceTensor adapter(const TraceTensor& x, const AdapterP& p);
     TraceTensor add(const TraceTensor& a, const TraceTensor& b)
     {
-        return compute(std::max(a.numel(), b.numel()), m_e, { a, b }, {}, Grad::Same);
+        return compute(std::max(a.numel(), b.numel()), promoted(a, b), { a, b }, {}, Grad::Same);
     }
     TraceTensor attention(const TraceTensor& x, const TraceTensor& kv, std::int64_t batch, std::int64_t q,
         std::int64_t k, const TraceTensor& bias, const AttentionP& p, const Dims& dm, bool training);
@@ -178,7 +224,9 @@ private:
     TraceTensor forwardLadder();
 
     MemoryEstimateInput m_in;
-    std::int64_t m_e;
+    bool m_amp = false; // bf16 mixed precision (autocast)
+    std::int64_t m_e = 4; // parameters, embeddings, masks: fp32 (the master weights under mixed precision)
+    std::map<int, TraceTensor> m_castCache; // parameter index -> its cached bf16 copy
     bool m_cuda = false;
     AutogradTrace m_trace;
     Dims m_dims {};
@@ -406,19 +454,32 @@ SideStackP Estimator::sideStackP(const LadderSideOptions& o, bool decoder, const
 }
 
 // ---------------------------------------------------------------------------------------------------
+TraceTensor Estimator::product(
+    const TraceTensor& x, const TraceTensor& w, const TraceTensor& b, std::int64_t in, std::int64_t out)
+{
+    // at::linear -> mm/addmm on the flattened input.
+    const auto rows = x.numel() / in;
+    const auto xc = lowp(x);
+    const auto wc = lowpParam(w);
+    const auto bc = lowpParam(b);
+    const auto y = compute(rows * out, productElem(), { xc, wc, bc }, { ifGrad(wc, xc), ifGrad(xc, wc) });
+    releaseCast(xc, x);
+    releaseCast(wc, w);
+    releaseCast(bc, b);
+    return y;
+}
+
 TraceTensor Estimator::linear(const TraceTensor& x, const LinearP& p)
 {
-    // at::linear -> mm/addmm on the flattened input: the input is saved for the weight's gradient, the
-    // weight (static) for the input's.
-    const auto rows = x.numel() / p.in;
-    auto y = compute(rows * p.out, m_e, { x, p.w, p.b }, { ifGrad(p.w, x) });
+    auto y = product(x, p.w, p.b, p.in, p.out);
     if (!p.loraA.defined())
         return y;
+    const auto rows = x.numel() / p.in;
     const double loraDropout = m_in.method.dropout;
     const auto in = dropout(x, loraDropout, true);
-    const auto a = compute(rows * p.rank, m_e, { in, p.loraA }, { ifGrad(p.loraA, in) });
-    const auto b = compute(rows * p.out, m_e, { a, p.loraB }, { ifGrad(p.loraB, a) });
-    const auto scaled = compute(rows * p.out, m_e, { b }); // * alpha / rank
+    const auto a = product(in, p.loraA, {}, p.in, p.rank);
+    const auto b = product(a, p.loraB, {}, p.rank, p.out);
+    const auto scaled = compute(rows * p.out, b.elemBytes, { b }); // * alpha / rank
     const auto sum = add(y, scaled);
     for (const auto& t : { y, in, a, b, scaled })
         if (t.value != x.value)
@@ -433,7 +494,7 @@ TraceTensor Estimator::dropout(const TraceTensor& x, double p, bool training)
     if (m_cuda) {
         // native_dropout: a bool mask beside the output.
         const auto mask = compute(x.numel(), 1, {});
-        const auto y = compute(x.numel(), m_e, { x }, { mask });
+        const auto y = compute(x.numel(), x.elemBytes, { x }, { mask });
         m_trace.release(mask);
         return y;
     }
@@ -447,18 +508,19 @@ TraceTensor Estimator::dropout(const TraceTensor& x, double p, bool training)
 TraceTensor Estimator::activation(const TraceTensor& x, const std::string& act)
 {
     if (act == "relu" || act == "tanh") // threshold_backward / tanh_backward use the result
-        return compute(x.numel(), m_e, { x }, {}, Grad::New, 0, true);
+        return compute(x.numel(), x.elemBytes, { x }, {}, Grad::New, 0, true);
     if (act == "gelu" || act == "gelu_new" || act == "gelu_pytorch_tanh" || act == "silu")
-        return compute(x.numel(), m_e, { x }, { x });
+        return compute(x.numel(), x.elemBytes, { x }, { x });
     throw Error("memory estimate: unsupported activation '" + act + "'");
 }
 
 TraceTensor Estimator::norm(const TraceTensor& x, const NormP& p)
 {
-    // variance = x.to(float).pow(2).mean(-1); normed = x * rsqrt(variance + eps); weight * normed (+ bias)
+    // variance = x.to(float).pow(2).mean(-1); normed = x * rsqrt(variance + eps) (fp32 by promotion);
+    // weight (fp32) * normed (+ bias)
     const auto n = x.numel();
     const auto rows = n / p.dim;
-    const auto x32 = m_e == 4 ? x : compute(n, 4, { x });
+    const auto x32 = x.elemBytes == 4 ? x : compute(n, 4, { x });
     const auto sq = compute(n, 4, { x32 }, { x32 }, Grad::New, 2 * n * 4);
     const auto mean = compute(rows, 4, { sq });
     m_trace.release(sq);
@@ -470,16 +532,11 @@ TraceTensor Estimator::norm(const TraceTensor& x, const NormP& p)
     m_trace.release(r);
     if (x32.value != x.value)
         m_trace.release(x32);
-    auto cast = normed;
-    if (m_e != 4) {
-        cast = compute(n, m_e, { normed });
-        m_trace.release(normed);
-    }
     const bool wGrad = p.w.requiresGrad;
-    auto y = compute(n, m_e, { p.w, cast }, { ifGrad(p.w, cast) }, Grad::New, wGrad ? n * m_e : 0);
-    m_trace.release(cast);
+    auto y = compute(n, 4, { p.w, normed }, { ifGrad(p.w, normed) }, Grad::New, wGrad ? n * 4 : 0);
+    m_trace.release(normed);
     if (p.b.defined()) {
-        const auto yb = compute(n, m_e, { y, p.b }, {}, Grad::Same);
+        const auto yb = compute(n, 4, { y, p.b }, {}, Grad::Same);
         m_trace.release(y);
         y = yb;
     }
@@ -513,26 +570,32 @@ TraceTensor Estimator::attention(const TraceTensor& x, const TraceTensor& kv, st
     const auto key = keepTemp(m_trace.view(keepTemp(linear(src, p.k))));
     const auto value = keepTemp(m_trace.view(keepTemp(linear(src, p.v))));
     // matmul reshapes a transposed head view into (batch * heads, len, d_kv): a copy unless len == 1.
-    const auto qc = q > 1 ? keepTemp(compute(batch * q * inner, m_e, { query }, {}, Grad::Same)) : query;
-    const auto kc = k > 1 ? keepTemp(compute(batch * k * inner, m_e, { key }, {}, Grad::Same)) : key;
+    // (Under autocast q, k and v are bf16 already, so matmul casts nothing for the scores.)
+    const auto qc
+        = q > 1 ? keepTemp(compute(batch * q * inner, query.elemBytes, { query }, {}, Grad::Same)) : query;
+    const auto kc = k > 1 ? keepTemp(compute(batch * k * inner, key.elemBytes, { key }, {}, Grad::Same)) : key;
     const auto maps = batch * dm.heads * q * k;
-    auto scores = keepTemp(compute(maps, m_e, { qc, kc }, { ifGrad(kc, qc), ifGrad(qc, kc) }));
+    auto scores = keepTemp(compute(maps, productElem(), { qc, kc }, { ifGrad(kc, qc), ifGrad(qc, kc) }));
     m_trace.release(qc);
     m_trace.release(kc);
-    if (bias.defined())
-        scores = keepTemp(compute(maps, m_e, { scores, bias }, {}, Grad::Same,
-            bias.requiresGrad && bias.numel() < maps ? maps * m_e : 0));
-    const auto s32 = m_e == 4 ? scores : keepTemp(compute(maps, 4, { scores }));
-    auto weights = keepTemp(compute(maps, 4, { s32 }, {}, Grad::New, 0, true)); // softmax keeps its result
-    if (m_e != 4)
-        weights = keepTemp(compute(maps, m_e, { weights }));
+    if (bias.defined()) // the bias is fp32: the sum is fp32 by promotion
+        scores = keepTemp(compute(maps, promoted(scores, bias), { scores, bias }, {}, Grad::Same,
+            bias.requiresGrad && bias.numel() < maps ? maps * promoted(scores, bias) : 0));
+    // softmax(scores.float()).type_as(scores): softmax keeps its (fp32) result
+    const auto s32 = scores.elemBytes == 4 ? scores : keepTemp(compute(maps, 4, { scores }));
+    auto weights = keepTemp(compute(maps, 4, { s32 }, {}, Grad::New, 0, true));
+    if (scores.elemBytes != 4)
+        weights = keepTemp(compute(maps, scores.elemBytes, { weights }));
     weights = keepTemp(dropout(weights, dm.dropout, training));
-    const auto vc = k > 1 ? keepTemp(compute(batch * k * inner, m_e, { value }, {}, Grad::Same)) : value;
+    const auto vc
+        = k > 1 ? keepTemp(compute(batch * k * inner, value.elemBytes, { value }, {}, Grad::Same)) : value;
+    const auto wc = lowp(weights); // autocast's bf16 copy of the fp32 probabilities
     const auto context
-        = compute(batch * q * inner, m_e, { weights, vc }, { ifGrad(vc, weights), ifGrad(weights, vc) });
+        = compute(batch * q * inner, productElem(), { wc, vc }, { ifGrad(vc, wc), ifGrad(wc, vc) });
+    releaseCast(wc, weights);
     m_trace.release(vc);
     const auto t = m_trace.view(context);
-    const auto contiguous = compute(batch * q * inner, m_e, { t }, {}, Grad::Same);
+    const auto contiguous = compute(batch * q * inner, context.elemBytes, { t }, {}, Grad::Same);
     m_trace.release(context);
     m_trace.release(t);
     const auto flat = m_trace.view(contiguous);
@@ -572,7 +635,7 @@ TraceTensor Estimator::feedForward(const TraceTensor& x, const FeedForwardP& p, 
         const auto g = activation(a0, dm.act);
         m_trace.release(a0);
         const auto a1 = linear(normed, p.wi1);
-        h = compute(g.numel(), m_e, { g, a1 }, { ifGrad(g, a1), ifGrad(a1, g) });
+        h = compute(g.numel(), promoted(g, a1), { g, a1 }, { ifGrad(g, a1), ifGrad(a1, g) });
         m_trace.release(g);
         m_trace.release(a1);
     } else {
@@ -694,14 +757,16 @@ TraceTensor Estimator::sideStack(const TraceTensor& embeds, std::int64_t batch, 
         m_trace.setPart(name + " block " + std::to_string(i));
         if (m_side.usesGates()) {
             // side = mu * side + (1 - mu) * Down_i(ladder), mu = sigmoid(alpha / T)
+            // (mu is a one-element fp32 tensor: under autocast both products are fp32 by promotion)
             const auto mu = compute(1, m_e, { p.gate.at(i) }, {}, Grad::New, 0, true);
             const auto d = linear(ladders.at(i), p.down.at(i));
             const auto n = side.numel();
-            const auto a
-                = compute(n, m_e, { mu, side }, { ifGrad(side, mu), ifGrad(mu, side) }, Grad::New, n * m_e);
+            const auto ea = promoted(mu, side);
+            const auto a = compute(n, ea, { mu, side }, { ifGrad(side, mu), ifGrad(mu, side) }, Grad::New, n * ea);
             const auto oneMinus = compute(1, m_e, { mu });
+            const auto eb = promoted(oneMinus, d);
             const auto b = compute(
-                n, m_e, { oneMinus, d }, { ifGrad(d, oneMinus), ifGrad(oneMinus, d) }, Grad::New, n * m_e);
+                n, eb, { oneMinus, d }, { ifGrad(d, oneMinus), ifGrad(oneMinus, d) }, Grad::New, n * eb);
             const auto sum = add(a, b);
             for (const auto& t : { mu, d, a, oneMinus, b })
                 m_trace.release(t);
@@ -746,13 +811,15 @@ TraceTensor Estimator::lossOf(const TraceTensor& hidden, std::int64_t rows)
     m_trace.setPart("lm head and loss");
     const auto& c = m_in.config;
     const bool tied = c.tieWordEmbeddings;
-    const auto scaled = tied ? compute(hidden.numel(), m_e, { hidden }) : hidden; // * d_model^-0.5
+    const auto scaled
+        = tied ? compute(hidden.numel(), hidden.elemBytes, { hidden }) : hidden; // * d_model^-0.5
     const auto& w = tied ? m_shared : m_lmHead;
-    const auto logits = compute(rows * c.vocabSize, m_e, { scaled, w, m_lmHeadBias }, { ifGrad(w, scaled) });
+    const auto logits = product(scaled, w, m_lmHeadBias, c.dModel, c.vocabSize);
     if (scaled.value != hidden.value)
         m_trace.release(scaled);
-    // cross_entropy: log_softmax (keeps its float result) and nll_loss (keeps its input and the labels).
-    const auto l32 = m_e == 4 ? logits : compute(logits.numel(), 4, { logits });
+    // cross_entropy on logits.float(): log_softmax (keeps its float result) and nll_loss (keeps its input
+    // and the labels).
+    const auto l32 = logits.elemBytes == 4 ? logits : compute(logits.numel(), 4, { logits });
     const auto logProbs = compute(logits.numel(), 4, { l32 }, {}, Grad::New, 0, true);
     const auto loss = compute(1, 4, { logProbs }, { logProbs, m_labels });
     m_trace.release(logProbs);
@@ -840,10 +907,12 @@ TraceTensor Estimator::forwardLadder()
     if (m_mergeGate.defined()) {
         const auto n = out.numel();
         const auto g = compute(1, m_e, { m_mergeGate }, {}, Grad::New, 0, true);
-        const auto a = compute(n, m_e, { g, out }, { ifGrad(out, g), ifGrad(g, out) }, Grad::New, n * m_e);
+        const auto ea = promoted(g, out);
+        const auto a = compute(n, ea, { g, out }, { ifGrad(out, g), ifGrad(g, out) }, Grad::New, n * ea);
         const auto oneMinus = compute(1, m_e, { g });
-        const auto bb = compute(n, m_e, { oneMinus, backboneFinal },
-            { ifGrad(backboneFinal, oneMinus), ifGrad(oneMinus, backboneFinal) }, Grad::New, n * m_e);
+        const auto eb = promoted(oneMinus, backboneFinal);
+        const auto bb = compute(n, eb, { oneMinus, backboneFinal },
+            { ifGrad(backboneFinal, oneMinus), ifGrad(oneMinus, backboneFinal) }, Grad::New, n * eb);
         out = add(a, bb);
     }
     return lossOf(out, b * lt);
@@ -871,6 +940,8 @@ MemoryEstimate Estimator::run()
 
     if (m_cuda)
         m_trace.setAllocationGranularity(512); // PyTorch's CUDA caching allocator: kMinBlockSize
+    if (m_amp)
+        m_trace.setInPlaceAccumulation(true);
     buildBackbone();
     applyMethod();
 
@@ -929,14 +1000,6 @@ MemoryEstimate Estimator::run()
 
 } // namespace
 
-std::int64_t dtypeBytes(const std::string& dtype)
-{
-    if (dtype == "fp32" || dtype == "float32")
-        return 4;
-    if (dtype == "bf16" || dtype == "bfloat16" || dtype == "fp16" || dtype == "float16")
-        return 2;
-    throw Error("memory estimate: field dtype: expected fp32, bf16 or fp16, got '" + dtype + "'");
-}
 
 MemoryEstimate estimateTrainingMemory(const MemoryEstimateInput& input)
 {

@@ -19,7 +19,9 @@ struct MemoryEstimateInput {
     std::int64_t batch = 8;
     std::int64_t srcLen = 128;
     std::int64_t tgtLen = 4;
-    std::string dtype = "fp32"; // weights and activations: "fp32", "bf16" or "fp16"
+    // "fp32", or "bf16": mixed precision as the trainer runs it (fp32 weights, gradients and AdamW state; bf16
+    // autocast around the forward, so linear and matmul compute in bf16 on bf16 copies of their operands)
+    std::string dtype = "fp32";
     std::string optimizer = "adamw"; // "adamw" (two moments per trainable value) or "sgd" (no state)
     std::string device = "cpu"; // "cpu" or "cuda[:N]": CPU dropout keeps a mask in the activation dtype,
                                 // CUDA keeps a 1-byte mask
@@ -39,7 +41,7 @@ struct MemoryEstimate {
     std::uint64_t frozenWeights = 0; // parameters that do not train
     std::uint64_t trainableWeights = 0; // parameters that train
     std::uint64_t gradients = 0; // one gradient per trainable parameter (all of them, after backward)
-    std::uint64_t optimizerState = 0; // AdamW exp_avg + exp_avg_sq, in the parameters' dtype
+    std::uint64_t optimizerState = 0; // AdamW exp_avg + exp_avg_sq, fp32
     std::uint64_t batchInputs = 0; // token ids, mask and labels of the batch (int64)
     std::uint64_t activations = 0; // tensors saved for backward, at the end of the forward pass
     std::uint64_t gradientsAtPeak = 0; // parameter gradients already produced at the peak moment
@@ -63,8 +65,5 @@ struct MemoryEstimate {
 // Throws ladder::Error naming the field for a bad input (unknown method, dtype or optimizer, a
 // non-positive batch or length, options that do not fit the config).
 MemoryEstimate estimateTrainingMemory(const MemoryEstimateInput& input);
-
-// Bytes per element of "fp32" / "bf16" / "fp16"; throws ladder::Error naming the field dtype otherwise.
-std::int64_t dtypeBytes(const std::string& dtype);
 
 } // namespace ladder

@@ -38,7 +38,7 @@ struct TrainingOptions {
     std::int64_t maxTargetLength = 0; // 0 = the longest tokenised label (+ eos), else 128
     bool bucketByLength = false;
     std::int64_t threads = 0; // CPU threads for this run (0 = LibTorch's default)
-    std::string dtype = "fp32"; // "fp32", or "bf16" (autocast on CUDA)
+    std::string dtype = "fp32"; // "fp32", or "bf16": mixed precision (bf16 autocast on the run's device, fp32 master weights and AdamW state)
     std::int64_t numBeams = 1;  // evaluation decoding
     std::int64_t maxEvalExamples = 0; // > 0: evaluate on the first N examples of each split only
     std::int64_t logEverySteps = 1;

@@ -144,7 +144,7 @@ TrainEval evaluateSplit(Method& method, const Batcher& batcher, const std::vecto
     std::vector<std::string> predictions(examples.size());
     {
         at::NoGradGuard noGrad;
-        AutocastGuard amp(autocast);
+        AutocastGuard amp(autocast, device.type());
         auto stepper = method.makeStepper();
         for (const auto& indices : batcher.plan(0)) { // one batch at a time: no epoch's tensors held
             if (observer.cancelRequested())
@@ -247,7 +247,7 @@ TrainEval evaluateSplit(const RunSpec& spec, TrainerInputs& inputs, Method& meth
     const c10::Device device(spec.device);
     TrainerObserver none;
     auto e = evaluateSplit(method, batcher, examples, task.info, *inputs.tokenizer, gen, device,
-        device.is_cuda() && o.dtype == "bf16", none);
+        o.dtype == "bf16", none);
     e.split = split;
     return e;
 }
@@ -375,9 +375,9 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
         c10::Device device(spec.device);
         if (device.is_cuda() && !at::hasCUDA())
             throw Error("device " + spec.device + ": no CUDA device is available");
-        const bool autocast = device.is_cuda() && o.dtype == "bf16";
-        if (o.dtype == "bf16" && !device.is_cuda())
-            observer.onLog("warning", "bf16 autocast is used on CUDA only; this CPU run computes in fp32");
+        // bf16 is mixed precision on every device: bf16 autocast around the forward passes (training and
+        // generation), fp32 weights, gradients and AdamW state (docs/PERFORMANCE.md, "bf16").
+        const bool autocast = o.dtype == "bf16";
         const auto nanStep = injectedNanStep();
         meter = std::make_unique<MemoryMeter>(device);
         summary.meterLabel = meter->label();
@@ -522,7 +522,7 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
                     b.batch.labels.to(device) };
                 at::Tensor loss;
                 {
-                    AutocastGuard amp(autocast);
+                    AutocastGuard amp(autocast, device.type());
                     loss = ladderCache ? ladderMethod->forward(batch, b.indices, *ladderCache).loss
                                        : method->forward(batch).loss;
                 }

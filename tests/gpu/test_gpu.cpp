@@ -348,13 +348,14 @@ TEST(Lst, StepOnDeviceLeavesBackboneWithoutGradients)
 }
 
 // The estimate against the meter: PyTorch's caching allocator on CUDA (the CPU's tracking allocator in the
-// dry run), on a real shape.
-class Estimate : public ::testing::TestWithParam<std::string> { };
+// dry run), on a real shape, in fp32 and in bf16 mixed precision (CUDA autocast).
+class Estimate : public ::testing::TestWithParam<std::tuple<std::string, std::string>> { };
 
 TEST_P(Estimate, WithinTwoPercentOfMeasuredPeak)
 {
     const auto device = testDevice();
     MemoryBenchSpec spec;
+    const auto& [method, dtype] = GetParam();
     spec.config = T5Config::preset(device.is_cuda() ? "t5-base" : "t5-small");
     spec.config.dropoutRate = 0.1;
     spec.batch = device.is_cuda() ? 32 : 4;
@@ -362,13 +363,14 @@ TEST_P(Estimate, WithinTwoPercentOfMeasuredPeak)
     spec.targetLength = 4;
     spec.steps = 3;
     spec.device = device;
-    auto options = MethodOptions::defaults(GetParam());
-    if (GetParam() == "ladder")
+    spec.dtype = dtype;
+    auto options = MethodOptions::defaults(method);
+    if (method == "ladder")
         options.keep = { 1, 2, 3, 5 }; // a dropped-layer list that fits both shapes
     const auto r = measureTrainingMemory(spec, options);
-    std::printf("GPU-RESULT {\"test\": \"estimate\", \"method\": \"%s\", \"device\": \"%s\", \"peak\": %llu, "
-                "\"estimate\": %llu, \"error\": %.4f, \"workspaces\": %llu}\n",
-        GetParam().c_str(), device.str().c_str(), static_cast<unsigned long long>(r.peakBytes),
+    std::printf("GPU-RESULT {\"test\": \"estimate\", \"method\": \"%s\", \"dtype\": \"%s\", \"device\": \"%s\", "
+                "\"peak\": %llu, \"estimate\": %llu, \"error\": %.4f, \"workspaces\": %llu}\n",
+        method.c_str(), dtype.c_str(), device.str().c_str(), static_cast<unsigned long long>(r.peakBytes),
         static_cast<unsigned long long>(r.estimate.total), r.estimateError(),
         static_cast<unsigned long long>(r.estimate.cudaWorkspaces));
     EXPECT_LT(std::abs(r.estimateError()), 0.02) << "estimate " << r.estimate.total << " B, measured "
@@ -376,8 +378,9 @@ TEST_P(Estimate, WithinTwoPercentOfMeasuredPeak)
 }
 
 INSTANTIATE_TEST_SUITE_P(AllSix, Estimate,
-    ::testing::Values("full", "bitfit", "adapter", "lora", "prompt", "ladder"),
-    [](const auto& info) { return info.param; });
+    ::testing::Combine(::testing::Values("full", "bitfit", "adapter", "lora", "prompt", "ladder"),
+        ::testing::Values("fp32", "bf16")),
+    [](const auto& info) { return std::get<0>(info.param) + "_" + std::get<1>(info.param); });
 
 } // namespace
 

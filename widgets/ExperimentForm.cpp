@@ -479,7 +479,8 @@ nlohmann::json ExperimentForm::firstLaunchSpec()
     // The demo backbone (d_model 256, 4+4 layers) at batch 32 takes about a second a step on two cores:
     // 300 steps with three evaluations on 200 examples are a few minutes.
     return { { "backbone", "demo" }, { "task", { { "type", "demo" }, { "name", "supersense" } } },
-        { "method", { { "method", "ladder" }, { "r", 8 } } },
+        { "method",
+            { { "method", "ladder" }, { "r", 8 }, { "init", "fisher" }, { "fisher_samples", 1024 } } },
         { "training",
             { { "epochs", 1 }, { "max_steps", 300 }, { "batch_size", 32 }, { "warmup_steps", 30 },
                 { "eval_every_steps", 100 }, { "max_source_length", 64 }, { "max_eval_examples", 200 } } },

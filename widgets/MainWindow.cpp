@@ -188,8 +188,9 @@ void MainWindow::connectQueue()
         [this](const QString& message) { statusBar()->showMessage(message, kStatusMessageMs); });
 
     connect(m_controller, &RunQueueController::queueChanged, m_watcher, &StoreWatcher::refresh);
-    connect(m_controller, &RunQueueController::runProgress, this,
-        [this](const RunProgress& p) { m_queueModel->setProgress(p.runId, p.step, p.totalSteps); });
+    connect(m_controller, &RunQueueController::runProgress, this, [this](const RunProgress& p) {
+        m_queueModel->setProgress(p.runId, p.step, p.totalSteps, p.phase, p.phasePercent);
+    });
     connect(m_controller, &RunQueueController::runStarted, this, [this](qint64 runId, const QString& device) {
         statusBar()->showMessage(tr("Run %1 started on %2").arg(runId).arg(device), kStatusMessageMs);
         if (m_live->runId() == 0)

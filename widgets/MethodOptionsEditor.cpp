@@ -127,12 +127,15 @@ QWidget* MethodOptionsEditor::makeLadderPage()
     m_gateTemperature = doubleSpin(0.001, 100.0, 3, 0.05, "gateTemperature");
     form->addRow(tr("Gate temperature T"), m_gateTemperature);
     m_init = combo(
-        { QStringLiteral("random"), QStringLiteral("magnitude"), QStringLiteral("fisher") }, "ladderInit");
+        { QStringLiteral("fisher"), QStringLiteral("magnitude"), QStringLiteral("random") }, "ladderInit");
     m_init->setToolTip(
-        tr("Side network initialisation: random, or pruned from the backbone by weight magnitude or "
-           "empirical Fisher information"));
+        tr("Side network initialisation: pruned from the backbone by empirical Fisher information (the "
+           "default, as in every LST script of the paper's code; a pass over the Fisher samples before the "
+           "first step, shown in the queue) or by weight magnitude, or random"));
     form->addRow(tr("Initialisation"), m_init);
     m_fisherSamples = spin(1, kMaxFisherSamples, "fisherSamples");
+    m_fisherSamples->setToolTip(
+        tr("Training examples for the empirical Fisher (1024, the paper code's samples_for_fisher)"));
     form->addRow(tr("Fisher samples"), m_fisherSamples);
     m_ablation = combo({ QStringLiteral("none"), QStringLiteral("side-tuning"), QStringLiteral("no-ladders"),
                            QStringLiteral("adapter-blocks"), QStringLiteral("cross-attention") },

@@ -210,6 +210,9 @@ void RunDetailsView::fillFigures(const RunRecord& run, std::int64_t metricPoints
         { tr("last validation %1").arg(metricName), metricText(f.lastMetric) },
         { tr("peak allocated"), bytesText(f.peakAllocatedBytes) },
         { tr("peak reserved"), bytesText(f.peakReservedBytes) },
+        // Beside training's peak, for runs that have them (none before store version 2): null is no row.
+        { tr("init peak"), f.initPeakAllocatedBytes ? bytesText(f.initPeakAllocatedBytes) : QString() },
+        { tr("evaluation peak"), f.evalPeakAllocatedBytes ? bytesText(f.evalPeakAllocatedBytes) : QString() },
         { tr("weights"), bytesText(f.weightBytes) },
         { tr("gradients"), bytesText(f.gradientBytes) },
         { tr("optimizer state"), bytesText(f.optimizerBytes) },
@@ -227,7 +230,8 @@ void RunDetailsView::fillFigures(const RunRecord& run, std::int64_t metricPoints
     };
     m_figures->clear();
     for (const auto& [label, value] : rows)
-        new QTreeWidgetItem(m_figures, { label, value });
+        if (!value.isNull())
+            new QTreeWidgetItem(m_figures, { label, value });
 }
 
 QString RunDetailsView::titleText() const

@@ -74,8 +74,9 @@ QVariant RunQueueModel::data(const QModelIndex& index, int role) const
         return QVariant::fromValue<qint64>(r.id);
     if (role == StatusRole)
         return static_cast<int>(r.status);
+    const Phase* phase = index.column() == ProgressColumn ? phaseOf(r) : nullptr;
     if (role == ProgressRole && index.column() == ProgressColumn)
-        return percentOf(r);
+        return phase ? phase->percent : percentOf(r);
     if (role == Qt::ForegroundRole && index.column() == StatusColumn) {
         if (r.status == RunState::Failed)
             return QBrush(QColor(0xb0, 0x00, 0x20));
@@ -96,6 +97,8 @@ QVariant RunQueueModel::data(const QModelIndex& index, int role) const
         return r.status == RunState::Queued && r.queuePosition ? tr("queued (#%1)").arg(*r.queuePosition)
                                                                : statusText(r.status);
     case ProgressColumn:
+        if (phase)
+            return phase->text;
         return r.totalSteps > 0 ? QStringLiteral("%1 / %2").arg(r.step).arg(r.totalSteps)
                                 : (r.step > 0 ? QString::number(r.step) : QString());
     case DeviceColumn:
@@ -167,6 +170,11 @@ void RunQueueModel::sortForQueue(std::vector<RunRecord>& runs)
 void RunQueueModel::setRuns(std::vector<RunRecord> runs)
 {
     sortForQueue(runs);
+    for (auto it = m_phases.begin(); it != m_phases.end();) { // phases of runs that no longer run
+        const auto run
+            = std::find_if(runs.begin(), runs.end(), [&](const RunRecord& r) { return r.id == it->first; });
+        it = run == runs.end() || run->status != RunState::Running ? m_phases.erase(it) : std::next(it);
+    }
     const bool sameRows = runs.size() == m_runs.size()
         && std::equal(runs.begin(), runs.end(), m_runs.begin(),
             [](const RunRecord& a, const RunRecord& b) { return a.id == b.id; });
@@ -181,12 +189,28 @@ void RunQueueModel::setRuns(std::vector<RunRecord> runs)
     endResetModel();
 }
 
-void RunQueueModel::setProgress(qint64 runId, qint64 step, qint64 totalSteps)
+const RunQueueModel::Phase* RunQueueModel::phaseOf(const RunRecord& r) const
+{
+    if (r.status != RunState::Running || r.step > 0)
+        return nullptr;
+    const auto it = m_phases.find(r.id);
+    return it == m_phases.end() ? nullptr : &it->second;
+}
+
+void RunQueueModel::setProgress(
+    qint64 runId, qint64 step, qint64 totalSteps, const QString& phase, int phasePercent)
 {
     const int row = rowOf(runId);
     if (row < 0)
         return;
     auto& r = m_runs[static_cast<std::size_t>(row)];
+    if (!phase.isEmpty()) {
+        m_phases[runId] = { phase, phasePercent };
+        Q_EMIT dataChanged(index(row, ProgressColumn), index(row, ProgressColumn));
+        return;
+    }
+    if (m_phases.erase(runId) > 0)
+        Q_EMIT dataChanged(index(row, ProgressColumn), index(row, ProgressColumn));
     if (step <= r.step && totalSteps == r.totalSteps)
         return;
     r.step = std::max<qint64>(r.step, step);

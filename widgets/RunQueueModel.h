@@ -1,5 +1,6 @@
 #pragma once
 
+#include <map>
 #include <vector>
 
 #include <QAbstractTableModel>
@@ -42,8 +43,11 @@ public:
     QVariant headerData(int section, Qt::Orientation orientation, int role = Qt::DisplayRole) const override;
 
     void setRuns(std::vector<RunRecord> runs);
-    // Live progress from a worker, between two snapshots.
-    void setProgress(qint64 runId, qint64 step, qint64 totalSteps);
+    // Live progress from a worker, between two snapshots. phase: what a running run does before its first
+    // step ("Fisher initialisation 300/1024", shown in the Progress column with phasePercent); empty clears
+    // it.
+    void setProgress(
+        qint64 runId, qint64 step, qint64 totalSteps, const QString& phase = {}, int phasePercent = -1);
 
     const std::vector<RunRecord>& runs() const { return m_runs; }
     const RunRecord* run(int row) const;
@@ -54,7 +58,14 @@ public:
     static QString statusText(RunState status);
 
 private:
+    struct Phase {
+        QString text;
+        int percent = -1;
+    };
+    const Phase* phaseOf(const RunRecord& r) const;
+
     std::vector<RunRecord> m_runs;
+    std::map<qint64, Phase> m_phases; // by run id, running runs only
 };
 
 } // namespace ladder::widgets

@@ -28,6 +28,18 @@ public:
         m_lastSent = now;
         Q_EMIT m_worker.progress({ m_worker.m_runId, s.step, s.totalSteps, s.loss, s.elapsedSeconds });
     }
+    void onInitProgress(const std::string& what, std::int64_t done, std::int64_t total) override
+    {
+        const auto now = std::chrono::steady_clock::now();
+        if (done < total && m_sent && now - m_lastSent < std::chrono::milliseconds(kProgressIntervalMs))
+            return;
+        m_sent = true;
+        m_lastSent = now;
+        RunProgress p { m_worker.m_runId, 0, 0, 0.0, 0.0 };
+        p.phase = QStringLiteral("%1 %2/%3").arg(QString::fromStdString(what)).arg(done).arg(total);
+        p.phasePercent = total > 0 ? static_cast<int>(100 * done / total) : 100;
+        Q_EMIT m_worker.progress(p);
+    }
     void onEval(const TrainEval& e) override
     {
         Q_EMIT m_worker.evaluated(m_worker.m_runId, e.step, QString::fromStdString(e.split),

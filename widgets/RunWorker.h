@@ -18,6 +18,10 @@ struct RunProgress {
     qint64 totalSteps = 0;
     double loss = 0.0;
     double elapsedSeconds = 0.0;
+    // Before the first step: what the run is preparing, e.g. "Fisher initialisation 300/1024" (LST's
+    // Fisher pass), with its percent; empty once training steps.
+    QString phase;
+    int phasePercent = -1;
 };
 
 // Trains one queued run that the controller has claimed (status running in the store). It lives in its

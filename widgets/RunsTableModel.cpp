@@ -9,6 +9,8 @@
 #include <QLocale>
 #include <nlohmann/json.hpp>
 
+#include "peft/MethodOptions.h"
+
 namespace ladder::widgets {
 namespace {
 
@@ -33,8 +35,9 @@ QString jsonValueText(const nlohmann::json& value)
 auto figuresTuple(const FinalFigures& f)
 {
     return std::tie(f.bestValidationMetric, f.bestStep, f.testMetric, f.mainMetricName, f.lastMetric,
-        f.peakAllocatedBytes, f.peakReservedBytes, f.weightBytes, f.gradientBytes, f.optimizerBytes,
-        f.trainableParams, f.totalParams, f.backboneParams, f.wallSeconds, f.tokensPerSecond);
+        f.peakAllocatedBytes, f.peakReservedBytes, f.initPeakAllocatedBytes, f.evalPeakAllocatedBytes,
+        f.weightBytes, f.gradientBytes, f.optimizerBytes, f.trainableParams, f.totalParams, f.backboneParams,
+        f.wallSeconds, f.tokensPerSecond);
 }
 
 auto recordTuple(const RunRecord& r)
@@ -106,7 +109,9 @@ QString RunsTableModel::optionsSummary(const RunRecord& run)
         add("r", "r");
         if (options.contains("keep") && options.at("keep").is_array() && !options.at("keep").empty())
             add("keep", "keep");
-        if (options.value("init", std::string("random")) != "random")
+        // init when it is not today's default (fisher): runs stored before that say init=random.
+        const auto defaultInit = MethodOptions::defaults("ladder").init;
+        if (options.value("init", defaultInit) != defaultInit)
             add("init", "init");
         if (options.value("ablation", std::string("none")) != "none")
             add("ablation", "ablation");
@@ -250,8 +255,16 @@ QVariant RunsTableModel::data(const QModelIndex& index, int role) const
                 return QString::fromStdString(run.figures.mainMetricName);
             break;
         case PeakMemoryColumn:
-            if (run.figures.peakAllocatedBytes)
-                return tr("peak allocated: %L1 bytes").arg(*run.figures.peakAllocatedBytes);
+            if (run.figures.peakAllocatedBytes) {
+                const auto& f = run.figures;
+                QString tip = tr("peak allocated (training steps): %L1 bytes").arg(*f.peakAllocatedBytes);
+                if (f.initPeakAllocatedBytes)
+                    tip += QLatin1Char('\n') + tr("init peak: %L1 bytes").arg(*f.initPeakAllocatedBytes);
+                if (f.evalPeakAllocatedBytes)
+                    tip += QLatin1Char('\n')
+                        + tr("evaluation peak: %L1 bytes").arg(*f.evalPeakAllocatedBytes);
+                return tip;
+            }
             break;
         case StatusColumn:
             if (!run.errorMessage.empty())

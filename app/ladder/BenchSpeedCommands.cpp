@@ -172,6 +172,12 @@ int runBenchSpeed(const BenchSpeedFlags& f)
         for (auto s : r.lstEpochSeconds)
             std::cout << " " << fixed(s, 1);
         std::cout << "\nladder activation cache: " << r.cacheDescription << "\n";
+        bool fisherAsked = false; // init fisher, the default: measureSpeed builds LST with init random
+        for (const auto& m : methods)
+            fisherAsked = fisherAsked || (m.method == "ladder" && m.init == "fisher");
+        if (fisherAsked)
+            std::cout << "LST was built with init random: step times do not depend on the side network's "
+                         "initial values, and a Fisher pass needs task data\n";
         for (const auto& c : r.cached)
             std::cout << "cache padding " << c.padding << ": later epochs "
                       << fixed(laterMean(r.lstEpochSeconds) / laterMean(c.epochSeconds), 2)

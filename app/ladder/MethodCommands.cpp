@@ -45,7 +45,7 @@ int runParams(const ParamsFlags& f)
 {
     if (f.shape.empty() == f.model.empty())
         throw Error("give exactly one of --shape and --model");
-    auto options = f.options.optionsFor(f.method, true);
+    const auto options = f.options.optionsFor(f.method, true);
     T5ForConditionalGeneration backbone { nullptr };
     if (!f.shape.empty()) {
         SkipParameterInit skip; // counting only: the weights are never read
@@ -53,12 +53,11 @@ int runParams(const ParamsFlags& f)
     } else {
         backbone = loadT5(f.model).model;
     }
-    if (options.init == "fisher")
-        options.init = "random"; // the count does not depend on the initialisation, which needs data
     std::unique_ptr<Method> method;
     {
         SkipParameterInit skip;
-        method = createMethod(backbone, options);
+        // The count does not depend on the initialisation; init fisher would need task data.
+        method = createMethod(backbone, withoutFisherInit(options));
     }
     const auto total = method->backboneParameterCount();
     const auto trainable = method->trainableParameterCount();
@@ -122,8 +121,14 @@ int runBenchMemory(const BenchMemoryFlags& f)
                 methods.push_back(m);
     }
     std::vector<MemoryBenchResult> results;
+    bool fisherReplaced = false;
     for (const auto& m : methods) {
-        const auto options = f.options.optionsFor(m, false);
+        // Training memory does not depend on the side network's initial values, and the bench's random
+        // batches are no task for a Fisher pass: LST with init fisher (the default) is built with init
+        // random.
+        bool replaced = false;
+        const auto options = withoutFisherInit(f.options.optionsFor(m, false), &replaced);
+        fisherReplaced = fisherReplaced || replaced;
         options.validate(spec.config);
         results.push_back(measureTrainingMemory(spec, options, [&](const std::string& line) {
             if (!f.json)
@@ -191,6 +196,10 @@ int runBenchMemory(const BenchMemoryFlags& f)
     }
     std::cout
         << "\nest MB: ladder estimate (analytic, docs/PERFORMANCE.md); err %: estimate / measured peak - 1\n";
+    if (fisherReplaced)
+        std::cout
+            << "ladder was built with init random: training memory does not depend on the side network's "
+               "initial values, and a Fisher pass needs task data\n";
     return 0;
 }
 

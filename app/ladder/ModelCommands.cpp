@@ -123,7 +123,9 @@ int runLadderForward(const BackboneFlags& f, const MethodForwardFlags& m, const 
     MethodFlags flags;
     flags.r = m.r;
     flags.keep = m.keep;
-    const auto options = flags.optionsFor("ladder", true);
+    // --side-weights gives every side tensor, so the initialisation is never seen: init random (the default,
+    // fisher, would need task data).
+    const auto options = withoutFisherInit(flags.optionsFor("ladder", true));
     auto opts = loadOptions(f);
     auto loaded = loadT5(f.model, opts);
     const auto inputs = ModelInputs::fromJsonFile(inputsPath, loaded.config.vocabSize);

@@ -95,12 +95,25 @@ public:
         if (level == "warning" || level == "error")
             std::cerr << "\n" << level << ": " << message << "\n";
     }
+    // LST's Fisher pass before the first step: redrawn in place on a terminal, else a line every 10%.
+    void onInitProgress(const std::string& what, std::int64_t done, std::int64_t total) override
+    {
+        const auto tenths = total > 0 ? done * 10 / total : 10;
+        if (done == m_initDone || (!m_terminal && tenths <= m_initTenths && done != total))
+            return;
+        m_initTenths = tenths;
+        m_initDone = done;
+        std::cerr << (m_terminal ? "\r" : "") << m_label << " " << what << " " << done << "/" << total
+                  << " examples" << (m_terminal ? (done == total ? "\n" : "   ") : "\n") << std::flush;
+    }
     bool cancelRequested() override { return g_interrupted != 0; }
 
 private:
     std::string m_label;
     bool m_terminal;
     double m_lastLine = -1.0;
+    std::int64_t m_initTenths = -1;
+    std::int64_t m_initDone = -1;
 };
 
 bool openStore(ResultsStore& store, const std::string& path)
@@ -123,7 +136,11 @@ void printSummary(std::int64_t id, const RunSummary& s)
                   << 100.0 * static_cast<double>(s.trainableParams) / static_cast<double>(s.backboneParams)
                   << "%)\n";
     std::cout << "  peak memory    " << mb(static_cast<double>(s.peakAllocatedBytes)) << " MB "
-              << s.meterLabel << "\n";
+              << s.meterLabel << ", training steps\n";
+    if (s.initPeakAllocatedBytes)
+        std::cout << "  init peak      " << mb(static_cast<double>(s.initPeakAllocatedBytes)) << " MB\n";
+    if (s.evalPeakAllocatedBytes)
+        std::cout << "  eval peak      " << mb(static_cast<double>(s.evalPeakAllocatedBytes)) << " MB\n";
     if (std::isfinite(s.bestValidation))
         std::cout << "  validation     " << s.mainMetric << " " << std::setprecision(4) << s.bestValidation
                   << " (best, step " << s.bestStep << ")\n";
@@ -286,7 +303,9 @@ nlohmann::json runJson(const RunRecord& r)
         { "total_steps", r.totalSteps }, { "error", r.errorMessage },
         { "trainable_params", opt(f.trainableParams) }, { "backbone_params", opt(f.backboneParams) },
         { "trainable_percent", opt(r.trainablePercent()) },
-        { "peak_allocated_bytes", opt(f.peakAllocatedBytes) }, { "main_metric", f.mainMetricName },
+        { "peak_allocated_bytes", opt(f.peakAllocatedBytes) },
+        { "init_peak_allocated_bytes", opt(f.initPeakAllocatedBytes) },
+        { "eval_peak_allocated_bytes", opt(f.evalPeakAllocatedBytes) }, { "main_metric", f.mainMetricName },
         { "best_validation", opt(f.bestValidationMetric) }, { "test", opt(f.testMetric) },
         { "wall_seconds", opt(f.wallSeconds) } };
 }
@@ -350,7 +369,9 @@ int runsShow(const std::string& storePath, std::int64_t id, bool asJson)
     auto opt = [](const auto& v) { return v ? nlohmann::json(*v) : nlohmann::json(nullptr); };
     j["memory"] = { { "weight_bytes", opt(f.weightBytes) }, { "gradient_bytes", opt(f.gradientBytes) },
         { "optimizer_bytes", opt(f.optimizerBytes) }, { "peak_allocated_bytes", opt(f.peakAllocatedBytes) },
-        { "peak_reserved_bytes", opt(f.peakReservedBytes) } };
+        { "peak_reserved_bytes", opt(f.peakReservedBytes) },
+        { "init_peak_allocated_bytes", opt(f.initPeakAllocatedBytes) },
+        { "eval_peak_allocated_bytes", opt(f.evalPeakAllocatedBytes) } };
     j["evaluations"] = nlohmann::json::array();
     for (const auto& e : evals)
         j["evaluations"].push_back({ { "step", e.step }, { "split", e.split }, { "metrics", e.metrics },
@@ -390,7 +411,8 @@ int runEval(const std::string& storePath, std::int64_t id)
     const auto checkpoint = StoreRecorder::checkpointPath(path, id);
     auto inputs = loadTrainerInputs(spec);
     inputs.backbone->to(c10::Device(spec.device));
-    auto method = createMethod(inputs.backbone, spec.method);
+    // The stored weights replace the initialisation: init fisher (the run's Fisher pass) is not repeated.
+    auto method = createMethod(inputs.backbone, withoutFisherInit(spec.method));
     method->loadTrainable(checkpoint);
     for (const char* split : { "validation", "test" }) {
         if ((std::string(split) == "test" ? inputs.task.test : inputs.task.validation).empty())

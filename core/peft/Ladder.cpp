@@ -7,7 +7,6 @@
 
 #include "model/T5Checkpoint.h"
 #include "peft/LadderInit.h"
-#include "train/LadderActivationCache.h"
 #include "util/Error.h"
 
 namespace ladder {
@@ -128,14 +127,14 @@ at::Tensor LadderModel::logits(const at::Tensor& decoderHidden)
 
 // ---------------------------------------------------------------------------------------------------
 LadderMethod::LadderMethod(T5ForConditionalGeneration backbone, const MethodOptions& options,
-                           const BatchSource& data)
-    : Method(backbone, options),
-      m_model(m_backbone, LadderSideNetwork(ladderSideOptions(m_backbone->config(), options)))
+    const BatchSource& data, const MethodInitHooks& hooks)
+    : Method(backbone, options)
+    , m_model(m_backbone, LadderSideNetwork(ladderSideOptions(m_backbone->config(), options)))
 {
     for (auto& p : m_backbone->parameters(true))
         p.set_requires_grad(false);
     auto side = m_model.side();
-    initialiseSideNetwork(side, m_backbone, options.init, data, options.fisherSamples);
+    initialiseSideNetwork(side, m_backbone, options.init, data, options.fisherSamples, hooks);
     const auto& reference = m_backbone->shared->weight;
     side->to(reference.device(), reference.scalar_type());
     train(false);
@@ -149,34 +148,6 @@ MethodOutput LadderMethod::forward(const Seq2SeqBatch& batch)
     const auto encoded = m_model.encode(batch.inputIds, batch.attentionMask);
     MethodOutput out;
     out.logits = m_model.logits(m_model.decode(decoderInputIds, encoded));
-    out.loss = T5ForConditionalGenerationImpl::crossEntropy(out.logits, batch.labels);
-    return out;
-}
-
-MethodOutput LadderMethod::forward(const Seq2SeqBatch& batch, const std::vector<std::size_t>& examples,
-                                   LadderActivationCache& cache)
-{
-    if (!batch.labels.defined())
-        throw Error("ladder forward: labels are required");
-    if (m_options.backboneTrainMode)
-        throw Error("ladder: field cache: the activation cache needs the backbone in eval mode "
-                    "(backbone_train_mode draws new dropout masks in the backbone every epoch)");
-    const auto decoderInputIds = m_backbone->shiftRight(batch.labels);
-    MethodOutput out;
-    if (cache.usable(examples, batch.inputIds.size(1), batch.labels.size(1))) {
-        ++cache.hits;
-        // Only the side network runs: the same operations as forward() on the stored backbone outputs.
-        const auto cached = cache.gather(examples, batch.inputIds.size(1), batch.labels.size(1),
-                                         batch.inputIds.device());
-        const auto encoded = m_model.encode(batch.inputIds, batch.attentionMask, &cached);
-        out.logits = m_model.logits(m_model.decode(decoderInputIds, encoded, nullptr, nullptr, &cached));
-    } else {
-        ++cache.misses;
-        LadderBackboneOutputs computed;
-        const auto encoded = m_model.encode(batch.inputIds, batch.attentionMask, nullptr, &computed);
-        out.logits = m_model.logits(m_model.decode(decoderInputIds, encoded, nullptr, nullptr, nullptr, &computed));
-        cache.store(examples, computed, batch.attentionMask, batch.labels);
-    }
     out.loss = T5ForConditionalGenerationImpl::crossEntropy(out.logits, batch.labels);
     return out;
 }
@@ -239,11 +210,11 @@ void LadderStepper::reorder(const at::Tensor& rowIndices)
 
 // ---------------------------------------------------------------------------------------------------
 std::unique_ptr<Method> createLadderMethod(T5ForConditionalGeneration backbone, const MethodOptions& options,
-                                           const BatchSource& data)
+    const BatchSource& data, const MethodInitHooks& hooks)
 {
     if (options.method != "ladder")
         throw Error("createLadderMethod: method is '" + options.method + "', not ladder");
-    return std::make_unique<LadderMethod>(std::move(backbone), options, data);
+    return std::make_unique<LadderMethod>(std::move(backbone), options, data, hooks);
 }
 
 } // namespace ladder

@@ -10,11 +10,9 @@
 
 namespace ladder {
 
-class LadderActivationCache;
-
 // Ladder Side-Tuning (DESIGN.md section 3, docs/LST.md): a side network beside the frozen backbone.
 std::unique_ptr<Method> createLadderMethod(T5ForConditionalGeneration backbone, const MethodOptions& options,
-                                           const BatchSource& data);
+    const BatchSource& data, const MethodInitHooks& hooks = {});
 
 // The side network options an LST method uses for `config` (keep lists resolved per stack, validated).
 // Errors name the field: "ladder: field keep: layer 4 does not exist in the decoder (2 layers, ...)".
@@ -69,15 +67,13 @@ private:
 class LadderMethod : public Method {
 public:
     // Freezes the backbone (requires_grad false), builds the side network, initialises it (options.init;
-    // "fisher" draws examples from `data`), and leaves everything in eval mode (call train(true)).
-    LadderMethod(T5ForConditionalGeneration backbone, const MethodOptions& options, const BatchSource& data);
+    // "fisher" draws examples from `data`, reporting to and cancelled by `hooks`), and leaves everything in
+    // eval mode (call train(true)).
+    LadderMethod(T5ForConditionalGeneration backbone, const MethodOptions& options, const BatchSource& data,
+        const MethodInitHooks& hooks = {});
 
     MethodOutput forward(const Seq2SeqBatch& batch) override;
-    // The same forward with the ladder activation cache: when the cache can serve every example of
-    // `examples` (the batch's rows, by example index) at this batch's padding, the backbone does not run and
-    // its outputs come from the cache; otherwise the backbone runs as in forward() and the rows are stored.
-    MethodOutput forward(const Seq2SeqBatch& batch, const std::vector<std::size_t>& examples,
-                         LadderActivationCache& cache);
+    // The same forward with the ladder activation cache is train/LadderActivationCache.h's forwardWithCache.
     std::unique_ptr<Seq2SeqStepper> makeStepper() override;
     // Side network train/eval; the backbone stays in eval mode unless options.backboneTrainMode.
     void train(bool on) override;

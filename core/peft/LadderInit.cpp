@@ -210,12 +210,12 @@ TensorMap magnitudeImportance(T5ForConditionalGeneration& backbone)
     return out;
 }
 
-TensorMap fisherImportance(
-    T5ForConditionalGeneration& backbone, const BatchSource& data, std::int64_t samples)
+TensorMap fisherImportance(T5ForConditionalGeneration& backbone, const BatchSource& data,
+    std::int64_t samples, const InitProgress& progress, const InitCancelCheck& cancelled)
 {
     if (!data)
-        throw Error("ladder: init fisher needs training examples for the empirical Fisher, "
-                    "and none were given");
+        throw Error("ladder: field init: fisher needs training examples for the empirical Fisher, and none "
+                    "were given here (give data, or set init to magnitude or random)");
     if (samples < 1)
         throw Error("ladder: field fisher_samples: expected a positive number of samples");
 
@@ -238,6 +238,9 @@ TensorMap fisherImportance(
             if (!batch)
                 break;
             for (std::int64_t row = 0; row < batch->inputIds.size(0) && seen < samples; ++row) {
+                if (cancelled && cancelled())
+                    throw InitCancelled("cancelled during the Fisher initialisation after "
+                        + std::to_string(seen) + " of " + std::to_string(samples) + " examples");
                 const auto labels = batch->labels.narrow(0, row, 1).to(device);
                 if ((labels != -100).sum().item<std::int64_t>() == 0)
                     continue; // no target token: no loss
@@ -251,11 +254,15 @@ TensorMap fisherImportance(
                     if (p.grad().defined())
                         fisher[name].add_(p.grad().detach().to(at::kFloat).square());
                 ++seen;
+                if (progress)
+                    progress(seen, samples);
             }
         }
     }
     if (seen == 0)
-        throw Error("ladder: init fisher: the training data yielded no example with a target");
+        throw Error("ladder: field init: fisher: the training data yielded no example with a target");
+    if (progress && seen < samples)
+        progress(seen, seen); // the data ran out first: this is all it will use
     return fisher;
 }
 
@@ -277,7 +284,8 @@ void initialiseSideFromPruned(
 }
 
 void initialiseSideNetwork(LadderSideNetwork& side, T5ForConditionalGeneration& backbone,
-    const std::string& init, const BatchSource& data, std::int64_t fisherSamples)
+    const std::string& init, const BatchSource& data, std::int64_t fisherSamples,
+    const MethodInitHooks& hooks)
 {
     if (init == "random")
         return;
@@ -287,8 +295,9 @@ void initialiseSideNetwork(LadderSideNetwork& side, T5ForConditionalGeneration& 
         throw Error("ladder: init " + init
             + " prunes backbone transformer blocks into side blocks; "
               "ablation adapter-blocks needs init random");
-    const auto importance
-        = init == "fisher" ? fisherImportance(backbone, data, fisherSamples) : magnitudeImportance(backbone);
+    const auto importance = init == "fisher"
+        ? fisherImportance(backbone, data, fisherSamples, hooks.progress, hooks.cancelRequested)
+        : magnitudeImportance(backbone);
     initialiseSideFromPruned(side, backbone, pruneBackbone(backbone, side->options().r, importance));
 }
 

@@ -19,10 +19,12 @@ TensorMap magnitudeImportance(T5ForConditionalGeneration& backbone);
 // Empirical Fisher: the sum over up to `samples` examples (batch size 1; batches from `data` are split
 // into rows) of the squared gradients of the task loss of the full backbone. Gradients are enabled only
 // for the duration; afterwards every backbone parameter is frozen again (requires_grad false) with an
-// undefined .grad() and the backbone's train/eval mode restored. Throws when `data` is empty or yields
-// no example.
-TensorMap fisherImportance(
-    T5ForConditionalGeneration& backbone, const BatchSource& data, std::int64_t samples);
+// undefined .grad() and the backbone's train/eval mode restored, also when it ends by an exception.
+// Throws when `data` is empty or yields no example (errors name the field init).
+// progress(done, samples) after every example, and (seen, seen) at the end when the data ran out before
+// `samples`; cancelled() before every example: true throws InitCancelled.
+TensorMap fisherImportance(T5ForConditionalGeneration& backbone, const BatchSource& data,
+    std::int64_t samples, const InitProgress& progress = {}, const InitCancelCheck& cancelled = {});
 
 // Prunes every block of the backbone by 1/r as the reference's pruning_v2 does (heads kept; the best
 // H * d_kv/r attention rows over all heads, regrouped in index order), following one chain of
@@ -38,8 +40,9 @@ TensorMap pruneBackbone(T5ForConditionalGeneration& backbone, std::int64_t r, co
 void initialiseSideFromPruned(
     LadderSideNetwork& side, T5ForConditionalGeneration& backbone, const TensorMap& pruned);
 
-// init "random" (nothing to do), "magnitude" or "fisher".
+// init "random" (nothing to do), "magnitude" or "fisher" (`hooks` report and cancel the Fisher pass).
 void initialiseSideNetwork(LadderSideNetwork& side, T5ForConditionalGeneration& backbone,
-    const std::string& init, const BatchSource& data, std::int64_t fisherSamples);
+    const std::string& init, const BatchSource& data, std::int64_t fisherSamples,
+    const MethodInitHooks& hooks = {});
 
 } // namespace ladder

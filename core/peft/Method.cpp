@@ -77,7 +77,15 @@ void Method::loadTrainable(const std::string& path)
     } catch (const nlohmann::json::exception& e) {
         throw Error(path + ": method_options is not valid JSON: " + e.what());
     }
-    if (saved.toJson() != m_options.toJson())
+    // The initialisation (init, fisher_samples) only chose the values that the loaded weights replace, so
+    // it need not match: weights trained from a Fisher initialisation load into a method built with init
+    // random (ladder eval, which has no training data at hand).
+    const auto withoutInit = [](MethodOptions o) {
+        o.init = MethodOptions().init;
+        o.fisherSamples = MethodOptions().fisherSamples;
+        return o.toJson();
+    };
+    if (withoutInit(saved) != withoutInit(m_options))
         throw Error(path + ": saved for method options " + saved.toJson().dump() + ", this run has " +
                     m_options.toJson().dump());
 
@@ -102,14 +110,14 @@ void Method::loadTrainable(const std::string& path)
 }
 
 std::unique_ptr<Method> createMethod(T5ForConditionalGeneration backbone, const MethodOptions& options,
-                                     const BatchSource& data)
+    const BatchSource& data, const MethodInitHooks& hooks)
 {
     options.validate(backbone->config());
     const auto device = backbone->shared->weight.device();
     const auto dtype = backbone->shared->weight.scalar_type();
     std::unique_ptr<Method> method = options.method == "ladder"
-                                         ? createLadderMethod(std::move(backbone), options, data)
-                                         : createBaselineMethod(std::move(backbone), options);
+        ? createLadderMethod(std::move(backbone), options, data, hooks)
+        : createBaselineMethod(std::move(backbone), options);
     // Modules a method adds are created on the CPU in float32; bring them to the backbone's place.
     method->to(device, dtype);
     return method;

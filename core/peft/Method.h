@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -13,6 +14,7 @@
 #include "model/Safetensors.h"
 #include "model/T5Model.h"
 #include "peft/MethodOptions.h"
+#include "util/Error.h"
 
 namespace ladder {
 
@@ -25,6 +27,30 @@ struct Seq2SeqBatch {
 
 // Batches for data-driven initialisation (LST Fisher pruning); returns nullopt when exhausted.
 using BatchSource = std::function<std::optional<Seq2SeqBatch>()>;
+
+// Progress of a data-driven initialisation: examples done so far and the most it will use (LST's Fisher
+// pass: after every example; when the data runs out early, a last call with done == total == the number
+// used).
+using InitProgress = std::function<void(std::int64_t done, std::int64_t total)>;
+// Polled before every example of a data-driven initialisation; true stops it with InitCancelled.
+using InitCancelCheck = std::function<bool()>;
+
+// What a method's initialisation reports to, and asks whether to stop (both optional). core/peft knows
+// nothing of the trainer: the trainer wraps its observer in these.
+struct MethodInitHooks {
+    InitProgress progress;
+    InitCancelCheck cancelRequested;
+};
+
+// Thrown by an initialisation whose cancel check returned true; the backbone is left as before it (frozen,
+// undefined gradients). An Error, so that a caller that never cancels reports it like any other.
+class InitCancelled : public Error {
+public:
+    explicit InitCancelled(const std::string& message)
+        : Error(message)
+    {
+    }
+};
 
 struct MethodOutput {
     at::Tensor loss;   // scalar
@@ -72,8 +98,9 @@ protected:
 };
 
 // Builds a method on `backbone` (which it modifies for the in-place methods: bitfit, adapter, lora,
-// prompt). `data` feeds the Fisher initialisation of LST and may be empty otherwise.
+// prompt). `data` feeds the Fisher initialisation of LST (init fisher, the default: without data that is an
+// error naming the field init) and may be empty otherwise; `hooks` report its progress and cancel it.
 std::unique_ptr<Method> createMethod(T5ForConditionalGeneration backbone, const MethodOptions& options,
-                                     const BatchSource& data = {});
+    const BatchSource& data = {}, const MethodInitHooks& hooks = {});
 
 } // namespace ladder

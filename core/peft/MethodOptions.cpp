@@ -96,6 +96,16 @@ const std::vector<std::string>& knownMethods()
     return methods;
 }
 
+MethodOptions withoutFisherInit(MethodOptions options, bool* changed)
+{
+    const bool fisher = options.method == "ladder" && options.init == "fisher";
+    if (fisher)
+        options.init = "random";
+    if (changed)
+        *changed = fisher;
+    return options;
+}
+
 bool isKnownMethod(const std::string& method)
 {
     const auto& m = knownMethods();
@@ -251,6 +261,10 @@ void MethodOptions::validate(const T5Config& config) const
                             " does not exist (the backbone has " + std::to_string(config.numLayers) + " encoder and " +
                             std::to_string(config.numDecoderLayers) + " decoder layers, indices from 0)");
     }
+    if (method == "ladder" && ablation == "adapter-blocks" && init != "random")
+        throw Error("method options: field init: " + init
+            + " prunes the backbone into transformer side blocks, which ablation adapter-blocks does not "
+              "have; set init random");
     if (method == "ladder")
         checkCache(*this, "method options");
     if (method == "adapter" && hidden > config.dModel * 4)

@@ -37,14 +37,15 @@ struct MethodOptions {
     std::int64_t prompts = 100;
 
     // ladder (LST): reduction factor r; side layers kept (0-based backbone layer indices, the same list
-    // for encoder and decoder; empty = all); gate temperature; side-network initialisation ("random",
-    // "magnitude" or "fisher" pruning of the backbone); Fisher samples; backbone in train mode (the
+    // for encoder and decoder; empty = all); gate temperature; side-network initialisation ("fisher", the
+    // default, as every LST script of the reference implementation; "magnitude" pruning of the backbone, or
+    // "random"); Fisher samples (the reference's samples_for_fisher); backbone in train mode (the
     // reference's dropout) instead of eval mode; ablation ("none", "side-tuning", "no-ladders",
     // "adapter-blocks", "cross-attention"); learned merge with the backbone's final output.
     std::int64_t r = 8;
     std::vector<std::int64_t> keep;
     double gateTemperature = 0.1;
-    std::string init = "random";
+    std::string init = "fisher"; // needs training data: createMethod's BatchSource (docs/LST.md)
     std::int64_t fisherSamples = 1024;
     bool backboneTrainMode = false;
     std::string ablation = "none";
@@ -61,7 +62,10 @@ struct MethodOptions {
     std::string cachePadding = "same";
 
     static MethodOptions defaults(const std::string& method);
-    // Errors name the field: "method options: field rank: expected a positive integer".
+    // Errors name the field: "method options: field rank: expected a positive integer". Missing fields
+    // take today's defaults; toJson() writes every field of the method (init always, for ladder), so stored
+    // specs, checkpoints and their hashes keep the init they were made with (random before fisher became
+    // the default).
     static MethodOptions fromJson(const nlohmann::json& json, const std::string& source = "method options");
     nlohmann::json toJson() const;
     // Checks values against a backbone (keep indices < layers, freeze <= layers, divisibility by r...).
@@ -70,6 +74,11 @@ struct MethodOptions {
     // Side layers kept, resolved: keep, or every layer when keep is empty.
     std::vector<std::int64_t> keptLayers(std::int64_t numLayers) const;
 };
+
+// For callers that build a method without training data and whose results do not depend on the side
+// network's initial values (parameter counts, the memory and speed benches, loading trained or given side
+// weights): init fisher becomes random, everything else stays. *changed (optional): whether it did.
+MethodOptions withoutFisherInit(MethodOptions options, bool* changed = nullptr);
 
 bool isKnownMethod(const std::string& method);
 const std::vector<std::string>& knownMethods();

@@ -140,6 +140,8 @@ RunRecord readRun(Statement& s)
     f.lastMetric = s.optReal("last_metric");
     f.peakAllocatedBytes = s.optInt64("peak_allocated_bytes");
     f.peakReservedBytes = s.optInt64("peak_reserved_bytes");
+    f.initPeakAllocatedBytes = s.optInt64("init_peak_allocated_bytes");
+    f.evalPeakAllocatedBytes = s.optInt64("eval_peak_allocated_bytes");
     f.weightBytes = s.optInt64("weight_bytes");
     f.gradientBytes = s.optInt64("gradient_bytes");
     f.optimizerBytes = s.optInt64("optimizer_bytes");
@@ -431,6 +433,8 @@ struct ResultsStore::Impl {
             last_metric            = COALESCE(:last_metric, last_metric),
             peak_allocated_bytes   = COALESCE(:peak_allocated_bytes, peak_allocated_bytes),
             peak_reserved_bytes    = COALESCE(:peak_reserved_bytes, peak_reserved_bytes),
+            init_peak_allocated_bytes = COALESCE(:init_peak_allocated_bytes, init_peak_allocated_bytes),
+            eval_peak_allocated_bytes = COALESCE(:eval_peak_allocated_bytes, eval_peak_allocated_bytes),
             weight_bytes           = COALESCE(:weight_bytes, weight_bytes),
             gradient_bytes         = COALESCE(:gradient_bytes, gradient_bytes),
             optimizer_bytes        = COALESCE(:optimizer_bytes, optimizer_bytes),
@@ -447,6 +451,8 @@ struct ResultsStore::Impl {
             .bind(":last_metric", f.lastMetric)
             .bind(":peak_allocated_bytes", f.peakAllocatedBytes)
             .bind(":peak_reserved_bytes", f.peakReservedBytes)
+            .bind(":init_peak_allocated_bytes", f.initPeakAllocatedBytes)
+            .bind(":eval_peak_allocated_bytes", f.evalPeakAllocatedBytes)
             .bind(":weight_bytes", f.weightBytes)
             .bind(":gradient_bytes", f.gradientBytes)
             .bind(":optimizer_bytes", f.optimizerBytes)

@@ -90,6 +90,12 @@ CREATE TABLE logs (
 CREATE INDEX logs_by_run ON logs (run_id, id);
 )sql";
 
+// Version 2: the peaks of a run's initialisation and evaluations, beside training's peak_allocated_bytes.
+constexpr const char* kSchemaV2 = R"sql(
+ALTER TABLE runs ADD COLUMN init_peak_allocated_bytes INTEGER;
+ALTER TABLE runs ADD COLUMN eval_peak_allocated_bytes INTEGER;
+)sql";
+
 } // namespace
 
 const std::vector<Migration>& migrations()
@@ -98,6 +104,7 @@ const std::vector<Migration>& migrations()
     // https://www.sqlite.org/lang_altertable.html#otheralter inside its transaction.
     static const std::vector<Migration> list = {
         { 1, "create runs, metrics, evaluations and logs", kSchemaV1 },
+        { 2, "add the initialisation and evaluation peaks to runs", kSchemaV2 },
     };
     return list;
 }

@@ -54,8 +54,10 @@ struct FinalFigures {
     std::optional<double> testMetric; // main metric of the best checkpoint on the test split
     std::string mainMetricName; // "accuracy", "matthews_correlation", ...; empty: unset
     std::optional<double> lastMetric; // main metric of the last validation evaluation
-    std::optional<std::int64_t> peakAllocatedBytes;
+    std::optional<std::int64_t> peakAllocatedBytes; // the training steps only (docs/STORE.md)
     std::optional<std::int64_t> peakReservedBytes;
+    std::optional<std::int64_t> initPeakAllocatedBytes; // building and initialising the method (Fisher pass)
+    std::optional<std::int64_t> evalPeakAllocatedBytes; // the highest of the run's evaluations by generation
     std::optional<std::int64_t> weightBytes; // static memory: all weights (frozen and trainable)
     std::optional<std::int64_t> gradientBytes; // static memory: gradients of the trainable parameters
     std::optional<std::int64_t> optimizerBytes; // static memory: optimizer state

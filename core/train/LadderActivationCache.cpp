@@ -636,4 +636,34 @@ void LadderActivationCache::flush()
         ::msync(m_map, m_mapBytes, MS_SYNC);
 }
 
+MethodOutput forwardWithCache(LadderMethod& method, const Seq2SeqBatch& batch,
+    const std::vector<std::size_t>& examples, LadderActivationCache& cache)
+{
+    if (!batch.labels.defined())
+        throw Error("ladder forward: labels are required");
+    if (method.options().backboneTrainMode)
+        throw Error("ladder: field cache: the activation cache needs the backbone in eval mode "
+                    "(backbone_train_mode draws new dropout masks in the backbone every epoch)");
+    auto& model = method.model();
+    const auto decoderInputIds = model.backbone()->shiftRight(batch.labels);
+    MethodOutput out;
+    if (cache.usable(examples, batch.inputIds.size(1), batch.labels.size(1))) {
+        ++cache.hits;
+        // Only the side network runs: the same operations as forward() on the stored backbone outputs.
+        const auto cached
+            = cache.gather(examples, batch.inputIds.size(1), batch.labels.size(1), batch.inputIds.device());
+        const auto encoded = model.encode(batch.inputIds, batch.attentionMask, &cached);
+        out.logits = model.logits(model.decode(decoderInputIds, encoded, nullptr, nullptr, &cached));
+    } else {
+        ++cache.misses;
+        LadderBackboneOutputs computed;
+        const auto encoded = model.encode(batch.inputIds, batch.attentionMask, nullptr, &computed);
+        out.logits
+            = model.logits(model.decode(decoderInputIds, encoded, nullptr, nullptr, nullptr, &computed));
+        cache.store(examples, computed, batch.attentionMask, batch.labels);
+    }
+    out.loss = T5ForConditionalGenerationImpl::crossEntropy(out.logits, batch.labels);
+    return out;
+}
+
 } // namespace ladder

@@ -160,4 +160,11 @@ private:
 // The compute part of a key: "cpu-fp32", "cuda-fp32", "cuda-bf16-autocast".
 std::string ladderCacheComputeLabel(const c10::Device& device, bool bf16Autocast);
 
+// LadderMethod::forward with the activation cache: when the cache can serve every example of `examples`
+// (the batch's rows, by example index) at this batch's padding, the backbone does not run and its outputs
+// come from the cache; otherwise the backbone runs as in forward() and the rows are stored. Counts the
+// cache's hits and misses. (Here, not in core/peft, which knows nothing of core/train.)
+MethodOutput forwardWithCache(LadderMethod& method, const Seq2SeqBatch& batch,
+    const std::vector<std::size_t>& examples, LadderActivationCache& cache);
+
 } // namespace ladder

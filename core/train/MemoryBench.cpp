@@ -16,9 +16,12 @@
 
 namespace ladder {
 
-MemoryBenchResult measureTrainingMemory(const MemoryBenchSpec& spec, const MethodOptions& options,
+MemoryBenchResult measureTrainingMemory(const MemoryBenchSpec& spec, const MethodOptions& given,
     const std::function<void(const std::string&)>& progress)
 {
+    // Training memory does not depend on LST's initial side weights, and the bench has no task data for a
+    // Fisher pass: LST is built with init random (r.options says so).
+    const auto options = withoutFisherInit(given);
     if (spec.steps < 2)
         throw Error("memory bench: at least 2 steps are needed (AdamW allocates its state inside step 1)");
     if (spec.dtype != "fp32" && spec.dtype != "bf16")

@@ -62,7 +62,8 @@ struct MemoryBenchResult {
     std::uint64_t activationBytes() const { return peakBytes > staticBytes ? peakBytes - staticBytes : 0; }
 };
 
-// Measures one method from a clean state (everything it builds is freed before it returns).
+// Measures one method from a clean state (everything it builds is freed before it returns). LST with init
+// fisher is built with init random (the peak does not depend on the initial side weights).
 // `progress` (optional) is told "method: step k/n" lines.
 MemoryBenchResult measureTrainingMemory(const MemoryBenchSpec& spec, const MethodOptions& options,
     const std::function<void(const std::string&)>& progress = {});

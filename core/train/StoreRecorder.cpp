@@ -54,6 +54,10 @@ FinalFigures figuresOf(const RunSummary& s)
         f.peakAllocatedBytes = static_cast<std::int64_t>(s.peakAllocatedBytes);
     if (s.peakReservedBytes)
         f.peakReservedBytes = static_cast<std::int64_t>(s.peakReservedBytes);
+    if (s.initPeakAllocatedBytes)
+        f.initPeakAllocatedBytes = static_cast<std::int64_t>(s.initPeakAllocatedBytes);
+    if (s.evalPeakAllocatedBytes)
+        f.evalPeakAllocatedBytes = static_cast<std::int64_t>(s.evalPeakAllocatedBytes);
     if (s.weightBytes)
         f.weightBytes = static_cast<std::int64_t>(s.weightBytes);
     if (s.trainableParams) {

@@ -22,6 +22,10 @@ public:
     void onEval(const TrainEval& eval) override;
     void onLog(const std::string& level, const std::string& message) override;
     void onBestModel(const Method& method) override;
+    void onInitProgress(const std::string& what, std::int64_t done, std::int64_t total) override
+    {
+        m_inner.onInitProgress(what, done, total); // shown live, not stored (the log lines are)
+    }
     bool cancelRequested() override { return m_inner.cancelRequested(); }
 
     // Writes what is pending and the run's final status and figures.

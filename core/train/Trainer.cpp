@@ -356,15 +356,34 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
     summary.device = spec.device;
     const auto t0 = Clock::now();
     std::unique_ptr<MemoryMeter> meter;
+    // The meter's peak window is reset at every change of phase, and each window's peak goes to its phase's
+    // figure (the highest over its windows): training's is never raised by an evaluation or the init.
+    // Untracked: set-up, and after training, restoring and saving the best checkpoint.
+    enum class Phase { Untracked, Init, Training, Evaluation };
+    Phase phase = Phase::Untracked;
+    auto foldPeak = [&]() {
+        if (!meter)
+            return;
+        const auto s = meter->sample();
+        if (phase == Phase::Init)
+            summary.initPeakAllocatedBytes = std::max(summary.initPeakAllocatedBytes, s.peakAllocated);
+        else if (phase == Phase::Evaluation)
+            summary.evalPeakAllocatedBytes = std::max(summary.evalPeakAllocatedBytes, s.peakAllocated);
+        else if (phase == Phase::Training) {
+            summary.peakAllocatedBytes = std::max(summary.peakAllocatedBytes, s.peakAllocated);
+            summary.peakReservedBytes = std::max(summary.peakReservedBytes, s.peakReserved);
+        }
+    };
+    auto enterPhase = [&](Phase next) {
+        foldPeak();
+        meter->resetPeak();
+        phase = next;
+    };
     auto fail = [&](RunOutcome status, const std::string& message) {
         summary.status = status;
         summary.message = message;
         summary.wallSeconds = secondsSince(t0);
-        if (meter) {
-            const auto s = meter->sample();
-            summary.peakAllocatedBytes = std::max(summary.peakAllocatedBytes, s.peakAllocated);
-            summary.peakReservedBytes = std::max(summary.peakReservedBytes, s.peakReserved);
-        }
+        foldPeak(); // the phase that failed, was cancelled or ran out of memory
         observer.onLog(status == RunOutcome::Cancelled ? "info" : "error", message);
         return summary;
     };
@@ -420,19 +439,40 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
             };
         }
 
+        // The Fisher pass reports "Fisher initialisation k/N" (onInitProgress after every example, a log
+        // line every 10% and at the end) and stops as Cancelled when the observer asks.
+        MethodInitHooks initHooks;
+        std::int64_t fisherLoggedTenths = 0, fisherLoggedDone = -1;
+        if (fisherSource) {
+            const auto available = static_cast<std::int64_t>(task.train.size());
+            initHooks.progress = [&, available](std::int64_t done, std::int64_t total) {
+                total = std::min(total, available); // examples with no target are skipped: see the last call
+                done = std::min(done, total);
+                observer.onInitProgress("Fisher initialisation", done, total);
+                const auto tenths = total > 0 ? done * 10 / total : 10;
+                if (tenths > fisherLoggedTenths || (done == total && done != fisherLoggedDone)) {
+                    fisherLoggedTenths = tenths;
+                    fisherLoggedDone = done;
+                    observer.onLog("info",
+                        "Fisher initialisation " + std::to_string(done) + "/" + std::to_string(total)
+                            + " examples");
+                }
+            };
+            initHooks.cancelRequested = [&observer] { return observer.cancelRequested(); };
+        }
+
         inputs.backbone->to(device);
-        meter->resetPeak();
-        auto method = createMethod(inputs.backbone, spec.method, fisherSource);
+        enterPhase(Phase::Init);
+        auto method = createMethod(inputs.backbone, spec.method, fisherSource, initHooks);
         method->train(true);
         // The stored peak is training's: the method's initialisation (LST's Fisher pass runs a whole backbone
         // backward) has its own peak, reported apart.
-        summary.initPeakAllocatedBytes = meter->sample().peakAllocated;
+        enterPhase(Phase::Training); // sets initPeakAllocatedBytes
         if (spec.method.method == "ladder" && spec.method.init == "fisher")
             observer.onLog("info",
                 "Fisher initialisation: peak allocated "
                     + std::to_string(summary.initPeakAllocatedBytes / 1000000)
                     + " MB (not part of the training peak)");
-        meter->resetPeak();
         auto params = method->trainableParameters();
         std::unique_ptr<LadderActivationCache> ladderCache;
         LadderMethod* ladderMethod = nullptr;
@@ -475,7 +515,6 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
             "training " + std::to_string(task.train.size()) + " examples, " + std::to_string(totalSteps)
                 + " steps, lr " + std::to_string(baseLr) + ", " + std::to_string(summary.trainableParams)
                 + " trainable parameters");
-
         auto gen = GenerationOptions::forConfig(inputs.backbone->config());
         gen.numBeams = o.numBeams;
         gen.maxNewTokens = bo.maxTargetLength;
@@ -485,8 +524,11 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
         std::int64_t lastEvalStep = -1;
         auto validate = [&](std::int64_t step, std::int64_t epoch) {
             lastEvalStep = step;
+            const auto resume = phase;
+            enterPhase(Phase::Evaluation);
             auto e = evaluateSplit(*method, validationBatcher, validation, task.info, tokenizer, gen, device,
                 autocast, observer);
+            enterPhase(resume);
             e.step = step;
             e.epoch = epoch;
             e.split = "validation";
@@ -523,7 +565,7 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
                 at::Tensor loss;
                 {
                     AutocastGuard amp(autocast, device.type());
-                    loss = ladderCache ? ladderMethod->forward(batch, b.indices, *ladderCache).loss
+                    loss = ladderCache ? forwardWithCache(*ladderMethod, batch, b.indices, *ladderCache).loss
                                        : method->forward(batch).loss;
                 }
                 if (lossHook)
@@ -557,7 +599,9 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
                 s.epoch = epoch;
                 s.loss = accumulatedLoss / static_cast<double>(groupSize);
                 s.learningRate = lr;
-                s.memory = meter->sample();
+                s.memory = meter->sample(); // the peak: training's so far, earlier windows included
+                s.memory.peakAllocated = std::max(s.memory.peakAllocated, summary.peakAllocatedBytes);
+                s.memory.peakReserved = std::max(s.memory.peakReserved, summary.peakReservedBytes);
                 const double dt = secondsSince(stepStart);
                 s.tokensPerSecond = dt > 0 ? static_cast<double>(tokens) / dt : 0.0;
                 s.elapsedSeconds = secondsSince(t0);
@@ -584,6 +628,7 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
             if (o.evalEverySteps == 0)
                 validate(step, epoch);
         }
+        enterPhase(Phase::Untracked); // training's peak is complete
         if (lastEvalStep != step) // the last step was not evaluated yet
             validate(step, epochs - 1);
 
@@ -592,8 +637,10 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
             best.restore(params);
         observer.onBestModel(*method);
         if (testBatcher) {
+            enterPhase(Phase::Evaluation);
             auto e = evaluateSplit(
                 *method, *testBatcher, test, task.info, tokenizer, gen, device, autocast, observer);
+            enterPhase(Phase::Untracked);
             e.step = summary.bestStep;
             e.epoch = epochs - 1;
             e.split = "test";
@@ -601,9 +648,6 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
             summary.testMetric = e.main;
             summary.testValues = e.values;
         }
-        const auto m = meter->sample();
-        summary.peakAllocatedBytes = m.peakAllocated;
-        summary.peakReservedBytes = m.peakReserved;
         summary.status = RunOutcome::Finished;
         summary.wallSeconds = secondsSince(t0);
         summary.tokensPerSecond = 0.0;
@@ -611,14 +655,15 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
         return summary;
     } catch (const Cancelled&) {
         return fail(RunOutcome::Cancelled, "cancelled at step " + std::to_string(summary.steps));
+    } catch (const InitCancelled& e) { // LST's Fisher pass: the backbone is frozen again, gradients undefined
+        return fail(RunOutcome::Cancelled, e.what());
     } catch (const c10::OutOfMemoryError& e) {
-        if (meter) {
-            const auto s = meter->sample();
-            summary.peakAllocatedBytes = s.peakAllocated;
-            summary.peakReservedBytes = s.peakReserved;
-        }
+        const auto peak = meter ? meter->sample().peakAllocated : 0; // of the phase that ran out
+        const char* where = phase == Phase::Init ? "initialising the method, "
+            : phase == Phase::Evaluation         ? "evaluating, "
+                                                 : "";
         return fail(RunOutcome::Failed,
-            "out of memory (peak allocated " + std::to_string(summary.peakAllocatedBytes / (1024 * 1024))
+            std::string("out of memory (") + where + "peak allocated " + std::to_string(peak / (1024 * 1024))
                 + " MiB)");
     } catch (const std::exception& e) {
         std::string what = e.what();

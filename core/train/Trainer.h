@@ -24,7 +24,7 @@ struct TrainStep {
     std::int64_t epoch = 0;      // 0-based
     double loss = 0.0;           // mean over the accumulated micro-batches
     double learningRate = 0.0;
-    MemorySample memory;         // now and the peak since the run started
+    MemorySample memory;         // now, and training's peak so far (the steps only, as RunSummary's)
     double tokensPerSecond = 0.0; // non-padding source + target tokens over this step's wall time
     double elapsedSeconds = 0.0;
 };
@@ -63,11 +63,15 @@ struct RunSummary {
     double lastValidation = std::numeric_limits<double>::quiet_NaN();
     double testMetric = std::numeric_limits<double>::quiet_NaN();
     std::map<std::string, double> testValues;
-    // Training's peak: the steps (forward, backward, optimizer) and the evaluations between them, from
-    // after the method was built (its initialisation, e.g. LST's Fisher pass, is initPeakAllocatedBytes).
+    // Peaks of live bytes (absolute, weights included) of the run's three phases (docs/STORE.md):
+    // training's: the training steps only (batches, forward, backward, clipping, the optimizer step; LST's
+    // activation cache, filled by the first epoch's forwards), never the evaluations between them;
     std::uint64_t peakAllocatedBytes = 0;
     std::uint64_t peakReservedBytes = 0;
+    // the method's construction and initialisation (LST's Fisher pass runs a whole backbone backward);
     std::uint64_t initPeakAllocatedBytes = 0;
+    // the highest of every evaluation by generation (validation and test).
+    std::uint64_t evalPeakAllocatedBytes = 0;
     std::uint64_t weightBytes = 0;
     std::uint64_t gradientBytes = 0;
     std::uint64_t optimizerBytes = 0;
@@ -89,6 +93,9 @@ public:
     virtual void onStep(const TrainStep& step) {}
     virtual void onEval(const TrainEval& eval) {}
     virtual void onLog(const std::string& level, const std::string& message) {}
+    // Progress of the method's initialisation before the first step (LST's Fisher pass: `what` is "Fisher
+    // initialisation", done of total examples), after every example; cancelRequested() is polled there too.
+    virtual void onInitProgress(const std::string& what, std::int64_t done, std::int64_t total) {}
     // The best checkpoint has been restored into `method` (before the test evaluation): save it here.
     virtual void onBestModel(const class Method& method) {}
     virtual bool cancelRequested() { return false; }

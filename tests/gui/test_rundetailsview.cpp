@@ -151,6 +151,40 @@ private Q_SLOTS:
             view.logText().contains(QStringLiteral("warning loss spike at step 4")), 10000);
     }
 
+    // The initialisation's and the evaluations' peaks are rows beside training's, only where stored.
+    void showsInitAndEvaluationPeaksWhereStored()
+    {
+        const std::string path = test::makeTempDir() + "/results.sqlite";
+        QVERIFY(test::writeFixtureStore(path));
+        {
+            ResultsStore writer;
+            QVERIFY(writer.open(path));
+            FinalFigures f;
+            f.initPeakAllocatedBytes = 350'000'000;
+            f.evalPeakAllocatedBytes = 120'000'000;
+            QVERIFY(writer.setFinalFigures(5, f));
+        }
+        StoreReader reader;
+        reader.setPollInterval(0);
+        reader.setStorePath(QString::fromStdString(path));
+        RunDetailsView view;
+        view.setReader(&reader);
+        QSignalSpy details(&reader, &StoreReader::detailsLoaded);
+        view.showRun(5);
+        QVERIFY(details.wait(10000));
+        QStringList figures = view.figureLines();
+        QVERIFY2(
+            figures.contains(QStringLiteral("peak allocated: 300.0 MB")), qPrintable(figures.join('\n')));
+        QVERIFY(figures.contains(QStringLiteral("init peak: 350.0 MB")));
+        QVERIFY(figures.contains(QStringLiteral("evaluation peak: 120.0 MB")));
+        view.showRun(6); // no such figures: no such rows
+        QVERIFY(details.wait(10000));
+        figures = view.figureLines();
+        QVERIFY(figures.contains(QStringLiteral("peak allocated: 310.0 MB")));
+        QVERIFY2(!figures.join('\n').contains(QStringLiteral("init peak")), qPrintable(figures.join('\n')));
+        QVERIFY(!figures.join('\n').contains(QStringLiteral("evaluation peak")));
+    }
+
     void prettySpecKeepsNonJson()
     {
         QCOMPARE(RunDetailsView::prettySpec("{\"b\":1,\"a\":[2]}"),

@@ -86,6 +86,30 @@ private Q_SLOTS:
         QCOMPARE(model.rowCount(), 0);
     }
 
+    // Before its first step a running run shows what it prepares (LST's Fisher pass) in the Progress
+    // column; the first step, or the run no longer running, clears it.
+    void progressShowsTheFisherInitialisation()
+    {
+        RunQueueModel model;
+        QAbstractItemModelTester tester(&model, QAbstractItemModelTester::FailureReportingMode::QtTest);
+        model.setRuns({ record(1, RunState::Running), record(2, RunState::Queued, 1) });
+        const auto progress = [&] { return model.index(0, RunQueueModel::ProgressColumn); };
+        QCOMPARE(progress().data(RunQueueModel::ProgressRole).toInt(), -1);
+        model.setProgress(1, 0, 0, QStringLiteral("Fisher initialisation 300/1024"), 29);
+        QCOMPARE(progress().data().toString(), QStringLiteral("Fisher initialisation 300/1024"));
+        QCOMPARE(progress().data(RunQueueModel::ProgressRole).toInt(), 29);
+        model.setProgress(2, 0, 0, QStringLiteral("Fisher initialisation 1/1024"), 0); // not running: hidden
+        QCOMPARE(model.index(1, RunQueueModel::ProgressColumn).data().toString(), QString());
+        model.setRuns({ record(1, RunState::Running), record(2, RunState::Queued, 1) }); // a refresh keeps it
+        QCOMPARE(progress().data().toString(), QStringLiteral("Fisher initialisation 300/1024"));
+        model.setProgress(1, 1, 20);
+        QCOMPARE(progress().data().toString(), QStringLiteral("1 / 20"));
+        QCOMPARE(progress().data(RunQueueModel::ProgressRole).toInt(), 5);
+        model.setProgress(1, 0, 0, QStringLiteral("Fisher initialisation 5/10"), 50);
+        model.setRuns({ record(1, RunState::Cancelled), record(2, RunState::Queued, 1) });
+        QCOMPARE(model.index(1, RunQueueModel::ProgressColumn).data().toString(), QString());
+    }
+
     void controllerQueueOperations()
     {
         const QString store = QString::fromStdString(test::makeTempDir()) + QStringLiteral("/results.sqlite");

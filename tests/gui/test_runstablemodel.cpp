@@ -101,8 +101,10 @@ private Q_SLOTS:
         RunRecord lst;
         lst.method = "ladder";
         lst.methodOptionsJson
-            = R"({"method":"ladder","r":8,"keep":[1,2,3],"init":"fisher","ablation":"none"})";
-        QCOMPARE(RunsTableModel::optionsSummary(lst), QStringLiteral("r=8 keep=1,2,3 init=fisher"));
+            = R"({"method":"ladder","r":8,"keep":[1,2,3],"init":"random","ablation":"none"})";
+        QCOMPARE(RunsTableModel::optionsSummary(lst), QStringLiteral("r=8 keep=1,2,3 init=random"));
+        lst.methodOptionsJson = R"({"method":"ladder","r":8,"init":"fisher","ablation":"none"})";
+        QCOMPARE(RunsTableModel::optionsSummary(lst), QStringLiteral("r=8")); // the default init is not named
         RunRecord frozen;
         frozen.method = "adapter";
         frozen.methodOptionsJson = R"({"method":"adapter","hidden":12,"freeze":6})";

@@ -24,6 +24,7 @@
 #include "RunDetailsView.h"
 #include "RunQueueController.h"
 #include "RunQueueModel.h"
+#include "RunWorker.h"
 #include "TestSupport.h"
 #include "store/ResultsStore.h"
 
@@ -161,6 +162,7 @@ private Q_SLOTS:
         const auto spec = nlohmann::json::parse(run.specJson);
         QCOMPARE(spec.at("method").at("r").get<int>(), 4);
         QCOMPARE(spec.at("method").at("keep"), nlohmann::json::array({ 1 }));
+        QCOMPARE(spec.at("method").at("init"), nlohmann::json("fisher")); // the form's default, the paper's
         QVERIFY(run.figures.peakAllocatedBytes.value_or(0) > 0);
         QVERIFY(run.figures.bestValidationMetric.has_value());
 
@@ -207,7 +209,17 @@ private Q_SLOTS:
         QSignalSpy progress(window.queueController(), &RunQueueController::runProgress);
         QSignalSpy finished(window.queueController(), &RunQueueController::runFinished);
         window.findChild<QAction*>(QStringLiteral("actionRun"))->trigger();
-        QTRY_VERIFY_WITH_TIMEOUT(progress.count() >= 3, kRunTimeoutMs);
+        // LST's default Fisher initialisation reports first (the queue's Progress column shows it), then
+        // the training steps: cancel once three steps have been reported.
+        auto stepsReported = [&] {
+            int n = 0;
+            for (const auto& args : progress)
+                n += args.at(0).value<RunProgress>().step > 0 ? 1 : 0;
+            return n;
+        };
+        QTRY_VERIFY_WITH_TIMEOUT(stepsReported() >= 3, kRunTimeoutMs);
+        const auto first = progress.at(0).at(0).value<RunProgress>();
+        QVERIFY2(first.phase.startsWith(QStringLiteral("Fisher initialisation ")), qPrintable(first.phase));
         QTRY_VERIFY_WITH_TIMEOUT(window.queueView()->selectedRun() > 0, 5000);
         QTest::keyClick(&window, Qt::Key_Escape);
         QTRY_COMPARE_WITH_TIMEOUT(finished.count(), 1, kRunTimeoutMs);

@@ -134,6 +134,8 @@ private Q_SLOTS:
         QVERIFY2(r.exitCode == 0, r.err.c_str());
         const auto j = nlohmann::json::parse(r.out);
         QVERIFY2(std::abs(j.at("percent").get<double>() - percent) < 0.0005, r.out.c_str());
+        if (j.at("method").at("method") == "ladder") // counted without data; the options shown are the given
+            QCOMPARE(j.at("method").at("init").get<std::string>(), std::string("fisher"));
     }
 
     void paramsRejectsForeignFlag()
@@ -162,6 +164,9 @@ private Q_SLOTS:
         // full: weights + gradients + two AdamW moments of every parameter (61,440 parameters).
         QVERIFY(j.at("full").at("static_bytes").get<std::uint64_t>() >= 61440ull * 16);
         QVERIFY(j.at("ladder").at("peak_bytes").get<std::uint64_t>() < j.at("full").at("peak_bytes").get<std::uint64_t>());
+        // LST's default init, fisher, needs task data: the bench builds it with init random (memory is the
+        // same).
+        QCOMPARE(j.at("ladder").at("options").at("init").get<std::string>(), std::string("random"));
     }
 
     // Any bad input: non-zero exit, one line on stderr naming the problem, no crash.

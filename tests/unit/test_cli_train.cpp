@@ -68,6 +68,7 @@ private Q_SLOTS:
         auto r = test::runCli({"train", "--config", QString::fromStdString(root + "/run.json"), "--store", store});
         QVERIFY2(r.exitCode == 0, (r.out + r.err).c_str());
         QVERIFY2(r.out.find("run 1: finished") != std::string::npos, r.out.c_str());
+        QVERIFY2(r.err.find("Fisher initialisation") != std::string::npos, r.err.c_str());
 
         r = test::runCli({"runs", "--store", store, "list", "--json"});
         QVERIFY2(r.exitCode == 0, r.err.c_str());
@@ -84,6 +85,9 @@ private Q_SLOTS:
         const auto show = nlohmann::json::parse(r.out);
         QVERIFY(show.at("evaluations").size() >= 2);
         QCOMPARE(show.at("spec").at("method").at("r").get<int>(), 4);
+        // LST's default init is the paper's Fisher pruning; its pass over the task showed on the progress
+        // line, and eval (below) loads the trained weights without repeating it.
+        QCOMPARE(show.at("spec").at("method").at("init").get<std::string>(), std::string("fisher"));
 
         // Every evaluation keeps what was generated (the first 200 examples; these splits are smaller), and
         // the exact-match rate over the kept predictions is the stored accuracy.

@@ -80,6 +80,7 @@ nlohmann::json configuration(const std::string& name)
 MethodOptions optionsOf(const nlohmann::json& c)
 {
     auto o = MethodOptions::defaults("ladder");
+    o.init = "random"; // the side weights are loaded from the reference's; the init cases set theirs
     o.r = c.at("r").get<std::int64_t>();
     o.keep = c.at("keep").get<std::vector<std::int64_t>>();
     return o;
@@ -218,6 +219,7 @@ private Q_SLOTS:
         at::manual_seed(7);
         T5ForConditionalGeneration backbone(config);
         auto options = MethodOptions::defaults("ladder");
+        options.init = "random"; // the spread of the random initialisation
         options.r = init.at("r").get<std::int64_t>();
         auto method = createMethod(backbone, options);
 

@@ -52,7 +52,7 @@ double growthPerExample(const std::string& methodName, std::int64_t depth)
     MemoryMeter meter(c10::Device(c10::kCPU));
     at::manual_seed(1);
     T5ForConditionalGeneration backbone(configWithDepth(depth));
-    auto options = MethodOptions::defaults(methodName);
+    auto options = withoutFisherInit(MethodOptions::defaults(methodName)); // memory does not depend on it
     options.r = 4;
     options.keep = {1};
     auto method = createMethod(backbone, options);

@@ -340,6 +340,44 @@ private Q_SLOTS:
         }
     }
 
+    // LST's init defaults to the paper's (Fisher pruning over the reference's samples_for_fisher, 1024);
+    // toJson writes init always, so a stored spec keeps the init it ran with (random before the change).
+    void ladderInitDefaultsToFisher()
+    {
+        const auto lst = MethodOptions::defaults("ladder");
+        QCOMPARE(QString::fromStdString(lst.init), QStringLiteral("fisher"));
+        QCOMPARE(lst.fisherSamples, std::int64_t(1024));
+        QCOMPARE(QString::fromStdString(MethodOptions().init), QStringLiteral("fisher"));
+        QCOMPARE(lst.toJson().at("init").get<std::string>(), std::string("fisher"));
+        QCOMPARE(lst.toJson().at("fisher_samples").get<std::int64_t>(), std::int64_t(1024));
+        QCOMPARE(QString::fromStdString(MethodOptions::fromJson({ { "method", "ladder" } }).init),
+            QStringLiteral("fisher"));
+        auto old = lst;
+        old.init = "random";
+        const auto stored = old.toJson(); // what the store kept for runs made with the old default
+        QCOMPARE(stored.at("init").get<std::string>(), std::string("random"));
+        QCOMPARE(QString::fromStdString(MethodOptions::fromJson(stored).init), QStringLiteral("random"));
+        QCOMPARE(MethodOptions::fromJson(stored).toJson(), stored); // the same spec, the same hash
+
+        // Without data, init fisher is an error naming the field; withoutFisherInit is for callers whose
+        // results do not depend on the init.
+        try {
+            createMethod(tinyBackbone(), lst);
+            QFAIL("init fisher without data should fail");
+        } catch (const Error& e) {
+            QVERIFY2(std::string(e.what()).find("field init") != std::string::npos, e.what());
+        }
+        bool changed = false;
+        QCOMPARE(QString::fromStdString(withoutFisherInit(lst, &changed).init), QStringLiteral("random"));
+        QVERIFY(changed);
+        auto magnitude = lst;
+        magnitude.init = "magnitude";
+        QCOMPARE(
+            QString::fromStdString(withoutFisherInit(magnitude, &changed).init), QStringLiteral("magnitude"));
+        QVERIFY(!changed);
+        QVERIFY(createMethod(tinyBackbone(), withoutFisherInit(lst)) != nullptr);
+    }
+
     void optionsRoundTrip()
     {
         for (const auto& name : knownMethods()) {

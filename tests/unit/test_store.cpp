@@ -26,6 +26,7 @@
 #include "store/ResultsStore.h"
 #include "store/RunsCsv.h"
 #include "store/SpecHash.h"
+#include "store/StoreMigrations.h"
 
 using namespace ladder;
 
@@ -175,6 +176,7 @@ private Q_SLOTS:
     void defaultPathFollowsXdg();
     void createsSchemaAndVersion();
     void migratesEmptyFile();
+    void migratesVersion1Store();
     void roundTripsEveryField();
     void finalFiguresMergeAndStatusRules();
     void batchedMetrics();
@@ -226,14 +228,14 @@ void TestStore::createsSchemaAndVersion()
     int version = 0;
     QVERIFY(store.schemaVersion(&version));
     QCOMPARE(version, ResultsStore::latestSchemaVersion());
-    QCOMPARE(version, 1);
+    QCOMPARE(version, 2);
     std::string integrity;
     QVERIFY(store.integrityCheck(&integrity));
     QCOMPARE(integrity, std::string("ok"));
     store.close();
 
     QCOMPARE(rawQuery(path, "PRAGMA journal_mode"), std::string("wal"));
-    QCOMPARE(rawQuery(path, "PRAGMA user_version"), std::string("1"));
+    QCOMPARE(rawQuery(path, "PRAGMA user_version"), std::string("2"));
     QCOMPARE(rawQuery(path,
                  "SELECT group_concat(name) FROM (SELECT name FROM sqlite_master WHERE type = "
                  "'table' AND name NOT LIKE 'sqlite_%' ORDER BY name)"),
@@ -254,7 +256,7 @@ void TestStore::createsSchemaAndVersion()
     // Opening again is a no-op migration.
     QVERIFY2(store.open(path, &error), error.c_str());
     QVERIFY(store.schemaVersion(&version));
-    QCOMPARE(version, 1);
+    QCOMPARE(version, 2);
 }
 
 void TestStore::migratesEmptyFile()
@@ -273,6 +275,87 @@ void TestStore::migratesEmptyFile()
     std::int64_t id = 0;
     QVERIFY(store.createRun(sampleRun(), &id));
     QVERIFY(id > 0);
+}
+
+// A store written by a LadderBench of schema version 1 (built here from migration 1's own statements, as
+// that version created it) opens, is migrated to version 2, keeps every row and reads NULL for the
+// columns version 2 added; the new figures then round-trip.
+void TestStore::migratesVersion1Store()
+{
+    const std::string path = freshStorePath();
+    const auto& v1 = store_detail::migrations().front();
+    QCOMPARE(v1.version, 1);
+    QCOMPARE(rawQuery(path,
+                 std::string(v1.sql) + "PRAGMA user_version = 1; PRAGMA application_id = "
+                     + std::to_string(store_detail::kApplicationId) + ";"),
+        std::string());
+    QCOMPARE(
+        rawQuery(path,
+            "INSERT INTO runs (id, created_at, spec_json, spec_hash, method, status, step, total_steps, "
+            "peak_allocated_bytes, best_validation_metric) VALUES (7, '2025-03-01T14:05:09.123Z', "
+            "'{\"a\":1}', '0123456789abcdef', 'lst', 'finished', 20, 20, 123456, 0.5);"
+            "INSERT INTO runs (id, created_at, spec_json, spec_hash, status, queue_position) VALUES "
+            "(8, '2025-03-01T14:05:10.000Z', '{}', 'fedcba9876543210', 'queued', 1);"
+            "INSERT INTO metrics (run_id, step, loss, peak_allocated_bytes, time) VALUES "
+            "(7, 10, 0.25, 123000, 't'), (7, 20, 0.125, 123456, 't');"
+            "INSERT INTO evaluations (run_id, step, split, main_metric, time) VALUES (7, 20, 'validation', "
+            "0.5, 't');"
+            "INSERT INTO logs (run_id, time, level, message) VALUES (7, 't', 'info', 'from version 1');"),
+        std::string());
+    QCOMPARE(rawQuery(path, "PRAGMA user_version"), std::string("1"));
+
+    ResultsStore store;
+    std::string error;
+    QVERIFY2(store.open(path, &error), error.c_str());
+    int version = 0;
+    QVERIFY(store.schemaVersion(&version));
+    QCOMPARE(version, 2);
+    std::string integrity;
+    QVERIFY(store.integrityCheck(&integrity));
+    QCOMPARE(integrity, std::string("ok"));
+
+    std::vector<RunRecord> runs;
+    QVERIFY2(store.listRuns({}, &runs, &error), error.c_str());
+    QCOMPARE(runs.size(), std::size_t(2));
+    const RunRecord& old = runs[0];
+    QCOMPARE(old.id, std::int64_t(7));
+    QCOMPARE(old.status, RunState::Finished);
+    QCOMPARE(old.specJson, std::string("{\"a\":1}"));
+    QCOMPARE(*old.figures.peakAllocatedBytes, std::int64_t(123456));
+    QCOMPARE(*old.figures.bestValidationMetric, 0.5);
+    QVERIFY(!old.figures.initPeakAllocatedBytes.has_value()); // NULL: not measured by version 1
+    QVERIFY(!old.figures.evalPeakAllocatedBytes.has_value());
+    QCOMPARE(runs[1].status, RunState::Queued);
+    QCOMPARE(*runs[1].queuePosition, std::int64_t(1));
+    std::vector<MetricPoint> points;
+    QVERIFY(store.getMetrics(7, 0, &points));
+    QCOMPARE(points.size(), std::size_t(2));
+    QCOMPARE(*points[1].peakAllocatedBytes, std::int64_t(123456));
+    std::vector<Evaluation> evals;
+    QVERIFY(store.getEvaluations(7, &evals));
+    QCOMPARE(evals.size(), std::size_t(1));
+    std::vector<LogLine> logs;
+    QVERIFY(store.getLogs(7, 0, &logs));
+    QCOMPARE(logs.size(), std::size_t(1));
+    QCOMPARE(logs[0].message, std::string("from version 1"));
+
+    // The new columns take figures, merged like the others, and the queue still works.
+    FinalFigures f;
+    f.initPeakAllocatedBytes = 222222;
+    f.evalPeakAllocatedBytes = 111111;
+    QVERIFY2(store.setFinalFigures(7, f, &error), error.c_str());
+    RunRecord r;
+    QVERIFY(store.getRun(7, &r));
+    QCOMPARE(*r.figures.initPeakAllocatedBytes, std::int64_t(222222));
+    QCOMPARE(*r.figures.evalPeakAllocatedBytes, std::int64_t(111111));
+    QCOMPARE(*r.figures.peakAllocatedBytes, std::int64_t(123456));
+    std::int64_t id = 0;
+    QVERIFY(store.createRun(sampleRun(), &id));
+    QVERIFY(id > 8); // AUTOINCREMENT kept its sequence
+    store.close();
+    QCOMPARE(
+        rawQuery(path, "SELECT init_peak_allocated_bytes, eval_peak_allocated_bytes FROM runs WHERE id = 8"),
+        std::string("NULL|NULL"));
 }
 
 void TestStore::roundTripsEveryField()
@@ -296,6 +379,8 @@ void TestStore::roundTripsEveryField()
     f.lastMetric = 0.79;
     f.peakAllocatedBytes = 12345678901LL;
     f.peakReservedBytes = 22345678901LL;
+    f.initPeakAllocatedBytes = 32345678901LL;
+    f.evalPeakAllocatedBytes = 42345678901LL;
     f.weightBytes = 1000;
     f.gradientBytes = 2000;
     f.optimizerBytes = 4000;
@@ -342,6 +427,8 @@ void TestStore::roundTripsEveryField()
     QCOMPARE(*g.lastMetric, 0.79);
     QCOMPARE(*g.peakAllocatedBytes, 12345678901LL);
     QCOMPARE(*g.peakReservedBytes, 22345678901LL);
+    QCOMPARE(*g.initPeakAllocatedBytes, 32345678901LL);
+    QCOMPARE(*g.evalPeakAllocatedBytes, 42345678901LL);
     QCOMPARE(*g.weightBytes, std::int64_t(1000));
     QCOMPARE(*g.gradientBytes, std::int64_t(2000));
     QCOMPARE(*g.optimizerBytes, std::int64_t(4000));
@@ -367,6 +454,7 @@ void TestStore::roundTripsEveryField()
     QVERIFY(q.queuePosition.has_value());
     QVERIFY(
         !q.figures.peakAllocatedBytes && !q.figures.bestValidationMetric && q.figures.mainMetricName.empty());
+    QVERIFY(!q.figures.initPeakAllocatedBytes && !q.figures.evalPeakAllocatedBytes);
     QVERIFY(!q.ownerPid.has_value());
 
     // Invalid input is refused with a message and writes nothing.
@@ -1226,6 +1314,7 @@ void TestStore::exportsCsv()
     FinalFigures f;
     f.bestValidationMetric = 0.1;
     f.peakAllocatedBytes = 123456789012LL;
+    f.evalPeakAllocatedBytes = 23456789012LL;
     f.trainableParams = 1;
     f.totalParams = 3;
     f.mainMetricName = "accuracy";
@@ -1254,6 +1343,8 @@ void TestStore::exportsCsv()
     QCOMPARE(row[column("spec_json")], tricky.specJson);
     QCOMPARE(row[column("best_validation_metric")], std::string("0.1"));
     QCOMPARE(row[column("peak_allocated_bytes")], std::string("123456789012"));
+    QCOMPARE(row[column("eval_peak_allocated_bytes")], std::string("23456789012"));
+    QCOMPARE(row[column("init_peak_allocated_bytes")], std::string()); // NULL
     QCOMPARE(row[column("test_metric")], std::string()); // NULL
     QCOMPARE(row[column("trainable_percent")].substr(0, 6), std::string("33.333"));
     QCOMPARE(records[2][column("queue_position")], std::string("1"));

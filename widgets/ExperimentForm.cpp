@@ -3,6 +3,7 @@
 #include <fstream>
 
 #include <QComboBox>
+#include <QCoreApplication>
 #include <QDir>
 #include <QDoubleValidator>
 #include <QFile>
@@ -13,10 +14,12 @@
 #include <QHBoxLayout>
 #include <QLabel>
 #include <QLineEdit>
+#include <QPointer>
 #include <QPushButton>
 #include <QSaveFile>
 #include <QScrollArea>
 #include <QSpinBox>
+#include <QThreadPool>
 #include <QVBoxLayout>
 
 #include "BackbonePicker.h"
@@ -24,6 +27,8 @@
 #include "MemoryEstimateView.h"
 #include "MethodOptionsEditor.h"
 #include "TaskPicker.h"
+#include "model/T5Tokenizer.h"
+#include "train/Trainer.h"
 
 namespace ladder::widgets {
 namespace {
@@ -38,7 +43,7 @@ constexpr int kMaxLength = 8192;
 constexpr int kMaxEvalExamples = 10000000;
 constexpr int kMaxThreads = 256;
 constexpr int kMaxSeedCount = 1000;
-// Target length the memory estimate assumes when the spec leaves it to the task (class labels are a few
+// Target length the memory estimate assumes until the task's own is measured (class labels are a few
 // tokens; the paper's memory tables use 4).
 constexpr std::int64_t kEstimateTargetLength = 4;
 
@@ -94,6 +99,10 @@ ExperimentForm::ExperimentForm(QWidget* parent)
     auto* estimateLayout = new QVBoxLayout(estimateGroup);
     m_estimate = new MemoryEstimateView;
     estimateLayout->addWidget(m_estimate);
+    m_lengthsLabel = new QLabel;
+    m_lengthsLabel->setObjectName(QStringLiteral("estimateLengthsLabel"));
+    m_lengthsLabel->setWordWrap(true);
+    estimateLayout->addWidget(m_lengthsLabel);
     right->addWidget(estimateGroup);
     right->addStretch(1);
     columns->addLayout(left, 3);
@@ -320,16 +329,54 @@ void ExperimentForm::updateEstimate()
         m_estimate->clear(tr("No estimate: the backbone's config.json could not be read."));
         return;
     }
-    MemoryEstimateInput input;
-    input.config = *config;
-    input.method = m_method->options();
-    input.batch = m_batch->value();
-    input.srcLen = m_maxSourceLength->value();
+    // The estimate prices the run's longest training batch: the task's longest tokenised source (cut at
+    // max_source_length) and target, as the trainer pads its batches (RunEstimate.h). Until they are
+    // measured it assumes max_source_length and a short label.
+    std::optional<RunSpec> spec;
+    try {
+        spec = RunSpec::fromJson(specJsonForSeed(0), "form");
+    } catch (const std::exception&) {
+        // an invalid form shows its problem; the estimate keeps to the widgets' values
+    }
     const std::int64_t target = m_extraTraining.value("max_target_length", std::int64_t(0));
-    input.tgtLen = target > 0 ? target : kEstimateTargetLength;
-    input.dtype = m_dtype->currentText().toStdString();
+    if (spec && m_task->problem().isEmpty()) {
+        const auto key = m_backbone->info().folder + QLatin1Char('\n')
+            + QString::fromStdString(m_task->taskJson().dump()) + QLatin1Char('\n')
+            + QString::number(m_maxSourceLength->value()) + QLatin1Char(' ') + QString::number(target);
+        measureLengths(*spec, key);
+    }
+    MemoryEstimateInput input;
+    if (spec && m_lengths) {
+        input = estimateInputFor(*spec, *config, *m_lengths);
+        m_lengthsLabel->setText(tr("For the longest training batch: source %1 tokens, target %2 (the longest "
+                                   "of %3 training examples%4). Evaluation's peak is stored apart.")
+                .arg(m_lengths->source)
+                .arg(m_lengths->target)
+                .arg(m_lengths->examples)
+                .arg(m_lengths->truncatedSources
+                        ? tr("; %1 sources cut at %2").arg(m_lengths->truncatedSources).arg(m_maxSourceLength->value())
+                        : QString()));
+    } else {
+        input.config = *config;
+        input.method = m_method->options();
+        input.batch = m_batch->value();
+        input.srcLen = m_maxSourceLength->value();
+        input.tgtLen = target > 0 ? target : kEstimateTargetLength;
+        input.dtype = m_dtype->currentText().toStdString();
+        const QString device = m_device->currentData().toString();
+        input.device = device.isEmpty() ? std::string("cpu") : device.toStdString();
+        m_lengthsLabel->setText(!m_lengthsError.isEmpty()
+                ? tr("Assumes source %1 and target %2 tokens: the task's lengths could not be measured (%3).")
+                      .arg(input.srcLen)
+                      .arg(input.tgtLen)
+                      .arg(m_lengthsError)
+                : tr("Assumes source %1 and target %2 tokens while the task's lengths are measured...")
+                      .arg(input.srcLen)
+                      .arg(input.tgtLen));
+    }
+    input.config = *config; // the picker's config (its dropout), whatever the spec holds
+    input.method = m_method->options();
     const QString device = m_device->currentData().toString();
-    input.device = device.isEmpty() ? std::string("cpu") : device.toStdString();
     std::uint64_t capacity = 0;
     QString capacityName;
     if (m_devices) {
@@ -343,6 +390,40 @@ void ExperimentForm::updateEstimate()
         }
     }
     m_estimate->update(input, capacity, capacityName);
+}
+
+void ExperimentForm::measureLengths(const RunSpec& spec, const QString& key)
+{
+    if (key == m_lengthsKey)
+        return;
+    m_lengthsKey = key;
+    m_lengths.reset();
+    m_lengthsError.clear();
+    const auto generation = ++m_lengthsGeneration;
+    const auto spm = (QDir(m_backbone->info().folder).filePath(QStringLiteral("spiece.model"))).toStdString();
+    QPointer<ExperimentForm> self(this);
+    // The global pool: its threads are joined when the application exits, and a result for a form that is
+    // gone, or for a key that changed meanwhile, is dropped.
+    QThreadPool::globalInstance()->start([self, spec, spm, generation] {
+        std::optional<TrainingLengths> lengths;
+        QString error;
+        try {
+            const T5Tokenizer tokenizer(spm);
+            lengths = ladder::trainingLengths(spec, loadTaskSplits(spec.task), tokenizer);
+        } catch (const std::exception& e) {
+            error = QString::fromUtf8(e.what());
+        }
+        QMetaObject::invokeMethod(
+            QCoreApplication::instance(),
+            [self, generation, lengths, error] {
+                if (!self || self->m_lengthsGeneration != generation)
+                    return;
+                self->m_lengths = lengths;
+                self->m_lengthsError = error;
+                self->updateEstimate();
+            },
+            Qt::QueuedConnection);
+    });
 }
 
 void ExperimentForm::revalidate()
@@ -477,7 +558,8 @@ void ExperimentForm::loadPresetWithDialog()
 nlohmann::json ExperimentForm::firstLaunchSpec()
 {
     // The demo backbone (d_model 256, 4+4 layers) at batch 32 takes about a second a step on two cores:
-    // 300 steps with three evaluations on 200 examples are a few minutes.
+    // 300 steps with three evaluations on 200 examples are a few minutes, after the Fisher initialisation
+    // (the paper's LST: 1024 examples, one backbone backward each).
     return { { "backbone", "demo" }, { "task", { { "type", "demo" }, { "name", "supersense" } } },
         { "method",
             { { "method", "ladder" }, { "r", 8 }, { "init", "fisher" }, { "fisher_samples", 1024 } } },

@@ -1,12 +1,14 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include <QWidget>
 
+#include "train/RunEstimate.h"
 #include "train/RunSpec.h"
 
 class QComboBox;
@@ -64,6 +66,10 @@ public:
     MethodOptionsEditor* methodEditor() const { return m_method; }
     QPushButton* runButton() const { return m_run; }
     MemoryEstimateView* memoryEstimate() const { return m_estimate; }
+    // The padded lengths of the task's longest training batch that the estimate uses, once measured (the
+    // task is tokenised on a worker thread whenever the backbone, the task or the length limits change).
+    const std::optional<TrainingLengths>& trainingLengths() const { return m_lengths; }
+    QLabel* lengthsLabel() const { return m_lengthsLabel; }
 
 public Q_SLOTS:
     void savePresetWithDialog();
@@ -85,6 +91,9 @@ private:
     void backboneChanged();
     void fillDevices();
     void updateEstimate();
+    // Starts measuring the training lengths of `spec`'s task with the backbone's tokenizer, off the GUI thread,
+    // unless they are known (or being measured) for `key` already.
+    void measureLengths(const RunSpec& spec, const QString& key);
     nlohmann::json specJsonForSeed(std::uint64_t seed) const;
     QString computeProblem() const;
 
@@ -108,6 +117,11 @@ private:
     QComboBox* m_device = nullptr;
     QLineEdit* m_seeds = nullptr;
     QLabel* m_problemLabel = nullptr;
+    QLabel* m_lengthsLabel = nullptr;
+    QString m_lengthsKey; // backbone, task and length limits that m_lengths is for
+    std::optional<TrainingLengths> m_lengths;
+    QString m_lengthsError;
+    quint64 m_lengthsGeneration = 0; // results of older measurements are dropped
     QPushButton* m_run = nullptr;
     QPushButton* m_save = nullptr;
     QPushButton* m_load = nullptr;

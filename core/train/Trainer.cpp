@@ -31,6 +31,8 @@
 #include "train/Autocast.h"
 #include "train/DemoPaths.h"
 #include "train/LadderActivationCache.h"
+#include "train/MemoryEstimate.h"
+#include "train/RunEstimate.h"
 #include "util/Error.h"
 
 namespace ladder {
@@ -515,6 +517,28 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
             "training " + std::to_string(task.train.size()) + " examples, " + std::to_string(totalSteps)
                 + " steps, lr " + std::to_string(baseLr) + ", " + std::to_string(summary.trainableParams)
                 + " trainable parameters");
+        {
+            // The estimate of the longest batch's step (what the workbench's form shows), for comparison with
+            // the training peak this run stores.
+            TrainingLengths lengths;
+            lengths.examples = trainBatcher.exampleCount();
+            for (std::size_t i = 0; i < trainBatcher.exampleCount(); ++i) {
+                lengths.source = std::max(lengths.source, static_cast<std::int64_t>(trainBatcher.sourceIds(i).size()));
+                lengths.target = std::max(lengths.target, static_cast<std::int64_t>(trainBatcher.targetIds(i).size()));
+            }
+            try {
+                const auto e = estimateTrainingMemory(estimateInputFor(spec, inputs.backbone->config(), lengths));
+                char line[200];
+                std::snprintf(line, sizeof line,
+                    "memory estimate of a training step at the longest batch (source %lld, target %lld): %.1f MB",
+                    static_cast<long long>(lengths.source), static_cast<long long>(lengths.target),
+                    static_cast<double>(e.total) / 1e6);
+                observer.onLog("info", line);
+            } catch (const std::exception& e) {
+                observer.onLog("warning", std::string("memory estimate: ") + e.what());
+            }
+        }
+
         auto gen = GenerationOptions::forConfig(inputs.backbone->config());
         gen.numBeams = o.numBeams;
         gen.maxNewTokens = bo.maxTargetLength;

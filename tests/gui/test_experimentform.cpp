@@ -1,10 +1,12 @@
 // The experiment form and its parts: seeds, the keep-list presets, the method options, backbone
 // parameter counts (against a real model's), run-spec JSON round trips through RunSpec (what `ladder
 // train` reads), presets on disk, and clear errors for bad input.
+#include <cmath>
 #include <fstream>
 
 #include <QCheckBox>
 #include <QComboBox>
+#include <QDir>
 #include <QLabel>
 #include <QLineEdit>
 #include <QPushButton>
@@ -20,6 +22,8 @@
 #include "TestSupport.h"
 #include "model/T5Checkpoint.h"
 #include "model/T5Model.h"
+#include "train/MemoryMeter.h"
+#include "train/Trainer.h"
 
 using namespace ladder;
 using namespace ladder::widgets;
@@ -42,14 +46,32 @@ class TestExperimentForm : public QObject {
 private:
     QString m_root;
     std::string m_demo;
+    std::string m_glue; // the RTE fixture's first rows, in GLUE's folder layout
+
+    // The first `rows` data rows of a GLUE TSV file (and its header).
+    static void copyRows(const std::string& from, const std::string& to, int rows)
+    {
+        std::ifstream in(from);
+        std::ofstream out(to);
+        std::string line;
+        for (int i = 0; i <= rows && std::getline(in, line); ++i)
+            out << line << '\n';
+    }
 
 private Q_SLOTS:
     void initTestCase()
     {
+        installCpuMemoryTracker(); // before any tensor: the trainer's CPU meter counts from here
         LADDER_REQUIRE_FIXTURES();
         m_root = QString::fromStdString(test::makeTempDir());
         m_demo = test::makeTinyDemo(m_root.toStdString());
         qputenv("LADDER_DEMO_DIR", QByteArray::fromStdString(m_demo));
+        m_glue = m_root.toStdString() + "/RTE";
+        QVERIFY(QDir().mkpath(QString::fromStdString(m_glue)));
+        const auto rte = test::fixturesDir() + "/glue/RTE/";
+        copyRows(rte + "train.tsv", m_glue + "/train.tsv", 48);
+        copyRows(rte + "dev.tsv", m_glue + "/dev.tsv", 16);
+        copyRows(rte + "test.tsv", m_glue + "/test.tsv", 8);
     }
 
     void parseSeeds_data()
@@ -223,23 +245,76 @@ private Q_SLOTS:
         child<QSpinBox>(&form, "ladderR")->setValue(4);
         child<QSpinBox>(&form, "batchSpin")->setValue(12);
         child<QSpinBox>(&form, "maxSourceLengthSpin")->setValue(20);
-        const auto& shown = form.memoryEstimate()->estimate();
-        QVERIFY(shown.has_value());
-        // The estimator on the same inputs, assembled here from the backbone's config.json.
-        MemoryEstimateInput input;
-        input.config = T5Config::fromJsonFile(m_demo + "/backbone/config.json");
-        input.method = MethodOptions::defaults("ladder");
-        input.method.r = 4;
-        input.batch = 12;
-        input.srcLen = 20;
-        input.tgtLen = 4;
-        const auto expected = estimateTrainingMemory(input);
-        QCOMPARE(shown->total, expected.total);
-        QCOMPARE(shown->trainableParams, expected.trainableParams);
-        // A larger batch needs more memory.
+        QVERIFY(form.memoryEstimate()->estimate().has_value());
+        // The task's lengths are measured off the GUI thread; the estimate then uses them.
+        QTRY_VERIFY_WITH_TIMEOUT(form.trainingLengths().has_value(), 30000);
+        const auto lengths = *form.trainingLengths();
+        QCOMPARE(lengths.examples, std::size_t(48));
+        QVERIFY(lengths.source > 0 && lengths.source <= 20); // cut at max_source_length
+        QVERIFY(lengths.target > 1); // a label and </s>
+        QVERIFY(form.lengthsLabel()->text().contains(QStringLiteral("source %1 tokens").arg(lengths.source)));
+        const auto before = form.memoryEstimate()->estimate()->total;
+        // A larger batch needs more memory; the lengths stay (they do not depend on the batch).
         child<QSpinBox>(&form, "batchSpin")->setValue(48);
-        QVERIFY(form.memoryEstimate()->estimate()->total > expected.total);
+        QVERIFY(form.memoryEstimate()->estimate()->total > before);
         QVERIFY(form.memoryEstimate()->text().contains(QStringLiteral("batch 48")));
+        QVERIFY(form.trainingLengths().has_value());
+        // A longer source limit is measured again.
+        child<QSpinBox>(&form, "maxSourceLengthSpin")->setValue(64);
+        QVERIFY(!form.trainingLengths().has_value());
+        QTRY_VERIFY_WITH_TIMEOUT(form.trainingLengths().has_value(), 30000);
+        QVERIFY(form.trainingLengths()->source >= lengths.source);
+    }
+
+    // The estimate the form shows against the training peak the same run then stores (the trainer's CPU
+    // meter: the tracking allocator over the training steps), for every method in fp32 and bf16, on the
+    // demo task and on a GLUE task (the RTE fixture's first 48 training rows, in GLUE's layout). One epoch
+    // of batch 8 sees every example, so the longest batch the estimate prices is trained on.
+    void formEstimateMatchesStoredPeak_data()
+    {
+        QTest::addColumn<QString>("task");
+        QTest::addColumn<QString>("method");
+        QTest::addColumn<QString>("dtype");
+        for (const char* task : { "demo", "rte" })
+            for (const char* dtype : { "fp32", "bf16" })
+                for (const char* m : { "full", "bitfit", "adapter", "lora", "prompt", "ladder" })
+                    QTest::newRow(qPrintable(QString("%1 %2 %3").arg(task, m, dtype))) << task << m << dtype;
+    }
+
+    void formEstimateMatchesStoredPeak()
+    {
+        QFETCH(QString, task);
+        QFETCH(QString, method);
+        QFETCH(QString, dtype);
+        nlohmann::json taskJson = task == "demo"
+            ? nlohmann::json { { "type", "demo" }, { "name", "supersense" } }
+            : nlohmann::json { { "type", "glue" }, { "path", m_glue }, { "name", "auto" } };
+        nlohmann::json methodJson { { "method", method.toStdString() } };
+        if (method == "prompt")
+            methodJson["prompts"] = 10;
+        const nlohmann::json spec { { "backbone", "demo" }, { "task", taskJson }, { "method", methodJson },
+            { "training",
+                { { "epochs", 1 }, { "batch_size", 8 }, { "max_source_length", 64 }, { "warmup_steps", 0 },
+                    { "max_eval_examples", 4 }, { "dtype", dtype.toStdString() } } },
+            { "device", "cpu" }, { "seed", 0 } };
+        ExperimentForm form;
+        QString error;
+        QVERIFY2(form.setSpecJson(spec, &error), qPrintable(error));
+        QTRY_VERIFY_WITH_TIMEOUT(form.trainingLengths().has_value(), 30000);
+        const auto shown = form.memoryEstimate()->estimate()->total;
+        std::vector<RunSpec> specs;
+        QVERIFY2(form.specs(&specs, &error), qPrintable(error));
+        TrainerObserver observer;
+        const auto summary = Trainer(specs.front()).run(observer);
+        QVERIFY2(summary.status == RunOutcome::Finished, summary.message.c_str());
+        const double measured = static_cast<double>(summary.peakAllocatedBytes);
+        const double err = static_cast<double>(shown) / measured - 1.0;
+        qInfo("%s %s %s: form %llu, stored %llu, error %+.2f%% (source %lld, target %lld)", qPrintable(task),
+            qPrintable(method), qPrintable(dtype), static_cast<unsigned long long>(shown),
+            static_cast<unsigned long long>(summary.peakAllocatedBytes),
+            100.0 * err, static_cast<long long>(form.trainingLengths()->source),
+            static_cast<long long>(form.trainingLengths()->target));
+        QVERIFY2(std::abs(err) < 0.02, qPrintable(QString("error %1%").arg(100.0 * err)));
     }
 
     void formShowsProblems_data()

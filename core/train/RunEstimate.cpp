@@ -1,0 +1,47 @@
+#include "train/RunEstimate.h"
+
+#include <algorithm>
+
+#include "data/Batcher.h"
+#include "data/Task.h"
+#include "model/T5Tokenizer.h"
+#include "util/Error.h"
+
+namespace ladder {
+
+TrainingLengths trainingLengths(const RunSpec& spec, const TaskSplits& task, const T5Tokenizer& tokenizer)
+{
+    const auto& o = spec.training;
+    if (task.train.empty())
+        throw Error("task " + task.info.name + ": the training split is empty");
+    BatcherOptions bo;
+    bo.batchSize = static_cast<int>(std::max<std::int64_t>(1, o.batchSize));
+    bo.maxSourceLength = static_cast<int>(o.maxSourceLength);
+    bo.maxTargetLength = static_cast<int>(
+        o.maxTargetLength > 0 ? o.maxTargetLength : Batcher::targetLengthFor(task.info, tokenizer, 128));
+    const Batcher batcher(tokenizer, task.train, bo);
+    TrainingLengths r;
+    r.examples = batcher.exampleCount();
+    for (std::size_t i = 0; i < batcher.exampleCount(); ++i) {
+        r.source = std::max(r.source, static_cast<std::int64_t>(batcher.sourceIds(i).size()));
+        r.target = std::max(r.target, static_cast<std::int64_t>(batcher.targetIds(i).size()));
+    }
+    r.truncatedSources = batcher.truncatedSources();
+    return r;
+}
+
+MemoryEstimateInput estimateInputFor(
+    const RunSpec& spec, const T5Config& config, const TrainingLengths& lengths)
+{
+    MemoryEstimateInput in;
+    in.config = config;
+    in.method = spec.method;
+    in.batch = spec.training.batchSize;
+    in.srcLen = std::max<std::int64_t>(1, lengths.source);
+    in.tgtLen = std::max<std::int64_t>(1, lengths.target);
+    in.dtype = spec.training.dtype;
+    in.device = spec.device.rfind("cuda", 0) == 0 ? spec.device : std::string("cpu");
+    return in;
+}
+
+} // namespace ladder

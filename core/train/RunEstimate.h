@@ -1,0 +1,36 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "model/T5Config.h"
+#include "train/MemoryEstimate.h"
+#include "train/RunSpec.h"
+
+namespace ladder {
+
+class T5Tokenizer;
+struct TaskSplits;
+
+// The padded shape of a run's longest training batch, as the trainer builds its batches: sources and
+// targets tokenised with HF's truncation at max_source_length and at max_target_length (or, when that is 0,
+// the task's longest tokenised label, else 128), each batch padded to its own longest row.
+struct TrainingLengths {
+    std::int64_t source = 0; // the longest tokenised training source (after truncation)
+    std::int64_t target = 0; // the longest tokenised training target, with </s>
+    std::size_t examples = 0; // training examples measured
+    std::size_t truncatedSources = 0; // sources cut at max_source_length
+};
+
+// Tokenises the training split as the trainer would. Costs one pass of the tokenizer over the split
+// (seconds for the GLUE tasks): off the GUI thread.
+TrainingLengths trainingLengths(const RunSpec& spec, const TaskSplits& task, const T5Tokenizer& tokenizer);
+
+// The memory-estimate input of a run's training step at the given lengths: the spec's method, batch (one
+// micro-batch), dtype and device, on the backbone's config. This is what the workbench's form shows and
+// what the trainer logs; the stored training peak is the same quantity measured (docs/STORE.md).
+MemoryEstimateInput estimateInputFor(
+    const RunSpec& spec, const T5Config& config, const TrainingLengths& lengths);
+
+} // namespace ladder

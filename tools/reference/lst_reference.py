@@ -62,12 +62,30 @@ Run (from the repository root; a few seconds on a CPU; the output is the same by
 
   /opt/ladderbench/reference-venv/bin/python tools/reference/lst_reference.py \\
       --reference /opt/ladderbench/Ladder-Side-Tuning --out tests/data/reference-lst
+
+Parameter counts at the published shapes (--counts FILE; tests/unit/test_ladder.cpp's parameterCount* cases
+read tests/data/reference-lst/param-counts.json): the reference side T5 built at the hyper-parameters of the
+public t5-small, t5-base and t5-large checkpoints (T5 v1.0, written out below; nothing is downloaded), with
+r 8 and the keep lists of the tests (t5-small all layers; t5-base 1,2,3,5,6,7,9,10,11 as
+scripts/ladder_side_tuning_base_dropping.sh; t5-large 1,3,...,23 as scripts/ladder_side_tuning_large.sh).
+The models are built on the meta device (shapes without storage; the counts are those of a real model), and
+frozen by the reference's own modify_model_after_init (utils.freeze_model_params with the adapter arguments
+of configs/side_transformers.json and the scripts' overrides: train_side_transformer, so every parameter with
+"side" in its name trains), which also logs the trainable count that is recorded. Per model the file holds:
+backbone_parameters (transformers' T5ForConditionalGeneration(config).num_parameters(), the tied embedding
+once; checked equal to the reference model's parameters without "side"), trainable_parameters, groups
+(trainable counts by reference name prefix), unused_gates (gates the reference creates for dropped layers),
+parameters (every trainable tensor's shape) and the reference's own percentage (updated_params). Seconds:
+
+  /opt/ladderbench/reference-venv/bin/python tools/reference/lst_reference.py \\
+      --reference /opt/ladderbench/Ladder-Side-Tuning --counts tests/data/reference-lst/param-counts.json
 """
 
 import argparse
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -140,15 +158,15 @@ def make_inputs(path):
     return input_ids, attention_mask, labels
 
 
-def reference_model(reference_root, backbone_state, r, keep, shapes=None):
+def reference_model(reference_root, backbone_state, r, keep, shapes=None, base=None):
     """The reference's side T5 with the options of its LST scripts, holding the backbone's weights (when
-    given; `shapes` overrides the backbone's sizes)."""
+    given; `shapes` overrides the backbone's sizes; `base`, a T5Config, replaces the tiny backbone's)."""
     sys.path.insert(0, reference_root)
     from seq2seq.adapters import AdapterConfig
     from seq2seq.third_party.models.t5 import modeling_side_t5
     from seq2seq.third_party.models.t5.configuration_t5 import T5Config as ReferenceConfig
 
-    config = ReferenceConfig(**{**backbone_config().to_dict(), **(shapes or {})})
+    config = ReferenceConfig(**{**(base or backbone_config()).to_dict(), **(shapes or {})})
     # What run_seq2seq.py copies from its AdapterTrainingArguments, at the values of
     # scripts/ladder_side_tuning_base.sh and ladder_side_tuning_base_dropping.sh.
     config.train_task_adapters = False
@@ -352,6 +370,176 @@ def run_configuration(reference_root, backbone_state, inputs, examples, spec, ou
             "loss": out.loss.item(), "side_tensors": len(weights), "unused_parameters": unused}
 
 
+# The published hyper-parameters of the original T5 checkpoints (T5 v1.0: ReLU feed-forward, tied embeddings,
+# vocabulary 32128, 32 relative-attention buckets; the config.json of t5-small, t5-base and t5-large).
+PUBLISHED_T5 = {
+    "t5-small": dict(d_model=512, d_kv=64, d_ff=2048, num_layers=6, num_decoder_layers=6, num_heads=8),
+    "t5-base": dict(d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_decoder_layers=12, num_heads=12),
+    "t5-large": dict(d_model=1024, d_kv=64, d_ff=4096, num_layers=24, num_decoder_layers=24, num_heads=16),
+}
+# r and the kept side layers (encoder_side_layers = decoder_side_layers; None = every layer) that
+# tests/unit/test_ladder.cpp's parameterCount* cases use.
+COUNT_SETTINGS = [
+    {"model": "t5-small", "r": 8, "keep": None},
+    {"model": "t5-base", "r": 8, "keep": [1, 2, 3, 5, 6, 7, 9, 10, 11]},
+    {"model": "t5-large", "r": 8, "keep": list(range(1, 24, 2))},
+]
+
+
+def published_config(name):
+    from transformers import T5Config
+
+    return T5Config(vocab_size=32128, relative_attention_num_buckets=32, dropout_rate=0.1,
+                    layer_norm_epsilon=1e-6, initializer_factor=1.0, feed_forward_proj="relu",
+                    tie_word_embeddings=True, is_encoder_decoder=True, decoder_start_token_id=0, pad_token_id=0,
+                    eos_token_id=1, **PUBLISHED_T5[name])
+
+
+def reference_training_setup(reference_root):
+    """The reference's modify_model_after_init (seq2seq/utils/utils.py: freezing, then the trainable count it
+    logs) and its AdapterTrainingArguments, imported from the checkout. seq2seq/utils imports
+    projections.intrinsic (run_seq2seq.py runs in seq2seq/), which loads a CUDA extension (fwh_cuda) that has
+    to be compiled; its functions serve only intrinsic_model, which LST does not set, so a stand-in is used."""
+    import types
+
+    sys.path.insert(0, reference_root)
+    if "projections.intrinsic" not in sys.modules:
+        def unavailable(*args, **kwargs):
+            raise RuntimeError("intrinsic-dimension training is not available here")
+
+        intrinsic = types.ModuleType("projections.intrinsic")
+        intrinsic.intrinsic_dimension = intrinsic.intrinsic_dimension_said = unavailable
+        package = types.ModuleType("projections")
+        package.intrinsic = intrinsic
+        sys.modules["projections"] = package
+        sys.modules["projections.intrinsic"] = intrinsic
+    from seq2seq.training_args import AdapterTrainingArguments
+    from seq2seq.utils import utils as reference_utils
+
+    return reference_utils, AdapterTrainingArguments
+
+
+def reference_parameter_counts(reference_root, spec):
+    """Counts of the reference side T5 at a published shape (see the module docstring)."""
+    import dataclasses
+    import logging
+    import types
+
+    from transformers.models.t5.modeling_t5 import T5ForConditionalGeneration
+
+    reference_utils, AdapterTrainingArguments = reference_training_setup(reference_root)
+    # The adapter arguments of configs/side_transformers.json with the overrides of the LST scripts.
+    with open(os.path.join(reference_root, "seq2seq", "configs", "side_transformers.json")) as f:
+        arguments = json.load(f)
+    arguments.update(use_gate="learnable", task_reduction_factor=spec["r"], add_bias_sampling=True,
+                     create_side_lm=False, freeze_side_lm=False, add_residual_after=False,
+                     encoder_side_layers=spec["keep"], decoder_side_layers=spec["keep"])
+    names = {f.name for f in dataclasses.fields(AdapterTrainingArguments)}
+    adapter_args = AdapterTrainingArguments(**{k: v for k, v in arguments.items() if k in names})
+    assert adapter_args.train_side_transformer and not adapter_args.train_side_ladder
+
+    config = published_config(spec["model"])
+    with torch.device("meta"):  # shapes only: no storage, no initialisation cost
+        backbone = T5ForConditionalGeneration(config)
+        model = reference_model(reference_root, None, spec["r"], spec["keep"], base=config)
+    model.config._name_or_path = spec["model"]  # as from_pretrained sets it; picks the percentage's base
+
+    messages = []
+
+    class Capture(logging.Handler):
+        def emit(self, record):
+            messages.append(record.getMessage())
+
+    handler = Capture(logging.INFO)
+    reference_utils.logger.addHandler(handler)
+    try:
+        model, percent = reference_utils.modify_model_after_init(
+            model, types.SimpleNamespace(print_num_parameters=True), adapter_args)
+    finally:
+        reference_utils.logger.removeHandler(handler)
+    logged = [int(m.group(1)) for m in (re.fullmatch(r"\*+ Model Trainable Parameters (\d+) \*+", x)
+                                        for x in messages) if m]
+    if len(logged) != 1:
+        raise RuntimeError(f"modify_model_after_init logged no trainable count: {messages[:3]}")
+    trainable = logged[0]
+
+    parameters, groups = {}, {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        parameters[name] = list(p.shape)
+        parts = name.split(".")
+        group = ".".join(parts[:next(i for i, x in enumerate(parts) if "side" in x) + 1])
+        groups[group] = groups.get(group, 0) + p.numel()
+    frozen = sum(p.numel() for n, p in model.named_parameters() if not p.requires_grad)
+    if any("side" not in n for n in parameters) or any("side" in n for n, p in model.named_parameters()
+                                                          if not p.requires_grad):
+        raise RuntimeError("the reference's freezing is not: train exactly the parameters named side")
+    if trainable != sum(groups.values()) or frozen != backbone.num_parameters():
+        raise RuntimeError(f"counts disagree: logged {trainable}, side tensors {sum(groups.values())}, "
+                           f"frozen {frozen}, backbone {backbone.num_parameters()}")
+    keep = spec["keep"]
+    depth = {"encoder": config.num_layers, "decoder": config.num_decoder_layers}
+    unused = [f"{stack}.side_gate_params.{i}" for stack in ("encoder", "decoder")
+              for i in range(depth[stack]) if keep is not None and i not in keep]
+    base = 737639424 if spec["model"].startswith("t5-large") else 222882048  # modify_model_after_init's
+    result = {
+        "model": spec["model"],
+        "config": {k: getattr(config, k) for k in ("vocab_size", "d_model", "d_kv", "d_ff", "num_layers",
+                                                   "num_decoder_layers", "num_heads",
+                                                   "relative_attention_num_buckets", "feed_forward_proj",
+                                                   "tie_word_embeddings")},
+        "r": spec["r"],
+        "encoder_side_layers": keep,
+        "decoder_side_layers": keep,
+        "backbone_parameters": backbone.num_parameters(),
+        "trainable_parameters": trainable,
+        "groups": groups,
+        "unused_gates": unused,
+        "updated_params_percent": percent,
+        "updated_params_base": base,
+        "parameters": parameters,
+    }
+    print(f"{spec['model']}: r {spec['r']} keep {keep}: backbone {result['backbone_parameters']}, trainable "
+          f"{trainable} ({len(unused)} unused gates), updated_params {percent:.4f}%")
+    return result
+
+
+def write_counts(reference_root, path):
+    import transformers
+
+    command = ("/opt/ladderbench/reference-venv/bin/python tools/reference/lst_reference.py "
+               "--reference /opt/ladderbench/Ladder-Side-Tuning --counts " + os.path.relpath(path))
+    out = {
+        "producer": "tools/reference/lst_reference.py --counts",
+        "command": command,
+        "reference": {"repository": "https://github.com/ylsung/Ladder-Side-Tuning",
+                      "commit": reference_commit(reference_root),
+                      "module": "seq2seq/third_party/models/t5/modeling_side_t5.py",
+                      "freezing": "seq2seq/utils/utils.py modify_model_after_init (freeze_model_params, "
+                                  "train_side_transformer: the parameters named side train)"},
+        "versions": {"python": sys.version.split()[0], "torch": torch.__version__,
+                     "transformers": transformers.__version__},
+        "notes": ["backbone_parameters: transformers' T5ForConditionalGeneration(config).num_parameters() at "
+                  "the published vocabulary 32128, the tied embedding counted once; equal to the reference "
+                  "model's parameters without 'side' in their name",
+                  "trainable_parameters: the count that modify_model_after_init logs ('Model Trainable "
+                  "Parameters'), the gates of dropped layers (unused_gates) included",
+                  "updated_params_percent: what run_seq2seq.py saves as updated_params: trainable / "
+                  "updated_params_base * 100, a constant in modify_model_after_init (t5-base's for every "
+                  "model but t5-large and t5-3b, so not meaningful for t5-small; the reference trains with "
+                  "the embeddings resized to the tokenizer's 32100 rows)"],
+        "models": [reference_parameter_counts(reference_root, spec) for spec in COUNT_SETTINGS],
+    }
+    text = json.dumps(out, indent=2)
+    # Lists of numbers (shapes, layers) on one line.
+    text = re.sub(r"\[\s+([0-9]+(?:,\s+[0-9]+)*)\s+\]",
+                  lambda m: "[" + ", ".join(re.findall(r"[0-9]+", m.group(1))) + "]", text)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text + "\n")
+
+
 def reference_commit(root):
     try:
         return subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True,
@@ -364,8 +552,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reference", required=True,
                         help="checkout of github.com/ylsung/Ladder-Side-Tuning (the folder holding seq2seq/)")
-    parser.add_argument("--out", required=True, help="output folder, e.g. tests/data/reference-lst")
+    parser.add_argument("--out", help="output folder, e.g. tests/data/reference-lst")
+    parser.add_argument("--counts", metavar="FILE",
+                        help="write parameter counts at the published T5 shapes, e.g. "
+                             "tests/data/reference-lst/param-counts.json")
     args = parser.parse_args()
+    if not args.out and not args.counts:
+        parser.error("give --out, --counts or both")
     reference_root = os.path.abspath(args.reference)
     if not os.path.isfile(os.path.join(reference_root, "seq2seq", "third_party", "models", "t5",
                                        "modeling_side_t5.py")):
@@ -374,6 +567,10 @@ def main():
     import transformers
 
     torch.set_num_threads(1)
+    if args.counts:
+        write_counts(reference_root, args.counts)
+        if not args.out:
+            return
     os.makedirs(args.out, exist_ok=True)
     backbone_state = make_backbone(os.path.join(args.out, "backbone"))
     inputs = make_inputs(os.path.join(args.out, "inputs.json"))

@@ -350,12 +350,13 @@ void ExperimentForm::updateEstimate()
         input = estimateInputFor(*spec, *config, *m_lengths);
         m_lengthsLabel->setText(tr("For the longest training batch: source %1 tokens, target %2 (the longest "
                                    "of %3 training examples%4). Evaluation's peak is stored apart.")
-                .arg(m_lengths->source)
-                .arg(m_lengths->target)
-                .arg(m_lengths->examples)
-                .arg(m_lengths->truncatedSources
-                        ? tr("; %1 sources cut at %2").arg(m_lengths->truncatedSources).arg(m_maxSourceLength->value())
-                        : QString()));
+                                    .arg(m_lengths->source)
+                                    .arg(m_lengths->target)
+                                    .arg(m_lengths->examples)
+                                    .arg(m_lengths->truncatedSources ? tr("; %1 sources cut at %2")
+                                                                           .arg(m_lengths->truncatedSources)
+                                                                           .arg(m_maxSourceLength->value())
+                                                                     : QString()));
     } else {
         input.config = *config;
         input.method = m_method->options();

@@ -121,7 +121,9 @@ void registerEstimateCommands(CLI::App& app)
     cmd->add_option("--batch", f->batch)->capture_default_str()->check(CLI::Range(1, 1 << 20));
     cmd->add_option("--src-len", f->srcLen)->capture_default_str()->check(CLI::Range(1, 1 << 20));
     cmd->add_option("--tgt-len", f->tgtLen)->capture_default_str()->check(CLI::Range(1, 1 << 20));
-    cmd->add_option("--dtype", f->dtype, "fp32, or bf16 (mixed precision: bf16 autocast, fp32 weights and AdamW state)")->capture_default_str();
+    cmd->add_option("--dtype", f->dtype,
+           "fp32, or bf16 (mixed precision: bf16 autocast, fp32 weights and AdamW state)")
+        ->capture_default_str();
     cmd->add_option("--optimizer", f->optimizer, "adamw or sgd")->capture_default_str();
     cmd->add_option("--device", f->device, "cpu or cuda[:N] (dropout masks differ)")->capture_default_str();
     cmd->add_flag("--json", f->json, "machine-readable output");

@@ -188,8 +188,8 @@ private:
     }
     // at::linear(x, w, b): under autocast on the bf16 copies; the product saves the input for the weight's
     // gradient and the weight for the input's (static without autocast, a bf16 copy with it).
-    TraceTensor product(const TraceTensor& x, const TraceTensor& w, const TraceTensor& b, std::int64_t in,
-        std::int64_t out);
+    TraceTensor product(
+        const TraceTensor& x, const TraceTensor& w, const TraceTensor& b, std::int64_t in, std::int64_t out);
     TraceTensor linear(const TraceTensor& x, const LinearP& p);
     TraceTensor dropout(const TraceTensor& x, double p, bool training);
     TraceTensor activation(const TraceTensor& x, const std::string& act);
@@ -573,7 +573,8 @@ TraceTensor Estimator::attention(const TraceTensor& x, const TraceTensor& kv, st
     // (Under autocast q, k and v are bf16 already, so matmul casts nothing for the scores.)
     const auto qc
         = q > 1 ? keepTemp(compute(batch * q * inner, query.elemBytes, { query }, {}, Grad::Same)) : query;
-    const auto kc = k > 1 ? keepTemp(compute(batch * k * inner, key.elemBytes, { key }, {}, Grad::Same)) : key;
+    const auto kc
+        = k > 1 ? keepTemp(compute(batch * k * inner, key.elemBytes, { key }, {}, Grad::Same)) : key;
     const auto maps = batch * dm.heads * q * k;
     auto scores = keepTemp(compute(maps, productElem(), { qc, kc }, { ifGrad(kc, qc), ifGrad(qc, kc) }));
     m_trace.release(qc);
@@ -762,7 +763,8 @@ TraceTensor Estimator::sideStack(const TraceTensor& embeds, std::int64_t batch, 
             const auto d = linear(ladders.at(i), p.down.at(i));
             const auto n = side.numel();
             const auto ea = promoted(mu, side);
-            const auto a = compute(n, ea, { mu, side }, { ifGrad(side, mu), ifGrad(mu, side) }, Grad::New, n * ea);
+            const auto a
+                = compute(n, ea, { mu, side }, { ifGrad(side, mu), ifGrad(mu, side) }, Grad::New, n * ea);
             const auto oneMinus = compute(1, m_e, { mu });
             const auto eb = promoted(oneMinus, d);
             const auto b = compute(
@@ -999,7 +1001,6 @@ MemoryEstimate Estimator::run()
 }
 
 } // namespace
-
 
 MemoryEstimate estimateTrainingMemory(const MemoryEstimateInput& input)
 {

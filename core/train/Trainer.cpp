@@ -248,8 +248,8 @@ TrainEval evaluateSplit(const RunSpec& spec, TrainerInputs& inputs, Method& meth
     gen.maxNewTokens = bo.maxTargetLength;
     const c10::Device device(spec.device);
     TrainerObserver none;
-    auto e = evaluateSplit(method, batcher, examples, task.info, *inputs.tokenizer, gen, device,
-        o.dtype == "bf16", none);
+    auto e = evaluateSplit(
+        method, batcher, examples, task.info, *inputs.tokenizer, gen, device, o.dtype == "bf16", none);
     e.split = split;
     return e;
 }
@@ -523,14 +523,18 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
             TrainingLengths lengths;
             lengths.examples = trainBatcher.exampleCount();
             for (std::size_t i = 0; i < trainBatcher.exampleCount(); ++i) {
-                lengths.source = std::max(lengths.source, static_cast<std::int64_t>(trainBatcher.sourceIds(i).size()));
-                lengths.target = std::max(lengths.target, static_cast<std::int64_t>(trainBatcher.targetIds(i).size()));
+                lengths.source
+                    = std::max(lengths.source, static_cast<std::int64_t>(trainBatcher.sourceIds(i).size()));
+                lengths.target
+                    = std::max(lengths.target, static_cast<std::int64_t>(trainBatcher.targetIds(i).size()));
             }
             try {
-                const auto e = estimateTrainingMemory(estimateInputFor(spec, inputs.backbone->config(), lengths));
+                const auto e
+                    = estimateTrainingMemory(estimateInputFor(spec, inputs.backbone->config(), lengths));
                 char line[200];
                 std::snprintf(line, sizeof line,
-                    "memory estimate of a training step at the longest batch (source %lld, target %lld): %.1f MB",
+                    "memory estimate of a training step at the longest batch (source %lld, target %lld): "
+                    "%.1f MB",
                     static_cast<long long>(lengths.source), static_cast<long long>(lengths.target),
                     static_cast<double>(e.total) / 1e6);
                 observer.onLog("info", line);

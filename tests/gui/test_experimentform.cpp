@@ -311,8 +311,8 @@ private Q_SLOTS:
         const double err = static_cast<double>(shown) / measured - 1.0;
         qInfo("%s %s %s: form %llu, stored %llu, error %+.2f%% (source %lld, target %lld)", qPrintable(task),
             qPrintable(method), qPrintable(dtype), static_cast<unsigned long long>(shown),
-            static_cast<unsigned long long>(summary.peakAllocatedBytes),
-            100.0 * err, static_cast<long long>(form.trainingLengths()->source),
+            static_cast<unsigned long long>(summary.peakAllocatedBytes), 100.0 * err,
+            static_cast<long long>(form.trainingLengths()->source),
             static_cast<long long>(form.trainingLengths()->target));
         QVERIFY2(std::abs(err) < 0.02, qPrintable(QString("error %1%").arg(100.0 * err)));
     }

@@ -364,6 +364,7 @@ void ExperimentForm::updateEstimate()
         input.srcLen = m_maxSourceLength->value();
         input.tgtLen = target > 0 ? target : kEstimateTargetLength;
         input.dtype = m_dtype->currentText().toStdString();
+        input.gradientAccumulation = m_accumulation->value();
         const QString device = m_device->currentData().toString();
         input.device = device.isEmpty() ? std::string("cpu") : device.toStdString();
         m_lengthsLabel->setText(!m_lengthsError.isEmpty()

@@ -40,6 +40,7 @@ struct EstimateFlags {
     std::int64_t tgtLen = 4;
     std::string dtype = "fp32";
     std::string optimizer = "adamw";
+    std::int64_t accumulation = 1;
     std::string device = "cpu";
     bool json = false;
     MethodFlags options;
@@ -58,6 +59,7 @@ int runEstimate(const EstimateFlags& f)
     in.tgtLen = f.tgtLen;
     in.dtype = f.dtype;
     in.optimizer = f.optimizer;
+    in.gradientAccumulation = f.accumulation;
     in.device = f.device;
     if (f.device.rfind("cuda", 0) == 0)
         in.cudaWorkspaceBytes = cuda::cublasWorkspaceBytes(); // this machine's GPU, if it has one
@@ -71,7 +73,8 @@ int runEstimate(const EstimateFlags& f)
         std::cout << nlohmann::json {
             { "backbone", backbone }, { "method", in.method.toJson() }, { "batch", in.batch },
             { "src_len", in.srcLen }, { "tgt_len", in.tgtLen }, { "dtype", in.dtype },
-            { "optimizer", in.optimizer }, { "device", in.device }, { "total_params", e.totalParams },
+            { "optimizer", in.optimizer }, { "gradient_accumulation", in.gradientAccumulation },
+            { "device", in.device }, { "total_params", e.totalParams },
             { "trainable_params", e.trainableParams }, { "frozen_weight_bytes", e.frozenWeights },
             { "trainable_weight_bytes", e.trainableWeights }, { "gradient_bytes", e.gradients },
             { "optimizer_bytes", e.optimizerState }, { "batch_input_bytes", e.batchInputs },
@@ -83,7 +86,11 @@ int runEstimate(const EstimateFlags& f)
     }
     std::cout << "memory estimate: " << backbone << ", " << in.method.toJson().dump() << "\n"
               << "batch " << in.batch << ", source " << in.srcLen << ", target " << in.tgtLen << ", "
-              << in.dtype << ", " << in.optimizer << ", " << in.device << "\n"
+              << in.dtype << ", " << in.optimizer << ", " << in.device
+              << (in.gradientAccumulation > 1
+                         ? ", accumulation " + std::to_string(in.gradientAccumulation) + " (gradients live)"
+                         : std::string())
+              << "\n"
               << "parameters: " << withCommas(e.totalParams) << " (" << withCommas(e.trainableParams)
               << " trainable)\n\n";
     auto row = [](const std::string& name, std::uint64_t bytes, const std::string& note = "") {
@@ -125,6 +132,10 @@ void registerEstimateCommands(CLI::App& app)
            "fp32, or bf16 (mixed precision: bf16 autocast, fp32 weights and AdamW state)")
         ->capture_default_str();
     cmd->add_option("--optimizer", f->optimizer, "adamw or sgd")->capture_default_str();
+    cmd->add_option("--gradient-accumulation", f->accumulation,
+           "micro-batches per optimizer step (above 1, earlier micro-batches' gradients stay live)")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 1 << 20));
     cmd->add_option("--device", f->device, "cpu or cuda[:N] (dropout masks differ)")->capture_default_str();
     cmd->add_flag("--json", f->json, "machine-readable output");
     f->options.addTo(cmd);

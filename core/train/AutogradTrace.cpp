@@ -42,6 +42,18 @@ TraceTensor AutogradTrace::data(std::int64_t bytes)
     return t;
 }
 
+void AutogradTrace::presetParamGrads()
+{
+    for (std::size_t i = 0; i < m_params.size(); ++i) {
+        if (!m_params[i].trainable || m_paramHasGrad[i])
+            continue;
+        m_paramHasGrad[i] = 1;
+        const auto bytes = allocationBytes(m_params[i].numel * m_params[i].elemBytes);
+        m_paramGrads += bytes;
+        add(bytes, "static");
+    }
+}
+
 void AutogradTrace::addStatic(std::int64_t bytes)
 {
     add(bytes, "static");

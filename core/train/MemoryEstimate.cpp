@@ -936,6 +936,9 @@ MemoryEstimate Estimator::run()
     if (m_in.tgtLen < 1)
         throw Error("memory estimate: field tgt_len: expected a positive integer, got "
             + std::to_string(m_in.tgtLen));
+    if (m_in.gradientAccumulation < 1)
+        throw Error("memory estimate: field gradient_accumulation: expected a positive integer, got "
+            + std::to_string(m_in.gradientAccumulation));
     const bool adamw = m_in.optimizer == "adamw";
     if (!adamw && m_in.optimizer != "sgd")
         throw Error("memory estimate: field optimizer: expected adamw or sgd, got '" + m_in.optimizer + "'");
@@ -974,6 +977,8 @@ MemoryEstimate Estimator::run()
         staticBytes += static_cast<std::int64_t>(r.cudaWorkspaces);
     }
     m_trace.addStatic(staticBytes);
+    if (m_in.gradientAccumulation > 1)
+        m_trace.presetParamGrads(); // a later micro-batch of the group: the earlier ones' gradients are live
 
     const auto b = m_in.batch;
     m_ids = m_trace.data(b * m_in.srcLen * 8);

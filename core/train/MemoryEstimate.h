@@ -23,6 +23,9 @@ struct MemoryEstimateInput {
     // autocast around the forward, so linear and matmul compute in bf16 on bf16 copies of their operands)
     std::string dtype = "fp32";
     std::string optimizer = "adamw"; // "adamw" (two moments per trainable value) or "sgd" (no state)
+    // Micro-batches per optimizer step (the trainer's gradient_accumulation): above 1, every micro-batch after
+    // a group's first runs with the gradients of the ones before it live, summed into in the backward.
+    std::int64_t gradientAccumulation = 1;
     std::string device = "cpu"; // "cpu" or "cuda[:N]": CPU dropout keeps a mask in the activation dtype,
                                 // CUDA keeps a 1-byte mask
     // CUDA: bytes of PyTorch's workspace per cuBLAS handle on the target device (cuda::cublasWorkspaceBytes()

@@ -40,6 +40,7 @@ MemoryEstimateInput estimateInputFor(
     in.srcLen = std::max<std::int64_t>(1, lengths.source);
     in.tgtLen = std::max<std::int64_t>(1, lengths.target);
     in.dtype = spec.training.dtype;
+    in.gradientAccumulation = spec.training.gradientAccumulation;
     in.device = spec.device.rfind("cuda", 0) == 0 ? spec.device : std::string("cpu");
     return in;
 }

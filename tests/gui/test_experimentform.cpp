@@ -275,10 +275,18 @@ private Q_SLOTS:
         QTest::addColumn<QString>("task");
         QTest::addColumn<QString>("method");
         QTest::addColumn<QString>("dtype");
+        QTest::addColumn<int>("accumulation");
         for (const char* task : { "demo", "rte" })
             for (const char* dtype : { "fp32", "bf16" })
                 for (const char* m : { "full", "bitfit", "adapter", "lora", "prompt", "ladder" })
-                    QTest::newRow(qPrintable(QString("%1 %2 %3").arg(task, m, dtype))) << task << m << dtype;
+                    QTest::newRow(qPrintable(QString("%1 %2 %3").arg(task, m, dtype)))
+                        << task << m << dtype << 1;
+        // Gradient accumulation: the later micro-batches of a group run with the earlier ones' gradients
+        // live.
+        for (const char* dtype : { "fp32", "bf16" })
+            for (const char* m : { "full", "lora", "ladder" })
+                QTest::newRow(qPrintable(QString("demo %1 %2 accumulation 2").arg(m, dtype)))
+                    << "demo" << m << dtype << 2;
     }
 
     void formEstimateMatchesStoredPeak()
@@ -286,6 +294,7 @@ private Q_SLOTS:
         QFETCH(QString, task);
         QFETCH(QString, method);
         QFETCH(QString, dtype);
+        QFETCH(int, accumulation);
         nlohmann::json taskJson = task == "demo"
             ? nlohmann::json { { "type", "demo" }, { "name", "supersense" } }
             : nlohmann::json { { "type", "glue" }, { "path", m_glue }, { "name", "auto" } };
@@ -295,7 +304,8 @@ private Q_SLOTS:
         const nlohmann::json spec { { "backbone", "demo" }, { "task", taskJson }, { "method", methodJson },
             { "training",
                 { { "epochs", 1 }, { "batch_size", 8 }, { "max_source_length", 64 }, { "warmup_steps", 0 },
-                    { "max_eval_examples", 4 }, { "dtype", dtype.toStdString() } } },
+                    { "max_eval_examples", 4 }, { "dtype", dtype.toStdString() },
+                    { "gradient_accumulation", accumulation } } },
             { "device", "cpu" }, { "seed", 0 } };
         ExperimentForm form;
         QString error;

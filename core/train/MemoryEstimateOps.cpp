@@ -1,0 +1,476 @@
+// The memory estimator's forward replay, op by op, in the order of T5Model.cpp, Baselines.cpp, Ladder.cpp and
+// LadderSideNetwork.cpp, each op with what its autograd node saves. See MemoryEstimateReplay.h.
+#include <algorithm>
+
+#include "train/MemoryEstimateReplay.h"
+#include "util/Error.h"
+
+namespace ladder::estimate_detail {
+
+TraceTensor Estimator::product(
+    const TraceTensor& x, const TraceTensor& w, const TraceTensor& b, std::int64_t in, std::int64_t out)
+{
+    // at::linear -> mm/addmm on the flattened input.
+    const auto rows = x.numel() / in;
+    const auto xc = lowp(x);
+    const auto wc = lowpParam(w);
+    const auto bc = lowpParam(b);
+    const auto y = compute(rows * out, productElem(), { xc, wc, bc }, { ifGrad(wc, xc), ifGrad(xc, wc) });
+    releaseCast(xc, x);
+    releaseCast(wc, w);
+    releaseCast(bc, b);
+    return y;
+}
+
+TraceTensor Estimator::linear(const TraceTensor& x, const LinearP& p)
+{
+    auto y = product(x, p.w, p.b, p.in, p.out);
+    if (!p.loraA.defined())
+        return y;
+    const auto rows = x.numel() / p.in;
+    const double loraDropout = m_in.method.dropout;
+    const auto in = dropout(x, loraDropout, true);
+    const auto a = product(in, p.loraA, {}, p.in, p.rank);
+    const auto b = product(a, p.loraB, {}, p.rank, p.out);
+    const auto scaled = compute(rows * p.out, b.elemBytes, { b }); // * alpha / rank
+    const auto sum = add(y, scaled);
+    for (const auto& t : { y, in, a, b, scaled })
+        if (t.value != x.value)
+            m_trace.release(t);
+    return sum;
+}
+
+TraceTensor Estimator::dropout(const TraceTensor& x, double p, bool training)
+{
+    if (!training || p <= 0.0)
+        return x;
+    if (m_cuda) {
+        // native_dropout: a bool mask beside the output.
+        const auto mask = compute(x.numel(), 1, {});
+        const auto y = compute(x.numel(), x.elemBytes, { x }, { mask });
+        m_trace.release(mask);
+        return y;
+    }
+    // CPU: noise = empty_like(x).bernoulli_(1 - p).div_(1 - p); x * noise saves the noise.
+    const auto noise = compute(x.numel(), x.elemBytes, {});
+    const auto y = compute(x.numel(), x.elemBytes, { x }, { noise });
+    m_trace.release(noise);
+    return y;
+}
+
+TraceTensor Estimator::activation(const TraceTensor& x, const std::string& act)
+{
+    if (act == "relu" || act == "tanh") // threshold_backward / tanh_backward use the result
+        return compute(x.numel(), x.elemBytes, { x }, {}, Grad::New, 0, true);
+    if (act == "gelu" || act == "gelu_new" || act == "gelu_pytorch_tanh" || act == "silu")
+        return compute(x.numel(), x.elemBytes, { x }, { x });
+    throw Error("memory estimate: unsupported activation '" + act + "'");
+}
+
+TraceTensor Estimator::norm(const TraceTensor& x, const NormP& p)
+{
+    // variance = x.to(float).pow(2).mean(-1); normed = x * rsqrt(variance + eps) (fp32 by promotion);
+    // weight (fp32) * normed (+ bias)
+    const auto n = x.numel();
+    const auto rows = n / p.dim;
+    const auto x32 = x.elemBytes == 4 ? x : compute(n, 4, { x });
+    const auto sq = compute(n, 4, { x32 }, { x32 }, Grad::New, 2 * n * 4);
+    const auto mean = compute(rows, 4, { sq });
+    m_trace.release(sq);
+    const auto plus = compute(rows, 4, { mean }, {}, Grad::Same);
+    m_trace.release(mean);
+    const auto r = compute(rows, 4, { plus }, {}, Grad::New, 0, true);
+    m_trace.release(plus);
+    const auto normed = compute(n, 4, { x, r }, { ifGrad(r, x), ifGrad(x, r) }, Grad::New, n * 4);
+    m_trace.release(r);
+    if (x32.value != x.value)
+        m_trace.release(x32);
+    const bool wGrad = p.w.requiresGrad;
+    auto y = compute(n, 4, { p.w, normed }, { ifGrad(p.w, normed) }, Grad::New, wGrad ? n * 4 : 0);
+    m_trace.release(normed);
+    if (p.b.defined()) {
+        const auto yb = compute(n, 4, { y, p.b }, {}, Grad::Same);
+        m_trace.release(y);
+        y = yb;
+    }
+    return y;
+}
+
+TraceTensor Estimator::adapter(const TraceTensor& x, const AdapterP& p)
+{
+    const auto down = linear(x, p.down);
+    const auto act = activation(down, p.activation);
+    m_trace.release(down);
+    const auto up = linear(act, p.up);
+    m_trace.release(act);
+    const auto out = add(x, up);
+    m_trace.release(up);
+    return out;
+}
+
+TraceTensor Estimator::attention(const TraceTensor& x, const TraceTensor& kv, std::int64_t batch,
+    std::int64_t q, std::int64_t k, const TraceTensor& bias, const AttentionP& p, const Dims& dm,
+    bool training)
+{
+    const auto inner = dm.heads * dm.dKv;
+    const auto& src = kv.defined() ? kv : x;
+    std::vector<TraceTensor> temps;
+    auto keepTemp = [&](const TraceTensor& t) {
+        temps.push_back(t);
+        return t;
+    };
+    const auto query = keepTemp(m_trace.view(keepTemp(linear(x, p.q))));
+    const auto key = keepTemp(m_trace.view(keepTemp(linear(src, p.k))));
+    const auto value = keepTemp(m_trace.view(keepTemp(linear(src, p.v))));
+    // matmul reshapes a transposed head view into (batch * heads, len, d_kv): a copy unless len == 1.
+    // (Under autocast q, k and v are bf16 already, so matmul casts nothing for the scores.)
+    const auto qc
+        = q > 1 ? keepTemp(compute(batch * q * inner, query.elemBytes, { query }, {}, Grad::Same)) : query;
+    const auto kc
+        = k > 1 ? keepTemp(compute(batch * k * inner, key.elemBytes, { key }, {}, Grad::Same)) : key;
+    const auto maps = batch * dm.heads * q * k;
+    auto scores = keepTemp(compute(maps, productElem(), { qc, kc }, { ifGrad(kc, qc), ifGrad(qc, kc) }));
+    m_trace.release(qc);
+    m_trace.release(kc);
+    if (bias.defined()) // the bias is fp32: the sum is fp32 by promotion
+        scores = keepTemp(compute(maps, promoted(scores, bias), { scores, bias }, {}, Grad::Same,
+            bias.requiresGrad && bias.numel() < maps ? maps * promoted(scores, bias) : 0));
+    // softmax(scores.float()).type_as(scores): softmax keeps its (fp32) result
+    const auto s32 = scores.elemBytes == 4 ? scores : keepTemp(compute(maps, 4, { scores }));
+    auto weights = keepTemp(compute(maps, 4, { s32 }, {}, Grad::New, 0, true));
+    if (scores.elemBytes != 4)
+        weights = keepTemp(compute(maps, scores.elemBytes, { weights }));
+    weights = keepTemp(dropout(weights, dm.dropout, training));
+    const auto vc
+        = k > 1 ? keepTemp(compute(batch * k * inner, value.elemBytes, { value }, {}, Grad::Same)) : value;
+    const auto wc = lowp(weights); // autocast's bf16 copy of the fp32 probabilities
+    const auto context
+        = compute(batch * q * inner, productElem(), { wc, vc }, { ifGrad(vc, wc), ifGrad(wc, vc) });
+    releaseCast(wc, weights);
+    m_trace.release(vc);
+    const auto t = m_trace.view(context);
+    const auto contiguous = compute(batch * q * inner, context.elemBytes, { t }, {}, Grad::Same);
+    m_trace.release(context);
+    m_trace.release(t);
+    const auto flat = m_trace.view(contiguous);
+    m_trace.release(contiguous);
+    const auto out = linear(flat, p.o);
+    m_trace.release(flat);
+    for (const auto& tmp : temps)
+        m_trace.release(tmp);
+    return out;
+}
+
+TraceTensor Estimator::layerAttention(const TraceTensor& x, const TraceTensor& kv, std::int64_t batch,
+    std::int64_t q, std::int64_t k, const TraceTensor& bias, const LayerAttentionP& p, const Dims& dm,
+    bool training)
+{
+    const auto normed = norm(x, p.norm);
+    auto out = attention(normed, kv, batch, q, k, bias, p.attn, dm, training);
+    m_trace.release(normed);
+    if (p.adapter.present) {
+        const auto a = adapter(out, p.adapter);
+        m_trace.release(out);
+        out = a;
+    }
+    const auto dropped = dropout(out, dm.dropout, training);
+    const auto res = add(x, dropped);
+    m_trace.release(out);
+    m_trace.release(dropped);
+    return res;
+}
+
+TraceTensor Estimator::feedForward(const TraceTensor& x, const FeedForwardP& p, const Dims& dm, bool training)
+{
+    const auto normed = norm(x, p.norm);
+    TraceTensor h;
+    if (dm.gated) {
+        const auto a0 = linear(normed, p.wi0);
+        const auto g = activation(a0, dm.act);
+        m_trace.release(a0);
+        const auto a1 = linear(normed, p.wi1);
+        h = compute(g.numel(), promoted(g, a1), { g, a1 }, { ifGrad(g, a1), ifGrad(a1, g) });
+        m_trace.release(g);
+        m_trace.release(a1);
+    } else {
+        const auto a = linear(normed, p.wi);
+        h = activation(a, dm.act);
+        m_trace.release(a);
+    }
+    m_trace.release(normed);
+    const auto hd = dropout(h, dm.dropout, training);
+    auto out = linear(hd, p.wo);
+    m_trace.release(h);
+    m_trace.release(hd);
+    if (p.adapter.present) {
+        const auto a = adapter(out, p.adapter);
+        m_trace.release(out);
+        out = a;
+    }
+    const auto dropped = dropout(out, dm.dropout, training);
+    const auto res = add(x, dropped);
+    m_trace.release(out);
+    m_trace.release(dropped);
+    return res;
+}
+
+TraceTensor Estimator::block(const TraceTensor& x, std::int64_t batch, std::int64_t len,
+    const TraceTensor& selfBias, const TraceTensor& encoder, std::int64_t encLen,
+    const TraceTensor& crossBias, const BlockP& p, const Dims& dm, bool training)
+{
+    auto h = layerAttention(x, {}, batch, len, len, selfBias, p.self, dm, training);
+    if (p.decoder) {
+        const auto c = layerAttention(h, encoder, batch, len, encLen, crossBias, p.cross, dm, training);
+        m_trace.release(h);
+        h = c;
+    }
+    const auto out = feedForward(h, p.ff, dm, training);
+    m_trace.release(h);
+    return out;
+}
+
+TraceTensor Estimator::positionBias(
+    std::int64_t batch, std::int64_t len, const TraceTensor& relBias, std::int64_t heads, bool decoder)
+{
+    // Mask (batch, 1, 1 or len, len) in the activation dtype, bucket ids (len, len) int64, the bias
+    // embedding (len, len, heads), their broadcast sum (batch, heads, len, len).
+    const auto mask = compute(batch * (decoder ? len : 1) * len, m_e, {});
+    const auto buckets = compute(len * len, 8, {});
+    const auto emb = compute(len * len * heads, m_e, { relBias }, { buckets });
+    m_trace.release(buckets);
+    const auto bias = compute(batch * heads * len * len, m_e, { emb, mask }, {}, Grad::Same,
+        relBias.requiresGrad ? batch * heads * len * len * m_e : 0);
+    m_trace.release(emb);
+    m_trace.release(mask);
+    return bias;
+}
+
+TraceTensor Estimator::stack(const TraceTensor& embeds, std::int64_t batch, std::int64_t len, const StackP& p,
+    bool decoder, const TraceTensor& encoder, std::int64_t encLen, bool training,
+    const std::vector<std::int64_t>* keep, std::map<std::int64_t, TraceTensor>* ladders,
+    const std::string& name)
+{
+    m_trace.setPart(name + " embeddings");
+    const auto selfBias = positionBias(batch, len, p.blocks.front().self.attn.relBias, m_dims.heads, decoder);
+    TraceTensor crossBias;
+    if (decoder)
+        crossBias = compute(batch * encLen, m_e, {});
+    // StackOutput holds the (dropped-out) embeddings and the kept block outputs; the local `hidden`
+    // releases the others as soon as the next block has run.
+    auto hidden = dropout(embeds, m_dims.dropout, training);
+    bool hiddenHeld = true;
+    for (std::size_t i = 0; i < p.blocks.size(); ++i) {
+        m_trace.setPart(name + " block " + std::to_string(i));
+        auto next
+            = block(hidden, batch, len, selfBias, encoder, encLen, crossBias, p.blocks[i], m_dims, training);
+        const bool kept
+            = !keep || std::find(keep->begin(), keep->end(), static_cast<std::int64_t>(i)) != keep->end();
+        if (kept && ladders)
+            (*ladders)[static_cast<std::int64_t>(i)] = next;
+        if (!hiddenHeld)
+            m_trace.release(hidden);
+        hidden = next;
+        hiddenHeld = kept;
+    }
+    m_trace.setPart(name + " final norm");
+    const auto normed = norm(hidden, p.finalNorm);
+    if (!hiddenHeld)
+        m_trace.release(hidden);
+    const auto out = dropout(normed, m_dims.dropout, training);
+    if (out.value != normed.value)
+        m_trace.release(normed);
+    m_trace.release(selfBias);
+    m_trace.release(crossBias);
+    return out;
+}
+
+TraceTensor Estimator::sideStack(const TraceTensor& embeds, std::int64_t batch, std::int64_t len,
+    const SideStackP& p, const std::map<std::int64_t, TraceTensor>& ladders, const TraceTensor& sideEncoder,
+    std::int64_t encLen, const std::string& name)
+{
+    const auto& dm = m_sideDims;
+    m_trace.setPart(name + " embeddings");
+    TraceTensor selfBias;
+    if (!p.blocks.empty())
+        selfBias
+            = positionBias(batch, len, p.blocks.at(p.keep.front()).self.attn.relBias, dm.heads, p.decoder);
+    else
+        selfBias = compute(batch * (p.decoder ? len : 1) * len, m_e, {});
+    TraceTensor crossBias;
+    if (p.decoder && sideEncoder.defined())
+        crossBias = compute(batch * encLen, m_e, {});
+    const auto x = dropout(embeds, dm.dropout, true);
+    auto side = linear(x, p.downEmbed);
+    if (x.value != embeds.value)
+        m_trace.release(x);
+    auto replace = [&](const TraceTensor& next) {
+        m_trace.release(side);
+        side = next;
+    };
+    for (auto i : p.keep) {
+        m_trace.setPart(name + " block " + std::to_string(i));
+        if (m_side.usesGates()) {
+            // side = mu * side + (1 - mu) * Down_i(ladder), mu = sigmoid(alpha / T)
+            // (mu is a one-element fp32 tensor: under autocast both products are fp32 by promotion)
+            const auto mu = compute(1, m_e, { p.gate.at(i) }, {}, Grad::New, 0, true);
+            const auto d = linear(ladders.at(i), p.down.at(i));
+            const auto n = side.numel();
+            const auto ea = promoted(mu, side);
+            const auto a
+                = compute(n, ea, { mu, side }, { ifGrad(side, mu), ifGrad(mu, side) }, Grad::New, n * ea);
+            const auto oneMinus = compute(1, m_e, { mu });
+            const auto eb = promoted(oneMinus, d);
+            const auto b = compute(
+                n, eb, { oneMinus, d }, { ifGrad(d, oneMinus), ifGrad(oneMinus, d) }, Grad::New, n * eb);
+            const auto sum = add(a, b);
+            for (const auto& t : { mu, d, a, oneMinus, b })
+                m_trace.release(t);
+            replace(sum);
+        }
+        if (p.adapterNorm.count(i)) {
+            const auto n = norm(side, p.adapterNorm.at(i));
+            const auto dn = linear(n, p.adapterDown.at(i));
+            const auto act = activation(dn, dm.act);
+            const auto up = linear(act, p.adapterUp.at(i));
+            const auto dr = dropout(up, dm.dropout, true);
+            const auto res = add(side, dr);
+            for (const auto& t : { n, dn, act, up, dr })
+                m_trace.release(t);
+            replace(res);
+            continue;
+        }
+        const auto& blk = p.blocks.at(i);
+        replace(layerAttention(side, {}, batch, len, len, selfBias, blk.self, dm, true));
+        if (p.ladderAttention.count(i)) {
+            const auto keys = linear(ladders.at(i), p.down.at(i));
+            replace(layerAttention(side, keys, batch, len, len, selfBias, p.ladderAttention.at(i), dm, true));
+            m_trace.release(keys);
+        }
+        if (p.decoder && sideEncoder.defined())
+            replace(layerAttention(side, sideEncoder, batch, len, encLen, crossBias, blk.cross, dm, true));
+        replace(feedForward(side, blk.ff, dm, true));
+    }
+    m_trace.setPart(name + " final norm");
+    const auto normed = norm(side, p.finalNorm);
+    m_trace.release(side);
+    const auto out = dropout(normed, dm.dropout, true);
+    if (out.value != normed.value)
+        m_trace.release(normed);
+    m_trace.release(selfBias);
+    m_trace.release(crossBias);
+    return out;
+}
+
+TraceTensor Estimator::lossOf(const TraceTensor& hidden, std::int64_t rows)
+{
+    m_trace.setPart("lm head and loss");
+    const auto& c = m_in.config;
+    const bool tied = c.tieWordEmbeddings;
+    const auto scaled
+        = tied ? compute(hidden.numel(), hidden.elemBytes, { hidden }) : hidden; // * d_model^-0.5
+    const auto& w = tied ? m_shared : m_lmHead;
+    const auto logits = product(scaled, w, m_lmHeadBias, c.dModel, c.vocabSize);
+    if (scaled.value != hidden.value)
+        m_trace.release(scaled);
+    // cross_entropy on logits.float(): log_softmax (keeps its float result) and nll_loss (keeps its input
+    // and the labels).
+    const auto l32 = logits.elemBytes == 4 ? logits : compute(logits.numel(), 4, { logits });
+    const auto logProbs = compute(logits.numel(), 4, { l32 }, {}, Grad::New, 0, true);
+    const auto loss = compute(1, 4, { logProbs }, { logProbs, m_labels });
+    m_trace.release(logProbs);
+    if (l32.value != logits.value)
+        m_trace.release(l32);
+    return loss; // logits stay alive in MethodOutput until the forward returns
+}
+
+TraceTensor Estimator::forwardBaseline()
+{
+    const auto& c = m_in.config;
+    const auto b = m_in.batch;
+    const auto ls = m_in.srcLen;
+    const auto lt = m_in.tgtLen;
+    m_trace.setPart("encoder embeddings");
+    auto embeds = compute(b * ls * c.dModel, m_e, { m_shared }, { m_ids });
+    std::int64_t encLen = ls;
+    if (m_prompt.defined()) {
+        // cat(prompt expanded over the batch, embeddings) and the extended 0/1 mask.
+        const auto cat = compute(b * (m_promptLen + ls) * c.dModel, m_e, { m_prompt, embeds });
+        m_trace.release(embeds);
+        embeds = cat;
+        encLen = m_promptLen + ls;
+        compute(b * encLen, 8, {});
+    }
+    const auto encoder = stack(embeds, b, encLen, m_encoder, false, {}, 0, true, nullptr, nullptr, "encoder");
+    m_trace.setPart("decoder embeddings");
+    const auto decoderIds = compute(b * lt, 8, {}); // shiftRight(labels)
+    const auto decEmbeds = compute(b * lt * c.dModel, m_e, { m_shared }, { decoderIds });
+    const auto decoder
+        = stack(decEmbeds, b, lt, m_decoder, true, encoder, encLen, true, nullptr, nullptr, "decoder");
+    return lossOf(decoder, b * lt);
+}
+
+TraceTensor Estimator::forwardLadder()
+{
+    const auto& c = m_in.config;
+    const auto b = m_in.batch;
+    const auto ls = m_in.srcLen;
+    const auto lt = m_in.tgtLen;
+    const bool backboneTrain = m_in.method.backboneTrainMode;
+    static const std::vector<std::int64_t> none;
+
+    // Encoder: the backbone under NoGradGuard keeps only its ladder outputs.
+    m_trace.setPart("backbone encoder");
+    m_trace.setGradMode(false);
+    const auto embeds = compute(b * ls * c.dModel, m_e, { m_shared }, { m_ids });
+    std::map<std::int64_t, TraceTensor> encLadders, decLadders;
+    TraceTensor backboneHidden;
+    if (m_side.needsBackbone()) {
+        const bool ladder = m_side.usesLadders() && m_side.hasSideEncoder();
+        backboneHidden = stack(embeds, b, ls, m_encoder, false, {}, 0, backboneTrain,
+            ladder ? &m_side.encoderKeep : &none, &encLadders, "backbone encoder");
+    }
+    m_trace.setGradMode(true);
+    TraceTensor sideHidden;
+    if (m_sideEncoder.present)
+        sideHidden = sideStack(embeds, b, ls, m_sideEncoder, encLadders, {}, 0, "side encoder");
+    for (const auto& [i, t] : encLadders)
+        m_trace.release(t);
+    m_trace.release(embeds);
+
+    // Decoder.
+    m_trace.setPart("backbone decoder");
+    m_trace.setGradMode(false);
+    const auto decoderIds = compute(b * lt, 8, {});
+    const auto decEmbeds = compute(b * lt * c.dModel, m_e, { m_shared }, { decoderIds });
+    TraceTensor backboneFinal;
+    if (m_side.needsBackbone()) {
+        const auto out = stack(decEmbeds, b, lt, m_decoder, true, backboneHidden, ls, backboneTrain,
+            m_side.usesLadders() ? &m_side.decoderKeep : &none, &decLadders, "backbone decoder");
+        if (m_side.usesMerge())
+            backboneFinal = out;
+        else
+            m_trace.release(out);
+    }
+    m_trace.setGradMode(true);
+    const auto sideOut
+        = sideStack(decEmbeds, b, lt, m_sideDecoder, decLadders, sideHidden, ls, "side decoder");
+    for (const auto& [i, t] : decLadders)
+        m_trace.release(t);
+
+    m_trace.setPart("side head");
+    auto out = linear(sideOut, m_upsample);
+    if (m_mergeGate.defined()) {
+        const auto n = out.numel();
+        const auto g = compute(1, m_e, { m_mergeGate }, {}, Grad::New, 0, true);
+        const auto ea = promoted(g, out);
+        const auto a = compute(n, ea, { g, out }, { ifGrad(out, g), ifGrad(g, out) }, Grad::New, n * ea);
+        const auto oneMinus = compute(1, m_e, { g });
+        const auto eb = promoted(oneMinus, backboneFinal);
+        const auto bb = compute(n, eb, { oneMinus, backboneFinal },
+            { ifGrad(backboneFinal, oneMinus), ifGrad(oneMinus, backboneFinal) }, Grad::New, n * eb);
+        out = add(a, bb);
+    }
+    return lossOf(out, b * lt);
+}
+
+} // namespace ladder::estimate_detail

@@ -1,0 +1,251 @@
+#pragma once
+
+// Private to the memory estimator (MemoryEstimate.cpp, MemoryEstimateParams.cpp, MemoryEstimateOps.cpp):
+// the replay's parameter records and the Estimator that replays one training step.
+// The estimator replays LadderBench's training step symbolically (AutogradTrace): the same modules, the
+// same ATen calls in the same order, each with the tensors its autograd node saves for backward (the rules
+// of PyTorch's derivatives.yaml: mm saves an input only when the other operand needs a gradient, softmax,
+// relu and tanh save their result, gelu and silu their input, CPU dropout a mask in the activation dtype,
+// CUDA dropout a 1-byte mask, reshape of a transposed head view copies). With dtype bf16 it replays
+// mixed precision as the trainer runs it: fp32 weights, bf16 autocast around the forward (linear and
+// matmul cast their fp32 operands to bf16 copies; a trainable weight's copy is cached for the forward, a
+// frozen one's is made at each use; every other op follows PyTorch's type promotion). docs/PERFORMANCE.md
+// explains the terms.
+// MemoryEstimateParams.cpp builds the parameters (the backbone, then what each method adds or unfreezes),
+// MemoryEstimateOps.cpp replays the forward op by op, MemoryEstimate.cpp runs the step and sums the terms.
+
+#include <algorithm>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "model/T5Config.h"
+#include "peft/Ladder.h"
+#include "train/AutogradTrace.h"
+#include "train/MemoryEstimate.h"
+
+namespace ladder::estimate_detail {
+
+using Grad = AutogradTrace::Grad;
+
+struct LinearP {
+    TraceTensor w, b, loraA, loraB;
+    std::int64_t in = 0, out = 0, rank = 0;
+};
+struct NormP {
+    TraceTensor w, b;
+    std::int64_t dim = 0;
+};
+struct AdapterP {
+    bool present = false;
+    LinearP down, up;
+    std::string activation;
+};
+struct AttentionP {
+    LinearP q, k, v, o;
+    TraceTensor relBias;
+};
+struct LayerAttentionP {
+    AttentionP attn;
+    NormP norm;
+    AdapterP adapter;
+};
+struct FeedForwardP {
+    LinearP wi, wi0, wi1, wo;
+    NormP norm;
+    AdapterP adapter;
+};
+struct BlockP {
+    LayerAttentionP self, cross;
+    bool decoder = false;
+    FeedForwardP ff;
+};
+struct StackP {
+    std::vector<BlockP> blocks;
+    NormP finalNorm;
+};
+// One side stack of LST, keyed by backbone layer index.
+struct SideStackP {
+    bool present = false;
+    LinearP downEmbed;
+    std::map<std::int64_t, LinearP> down;
+    std::map<std::int64_t, TraceTensor> gate;
+    std::map<std::int64_t, BlockP> blocks;
+    std::map<std::int64_t, NormP> adapterNorm;
+    std::map<std::int64_t, LinearP> adapterDown, adapterUp;
+    std::map<std::int64_t, LayerAttentionP> ladderAttention;
+    NormP finalNorm;
+    std::vector<std::int64_t> keep;
+    bool decoder = false;
+};
+
+// Dimensions of one stack (backbone or side).
+struct Dims {
+    std::int64_t d, dKv, heads, dFf, buckets;
+    std::string act;
+    bool gated;
+    double dropout;
+};
+
+inline Dims dimsOf(const T5Config& c)
+{
+    return { c.dModel, c.dKv, c.numHeads, c.dFf, c.relativeAttentionNumBuckets, c.denseActFn(),
+        c.isGatedAct(), c.dropoutRate };
+}
+
+class Estimator {
+public:
+    Estimator(const MemoryEstimateInput& in)
+        : m_in(in)
+        , m_amp(in.dtype == "bf16")
+    {
+        if (in.dtype != "fp32" && in.dtype != "bf16")
+            throw Error("memory estimate: field dtype: expected fp32 or bf16 (mixed precision), got '"
+                + in.dtype + "'");
+        const auto& dev = in.device;
+        if (dev == "cpu")
+            m_cuda = false;
+        else if (dev.rfind("cuda", 0) == 0)
+            m_cuda = true;
+        else
+            throw Error("memory estimate: field device: expected cpu or cuda[:N], got '" + dev + "'");
+    }
+
+    MemoryEstimate run();
+
+private:
+    // ---- parameters ------------------------------------------------------------------------------
+    TraceTensor param(std::int64_t numel, bool trainable, const std::string& name)
+    {
+        return m_trace.parameter(numel, m_e, trainable, name);
+    }
+    LinearP linearP(std::int64_t in, std::int64_t out, bool trainable, bool bias, const std::string& name)
+    {
+        LinearP p;
+        p.in = in;
+        p.out = out;
+        p.w = param(in * out, trainable, name + ".weight");
+        if (bias)
+            p.b = param(out, trainable, name + ".bias");
+        return p;
+    }
+    NormP normP(std::int64_t dim, bool trainable, const std::string& name)
+    {
+        NormP p;
+        p.dim = dim;
+        p.w = param(dim, trainable, name + ".weight");
+        return p;
+    }
+    AttentionP attentionP(const Dims& dm, bool relBias, bool trainable, const std::string& name);
+    BlockP blockP(const Dims& dm, bool decoder, bool relBias, bool trainable, const std::string& name);
+    StackP stackP(const Dims& dm, bool decoder, std::int64_t layers, bool trainable, const std::string& name);
+    SideStackP sideStackP(const LadderSideOptions& o, bool decoder, const std::string& name);
+    void buildBackbone();
+    void applyMethod();
+
+    // ---- operations ------------------------------------------------------------------------------
+    TraceTensor compute(std::int64_t numel, std::int64_t elem, const std::vector<TraceTensor>& inputs,
+        const std::vector<TraceTensor>& saved = {}, Grad grad = Grad::New, std::int64_t scratch = 0,
+        bool saveOutput = false)
+    {
+        return m_trace.compute(numel, elem, inputs, saved, grad, scratch, saveOutput);
+    }
+    // Saved only when `needed` requires grad.
+    static TraceTensor ifGrad(const TraceTensor& needed, const TraceTensor& saved)
+    {
+        return needed.defined() && needed.requiresGrad ? saved : TraceTensor {};
+    }
+    // Autocast's cast of an fp32 operand of linear/matmul to bf16: a new tensor (ToCopyBackward saves
+    // nothing); x itself without autocast or when it is bf16 already. The caller releases what it got.
+    TraceTensor lowp(const TraceTensor& x)
+    {
+        if (!m_amp || x.elemBytes != 4)
+            return x;
+        return compute(x.numel(), 2, { x });
+    }
+    // The same for a weight: a trainable one's copy is cached (autocast caches casts of leaves that require
+    // grad until its region ends), a frozen one's is made at each use.
+    TraceTensor lowpParam(const TraceTensor& w)
+    {
+        if (!m_amp || !w.defined())
+            return w;
+        if (!w.requiresGrad || !m_trace.gradMode())
+            return compute(w.numel(), 2, { w });
+        auto it = m_castCache.find(w.param);
+        if (it == m_castCache.end())
+            it = m_castCache.emplace(w.param, compute(w.numel(), 2, { w })).first;
+        return it->second;
+    }
+    void releaseCast(const TraceTensor& cast, const TraceTensor& original)
+    {
+        if (!cast.defined() || cast.value == original.value)
+            return;
+        if (original.param >= 0 && m_castCache.count(original.param)
+            && m_castCache.at(original.param).value == cast.value)
+            return; // held by the cache until the forward ends
+        m_trace.release(cast);
+    }
+    // Element bytes of an op's result: autocast's bf16 for linear/matmul, else type promotion.
+    std::int64_t productElem() const { return m_amp ? 2 : 4; }
+    static std::int64_t promoted(const TraceTensor& a, const TraceTensor& b)
+    {
+        return std::max(a.defined() ? a.elemBytes : 0, b.defined() ? b.elemBytes : 0);
+    }
+    // at::linear(x, w, b): under autocast on the bf16 copies; the product saves the input for the weight's
+    // gradient and the weight for the input's (static without autocast, a bf16 copy with it).
+    TraceTensor product(
+        const TraceTensor& x, const TraceTensor& w, const TraceTensor& b, std::int64_t in, std::int64_t out);
+    TraceTensor linear(const TraceTensor& x, const LinearP& p);
+    TraceTensor dropout(const TraceTensor& x, double p, bool training);
+    TraceTensor activation(const TraceTensor& x, const std::string& act);
+    TraceTensor norm(const TraceTensor& x, const NormP& p);
+    TraceTensor adapter(const TraceTensor& x, const AdapterP& p);
+    TraceTensor add(const TraceTensor& a, const TraceTensor& b)
+    {
+        return compute(std::max(a.numel(), b.numel()), promoted(a, b), { a, b }, {}, Grad::Same);
+    }
+    TraceTensor attention(const TraceTensor& x, const TraceTensor& kv, std::int64_t batch, std::int64_t q,
+        std::int64_t k, const TraceTensor& bias, const AttentionP& p, const Dims& dm, bool training);
+    TraceTensor layerAttention(const TraceTensor& x, const TraceTensor& kv, std::int64_t batch,
+        std::int64_t q, std::int64_t k, const TraceTensor& bias, const LayerAttentionP& p, const Dims& dm,
+        bool training);
+    TraceTensor feedForward(const TraceTensor& x, const FeedForwardP& p, const Dims& dm, bool training);
+    TraceTensor block(const TraceTensor& x, std::int64_t batch, std::int64_t len, const TraceTensor& selfBias,
+        const TraceTensor& encoder, std::int64_t encLen, const TraceTensor& crossBias, const BlockP& p,
+        const Dims& dm, bool training);
+    // The extended self-attention mask plus the relative position bias, (batch, heads, len, len).
+    TraceTensor positionBias(
+        std::int64_t batch, std::int64_t len, const TraceTensor& relBias, std::int64_t heads, bool decoder);
+    // Backbone stack; returns the final (normed, dropped-out) output; `keep` block outputs go to ladders.
+    TraceTensor stack(const TraceTensor& embeds, std::int64_t batch, std::int64_t len, const StackP& p,
+        bool decoder, const TraceTensor& encoder, std::int64_t encLen, bool training,
+        const std::vector<std::int64_t>* keep, std::map<std::int64_t, TraceTensor>* ladders,
+        const std::string& name);
+    TraceTensor sideStack(const TraceTensor& embeds, std::int64_t batch, std::int64_t len,
+        const SideStackP& p, const std::map<std::int64_t, TraceTensor>& ladders,
+        const TraceTensor& sideEncoder, std::int64_t encLen, const std::string& name);
+    TraceTensor lossOf(const TraceTensor& hidden, std::int64_t rows);
+    TraceTensor forwardBaseline();
+    TraceTensor forwardLadder();
+
+    MemoryEstimateInput m_in;
+    bool m_amp = false; // bf16 mixed precision (autocast)
+    std::int64_t m_e = 4; // parameters, embeddings, masks: fp32 (the master weights under mixed precision)
+    std::map<int, TraceTensor> m_castCache; // parameter index -> its cached bf16 copy
+    bool m_cuda = false;
+    AutogradTrace m_trace;
+    Dims m_dims {};
+    TraceTensor m_shared, m_lmHead, m_lmHeadBias, m_prompt;
+    StackP m_encoder, m_decoder;
+    std::int64_t m_promptLen = 0;
+    // LST
+    LadderSideOptions m_side;
+    Dims m_sideDims {};
+    SideStackP m_sideEncoder, m_sideDecoder;
+    LinearP m_upsample;
+    TraceTensor m_mergeGate;
+    TraceTensor m_ids, m_mask, m_labels;
+};
+
+} // namespace ladder::estimate_detail

@@ -19,7 +19,7 @@ readonly TORCH_VERSION=2.11.0
 readonly APT_PACKAGES=(
     # build tools
     cmake ninja-build g++ pkg-config git ccache python3-venv python3-pip
-    # libraries (DESIGN.md section 1)
+    # libraries (docs/ARCHITECTURE.md)
     qt6-base-dev qt6-svg-dev libqcustomplot-dev libqcustomplot2.1-qt6 libgl-dev
     libsentencepiece-dev sentencepiece libsqlite3-dev sqlite3 nlohmann-json3-dev libcli11-dev libgtest-dev
     # headless GUI runs, screenshots, data

@@ -11,7 +11,7 @@
 
 int main(int argc, char** argv)
 {
-    // Before any tensor exists, so that every CPU allocation is counted (DESIGN.md section 4).
+    // Before any tensor exists, so that every CPU allocation is counted (docs/PERFORMANCE.md).
     ladder::installCpuMemoryTracker();
     CLI::App app{"ladder - Ladder Side-Tuning workbench, command line"};
     app.require_subcommand(1);

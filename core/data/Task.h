@@ -48,7 +48,7 @@ struct TaskInfo {
     int labelIndexOf(const std::string& target) const;
 };
 
-// A task's three splits after the split rule (DESIGN.md section 5, docs/DATA.md).
+// A task's three splits after the split rule (docs/DATA.md, docs/DATA.md).
 struct TaskSplits {
     TaskInfo info;
     std::vector<TextExample> train;

@@ -7,7 +7,7 @@
 
 namespace ladder {
 
-// The fields of a HuggingFace T5 config.json that define the network (DESIGN.md section 2).
+// The fields of a HuggingFace T5 config.json that define the network (docs/ARCHITECTURE.md, "model/").
 struct T5Config {
     std::int64_t vocabSize = 32128;
     std::int64_t dModel = 512;

@@ -15,7 +15,7 @@
 namespace ladder {
 
 // T5 in LibTorch, module and parameter names identical to HF's T5ForConditionalGeneration state dict
-// (DESIGN.md section 2), so a checkpoint maps 1:1.
+// (docs/ARCHITECTURE.md, "model/"), so a checkpoint maps 1:1.
 
 // RMS layer norm without bias or mean subtraction; the variance is computed in float32.
 class T5LayerNormImpl : public torch::nn::Module {

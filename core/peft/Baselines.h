@@ -6,7 +6,7 @@
 
 namespace ladder {
 
-// The baselines LST is judged against (DESIGN.md section 3): full, bitfit, adapter, lora, prompt.
+// The baselines LST is judged against (docs/LST.md): full, bitfit, adapter, lora, prompt.
 // Each modifies the backbone in place and trains the parameters left with requires_grad.
 std::unique_ptr<Method> createBaselineMethod(T5ForConditionalGeneration backbone, const MethodOptions& options);
 

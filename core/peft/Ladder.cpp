@@ -24,7 +24,7 @@ LadderSideOptions ladderSideOptions(const T5Config& config, const MethodOptions&
     LadderSideOptions side;
     side.backbone = config;
     side.r = options.r;
-    // One keep list for both stacks (DESIGN.md section 3); empty = every layer of each stack. Explicit
+    // One keep list for both stacks (docs/LST.md); empty = every layer of each stack. Explicit
     // indices must exist in both stacks (also when num_decoder_layers != num_layers).
     side.encoderKeep = options.keptLayers(config.numLayers);
     side.decoderKeep = options.keptLayers(config.numDecoderLayers);

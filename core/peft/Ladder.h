@@ -10,7 +10,7 @@
 
 namespace ladder {
 
-// Ladder Side-Tuning (DESIGN.md section 3, docs/LST.md): a side network beside the frozen backbone.
+// Ladder Side-Tuning (docs/LST.md, docs/LST.md): a side network beside the frozen backbone.
 std::unique_ptr<Method> createLadderMethod(T5ForConditionalGeneration backbone, const MethodOptions& options,
     const BatchSource& data, const MethodInitHooks& hooks = {});
 

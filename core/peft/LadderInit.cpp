@@ -29,7 +29,7 @@ at::Tensor topIndices(const at::Tensor& score, std::int64_t k)
     return std::get<0>(at::sort(order.narrow(0, 0, k)));
 }
 
-// Walks the backbone block by block, carrying the index set of kept model dimensions (DESIGN.md section 3).
+// Walks the backbone block by block, carrying the index set of kept model dimensions (docs/LST.md).
 class Pruner {
 public:
     Pruner(T5ForConditionalGeneration& backbone, std::int64_t r, const TensorMap& importance)

@@ -11,7 +11,7 @@
 namespace ladder {
 
 // Structural initialisation of the LST side network by pruning the backbone (paper section 3.3,
-// DESIGN.md section 3, docs/LST.md "Initialisation").
+// docs/LST.md, docs/LST.md "Initialisation").
 
 // Importance of every backbone parameter, keyed by its state-dict name.
 // Magnitude: I = |W|.

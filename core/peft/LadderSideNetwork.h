@@ -14,7 +14,7 @@
 
 namespace ladder {
 
-// The side network of Ladder Side-Tuning (DESIGN.md section 3, docs/LST.md): a T5 encoder-decoder of width
+// The side network of Ladder Side-Tuning (docs/LST.md, docs/LST.md): a T5 encoder-decoder of width
 // d_model/r beside the frozen backbone, fed by "ladders" (downsampled backbone block outputs) through learned
 // gates. Parameter names are stable, keyed by the backbone layer index i that a side block mirrors:
 //

@@ -11,7 +11,7 @@
 namespace ladder {
 
 // Options of every fine-tuning method, as one plain struct with documented defaults (the paper's T5-base
-// settings, DESIGN.md section 3). Serialised to and from JSON as part of a run spec: only the fields of
+// settings, docs/LST.md). Serialised to and from JSON as part of a run spec: only the fields of
 // the chosen method are written, unknown fields are errors.
 struct MethodOptions {
     // "full", "bitfit", "adapter", "lora", "prompt" or "ladder".

@@ -13,7 +13,7 @@
 
 namespace ladder {
 
-// One training-memory measurement (DESIGN.md section 4): real AdamW steps on random token ids, the
+// One training-memory measurement (docs/PERFORMANCE.md): real AdamW steps on random token ids, the
 // peak of live tensor bytes over all steps (the steady state from step 2 on), and the static part.
 struct MemoryBenchSpec {
     T5Config config;

@@ -407,7 +407,7 @@ PretrainResult pretrainT5(const std::vector<std::string>& corpus, const std::str
         if (demofs::exists(outDir) && !demofs::isEmptyDirectory(outDir))
             throw Error(outDir + " already exists; remove it or choose another output folder");
     }
-    // The training thread's own settings (DESIGN.md: at::set_num_threads is per thread).
+    // The training thread's own settings (docs/PITFALLS.md: at::set_num_threads is per thread).
     const int threads = options.numThreads > 0 ? options.numThreads
                                                : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     at::set_num_threads(threads);

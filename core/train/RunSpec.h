@@ -23,7 +23,7 @@ struct TaskSpec {
     std::uint64_t dataSeed = 42; // the paper's split seed
 };
 
-// Training settings (DESIGN.md section 5 defaults, scaled where noted).
+// Training settings (docs/DATA.md defaults, scaled where noted).
 struct TrainingOptions {
     double learningRate = 0.0;  // 0 = the method's paper default (full/bitfit/adapter/lora 3e-4, prompt 0.3, ladder 3e-3)
     std::int64_t epochs = 20;

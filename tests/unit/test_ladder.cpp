@@ -290,7 +290,7 @@ class TestLadder : public QObject {
     Q_OBJECT
 private Q_SLOTS:
 
-    // ---- parameter accounting (DESIGN.md section 4) ---------------------------------------------
+    // ---- parameter accounting (docs/PERFORMANCE.md) ---------------------------------------------
     // Counts against the reference implementation's, built at the same shapes (param-counts.json; see
     // compareWithReference), and the paper's percentages of updated parameters (1.74% for T5-base with
     // layers 0, 4, 8 dropped, 1.23% for T5-large), an outside number of their own.
@@ -497,7 +497,7 @@ private Q_SLOTS:
         }
     }
 
-    // ---- pruning initialisation (DESIGN.md section 3) -------------------------------------------
+    // ---- pruning initialisation (docs/LST.md) -------------------------------------------
     void magnitudePruningCopiesChosenSlices()
     {
         at::manual_seed(4);

@@ -135,7 +135,7 @@ std::set<std::string> parameterNames(const torch::nn::Module& m)
 class TestMethods : public QObject {
     Q_OBJECT
 private Q_SLOTS:
-    // The paper's "update params per task" at the T5-base shape (DESIGN.md sections 3 and 4).
+    // The paper's "update params per task" at the T5-base shape (docs/LST.md and docs/PERFORMANCE.md).
     void paperParameterCounts_data()
     {
         QTest::addColumn<QString>("json");

@@ -161,15 +161,13 @@ TraceTensor Estimator::attention(const TraceTensor& x, const TraceTensor& kv, st
     return out;
 }
 
-TraceTensor Estimator::layerAttention(const TraceTensor& x, const TraceTensor& kv, std::int64_t batch,
-    std::int64_t q, std::int64_t k, const TraceTensor& bias, const LayerAttentionP& p, const Dims& dm,
-    bool training)
+// The end of both T5 layer types: hidden + dropout(adapter(out)) (the adapter only where the method adds
+// one).
+TraceTensor Estimator::residual(
+    const TraceTensor& x, TraceTensor out, const AdapterP& adapter, const Dims& dm, bool training)
 {
-    const auto normed = norm(x, p.norm);
-    auto out = attention(normed, kv, batch, q, k, bias, p.attn, dm, training);
-    m_trace.release(normed);
-    if (p.adapter.present) {
-        const auto a = adapter(out, p.adapter);
+    if (adapter.present) {
+        const auto a = this->adapter(out, adapter);
         m_trace.release(out);
         out = a;
     }
@@ -178,6 +176,16 @@ TraceTensor Estimator::layerAttention(const TraceTensor& x, const TraceTensor& k
     m_trace.release(out);
     m_trace.release(dropped);
     return res;
+}
+
+TraceTensor Estimator::layerAttention(const TraceTensor& x, const TraceTensor& kv, std::int64_t batch,
+    std::int64_t q, std::int64_t k, const TraceTensor& bias, const LayerAttentionP& p, const Dims& dm,
+    bool training)
+{
+    const auto normed = norm(x, p.norm);
+    const auto out = attention(normed, kv, batch, q, k, bias, p.attn, dm, training);
+    m_trace.release(normed);
+    return residual(x, out, p.adapter, dm, training);
 }
 
 TraceTensor Estimator::feedForward(const TraceTensor& x, const FeedForwardP& p, const Dims& dm, bool training)
@@ -199,19 +207,10 @@ TraceTensor Estimator::feedForward(const TraceTensor& x, const FeedForwardP& p, 
     }
     m_trace.release(normed);
     const auto hd = dropout(h, dm.dropout, training);
-    auto out = linear(hd, p.wo);
+    const auto out = linear(hd, p.wo);
     m_trace.release(h);
     m_trace.release(hd);
-    if (p.adapter.present) {
-        const auto a = adapter(out, p.adapter);
-        m_trace.release(out);
-        out = a;
-    }
-    const auto dropped = dropout(out, dm.dropout, training);
-    const auto res = add(x, dropped);
-    m_trace.release(out);
-    m_trace.release(dropped);
-    return res;
+    return residual(x, out, p.adapter, dm, training);
 }
 
 TraceTensor Estimator::block(const TraceTensor& x, std::int64_t batch, std::int64_t len,

@@ -210,6 +210,8 @@ private:
     TraceTensor layerAttention(const TraceTensor& x, const TraceTensor& kv, std::int64_t batch,
         std::int64_t q, std::int64_t k, const TraceTensor& bias, const LayerAttentionP& p, const Dims& dm,
         bool training);
+    TraceTensor residual(
+        const TraceTensor& x, TraceTensor out, const AdapterP& adapter, const Dims& dm, bool training);
     TraceTensor feedForward(const TraceTensor& x, const FeedForwardP& p, const Dims& dm, bool training);
     TraceTensor block(const TraceTensor& x, std::int64_t batch, std::int64_t len, const TraceTensor& selfBias,
         const TraceTensor& encoder, std::int64_t encLen, const TraceTensor& crossBias, const BlockP& p,

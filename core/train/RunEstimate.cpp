@@ -19,7 +19,11 @@ TrainingLengths trainingLengths(const RunSpec& spec, const TaskSplits& task, con
     bo.maxSourceLength = static_cast<int>(o.maxSourceLength);
     bo.maxTargetLength = static_cast<int>(
         o.maxTargetLength > 0 ? o.maxTargetLength : Batcher::targetLengthFor(task.info, tokenizer, 128));
-    const Batcher batcher(tokenizer, task.train, bo);
+    return lengthsOf(Batcher(tokenizer, task.train, bo));
+}
+
+TrainingLengths lengthsOf(const Batcher& batcher)
+{
     TrainingLengths r;
     r.examples = batcher.exampleCount();
     for (std::size_t i = 0; i < batcher.exampleCount(); ++i) {

@@ -10,6 +10,7 @@
 
 namespace ladder {
 
+class Batcher;
 class T5Tokenizer;
 struct TaskSplits;
 
@@ -22,6 +23,9 @@ struct TrainingLengths {
     std::size_t examples = 0; // training examples measured
     std::size_t truncatedSources = 0; // sources cut at max_source_length
 };
+
+// The lengths of a batcher's examples (tokenised already): what the trainer measures on its own batcher.
+TrainingLengths lengthsOf(const Batcher& batcher);
 
 // Tokenises the training split as the trainer would. Costs one pass of the tokenizer over the split
 // (seconds for the GLUE tasks): off the GUI thread.

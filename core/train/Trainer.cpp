@@ -520,14 +520,7 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
         {
             // The estimate of the longest batch's step (what the workbench's form shows), for comparison with
             // the training peak this run stores.
-            TrainingLengths lengths;
-            lengths.examples = trainBatcher.exampleCount();
-            for (std::size_t i = 0; i < trainBatcher.exampleCount(); ++i) {
-                lengths.source
-                    = std::max(lengths.source, static_cast<std::int64_t>(trainBatcher.sourceIds(i).size()));
-                lengths.target
-                    = std::max(lengths.target, static_cast<std::int64_t>(trainBatcher.targetIds(i).size()));
-            }
+            const auto lengths = lengthsOf(trainBatcher);
             try {
                 const auto e
                     = estimateTrainingMemory(estimateInputFor(spec, inputs.backbone->config(), lengths));

@@ -10,12 +10,12 @@
 #include <sstream>
 
 #include <pwd.h>
-#include <signal.h>
 #include <sqlite3.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
+#include "store/ResultsStoreImpl.h"
 #include "store/RunsCsv.h"
 #include "store/SpecHash.h"
 #include "store/Sqlite.h"
@@ -34,82 +34,22 @@ namespace {
 // How long a connection waits for another writer before a write fails with "database is locked".
 constexpr int kBusyTimeoutMs = 10000;
 
-std::string str(std::int64_t value)
-{
-    return std::to_string(value);
-}
+using store_detail::ownerAlive;
+using store_detail::ownStartTicks;
+using store_detail::runLabel;
+using store_detail::str;
 
-std::string runLabel(std::int64_t runId)
-{
-    return "run " + str(runId);
-}
-
-// ---- Owner processes ------------------------------------------------------------------------------------
-
-struct ProcessStat {
-    char state = '?';
-    std::int64_t startTicks = 0;
-};
-
-// Fields 3 (state) and 22 (start time in clock ticks since boot) of /proc/<pid>/stat.
-std::optional<ProcessStat> readProcessStat(std::int64_t pid)
-{
-    std::ifstream in("/proc/" + str(pid) + "/stat");
-    std::string line;
-    if (!std::getline(in, line))
-        return std::nullopt;
-    // The command name (field 2) is in parentheses and may itself hold spaces and parentheses.
-    const auto close = line.rfind(')');
-    if (close == std::string::npos || close + 2 > line.size())
-        return std::nullopt;
-    std::istringstream fields(line.substr(close + 2));
-    std::string field;
-    ProcessStat stat;
-    for (int index = 3; index <= 22; ++index) {
-        if (!(fields >> field))
-            return std::nullopt;
-        if (index == 3)
-            stat.state = field.empty() ? '?' : field[0];
-    }
-    try {
-        stat.startTicks = std::stoll(field);
-    } catch (const std::exception&) {
-        return std::nullopt;
-    }
-    return stat;
-}
-
-// Not cached: a forked child must not record its parent's start time.
-std::optional<std::int64_t> ownStartTicks()
-{
-    const auto stat = readProcessStat(getpid());
-    if (!stat)
-        return std::nullopt;
-    return stat->startTicks;
-}
-
-// Whether the process that set a run running still exists: same pid, not a zombie, same start time (so a
-// reused pid, such as the same pid in a new container, does not keep a dead run "running").
-bool ownerAlive(std::optional<std::int64_t> pid, std::optional<std::int64_t> startTicks)
-{
-    if (!pid || *pid <= 0)
-        return false;
-    if (*pid != getpid() && kill(static_cast<pid_t>(*pid), 0) != 0 && errno == ESRCH)
-        return false;
-    const auto stat = readProcessStat(*pid);
-    if (!stat)
-        return true; // exists (kill said so) but /proc is not readable: assume alive
-    if (stat->state == 'Z' || stat->state == 'X')
-        return false;
-    if (startTicks && stat->startTicks != *startTicks)
-        return false;
-    return true;
-}
+} // namespace
 
 // ---- Row mapping --------------------------------------------------------------------------------------
 
-RunRecord readRun(Statement& s)
+RunRecord store_detail::readRun(Statement& s)
 {
+    // Columns of later migrations: absent from an older file opened read-only.
+    const auto optInt64
+        = [&s](const char* column) { return s.hasColumn(column) ? s.optInt64(column) : std::nullopt; };
+    const auto text
+        = [&s](const char* column) { return s.hasColumn(column) ? s.text(column) : std::string(); };
     RunRecord r;
     r.id = s.int64("id");
     r.createdAt = s.text("created_at");
@@ -140,8 +80,8 @@ RunRecord readRun(Statement& s)
     f.lastMetric = s.optReal("last_metric");
     f.peakAllocatedBytes = s.optInt64("peak_allocated_bytes");
     f.peakReservedBytes = s.optInt64("peak_reserved_bytes");
-    f.initPeakAllocatedBytes = s.optInt64("init_peak_allocated_bytes");
-    f.evalPeakAllocatedBytes = s.optInt64("eval_peak_allocated_bytes");
+    f.initPeakAllocatedBytes = optInt64("init_peak_allocated_bytes"); // version 2
+    f.evalPeakAllocatedBytes = optInt64("eval_peak_allocated_bytes");
     f.weightBytes = s.optInt64("weight_bytes");
     f.gradientBytes = s.optInt64("gradient_bytes");
     f.optimizerBytes = s.optInt64("optimizer_bytes");
@@ -150,8 +90,15 @@ RunRecord readRun(Statement& s)
     f.backboneParams = s.optInt64("backbone_params");
     f.wallSeconds = s.optReal("wall_seconds");
     f.tokensPerSecond = s.optReal("tokens_per_second");
+    r.checkpointFile = text("checkpoint_file"); // version 3
+    r.checkpointSha256 = text("checkpoint_sha256");
+    r.checkpointBytes = optInt64("checkpoint_bytes");
     return r;
 }
+
+namespace {
+
+using store_detail::readRun;
 
 MetricPoint readMetricPoint(Statement& s)
 {
@@ -193,371 +140,389 @@ bool transitionAllowed(RunState from, RunState to)
 
 constexpr const char* kSelectRuns = "SELECT * FROM runs";
 
+// Thrown by Impl::openFile for a path with no store; open() turns it into "no results store at PATH".
+struct NoStore : std::exception {
+    const char* what() const noexcept override { return "no results store"; }
+};
+
 } // namespace
 
 // ---------------------------------------------------------------------------------------------------------
 
-struct ResultsStore::Impl {
-    sqlite::Connection db;
-    std::string path;
-    std::string lastError;
-    int interruptedAtOpen = 0;
+void ResultsStore::Impl::openFile(const std::string& file, OpenMode mode)
+{
+    if (file.empty())
+        throw Error("no path given");
+    std::error_code ec;
+    const fs::path p(file);
+    if (fs::is_directory(p, ec))
+        throw Error("it is a folder, not a results store file");
+    if (mode != OpenMode::Create && !fs::exists(p, ec))
+        throw NoStore();
+    readOnly = mode == OpenMode::ReadOnly;
+    if (readOnly)
+        openForReading(file);
+    else
+        openForWriting(file, mode);
+}
 
-    void setError(const std::string& message, std::string* error)
-    {
-        lastError = message;
-        if (error)
-            *error = message;
+int ResultsStore::Impl::checkStoreIdentity(bool mustExist)
+{
+    std::int64_t applicationId = 0;
+    std::int64_t version = 0;
+    try {
+        applicationId = db.queryInt("PRAGMA application_id");
+        version = db.queryInt("PRAGMA user_version");
+    } catch (const SqliteError& e) {
+        if (e.code() == SQLITE_NOTADB)
+            throw Error("not an SQLite database, or a damaged one (" + std::string(e.what()) + ")");
+        throw;
     }
-
-    // Runs body; turns any exception into false plus "results store FILE: what: message".
-    template <typename F> bool guard(const std::string& what, std::string* error, F&& body)
-    {
-        try {
-            if (!db.isOpen())
-                throw Error("the store is not open");
-            body();
-            return true;
-        } catch (const std::exception& e) {
-            setError("results store " + (path.empty() ? std::string("(none)") : path) + ": " + what + ": "
-                    + e.what(),
-                error);
-            return false;
-        }
+    const int latest = latestSchemaVersion();
+    if (applicationId != 0 && applicationId != store_detail::kApplicationId) {
+        char hex[24];
+        std::snprintf(hex, sizeof hex, "0x%08llx", static_cast<unsigned long long>(applicationId));
+        throw Error(std::string("an SQLite database of another application (application_id ") + hex
+            + "), not a LadderBench results store");
     }
-
-    // ---- Opening ----------------------------------------------------------------------------------------
-
-    void openFile(const std::string& file)
-    {
-        if (file.empty())
-            throw Error("no path given");
-        std::error_code ec;
-        const fs::path p(file);
-        if (fs::is_directory(p, ec))
-            throw Error("it is a folder, not a results store file");
-        const fs::path parent = p.parent_path();
-        if (!parent.empty()) {
-            if (!fs::exists(parent, ec)) {
-                fs::create_directories(parent, ec);
-                if (ec)
-                    throw Error("cannot create its folder " + parent.string() + ": " + ec.message());
-            } else if (!fs::is_directory(parent, ec)) {
-                throw Error(parent.string() + " is not a folder");
-            }
-        }
-        try {
-            db.open(file, true);
-        } catch (const SqliteError& e) {
-            if (e.code() == SQLITE_CANTOPEN)
-                throw Error(std::string(e.what()) + " (is the file and its folder writable?)");
-            throw;
-        }
-        db.setBusyTimeout(kBusyTimeoutMs);
-
-        std::int64_t applicationId = 0;
-        std::int64_t version = 0;
-        try {
-            applicationId = db.queryInt("PRAGMA application_id");
-            version = db.queryInt("PRAGMA user_version");
-        } catch (const SqliteError& e) {
-            if (e.code() == SQLITE_NOTADB)
-                throw Error("not an SQLite database, or a damaged one (" + std::string(e.what()) + ")");
-            throw;
-        }
-        const int latest = latestSchemaVersion();
-        if (applicationId != 0 && applicationId != store_detail::kApplicationId) {
-            char hex[24];
-            std::snprintf(hex, sizeof hex, "0x%08llx", static_cast<unsigned long long>(applicationId));
-            throw Error(std::string("an SQLite database of another application (application_id ") + hex
-                + "), not a LadderBench results store");
-        }
-        if (version > latest)
-            throw Error("its schema version is " + str(version)
-                + ", newer than the versions this LadderBench knows (up to " + str(latest)
-                + "): it was written by a newer LadderBench; open it with that one");
-        if (version == 0 && applicationId == 0
-            && db.queryInt("SELECT count(*) FROM sqlite_master WHERE type = 'table'") > 0)
+    if (version > latest)
+        throw Error("its schema version is " + str(version)
+            + ", newer than the versions this LadderBench knows (up to " + str(latest)
+            + "): it was written by a newer LadderBench; open it with that one");
+    if (version == 0 && applicationId == 0) {
+        if (db.queryInt("SELECT count(*) FROM sqlite_master WHERE type = 'table'") > 0)
             throw Error(
                 "an SQLite database with tables but no LadderBench schema version, not a results store");
+        // An empty file: nothing a reader could list, and an existing-only open must not create a store.
+        if (mustExist)
+            throw NoStore();
+    }
+    return static_cast<int>(version);
+}
 
-        std::string mode;
+void ResultsStore::Impl::openForReading(const std::string& file)
+{
+    // SQLite reads a WAL file read-only when its -wal and -shm files exist or can be created. In a folder
+    // that cannot be written and without them (a store closed cleanly), it cannot: then the file is read
+    // as immutable, a snapshot of the main file without locks (nothing can be writing it, as a writer
+    // needs the -wal file that is not there).
+    const auto attempt = [&](bool immutable) {
+        db.openReadOnly(file, immutable);
+        db.setBusyTimeout(kBusyTimeoutMs);
+        checkStoreIdentity(true);
+        db.queryInt("SELECT count(*) FROM sqlite_master"); // reads the schema: fails here if it cannot
+    };
+    try {
+        attempt(false);
+    } catch (const SqliteError& e) {
+        if (e.code() != SQLITE_READONLY && e.code() != SQLITE_CANTOPEN)
+            throw;
+        db.close();
+        attempt(true);
+    }
+    db.exec("PRAGMA query_only = ON");
+}
+
+void ResultsStore::Impl::openForWriting(const std::string& file, OpenMode mode)
+{
+    std::error_code ec;
+    const fs::path parent = fs::path(file).parent_path();
+    if (!parent.empty()) {
+        if (!fs::exists(parent, ec)) {
+            fs::create_directories(parent, ec);
+            if (ec)
+                throw Error("cannot create its folder " + parent.string() + ": " + ec.message());
+        } else if (!fs::is_directory(parent, ec)) {
+            throw Error(parent.string() + " is not a folder");
+        }
+    }
+    try {
+        db.open(file, mode == OpenMode::Create);
+    } catch (const SqliteError& e) {
+        if (e.code() == SQLITE_CANTOPEN)
+            throw Error(std::string(e.what()) + " (is the file and its folder writable?)");
+        throw;
+    }
+    db.setBusyTimeout(kBusyTimeoutMs);
+    const int version = checkStoreIdentity(mode == OpenMode::Existing);
+
+    std::string journal;
+    try {
+        journal = db.queryText("PRAGMA journal_mode = WAL");
+    } catch (const std::exception& e) {
+        throw Error(
+            std::string("switching to WAL mode: ") + e.what() + " (is the file and its folder writable?)");
+    }
+    if (journal != "wal")
+        throw Error("cannot switch to WAL mode (journal mode stays \"" + journal + "\")");
+    db.exec("PRAGMA synchronous = NORMAL");
+
+    migrate(version);
+    db.exec("PRAGMA foreign_keys = ON");
+    interruptedAtOpen = markInterrupted();
+}
+
+void ResultsStore::Impl::migrate(int version)
+{
+    if (version >= latestSchemaVersion())
+        return;
+    // Table rebuilds in later migrations need foreign keys off; they are checked before each commit.
+    db.exec("PRAGMA foreign_keys = OFF");
+    for (const auto& migration : store_detail::migrations()) {
+        if (migration.version <= version)
+            continue;
+        const std::string what
+            = "migrating to schema version " + str(migration.version) + " (" + migration.description + ")";
         try {
-            mode = db.queryText("PRAGMA journal_mode = WAL");
-        } catch (const std::exception& e) {
-            throw Error(std::string("switching to WAL mode: ") + e.what()
-                + " (is the file and its folder writable?)");
-        }
-        if (mode != "wal")
-            throw Error("cannot switch to WAL mode (journal mode stays \"" + mode + "\")");
-        db.exec("PRAGMA synchronous = NORMAL");
-
-        migrate(static_cast<int>(version));
-        db.exec("PRAGMA foreign_keys = ON");
-        interruptedAtOpen = markInterrupted();
-    }
-
-    void migrate(int version)
-    {
-        if (version >= latestSchemaVersion())
-            return;
-        // Table rebuilds in later migrations need foreign keys off; they are checked before each commit.
-        db.exec("PRAGMA foreign_keys = OFF");
-        for (const auto& migration : store_detail::migrations()) {
-            if (migration.version <= version)
+            Transaction tx(db);
+            // Another process may have migrated between our first look and our write lock.
+            if (db.queryInt("PRAGMA user_version") >= migration.version)
                 continue;
-            const std::string what = "migrating to schema version " + str(migration.version) + " ("
-                + migration.description + ")";
-            try {
-                Transaction tx(db);
-                // Another process may have migrated between our first look and our write lock.
-                if (db.queryInt("PRAGMA user_version") >= migration.version)
-                    continue;
-                db.exec(migration.sql);
-                Statement fkCheck(db, "PRAGMA foreign_key_check");
-                if (fkCheck.step())
-                    throw Error("foreign key check failed in table " + fkCheck.text("table"));
-                db.exec("PRAGMA user_version = " + str(migration.version));
-                db.exec("PRAGMA application_id = " + str(store_detail::kApplicationId));
-                tx.commit();
-            } catch (const std::exception& e) {
-                throw Error(what + ": " + e.what());
-            }
-            version = migration.version;
+            db.exec(migration.sql);
+            Statement fkCheck(db, "PRAGMA foreign_key_check");
+            if (fkCheck.step())
+                throw Error("foreign key check failed in table " + fkCheck.text("table"));
+            db.exec("PRAGMA user_version = " + str(migration.version));
+            db.exec("PRAGMA application_id = " + str(store_detail::kApplicationId));
+            tx.commit();
+        } catch (const std::exception& e) {
+            throw Error(what + ": " + e.what());
         }
+        version = migration.version;
     }
+}
 
-    int markInterrupted()
+int ResultsStore::Impl::markInterrupted()
+{
+    // Read first without the write lock: the common case (a GUI opening a quiet store) writes nothing.
+    std::vector<std::int64_t> dead;
     {
-        // Read first without the write lock: the common case (a GUI opening a quiet store) writes nothing.
-        std::vector<std::int64_t> dead;
-        {
-            Statement s(db, "SELECT id, owner_pid, owner_start_ticks FROM runs WHERE status = 'running'");
-            while (s.step())
-                if (!ownerAlive(s.optInt64("owner_pid"), s.optInt64("owner_start_ticks")))
-                    dead.push_back(s.int64("id"));
-        }
-        if (dead.empty())
-            return 0;
-        Transaction tx(db);
-        Statement update(db,
-            "UPDATE runs SET status = 'interrupted', finished_at = :now, error_message = "
-            "COALESCE(error_message, 'the process running it ended before the run did"
-            " (pid ' || COALESCE(owner_pid, '?') || ')') "
-            "WHERE id = :id AND status = 'running'");
-        int count = 0;
-        const std::string now = utcNowIso8601();
-        for (const auto id : dead) {
-            update.bind(":now", now).bind(":id", id).run();
-            count += db.changes();
-            update.reset();
-        }
-        tx.commit();
-        return count;
+        Statement s(db, "SELECT id, owner_pid, owner_start_ticks FROM runs WHERE status = 'running'");
+        while (s.step())
+            if (!ownerAlive(s.optInt64("owner_pid"), s.optInt64("owner_start_ticks")))
+                dead.push_back(s.int64("id"));
     }
-
-    // ---- Runs (callers hold the transaction where one is needed) --------------------------------------
-
-    RunState requireRun(std::int64_t runId)
-    {
-        Statement s(db, "SELECT status FROM runs WHERE id = :id");
-        s.bind(":id", runId);
-        if (!s.step())
-            throw Error("no " + runLabel(runId));
-        RunState status = RunState::Queued;
-        const std::string text = s.text("status");
-        if (!parseRunState(text, &status))
-            throw Error(runLabel(runId) + " has an unknown status \"" + text + "\"");
-        return status;
+    if (dead.empty())
+        return 0;
+    Transaction tx(db);
+    Statement update(db,
+        "UPDATE runs SET status = 'interrupted', finished_at = :now, error_message = "
+        "COALESCE(error_message, 'the process running it ended before the run did"
+        " (pid ' || COALESCE(owner_pid, '?') || ')') "
+        "WHERE id = :id AND status = 'running'");
+    int count = 0;
+    const std::string now = utcNowIso8601();
+    for (const auto id : dead) {
+        update.bind(":now", now).bind(":id", id).run();
+        count += db.changes();
+        update.reset();
     }
+    tx.commit();
+    return count;
+}
 
-    RunRecord getRun(std::int64_t runId)
-    {
-        Statement s(db, std::string(kSelectRuns) + " WHERE id = :id");
-        s.bind(":id", runId);
-        if (!s.step())
-            throw Error("no " + runLabel(runId));
-        return readRun(s);
+// ---- Runs (callers hold the transaction where one is needed) --------------------------------------
+
+RunState ResultsStore::Impl::requireRun(std::int64_t runId)
+{
+    Statement s(db, "SELECT status FROM runs WHERE id = :id");
+    s.bind(":id", runId);
+    if (!s.step())
+        throw Error("no " + runLabel(runId));
+    RunState status = RunState::Queued;
+    const std::string text = s.text("status");
+    if (!parseRunState(text, &status))
+        throw Error(runLabel(runId) + " has an unknown status \"" + text + "\"");
+    return status;
+}
+
+RunRecord ResultsStore::Impl::getRun(std::int64_t runId)
+{
+    Statement s(db, std::string(kSelectRuns) + " WHERE id = :id");
+    s.bind(":id", runId);
+    if (!s.step())
+        throw Error("no " + runLabel(runId));
+    return readRun(s);
+}
+
+void ResultsStore::Impl::setStatus(std::int64_t runId, RunState status, const std::string& errorMessage)
+{
+    const RunState current = requireRun(runId);
+    if (current != status && !transitionAllowed(current, status)) {
+        if (status == RunState::Queued)
+            throw Error(runLabel(runId) + " is " + toString(current)
+                + "; a run cannot go back to the queue (create a new run from its spec)");
+        throw Error(runLabel(runId) + " is " + toString(current) + "; it cannot become " + toString(status));
     }
-
-    void setStatus(std::int64_t runId, RunState status, const std::string& errorMessage)
-    {
-        const RunState current = requireRun(runId);
-        if (current != status && !transitionAllowed(current, status)) {
-            if (status == RunState::Queued)
-                throw Error(runLabel(runId) + " is " + toString(current)
-                    + "; a run cannot go back to the queue (create a new run from its spec)");
-            throw Error(
-                runLabel(runId) + " is " + toString(current) + "; it cannot become " + toString(status));
+    if (current == status) {
+        if (!errorMessage.empty()) {
+            Statement s(db, "UPDATE runs SET error_message = :message WHERE id = :id");
+            s.bind(":message", errorMessage).bind(":id", runId).run();
         }
-        if (current == status) {
-            if (!errorMessage.empty()) {
-                Statement s(db, "UPDATE runs SET error_message = :message WHERE id = :id");
-                s.bind(":message", errorMessage).bind(":id", runId).run();
-            }
-            return;
-        }
-        const std::string now = utcNowIso8601();
-        if (status == RunState::Running) {
-            Statement s(db,
-                "UPDATE runs SET status = 'running', queue_position = NULL, "
-                "started_at = COALESCE(started_at, :now), owner_pid = :pid, "
-                "owner_start_ticks = :ticks, error_message = COALESCE(:message, error_message) "
-                "WHERE id = :id");
-            s.bind(":now", now)
-                .bind(":pid", static_cast<std::int64_t>(getpid()))
-                .bind(":ticks", ownStartTicks())
-                .bindTextOrNull(":message", errorMessage)
-                .bind(":id", runId)
-                .run();
-        } else {
-            Statement s(db,
-                "UPDATE runs SET status = :status, queue_position = NULL, finished_at = :now, "
-                "error_message = COALESCE(:message, error_message) WHERE id = :id");
-            s.bind(":status", toString(status))
-                .bind(":now", now)
-                .bindTextOrNull(":message", errorMessage)
-                .bind(":id", runId)
-                .run();
-        }
+        return;
     }
-
-    void setFinalFigures(std::int64_t runId, const FinalFigures& f)
-    {
-        requireRun(runId);
-        Statement s(db, R"sql(UPDATE runs SET
-            main_metric_name       = COALESCE(:main_metric_name, main_metric_name),
-            best_validation_metric = COALESCE(:best_validation_metric, best_validation_metric),
-            best_step              = COALESCE(:best_step, best_step),
-            test_metric            = COALESCE(:test_metric, test_metric),
-            last_metric            = COALESCE(:last_metric, last_metric),
-            peak_allocated_bytes   = COALESCE(:peak_allocated_bytes, peak_allocated_bytes),
-            peak_reserved_bytes    = COALESCE(:peak_reserved_bytes, peak_reserved_bytes),
-            init_peak_allocated_bytes = COALESCE(:init_peak_allocated_bytes, init_peak_allocated_bytes),
-            eval_peak_allocated_bytes = COALESCE(:eval_peak_allocated_bytes, eval_peak_allocated_bytes),
-            weight_bytes           = COALESCE(:weight_bytes, weight_bytes),
-            gradient_bytes         = COALESCE(:gradient_bytes, gradient_bytes),
-            optimizer_bytes        = COALESCE(:optimizer_bytes, optimizer_bytes),
-            trainable_params       = COALESCE(:trainable_params, trainable_params),
-            total_params           = COALESCE(:total_params, total_params),
-            backbone_params        = COALESCE(:backbone_params, backbone_params),
-            wall_seconds           = COALESCE(:wall_seconds, wall_seconds),
-            tokens_per_second      = COALESCE(:tokens_per_second, tokens_per_second)
-            WHERE id = :id)sql");
-        s.bindTextOrNull(":main_metric_name", f.mainMetricName)
-            .bind(":best_validation_metric", f.bestValidationMetric)
-            .bind(":best_step", f.bestStep)
-            .bind(":test_metric", f.testMetric)
-            .bind(":last_metric", f.lastMetric)
-            .bind(":peak_allocated_bytes", f.peakAllocatedBytes)
-            .bind(":peak_reserved_bytes", f.peakReservedBytes)
-            .bind(":init_peak_allocated_bytes", f.initPeakAllocatedBytes)
-            .bind(":eval_peak_allocated_bytes", f.evalPeakAllocatedBytes)
-            .bind(":weight_bytes", f.weightBytes)
-            .bind(":gradient_bytes", f.gradientBytes)
-            .bind(":optimizer_bytes", f.optimizerBytes)
-            .bind(":trainable_params", f.trainableParams)
-            .bind(":total_params", f.totalParams)
-            .bind(":backbone_params", f.backboneParams)
-            .bind(":wall_seconds", f.wallSeconds)
-            .bind(":tokens_per_second", f.tokensPerSecond)
+    const std::string now = utcNowIso8601();
+    if (status == RunState::Running) {
+        Statement s(db,
+            "UPDATE runs SET status = 'running', queue_position = NULL, "
+            "started_at = COALESCE(started_at, :now), owner_pid = :pid, "
+            "owner_start_ticks = :ticks, error_message = COALESCE(:message, error_message) "
+            "WHERE id = :id");
+        s.bind(":now", now)
+            .bind(":pid", static_cast<std::int64_t>(getpid()))
+            .bind(":ticks", ownStartTicks())
+            .bindTextOrNull(":message", errorMessage)
+            .bind(":id", runId)
+            .run();
+    } else {
+        Statement s(db,
+            "UPDATE runs SET status = :status, queue_position = NULL, finished_at = :now, "
+            "error_message = COALESCE(:message, error_message) WHERE id = :id");
+        s.bind(":status", toString(status))
+            .bind(":now", now)
+            .bindTextOrNull(":message", errorMessage)
             .bind(":id", runId)
             .run();
     }
+}
 
-    std::vector<RunRecord> listRuns(const RunFilter& filter)
-    {
-        std::string sql = kSelectRuns;
-        std::vector<std::string> where;
-        if (!filter.statuses.empty()) {
-            std::string in;
-            for (std::size_t i = 0; i < filter.statuses.size(); ++i)
-                in += (i ? ", :status" : ":status") + std::to_string(i);
-            where.push_back("status IN (" + in + ")");
-        }
-        if (!filter.task.empty())
-            where.push_back("task = :task");
-        if (!filter.backbone.empty())
-            where.push_back("backbone = :backbone");
-        if (!filter.method.empty())
-            where.push_back("method = :method");
-        if (!filter.device.empty())
-            where.push_back("device = :device");
-        for (std::size_t i = 0; i < where.size(); ++i)
-            sql += (i ? " AND " : " WHERE ") + where[i];
-        switch (filter.order) {
-        case RunFilter::Order::IdAscending:
-            sql += " ORDER BY id";
-            break;
-        case RunFilter::Order::IdDescending:
-            sql += " ORDER BY id DESC";
-            break;
-        case RunFilter::Order::QueuePosition:
-            sql += " ORDER BY queue_position IS NULL, queue_position, id";
-            break;
-        }
-        if (filter.limit >= 0)
-            sql += " LIMIT :limit";
+void ResultsStore::Impl::setFinalFigures(std::int64_t runId, const FinalFigures& f)
+{
+    requireRun(runId);
+    Statement s(db, R"sql(UPDATE runs SET
+        main_metric_name       = COALESCE(:main_metric_name, main_metric_name),
+        best_validation_metric = COALESCE(:best_validation_metric, best_validation_metric),
+        best_step              = COALESCE(:best_step, best_step),
+        test_metric            = COALESCE(:test_metric, test_metric),
+        last_metric            = COALESCE(:last_metric, last_metric),
+        peak_allocated_bytes   = COALESCE(:peak_allocated_bytes, peak_allocated_bytes),
+        peak_reserved_bytes    = COALESCE(:peak_reserved_bytes, peak_reserved_bytes),
+        init_peak_allocated_bytes = COALESCE(:init_peak_allocated_bytes, init_peak_allocated_bytes),
+        eval_peak_allocated_bytes = COALESCE(:eval_peak_allocated_bytes, eval_peak_allocated_bytes),
+        weight_bytes           = COALESCE(:weight_bytes, weight_bytes),
+        gradient_bytes         = COALESCE(:gradient_bytes, gradient_bytes),
+        optimizer_bytes        = COALESCE(:optimizer_bytes, optimizer_bytes),
+        trainable_params       = COALESCE(:trainable_params, trainable_params),
+        total_params           = COALESCE(:total_params, total_params),
+        backbone_params        = COALESCE(:backbone_params, backbone_params),
+        wall_seconds           = COALESCE(:wall_seconds, wall_seconds),
+        tokens_per_second      = COALESCE(:tokens_per_second, tokens_per_second)
+        WHERE id = :id)sql");
+    s.bindTextOrNull(":main_metric_name", f.mainMetricName)
+        .bind(":best_validation_metric", f.bestValidationMetric)
+        .bind(":best_step", f.bestStep)
+        .bind(":test_metric", f.testMetric)
+        .bind(":last_metric", f.lastMetric)
+        .bind(":peak_allocated_bytes", f.peakAllocatedBytes)
+        .bind(":peak_reserved_bytes", f.peakReservedBytes)
+        .bind(":init_peak_allocated_bytes", f.initPeakAllocatedBytes)
+        .bind(":eval_peak_allocated_bytes", f.evalPeakAllocatedBytes)
+        .bind(":weight_bytes", f.weightBytes)
+        .bind(":gradient_bytes", f.gradientBytes)
+        .bind(":optimizer_bytes", f.optimizerBytes)
+        .bind(":trainable_params", f.trainableParams)
+        .bind(":total_params", f.totalParams)
+        .bind(":backbone_params", f.backboneParams)
+        .bind(":wall_seconds", f.wallSeconds)
+        .bind(":tokens_per_second", f.tokensPerSecond)
+        .bind(":id", runId)
+        .run();
+}
 
-        Statement s(db, sql);
+std::int64_t ResultsStore::Impl::insertRun(const NewRun& run)
+{
+    if (run.status != RunState::Queued && run.status != RunState::Running)
+        throw Error(std::string("a new run is queued or running, not ") + toString(run.status));
+    const nlohmann::json spec = parseJson(run.specJson, "the run spec");
+    const std::string options = run.methodOptionsJson.empty() ? "{}" : run.methodOptionsJson;
+    parseJson(options, "the method options");
+    const std::string hash = run.specHash.empty() ? specHash(spec) : run.specHash;
+    const bool running = run.status == RunState::Running;
+
+    Statement s(db, R"sql(INSERT INTO runs (created_at, started_at, name, spec_json, spec_hash, method,
+            method_options_json, backbone, task, seed, device, status, queue_position, owner_pid,
+            owner_start_ticks, total_steps)
+        VALUES (:now, :started_at, :name, :spec_json, :spec_hash, :method, :options, :backbone, :task, :seed,
+            :device, :status,
+            CASE WHEN :status = 'queued'
+                 THEN (SELECT COALESCE(MAX(queue_position), 0) + 1 FROM runs WHERE status = 'queued') END,
+            :owner_pid, :owner_start_ticks, :total_steps))sql");
+    const std::string now = utcNowIso8601();
+    s.bind(":now", now)
+        .bind(":name", run.name)
+        .bind(":spec_json", run.specJson)
+        .bind(":spec_hash", hash)
+        .bind(":method", run.method)
+        .bind(":options", options)
+        .bind(":backbone", run.backbone)
+        .bind(":task", run.task)
+        .bind(":seed", run.seed)
+        .bind(":device", run.device)
+        .bind(":status", toString(run.status))
+        .bind(":total_steps", run.totalSteps);
+    if (running) {
+        s.bind(":started_at", now)
+            .bind(":owner_pid", static_cast<std::int64_t>(getpid()))
+            .bind(":owner_start_ticks", ownStartTicks());
+    } else {
+        s.bindNull(":started_at").bindNull(":owner_pid").bindNull(":owner_start_ticks");
+    }
+    s.run();
+    return db.lastInsertRowId();
+}
+
+std::vector<RunRecord> ResultsStore::Impl::listRuns(const RunFilter& filter)
+{
+    std::string sql = kSelectRuns;
+    std::vector<std::string> where;
+    if (!filter.statuses.empty()) {
+        std::string in;
         for (std::size_t i = 0; i < filter.statuses.size(); ++i)
-            s.bind((":status" + std::to_string(i)).c_str(), toString(filter.statuses[i]));
-        if (!filter.task.empty())
-            s.bind(":task", filter.task);
-        if (!filter.backbone.empty())
-            s.bind(":backbone", filter.backbone);
-        if (!filter.method.empty())
-            s.bind(":method", filter.method);
-        if (!filter.device.empty())
-            s.bind(":device", filter.device);
-        if (filter.limit >= 0)
-            s.bind(":limit", filter.limit);
-        std::vector<RunRecord> runs;
-        while (s.step())
-            runs.push_back(readRun(s));
-        return runs;
+            in += (i ? ", :status" : ":status") + std::to_string(i);
+        where.push_back("status IN (" + in + ")");
     }
-
-    // ---- Queue ------------------------------------------------------------------------------------------
-
-    std::optional<RunRecord> nextQueued(const std::string& device)
-    {
-        Statement s(db,
-            std::string(kSelectRuns) + " WHERE status = 'queued'"
-                + (device.empty() ? "" : " AND device = :device") + " ORDER BY queue_position, id LIMIT 1");
-        if (!device.empty())
-            s.bind(":device", device);
-        if (!s.step())
-            return std::nullopt;
-        return readRun(s);
+    if (!filter.task.empty())
+        where.push_back("task = :task");
+    if (!filter.backbone.empty())
+        where.push_back("backbone = :backbone");
+    if (!filter.method.empty())
+        where.push_back("method = :method");
+    if (!filter.device.empty())
+        where.push_back("device = :device");
+    for (std::size_t i = 0; i < where.size(); ++i)
+        sql += (i ? " AND " : " WHERE ") + where[i];
+    switch (filter.order) {
+    case RunFilter::Order::IdAscending:
+        sql += " ORDER BY id";
+        break;
+    case RunFilter::Order::IdDescending:
+        sql += " ORDER BY id DESC";
+        break;
+    case RunFilter::Order::QueuePosition:
+        sql += " ORDER BY queue_position IS NULL, queue_position, id";
+        break;
     }
+    if (filter.limit >= 0)
+        sql += " LIMIT :limit";
 
-    std::vector<std::int64_t> queueOrder()
-    {
-        Statement s(db, "SELECT id FROM runs WHERE status = 'queued' ORDER BY queue_position, id");
-        std::vector<std::int64_t> ids;
-        while (s.step())
-            ids.push_back(s.int64("id"));
-        return ids;
-    }
-
-    void applyQueueOrder(const std::vector<std::int64_t>& ids)
-    {
-        Statement s(db, "UPDATE runs SET queue_position = :position WHERE id = :id AND status = 'queued'");
-        std::int64_t position = 1;
-        for (const auto id : ids) {
-            s.bind(":position", position++).bind(":id", id).run();
-            s.reset();
-        }
-    }
-
-    void requireQueued(std::int64_t runId)
-    {
-        const RunState status = requireRun(runId);
-        if (status != RunState::Queued)
-            throw Error(runLabel(runId) + " is " + toString(status) + ", not queued");
-    }
-};
+    Statement s(db, sql);
+    for (std::size_t i = 0; i < filter.statuses.size(); ++i)
+        s.bind((":status" + std::to_string(i)).c_str(), toString(filter.statuses[i]));
+    if (!filter.task.empty())
+        s.bind(":task", filter.task);
+    if (!filter.backbone.empty())
+        s.bind(":backbone", filter.backbone);
+    if (!filter.method.empty())
+        s.bind(":method", filter.method);
+    if (!filter.device.empty())
+        s.bind(":device", filter.device);
+    if (filter.limit >= 0)
+        s.bind(":limit", filter.limit);
+    std::vector<RunRecord> runs;
+    while (s.step())
+        runs.push_back(readRun(s));
+    return runs;
+}
 
 // ---------------------------------------------------------------------------------------------------------
 // ResultsStore
@@ -594,24 +559,36 @@ ResultsStore::~ResultsStore() = default;
 
 bool ResultsStore::open(const std::string& path, std::string* error)
 {
+    return open(path, OpenMode::Create, error);
+}
+
+bool ResultsStore::open(const std::string& path, OpenMode mode, std::string* error)
+{
     close();
     try {
-        m_impl->openFile(path);
+        m_impl->openFile(path, mode);
         m_impl->path = path;
+        m_impl->filesDir = filesDirFor(path);
         return true;
+    } catch (const NoStore&) {
+        m_impl->db.close();
+        m_impl->setError("no results store at " + path, error);
     } catch (const std::exception& e) {
         m_impl->db.close();
         m_impl->setError(
             "opening results store " + (path.empty() ? std::string("\"\"") : path) + ": " + e.what(), error);
-        return false;
     }
+    m_impl->readOnly = false;
+    return false;
 }
 
 void ResultsStore::close()
 {
     m_impl->db.close();
     m_impl->path.clear();
+    m_impl->filesDir.clear();
     m_impl->interruptedAtOpen = 0;
+    m_impl->readOnly = false;
 }
 
 bool ResultsStore::isOpen() const
@@ -632,6 +609,21 @@ const std::string& ResultsStore::lastError() const
 int ResultsStore::interruptedAtOpen() const
 {
     return m_impl->interruptedAtOpen;
+}
+
+bool ResultsStore::isReadOnly() const
+{
+    return m_impl->readOnly;
+}
+
+bool ResultsStore::lastErrorWasBusy() const
+{
+    return m_impl->lastErrorCode == SQLITE_BUSY || m_impl->lastErrorCode == SQLITE_LOCKED;
+}
+
+bool ResultsStore::setBusyTimeout(int milliseconds, std::string* error)
+{
+    return m_impl->guard("setting the busy timeout", error, [&] { m_impl->db.setBusyTimeout(milliseconds); });
 }
 
 bool ResultsStore::schemaVersion(int* version, std::string* error)
@@ -676,49 +668,33 @@ bool ResultsStore::markInterruptedRuns(int* count, std::string* error)
 bool ResultsStore::createRun(const NewRun& run, std::int64_t* runId, std::string* error)
 {
     return m_impl->guard("creating a run", error, [&] {
-        if (run.status != RunState::Queued && run.status != RunState::Running)
-            throw Error(std::string("a new run is queued or running, not ") + toString(run.status));
-        const nlohmann::json spec = parseJson(run.specJson, "the run spec");
-        const std::string options = run.methodOptionsJson.empty() ? "{}" : run.methodOptionsJson;
-        parseJson(options, "the method options");
-        const std::string hash = run.specHash.empty() ? specHash(spec) : run.specHash;
-        const bool running = run.status == RunState::Running;
-
-        auto& db = m_impl->db;
-        Transaction tx(db);
-        Statement s(db, R"sql(INSERT INTO runs (created_at, started_at, name, spec_json, spec_hash, method,
-                method_options_json, backbone, task, seed, device, status, queue_position, owner_pid,
-                owner_start_ticks, total_steps)
-            VALUES (:now, :started_at, :name, :spec_json, :spec_hash, :method, :options, :backbone, :task, :seed,
-                :device, :status,
-                CASE WHEN :status = 'queued'
-                     THEN (SELECT COALESCE(MAX(queue_position), 0) + 1 FROM runs WHERE status = 'queued') END,
-                :owner_pid, :owner_start_ticks, :total_steps))sql");
-        const std::string now = utcNowIso8601();
-        s.bind(":now", now)
-            .bind(":name", run.name)
-            .bind(":spec_json", run.specJson)
-            .bind(":spec_hash", hash)
-            .bind(":method", run.method)
-            .bind(":options", options)
-            .bind(":backbone", run.backbone)
-            .bind(":task", run.task)
-            .bind(":seed", run.seed)
-            .bind(":device", run.device)
-            .bind(":status", toString(run.status))
-            .bind(":total_steps", run.totalSteps);
-        if (running) {
-            s.bind(":started_at", now)
-                .bind(":owner_pid", static_cast<std::int64_t>(getpid()))
-                .bind(":owner_start_ticks", ownStartTicks());
-        } else {
-            s.bindNull(":started_at").bindNull(":owner_pid").bindNull(":owner_start_ticks");
-        }
-        s.run();
-        const std::int64_t id = db.lastInsertRowId();
+        Transaction tx(m_impl->db);
+        const std::int64_t id = m_impl->insertRun(run);
         tx.commit();
         if (runId)
             *runId = id;
+    });
+}
+
+bool ResultsStore::createRuns(
+    const std::vector<NewRun>& runs, std::vector<std::int64_t>* runIds, std::string* error)
+{
+    return m_impl->guard("creating " + str(static_cast<std::int64_t>(runs.size())) + " runs", error, [&] {
+        std::vector<std::int64_t> ids;
+        ids.reserve(runs.size());
+        Transaction tx(m_impl->db);
+        for (std::size_t i = 0; i < runs.size(); ++i) {
+            try {
+                ids.push_back(m_impl->insertRun(runs[i]));
+            } catch (const std::exception& e) {
+                throw Error("run " + str(static_cast<std::int64_t>(i + 1)) + " of "
+                    + str(static_cast<std::int64_t>(runs.size())) + " (\"" + runs[i].name
+                    + "\"): " + e.what());
+            }
+        }
+        tx.commit();
+        if (runIds)
+            *runIds = std::move(ids);
     });
 }
 
@@ -728,6 +704,19 @@ bool ResultsStore::setStatus(
     return m_impl->guard(std::string("setting ") + runLabel(runId) + " " + toString(status), error, [&] {
         Transaction tx(m_impl->db);
         m_impl->setStatus(runId, status, errorMessage);
+        tx.commit();
+    });
+}
+
+bool ResultsStore::adoptRun(std::int64_t runId, std::string* error)
+{
+    return m_impl->guard("adopting " + runLabel(runId), error, [&] {
+        Transaction tx(m_impl->db);
+        const RunState current = m_impl->requireRun(runId);
+        if (current != RunState::Running)
+            throw Error(runLabel(runId) + " is " + toString(current) + "; only a running run can be adopted");
+        Statement s(m_impl->db, "UPDATE runs SET owner_pid = :pid, owner_start_ticks = :ticks WHERE id = :id");
+        s.bind(":pid", static_cast<std::int64_t>(getpid())).bind(":ticks", ownStartTicks()).bind(":id", runId).run();
         tx.commit();
     });
 }
@@ -773,9 +762,15 @@ bool ResultsStore::deleteRun(std::int64_t runId, std::string* error)
         Transaction tx(m_impl->db);
         if (m_impl->requireRun(runId) == RunState::Running)
             throw Error(runLabel(runId) + " is running; cancel it first");
+        const std::vector<std::string> files = store_detail::runFiles(m_impl->db, m_impl->filesDir, runId);
         Statement s(m_impl->db, "DELETE FROM runs WHERE id = :id");
         s.bind(":id", runId).run();
         tx.commit();
+        try {
+            store_detail::removeFiles(files);
+        } catch (const std::exception& e) {
+            throw Error(std::string("the run is deleted, but ") + e.what());
+        }
     });
 }
 
@@ -810,6 +805,35 @@ bool ResultsStore::findFinishedRun(const std::string& hash, std::optional<RunRec
         if (run)
             *run = std::move(found);
     });
+}
+
+bool ResultsStore::findFinishedRuns(
+    const std::vector<std::string>& hashes, std::vector<std::optional<RunRecord>>* runs, std::string* error)
+{
+    return m_impl->guard(
+        "looking for finished runs of " + str(static_cast<std::int64_t>(hashes.size())) + " specs", error,
+        [&] {
+            auto& db = m_impl->db;
+            db.exec("BEGIN"); // one read snapshot for the whole batch
+            try {
+                Statement s(db,
+                    std::string(kSelectRuns)
+                        + " WHERE spec_hash = :hash AND status = 'finished' ORDER BY id DESC LIMIT 1");
+                std::vector<std::optional<RunRecord>> found;
+                found.reserve(hashes.size());
+                for (const auto& hash : hashes) {
+                    s.bind(":hash", hash);
+                    found.push_back(s.step() ? std::optional<RunRecord>(readRun(s)) : std::nullopt);
+                    s.reset();
+                }
+                db.exec("COMMIT");
+                if (runs)
+                    *runs = std::move(found);
+            } catch (...) {
+                sqlite3_exec(db.handle(), "ROLLBACK", nullptr, nullptr, nullptr);
+                throw;
+            }
+        });
 }
 
 bool ResultsStore::appendMetrics(
@@ -976,79 +1000,6 @@ bool ResultsStore::getLogs(
         }
         if (lines)
             *lines = std::move(list);
-    });
-}
-
-bool ResultsStore::nextQueued(const std::string& device, std::optional<RunRecord>* run, std::string* error)
-{
-    return m_impl->guard("reading the queue", error, [&] {
-        auto next = m_impl->nextQueued(device);
-        if (run)
-            *run = std::move(next);
-    });
-}
-
-bool ResultsStore::claimNextQueued(
-    const std::string& device, std::optional<RunRecord>* run, std::string* error)
-{
-    return m_impl->guard(
-        "starting the next queued run" + (device.empty() ? std::string() : " on " + device), error, [&] {
-            Transaction tx(m_impl->db);
-            std::optional<RunRecord> next = m_impl->nextQueued(device);
-            if (next) {
-                m_impl->setStatus(next->id, RunState::Running, {});
-                next = m_impl->getRun(next->id);
-            }
-            tx.commit();
-            if (run)
-                *run = std::move(next);
-        });
-}
-
-bool ResultsStore::setQueueOrder(const std::vector<std::int64_t>& runIds, std::string* error)
-{
-    return m_impl->guard("reordering the queue", error, [&] {
-        Transaction tx(m_impl->db);
-        std::vector<std::int64_t> order;
-        for (const auto id : runIds) {
-            m_impl->requireQueued(id);
-            if (std::find(order.begin(), order.end(), id) != order.end())
-                throw Error(runLabel(id) + " is listed twice");
-            order.push_back(id);
-        }
-        for (const auto id : m_impl->queueOrder())
-            if (std::find(order.begin(), order.end(), id) == order.end())
-                order.push_back(id);
-        m_impl->applyQueueOrder(order);
-        tx.commit();
-    });
-}
-
-bool ResultsStore::moveQueuedRun(std::int64_t runId, int offset, std::string* error)
-{
-    return m_impl->guard("moving " + runLabel(runId) + " in the queue", error, [&] {
-        Transaction tx(m_impl->db);
-        m_impl->requireQueued(runId);
-        std::vector<std::int64_t> order = m_impl->queueOrder();
-        const auto it = std::find(order.begin(), order.end(), runId);
-        const auto from = static_cast<std::int64_t>(it - order.begin());
-        const auto last = static_cast<std::int64_t>(order.size()) - 1;
-        const std::int64_t to = std::clamp<std::int64_t>(from + offset, 0, last);
-        order.erase(it);
-        order.insert(order.begin() + to, runId);
-        m_impl->applyQueueOrder(order);
-        tx.commit();
-    });
-}
-
-bool ResultsStore::removeQueuedRun(std::int64_t runId, std::string* error)
-{
-    return m_impl->guard("removing " + runLabel(runId) + " from the queue", error, [&] {
-        Transaction tx(m_impl->db);
-        m_impl->requireQueued(runId);
-        Statement s(m_impl->db, "DELETE FROM runs WHERE id = :id AND status = 'queued'");
-        s.bind(":id", runId).run();
-        tx.commit();
     });
 }
 

@@ -29,9 +29,13 @@ namespace ladder {
 // in WAL mode, so readers never block the writer and the writer never blocks readers; writers take turns
 // (busy timeout of 10 s). Keep write transactions short: this class never holds one across calls.
 //
-// Interrupted runs. open() marks as "interrupted" every run left "running" whose process is gone
-// (runs record the pid and start time of the process that set them running), so a writer killed
+// Interrupted runs. open() (for writing) marks as "interrupted" every run left "running" whose process is
+// gone (runs record the pid and start time of the process that set them running), so a writer killed
 // mid-run leaves an interrupted run, while a run that another live process is training stays running.
+//
+// Files. Each store has a folder of its own beside it, "<store file>.files", for its runs' checkpoints;
+// each checkpoint's size and SHA-256 are in its run's row and checked before use (verifyCheckpoint()), and
+// deleteRun() removes the files with the run.
 class ResultsStore {
 public:
     // Passed as afterStep to getMetrics() to read every point.
@@ -48,12 +52,27 @@ public:
     ResultsStore(const ResultsStore&) = delete;
     ResultsStore& operator=(const ResultsStore&) = delete;
 
-    // Opens the store at `path`, creating the file and its folder when missing: WAL mode, foreign keys,
-    // busy timeout, migrations up to latestSchemaVersion(), then interrupted-run recovery. Fails with a
-    // clear message (and leaves the object closed) for a folder, a file that is not an SQLite database,
-    // an SQLite database of another application, a store written by a newer LadderBench (schema version
-    // above latestSchemaVersion()) and a location that cannot be written.
+    // How open() treats the file.
+    enum class OpenMode {
+        // Read and write; a missing file (and its folder) is created. Migrates, then marks interrupted runs.
+        Create,
+        // Read and write an existing store only: a missing path fails with exactly "no results store at
+        // PATH" and nothing is created. Migrates, then marks interrupted runs. For commands that write into
+        // runs that must already exist (ladder eval).
+        Existing,
+        // Read only, for listing: never creates, migrates or marks anything, and works on a file and folder
+        // that cannot be written (docs/STORE.md, "Opening: for writing, existing only, read only"). A
+        // missing path fails with exactly "no results store at PATH". Every write fails.
+        ReadOnly,
+    };
+
+    // Opens the store at `path`, creating the file and its folder when missing (OpenMode::Create): WAL
+    // mode, foreign keys, busy timeout, migrations up to latestSchemaVersion(), then interrupted-run
+    // recovery. Fails with a clear message (and leaves the object closed) for a folder, a file that is not
+    // an SQLite database, an SQLite database of another application, a store written by a newer
+    // LadderBench (schema version above latestSchemaVersion()) and a location that cannot be written.
     bool open(const std::string& path, std::string* error = nullptr);
+    bool open(const std::string& path, OpenMode mode, std::string* error = nullptr);
     void close();
     bool isOpen() const;
     // The path given to open(); empty when closed.
@@ -62,6 +81,13 @@ public:
     const std::string& lastError() const;
     // How many runs the last open() marked "interrupted".
     int interruptedAtOpen() const;
+    // Whether the store was opened with OpenMode::ReadOnly.
+    bool isReadOnly() const;
+    // Whether the last failed call failed because another connection held the write lock past the busy
+    // timeout ("database is locked"): a transient failure worth retrying later.
+    bool lastErrorWasBusy() const;
+    // How long a write waits for another writer before failing (default 10 s).
+    bool setBusyTimeout(int milliseconds, std::string* error = nullptr);
 
     // PRAGMA user_version of the open file.
     bool schemaVersion(int* version, std::string* error = nullptr);
@@ -77,11 +103,19 @@ public:
     // ---- Runs ----------------------------------------------------------------------------------------
     // Creates a run, queued (appended to the end of the queue) or running (started now by this process).
     bool createRun(const NewRun& run, std::int64_t* runId, std::string* error = nullptr);
+    // Creates every run in one transaction, all or none (a sweep enqueued at once); queued runs join the
+    // queue in this order. *runIds (optional) receives their ids in the same order.
+    bool createRuns(
+        const std::vector<NewRun>& runs, std::vector<std::int64_t>* runIds, std::string* error = nullptr);
     // Changes the status (see RunState for the allowed changes; setting the current status again is a
     // no-op). running sets started_at and the owner process; a final status sets finished_at; both leave
     // the queue. A non-empty errorMessage is stored in error_message.
     bool setStatus(std::int64_t runId, RunState status, const std::string& errorMessage = {},
         std::string* error = nullptr);
+    // A running run's owner process becomes this one (owner_pid and its start time): how a `ladder worker`
+    // takes over the run its supervisor claimed, so that the run is "interrupted" when the process that
+    // trains it dies, not when the supervisor does. Fails for a run that is not running.
+    bool adoptRun(std::int64_t runId, std::string* error = nullptr);
     // Sets runs.step and runs.total_steps (appendMetrics() also advances step).
     bool setProgress(
         std::int64_t runId, std::int64_t step, std::int64_t totalSteps, std::string* error = nullptr);
@@ -90,7 +124,9 @@ public:
     // setFinalFigures() and setStatus() in one transaction: how a trainer ends a run.
     bool finishRun(std::int64_t runId, RunState status, const FinalFigures& figures,
         const std::string& errorMessage = {}, std::string* error = nullptr);
-    // Deletes a run with its metrics, evaluations and logs. A running run cannot be deleted.
+    // Deletes a run with its metrics, evaluations, logs and files (its checkpoint). A running run cannot be
+    // deleted. The row goes first, in its transaction; when a file then cannot be removed the call fails
+    // with a message naming it, although the run is gone.
     bool deleteRun(std::int64_t runId, std::string* error = nullptr);
 
     // Fails with "no run N" when there is none.
@@ -100,6 +136,29 @@ public:
     // skips the runs it already has.
     bool findFinishedRun(
         const std::string& specHash, std::optional<RunRecord>* run, std::string* error = nullptr);
+    // findFinishedRun() for many hashes in one read: (*runs)[i] is the most recent finished run with
+    // specHashes[i], or nullopt. How a batch (the workbench's sweep) skips the specs it already has.
+    bool findFinishedRuns(const std::vector<std::string>& specHashes,
+        std::vector<std::optional<RunRecord>>* runs, std::string* error = nullptr);
+
+    // ---- Files -------------------------------------------------------------------------------------------
+    // Each store keeps its files (the runs' checkpoints) in a folder of its own beside it, named after the
+    // store file: "<store file>.files", e.g. /data/results.sqlite.files (the store's path made absolute,
+    // symbolic links resolved, so two stores never share one and two names of one store share it).
+    static std::string filesDirFor(const std::string& storePath);
+    // "<files folder>/checkpoints/run-<id>.safetensors": where a run's best trainable weights are written.
+    static std::string checkpointPathFor(const std::string& storePath, std::int64_t runId);
+    // The same for the open store (empty when closed).
+    std::string filesDir() const;
+    std::string checkpointPath(std::int64_t runId) const;
+    // Records the file now at checkpointPath(runId) as the run's checkpoint: its path, size and SHA-256
+    // go into the run's row (the file is read once to hash it, outside the write transaction).
+    bool recordCheckpoint(std::int64_t runId, std::string* error = nullptr);
+    // Checks the run's recorded checkpoint before use: it exists, and its size and SHA-256 are the
+    // recorded ones. *path (optional) receives the file's path. Fails, naming the file, for a run without
+    // a recorded checkpoint, a missing file, and a file whose hash differs ("its SHA-256 is X, the store
+    // recorded Y": overwritten, damaged or tampered with).
+    bool verifyCheckpoint(std::int64_t runId, std::string* path, std::string* error = nullptr);
 
     // ---- Time series -----------------------------------------------------------------------------------
     // Writes all points in one transaction (all or none) and advances runs.step to the largest step.
@@ -131,12 +190,43 @@ public:
     // *run receives the run as it is after the change (nullopt when nothing is queued).
     bool claimNextQueued(
         const std::string& device, std::optional<RunRecord>* run, std::string* error = nullptr);
+    // claimNextQueued() only while `leaseOwner` holds a live lease on `device` (checked in the same
+    // transaction); *run is nullopt when nothing is queued for it, *leaseHeld (optional) false when the
+    // lease is not held (then nothing is claimed).
+    bool claimNextQueuedUnderLease(const std::string& device, const std::string& leaseOwner,
+        std::optional<RunRecord>* run, bool* leaseHeld = nullptr, std::string* error = nullptr);
     // Puts the given queued runs first, in this order; the other queued runs follow in their present order.
     bool setQueueOrder(const std::vector<std::int64_t>& runIds, std::string* error = nullptr);
     // Moves a queued run `offset` places (negative: towards the front), clamped to the queue.
     bool moveQueuedRun(std::int64_t runId, int offset, std::string* error = nullptr);
     // Deletes a run that is still queued (fails for any other status).
     bool removeQueuedRun(std::int64_t runId, std::string* error = nullptr);
+
+    // ---- Device leases -------------------------------------------------------------------------------
+    // One device is claimed by one window (or other queue runner) at a time: a lease in the store that
+    // its owner renews and that expires when it is not renewed (a window that crashed or hangs frees the
+    // device after ttlSeconds). `owner` is the caller's name for itself, unique per holder: see
+    // newLeaseOwner(). Times are the store's ISO-8601 UTC text; the clocks of the processes sharing a
+    // store are one machine's.
+    //
+    // A unique owner name: "<host>:<pid>:<16 random hex digits>".
+    static std::string newLeaseOwner();
+    // Takes the lease on `device` for ttlSeconds when it is free, expired or already `owner`'s (then it is
+    // renewed): *acquired is true. When another owner holds a live lease, *acquired is false and nothing
+    // changes. One transaction, so of two windows asking at once exactly one gets it.
+    bool acquireDeviceLease(const std::string& device, const std::string& owner, int ttlSeconds,
+        bool* acquired, std::string* error = nullptr);
+    // Extends `owner`'s lease to now + ttlSeconds. *renewed is false when the lease was lost (expired and
+    // taken by another owner, or released): the caller must stop starting runs on the device. An expired
+    // lease nobody took is renewed.
+    bool renewDeviceLease(const std::string& device, const std::string& owner, int ttlSeconds, bool* renewed,
+        std::string* error = nullptr);
+    // Gives the lease up when `owner` holds it (a no-op otherwise).
+    bool releaseDeviceLease(
+        const std::string& device, const std::string& owner, std::string* error = nullptr);
+    // The live (unexpired) lease on `device`, or nullopt.
+    bool getDeviceLease(
+        const std::string& device, std::optional<DeviceLease>* lease, std::string* error = nullptr);
 
     // ---- Export --------------------------------------------------------------------------------------
     // Writes the runs that match `filter` with their final figures as CSV (writeRunsCsv()) to `path`,

@@ -20,6 +20,26 @@ std::string firstLine(const std::string& sql)
     return line;
 }
 
+// "file:" URI of a path: every byte outside the unreserved set and '/' percent-encoded, so that '?', '#'
+// and '%' in a file name stay part of the name.
+std::string fileUri(const std::string& path)
+{
+    static const char* hex = "0123456789ABCDEF";
+    std::string uri = "file:";
+    for (const unsigned char c : path) {
+        const bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+            || c == '/' || c == '-' || c == '_' || c == '.' || c == '~';
+        if (plain) {
+            uri += static_cast<char>(c);
+        } else {
+            uri += '%';
+            uri += hex[c >> 4];
+            uri += hex[c & 0xf];
+        }
+    }
+    return uri;
+}
+
 } // namespace
 
 // ---------------------------------------------------------------------------------------------------------
@@ -38,6 +58,22 @@ void Connection::open(const std::string& path, bool create)
         flags |= SQLITE_OPEN_CREATE;
     sqlite3* db = nullptr;
     const int rc = sqlite3_open_v2(path.c_str(), &db, flags, nullptr);
+    if (rc != SQLITE_OK) {
+        std::string message = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+        sqlite3_close_v2(db);
+        throw SqliteError(message, rc & 0xff);
+    }
+    m_db = db;
+    sqlite3_extended_result_codes(m_db, 1);
+}
+
+void Connection::openReadOnly(const std::string& path, bool immutable)
+{
+    close();
+    const std::string uri = fileUri(path) + (immutable ? "?mode=ro&immutable=1" : "?mode=ro");
+    sqlite3* db = nullptr;
+    const int rc = sqlite3_open_v2(
+        uri.c_str(), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX, nullptr);
     if (rc != SQLITE_OK) {
         std::string message = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
         sqlite3_close_v2(db);
@@ -196,19 +232,30 @@ void Statement::reset()
     sqlite3_clear_bindings(m_stmt);
 }
 
+void Statement::loadColumns()
+{
+    if (!m_columns.empty())
+        return;
+    const int n = sqlite3_column_count(m_stmt);
+    for (int i = 0; i < n; ++i)
+        m_columns.emplace(sqlite3_column_name(m_stmt, i), i);
+}
+
 int Statement::columnIndex(const char* column)
 {
     if (column == nullptr)
         return 0;
-    if (m_columns.empty()) {
-        const int n = sqlite3_column_count(m_stmt);
-        for (int i = 0; i < n; ++i)
-            m_columns.emplace(sqlite3_column_name(m_stmt, i), i);
-    }
+    loadColumns();
     const auto it = m_columns.find(column);
     if (it == m_columns.end())
         throw SqliteError("\"" + firstLine(m_sql) + "\" has no column " + column, SQLITE_RANGE);
     return it->second;
+}
+
+bool Statement::hasColumn(const char* column)
+{
+    loadColumns();
+    return m_columns.count(column) > 0;
 }
 
 bool Statement::isNull(const char* column)

@@ -39,6 +39,10 @@ public:
 
     // Opens (and creates when `create`) the file. Throws SqliteError.
     void open(const std::string& path, bool create);
+    // Opens the file for reading only (SQLITE_OPEN_READONLY). `immutable` adds the URI parameter
+    // immutable=1: SQLite then reads the main file as it is, without the -wal and -shm files and without
+    // locks, which is how a WAL store in a folder that cannot be written is read. Throws SqliteError.
+    void openReadOnly(const std::string& path, bool immutable);
     void close();
     bool isOpen() const { return m_db != nullptr; }
 
@@ -90,6 +94,8 @@ public:
     // Clears bindings and rewinds, for reuse with new parameters.
     void reset();
 
+    // Whether the result has this column (a store opened read-only may predate a column).
+    bool hasColumn(const char* column);
     bool isNull(const char* column);
     std::int64_t int64(const char* column);
     double real(const char* column);
@@ -100,6 +106,7 @@ public:
 private:
     int parameterIndex(const char* name);
     int columnIndex(const char* column);
+    void loadColumns();
 
     Connection& m_connection;
     sqlite3_stmt* m_stmt = nullptr;

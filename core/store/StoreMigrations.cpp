@@ -96,6 +96,22 @@ ALTER TABLE runs ADD COLUMN init_peak_allocated_bytes INTEGER;
 ALTER TABLE runs ADD COLUMN eval_peak_allocated_bytes INTEGER;
 )sql";
 
+// Version 3: each run's checkpoint (a file in the store's own files folder, with its size and SHA-256,
+// checked before use) and the device leases of the workbench's queue.
+constexpr const char* kSchemaV3 = R"sql(
+ALTER TABLE runs ADD COLUMN checkpoint_file TEXT;
+ALTER TABLE runs ADD COLUMN checkpoint_sha256 TEXT;
+ALTER TABLE runs ADD COLUMN checkpoint_bytes INTEGER;
+
+CREATE TABLE device_leases (
+    device      TEXT NOT NULL PRIMARY KEY,
+    owner       TEXT NOT NULL,
+    acquired_at TEXT NOT NULL,
+    renewed_at  TEXT NOT NULL,
+    expires_at  TEXT NOT NULL
+);
+)sql";
+
 } // namespace
 
 const std::vector<Migration>& migrations()
@@ -105,6 +121,7 @@ const std::vector<Migration>& migrations()
     static const std::vector<Migration> list = {
         { 1, "create runs, metrics, evaluations and logs", kSchemaV1 },
         { 2, "add the initialisation and evaluation peaks to runs", kSchemaV2 },
+        { 3, "add the checkpoint file and its hash to runs, and the device leases", kSchemaV3 },
     };
     return list;
 }

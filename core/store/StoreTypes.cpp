@@ -81,8 +81,12 @@ bool parseLogLevel(const std::string& text, LogLevel* level)
 
 std::string utcNowIso8601()
 {
+    return utcIso8601(std::chrono::system_clock::now());
+}
+
+std::string utcIso8601(std::chrono::system_clock::time_point now)
+{
     using namespace std::chrono;
-    const auto now = system_clock::now();
     const auto millis = duration_cast<milliseconds>(now.time_since_epoch()).count() % 1000;
     const std::time_t seconds = system_clock::to_time_t(now);
     std::tm utc {};

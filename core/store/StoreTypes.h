@@ -3,6 +3,7 @@
 // Plain value types of the results store (docs/STORE.md describes the tables they map to). No SQLite,
 // LibTorch or Qt here: the GUI carries these through queued signals by value.
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -29,6 +30,8 @@ bool parseLogLevel(const std::string& text, LogLevel* level);
 
 // Now as ISO-8601 UTC with milliseconds, "2025-03-01T14:05:09.123Z", the form of every time column.
 std::string utcNowIso8601();
+// The same form for any time.
+std::string utcIso8601(std::chrono::system_clock::time_point time);
 
 // What a new run is created from: its spec stored verbatim plus the summary columns the GUI and the CLI
 // filter and sort on (taken out of the spec by the caller, which knows the spec format).
@@ -90,6 +93,13 @@ struct RunRecord {
     std::int64_t totalSteps = 0;
     FinalFigures figures;
     std::optional<std::int64_t> ownerPid; // process that ran (or runs) it
+    // The run's best trainable weights, when recorded (ResultsStore::recordCheckpoint()): the file's path
+    // relative to the store's files folder ("checkpoints/run-5.safetensors"), its SHA-256 (64 hex digits)
+    // and its size. Empty / nullopt when the run has none (queued, stopped before its best model, or
+    // recorded before schema version 3).
+    std::string checkpointFile;
+    std::string checkpointSha256;
+    std::optional<std::int64_t> checkpointBytes;
 
     // trainable parameters in percent of the backbone's (the paper's definition), or of the total when
     // the backbone count is unknown; nullopt when neither is known.
@@ -131,6 +141,15 @@ struct LogLine {
     std::string time;
     LogLevel level = LogLevel::Info;
     std::string message;
+};
+
+// One row of device_leases: who may start runs on a device, until when (ResultsStore::acquireDeviceLease()).
+struct DeviceLease {
+    std::string device; // "cpu", "cuda:0", ...
+    std::string owner; // the holder's own name for itself, e.g. ResultsStore::newLeaseOwner()
+    std::string acquiredAt; // ISO-8601 UTC
+    std::string renewedAt;
+    std::string expiresAt; // the lease is free from this time on unless renewed before
 };
 
 // Filters and order of ResultsStore::listRuns(). Empty fields do not filter.

@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -19,6 +21,13 @@ namespace {
 std::optional<double> finite(double v)
 {
     return std::isfinite(v) ? std::optional<double>(v) : std::nullopt;
+}
+
+std::string seconds(std::chrono::milliseconds duration)
+{
+    char text[32];
+    std::snprintf(text, sizeof text, "%g s", static_cast<double>(duration.count()) / 1000.0);
+    return text;
 }
 
 LogLevel levelOf(const std::string& level)
@@ -77,7 +86,10 @@ FinalFigures figuresOf(const RunSummary& s)
 } // namespace
 
 StoreRecorder::StoreRecorder(ResultsStore& store, std::int64_t runId, TrainerObserver& inner)
-    : m_store(store), m_runId(runId), m_inner(inner), m_writer(store, runId)
+    : m_store(store)
+    , m_runId(runId)
+    , m_inner(inner)
+    , m_writer(store, runId)
 {
 }
 
@@ -149,29 +161,67 @@ void StoreRecorder::onLog(const std::string& level, const std::string& message)
 
 void StoreRecorder::onBestModel(const Method& method)
 {
-    const auto path = checkpointPath(m_store.path(), m_runId);
+    // Written beside its place and renamed into it, so the checkpoint path never holds half a file; then
+    // its hash goes into the run's row.
+    const auto path = checkpointPath(m_store, m_runId);
+    const auto temporary = path + ".tmp";
     try {
         fs::create_directories(fs::path(path).parent_path());
-        method.saveTrainable(path);
+        method.saveTrainable(temporary);
+        fs::rename(temporary, path);
+        std::string error;
+        if (!m_store.recordCheckpoint(m_runId, &error))
+            reportStoreError(error);
     } catch (const std::exception& e) {
-        reportStoreError(std::string("saving the best trainable weights: ") + e.what());
+        std::error_code ec;
+        fs::remove(temporary, ec);
+        reportStoreError(std::string("saving the best trainable weights to ") + path + ": " + e.what());
     }
     m_inner.onBestModel(method);
 }
 
-void StoreRecorder::finish(const RunSummary& summary)
+bool StoreRecorder::finish(const RunSummary& summary)
 {
+    using Clock = std::chrono::steady_clock;
+    const auto deadline = Clock::now() + m_finalWriteRetry;
+    auto pause = std::chrono::milliseconds(100);
     std::string error;
-    if (!m_writer.flush(&error))
-        reportStoreError(error);
-    if (!m_store.finishRun(m_runId, stateOf(summary.status), figuresOf(summary), summary.message, &error))
-        reportStoreError(error);
+    bool flushed = false;
+    for (int attempt = 1;; ++attempt) {
+        if (!flushed) {
+            flushed = m_writer.flush(&error);
+            if (!flushed && !m_store.lastErrorWasBusy()) { // not worth waiting for: write the status anyway
+                reportStoreError(error);
+                flushed = true;
+            }
+        }
+        if (flushed
+            && m_store.finishRun(
+                m_runId, stateOf(summary.status), figuresOf(summary), summary.message, &error)) {
+            if (attempt > 1)
+                m_inner.onLog(
+                    "info", "results store: the final write succeeded at try " + std::to_string(attempt));
+            return true;
+        }
+        if (!m_store.lastErrorWasBusy() || Clock::now() + pause > deadline)
+            break;
+        if (attempt == 1)
+            reportStoreError(error + " (trying again for up to " + seconds(m_finalWriteRetry) + ")");
+        std::this_thread::sleep_for(pause);
+        pause = std::min(pause * 2, std::chrono::milliseconds(5000));
+    }
+    reportStoreError(error);
+    return false;
+}
+
+std::string StoreRecorder::checkpointPath(const ResultsStore& store, std::int64_t runId)
+{
+    return store.checkpointPath(runId);
 }
 
 std::string StoreRecorder::checkpointPath(const std::string& storePath, std::int64_t runId)
 {
-    return (fs::path(storePath).parent_path() / "checkpoints" / ("run-" + std::to_string(runId) + ".safetensors"))
-        .string();
+    return ResultsStore::checkpointPathFor(storePath, runId);
 }
 
 std::string storePathFor(const RunSpec& spec, const std::string& overridePath)
@@ -191,6 +241,16 @@ std::string runSpecHash(const RunSpec& spec)
     return specHash(j);
 }
 
+bool findFinishedRunsFor(ResultsStore& store, const std::vector<RunSpec>& specs,
+    std::vector<std::optional<RunRecord>>* finished, std::string* error)
+{
+    std::vector<std::string> hashes;
+    hashes.reserve(specs.size());
+    for (const auto& spec : specs)
+        hashes.push_back(runSpecHash(spec));
+    return store.findFinishedRuns(hashes, finished, error);
+}
+
 NewRun newRunFor(const RunSpec& spec, RunState status)
 {
     NewRun run;
@@ -206,7 +266,7 @@ NewRun newRunFor(const RunSpec& spec, RunState status)
         if (taskName.empty())
             taskName = fs::path(spec.task.path).parent_path().filename().string();
         std::transform(taskName.begin(), taskName.end(), taskName.begin(),
-                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+            [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
     }
     run.task = spec.task.type == "demo" ? "demo-" + taskName : taskName;
     run.seed = static_cast<std::int64_t>(spec.seed);
@@ -215,7 +275,8 @@ NewRun newRunFor(const RunSpec& spec, RunState status)
     return run;
 }
 
-RunSummary trainRecordedRun(const RunSpec& spec, ResultsStore& store, std::int64_t runId, TrainerObserver& observer)
+RunSummary trainRecordedRun(
+    const RunSpec& spec, ResultsStore& store, std::int64_t runId, TrainerObserver& observer)
 {
     StoreRecorder recorder(store, runId, observer);
     Trainer trainer(spec);
@@ -224,8 +285,8 @@ RunSummary trainRecordedRun(const RunSpec& spec, ResultsStore& store, std::int64
     return result;
 }
 
-std::int64_t trainAndRecord(const RunSpec& spec, ResultsStore& store, TrainerObserver& observer, RunSummary* summary,
-                            std::string* error)
+std::int64_t trainAndRecord(const RunSpec& spec, ResultsStore& store, TrainerObserver& observer,
+    RunSummary* summary, std::string* error)
 {
     std::int64_t id = -1;
     if (!store.createRun(newRunFor(spec, RunState::Running), &id, error))

@@ -1,8 +1,11 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "store/MetricsWriter.h"
 #include "store/ResultsStore.h"
@@ -28,10 +31,20 @@ public:
     }
     bool cancelRequested() override { return m_inner.cancelRequested(); }
 
-    // Writes what is pending and the run's final status and figures.
-    void finish(const RunSummary& summary);
+    // Writes what is pending and the run's final status and figures. While another connection holds the
+    // store's write lock past its busy timeout, the writes are tried again with growing pauses (0.1 s
+    // doubling up to 5 s) until finalWriteRetry() has passed; a run whose final write still fails stays
+    // "running" until the next open of the store after this process ends marks it interrupted. Returns
+    // whether the final status was written.
+    bool finish(const RunSummary& summary);
+    // How long finish() keeps trying (default 60 s; zero: one try).
+    void setFinalWriteRetry(std::chrono::milliseconds budget) { m_finalWriteRetry = budget; }
+    std::chrono::milliseconds finalWriteRetry() const { return m_finalWriteRetry; }
 
-    // Where a run's best trainable weights are kept: <store folder>/checkpoints/run-<id>.safetensors.
+    // Where a run's best trainable weights are kept: in the store's own files folder,
+    // <store file>.files/checkpoints/run-<id>.safetensors (ResultsStore::checkpointPathFor()). Before use,
+    // check the file with ResultsStore::verifyCheckpoint(), which also gives its path.
+    static std::string checkpointPath(const ResultsStore& store, std::int64_t runId);
     static std::string checkpointPath(const std::string& storePath, std::int64_t runId);
 
 private:
@@ -41,6 +54,7 @@ private:
     std::int64_t m_runId;
     TrainerObserver& m_inner;
     MetricsWriter m_writer;
+    std::chrono::milliseconds m_finalWriteRetry { 60000 };
 };
 
 // The run a spec is recorded as (name, spec JSON and hash, method, backbone, task, seed, device): what
@@ -49,17 +63,24 @@ NewRun newRunFor(const RunSpec& spec, RunState status);
 
 // Trains `spec` as the existing run `runId` (already set running, e.g. claimed from the queue) and records
 // the outcome. Never throws.
-RunSummary trainRecordedRun(const RunSpec& spec, ResultsStore& store, std::int64_t runId, TrainerObserver& observer);
+RunSummary trainRecordedRun(
+    const RunSpec& spec, ResultsStore& store, std::int64_t runId, TrainerObserver& observer);
 
 // Records `spec` as a running run in `store`, trains it and records the outcome. Returns the run id
 // (or -1 when the store refused the run, with *error set).
 std::int64_t trainAndRecord(const RunSpec& spec, ResultsStore& store, TrainerObserver& observer,
-                            RunSummary* summary, std::string* error = nullptr);
+    RunSummary* summary, std::string* error = nullptr);
 
 // The store a spec names, else the default store.
 std::string storePathFor(const RunSpec& spec, const std::string& overridePath = {});
 
 // The spec's identity for "skip finished runs": its canonical JSON without the store and name fields.
 std::string runSpecHash(const RunSpec& spec);
+
+// For a batch of specs (a sweep queued from the workbench), the run that already finished each one, as
+// `ladder sweep` skips them: (*finished)[i] is the most recent finished run whose spec hash is
+// runSpecHash(specs[i]), or nullopt. One read of the store (ResultsStore::findFinishedRuns()).
+bool findFinishedRunsFor(ResultsStore& store, const std::vector<RunSpec>& specs,
+    std::vector<std::optional<RunRecord>>* finished, std::string* error = nullptr);
 
 } // namespace ladder

@@ -13,7 +13,9 @@
 #include <nlohmann/json.hpp>
 
 #include "Commands.h"
+#include "JsonOutput.h"
 #include "MethodFlags.h"
+#include "ProgressLine.h"
 #include "train/SpeedBench.h"
 #include "util/Error.h"
 
@@ -95,12 +97,9 @@ int runBenchSpeed(const BenchSpeedFlags& f)
     if (methods.front().method != "full")
         throw Error("--methods: the list must start with full (the ratios are to full fine-tuning)");
 
-    const auto r = measureSpeed(spec, methods, [&](const std::string& line) {
-        if (!f.json)
-            std::cerr << "\r" << std::left << std::setw(40) << line << std::flush;
-    });
-    if (!f.json)
-        std::cerr << "\r" << std::string(40, ' ') << "\r";
+    ProgressLine progress(!f.json);
+    const auto r = measureSpeed(spec, methods, [&](const std::string& line) { progress.show(line); });
+    progress.clear();
     const auto* full = r.find("full");
     const auto* lst = r.find("ladder");
     const double fullEpoch = full->epochSeconds;
@@ -127,10 +126,13 @@ int runBenchSpeed(const BenchSpeedFlags& f)
             { "epochs", f.epochs }, { "batches_per_epoch", r.batchesPerEpoch }, { "device", f.device },
             { "threads", at::get_num_threads() }, { "methods", nlohmann::json::object() } };
         for (const auto& m : r.methods)
-            out["methods"][m.method]
-                = { { "seconds_per_step", m.secondsPerStep }, { "epoch_seconds", m.epochSeconds },
-                      { "step_ratio_to_full", m.secondsPerStep / full->secondsPerStep },
-                      { "trainable_params", m.trainableParams }, { "options", m.options.toJson() } };
+            out["methods"][m.method] = { { "seconds_per_step", jsonNumber(m.secondsPerStep) },
+                { "epoch_seconds", jsonNumber(m.epochSeconds) },
+                { "step_ratio_to_full", jsonNumber(m.secondsPerStep / full->secondsPerStep) },
+                { "trainable_params", m.trainableParams }, { "options", m.options.toJson() } };
+        // Without ladder in --methods there is no LST figure: null, as every missing value.
+        out["ladder_uncached_epoch_seconds"] = nullptr;
+        out["ladder_cache"] = nullptr;
         if (lst) {
             out["ladder_uncached_epoch_seconds"] = r.lstEpochSeconds;
             out["ladder_cache"] = nlohmann::json::array();
@@ -138,12 +140,13 @@ int runBenchSpeed(const BenchSpeedFlags& f)
                 out["ladder_cache"].push_back({ { "mode", f.cache }, { "dtype", f.cacheDtype },
                     { "padding", c.padding }, { "bytes", r.cacheBytes }, { "epoch_seconds", c.epochSeconds },
                     { "hits", c.hits }, { "misses", c.misses },
-                    { "later_epoch_ratio_to_full", laterMean(c.epochSeconds) / fullEpoch },
-                    { "speedup_later_epochs", laterMean(r.lstEpochSeconds) / laterMean(c.epochSeconds) },
-                    { "speedup_total", uncachedTotal / total(c.epochSeconds) },
-                    { "max_loss_difference", c.maxLossDifference } });
+                    { "later_epoch_ratio_to_full", jsonNumber(laterMean(c.epochSeconds) / fullEpoch) },
+                    { "speedup_later_epochs",
+                        jsonNumber(laterMean(r.lstEpochSeconds) / laterMean(c.epochSeconds)) },
+                    { "speedup_total", jsonNumber(uncachedTotal / total(c.epochSeconds)) },
+                    { "max_loss_difference", jsonNumber(c.maxLossDifference) } });
         }
-        std::cout << out.dump(2) << "\n";
+        printJson(out);
         return 0;
     }
 

@@ -1,13 +1,26 @@
 #include "Commands.h"
 
 #include <exception>
+#include <filesystem>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
 
+#include "store/ResultsStore.h"
+#include "util/Error.h"
+
 namespace ladder::cli {
 namespace {
-int g_exitCode = 0;
+int g_exitCode = kExitDone;
+
+void printError(const std::string& command, const std::exception& e)
+{
+    std::string what = e.what();
+    // c10::Error messages carry a C++ backtrace after the first line; a user needs the first line.
+    if (const auto nl = what.find('\n'); nl != std::string::npos)
+        what.resize(nl);
+    std::cerr << "ladder " << command << ": " << what << "\n";
+}
 } // namespace
 
 // Defined in one file per command family.
@@ -15,8 +28,10 @@ void registerModelCommands(CLI::App& app);
 void registerTokenizeCommands(CLI::App& app);
 void registerMethodCommands(CLI::App& app);
 void registerTrainCommands(CLI::App& app);
+void registerRunsCommands(CLI::App& app);
 void registerDemoCommands(CLI::App& app);
 void registerEstimateCommands(CLI::App& app);
+void registerWorkerCommands(CLI::App& app);
 
 void registerCommands(CLI::App& app)
 {
@@ -24,8 +39,22 @@ void registerCommands(CLI::App& app)
     registerTokenizeCommands(app);
     registerMethodCommands(app);
     registerTrainCommands(app);
+    registerRunsCommands(app);
     registerDemoCommands(app);
     registerEstimateCommands(app);
+    registerWorkerCommands(app);
+}
+
+std::string exitCodeTable()
+{
+    return "Exit status (every command):\n"
+           "  0    done\n"
+           "  1    error: a file, field, store or run failed; one line on stderr names it\n"
+           "  2    usage: an unknown, missing or malformed option or argument\n"
+           "  130  cancelled by Ctrl+C (a second Ctrl+C ends at once)\n"
+           "\n"
+           "--json (every command that prints results): one JSON document on stdout, progress and\n"
+           "messages on stderr; every key is always there, and a missing value is null.";
 }
 
 int exitCode()
@@ -37,14 +66,25 @@ void runGuarded(const std::string& command, const std::function<int()>& body)
 {
     try {
         g_exitCode = body();
+    } catch (const UsageError& e) {
+        printError(command, e);
+        g_exitCode = kExitUsage;
+    } catch (const Cancelled& e) {
+        printError(command, e);
+        g_exitCode = kExitCancelled;
     } catch (const std::exception& e) {
-        std::string what = e.what();
-        // c10::Error messages carry a C++ backtrace after the first line; a user needs the first line.
-        if (const auto nl = what.find('\n'); nl != std::string::npos)
-            what.resize(nl);
-        std::cerr << "ladder " << command << ": " << what << "\n";
-        g_exitCode = 1;
+        printError(command, e);
+        g_exitCode = kExitError;
     }
+}
+
+std::string requireExistingStore(const std::string& path)
+{
+    const auto p = path.empty() ? ResultsStore::defaultPath() : path;
+    std::error_code ec;
+    if (!std::filesystem::exists(p, ec) || std::filesystem::is_directory(p, ec))
+        throw Error("no results store at " + p);
+    return p;
 }
 
 } // namespace ladder::cli

@@ -10,6 +10,8 @@
 #include <CLI/CLI.hpp>
 
 #include "Commands.h"
+#include "Interrupt.h"
+#include "JsonOutput.h"
 #include "data/DemoTasks.h"
 #include "data/WordNet.h"
 #include "train/Pretrain.h"
@@ -25,24 +27,33 @@ std::string clock(double seconds)
     const auto s = static_cast<long>(std::lround(seconds));
     std::ostringstream out;
     if (s >= 3600)
-        out << s / 3600 << ":" << std::setw(2) << std::setfill('0') << (s / 60) % 60 << ":" << std::setw(2) << s % 60;
+        out << s / 3600 << ":" << std::setw(2) << std::setfill('0') << (s / 60) % 60 << ":" << std::setw(2)
+            << s % 60;
     else
         out << s / 60 << ":" << std::setw(2) << std::setfill('0') << s % 60;
     return out.str();
 }
 
 // A progress bar on stderr: redrawn in place on a terminal (at most ~5 times a second), one line every
-// 5% of the steps otherwise (logs, CI).
+// 5% of the steps otherwise (logs, CI). Returns false (cancel) once Ctrl+C was pressed: the pretraining
+// stops at its next stage or step and leaves no half-built folder.
 class ProgressBar {
 public:
-    explicit ProgressBar(std::string command) : m_command(std::move(command)), m_tty(::isatty(STDERR_FILENO) == 1) {}
+    explicit ProgressBar(std::string command)
+        : m_command(std::move(command))
+        , m_tty(::isatty(STDERR_FILENO) == 1)
+    {
+    }
 
     bool operator()(const PretrainProgress& p)
     {
+        if (interrupted())
+            return false;
         if (p.stage != PretrainProgress::Stage::Training || p.step == 0) {
             finishLine();
             if (!p.message.empty())
-                std::cerr << "ladder " << m_command << ": " << toString(p.stage) << ": " << p.message << std::endl;
+                std::cerr << "ladder " << m_command << ": " << toString(p.stage) << ": " << p.message
+                          << std::endl;
             return true;
         }
         const auto now = std::chrono::steady_clock::now();
@@ -59,7 +70,7 @@ public:
             std::cerr << line(p) << std::endl;
         }
         m_lastDraw = now;
-        return true;
+        return !interrupted();
     }
 
     void finishLine()
@@ -73,15 +84,16 @@ private:
     static std::string line(const PretrainProgress& p)
     {
         constexpr int width = 24;
-        const double fraction = p.totalSteps > 0 ? static_cast<double>(p.step) / static_cast<double>(p.totalSteps) : 0.0;
+        const double fraction
+            = p.totalSteps > 0 ? static_cast<double>(p.step) / static_cast<double>(p.totalSteps) : 0.0;
         const int filled = static_cast<int>(fraction * width);
         std::ostringstream out;
         out << "[" << std::string(static_cast<std::size_t>(filled), '#')
-            << std::string(static_cast<std::size_t>(width - filled), '.') << "] step " << p.step << "/" << p.totalSteps
-            << std::fixed << std::setprecision(3) << "  loss " << p.loss << " (avg " << p.smoothedLoss << ")"
-            << std::scientific << std::setprecision(1) << "  lr " << p.learningRate << std::fixed << std::setprecision(0)
-            << "  " << p.tokensPerSecond << " tok/s  elapsed " << clock(p.elapsedSeconds) << "  ETA "
-            << clock(p.etaSeconds);
+            << std::string(static_cast<std::size_t>(width - filled), '.') << "] step " << p.step << "/"
+            << p.totalSteps << std::fixed << std::setprecision(3) << "  loss " << p.loss << " (avg "
+            << p.smoothedLoss << ")" << std::scientific << std::setprecision(1) << "  lr " << p.learningRate
+            << std::fixed << std::setprecision(0) << "  " << p.tokensPerSecond << " tok/s  elapsed "
+            << clock(p.elapsedSeconds) << "  ETA " << clock(p.etaSeconds);
         return out.str();
     }
 
@@ -93,12 +105,13 @@ private:
 
 void printSummary(const PretrainResult& r)
 {
-    std::cerr << std::fixed << std::setprecision(3) << "ladder: pretrained " << r.parameters << " parameters on "
-              << r.corpusTokens << " corpus tokens (" << r.trainedTokens << " trained): loss " << r.initialLoss
-              << " -> " << r.finalLoss << ", held-out " << r.heldOutLossBefore << " -> " << r.heldOutLossAfter
-              << std::setprecision(1) << "; vocabulary " << r.vocabularySeconds << " s, embeddings "
-              << r.embeddingSeconds << " s (" << r.embeddedPieces << " pieces), training "
-              << r.trainingSeconds << " s, wall " << r.wallSeconds << " s\n";
+    std::cerr << std::fixed << std::setprecision(3) << "ladder: pretrained " << r.parameters
+              << " parameters on " << r.corpusTokens << " corpus tokens (" << r.trainedTokens
+              << " trained): loss " << r.initialLoss << " -> " << r.finalLoss << ", held-out "
+              << r.heldOutLossBefore << " -> " << r.heldOutLossAfter << std::setprecision(1)
+              << "; vocabulary " << r.vocabularySeconds << " s, embeddings " << r.embeddingSeconds << " s ("
+              << r.embeddedPieces << " pieces), training " << r.trainingSeconds << " s, wall "
+              << r.wallSeconds << " s\n";
 }
 
 struct PretrainFlags {
@@ -117,12 +130,28 @@ struct PretrainFlags {
     std::int64_t numHeads = PretrainOptions::demo().numHeads;
     std::int64_t numLayers = PretrainOptions::demo().numLayers;
     std::string wordNetDir = defaultWordNetDir();
+    bool json = false;
 };
+
+// The figures printSummary writes, as --json prints them (with the folder).
+nlohmann::json summaryJson(const PretrainResult& r)
+{
+    return { { "directory", r.directory }, { "parameters", r.parameters },
+        { "corpus_tokens", r.corpusTokens }, { "trained_tokens", r.trainedTokens },
+        { "initial_loss", jsonNumber(r.initialLoss) }, { "final_loss", jsonNumber(r.finalLoss) },
+        { "held_out_loss_before", jsonNumber(r.heldOutLossBefore) },
+        { "held_out_loss_after", jsonNumber(r.heldOutLossAfter) },
+        { "vocabulary_seconds", jsonNumber(r.vocabularySeconds) },
+        { "embedding_seconds", jsonNumber(r.embeddingSeconds) }, { "embedded_pieces", r.embeddedPieces },
+        { "training_seconds", jsonNumber(r.trainingSeconds) },
+        { "wall_seconds", jsonNumber(r.wallSeconds) } };
+}
 
 int runPretrain(const PretrainFlags& f)
 {
     const bool wordnet = f.corpus == "wordnet";
     const auto corpus = wordnet ? wordNetCorpus(loadWordNet(f.wordNetDir)) : readCorpusFile(f.corpus);
+    throwIfInterrupted();
     auto options = PretrainOptions::demo();
     options.steps = f.steps;
     options.vocabSize = f.vocabSize;
@@ -133,7 +162,8 @@ int runPretrain(const PretrainFlags& f)
     options.pretrainDropoutRate = f.pretrainDropout;
     options.embeddingInit = f.embeddingInit;
     if (f.dModel % f.numHeads != 0)
-        throw Error("--d-model " + std::to_string(f.dModel) + " is not a multiple of --heads " + std::to_string(f.numHeads));
+        throw Error("--d-model " + std::to_string(f.dModel) + " is not a multiple of --heads "
+            + std::to_string(f.numHeads));
     options.dModel = f.dModel;
     options.dKv = f.dModel / f.numHeads;
     options.numHeads = f.numHeads;
@@ -147,9 +177,12 @@ int runPretrain(const PretrainFlags& f)
     const auto result = pretrainT5(corpus, f.out, options, std::ref(bar), isDemoRecipe ? "demo" : "custom");
     bar.finishLine();
     if (result.cancelled)
-        throw Error("cancelled");
+        throw Cancelled();
     printSummary(result);
-    std::cout << result.directory << "\n";
+    if (f.json)
+        printJson(summaryJson(result));
+    else
+        std::cout << result.directory << "\n";
     return 0;
 }
 
@@ -158,6 +191,7 @@ struct DemoFlags {
     bool printBackbone = false;
     bool printTasks = false;
     std::string wordNetDir = defaultWordNetDir();
+    bool json = false;
 };
 
 int runDemo(const DemoFlags& f)
@@ -169,6 +203,7 @@ int runDemo(const DemoFlags& f)
         std::cerr << "ladder demo: building the WordNet tasks in " << tasksDir << std::endl;
         ensureDemoTasks(tasksDir, f.wordNetDir);
     }
+    throwIfInterrupted();
     if (!demoBackboneComplete(backboneDir)) {
         std::cerr << "ladder demo: building the demo backbone in " << backboneDir
                   << " (once; a few minutes on 2 cores)" << std::endl;
@@ -176,9 +211,13 @@ int runDemo(const DemoFlags& f)
         const auto result = ensureDemoBackbone(backboneDir, f.wordNetDir, std::ref(bar));
         bar.finishLine();
         if (result && result->cancelled)
-            throw Error("cancelled");
+            throw Cancelled();
         if (result)
             printSummary(*result);
+    }
+    if (f.json) { // both folders, whichever --print-* flag is given
+        printJson({ { "backbone", backboneDir }, { "tasks", tasksDir } });
+        return 0;
     }
     const bool backbone = f.printBackbone || !f.printTasks;
     if (backbone)
@@ -196,12 +235,16 @@ void registerDemoCommands(CLI::App& app)
         auto flags = std::make_shared<PretrainFlags>();
         auto* cmd = app.add_subcommand("pretrain",
             "Train a SentencePiece vocabulary and pretrain a small T5 (span corruption) into an HF folder");
-        cmd->add_option("--corpus", flags->corpus, "'wordnet' (WordNet's glosses and examples) or a text file, one "
-                                                   "sentence per line")
+        cmd->add_option("--corpus", flags->corpus,
+               "'wordnet' (WordNet's glosses and examples) or a text file, one "
+               "sentence per line")
             ->required();
         cmd->add_option("--out", flags->out, "output folder (must not exist, or be empty)")->required();
-        cmd->add_option("--steps", flags->steps, "optimizer steps")->capture_default_str()->check(CLI::Range(1, 10000000));
-        cmd->add_option("--vocab-size", flags->vocabSize, "SentencePiece pieces (the model adds 100 sentinels)")
+        cmd->add_option("--steps", flags->steps, "optimizer steps")
+            ->capture_default_str()
+            ->check(CLI::Range(1, 10000000));
+        cmd->add_option(
+               "--vocab-size", flags->vocabSize, "SentencePiece pieces (the model adds 100 sentinels)")
             ->capture_default_str()
             ->check(CLI::Range(16, 1000000));
         cmd->add_option("--seed", flags->seed, "seed of the vocabulary, initialisation, data order and masks")
@@ -209,7 +252,9 @@ void registerDemoCommands(CLI::App& app)
         cmd->add_option("--learning-rate", flags->learningRate, "AdamW peak learning rate")
             ->capture_default_str()
             ->check(CLI::PositiveNumber);
-        cmd->add_option("--batch-size", flags->batchSize, "examples per step")->capture_default_str()->check(CLI::Range(1, 4096));
+        cmd->add_option("--batch-size", flags->batchSize, "examples per step")
+            ->capture_default_str()
+            ->check(CLI::Range(1, 4096));
         cmd->add_option("--pretrain-dropout", flags->pretrainDropout,
                "dropout while pretraining (config.json keeps the recipe's fine-tuning dropout, 0)")
             ->capture_default_str()
@@ -218,27 +263,48 @@ void registerDemoCommands(CLI::App& app)
                "token embeddings before pretraining: cooccurrence (PPMI + SVD of the corpus) or random")
             ->capture_default_str()
             ->check(CLI::IsMember({ "cooccurrence", "random" }));
-        cmd->add_option("--d-model", flags->dModel, "model width")->capture_default_str()->check(CLI::Range(8, 4096));
-        cmd->add_option("--d-ff", flags->dFf, "feed-forward width")->capture_default_str()->check(CLI::Range(8, 65536));
+        cmd->add_option("--d-model", flags->dModel, "model width")
+            ->capture_default_str()
+            ->check(CLI::Range(8, 4096));
+        cmd->add_option("--d-ff", flags->dFf, "feed-forward width")
+            ->capture_default_str()
+            ->check(CLI::Range(8, 65536));
         cmd->add_option("--heads", flags->numHeads, "attention heads (d_kv = d_model / heads)")
             ->capture_default_str()
             ->check(CLI::Range(1, 128));
         cmd->add_option("--layers", flags->numLayers, "encoder layers (and as many decoder layers)")
             ->capture_default_str()
             ->check(CLI::Range(1, 64));
-        cmd->add_option("--threads", flags->threads, "CPU threads (0 = all)")->capture_default_str()->check(CLI::Range(0, 1024));
-        cmd->add_option("--wordnet-dir", flags->wordNetDir, "folder with WordNet's data.* files")->capture_default_str();
-        cmd->callback([flags] { runGuarded("pretrain", [&] { return runPretrain(*flags); }); });
+        cmd->add_option("--threads", flags->threads, "CPU threads (0 = all)")
+            ->capture_default_str()
+            ->check(CLI::Range(0, 1024));
+        cmd->add_option("--wordnet-dir", flags->wordNetDir, "folder with WordNet's data.* files")
+            ->capture_default_str();
+        cmd->add_flag("--json", flags->json,
+            "print the figures and the folder as JSON (the summary line stays on stderr)");
+        cmd->callback([flags] {
+            installInterruptHandler(); // Ctrl+C stops at the next stage or step; a second one at once
+            runGuarded("pretrain", [&] { return runPretrain(*flags); });
+        });
     }
     {
         auto flags = std::make_shared<DemoFlags>();
         auto* cmd = app.add_subcommand("demo",
-            "Build the built-in demo (WordNet tasks and a pretrained small T5) if missing; print the backbone folder");
-        cmd->add_option("--dir", flags->dir, "demo folder (default: $XDG_CACHE_HOME/ladderbench/" + std::string(kDemoRecipeVersion) + ")");
-        cmd->add_flag("--print-backbone-path", flags->printBackbone, "print the backbone folder (the default)");
-        cmd->add_flag("--print-tasks-path", flags->printTasks, "print the tasks folder (tasks/<name>/{train,validation,test}.jsonl)");
-        cmd->add_option("--wordnet-dir", flags->wordNetDir, "folder with WordNet's data.* files")->capture_default_str();
-        cmd->callback([flags] { runGuarded("demo", [&] { return runDemo(*flags); }); });
+            "Build the built-in demo (WordNet tasks and a pretrained small T5) if missing; print the "
+            "backbone folder");
+        cmd->add_option("--dir", flags->dir,
+            "demo folder (default: $XDG_CACHE_HOME/ladderbench/" + std::string(kDemoRecipeVersion) + ")");
+        cmd->add_flag(
+            "--print-backbone-path", flags->printBackbone, "print the backbone folder (the default)");
+        cmd->add_flag("--print-tasks-path", flags->printTasks,
+            "print the tasks folder (tasks/<name>/{train,validation,test}.jsonl)");
+        cmd->add_option("--wordnet-dir", flags->wordNetDir, "folder with WordNet's data.* files")
+            ->capture_default_str();
+        cmd->add_flag("--json", flags->json, "print {backbone, tasks}: both folders");
+        cmd->callback([flags] {
+            installInterruptHandler(); // Ctrl+C stops at the next stage or step; a second one at once
+            runGuarded("demo", [&] { return runDemo(*flags); });
+        });
     }
 }
 

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "Commands.h"
+#include "JsonOutput.h"
 #include "MethodFlags.h"
 #include "device/Devices.h"
 #include "train/MemoryEstimate.h"
@@ -49,7 +50,7 @@ struct EstimateFlags {
 int runEstimate(const EstimateFlags& f)
 {
     if (f.shape.empty() == f.model.empty())
-        throw Error("give exactly one of --shape and --model");
+        throw UsageError("give exactly one of --shape and --model");
     MemoryEstimateInput in;
     in.config
         = f.model.empty() ? T5Config::preset(f.shape) : T5Config::fromJsonFile(f.model + "/config.json");
@@ -70,8 +71,7 @@ int runEstimate(const EstimateFlags& f)
         nlohmann::json parts = nlohmann::json::array();
         for (const auto& [part, bytes] : e.activationsPerPart)
             parts.push_back({ { "part", part }, { "bytes", bytes } });
-        std::cout << nlohmann::json {
-            { "backbone", backbone }, { "method", in.method.toJson() }, { "batch", in.batch },
+        printJson({ { "backbone", backbone }, { "method", in.method.toJson() }, { "batch", in.batch },
             { "src_len", in.srcLen }, { "tgt_len", in.tgtLen }, { "dtype", in.dtype },
             { "optimizer", in.optimizer }, { "gradient_accumulation", in.gradientAccumulation },
             { "device", in.device }, { "total_params", e.totalParams },
@@ -80,8 +80,8 @@ int runEstimate(const EstimateFlags& f)
             { "optimizer_bytes", e.optimizerState }, { "batch_input_bytes", e.batchInputs },
             { "activation_bytes", e.activations }, { "gradient_bytes_at_peak", e.gradientsAtPeak },
             { "activation_bytes_at_peak", e.activationsAtPeak }, { "transient_bytes", e.transient },
-            { "estimated_bytes", e.total }, { "peak_where", e.peakWhere }, { "activations_per_part", parts }
-        }.dump(2) << "\n";
+            { "estimated_bytes", e.total }, { "peak_where", e.peakWhere },
+            { "activations_per_part", parts } });
         return 0;
     }
     std::cout << "memory estimate: " << backbone << ", " << in.method.toJson().dump() << "\n"

@@ -9,7 +9,9 @@
 
 #include "BenchSpeedCommands.h"
 #include "Commands.h"
+#include "JsonOutput.h"
 #include "MethodFlags.h"
+#include "ProgressLine.h"
 #include "model/T5Checkpoint.h"
 #include "peft/Method.h"
 #include "train/MemoryBench.h"
@@ -44,7 +46,7 @@ struct ParamsFlags {
 int runParams(const ParamsFlags& f)
 {
     if (f.shape.empty() == f.model.empty())
-        throw Error("give exactly one of --shape and --model");
+        throw UsageError("give exactly one of --shape and --model");
     const auto options = f.options.optionsFor(f.method, true);
     T5ForConditionalGeneration backbone { nullptr };
     if (!f.shape.empty()) {
@@ -63,11 +65,9 @@ int runParams(const ParamsFlags& f)
     const auto trainable = method->trainableParameterCount();
     const double pct = 100.0 * static_cast<double>(trainable) / static_cast<double>(total);
     if (f.json) {
-        std::cout << nlohmann::json {
-            { "backbone", f.shape.empty() ? f.model : f.shape }, { "method", options.toJson() },
+        printJson({ { "backbone", f.shape.empty() ? f.model : f.shape }, { "method", options.toJson() },
             { "total_params", total }, { "trainable_params", trainable },
-            { "all_params", method->totalParameterCount() }, { "percent", pct }
-        }.dump(2) << "\n";
+            { "all_params", method->totalParameterCount() }, { "percent", jsonNumber(pct) } });
         return 0;
     }
     std::cout << "backbone    " << (f.shape.empty() ? f.model : f.shape) << "\n"
@@ -122,6 +122,7 @@ int runBenchMemory(const BenchMemoryFlags& f)
     }
     std::vector<MemoryBenchResult> results;
     bool fisherReplaced = false;
+    ProgressLine progress(!f.json);
     for (const auto& m : methods) {
         // Training memory does not depend on the side network's initial values, and the bench's random
         // batches are no task for a Fisher pass: LST with init fisher (the default) is built with init
@@ -130,13 +131,10 @@ int runBenchMemory(const BenchMemoryFlags& f)
         const auto options = withoutFisherInit(f.options.optionsFor(m, false), &replaced);
         fisherReplaced = fisherReplaced || replaced;
         options.validate(spec.config);
-        results.push_back(measureTrainingMemory(spec, options, [&](const std::string& line) {
-            if (!f.json)
-                std::cerr << "\r" << line << std::flush;
-        }));
-        if (!f.json)
-            std::cerr << "\r" << std::string(40, ' ') << "\r";
+        results.push_back(
+            measureTrainingMemory(spec, options, [&](const std::string& line) { progress.show(line); }));
     }
+    progress.clear();
     const MemoryBenchResult* full = nullptr;
     for (const auto& r : results)
         if (r.method == "full")
@@ -150,19 +148,21 @@ int runBenchMemory(const BenchMemoryFlags& f)
                 { "backbone_params", r.backboneParams }, { "weight_bytes", r.weightBytes },
                 { "gradient_bytes", r.gradientBytes }, { "optimizer_bytes", r.optimizerBytes },
                 { "activation_bytes", r.activationBytes() }, { "estimated_bytes", r.estimate.total },
-                { "estimate_error", r.estimateError() }, { "step_peaks", r.stepPeaks },
-                { "seconds_per_step", r.secondsPerStep }, { "inference_peak_bytes", r.inferencePeakBytes },
-                { "inference_seconds_per_batch", r.inferenceSecondsPerBatch },
-                { "inference_examples_per_second", r.inferenceExamplesPerSecond }, { "dtype", r.dtype },
-                { "options", r.options.toJson() }, { "meter", r.meterLabel } };
-            if (spec.device.is_cuda())
-                row["peak_reserved_bytes"] = r.peakReservedBytes;
-            if (full)
-                row["ratio_to_full"]
-                    = static_cast<double>(r.peakBytes) / static_cast<double>(full->peakBytes);
+                { "estimate_error", jsonNumber(r.estimateError()) }, { "step_peaks", r.stepPeaks },
+                { "seconds_per_step", jsonNumber(r.secondsPerStep) },
+                { "inference_peak_bytes", r.inferencePeakBytes },
+                { "inference_seconds_per_batch", jsonNumber(r.inferenceSecondsPerBatch) },
+                { "inference_examples_per_second", jsonNumber(r.inferenceExamplesPerSecond) },
+                { "dtype", r.dtype }, { "options", r.options.toJson() }, { "meter", r.meterLabel },
+                // CUDA's caching allocator only; null on the CPU, as the ratio is without full in --methods
+                { "peak_reserved_bytes",
+                    spec.device.is_cuda() ? nlohmann::json(r.peakReservedBytes) : nlohmann::json(nullptr) },
+                { "ratio_to_full",
+                    full ? jsonNumber(static_cast<double>(r.peakBytes) / static_cast<double>(full->peakBytes))
+                         : nlohmann::json(nullptr) } };
             out[r.method] = row;
         }
-        std::cout << out.dump(2) << "\n";
+        printJson(out);
         return 0;
     }
     std::cout << "training memory: " << (f.model.empty() ? f.shape : f.model) << ", batch " << f.batch

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "Commands.h"
+#include "JsonOutput.h"
 #include "MethodFlags.h"
 #include "device/Devices.h"
 #include "model/Generation.h"
@@ -35,6 +36,7 @@ struct MethodForwardFlags {
     std::optional<std::int64_t> r;
     std::optional<std::string> keep;
     std::string sideWeights;
+    bool json = false; // print {out, tensors, loss} instead of a sentence
 };
 
 void addBackboneFlags(CLI::App* cmd, BackboneFlags& f)
@@ -144,6 +146,11 @@ int runLadderForward(const BackboneFlags& f, const MethodForwardFlags& m, const 
     writeSafetensors(outPath, tensors,
         { { "producer", "ladder forward --method ladder" }, { "model", f.model },
             { "side_weights", m.sideWeights } });
+    if (m.json) {
+        printJson({ { "out", outPath }, { "tensors", tensors.size() }, { "method", "ladder" },
+            { "r", options.r }, { "loss", jsonNumber(out.loss.item<double>()) } });
+        return 0;
+    }
     std::cout << "wrote " << tensors.size() << " tensors to " << outPath << " (LST r " << options.r
               << ", loss " << std::setprecision(8) << out.loss.item<double>() << ")\n";
     return 0;
@@ -177,6 +184,11 @@ int runForward(const BackboneFlags& f, const MethodForwardFlags& m, const std::s
     for (std::size_t i = 0; i < dec.size(); ++i)
         put("decoder_hidden_states." + std::to_string(i), dec[i]);
     writeSafetensors(outPath, tensors, { { "producer", "ladder forward" }, { "model", f.model } });
+    if (m.json) {
+        printJson({ { "out", outPath }, { "tensors", tensors.size() }, { "method", nullptr },
+            { "r", nullptr }, { "loss", jsonNumber(out.loss.item<double>()) } });
+        return 0;
+    }
     std::cout << "wrote " << tensors.size() << " tensors to " << outPath << " (loss " << std::setprecision(8)
               << out.loss.item<double>() << ")\n";
     return 0;
@@ -202,8 +214,9 @@ int runGenerate(const BackboneFlags& f, const std::string& inputsPath, std::int6
         sequences.push_back(row);
     }
     nlohmann::json out { { "sequences", sequences } };
-    if (withScores && !result.sequenceScores.empty())
-        out["sequences_scores"] = result.sequenceScores;
+    if (withScores) // null where there are none (greedy search)
+        out["sequences_scores"]
+            = result.sequenceScores.empty() ? nlohmann::json(nullptr) : nlohmann::json(result.sequenceScores);
     std::cout << out.dump() << "\n";
     return 0;
 }
@@ -272,6 +285,7 @@ void registerModelCommands(CLI::App& app)
         cmd->add_option("--side-weights", method->sideWeights,
             "ladder: .safetensors of side weights under the reference implementation's names "
             "(encoder.side_block.1.layer.0.SelfAttention.q.weight, ...; docs/LST.md)");
+        cmd->add_flag("--json", method->json, "print {out, tensors, method, r, loss} as JSON");
         cmd->callback([flags, method, inputs, out] {
             runGuarded("forward", [&] { return runForward(*flags, *method, *inputs, *out); });
         });
@@ -289,7 +303,8 @@ void registerModelCommands(CLI::App& app)
         cmd->add_option("--num-beams", *beams, "1 = greedy")->capture_default_str()->check(CLI::Range(1, 64));
         cmd->add_option("--max-new-tokens", *maxNew, "default: max_new_tokens of the inputs file, else 20")
             ->check(CLI::Range(1, 4096));
-        cmd->add_flag("--scores", *scores, "also print sequences_scores (beam search)");
+        cmd->add_flag("--scores", *scores, "also print sequences_scores (beam search; null for greedy)");
+        cmd->add_flag("--json", "the output is JSON with or without it (accepted like every command's)");
         cmd->callback([flags, inputs, beams, maxNew, scores] {
             runGuarded("generate", [&] { return runGenerate(*flags, *inputs, *beams, *maxNew, *scores); });
         });

@@ -22,6 +22,7 @@ struct TokenizeOptions {
     std::string spmPath;
     bool decode = false;
     bool skipSpecial = false;
+    bool json = false; // accepted for uniformity: the output is JSON either way
     std::vector<std::string> texts;
 };
 
@@ -83,7 +84,7 @@ std::vector<std::string> collectTexts(const CLI::App& cmd, const std::vector<std
         const bool isOption = CLI::detail::split_long(arg, name, value)
             || (CLI::detail::split_short(arg, name, value) && !(name[0] >= '0' && name[0] <= '9'));
         if (!literal && isOption)
-            throw Error("unknown option " + arg + " (write -- before a TEXT that starts with -)");
+            throw UsageError("unknown option " + arg + " (write -- before a TEXT that starts with -)");
         texts.push_back(arg);
     }
     return texts;
@@ -102,6 +103,8 @@ void registerTokenizeCommands(CLI::App& app)
         "--decode", options->decode, "Each TEXT is a JSON array of ids, e.g. \"[8774, 1]\"; print strings");
     cmd->add_flag(
         "--skip-special", options->skipSpecial, "With --decode: drop pad, eos, unk and sentinel tokens");
+    cmd->add_flag(
+        "--json", options->json, "the output is JSON with or without it (accepted like every command's)");
     cmd->add_option("text", options->texts, "TEXT... to encode (or id arrays to decode); more may follow")
         ->allow_extra_args(false);
     cmd->allow_extras();

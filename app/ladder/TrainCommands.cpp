@@ -1,4 +1,5 @@
-// ladder train | sweep | runs | eval: experiments from a run spec to a stored, comparable result.
+// ladder train | sweep | eval: experiments from a run spec to a stored, comparable result (ladder runs:
+// RunsCommands.cpp).
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -13,22 +14,18 @@
 #include <nlohmann/json.hpp>
 
 #include "Commands.h"
+#include "Interrupt.h"
+#include "JsonOutput.h"
 #include "model/T5Tokenizer.h"
 #include "peft/Method.h"
 #include "store/ResultsStore.h"
+#include "train/RunWorkerProcess.h"
 #include "train/StoreRecorder.h"
 #include "train/Trainer.h"
 #include "util/Error.h"
 
 namespace ladder::cli {
 namespace {
-
-volatile std::sig_atomic_t g_interrupted = 0;
-
-void onSigint(int)
-{
-    g_interrupted = 1;
-}
 
 std::string mb(double bytes)
 {
@@ -56,9 +53,10 @@ std::string clock(double seconds)
 // steps).
 class ProgressBar : public TrainerObserver {
 public:
-    explicit ProgressBar(std::string label)
+    // plainLines: never redraw in place (runs of a parallel sweep share the terminal).
+    explicit ProgressBar(std::string label, bool plainLines = false)
         : m_label(std::move(label))
-        , m_terminal(isatty(STDERR_FILENO) != 0)
+        , m_terminal(!plainLines && isatty(STDERR_FILENO) != 0)
     {
     }
     void onStep(const TrainStep& s) override
@@ -94,6 +92,8 @@ public:
     {
         if (level == "warning" || level == "error")
             std::cerr << "\n" << level << ": " << message << "\n";
+        else if (message.rfind("loading ", 0) == 0) // a stage that shows no progress of its own
+            std::cerr << m_label << ": " << message << std::endl;
     }
     // LST's Fisher pass before the first step: redrawn in place on a terminal, else a line every 10%.
     void onInitProgress(const std::string& what, std::int64_t done, std::int64_t total) override
@@ -150,13 +150,15 @@ void printSummary(std::int64_t id, const RunSummary& s)
     std::cout << "  wall time      " << std::setprecision(1) << s.wallSeconds << " s\n";
 }
 
-int runTrain(const std::string& config, const std::string& storeOverride)
+int runTrain(const std::string& config, const std::string& storeOverride, bool asJson)
 {
+    // Ctrl+C from the start (registerTrainCommands installs the handler): before the run is recorded it
+    // ends here; once the trainer loads, it ends the run as cancelled at its first poll after the load.
     const auto spec = RunSpec::fromFile(config);
     ResultsStore store;
     const auto path = storePathFor(spec, storeOverride);
     openStore(store, path);
-    std::signal(SIGINT, onSigint);
+    throwIfInterrupted();
     ProgressBar bar(spec.displayName());
     RunSummary summary;
     std::string error;
@@ -164,9 +166,21 @@ int runTrain(const std::string& config, const std::string& storeOverride)
     if (id < 0)
         throw Error(error);
     std::cerr << "\n";
+    const int code = summary.status == RunOutcome::Finished
+        ? kExitDone
+        : (summary.status == RunOutcome::Cancelled ? kExitCancelled : kExitError);
+    if (asJson) { // the run as `runs list --json` shows it, and the store
+        RunRecord record;
+        if (!store.getRun(id, &record, &error))
+            throw Error(error);
+        auto j = runJson(record);
+        j["store"] = path;
+        printJson(j);
+        return code;
+    }
     printSummary(id, summary);
     std::cout << "  store          " << path << "\n";
-    return summary.status == RunOutcome::Finished ? 0 : (summary.status == RunOutcome::Cancelled ? 130 : 1);
+    return code;
 }
 
 // sweep.json: {"base": <run spec>, "methods": [<method options>...], "seeds": [0, 1, 2],
@@ -242,8 +256,38 @@ std::vector<nlohmann::json> expandSweep(const nlohmann::json& sweep, const std::
     return specs;
 }
 
-int runSweep(const std::string& config, const std::string& storeOverride)
+// What printSummary prints, from the run's record in the store (a sweep's runs train in other processes).
+RunSummary summaryOf(const RunRecord& r)
 {
+    RunSummary s;
+    s.status = r.status == RunState::Finished ? RunOutcome::Finished
+        : r.status == RunState::Cancelled     ? RunOutcome::Cancelled
+                                              : RunOutcome::Failed;
+    s.message = r.errorMessage;
+    const auto& f = r.figures;
+    s.trainableParams = f.trainableParams.value_or(0);
+    s.backboneParams = f.backboneParams.value_or(0);
+    s.peakAllocatedBytes = static_cast<std::uint64_t>(f.peakAllocatedBytes.value_or(0));
+    s.initPeakAllocatedBytes = static_cast<std::uint64_t>(f.initPeakAllocatedBytes.value_or(0));
+    s.evalPeakAllocatedBytes = static_cast<std::uint64_t>(f.evalPeakAllocatedBytes.value_or(0));
+    s.meterLabel = r.device.rfind("cuda", 0) == 0 ? "peak allocated (CUDA caching allocator)"
+                                                  : "peak allocated (CPU tracking allocator)";
+    s.mainMetric = f.mainMetricName;
+    s.bestValidation = f.bestValidationMetric.value_or(std::nan(""));
+    s.bestStep = f.bestStep.value_or(0);
+    s.testMetric = f.testMetric.value_or(std::nan(""));
+    s.wallSeconds = f.wallSeconds.value_or(0.0);
+    return s;
+}
+
+// Each run of a sweep trains in a process of its own (`ladder worker`, core/train/RunWorkerProcess.h),
+// `parallel` at a time: a crash fails that run only, and runs at once do not share LibTorch's seed,
+// threads or memory meter. With one at a time the progress bar is `ladder train`'s; with several, each
+// run reports plain lines with its label.
+int runSweep(const std::string& config, const std::string& storeOverride, int parallel)
+{
+    if (parallel < 1)
+        throw UsageError("--parallel: expected 1 or more runs at once, got " + std::to_string(parallel));
     std::ifstream in(config);
     if (!in)
         throw Error(config + ": cannot open");
@@ -263,141 +307,52 @@ int runSweep(const std::string& config, const std::string& storeOverride)
     path = storePathFor(specs.front(), path);
     ResultsStore store;
     openStore(store, path);
-    std::signal(SIGINT, onSigint);
+    throwIfInterrupted();
     int failed = 0, skipped = 0, done = 0;
-    for (std::size_t i = 0; i < specs.size() && !g_interrupted; ++i) {
-        const auto& spec = specs[i];
+    std::vector<WorkerJob> jobs;
+    for (std::size_t i = 0; i < specs.size(); ++i) {
+        WorkerJob job;
+        job.index = i;
+        job.spec = specs[i];
+        job.label = "[" + std::to_string(i + 1) + "/" + std::to_string(specs.size()) + "] " + specs[i].displayName();
         std::optional<RunRecord> existing;
         std::string error;
-        if (!store.findFinishedRun(runSpecHash(spec), &existing, &error))
+        if (!store.findFinishedRun(runSpecHash(specs[i]), &existing, &error))
             throw Error(error);
-        const std::string label
-            = "[" + std::to_string(i + 1) + "/" + std::to_string(specs.size()) + "] " + spec.displayName();
         if (existing) {
-            std::cout << label << ": finished before as run " << existing->id << ", skipped\n";
+            std::cout << job.label << ": finished before as run " << existing->id << ", skipped\n";
             ++skipped;
-            continue;
+            job.launch = false;
         }
-        ProgressBar bar(label);
-        RunSummary summary;
-        const auto id = trainAndRecord(spec, store, bar, &summary, &error);
-        if (id < 0)
-            throw Error(error);
-        std::cerr << "\n";
-        printSummary(id, summary);
-        (summary.status == RunOutcome::Finished ? done : failed)++;
+        jobs.push_back(std::move(job));
     }
+    runInWorkers(
+        jobs, path, parallel,
+        [&](const WorkerJob& job) -> std::unique_ptr<TrainerObserver> {
+            return std::make_unique<ProgressBar>(job.label, /*plainLines=*/parallel > 1);
+        },
+        [&](const WorkerJob& job, std::int64_t runId, const RunWorkerResult& result) {
+            std::cerr << "\n";
+            RunRecord record;
+            std::string error;
+            if (!store.getRun(runId, &record, &error)) {
+                std::cout << job.label << ": run " << runId << " " << toString(result.state) << " ("
+                          << error << ")\n";
+            } else {
+                if (parallel > 1)
+                    std::cout << job.label << "\n";
+                printSummary(runId, summaryOf(record));
+            }
+            (result.state == RunState::Finished ? done : failed)++;
+            return !interrupted();
+        },
+        [] { return interrupted(); });
     std::cout << "sweep: " << done << " finished, " << skipped << " skipped, " << failed
               << " failed or cancelled; store " << path << "\n";
-    return failed == 0 && !g_interrupted ? 0 : 1;
+    return interrupted() ? kExitCancelled : (failed == 0 ? kExitDone : kExitError);
 }
 
-nlohmann::json runJson(const RunRecord& r)
-{
-    const auto& f = r.figures;
-    auto opt = [](const auto& v) { return v ? nlohmann::json(*v) : nlohmann::json(nullptr); };
-    return { { "id", r.id }, { "name", r.name }, { "status", toString(r.status) }, { "method", r.method },
-        { "method_options", nlohmann::json::parse(r.methodOptionsJson.empty() ? "{}" : r.methodOptionsJson) },
-        { "backbone", r.backbone }, { "task", r.task }, { "seed", opt(r.seed) }, { "device", r.device },
-        { "created_at", r.createdAt }, { "finished_at", r.finishedAt }, { "step", r.step },
-        { "total_steps", r.totalSteps }, { "error", r.errorMessage },
-        { "trainable_params", opt(f.trainableParams) }, { "backbone_params", opt(f.backboneParams) },
-        { "trainable_percent", opt(r.trainablePercent()) },
-        { "peak_allocated_bytes", opt(f.peakAllocatedBytes) },
-        { "init_peak_allocated_bytes", opt(f.initPeakAllocatedBytes) },
-        { "eval_peak_allocated_bytes", opt(f.evalPeakAllocatedBytes) }, { "main_metric", f.mainMetricName },
-        { "best_validation", opt(f.bestValidationMetric) }, { "test", opt(f.testMetric) },
-        { "wall_seconds", opt(f.wallSeconds) } };
-}
-
-std::string cell(const std::optional<double>& v, int precision, double scale = 1.0)
-{
-    if (!v)
-        return "-";
-    std::ostringstream s;
-    s << std::fixed << std::setprecision(precision) << *v * scale;
-    return s.str();
-}
-
-int runsList(const std::string& storePath, bool asJson)
-{
-    ResultsStore store;
-    openStore(store, storePath.empty() ? ResultsStore::defaultPath() : storePath);
-    std::vector<RunRecord> runs;
-    std::string error;
-    if (!store.listRuns({}, &runs, &error))
-        throw Error(error);
-    if (asJson) {
-        nlohmann::json out = nlohmann::json::array();
-        for (const auto& r : runs)
-            out.push_back(runJson(r));
-        std::cout << out.dump(2) << "\n";
-        return 0;
-    }
-    std::cout << std::left << std::setw(5) << "id" << std::setw(12) << "status" << std::setw(9) << "method"
-              << std::setw(18) << "task" << std::setw(6) << "seed" << std::right << std::setw(10) << "train %"
-              << std::setw(11) << "peak MB" << std::setw(10) << "best val" << std::setw(8) << "test"
-              << std::setw(10) << "wall s"
-              << "  backbone\n";
-    for (const auto& r : runs) {
-        const auto& f = r.figures;
-        std::cout << std::left << std::setw(5) << r.id << std::setw(12) << toString(r.status) << std::setw(9)
-                  << r.method << std::setw(18) << r.task.substr(0, 17) << std::setw(6)
-                  << (r.seed ? std::to_string(*r.seed) : "-") << std::right << std::setw(10)
-                  << cell(r.trainablePercent(), 3) << std::setw(11)
-                  << (f.peakAllocatedBytes ? mb(static_cast<double>(*f.peakAllocatedBytes)) : "-")
-                  << std::setw(10) << cell(f.bestValidationMetric, 4) << std::setw(8) << cell(f.testMetric, 4)
-                  << std::setw(10) << cell(f.wallSeconds, 1) << "  " << r.backbone << "\n";
-    }
-    return 0;
-}
-
-int runsShow(const std::string& storePath, std::int64_t id, bool asJson)
-{
-    ResultsStore store;
-    openStore(store, storePath.empty() ? ResultsStore::defaultPath() : storePath);
-    RunRecord r;
-    std::vector<Evaluation> evals;
-    std::vector<LogLine> logs;
-    std::string error;
-    if (!store.getRun(id, &r, &error) || !store.getEvaluations(id, &evals, &error)
-        || !store.getLogs(id, 0, &logs, &error))
-        throw Error(error);
-    auto j = runJson(r);
-    j["spec"] = nlohmann::json::parse(r.specJson);
-    const auto& f = r.figures;
-    auto opt = [](const auto& v) { return v ? nlohmann::json(*v) : nlohmann::json(nullptr); };
-    j["memory"] = { { "weight_bytes", opt(f.weightBytes) }, { "gradient_bytes", opt(f.gradientBytes) },
-        { "optimizer_bytes", opt(f.optimizerBytes) }, { "peak_allocated_bytes", opt(f.peakAllocatedBytes) },
-        { "peak_reserved_bytes", opt(f.peakReservedBytes) },
-        { "init_peak_allocated_bytes", opt(f.initPeakAllocatedBytes) },
-        { "eval_peak_allocated_bytes", opt(f.evalPeakAllocatedBytes) } };
-    j["evaluations"] = nlohmann::json::array();
-    for (const auto& e : evals)
-        j["evaluations"].push_back({ { "step", e.step }, { "split", e.split }, { "metrics", e.metrics },
-            { "main", opt(e.mainMetric) } });
-    j["log"] = nlohmann::json::array();
-    for (const auto& l : logs)
-        j["log"].push_back(l.time + " " + toString(l.level) + " " + l.message);
-    if (asJson)
-        std::cout << j.dump(2) << "\n";
-    else
-        std::cout << j.dump(2) << "\n"; // the full record; JSON is also the most readable form here
-    return 0;
-}
-
-int runsExport(const std::string& storePath, const std::string& csv)
-{
-    ResultsStore store;
-    openStore(store, storePath.empty() ? ResultsStore::defaultPath() : storePath);
-    std::string error;
-    if (!store.exportRunsCsv(csv, {}, &error))
-        throw Error(error);
-    std::cout << "wrote " << csv << "\n";
-    return 0;
-}
-
-int runEval(const std::string& storePath, std::int64_t id)
+int runEval(const std::string& storePath, std::int64_t id, bool asJson)
 {
     ResultsStore store;
     const auto path = storePath.empty() ? ResultsStore::defaultPath() : storePath;
@@ -408,21 +363,37 @@ int runEval(const std::string& storePath, std::int64_t id)
         throw Error(error);
     const auto spec
         = RunSpec::fromJson(nlohmann::json::parse(r.specJson), "run " + std::to_string(id) + " spec");
-    const auto checkpoint = StoreRecorder::checkpointPath(path, id);
+    // The run's own checkpoint in this store's files folder, checked against the size and SHA-256 recorded
+    // with it: a file overwritten, damaged or missing is refused, naming it and both hashes.
+    std::string checkpoint;
+    if (!store.verifyCheckpoint(id, &checkpoint, &error))
+        throw Error(error);
+    throwIfInterrupted();
     auto inputs = loadTrainerInputs(spec);
+    throwIfInterrupted();
     inputs.backbone->to(c10::Device(spec.device));
     // The stored weights replace the initialisation: init fisher (the run's Fisher pass) is not repeated.
     auto method = createMethod(inputs.backbone, withoutFisherInit(spec.method));
     method->loadTrainable(checkpoint);
+    nlohmann::json out { { "run", id }, { "validation", nullptr }, { "test", nullptr } };
     for (const char* split : { "validation", "test" }) {
         if ((std::string(split) == "test" ? inputs.task.test : inputs.task.validation).empty())
             continue;
+        throwIfInterrupted();
         const auto e = evaluateSplit(spec, inputs, *method, split);
-        std::cout << split << ": " << e.mainName << " " << std::setprecision(4) << e.main;
-        for (const auto& [k, v] : e.values)
-            if (k != e.mainName)
-                std::cout << ", " << k << " " << v;
-        std::cout << " (" << e.examples << " examples)\n";
+        if (asJson) {
+            nlohmann::json values = nlohmann::json::object();
+            for (const auto& [k, v] : e.values)
+                values[k] = jsonNumber(v);
+            out[split] = { { "main_metric", e.mainName }, { "main", jsonNumber(e.main) },
+                { "metrics", values }, { "examples", e.examples }, { "unparseable", e.invalid } };
+        } else {
+            std::cout << split << ": " << e.mainName << " " << std::setprecision(4) << e.main;
+            for (const auto& [k, v] : e.values)
+                if (k != e.mainName)
+                    std::cout << ", " << k << " " << v;
+            std::cout << " (" << e.examples << " examples)\n";
+        }
         Evaluation ev;
         ev.runId = id;
         ev.step = r.figures.bestStep.value_or(r.step);
@@ -433,7 +404,9 @@ int runEval(const std::string& storePath, std::int64_t id)
         if (!store.addEvaluation(ev, nullptr, &error))
             throw Error(error);
     }
-    return 0;
+    if (asJson)
+        printJson(out);
+    return kExitDone;
 }
 
 } // namespace
@@ -443,12 +416,17 @@ void registerTrainCommands(CLI::App& app)
     {
         auto config = std::make_shared<std::string>();
         auto store = std::make_shared<std::string>();
+        auto json = std::make_shared<bool>(false);
         auto* cmd
             = app.add_subcommand("train", "Train one run from a run spec and record it in the results store");
         cmd->add_option("--config", *config, "run spec JSON")->required();
         cmd->add_option("--store", *store,
             "results store (default: the spec's, else " + ResultsStore::defaultPath() + ")");
-        cmd->callback([config, store] { runGuarded("train", [&] { return runTrain(*config, *store); }); });
+        cmd->add_flag("--json", *json, "print the run as `runs list --json` does (progress stays on stderr)");
+        cmd->callback([config, store, json] {
+            installInterruptHandler(); // before anything is read or loaded
+            runGuarded("train", [&] { return runTrain(*config, *store, *json); });
+        });
     }
     {
         auto config = std::make_shared<std::string>();
@@ -456,36 +434,32 @@ void registerTrainCommands(CLI::App& app)
         auto* cmd
             = app.add_subcommand("sweep", "Run a grid of specs one after another; finished runs are skipped");
         cmd->add_option("--config", *config, "sweep JSON: base, methods, seeds, grid")->required();
+        auto parallel = std::make_shared<int>(1);
         cmd->add_option("--store", *store, "results store");
-        cmd->callback([config, store] { runGuarded("sweep", [&] { return runSweep(*config, *store); }); });
+        cmd->add_option("--parallel", *parallel,
+               "runs trained at once, each in a process of its own (a crash fails that run only)")
+            ->capture_default_str();
+        cmd->callback([config, store, parallel] {
+            installInterruptHandler(); // before anything is read or loaded
+            runGuarded("sweep", [&] { return runSweep(*config, *store, *parallel); });
+        });
     }
     {
         auto store = std::make_shared<std::string>();
+        auto id = std::make_shared<std::int64_t>(0);
         auto json = std::make_shared<bool>(false);
-        auto id = std::make_shared<std::int64_t>(0);
-        auto csv = std::make_shared<std::string>();
-        auto* runs = app.add_subcommand("runs", "List, show and export the runs of a results store");
-        runs->require_subcommand(1);
-        runs->add_option("--store", *store, "results store")->capture_default_str();
-        auto* list = runs->add_subcommand("list", "One line per run");
-        list->add_flag("--json", *json);
-        list->callback([store, json] { runGuarded("runs list", [&] { return runsList(*store, *json); }); });
-        auto* show = runs->add_subcommand("show", "Everything about one run");
-        show->add_option("id", *id, "run id")->required();
-        show->add_flag("--json", *json);
-        show->callback(
-            [store, id, json] { runGuarded("runs show", [&] { return runsShow(*store, *id, *json); }); });
-        auto* exp = runs->add_subcommand("export", "Runs and their final figures as CSV");
-        exp->add_option("--csv", *csv, "output file")->required();
-        exp->callback([store, csv] { runGuarded("runs export", [&] { return runsExport(*store, *csv); }); });
-    }
-    {
-        auto store = std::make_shared<std::string>();
-        auto id = std::make_shared<std::int64_t>(0);
         auto* cmd = app.add_subcommand("eval", "Evaluate a stored run's best weights on validation and test");
         cmd->add_option("--run", *id, "run id")->required();
-        cmd->add_option("--store", *store, "results store");
-        cmd->callback([store, id] { runGuarded("eval", [&] { return runEval(*store, *id); }); });
+        cmd->add_option(
+            "--store", *store, "results store (default: " + ResultsStore::defaultPath() + "; never created)");
+        cmd->add_flag("--json", *json, "machine-readable output: {run, validation, test}");
+        cmd->callback([store, id, json] {
+            installInterruptHandler(); // before the backbone, the task and the checkpoint load
+            runGuarded("eval", [&] {
+                requireExistingStore(*store); // eval only reads: a missing store is never created
+                return runEval(*store, *id, *json);
+            });
+        });
     }
 }
 

@@ -316,8 +316,23 @@ TaskSplits loadTaskSplits(const TaskSpec& task)
     return loadGenericTask(o);
 }
 
-TrainerInputs loadTrainerInputs(const RunSpec& spec)
+namespace {
+// Thrown between loading stages when the observer asks to stop: the run ends cancelled, not failed.
+struct LoadCancelled : std::runtime_error {
+    LoadCancelled()
+        : std::runtime_error("cancelled while loading")
+    {
+    }
+};
+} // namespace
+
+TrainerInputs loadTrainerInputs(const RunSpec& spec, const std::function<bool()>& cancelled)
 {
+    const auto check = [&] {
+        if (cancelled && cancelled())
+            throw LoadCancelled();
+    };
+    check();
     TrainerInputs inputs;
     const auto folder = spec.backbone == "demo" ? demoBackboneDirectory() : spec.backbone;
     if (spec.backbone == "demo" && !fs::exists(fs::path(folder) / "config.json"))
@@ -326,8 +341,11 @@ TrainerInputs loadTrainerInputs(const RunSpec& spec)
     if (!fs::exists(spm))
         throw Error(folder + ": no spiece.model (the backbone folder needs its SentencePiece tokenizer)");
     inputs.tokenizer = std::make_shared<T5Tokenizer>(spm);
+    check();
     inputs.backbone = loadT5(folder).model;
+    check();
     inputs.task = loadTaskSplits(spec.task);
+    check();
     return inputs;
 }
 
@@ -338,7 +356,12 @@ RunSummary Trainer::run(TrainerObserver& observer)
     try {
         observer.onLog("info",
             "loading backbone " + m_spec.backbone + " and task " + m_spec.task.type + ":" + m_spec.task.name);
-        return run(loadTrainerInputs(m_spec), observer);
+        return run(loadTrainerInputs(m_spec, [&observer] { return observer.cancelRequested(); }), observer);
+    } catch (const LoadCancelled& e) {
+        summary.status = RunOutcome::Cancelled;
+        summary.message = e.what();
+        observer.onLog("info", summary.message);
+        return summary;
     } catch (const std::exception& e) {
         std::string what = e.what();
         if (const auto nl = what.find('\n'); nl != std::string::npos)
@@ -566,6 +589,8 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
         std::int64_t step = 0;
         double accumulatedLoss = 0.0;
         std::int64_t tokens = 0;
+        std::int64_t runTokens = 0; // over every step, for the run's throughput
+        double runStepSeconds = 0.0;
         auto stepStart = Clock::now();
         optimizer.zero_grad(true);
         const auto accumulation = static_cast<std::size_t>(o.gradientAccumulation);
@@ -625,16 +650,18 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
                 s.memory.peakReserved = std::max(s.memory.peakReserved, summary.peakReservedBytes);
                 const double dt = secondsSince(stepStart);
                 s.tokensPerSecond = dt > 0 ? static_cast<double>(tokens) / dt : 0.0;
+                runTokens += tokens;
+                runStepSeconds += dt;
                 s.elapsedSeconds = secondsSince(t0);
                 summary.steps = step;
                 if (step % o.logEverySteps == 0 || step == totalSteps)
                     observer.onStep(s);
                 accumulatedLoss = 0.0;
                 tokens = 0;
-                stepStart = Clock::now();
 
                 if (o.evalEverySteps > 0 && step % o.evalEverySteps == 0)
                     validate(step, epoch);
+                stepStart = Clock::now(); // after the evaluation: a step's time is its own
                 if (step >= totalSteps)
                     break;
             }
@@ -671,7 +698,9 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
         }
         summary.status = RunOutcome::Finished;
         summary.wallSeconds = secondsSince(t0);
-        summary.tokensPerSecond = 0.0;
+        // Training throughput over the run: the steps' tokens over the steps' wall time (evaluations and
+        // loading excluded), as each step's figure is over its own time.
+        summary.tokensPerSecond = runStepSeconds > 0 ? static_cast<double>(runTokens) / runStepSeconds : 0.0;
         observer.onLog("info", "finished in " + std::to_string(summary.wallSeconds) + " s");
         return summary;
     } catch (const Cancelled&) {

@@ -113,7 +113,9 @@ struct TrainerInputs {
 TrainEval evaluateSplit(const RunSpec& spec, TrainerInputs& inputs, class Method& method, const std::string& split);
 
 // Loads the backbone ("demo" or a folder with spiece.model) and the task of a spec.
-TrainerInputs loadTrainerInputs(const RunSpec& spec);
+// `cancelled` (optional) is polled between the stages (tokenizer, checkpoint, task): Trainer::run then
+// ends the run as cancelled.
+TrainerInputs loadTrainerInputs(const RunSpec& spec, const std::function<bool()>& cancelled = {});
 TaskSplits loadTaskSplits(const TaskSpec& task);
 
 // Trains one run: AdamW, linear warm-up and decay, clipping, accumulation, evaluation by generation on

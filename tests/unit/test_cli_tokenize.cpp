@@ -85,25 +85,29 @@ private Q_SLOTS:
     {
         QTest::addColumn<QStringList>("args");
         QTest::addColumn<QString>("mention"); // what the error line must name
+        QTest::addColumn<int>("code"); // 1: the input is wrong; 2: the command line is (README's table)
         const QString missing = QString::fromStdString(ladder::test::makeTempDir()) + "/no-such-spiece.model";
-        QTest::newRow("missing model") << QStringList { "tokenize", "--spm", missing, "hello" } << missing;
-        QTest::newRow("garbage model") << QStringList { "tokenize", "--spm", QStringLiteral(LADDER_CLI_PATH),
-            "hi" } << QStringLiteral(LADDER_CLI_PATH);
+        QTest::newRow("missing model")
+            << QStringList { "tokenize", "--spm", missing, "hello" } << missing << 1;
+        QTest::newRow("garbage model")
+            << QStringList { "tokenize", "--spm", QStringLiteral(LADDER_CLI_PATH), "hi" }
+            << QStringLiteral(LADDER_CLI_PATH) << 1;
         QTest::newRow("ids not JSON")
-            << QStringList { "tokenize", "--spm", spm(), "--decode", "[1, 2" } << "[1, 2";
+            << QStringList { "tokenize", "--spm", spm(), "--decode", "[1, 2" } << "[1, 2" << 1;
         QTest::newRow("ids not integers")
-            << QStringList { "tokenize", "--spm", spm(), "--decode", "[8774, \"x\"]" } << "argument 1";
+            << QStringList { "tokenize", "--spm", spm(), "--decode", "[8774, \"x\"]" } << "argument 1" << 1;
         QTest::newRow("not an array")
-            << QStringList { "tokenize", "--spm", spm(), "--decode", "[1]", "{\"a\": 1}" } << "argument 2";
+            << QStringList { "tokenize", "--spm", spm(), "--decode", "[1]", "{\"a\": 1}" } << "argument 2"
+            << 1;
         QTest::newRow("id out of range")
-            << QStringList { "tokenize", "--spm", spm(), "--decode", "[32100]" } << "32100";
-        QTest::newRow("negative id") << QStringList { "tokenize", "--spm", spm(), "--decode", "[-1]" }
-                                     << "-1";
+            << QStringList { "tokenize", "--spm", spm(), "--decode", "[32100]" } << "32100" << 1;
+        QTest::newRow("negative id") << QStringList { "tokenize", "--spm", spm(), "--decode", "[-1]" } << "-1"
+                                     << 1;
         QTest::newRow("huge id") << QStringList { "tokenize", "--spm", spm(), "--decode",
             "[18446744073709551615]" }
-                                 << "argument 1";
+                                 << "argument 1" << 1;
         QTest::newRow("unknown option")
-            << QStringList { "tokenize", "--spm", spm(), "hi", "--bogus" } << "--bogus";
+            << QStringList { "tokenize", "--spm", spm(), "hi", "--bogus" } << "--bogus" << 2;
     }
 
     void badInput()
@@ -111,8 +115,11 @@ private Q_SLOTS:
         LADDER_REQUIRE_FIXTURES();
         QFETCH(QStringList, args);
         QFETCH(QString, mention);
+        QFETCH(int, code);
         const auto r = ladder::test::runCli(args);
-        QVERIFY2(r.exitCode > 0, qPrintable(QStringLiteral("exit code %1 (a crash is -1)").arg(r.exitCode)));
+        QVERIFY2(r.exitCode == code,
+            qPrintable(
+                QStringLiteral("exit code %1, expected %2 (a crash is -1)").arg(r.exitCode).arg(code)));
         QVERIFY2(r.out.empty(), r.out.c_str());
         QCOMPARE(std::count(r.err.begin(), r.err.end(), '\n'), 1L);
         QVERIFY2(r.err.rfind("ladder tokenize: ", 0) == 0, r.err.c_str());
@@ -120,5 +127,5 @@ private Q_SLOTS:
     }
 };
 
-QTEST_GUILESS_MAIN(TestCliTokenize)
+LADDER_TEST_GUILESS_MAIN(TestCliTokenize)
 #include "test_cli_tokenize.moc"

@@ -1,0 +1,211 @@
+// ladder worker: trains one run of a results store in this process, for a supervisor (the window's queue,
+// `ladder sweep --parallel N`) that reads its events. Not meant to be typed; hidden from --help.
+// The protocol and the supervisor: core/train/RunWorkerProcess.h.
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <mutex>
+#include <thread>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "Commands.h"
+#include "store/ResultsStore.h"
+#include "train/RunWorkerProcess.h"
+#include "train/StoreRecorder.h"
+#include "util/Error.h"
+
+namespace ladder::cli {
+namespace {
+
+volatile std::sig_atomic_t g_stop = 0;
+
+void onStopSignal(int)
+{
+    g_stop = 1;
+}
+
+class WorkerEvents : public RunEventWriter {
+public:
+    using RunEventWriter::RunEventWriter;
+    bool cancelRequested() override { return g_stop != 0 || RunEventWriter::cancelRequested(); }
+};
+
+int runWorker(const std::string& storePath, std::int64_t runId)
+{
+    // The events get stdout to themselves: anything else that prints to stdout (a library) goes to stderr.
+    const int eventsFd = ::dup(STDOUT_FILENO);
+    if (eventsFd < 0 || ::dup2(STDERR_FILENO, STDOUT_FILENO) < 0)
+        throw Error("cannot set up the event stream");
+    ::fcntl(eventsFd, F_SETFD, FD_CLOEXEC);
+    std::FILE* events = ::fdopen(eventsFd, "w");
+    if (!events)
+        throw Error("cannot open the event stream");
+    std::signal(SIGPIPE, SIG_IGN); // a supervisor that is gone must not end the run
+    std::signal(SIGTERM, onStopSignal);
+    std::signal(SIGINT, onStopSignal);
+
+    WorkerEvents writer(events);
+    // A "cancel" line on stdin asks the run to stop between steps. End of input (the supervisor is gone)
+    // does not: the run goes on and records itself in the store.
+    std::thread([&writer] {
+        std::string line;
+        while (std::getline(std::cin, line))
+            if (line == "cancel")
+                writer.requestCancel();
+    }).detach();
+
+    ResultsStore store;
+    std::string error;
+    if (!store.open(storePath, &error))
+        throw Error(error);
+    RunRecord run;
+    if (!store.getRun(runId, &run, &error))
+        throw Error(error);
+    if (run.status != RunState::Running)
+        throw Error("run " + std::to_string(runId) + " is " + toString(run.status)
+            + "; a worker trains a run its supervisor has set running");
+    // The run is this process's now: if it dies, the next open of the store marks the run interrupted
+    // even while the supervisor lives on (and the supervisor marks it failed with the signal).
+    if (!store.adoptRun(runId, &error))
+        throw Error(error);
+    if (const char* fault = std::getenv("LADDER_WORKER_FAULT"); fault && *fault) {
+        int signal = 0;
+        std::int64_t step = 0;
+        if (parseFaultInjection(fault, runId, &signal, &step))
+            writer.setFault(signal, step);
+    }
+    RunSpec spec;
+    try {
+        spec = RunSpec::fromJson(
+            nlohmann::json::parse(run.specJson), "run " + std::to_string(runId) + " spec");
+    } catch (const std::exception& e) {
+        store.setStatus(runId, RunState::Failed, e.what());
+        writer.writeEnd(RunState::Failed, e.what());
+        return 1;
+    }
+    const auto summary = trainRecordedRun(spec, store, runId, writer);
+    const RunState state = summary.status == RunOutcome::Finished ? RunState::Finished
+        : summary.status == RunOutcome::Cancelled                 ? RunState::Cancelled
+                                                                  : RunState::Failed;
+    writer.writeEnd(state, summary.message);
+    return state == RunState::Finished ? 0 : state == RunState::Cancelled ? 130 : 1;
+}
+
+// Serialises an observer's calls: the runs of a parallel sweep report from several threads.
+class LockedObserver : public TrainerObserver {
+public:
+    LockedObserver(std::unique_ptr<TrainerObserver> inner, std::mutex& mutex)
+        : m_inner(std::move(inner))
+        , m_mutex(mutex)
+    {
+    }
+    void onStep(const TrainStep& s) override
+    {
+        std::lock_guard lock(m_mutex);
+        m_inner->onStep(s);
+    }
+    void onEval(const TrainEval& e) override
+    {
+        std::lock_guard lock(m_mutex);
+        m_inner->onEval(e);
+    }
+    void onLog(const std::string& level, const std::string& message) override
+    {
+        std::lock_guard lock(m_mutex);
+        m_inner->onLog(level, message);
+    }
+    void onInitProgress(const std::string& what, std::int64_t done, std::int64_t total) override
+    {
+        std::lock_guard lock(m_mutex);
+        m_inner->onInitProgress(what, done, total);
+    }
+    bool cancelRequested() override { return m_inner->cancelRequested(); }
+
+private:
+    std::unique_ptr<TrainerObserver> m_inner;
+    std::mutex& m_mutex;
+};
+
+} // namespace
+
+std::string selfExecutable()
+{
+    std::error_code ec;
+    const auto path = std::filesystem::read_symlink("/proc/self/exe", ec);
+    if (ec)
+        throw Error("cannot find this program's path (/proc/self/exe): " + ec.message());
+    return path.string();
+}
+
+void runInWorkers(const std::vector<WorkerJob>& jobs, const std::string& storePath, int parallel,
+    const std::function<std::unique_ptr<TrainerObserver>(const WorkerJob&)>& makeObserver,
+    const std::function<bool(const WorkerJob&, std::int64_t runId, const RunWorkerResult&)>& onEnd,
+    const std::function<bool()>& stopLaunching)
+{
+    const std::string program = selfExecutable();
+    std::mutex outputMutex;
+    std::atomic<std::size_t> next { 0 };
+    std::string firstError;
+    auto worker = [&] {
+        ResultsStore store;
+        std::string error;
+        if (!store.open(storePath, &error)) {
+            std::lock_guard lock(outputMutex);
+            if (firstError.empty())
+                firstError = error;
+            return;
+        }
+        for (std::size_t i; (i = next.fetch_add(1)) < jobs.size();) {
+            if (stopLaunching && stopLaunching())
+                return;
+            const auto& job = jobs[i];
+            if (!job.launch) // the caller skipped it (e.g. it finished before)
+                continue;
+            std::int64_t runId = -1;
+            if (!store.createRun(newRunFor(job.spec, RunState::Running), &runId, &error)) {
+                std::lock_guard lock(outputMutex);
+                if (firstError.empty())
+                    firstError = error;
+                return;
+            }
+            LockedObserver observer(makeObserver(job), outputMutex);
+            RunWorkerLaunch launch;
+            launch.program = program;
+            launch.storePath = storePath;
+            launch.runId = runId;
+            const auto result = superviseRunWorker(launch, observer);
+            std::lock_guard lock(outputMutex);
+            if (!onEnd(job, runId, result))
+                return;
+        }
+    };
+    std::vector<std::thread> threads;
+    for (int t = 0; t < std::max(1, parallel); ++t)
+        threads.emplace_back(worker);
+    for (auto& t : threads)
+        t.join();
+    if (!firstError.empty())
+        throw Error(firstError);
+}
+
+void registerWorkerCommands(CLI::App& app)
+{
+    auto store = std::make_shared<std::string>();
+    auto id = std::make_shared<std::int64_t>(0);
+    auto* cmd = app.add_subcommand("worker",
+        "Train one running run of a store and report its events as JSON lines on stdout (for a supervisor)");
+    cmd->group(""); // hidden
+    cmd->add_option("--store", *store, "results store")->required();
+    cmd->add_option("--run", *id, "run id (status running)")->required();
+    cmd->callback([store, id] { runGuarded("worker", [&] { return runWorker(*store, *id); }); });
+}
+
+} // namespace ladder::cli

@@ -416,5 +416,5 @@ private Q_SLOTS:
     }
 };
 
-QTEST_MAIN(TestExperimentForm)
+LADDER_TEST_MAIN(TestExperimentForm)
 #include "test_experimentform.moc"

@@ -29,6 +29,18 @@ QList<qint64> idsInOrder(const QAbstractItemModel& model)
     return ids;
 }
 
+// Returns once `reader` has answered everything asked of it before this call (polls, loads, store switches):
+// its worker takes requests first in, first out, and its answers reach this thread in the same order. So
+// a details request sent now is answered (detailsLoaded, or loadFailed when run 1 is not in the store)
+// only after every earlier answer has been delivered; a signal that has not come by then is not coming.
+bool waitUntilReaderAnswered(StoreReader& reader)
+{
+    QSignalSpy details(&reader, &StoreReader::detailsLoaded);
+    QSignalSpy failed(&reader, &StoreReader::loadFailed);
+    reader.requestDetails(1);
+    return QTest::qWaitFor([&] { return details.count() + failed.count() > 0; }, 10000);
+}
+
 } // namespace
 
 class TestRunsTableModel : public QObject {
@@ -224,8 +236,12 @@ private Q_SLOTS:
         QCOMPARE(model.rowCount(), 11);
         QCOMPARE(cell(model, 4, RunsTableModel::PeakMemoryColumn), QStringLiteral("300.0 MB"));
 
-        // Nothing changes: polls do not reload.
-        QTest::qWait(300);
+        // Nothing changes: polls do not reload. Each round asks for a poll (or finds one under way, asked
+        // earlier) and waits until the worker has answered it; three answered polls brought nothing.
+        for (int round = 0; round < 3; ++round) {
+            reader.poll();
+            QVERIFY(waitUntilReaderAnswered(reader));
+        }
         QCOMPARE(loaded.count(), 1);
         QCOMPARE(changed.count(), 0);
 
@@ -250,7 +266,10 @@ private Q_SLOTS:
         reader.setStorePath(QString::fromStdString(m_storePath));
         reader.setStorePath(QString::fromStdString(empty));
         QVERIFY(loaded.wait(10000));
-        QTest::qWait(200); // nothing else follows
+        // Nothing else follows: the first store's answer, dropped, came before this one; once the worker has
+        // answered a later request, nothing asked earlier is still on its way.
+        QVERIFY(waitUntilReaderAnswered(reader));
+        QVERIFY(!reader.isLoadingRuns());
         QCOMPARE(loaded.count(), 1);
         QVERIFY(loaded.at(0).at(0).value<std::vector<RunRecord>>().empty());
         // And back: the fixture's 11 runs.

@@ -1,7 +1,7 @@
 #include "TestSupport.h"
 
+#include <cstdio>
 #include <filesystem>
-
 #include <fstream>
 
 #include <ATen/ATen.h>
@@ -18,10 +18,19 @@
 
 namespace ladder::test {
 
+std::string configuredFixturesDir()
+{
+    const QByteArray fromEnvironment = qgetenv("LADDER_FIXTURES_DIR");
+    return fromEnvironment.isEmpty() ? std::string(LADDER_FIXTURES_DIR) : fromEnvironment.toStdString();
+}
+
 std::string fixturesDir()
 {
-    const std::string dir = LADDER_FIXTURES_DIR;
-    return std::filesystem::is_directory(dir) ? dir : std::string();
+    // An empty folder (a ../shared laid without its contents) counts as missing.
+    const std::string dir = configuredFixturesDir();
+    std::error_code error;
+    const bool present = std::filesystem::is_directory(dir, error) && !std::filesystem::is_empty(dir, error) && !error;
+    return present ? dir : std::string();
 }
 
 bool hasFixtures()
@@ -31,7 +40,50 @@ bool hasFixtures()
 
 std::string fixture(const std::string& relative)
 {
-    return std::string(LADDER_FIXTURES_DIR) + "/" + relative;
+    return configuredFixturesDir() + "/" + relative;
+}
+
+bool runningInCi()
+{
+    const QByteArray ci = qgetenv("CI").trimmed().toLower();
+    return !ci.isEmpty() && ci != "0" && ci != "false";
+}
+
+const char* missingFixturesMessage()
+{
+    static std::string message;
+    message = "shared fixtures not found at " + configuredFixturesDir()
+        + " (LADDER_FIXTURES_DIR); lay ../shared beside the clone"
+        + (runningInCi() ? std::string("; CI (CI=true) must run with them") : std::string());
+    return message.c_str();
+}
+
+namespace {
+int g_skippedForFixtures = 0;
+} // namespace
+
+void noteSkippedForFixtures()
+{
+    ++g_skippedForFixtures;
+}
+
+int failWhenCiLacksFixtures(const char* program)
+{
+    if (!runningInCi() || hasFixtures())
+        return 0;
+    std::fprintf(stderr, "FAIL: %s needs the shared fixtures: %s\n", program, missingFixturesMessage());
+    return 1;
+}
+
+int testExitCode(int qExecStatus)
+{
+    if (qExecStatus != 0 || g_skippedForFixtures == 0)
+        return qExecStatus;
+    std::fprintf(stderr,
+        "SKIPPED: %d test function(s) skipped because the shared fixtures are missing (%s); "
+        "exit status 77 so that CTest reports this program as skipped, not passed\n",
+        g_skippedForFixtures, configuredFixturesDir().c_str());
+    return 77;
 }
 
 double relativeError(const at::Tensor& actual, const at::Tensor& reference)

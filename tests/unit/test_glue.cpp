@@ -993,5 +993,5 @@ private Q_SLOTS:
     }
 };
 
-QTEST_GUILESS_MAIN(TestGlue)
+LADDER_TEST_GUILESS_MAIN(TestGlue)
 #include "test_glue.moc"

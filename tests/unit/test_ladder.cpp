@@ -878,5 +878,5 @@ private Q_SLOTS:
     }
 };
 
-QTEST_GUILESS_MAIN(TestLadder)
+LADDER_TEST_GUILESS_MAIN(TestLadder)
 #include "test_ladder.moc"

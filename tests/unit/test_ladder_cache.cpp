@@ -755,5 +755,5 @@ private Q_SLOTS:
     }
 };
 
-QTEST_GUILESS_MAIN(TestLadderCache)
+LADDER_TEST_GUILESS_MAIN(TestLadderCache)
 #include "test_ladder_cache.moc"

@@ -392,5 +392,5 @@ private Q_SLOTS:
     }
 };
 
-QTEST_GUILESS_MAIN(TestMetrics)
+LADDER_TEST_GUILESS_MAIN(TestMetrics)
 #include "test_metrics.moc"

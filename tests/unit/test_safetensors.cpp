@@ -936,5 +936,5 @@ void TestSafetensors::torchBinArchiveProblems()
         "more than 1048576 objects");
 }
 
-QTEST_GUILESS_MAIN(TestSafetensors)
+LADDER_TEST_GUILESS_MAIN(TestSafetensors)
 #include "test_safetensors.moc"

@@ -145,5 +145,5 @@ private Q_SLOTS:
     }
 };
 
-QTEST_GUILESS_MAIN(TestT5Config)
+LADDER_TEST_GUILESS_MAIN(TestT5Config)
 #include "test_t5_config.moc"

@@ -236,5 +236,5 @@ private Q_SLOTS:
     }
 };
 
-QTEST_GUILESS_MAIN(TestT5Parity)
+LADDER_TEST_GUILESS_MAIN(TestT5Parity)
 #include "test_t5_parity.moc"

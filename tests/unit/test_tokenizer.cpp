@@ -282,5 +282,5 @@ private Q_SLOTS:
     }
 };
 
-QTEST_GUILESS_MAIN(TestTokenizer)
+LADDER_TEST_GUILESS_MAIN(TestTokenizer)
 #include "test_tokenizer.moc"

@@ -433,5 +433,5 @@ private Q_SLOTS:
     }
 };
 
-QTEST_GUILESS_MAIN(TestTrainer)
+LADDER_TEST_GUILESS_MAIN(TestTrainer)
 #include "test_trainer.moc"

@@ -119,7 +119,7 @@ if [[ "$WITH_DEPS" == 1 ]]; then
     debs="$(mktemp -d)"
     chmod 777 "$debs" # apt-get download drops to the _apt user
     (cd "$debs" && apt-get download -q libsentencepiece-dev libsentencepiece0 libprotobuf-lite32 libsqlite3-dev \
-        libsqlite3-0 nlohmann-json3-dev libcli11-dev libgtest-dev >/dev/null) ||
+        libsqlite3-0 libssl-dev libssl3 nlohmann-json3-dev libcli11-dev libgtest-dev >/dev/null) ||
         die "apt-get download failed (run 'apt-get update' first?)"
     mkdir -p "$KIT/deps"
     for d in "$debs"/*.deb; do dpkg -x "$d" "$KIT/deps"; done

@@ -2,11 +2,15 @@
 
 #include <set>
 
+#include <QCoreApplication>
+#include <QDir>
+#include <QFileInfo>
+#include <QStandardPaths>
 #include <QThread>
+#include <QTimer>
 
 #include "RunWorker.h"
 #include "store/ResultsStore.h"
-#include "train/MemoryMeter.h"
 #include "train/StoreRecorder.h"
 
 namespace ladder::widgets {
@@ -22,10 +26,17 @@ bool report(QString* error, const std::string& message)
 RunQueueController::RunQueueController(QObject* parent)
     : QObject(parent)
     , m_store(std::make_unique<ResultsStore>())
+    , m_workerProgram(defaultWorkerProgram())
+    , m_leaseOwner(ResultsStore::newLeaseOwner())
+    , m_leaseTimer(new QTimer(this))
 {
-    // Runs on the CPU measure memory with the tracking allocator (ladderbench's main() installs it before any
-    // tensor exists; this covers other hosts, e.g. tests). A no-op when it is installed already.
-    installCpuMemoryTracker();
+    // Renews the leases of busy devices, and looks again for devices another window has freed.
+    m_leaseTimer->setInterval(kLeaseRenewMs);
+    connect(m_leaseTimer, &QTimer::timeout, this, [this] {
+        renewLeases();
+        schedule();
+    });
+    m_leaseTimer->start();
     qRegisterMetaType<ladder::widgets::RunProgress>();
     qRegisterMetaType<ladder::RunState>();
 }
@@ -34,12 +45,85 @@ RunQueueController::~RunQueueController()
 {
     cancelAll();
     waitForWorkers();
+    releaseIdleLeases();
 }
 
-bool RunQueueController::open(const QString& storePath, QString* error)
+std::vector<QString> RunQueueController::leasedDevices() const
+{
+    std::vector<QString> out;
+    for (const auto& d : m_leases)
+        out.push_back(QString::fromStdString(d));
+    return out;
+}
+
+void RunQueueController::renewLeases()
+{
+    if (!m_store->isOpen())
+        return;
+    for (auto it = m_leases.begin(); it != m_leases.end();) {
+        bool renewed = false;
+        std::string message;
+        if (!m_store->renewDeviceLease(*it, m_leaseOwner, kLeaseSeconds, &renewed, &message)) {
+            Q_EMIT storeError(QString::fromStdString(message));
+            ++it;
+            continue;
+        }
+        if (!renewed) {
+            // Expired and taken (a window that slept past kLeaseSeconds): the runs here go on, but no new
+            // run starts on the device until the lease is ours again.
+            Q_EMIT storeError(
+                tr("the lease on device %1 was lost to another window; no new run starts on it here")
+                    .arg(QString::fromStdString(*it)));
+            it = m_leases.erase(it);
+            continue;
+        }
+        ++it;
+    }
+}
+
+void RunQueueController::releaseIdleLeases()
+{
+    if (!m_store->isOpen())
+        return;
+    for (auto it = m_leases.begin(); it != m_leases.end();) {
+        if (busyDevice(QString::fromStdString(*it))) {
+            ++it;
+            continue;
+        }
+        std::string message;
+        if (!m_store->releaseDeviceLease(*it, m_leaseOwner, &message))
+            Q_EMIT storeError(QString::fromStdString(message));
+        it = m_leases.erase(it);
+    }
+}
+
+QString RunQueueController::defaultWorkerProgram()
+{
+    const QString fromEnv = qEnvironmentVariable("LADDER_WORKER");
+    if (!fromEnv.isEmpty())
+        return fromEnv;
+    const QDir here(QCoreApplication::applicationDirPath());
+    for (const QString& candidate :
+        { here.filePath(QStringLiteral("ladder")), here.filePath(QStringLiteral("../bin/ladder")) }) {
+        const QFileInfo info(candidate);
+        if (info.isFile() && info.isExecutable())
+            return info.canonicalFilePath();
+    }
+    return QStandardPaths::findExecutable(QStringLiteral("ladder"));
+}
+
+void RunQueueController::setStopGrace(double politeSeconds, double termSeconds)
+{
+    m_politeSeconds = politeSeconds;
+    m_termSeconds = termSeconds;
+}
+
+bool RunQueueController::open(const QString& storePath, QString* error, bool create)
 {
     std::string message;
-    if (!m_store->open(storePath.toStdString(), &message))
+    releaseIdleLeases(); // of the store open before
+    if (!m_store->open(storePath.toStdString(),
+            create ? ResultsStore::OpenMode::Create : ResultsStore::OpenMode::Existing, &message))
         return report(error, message);
     m_storePath = storePath;
     Q_EMIT queueChanged();
@@ -51,33 +135,52 @@ void RunQueueController::setPaused(bool paused)
     m_paused = paused;
     if (!m_paused)
         schedule();
+    else
+        releaseIdleLeases();
 }
 
 bool RunQueueController::enqueue(const std::vector<RunSpec>& specs, std::vector<qint64>* ids, QString* error)
 {
     if (!m_store->isOpen())
         return report(error, "no results store is open");
-    std::vector<qint64> created;
-    for (const auto& spec : specs) {
-        std::int64_t id = -1;
-        std::string message;
-        if (!m_store->createRun(newRunFor(spec, RunState::Queued), &id, &message)) {
-            Q_EMIT queueChanged();
-            return report(error, message);
-        }
-        created.push_back(id);
-    }
+    std::vector<NewRun> runs;
+    for (const auto& spec : specs)
+        runs.push_back(newRunFor(spec, RunState::Queued));
+    std::vector<std::int64_t> created;
+    std::string message;
+    if (!m_store->createRuns(runs, &created, &message))
+        return report(error, message);
     if (ids)
-        *ids = created;
+        *ids = std::vector<qint64>(created.begin(), created.end());
     Q_EMIT queueChanged();
     schedule();
+    return true;
+}
+
+bool RunQueueController::withoutFinished(
+    const std::vector<RunSpec>& specs, std::vector<RunSpec>* remaining, int* skipped, QString* error)
+{
+    if (!m_store->isOpen())
+        return report(error, "no results store is open");
+    std::vector<std::optional<RunRecord>> finished;
+    std::string message;
+    if (!findFinishedRunsFor(*m_store, specs, &finished, &message))
+        return report(error, message);
+    remaining->clear();
+    *skipped = 0;
+    for (std::size_t i = 0; i < specs.size(); ++i) {
+        if (finished[i])
+            ++*skipped;
+        else
+            remaining->push_back(specs[i]);
+    }
     return true;
 }
 
 bool RunQueueController::cancel(qint64 runId, QString* error)
 {
     if (auto it = m_workers.find(runId); it != m_workers.end()) {
-        it->second.worker->requestCancel();
+        it->second.cancel->store(true);
         return true;
     }
     RunRecord run;
@@ -164,14 +267,29 @@ void RunQueueController::schedule()
     for (const auto& device : devices) {
         if (busyDevice(QString::fromStdString(device)))
             continue;
+        bool acquired = false;
+        if (!m_store->acquireDeviceLease(device, m_leaseOwner, kLeaseSeconds, &acquired, &message)) {
+            Q_EMIT storeError(QString::fromStdString(message));
+            continue;
+        }
+        if (!acquired) {
+            std::optional<DeviceLease> lease;
+            m_store->getDeviceLease(device, &lease);
+            Q_EMIT deviceBusyElsewhere(
+                QString::fromStdString(device), lease ? QString::fromStdString(lease->owner) : QString());
+            continue;
+        }
+        m_leases.insert(device);
         std::optional<RunRecord> claimed;
-        if (!m_store->claimNextQueued(device, &claimed, &message)) {
+        bool held = false;
+        if (!m_store->claimNextQueuedUnderLease(device, m_leaseOwner, &claimed, &held, &message)) {
             Q_EMIT storeError(QString::fromStdString(message));
             continue;
         }
         if (claimed)
             startRun(*claimed);
     }
+    releaseIdleLeases();
 }
 
 void RunQueueController::startRun(const RunRecord& run)
@@ -179,7 +297,9 @@ void RunQueueController::startRun(const RunRecord& run)
     const QString device = QString::fromStdString(run.device);
     auto* thread = new QThread(this);
     thread->setObjectName(QStringLiteral("run-%1").arg(run.id));
-    auto* worker = new RunWorker(m_storePath, run.id, QString::fromStdString(run.specJson), device);
+    auto cancel = std::make_shared<std::atomic<bool>>(false);
+    auto* worker = new RunWorker(m_storePath, run.id, device, m_workerProgram, cancel);
+    worker->setStopGrace(m_politeSeconds, m_termSeconds);
     worker->moveToThread(thread);
     connect(thread, &QThread::started, worker, &RunWorker::run);
     connect(worker, &RunWorker::progress, this, &RunQueueController::runProgress, Qt::QueuedConnection);
@@ -190,7 +310,7 @@ void RunQueueController::startRun(const RunRecord& run)
     // thread may be waiting for this thread); the worker is then deleted in its own thread.
     connect(worker, &RunWorker::finished, thread, &QThread::quit, Qt::DirectConnection);
     connect(thread, &QThread::finished, worker, &QObject::deleteLater);
-    m_workers[run.id] = { thread, worker, device };
+    m_workers[run.id] = { thread, cancel, device };
     thread->start();
     Q_EMIT runStarted(run.id, device);
     Q_EMIT queueChanged();
@@ -206,7 +326,7 @@ void RunQueueController::workerFinished(qint64 runId, RunState status, const QSt
         thread->deleteLater();
     }
     if (status == RunState::Failed) {
-        // A worker that could not open the store could not record the failure: do it here.
+        // A supervisor that could not open the store could not record the failure: do it here.
         RunRecord run;
         if (m_store->getRun(runId, &run) && run.status == RunState::Running)
             m_store->setStatus(runId, RunState::Failed, message.toStdString());
@@ -223,7 +343,7 @@ void RunQueueController::workerFinished(qint64 runId, RunState status, const QSt
 void RunQueueController::cancelAll()
 {
     for (auto& [id, active] : m_workers)
-        active.worker->requestCancel();
+        active.cancel->store(true);
 }
 
 void RunQueueController::waitForWorkers()

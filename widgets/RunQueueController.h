@@ -1,7 +1,9 @@
 #pragma once
 
+#include <atomic>
 #include <map>
 #include <memory>
+#include <set>
 #include <vector>
 
 #include <QObject>
@@ -11,6 +13,7 @@
 #include "train/RunSpec.h"
 
 class QThread;
+class QTimer;
 
 namespace ladder {
 class ResultsStore;
@@ -24,9 +27,15 @@ struct RunProgress;
 // The run queue. It lives in the results store (queued runs with a queue position), so it survives a
 // restart, and is shared with anything else that opens the store. The controller starts at most one run
 // per device: when a device has no running run and a run is queued for it, the run is claimed
-// (ResultsStore::claimNextQueued: queued -> running in one transaction) and trained by a RunWorker in its
-// own QThread. When a run ends, whatever its outcome, the next one for that device starts, so a failure
-// never stops the queue.
+// (ResultsStore::claimNextQueued: queued -> running in one transaction) and trained in a process of its
+// own (`ladder worker`) that a RunWorker supervises from its own QThread. When a run ends, whatever its
+// outcome (a crash of its process included), the next one for that device starts, so a failure never
+// stops the queue.
+//
+// One device, one window: before it claims a run for a device the controller takes that device's lease in
+// the store (ResultsStore::acquireDeviceLease), renews it while runs train there and gives it up when the
+// device's queue is done, so a second window on the same store never claims a run for a device this one
+// is using; a lease that is not renewed (a window that crashed) expires after kLeaseSeconds.
 //
 // The controller's own ResultsStore connection (GUI thread) is used only for short single-row writes
 // (enqueue, reorder, cancel, remove, claim); the lists the views show are read off the GUI thread by a
@@ -35,19 +44,41 @@ class RunQueueController : public QObject {
     Q_OBJECT
 
 public:
+    static constexpr int kLeaseSeconds = 60;
+    static constexpr int kLeaseRenewMs = 20000;
+
     explicit RunQueueController(QObject* parent = nullptr);
+
+    // The `ladder` executable that trains each run: $LADDER_WORKER when set, else `ladder` beside this
+    // program (or in ../bin, as in the build tree's tests), else on PATH; empty when none is found.
+    static QString defaultWorkerProgram();
+    void setWorkerProgram(const QString& program) { m_workerProgram = program; }
+    QString workerProgram() const { return m_workerProgram; }
+    // How long a cancelled run may take to stop by itself before SIGTERM, then before SIGKILL.
+    void setStopGrace(double politeSeconds, double termSeconds);
     // Cancels every active run and waits for the worker threads.
     ~RunQueueController() override;
 
-    // Opens the store. Runs left running by a dead process are marked interrupted by the open.
-    bool open(const QString& storePath, QString* error = nullptr);
+    // Opens the store; create false opens an existing store only ("no results store at PATH" otherwise).
+    // Runs left running by a dead process are marked interrupted by the open.
+    bool open(const QString& storePath, QString* error = nullptr, bool create = true);
+    // The specs that have not finished before in this store (as `ladder sweep` skips them: the same spec
+    // hash); *skipped receives how many had.
+    bool withoutFinished(const std::vector<RunSpec>& specs, std::vector<RunSpec>* remaining, int* skipped,
+        QString* error = nullptr);
     QString storePath() const { return m_storePath; }
 
     // Paused: nothing new starts (active runs go on). A controller starts paused until setPaused(false).
     void setPaused(bool paused);
     bool isPaused() const { return m_paused; }
 
-    // Appends one queued run per spec; *ids (optional) receives their ids. Then schedules.
+    // This controller's name in the store's device leases ("host:pid:random").
+    QString leaseOwner() const { return QString::fromStdString(m_leaseOwner); }
+    // The devices whose lease this controller holds.
+    std::vector<QString> leasedDevices() const;
+
+    // Appends one queued run per spec, all in one transaction (all or none); *ids (optional) receives
+    // their ids. Then schedules.
     bool enqueue(
         const std::vector<RunSpec>& specs, std::vector<qint64>* ids = nullptr, QString* error = nullptr);
     // Running: asks the worker to stop (the run ends as cancelled). Queued: marks it cancelled.
@@ -85,21 +116,34 @@ Q_SIGNALS:
     void runsIdle();
     // A store operation failed (named in the message).
     void storeError(const QString& message);
+    // Runs are queued for `device` but another window holds its lease (owner: its lease owner name).
+    void deviceBusyElsewhere(const QString& device, const QString& owner);
 
 private:
+    // The worker object is deleted on its own thread as soon as it finishes, possibly before its
+    // finished() signal reaches this object: nothing here may touch it after start. Cancelling goes
+    // through the flag, which both own.
     struct Active {
         QThread* thread = nullptr;
-        RunWorker* worker = nullptr;
+        std::shared_ptr<std::atomic<bool>> cancel;
         QString device;
     };
 
     void startRun(const RunRecord& run);
     void workerFinished(qint64 runId, RunState status, const QString& message);
     bool busyDevice(const QString& device) const;
+    void renewLeases();
+    void releaseIdleLeases();
 
     std::unique_ptr<ResultsStore> m_store;
     QString m_storePath;
     bool m_paused = true;
+    QString m_workerProgram;
+    std::string m_leaseOwner;
+    std::set<std::string> m_leases;
+    QTimer* m_leaseTimer = nullptr;
+    double m_politeSeconds = 30.0;
+    double m_termSeconds = 10.0;
     std::map<qint64, Active> m_workers;
 };
 

@@ -4,8 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "store/ResultsStore.h"
-#include "train/StoreRecorder.h"
+#include "train/RunWorkerProcess.h"
 
 namespace ladder::widgets {
 
@@ -58,46 +57,33 @@ private:
     std::chrono::steady_clock::time_point m_lastSent;
 };
 
-RunWorker::RunWorker(QString storePath, qint64 runId, QString specJson, QString device)
+RunWorker::RunWorker(QString storePath, qint64 runId, QString device, QString program,
+    std::shared_ptr<std::atomic<bool>> cancel)
     : m_storePath(std::move(storePath))
     , m_runId(runId)
-    , m_specJson(std::move(specJson))
     , m_device(std::move(device))
+    , m_program(std::move(program))
+    , m_cancel(std::move(cancel))
 {
+}
+
+void RunWorker::setStopGrace(double politeSeconds, double termSeconds)
+{
+    m_politeSeconds = politeSeconds;
+    m_termSeconds = termSeconds;
 }
 
 void RunWorker::run()
 {
-    ResultsStore store;
-    std::string error;
-    if (!store.open(m_storePath.toStdString(), &error)) {
-        // Without a connection the run cannot even be marked failed here; the controller does it.
-        Q_EMIT finished(m_runId, RunState::Failed, QString::fromStdString(error));
-        return;
-    }
-    RunSpec spec;
-    try {
-        spec = RunSpec::fromJson(
-            nlohmann::json::parse(m_specJson.toStdString()), "run " + std::to_string(m_runId) + " spec");
-    } catch (const std::exception& e) {
-        const std::string message = e.what();
-        store.setStatus(m_runId, RunState::Failed, message);
-        Q_EMIT finished(m_runId, RunState::Failed, QString::fromStdString(message));
-        return;
-    }
     Observer observer(*this);
-    RunSummary summary;
-    try {
-        summary = trainRecordedRun(spec, store, m_runId, observer);
-    } catch (const std::exception& e) { // trainRecordedRun does not throw; belt and braces
-        summary.status = RunOutcome::Failed;
-        summary.message = e.what();
-        store.setStatus(m_runId, RunState::Failed, summary.message);
-    }
-    const RunState state = summary.status == RunOutcome::Finished ? RunState::Finished
-        : summary.status == RunOutcome::Cancelled                 ? RunState::Cancelled
-                                                                  : RunState::Failed;
-    Q_EMIT finished(m_runId, state, QString::fromStdString(summary.message));
+    RunWorkerLaunch launch;
+    launch.program = m_program.toStdString();
+    launch.storePath = m_storePath.toStdString();
+    launch.runId = m_runId;
+    launch.politeSeconds = m_politeSeconds;
+    launch.termSeconds = m_termSeconds;
+    const auto result = superviseRunWorker(launch, observer);
+    Q_EMIT finished(m_runId, result.state, QString::fromStdString(result.message));
 }
 
 } // namespace ladder::widgets

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 
 #include <QMetaType>
 #include <QObject>
@@ -24,26 +25,32 @@ struct RunProgress {
     int phasePercent = -1;
 };
 
-// Trains one queued run that the controller has claimed (status running in the store). It lives in its
-// own QThread: run() opens its own ResultsStore connection on the same file, parses the stored spec and
-// trains it with trainRecordedRun(), the path `ladder train` takes, so GUI and CLI runs are recorded the
-// same way. It talks to the UI only through queued signals carrying values. requestCancel() may be called
-// from any thread; the trainer polls it between steps and ends the run as cancelled.
+// Supervises one queued run that the controller has claimed (status running in the store). The run
+// trains in a process of its own (`ladder worker`, core/train/RunWorkerProcess.h), so LibTorch's seed,
+// thread count and CPU memory meter, a CUDA context and a crash are the run's alone. run() executes on the
+// worker's QThread: it starts the process, turns its events into queued signals carrying values, and when
+// the process has ended makes sure the run is final in the store (a crash: failed, with the signal and the
+// last lines). Cancelling goes through a flag the controller shares (cancelFlag()), never through this
+// object, which is deleted on its own thread when it finishes.
 class RunWorker : public QObject {
     Q_OBJECT
 
 public:
     static constexpr int kProgressIntervalMs = 100;
 
-    RunWorker(QString storePath, qint64 runId, QString specJson, QString device);
+    // `program` is the `ladder` executable (RunQueueController::workerProgram()).
+    RunWorker(QString storePath, qint64 runId, QString device, QString program,
+        std::shared_ptr<std::atomic<bool>> cancel);
 
     qint64 runId() const { return m_runId; }
     QString device() const { return m_device; }
-    void requestCancel() { m_cancel.store(true); }
-    bool cancelRequested() const { return m_cancel.load(); }
+    bool cancelRequested() const { return m_cancel->load(); }
+
+    // How long a cancelled run may take to stop by itself before SIGTERM, then before SIGKILL.
+    void setStopGrace(double politeSeconds, double termSeconds);
 
 public Q_SLOTS:
-    // Trains the run to its end. Never throws: a failure before training (store, spec) marks the run failed.
+    // Supervises the run to its end. Never throws.
     void run();
 
 Q_SIGNALS:
@@ -58,9 +65,11 @@ private:
 
     QString m_storePath;
     qint64 m_runId;
-    QString m_specJson;
     QString m_device;
-    std::atomic<bool> m_cancel { false };
+    QString m_program;
+    std::shared_ptr<std::atomic<bool>> m_cancel;
+    double m_politeSeconds = 30.0;
+    double m_termSeconds = 10.0;
 };
 
 } // namespace ladder::widgets

@@ -1,15 +1,24 @@
 // The run queue's table model (QAbstractItemModelTester, ordering, in-place updates) and the controller's
 // store operations without training: enqueue, reorder, cancel and remove queued runs, and the queue as
-// another connection (a second controller, as after a restart) sees it.
+// another connection (a second controller, as after a restart) sees it. Then the controller with runs in
+// their own processes: a worker killed by SIGSEGV fails its run only, and cancel or close as a run ends
+// touches no freed memory (a few hundred times; the test_runqueue_asan build runs it under AddressSanitizer).
+#include <csignal>
+#include <fstream>
+
 #include <QAbstractItemModelTester>
+#include <QFile>
+#include <QFileInfo>
 #include <QSignalSpy>
 #include <QtTest>
 
 #include "RunQueueController.h"
 #include "RunQueueModel.h"
+#include "RunWorker.h"
 #include "TestSupport.h"
 #include "store/ResultsStore.h"
 #include "train/RunSpec.h"
+#include "train/StoreRecorder.h"
 
 using namespace ladder;
 using namespace ladder::widgets;
@@ -38,6 +47,27 @@ RunSpec demoSpec(std::uint64_t seed)
 {
     return RunSpec::fromJson({ { "backbone", "demo" }, { "task", { { "type", "demo" } } },
         { "method", { { "method", "ladder" } } }, { "seed", seed } });
+}
+
+// A short LoRA run on the tiny demo (LADDER_DEMO_DIR), one thread.
+RunSpec shortSpec(std::uint64_t seed)
+{
+    return RunSpec::fromJson({ { "backbone", "demo" }, { "task", { { "type", "demo" } } },
+        { "method", { { "method", "lora" }, { "rank", 4 } } },
+        { "training",
+            { { "max_steps", 6 }, { "batch_size", 8 }, { "threads", 1 }, { "eval_every_steps", 0 } } },
+        { "seed", seed } });
+}
+
+// A stand-in for `ladder worker` that ends at once: what the cancel loop needs is runs that end all the
+// time, not training. The supervisor finds the run still running and fails it ("exited with status 0").
+QString quickWorker(const std::string& dir)
+{
+    const auto path = dir + "/quick-worker.sh";
+    std::ofstream(path) << "#!/bin/sh\necho '{\"event\":\"log\",\"level\":\"info\",\"message\":\"hi\"}'\n";
+    QFile::setPermissions(
+        QString::fromStdString(path), QFile::ReadOwner | QFile::WriteOwner | QFile::ExeOwner);
+    return QString::fromStdString(path);
 }
 
 } // namespace
@@ -147,7 +177,183 @@ private Q_SLOTS:
         QCOMPARE(QString::fromStdString(runs[1].method), QStringLiteral("ladder"));
         QCOMPARE(runs[1].seed.value_or(-1), std::int64_t(2));
     }
+
+    // The queue trains each run in its own `ladder worker` process: one killed by SIGSEGV mid-step (the
+    // documented LADDER_WORKER_FAULT) leaves this process up and its run failed with the signal and the
+    // worker's last lines, and the next queued run trains to the end.
+    void crashedRunFailsAloneAndTheQueueGoesOn()
+    {
+        LADDER_REQUIRE_FIXTURES();
+        const auto root = test::makeTempDir();
+        qputenv("LADDER_DEMO_DIR", QByteArray::fromStdString(test::makeTinyDemo(root)));
+        const QString store = QString::fromStdString(root) + QStringLiteral("/results.sqlite");
+        RunQueueController controller;
+        QString error;
+        QVERIFY2(controller.open(store, &error), qPrintable(error));
+        QVERIFY2(!controller.workerProgram().isEmpty(), "no ladder executable found beside the test");
+        std::vector<qint64> ids;
+        QVERIFY2(controller.enqueue({ shortSpec(0), shortSpec(1) }, &ids, &error), qPrintable(error));
+        qputenv("LADDER_WORKER_FAULT", QStringLiteral("SIGSEGV step=2 run=%1").arg(ids[0]).toUtf8());
+        QSignalSpy failed(&controller, &RunQueueController::runFailed);
+        QSignalSpy finished(&controller, &RunQueueController::runFinished);
+        QSignalSpy progress(&controller, &RunQueueController::runProgress);
+        controller.setPaused(false);
+        QTRY_COMPARE_WITH_TIMEOUT(finished.count(), 2, 180000);
+        qunsetenv("LADDER_WORKER_FAULT");
+        QCOMPARE(failed.count(), 1);
+        QCOMPARE(failed.at(0).at(0).toLongLong(), ids[0]);
+        const QString message = failed.at(0).at(1).toString();
+        QVERIFY2(message.contains(QStringLiteral("was killed by signal 11 (SIGSEGV)")), qPrintable(message));
+        ResultsStore s;
+        QVERIFY(s.open(store.toStdString()));
+        RunRecord crashed, next;
+        QVERIFY(s.getRun(ids[0], &crashed));
+        QVERIFY(s.getRun(ids[1], &next));
+        QCOMPARE(QString(toString(crashed.status)), QStringLiteral("failed"));
+        QCOMPARE(crashed.step, std::int64_t(1)); // step 2 never ended
+        std::vector<LogLine> logs;
+        QVERIFY(s.getLogs(ids[0], 0, &logs));
+        QVERIFY(!logs.empty());
+        QVERIFY2(logs.back().message.find("last lines of the worker") != std::string::npos,
+            logs.back().message.c_str());
+        QCOMPARE(QString(toString(next.status)), QStringLiteral("finished"));
+        QCOMPARE(next.step, std::int64_t(6));
+        QVERIFY(next.figures.peakAllocatedBytes.value_or(0) > 0);
+        // The worker's steps reached the window as progress.
+        bool sawNext = false;
+        for (const auto& args : progress)
+            sawNext = sawNext || args.at(0).value<RunProgress>().runId == ids[1];
+        QVERIFY(sawNext);
+        qInfo("crashed run %lld: %s; run %lld finished at step %lld", static_cast<long long>(ids[0]),
+            qPrintable(message), static_cast<long long>(ids[1]), static_cast<long long>(next.step));
+    }
+
+    // File > Open Results Store never creates a store; a sweep queued from the window skips the specs
+    // that finished before in the store, as `ladder sweep` does (the same spec hash).
+    void openExistingOnlyAndSweepsSkipFinishedRuns()
+    {
+        const auto root = test::makeTempDir();
+        const QString missing = QString::fromStdString(root) + QStringLiteral("/nothing.sqlite");
+        RunQueueController controller;
+        QString error;
+        QVERIFY(!controller.open(missing, &error, /*create=*/false));
+        QCOMPARE(error, QStringLiteral("no results store at %1").arg(missing));
+        QVERIFY(!QFileInfo::exists(missing));
+
+        const QString store = QString::fromStdString(root) + QStringLiteral("/results.sqlite");
+        {
+            ResultsStore s;
+            QVERIFY(s.open(store.toStdString()));
+            std::int64_t id = -1;
+            QVERIFY(s.createRun(newRunFor(demoSpec(0), RunState::Running), &id));
+            QVERIFY(s.finishRun(id, RunState::Finished, {}));
+        }
+        QVERIFY2(controller.open(store, &error, false), qPrintable(error));
+        std::vector<RunSpec> remaining;
+        int skipped = -1;
+        QVERIFY2(controller.withoutFinished(
+                     { demoSpec(0), demoSpec(1), demoSpec(2) }, &remaining, &skipped, &error),
+            qPrintable(error));
+        QCOMPARE(skipped, 1);
+        QCOMPARE(remaining.size(), std::size_t(2));
+        QCOMPARE(remaining[0].seed, std::uint64_t(1));
+        QCOMPARE(remaining[1].seed, std::uint64_t(2));
+    }
+
+    // Two windows on one store: the first claims the CPU (its lease), the second claims nothing there
+    // and says who holds it; the first trains its queue to the end and then gives the lease up.
+    void oneDeviceOneWindow()
+    {
+        const auto root = test::makeTempDir();
+        const QString store = QString::fromStdString(root) + QStringLiteral("/results.sqlite");
+        const auto slowPath = root + "/slow-worker.sh";
+        std::ofstream(slowPath) << "#!/bin/sh\nsleep 1\n";
+        QFile::setPermissions(
+            QString::fromStdString(slowPath), QFile::ReadOwner | QFile::WriteOwner | QFile::ExeOwner);
+        RunQueueController first, second;
+        QString error;
+        for (auto* c : { &first, &second }) {
+            c->setWorkerProgram(QString::fromStdString(slowPath));
+            QVERIFY2(c->open(store, &error), qPrintable(error));
+        }
+        std::vector<qint64> ids;
+        QVERIFY2(first.enqueue({ demoSpec(0), demoSpec(1) }, &ids, &error), qPrintable(error));
+        QSignalSpy firstFinished(&first, &RunQueueController::runFinished);
+        QSignalSpy busy(&second, &RunQueueController::deviceBusyElsewhere);
+        first.setPaused(false);
+        QCOMPARE(first.activeCount(), 1);
+        QCOMPARE(first.leasedDevices(), (std::vector<QString> { QStringLiteral("cpu") }));
+        second.setPaused(false);
+        QCOMPARE(second.activeCount(), 0);
+        QCOMPARE(busy.count(), 1);
+        QCOMPARE(busy.at(0).at(0).toString(), QStringLiteral("cpu"));
+        QCOMPARE(busy.at(0).at(1).toString(), first.leaseOwner());
+        QTRY_COMPARE_WITH_TIMEOUT(firstFinished.count(), 2, 30000);
+        QCOMPARE(second.activeCount(), 0);
+        QVERIFY(first.leasedDevices().empty());
+        ResultsStore s;
+        QVERIFY(s.open(store.toStdString()));
+        std::optional<DeviceLease> lease;
+        QVERIFY(s.getDeviceLease("cpu", &lease));
+        QVERIFY(!lease);
+    }
+
+    // cancel() and closing the controller as a run ends: the worker object is deleted on its own thread
+    // as soon as it finishes, possibly before the controller hears of it. Nothing may touch it then.
+    // LADDER_CANCEL_LOOP sets the count (default 300).
+    void cancelAndCloseAsRunsEnd()
+    {
+        const auto root = test::makeTempDir();
+        const QString store = QString::fromStdString(root) + QStringLiteral("/results.sqlite");
+        const QString worker = quickWorker(root);
+        const int loops = qEnvironmentVariableIsSet("LADDER_CANCEL_LOOP")
+            ? qEnvironmentVariableIntValue("LADDER_CANCEL_LOOP")
+            : 300;
+        int ended = 0, closedWhileActive = 0;
+        for (int i = 0; i < loops; ++i) {
+            auto controller = std::make_unique<RunQueueController>();
+            controller->setWorkerProgram(worker);
+            QString error;
+            QVERIFY2(controller->open(store, &error), qPrintable(error));
+            std::vector<qint64> ids;
+            QVERIFY2(controller->enqueue({ demoSpec(static_cast<std::uint64_t>(i)) }, &ids, &error),
+                qPrintable(error));
+            QSignalSpy finished(controller.get(), &RunQueueController::runFinished);
+            controller->setPaused(false);
+            QVERIFY(controller->isActive(ids[0]));
+            if (i % 3 == 2) {
+                // Close while the run ends (the destructor cancels and waits).
+                QCoreApplication::processEvents();
+                closedWhileActive += controller->isActive(ids[0]) ? 1 : 0;
+                controller.reset();
+                continue;
+            }
+            QElapsedTimer timer;
+            timer.start();
+            while (finished.isEmpty() && timer.elapsed() < 20000) {
+                controller->cancel(ids[0]);
+                if (i % 2)
+                    controller->cancelAll();
+                QCoreApplication::processEvents(QEventLoop::AllEvents, 1);
+            }
+            QCOMPARE(finished.count(), 1);
+            ++ended;
+        }
+        ResultsStore s;
+        QVERIFY(s.open(store.toStdString()));
+        std::vector<RunRecord> runs;
+        QVERIFY(s.listRuns({}, &runs));
+        QCOMPARE(static_cast<int>(runs.size()), loops);
+        int final = 0;
+        for (const auto& r : runs)
+            final += isFinalState(r.status) ? 1 : 0;
+        qInfo(
+            "cancel loop: %d runs, %d ended under cancel() calls, %d controllers closed as their run ended, "
+            "%d runs final in the store",
+            loops, ended, closedWhileActive, final);
+        QCOMPARE(final, loops);
+    }
 };
 
-QTEST_MAIN(TestRunQueue)
+LADDER_TEST_MAIN(TestRunQueue)
 #include "test_runqueue.moc"

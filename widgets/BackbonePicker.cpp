@@ -5,12 +5,15 @@
 #include <QFile>
 #include <QFileDialog>
 #include <QFileInfo>
+#include <QFileSystemWatcher>
+#include <QGuiApplication>
 #include <QHBoxLayout>
 #include <QJsonDocument>
 #include <QJsonObject>
 #include <QLabel>
 #include <QLocale>
 #include <QPushButton>
+#include <QTimer>
 #include <QVBoxLayout>
 
 #include "train/DemoPaths.h"
@@ -19,6 +22,7 @@ namespace ladder::widgets {
 namespace {
 constexpr const char* kDemoId = "demo";
 constexpr double kMB = 1e6;
+constexpr int kSettleMs = 200;
 
 int dtypeBytes(const QString& dtype)
 {
@@ -125,6 +129,67 @@ BackbonePicker::BackbonePicker(QWidget* parent)
     connect(
         m_combo, qOverload<int>(&QComboBox::currentIndexChanged), this, &BackbonePicker::selectionChanged);
     connect(m_add, &QPushButton::clicked, this, &BackbonePicker::chooseFolder);
+
+    m_watcher = new QFileSystemWatcher(this);
+    m_settle = new QTimer(this);
+    m_settle->setSingleShot(true);
+    m_settle->setInterval(kSettleMs);
+    connect(m_watcher, &QFileSystemWatcher::directoryChanged, m_settle, qOverload<>(&QTimer::start));
+    connect(m_watcher, &QFileSystemWatcher::fileChanged, m_settle, qOverload<>(&QTimer::start));
+    connect(m_settle, &QTimer::timeout, this, [this] {
+        watchDemo();
+        refresh();
+    });
+    connect(qApp, &QGuiApplication::applicationStateChanged, this, [this](Qt::ApplicationState state) {
+        if (state == Qt::ApplicationActive)
+            refresh();
+    });
+    watchDemo();
+    selectionChanged();
+}
+
+void BackbonePicker::watchDemo()
+{
+    // The demo folder once it exists (a rebuild replaces its files), else its nearest existing parent
+    // (`ladder demo` publishes the folder by renaming a finished staging folder into it).
+    QStringList wanted;
+    const QString demo = QString::fromStdString(demoBackboneDirectory());
+    QFileInfo dir(demo);
+    if (dir.isDir())
+        wanted << dir.absoluteFilePath();
+    QString parent = dir.absolutePath(); // the folder that holds the demo folder
+    while (!QFileInfo(parent).isDir()) {
+        const QString up = QFileInfo(parent).absolutePath();
+        if (up == parent)
+            break;
+        parent = up;
+    }
+    if (QFileInfo(parent).isDir())
+        wanted << parent;
+    const QStringList watched = m_watcher->directories();
+    for (const QString& path : watched)
+        if (!wanted.contains(path))
+            m_watcher->removePath(path);
+    for (const QString& path : wanted)
+        if (!watched.contains(path))
+            m_watcher->addPath(path);
+}
+
+QStringList BackbonePicker::watchedPaths() const
+{
+    return m_watcher->directories();
+}
+
+void BackbonePicker::refresh()
+{
+    const QString id = backbone();
+    const QString folder
+        = id == QLatin1String(kDemoId) ? QString::fromStdString(demoBackboneDirectory()) : id;
+    const BackboneInfo info = BackboneInfo::read(id, folder);
+    if (info.error == m_info.error && info.parameters == m_info.parameters
+        && info.storedDtype == m_info.storedDtype && info.folder == m_info.folder
+        && info.config.has_value() == m_info.config.has_value())
+        return;
     selectionChanged();
 }
 

@@ -9,8 +9,10 @@
 #include "model/T5Config.h"
 
 class QComboBox;
+class QFileSystemWatcher;
 class QLabel;
 class QPushButton;
+class QTimer;
 
 namespace ladder::widgets {
 
@@ -33,6 +35,9 @@ struct BackboneInfo {
 
 // Backbone picker: the built-in demo backbone first, then the local HF folders the user added (kept in
 // QSettings by the caller through foldersChanged()); a line with parameters, dtype and weight memory.
+// The demo's folder is watched (QFileSystemWatcher on it, or on its nearest existing parent while it does
+// not exist): when `ladder demo` publishes it, the picker reads it again without a restart. It also reads
+// again when the application becomes active (a watcher can miss changes on network file systems).
 class BackbonePicker : public QWidget {
     Q_OBJECT
 
@@ -49,6 +54,12 @@ public:
     QStringList folders() const;
 
     const BackboneInfo& info() const { return m_info; }
+    // The folders the watcher watches now (tests).
+    QStringList watchedPaths() const;
+
+public Q_SLOTS:
+    // Reads the selected backbone's config again; backboneChanged() when what it says changed.
+    void refresh();
 
 Q_SIGNALS:
     void backboneChanged();
@@ -59,10 +70,13 @@ Q_SIGNALS:
 private:
     void chooseFolder();
     void selectionChanged();
+    void watchDemo();
 
     QComboBox* m_combo = nullptr;
     QPushButton* m_add = nullptr;
     QLabel* m_details = nullptr;
+    QFileSystemWatcher* m_watcher = nullptr;
+    QTimer* m_settle = nullptr; // coalesces a burst of file events into one read
     BackboneInfo m_info;
 };
 

@@ -1,6 +1,11 @@
 #include "ComputeDeviceModel.h"
 
+#include <exception>
+#include <memory>
 #include <utility>
+
+#include <QPromise>
+#include <QThreadPool>
 
 namespace ladder::widgets {
 namespace {
@@ -9,7 +14,10 @@ constexpr double kBytesPerGiB = 1024.0 * 1024.0 * 1024.0;
 
 ComputeDeviceModel::ComputeDeviceModel(QObject* parent)
     : QAbstractTableModel(parent)
+    , m_query(&ladder::cuda::devices)
+    , m_watcher(new QFutureWatcher<QueryResult>(this))
 {
+    connect(m_watcher, &QFutureWatcherBase::finished, this, &ComputeDeviceModel::queryFinished);
 }
 
 int ComputeDeviceModel::rowCount(const QModelIndex& parent) const
@@ -92,9 +100,65 @@ QString ComputeDeviceModel::formatGiB(std::uint64_t bytes)
     return tr("%1 GiB").arg(gib, 0, 'f', gib < 1.0 ? 2 : 1);
 }
 
+void ComputeDeviceModel::setGpuQuery(GpuQuery query)
+{
+    m_query = std::move(query);
+}
+
+bool ComputeDeviceModel::isQuerying() const
+{
+    return m_watcher->isRunning();
+}
+
 void ComputeDeviceModel::refresh()
 {
-    setDevices(listComputeDevices());
+    std::vector<ComputeDevice> devices { cpuDevice() };
+    devices.insert(devices.end(), m_gpus.begin(), m_gpus.end());
+    setDevices(std::move(devices));
+    if (isQuerying())
+        m_requery = true; // the running query may predate what the caller wants to see: ask once more
+    else
+        startQuery();
+}
+
+void ComputeDeviceModel::startQuery()
+{
+    // QPromise is move-only and QThreadPool::start() takes a copyable callable: share it.
+    auto promise = std::make_shared<QPromise<QueryResult>>();
+    m_watcher->setFuture(promise->future());
+    promise->start();
+    QThreadPool::globalInstance()->start([promise, query = m_query] {
+        QueryResult result;
+        try {
+            if (query)
+                result.gpus = query();
+        } catch (const std::exception& e) {
+            result.error = QString::fromUtf8(e.what());
+        } catch (...) {
+            result.error = QStringLiteral("unknown error");
+        }
+        promise->addResult(std::move(result));
+        promise->finish();
+    });
+}
+
+void ComputeDeviceModel::queryFinished()
+{
+    const QFuture<QueryResult> future = m_watcher->future();
+    if (future.resultCount() > 0) {
+        QueryResult result = future.result();
+        m_queryError = result.error;
+        if (result.error.isEmpty())
+            m_gpus = std::move(result.gpus);
+    }
+    std::vector<ComputeDevice> devices { cpuDevice() };
+    devices.insert(devices.end(), m_gpus.begin(), m_gpus.end());
+    setDevices(std::move(devices));
+    Q_EMIT gpusQueried();
+    if (m_requery) {
+        m_requery = false;
+        startQuery();
+    }
 }
 
 } // namespace ladder::widgets

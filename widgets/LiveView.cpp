@@ -5,6 +5,7 @@
 #include <QCheckBox>
 #include <QHBoxLayout>
 #include <QLabel>
+#include <QScopedValueRollback>
 #include <QSlider>
 #include <QTimer>
 #include <QVBoxLayout>
@@ -79,6 +80,12 @@ LiveView::LiveView(QWidget* parent)
     m_logBox = new QCheckBox(tr("Log scale"));
     m_logBox->setObjectName(QStringLiteral("logScaleBox"));
     controls->addWidget(m_logBox);
+    m_followBox = new QCheckBox(tr("Follow"));
+    m_followBox->setObjectName(QStringLiteral("followBox"));
+    m_followBox->setChecked(true);
+    m_followBox->setToolTip(tr("Rescale the axes to the data as points arrive. Zooming or panning a chart "
+                               "(wheel, drag) turns it off; turn it on to follow the run again."));
+    controls->addWidget(m_followBox);
     layout->addLayout(controls);
 
     m_loss = makePlot(tr("loss"), "lossPlot");
@@ -113,6 +120,30 @@ LiveView::LiveView(QWidget* parent)
     connect(m_smoothingSlider, &QSlider::valueChanged, this,
         [this](int value) { setSmoothing(static_cast<double>(value) / kSliderSteps); });
     connect(m_logBox, &QCheckBox::toggled, this, &LiveView::setLogScale);
+    connect(m_followBox, &QCheckBox::toggled, this, &LiveView::setFollow);
+    for (QCustomPlot* plot : { m_loss, m_lr, m_memory })
+        for (QCPAxis* axis : { plot->xAxis, plot->yAxis, plot->yAxis2 })
+            connect(
+                axis, qOverload<const QCPRange&>(&QCPAxis::rangeChanged), this, &LiveView::axisRangeChanged);
+}
+
+void LiveView::axisRangeChanged()
+{
+    // A range the view did not set is the user's (a wheel zoom, a drag, or code acting for the user).
+    if (!m_settingRanges && m_follow)
+        setFollow(false);
+}
+
+void LiveView::setFollow(bool on)
+{
+    if (m_followBox->isChecked() != on) {
+        QSignalBlocker block(m_followBox);
+        m_followBox->setChecked(on);
+    }
+    if (m_follow == on)
+        return;
+    m_follow = on;
+    m_dirty = m_dirty || on; // following again: rescale at the next replot
 }
 
 QCustomPlot* LiveView::makePlot(const QString& yLabel, const char* name)
@@ -132,6 +163,7 @@ void LiveView::setRun(qint64 runId, const QString& title)
     m_runId = runId;
     m_title->setText(runId > 0 ? title : tr("No run selected: select one in the queue"));
     clearAll();
+    setFollow(true); // a zoom into the previous run's curves means nothing for this one
 }
 
 void LiveView::clearAll()
@@ -277,6 +309,7 @@ void LiveView::rebuildSmoothed()
 void LiveView::setLogScale(bool on)
 {
     m_logScale = on;
+    const QScopedValueRollback<bool> own(m_settingRanges, true); // a scale change may clamp the range
     if (m_logBox->isChecked() != on) {
         QSignalBlocker block(m_logBox);
         m_logBox->setChecked(on);
@@ -293,6 +326,9 @@ void LiveView::setLogScale(bool on)
 
 void LiveView::applyRanges()
 {
+    if (!m_follow)
+        return; // the user's zoom or pan stays
+    const QScopedValueRollback<bool> own(m_settingRanges, true);
     if (m_stepRange.valid())
         for (QCustomPlot* plot : { m_loss, m_lr, m_memory })
             setPadded(plot->xAxis, m_stepRange.lo, m_stepRange.hi, false);

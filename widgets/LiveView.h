@@ -24,6 +24,10 @@ struct MetricsBatch;
 // Points are appended to the plots as they arrive (QCPGraph::addData, already sorted) and the plots are
 // replotted by a ~30 Hz timer only when something changed, never per point. Axis ranges are kept
 // incrementally, so a replot does not scan the series.
+//
+// "Follow" (checked by default) rescales the axes to the data at every replot. A zoom or pan by the user
+// (the wheel, a drag, or any axis range change the view did not make itself) unchecks it, so the user's
+// range stays while points arrive; checking it again rescales. Showing another run checks it again.
 class LiveView : public QWidget {
     Q_OBJECT
 
@@ -47,6 +51,8 @@ public:
     void setSmoothing(double weight);
     bool logScale() const { return m_logScale; }
     void setLogScale(bool on);
+    bool follows() const { return m_follow; }
+    void setFollow(bool on);
 
     int pointCount() const { return static_cast<int>(m_steps.size()); }
     int evaluationPointCount() const;
@@ -73,12 +79,14 @@ private:
     void applyRanges();
     void clearAll();
     void showReserved(bool show);
+    void axisRangeChanged();
 
     qint64 m_runId = 0;
     QLabel* m_title = nullptr;
     QSlider* m_smoothingSlider = nullptr;
     QLabel* m_smoothingLabel = nullptr;
     QCheckBox* m_logBox = nullptr;
+    QCheckBox* m_followBox = nullptr;
     QCustomPlot* m_loss = nullptr;
     QCustomPlot* m_lr = nullptr;
     QCustomPlot* m_memory = nullptr;
@@ -89,6 +97,8 @@ private:
     std::vector<double> m_rawLoss;
     std::vector<double> m_smoothed;
     bool m_logScale = false;
+    bool m_follow = true;
+    bool m_settingRanges = false; // the view changes axis ranges itself: not a user zoom
     bool m_dirty = false;
     bool m_hasReserved = false;
     int m_replots = 0;

@@ -73,10 +73,22 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent)
 
     QString error;
     const QString store = options.storePath.isEmpty() ? m_settings->storePath() : options.storePath;
+    m_controller->setPaused(true);
+    m_queueView->setPaused(true);
+    int runs = 0, queued = 0;
     if (!openStore(store, &error))
         showError(tr("Results store"), error);
-    m_controller->setPaused(!options.startQueue);
-    m_queueView->setPaused(!options.startQueue);
+    else
+        pauseForQueuedRuns(&runs, &queued);
+    // Runs left queued wait for the user's Start (the queue view's banner); an empty queue starts at once.
+    const bool start = options.startQueue && queued == 0 && !m_storePath.isEmpty();
+    m_controller->setPaused(!start);
+    m_queueView->setPaused(!start);
+    // A store without runs: the form is where to begin. Queued runs waiting: the queue, with its Start.
+    if (queued > 0)
+        showView(QStringLiteral("queue"));
+    else if (runs == 0)
+        showView(QStringLiteral("experiment"));
 
     resize(kDefaultWidth, kDefaultHeight);
 }
@@ -146,20 +158,45 @@ void MainWindow::restoreForm()
         statusBar()->showMessage(tr("The last form could not be restored: %1").arg(error), kStatusMessageMs);
 }
 
-bool MainWindow::openStore(const QString& path, QString* error)
+bool MainWindow::openStore(const QString& path, QString* error, bool create)
 {
     if (m_controller->activeCount() > 0) {
         if (error)
             *error = tr("runs are active: cancel them before opening another store");
         return false;
     }
-    if (!m_controller->open(path, error))
+    if (!m_controller->open(path, error, create))
         return false;
     m_storePath = path;
     m_watcher->setStorePath(path);
     m_compare->setStorePath(path);
-    setWindowTitle(QStringLiteral("LadderBench — %1").arg(QFileInfo(path).fileName()));
+    // "results.sqlite — LadderBench": the platform appends the application display name unless the title
+    // already ends with it, so the title ends with it (a title starting with it came out doubled).
+    setWindowFilePath(path);
+    setWindowTitle(QStringLiteral("%1 — LadderBench").arg(QFileInfo(path).fileName()));
     return true;
+}
+
+void MainWindow::pauseForQueuedRuns(int* runs, int* queued)
+{
+    *runs = 0;
+    *queued = 0;
+    // Two small reads on the GUI thread, once per opened store (the controller's own open just ran there).
+    ResultsStore store;
+    std::vector<RunRecord> all;
+    if (!store.open(m_storePath.toStdString(), ResultsStore::OpenMode::ReadOnly) || !store.listRuns({}, &all))
+        return;
+    *runs = static_cast<int>(all.size());
+    for (const auto& run : all)
+        *queued += run.status == RunState::Queued ? 1 : 0;
+    if (*queued == 0)
+        return;
+    m_controller->setPaused(true);
+    m_queueView->setPaused(true);
+    statusBar()->showMessage(
+        tr("%n run(s) are queued from before: the queue is paused until you press Start (Queue tab)", nullptr,
+            *queued),
+        kStatusMessageMs);
 }
 
 void MainWindow::connectQueue()
@@ -193,8 +230,7 @@ void MainWindow::connectQueue()
     });
     connect(m_controller, &RunQueueController::runStarted, this, [this](qint64 runId, const QString& device) {
         statusBar()->showMessage(tr("Run %1 started on %2").arg(runId).arg(device), kStatusMessageMs);
-        if (m_live->runId() == 0)
-            showRun(runId);
+        followStartedRun(runId);
     });
     connect(m_controller, &RunQueueController::runFinished, this,
         [this](qint64 runId, RunState status, const QString&) {
@@ -212,11 +248,7 @@ void MainWindow::connectQueue()
     });
 
     connect(m_queueView, &QueueView::selectedRunChanged, this, &MainWindow::showRun);
-    connect(m_queueView, &QueueView::cancelRequested, this, [this](qint64 runId) {
-        QString error;
-        if (!m_controller->cancel(runId, &error))
-            showError(tr("Cancel"), error);
-    });
+    connect(m_queueView, &QueueView::cancelRequested, this, &MainWindow::requestCancel);
     connect(m_queueView, &QueueView::removeRequested, this, &MainWindow::removeRun);
     connect(m_queueView, &QueueView::moveRequested, this, [this](qint64 runId, int offset) {
         QString error;
@@ -277,10 +309,47 @@ void MainWindow::runFromForm()
     QStringList names;
     for (auto id : ids)
         names << QString::number(id);
+    if (ids.empty())
+        return;
+    if (m_queueView->isPaused()) {
+        // Nothing starts while the queue is paused: show the queue, whose banner has the Start button.
+        statusBar()->showMessage(tr("Queued run(s) %1; the queue is paused: press Start to train")
+                                     .arg(names.join(QStringLiteral(", "))),
+            kStatusMessageMs);
+        showView(QStringLiteral("queue"));
+        return;
+    }
     statusBar()->showMessage(tr("Queued run(s) %1").arg(names.join(QStringLiteral(", "))), kStatusMessageMs);
-    if (!ids.empty()) {
-        showRun(ids.front());
-        showView(QStringLiteral("live"));
+    // The live view follows the run that trains: a run queued behind it does not take its place.
+    const qint64 training = trainingRunToShow();
+    m_followedRun = training > 0 ? training : ids.front();
+    showRun(m_followedRun);
+    showView(QStringLiteral("live"));
+}
+
+qint64 MainWindow::trainingRunToShow() const
+{
+    const qint64 shown = m_live->runId();
+    if (shown > 0 && m_controller->isActive(shown))
+        return shown;
+    const std::vector<qint64> active = m_controller->activeRuns();
+    return active.empty() ? 0 : active.front();
+}
+
+void MainWindow::followStartedRun(qint64 runId)
+{
+    const qint64 shown = m_live->runId();
+    if (shown == runId)
+        return;
+    if (shown > 0 && m_controller->isActive(shown))
+        return; // the live view shows a run that trains: keep it
+    // Follow when the live view shows nothing, a run still waiting in the queue (or not listed yet), or the
+    // run it followed before (which has just ended); a finished run the user picked stays.
+    const RunRecord* run = m_queueModel->run(m_queueModel->rowOf(shown));
+    const bool waiting = !run || run->status == RunState::Queued;
+    if (shown <= 0 || waiting || shown == m_followedRun) {
+        m_followedRun = runId;
+        showRun(runId);
     }
 }
 
@@ -289,28 +358,71 @@ void MainWindow::openSweeps()
     SweepDialog dialog(m_form->specJson(), this);
     if (dialog.exec() != QDialog::Accepted)
         return;
-    const std::vector<RunSpec> specs = dialog.specs();
-    if (specs.empty())
+    const std::vector<RunSpec> all = dialog.specs();
+    if (all.empty())
         return;
-    std::vector<qint64> ids;
+    // As `ladder sweep`: a spec that has finished before in this store is not trained again.
     QString error;
-    if (!m_controller->enqueue(specs, &ids, &error)) {
+    int skipped = 0;
+    std::vector<RunSpec> specs;
+    if (!m_controller->withoutFinished(all, &specs, &skipped, &error)) {
         showError(tr("Sweeps"), error);
         return;
     }
-    statusBar()->showMessage(
-        tr("Queued %n sweep run(s)", nullptr, static_cast<int>(ids.size())), kStatusMessageMs);
+    std::vector<qint64> ids;
+    if (!specs.empty() && !m_controller->enqueue(specs, &ids, &error)) {
+        showError(tr("Sweeps"), error);
+        return;
+    }
+    statusBar()->showMessage(tr("Queued %n sweep run(s)", nullptr, static_cast<int>(ids.size()))
+            + (skipped ? tr("; %n finished before, skipped", nullptr, skipped) : QString()),
+        kStatusMessageMs);
     showView(QStringLiteral("queue"));
 }
 
 void MainWindow::cancelSelectedRun()
 {
     const qint64 runId = m_queueView->selectedRun() ? m_queueView->selectedRun() : m_live->runId();
+    if (runId > 0)
+        requestCancel(runId);
+}
+
+void MainWindow::setCancelConfirmation(std::function<bool(qint64)> confirm)
+{
+    m_confirmCancel = std::move(confirm);
+}
+
+bool MainWindow::requestCancel(qint64 runId)
+{
     if (runId <= 0)
-        return;
+        return false;
+    const RunRecord* run = m_queueModel->run(m_queueModel->rowOf(runId));
+    const bool active = m_controller->isActive(runId);
+    if (active || (run && run->status == RunState::Running)) {
+        const QString name = run ? QString::fromStdString(run->name) : QString();
+        const bool yes = m_confirmCancel
+            ? m_confirmCancel(runId)
+            : QMessageBox::question(this, tr("Cancel run"),
+                  tr("Run %1%2 is training. Cancel it? It stops after the "
+                     "current step and is recorded as cancelled.")
+                      .arg(runId)
+                      .arg(name.isEmpty() ? QString() : QStringLiteral(" (%1)").arg(name)),
+                  QMessageBox::Yes | QMessageBox::No, QMessageBox::No)
+                == QMessageBox::Yes;
+        if (!yes)
+            return false;
+        if (active && !m_controller->isActive(runId)) {
+            statusBar()->showMessage(tr("Run %1 had already ended").arg(runId), kStatusMessageMs);
+            return false;
+        }
+    }
     QString error;
-    if (!m_controller->cancel(runId, &error))
-        statusBar()->showMessage(error, kStatusMessageMs);
+    if (!m_controller->cancel(runId, &error)) {
+        showError(tr("Cancel"), error);
+        return false;
+    }
+    Q_EMIT cancelSent(runId);
+    return true;
 }
 
 void MainWindow::showRun(qint64 runId)
@@ -426,6 +538,9 @@ void MainWindow::createActions()
     m_openStoreAction = new QAction(tr("&Open Results Store…"), this);
     m_openStoreAction->setObjectName(QStringLiteral("actionOpenStore"));
     connect(m_openStoreAction, &QAction::triggered, this, &MainWindow::openStoreWithDialog);
+    m_newStoreAction = new QAction(tr("&New Results Store…"), this);
+    m_newStoreAction->setObjectName(QStringLiteral("actionNewStore"));
+    connect(m_newStoreAction, &QAction::triggered, this, &MainWindow::newStoreWithDialog);
 
     m_refreshDevicesAction = new QAction(tr("&Refresh Devices"), this);
     m_refreshDevicesAction->setObjectName(QStringLiteral("actionRefreshDevices"));
@@ -445,9 +560,12 @@ void MainWindow::createActions()
             showError(tr("Experiment"), m_form->problem());
     });
 
+    // No window-wide shortcut: Esc cancels only inside the queue view (QueueView's own shortcut), so an Esc
+    // in a field elsewhere (the compare filter, the form) cancels nothing.
     m_cancelAction = new QAction(tr("&Cancel Selected Run"), this);
     m_cancelAction->setObjectName(QStringLiteral("actionCancelRun"));
-    m_cancelAction->setShortcut(QKeySequence(Qt::Key_Escape));
+    m_cancelAction->setStatusTip(
+        tr("Cancel the queue's selected run (Esc in the queue); asks for a running run"));
     connect(m_cancelAction, &QAction::triggered, this, &MainWindow::cancelSelectedRun);
 
     m_savePresetAction = new QAction(tr("&Save Preset…"), this);
@@ -498,6 +616,7 @@ void MainWindow::createMenus()
     file->addAction(m_savePresetAction);
     file->addSeparator();
     file->addAction(m_openStoreAction);
+    file->addAction(m_newStoreAction);
     file->addAction(m_exportAction);
     file->addSeparator();
     file->addAction(m_quitAction);
@@ -550,17 +669,40 @@ void MainWindow::updateDeviceStatus()
 
 void MainWindow::openStoreWithDialog()
 {
-    const QString path = QFileDialog::getSaveFileName(this, tr("Open or create a results store"), m_storePath,
-        tr("LadderBench stores (*.sqlite);;All files (*)"), nullptr, QFileDialog::DontConfirmOverwrite);
+    const QString path = QFileDialog::getOpenFileName(
+        this, tr("Open a results store"), m_storePath, tr("LadderBench stores (*.sqlite);;All files (*)"));
+    if (!path.isEmpty())
+        switchToStore(path, false);
+}
+
+void MainWindow::newStoreWithDialog()
+{
+    const QString path = QFileDialog::getSaveFileName(
+        this, tr("New results store"), m_storePath, tr("LadderBench stores (*.sqlite);;All files (*)"));
     if (path.isEmpty())
         return;
+    if (QFileInfo::exists(path)) {
+        showError(tr("Results store"),
+            tr("%1 exists already: open it with File > Open Results Store, or choose a new name").arg(path));
+        return;
+    }
+    switchToStore(path, true);
+}
+
+void MainWindow::switchToStore(const QString& path, bool create)
+{
     QString error;
-    if (!openStore(path, &error)) {
+    if (!openStore(path, &error, create)) {
         showError(tr("Results store"), error);
         return;
     }
     m_settings->setStorePath(path);
     showRun(0);
+    // Queued runs in the store just opened wait for Start, as at launch.
+    int runs = 0, queued = 0;
+    pauseForQueuedRuns(&runs, &queued);
+    if (queued > 0)
+        showView(QStringLiteral("queue"));
 }
 
 bool MainWindow::waitForCompare(int timeoutMs)
@@ -569,6 +711,16 @@ bool MainWindow::waitForCompare(int timeoutMs)
     while (!m_compare->hasLoaded() && !deadline.hasExpired())
         QApplication::processEvents(QEventLoop::AllEvents, 50);
     return m_compare->hasLoaded();
+}
+
+bool MainWindow::waitForDevices(int timeoutMs)
+{
+    const QDeadlineTimer deadline(timeoutMs);
+    ComputeDeviceModel* devices = m_overview->deviceModel();
+    while (devices->isQuerying() && !deadline.hasExpired())
+        QApplication::processEvents(QEventLoop::AllEvents, 50);
+    QApplication::processEvents(); // the answer's rows
+    return !devices->isQuerying();
 }
 
 bool MainWindow::loadStoreNow(QString* error)

@@ -26,7 +26,10 @@ class WorkbenchSettings;
 struct MainWindowOptions {
     QString storePath; // empty: the settings' store path (default ResultsStore::defaultPath())
     QString settingsFile; // empty: QSettings' native location
-    bool startQueue = true; // start queued runs (false: the queue starts paused, e.g. for --screenshot)
+    // Start the queue. Even when true, a store that already holds queued runs (left from an earlier session)
+    // opens with the queue paused and the queue view says "N runs are queued: Start": the window never
+    // starts training by itself. false: the queue stays paused (--screenshot).
+    bool startQueue = true;
 };
 
 // The workbench window: menus, one tab per view (overview, experiment form, run queue, live view, compare),
@@ -62,16 +65,25 @@ public:
     bool loadStoreNow(QString* error = nullptr);
     // Waits (processing events) until the compare tab has its first runs; false after timeoutMs.
     bool waitForCompare(int timeoutMs);
+    // Waits (processing events) until the background GPU query has answered; false after timeoutMs. Only
+    // for --screenshot: the interactive window shows the GPUs whenever the query answers.
+    bool waitForDevices(int timeoutMs);
 
     // Asked before closing while runs are active (default: a question box); true closes (the runs are
     // cancelled and the window closes when they have stopped).
     void setCloseConfirmation(std::function<bool(int activeRuns)> confirm);
+    // Asked before cancelling a running run (default: a question box whose default button is No); true
+    // cancels. Queued runs are cancelled without asking. Tests that do not drive the box set this.
+    void setCancelConfirmation(std::function<bool(qint64 runId)> confirm);
 
 public Q_SLOTS:
     void showAbout();
     // Queues the form's runs (one per seed) and shows the live view of the first.
     void runFromForm();
+    // Cancels the queue's selected run (else the live view's), asking first when it is running.
     void cancelSelectedRun();
+    // Cancels one run, asking first when it is running; false when not asked through or refused.
+    bool requestCancel(qint64 runId);
     // Tools > Sweeps...: the sweep dialog on the form's spec; the runs it returns are queued.
     void openSweeps();
     // Shows a run's live view (0: none).
@@ -80,6 +92,8 @@ public Q_SLOTS:
 Q_SIGNALS:
     // A message that was shown to the user as a non-modal box (tests and logs listen here).
     void errorShown(const QString& message);
+    // The run queue was asked to cancel a run (after the user confirmed, for a running one).
+    void cancelSent(qint64 runId);
 
 protected:
     void closeEvent(QCloseEvent* event) override;
@@ -95,9 +109,20 @@ private:
     void showError(const QString& title, const QString& message);
     void duplicateRun(qint64 runId);
     void removeRun(qint64 runId);
+    // File > Open Results Store opens an existing store only (it never creates one); File > New Results
+    // Store creates one.
     void openStoreWithDialog();
-    bool openStore(const QString& path, QString* error);
+    void newStoreWithDialog();
+    void switchToStore(const QString& path, bool create);
+    bool openStore(const QString& path, QString* error, bool create = true);
     void restoreForm();
+    // Pauses the queue when the store holds queued runs (the queue view's banner offers Start); returns
+    // the store's run count and queued count.
+    void pauseForQueuedRuns(int* runs, int* queued);
+    // The live view follows the run that trains: a run that starts is shown unless the live view shows
+    // another training run or a run the user picked.
+    void followStartedRun(qint64 runId);
+    qint64 trainingRunToShow() const;
 
     MainWindowOptions m_options;
     std::unique_ptr<WorkbenchSettings> m_settings;
@@ -115,10 +140,13 @@ private:
     QLabel* m_buildStatus = nullptr;
     QLabel* m_queueStatus = nullptr;
     std::function<bool(int)> m_confirmClose;
+    std::function<bool(qint64)> m_confirmCancel;
+    qint64 m_followedRun = 0; // the run the live view was switched to automatically
     bool m_closing = false;
 
     QAction* m_quitAction = nullptr;
     QAction* m_openStoreAction = nullptr;
+    QAction* m_newStoreAction = nullptr;
     QAction* m_refreshDevicesAction = nullptr;
     QAction* m_aboutAction = nullptr;
     QAction* m_aboutQtAction = nullptr;

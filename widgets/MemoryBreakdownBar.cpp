@@ -13,6 +13,8 @@ namespace {
 constexpr int kBarHeight = 22;
 constexpr int kLegendSwatch = 10;
 constexpr int kSpacing = 6;
+constexpr int kSwatchGap = 4;
+constexpr int kColumnGap = 8;
 
 std::int64_t partBytes(const MemoryBreakdown& b, MemoryBreakdownBar::Part part)
 {
@@ -66,7 +68,9 @@ std::optional<MemoryBreakdown> MemoryBreakdown::fromFigures(const FinalFigures& 
 MemoryBreakdownBar::MemoryBreakdownBar(QWidget* parent)
     : QWidget(parent)
 {
-    setSizePolicy(QSizePolicy::Expanding, QSizePolicy::Fixed);
+    QSizePolicy policy(QSizePolicy::Expanding, QSizePolicy::Fixed);
+    policy.setHeightForWidth(true);
+    setSizePolicy(policy);
 }
 
 QColor MemoryBreakdownBar::partColor(Part part)
@@ -90,6 +94,7 @@ void MemoryBreakdownBar::setBreakdown(const std::optional<MemoryBreakdown>& brea
 {
     m_breakdown = breakdown;
     setToolTip(legendTexts().join(QLatin1Char('\n')));
+    updateGeometry(); // the legend's column count, hence the height, depends on the texts
     update();
 }
 
@@ -113,14 +118,44 @@ QStringList MemoryBreakdownBar::legendTexts() const
     return texts;
 }
 
+int MemoryBreakdownBar::legendTextWidth(int width, int columns) const
+{
+    const int column = columns == 2 ? (width - kColumnGap) / 2 : width;
+    return std::max(0, column - kLegendSwatch - kSwatchGap);
+}
+
+int MemoryBreakdownBar::legendColumns(int width) const
+{
+    const int available = legendTextWidth(width, 2);
+    for (const QString& text : legendTexts())
+        if (fontMetrics().horizontalAdvance(text) > available)
+            return 1;
+    return 2;
+}
+
+QStringList MemoryBreakdownBar::shownLegendTexts() const
+{
+    const int available = legendTextWidth(width(), legendColumns(width()));
+    QStringList shown;
+    for (const QString& text : legendTexts())
+        shown << fontMetrics().elidedText(text, Qt::ElideRight, available);
+    return shown;
+}
+
+int MemoryBreakdownBar::heightForWidth(int width) const
+{
+    const int rows = legendColumns(width) == 2 ? PartCount / 2 : PartCount;
+    return kBarHeight + kSpacing + rows * fontMetrics().height() + kSpacing;
+}
+
 QSize MemoryBreakdownBar::sizeHint() const
 {
-    return { 420, kBarHeight + kSpacing + 2 * fontMetrics().height() + kSpacing };
+    return { 420, heightForWidth(420) };
 }
 
 QSize MemoryBreakdownBar::minimumSizeHint() const
 {
-    return { 160, sizeHint().height() };
+    return { 160, heightForWidth(width() > 0 ? width() : 420) };
 }
 
 void MemoryBreakdownBar::paintEvent(QPaintEvent* /*event*/)
@@ -145,17 +180,19 @@ void MemoryBreakdownBar::paintEvent(QPaintEvent* /*event*/)
     painter.setPen(palette().color(QPalette::Mid));
     painter.drawRect(bar);
 
-    // Legend, two parts per line.
-    const QStringList texts = legendTexts();
+    // Legend: two parts per line when every entry fits in half the width, else one per line.
+    const QStringList texts = shownLegendTexts();
+    const int columns = legendColumns(width());
     const int lineHeight = fontMetrics().height();
-    const int columnWidth = width() / 2;
+    const int columnWidth = columns == 2 ? (width() - kColumnGap) / 2 + kColumnGap : width();
+    const int textWidth = legendTextWidth(width(), columns);
     painter.setPen(palette().color(QPalette::WindowText));
     for (int i = 0; i < texts.size(); ++i) {
-        const int left = (i % 2) * columnWidth;
-        const int top = kBarHeight + kSpacing + (i / 2) * lineHeight;
+        const int left = (i % columns) * columnWidth;
+        const int top = kBarHeight + kSpacing + (i / columns) * lineHeight;
         painter.fillRect(QRect(left, top + (lineHeight - kLegendSwatch) / 2, kLegendSwatch, kLegendSwatch),
             partColor(static_cast<Part>(i)));
-        painter.drawText(QRect(left + kLegendSwatch + 4, top, columnWidth - kLegendSwatch - 4, lineHeight),
+        painter.drawText(QRect(left + kLegendSwatch + kSwatchGap, top, textWidth, lineHeight),
             Qt::AlignLeft | Qt::AlignVCenter, texts[i]);
     }
 }

@@ -24,7 +24,9 @@ struct MemoryBreakdown {
 };
 
 // A horizontal stacked bar of a MemoryBreakdown with a legend: weights, gradients, optimizer state,
-// activations, each with its MB and share of the peak.
+// activations, each with its MB and share of the peak. The legend takes two columns when every entry fits
+// in half the width, else one column (the widget grows taller: heightForWidth); an entry wider than the
+// whole width is elided with "…", and the tooltip always holds every entry in full.
 class MemoryBreakdownBar : public QWidget {
     Q_OBJECT
 
@@ -40,13 +42,22 @@ public:
     QStringList legendTexts() const;
     static QColor partColor(Part part);
 
+    // The legend as painted at the widget's width: each entry in full, or elided with "…".
+    QStringList shownLegendTexts() const;
+    // Legend columns at a width: 2 when every entry fits in half of it, else 1.
+    int legendColumns(int width) const;
+
     QSize sizeHint() const override;
     QSize minimumSizeHint() const override;
+    bool hasHeightForWidth() const override { return true; }
+    int heightForWidth(int width) const override;
 
 protected:
     void paintEvent(QPaintEvent* event) override;
 
 private:
+    int legendTextWidth(int width, int columns) const;
+
     std::optional<MemoryBreakdown> m_breakdown;
 };
 

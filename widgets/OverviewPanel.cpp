@@ -95,12 +95,23 @@ QWidget* OverviewPanel::createDeviceGroup()
     connect(refresh, &QPushButton::clicked, this, &OverviewPanel::refreshDevices);
 
     auto* note = new QLabel(tr("Free memory of the CPU is the memory available to new processes; "
-                               "of a GPU, what the CUDA driver reports free."));
+                               "of a GPU, what the CUDA driver reports free. GPUs are queried in the "
+                               "background."));
     note->setWordWrap(true);
     note->setEnabled(false);
 
+    m_queryLabel = new QLabel(tr("Looking for CUDA devices…"));
+    m_queryLabel->setObjectName(QStringLiteral("deviceQueryLabel"));
+    m_queryLabel->setVisible(false);
+    connect(m_deviceModel, &ComputeDeviceModel::gpusQueried, this, [this] {
+        m_queryLabel->setVisible(m_deviceModel->isQuerying());
+        const QString error = m_deviceModel->lastQueryError();
+        m_deviceTable->setToolTip(error.isEmpty() ? QString() : tr("The GPU query failed: %1").arg(error));
+    });
+
     auto* buttons = new QHBoxLayout;
     buttons->addWidget(note, 1);
+    buttons->addWidget(m_queryLabel);
     buttons->addWidget(refresh);
 
     auto* layout = new QVBoxLayout(group);
@@ -113,15 +124,21 @@ QWidget* OverviewPanel::createGettingStartedGroup()
 {
     auto* group = new QGroupBox(tr("Getting started"));
     auto* text = new QLabel(
-        tr("<p>This first milestone provides the T5 backbone: HuggingFace checkpoints (safetensors, "
-           "sharded safetensors, pytorch_model.bin), the SentencePiece tokenizer and greedy or beam "
-           "generation, driven from the <b>ladder</b> command-line tool:</p>"
-           "<p><code>ladder info --model DIR</code><br>"
-           "<code>ladder forward --model DIR --inputs FILE.json --out FILE.safetensors</code><br>"
-           "<code>ladder generate --model DIR --inputs FILE.json [--num-beams N]</code><br>"
-           "<code>ladder tokenize --spm spiece.model TEXT...</code></p>"
-           "<p>The fine-tuning methods, the experiment form, the run queue, live charts and the "
-           "accuracy-versus-memory comparison arrive in later milestones.</p>"));
+        tr("<p><b>Experiment</b>: choose a backbone (the built-in demo or a HuggingFace T5 folder), a task "
+           "(the demo tasks, a GLUE folder, or your own JSONL/CSV/TSV file) and a method: Ladder "
+           "Side-Tuning or a baseline (full fine-tuning, BitFit, Adapters, LoRA, prompt tuning). The form "
+           "estimates the run's memory before it starts. <b>Run</b> (Ctrl+Enter) queues one run per seed "
+           "(\"0-2\": three runs).</p>"
+           "<p><b>Queue</b>: one run trains per device at a time; move, cancel (Esc in the queue, after "
+           "asking for a running run), remove or duplicate runs. Runs left queued when the window was "
+           "last closed wait for you to press <b>Start</b>.</p>"
+           "<p><b>Live</b>: the training loss, the validation metric, the learning rate and memory of the "
+           "run that trains, as it trains. <b>Compare</b>: best validation accuracy against peak training "
+           "memory, with the Pareto front; Ctrl+E exports the plot or the table.</p>"
+           "<p>First time: build the demo backbone once with <code>ladder demo</code> (a few minutes on a "
+           "laptop); the backbone list picks it up without a restart. The runs are recorded in the same "
+           "results store as the command line's: <code>ladder runs list</code> shows them, and "
+           "<code>ladder train --config preset.json</code> runs a saved form (Ctrl+S) on a GPU server.</p>"));
     text->setObjectName(QStringLiteral("gettingStartedLabel"));
     text->setWordWrap(true);
     text->setTextInteractionFlags(Qt::TextSelectableByMouse);
@@ -133,6 +150,7 @@ QWidget* OverviewPanel::createGettingStartedGroup()
 void OverviewPanel::refreshDevices()
 {
     m_deviceModel->refresh();
+    m_queryLabel->setVisible(m_deviceModel->isQuerying());
 }
 
 void OverviewPanel::fitDeviceTableHeight()

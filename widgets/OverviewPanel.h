@@ -10,7 +10,8 @@ namespace ladder::widgets {
 class ComputeDeviceModel;
 
 // The first view of the workbench: what this build is (LadderBench, LibTorch, CUDA runtime, Qt)
-// and which compute devices it can train on, with their total and free memory.
+// and which compute devices it can train on, with their total and free memory (the CPU at once, the GPUs
+// when the model's background query answers), and how to use the window.
 class OverviewPanel : public QWidget {
     Q_OBJECT
 
@@ -31,6 +32,7 @@ private:
 
     ComputeDeviceModel* m_deviceModel = nullptr;
     QTableView* m_deviceTable = nullptr;
+    QLabel* m_queryLabel = nullptr;
 };
 
 } // namespace ladder::widgets

@@ -1,12 +1,14 @@
 #include "QueueView.h"
 
 #include <QApplication>
+#include <QFrame>
 #include <QHBoxLayout>
 #include <QHeaderView>
 #include <QItemSelectionModel>
 #include <QLabel>
 #include <QPainter>
 #include <QPushButton>
+#include <QShortcut>
 #include <QStyledItemDelegate>
 #include <QTableView>
 #include <QVBoxLayout>
@@ -55,6 +57,26 @@ QueueView::QueueView(RunQueueModel* model, QWidget* parent)
     , m_model(model)
 {
     auto* layout = new QVBoxLayout(this);
+
+    // Runs left queued (or queued while paused) wait for the user: say so where the queue is.
+    m_banner = new QFrame;
+    m_banner->setObjectName(QStringLiteral("queueBanner"));
+    m_banner->setFrameShape(QFrame::StyledPanel);
+    m_banner->setToolTip(tr("The queue is paused: nothing starts until you press Start"));
+    m_banner->setAutoFillBackground(true);
+    QPalette bannerPalette = m_banner->palette();
+    bannerPalette.setColor(QPalette::Window, bannerPalette.color(QPalette::ToolTipBase));
+    bannerPalette.setColor(QPalette::WindowText, bannerPalette.color(QPalette::ToolTipText));
+    m_banner->setPalette(bannerPalette);
+    auto* bannerLayout = new QHBoxLayout(m_banner);
+    m_bannerLabel = new QLabel;
+    m_bannerLabel->setObjectName(QStringLiteral("queueBannerLabel"));
+    m_start = button(tr("Start"), "startQueueButton", tr("Start the queued runs (the queue is paused)"));
+    bannerLayout->addWidget(m_bannerLabel, 1);
+    bannerLayout->addWidget(m_start);
+    m_banner->setVisible(false);
+    layout->addWidget(m_banner);
+
     m_table = new QTableView;
     m_table->setObjectName(QStringLiteral("queueTable"));
     m_table->setModel(m_model);
@@ -107,7 +129,20 @@ QueueView::QueueView(RunQueueModel* model, QWidget* parent)
         if (m_selected)
             Q_EMIT duplicateRequested(m_selected);
     });
-    connect(m_pause, &QPushButton::toggled, this, &QueueView::pauseToggled);
+    connect(m_pause, &QPushButton::toggled, this, [this](bool paused) {
+        updateBanner();
+        Q_EMIT pauseToggled(paused);
+    });
+    connect(m_start, &QPushButton::clicked, this, [this] { m_pause->setChecked(false); });
+    // Esc cancels only from inside the queue view; QShortcut's WidgetWithChildrenShortcut context keeps a
+    // line edit's Esc elsewhere in the window (the compare filter, the form) from ever reaching it.
+    auto* cancelShortcut = new QShortcut(QKeySequence(Qt::Key_Escape), this);
+    cancelShortcut->setObjectName(QStringLiteral("cancelRunShortcut"));
+    cancelShortcut->setContext(Qt::WidgetWithChildrenShortcut);
+    connect(cancelShortcut, &QShortcut::activated, this, [this] {
+        if (m_selected && m_cancel->isEnabled())
+            Q_EMIT cancelRequested(m_selected);
+    });
     connect(m_table->selectionModel(), &QItemSelectionModel::currentRowChanged, this,
         [this](const QModelIndex& current) {
             const qint64 id = current.isValid() ? current.data(RunQueueModel::RunIdRole).toLongLong() : 0;
@@ -141,6 +176,33 @@ void QueueView::setPaused(bool paused)
 {
     QSignalBlocker block(m_pause);
     m_pause->setChecked(paused);
+    updateBanner();
+}
+
+bool QueueView::isPaused() const
+{
+    return m_pause->isChecked();
+}
+
+int QueueView::queuedCount() const
+{
+    int n = 0;
+    for (const auto& r : m_model->runs())
+        n += r.status == RunState::Queued ? 1 : 0;
+    return n;
+}
+
+QString QueueView::bannerText() const
+{
+    return m_banner->isVisibleTo(this) ? m_bannerLabel->text() : QString();
+}
+
+void QueueView::updateBanner()
+{
+    const int queued = queuedCount();
+    const bool show = m_pause->isChecked() && queued > 0;
+    m_bannerLabel->setText(queued == 1 ? tr("1 run is queued:") : tr("%1 runs are queued:").arg(queued));
+    m_banner->setVisible(show);
 }
 
 void QueueView::modelReset()
@@ -170,6 +232,7 @@ void QueueView::updateButtons()
         nQueued += r.status == RunState::Queued ? 1 : 0;
     }
     m_summary->setText(tr("%1 running · %2 queued").arg(nRunning).arg(nQueued));
+    updateBanner();
 }
 
 } // namespace ladder::widgets

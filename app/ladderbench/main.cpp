@@ -2,7 +2,9 @@
 //   ladderbench [--store FILE] [--view NAME] [--screenshot FILE.png]
 // --screenshot renders the main window offscreen at a fixed size, saves it and exits, so README
 // screenshots and GUI checks need no display. With --store it shows that store's runs (the queue) and the
-// time series of its running or newest run (the live view); the queue is not started.
+// time series of its running or newest run (the live view); the queue is not started. An interactive
+// launch starts the queue only when the store holds no queued runs: runs left queued from before wait for
+// the queue view's Start (MainWindow).
 #include <cstdio>
 #include <cstring>
 
@@ -22,6 +24,7 @@ namespace {
 
 constexpr QSize kScreenshotSize(1280, 800);
 constexpr int kCompareLoadTimeoutMs = 30000;
+constexpr int kDeviceQueryTimeoutMs = 30000;
 
 // True when the command line asks for something that needs no display: a screenshot, help or the version.
 bool runsWithoutDisplay(int argc, char** argv)
@@ -142,6 +145,12 @@ int main(int argc, char** argv)
         QString error;
         if (!window.loadStoreNow(&error))
             return fail(error);
+        // The GPUs are queried off the GUI thread: a screenshot shows them once the query has answered.
+        if (!window.waitForDevices(kDeviceQueryTimeoutMs))
+            std::fprintf(stderr,
+                "ladderbench: the GPU query did not answer within %d s; the screenshot shows "
+                "the CPU only\n",
+                kDeviceQueryTimeoutMs / 1000);
         if (window.currentViewName() == QLatin1String("compare")
             && !window.waitForCompare(kCompareLoadTimeoutMs))
             return fail(QStringLiteral("the compare view did not load the store within %1 s")

@@ -15,6 +15,8 @@ bool available()
     return c10::cuda::device_count() > 0;
 }
 
+// cudaMemGetInfo creates a context on each device it asks (seconds on a many-GPU machine): callers with a
+// window call this on a worker thread (widgets/ComputeDeviceModel).
 std::vector<ComputeDevice> devices()
 {
     std::vector<ComputeDevice> out;

@@ -29,15 +29,20 @@ std::uint64_t meminfoField(const std::string& field)
 
 } // namespace
 
-std::vector<ComputeDevice> listComputeDevices()
+ComputeDevice cpuDevice()
 {
-    std::vector<ComputeDevice> devices;
     ComputeDevice cpu;
     cpu.id = "cpu";
     cpu.name = "CPU (" + std::to_string(std::thread::hardware_concurrency()) + " threads)";
     cpu.totalBytes = meminfoField("MemTotal");
     cpu.freeBytes = meminfoField("MemAvailable");
-    devices.push_back(cpu);
+    return cpu;
+}
+
+std::vector<ComputeDevice> listComputeDevices()
+{
+    std::vector<ComputeDevice> devices;
+    devices.push_back(cpuDevice());
     for (auto& d : cuda::devices())
         devices.push_back(d);
     return devices;

@@ -15,7 +15,11 @@ struct ComputeDevice {
 };
 
 // The CPU first, then every CUDA device LibTorch sees (none in a CPU-only build or without a GPU).
+// It calls cuda::devices(): see there before calling it from a GUI thread.
 std::vector<ComputeDevice> listComputeDevices();
+// The CPU alone: its hardware threads, MemTotal and MemAvailable of /proc/meminfo. Cheap (one small file
+// read, no CUDA call), so a window can show it at once.
+ComputeDevice cpuDevice();
 
 // Version strings for About boxes and `ladder --version`.
 std::string torchVersion();
@@ -24,6 +28,9 @@ std::string cudaRuntimeVersion(); // "13.0" in a CUDA build, "none" otherwise
 namespace cuda {
 // Implemented in CudaDevicesReal.cpp (CUDA builds) or CudaDevicesStub.cpp.
 bool available();
+// Every CUDA device with its name, total and free memory. cudaMemGetInfo needs a context, so the first call
+// creates one on every GPU and can take seconds: the workbench calls it on a worker thread
+// (ComputeDeviceModel), never on the GUI thread.
 std::vector<ComputeDevice> devices();
 // Caching-allocator statistics of one device: bytes allocated now and at peak, reserved at peak.
 struct MemoryStats {

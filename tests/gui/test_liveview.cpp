@@ -1,16 +1,19 @@
 // The live view's smoothing and incremental plotting: TensorBoard's debiased EMA against its closed form,
 // appending in pieces equals appending at once, a new smoothing weight recomputes the curve, points are
-// replotted by the timer (once for many appends), evaluations and the log scale.
+// replotted by the timer (once for many appends), evaluations and the log scale; a user's zoom stays while
+// points arrive until "Follow" is checked again.
 #include <cmath>
 
 #include <QCheckBox>
 #include <QSlider>
+#include <QWheelEvent>
 #include <QtTest>
 
 #include "EmaSmoother.h"
 #include "LiveView.h"
 #include "QCustomPlotInclude.h"
 #include "StoreWatcher.h"
+#include "TestSupport.h"
 
 using namespace ladder;
 using namespace ladder::widgets;
@@ -214,7 +217,67 @@ private Q_SLOTS:
         view.replotIfDirty();
         QVERIFY(view.lossPlot()->yAxis->range().lower > 0.0);
     }
+
+    void aUserZoomStaysUntilFollowIsChecked()
+    {
+        LiveView view;
+        view.resize(900, 700);
+        view.show();
+        QVERIFY(QTest::qWaitForWindowExposed(&view));
+        view.setRun(3, QStringLiteral("run 3"));
+        auto* follow = view.findChild<QCheckBox*>(QStringLiteral("followBox"));
+        QVERIFY(follow);
+        QVERIFY(follow->isChecked());
+        view.appendPoints(points(1, 100));
+        view.replotIfDirty();
+        QCustomPlot* loss = view.lossPlot();
+        loss->replot(); // lay the axis rect out now (the view's replots are queued)
+        QVERIFY(loss->xAxis->range().contains(100.0));
+        const QCPRange fullX = loss->xAxis->range();
+
+        // A real wheel turn over the loss chart zooms in (QCustomPlot's iRangeZoom) and unchecks Follow.
+        const QPointF centre = loss->axisRect()->rect().center();
+        QWheelEvent wheel(centre, loss->mapToGlobal(centre), QPoint(), QPoint(0, 3 * 120), Qt::NoButton,
+            Qt::NoModifier, Qt::NoScrollPhase, false);
+        QApplication::sendEvent(loss, &wheel);
+        QVERIFY2(loss->xAxis->range().size() < fullX.size(), "the wheel did not zoom the chart");
+        QVERIFY(!follow->isChecked());
+        QVERIFY(!view.follows());
+        const QCPRange zoomedX = loss->xAxis->range();
+        const QCPRange zoomedY = loss->yAxis->range();
+
+        // More points arrive and are replotted: the user's range stays.
+        view.appendPoints(points(101, 300));
+        const int replots = view.replotCount();
+        view.replotIfDirty();
+        QCOMPARE(view.replotCount(), replots + 1);
+        QCOMPARE(loss->xAxis->range().lower, zoomedX.lower);
+        QCOMPARE(loss->xAxis->range().upper, zoomedX.upper);
+        QCOMPARE(loss->yAxis->range().lower, zoomedY.lower);
+        QCOMPARE(loss->yAxis->range().upper, zoomedY.upper);
+        QVERIFY(!loss->xAxis->range().contains(300.0));
+
+        // Follow on (the user clicks it): the next replot covers every step again.
+        QTest::mouseClick(follow, Qt::LeftButton);
+        QVERIFY(follow->isChecked());
+        QVERIFY(view.follows());
+        view.replotIfDirty();
+        QVERIFY(loss->xAxis->range().contains(1.0));
+        QVERIFY(loss->xAxis->range().contains(300.0));
+        // New points keep following.
+        view.appendPoints(points(301, 400));
+        view.replotIfDirty();
+        QVERIFY(loss->xAxis->range().contains(400.0));
+        QVERIFY(view.follows());
+
+        // A zoom into one run means nothing for the next: showing another run follows again.
+        view.lossPlot()->xAxis->scaleRange(0.5);
+        QVERIFY(!view.follows());
+        view.setRun(4, QStringLiteral("run 4"));
+        QVERIFY(view.follows());
+        QVERIFY(follow->isChecked());
+    }
 };
 
-QTEST_MAIN(TestLiveView)
+LADDER_TEST_MAIN(TestLiveView)
 #include "test_liveview.moc"

@@ -106,6 +106,56 @@ private Q_SLOTS:
         QCOMPARE(b->activations, std::int64_t(135'000'000));
     }
 
+    // The legend in the window's dock (360 px): every entry in full (one column when two do not fit), the
+    // widget as tall as its lines; narrower than an entry: elided, and the tooltip has the full texts.
+    void memoryLegendFitsTheDock()
+    {
+        StoreReader reader;
+        reader.setPollInterval(0);
+        reader.setStorePath(QString::fromStdString(m_path));
+        RunDetailsView view;
+        view.setReader(&reader);
+        view.resize(360, 700); // MainWindow's dock width
+        view.show();
+        QVERIFY(QTest::qWaitForWindowExposed(&view));
+        QSignalSpy details(&reader, &StoreReader::detailsLoaded);
+        view.showRun(5);
+        QVERIFY(details.wait(10000));
+        MemoryBreakdownBar* bar = view.memoryBar();
+        QTRY_VERIFY(bar->height() >= bar->heightForWidth(bar->width())); // the layout gave it its lines
+        const QStringList full = bar->legendTexts();
+        QCOMPARE(full.size(), 4);
+        QVERIFY2(
+            full.contains(QStringLiteral("optimizer state 30.0 MB (10.0 %)")), qPrintable(full.join('|')));
+        QCOMPARE(bar->shownLegendTexts(), full);
+        for (const QString& text : full)
+            QVERIFY2(bar->fontMetrics().horizontalAdvance(text) <= bar->width(), qPrintable(text));
+
+        // Long figures (the "optimizer state 1.7 MB (1." cut) in a 300 px bar: one column, in full.
+        MemoryBreakdownBar small;
+        FinalFigures f;
+        f.peakAllocatedBytes = 143'712'345'678;
+        f.weightBytes = 120'123'456'789;
+        f.gradientBytes = 1'712'345'678;
+        f.optimizerBytes = 1'712'345'678;
+        small.setBreakdown(MemoryBreakdown::fromFigures(f));
+        small.resize(300, small.heightForWidth(300));
+        const QStringList longTexts = small.legendTexts();
+        QVERIFY2(longTexts[2].startsWith(QStringLiteral("optimizer state 1,712.3 MB (1.2 %)"))
+                || longTexts[2].startsWith(QStringLiteral("optimizer state 1712.3 MB (1.2 %)")),
+            qPrintable(longTexts[2]));
+        QCOMPARE(small.legendColumns(300), 1);
+        QCOMPARE(small.shownLegendTexts(), longTexts);
+        QVERIFY(small.heightForWidth(300) > small.heightForWidth(1200)); // four lines instead of two
+        QCOMPARE(small.legendColumns(1200), 2);
+        // Narrower than an entry: elided with "…", never cut mid-glyph; the tooltip keeps every text whole.
+        small.resize(120, small.heightForWidth(120));
+        const QStringList shown = small.shownLegendTexts();
+        QVERIFY2(shown[2].endsWith(QChar(0x2026)), qPrintable(shown[2]));
+        for (const QString& text : longTexts)
+            QVERIFY2(small.toolTip().contains(text), qPrintable(small.toolTip()));
+    }
+
     void failedRunShowsItsError()
     {
         StoreReader reader;
@@ -193,5 +243,5 @@ private Q_SLOTS:
     }
 };
 
-QTEST_MAIN(TestRunDetailsView)
+LADDER_TEST_MAIN(TestRunDetailsView)
 #include "test_rundetailsview.moc"

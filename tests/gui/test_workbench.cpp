@@ -10,6 +10,7 @@
 #include <QPushButton>
 #include <QSignalSpy>
 #include <QSpinBox>
+#include <QTableView>
 #include <QTemporaryDir>
 #include <QtTest>
 
@@ -221,7 +222,13 @@ private Q_SLOTS:
         const auto first = progress.at(0).at(0).value<RunProgress>();
         QVERIFY2(first.phase.startsWith(QStringLiteral("Fisher initialisation ")), qPrintable(first.phase));
         QTRY_VERIFY_WITH_TIMEOUT(window.queueView()->selectedRun() > 0, 5000);
-        QTest::keyClick(&window, Qt::Key_Escape);
+        // Esc cancels only inside the queue view, and asks first for a running run (answered yes here;
+        // test_mainwindow drives the real question box).
+        window.setCancelConfirmation([](qint64) { return true; });
+        window.showView(QStringLiteral("queue"));
+        window.queueView()->table()->setFocus();
+        QTRY_VERIFY(window.queueView()->table()->hasFocus());
+        QTest::keyClick(window.queueView()->table(), Qt::Key_Escape);
         QTRY_COMPARE_WITH_TIMEOUT(finished.count(), 1, kRunTimeoutMs);
         const qint64 id = finished.at(0).at(0).toLongLong();
         QCOMPARE(stateName(finished.at(0).at(1).value<RunState>()), QStringLiteral("cancelled"));
@@ -339,6 +346,11 @@ private Q_SLOTS:
         o.startQueue = true;
         MainWindow window(o);
         QSignalSpy finished(window.queueController(), &RunQueueController::runFinished);
+        // Runs left queued wait for the user: the queue opens paused, says so, and starts on Start.
+        window.show();
+        QVERIFY(window.queueController()->isPaused());
+        QTRY_COMPARE_WITH_TIMEOUT(window.queueView()->bannerText(), QStringLiteral("2 runs are queued:"), 5000);
+        QTest::mouseClick(child<QPushButton>(window.queueView(), "startQueueButton"), Qt::LeftButton);
         QTRY_COMPARE_WITH_TIMEOUT(finished.count(), 2, kRunTimeoutMs);
         QCOMPARE(finished.at(0).at(0).toLongLong(), second);
         QCOMPARE(finished.at(1).at(0).toLongLong(), first);
@@ -347,5 +359,5 @@ private Q_SLOTS:
     }
 };
 
-QTEST_MAIN(TestWorkbench)
+LADDER_TEST_MAIN(TestWorkbench)
 #include "test_workbench.moc"

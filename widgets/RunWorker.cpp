@@ -25,7 +25,13 @@ public:
             return;
         m_sent = true;
         m_lastSent = now;
-        Q_EMIT m_worker.progress({ m_worker.m_runId, s.step, s.totalSteps, s.loss, s.elapsedSeconds });
+        RunProgress p;
+        p.runId = m_worker.m_runId;
+        p.step = s.step;
+        p.totalSteps = s.totalSteps;
+        p.loss = s.loss;
+        p.elapsedSeconds = s.elapsedSeconds;
+        Q_EMIT m_worker.progress(p);
     }
     void onInitProgress(const std::string& what, std::int64_t done, std::int64_t total) override
     {
@@ -34,7 +40,8 @@ public:
             return;
         m_sent = true;
         m_lastSent = now;
-        RunProgress p { m_worker.m_runId, 0, 0, 0.0, 0.0 };
+        RunProgress p;
+        p.runId = m_worker.m_runId;
         p.phase = QStringLiteral("%1 %2/%3").arg(QString::fromStdString(what)).arg(done).arg(total);
         p.phasePercent = total > 0 ? static_cast<int>(100 * done / total) : 100;
         Q_EMIT m_worker.progress(p);

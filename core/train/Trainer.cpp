@@ -326,26 +326,26 @@ struct LoadCancelled : std::runtime_error {
 };
 } // namespace
 
-TrainerInputs loadTrainerInputs(const RunSpec& spec, const std::function<bool()>& cancelled)
+TrainerInputs loadTrainerInputs(
+    const RunSpec& spec, const std::function<bool(const std::string& stage)>& beforeStage)
 {
-    const auto check = [&] {
-        if (cancelled && cancelled())
+    const auto stage = [&](const std::string& what) {
+        if (beforeStage && beforeStage(what))
             throw LoadCancelled();
     };
-    check();
     TrainerInputs inputs;
     const auto folder = spec.backbone == "demo" ? demoBackboneDirectory() : spec.backbone;
+    stage("backbone " + folder);
     if (spec.backbone == "demo" && !fs::exists(fs::path(folder) / "config.json"))
         throw Error("the demo backbone is not built yet (run `ladder demo`, about 15 minutes once)");
     const auto spm = (fs::path(folder) / "spiece.model").string();
     if (!fs::exists(spm))
         throw Error(folder + ": no spiece.model (the backbone folder needs its SentencePiece tokenizer)");
     inputs.tokenizer = std::make_shared<T5Tokenizer>(spm);
-    check();
     inputs.backbone = loadT5(folder).model;
-    check();
+    stage("task " + spec.task.type + ":" + spec.task.name);
     inputs.task = loadTaskSplits(spec.task);
-    check();
+    stage({});
     return inputs;
 }
 
@@ -354,9 +354,15 @@ RunSummary Trainer::run(TrainerObserver& observer)
     RunSummary summary;
     summary.device = m_spec.device;
     try {
-        observer.onLog("info",
-            "loading backbone " + m_spec.backbone + " and task " + m_spec.task.type + ":" + m_spec.task.name);
-        return run(loadTrainerInputs(m_spec, [&observer] { return observer.cancelRequested(); }), observer);
+        // A line per stage ("loading backbone X", "loading task Y"), and a cancel between the stages.
+        const auto beforeStage = [&observer](const std::string& stage) {
+            if (observer.cancelRequested())
+                return true;
+            if (!stage.empty())
+                observer.onLog("info", "loading " + stage);
+            return false;
+        };
+        return run(loadTrainerInputs(m_spec, beforeStage), observer);
     } catch (const LoadCancelled& e) {
         summary.status = RunOutcome::Cancelled;
         summary.message = e.what();

@@ -113,9 +113,11 @@ struct TrainerInputs {
 TrainEval evaluateSplit(const RunSpec& spec, TrainerInputs& inputs, class Method& method, const std::string& split);
 
 // Loads the backbone ("demo" or a folder with spiece.model) and the task of a spec.
-// `cancelled` (optional) is polled between the stages (tokenizer, checkpoint, task): Trainer::run then
-// ends the run as cancelled.
-TrainerInputs loadTrainerInputs(const RunSpec& spec, const std::function<bool()>& cancelled = {});
+// beforeStage (optional) is called before each stage with what it loads ("backbone FOLDER", "task
+// TYPE:NAME") and once after the last with an empty string; returning true stops the load there, and
+// Trainer::run then ends the run as cancelled.
+TrainerInputs loadTrainerInputs(
+    const RunSpec& spec, const std::function<bool(const std::string& stage)>& beforeStage = {});
 TaskSplits loadTaskSplits(const TaskSpec& task);
 
 // Trains one run: AdamW, linear warm-up and decay, clipping, accumulation, evaluation by generation on

@@ -304,7 +304,8 @@ private Q_SLOTS:
         std::ofstream(root + "/run.json") << spec.dump(2);
         RunningCli cli(
             { "train", "--config", QString::fromStdString(root + "/run.json"), "--store", store, "--json" });
-        QVERIFY2(cli.waitForErr("loading backbone", 60000), cli.err().c_str());
+        // After this line the task's load has begun (no stage boundary follows before the pipe): it blocks.
+        QVERIFY2(cli.waitForErr("loading task", 60000), cli.err().c_str());
         cli.interrupt();
         QVERIFY2(cli.waitForErr("interrupted", 10000), cli.err().c_str());
         QVERIFY2(cli.stillRunningAfter(300), cli.err().c_str()); // the first Ctrl+C lets the stage end
@@ -322,6 +323,35 @@ private Q_SLOTS:
         QCOMPARE(nlohmann::json::parse(r.out)[0].at("status").get<std::string>(), std::string("cancelled"));
     }
 
+    // Ctrl+C while the backbone loads (its config.json is a pipe here) stops the run at the next stage
+    // boundary: the task (a pipe nobody ever feeds) is never read, and the run ends cancelled with 130.
+    void sigintWhileTheBackboneLoadsSkipsTheTask()
+    {
+        const auto root = test::makeTempDir();
+        const auto backbone = makeTinyBackbone(root);
+        const auto config = backbone + "/config.json";
+        std::string configText;
+        {
+            std::ifstream in(config);
+            configText.assign(std::istreambuf_iterator<char>(in), {});
+        }
+        std::filesystem::remove(config);
+        QVERIFY(::mkfifo(config.c_str(), 0600) == 0);
+        const auto taskFifo = makeTaskFifo(root);
+        const auto store = QString::fromStdString(root + "/results.sqlite");
+        std::ofstream(root + "/run.json") << specFor(backbone, taskFifo, "lora").dump(2);
+        RunningCli cli(
+            { "train", "--config", QString::fromStdString(root + "/run.json"), "--store", store, "--json" });
+        QVERIFY2(cli.waitForErr("loading backbone", 60000), cli.err().c_str());
+        cli.interrupt();
+        QVERIFY2(cli.waitForErr("interrupted", 10000), cli.err().c_str());
+        QTRY_VERIFY_WITH_TIMEOUT(feedFifo(config, configText), 10000); // the backbone's load goes on
+        const int code = cli.finish(60000);
+        QVERIFY2(code == 130, ("exit " + std::to_string(code) + "\n" + cli.err()).c_str());
+        QVERIFY2(cli.err().find("loading task") == std::string::npos, cli.err().c_str());
+        QCOMPARE(nlohmann::json::parse(cli.out()).at("status").get<std::string>(), std::string("cancelled"));
+    }
+
     // A second Ctrl+C ends the process at once, even in a stage that cannot stop (a load that blocks).
     void secondSigintQuitsAtOnce()
     {
@@ -330,7 +360,7 @@ private Q_SLOTS:
         std::ofstream(root + "/run.json") << specFor(makeTinyBackbone(root), fifo, "full").dump(2);
         RunningCli cli({ "train", "--config", QString::fromStdString(root + "/run.json"), "--store",
             QString::fromStdString(root + "/results.sqlite") });
-        QVERIFY2(cli.waitForErr("loading backbone", 60000), cli.err().c_str());
+        QVERIFY2(cli.waitForErr("loading task", 60000), cli.err().c_str());
         cli.interrupt();
         QVERIFY2(cli.waitForErr("interrupted", 10000), cli.err().c_str());
         QVERIFY2(cli.stillRunningAfter(500), cli.err().c_str()); // blocked: the first Ctrl+C cannot end it

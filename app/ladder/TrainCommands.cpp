@@ -1,5 +1,6 @@
 // ladder train | sweep | eval: experiments from a run spec to a stored, comparable result (ladder runs:
 // RunsCommands.cpp).
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -284,7 +285,7 @@ RunSummary summaryOf(const RunRecord& r)
 // `parallel` at a time: a crash fails that run only, and runs at once do not share LibTorch's seed,
 // threads or memory meter. With one at a time the progress bar is `ladder train`'s; with several, each
 // run reports plain lines with its label.
-int runSweep(const std::string& config, const std::string& storeOverride, int parallel)
+int runSweep(const std::string& config, const std::string& storeOverride, int parallel, bool asJson)
 {
     if (parallel < 1)
         throw UsageError("--parallel: expected 1 or more runs at once, got " + std::to_string(parallel));
@@ -309,19 +310,23 @@ int runSweep(const std::string& config, const std::string& storeOverride, int pa
     openStore(store, path);
     throwIfInterrupted();
     int failed = 0, skipped = 0, done = 0;
+    std::vector<std::int64_t> skippedIds, trainedIds;
     std::vector<WorkerJob> jobs;
     for (std::size_t i = 0; i < specs.size(); ++i) {
         WorkerJob job;
         job.index = i;
         job.spec = specs[i];
-        job.label = "[" + std::to_string(i + 1) + "/" + std::to_string(specs.size()) + "] " + specs[i].displayName();
+        job.label = "[" + std::to_string(i + 1) + "/" + std::to_string(specs.size()) + "] "
+            + specs[i].displayName();
         std::optional<RunRecord> existing;
         std::string error;
         if (!store.findFinishedRun(runSpecHash(specs[i]), &existing, &error))
             throw Error(error);
         if (existing) {
-            std::cout << job.label << ": finished before as run " << existing->id << ", skipped\n";
+            (asJson ? std::cerr : std::cout)
+                << job.label << ": finished before as run " << existing->id << ", skipped\n";
             ++skipped;
+            skippedIds.push_back(existing->id);
             job.launch = false;
         }
         jobs.push_back(std::move(job));
@@ -333,11 +338,14 @@ int runSweep(const std::string& config, const std::string& storeOverride, int pa
         },
         [&](const WorkerJob& job, std::int64_t runId, const RunWorkerResult& result) {
             std::cerr << "\n";
+            trainedIds.push_back(runId);
             RunRecord record;
             std::string error;
-            if (!store.getRun(runId, &record, &error)) {
-                std::cout << job.label << ": run " << runId << " " << toString(result.state) << " ("
-                          << error << ")\n";
+            if (asJson) {
+                // The runs are printed at the end, as one document.
+            } else if (!store.getRun(runId, &record, &error)) {
+                std::cout << job.label << ": run " << runId << " " << toString(result.state) << " (" << error
+                          << ")\n";
             } else {
                 if (parallel > 1)
                     std::cout << job.label << "\n";
@@ -347,9 +355,24 @@ int runSweep(const std::string& config, const std::string& storeOverride, int pa
             return !interrupted();
         },
         [] { return interrupted(); });
+    const int code = interrupted() ? kExitCancelled : (failed == 0 ? kExitDone : kExitError);
+    if (asJson) { // {"store", "runs": the runs trained, as `runs list --json`, "skipped": ids finished
+                  // before}
+        nlohmann::json runs = nlohmann::json::array();
+        std::sort(trainedIds.begin(), trainedIds.end());
+        for (const auto id : trainedIds) {
+            RunRecord record;
+            std::string error;
+            if (!store.getRun(id, &record, &error))
+                throw Error(error);
+            runs.push_back(runJson(record));
+        }
+        printJson({ { "store", path }, { "runs", runs }, { "skipped", skippedIds } });
+        return code;
+    }
     std::cout << "sweep: " << done << " finished, " << skipped << " skipped, " << failed
               << " failed or cancelled; store " << path << "\n";
-    return interrupted() ? kExitCancelled : (failed == 0 ? kExitDone : kExitError);
+    return code;
 }
 
 int runEval(const std::string& storePath, std::int64_t id, bool asJson)
@@ -439,9 +462,12 @@ void registerTrainCommands(CLI::App& app)
         cmd->add_option("--parallel", *parallel,
                "runs trained at once, each in a process of its own (a crash fails that run only)")
             ->capture_default_str();
-        cmd->callback([config, store, parallel] {
+        auto json = std::make_shared<bool>(false);
+        cmd->add_flag("--json", *json,
+            "machine-readable output: {store, runs (as runs list --json), skipped (ids finished before)}");
+        cmd->callback([config, store, parallel, json] {
             installInterruptHandler(); // before anything is read or loaded
-            runGuarded("sweep", [&] { return runSweep(*config, *store, *parallel); });
+            runGuarded("sweep", [&] { return runSweep(*config, *store, *parallel, *json); });
         });
     }
     {

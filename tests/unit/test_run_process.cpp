@@ -319,8 +319,18 @@ private Q_SLOTS:
         std::ofstream(root + "/sweep.json") << sweep.dump(2);
         const auto pairStore = QString::fromStdString(root + "/pair.sqlite");
         r = test::runCli({ "sweep", "--config", QString::fromStdString(root + "/sweep.json"), "--store",
-            pairStore, "--parallel", "2" });
+            pairStore, "--parallel", "2", "--json" });
         QVERIFY2(r.exitCode == 0, (r.out + r.err).c_str());
+        const auto printed = nlohmann::json::parse(r.out);
+        QCOMPARE(printed.at("runs").size(), std::size_t(2));
+        QCOMPARE(printed.at("runs")[0].at("status").get<std::string>(), std::string("finished"));
+        QVERIFY(printed.at("skipped").empty());
+        // Again: both specs finished before, nothing is trained.
+        const auto again = test::runCli({ "sweep", "--config", QString::fromStdString(root + "/sweep.json"),
+            "--store", pairStore, "--parallel", "2", "--json" });
+        QVERIFY2(again.exitCode == 0, (again.out + again.err).c_str());
+        QCOMPARE(nlohmann::json::parse(again.out).at("skipped").size(), std::size_t(2));
+        QVERIFY(nlohmann::json::parse(again.out).at("runs").empty());
 
         ResultsStore solo, pair;
         std::string error;

@@ -2,7 +2,9 @@
 
 #include <exception>
 #include <filesystem>
+#include <iomanip>
 #include <iostream>
+#include <sstream>
 
 #include <CLI/CLI.hpp>
 
@@ -55,6 +57,13 @@ std::string exitCodeTable()
            "\n"
            "--json (every command that prints results): one JSON document on stdout, progress and\n"
            "messages on stderr; every key is always there, and a missing value is null.";
+}
+
+std::string mb(double bytes)
+{
+    std::ostringstream s;
+    s << std::fixed << std::setprecision(1) << bytes / 1e6;
+    return s.str();
 }
 
 int exitCode()

@@ -63,6 +63,9 @@ void runGuarded(const std::string& command, const std::function<int()>& body);
 // path.
 std::string requireExistingStore(const std::string& path);
 
+// Bytes as megabytes (10^6) with one decimal, as every text table of the CLI shows memory: "308.9".
+std::string mb(double bytes);
+
 // This program's own path (/proc/self/exe): the `ladder worker` a sweep starts.
 std::string selfExecutable();
 

@@ -17,13 +17,6 @@
 namespace ladder::cli {
 namespace {
 
-std::string mb(std::uint64_t bytes)
-{
-    std::ostringstream s;
-    s << std::fixed << std::setprecision(1) << static_cast<double>(bytes) / 1e6;
-    return s.str();
-}
-
 std::string withCommas(std::int64_t v)
 {
     std::string s = std::to_string(v);

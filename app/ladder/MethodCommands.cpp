@@ -28,13 +28,6 @@ std::string withCommas(std::int64_t v)
     return s;
 }
 
-std::string mb(std::uint64_t bytes)
-{
-    std::ostringstream s;
-    s << std::fixed << std::setprecision(1) << static_cast<double>(bytes) / 1e6;
-    return s.str();
-}
-
 struct ParamsFlags {
     std::string shape;
     std::string model;

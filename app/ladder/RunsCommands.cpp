@@ -16,13 +16,6 @@
 namespace ladder::cli {
 namespace {
 
-std::string mb(double bytes)
-{
-    std::ostringstream s;
-    s << std::fixed << std::setprecision(1) << bytes / 1e6;
-    return s.str();
-}
-
 // Text output's missing value: "-".
 std::string cell(const std::optional<double>& v, int precision, double scale = 1.0)
 {

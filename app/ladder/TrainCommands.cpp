@@ -28,13 +28,6 @@
 namespace ladder::cli {
 namespace {
 
-std::string mb(double bytes)
-{
-    std::ostringstream s;
-    s << std::fixed << std::setprecision(1) << bytes / 1e6;
-    return s.str();
-}
-
 std::string clock(double seconds)
 {
     if (!std::isfinite(seconds) || seconds < 0)

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include <ATen/ATen.h>
 #include <QDir>
@@ -11,6 +12,7 @@
 #include <QTemporaryDir>
 
 #include <nlohmann/json.hpp>
+#include <sqlite3.h>
 
 #include "data/DemoTasks.h"
 #include "model/Safetensors.h"
@@ -29,7 +31,8 @@ std::string fixturesDir()
     // An empty folder (a ../shared laid without its contents) counts as missing.
     const std::string dir = configuredFixturesDir();
     std::error_code error;
-    const bool present = std::filesystem::is_directory(dir, error) && !std::filesystem::is_empty(dir, error) && !error;
+    const bool present
+        = std::filesystem::is_directory(dir, error) && !std::filesystem::is_empty(dir, error) && !error;
     return present ? dir : std::string();
 }
 
@@ -122,13 +125,13 @@ CommandResult runCli(const QStringList& args, int timeoutMs)
 namespace {
 
 // Words of two classes, each with a short definition; the class is plain from the words used.
-const char* const kFruits[] = {"apple", "banana", "cherry", "grape", "lemon", "mango", "peach", "plum", "melon",
-    "lime", "pear", "fig"};
-const char* const kAnimals[] = {"horse", "tiger", "mouse", "eagle", "snake", "whale", "sheep", "camel", "zebra",
-    "otter", "goat", "wolf"};
+const char* const kFruits[] = { "apple", "banana", "cherry", "grape", "lemon", "mango", "peach", "plum",
+    "melon", "lime", "pear", "fig" };
+const char* const kAnimals[] = { "horse", "tiger", "mouse", "eagle", "snake", "whale", "sheep", "camel",
+    "zebra", "otter", "goat", "wolf" };
 
-DemoExample example(const std::string& id, std::vector<std::pair<std::string, std::string>> fields,
-    const std::string& label)
+DemoExample example(
+    const std::string& id, std::vector<std::pair<std::string, std::string>> fields, const std::string& label)
 {
     DemoExample e;
     e.id = id;
@@ -179,13 +182,13 @@ std::string makeTinyDemo(const std::string& root)
     DemoTask supersense;
     supersense.name = "supersense";
     supersense.description = "tiny test task: fruit or animal from a definition";
-    supersense.textColumns = {"definition"};
-    supersense.labels = {"noun.animal", "noun.food"};
+    supersense.textColumns = { "definition" };
+    supersense.labels = { "noun.animal", "noun.food" };
     DemoTask match;
     match.name = "definition-match";
     match.description = "tiny test task: does the word name the definition";
-    match.textColumns = {"word", "definition"};
-    match.labels = {"no", "yes"};
+    match.textColumns = { "word", "definition" };
+    match.labels = { "no", "yes" };
     int index = 0;
     for (int rep = 0; rep < 3; ++rep) {
         for (int i = 0; i < 12; ++i, ++index) {
@@ -193,12 +196,14 @@ std::string makeTinyDemo(const std::string& root)
             const std::string fruitDef = "a sweet " + fruit + " that grows on a plant " + std::to_string(rep);
             const std::string animalDef = "an animal like a " + animal + " that runs " + std::to_string(rep);
             const std::string id = std::to_string(index);
-            splitOf(supersense, index).push_back(example("f" + id, {{"definition", fruitDef}}, "noun.food"));
-            splitOf(supersense, index).push_back(example("a" + id, {{"definition", animalDef}}, "noun.animal"));
-            splitOf(match, index).push_back(
-                example("y" + id, {{"word", fruit}, {"definition", fruitDef}}, "yes"));
-            splitOf(match, index).push_back(
-                example("n" + id, {{"word", fruit}, {"definition", animalDef}}, "no"));
+            splitOf(supersense, index)
+                .push_back(example("f" + id, { { "definition", fruitDef } }, "noun.food"));
+            splitOf(supersense, index)
+                .push_back(example("a" + id, { { "definition", animalDef } }, "noun.animal"));
+            splitOf(match, index)
+                .push_back(example("y" + id, { { "word", fruit }, { "definition", fruitDef } }, "yes"));
+            splitOf(match, index)
+                .push_back(example("n" + id, { { "word", fruit }, { "definition", animalDef } }, "no"));
         }
     }
     writeDemoTask(supersense, demo + "/tasks");
@@ -210,14 +215,69 @@ std::string makeCorruptBackbone(const std::string& tinyDemoDir)
 {
     const std::string dir = tinyDemoDir + "/corrupt-backbone";
     std::filesystem::create_directories(dir);
-    for (const char* name : {"config.json", "spiece.model"})
+    for (const char* name : { "config.json", "spiece.model" })
         std::filesystem::copy_file(tinyDemoDir + "/backbone/" + name, dir + "/" + name,
             std::filesystem::copy_options::overwrite_existing);
     std::ofstream out(dir + "/model.safetensors", std::ios::binary);
-    const unsigned char header[8] = {0x40, 0, 0, 0, 0, 0, 0, 0}; // says 64 header bytes follow
+    const unsigned char header[8] = { 0x40, 0, 0, 0, 0, 0, 0, 0 }; // says 64 header bytes follow
     out.write(reinterpret_cast<const char*>(header), sizeof header);
     out << "{this is not the JSON header of a safetensors file, it is garbage}";
     return dir;
+}
+
+std::string fruitTaskText()
+{
+    std::ostringstream out;
+    const char* fruit[] = { "apple", "banana", "cherry", "grape", "lemon", "mango", "peach", "plum" };
+    const char* animal[] = { "horse", "tiger", "mouse", "eagle", "snake", "whale", "sheep", "camel" };
+    for (int rep = 0; rep < 5; ++rep)
+        for (int i = 0; i < 8; ++i)
+            for (const auto& [word, label] :
+                { std::pair { fruit[i], "fruit" }, std::pair { animal[i], "animal" } })
+                out << nlohmann::json { { "text",
+                                            std::string("the ") + word + " is here " + std::to_string(rep) },
+                    { "label", label } }
+                           .dump()
+                    << "\n";
+    return out.str();
+}
+
+std::string writeFruitTask(const std::string& dir)
+{
+    const auto path = dir + "/fruit.jsonl";
+    std::ofstream(path) << fruitTaskText();
+    return path;
+}
+
+std::string rawQuery(const std::string& path, const std::string& sql)
+{
+    sqlite3* db = nullptr;
+    std::string result;
+    if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr)
+        != SQLITE_OK) {
+        result = std::string("OPEN ERROR: ") + sqlite3_errmsg(db);
+        sqlite3_close(db);
+        return result;
+    }
+    char* err = nullptr;
+    sqlite3_exec(
+        db, sql.c_str(),
+        [](void* out, int n, char** values, char**) {
+            auto* text = static_cast<std::string*>(out);
+            for (int i = 0; i < n; ++i) {
+                if (!text->empty())
+                    *text += "|";
+                *text += values[i] ? values[i] : "NULL";
+            }
+            return 0;
+        },
+        &result, &err);
+    if (err) {
+        result = std::string("SQL ERROR: ") + err;
+        sqlite3_free(err);
+    }
+    sqlite3_close(db);
+    return result;
 }
 
 } // namespace ladder::test

@@ -50,6 +50,15 @@ struct CommandResult {
 };
 CommandResult runCli(const QStringList& args, int timeoutMs = 120000);
 
+// A two-class JSONL task (fields text and label): "the <word> is here <n>", fruit or animal, 80 lines.
+std::string fruitTaskText();
+// fruitTaskText() written to <dir>/fruit.jsonl; returns the path.
+std::string writeFruitTask(const std::string& dir);
+
+// Runs SQL on an SQLite file through a connection of its own (to look at or tamper with a store):
+// rows as "a|b" (NULL as "NULL"), an error as "SQL ERROR: ..." or "OPEN ERROR: ...".
+std::string rawQuery(const std::string& path, const std::string& sql);
+
 // A random tiny T5 (d_model 32, 2+2 layers, T5's vocabulary) with the fixture spiece.model, written as an
 // HF folder at `dir` (created when missing); `seed` seeds its initialisation.
 void writeTinyBackbone(const std::string& dir, std::uint64_t seed);
@@ -69,41 +78,42 @@ std::string makeCorruptBackbone(const std::string& tinyDemoDir);
 // Skips the calling test function (the whole class when called in initTestCase) when the shared fixtures
 // are not laid beside the clone, and counts the skip, so that LADDER_TEST_MAIN exits 77 and CTest reports
 // the program as skipped, not passed. In CI (runningInCi()) it fails instead: CI must run with the fixtures.
-#define LADDER_REQUIRE_FIXTURES()                                                                  \
-    do {                                                                                           \
-        if (!ladder::test::hasFixtures()) {                                                        \
-            if (ladder::test::runningInCi())                                                       \
-                QFAIL(ladder::test::missingFixturesMessage());                                     \
-            ladder::test::noteSkippedForFixtures();                                                \
-            QSKIP(ladder::test::missingFixturesMessage());                                         \
-        }                                                                                          \
+#define LADDER_REQUIRE_FIXTURES()                                                                            \
+    do {                                                                                                     \
+        if (!ladder::test::hasFixtures()) {                                                                  \
+            if (ladder::test::runningInCi())                                                                 \
+                QFAIL(ladder::test::missingFixturesMessage());                                               \
+            ladder::test::noteSkippedForFixtures();                                                          \
+            QSKIP(ladder::test::missingFixturesMessage());                                                   \
+        }                                                                                                    \
     } while (0)
 
 // For helpers that return a value: throws a std::runtime_error when the fixtures are missing (call
 // LADDER_REQUIRE_FIXTURES() in initTestCase to skip the whole test class first).
-#define LADDER_REQUIRE_FIXTURES_OR_THROW()                                                         \
-    do {                                                                                           \
-        if (!ladder::test::hasFixtures())                                                          \
-            throw std::runtime_error(ladder::test::missingFixturesMessage());                      \
+#define LADDER_REQUIRE_FIXTURES_OR_THROW()                                                                   \
+    do {                                                                                                     \
+        if (!ladder::test::hasFixtures())                                                                    \
+            throw std::runtime_error(ladder::test::missingFixturesMessage());                                \
     } while (0)
 
 // The main() of a Qt Test program that needs the shared fixtures (CMake refuses a program that calls
 // LADDER_REQUIRE_FIXTURES without it): QTEST_MAIN / QTEST_GUILESS_MAIN (the same application object and
 // set-up, Qt 6's QTEST_MAIN_WRAPPER), whose exit status goes through ladder::test::testExitCode: 77 when a
-// test function was skipped for missing fixtures and none failed. In CI without the fixtures it fails at once.
-#define LADDER_TEST_MAIN_WRAPPER(TestObject, ...)                                                  \
-    int main(int argc, char* argv[])                                                               \
-    {                                                                                              \
-        if (const int ciStatus = ladder::test::failWhenCiLacksFixtures(#TestObject))               \
-            return ciStatus;                                                                       \
-        QT_PREPEND_NAMESPACE(QTest::Internal::callInitMain)<TestObject>();                         \
-        __VA_ARGS__                                                                                \
-        TestObject tc;                                                                             \
-        QTEST_SET_MAIN_SOURCE_PATH                                                                 \
-        return ladder::test::testExitCode(QTest::qExec(&tc, argc, argv));                         \
+// test function was skipped for missing fixtures and none failed. In CI without the fixtures it fails at
+// once.
+#define LADDER_TEST_MAIN_WRAPPER(TestObject, ...)                                                            \
+    int main(int argc, char* argv[])                                                                         \
+    {                                                                                                        \
+        if (const int ciStatus = ladder::test::failWhenCiLacksFixtures(#TestObject))                         \
+            return ciStatus;                                                                                 \
+        QT_PREPEND_NAMESPACE(QTest::Internal::callInitMain)<TestObject>();                                   \
+        __VA_ARGS__                                                                                          \
+        TestObject tc;                                                                                       \
+        QTEST_SET_MAIN_SOURCE_PATH                                                                           \
+        return ladder::test::testExitCode(QTest::qExec(&tc, argc, argv));                                    \
     }
 // With a QApplication (QGuiApplication, QCoreApplication) as QTEST_MAIN picks it.
 #define LADDER_TEST_MAIN(TestObject) LADDER_TEST_MAIN_WRAPPER(TestObject, QTEST_MAIN_SETUP())
 // With a QCoreApplication, as QTEST_GUILESS_MAIN.
-#define LADDER_TEST_GUILESS_MAIN(TestObject)                                                       \
+#define LADDER_TEST_GUILESS_MAIN(TestObject)                                                                 \
     LADDER_TEST_MAIN_WRAPPER(TestObject, QTEST_QAPP_SETUP(QCoreApplication))

@@ -20,30 +20,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// A two-class JSONL task: fruit or animal, from one word.
-std::string makeTask(const std::string& root)
-{
-    std::ostringstream out;
-    const char* fruit[] = { "apple", "banana", "cherry", "grape", "lemon", "mango", "peach", "plum" };
-    const char* animal[] = { "horse", "tiger", "mouse", "eagle", "snake", "whale", "sheep", "camel" };
-    for (int rep = 0; rep < 5; ++rep)
-        for (int i = 0; i < 8; ++i) {
-            out << nlohmann::json { { "text",
-                                        std::string("the ") + fruit[i] + " is here " + std::to_string(rep) },
-                { "label", "fruit" } }
-                       .dump()
-                << "\n";
-            out << nlohmann::json { { "text",
-                                        std::string("the ") + animal[i] + " is here " + std::to_string(rep) },
-                { "label", "animal" } }
-                       .dump()
-                << "\n";
-        }
-    const auto path = root + "/fruit.jsonl";
-    std::ofstream(path) << out.str();
-    return path;
-}
-
 // BitFit for a few steps; the two stores differ by seed and learning rate, so their weights differ.
 nlohmann::json specFor(const std::string& backbone, const std::string& task, int seed, double learningRate)
 {
@@ -81,7 +57,7 @@ private Q_SLOTS:
         const auto root = test::makeTempDir();
         const auto backbone = root + "/tiny-t5";
         test::writeTinyBackbone(backbone, 1);
-        const auto task = makeTask(root);
+        const auto task = test::writeFruitTask(root);
         const std::string storeA = root + "/a.sqlite";
         const std::string storeB = root + "/b.sqlite";
         std::ofstream(root + "/a.json") << specFor(backbone, task, 0, 0.01).dump(2);

@@ -32,35 +32,6 @@ std::string makeTinyBackbone(const std::string& root)
     return dir;
 }
 
-// A two-class JSONL task: fruit or animal, from one word.
-std::string taskText()
-{
-    std::ostringstream out;
-    const char* fruit[] = { "apple", "banana", "cherry", "grape", "lemon", "mango", "peach", "plum" };
-    const char* animal[] = { "horse", "tiger", "mouse", "eagle", "snake", "whale", "sheep", "camel" };
-    for (int rep = 0; rep < 5; ++rep)
-        for (int i = 0; i < 8; ++i) {
-            out << nlohmann::json { { "text",
-                                        std::string("the ") + fruit[i] + " is here " + std::to_string(rep) },
-                { "label", "fruit" } }
-                       .dump()
-                << "\n";
-            out << nlohmann::json { { "text",
-                                        std::string("the ") + animal[i] + " is here " + std::to_string(rep) },
-                { "label", "animal" } }
-                       .dump()
-                << "\n";
-        }
-    return out.str();
-}
-
-std::string makeTask(const std::string& root)
-{
-    const auto path = root + "/fruit.jsonl";
-    std::ofstream(path) << taskText();
-    return path;
-}
-
 // The task file as a named pipe: a run that loads it blocks in the task's load until feedFifo() writes
 // it, which holds a run "while it loads" for as long as a test needs.
 std::string makeTaskFifo(const std::string& root)
@@ -165,7 +136,7 @@ private Q_SLOTS:
     {
         const auto root = test::makeTempDir();
         const auto backbone = makeTinyBackbone(root);
-        const auto task = makeTask(root);
+        const auto task = test::writeFruitTask(root);
         const auto store = QString::fromStdString(root + "/results.sqlite");
         std::ofstream(root + "/run.json") << specFor(backbone, task, "ladder").dump(2);
 
@@ -263,7 +234,7 @@ private Q_SLOTS:
     {
         const auto root = test::makeTempDir();
         const auto backbone = makeTinyBackbone(root);
-        const auto task = makeTask(root);
+        const auto task = test::writeFruitTask(root);
         const auto store = QString::fromStdString(root + "/results.sqlite");
         auto base = specFor(backbone, task, "full");
         base["task"]["label_targets"] = "text"; // the model generates the label text itself
@@ -311,7 +282,7 @@ private Q_SLOTS:
         QVERIFY2(cli.stillRunningAfter(300), cli.err().c_str()); // the first Ctrl+C lets the stage end
         QElapsedTimer t;
         t.start();
-        QVERIFY(feedFifo(fifo, taskText()));
+        QVERIFY(feedFifo(fifo, test::fruitTaskText()));
         const int code = cli.finish(60000);
         QVERIFY2(code == 130, ("exit " + std::to_string(code) + "\n" + cli.err()).c_str());
         QVERIFY2(t.elapsed() < 30000, std::to_string(t.elapsed()).c_str());
@@ -388,7 +359,7 @@ private Q_SLOTS:
         QVERIFY2(cli.waitForErr("loading backbone", 60000), cli.err().c_str());
         cli.interrupt();
         QVERIFY2(cli.waitForErr("interrupted", 10000), cli.err().c_str());
-        QVERIFY(feedFifo(fifo, taskText()));
+        QVERIFY(feedFifo(fifo, test::fruitTaskText()));
         const int code = cli.finish(60000);
         QVERIFY2(code == 130, ("exit " + std::to_string(code) + "\n" + cli.out() + cli.err()).c_str());
         const auto r = test::runCli({ "runs", "--store", store, "list", "--json" });

@@ -66,28 +66,6 @@ struct Recorder : TrainerObserver {
     bool cancelRequested() override { return cancel; }
 };
 
-// A two-class JSONL task: fruit or animal, from one word.
-std::string makeTask(const std::string& root)
-{
-    const auto path = root + "/fruit.jsonl";
-    std::ofstream out(path);
-    const char* fruit[] = { "apple", "banana", "cherry", "grape", "lemon", "mango", "peach", "plum" };
-    const char* animal[] = { "horse", "tiger", "mouse", "eagle", "snake", "whale", "sheep", "camel" };
-    for (int rep = 0; rep < 5; ++rep)
-        for (int i = 0; i < 8; ++i) {
-            out << nlohmann::json { { "text", std::string("the ") + fruit[i] + " is " + std::to_string(rep) },
-                { "label", "fruit" } }
-                       .dump()
-                << "\n";
-            out << nlohmann::json { { "text",
-                                        std::string("the ") + animal[i] + " is " + std::to_string(rep) },
-                { "label", "animal" } }
-                       .dump()
-                << "\n";
-        }
-    return path;
-}
-
 // Full fine-tuning (the largest peak of the methods) for 10 steps, one CPU thread: deterministic.
 nlohmann::json spec(const std::string& backbone, const std::string& task, const std::string& name)
 {
@@ -307,7 +285,7 @@ private Q_SLOTS:
         const auto root = test::makeTempDir();
         const auto backbone = root + "/tiny-t5";
         test::writeTinyBackbone(backbone, 1);
-        const auto task = makeTask(root);
+        const auto task = test::writeFruitTask(root);
         std::ofstream(root + "/solo.json") << spec(backbone, task, "solo").dump(2);
         const auto soloStore = QString::fromStdString(root + "/solo.sqlite");
         auto r = test::runCli(
@@ -379,7 +357,7 @@ private Q_SLOTS:
         const auto root = test::makeTempDir();
         const auto backbone = root + "/tiny-t5";
         test::writeTinyBackbone(backbone, 1);
-        const auto task = makeTask(root);
+        const auto task = test::writeFruitTask(root);
         const auto storePath = root + "/results.sqlite";
         ResultsStore store;
         std::string error;
@@ -431,7 +409,7 @@ private Q_SLOTS:
         const auto root = test::makeTempDir();
         const auto backbone = root + "/tiny-t5";
         test::writeTinyBackbone(backbone, 1);
-        const auto task = makeTask(root);
+        const auto task = test::writeFruitTask(root);
         auto s = spec(backbone, task, "cancelled");
         s["training"]["max_steps"] = 100000;
         const auto storePath = root + "/results.sqlite";

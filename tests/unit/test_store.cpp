@@ -58,38 +58,6 @@ NewRun sampleRun(
     return r;
 }
 
-// Runs SQL on the file through a separate raw connection (to look at or tamper with the file).
-std::string rawQuery(const std::string& path, const std::string& sql)
-{
-    sqlite3* db = nullptr;
-    std::string result;
-    if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr)
-        != SQLITE_OK) {
-        result = std::string("OPEN ERROR: ") + sqlite3_errmsg(db);
-        sqlite3_close(db);
-        return result;
-    }
-    char* err = nullptr;
-    sqlite3_exec(
-        db, sql.c_str(),
-        [](void* out, int n, char** values, char**) {
-            auto* text = static_cast<std::string*>(out);
-            for (int i = 0; i < n; ++i) {
-                if (!text->empty())
-                    *text += "|";
-                *text += values[i] ? values[i] : "NULL";
-            }
-            return 0;
-        },
-        &result, &err);
-    if (err) {
-        result = std::string("SQL ERROR: ") + err;
-        sqlite3_free(err);
-    }
-    sqlite3_close(db);
-    return result;
-}
-
 std::vector<MetricPoint> makePoints(std::int64_t firstStep, std::int64_t count)
 {
     std::vector<MetricPoint> points;
@@ -234,20 +202,20 @@ void TestStore::createsSchemaAndVersion()
     QCOMPARE(integrity, std::string("ok"));
     store.close();
 
-    QCOMPARE(rawQuery(path, "PRAGMA journal_mode"), std::string("wal"));
-    QCOMPARE(rawQuery(path, "PRAGMA user_version"), std::string("3"));
-    QCOMPARE(rawQuery(path,
+    QCOMPARE(test::rawQuery(path, "PRAGMA journal_mode"), std::string("wal"));
+    QCOMPARE(test::rawQuery(path, "PRAGMA user_version"), std::string("3"));
+    QCOMPARE(test::rawQuery(path,
                  "SELECT group_concat(name) FROM (SELECT name FROM sqlite_master WHERE type = "
                  "'table' AND name NOT LIKE 'sqlite_%' ORDER BY name)"),
         std::string("device_leases,evaluations,logs,metrics,runs"));
-    const std::string indexes = rawQuery(path,
+    const std::string indexes = test::rawQuery(path,
         "SELECT group_concat(name) FROM (SELECT name FROM sqlite_master "
         "WHERE type = 'index' AND name NOT LIKE 'sqlite_%' ORDER BY name)");
     for (const char* index : { "runs_by_status", "runs_by_task", "runs_by_backbone", "runs_by_method",
              "runs_by_spec_hash", "evaluations_by_run", "logs_by_run" })
         QVERIFY2(indexes.find(index) != std::string::npos, indexes.c_str());
     // The CHECK constraint on status holds for anyone who writes the file.
-    QVERIFY(rawQuery(path,
+    QVERIFY(test::rawQuery(path,
                 "INSERT INTO runs (created_at, spec_json, spec_hash, status) VALUES ('t', '{}', 'h', "
                 "'bogus')")
                 .find("CHECK constraint failed")
@@ -286,12 +254,12 @@ void TestStore::migratesVersion1Store()
     const std::string path = freshStorePath();
     const auto& v1 = store_detail::migrations().front();
     QCOMPARE(v1.version, 1);
-    QCOMPARE(rawQuery(path,
+    QCOMPARE(test::rawQuery(path,
                  std::string(v1.sql) + "PRAGMA user_version = 1; PRAGMA application_id = "
                      + std::to_string(store_detail::kApplicationId) + ";"),
         std::string());
     QCOMPARE(
-        rawQuery(path,
+        test::rawQuery(path,
             "INSERT INTO runs (id, created_at, spec_json, spec_hash, method, status, step, total_steps, "
             "peak_allocated_bytes, best_validation_metric) VALUES (7, '2025-03-01T14:05:09.123Z', "
             "'{\"a\":1}', '0123456789abcdef', 'lst', 'finished', 20, 20, 123456, 0.5);"
@@ -303,7 +271,7 @@ void TestStore::migratesVersion1Store()
             "0.5, 't');"
             "INSERT INTO logs (run_id, time, level, message) VALUES (7, 't', 'info', 'from version 1');"),
         std::string());
-    QCOMPARE(rawQuery(path, "PRAGMA user_version"), std::string("1"));
+    QCOMPARE(test::rawQuery(path, "PRAGMA user_version"), std::string("1"));
 
     ResultsStore store;
     std::string error;
@@ -354,8 +322,8 @@ void TestStore::migratesVersion1Store()
     QVERIFY(store.createRun(sampleRun(), &id));
     QVERIFY(id > 8); // AUTOINCREMENT kept its sequence
     store.close();
-    QCOMPARE(
-        rawQuery(path, "SELECT init_peak_allocated_bytes, eval_peak_allocated_bytes FROM runs WHERE id = 8"),
+    QCOMPARE(test::rawQuery(
+                 path, "SELECT init_peak_allocated_bytes, eval_peak_allocated_bytes FROM runs WHERE id = 8"),
         std::string("NULL|NULL"));
 }
 
@@ -896,7 +864,7 @@ void TestStore::deleteCascades()
     QVERIFY2(store.deleteRun(id, &error), error.c_str());
     const std::string path = store.path();
     store.close();
-    QCOMPARE(rawQuery(path,
+    QCOMPARE(test::rawQuery(path,
                  "SELECT (SELECT count(*) FROM runs) || ',' || (SELECT count(*) FROM metrics) || ',' || "
                  "(SELECT count(*) FROM evaluations) || ',' || (SELECT count(*) FROM logs)"),
         std::string("0,0,0,0"));
@@ -917,7 +885,8 @@ void TestStore::liveOwnerKeepsRunRunning()
     QVERIFY(writer.createRun(sampleRun("dead", RunState::Running), &dead));
     QVERIFY(writer.createRun(sampleRun("reused pid", RunState::Running), &reused));
     // "reused pid": our pid but another start time, as after a restart in a fresh container.
-    QCOMPARE(rawQuery(path, "UPDATE runs SET owner_start_ticks = 1 WHERE id = " + std::to_string(reused)),
+    QCOMPARE(
+        test::rawQuery(path, "UPDATE runs SET owner_start_ticks = 1 WHERE id = " + std::to_string(reused)),
         std::string());
     // Pretend "dead" was started by a process that no longer exists.
     pid_t child = fork();
@@ -925,7 +894,7 @@ void TestStore::liveOwnerKeepsRunRunning()
         _exit(0);
     waitpid(child, nullptr, 0);
     QCOMPARE(
-        rawQuery(path,
+        test::rawQuery(path,
             "UPDATE runs SET owner_pid = " + std::to_string(child) + " WHERE id = " + std::to_string(dead)),
         std::string());
 
@@ -1231,12 +1200,12 @@ void TestStore::rejectsBadFiles()
 
     // An SQLite database of someone else.
     const std::string other = dir + "/other.sqlite";
-    QCOMPARE(rawQuery(other, "CREATE TABLE people (name TEXT)"), std::string());
+    QCOMPARE(test::rawQuery(other, "CREATE TABLE people (name TEXT)"), std::string());
     QVERIFY(!store.open(other, &error));
     QVERIFY2(error.find("not a results store") != std::string::npos, error.c_str());
-    QCOMPARE(rawQuery(other, "SELECT count(*) FROM sqlite_master"), std::string("1")); // untouched
+    QCOMPARE(test::rawQuery(other, "SELECT count(*) FROM sqlite_master"), std::string("1")); // untouched
     const std::string otherApp = dir + "/other-app.sqlite";
-    rawQuery(otherApp, "PRAGMA application_id = 1234");
+    test::rawQuery(otherApp, "PRAGMA application_id = 1234");
     QVERIFY(!store.open(otherApp, &error));
     QVERIFY2(error.find("another application") != std::string::npos, error.c_str());
 
@@ -1253,7 +1222,7 @@ void TestStore::rejectsNewerSchema()
         ResultsStore store;
         QVERIFY(store.open(path));
     }
-    QCOMPARE(rawQuery(path, "PRAGMA user_version = 99"), std::string());
+    QCOMPARE(test::rawQuery(path, "PRAGMA user_version = 99"), std::string());
     ResultsStore store;
     std::string error;
     QVERIFY(!store.open(path, &error));
@@ -1261,7 +1230,7 @@ void TestStore::rejectsNewerSchema()
     QVERIFY2(error.find(path) != std::string::npos, error.c_str());
     QVERIFY2(error.find("schema version is 99") != std::string::npos, error.c_str());
     QVERIFY2(error.find("newer") != std::string::npos, error.c_str());
-    QCOMPARE(rawQuery(path, "PRAGMA user_version"), std::string("99")); // not downgraded
+    QCOMPARE(test::rawQuery(path, "PRAGMA user_version"), std::string("99")); // not downgraded
 }
 
 void TestStore::closedStoreFailsCleanly()

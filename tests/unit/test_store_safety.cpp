@@ -144,38 +144,6 @@ NewRun sampleRun(const std::string& name = "lst-r8", RunState status = RunState:
     return r;
 }
 
-// Runs SQL on the file through a separate raw connection; rows as "a|b", errors as "SQL ERROR: ...".
-std::string rawQuery(const std::string& path, const std::string& sql)
-{
-    sqlite3* db = nullptr;
-    std::string result;
-    if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr)
-        != SQLITE_OK) {
-        result = std::string("OPEN ERROR: ") + sqlite3_errmsg(db);
-        sqlite3_close(db);
-        return result;
-    }
-    char* err = nullptr;
-    sqlite3_exec(
-        db, sql.c_str(),
-        [](void* out, int n, char** values, char**) {
-            auto* text = static_cast<std::string*>(out);
-            for (int i = 0; i < n; ++i) {
-                if (!text->empty())
-                    *text += "|";
-                *text += values[i] ? values[i] : "NULL";
-            }
-            return 0;
-        },
-        &result, &err);
-    if (err) {
-        result = std::string("SQL ERROR: ") + err;
-        sqlite3_free(err);
-    }
-    sqlite3_close(db);
-    return result;
-}
-
 // Another writer: holds the store's write lock (BEGIN IMMEDIATE) until release().
 class WriteLock {
 public:
@@ -396,7 +364,8 @@ void TestStoreSafety::twoStoresInOneFolderKeepTheirCheckpoints()
     QCOMPARE(run.checkpointFile, std::string("checkpoints/run-1.safetensors"));
     QCOMPARE(run.checkpointSha256, hashFile(checkpointA).sha256);
     QCOMPARE(*run.checkpointBytes, static_cast<std::int64_t>(fs::file_size(checkpointA)));
-    QCOMPARE(rawQuery(pathA, "SELECT length(checkpoint_sha256), checkpoint_bytes > 0 FROM runs WHERE id = 1"),
+    QCOMPARE(test::rawQuery(
+                 pathA, "SELECT length(checkpoint_sha256), checkpoint_bytes > 0 FROM runs WHERE id = 1"),
         std::string("64|1"));
 
     // Deleting run 1 of a removes a's file only.
@@ -598,7 +567,7 @@ void TestStoreSafety::runOfADeadOwnerIsRepairedOnOpen()
     }
     QVERIFY(WIFEXITED(status));
     QCOMPARE(WEXITSTATUS(status), 0); // its final write failed
-    QCOMPARE(rawQuery(path, "SELECT status FROM runs WHERE id = 1"), std::string("running"));
+    QCOMPARE(test::rawQuery(path, "SELECT status FROM runs WHERE id = 1"), std::string("running"));
 
     ResultsStore store;
     QVERIFY(store.open(path));
@@ -710,7 +679,7 @@ void TestStoreSafety::readOnlyStoreCanBeListed()
     // A writable store opened read-only reads what a writer commits meanwhile and changes nothing itself,
     // not even an old schema: a version-1 file stays version 1 and lists its runs.
     const std::string v1 = base + "/v1.sqlite";
-    QCOMPARE(rawQuery(v1,
+    QCOMPARE(test::rawQuery(v1,
                  std::string(kFrozenSchemaV1) + "PRAGMA user_version = 1; PRAGMA application_id = "
                      + std::to_string(store_detail::kApplicationId)
                      + "; INSERT INTO runs (id, created_at, spec_json, spec_hash, status) VALUES "
@@ -725,7 +694,7 @@ void TestStoreSafety::readOnlyStoreCanBeListed()
     QCOMPARE(runs[0].status, RunState::Running); // no owner, but a reader marks nothing
     QVERIFY(!runs[0].figures.initPeakAllocatedBytes.has_value());
     QVERIFY(runs[0].checkpointFile.empty());
-    QCOMPARE(rawQuery(v1, "PRAGMA user_version"), std::string("1"));
+    QCOMPARE(test::rawQuery(v1, "PRAGMA user_version"), std::string("1"));
 }
 
 // A store built from the frozen version-1 schema with rows in every table opens with the current code,
@@ -762,8 +731,8 @@ VALUES (1, 3, 450, 9.0, 'validation', '{"accuracy":0.6931}', 'accuracy', 0.6931,
 INSERT INTO logs (id, run_id, time, level, message) VALUES (1, 3, 't', 'info', 'started'),
     (2, 5, 't', 'error', 'CUDA out of memory');
 )sql";
-    QCOMPARE(rawQuery(path, setup), std::string());
-    QCOMPARE(rawQuery(path, "PRAGMA user_version"), std::string("1"));
+    QCOMPARE(test::rawQuery(path, setup), std::string());
+    QCOMPARE(test::rawQuery(path, "PRAGMA user_version"), std::string("1"));
 
     ResultsStore store;
     std::string error;
@@ -775,7 +744,7 @@ INSERT INTO logs (id, run_id, time, level, message) VALUES (1, 3, 't', 'info', '
     std::string integrity;
     QVERIFY(store.integrityCheck(&integrity));
     QCOMPARE(integrity, std::string("ok"));
-    QCOMPARE(rawQuery(path, "PRAGMA foreign_key_check"), std::string());
+    QCOMPARE(test::rawQuery(path, "PRAGMA foreign_key_check"), std::string());
 
     std::vector<RunRecord> runs;
     QVERIFY2(store.listRuns({}, &runs, &error), error.c_str());
@@ -818,7 +787,7 @@ INSERT INTO logs (id, run_id, time, level, message) VALUES (1, 3, 't', 'info', '
     QVERIFY(!f.initPeakAllocatedBytes && !f.evalPeakAllocatedBytes);
     QVERIFY(r.checkpointFile.empty() && r.checkpointSha256.empty() && !r.checkpointBytes);
     QCOMPARE(
-        rawQuery(path,
+        test::rawQuery(path,
             "SELECT count(*) FROM runs WHERE init_peak_allocated_bytes IS NULL AND eval_peak_allocated_bytes "
             "IS NULL AND checkpoint_file IS NULL AND checkpoint_sha256 IS NULL AND checkpoint_bytes IS NULL"),
         std::string("3"));
@@ -1026,7 +995,7 @@ void TestStoreSafety::createRunsIsAllOrNothing()
     QVERIFY2(contains(error, "run 2 of 3 (\"s2\")"), error.c_str());
     QVERIFY2(contains(error, "not valid JSON"), error.c_str());
     QCOMPARE(ids, std::vector<std::int64_t> { 99 }); // untouched on failure
-    QCOMPARE(rawQuery(path, "SELECT count(*) FROM runs"), std::string("4"));
+    QCOMPARE(test::rawQuery(path, "SELECT count(*) FROM runs"), std::string("4"));
     // While another writer holds the store, the batch waits for it and then goes in whole (or not at all).
     batch[1] = sampleRun("s2 again");
     QVERIFY(store.setBusyTimeout(50));
@@ -1035,9 +1004,9 @@ void TestStoreSafety::createRunsIsAllOrNothing()
         QVERIFY(!store.createRuns(batch, &ids, &error));
         QVERIFY(store.lastErrorWasBusy());
     }
-    QCOMPARE(rawQuery(path, "SELECT count(*) FROM runs"), std::string("4"));
+    QCOMPARE(test::rawQuery(path, "SELECT count(*) FROM runs"), std::string("4"));
     QVERIFY(store.createRuns(batch, &ids));
-    QCOMPARE(rawQuery(path, "SELECT count(*) FROM runs"), std::string("7"));
+    QCOMPARE(test::rawQuery(path, "SELECT count(*) FROM runs"), std::string("7"));
     QVERIFY(store.createRuns({}, &ids));
     QVERIFY(ids.empty());
 }

@@ -181,15 +181,8 @@ void MainWindow::pauseForQueuedRuns(int* runs, int* queued)
 {
     *runs = 0;
     *queued = 0;
-    // Two small reads on the GUI thread, once per opened store (the controller's own open just ran there).
-    ResultsStore store;
-    std::vector<RunRecord> all;
-    if (!store.open(m_storePath.toStdString(), ResultsStore::OpenMode::ReadOnly) || !store.listRuns({}, &all))
-        return;
-    *runs = static_cast<int>(all.size());
-    for (const auto& run : all)
-        *queued += run.status == RunState::Queued ? 1 : 0;
-    if (*queued == 0)
+    // One read on the GUI thread, once per opened store, through the controller's connection.
+    if (!m_controller->countRuns(runs, queued) || *queued == 0)
         return;
     m_controller->setPaused(true);
     m_queueView->setPaused(true);

@@ -157,6 +157,22 @@ bool RunQueueController::enqueue(const std::vector<RunSpec>& specs, std::vector<
     return true;
 }
 
+bool RunQueueController::countRuns(int* runs, int* queued, QString* error)
+{
+    *runs = 0;
+    *queued = 0;
+    if (!m_store->isOpen())
+        return report(error, "no results store is open");
+    std::vector<RunRecord> all;
+    std::string message;
+    if (!m_store->listRuns({}, &all, &message))
+        return report(error, message);
+    *runs = static_cast<int>(all.size());
+    for (const auto& run : all)
+        *queued += run.status == RunState::Queued ? 1 : 0;
+    return true;
+}
+
 bool RunQueueController::withoutFinished(
     const std::vector<RunSpec>& specs, std::vector<RunSpec>* remaining, int* skipped, QString* error)
 {

@@ -62,6 +62,8 @@ public:
     // Opens the store; create false opens an existing store only ("no results store at PATH" otherwise).
     // Runs left running by a dead process are marked interrupted by the open.
     bool open(const QString& storePath, QString* error = nullptr, bool create = true);
+    // How many runs the open store holds, and how many of them are queued.
+    bool countRuns(int* runs, int* queued, QString* error = nullptr);
     // The specs that have not finished before in this store (as `ladder sweep` skips them: the same spec
     // hash); *skipped receives how many had.
     bool withoutFinished(const std::vector<RunSpec>& specs, std::vector<RunSpec>* remaining, int* skipped,

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <csignal>
+#include <functional>
 #include <optional>
 #include <sstream>
 #include <thread>
@@ -51,18 +52,17 @@ int signalByName(const std::string& name)
     return 0;
 }
 
-// Retries a store write while the store is busy (another process holds the write lock longer than the
-// busy timeout): at most about `seconds`.
-template <typename F> bool retried(F write, std::string* error, double seconds = 60.0)
+// Retries a store write while the store is busy (ResultsStore::lastErrorWasBusy: another process held the
+// write lock past the busy timeout), for at most about `seconds`.
+template <typename F>
+bool retried(const ResultsStore& store, F write, std::string* error, double seconds = 60.0)
 {
     const auto start = std::chrono::steady_clock::now();
     auto wait = std::chrono::milliseconds(100);
     for (;;) {
         if (write(error))
             return true;
-        const bool busy = error
-            && (error->find("locked") != std::string::npos || error->find("busy") != std::string::npos);
-        if (!busy
+        if (!store.lastErrorWasBusy()
             || std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > seconds)
             return false;
         std::this_thread::sleep_for(wait);
@@ -250,12 +250,17 @@ RunWorkerResult superviseRunWorker(const RunWorkerLaunch& launch, TrainerObserve
     options.termSeconds = launch.termSeconds;
 
     // The observer, keeping the log lines too: with stderr's, the last lines a crash report shows.
+    const std::function<void(const std::string&)> keep = [&](const std::string& line) {
+        result.lastLines.push_back(line);
+        if (result.lastLines.size() > RunWorkerResult::kKeptLines)
+            result.lastLines.erase(result.lastLines.begin());
+    };
     struct KeepLogs : TrainerObserver {
         TrainerObserver& inner;
-        std::vector<std::string>& lines;
-        KeepLogs(TrainerObserver& i, std::vector<std::string>& l)
+        const std::function<void(const std::string&)>& keep;
+        KeepLogs(TrainerObserver& i, const std::function<void(const std::string&)>& k)
             : inner(i)
-            , lines(l)
+            , keep(k)
         {
         }
         void onStep(const TrainStep& s) override { inner.onStep(s); }
@@ -266,16 +271,11 @@ RunWorkerResult superviseRunWorker(const RunWorkerLaunch& launch, TrainerObserve
         }
         void onLog(const std::string& level, const std::string& message) override
         {
-            lines.push_back(level + ": " + message);
+            keep(level + ": " + message);
             inner.onLog(level, message);
         }
         bool cancelRequested() override { return inner.cancelRequested(); }
-    } forward(observer, result.lastLines);
-    const auto keep = [&](const std::string& line) {
-        result.lastLines.push_back(line);
-        if (result.lastLines.size() > RunWorkerResult::kKeptLines)
-            result.lastLines.erase(result.lastLines.begin());
-    };
+    } forward(observer, keep);
 
     ProcessExit exit;
     bool cancelled = false;
@@ -305,15 +305,13 @@ RunWorkerResult superviseRunWorker(const RunWorkerLaunch& launch, TrainerObserve
                 child.writeStdin("cancel\n");
             });
     }
-    while (result.lastLines.size() > RunWorkerResult::kKeptLines)
-        result.lastLines.erase(result.lastLines.begin());
     result.exit = exit.describe();
 
     // The worker records its own end. When it could not (it never started, it was killed, it crashed),
     // the run is still "running" here: end it, with how the process ended and its last lines.
     RunRecord run;
     const auto readRun = [&](std::string* e) { return store.getRun(launch.runId, &run, e); };
-    if (!retried(readRun, &error)) {
+    if (!retried(store, readRun, &error)) {
         result.message = error;
         return result;
     }
@@ -334,17 +332,19 @@ RunWorkerResult superviseRunWorker(const RunWorkerLaunch& launch, TrainerObserve
             tail += "\n  " + l;
         if (!tail.empty())
             retried(
+                store,
                 [&](std::string* e) {
                     return store.addLog(launch.runId, LogLevel::Error, "last lines of the worker:" + tail, e);
                 },
                 &error);
         if (!retried(
-                [&](std::string* e) { return store.setStatus(launch.runId, state, message, e); }, &error)) {
+                store, [&](std::string* e) { return store.setStatus(launch.runId, state, message, e); },
+                &error)) {
             result.message = message + "; recording it failed: " + error;
             return result;
         }
         observer.onLog(state == RunState::Failed ? "error" : "warning", label + ": " + message);
-        retried(readRun, &error);
+        retried(store, readRun, &error);
     }
     result.state = run.status;
     result.message = run.errorMessage;

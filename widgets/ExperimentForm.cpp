@@ -28,7 +28,7 @@
 #include "MethodOptionsEditor.h"
 #include "TaskPicker.h"
 #include "model/T5Tokenizer.h"
-#include "train/Trainer.h"
+#include "train/TaskLoad.h"
 
 namespace ladder::widgets {
 namespace {

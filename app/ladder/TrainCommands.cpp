@@ -23,6 +23,7 @@
 #include "train/RunWorkerProcess.h"
 #include "train/StoreRecorder.h"
 #include "train/Trainer.h"
+#include "train/TrainerInputs.h"
 #include "util/Error.h"
 
 namespace ladder::cli {

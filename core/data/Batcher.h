@@ -4,8 +4,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "data/Seq2SeqBatch.h"
 #include "data/Task.h"
-#include "peft/Method.h"
 
 namespace ladder {
 

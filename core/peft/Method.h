@@ -10,23 +10,13 @@
 
 #include <ATen/Tensor.h>
 
+#include "data/Seq2SeqBatch.h"
 #include "model/Generation.h"
-#include "model/Safetensors.h"
 #include "model/T5Model.h"
 #include "peft/MethodOptions.h"
 #include "util/Error.h"
 
 namespace ladder {
-
-// One batch of a sequence-to-sequence task; labels use -100 for ignored positions.
-struct Seq2SeqBatch {
-    at::Tensor inputIds;      // (batch, source length) int64
-    at::Tensor attentionMask; // (batch, source length) 0/1
-    at::Tensor labels;        // (batch, target length) int64
-};
-
-// Batches for data-driven initialisation (LST Fisher pruning); returns nullopt when exhausted.
-using BatchSource = std::function<std::optional<Seq2SeqBatch>()>;
 
 // Progress of a data-driven initialisation: examples done so far and the most it will use (LST's Fisher
 // pass: after every example; when the data runs out early, a last call with done == total == the number

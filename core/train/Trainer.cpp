@@ -1,4 +1,5 @@
 #include "train/Trainer.h"
+#include "train/TrainerInputs.h"
 
 #include <algorithm>
 #include <cctype>
@@ -252,101 +253,6 @@ TrainEval evaluateSplit(const RunSpec& spec, TrainerInputs& inputs, Method& meth
         method, batcher, examples, task.info, *inputs.tokenizer, gen, device, o.dtype == "bf16", none);
     e.split = split;
     return e;
-}
-
-TaskSplits loadTaskSplits(const TaskSpec& task)
-{
-    if (task.type == "glue")
-        return loadGlueTask(task.path, task.name, task.dataSeed);
-
-    GenericTaskOptions o;
-    const auto& g = task.generic;
-    auto str = [&](const char* k, std::string fallback) {
-        return g.contains(k) && g.at(k).is_string() ? g.at(k).get<std::string>() : fallback;
-    };
-    if (task.type == "demo") {
-        // A demo task is a folder of JSONL splits with a task.json that describes it.
-        const auto dir = fs::path(task.path.empty() ? demoTasksDirectory() : task.path) / task.name;
-        const auto descPath = (dir / "task.json").string();
-        std::ifstream in(descPath);
-        if (!in)
-            throw Error(
-                descPath + ": demo task '" + task.name + "' not found (run `ladder demo` to build it)");
-        nlohmann::json desc;
-        try {
-            in >> desc;
-        } catch (const nlohmann::json::exception& e) {
-            throw Error(descPath + ": not valid JSON: " + e.what());
-        }
-        o.path = (dir / "train.jsonl").string();
-        o.validationPath = (dir / "validation.jsonl").string();
-        o.testPath = (dir / "test.jsonl").string();
-        o.format = "jsonl";
-        o.textColumns = desc.value("text_columns", std::vector<std::string> { "text" });
-        o.labelColumn = desc.value("label_column", std::string("label"));
-        o.taskName = desc.value("name", task.name);
-        o.labels = desc.value("labels", std::vector<std::string> {});
-        // "text": the model generates the label itself ("noun.animal"), which a small backbone learns far
-        // faster than an index; "index" (GLUE's convention) otherwise.
-        o.labelTextTargets = desc.value("label_targets", std::string("index")) == "text";
-        o.seed = task.dataSeed;
-        return loadGenericTask(o);
-    }
-    o.path = task.path;
-    o.validationPath = str("validation_path", "");
-    o.testPath = str("test_path", "");
-    o.format = str("format", "auto");
-    if (g.contains("text_columns"))
-        o.textColumns = g.at("text_columns").get<std::vector<std::string>>();
-    else
-        o.textColumns = { "text" };
-    o.labelColumn = str("label_column", "label");
-    o.taskName = task.name == "auto" ? std::string("task") : task.name;
-    o.kind = str("kind", "classification") == "regression" ? TaskKind::Regression : TaskKind::Classification;
-    if (g.contains("labels"))
-        o.labels = g.at("labels").get<std::vector<std::string>>();
-    if (g.contains("validation_fraction"))
-        o.validationFraction = g.at("validation_fraction").get<double>();
-    if (g.contains("test_fraction"))
-        o.testFraction = g.at("test_fraction").get<double>();
-    if (g.contains("target_decimals"))
-        o.targetDecimals = g.at("target_decimals").get<int>();
-    o.labelTextTargets = str("label_targets", "index") == "text";
-    o.seed = task.dataSeed;
-    return loadGenericTask(o);
-}
-
-namespace {
-// Thrown between loading stages when the observer asks to stop: the run ends cancelled, not failed.
-struct LoadCancelled : std::runtime_error {
-    LoadCancelled()
-        : std::runtime_error("cancelled while loading")
-    {
-    }
-};
-} // namespace
-
-TrainerInputs loadTrainerInputs(
-    const RunSpec& spec, const std::function<bool(const std::string& stage)>& beforeStage)
-{
-    const auto stage = [&](const std::string& what) {
-        if (beforeStage && beforeStage(what))
-            throw LoadCancelled();
-    };
-    TrainerInputs inputs;
-    const auto folder = spec.backbone == "demo" ? demoBackboneDirectory() : spec.backbone;
-    stage("backbone " + folder);
-    if (spec.backbone == "demo" && !fs::exists(fs::path(folder) / "config.json"))
-        throw Error("the demo backbone is not built yet (run `ladder demo`, about 15 minutes once)");
-    const auto spm = (fs::path(folder) / "spiece.model").string();
-    if (!fs::exists(spm))
-        throw Error(folder + ": no spiece.model (the backbone folder needs its SentencePiece tokenizer)");
-    inputs.tokenizer = std::make_shared<T5Tokenizer>(spm);
-    inputs.backbone = loadT5(folder).model;
-    stage("task " + spec.task.type + ":" + spec.task.name);
-    inputs.task = loadTaskSplits(spec.task);
-    stage({});
-    return inputs;
 }
 
 RunSummary Trainer::run(TrainerObserver& observer)

@@ -8,14 +8,16 @@
 #include <string>
 #include <vector>
 
-#include "data/Task.h"
-#include "model/T5Model.h"
 #include "train/MemoryMeter.h"
 #include "train/RunSpec.h"
 
+namespace at {
+class Tensor;
+}
+
 namespace ladder {
 
-class T5Tokenizer;
+struct TrainerInputs; // train/TrainerInputs.h: what a run trains on
 
 // One optimizer step, as the trainer reports it.
 struct TrainStep {
@@ -100,25 +102,6 @@ public:
     virtual void onBestModel(const class Method& method) {}
     virtual bool cancelRequested() { return false; }
 };
-
-// What a run trains on: a backbone with its tokenizer, and a task.
-struct TrainerInputs {
-    T5ForConditionalGeneration backbone{nullptr};
-    std::shared_ptr<T5Tokenizer> tokenizer;
-    TaskSplits task;
-};
-
-// Evaluates `method` on one split of `inputs.task` by generation ("validation" or "test") with the
-// spec's evaluation settings.
-TrainEval evaluateSplit(const RunSpec& spec, TrainerInputs& inputs, class Method& method, const std::string& split);
-
-// Loads the backbone ("demo" or a folder with spiece.model) and the task of a spec.
-// beforeStage (optional) is called before each stage with what it loads ("backbone FOLDER", "task
-// TYPE:NAME") and once after the last with an empty string; returning true stops the load there, and
-// Trainer::run then ends the run as cancelled.
-TrainerInputs loadTrainerInputs(
-    const RunSpec& spec, const std::function<bool(const std::string& stage)>& beforeStage = {});
-TaskSplits loadTaskSplits(const TaskSpec& task);
 
 // Trains one run: AdamW, linear warm-up and decay, clipping, accumulation, evaluation by generation on
 // the validation split every epoch (or every N steps), keeps the best by the validation metric and

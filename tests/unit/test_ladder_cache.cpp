@@ -21,6 +21,7 @@
 #include "train/LadderActivationCache.h"
 #include "train/MemoryMeter.h"
 #include "train/Trainer.h"
+#include "train/TrainerInputs.h"
 #include "util/Error.h"
 
 using namespace ladder;

@@ -14,6 +14,7 @@
 #include "store/ResultsStore.h"
 #include "train/StoreRecorder.h"
 #include "train/Trainer.h"
+#include "train/TrainerInputs.h"
 #include "util/Error.h"
 
 using namespace ladder;

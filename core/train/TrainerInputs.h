@@ -1,0 +1,45 @@
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include "data/Task.h"
+#include "model/T5Model.h"
+#include "train/RunSpec.h"
+#include "train/TaskLoad.h"
+#include "train/Trainer.h"
+
+namespace ladder {
+
+class Method;
+class T5Tokenizer;
+
+// What a run trains on: a backbone with its tokenizer, and a task.
+struct TrainerInputs {
+    T5ForConditionalGeneration backbone{nullptr};
+    std::shared_ptr<T5Tokenizer> tokenizer;
+    TaskSplits task;
+};
+
+// Evaluates `method` on one split of `inputs.task` by generation ("validation" or "test") with the
+// spec's evaluation settings.
+TrainEval evaluateSplit(const RunSpec& spec, TrainerInputs& inputs, Method& method, const std::string& split);
+
+// Loads the backbone ("demo" or a folder with spiece.model) and the task of a spec.
+// beforeStage (optional) is called before each stage with what it loads ("backbone FOLDER", "task
+// TYPE:NAME") and once after the last with an empty string; returning true stops the load there, and
+// Trainer::run then ends the run as cancelled.
+TrainerInputs loadTrainerInputs(
+    const RunSpec& spec, const std::function<bool(const std::string& stage)>& beforeStage = {});
+
+// Thrown by loadTrainerInputs when beforeStage asks to stop: Trainer::run ends the run cancelled.
+struct LoadCancelled : std::runtime_error {
+    LoadCancelled()
+        : std::runtime_error("cancelled while loading")
+    {
+    }
+};
+
+} // namespace ladder

@@ -29,25 +29,18 @@ struct SafetensorsEntry {
     std::string dtype;
     std::vector<std::int64_t> shape;
 };
-std::map<std::string, SafetensorsEntry> readSafetensorsHeader(const std::string& path,
-                                                                const SafetensorsLimits& limits = {});
+std::map<std::string, SafetensorsEntry> readSafetensorsHeader(
+    const std::string& path, const SafetensorsLimits& limits = {});
 
 // Reads only the header and returns its "__metadata__" map (empty when absent; HF writes {"format": "pt"}).
 // Same validation as readSafetensors.
-std::map<std::string, std::string> readSafetensorsMetadata(const std::string& path,
-                                                           const SafetensorsLimits& limits = {});
+std::map<std::string, std::string> readSafetensorsMetadata(
+    const std::string& path, const SafetensorsLimits& limits = {});
 
 // Writes tensors (any device; contiguous copies are made on the CPU) with optional string metadata
 // (stored under "__metadata__"). Writes to a temporary file and renames it, so a crash never leaves
 // a half-written file under `path`.
 void writeSafetensors(const std::string& path, const TensorMap& tensors,
-                      const std::map<std::string, std::string>& metadata = {});
-
-// Reads a PyTorch `torch.save` zip archive holding a state dict (HF pytorch_model.bin), with every
-// storage mapped to the CPU. Tensors come out detached and each owns exactly its bytes: tensors that
-// shared a storage in the file (tied weights such as shared.weight / lm_head.weight) are separate
-// copies. The legacy non-zip format (torch.save before PyTorch 1.6) is not supported.
-// Throws ladder::Error naming the file on anything that is not a dict of str -> tensor.
-TensorMap readTorchBin(const std::string& path);
+    const std::map<std::string, std::string>& metadata = {});
 
 } // namespace ladder

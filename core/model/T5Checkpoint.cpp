@@ -9,6 +9,7 @@
 #include <c10/core/GradMode.h>
 #include <nlohmann/json.hpp>
 
+#include "model/TorchBin.h"
 #include "util/Error.h"
 
 namespace ladder {

@@ -12,6 +12,7 @@
 #include "model/Generation.h"
 #include "model/ModelInputs.h"
 #include "model/T5Checkpoint.h"
+#include "model/TorchBin.h"
 #include "util/Error.h"
 
 using namespace ladder;

@@ -1,13 +1,17 @@
 #pragma once
 
 // ResultsStore's private state, shared by the .cpp files that implement it: ResultsStore.cpp (opening,
-// runs, time series, the queue), ResultsStoreFiles.cpp (the store's files folder and checkpoint hashes)
-// and ResultsStoreLeases.cpp (device leases). Private to core/store: no public header includes it.
+// identity, migrations, interrupted-run recovery), ResultsStoreRuns.cpp (the run records),
+// ResultsStoreMetrics.cpp (metrics, evaluations, logs, the CSV export), ResultsStoreQueue.cpp (the queue
+// and device leases), ResultsStoreFiles.cpp (the store's files folder and checkpoint hashes) and
+// OwnerProcess.cpp (owner processes). Private to core/store: no public header includes it.
 
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json_fwd.hpp>
 
 #include "store/ResultsStore.h"
 #include "store/Sqlite.h"
@@ -27,9 +31,16 @@ inline std::string runLabel(std::int64_t runId)
     return "run " + str(runId);
 }
 
+// ---- Run records (ResultsStoreRuns.cpp) ---------------------------------------------------------------
+
+inline constexpr const char* kSelectRuns = "SELECT * FROM runs";
+
 // One row of runs (SELECT *). Columns added by later migrations read as empty when the file predates
 // them, which only a store opened read-only (never migrated) can.
 RunRecord readRun(sqlite::Statement& s);
+
+// Parses JSON text from a caller or a row; throws Error "<what> is not valid JSON: ..." when it is not.
+nlohmann::json parseJson(const std::string& text, const std::string& what);
 
 // ---- Owner processes (OwnerProcess.cpp) -----------------------------------------------------------------
 
@@ -49,7 +60,7 @@ std::vector<std::string> runFiles(sqlite::Connection& db, const std::string& fil
 // Removes them; throws Error naming the first that cannot be removed (a missing file is fine).
 void removeFiles(const std::vector<std::string>& files);
 
-// ---- Leases (ResultsStoreLeases.cpp) ------------------------------------------------------------------
+// ---- Leases (ResultsStoreQueue.cpp) -------------------------------------------------------------------
 
 // Whether `owner` holds a live lease on `device` now (inside the caller's transaction).
 bool leaseHeld(sqlite::Connection& db, const std::string& device, const std::string& owner);
@@ -105,6 +116,7 @@ struct ResultsStore::Impl {
     int checkStoreIdentity(bool mustExist);
     void migrate(int version);
     int markInterrupted();
+    // ResultsStoreRuns.cpp (callers hold the transaction where one is needed)
     RunState requireRun(std::int64_t runId);
     RunRecord getRun(std::int64_t runId);
     void setStatus(std::int64_t runId, RunState status, const std::string& errorMessage);
@@ -112,6 +124,7 @@ struct ResultsStore::Impl {
     // Inserts a run (inside the caller's transaction) and returns its id.
     std::int64_t insertRun(const NewRun& run);
     std::vector<RunRecord> listRuns(const RunFilter& filter);
+    // ResultsStoreQueue.cpp
     std::optional<RunRecord> nextQueued(const std::string& device);
     std::vector<std::int64_t> queueOrder();
     void applyQueueOrder(const std::vector<std::int64_t>& ids);

@@ -14,12 +14,11 @@ namespace ladder {
 
 using sqlite::Statement;
 using sqlite::Transaction;
+using store_detail::kSelectRuns;
 using store_detail::readRun;
 using store_detail::runLabel;
 
 namespace {
-
-constexpr const char* kSelectRuns = "SELECT * FROM runs";
 
 std::string isoIn(int seconds)
 {

@@ -58,7 +58,9 @@ using Tokens = std::vector<std::int64_t>;
 class BeamHypotheses {
 public:
     BeamHypotheses(std::int64_t numBeams, double lengthPenalty, bool earlyStopping)
-        : m_numBeams(numBeams), m_lengthPenalty(lengthPenalty), m_earlyStopping(earlyStopping)
+        : m_numBeams(numBeams)
+        , m_lengthPenalty(lengthPenalty)
+        , m_earlyStopping(earlyStopping)
     {
     }
 
@@ -94,8 +96,8 @@ public:
     std::pair<double, Tokens> best() const
     {
         auto sorted = m_beams;
-        std::stable_sort(sorted.begin(), sorted.end(),
-                         [](const auto& a, const auto& b) { return a.first < b.first; });
+        std::stable_sort(
+            sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
         return sorted.back();
     }
 
@@ -108,27 +110,27 @@ private:
 };
 
 GenerationResult greedy(Seq2SeqStepper& stepper, const at::Tensor& inputIds, const at::Tensor& attentionMask,
-                        const GenerationOptions& o)
+    const GenerationOptions& o)
 {
     const auto batch = inputIds.size(0);
     const auto longOpts = at::TensorOptions().dtype(at::kLong).device(inputIds.device());
     stepper.begin(inputIds, attentionMask, 1);
-    auto sequences = at::full({batch, 1}, o.decoderStartTokenId, longOpts);
-    auto unfinished = at::ones({batch}, longOpts);
+    auto sequences = at::full({ batch, 1 }, o.decoderStartTokenId, longOpts);
+    auto unfinished = at::ones({ batch }, longOpts);
     for (std::int64_t t = 0; t < o.maxNewTokens; ++t) {
         const auto logits = stepper.step(sequences.narrow(1, sequences.size(1) - 1, 1));
         auto next = logits.argmax(-1);
         next = next * unfinished + o.padTokenId * (1 - unfinished);
-        sequences = at::cat({sequences, next.unsqueeze(1)}, 1);
+        sequences = at::cat({ sequences, next.unsqueeze(1) }, 1);
         unfinished = unfinished * (next != o.eosTokenId).to(at::kLong);
         if (unfinished.max().item<std::int64_t>() == 0)
             break;
     }
-    return {sequences.cpu(), {}};
+    return { sequences.cpu(), {} };
 }
 
-GenerationResult beamSearch(Seq2SeqStepper& stepper, const at::Tensor& inputIds, const at::Tensor& attentionMask,
-                            const GenerationOptions& o)
+GenerationResult beamSearch(Seq2SeqStepper& stepper, const at::Tensor& inputIds,
+    const at::Tensor& attentionMask, const GenerationOptions& o)
 {
     const auto batch = inputIds.size(0);
     const auto beams = o.numBeams;
@@ -137,31 +139,32 @@ GenerationResult beamSearch(Seq2SeqStepper& stepper, const at::Tensor& inputIds,
     const auto device = inputIds.device();
     stepper.begin(inputIds, attentionMask, beams);
 
-    std::vector<Tokens> seqs(static_cast<std::size_t>(rows), Tokens{o.decoderStartTokenId});
-    auto beamScores = at::zeros({batch, beams}, at::kFloat);
+    std::vector<Tokens> seqs(static_cast<std::size_t>(rows), Tokens { o.decoderStartTokenId });
+    auto beamScores = at::zeros({ batch, beams }, at::kFloat);
     if (beams > 1)
         beamScores.narrow(1, 1, beams - 1).fill_(-1e9);
-    beamScores = beamScores.view({rows});
-    std::vector<BeamHypotheses> hyps(static_cast<std::size_t>(batch),
-                                     BeamHypotheses(beams, o.lengthPenalty, o.earlyStopping));
+    beamScores = beamScores.view({ rows });
+    std::vector<BeamHypotheses> hyps(
+        static_cast<std::size_t>(batch), BeamHypotheses(beams, o.lengthPenalty, o.earlyStopping));
     std::vector<bool> done(static_cast<std::size_t>(batch), false);
-    auto lastTokens = at::full({rows, 1}, o.decoderStartTokenId, at::TensorOptions().dtype(at::kLong).device(device));
+    auto lastTokens
+        = at::full({ rows, 1 }, o.decoderStartTokenId, at::TensorOptions().dtype(at::kLong).device(device));
     std::int64_t curLen = 1;
 
     while (true) {
         const auto logits = stepper.step(lastTokens);
         const auto vocab = logits.size(-1);
         auto scores = at::log_softmax(logits, -1).cpu() + beamScores.unsqueeze(1);
-        scores = scores.view({batch, beams * vocab});
+        scores = scores.view({ batch, beams * vocab });
         const auto top = at::topk(scores, 2 * beams, 1, true, true);
         const auto topScores = std::get<0>(top).contiguous();
         const auto topIds = std::get<1>(top).contiguous();
         const auto* sc = topScores.data_ptr<float>();
         const auto* id = topIds.data_ptr<std::int64_t>();
 
-        auto nextScores = at::zeros({rows}, at::kFloat);
-        auto nextTokens = at::full({rows}, o.padTokenId, at::kLong);
-        auto nextRows = at::zeros({rows}, at::kLong);
+        auto nextScores = at::zeros({ rows }, at::kFloat);
+        auto nextTokens = at::full({ rows }, o.padTokenId, at::kLong);
+        auto nextRows = at::zeros({ rows }, at::kLong);
         auto* ns = nextScores.data_ptr<float>();
         auto* nt = nextTokens.data_ptr<std::int64_t>();
         auto* nr = nextRows.data_ptr<std::int64_t>();
@@ -218,7 +221,7 @@ GenerationResult beamSearch(Seq2SeqStepper& stepper, const at::Tensor& inputIds,
         longest = std::max<std::int64_t>(longest, static_cast<std::int64_t>(h.second.size()));
     const auto width = std::min(longest + 1, maxLength);
     GenerationResult result;
-    result.sequences = at::full({batch, width}, o.padTokenId, at::kLong);
+    result.sequences = at::full({ batch, width }, o.padTokenId, at::kLong);
     auto* out = result.sequences.data_ptr<std::int64_t>();
     for (std::int64_t b = 0; b < batch; ++b) {
         const auto& tokens = best[b].second;
@@ -234,8 +237,8 @@ GenerationResult beamSearch(Seq2SeqStepper& stepper, const at::Tensor& inputIds,
 
 } // namespace
 
-GenerationResult generate(Seq2SeqStepper& stepper, const at::Tensor& inputIds, const at::Tensor& attentionMask,
-                          const GenerationOptions& options)
+GenerationResult generate(Seq2SeqStepper& stepper, const at::Tensor& inputIds,
+    const at::Tensor& attentionMask, const GenerationOptions& options)
 {
     if (options.numBeams < 1)
         throw Error("generate: num_beams must be at least 1");
@@ -249,10 +252,10 @@ GenerationResult generate(Seq2SeqStepper& stepper, const at::Tensor& inputIds, c
 }
 
 GenerationResult generate(T5ForConditionalGeneration& model, const at::Tensor& inputIds,
-                          const at::Tensor& attentionMask, const GenerationOptions& options)
+    const at::Tensor& attentionMask, const GenerationOptions& options)
 {
-    T5Stepper stepper(model);
-    return generate(stepper, inputIds, attentionMask, options);
+    const auto stepper = model->makeStepper();
+    return generate(*stepper, inputIds, attentionMask, options);
 }
 
 } // namespace ladder

@@ -11,27 +11,17 @@
 
 namespace ladder {
 
-// A sequence-to-sequence model seen one decoding step at a time, so that the same greedy and beam
-// search drive the plain backbone and, later, backbone + side network with both key/value caches.
-class Seq2SeqStepper {
-public:
-    virtual ~Seq2SeqStepper() = default;
-    // Encodes the source once; every example is repeated `copies` times (one row per beam).
-    virtual void begin(const at::Tensor& inputIds, const at::Tensor& attentionMask, std::int64_t copies) = 0;
-    // Feeds one token per row (rows, 1); returns the next-token logits (rows, vocab) in float32.
-    virtual at::Tensor step(const at::Tensor& tokens) = 0;
-    // Keeps row rowIndices[r] as new row r in every cache (beam search).
-    virtual void reorder(const at::Tensor& rowIndices) = 0;
-};
+// Seq2SeqStepper, the step-by-step view that generate() drives, is declared in model/Backbone.h.
 
-// The backbone alone, with a decoder key/value cache. An optional encoder function replaces the
-// backbone's own encoding (prompt tuning prepends its prompts there); it returns the encoder output
-// and the attention mask that cross-attention must use.
+// The T5 backbone alone (T5ForConditionalGenerationImpl::makeStepper()), with a decoder key/value cache.
+// An optional encoder function replaces the backbone's own encoding (prompt tuning prepends its prompts
+// there); it returns the encoder output and the attention mask that cross-attention must use.
 class T5Stepper : public Seq2SeqStepper {
 public:
     using EncodeFn = std::function<std::pair<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&)>;
     explicit T5Stepper(T5ForConditionalGeneration model, EncodeFn encode = {})
-        : m_model(std::move(model)), m_encode(std::move(encode))
+        : m_model(std::move(model))
+        , m_encode(std::move(encode))
     {
     }
     void begin(const at::Tensor& inputIds, const at::Tensor& attentionMask, std::int64_t copies) override;
@@ -61,16 +51,16 @@ struct GenerationOptions {
 };
 
 struct GenerationResult {
-    at::Tensor sequences;               // (batch, length) int64 on the CPU, decoder start token first
+    at::Tensor sequences; // (batch, length) int64 on the CPU, decoder start token first
     std::vector<double> sequenceScores; // beam search only: the best hypothesis' length-normalised score
 };
 
 // Greedy decoding (numBeams == 1) or beam search (numBeams > 1), under no_grad.
-GenerationResult generate(Seq2SeqStepper& stepper, const at::Tensor& inputIds, const at::Tensor& attentionMask,
-                          const GenerationOptions& options);
+GenerationResult generate(Seq2SeqStepper& stepper, const at::Tensor& inputIds,
+    const at::Tensor& attentionMask, const GenerationOptions& options);
 
-// Convenience for the plain backbone.
+// Convenience for the plain backbone (its makeStepper()).
 GenerationResult generate(T5ForConditionalGeneration& model, const at::Tensor& inputIds,
-                          const at::Tensor& attentionMask, const GenerationOptions& options);
+    const at::Tensor& attentionMask, const GenerationOptions& options);
 
 } // namespace ladder

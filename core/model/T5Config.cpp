@@ -21,27 +21,27 @@ std::int64_t requirePositiveInt(const json& j, const std::string& source, const 
     return v.get<std::int64_t>();
 }
 
-std::int64_t optionalInt(const json& j, const std::string& source, const char* field, std::int64_t fallback,
-                         std::int64_t minimum)
+std::int64_t optionalInt(
+    const json& j, const std::string& source, const char* field, std::int64_t fallback, std::int64_t minimum)
 {
     if (!j.contains(field) || j.at(field).is_null())
         return fallback;
     const auto& v = j.at(field);
     if (!v.is_number_integer() || v.get<std::int64_t>() < minimum)
-        throw Error(source + ": field " + field + ": expected an integer >= " + std::to_string(minimum) +
-                    ", got " + v.dump());
+        throw Error(source + ": field " + field + ": expected an integer >= " + std::to_string(minimum)
+            + ", got " + v.dump());
     return v.get<std::int64_t>();
 }
 
-double optionalNumber(const json& j, const std::string& source, const char* field, double fallback, double lo,
-                      double hi)
+double optionalNumber(
+    const json& j, const std::string& source, const char* field, double fallback, double lo, double hi)
 {
     if (!j.contains(field) || j.at(field).is_null())
         return fallback;
     const auto& v = j.at(field);
     if (!v.is_number() || v.get<double>() < lo || v.get<double>() > hi)
-        throw Error(source + ": field " + field + ": expected a number in [" + std::to_string(lo) + ", " +
-                    std::to_string(hi) + "], got " + v.dump());
+        throw Error(source + ": field " + field + ": expected a number in [" + std::to_string(lo) + ", "
+            + std::to_string(hi) + "], got " + v.dump());
     return v.get<double>();
 }
 
@@ -70,7 +70,8 @@ void T5Config::validate() const
 {
     auto positive = [](std::int64_t v, const char* field) {
         if (v <= 0)
-            throw Error(std::string("T5 config: field ") + field + " must be positive, got " + std::to_string(v));
+            throw Error(
+                std::string("T5 config: field ") + field + " must be positive, got " + std::to_string(v));
     };
     positive(vocabSize, "vocab_size");
     positive(dModel, "d_model");
@@ -84,12 +85,12 @@ void T5Config::validate() const
     if (relativeAttentionNumBuckets < 4)
         throw Error("T5 config: field relative_attention_num_buckets must be at least 4");
     if (!knownActivation(denseActFn()))
-        throw Error("T5 config: field feed_forward_proj: unsupported activation '" + feedForwardProj +
-                    "' (expected relu, gelu, silu, or gated-gelu / gated-relu / gated-silu)");
-    for (auto id : {padTokenId, eosTokenId, decoderStartTokenId})
+        throw Error("T5 config: field feed_forward_proj: unsupported activation '" + feedForwardProj
+            + "' (expected relu, gelu, silu, or gated-gelu / gated-relu / gated-silu)");
+    for (auto id : { padTokenId, eosTokenId, decoderStartTokenId })
         if (id < 0 || id >= vocabSize)
-            throw Error("T5 config: special token id " + std::to_string(id) + " is outside the vocabulary of " +
-                        std::to_string(vocabSize));
+            throw Error("T5 config: special token id " + std::to_string(id) + " is outside the vocabulary of "
+                + std::to_string(vocabSize));
 }
 
 T5Config T5Config::fromJson(const json& j, const std::string& source)
@@ -112,7 +113,8 @@ T5Config T5Config::fromJson(const json& j, const std::string& source)
     c.layerNormEpsilon = optionalNumber(j, source, "layer_norm_epsilon", 1e-6, 0.0, 1.0);
     if (j.contains("feed_forward_proj")) {
         if (!j.at("feed_forward_proj").is_string())
-            throw Error(source + ": field feed_forward_proj: expected a string such as \"relu\" or \"gated-gelu\"");
+            throw Error(
+                source + ": field feed_forward_proj: expected a string such as \"relu\" or \"gated-gelu\"");
         c.feedForwardProj = j.at("feed_forward_proj").get<std::string>();
     }
     if (j.contains("tie_word_embeddings")) {
@@ -145,29 +147,33 @@ T5Config T5Config::fromJsonFile(const std::string& path)
     return fromJson(j, path);
 }
 
+BackboneShape T5Config::shape() const
+{
+    BackboneShape s;
+    s.architecture = "t5";
+    s.hiddenSize = dModel;
+    s.feedForwardSize = dFf;
+    s.heads = numHeads;
+    s.headSize = dKv;
+    s.vocabSize = vocabSize;
+    s.encoderBlocks = numLayers;
+    s.decoderBlocks = numDecoderLayers;
+    s.tiedEmbeddings = tieWordEmbeddings;
+    return s;
+}
+
 json T5Config::toJson() const
 {
-    return json{{"model_type", "t5"},
-                {"architectures", {"T5ForConditionalGeneration"}},
-                {"vocab_size", vocabSize},
-                {"d_model", dModel},
-                {"d_kv", dKv},
-                {"d_ff", dFf},
-                {"num_heads", numHeads},
-                {"num_layers", numLayers},
-                {"num_decoder_layers", numDecoderLayers},
-                {"relative_attention_num_buckets", relativeAttentionNumBuckets},
-                {"relative_attention_max_distance", relativeAttentionMaxDistance},
-                {"dropout_rate", dropoutRate},
-                {"layer_norm_epsilon", layerNormEpsilon},
-                {"feed_forward_proj", feedForwardProj},
-                {"is_gated_act", isGatedAct()},
-                {"dense_act_fn", denseActFn()},
-                {"tie_word_embeddings", tieWordEmbeddings},
-                {"pad_token_id", padTokenId},
-                {"eos_token_id", eosTokenId},
-                {"decoder_start_token_id", decoderStartTokenId},
-                {"is_encoder_decoder", true}};
+    return json { { "model_type", "t5" }, { "architectures", { "T5ForConditionalGeneration" } },
+        { "vocab_size", vocabSize }, { "d_model", dModel }, { "d_kv", dKv }, { "d_ff", dFf },
+        { "num_heads", numHeads }, { "num_layers", numLayers }, { "num_decoder_layers", numDecoderLayers },
+        { "relative_attention_num_buckets", relativeAttentionNumBuckets },
+        { "relative_attention_max_distance", relativeAttentionMaxDistance }, { "dropout_rate", dropoutRate },
+        { "layer_norm_epsilon", layerNormEpsilon }, { "feed_forward_proj", feedForwardProj },
+        { "is_gated_act", isGatedAct() }, { "dense_act_fn", denseActFn() },
+        { "tie_word_embeddings", tieWordEmbeddings }, { "pad_token_id", padTokenId },
+        { "eos_token_id", eosTokenId }, { "decoder_start_token_id", decoderStartTokenId },
+        { "is_encoder_decoder", true } };
 }
 
 T5Config T5Config::preset(const std::string& name)
@@ -207,9 +213,9 @@ T5Config T5Config::preset(const std::string& name)
         c.feedForwardProj = "gated-gelu";
         c.tieWordEmbeddings = false;
     } else {
-        throw Error("unknown model shape '" + name +
-                    "' (expected t5-small, t5-base, t5-large, t5-3b, t5-v1_1-small, t5-v1_1-base, "
-                    "flan-t5-small or flan-t5-base)");
+        throw Error("unknown model shape '" + name
+            + "' (expected t5-small, t5-base, t5-large, t5-3b, t5-v1_1-small, t5-v1_1-base, "
+              "flan-t5-small or flan-t5-base)");
     }
     return c;
 }

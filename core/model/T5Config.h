@@ -5,6 +5,8 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "model/BackboneShape.h"
+
 namespace ladder {
 
 // The fields of a HuggingFace T5 config.json that define the network (docs/ARCHITECTURE.md, "model/").
@@ -32,12 +34,16 @@ struct T5Config {
     // "relu", "gelu_new" (HF maps gated-gelu to the tanh approximation), "gelu", "silu".
     std::string denseActFn() const;
     std::int64_t innerDim() const { return numHeads * dKv; }
+    // The sizes code outside model/ reads (model/Backbone.h): architecture "t5", d_model, d_ff, heads,
+    // d_kv, vocabulary, num_layers, num_decoder_layers, tie_word_embeddings.
+    BackboneShape shape() const;
 
     // Throws ladder::Error naming the first field that is out of range.
     void validate() const;
 
     // Reads config.json. Missing required fields, wrong types or out-of-range values throw
-    // ladder::Error naming the file and the field ("config.json: field d_model: expected a positive integer").
+    // ladder::Error naming the file and the field ("config.json: field d_model: expected a positive
+    // integer").
     static T5Config fromJsonFile(const std::string& path);
     static T5Config fromJson(const nlohmann::json& json, const std::string& source = "config.json");
     nlohmann::json toJson() const;

@@ -5,8 +5,9 @@
 #include <limits>
 
 #include <ATen/ATen.h>
-#include <torch/nn/functional/loss.h>
+#include <nlohmann/json.hpp>
 
+#include "model/Generation.h"
 #include "util/Error.h"
 
 namespace ladder {
@@ -62,7 +63,8 @@ thread_local bool t_skipInit = false;
 
 } // namespace
 
-SkipParameterInit::SkipParameterInit() : m_previous(t_skipInit)
+SkipParameterInit::SkipParameterInit()
+    : m_previous(t_skipInit)
 {
     t_skipInit = true;
 }
@@ -78,9 +80,10 @@ bool SkipParameterInit::active()
 }
 
 // ---------------------------------------------------------------------------------------------------
-T5LayerNormImpl::T5LayerNormImpl(std::int64_t dim, double eps) : m_eps(eps)
+T5LayerNormImpl::T5LayerNormImpl(std::int64_t dim, double eps)
+    : m_eps(eps)
 {
-    weight = register_parameter("weight", at::ones({dim}));
+    weight = register_parameter("weight", at::ones({ dim }));
 }
 
 at::Tensor T5LayerNormImpl::forward(const at::Tensor& hidden)
@@ -99,11 +102,13 @@ void T5LayerNormImpl::addBias()
 }
 
 // ---------------------------------------------------------------------------------------------------
-T5LinearImpl::T5LinearImpl(std::int64_t in, std::int64_t out) : m_in(in), m_out(out)
+T5LinearImpl::T5LinearImpl(std::int64_t in, std::int64_t out)
+    : m_in(in)
+    , m_out(out)
 {
     // HF initialises T5 weights itself; checkpoints overwrite them. Kaiming-uniform as nn.Linear.
     const double bound = 1.0 / std::sqrt(static_cast<double>(in));
-    auto w = at::empty({out, in});
+    auto w = at::empty({ out, in });
     if (!SkipParameterInit::active())
         w.uniform_(-bound, bound);
     weight = register_parameter("weight", w);
@@ -122,7 +127,7 @@ at::Tensor T5LinearImpl::forward(const at::Tensor& x)
 void T5LinearImpl::addBias()
 {
     if (!bias.defined())
-        bias = register_parameter("bias", at::zeros({m_out}, weight.options()));
+        bias = register_parameter("bias", at::zeros({ m_out }, weight.options()));
 }
 
 void T5LinearImpl::addLora(std::int64_t rank, double alpha, double dropout)
@@ -133,8 +138,9 @@ void T5LinearImpl::addLora(std::int64_t rank, double alpha, double dropout)
         throw Error("LoRA: rank must be positive");
     // As loralib/PEFT: A Kaiming-uniform (a = sqrt(5)), B zero, so the model starts unchanged.
     const double bound = 1.0 / std::sqrt(static_cast<double>(m_in));
-    lora_A = register_parameter("lora_A", at::empty({rank, m_in}, weight.options()).uniform_(-bound, bound));
-    lora_B = register_parameter("lora_B", at::zeros({m_out, rank}, weight.options()));
+    lora_A
+        = register_parameter("lora_A", at::empty({ rank, m_in }, weight.options()).uniform_(-bound, bound));
+    lora_B = register_parameter("lora_B", at::zeros({ m_out, rank }, weight.options()));
     m_loraScale = alpha / static_cast<double>(rank);
     m_loraDropout = dropout;
 }
@@ -164,7 +170,7 @@ BottleneckAdapterImpl::BottleneckAdapterImpl(std::int64_t dim, std::int64_t hidd
     down = register_module("down", torch::nn::Linear(dim, hidden));
     up = register_module("up", torch::nn::Linear(hidden, dim));
     at::NoGradGuard noGrad;
-    for (auto* l : {&down, &up}) {
+    for (auto* l : { &down, &up }) {
         (*l)->weight.normal_(0.0, 0.01);
         (*l)->bias.zero_();
     }
@@ -176,7 +182,8 @@ at::Tensor BottleneckAdapterImpl::forward(const at::Tensor& x)
 }
 
 // ---------------------------------------------------------------------------------------------------
-T5AttentionImpl::T5AttentionImpl(const T5AttentionOptions& options) : m_options(options)
+T5AttentionImpl::T5AttentionImpl(const T5AttentionOptions& options)
+    : m_options(options)
 {
     const auto inner = options.numHeads * options.dKv;
     q = register_module("q", projection(options.dModel, inner));
@@ -188,8 +195,8 @@ T5AttentionImpl::T5AttentionImpl(const T5AttentionOptions& options) : m_options(
             "relative_attention_bias", torch::nn::Embedding(options.numBuckets, options.numHeads));
 }
 
-at::Tensor T5AttentionImpl::relativePositionBucket(const at::Tensor& relativePosition, bool bidirectional,
-                                                  std::int64_t numBuckets, std::int64_t maxDistance)
+at::Tensor T5AttentionImpl::relativePositionBucket(
+    const at::Tensor& relativePosition, bool bidirectional, std::int64_t numBuckets, std::int64_t maxDistance)
 {
     auto buckets = at::zeros_like(relativePosition);
     auto position = relativePosition;
@@ -202,33 +209,35 @@ at::Tensor T5AttentionImpl::relativePositionBucket(const at::Tensor& relativePos
     }
     const std::int64_t maxExact = numBuckets / 2;
     const auto isSmall = position < maxExact;
-    auto large = maxExact + (at::log(position.to(at::kFloat) / static_cast<double>(maxExact)) /
-                             std::log(static_cast<double>(maxDistance) / static_cast<double>(maxExact)) *
-                             static_cast<double>(numBuckets - maxExact))
-                                .to(at::kLong);
+    auto large = maxExact
+        + (at::log(position.to(at::kFloat) / static_cast<double>(maxExact))
+            / std::log(static_cast<double>(maxDistance) / static_cast<double>(maxExact))
+            * static_cast<double>(numBuckets - maxExact))
+              .to(at::kLong);
     large = at::clamp_max(large, numBuckets - 1);
     return buckets + at::where(isSmall, position, large);
 }
 
-at::Tensor T5AttentionImpl::computeBias(std::int64_t queryLength, std::int64_t keyLength, const c10::Device& device)
+at::Tensor T5AttentionImpl::computeBias(
+    std::int64_t queryLength, std::int64_t keyLength, const c10::Device& device)
 {
     if (!relative_attention_bias)
         throw Error("T5: computeBias called on a layer without relative_attention_bias");
     const auto opts = at::TensorOptions().dtype(at::kLong).device(device);
     const auto context = at::arange(keyLength - queryLength, keyLength, opts).unsqueeze(1);
     const auto memory = at::arange(keyLength, opts).unsqueeze(0);
-    const auto buckets = relativePositionBucket(memory - context, !m_options.isDecoder, m_options.numBuckets,
-                                                m_options.maxDistance);
-    return relative_attention_bias(buckets).permute({2, 0, 1}).unsqueeze(0); // (1, heads, q, k)
+    const auto buckets = relativePositionBucket(
+        memory - context, !m_options.isDecoder, m_options.numBuckets, m_options.maxDistance);
+    return relative_attention_bias(buckets).permute({ 2, 0, 1 }).unsqueeze(0); // (1, heads, q, k)
 }
 
 at::Tensor T5AttentionImpl::forward(const at::Tensor& hidden, const at::Tensor& keyValueStates,
-                                    const at::Tensor& positionBias, AttentionCache* cache)
+    const at::Tensor& positionBias, AttentionCache* cache)
 {
     const auto batch = hidden.size(0);
     const auto heads = m_options.numHeads;
     const auto dKv = m_options.dKv;
-    auto shape = [&](const at::Tensor& x) { return x.view({batch, -1, heads, dKv}).transpose(1, 2); };
+    auto shape = [&](const at::Tensor& x) { return x.view({ batch, -1, heads, dKv }).transpose(1, 2); };
 
     const auto query = shape(q(hidden));
     at::Tensor key, value;
@@ -250,8 +259,8 @@ at::Tensor T5AttentionImpl::forward(const at::Tensor& hidden, const at::Tensor& 
         value = shape(v(hidden));
         if (cache) {
             if (cache->key.defined()) {
-                key = at::cat({cache->key, key}, 2);
-                value = at::cat({cache->value, value}, 2);
+                key = at::cat({ cache->key, key }, 2);
+                value = at::cat({ cache->value, value }, 2);
             }
             cache->key = key;
             cache->value = value;
@@ -263,22 +272,23 @@ at::Tensor T5AttentionImpl::forward(const at::Tensor& hidden, const at::Tensor& 
         scores = scores + positionBias;
     auto weights = at::softmax(scores.to(at::kFloat), -1).to(scores.scalar_type());
     weights = applyDropout(weights, m_options.dropout, is_training());
-    const auto context = at::matmul(weights, value).transpose(1, 2).contiguous().view({batch, -1, heads * dKv});
+    const auto context
+        = at::matmul(weights, value).transpose(1, 2).contiguous().view({ batch, -1, heads * dKv });
     return o(context);
 }
 
 // ---------------------------------------------------------------------------------------------------
-T5LayerAttentionImpl::T5LayerAttentionImpl(const T5Config& config, bool isDecoder, bool hasRelativeBias,
-                                           bool isCross)
+T5LayerAttentionImpl::T5LayerAttentionImpl(
+    const T5Config& config, bool isDecoder, bool hasRelativeBias, bool isCross)
     : m_dropout(config.dropoutRate)
 {
     attention = register_module(isCross ? "EncDecAttention" : "SelfAttention",
-                                T5Attention(T5AttentionOptions(config, isDecoder, hasRelativeBias)));
+        T5Attention(T5AttentionOptions(config, isDecoder, hasRelativeBias)));
     layer_norm = register_module("layer_norm", T5LayerNorm(config.dModel, config.layerNormEpsilon));
 }
 
 at::Tensor T5LayerAttentionImpl::forward(const at::Tensor& hidden, const at::Tensor& keyValueStates,
-                                         const at::Tensor& positionBias, AttentionCache* cache)
+    const at::Tensor& positionBias, AttentionCache* cache)
 {
     auto out = attention(layer_norm(hidden), keyValueStates, positionBias, cache);
     if (adapter)
@@ -289,12 +299,15 @@ at::Tensor T5LayerAttentionImpl::forward(const at::Tensor& hidden, const at::Ten
 void T5LayerAttentionImpl::addAdapter(std::int64_t hidden, const std::string& activation)
 {
     if (!adapter)
-        adapter = register_module("adapter", BottleneckAdapter(layer_norm->weight.size(0), hidden, activation));
+        adapter
+            = register_module("adapter", BottleneckAdapter(layer_norm->weight.size(0), hidden, activation));
 }
 
 // ---------------------------------------------------------------------------------------------------
 T5DenseImpl::T5DenseImpl(const T5Config& config)
-    : m_act(config.denseActFn()), m_gated(config.isGatedAct()), m_dropout(config.dropoutRate)
+    : m_act(config.denseActFn())
+    , m_gated(config.isGatedAct())
+    , m_dropout(config.dropoutRate)
 {
     if (m_gated) {
         wi_0 = register_module("wi_0", projection(config.dModel, config.dFf));
@@ -308,8 +321,8 @@ T5DenseImpl::T5DenseImpl(const T5Config& config)
 std::vector<T5Linear> T5DenseImpl::projections() const
 {
     if (m_gated)
-        return {wi_0, wi_1, wo};
-    return {wi, wo};
+        return { wi_0, wi_1, wo };
+    return { wi, wo };
 }
 
 at::Tensor T5DenseImpl::forward(const at::Tensor& hidden)
@@ -319,7 +332,8 @@ at::Tensor T5DenseImpl::forward(const at::Tensor& hidden)
     return wo(h);
 }
 
-T5LayerFFImpl::T5LayerFFImpl(const T5Config& config) : m_dropout(config.dropoutRate)
+T5LayerFFImpl::T5LayerFFImpl(const T5Config& config)
+    : m_dropout(config.dropoutRate)
 {
     DenseReluDense = register_module("DenseReluDense", T5Dense(config));
     layer_norm = register_module("layer_norm", T5LayerNorm(config.dModel, config.layerNormEpsilon));
@@ -336,7 +350,8 @@ at::Tensor T5LayerFFImpl::forward(const at::Tensor& hidden)
 void T5LayerFFImpl::addAdapter(std::int64_t hidden, const std::string& activation)
 {
     if (!adapter)
-        adapter = register_module("adapter", BottleneckAdapter(layer_norm->weight.size(0), hidden, activation));
+        adapter
+            = register_module("adapter", BottleneckAdapter(layer_norm->weight.size(0), hidden, activation));
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -353,8 +368,8 @@ T5BlockImpl::T5BlockImpl(const T5Config& config, bool isDecoder, bool hasRelativ
     layer->push_back(feedForward);
 }
 
-at::Tensor T5BlockImpl::forward(const at::Tensor& hidden, const at::Tensor& selfBias, const at::Tensor& encoderHidden,
-                                const at::Tensor& crossBias, BlockCache* cache)
+at::Tensor T5BlockImpl::forward(const at::Tensor& hidden, const at::Tensor& selfBias,
+    const at::Tensor& encoderHidden, const at::Tensor& crossBias, BlockCache* cache)
 {
     auto h = selfAttention(hidden, at::Tensor(), selfBias, cache ? &cache->self : nullptr);
     if (crossAttention)
@@ -363,29 +378,10 @@ at::Tensor T5BlockImpl::forward(const at::Tensor& hidden, const at::Tensor& self
 }
 
 // ---------------------------------------------------------------------------------------------------
-std::vector<at::Tensor> StackOutput::hfHiddenStates() const
-{
-    std::vector<at::Tensor> states{embeddings};
-    for (std::size_t i = 0; i + 1 < blockOutputs.size(); ++i)
-        states.push_back(blockOutputs[i]);
-    states.push_back(lastHiddenState);
-    return states;
-}
-
-void DecoderCache::reorder(const at::Tensor& batchIndices)
-{
-    for (auto& b : blocks) {
-        for (auto* c : {&b.self, &b.cross}) {
-            if (c->key.defined()) {
-                c->key = c->key.index_select(0, batchIndices);
-                c->value = c->value.index_select(0, batchIndices);
-            }
-        }
-    }
-}
-
 T5StackImpl::T5StackImpl(const T5Config& config, bool isDecoder, torch::nn::Embedding sharedEmbedding)
-    : m_embed(std::move(sharedEmbedding)), m_isDecoder(isDecoder), m_dropout(config.dropoutRate)
+    : m_embed(std::move(sharedEmbedding))
+    , m_isDecoder(isDecoder)
+    , m_dropout(config.dropoutRate)
 {
     block = register_module("block", torch::nn::ModuleList());
     const auto layers = isDecoder ? config.numDecoderLayers : config.numLayers;
@@ -393,7 +389,8 @@ T5StackImpl::T5StackImpl(const T5Config& config, bool isDecoder, torch::nn::Embe
         blocks.push_back(T5Block(config, isDecoder, i == 0));
         block->push_back(blocks.back());
     }
-    final_layer_norm = register_module("final_layer_norm", T5LayerNorm(config.dModel, config.layerNormEpsilon));
+    final_layer_norm
+        = register_module("final_layer_norm", T5LayerNorm(config.dModel, config.layerNormEpsilon));
 }
 
 at::Tensor T5StackImpl::extendedMask(const at::Tensor& mask01, c10::ScalarType dtype)
@@ -402,8 +399,8 @@ at::Tensor T5StackImpl::extendedMask(const at::Tensor& mask01, c10::ScalarType d
 }
 
 StackOutput T5StackImpl::forward(const at::Tensor& inputsEmbeds, const at::Tensor& attentionMask,
-                                 const at::Tensor& encoderHidden, const at::Tensor& encoderMask, DecoderCache* cache,
-                                 const std::vector<std::int64_t>* keepBlockOutputs)
+    const at::Tensor& encoderHidden, const at::Tensor& encoderMask, DecoderCache* cache,
+    const std::vector<std::int64_t>* keepBlockOutputs)
 {
     const auto batch = inputsEmbeds.size(0);
     const auto length = inputsEmbeds.size(1);
@@ -416,8 +413,8 @@ StackOutput T5StackImpl::forward(const at::Tensor& inputsEmbeds, const at::Tenso
 
     // Self-attention mask: padding (encoder) or causal x padding (decoder), over past + current keys.
     at::Tensor mask01 = attentionMask.defined()
-                            ? attentionMask
-                            : at::ones({batch, keyLength}, at::TensorOptions().dtype(at::kLong).device(device));
+        ? attentionMask
+        : at::ones({ batch, keyLength }, at::TensorOptions().dtype(at::kLong).device(device));
     at::Tensor selfMask;
     if (m_isDecoder) {
         const auto opts = at::TensorOptions().dtype(at::kLong).device(device);
@@ -429,16 +426,16 @@ StackOutput T5StackImpl::forward(const at::Tensor& inputsEmbeds, const at::Tenso
         selfMask = extendedMask(mask01.unsqueeze(1).unsqueeze(1), dtype);
     }
     // The first block owns the relative position bias; it is computed once and shared by every block.
-    const auto selfBias = blocks.front()->selfAttention->attention->computeBias(length, keyLength, device) + selfMask;
+    const auto selfBias
+        = blocks.front()->selfAttention->attention->computeBias(length, keyLength, device) + selfMask;
 
     at::Tensor crossBias;
     if (m_isDecoder) {
         if (!encoderHidden.defined())
             throw Error("T5 decoder: encoder hidden states are required");
-        const auto encMask01 =
-            encoderMask.defined()
-                ? encoderMask
-                : at::ones({batch, encoderHidden.size(1)}, at::TensorOptions().dtype(at::kLong).device(device));
+        const auto encMask01 = encoderMask.defined()
+            ? encoderMask
+            : at::ones({ batch, encoderHidden.size(1) }, at::TensorOptions().dtype(at::kLong).device(device));
         crossBias = extendedMask(encMask01.unsqueeze(1).unsqueeze(1), dtype);
     }
 
@@ -447,9 +444,11 @@ StackOutput T5StackImpl::forward(const at::Tensor& inputsEmbeds, const at::Tenso
     at::Tensor hidden = out.embeddings;
     out.blockOutputs.reserve(blocks.size());
     for (std::size_t i = 0; i < blocks.size(); ++i) {
-        hidden = blocks[i]->forward(hidden, selfBias, encoderHidden, crossBias, cache ? &cache->blocks[i] : nullptr);
-        const bool keep = !keepBlockOutputs || std::find(keepBlockOutputs->begin(), keepBlockOutputs->end(),
-                                                         static_cast<std::int64_t>(i)) != keepBlockOutputs->end();
+        hidden = blocks[i]->forward(
+            hidden, selfBias, encoderHidden, crossBias, cache ? &cache->blocks[i] : nullptr);
+        const bool keep = !keepBlockOutputs
+            || std::find(keepBlockOutputs->begin(), keepBlockOutputs->end(), static_cast<std::int64_t>(i))
+                != keepBlockOutputs->end();
         out.blockOutputs.push_back(keep ? hidden : at::Tensor());
     }
     out.lastHiddenState = applyDropout(final_layer_norm(hidden), m_dropout, is_training());
@@ -459,7 +458,8 @@ StackOutput T5StackImpl::forward(const at::Tensor& inputsEmbeds, const at::Tenso
 }
 
 // ---------------------------------------------------------------------------------------------------
-T5ForConditionalGenerationImpl::T5ForConditionalGenerationImpl(const T5Config& config) : m_config(config)
+T5ForConditionalGenerationImpl::T5ForConditionalGenerationImpl(const T5Config& config)
+    : m_config(config)
 {
     m_config.validate();
     shared = register_module("shared", torch::nn::Embedding(config.vocabSize, config.dModel));
@@ -469,13 +469,14 @@ T5ForConditionalGenerationImpl::T5ForConditionalGenerationImpl(const T5Config& c
         lm_head = register_module("lm_head", linear(config.dModel, config.vocabSize));
 }
 
-StackOutput T5ForConditionalGenerationImpl::encode(const at::Tensor& inputIds, const at::Tensor& attentionMask)
+StackOutput T5ForConditionalGenerationImpl::encode(
+    const at::Tensor& inputIds, const at::Tensor& attentionMask)
 {
     return encoder->forward(shared(inputIds), attentionMask);
 }
 
-StackOutput T5ForConditionalGenerationImpl::decode(const at::Tensor& decoderInputIds, const at::Tensor& encoderHidden,
-                                                   const at::Tensor& encoderMask, DecoderCache* cache)
+StackOutput T5ForConditionalGenerationImpl::decode(const at::Tensor& decoderInputIds,
+    const at::Tensor& encoderHidden, const at::Tensor& encoderMask, DecoderCache* cache)
 {
     return decoder->forward(shared(decoderInputIds), at::Tensor(), encoderHidden, encoderMask, cache);
 }
@@ -488,15 +489,16 @@ at::Tensor T5ForConditionalGenerationImpl::lmHeadWeight() const
 at::Tensor T5ForConditionalGenerationImpl::lmLogits(const at::Tensor& decoderHidden)
 {
     const auto hidden = m_config.tieWordEmbeddings
-                            ? decoderHidden * std::pow(static_cast<double>(m_config.dModel), -0.5)
-                            : decoderHidden;
+        ? decoderHidden * std::pow(static_cast<double>(m_config.dModel), -0.5)
+        : decoderHidden;
     return at::linear(hidden, lmHeadWeight(), lm_head_bias.defined() ? lm_head_bias : at::Tensor());
 }
 
 void T5ForConditionalGenerationImpl::addLmHeadBias()
 {
     if (!lm_head_bias.defined())
-        lm_head_bias = register_parameter("lm_head_bias", at::zeros({m_config.vocabSize}, shared->weight.options()));
+        lm_head_bias
+            = register_parameter("lm_head_bias", at::zeros({ m_config.vocabSize }, shared->weight.options()));
 }
 
 at::Tensor T5ForConditionalGenerationImpl::shiftRight(const at::Tensor& labels) const
@@ -507,14 +509,8 @@ at::Tensor T5ForConditionalGenerationImpl::shiftRight(const at::Tensor& labels) 
     return shifted.masked_fill(shifted == -100, m_config.padTokenId);
 }
 
-at::Tensor T5ForConditionalGenerationImpl::crossEntropy(const at::Tensor& logits, const at::Tensor& labels)
-{
-    return at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}).to(at::kFloat), labels.reshape({-1}), {},
-                                  at::Reduction::Mean, -100);
-}
-
-Seq2SeqOutput T5ForConditionalGenerationImpl::forward(const at::Tensor& inputIds, const at::Tensor& attentionMask,
-                                                      const at::Tensor& labels, const at::Tensor& decoderInputIds)
+Seq2SeqOutput T5ForConditionalGenerationImpl::forward(const at::Tensor& inputIds,
+    const at::Tensor& attentionMask, const at::Tensor& labels, const at::Tensor& decoderInputIds)
 {
     if (!labels.defined() && !decoderInputIds.defined())
         throw Error("T5 forward: labels or decoder input ids are required");
@@ -533,6 +529,49 @@ DecoderCache T5ForConditionalGenerationImpl::makeCache() const
     DecoderCache cache;
     cache.blocks.resize(static_cast<std::size_t>(m_config.numDecoderLayers));
     return cache;
+}
+
+BackboneShape T5ForConditionalGenerationImpl::shape() const
+{
+    return m_config.shape();
+}
+
+at::Tensor T5ForConditionalGenerationImpl::embed(const at::Tensor& ids)
+{
+    return shared(ids);
+}
+
+StackOutput T5ForConditionalGenerationImpl::runEncoder(const at::Tensor& embeddings,
+    const at::Tensor& attentionMask, const std::vector<std::int64_t>* keepBlockOutputs)
+{
+    return encoder->forward(embeddings, attentionMask, {}, {}, nullptr, keepBlockOutputs);
+}
+
+StackOutput T5ForConditionalGenerationImpl::runDecoder(const at::Tensor& embeddings,
+    const at::Tensor& encoderHidden, const at::Tensor& encoderMask, DecoderCache* cache,
+    const std::vector<std::int64_t>* keepBlockOutputs)
+{
+    return decoder->forward(embeddings, at::Tensor(), encoderHidden, encoderMask, cache, keepBlockOutputs);
+}
+
+std::unique_ptr<Seq2SeqStepper> T5ForConditionalGenerationImpl::makeStepper()
+{
+    // Modules derive from enable_shared_from_this; the stepper shares this model as a holder would.
+    return std::make_unique<T5Stepper>(T5ForConditionalGeneration(
+        std::static_pointer_cast<T5ForConditionalGenerationImpl>(shared_from_this())));
+}
+
+std::string T5ForConditionalGenerationImpl::configJson() const
+{
+    return m_config.toJson().dump();
+}
+
+std::vector<std::pair<std::string, at::Tensor>> T5ForConditionalGenerationImpl::namedWeights() const
+{
+    std::vector<std::pair<std::string, at::Tensor>> out;
+    for (const auto& item : named_parameters(true))
+        out.emplace_back(item.key(), item.value());
+    return out;
 }
 
 } // namespace ladder

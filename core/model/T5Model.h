@@ -10,6 +10,7 @@
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
 
+#include "model/Backbone.h"
 #include "model/T5Config.h"
 
 namespace ladder {
@@ -68,7 +69,7 @@ public:
     std::int64_t outFeatures() const { return m_out; }
 
     at::Tensor weight;
-    at::Tensor bias;   // undefined unless addBias()
+    at::Tensor bias; // undefined unless addBias()
     at::Tensor lora_A; // undefined unless addLora()
     at::Tensor lora_B;
 
@@ -87,24 +88,23 @@ public:
     BottleneckAdapterImpl(std::int64_t dim, std::int64_t hidden, std::string activation);
     at::Tensor forward(const at::Tensor& x);
 
-    torch::nn::Linear down{nullptr}, up{nullptr};
+    torch::nn::Linear down { nullptr }, up { nullptr };
 
 private:
     std::string m_activation;
 };
 TORCH_MODULE(BottleneckAdapter);
 
-// Keys and values of one attention layer during incremental decoding, shaped (batch, heads, time, d_kv).
-struct AttentionCache {
-    at::Tensor key;
-    at::Tensor value;
-};
-
 struct T5AttentionOptions {
     T5AttentionOptions(const T5Config& config, bool isDecoder, bool hasRelativeBias)
-        : dModel(config.dModel), dKv(config.dKv), numHeads(config.numHeads),
-          numBuckets(config.relativeAttentionNumBuckets), maxDistance(config.relativeAttentionMaxDistance),
-          dropout(config.dropoutRate), isDecoder(isDecoder), hasRelativeBias(hasRelativeBias)
+        : dModel(config.dModel)
+        , dKv(config.dKv)
+        , numHeads(config.numHeads)
+        , numBuckets(config.relativeAttentionNumBuckets)
+        , maxDistance(config.relativeAttentionMaxDistance)
+        , dropout(config.dropoutRate)
+        , isDecoder(isDecoder)
+        , hasRelativeBias(hasRelativeBias)
     {
     }
     std::int64_t dModel;
@@ -126,8 +126,8 @@ public:
     // positionBias: (1 or batch, heads, q, k) with the attention mask already added.
     // cache: when given, self-attention appends this step's keys/values; cross-attention computes them
     // on the first call and reuses them afterwards.
-    at::Tensor forward(const at::Tensor& hidden, const at::Tensor& keyValueStates, const at::Tensor& positionBias,
-                       AttentionCache* cache = nullptr);
+    at::Tensor forward(const at::Tensor& hidden, const at::Tensor& keyValueStates,
+        const at::Tensor& positionBias, AttentionCache* cache = nullptr);
 
     // The relative position bias (1, heads, queryLength, keyLength) for query positions
     // [keyLength - queryLength, keyLength): only valid when the layer owns relative_attention_bias.
@@ -136,10 +136,10 @@ public:
 
     // HF's _relative_position_bucket.
     static at::Tensor relativePositionBucket(const at::Tensor& relativePosition, bool bidirectional,
-                                             std::int64_t numBuckets, std::int64_t maxDistance);
+        std::int64_t numBuckets, std::int64_t maxDistance);
 
-    T5Linear q{nullptr}, k{nullptr}, v{nullptr}, o{nullptr};
-    torch::nn::Embedding relative_attention_bias{nullptr};
+    T5Linear q { nullptr }, k { nullptr }, v { nullptr }, o { nullptr };
+    torch::nn::Embedding relative_attention_bias { nullptr };
 
 private:
     T5AttentionOptions m_options;
@@ -150,15 +150,15 @@ TORCH_MODULE(T5Attention);
 class T5LayerAttentionImpl : public torch::nn::Module {
 public:
     T5LayerAttentionImpl(const T5Config& config, bool isDecoder, bool hasRelativeBias, bool isCross);
-    at::Tensor forward(const at::Tensor& hidden, const at::Tensor& keyValueStates, const at::Tensor& positionBias,
-                       AttentionCache* cache = nullptr);
+    at::Tensor forward(const at::Tensor& hidden, const at::Tensor& keyValueStates,
+        const at::Tensor& positionBias, AttentionCache* cache = nullptr);
 
     // Adds a Houlsby adapter on the attention output, before the residual (registered as "adapter").
     void addAdapter(std::int64_t hidden, const std::string& activation);
 
-    T5Attention attention{nullptr}; // registered as SelfAttention or EncDecAttention
-    T5LayerNorm layer_norm{nullptr};
-    BottleneckAdapter adapter{nullptr};
+    T5Attention attention { nullptr }; // registered as SelfAttention or EncDecAttention
+    T5LayerNorm layer_norm { nullptr };
+    BottleneckAdapter adapter { nullptr };
 
 private:
     double m_dropout;
@@ -174,7 +174,7 @@ public:
     // The projections that exist in this configuration (wi or wi_0 + wi_1, then wo).
     std::vector<T5Linear> projections() const;
 
-    T5Linear wi{nullptr}, wi_0{nullptr}, wi_1{nullptr}, wo{nullptr};
+    T5Linear wi { nullptr }, wi_0 { nullptr }, wi_1 { nullptr }, wo { nullptr };
 
 private:
     std::string m_act;
@@ -190,49 +190,27 @@ public:
 
     void addAdapter(std::int64_t hidden, const std::string& activation);
 
-    T5Dense DenseReluDense{nullptr};
-    T5LayerNorm layer_norm{nullptr};
-    BottleneckAdapter adapter{nullptr};
+    T5Dense DenseReluDense { nullptr };
+    T5LayerNorm layer_norm { nullptr };
+    BottleneckAdapter adapter { nullptr };
 
 private:
     double m_dropout;
 };
 TORCH_MODULE(T5LayerFF);
 
-struct BlockCache {
-    AttentionCache self;
-    AttentionCache cross;
-};
-
 class T5BlockImpl : public torch::nn::Module {
 public:
     T5BlockImpl(const T5Config& config, bool isDecoder, bool hasRelativeBias);
     at::Tensor forward(const at::Tensor& hidden, const at::Tensor& selfBias, const at::Tensor& encoderHidden,
-                       const at::Tensor& crossBias, BlockCache* cache = nullptr);
+        const at::Tensor& crossBias, BlockCache* cache = nullptr);
 
-    torch::nn::ModuleList layer{nullptr};
-    T5LayerAttention selfAttention{nullptr};  // layer.0
-    T5LayerAttention crossAttention{nullptr}; // layer.1 (decoder only)
-    T5LayerFF feedForward{nullptr};           // layer.1 (encoder) or layer.2 (decoder)
+    torch::nn::ModuleList layer { nullptr };
+    T5LayerAttention selfAttention { nullptr }; // layer.0
+    T5LayerAttention crossAttention { nullptr }; // layer.1 (decoder only)
+    T5LayerFF feedForward { nullptr }; // layer.1 (encoder) or layer.2 (decoder)
 };
 TORCH_MODULE(T5Block);
-
-// Per-stack results. blockOutputs[i] is block i's output before any final norm (the LST ladder input).
-struct StackOutput {
-    at::Tensor embeddings;                // after dropout
-    std::vector<at::Tensor> blockOutputs; // numLayers entries (undefined where not kept)
-    at::Tensor lastHiddenState;           // final_layer_norm + dropout
-
-    // HF's hidden_states tuple: embeddings, outputs of blocks 0..n-2, then the final normed output.
-    std::vector<at::Tensor> hfHiddenStates() const;
-};
-
-struct DecoderCache {
-    std::vector<BlockCache> blocks;
-    std::int64_t pastLength = 0;
-    // Reorders the batch dimension of every cached tensor (beam search).
-    void reorder(const at::Tensor& batchIndices);
-};
 
 class T5StackImpl : public torch::nn::Module {
 public:
@@ -244,11 +222,11 @@ public:
     // keepBlockOutputs (optional): indices of the blocks whose outputs are returned; the others are
     // released as soon as the next block has run (LST keeps only its ladder inputs).
     StackOutput forward(const at::Tensor& inputsEmbeds, const at::Tensor& attentionMask,
-                        const at::Tensor& encoderHidden = {}, const at::Tensor& encoderMask = {},
-                        DecoderCache* cache = nullptr, const std::vector<std::int64_t>* keepBlockOutputs = nullptr);
+        const at::Tensor& encoderHidden = {}, const at::Tensor& encoderMask = {},
+        DecoderCache* cache = nullptr, const std::vector<std::int64_t>* keepBlockOutputs = nullptr);
 
-    torch::nn::ModuleList block{nullptr};
-    T5LayerNorm final_layer_norm{nullptr};
+    torch::nn::ModuleList block { nullptr };
+    T5LayerNorm final_layer_norm { nullptr };
     std::vector<T5Block> blocks; // typed views of `block`
 
     // (1 - mask) * finfo(dtype).min, shaped (batch, 1, 1 or q, k).
@@ -263,38 +241,51 @@ TORCH_MODULE(T5Stack);
 
 struct Seq2SeqOutput {
     at::Tensor logits; // (batch, target length, vocab)
-    at::Tensor loss;   // scalar mean over labels != -100; undefined without labels
+    at::Tensor loss; // scalar mean over labels != -100; undefined without labels
     StackOutput encoder;
     StackOutput decoder;
 };
 
-class T5ForConditionalGenerationImpl : public torch::nn::Module {
+// The whole model, and the Backbone (model/Backbone.h) that LST and generation see.
+class T5ForConditionalGenerationImpl : public torch::nn::Module, public Backbone {
 public:
     explicit T5ForConditionalGenerationImpl(const T5Config& config);
 
     // Teacher-forced forward. decoderInputIds defaults to shiftRight(labels).
-    Seq2SeqOutput forward(const at::Tensor& inputIds, const at::Tensor& attentionMask, const at::Tensor& labels,
-                          const at::Tensor& decoderInputIds = {});
+    Seq2SeqOutput forward(const at::Tensor& inputIds, const at::Tensor& attentionMask,
+        const at::Tensor& labels, const at::Tensor& decoderInputIds = {});
 
     StackOutput encode(const at::Tensor& inputIds, const at::Tensor& attentionMask);
     StackOutput decode(const at::Tensor& decoderInputIds, const at::Tensor& encoderHidden,
-                       const at::Tensor& encoderMask, DecoderCache* cache = nullptr);
+        const at::Tensor& encoderMask, DecoderCache* cache = nullptr);
     // Decoder output -> logits (with the d_model^-0.5 rescale when the embeddings are tied).
-    at::Tensor lmLogits(const at::Tensor& decoderHidden);
+    at::Tensor lmLogits(const at::Tensor& decoderHidden) override;
     // The LM head matrix (vocab, d_model): lm_head.weight, or shared.weight when tied.
     at::Tensor lmHeadWeight() const;
 
     // HF's _shift_right: decoder start token first, labels shifted right, -100 replaced by pad.
-    at::Tensor shiftRight(const at::Tensor& labels) const;
-    static at::Tensor crossEntropy(const at::Tensor& logits, const at::Tensor& labels);
+    at::Tensor shiftRight(const at::Tensor& labels) const override;
+    // crossEntropy(logits, labels) is Backbone's.
 
-    DecoderCache makeCache() const;
+    DecoderCache makeCache() const override;
     const T5Config& config() const { return m_config; }
 
-    torch::nn::Embedding shared{nullptr};
-    T5Stack encoder{nullptr};
-    T5Stack decoder{nullptr};
-    torch::nn::Linear lm_head{nullptr}; // only when tie_word_embeddings is false
+    // The rest of Backbone: shared, encoder and decoder as they are, config.json and named_parameters.
+    BackboneShape shape() const override;
+    at::Tensor embed(const at::Tensor& ids) override;
+    StackOutput runEncoder(const at::Tensor& embeddings, const at::Tensor& attentionMask,
+        const std::vector<std::int64_t>* keepBlockOutputs) override;
+    StackOutput runDecoder(const at::Tensor& embeddings, const at::Tensor& encoderHidden,
+        const at::Tensor& encoderMask, DecoderCache* cache,
+        const std::vector<std::int64_t>* keepBlockOutputs) override;
+    std::unique_ptr<Seq2SeqStepper> makeStepper() override; // a T5Stepper (model/Generation.h)
+    std::string configJson() const override;
+    std::vector<std::pair<std::string, at::Tensor>> namedWeights() const override;
+
+    torch::nn::Embedding shared { nullptr };
+    T5Stack encoder { nullptr };
+    T5Stack decoder { nullptr };
+    torch::nn::Linear lm_head { nullptr }; // only when tie_word_embeddings is false
     // BitFit: a zero-initialised bias on the LM head (registered as "lm_head_bias"; HF T5 has none).
     void addLmHeadBias();
     at::Tensor lm_head_bias;

@@ -28,7 +28,7 @@ LadderSideOptions ladderSideOptions(const T5Config& config, const MethodOptions&
     // indices must exist in both stacks (also when num_decoder_layers != num_layers).
     side.encoderKeep = options.keptLayers(config.numLayers);
     side.decoderKeep = options.keptLayers(config.numDecoderLayers);
-    for (auto* keep : {&side.encoderKeep, &side.decoderKeep})
+    for (auto* keep : { &side.encoderKeep, &side.decoderKeep })
         std::sort(keep->begin(), keep->end());
     side.gateTemperature = options.gateTemperature;
     side.ablation = options.ablation;
@@ -45,13 +45,14 @@ void LadderEncoderState::select(const at::Tensor& rowIndices)
     sideHidden = selectRows(sideHidden, rowIndices);
 }
 
-LadderModel::LadderModel(T5ForConditionalGeneration backbone, LadderSideNetwork side)
-    : m_backbone(std::move(backbone)), m_side(std::move(side))
+LadderModel::LadderModel(std::shared_ptr<Backbone> backbone, LadderSideNetwork side)
+    : m_backbone(std::move(backbone))
+    , m_side(std::move(side))
 {
 }
 
 LadderEncoderState LadderModel::encode(const at::Tensor& inputIds, const at::Tensor& attentionMask,
-                                      const LadderBackboneOutputs* cached, LadderBackboneOutputs* record)
+    const LadderBackboneOutputs* cached, LadderBackboneOutputs* record)
 {
     const auto& o = m_side->options();
     LadderEncoderState state;
@@ -61,7 +62,7 @@ LadderEncoderState LadderModel::encode(const at::Tensor& inputIds, const at::Ten
     {
         // No backbone activation is kept for backward: only the ladder inputs, which the downsamples save.
         at::NoGradGuard noGrad;
-        embeddings = m_backbone->shared(inputIds);
+        embeddings = m_backbone->embed(inputIds);
         if (cached) {
             // The backbone's outputs come from the activation cache; the backbone decoder does not run
             // either (decode() takes its outputs from the cache too), so its encoder output is not needed.
@@ -70,8 +71,7 @@ LadderEncoderState LadderModel::encode(const at::Tensor& inputIds, const at::Ten
             // Only the kept layers' outputs survive the backbone pass (the stack releases the others).
             static const std::vector<std::int64_t> none;
             const bool ladder = o.usesLadders() && o.hasSideEncoder();
-            auto out = m_backbone->encoder->forward(embeddings, attentionMask, {}, {}, nullptr,
-                                                    ladder ? &o.encoderKeep : &none);
+            auto out = m_backbone->runEncoder(embeddings, attentionMask, ladder ? &o.encoderKeep : &none);
             state.backboneHidden = out.lastHiddenState;
             if (ladder)
                 ladders = std::move(out.blockOutputs);
@@ -85,15 +85,15 @@ LadderEncoderState LadderModel::encode(const at::Tensor& inputIds, const at::Ten
 }
 
 at::Tensor LadderModel::decode(const at::Tensor& decoderInputIds, const LadderEncoderState& encoded,
-                               DecoderCache* backboneCache, LadderSideCache* sideCache,
-                               const LadderBackboneOutputs* cached, LadderBackboneOutputs* record)
+    DecoderCache* backboneCache, LadderSideCache* sideCache, const LadderBackboneOutputs* cached,
+    LadderBackboneOutputs* record)
 {
     const auto& o = m_side->options();
     at::Tensor embeddings, backboneFinal;
     std::vector<at::Tensor> ladders;
     {
         at::NoGradGuard noGrad;
-        embeddings = m_backbone->shared(decoderInputIds);
+        embeddings = m_backbone->embed(decoderInputIds);
         if (cached) {
             if (backboneCache || sideCache)
                 throw Error("ladder: cached backbone outputs are for teacher-forced training, not decoding");
@@ -101,9 +101,8 @@ at::Tensor LadderModel::decode(const at::Tensor& decoderInputIds, const LadderEn
             backboneFinal = cached->decoderFinal;
         } else if (o.needsBackbone()) {
             static const std::vector<std::int64_t> none;
-            auto out = m_backbone->decoder->forward(embeddings, at::Tensor(), encoded.backboneHidden,
-                                                    encoded.attentionMask, backboneCache,
-                                                    o.usesLadders() ? &o.decoderKeep : &none);
+            auto out = m_backbone->runDecoder(embeddings, encoded.backboneHidden, encoded.attentionMask,
+                backboneCache, o.usesLadders() ? &o.decoderKeep : &none);
             if (o.usesMerge())
                 backboneFinal = out.lastHiddenState;
             if (o.usesLadders())
@@ -114,8 +113,8 @@ at::Tensor LadderModel::decode(const at::Tensor& decoderInputIds, const LadderEn
         record->decoder = ladders;
         record->decoderFinal = backboneFinal;
     }
-    const auto sideOut = m_side->side_decoder->forward(embeddings, ladders, at::Tensor(), encoded.sideHidden,
-                                                       encoded.attentionMask, sideCache);
+    const auto sideOut = m_side->side_decoder->forward(
+        embeddings, ladders, at::Tensor(), encoded.sideHidden, encoded.attentionMask, sideCache);
     return m_side->head(sideOut, backboneFinal);
 }
 
@@ -129,7 +128,7 @@ at::Tensor LadderModel::logits(const at::Tensor& decoderHidden)
 LadderMethod::LadderMethod(T5ForConditionalGeneration backbone, const MethodOptions& options,
     const BatchSource& data, const MethodInitHooks& hooks)
     : Method(backbone, options)
-    , m_model(m_backbone, LadderSideNetwork(ladderSideOptions(m_backbone->config(), options)))
+    , m_model(m_backbone.ptr(), LadderSideNetwork(ladderSideOptions(m_backbone->config(), options)))
 {
     for (auto& p : m_backbone->parameters(true))
         p.set_requires_grad(false);
@@ -144,11 +143,11 @@ MethodOutput LadderMethod::forward(const Seq2SeqBatch& batch)
 {
     if (!batch.labels.defined())
         throw Error("ladder forward: labels are required");
-    const auto decoderInputIds = m_backbone->shiftRight(batch.labels);
+    const auto decoderInputIds = m_model.backbone().shiftRight(batch.labels);
     const auto encoded = m_model.encode(batch.inputIds, batch.attentionMask);
     MethodOutput out;
     out.logits = m_model.logits(m_model.decode(decoderInputIds, encoded));
-    out.loss = T5ForConditionalGenerationImpl::crossEntropy(out.logits, batch.labels);
+    out.loss = Backbone::crossEntropy(out.logits, batch.labels);
     return out;
 }
 
@@ -191,7 +190,7 @@ void LadderStepper::begin(const at::Tensor& inputIds, const at::Tensor& attentio
         const auto rows = at::arange(inputIds.size(0), longOpts).repeat_interleave(copies);
         m_encoded.select(rows);
     }
-    m_backboneCache = m_model.backbone()->makeCache();
+    m_backboneCache = m_model.backbone().makeCache();
     m_sideCache = m_model.side()->makeCache();
 }
 

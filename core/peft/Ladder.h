@@ -15,14 +15,15 @@ std::unique_ptr<Method> createLadderMethod(T5ForConditionalGeneration backbone, 
     const BatchSource& data, const MethodInitHooks& hooks = {});
 
 // The side network options an LST method uses for `config` (keep lists resolved per stack, validated).
+// It takes the whole T5Config, not the BackboneShape: the side network is T5 blocks derived from it.
 // Errors name the field: "ladder: field keep: layer 4 does not exist in the decoder (2 layers, ...)".
 LadderSideOptions ladderSideOptions(const T5Config& config, const MethodOptions& options);
 
 // What the backbone encoder hands to the side network and the decoders: computed without gradients.
 struct LadderEncoderState {
-    at::Tensor attentionMask;  // (batch, source length) or undefined
+    at::Tensor attentionMask; // (batch, source length) or undefined
     at::Tensor backboneHidden; // backbone encoder output (after its final norm); undefined without backbone
-    at::Tensor sideHidden;     // side encoder output (d/r); undefined without a side encoder
+    at::Tensor sideHidden; // side encoder output (d/r); undefined without a side encoder
 
     // Keeps row rowIndices[r] as row r (beam expansion and reordering).
     void select(const at::Tensor& rowIndices);
@@ -35,35 +36,38 @@ struct LadderEncoderState {
 struct LadderBackboneOutputs {
     std::vector<at::Tensor> encoder; // (batch, source length, d) per kept encoder layer
     std::vector<at::Tensor> decoder; // (batch, target length, d) per kept decoder layer
-    at::Tensor decoderFinal;         // (batch, target length, d) or undefined
+    at::Tensor decoderFinal; // (batch, target length, d) or undefined
 };
 
-// Backbone + side network, shared (module holders) between the method and its steppers.
+// Backbone + side network, shared between the method and its steppers. It reads the backbone only through
+// the Backbone interface (model/Backbone.h).
 class LadderModel {
 public:
-    LadderModel(T5ForConditionalGeneration backbone, LadderSideNetwork side);
+    LadderModel(std::shared_ptr<Backbone> backbone, LadderSideNetwork side);
 
     // The backbone encoder under NoGradGuard (when the ablation needs it), then the side encoder.
     // cached: take the backbone's outputs from there instead of running it (the activation cache);
     // record: also hand out what the backbone computed.
     LadderEncoderState encode(const at::Tensor& inputIds, const at::Tensor& attentionMask,
-                              const LadderBackboneOutputs* cached = nullptr, LadderBackboneOutputs* record = nullptr);
+        const LadderBackboneOutputs* cached = nullptr, LadderBackboneOutputs* record = nullptr);
     // Backbone decoder under NoGradGuard, side decoder with grad, head; returns the d_model hidden states
     // that the backbone's LM head (lmLogits) turns into logits. With caches: incremental decoding.
     // cached/record: as for encode (teacher-forced training only, no key/value caches).
     at::Tensor decode(const at::Tensor& decoderInputIds, const LadderEncoderState& encoded,
-                      DecoderCache* backboneCache = nullptr, LadderSideCache* sideCache = nullptr,
-                      const LadderBackboneOutputs* cached = nullptr, LadderBackboneOutputs* record = nullptr);
+        DecoderCache* backboneCache = nullptr, LadderSideCache* sideCache = nullptr,
+        const LadderBackboneOutputs* cached = nullptr, LadderBackboneOutputs* record = nullptr);
     at::Tensor logits(const at::Tensor& decoderHidden);
 
-    T5ForConditionalGeneration backbone() const { return m_backbone; }
+    Backbone& backbone() const { return *m_backbone; }
     LadderSideNetwork side() const { return m_side; }
 
 private:
-    T5ForConditionalGeneration m_backbone;
+    std::shared_ptr<Backbone> m_backbone;
     LadderSideNetwork m_side;
 };
 
+// The method around LadderModel. It still holds the T5 (Method's backbone()) for what is T5's own: freezing,
+// train/eval and moving its modules, and the pruning initialisation (peft/LadderInit).
 class LadderMethod : public Method {
 public:
     // Freezes the backbone (requires_grad false), builds the side network, initialises it (options.init;
@@ -92,7 +96,10 @@ private:
 // generate() for LST: the backbone decoder and the side decoder step by step, each with its key/value cache.
 class LadderStepper : public Seq2SeqStepper {
 public:
-    explicit LadderStepper(LadderModel model) : m_model(std::move(model)) {}
+    explicit LadderStepper(LadderModel model)
+        : m_model(std::move(model))
+    {
+    }
     void begin(const at::Tensor& inputIds, const at::Tensor& attentionMask, std::int64_t copies) override;
     at::Tensor step(const at::Tensor& tokens) override;
     void reorder(const at::Tensor& rowIndices) override;

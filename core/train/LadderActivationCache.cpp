@@ -140,9 +140,10 @@ std::string errnoText()
 LadderCacheLayout LadderCacheLayout::forSide(const LadderSideOptions& side)
 {
     LadderCacheLayout l;
-    l.dModel = side.backbone.dModel;
-    l.encoderLayers = side.backbone.numLayers;
-    l.decoderLayers = side.backbone.numDecoderLayers;
+    const auto shape = side.backbone.shape();
+    l.dModel = shape.hiddenSize;
+    l.encoderLayers = shape.encoderBlocks;
+    l.decoderLayers = shape.decoderBlocks;
     if (side.needsBackbone()) {
         if (side.usesLadders() && side.hasSideEncoder())
             l.encoderStored = side.encoderKeep;
@@ -165,7 +166,7 @@ std::string ladderCacheComputeLabel(const c10::Device& device, bool bf16Autocast
     return std::string(device.is_cuda() ? "cuda" : "cpu") + (bf16Autocast ? "-bf16-autocast" : "-fp32");
 }
 
-LadderCacheKey LadderCacheKey::make(T5ForConditionalGeneration backbone, const LadderCacheLayout& layout,
+LadderCacheKey LadderCacheKey::make(const Backbone& backbone, const LadderCacheLayout& layout,
     const std::string& compute, const std::string& storageDtype,
     const std::vector<std::vector<std::int64_t>>& sources,
     const std::vector<std::vector<std::int64_t>>& targets)
@@ -174,9 +175,9 @@ LadderCacheKey LadderCacheKey::make(T5ForConditionalGeneration backbone, const L
     std::uint64_t weights = 0x2545F4914F6CDD1Dull;
     {
         at::NoGradGuard noGrad;
-        for (const auto& item : backbone->named_parameters(true)) {
-            const auto t = item.value().detach().to(at::kCPU).contiguous();
-            weights = hashBytes(item.key().data(), item.key().size(), weights);
+        for (const auto& [name, value] : backbone.namedWeights()) {
+            const auto t = value.detach().to(at::kCPU).contiguous();
+            weights = hashBytes(name.data(), name.size(), weights);
             weights = hashBytes(t.data_ptr(), t.nbytes(), weights);
         }
     }
@@ -193,7 +194,8 @@ LadderCacheKey LadderCacheKey::make(T5ForConditionalGeneration backbone, const L
         s << std::hex << std::setw(16) << std::setfill('0') << v;
         return s.str();
     };
-    nlohmann::json j { { "format", kFormatVersion }, { "backbone_config", backbone->config().toJson() },
+    nlohmann::json j { { "format", kFormatVersion },
+        { "backbone_config", nlohmann::json::parse(backbone.configJson()) },
         { "backbone_weights", hex(weights) }, { "encoder_layers", layout.encoderStored },
         { "decoder_layers", layout.decoderStored }, { "decoder_final", layout.decoderFinal },
         { "compute", compute }, { "storage_dtype", storageDtype }, { "examples", sources.size() },
@@ -645,7 +647,7 @@ MethodOutput forwardWithCache(LadderMethod& method, const Seq2SeqBatch& batch,
         throw Error("ladder: field cache: the activation cache needs the backbone in eval mode "
                     "(backbone_train_mode draws new dropout masks in the backbone every epoch)");
     auto& model = method.model();
-    const auto decoderInputIds = model.backbone()->shiftRight(batch.labels);
+    const auto decoderInputIds = model.backbone().shiftRight(batch.labels);
     MethodOutput out;
     if (cache.usable(examples, batch.inputIds.size(1), batch.labels.size(1))) {
         ++cache.hits;
@@ -662,7 +664,7 @@ MethodOutput forwardWithCache(LadderMethod& method, const Seq2SeqBatch& batch,
             = model.logits(model.decode(decoderInputIds, encoded, nullptr, nullptr, nullptr, &computed));
         cache.store(examples, computed, batch.attentionMask, batch.labels);
     }
-    out.loss = T5ForConditionalGenerationImpl::crossEntropy(out.logits, batch.labels);
+    out.loss = Backbone::crossEntropy(out.logits, batch.labels);
     return out;
 }
 

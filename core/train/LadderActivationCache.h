@@ -9,6 +9,7 @@
 #include <ATen/Tensor.h>
 #include <c10/core/Device.h>
 
+#include "model/Backbone.h"
 #include "model/T5Model.h"
 #include "peft/Ladder.h"
 #include "peft/LadderSideNetwork.h"
@@ -48,13 +49,22 @@ struct LadderCacheKey {
     std::string description; // JSON text: what the hash covers, readable in the file header
     std::uint64_t hash = 0;
 
-    // backbone: its config and a fingerprint of every weight; layout: which layer outputs; compute: the
-    // device type and the compute dtype ("fp32" or "bf16-autocast"); storage dtype; the token ids of every
-    // example (source and target, after truncation: max lengths matter only through them).
-    static LadderCacheKey make(T5ForConditionalGeneration backbone, const LadderCacheLayout& layout,
+    // backbone: its config and a fingerprint of every weight (Backbone::configJson(), namedWeights());
+    // layout: which layer outputs; compute: the device type and the compute dtype ("fp32" or
+    // "bf16-autocast"); storage dtype; the token ids of every example (source and target, after
+    // truncation: max lengths matter only through them).
+    static LadderCacheKey make(const Backbone& backbone, const LadderCacheLayout& layout,
         const std::string& compute, const std::string& storageDtype,
         const std::vector<std::vector<std::int64_t>>& sources,
         const std::vector<std::vector<std::int64_t>>& targets);
+    // The same for a T5 module holder (what Method::backbone() returns).
+    static LadderCacheKey make(const T5ForConditionalGeneration& backbone, const LadderCacheLayout& layout,
+        const std::string& compute, const std::string& storageDtype,
+        const std::vector<std::vector<std::int64_t>>& sources,
+        const std::vector<std::vector<std::int64_t>>& targets)
+    {
+        return make(static_cast<const Backbone&>(*backbone), layout, compute, storageDtype, sources, targets);
+    }
 };
 
 // Per-example store of the backbone outputs LST feeds through its ladders, so that later epochs run only

@@ -1,0 +1,35 @@
+#include "model/Backbone.h"
+
+#include <ATen/ATen.h>
+#include <ATen/core/Reduction.h>
+
+namespace ladder {
+
+void DecoderCache::reorder(const at::Tensor& batchIndices)
+{
+    for (auto& b : blocks) {
+        for (auto* c : { &b.self, &b.cross }) {
+            if (c->key.defined()) {
+                c->key = c->key.index_select(0, batchIndices);
+                c->value = c->value.index_select(0, batchIndices);
+            }
+        }
+    }
+}
+
+std::vector<at::Tensor> StackOutput::hfHiddenStates() const
+{
+    std::vector<at::Tensor> states { embeddings };
+    for (std::size_t i = 0; i + 1 < blockOutputs.size(); ++i)
+        states.push_back(blockOutputs[i]);
+    states.push_back(lastHiddenState);
+    return states;
+}
+
+at::Tensor Backbone::crossEntropy(const at::Tensor& logits, const at::Tensor& labels)
+{
+    return at::cross_entropy_loss(logits.reshape({ -1, logits.size(-1) }).to(at::kFloat),
+        labels.reshape({ -1 }), {}, at::Reduction::Mean, -100);
+}
+
+} // namespace ladder

@@ -1,28 +1,28 @@
-// Task data (core/data): GLUE readers on every task of ../shared/fixtures/glue (row counts after the paper's
-// splits, first examples equal to HF's processors), the text-to-text cast, split determinism (equal to
-// torch.randperm), malformed files, the generic JSONL / CSV / TSV reader and the Batcher.
+// GLUE task data (core/data): the readers on every task of ../shared/fixtures/glue (row counts after the
+// paper's splits, first examples equal to HF's processors), the text-to-text cast, split determinism (equal
+// to torch.randperm) and malformed files. The generic reader: test_generic_task; the Batcher: test_batcher.
 #include <QtTest>
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
-#include <map>
-#include <numeric>
 #include <random>
 #include <set>
+#include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "TaskTestHelpers.h"
 #include "TestSupport.h"
-#include "data/Batcher.h"
 #include "data/GenericTask.h"
 #include "data/GlueTasks.h"
 #include "data/Metrics.h"
 #include "data/Permutation.h"
-#include "data/TextTable.h"
-#include "model/T5Tokenizer.h"
 #include "util/Error.h"
 
 using ladder::GlueLoadOptions;
@@ -30,20 +30,12 @@ using ladder::GlueTask;
 using ladder::GlueTasks;
 using ladder::TaskSplits;
 using ladder::TextExample;
+using ladder::test::task_data::errorOf;
+using ladder::test::task_data::glue;
+using ladder::test::task_data::ids;
+using ladder::test::task_data::writeFile;
 
 namespace {
-
-std::string glue(const std::string& folder)
-{
-    return ladder::test::fixture("glue/" + folder);
-}
-
-void writeFile(const std::string& path, const std::string& bytes)
-{
-    std::filesystem::create_directories(std::filesystem::path(path).parent_path());
-    std::ofstream out(path, std::ios::binary);
-    out << bytes;
-}
 
 const nlohmann::json& hfReference()
 {
@@ -53,32 +45,6 @@ const nlohmann::json& hfReference()
     }();
     return json;
 }
-
-std::vector<std::string> ids(const std::vector<TextExample>& examples)
-{
-    std::vector<std::string> out;
-    for (const auto& ex : examples)
-        out.push_back(ex.id);
-    return out;
-}
-
-// The message of the ladder::Error `f` throws; fails the test when it throws nothing.
-template <typename F> std::string errorOf(F&& f)
-{
-    try {
-        f();
-    } catch (const ladder::Error& e) {
-        return e.what();
-    } catch (const std::exception& e) {
-        return std::string("NOT A ladder::Error: ") + e.what();
-    }
-    return "NO ERROR";
-}
-
-#define VERIFY_CONTAINS(haystack, needle)                                                                    \
-    QVERIFY2(std::string(haystack).find(needle) != std::string::npos,                                        \
-        qPrintable(                                                                                          \
-            QString::fromStdString("'" + std::string(haystack) + "' lacks '" + std::string(needle) + "'")))
 
 // A synthetic MNLI folder in the GLUE layout (train: 12 columns, dev: 16).
 std::string makeMnliFolder()
@@ -135,16 +101,6 @@ const std::string kRteHeader = "index\tsentence1\tsentence2\tlabel\n";
 
 class TestGlue : public QObject {
     Q_OBJECT
-
-private:
-    std::unique_ptr<ladder::T5Tokenizer> m_tokenizer;
-    const ladder::T5Tokenizer& tokenizer()
-    {
-        if (!m_tokenizer)
-            m_tokenizer
-                = std::make_unique<ladder::T5Tokenizer>(ladder::test::fixture("t5-spiece/spiece.model"));
-        return *m_tokenizer;
-    }
 
 private Q_SLOTS:
     // ---- GLUE on the shared fixtures ----------------------------------------------------------------------
@@ -602,394 +558,6 @@ private Q_SLOTS:
         }
         QVERIFY(errors > 100);
         QVERIFY(loaded > 50);
-    }
-
-    // ---- Generic tasks -------------------------------------------------------------------------------
-
-    void genericCsv()
-    {
-        const std::string dir = ladder::test::makeTempDir();
-        // RFC 4180: quoted fields with commas, "" escapes and an embedded newline; CRLF line ends.
-        writeFile(dir + "/train.csv",
-            "text,extra,label\r\n"
-            "\"Hello, world\",x,pos\r\n"
-            "\"She said \"\"hi\"\"\",y,neg\r\n"
-            "\"two\nlines\",z,pos\r\n"
-            "plain,w,neutral\r\n");
-        ladder::GenericTaskOptions options;
-        options.path = dir + "/train.csv";
-        options.textColumns = { "text" };
-        options.taskName = "sentiment";
-        options.validationFraction = 0;
-        options.testFraction = 0;
-        const auto splits = ladder::loadGenericTask(options);
-        QCOMPARE(splits.train.size(), std::size_t(4));
-        // Sorted label list by default.
-        QCOMPARE(splits.info.labelNames, (std::vector<std::string> { "neg", "neutral", "pos" }));
-        QCOMPARE(splits.info.labels, (std::vector<std::string> { "0", "1", "2" }));
-        std::map<std::string, TextExample> byId;
-        for (const auto& ex : splits.train)
-            byId[ex.id] = ex;
-        QCOMPARE(byId.at("train.csv:2").source, std::string("sentiment text: Hello, world"));
-        QCOMPARE(byId.at("train.csv:2").target, std::string("2"));
-        QCOMPARE(byId.at("train.csv:3").fields[0].second, std::string("She said \"hi\""));
-        QCOMPARE(byId.at("train.csv:4").fields[0].second, std::string("two\nlines"));
-        QCOMPARE(
-            byId.at("train.csv:6").label, std::string("neutral")); // physical line, after a 2-line record
-        // First-appearance order and label text as targets.
-        options.labelOrder = ladder::GenericTaskOptions::LabelOrder::FirstAppearance;
-        options.labelTextTargets = true;
-        const auto text = ladder::loadGenericTask(options);
-        QCOMPARE(text.info.labels, (std::vector<std::string> { "pos", "neg", "neutral" }));
-        for (const auto& ex : text.train)
-            QCOMPARE(ex.target, ex.label);
-    }
-
-    void genericJsonlAndTsv()
-    {
-        const std::string dir = ladder::test::makeTempDir();
-        std::string jsonl;
-        for (int i = 0; i < 50; ++i)
-            jsonl += "{\"premise\": \"p" + std::to_string(i) + "\", \"hypothesis\": \"h\", \"score\": "
-                + std::to_string(i % 6) + ".25, \"meta\": [1, 2]}\n";
-        jsonl += "\n"; // a blank line is skipped
-        writeFile(dir + "/sim.jsonl", jsonl);
-        ladder::GenericTaskOptions options;
-        options.path = dir + "/sim.jsonl";
-        options.textColumns = { "premise", "hypothesis" };
-        options.labelColumn = "score";
-        options.kind = ladder::TaskKind::Regression;
-        options.taskName = "sim";
-        const auto splits = ladder::loadGenericTask(options);
-        QCOMPARE(splits.validation.size(), std::size_t(5));
-        QCOMPARE(splits.test.size(), std::size_t(5));
-        QCOMPARE(splits.train.size(), std::size_t(40));
-        QCOMPARE(splits.info.mainMetric, std::string(ladder::metric::kPearsonSpearman));
-        const auto& ex = splits.train[0];
-        QVERIFY(ex.source.rfind("sim premise: p", 0) == 0);
-        QVERIFY(ex.source.find(" hypothesis: h") != std::string::npos);
-        QCOMPARE(ex.target, ladder::formatScoreTarget(ex.score, 1));
-        // Same seed -> same split; another seed -> another.
-        QCOMPARE(ids(ladder::loadGenericTask(options).validation), ids(splits.validation));
-        options.seed = 1;
-        QVERIFY(ids(ladder::loadGenericTask(options).validation) != ids(splits.validation));
-
-        // TSV with separate validation and test files; a .json array file.
-        writeFile(dir + "/train.tsv", "sentence\tlabel\na \"b\tyes\nc\tno\n");
-        writeFile(dir + "/dev.tsv", "sentence\tlabel\nd\tno\n");
-        writeFile(dir + "/test.json",
-            "[{\"sentence\": \"e\", \"label\": \"yes\"}, {\"sentence\": 5, \"label\": \"no\"}]");
-        ladder::GenericTaskOptions tsv;
-        tsv.path = dir + "/train.tsv";
-        tsv.validationPath = dir + "/dev.tsv";
-        tsv.testPath = dir + "/test.json";
-        tsv.textColumns = { "sentence" };
-        tsv.taskName = "";
-        const auto files = ladder::loadGenericTask(tsv);
-        QCOMPARE(files.train.size(), std::size_t(2));
-        QCOMPARE(files.train[0].source, std::string("sentence: a \"b")); // no prefix, no quoting in TSV
-        QCOMPARE(files.validation.size(), std::size_t(1));
-        QCOMPARE(files.test.size(), std::size_t(2));
-        QCOMPARE(files.test[1].source, std::string("sentence: 5"));
-        QCOMPARE(files.test[1].id, std::string("test.json: item 2"));
-    }
-
-    void malformedGeneric_data()
-    {
-        QTest::addColumn<QString>("file");
-        QTest::addColumn<QByteArray>("content");
-        QTest::addColumn<QString>("kind");
-        QTest::addColumn<QString>("expected");
-        QTest::newRow("jsonl missing label")
-            << "train.jsonl" << QByteArray("{\"text\":\"a\",\"label\":\"x\"}\n{\"text\":\"b\"}\n")
-            << "classification"
-            << "train.jsonl:2: column 'label' is missing";
-        QTest::newRow("csv missing label column")
-            << "train.csv" << QByteArray("text,lbl\na,x\n") << "classification"
-            << "train.csv:2: column 'label' is missing";
-        QTest::newRow("csv wrong count")
-            << "train.csv" << QByteArray("text,label\na,x\nb,y\n\"c,d\",e,f\n") << "classification"
-            << "train.csv:4: expected 2 comma-separated fields";
-        QTest::newRow("csv unclosed quote")
-            << "train.csv" << QByteArray("text,label\na,x\nb,\"y\nc,z\n") << "classification"
-            << "train.csv:3: field 2 opens a quote that is never closed";
-        QTest::newRow("csv text after quote")
-            << "train.csv" << QByteArray("text,label\n\"a\"b,x\n") << "classification"
-            << "train.csv:2: field 1 has text after its closing quote";
-        QTest::newRow("csv duplicate column")
-            << "train.csv" << QByteArray("text,text,label\na,b,x\n") << "classification"
-            << "train.csv:1: column 'text' appears twice";
-        QTest::newRow("jsonl bad json")
-            << "train.jsonl" << QByteArray("{\"text\":\"a\",\"label\":\"x\"}\n{\"text\": \n")
-            << "classification"
-            << "train.jsonl:2: not valid JSON";
-        QTest::newRow("json array of numbers") << "train.jsonl" << QByteArray("[1, 2]\n") << "classification"
-                                               << "train.jsonl: item 1: expected a JSON object";
-        QTest::newRow("jsonl array line")
-            << "train.jsonl" << QByteArray("{\"text\":\"a\",\"label\":\"x\"}\n\"just text\"\n")
-            << "classification"
-            << "train.jsonl:2: expected a JSON object";
-        QTest::newRow("jsonl structured text")
-            << "train.jsonl" << QByteArray("{\"text\":[\"a\"],\"label\":\"x\"}\n") << "classification"
-            << "train.jsonl:1: column 'text' holds an array";
-        QTest::newRow("regression not a number")
-            << "train.tsv" << QByteArray("text\tlabel\na\t0.5\nb\thigh\n") << "regression"
-            << "train.tsv:3: label 'high' in column 'label' is not a number";
-        QTest::newRow("empty label") << "train.tsv" << QByteArray("text\tlabel\na\t \n") << "classification"
-                                     << "train.tsv:2: column 'label' is empty";
-        QTest::newRow("empty file") << "train.csv" << QByteArray("") << "classification"
-                                    << "train.csv: file is empty";
-        QTest::newRow("header only") << "train.csv" << QByteArray("text,label\n") << "classification"
-                                     << "train.csv: no data rows";
-        QTest::newRow("binary") << "train.jsonl" << QByteArray("\x1f\x8b\x08\x00\x00\x00", 6)
-                                << "classification"
-                                << "train.jsonl:1: not UTF-8 text (byte 0x8b";
-        QTest::newRow("NUL") << "train.csv" << QByteArray("text,label\na\0b,x\n", 17) << "classification"
-                             << "train.csv:2: binary data";
-        QTest::newRow("unknown extension")
-            << "train.txt" << QByteArray("text,label\na,x\n") << "classification"
-            << "cannot tell the format";
-        QTest::newRow("missing file") << "" << QByteArray() << "classification"
-                                      << "file not found";
-    }
-    void malformedGeneric()
-    {
-        QFETCH(QString, file);
-        QFETCH(QByteArray, content);
-        QFETCH(QString, kind);
-        QFETCH(QString, expected);
-        const std::string dir = ladder::test::makeTempDir();
-        ladder::GenericTaskOptions options;
-        options.path = dir + "/" + (file.isEmpty() ? std::string("absent.csv") : file.toStdString());
-        if (!file.isEmpty())
-            writeFile(options.path, content.toStdString());
-        options.textColumns = { "text" };
-        options.kind = kind == "regression" ? ladder::TaskKind::Regression : ladder::TaskKind::Classification;
-        options.validationFraction = 0;
-        options.testFraction = 0;
-        const std::string message = errorOf([&] { ladder::loadGenericTask(options); });
-        VERIFY_CONTAINS(message, expected.toStdString());
-    }
-
-    void genericLabelErrors()
-    {
-        const std::string dir = ladder::test::makeTempDir();
-        writeFile(dir + "/train.csv", "text,label\na,neg\nb,pos\n");
-        writeFile(dir + "/dev.csv", "text,label\nc,pos\nd,maybe\n");
-        ladder::GenericTaskOptions options;
-        options.path = dir + "/train.csv";
-        options.validationPath = dir + "/dev.csv";
-        options.textColumns = { "text" };
-        options.testFraction = 0;
-        VERIFY_CONTAINS(errorOf([&] { ladder::loadGenericTask(options); }),
-            "dev.csv:3: unknown label 'maybe' in column 'label'; the labels of train.csv are 'neg', 'pos'");
-        options.validationPath.clear();
-        options.labels = { "neg" };
-        VERIFY_CONTAINS(
-            errorOf([&] { ladder::loadGenericTask(options); }), "train.csv:3: unknown label 'pos'");
-        options.labels.clear();
-        options.validationFraction = 0.5;
-        options.testFraction = 0.5;
-        VERIFY_CONTAINS(errorOf([&] { ladder::loadGenericTask(options); }), "must be below 1");
-        options.validationFraction = 0.4;
-        options.testFraction = 0.4;
-        VERIFY_CONTAINS(errorOf([&] { ladder::loadGenericTask(options); }), "too few");
-        options.textColumns = {};
-        VERIFY_CONTAINS(errorOf([&] { ladder::loadGenericTask(options); }), "no text columns");
-    }
-
-    void csvParser()
-    {
-        using ladder::TextTable;
-        const auto rows = TextTable::splitCsv("a,b\n\n\"x\"\"y\",\"\"\r\n,\n\"multi\r\nline\",z", "t.csv");
-        QCOMPARE(rows.size(), std::size_t(4));
-        QCOMPARE(rows[0].fields, (std::vector<std::string> { "a", "b" }));
-        QCOMPARE(rows[1].line, std::size_t(3));
-        QCOMPARE(rows[1].fields, (std::vector<std::string> { "x\"y", "" }));
-        QCOMPARE(rows[2].fields, (std::vector<std::string> { "", "" }));
-        QCOMPARE(rows[3].line, std::size_t(5));
-        QCOMPARE(rows[3].fields, (std::vector<std::string> { "multi\r\nline", "z" }));
-        const auto tsv = TextTable::splitTsv("a\tb\r\nc\"\td\re\tf");
-        QCOMPARE(tsv.size(), std::size_t(3));
-        QCOMPARE(tsv[1].fields, (std::vector<std::string> { "c\"", "d" }));
-        QCOMPARE(tsv[2].line, std::size_t(3));
-    }
-
-    // ---- Batching ------------------------------------------------------------------------------------
-
-    void batching()
-    {
-        LADDER_REQUIRE_FIXTURES();
-        const auto rte = ladder::loadGlueTask(glue("RTE"));
-        const auto& tok = tokenizer();
-        ladder::BatcherOptions options;
-        options.batchSize = 16;
-        options.maxSourceLength = 64;
-        options.maxTargetLength = ladder::Batcher::targetLengthFor(rte.info, tok, 128);
-        QCOMPARE(options.maxTargetLength, 3); // T5's vocabulary: "1" -> "▁1" </s>, "0" -> "▁" "0" </s>
-        const ladder::Batcher batcher(tok, rte.validation, options);
-        QCOMPARE(batcher.exampleCount(), std::size_t(138));
-        QCOMPARE(batcher.batchCount(), std::size_t(9));
-        QVERIFY(batcher.truncatedSources() > 0);
-
-        const auto batches = batcher.epoch(0);
-        QCOMPARE(batches.size(), std::size_t(9));
-        std::vector<std::size_t> seen;
-        for (const auto& b : batches) {
-            const auto rows = static_cast<std::int64_t>(b.indices.size());
-            QCOMPARE(b.batch.inputIds.size(0), rows);
-            QCOMPARE(b.batch.inputIds.scalar_type(), at::kLong);
-            QCOMPARE(b.batch.attentionMask.scalar_type(), at::kLong);
-            QCOMPARE(b.batch.labels.scalar_type(), at::kLong);
-            QVERIFY(b.batch.inputIds.size(1) <= 64);
-            QVERIFY(b.batch.labels.size(1) <= 3);
-            // Dynamic padding: the longest row fills the batch.
-            QCOMPARE(b.batch.attentionMask.sum(1).max().item<std::int64_t>(), b.batch.inputIds.size(1));
-            // pad where the mask is 0; labels padded with -100 ("1" has 2 ids, "0" 3).
-            QCOMPARE(
-                b.batch.inputIds.masked_select(b.batch.attentionMask == 0).ne(0).sum().item<std::int64_t>(),
-                std::int64_t(0));
-            for (std::int64_t r = 0; r < rows; ++r) {
-                const auto& ids = batcher.sourceIds(b.indices[static_cast<std::size_t>(r)]);
-                const auto length = b.batch.attentionMask[r].sum().item<std::int64_t>();
-                QCOMPARE(length, std::int64_t(ids.size()));
-                QCOMPARE(b.batch.inputIds[r][length - 1].item<std::int64_t>(), tok.eosId()); // eos kept last
-                const auto& ex = rte.validation[b.indices[static_cast<std::size_t>(r)]];
-                const auto target = tok.encode(ex.target);
-                QVERIFY(target.size() <= 3);
-                for (std::size_t c = 0; c < 3; ++c)
-                    QCOMPARE(b.batch.labels[r][static_cast<std::int64_t>(c)].item<std::int64_t>(),
-                        c < target.size() ? target[c] : ladder::Batcher::kIgnoreIndex);
-            }
-            seen.insert(seen.end(), b.indices.begin(), b.indices.end());
-        }
-        // No shuffle: every example once, in order.
-        std::vector<std::size_t> expected(138);
-        std::iota(expected.begin(), expected.end(), std::size_t(0));
-        QCOMPARE(seen, expected);
-
-        // The same rows as the tokenizer's own batch encoding (truncation and padding of HF).
-        std::vector<std::string> texts;
-        for (std::size_t i = 0; i < 16; ++i)
-            texts.push_back(rte.validation[i].source);
-        const auto reference = tok.encodeBatch(texts, 64, true);
-        const auto& first = batches[0].batch.inputIds;
-        QCOMPARE(first.size(1), std::int64_t(reference.inputIds[0].size()));
-        for (std::size_t r = 0; r < 16; ++r) {
-            for (std::size_t c = 0; c < reference.inputIds[r].size(); ++c)
-                QCOMPARE(
-                    first[static_cast<std::int64_t>(r)][static_cast<std::int64_t>(c)].item<std::int64_t>(),
-                    reference.inputIds[r][c]);
-        }
-    }
-
-    void labelPaddingAndTruncation()
-    {
-        LADDER_REQUIRE_FIXTURES();
-        const auto& tok = tokenizer();
-        std::vector<TextExample> examples(3);
-        examples[0].source = "short";
-        examples[0].target = "1";
-        examples[1].source = "a much longer source sentence that is cut";
-        examples[1].target = "a longer target text here";
-        examples[2].source = "mid length text";
-        examples[2].target = "";
-        ladder::BatcherOptions options;
-        options.batchSize = 3;
-        options.maxSourceLength = 4;
-        options.maxTargetLength = 5;
-        const ladder::Batcher batcher(tok, examples, options);
-        const auto b = batcher.makeBatch({ 0, 1, 2 });
-        QCOMPARE(b.batch.inputIds.size(1), std::int64_t(4));
-        QCOMPARE(b.batch.inputIds[1][3].item<std::int64_t>(), tok.eosId()); // truncated, eos kept
-        QCOMPARE(b.batch.labels.size(1), std::int64_t(5));
-        const auto target0 = tok.encode("1");
-        for (std::int64_t c = 0; c < 5; ++c) {
-            const auto value = b.batch.labels[0][c].item<std::int64_t>();
-            if (c < std::int64_t(target0.size()))
-                QCOMPARE(value, target0[static_cast<std::size_t>(c)]);
-            else
-                QCOMPARE(value, ladder::Batcher::kIgnoreIndex);
-        }
-        QCOMPARE(b.batch.labels[1][4].item<std::int64_t>(), tok.eosId());
-        QCOMPARE(b.batch.labels[2][0].item<std::int64_t>(), tok.eosId()); // empty target = </s>
-        QCOMPARE(b.batch.labels[2][1].item<std::int64_t>(), ladder::Batcher::kIgnoreIndex);
-        QVERIFY(batcher.truncatedTargets() > 0);
-        QVERIFY_THROWS_EXCEPTION(ladder::Error, batcher.makeBatch({ 3 }));
-        QVERIFY_THROWS_EXCEPTION(ladder::Error, batcher.makeBatch({}));
-        options.batchSize = 0;
-        QVERIFY_THROWS_EXCEPTION(ladder::Error, (void)ladder::Batcher(tok, examples, options));
-    }
-
-    void shuffleAndBucketing()
-    {
-        LADDER_REQUIRE_FIXTURES();
-        const auto rte = ladder::loadGlueTask(glue("RTE"));
-        std::vector<TextExample> examples(rte.train.begin(), rte.train.begin() + 600);
-        ladder::BatcherOptions options;
-        options.batchSize = 10;
-        options.maxSourceLength = 256;
-        options.shuffle = true;
-        options.seed = 3;
-        const ladder::Batcher plain(tokenizer(), examples, options);
-        options.bucketByLength = true;
-        options.bucketChunk = 10;
-        const ladder::Batcher bucketed(tokenizer(), examples, options);
-
-        auto flat = [](const std::vector<std::vector<std::size_t>>& plan) {
-            std::vector<std::size_t> out;
-            for (const auto& b : plan)
-                out.insert(out.end(), b.begin(), b.end());
-            return out;
-        };
-        auto padding
-            = [&](const ladder::Batcher& batcher, const std::vector<std::vector<std::size_t>>& plan) {
-                  std::size_t pad = 0;
-                  for (const auto& b : plan) {
-                      std::size_t longest = 0;
-                      for (const auto i : b)
-                          longest = std::max(longest, batcher.sourceIds(i).size());
-                      for (const auto i : b)
-                          pad += longest - batcher.sourceIds(i).size();
-                  }
-                  return pad;
-              };
-        for (const auto* batcher : { &plain, &bucketed }) {
-            const auto e0 = batcher->plan(0);
-            QCOMPARE(e0.size(), std::size_t(60));
-            auto all = flat(e0);
-            std::sort(all.begin(), all.end());
-            std::vector<std::size_t> expected(600);
-            std::iota(expected.begin(), expected.end(), std::size_t(0));
-            QCOMPARE(all, expected); // a permutation: every example once
-            QCOMPARE(flat(batcher->plan(0)), flat(e0)); // deterministic
-            QVERIFY(flat(batcher->plan(1)) != flat(e0)); // a new order per epoch
-        }
-        // Same seed, new Batcher: same plans. Another seed: another plan.
-        const ladder::Batcher again(tokenizer(), examples, options);
-        QCOMPARE(again.plan(2), bucketed.plan(2));
-        options.seed = 4;
-        const ladder::Batcher other(tokenizer(), examples, options);
-        QVERIFY(other.plan(2) != bucketed.plan(2));
-        // Bucketing cuts padding a lot.
-        QVERIFY2(padding(bucketed, bucketed.plan(0)) * 3 < padding(plain, plain.plan(0)),
-            qPrintable(QString("%1 vs %2")
-                           .arg(padding(bucketed, bucketed.plan(0)))
-                           .arg(padding(plain, plain.plan(0)))));
-
-        // dropLast and the BatchSource.
-        options.dropLast = true;
-        options.batchSize = 7;
-        const ladder::Batcher dropping(tokenizer(), examples, options);
-        QCOMPARE(dropping.batchCount(), std::size_t(600 / 7));
-        QCOMPARE(dropping.plan(0).size(), std::size_t(600 / 7));
-        for (const auto& b : dropping.plan(0))
-            QCOMPARE(b.size(), std::size_t(7));
-        auto source = dropping.source(0);
-        std::size_t served = 0;
-        while (auto batch = source())
-            ++served;
-        QCOMPARE(served, std::size_t(600 / 7));
     }
 };
 

@@ -63,7 +63,7 @@ Run (from the repository root; a few seconds on a CPU; the output is the same by
   /opt/ladderbench/reference-venv/bin/python tools/reference/lst_reference.py \\
       --reference /opt/ladderbench/Ladder-Side-Tuning --out tests/data/reference-lst
 
-Parameter counts at the published shapes (--counts FILE; tests/unit/test_ladder.cpp's parameterCount* cases
+Parameter counts at the published shapes (--counts FILE; tests/unit/test_ladder_counts.cpp's parameterCount* cases
 read tests/data/reference-lst/param-counts.json): the reference side T5 built at the hyper-parameters of the
 public t5-small, t5-base and t5-large checkpoints (T5 v1.0, written out below; nothing is downloaded), with
 r 8 and the keep lists of the tests (t5-small all layers; t5-base 1,2,3,5,6,7,9,10,11 as
@@ -378,7 +378,7 @@ PUBLISHED_T5 = {
     "t5-large": dict(d_model=1024, d_kv=64, d_ff=4096, num_layers=24, num_decoder_layers=24, num_heads=16),
 }
 # r and the kept side layers (encoder_side_layers = decoder_side_layers; None = every layer) that
-# tests/unit/test_ladder.cpp's parameterCount* cases use.
+# tests/unit/test_ladder_counts.cpp's parameterCount* cases use.
 COUNT_SETTINGS = [
     {"model": "t5-small", "r": 8, "keep": None},
     {"model": "t5-base", "r": 8, "keep": [1, 2, 3, 5, 6, 7, 9, 10, 11]},

@@ -3,8 +3,10 @@ find_program(CCACHE_EXE ccache)
 if(CCACHE_EXE)
   # CCACHE_BASEDIR / CCACHE_NOHASHDIR make a fresh clone in another folder hit the same cache. Every build
   # shares the cache packaging/setup.sh (and so CI) uses, when it exists, unless CCACHE_DIR says otherwise.
+  # pch_defines and time_macros let ccache cache the files that use a precompiled header (ccache's manual,
+  # "Precompiled headers"; CMake includes it with -include, which ccache needs).
   set(_ladder_ccache_env CCACHE_BASEDIR=${PROJECT_SOURCE_DIR} CCACHE_NOHASHDIR=1
-      CCACHE_SLOPPINESS=include_file_mtime,include_file_ctime,time_macros)
+      CCACHE_SLOPPINESS=include_file_mtime,include_file_ctime,time_macros,pch_defines)
   if(NOT DEFINED ENV{CCACHE_DIR} AND IS_DIRECTORY "/opt/ladderbench/ccache")
     list(APPEND _ladder_ccache_env CCACHE_DIR=/opt/ladderbench/ccache)
   endif()

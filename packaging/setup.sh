@@ -30,7 +30,7 @@ readonly DEFAULT_CCACHE_DIR=/opt/ladderbench/ccache
 readonly CUDA_TOOLKIT_DIR=/usr/local/cuda
 readonly APT_PACKAGES=(
     # build tools
-    cmake ninja-build g++ pkg-config git ccache python3-venv python3-pip
+    cmake ninja-build g++ pkg-config git ccache python3-venv python3-pip clang-format
     # libraries (docs/ARCHITECTURE.md)
     qt6-base-dev qt6-svg-dev libqcustomplot-dev libqcustomplot2.1-qt6 libgl-dev
     libsentencepiece-dev sentencepiece libsqlite3-dev sqlite3 libssl-dev nlohmann-json3-dev libcli11-dev libgtest-dev
@@ -398,9 +398,15 @@ configure_and_build() { # configure_and_build BUILD_DIR BUILD_TYPE TESTS(ON|OFF)
     phase build
     local before after
     before="$(ccache --print-stats 2>/dev/null | awk -F'\t' '$1=="direct_cache_hit"||$1=="preprocessed_cache_hit"{s+=$2} END{print s+0}')"
+    if [[ -f "$dir/.ladder-last-build" ]]; then
+        log "the last build in $dir: $(cat "$dir/.ladder-last-build")"
+    fi
+    local t0=$SECONDS
     cmake --build "$dir" --parallel "$JOBS"
     after="$(ccache --print-stats 2>/dev/null | awk -F'\t' '$1=="direct_cache_hit"||$1=="preprocessed_cache_hit"{s+=$2} END{print s+0}')"
     log "ccache ($CCACHE_DIR): $((after - before)) hits in this build"
+    printf '%d s with %s parallel jobs, %d compiler cache hits (%s)\n' "$((SECONDS - t0))" "$JOBS" "$((after - before))" \
+        "$(date -u +%Y-%m-%d)" >"$dir/.ladder-last-build"
 }
 
 # ---- modes --------------------------------------------------------------------------------------

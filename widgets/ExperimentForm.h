@@ -91,8 +91,8 @@ private:
     void backboneChanged();
     void fillDevices();
     void updateEstimate();
-    // Starts measuring the training lengths of `spec`'s task with the backbone's tokenizer, off the GUI thread,
-    // unless they are known (or being measured) for `key` already.
+    // Starts measuring the training lengths of `spec`'s task with the backbone's tokenizer, off the GUI
+    // thread, unless they are known (or being measured) for `key` already.
     void measureLengths(const RunSpec& spec, const QString& key);
     nlohmann::json specJsonForSeed(std::uint64_t seed) const;
     QString computeProblem() const;

@@ -38,9 +38,12 @@ void MethodFlags::addTo(CLI::App* cmd)
     cmd->add_option("--gate-temperature", gateTemperature, "ladder: gate temperature T (0.1)");
     cmd->add_option("--init", init, "ladder: random, magnitude or fisher");
     cmd->add_option("--fisher-samples", fisherSamples, "ladder: samples for Fisher pruning (1024)");
-    cmd->add_option("--backbone-train-mode", backboneTrainMode, "ladder: backbone dropout as the reference (false)");
-    cmd->add_option("--ablation", ablation, "ladder: none, side-tuning, no-ladders, adapter-blocks, cross-attention");
-    cmd->add_option("--merge-backbone", mergeBackbone, "ladder: learned merge with the backbone output (false)");
+    cmd->add_option(
+        "--backbone-train-mode", backboneTrainMode, "ladder: backbone dropout as the reference (false)");
+    cmd->add_option(
+        "--ablation", ablation, "ladder: none, side-tuning, no-ladders, adapter-blocks, cross-attention");
+    cmd->add_option(
+        "--merge-backbone", mergeBackbone, "ladder: learned merge with the backbone output (false)");
 }
 
 nlohmann::json MethodFlags::given() const
@@ -77,7 +80,8 @@ nlohmann::json MethodFlags::given() const
                     throw std::invalid_argument(item);
                 list.push_back(v);
             } catch (const std::exception&) {
-                throw Error("--keep: '" + item + "' is not a layer index (expected a comma list such as 1,2,3)");
+                throw Error(
+                    "--keep: '" + item + "' is not a layer index (expected a comma list such as 1,2,3)");
             }
         }
         j["keep"] = list;
@@ -93,11 +97,13 @@ MethodOptions MethodFlags::optionsFor(const std::string& method, bool strict) co
         if (j.contains(key))
             j[key] = value;
         else if (strict)
-            throw Error("--" + [&] {
-                std::string flag = key;
-                std::replace(flag.begin(), flag.end(), '_', '-');
-                return flag;
-            }() + " is not an option of method " + method);
+            throw Error("--" +
+                [&] {
+                    std::string flag = key;
+                    std::replace(flag.begin(), flag.end(), '_', '-');
+                    return flag;
+                }()
+                + " is not an option of method " + method);
     }
     return MethodOptions::fromJson(j, "method options");
 }

@@ -37,7 +37,8 @@ std::string lower(std::string text)
 }
 
 // Hash-ordered: the order a split's examples are taken and written in. Ties (never seen) fall back to the id.
-template <typename T, typename KeyOf> void sortByHash(std::vector<T>& items, const std::string& salt, KeyOf keyOf)
+template <typename T, typename KeyOf>
+void sortByHash(std::vector<T>& items, const std::string& salt, KeyOf keyOf)
 {
     std::vector<std::pair<std::uint64_t, std::size_t>> keys;
     keys.reserve(items.size());
@@ -149,12 +150,14 @@ DemoTask buildSupersenseTask(const std::vector<Synset>& synsets, const DemoTaskO
         for (const auto& [lexFile, count] : counts)
             if (wordNetLexname(lexFile).rfind(pos == WordNetPos::Noun ? "noun." : "verb.", 0) == 0)
                 ranked.emplace_back(count, lexFile);
-        std::sort(ranked.begin(), ranked.end(),
-            [](const auto& a, const auto& b) { return a.first != b.first ? a.first > b.first : a.second < b.second; });
-        const auto wanted = static_cast<std::size_t>(pos == WordNetPos::Noun ? options.nounClasses : options.verbClasses);
+        std::sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) {
+            return a.first != b.first ? a.first > b.first : a.second < b.second;
+        });
+        const auto wanted
+            = static_cast<std::size_t>(pos == WordNetPos::Noun ? options.nounClasses : options.verbClasses);
         if (ranked.size() < wanted)
-            throw Error("supersense task: WordNet has only " + std::to_string(ranked.size()) + " " + toString(pos)
-                + " lexicographer files, " + std::to_string(wanted) + " requested");
+            throw Error("supersense task: WordNet has only " + std::to_string(ranked.size()) + " "
+                + toString(pos) + " lexicographer files, " + std::to_string(wanted) + " requested");
         for (std::size_t i = 0; i < wanted; ++i)
             labels.push_back(wordNetLexname(ranked[i].second));
     }
@@ -162,10 +165,11 @@ DemoTask buildSupersenseTask(const std::vector<Synset>& synsets, const DemoTaskO
 
     DemoTask task;
     task.name = kSupersense;
-    task.description = "Supersense of a WordNet gloss: which lexicographer file (noun.animal, verb.motion, ...) "
-                       "holds the noun or verb synset this definition belongs to. Class-balanced over the "
-                       + std::to_string(options.nounClasses) + " most frequent noun and "
-                       + std::to_string(options.verbClasses) + " most frequent verb lexicographer files.";
+    task.description
+        = "Supersense of a WordNet gloss: which lexicographer file (noun.animal, verb.motion, ...) "
+          "holds the noun or verb synset this definition belongs to. Class-balanced over the "
+        + std::to_string(options.nounClasses) + " most frequent noun and "
+        + std::to_string(options.verbClasses) + " most frequent verb lexicographer files.";
     task.textColumns = { "definition" };
     task.labels = labels;
 
@@ -176,15 +180,17 @@ DemoTask buildSupersenseTask(const std::vector<Synset>& synsets, const DemoTaskO
         if (labelSet.count(s->lexname))
             pools[{ demoSplitOf(s->id()), s->lexname }].push_back(s);
     for (const auto which : kSplits) {
-        const auto total = splitSize(which, options.supersenseTrain, options.supersenseValidation, options.supersenseTest);
+        const auto total
+            = splitSize(which, options.supersenseTrain, options.supersenseValidation, options.supersenseTest);
         auto& out = splitOf(task, which);
         for (std::size_t c = 0; c < labels.size(); ++c) {
             const auto quota = total / labels.size() + (c < total % labels.size() ? 1 : 0);
             auto pool = pools[{ which, labels[c] }];
             sortByHash(pool, "pick/", [](const Synset* s) { return s->id(); });
             if (pool.size() < quota)
-                throw Error("supersense task: " + std::string(toString(which)) + " needs " + std::to_string(quota)
-                    + " synsets of " + labels[c] + ", WordNet has " + std::to_string(pool.size()));
+                throw Error("supersense task: " + std::string(toString(which)) + " needs "
+                    + std::to_string(quota) + " synsets of " + labels[c] + ", WordNet has "
+                    + std::to_string(pool.size()));
             for (std::size_t i = 0; i < quota; ++i)
                 out.push_back({ pool[i]->id(), { { "definition", pool[i]->definition } }, labels[c] });
         }
@@ -202,10 +208,11 @@ DemoTask buildDefinitionMatchTask(const std::vector<Synset>& synsets, const Demo
 
     DemoTask task;
     task.name = kDefinitionMatch;
-    task.description = "Does this word name what this definition describes? \"yes\": the definition of a WordNet "
-                       "synset whose first word is this word; \"no\": the definition of another synset of the same "
-                       "part of speech, none of whose words is this word. One of each per synset, so neither "
-                       "column alone predicts the label.";
+    task.description
+        = "Does this word name what this definition describes? \"yes\": the definition of a WordNet "
+          "synset whose first word is this word; \"no\": the definition of another synset of the same "
+          "part of speech, none of whose words is this word. One of each per synset, so neither "
+          "column alone predicts the label.";
     task.textColumns = { "word", "definition" };
     task.labels = { "no", "yes" };
 
@@ -218,8 +225,8 @@ DemoTask buildDefinitionMatchTask(const std::vector<Synset>& synsets, const Demo
                 pool.push_back(s);
         sortByHash(pool, "pick/", [](const Synset* s) { return s->id(); });
         if (pool.size() < anchorsWanted)
-            throw Error("definition-match task: " + std::string(toString(which)) + " needs " + std::to_string(anchorsWanted)
-                + " synsets, WordNet has " + std::to_string(pool.size()));
+            throw Error("definition-match task: " + std::string(toString(which)) + " needs "
+                + std::to_string(anchorsWanted) + " synsets, WordNet has " + std::to_string(pool.size()));
         pool.resize(anchorsWanted);
 
         // Negatives come from anchors of the same split and part of speech: every definition of a split
@@ -248,9 +255,10 @@ DemoTask buildDefinitionMatchTask(const std::vector<Synset>& synsets, const Demo
             if (!negative)
                 throw Error("definition-match task: no negative definition found for " + anchor->id() + " in "
                     + toString(which) + "; the split is too small");
-            out.push_back({ anchor->id(), { { "word", word }, { "definition", anchor->definition } }, "yes" });
-            out.push_back({ anchor->id() + "-" + negative->id(), { { "word", word }, { "definition", negative->definition } },
-                "no" });
+            out.push_back(
+                { anchor->id(), { { "word", word }, { "definition", anchor->definition } }, "yes" });
+            out.push_back({ anchor->id() + "-" + negative->id(),
+                { { "word", word }, { "definition", negative->definition } }, "no" });
         }
         sortByHash(out, "order/", [](const DemoExample& e) { return e.id; });
     }
@@ -285,15 +293,17 @@ void writeDemoTask(const DemoTask& task, const std::string& tasksDir)
         out.close();
         if (!out)
             throw Error(path + ": write failed");
-        splits[toString(which)] = { { "file", fileName }, { "size", examples.size() },
-            { "label_counts", labelCounts } };
+        splits[toString(which)]
+            = { { "file", fileName }, { "size", examples.size() }, { "label_counts", labelCounts } };
     }
 
     // Chance accuracy on the test split: the majority class's share (balanced tasks: 1 / classes).
     std::size_t majority = 0;
-    for (const auto& [label, count] : splits["test"]["label_counts"].get<std::map<std::string, std::size_t>>())
+    for (const auto& [label, count] :
+        splits["test"]["label_counts"].get<std::map<std::string, std::size_t>>())
         majority = std::max(majority, count);
-    const double chance = task.test.empty() ? 0.0 : static_cast<double>(majority) / static_cast<double>(task.test.size());
+    const double chance
+        = task.test.empty() ? 0.0 : static_cast<double>(majority) / static_cast<double>(task.test.size());
 
     nlohmann::ordered_json manifest;
     manifest["name"] = task.name;
@@ -340,7 +350,8 @@ bool demoTasksComplete(const std::string& tasksDir)
             return false;
         const auto manifest = nlohmann::json::parse(in, nullptr, false);
         // Tasks written before label_targets existed trained on class indices: rebuild them (seconds).
-        if (manifest.is_discarded() || !manifest.is_object() || manifest.value("recipe_version", "") != kDemoRecipeVersion
+        if (manifest.is_discarded() || !manifest.is_object()
+            || manifest.value("recipe_version", "") != kDemoRecipeVersion
             || manifest.value("label_targets", "") != "text")
             return false;
         for (const auto which : kSplits)
@@ -387,19 +398,19 @@ int removeEntry(const char* path, const struct stat*, int, struct FTW*)
 
 bool exists(const std::string& path)
 {
-    struct stat st {};
+    struct stat st { };
     return ::lstat(path.c_str(), &st) == 0;
 }
 
 bool isFile(const std::string& path)
 {
-    struct stat st {};
+    struct stat st { };
     return statOk(path, st) && S_ISREG(st.st_mode);
 }
 
 bool isDirectory(const std::string& path)
 {
-    struct stat st {};
+    struct stat st { };
     return statOk(path, st) && S_ISDIR(st.st_mode);
 }
 
@@ -506,8 +517,9 @@ std::string makeStagingDir(const std::string& target)
     removeDeadStagingDirs(parent, demofs::fileNameOf(target));
     int lastErrno = 0;
     for (int attempt = 0; attempt < 100; ++attempt) {
-        const auto staging = demofs::join(parent, demofs::fileNameOf(target) + ".partial-" + std::to_string(::getpid())
-            + "-" + std::to_string(counter++));
+        const auto staging = demofs::join(parent,
+            demofs::fileNameOf(target) + ".partial-" + std::to_string(::getpid()) + "-"
+                + std::to_string(counter++));
         if (::mkdir(staging.c_str(), 0755) == 0)
             return staging;
         lastErrno = errno;
@@ -516,7 +528,8 @@ std::string makeStagingDir(const std::string& target)
         + std::strerror(lastErrno));
 }
 
-void publishStagingDir(const std::string& staging, const std::string& target, bool (*isComplete)(const std::string&))
+void publishStagingDir(
+    const std::string& staging, const std::string& target, bool (*isComplete)(const std::string&))
 {
     if (demofs::exists(target)) {
         if (isComplete && isComplete(target)) {

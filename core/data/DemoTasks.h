@@ -30,7 +30,7 @@ const char* toString(DemoSplit split); // "train", "validation", "test"
 DemoSplit demoSplitOf(const std::string& synsetId);
 
 struct DemoExample {
-    std::string id;                                          // "n02084071", "n02084071-v01831531"
+    std::string id; // "n02084071", "n02084071-v01831531"
     std::vector<std::pair<std::string, std::string>> fields; // text columns, in task order
     std::string label;
 };
@@ -116,7 +116,7 @@ std::string fileNameOf(const std::string& path);
 // the staging folder onto it. When another process published a complete `target` in the meantime
 // (`isComplete` says so), the staging folder is removed instead. Errors throw ladder::Error.
 std::string makeStagingDir(const std::string& target);
-void publishStagingDir(const std::string& staging, const std::string& target,
-                       bool (*isComplete)(const std::string&));
+void publishStagingDir(
+    const std::string& staging, const std::string& target, bool (*isComplete)(const std::string&));
 
 } // namespace ladder

@@ -11,9 +11,9 @@ namespace ladder {
 // labels use -100 for ignored positions. Only the tensor type: data/ compiles without torch/nn
 // (docs/ARCHITECTURE.md, the floors).
 struct Seq2SeqBatch {
-    at::Tensor inputIds;      // (batch, source length) int64
+    at::Tensor inputIds; // (batch, source length) int64
     at::Tensor attentionMask; // (batch, source length) 0/1
-    at::Tensor labels;        // (batch, target length) int64
+    at::Tensor labels; // (batch, target length) int64
 };
 
 // Batches one after another (a method's data-driven initialisation, LST's Fisher pruning); nullopt when

@@ -16,14 +16,51 @@ namespace {
 
 // lexnames(5) of WordNet 3.0.
 const std::array<std::string, kWordNetLexFileCount> kLexnames = {
-    "adj.all", "adj.pert", "adv.all", "noun.Tops", "noun.act", "noun.animal", "noun.artifact",
-    "noun.attribute", "noun.body", "noun.cognition", "noun.communication", "noun.event", "noun.feeling",
-    "noun.food", "noun.group", "noun.location", "noun.motive", "noun.object", "noun.person",
-    "noun.phenomenon", "noun.plant", "noun.possession", "noun.process", "noun.quantity", "noun.relation",
-    "noun.shape", "noun.state", "noun.substance", "noun.time", "verb.body", "verb.change", "verb.cognition",
-    "verb.communication", "verb.competition", "verb.consumption", "verb.contact", "verb.creation",
-    "verb.emotion", "verb.motion", "verb.perception", "verb.possession", "verb.social", "verb.stative",
-    "verb.weather", "adj.ppl",
+    "adj.all",
+    "adj.pert",
+    "adv.all",
+    "noun.Tops",
+    "noun.act",
+    "noun.animal",
+    "noun.artifact",
+    "noun.attribute",
+    "noun.body",
+    "noun.cognition",
+    "noun.communication",
+    "noun.event",
+    "noun.feeling",
+    "noun.food",
+    "noun.group",
+    "noun.location",
+    "noun.motive",
+    "noun.object",
+    "noun.person",
+    "noun.phenomenon",
+    "noun.plant",
+    "noun.possession",
+    "noun.process",
+    "noun.quantity",
+    "noun.relation",
+    "noun.shape",
+    "noun.state",
+    "noun.substance",
+    "noun.time",
+    "verb.body",
+    "verb.change",
+    "verb.cognition",
+    "verb.communication",
+    "verb.competition",
+    "verb.consumption",
+    "verb.contact",
+    "verb.creation",
+    "verb.emotion",
+    "verb.motion",
+    "verb.perception",
+    "verb.possession",
+    "verb.social",
+    "verb.stative",
+    "verb.weather",
+    "adj.ppl",
 };
 
 constexpr const char* kWhitespace = " \t\r\n\v\f";
@@ -71,7 +108,8 @@ bool allDigits(const std::string& s, bool hex)
 // Reads the fields of one line (the part before the gloss) with a location for errors.
 class FieldReader {
 public:
-    FieldReader(const std::string& head, std::string where) : m_where(std::move(where))
+    FieldReader(const std::string& head, std::string where)
+        : m_where(std::move(where))
     {
         std::istringstream in(head);
         std::string field;
@@ -132,8 +170,8 @@ void splitGloss(const std::string& gloss, std::string& definition, std::vector<s
     auto pos = firstQuote;
     while (pos != std::string::npos) {
         const auto close = gloss.find('"', pos + 1);
-        const auto text
-            = collapsed(gloss.substr(pos + 1, close == std::string::npos ? std::string::npos : close - pos - 1));
+        const auto text = collapsed(
+            gloss.substr(pos + 1, close == std::string::npos ? std::string::npos : close - pos - 1));
         if (!text.empty())
             examples.push_back(text);
         if (close == std::string::npos)
@@ -185,10 +223,12 @@ Synset parseLine(const std::string& line, WordNetPos pos, const std::string& whe
         f.next("a pointer symbol");
         const auto& target = f.next("a pointer's synset_offset");
         if (target.size() != 8 || !allDigits(target, false))
-            f.fail("pointer " + std::to_string(i + 1) + ": synset_offset '" + target + "' is not an 8-digit number");
+            f.fail("pointer " + std::to_string(i + 1) + ": synset_offset '" + target
+                + "' is not an 8-digit number");
         const auto& targetPos = f.next("a pointer's pos");
         if (targetPos.size() != 1 || std::string("nvasr").find(targetPos[0]) == std::string::npos)
-            f.fail("pointer " + std::to_string(i + 1) + ": pos '" + targetPos + "' is not one of n, v, a, s, r");
+            f.fail(
+                "pointer " + std::to_string(i + 1) + ": pos '" + targetPos + "' is not one of n, v, a, s, r");
         const auto& sourceTarget = f.next("a pointer's source/target");
         if (sourceTarget.size() != 4 || !allDigits(sourceTarget, true))
             f.fail("pointer " + std::to_string(i + 1) + ": source/target '" + sourceTarget
@@ -215,7 +255,7 @@ Synset parseLine(const std::string& line, WordNetPos pos, const std::string& whe
 
 bool isFile(const std::string& path)
 {
-    struct stat st {};
+    struct stat st { };
     return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 

@@ -25,13 +25,13 @@ constexpr int kWordNetLexFileCount = 45;
 struct Synset {
     std::uint32_t offset = 0; // byte offset of the line in its data file (the synset's key)
     WordNetPos pos = WordNetPos::Noun;
-    char ssType = 'n';            // n, v, a, s (adjective satellite), r
-    int lexFileNumber = 0;        // lex_filenum, 0..44
-    std::string lexname;          // "noun.animal", "verb.motion"
+    char ssType = 'n'; // n, v, a, s (adjective satellite), r
+    int lexFileNumber = 0; // lex_filenum, 0..44
+    std::string lexname; // "noun.animal", "verb.motion"
     std::vector<std::string> lemmas; // words in file order, underscores -> spaces, adjective markers
                                      // such as "(a)", "(p)", "(ip)" removed
-    std::string gloss;               // the whole gloss, trailing spaces removed
-    std::string definition;          // the gloss before its first quoted example, without the trailing "; "
+    std::string gloss; // the whole gloss, trailing spaces removed
+    std::string definition; // the gloss before its first quoted example, without the trailing "; "
     std::vector<std::string> examples; // the quoted parts of the gloss, without the quotes
 
     // POS letter + 8-digit offset: "n02084071". Unique over the four data files; stable across platforms.

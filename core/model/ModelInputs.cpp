@@ -12,8 +12,8 @@ namespace {
 
 using nlohmann::json;
 
-at::Tensor matrixField(const json& j, const std::string& path, const char* field, std::int64_t lo, std::int64_t hi,
-                       std::int64_t allowed)
+at::Tensor matrixField(const json& j, const std::string& path, const char* field, std::int64_t lo,
+    std::int64_t hi, std::int64_t allowed)
 {
     const auto& m = j.at(field);
     const std::string where = path + ": field " + field;
@@ -23,13 +23,13 @@ at::Tensor matrixField(const json& j, const std::string& path, const char* field
     if (!m[0].is_array() || m[0].empty())
         throw Error(where + "[0]: expected a non-empty array of integers");
     const auto cols = static_cast<std::int64_t>(m[0].size());
-    auto t = at::empty({rows, cols}, at::kLong);
+    auto t = at::empty({ rows, cols }, at::kLong);
     auto* data = t.data_ptr<std::int64_t>();
     for (std::int64_t r = 0; r < rows; ++r) {
         const auto& row = m[static_cast<std::size_t>(r)];
         if (!row.is_array() || static_cast<std::int64_t>(row.size()) != cols)
-            throw Error(where + "[" + std::to_string(r) + "]: expected an array of " + std::to_string(cols) +
-                        " integers (all rows the same length)");
+            throw Error(where + "[" + std::to_string(r) + "]: expected an array of " + std::to_string(cols)
+                + " integers (all rows the same length)");
         for (std::int64_t c = 0; c < cols; ++c) {
             const auto& v = row[static_cast<std::size_t>(c)];
             const std::string cell = where + "[" + std::to_string(r) + "][" + std::to_string(c) + "]";
@@ -37,8 +37,8 @@ at::Tensor matrixField(const json& j, const std::string& path, const char* field
                 throw Error(cell + ": expected an integer, got " + v.dump());
             const auto x = v.get<std::int64_t>();
             if ((x < lo || x >= hi) && x != allowed)
-                throw Error(cell + " = " + std::to_string(x) + " is outside [" + std::to_string(lo) + ", " +
-                            std::to_string(hi) + ")" + (allowed == -100 ? " and is not -100" : ""));
+                throw Error(cell + " = " + std::to_string(x) + " is outside [" + std::to_string(lo) + ", "
+                    + std::to_string(hi) + ")" + (allowed == -100 ? " and is not -100" : ""));
             data[r * cols + c] = x;
         }
     }
@@ -74,8 +74,8 @@ ModelInputs ModelInputs::fromJsonFile(const std::string& path, std::int64_t voca
     if (j.contains("labels") && !j.at("labels").is_null()) {
         inputs.labels = matrixField(j, path, "labels", 0, vocabSize, -100);
         if (inputs.labels.size(0) != inputs.inputIds.size(0))
-            throw Error(path + ": field labels: " + std::to_string(inputs.labels.size(0)) + " rows, input_ids has " +
-                        std::to_string(inputs.inputIds.size(0)));
+            throw Error(path + ": field labels: " + std::to_string(inputs.labels.size(0))
+                + " rows, input_ids has " + std::to_string(inputs.inputIds.size(0)));
     }
     if (j.contains("max_new_tokens")) {
         const auto& m = j.at("max_new_tokens");

@@ -11,9 +11,9 @@ namespace ladder {
 // {"input_ids": [[...], ...], "attention_mask": [[...], ...], "labels": [[...], ...], "max_new_tokens": K}
 // attention_mask defaults to all ones; labels are optional (-100 = ignore).
 struct ModelInputs {
-    at::Tensor inputIds;      // (batch, source length) int64
+    at::Tensor inputIds; // (batch, source length) int64
     at::Tensor attentionMask; // (batch, source length) int64
-    at::Tensor labels;        // (batch, target length) int64, or undefined
+    at::Tensor labels; // (batch, target length) int64, or undefined
     std::optional<std::int64_t> maxNewTokens;
 
     // Validates rectangular shapes, integer values, ids inside [0, vocabSize) (labels may be -100) and a

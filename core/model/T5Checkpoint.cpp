@@ -57,15 +57,16 @@ TensorMap readShards(const fs::path& indexPath)
         }
     }
     if (!index.is_object() || !index.contains("weight_map") || !index.at("weight_map").is_object())
-        throw Error(indexPath.string() + ": field weight_map: expected an object of tensor name -> shard file");
+        throw Error(
+            indexPath.string() + ": field weight_map: expected an object of tensor name -> shard file");
     std::map<std::string, std::set<std::string>> byFile;
     for (const auto& [name, file] : index.at("weight_map").items()) {
         if (!file.is_string())
             throw Error(indexPath.string() + ": weight_map[" + name + "]: expected a file name");
         const auto f = file.get<std::string>();
         if (f.empty() || f.find('/') != std::string::npos || f.find("..") != std::string::npos)
-            throw Error(indexPath.string() + ": weight_map[" + name + "]: shard name '" + f +
-                        "' must be a plain file name in the same folder");
+            throw Error(indexPath.string() + ": weight_map[" + name + "]: shard name '" + f
+                + "' must be a plain file name in the same folder");
         byFile[f].insert(name);
     }
     TensorMap all;
@@ -75,8 +76,8 @@ TensorMap readShards(const fs::path& indexPath)
         for (const auto& name : names) {
             auto it = shard.find(name);
             if (it == shard.end())
-                throw Error(shardPath + ": tensor " + name + " is listed in " + indexPath.filename().string() +
-                            " but missing from the shard");
+                throw Error(shardPath + ": tensor " + name + " is listed in " + indexPath.filename().string()
+                    + " but missing from the shard");
             all.emplace(name, it->second);
         }
     }
@@ -85,8 +86,8 @@ TensorMap readShards(const fs::path& indexPath)
 
 bool isTiedKey(const std::string& name, bool tied)
 {
-    return name == "encoder.embed_tokens.weight" || name == "decoder.embed_tokens.weight" ||
-           (tied && name == "lm_head.weight");
+    return name == "encoder.embed_tokens.weight" || name == "decoder.embed_tokens.weight"
+        || (tied && name == "lm_head.weight");
 }
 
 } // namespace
@@ -115,8 +116,9 @@ TensorMap readCheckpointTensors(const std::string& directory, std::string* descr
             *description = "pytorch_model.bin";
         return readTorchBin(bin.string());
     }
-    throw Error(directory + ": no weights found (expected model.safetensors, model.safetensors.index.json or "
-                            "pytorch_model.bin)");
+    throw Error(directory
+        + ": no weights found (expected model.safetensors, model.safetensors.index.json or "
+          "pytorch_model.bin)");
 }
 
 void loadT5StateDict(T5ForConditionalGeneration& model, const TensorMap& tensors, const std::string& source)
@@ -127,12 +129,12 @@ void loadT5StateDict(T5ForConditionalGeneration& model, const TensorMap& tensors
     std::set<std::string> seen;
     for (const auto& [name, tensor] : tensors) {
         if (!tensor.is_floating_point())
-            throw Error(source + ": tensor " + name + ": dtype " + dtypeName(tensor.scalar_type()) +
-                        " is not a floating-point type (expected F32, F16 or BF16)");
+            throw Error(source + ": tensor " + name + ": dtype " + dtypeName(tensor.scalar_type())
+                + " is not a floating-point type (expected F32, F16 or BF16)");
         if (auto* p = params.find(name)) {
             if (p->sizes() != tensor.sizes())
-                throw Error(source + ": tensor " + name + " has shape " + shapeString(tensor.sizes()) + ", expected " +
-                            shapeString(p->sizes()));
+                throw Error(source + ": tensor " + name + " has shape " + shapeString(tensor.sizes())
+                    + ", expected " + shapeString(p->sizes()));
             p->copy_(tensor);
             seen.insert(name);
             continue;
@@ -140,8 +142,8 @@ void loadT5StateDict(T5ForConditionalGeneration& model, const TensorMap& tensors
         if (isTiedKey(name, tied)) {
             const auto expected = model->shared->weight.sizes();
             if (tensor.sizes() != expected)
-                throw Error(source + ": tensor " + name + " has shape " + shapeString(tensor.sizes()) +
-                            ", expected " + shapeString(expected) + " (tied to shared.weight)");
+                throw Error(source + ": tensor " + name + " has shape " + shapeString(tensor.sizes())
+                    + ", expected " + shapeString(expected) + " (tied to shared.weight)");
             continue;
         }
         // HF ignores this key on load too (cross-attention never had a relative bias).
@@ -160,7 +162,8 @@ LoadedT5 loadT5(const std::string& directory, const T5LoadOptions& options)
     if (options.dtype != at::kFloat && options.dtype != at::kBFloat16)
         throw Error("loading " + directory + ": compute dtype must be fp32 or bf16");
     if (!fs::is_directory(directory))
-        throw Error(directory + ": not a folder (expected a HuggingFace T5 folder with config.json and weights)");
+        throw Error(
+            directory + ": not a folder (expected a HuggingFace T5 folder with config.json and weights)");
     LoadedT5 loaded;
     loaded.directory = directory;
     loaded.config = T5Config::fromJsonFile((fs::path(directory) / "config.json").string());

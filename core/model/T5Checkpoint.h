@@ -16,11 +16,11 @@ struct T5LoadOptions {
 };
 
 struct LoadedT5 {
-    T5ForConditionalGeneration model{nullptr};
+    T5ForConditionalGeneration model { nullptr };
     T5Config config;
     std::string directory;
     std::string weightsDescription; // "model.safetensors", "3 safetensors shards", "pytorch_model.bin"
-    std::string storedDtype;        // dtype(s) found in the files, e.g. "F32" or "BF16"
+    std::string storedDtype; // dtype(s) found in the files, e.g. "F32" or "BF16"
 };
 
 // Reads the weights of a HF folder: model.safetensors, else model.safetensors.index.json (shards), else

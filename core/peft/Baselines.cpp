@@ -26,7 +26,7 @@ template <typename Fn>
 void forEachTrainableBlock(T5ForConditionalGeneration& model, std::int64_t freeze, Fn fn)
 {
     const auto& config = model->config();
-    for (bool decoder : {false, true}) {
+    for (bool decoder : { false, true }) {
         auto& stack = decoder ? model->decoder : model->encoder;
         for (std::size_t i = 0; i < stack->blocks.size(); ++i)
             if (!isFrozenLayer(config, decoder, static_cast<std::int64_t>(i), freeze))
@@ -36,7 +36,7 @@ void forEachTrainableBlock(T5ForConditionalGeneration& model, std::int64_t freez
 
 std::vector<T5Linear> attentionProjections(T5Attention& a)
 {
-    return {a->q, a->k, a->v, a->o};
+    return { a->q, a->k, a->v, a->o };
 }
 
 // BitFit: zero biases on every projection and layer norm of the unfrozen blocks, the final norms and the
@@ -72,7 +72,7 @@ public:
     MethodOutput forward(const Seq2SeqBatch& batch) override
     {
         auto out = m_backbone->forward(batch.inputIds, batch.attentionMask, batch.labels);
-        return {out.loss, out.logits};
+        return { out.loss, out.logits };
     }
 
     std::unique_ptr<Seq2SeqStepper> makeStepper() override { return std::make_unique<T5Stepper>(m_backbone); }
@@ -100,10 +100,11 @@ public:
     {
         setRequiresGrad(*m_backbone, false);
         const auto vocab = m_backbone->config().vocabSize;
-        const auto ids = at::randint(std::min<std::int64_t>(3, vocab - 1), std::min<std::int64_t>(5000, vocab),
-                                     {options.prompts}, at::TensorOptions().dtype(at::kLong));
+        const auto ids = at::randint(std::min<std::int64_t>(3, vocab - 1),
+            std::min<std::int64_t>(5000, vocab), { options.prompts }, at::TensorOptions().dtype(at::kLong));
         c10::NoGradGuard noGrad;
-        m_prompt = m_backbone->shared->weight.index_select(0, ids.to(m_backbone->shared->weight.device())).clone();
+        m_prompt
+            = m_backbone->shared->weight.index_select(0, ids.to(m_backbone->shared->weight.device())).clone();
         m_prompt.set_requires_grad(true);
     }
 
@@ -111,10 +112,11 @@ public:
     std::pair<at::Tensor, at::Tensor> encode(const at::Tensor& inputIds, const at::Tensor& attentionMask)
     {
         const auto batch = inputIds.size(0);
-        const auto embeds = at::cat({m_prompt.unsqueeze(0).expand({batch, -1, -1}), m_backbone->shared(inputIds)}, 1);
+        const auto embeds
+            = at::cat({ m_prompt.unsqueeze(0).expand({ batch, -1, -1 }), m_backbone->shared(inputIds) }, 1);
         const auto mask01 = attentionMask.defined() ? attentionMask : at::ones_like(inputIds);
-        const auto mask = at::cat({at::ones({batch, m_prompt.size(0)}, mask01.options()), mask01}, 1);
-        return {m_backbone->encoder->forward(embeds, mask).lastHiddenState, mask};
+        const auto mask = at::cat({ at::ones({ batch, m_prompt.size(0) }, mask01.options()), mask01 }, 1);
+        return { m_backbone->encoder->forward(embeds, mask).lastHiddenState, mask };
     }
 
     MethodOutput forward(const Seq2SeqBatch& batch) override
@@ -122,14 +124,13 @@ public:
         const auto [hidden, mask] = encode(batch.inputIds, batch.attentionMask);
         const auto decoded = m_backbone->decode(m_backbone->shiftRight(batch.labels), hidden, mask);
         const auto logits = m_backbone->lmLogits(decoded.lastHiddenState);
-        return {T5ForConditionalGenerationImpl::crossEntropy(logits, batch.labels), logits};
+        return { T5ForConditionalGenerationImpl::crossEntropy(logits, batch.labels), logits };
     }
 
     std::unique_ptr<Seq2SeqStepper> makeStepper() override
     {
-        return std::make_unique<T5Stepper>(m_backbone, [this](const at::Tensor& ids, const at::Tensor& mask) {
-            return encode(ids, mask);
-        });
+        return std::make_unique<T5Stepper>(
+            m_backbone, [this](const at::Tensor& ids, const at::Tensor& mask) { return encode(ids, mask); });
     }
 
     void train(bool on) override { m_backbone->train(on); }
@@ -143,10 +144,13 @@ public:
 
     std::vector<std::pair<std::string, at::Tensor>> namedTrainableParameters() const override
     {
-        return {{"prompt", m_prompt}};
+        return { { "prompt", m_prompt } };
     }
 
-    std::int64_t totalParameterCount() const override { return Method::totalParameterCount() + m_prompt.numel(); }
+    std::int64_t totalParameterCount() const override
+    {
+        return Method::totalParameterCount() + m_prompt.numel();
+    }
 
 private:
     at::Tensor m_prompt;
@@ -154,14 +158,16 @@ private:
 
 } // namespace
 
-std::unique_ptr<Method> createBaselineMethod(T5ForConditionalGeneration backbone, const MethodOptions& options)
+std::unique_ptr<Method> createBaselineMethod(
+    T5ForConditionalGeneration backbone, const MethodOptions& options)
 {
     const auto& config = backbone->config();
     options.validate(config);
     if (options.method == "prompt") {
         if (options.freeze > 0)
-            throw Error("method options: field freeze: prompt tuning trains the input of every layer, it cannot "
-                        "freeze layers");
+            throw Error(
+                "method options: field freeze: prompt tuning trains the input of every layer, it cannot "
+                "freeze layers");
         return std::make_unique<PromptMethod>(backbone, options);
     }
 
@@ -175,7 +181,7 @@ std::unique_ptr<Method> createBaselineMethod(T5ForConditionalGeneration backbone
             // Gradients must not reach the frozen layers, so the input embedding (and the LM head when tied
             // to it) freezes with them.
             backbone->shared->weight.set_requires_grad(false);
-            for (bool decoder : {false, true}) {
+            for (bool decoder : { false, true }) {
                 auto& stack = decoder ? backbone->decoder : backbone->encoder;
                 for (std::size_t i = 0; i < stack->blocks.size(); ++i)
                     if (isFrozenLayer(config, decoder, static_cast<std::int64_t>(i), freeze))
@@ -205,17 +211,17 @@ std::unique_ptr<Method> createBaselineMethod(T5ForConditionalGeneration backbone
             return std::find(options.targets.begin(), options.targets.end(), t) != options.targets.end();
         };
         forEachTrainableBlock(backbone, freeze, [&](T5Block& block, bool, std::int64_t) {
-            for (auto* layer : {&block->selfAttention, &block->crossAttention}) {
+            for (auto* layer : { &block->selfAttention, &block->crossAttention }) {
                 if (!*layer)
                     continue;
                 auto& a = (*layer)->attention;
-                for (auto [name, proj] : std::vector<std::pair<std::string, T5Linear>>{
-                         {"q", a->q}, {"k", a->k}, {"v", a->v}, {"o", a->o}})
+                for (auto [name, proj] : std::vector<std::pair<std::string, T5Linear>> {
+                         { "q", a->q }, { "k", a->k }, { "v", a->v }, { "o", a->o } })
                     if (wants(name))
                         proj->addLora(options.rank, options.alpha, options.dropout);
             }
             auto& ff = block->feedForward->DenseReluDense;
-            for (auto& p : std::vector<T5Linear>{ff->wi, ff->wi_0, ff->wi_1})
+            for (auto& p : std::vector<T5Linear> { ff->wi, ff->wi_0, ff->wi_1 })
                 if (p && wants("wi"))
                     p->addLora(options.rank, options.alpha, options.dropout);
             if (wants("wo"))

@@ -52,11 +52,11 @@ struct LadderSideOptions {
     void validate() const;
 
     // What the ablation implies.
-    bool usesLadders() const;      // per-layer downsamples of backbone block outputs
-    bool usesGates() const;        // gated ladders (none, adapter-blocks)
-    bool usesMerge() const;        // the final merge with the backbone output (side-tuning or mergeBackbone)
-    bool hasSideEncoder() const;   // adapter blocks have no attention: no side encoder to attend to
-    bool needsBackbone() const;    // whether the backbone transformer runs at all
+    bool usesLadders() const; // per-layer downsamples of backbone block outputs
+    bool usesGates() const; // gated ladders (none, adapter-blocks)
+    bool usesMerge() const; // the final merge with the backbone output (side-tuning or mergeBackbone)
+    bool hasSideEncoder() const; // adapter blocks have no attention: no side encoder to attend to
+    bool needsBackbone() const; // whether the backbone transformer runs at all
 };
 
 // Adapter-style side block (ablation "adapter-blocks", paper Appendix A): a pre-norm two-layer bottleneck
@@ -66,8 +66,8 @@ public:
     LadderAdapterBlockImpl(const T5Config& sideConfig, std::int64_t hidden);
     at::Tensor forward(const at::Tensor& hidden);
 
-    T5LayerNorm layer_norm{nullptr};
-    torch::nn::Linear down{nullptr}, up{nullptr};
+    T5LayerNorm layer_norm { nullptr };
+    torch::nn::Linear down { nullptr }, up { nullptr };
 
 private:
     std::string m_activation;
@@ -77,7 +77,7 @@ TORCH_MODULE(LadderAdapterBlock);
 
 // Key/value caches of one side decoder during incremental decoding.
 struct LadderSideCache {
-    DecoderCache blocks;                          // indexed by backbone layer index
+    DecoderCache blocks; // indexed by backbone layer index
     std::map<std::int64_t, at::Tensor> ladderKeys; // cross-attention ablation: Down_i(backbone) of past steps
     void reorder(const at::Tensor& rowIndices);
 };
@@ -93,8 +93,8 @@ public:
     // sideEncoderHidden/encoderMask: the side encoder output and its mask (decoder). cache: incremental
     // decoding. Returns the side stack's output after the final norm and dropout, (batch, length, d/r).
     at::Tensor forward(const at::Tensor& embeddings, const std::vector<at::Tensor>& ladders,
-                       const at::Tensor& attentionMask, const at::Tensor& sideEncoderHidden = {},
-                       const at::Tensor& encoderMask = {}, LadderSideCache* cache = nullptr);
+        const at::Tensor& attentionMask, const at::Tensor& sideEncoderHidden = {},
+        const at::Tensor& encoderMask = {}, LadderSideCache* cache = nullptr);
 
     // mu_i = sigmoid(alpha_i / T) of kept layer i (a gated stack only).
     at::Tensor gateValue(std::int64_t layer) const;
@@ -102,13 +102,13 @@ public:
     bool isDecoder() const { return m_isDecoder; }
 
     // Typed views of the registered submodules, keyed by backbone layer index.
-    torch::nn::Linear downsampleEmbed{nullptr};
+    torch::nn::Linear downsampleEmbed { nullptr };
     std::map<std::int64_t, torch::nn::Linear> downsamples;
     std::map<std::int64_t, at::Tensor> gates;
-    std::map<std::int64_t, T5Block> blocks;                       // transformer side blocks
-    std::map<std::int64_t, LadderAdapterBlock> adapterBlocks;     // ablation adapter-blocks
-    std::map<std::int64_t, T5LayerAttention> ladderAttention;     // ablation cross-attention
-    T5LayerNorm final_layer_norm{nullptr};
+    std::map<std::int64_t, T5Block> blocks; // transformer side blocks
+    std::map<std::int64_t, LadderAdapterBlock> adapterBlocks; // ablation adapter-blocks
+    std::map<std::int64_t, T5LayerAttention> ladderAttention; // ablation cross-attention
+    T5LayerNorm final_layer_norm { nullptr };
 
 private:
     at::Tensor ladderInput(std::int64_t layer, const std::vector<at::Tensor>& ladders) const;
@@ -136,9 +136,9 @@ public:
     const LadderSideOptions& options() const { return m_options; }
     LadderSideCache makeCache() const;
 
-    LadderSideStack side_encoder{nullptr};
-    LadderSideStack side_decoder{nullptr};
-    torch::nn::Linear side_final_upsample{nullptr};
+    LadderSideStack side_encoder { nullptr };
+    LadderSideStack side_decoder { nullptr };
+    torch::nn::Linear side_final_upsample { nullptr };
     at::Tensor side_merge_gate; // undefined unless options().usesMerge()
 
 private:

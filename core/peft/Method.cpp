@@ -19,7 +19,8 @@ constexpr const char* kOptionsKey = "method_options";
 } // namespace
 
 Method::Method(T5ForConditionalGeneration backbone, MethodOptions options)
-    : m_backbone(std::move(backbone)), m_options(std::move(options))
+    : m_backbone(std::move(backbone))
+    , m_options(std::move(options))
 {
     m_backboneParameters = countParameters(*m_backbone);
 }
@@ -57,7 +58,7 @@ void Method::saveTrainable(const std::string& path) const
     TensorMap tensors;
     for (const auto& [name, p] : namedTrainableParameters())
         tensors[name] = p.detach();
-    writeSafetensors(path, tensors, {{kFormatKey, kFormat}, {kOptionsKey, m_options.toJson().dump()}});
+    writeSafetensors(path, tensors, { { kFormatKey, kFormat }, { kOptionsKey, m_options.toJson().dump() } });
 }
 
 void Method::loadTrainable(const std::string& path)
@@ -86,8 +87,8 @@ void Method::loadTrainable(const std::string& path)
         return o.toJson();
     };
     if (withoutInit(saved) != withoutInit(m_options))
-        throw Error(path + ": saved for method options " + saved.toJson().dump() + ", this run has " +
-                    m_options.toJson().dump());
+        throw Error(path + ": saved for method options " + saved.toJson().dump() + ", this run has "
+            + m_options.toJson().dump());
 
     const auto named = namedTrainableParameters();
     std::set<std::string> expected;
@@ -102,8 +103,8 @@ void Method::loadTrainable(const std::string& path)
         if (it == tensors.end())
             throw Error(path + ": missing tensor " + name);
         if (it->second.sizes() != p.sizes())
-            throw Error(path + ": tensor " + name + " has shape " + c10::str(it->second.sizes()) + ", expected " +
-                        c10::str(p.sizes()));
+            throw Error(path + ": tensor " + name + " has shape " + c10::str(it->second.sizes())
+                + ", expected " + c10::str(p.sizes()));
         auto target = p;
         target.copy_(it->second);
     }

@@ -43,7 +43,7 @@ public:
 };
 
 struct MethodOutput {
-    at::Tensor loss;   // scalar
+    at::Tensor loss; // scalar
     at::Tensor logits; // (batch, target length, vocab)
 };
 

@@ -14,15 +14,15 @@ using nlohmann::json;
 
 const std::set<std::string>& fieldsOf(const std::string& method)
 {
-    static const std::map<std::string, std::set<std::string>> fields{
-        {"full", {"method", "freeze"}},
-        {"bitfit", {"method", "freeze"}},
-        {"adapter", {"method", "freeze", "hidden", "activation"}},
-        {"lora", {"method", "freeze", "rank", "alpha", "dropout", "targets", "bitfit"}},
-        {"prompt", {"method", "prompts"}},
-        {"ladder",
-         {"method", "r", "keep", "gate_temperature", "init", "fisher_samples", "backbone_train_mode", "ablation",
-          "merge_backbone", "cache", "cache_dtype", "cache_dir", "cache_padding"}},
+    static const std::map<std::string, std::set<std::string>> fields {
+        { "full", { "method", "freeze" } },
+        { "bitfit", { "method", "freeze" } },
+        { "adapter", { "method", "freeze", "hidden", "activation" } },
+        { "lora", { "method", "freeze", "rank", "alpha", "dropout", "targets", "bitfit" } },
+        { "prompt", { "method", "prompts" } },
+        { "ladder",
+            { "method", "r", "keep", "gate_temperature", "init", "fisher_samples", "backbone_train_mode",
+                "ablation", "merge_backbone", "cache", "cache_dtype", "cache_dir", "cache_padding" } },
     };
     return fields.at(method);
 }
@@ -31,18 +31,18 @@ std::int64_t intField(const json& j, const std::string& source, const char* fiel
 {
     const auto& v = j.at(field);
     if (!v.is_number_integer() || v.get<std::int64_t>() < minimum)
-        throw Error(source + ": field " + field + ": expected an integer >= " + std::to_string(minimum) + ", got " +
-                    v.dump());
+        throw Error(source + ": field " + field + ": expected an integer >= " + std::to_string(minimum)
+            + ", got " + v.dump());
     return v.get<std::int64_t>();
 }
 
-double numberField(const json& j, const std::string& source, const char* field, double lo, double hi,
-                   bool openLow = false)
+double numberField(
+    const json& j, const std::string& source, const char* field, double lo, double hi, bool openLow = false)
 {
     const auto& v = j.at(field);
     if (!v.is_number() || v.get<double>() < lo || v.get<double>() > hi || (openLow && v.get<double>() == lo))
-        throw Error(source + ": field " + field + ": expected a number in " + (openLow ? "(" : "[") +
-                    std::to_string(lo) + ", " + std::to_string(hi) + "], got " + v.dump());
+        throw Error(source + ": field " + field + ": expected a number in " + (openLow ? "(" : "[")
+            + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + v.dump());
     return v.get<double>();
 }
 
@@ -54,8 +54,8 @@ bool boolField(const json& j, const std::string& source, const char* field)
     return v.get<bool>();
 }
 
-std::string choiceField(const json& j, const std::string& source, const char* field,
-                        const std::vector<std::string>& choices)
+std::string choiceField(
+    const json& j, const std::string& source, const char* field, const std::vector<std::string>& choices)
 {
     const auto& v = j.at(field);
     std::string list;
@@ -66,13 +66,14 @@ std::string choiceField(const json& j, const std::string& source, const char* fi
     return v.get<std::string>();
 }
 
-const std::vector<std::string> kActivations{"relu", "gelu", "silu", "tanh"};
-const std::vector<std::string> kTargets{"q", "k", "v", "o", "wi", "wo"};
-const std::vector<std::string> kInits{"random", "magnitude", "fisher"};
-const std::vector<std::string> kAblations{"none", "side-tuning", "no-ladders", "adapter-blocks", "cross-attention"};
-const std::vector<std::string> kCacheModes{"none", "ram", "disk"};
-const std::vector<std::string> kCacheDtypes{"fp32", "bf16"};
-const std::vector<std::string> kCachePaddings{"same", "any"};
+const std::vector<std::string> kActivations { "relu", "gelu", "silu", "tanh" };
+const std::vector<std::string> kTargets { "q", "k", "v", "o", "wi", "wo" };
+const std::vector<std::string> kInits { "random", "magnitude", "fisher" };
+const std::vector<std::string> kAblations { "none", "side-tuning", "no-ladders", "adapter-blocks",
+    "cross-attention" };
+const std::vector<std::string> kCacheModes { "none", "ram", "disk" };
+const std::vector<std::string> kCacheDtypes { "fp32", "bf16" };
+const std::vector<std::string> kCachePaddings { "same", "any" };
 
 // The activation cache stores what an eval-mode backbone computes; errors name the field.
 void checkCache(const MethodOptions& o, const std::string& source)
@@ -80,10 +81,12 @@ void checkCache(const MethodOptions& o, const std::string& source)
     if (o.cache == "none")
         return;
     if (o.backboneTrainMode)
-        throw Error(source + ": field cache: the ladder activation cache needs the backbone in eval mode, but "
-                             "backbone_train_mode is on (backbone dropout changes the ladder inputs every epoch)");
+        throw Error(source
+            + ": field cache: the ladder activation cache needs the backbone in eval mode, but "
+              "backbone_train_mode is on (backbone dropout changes the ladder inputs every epoch)");
     if (o.ablation == "no-ladders" && !o.mergeBackbone)
-        throw Error(source + ": field cache: the no-ladders ablation runs no backbone, so there is nothing to cache");
+        throw Error(
+            source + ": field cache: the no-ladders ablation runs no backbone, so there is nothing to cache");
     if (o.cache == "disk" && o.cacheDir.empty())
         throw Error(source + ": field cache_dir: cache disk needs a folder for its file");
 }
@@ -92,7 +95,7 @@ void checkCache(const MethodOptions& o, const std::string& source)
 
 const std::vector<std::string>& knownMethods()
 {
-    static const std::vector<std::string> methods{"full", "bitfit", "adapter", "lora", "prompt", "ladder"};
+    static const std::vector<std::string> methods { "full", "bitfit", "adapter", "lora", "prompt", "ladder" };
     return methods;
 }
 
@@ -115,7 +118,8 @@ bool isKnownMethod(const std::string& method)
 MethodOptions MethodOptions::defaults(const std::string& method)
 {
     if (!isKnownMethod(method))
-        throw Error("unknown method '" + method + "' (expected full, bitfit, adapter, lora, prompt or ladder)");
+        throw Error(
+            "unknown method '" + method + "' (expected full, bitfit, adapter, lora, prompt or ladder)");
     MethodOptions o;
     o.method = method;
     return o;
@@ -129,8 +133,8 @@ MethodOptions MethodOptions::fromJson(const json& j, const std::string& source)
         throw Error(source + ": field method: expected one of full, bitfit, adapter, lora, prompt, ladder");
     const auto method = j.at("method").get<std::string>();
     if (!isKnownMethod(method))
-        throw Error(source + ": field method: unknown method '" + method +
-                    "' (expected full, bitfit, adapter, lora, prompt or ladder)");
+        throw Error(source + ": field method: unknown method '" + method
+            + "' (expected full, bitfit, adapter, lora, prompt or ladder)");
     MethodOptions o = defaults(method);
     const auto& allowed = fieldsOf(method);
     for (const auto& [key, _] : j.items())
@@ -155,7 +159,8 @@ MethodOptions MethodOptions::fromJson(const json& j, const std::string& source)
             throw Error(source + ": field targets: expected a non-empty array among q, k, v, o, wi, wo");
         o.targets.clear();
         for (const auto& x : t) {
-            if (!x.is_string() || std::find(kTargets.begin(), kTargets.end(), x.get<std::string>()) == kTargets.end())
+            if (!x.is_string()
+                || std::find(kTargets.begin(), kTargets.end(), x.get<std::string>()) == kTargets.end())
                 throw Error(source + ": field targets: " + x.dump() + " is not one of q, k, v, o, wi, wo");
             if (std::find(o.targets.begin(), o.targets.end(), x.get<std::string>()) == o.targets.end())
                 o.targets.push_back(x.get<std::string>());
@@ -198,12 +203,13 @@ MethodOptions MethodOptions::fromJson(const json& j, const std::string& source)
         o.cacheDtype = choiceField(j, source, "cache_dtype", kCacheDtypes);
     if (j.contains("cache_dir")) {
         if (!j.at("cache_dir").is_string() || j.at("cache_dir").get<std::string>().empty())
-            throw Error(source + ": field cache_dir: expected a folder path, got " + j.at("cache_dir").dump());
+            throw Error(
+                source + ": field cache_dir: expected a folder path, got " + j.at("cache_dir").dump());
         o.cacheDir = j.at("cache_dir").get<std::string>();
     }
     if (j.contains("cache_padding"))
         o.cachePadding = choiceField(j, source, "cache_padding", kCachePaddings);
-    for (const char* f : {"cache_dtype", "cache_dir", "cache_padding"})
+    for (const char* f : { "cache_dtype", "cache_dir", "cache_padding" })
         if (o.cache == "none" && j.contains(f))
             throw Error(source + ": field " + f + ": only meaningful with cache ram or disk");
     checkCache(o, source);
@@ -212,28 +218,13 @@ MethodOptions MethodOptions::fromJson(const json& j, const std::string& source)
 
 json MethodOptions::toJson() const
 {
-    json all{{"method", method},
-             {"freeze", freeze},
-             {"hidden", hidden},
-             {"activation", activation},
-             {"rank", rank},
-             {"alpha", alpha},
-             {"dropout", dropout},
-             {"targets", targets},
-             {"bitfit", bitfit},
-             {"prompts", prompts},
-             {"r", r},
-             {"keep", keep},
-             {"gate_temperature", gateTemperature},
-             {"init", init},
-             {"fisher_samples", fisherSamples},
-             {"backbone_train_mode", backboneTrainMode},
-             {"ablation", ablation},
-             {"merge_backbone", mergeBackbone},
-             {"cache", cache},
-             {"cache_dtype", cacheDtype},
-             {"cache_dir", cacheDir},
-             {"cache_padding", cachePadding}};
+    json all { { "method", method }, { "freeze", freeze }, { "hidden", hidden }, { "activation", activation },
+        { "rank", rank }, { "alpha", alpha }, { "dropout", dropout }, { "targets", targets },
+        { "bitfit", bitfit }, { "prompts", prompts }, { "r", r }, { "keep", keep },
+        { "gate_temperature", gateTemperature }, { "init", init }, { "fisher_samples", fisherSamples },
+        { "backbone_train_mode", backboneTrainMode }, { "ablation", ablation },
+        { "merge_backbone", mergeBackbone }, { "cache", cache }, { "cache_dtype", cacheDtype },
+        { "cache_dir", cacheDir }, { "cache_padding", cachePadding } };
     json out = json::object();
     for (const auto& f : fieldsOf(method)) {
         // The cache fields only when the cache is on: specs (and their hashes) without it stay as they were.
@@ -248,18 +239,19 @@ void MethodOptions::validate(const T5Config& config) const
 {
     const auto layers = config.numLayers + config.numDecoderLayers;
     if (freeze < 0 || freeze > layers)
-        throw Error("method options: field freeze: " + std::to_string(freeze) + " is more than the backbone's " +
-                    std::to_string(layers) + " layers");
+        throw Error("method options: field freeze: " + std::to_string(freeze)
+            + " is more than the backbone's " + std::to_string(layers) + " layers");
     if (method == "ladder") {
         if (config.dModel % r || config.dFf % r || config.dKv % r)
-            throw Error("method options: field r: " + std::to_string(r) + " must divide d_model " +
-                        std::to_string(config.dModel) + ", d_ff " + std::to_string(config.dFf) + " and d_kv " +
-                        std::to_string(config.dKv));
+            throw Error("method options: field r: " + std::to_string(r) + " must divide d_model "
+                + std::to_string(config.dModel) + ", d_ff " + std::to_string(config.dFf) + " and d_kv "
+                + std::to_string(config.dKv));
         for (auto k : keep)
             if (k >= std::min(config.numLayers, config.numDecoderLayers))
-                throw Error("method options: field keep: layer " + std::to_string(k) +
-                            " does not exist (the backbone has " + std::to_string(config.numLayers) + " encoder and " +
-                            std::to_string(config.numDecoderLayers) + " decoder layers, indices from 0)");
+                throw Error("method options: field keep: layer " + std::to_string(k)
+                    + " does not exist (the backbone has " + std::to_string(config.numLayers)
+                    + " encoder and " + std::to_string(config.numDecoderLayers)
+                    + " decoder layers, indices from 0)");
     }
     if (method == "ladder" && ablation == "adapter-blocks" && init != "random")
         throw Error("method options: field init: " + init
@@ -268,7 +260,8 @@ void MethodOptions::validate(const T5Config& config) const
     if (method == "ladder")
         checkCache(*this, "method options");
     if (method == "adapter" && hidden > config.dModel * 4)
-        throw Error("method options: field hidden: " + std::to_string(hidden) + " is larger than 4 x d_model");
+        throw Error(
+            "method options: field hidden: " + std::to_string(hidden) + " is larger than 4 x d_model");
     if (method == "lora" && rank > std::min(config.dModel, config.innerDim()))
         throw Error("method options: field rank: " + std::to_string(rank) + " exceeds the projection size");
 }

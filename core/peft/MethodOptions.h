@@ -30,7 +30,7 @@ struct MethodOptions {
     std::int64_t rank = 32;
     double alpha = 32.0;
     double dropout = 0.0;
-    std::vector<std::string> targets{"q", "v"};
+    std::vector<std::string> targets { "q", "v" };
     bool bitfit = true;
 
     // prompt: number of prompt vectors prepended to the encoder input.

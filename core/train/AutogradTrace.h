@@ -80,8 +80,8 @@ public:
         bool trainable = false;
     };
     const std::vector<Param>& params() const { return m_params; }
-    // Every trainable parameter has a gradient already (gradient accumulation: an earlier micro-batch's), live
-    // from now on; the backward sums into it.
+    // Every trainable parameter has a gradient already (gradient accumulation: an earlier micro-batch's),
+    // live from now on; the backward sums into it.
     void presetParamGrads();
     // Unfreezes (or freezes) a parameter before the forward is traced.
     void setTrainable(TraceTensor& t, bool on);

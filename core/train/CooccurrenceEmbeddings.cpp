@@ -24,17 +24,18 @@ at::Tensor orthonormalBasis(const at::Tensor& m)
 } // namespace
 
 CooccurrenceEmbeddings cooccurrenceEmbeddings(const std::vector<std::vector<std::int64_t>>& sentences,
-                                              std::int64_t pieces, const CooccurrenceOptions& options)
+    std::int64_t pieces, const CooccurrenceOptions& options)
 {
     const auto start = std::chrono::steady_clock::now();
     if (pieces < 2 || pieces > kMaxPieces)
         throw Error("co-occurrence embeddings: the vocabulary has " + std::to_string(pieces)
             + " pieces; expected 2 to " + std::to_string(kMaxPieces) + " (the count matrix is dense)");
     if (options.dims < 1 || options.dims > pieces)
-        throw Error("co-occurrence embeddings: dims " + std::to_string(options.dims) + " must be between 1 and the "
-            + std::to_string(pieces) + " pieces");
+        throw Error("co-occurrence embeddings: dims " + std::to_string(options.dims)
+            + " must be between 1 and the " + std::to_string(pieces) + " pieces");
     if (options.window < 1)
-        throw Error("co-occurrence embeddings: window must be at least 1, got " + std::to_string(options.window));
+        throw Error(
+            "co-occurrence embeddings: window must be at least 1, got " + std::to_string(options.window));
     if (!(options.contextSmoothing > 0.0 && options.contextSmoothing <= 1.0))
         throw Error("co-occurrence embeddings: context smoothing must be in (0, 1], got "
             + std::to_string(options.contextSmoothing));
@@ -87,7 +88,8 @@ CooccurrenceEmbeddings cooccurrenceEmbeddings(const std::vector<std::vector<std:
     const auto rowLog = at::log(rowSums.clamp_min(1e-30) / total);
     const auto contextPow = counts.sum(0).pow(options.contextSmoothing);
     const auto contextLog = at::log(contextPow.clamp_min(1e-30) / contextPow.sum());
-    at::Tensor ppmi = at::log(counts.clamp_min(1e-30) / total) - rowLog.unsqueeze(1) - contextLog.unsqueeze(0);
+    at::Tensor ppmi
+        = at::log(counts.clamp_min(1e-30) / total) - rowLog.unsqueeze(1) - contextLog.unsqueeze(0);
     ppmi = at::where(counts > 0, ppmi.clamp_min(0.0), at::zeros({}, at::kFloat));
     counts = at::Tensor(); // 256 MB at 8,000 pieces
 
@@ -100,7 +102,8 @@ CooccurrenceEmbeddings cooccurrenceEmbeddings(const std::vector<std::vector<std:
         q = orthonormalBasis(ppmi.mm(orthonormalBasis(ppmi.t().mm(q))));
     const auto small = q.t().mm(ppmi); // (k, pieces)
     const auto [ub, s, vh] = at::linalg_svd(small, /*full_matrices=*/false);
-    at::Tensor vectors = q.mm(ub.narrow(1, 0, options.dims)) * s.narrow(0, 0, options.dims).sqrt().unsqueeze(0);
+    at::Tensor vectors
+        = q.mm(ub.narrow(1, 0, options.dims)) * s.narrow(0, 0, options.dims).sqrt().unsqueeze(0);
     // SVD signs are arbitrary: make the largest-magnitude entry of each column positive.
     const auto largest = vectors.abs().argmax(0);
     const auto signs = at::sign(vectors.gather(0, largest.unsqueeze(0))).squeeze(0);
@@ -110,7 +113,8 @@ CooccurrenceEmbeddings cooccurrenceEmbeddings(const std::vector<std::vector<std:
     // 4. Scale: standard deviation 1 over the seen rows.
     const auto seenRows = vectors.index({ seenMask });
     if (seenRows.size(0) == 0)
-        throw Error("co-occurrence embeddings: no token occurred " + std::to_string(options.minCount) + " times");
+        throw Error(
+            "co-occurrence embeddings: no token occurred " + std::to_string(options.minCount) + " times");
     const double stdDev = seenRows.std().item<double>();
     if (!(stdDev > 0.0) || !std::isfinite(stdDev))
         throw Error("co-occurrence embeddings: the factorisation is degenerate (standard deviation "

@@ -19,12 +19,13 @@ struct MemoryEstimateInput {
     std::int64_t batch = 8;
     std::int64_t srcLen = 128;
     std::int64_t tgtLen = 4;
-    // "fp32", or "bf16": mixed precision as the trainer runs it (fp32 weights, gradients and AdamW state; bf16
-    // autocast around the forward, so linear and matmul compute in bf16 on bf16 copies of their operands)
+    // "fp32", or "bf16": mixed precision as the trainer runs it (fp32 weights, gradients and AdamW state;
+    // bf16 autocast around the forward, so linear and matmul compute in bf16 on bf16 copies of their
+    // operands)
     std::string dtype = "fp32";
     std::string optimizer = "adamw"; // "adamw" (two moments per trainable value) or "sgd" (no state)
-    // Micro-batches per optimizer step (the trainer's gradient_accumulation): above 1, every micro-batch after
-    // a group's first runs with the gradients of the ones before it live, summed into in the backward.
+    // Micro-batches per optimizer step (the trainer's gradient_accumulation): above 1, every micro-batch
+    // after a group's first runs with the gradients of the ones before it live, summed into in the backward.
     std::int64_t gradientAccumulation = 1;
     std::string device = "cpu"; // "cpu" or "cuda[:N]": CPU dropout keeps a mask in the activation dtype,
                                 // CUDA keeps a 1-byte mask

@@ -14,9 +14,9 @@
 namespace ladder {
 namespace {
 
-std::atomic<std::uint64_t> g_live{0};
-std::atomic<std::uint64_t> g_peak{0};
-std::atomic<bool> g_installed{false};
+std::atomic<std::uint64_t> g_live { 0 };
+std::atomic<std::uint64_t> g_peak { 0 };
+std::atomic<bool> g_installed { false };
 
 // Every block carries a 64-byte header holding its size, so the data pointer is its own context and the
 // raw allocate/deallocate interface keeps working (some kernels use it). 64 keeps the data 64-byte aligned.
@@ -25,8 +25,7 @@ constexpr std::size_t kHeader = 64;
 void raisePeak(std::uint64_t live)
 {
     auto peak = g_peak.load(std::memory_order_relaxed);
-    while (live > peak && !g_peak.compare_exchange_weak(peak, live, std::memory_order_relaxed)) {
-    }
+    while (live > peak && !g_peak.compare_exchange_weak(peak, live, std::memory_order_relaxed)) { }
 }
 
 void trackedFree(void* data)
@@ -49,7 +48,7 @@ public:
         std::memcpy(base, &size, sizeof(size));
         raisePeak(g_live.fetch_add(size, std::memory_order_relaxed) + size);
         void* data = base + kHeader;
-        return {data, data, &trackedFree, c10::Device(c10::DeviceType::CPU)};
+        return { data, data, &trackedFree, c10::Device(c10::DeviceType::CPU) };
     }
     c10::DeleterFnPtr raw_deleter() const override { return &trackedFree; }
     void copy_data(void* dest, const void* src, std::size_t count) const override
@@ -83,11 +82,13 @@ bool cpuMemoryTrackerInstalled()
     return g_installed.load();
 }
 
-MemoryMeter::MemoryMeter(c10::Device device) : m_device(device)
+MemoryMeter::MemoryMeter(c10::Device device)
+    : m_device(device)
 {
     if (device.is_cpu() && !cpuMemoryTrackerInstalled())
-        throw Error("memory meter: the CPU tracking allocator is not installed (call installCpuMemoryTracker() "
-                    "at start-up)");
+        throw Error(
+            "memory meter: the CPU tracking allocator is not installed (call installCpuMemoryTracker() "
+            "at start-up)");
 }
 
 void MemoryMeter::resetPeak()
@@ -118,7 +119,8 @@ MemorySample MemoryMeter::sample() const
 
 std::string MemoryMeter::label() const
 {
-    return m_device.is_cuda() ? "peak allocated (CUDA caching allocator)" : "peak allocated (CPU tracking allocator)";
+    return m_device.is_cuda() ? "peak allocated (CUDA caching allocator)"
+                              : "peak allocated (CPU tracking allocator)";
 }
 
 } // namespace ladder

@@ -16,9 +16,9 @@ bool cpuMemoryTrackerInstalled();
 
 // One reading of a device's allocator.
 struct MemorySample {
-    std::uint64_t allocated = 0;     // live tensor bytes now
+    std::uint64_t allocated = 0; // live tensor bytes now
     std::uint64_t peakAllocated = 0; // highest live bytes since the last reset
-    std::uint64_t reserved = 0;      // CUDA caching allocator: bytes held from the driver (CPU: = allocated)
+    std::uint64_t reserved = 0; // CUDA caching allocator: bytes held from the driver (CPU: = allocated)
     std::uint64_t peakReserved = 0;
 };
 

@@ -34,10 +34,10 @@ namespace {
 
 // Salts that keep the generators of one seed independent.
 constexpr std::uint64_t kChunkOrderSalt = 0x6368756e6b73ull; // "chunks"
-constexpr std::uint64_t kMaskSalt = 0x6d61736b73ull;          // "masks"
-constexpr std::uint64_t kHeldOutSalt = 0x68656c646f7574ull;    // "heldout"
-constexpr std::uint64_t kInitSalt = 0x696e6974ull;             // "init"
-constexpr std::uint64_t kEmbeddingSalt = 0x656d626564ull;       // "embed"
+constexpr std::uint64_t kMaskSalt = 0x6d61736b73ull; // "masks"
+constexpr std::uint64_t kHeldOutSalt = 0x68656c646f7574ull; // "heldout"
+constexpr std::uint64_t kInitSalt = 0x696e6974ull; // "init"
+constexpr std::uint64_t kEmbeddingSalt = 0x656d626564ull; // "embed"
 constexpr double kLossEma = 0.9;
 
 template <typename T> void shuffleInPlace(std::vector<T>& items, SplitMix64& rng)
@@ -53,8 +53,8 @@ std::int64_t roundHalfEven(double x)
 }
 
 // _random_segmentation: num_items split into num_segments non-empty runs, lengths returned in order.
-std::vector<std::int64_t> randomSegmentation(std::int64_t items, std::int64_t segments,
-                                             const std::function<std::uint64_t(std::uint64_t)>& uniform)
+std::vector<std::int64_t> randomSegmentation(
+    std::int64_t items, std::int64_t segments, const std::function<std::uint64_t(std::uint64_t)>& uniform)
 {
     std::vector<bool> firstInSegment(static_cast<std::size_t>(items - 1), false);
     for (std::int64_t i = 0; i < segments - 1; ++i)
@@ -86,7 +86,10 @@ void writeTextFile(const std::string& path, const std::string& bytes)
 
 class SentenceVector : public sentencepiece::SentenceIterator {
 public:
-    explicit SentenceVector(const std::vector<std::string>& sentences) : m_sentences(sentences) {}
+    explicit SentenceVector(const std::vector<std::string>& sentences)
+        : m_sentences(sentences)
+    {
+    }
     bool done() const override { return m_next >= m_sentences.size(); }
     void Next() override { ++m_next; }
     const std::string& value() const override { return m_sentences[m_next]; }
@@ -103,7 +106,7 @@ double secondsSince(std::chrono::steady_clock::time_point start)
 }
 
 struct Batch {
-    at::Tensor inputs;  // (batch, input length) int64
+    at::Tensor inputs; // (batch, input length) int64
     at::Tensor targets; // (batch, target length) int64
 };
 
@@ -119,7 +122,8 @@ Batch makeBatch(const std::vector<SpanCorrupted>& examples)
     auto* tg = b.targets.data_ptr<std::int64_t>();
     for (std::int64_t r = 0; r < rows; ++r) {
         const auto& e = examples[static_cast<std::size_t>(r)];
-        if (static_cast<std::int64_t>(e.inputs.size()) != inLen || static_cast<std::int64_t>(e.targets.size()) != tgtLen)
+        if (static_cast<std::int64_t>(e.inputs.size()) != inLen
+            || static_cast<std::int64_t>(e.targets.size()) != tgtLen)
             throw Error("span corruption produced examples of different lengths");
         std::copy(e.inputs.begin(), e.inputs.end(), in + r * inLen);
         std::copy(e.targets.begin(), e.targets.end(), tg + r * tgtLen);
@@ -151,15 +155,15 @@ double rounded(double x, int digits)
 // Every option that changes the weights (not the thread count): a cache is valid only for equal options.
 nlohmann::json recipeOptions(const PretrainOptions& o)
 {
-    return { { "vocab_size", o.vocabSize }, { "extra_ids", o.extraIds }, { "d_model", o.dModel }, { "d_kv", o.dKv },
-        { "num_heads", o.numHeads }, { "d_ff", o.dFf }, { "num_layers", o.numLayers },
+    return { { "vocab_size", o.vocabSize }, { "extra_ids", o.extraIds }, { "d_model", o.dModel },
+        { "d_kv", o.dKv }, { "num_heads", o.numHeads }, { "d_ff", o.dFf }, { "num_layers", o.numLayers },
         { "num_decoder_layers", o.numDecoderLayers }, { "dropout_rate", o.dropoutRate },
         { "pretrain_dropout_rate", o.pretrainDropoutRate }, { "noise_density", o.noiseDensity },
-        { "mean_noise_span_length", o.meanNoiseSpanLength }, { "raw_length", o.rawLength }, { "steps", o.steps },
-        { "batch_size", o.batchSize }, { "learning_rate", o.learningRate }, { "warmup_steps", o.warmupSteps },
-        { "weight_decay", o.weightDecay }, { "max_grad_norm", o.maxGradNorm },
-        { "held_out_examples", o.heldOutExamples }, { "seed", o.seed }, { "embedding_init", o.embeddingInit },
-        { "cooccurrence_window", o.cooccurrenceWindow } };
+        { "mean_noise_span_length", o.meanNoiseSpanLength }, { "raw_length", o.rawLength },
+        { "steps", o.steps }, { "batch_size", o.batchSize }, { "learning_rate", o.learningRate },
+        { "warmup_steps", o.warmupSteps }, { "weight_decay", o.weightDecay },
+        { "max_grad_norm", o.maxGradNorm }, { "held_out_examples", o.heldOutExamples }, { "seed", o.seed },
+        { "embedding_init", o.embeddingInit }, { "cooccurrence_window", o.cooccurrenceWindow } };
 }
 
 } // namespace
@@ -208,10 +212,12 @@ void PretrainOptions::validate() const
     };
     require(vocabSize >= 16, "vocab_size must be at least 16, got " + std::to_string(vocabSize));
     require(extraIds >= 1 && extraIds <= 1000, "extra_ids must be in 1..1000");
-    require(dModel > 0 && dKv > 0 && numHeads > 0 && dFf > 0, "d_model, d_kv, num_heads and d_ff must be positive");
+    require(dModel > 0 && dKv > 0 && numHeads > 0 && dFf > 0,
+        "d_model, d_kv, num_heads and d_ff must be positive");
     require(numLayers > 0 && numDecoderLayers > 0, "the encoder and the decoder need at least one layer");
     require(dropoutRate >= 0.0 && dropoutRate < 1.0, "dropout_rate must be in [0, 1)");
-    require(pretrainDropoutRate >= 0.0 && pretrainDropoutRate < 1.0, "pretrain_dropout_rate must be in [0, 1)");
+    require(
+        pretrainDropoutRate >= 0.0 && pretrainDropoutRate < 1.0, "pretrain_dropout_rate must be in [0, 1)");
     require(noiseDensity > 0.0 && noiseDensity < 1.0, "noise_density must be in (0, 1)");
     require(meanNoiseSpanLength >= 1.0, "mean_noise_span_length must be at least 1");
     require(rawLength >= 4, "raw_length must be at least 4 tokens");
@@ -310,7 +316,7 @@ void initT5WeightsLikeHF(T5ForConditionalGenerationImpl& model, std::uint64_t se
         else if (hasSuffix(name, "relative_attention_bias.weight"))
             std = factor * std::pow(dModel, -0.5);
         else if (hasSuffix(name, "DenseReluDense.wi.weight") || hasSuffix(name, "DenseReluDense.wi_0.weight")
-                 || hasSuffix(name, "DenseReluDense.wi_1.weight"))
+            || hasSuffix(name, "DenseReluDense.wi_1.weight"))
             std = factor * std::pow(dModel, -0.5);
         else if (hasSuffix(name, "DenseReluDense.wo.weight"))
             std = factor * std::pow(static_cast<double>(c.dFf), -0.5);
@@ -327,30 +333,32 @@ void initT5WeightsLikeHF(T5ForConditionalGenerationImpl& model, std::uint64_t se
 }
 
 std::vector<bool> randomSpansNoiseMask(std::int64_t length, double noiseDensity, double meanNoiseSpanLength,
-                                       const std::function<std::uint64_t(std::uint64_t)>& uniform)
+    const std::function<std::uint64_t(std::uint64_t)>& uniform)
 {
     if (length < 2)
         throw Error("span corruption needs at least 2 tokens, got " + std::to_string(length));
     auto noise = roundHalfEven(static_cast<double>(length) * noiseDensity);
     noise = std::min(std::max<std::int64_t>(noise, 1), length - 1);
-    const auto spans = std::max<std::int64_t>(roundHalfEven(static_cast<double>(noise) / meanNoiseSpanLength), 1);
+    const auto spans
+        = std::max<std::int64_t>(roundHalfEven(static_cast<double>(noise) / meanNoiseSpanLength), 1);
     const auto nonNoise = length - noise;
     if (nonNoise < spans || noise < spans)
-        throw Error("span corruption: " + std::to_string(length) + " tokens cannot hold " + std::to_string(spans)
-            + " noise spans");
+        throw Error("span corruption: " + std::to_string(length) + " tokens cannot hold "
+            + std::to_string(spans) + " noise spans");
     const auto noiseLengths = randomSegmentation(noise, spans, uniform);
     const auto nonNoiseLengths = randomSegmentation(nonNoise, spans, uniform);
     std::vector<bool> mask;
     mask.reserve(static_cast<std::size_t>(length));
     for (std::int64_t s = 0; s < spans; ++s) {
-        mask.insert(mask.end(), static_cast<std::size_t>(nonNoiseLengths[static_cast<std::size_t>(s)]), false);
+        mask.insert(
+            mask.end(), static_cast<std::size_t>(nonNoiseLengths[static_cast<std::size_t>(s)]), false);
         mask.insert(mask.end(), static_cast<std::size_t>(noiseLengths[static_cast<std::size_t>(s)]), true);
     }
     return mask;
 }
 
 SpanCorrupted applySpanCorruption(const std::vector<std::int64_t>& tokens, const std::vector<bool>& noiseMask,
-                                  std::int64_t firstSentinelId, std::int64_t eosId, int maxSentinels)
+    std::int64_t firstSentinelId, std::int64_t eosId, int maxSentinels)
 {
     if (tokens.size() != noiseMask.size())
         throw Error("span corruption: " + std::to_string(tokens.size()) + " tokens but a mask of "
@@ -398,8 +406,7 @@ std::vector<std::string> readCorpusFile(const std::string& path)
 }
 
 PretrainResult pretrainT5(const std::vector<std::string>& corpus, const std::string& outDir,
-                          const PretrainOptions& options, const PretrainCallback& callback,
-                          const std::string& recipeName)
+    const PretrainOptions& options, const PretrainCallback& callback, const std::string& recipeName)
 {
     options.validate();
     const auto start = std::chrono::steady_clock::now();
@@ -408,8 +415,9 @@ PretrainResult pretrainT5(const std::vector<std::string>& corpus, const std::str
             throw Error(outDir + " already exists; remove it or choose another output folder");
     }
     // The training thread's own settings (docs/PITFALLS.md: at::set_num_threads is per thread).
-    const int threads = options.numThreads > 0 ? options.numThreads
-                                               : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    const int threads = options.numThreads > 0
+        ? options.numThreads
+        : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     at::set_num_threads(threads);
     // Dropout draws from the default CPU generator; weights, data order and masks use their own.
     at::manual_seed(options.seed);
@@ -438,14 +446,15 @@ PretrainResult pretrainT5(const std::vector<std::string>& corpus, const std::str
                     + std::to_string(corpus.size()) + " sentences"))
             return cancelled();
         const auto vocabStart = std::chrono::steady_clock::now();
-        writeTextFile(demofs::join(staging, "spiece.model"), trainT5SentencePiece(corpus, options.vocabSize, options.seed));
+        writeTextFile(demofs::join(staging, "spiece.model"),
+            trainT5SentencePiece(corpus, options.vocabSize, options.seed));
         result.vocabularySeconds = secondsSince(vocabStart);
         const T5Tokenizer tokenizer(demofs::join(staging, "spiece.model"), options.extraIds);
         result.pieces = tokenizer.vocabSize() - options.extraIds;
 
         // 2. The packed token stream (each sentence ends with </s>, as HF's run_t5_mlm_flax.py packs).
-        if (!report(PretrainProgress::Stage::Tokenising, "packing the corpus into chunks of "
-                + std::to_string(options.rawLength) + " tokens"))
+        if (!report(PretrainProgress::Stage::Tokenising,
+                "packing the corpus into chunks of " + std::to_string(options.rawLength) + " tokens"))
             return cancelled();
         const bool cooccurrence = options.embeddingInit == "cooccurrence";
         std::vector<std::int64_t> stream;
@@ -472,7 +481,8 @@ PretrainResult pretrainT5(const std::vector<std::string>& corpus, const std::str
             chunks[static_cast<std::size_t>(i)] = i;
         SplitMix64 orderRng(options.seed ^ kChunkOrderSalt);
         shuffleInPlace(chunks, orderRng);
-        const std::vector<std::int64_t> heldOutChunks(chunks.begin(), chunks.begin() + options.heldOutExamples);
+        const std::vector<std::int64_t> heldOutChunks(
+            chunks.begin(), chunks.begin() + options.heldOutExamples);
         std::vector<std::int64_t> trainChunks(chunks.begin() + options.heldOutExamples, chunks.end());
 
         const auto firstSentinel = tokenizer.sentinelId(0);
@@ -517,7 +527,10 @@ PretrainResult pretrainT5(const std::vector<std::string>& corpus, const std::str
         }
         result.parameters = countParameters(*model);
         torch::optim::AdamW optimizer(model->parameters(),
-            torch::optim::AdamWOptions(options.learningRate).betas({ 0.9, 0.999 }).eps(1e-8).weight_decay(options.weightDecay));
+            torch::optim::AdamWOptions(options.learningRate)
+                .betas({ 0.9, 0.999 })
+                .eps(1e-8)
+                .weight_decay(options.weightDecay));
 
         // Held-out examples: fixed corruption, evaluated without dropout.
         std::vector<Batch> heldOut;
@@ -596,10 +609,13 @@ PretrainResult pretrainT5(const std::vector<std::string>& corpus, const std::str
             const double trainSeconds = secondsSince(trainStart);
             progress.step = step;
             progress.loss = loss;
-            progress.smoothedLoss = step == 1 ? loss : kLossEma * progress.smoothedLoss + (1.0 - kLossEma) * loss;
+            progress.smoothedLoss
+                = step == 1 ? loss : kLossEma * progress.smoothedLoss + (1.0 - kLossEma) * loss;
             progress.learningRate = lr;
-            progress.tokensPerSecond = static_cast<double>(result.trainedTokens) / std::max(trainSeconds, 1e-9);
-            progress.etaSeconds = trainSeconds / static_cast<double>(step) * static_cast<double>(options.steps - step);
+            progress.tokensPerSecond
+                = static_cast<double>(result.trainedTokens) / std::max(trainSeconds, 1e-9);
+            progress.etaSeconds
+                = trainSeconds / static_cast<double>(step) * static_cast<double>(options.steps - step);
             if (!report(PretrainProgress::Stage::Training, {}))
                 return cancelled();
         }
@@ -637,18 +653,21 @@ PretrainResult pretrainT5(const std::vector<std::string>& corpus, const std::str
         manifest["recipe_options"] = recipeOptions(options);
         manifest["vocabulary"] = { { "type", "sentencepiece unigram" }, { "pieces", result.pieces },
             { "extra_ids", options.extraIds }, { "seconds", rounded(result.vocabularySeconds, 2) } };
-        manifest["model"] = { { "d_model", options.dModel }, { "d_kv", options.dKv }, { "num_heads", options.numHeads },
-            { "d_ff", options.dFf }, { "num_layers", options.numLayers }, { "num_decoder_layers", options.numDecoderLayers },
-            { "dropout_rate", options.dropoutRate }, { "pretrain_dropout_rate", options.pretrainDropoutRate },
-            { "parameters", result.parameters },
-            { "init", cooccurrence
+        manifest["model"] = { { "d_model", options.dModel }, { "d_kv", options.dKv },
+            { "num_heads", options.numHeads }, { "d_ff", options.dFf }, { "num_layers", options.numLayers },
+            { "num_decoder_layers", options.numDecoderLayers }, { "dropout_rate", options.dropoutRate },
+            { "pretrain_dropout_rate", options.pretrainDropoutRate }, { "parameters", result.parameters },
+            { "init",
+                cooccurrence
                     ? "HF T5 _init_weights, factor 1.0; token embeddings from co-occurrence (PPMI + SVD)"
                     : "HF T5 _init_weights, factor 1.0" } };
-        manifest["embeddings"] = { { "init", options.embeddingInit }, { "window", options.cooccurrenceWindow },
-            { "pieces_from_cooccurrence", result.embeddedPieces }, { "seconds", rounded(result.embeddingSeconds, 2) } };
+        manifest["embeddings"] = { { "init", options.embeddingInit },
+            { "window", options.cooccurrenceWindow }, { "pieces_from_cooccurrence", result.embeddedPieces },
+            { "seconds", rounded(result.embeddingSeconds, 2) } };
         manifest["objective"] = { { "type", "span corruption" }, { "noise_density", options.noiseDensity },
             { "mean_noise_span_length", options.meanNoiseSpanLength }, { "raw_length", options.rawLength },
-            { "input_length", heldOut.front().inputs.size(1) }, { "target_length", heldOut.front().targets.size(1) } };
+            { "input_length", heldOut.front().inputs.size(1) },
+            { "target_length", heldOut.front().targets.size(1) } };
         manifest["optimizer"] = { { "type", "AdamW" }, { "learning_rate", options.learningRate },
             { "schedule", "linear warm-up, linear decay to 0" }, { "warmup_steps", options.warmupSteps },
             { "weight_decay", options.weightDecay }, { "max_grad_norm", options.maxGradNorm },
@@ -698,12 +717,13 @@ bool demoBackboneComplete(const std::string& dir)
         return false;
     std::ifstream in(demofs::join(dir, "ladderbench.json"), std::ios::binary);
     const auto manifest = nlohmann::json::parse(in, nullptr, false);
-    return manifest.is_object() && manifest.value("recipe", "") == "demo" && manifest.contains("recipe_options")
+    return manifest.is_object() && manifest.value("recipe", "") == "demo"
+        && manifest.contains("recipe_options")
         && manifest["recipe_options"] == recipeOptions(PretrainOptions::demo());
 }
 
-std::optional<PretrainResult> ensureDemoBackbone(const std::string& backboneDir, const std::string& wordNetDir,
-                                                 const PretrainCallback& callback)
+std::optional<PretrainResult> ensureDemoBackbone(
+    const std::string& backboneDir, const std::string& wordNetDir, const PretrainCallback& callback)
 {
     if (demoBackboneComplete(backboneDir))
         return std::nullopt;

@@ -73,13 +73,13 @@ struct PretrainProgress {
     Stage stage = Stage::Vocabulary;
     std::int64_t step = 0; // Training: steps done so far (1-based after the first step)
     std::int64_t totalSteps = 0;
-    double loss = 0.0;         // this step's training loss
+    double loss = 0.0; // this step's training loss
     double smoothedLoss = 0.0; // exponential moving average (0.9)
     double learningRate = 0.0;
     double tokensPerSecond = 0.0; // input + target ids per second over the run so far
-    double elapsedSeconds = 0.0;  // since pretraining started (vocabulary included)
-    double etaSeconds = 0.0;      // of the training stage
-    std::string message;          // for the stages other than Training: what is being done
+    double elapsedSeconds = 0.0; // since pretraining started (vocabulary included)
+    double etaSeconds = 0.0; // of the training stage
+    std::string message; // for the stages other than Training: what is being done
 };
 const char* toString(PretrainProgress::Stage stage);
 
@@ -90,17 +90,17 @@ struct PretrainResult {
     bool cancelled = false;
     std::string directory;
     std::vector<double> losses; // training loss of every step
-    double initialLoss = 0.0;   // mean of the first 10 steps
-    double finalLoss = 0.0;     // mean of the last 10% of steps (at least 1)
+    double initialLoss = 0.0; // mean of the first 10 steps
+    double finalLoss = 0.0; // mean of the last 10% of steps (at least 1)
     double heldOutLossBefore = 0.0;
     double heldOutLossAfter = 0.0;
-    std::int64_t pieces = 0;     // SentencePiece vocabulary size
+    std::int64_t pieces = 0; // SentencePiece vocabulary size
     std::int64_t parameters = 0; // model parameters (tied counted once)
     std::int64_t corpusSentences = 0;
-    std::int64_t corpusTokens = 0;   // packed stream length
-    std::int64_t trainedTokens = 0;  // input + target ids seen in training
+    std::int64_t corpusTokens = 0; // packed stream length
+    std::int64_t trainedTokens = 0; // input + target ids seen in training
     double vocabularySeconds = 0.0;
-    double embeddingSeconds = 0.0;  // co-occurrence embeddings (0 with embeddingInit "random")
+    double embeddingSeconds = 0.0; // co-occurrence embeddings (0 with embeddingInit "random")
     std::int64_t embeddedPieces = 0; // pieces whose row came from co-occurrence
     double trainingSeconds = 0.0;
     double wallSeconds = 0.0;
@@ -110,7 +110,8 @@ struct PretrainResult {
 // model (the bytes of a spiece.model). Deterministic for the same sentences, options and library version:
 // one thread, no sentence sampling, fixed seed (docs/DEMO.md). Throws ladder::Error with SentencePiece's
 // message on failure.
-std::string trainT5SentencePiece(const std::vector<std::string>& sentences, int vocabSize, std::uint64_t seed);
+std::string trainT5SentencePiece(
+    const std::vector<std::string>& sentences, int vocabSize, std::uint64_t seed);
 
 // HF's T5PreTrainedModel._init_weights (initializer_factor `factor`) over the model's named parameters:
 // shared N(0, f), lm_head N(0, f) when untied, q N(0, f (d_model d_kv)^-1/2), k and v N(0, f d_model^-1/2),
@@ -123,15 +124,15 @@ void initT5WeightsLikeHF(T5ForConditionalGenerationImpl& model, std::uint64_t se
 // non-noise lengths are random segmentations; spans alternate non-noise, noise. `uniform(n)` returns an
 // integer in [0, n) (a seeded generator).
 std::vector<bool> randomSpansNoiseMask(std::int64_t length, double noiseDensity, double meanNoiseSpanLength,
-                                       const std::function<std::uint64_t(std::uint64_t)>& uniform);
+    const std::function<std::uint64_t(std::uint64_t)>& uniform);
 struct SpanCorrupted {
-    std::vector<std::int64_t> inputs;  // non-noise ids, each noise span replaced by a sentinel, then </s>
+    std::vector<std::int64_t> inputs; // non-noise ids, each noise span replaced by a sentinel, then </s>
     std::vector<std::int64_t> targets; // sentinel, span ids, next sentinel, ..., then </s>
 };
 // Sentinel k is firstSentinelId - k (<extra_id_0> is the highest id, as T5's). Throws when the mask
 // has more spans than `maxSentinels`.
 SpanCorrupted applySpanCorruption(const std::vector<std::int64_t>& tokens, const std::vector<bool>& noiseMask,
-                                  std::int64_t firstSentinelId, std::int64_t eosId, int maxSentinels);
+    std::int64_t firstSentinelId, std::int64_t eosId, int maxSentinels);
 
 // One sentence per line; blank lines skipped; a trailing '\r' removed. Throws naming the file.
 std::vector<std::string> readCorpusFile(const std::string& path);
@@ -141,8 +142,8 @@ std::vector<std::string> readCorpusFile(const std::string& path);
 // never leaves a half-built folder. `outDir` must not exist or be an empty folder. `recipeName` is
 // recorded in ladderbench.json ("demo" for the built-in demo, else "custom").
 PretrainResult pretrainT5(const std::vector<std::string>& corpus, const std::string& outDir,
-                          const PretrainOptions& options, const PretrainCallback& callback = {},
-                          const std::string& recipeName = "custom");
+    const PretrainOptions& options, const PretrainCallback& callback = {},
+    const std::string& recipeName = "custom");
 
 // Whether `dir` holds config.json, model.safetensors, spiece.model and a ladderbench.json of this
 // recipe version (kDemoRecipeVersion).
@@ -155,7 +156,7 @@ bool demoBackboneComplete(const std::string& dir);
 // The demo backbone: pretrains from WordNet (wordNetDir) with PretrainOptions::demo() into backboneDir
 // unless a complete demo backbone is there already (a stale or partial one is replaced). Returns the
 // result when it built one, nothing when the cache was complete.
-std::optional<PretrainResult> ensureDemoBackbone(const std::string& backboneDir, const std::string& wordNetDir,
-                                                 const PretrainCallback& callback = {});
+std::optional<PretrainResult> ensureDemoBackbone(
+    const std::string& backboneDir, const std::string& wordNetDir, const PretrainCallback& callback = {});
 
 } // namespace ladder

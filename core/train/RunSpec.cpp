@@ -29,30 +29,32 @@ const json& objectField(const json& j, const std::string& where)
     return j;
 }
 
-std::int64_t intField(const json& j, const char* key, const std::string& where, std::int64_t minimum,
-                      std::int64_t fallback)
+std::int64_t intField(
+    const json& j, const char* key, const std::string& where, std::int64_t minimum, std::int64_t fallback)
 {
     if (!j.contains(key))
         return fallback;
     const auto& v = j.at(key);
     if (!v.is_number_integer() || v.get<std::int64_t>() < minimum)
-        throw Error(where + "." + key + ": expected an integer >= " + std::to_string(minimum) + ", got " + v.dump());
+        throw Error(
+            where + "." + key + ": expected an integer >= " + std::to_string(minimum) + ", got " + v.dump());
     return v.get<std::int64_t>();
 }
 
-double numberField(const json& j, const char* key, const std::string& where, double lo, double hi, double fallback)
+double numberField(
+    const json& j, const char* key, const std::string& where, double lo, double hi, double fallback)
 {
     if (!j.contains(key))
         return fallback;
     const auto& v = j.at(key);
     if (!v.is_number() || v.get<double>() < lo || v.get<double>() > hi)
-        throw Error(where + "." + key + ": expected a number in [" + std::to_string(lo) + ", " + std::to_string(hi) +
-                    "], got " + v.dump());
+        throw Error(where + "." + key + ": expected a number in [" + std::to_string(lo) + ", "
+            + std::to_string(hi) + "], got " + v.dump());
     return v.get<double>();
 }
 
 std::string stringField(const json& j, const char* key, const std::string& where, const std::string& fallback,
-                        const std::vector<std::string>& choices = {})
+    const std::vector<std::string>& choices = {})
 {
     if (!j.contains(key))
         return fallback;
@@ -95,7 +97,8 @@ RunSpec RunSpec::fromJson(const json& j, const std::string& source)
 {
     const std::string root = source + ": field";
     objectField(j, source);
-    rejectUnknown(j, root + " ", {"name", "backbone", "task", "method", "training", "device", "seed", "store"});
+    rejectUnknown(
+        j, root + " ", { "name", "backbone", "task", "method", "training", "device", "seed", "store" });
     RunSpec s;
     s.raw = j;
     s.name = stringField(j, "name", root + " ", "");
@@ -112,14 +115,16 @@ RunSpec RunSpec::fromJson(const json& j, const std::string& source)
         throw Error(root + " task: missing (expected {\"type\": \"glue\" | \"demo\" | \"generic\", ...})");
     const auto& t = objectField(j.at("task"), root + " task");
     const std::string tw = root + " task";
-    rejectUnknown(t, tw, {"type", "path", "name", "data_seed", "text_columns", "label_column", "validation_path",
-                          "test_path", "format", "kind", "labels", "validation_fraction", "test_fraction",
-                          "target_decimals", "label_targets"});
-    s.task.type = stringField(t, "type", tw, "glue", {"glue", "demo", "generic"});
+    rejectUnknown(t, tw,
+        { "type", "path", "name", "data_seed", "text_columns", "label_column", "validation_path", "test_path",
+            "format", "kind", "labels", "validation_fraction", "test_fraction", "target_decimals",
+            "label_targets" });
+    s.task.type = stringField(t, "type", tw, "glue", { "glue", "demo", "generic" });
     s.task.path = stringField(t, "path", tw, "");
     s.task.name = stringField(t, "name", tw, s.task.type == "demo" ? "supersense" : "auto");
     s.task.dataSeed = static_cast<std::uint64_t>(intField(t, "data_seed", tw, 0, 42));
-    stringField(t, "label_targets", tw, "index", {"index", "text"}); // validated here, read by the task loader
+    stringField(
+        t, "label_targets", tw, "index", { "index", "text" }); // validated here, read by the task loader
     if ((s.task.type == "glue" || s.task.type == "generic") && s.task.path.empty())
         throw Error(tw + ".path: missing (the " + s.task.type + " data folder or file)");
     s.task.generic = t;
@@ -132,9 +137,10 @@ RunSpec RunSpec::fromJson(const json& j, const std::string& source)
         const auto& tr = objectField(j.at("training"), root + " training");
         const std::string w = root + " training";
         rejectUnknown(tr, w,
-                      {"learning_rate", "epochs", "max_steps", "batch_size", "gradient_accumulation", "warmup_steps",
-                       "weight_decay", "max_grad_norm", "eval_every_steps", "max_source_length", "max_target_length",
-                       "bucket_by_length", "threads", "dtype", "num_beams", "max_eval_examples", "log_every_steps"});
+            { "learning_rate", "epochs", "max_steps", "batch_size", "gradient_accumulation", "warmup_steps",
+                "weight_decay", "max_grad_norm", "eval_every_steps", "max_source_length", "max_target_length",
+                "bucket_by_length", "threads", "dtype", "num_beams", "max_eval_examples",
+                "log_every_steps" });
         auto& o = s.training;
         o.learningRate = numberField(tr, "learning_rate", w, 0.0, 100.0, 0.0);
         o.epochs = intField(tr, "epochs", w, 1, o.epochs);
@@ -149,7 +155,7 @@ RunSpec RunSpec::fromJson(const json& j, const std::string& source)
         o.maxTargetLength = intField(tr, "max_target_length", w, 0, 0);
         o.bucketByLength = boolField(tr, "bucket_by_length", w, false);
         o.threads = intField(tr, "threads", w, 0, 0);
-        o.dtype = stringField(tr, "dtype", w, "fp32", {"fp32", "bf16"});
+        o.dtype = stringField(tr, "dtype", w, "fp32", { "fp32", "bf16" });
         o.numBeams = intField(tr, "num_beams", w, 1, 1);
         o.maxEvalExamples = intField(tr, "max_eval_examples", w, 0, 0);
         o.logEverySteps = intField(tr, "log_every_steps", w, 1, 1);
@@ -180,29 +186,17 @@ json RunSpec::toJson() const
     taskJson["name"] = task.name;
     taskJson["data_seed"] = task.dataSeed;
     const auto& o = training;
-    json j{{"backbone", backbone},
-           {"task", taskJson},
-           {"method", method.toJson()},
-           {"training",
-            {{"learning_rate", o.learningRateFor(method.method)},
-             {"epochs", o.epochs},
-             {"max_steps", o.maxSteps},
-             {"batch_size", o.batchSize},
-             {"gradient_accumulation", o.gradientAccumulation},
-             {"warmup_steps", o.warmupSteps},
-             {"weight_decay", o.weightDecay},
-             {"max_grad_norm", o.maxGradNorm},
-             {"eval_every_steps", o.evalEverySteps},
-             {"max_source_length", o.maxSourceLength},
-             {"max_target_length", o.maxTargetLength},
-             {"bucket_by_length", o.bucketByLength},
-             {"threads", o.threads},
-             {"dtype", o.dtype},
-             {"num_beams", o.numBeams},
-             {"max_eval_examples", o.maxEvalExamples},
-             {"log_every_steps", o.logEverySteps}}},
-           {"device", device},
-           {"seed", seed}};
+    json j { { "backbone", backbone }, { "task", taskJson }, { "method", method.toJson() },
+        { "training",
+            { { "learning_rate", o.learningRateFor(method.method) }, { "epochs", o.epochs },
+                { "max_steps", o.maxSteps }, { "batch_size", o.batchSize },
+                { "gradient_accumulation", o.gradientAccumulation }, { "warmup_steps", o.warmupSteps },
+                { "weight_decay", o.weightDecay }, { "max_grad_norm", o.maxGradNorm },
+                { "eval_every_steps", o.evalEverySteps }, { "max_source_length", o.maxSourceLength },
+                { "max_target_length", o.maxTargetLength }, { "bucket_by_length", o.bucketByLength },
+                { "threads", o.threads }, { "dtype", o.dtype }, { "num_beams", o.numBeams },
+                { "max_eval_examples", o.maxEvalExamples }, { "log_every_steps", o.logEverySteps } } },
+        { "device", device }, { "seed", seed } };
     if (!name.empty())
         j["name"] = name;
     if (!store.empty())

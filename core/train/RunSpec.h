@@ -25,7 +25,8 @@ struct TaskSpec {
 
 // Training settings (docs/DATA.md defaults, scaled where noted).
 struct TrainingOptions {
-    double learningRate = 0.0;  // 0 = the method's paper default (full/bitfit/adapter/lora 3e-4, prompt 0.3, ladder 3e-3)
+    double learningRate
+        = 0.0; // 0 = the method's paper default (full/bitfit/adapter/lora 3e-4, prompt 0.3, ladder 3e-3)
     std::int64_t epochs = 20;
     std::int64_t maxSteps = 0; // > 0: stop after this many optimizer steps (overrides epochs)
     std::int64_t batchSize = 100;
@@ -38,8 +39,9 @@ struct TrainingOptions {
     std::int64_t maxTargetLength = 0; // 0 = the longest tokenised label (+ eos), else 128
     bool bucketByLength = false;
     std::int64_t threads = 0; // CPU threads for this run (0 = LibTorch's default)
-    std::string dtype = "fp32"; // "fp32", or "bf16": mixed precision (bf16 autocast on the run's device, fp32 master weights and AdamW state)
-    std::int64_t numBeams = 1;  // evaluation decoding
+    std::string dtype = "fp32"; // "fp32", or "bf16": mixed precision (bf16 autocast on the run's device, fp32
+                                // master weights and AdamW state)
+    std::int64_t numBeams = 1; // evaluation decoding
     std::int64_t maxEvalExamples = 0; // > 0: evaluate on the first N examples of each split only
     std::int64_t logEverySteps = 1;
 

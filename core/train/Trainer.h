@@ -21,12 +21,12 @@ struct TrainerInputs; // train/TrainerInputs.h: what a run trains on
 
 // One optimizer step, as the trainer reports it.
 struct TrainStep {
-    std::int64_t step = 0;       // 1-based optimizer step
+    std::int64_t step = 0; // 1-based optimizer step
     std::int64_t totalSteps = 0;
-    std::int64_t epoch = 0;      // 0-based
-    double loss = 0.0;           // mean over the accumulated micro-batches
+    std::int64_t epoch = 0; // 0-based
+    double loss = 0.0; // mean over the accumulated micro-batches
     double learningRate = 0.0;
-    MemorySample memory;         // now, and training's peak so far (the steps only, as RunSummary's)
+    MemorySample memory; // now, and training's peak so far (the steps only, as RunSummary's)
     double tokensPerSecond = 0.0; // non-padding source + target tokens over this step's wall time
     double elapsedSeconds = 0.0;
 };
@@ -35,17 +35,17 @@ struct TrainStep {
 struct TrainEval {
     std::int64_t step = 0;
     std::int64_t epoch = 0;
-    std::string split;                 // "validation" or "test"
+    std::string split; // "validation" or "test"
     std::map<std::string, double> values;
     std::string mainName;
     double main = 0.0;
     std::size_t examples = 0;
-    std::size_t invalid = 0;           // predictions that did not parse as a label
+    std::size_t invalid = 0; // predictions that did not parse as a label
     double seconds = 0.0;
     // The first kStoredPredictions examples of the split, in split order: what was generated for each.
     struct Prediction {
         std::string id;
-        std::string target;     // the reference text the model was trained to generate
+        std::string target; // the reference text the model was trained to generate
         std::string prediction; // the generated text, decoded without special tokens
     };
     static constexpr std::size_t kStoredPredictions = 200;
@@ -78,7 +78,7 @@ struct RunSummary {
     std::uint64_t gradientBytes = 0;
     std::uint64_t optimizerBytes = 0;
     std::int64_t trainableParams = 0;
-    std::int64_t totalParams = 0;    // everything that takes memory
+    std::int64_t totalParams = 0; // everything that takes memory
     std::int64_t backboneParams = 0; // the paper's denominator
     std::int64_t steps = 0;
     double wallSeconds = 0.0;
@@ -91,15 +91,15 @@ struct RunSummary {
 class TrainerObserver {
 public:
     virtual ~TrainerObserver() = default;
-    virtual void onStarted(const RunSummary& staticFigures) {}
-    virtual void onStep(const TrainStep& step) {}
-    virtual void onEval(const TrainEval& eval) {}
-    virtual void onLog(const std::string& level, const std::string& message) {}
+    virtual void onStarted(const RunSummary& staticFigures) { }
+    virtual void onStep(const TrainStep& step) { }
+    virtual void onEval(const TrainEval& eval) { }
+    virtual void onLog(const std::string& level, const std::string& message) { }
     // Progress of the method's initialisation before the first step (LST's Fisher pass: `what` is "Fisher
     // initialisation", done of total examples), after every example; cancelRequested() is polled there too.
-    virtual void onInitProgress(const std::string& what, std::int64_t done, std::int64_t total) {}
+    virtual void onInitProgress(const std::string& what, std::int64_t done, std::int64_t total) { }
     // The best checkpoint has been restored into `method` (before the test evaluation): save it here.
-    virtual void onBestModel(const class Method& method) {}
+    virtual void onBestModel(const class Method& method) { }
     virtual bool cancelRequested() { return false; }
 };
 
@@ -109,7 +109,10 @@ public:
 // other failure ends the run as Failed with a message; cancellation as Cancelled.
 class Trainer {
 public:
-    explicit Trainer(RunSpec spec) : m_spec(std::move(spec)) {}
+    explicit Trainer(RunSpec spec)
+        : m_spec(std::move(spec))
+    {
+    }
     RunSummary run(TrainerObserver& observer);
     RunSummary run(TrainerInputs inputs, TrainerObserver& observer);
 

@@ -18,7 +18,7 @@ class T5Tokenizer;
 
 // What a run trains on: a backbone with its tokenizer, and a task.
 struct TrainerInputs {
-    T5ForConditionalGeneration backbone{nullptr};
+    T5ForConditionalGeneration backbone { nullptr };
     std::shared_ptr<T5Tokenizer> tokenizer;
     TaskSplits task;
 };

@@ -371,8 +371,9 @@ TEST_P(Estimate, WithinTwoPercentOfMeasuredPeak)
     if (method == "ladder")
         options.keep = { 1, 2, 3, 5 }; // a dropped-layer list that fits both shapes
     const auto r = measureTrainingMemory(spec, options);
-    std::printf("GPU-RESULT {\"test\": \"estimate\", \"method\": \"%s\", \"dtype\": \"%s\", \"device\": \"%s\", "
-                "\"peak\": %llu, \"estimate\": %llu, \"error\": %.4f, \"workspaces\": %llu}\n",
+    std::printf(
+        "GPU-RESULT {\"test\": \"estimate\", \"method\": \"%s\", \"dtype\": \"%s\", \"device\": \"%s\", "
+        "\"peak\": %llu, \"estimate\": %llu, \"error\": %.4f, \"workspaces\": %llu}\n",
         method.c_str(), dtype.c_str(), device.str().c_str(), static_cast<unsigned long long>(r.peakBytes),
         static_cast<unsigned long long>(r.estimate.total), r.estimateError(),
         static_cast<unsigned long long>(r.estimate.cudaWorkspaces));

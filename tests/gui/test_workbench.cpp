@@ -349,7 +349,8 @@ private Q_SLOTS:
         // Runs left queued wait for the user: the queue opens paused, says so, and starts on Start.
         window.show();
         QVERIFY(window.queueController()->isPaused());
-        QTRY_COMPARE_WITH_TIMEOUT(window.queueView()->bannerText(), QStringLiteral("2 runs are queued:"), 5000);
+        QTRY_COMPARE_WITH_TIMEOUT(
+            window.queueView()->bannerText(), QStringLiteral("2 runs are queued:"), 5000);
         QTest::mouseClick(child<QPushButton>(window.queueView(), "startQueueButton"), Qt::LeftButton);
         QTRY_COMPARE_WITH_TIMEOUT(finished.count(), 2, kRunTimeoutMs);
         QCOMPARE(finished.at(0).at(0).toLongLong(), second);

@@ -35,8 +35,8 @@ std::vector<std::vector<std::int64_t>> topicCorpus(std::uint64_t seed, int sente
 }
 
 // PPMI by the textbook definition, in double precision, one cell at a time.
-std::vector<std::vector<double>> referencePpmi(const std::vector<std::vector<std::int64_t>>& corpus, int pieces,
-                                               int window, double alpha)
+std::vector<std::vector<double>> referencePpmi(
+    const std::vector<std::vector<std::int64_t>>& corpus, int pieces, int window, double alpha)
 {
     std::vector<std::vector<double>> c(pieces, std::vector<double>(pieces, 0.0));
     for (const auto& s : corpus)

@@ -26,7 +26,8 @@ namespace {
 #define REQUIRE_WORDNET()                                                                                    \
     do {                                                                                                     \
         if (!wordNetAvailable())                                                                             \
-            QSKIP("WordNet's data files are not installed (Debian package wordnet-base, /usr/share/wordnet)"); \
+            QSKIP(                                                                                           \
+                "WordNet's data files are not installed (Debian package wordnet-base, /usr/share/wordnet)"); \
     } while (0)
 
 const std::vector<Synset>& wordnet()
@@ -62,7 +63,8 @@ std::string readBytes(const std::string& path)
 // Whether a staging folder ("<name>.partial-...") was left in `dir`.
 bool hasStagingLeftovers(const std::string& dir)
 {
-    const auto names = QDir(QString::fromStdString(dir)).entryList(QDir::AllEntries | QDir::Hidden | QDir::NoDotAndDotDot);
+    const auto names
+        = QDir(QString::fromStdString(dir)).entryList(QDir::AllEntries | QDir::Hidden | QDir::NoDotAndDotDot);
     for (const auto& name : names)
         if (name.contains(".partial-"))
             return true;
@@ -110,7 +112,8 @@ private Q_SLOTS:
         const auto task = buildSupersenseTask(wordnet());
         QCOMPARE(task.labels.size(), std::size_t(12));
         QVERIFY(std::is_sorted(task.labels.begin(), task.labels.end()));
-        for (const char* expected : { "noun.animal", "noun.artifact", "noun.person", "noun.plant", "verb.change", "verb.motion" })
+        for (const char* expected :
+            { "noun.animal", "noun.artifact", "noun.person", "noun.plant", "verb.change", "verb.motion" })
             QVERIFY2(std::count(task.labels.begin(), task.labels.end(), expected) == 1, expected);
         QCOMPARE(task.train.size(), std::size_t(4000));
         QCOMPARE(task.validation.size(), std::size_t(500));
@@ -178,8 +181,9 @@ private Q_SLOTS:
                     QCOMPARE(other->pos, anchor->pos);
                     QCOMPARE(field(e, "definition"), other->definition);
                     for (const auto& lemma : other->lemmas)
-                        QVERIFY(QString::fromStdString(lemma).compare(QString::fromStdString(anchor->lemmas.front()),
-                                    Qt::CaseInsensitive) != 0);
+                        QVERIFY(QString::fromStdString(lemma).compare(
+                                    QString::fromStdString(anchor->lemmas.front()), Qt::CaseInsensitive)
+                            != 0);
                 }
                 // A definition belongs to one split only.
                 const auto [it, inserted] = definitionSplit.emplace(field(e, "definition"), which);
@@ -227,7 +231,8 @@ private Q_SLOTS:
                     const auto row = nlohmann::json::parse(line);
                     for (const auto& c : columns)
                         QVERIFY(!row.at(c).get<std::string>().empty());
-                    QVERIFY(std::count(labels.begin(), labels.end(), row.at("label").get<std::string>()) == 1);
+                    QVERIFY(
+                        std::count(labels.begin(), labels.end(), row.at("label").get<std::string>()) == 1);
                     ++rows;
                 }
                 QCOMPARE(rows, manifest.at("splits").at(split).at("size").get<std::size_t>());
@@ -262,7 +267,7 @@ private Q_SLOTS:
         QTest::newRow("114") << 114 << 17 << 6;
         QTest::newRow("40") << 40 << 6 << 2;
         QTest::newRow("10") << 10 << 2 << 1; // round(1.5) = 2, round(0.67) = 1
-        QTest::newRow("2") << 2 << 1 << 1;   // at least 1 noise token, at most length - 1
+        QTest::newRow("2") << 2 << 1 << 1; // at least 1 noise token, at most length - 1
     }
 
     void noiseMask()
@@ -271,14 +276,17 @@ private Q_SLOTS:
         QFETCH(int, noise);
         QFETCH(int, spans);
         std::uint64_t state = 7;
-        auto uniform = [&](std::uint64_t n) { return (state = state * 6364136223846793005ull + 1442695040888963407ull) % n; };
+        auto uniform = [&](std::uint64_t n) {
+            return (state = state * 6364136223846793005ull + 1442695040888963407ull) % n;
+        };
         for (int trial = 0; trial < 20; ++trial) {
             const auto mask = randomSpansNoiseMask(length, 0.15, 3.0, uniform);
             QCOMPARE(static_cast<int>(mask.size()), length);
             QCOMPARE(static_cast<int>(std::count(mask.begin(), mask.end(), true)), noise);
             int starts = 0;
             for (int i = 0; i < length; ++i)
-                starts += mask[static_cast<std::size_t>(i)] && (i == 0 || !mask[static_cast<std::size_t>(i - 1)]);
+                starts += mask[static_cast<std::size_t>(i)]
+                    && (i == 0 || !mask[static_cast<std::size_t>(i - 1)]);
             QCOMPARE(starts, spans);
             QVERIFY(!mask.front()); // spans alternate, non-noise first
         }
@@ -290,7 +298,9 @@ private Q_SLOTS:
         for (int i = 0; i < 114; ++i)
             tokens.push_back(10 + i);
         std::uint64_t state = 3;
-        auto uniform = [&](std::uint64_t n) { return (state = state * 6364136223846793005ull + 1442695040888963407ull) % n; };
+        auto uniform = [&](std::uint64_t n) {
+            return (state = state * 6364136223846793005ull + 1442695040888963407ull) % n;
+        };
         const auto mask = randomSpansNoiseMask(114, 0.15, 3.0, uniform);
         const std::int64_t sentinel0 = 8099, eos = 1;
         const auto c = applySpanCorruption(tokens, mask, sentinel0, eos, 100);
@@ -330,9 +340,8 @@ private Q_SLOTS:
         T5ForConditionalGeneration model(config);
         initT5WeightsLikeHF(*model, 5);
         const double d = 256, dkv = 64, heads = 4, dff = 1024;
-        auto stdOf = [&](const std::string& name) {
-            return model->named_parameters()[name].std().item<double>();
-        };
+        auto stdOf
+            = [&](const std::string& name) { return model->named_parameters()[name].std().item<double>(); };
         auto near = [](double actual, double expected) { return std::abs(actual / expected - 1.0) < 0.05; };
         QVERIFY(near(stdOf("shared.weight"), 1.0));
         QVERIFY(near(stdOf("encoder.block.0.layer.0.SelfAttention.q.weight"), std::pow(d * dkv, -0.5)));
@@ -341,7 +350,10 @@ private Q_SLOTS:
         QVERIFY(near(stdOf("encoder.block.2.layer.0.SelfAttention.o.weight"), std::pow(heads * dkv, -0.5)));
         QVERIFY(near(stdOf("encoder.block.1.layer.1.DenseReluDense.wi.weight"), std::pow(d, -0.5)));
         QVERIFY(near(stdOf("decoder.block.0.layer.2.DenseReluDense.wo.weight"), std::pow(dff, -0.5)));
-        QVERIFY(std::abs(stdOf("encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight") / std::pow(d, -0.5) - 1.0) < 0.25);
+        QVERIFY(std::abs(stdOf("encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight")
+                        / std::pow(d, -0.5)
+                    - 1.0)
+            < 0.25);
         QCOMPARE(model->named_parameters()["encoder.final_layer_norm.weight"].min().item<double>(), 1.0);
         // The same seed gives the same weights.
         T5ForConditionalGeneration again(config);
@@ -362,7 +374,8 @@ private Q_SLOTS:
         QCOMPARE(tokenizer.vocabSize(), std::int64_t(320 + 100));
         QCOMPARE(tokenizer.idToPiece(1), std::string("</s>"));
         QCOMPARE(tokenizer.idToPiece(tokenizer.sentinelId(0)), std::string("<extra_id_0>"));
-        QCOMPARE(tokenizer.decode(tokenizer.encode("the dog barked all night"), true), std::string("the dog barked all night"));
+        QCOMPARE(tokenizer.decode(tokenizer.encode("the dog barked all night"), true),
+            std::string("the dog barked all night"));
     }
 
     void tinyPretraining()
@@ -399,7 +412,8 @@ private Q_SLOTS:
         QVERIFY(result.heldOutLossAfter < result.heldOutLossBefore - 0.5);
 
         // Every file, complete, no staging folder left.
-        for (const char* file : { "config.json", "model.safetensors", "spiece.model", "tokenizer_config.json", "ladderbench.json" })
+        for (const char* file : { "config.json", "model.safetensors", "spiece.model", "tokenizer_config.json",
+                 "ladderbench.json" })
             QVERIFY2(demofs::isFile(dir + "/" + file), file);
         QVERIFY(backboneComplete(dir));
         QVERIFY(!demoBackboneComplete(dir)); // a custom recipe is not the demo's
@@ -408,8 +422,10 @@ private Q_SLOTS:
         QCOMPARE(manifest.at("steps").get<std::int64_t>(), options.steps);
         QCOMPARE(manifest.at("losses").size(), static_cast<std::size_t>(options.steps));
         QCOMPARE(manifest.at("embeddings").at("init").get<std::string>(), std::string("cooccurrence"));
-        QCOMPARE(manifest.at("embeddings").at("pieces_from_cooccurrence").get<std::int64_t>(), result.embeddedPieces);
-        QCOMPARE(manifest.at("recipe_options").at("embedding_init").get<std::string>(), std::string("cooccurrence"));
+        QCOMPARE(manifest.at("embeddings").at("pieces_from_cooccurrence").get<std::int64_t>(),
+            result.embeddedPieces);
+        QCOMPARE(manifest.at("recipe_options").at("embedding_init").get<std::string>(),
+            std::string("cooccurrence"));
 
         // It loads like any HF folder, and its loss on held-in text is finite.
         auto loaded = loadT5(dir);
@@ -433,8 +449,9 @@ private Q_SLOTS:
         const auto dir = test::makeTempDir() + "/backbone";
         auto options = PretrainOptions::tiny();
         options.numThreads = 2;
-        const auto result = pretrainT5(corpusSlice(), dir, options,
-            [](const PretrainProgress& p) { return !(p.stage == PretrainProgress::Stage::Training && p.step >= 3); });
+        const auto result = pretrainT5(corpusSlice(), dir, options, [](const PretrainProgress& p) {
+            return !(p.stage == PretrainProgress::Stage::Training && p.step >= 3);
+        });
         QVERIFY(result.cancelled);
         QCOMPARE(result.losses.size(), std::size_t(3));
         // Same seed, same first steps: vocabulary, initialisation, data order, masks and dropout are seeded.
@@ -498,21 +515,22 @@ private Q_SLOTS:
                 out << line << "\n";
         }
         // The demo's model shape on a small corpus, for 3 steps: the command's wiring, not its quality.
-        const auto pretrain = test::runCli({ "pretrain", "--corpus", QString::fromStdString(dir + "/corpus.txt"), "--out",
-            QString::fromStdString(dir + "/model"), "--steps", "3", "--vocab-size", "320", "--batch-size", "4",
-            "--threads", "2" });
+        const auto pretrain = test::runCli({ "pretrain", "--corpus",
+            QString::fromStdString(dir + "/corpus.txt"), "--out", QString::fromStdString(dir + "/model"),
+            "--steps", "3", "--vocab-size", "320", "--batch-size", "4", "--threads", "2" });
         QVERIFY2(pretrain.exitCode == 0, pretrain.err.c_str());
         QCOMPARE(pretrain.out, dir + "/model\n");
         QVERIFY(pretrain.err.find("step 3/3") != std::string::npos);
         QVERIFY(backboneComplete(dir + "/model"));
-        const auto info = test::runCli({ "info", "--model", QString::fromStdString(dir + "/model"), "--json" });
+        const auto info
+            = test::runCli({ "info", "--model", QString::fromStdString(dir + "/model"), "--json" });
         QVERIFY2(info.exitCode == 0, info.err.c_str());
         const auto json = nlohmann::json::parse(info.out);
         QCOMPARE(json.at("config").at("vocab_size").get<std::int64_t>(), std::int64_t(420));
         QCOMPARE(json.at("config").at("d_model").get<std::int64_t>(), std::int64_t(256));
         // An existing output folder is refused with one line.
-        const auto again = test::runCli({ "pretrain", "--corpus", QString::fromStdString(dir + "/corpus.txt"), "--out",
-            QString::fromStdString(dir + "/model"), "--steps", "3" });
+        const auto again = test::runCli({ "pretrain", "--corpus", QString::fromStdString(dir + "/corpus.txt"),
+            "--out", QString::fromStdString(dir + "/model"), "--steps", "3" });
         QCOMPARE(again.exitCode, 1);
         QVERIFY2(again.err.find("already exists") != std::string::npos, again.err.c_str());
     }

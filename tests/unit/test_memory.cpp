@@ -32,9 +32,9 @@ std::uint64_t stepPeak(Method& method, std::int64_t batch, MemoryMeter& meter)
 {
     at::manual_seed(5);
     Seq2SeqBatch b;
-    b.inputIds = at::randint(2, 128, {batch, 48}, at::kLong);
+    b.inputIds = at::randint(2, 128, { batch, 48 }, at::kLong);
     b.attentionMask = at::ones_like(b.inputIds);
-    b.labels = at::randint(2, 128, {batch, 8}, at::kLong);
+    b.labels = at::randint(2, 128, { batch, 8 }, at::kLong);
     for (auto& p : method.trainableParameters())
         p.mutable_grad() = at::Tensor();
     const auto before = meter.sample().allocated;
@@ -54,7 +54,7 @@ double growthPerExample(const std::string& methodName, std::int64_t depth)
     T5ForConditionalGeneration backbone(configWithDepth(depth));
     auto options = withoutFisherInit(MethodOptions::defaults(methodName)); // memory does not depend on it
     options.r = 4;
-    options.keep = {1};
+    options.keep = { 1 };
     auto method = createMethod(backbone, options);
     method->train(true);
     const auto small = stepPeak(*method, 4, meter);
@@ -75,8 +75,8 @@ private Q_SLOTS:
         const auto before = meter.sample();
         meter.resetPeak();
         {
-            auto a = at::empty({1000}, at::kFloat);
-            auto b = at::empty({500}, at::kDouble);
+            auto a = at::empty({ 1000 }, at::kFloat);
+            auto b = at::empty({ 500 }, at::kDouble);
             QCOMPARE(meter.sample().allocated - before.allocated, std::uint64_t(8000));
         }
         QCOMPARE(meter.sample().allocated, before.allocated);
@@ -94,7 +94,7 @@ private Q_SLOTS:
         for (int t = 0; t < 4; ++t)
             threads.emplace_back([] {
                 for (int i = 0; i < 2000; ++i) {
-                    auto x = at::empty({256}, at::kFloat);
+                    auto x = at::empty({ 256 }, at::kFloat);
                     x.fill_(1);
                 }
             });
@@ -112,8 +112,8 @@ private Q_SLOTS:
         const double lst6 = growthPerExample("ladder", 6);
         const double full2 = growthPerExample("full", 2);
         const double full6 = growthPerExample("full", 6);
-        qInfo("bytes per extra example: LST depth 2: %.0f, depth 6: %.0f; full depth 2: %.0f, depth 6: %.0f", lst2,
-              lst6, full2, full6);
+        qInfo("bytes per extra example: LST depth 2: %.0f, depth 6: %.0f; full depth 2: %.0f, depth 6: %.0f",
+            lst2, lst6, full2, full6);
         QVERIFY(lst2 > 0);
         // Depth adds at most one block's transient working set (the backbone forward runs block by block).
         QVERIFY2(lst6 < 1.15 * lst2, "LST keeps backbone activations that scale with depth");

@@ -169,9 +169,8 @@ private Q_SLOTS:
         const auto r = measureTrainingMemory(spec, optionsFor(method.toStdString()));
         const double error = r.estimateError();
         qInfo("%s %s: measured %llu, estimated %llu, error %+.2f%% (peak at %s)", qPrintable(method),
-            qPrintable(dtype),
-            static_cast<unsigned long long>(r.peakBytes), static_cast<unsigned long long>(r.estimate.total),
-            100.0 * error, r.estimate.peakWhere.c_str());
+            qPrintable(dtype), static_cast<unsigned long long>(r.peakBytes),
+            static_cast<unsigned long long>(r.estimate.total), 100.0 * error, r.estimate.peakWhere.c_str());
         QVERIFY2(std::abs(error) < 0.05, qPrintable(QString("error %1%").arg(100.0 * error)));
     }
 

@@ -56,12 +56,12 @@ Seq2SeqBatch tinyTask()
 {
     at::manual_seed(11);
     Seq2SeqBatch b;
-    b.inputIds = at::randint(3, 64, {8, 6}, at::kLong);
+    b.inputIds = at::randint(3, 64, { 8, 6 }, at::kLong);
     const auto cls = at::arange(8, at::kLong) % 4;
     b.inputIds.select(1, 0).copy_(10 + cls);
     b.inputIds.select(1, 5).fill_(1);
     b.attentionMask = at::ones_like(b.inputIds);
-    b.labels = at::stack({40 + cls, at::ones({8}, at::kLong)}, 1);
+    b.labels = at::stack({ 40 + cls, at::ones({ 8 }, at::kLong) }, 1);
     return b;
 }
 
@@ -72,17 +72,17 @@ Seq2SeqBatch prefixTask(std::int64_t prefix, std::int64_t labelBase)
     at::manual_seed(13);
     Seq2SeqBatch b;
     const auto cls = at::arange(8, at::kLong) % 4;
-    auto body = at::randint(3, 64, {8, 5}, at::kLong);
+    auto body = at::randint(3, 64, { 8, 5 }, at::kLong);
     body.select(1, 0).copy_(10 + cls);
     body.select(1, 4).fill_(1);
     if (prefix) {
-        b.inputIds = at::cat({at::full({8, 1}, prefix, at::kLong), body}, 1);
+        b.inputIds = at::cat({ at::full({ 8, 1 }, prefix, at::kLong), body }, 1);
         b.attentionMask = at::ones_like(b.inputIds);
     } else {
-        b.inputIds = at::cat({body, at::zeros({8, 1}, at::kLong)}, 1);
+        b.inputIds = at::cat({ body, at::zeros({ 8, 1 }, at::kLong) }, 1);
         b.attentionMask = (b.inputIds != 0).to(at::kLong);
     }
-    b.labels = at::stack({labelBase + cls, at::ones({8}, at::kLong)}, 1);
+    b.labels = at::stack({ labelBase + cls, at::ones({ 8 }, at::kLong) }, 1);
     return b;
 }
 
@@ -93,8 +93,8 @@ T5ForConditionalGeneration prefixPretrainedBackbone()
     auto backbone = tinyBackbone();
     const auto a = prefixTask(0, 40);
     const auto b = prefixTask(6, 50);
-    const Seq2SeqBatch both{at::cat({a.inputIds, b.inputIds}), at::cat({a.attentionMask, b.attentionMask}),
-                            at::cat({a.labels, b.labels})};
+    const Seq2SeqBatch both { at::cat({ a.inputIds, b.inputIds }),
+        at::cat({ a.attentionMask, b.attentionMask }), at::cat({ a.labels, b.labels }) };
     torch::optim::AdamW opt(backbone->parameters(), torch::optim::AdamWOptions(3e-3).weight_decay(0.0));
     backbone->train(true);
     for (int step = 0; step < 150; ++step) {
@@ -119,7 +119,8 @@ MethodOptions optionsFor(const std::string& method)
 
 double percent(const Method& m)
 {
-    return 100.0 * static_cast<double>(m.trainableParameterCount()) / static_cast<double>(m.backboneParameterCount());
+    return 100.0 * static_cast<double>(m.trainableParameterCount())
+        / static_cast<double>(m.backboneParameterCount());
 }
 
 std::set<std::string> parameterNames(const torch::nn::Module& m)
@@ -142,7 +143,8 @@ private Q_SLOTS:
         QTest::addColumn<qint64>("trainable");
         QTest::newRow("adapter 48") << R"({"method": "adapter", "hidden": 48})" << qint64(3625728);
         QTest::newRow("lora 32 + bitfit") << R"({"method": "lora", "rank": 32})" << qint64(3821440);
-        QTest::newRow("lora 32 alone") << R"({"method": "lora", "rank": 32, "bitfit": false})" << qint64(3538944);
+        QTest::newRow("lora 32 alone")
+            << R"({"method": "lora", "rank": 32, "bitfit": false})" << qint64(3538944);
         QTest::newRow("bitfit") << R"({"method": "bitfit"})" << qint64(282496);
         QTest::newRow("prompt 100") << R"({"method": "prompt", "prompts": 100})" << qint64(76800);
         QTest::newRow("full") << R"({"method": "full"})" << qint64(222903552);
@@ -154,7 +156,8 @@ private Q_SLOTS:
         QFETCH(qint64, trainable);
         SkipParameterInit skip;
         T5ForConditionalGeneration backbone(T5Config::preset("t5-base"));
-        const auto method = createMethod(backbone, MethodOptions::fromJson(nlohmann::json::parse(json.toStdString())));
+        const auto method
+            = createMethod(backbone, MethodOptions::fromJson(nlohmann::json::parse(json.toStdString())));
         QCOMPARE(method->backboneParameterCount(), std::int64_t(222903552));
         QCOMPARE(static_cast<qint64>(method->trainableParameterCount()), trainable);
         qInfo("%s: %.3f%%", qPrintable(json), percent(*method));
@@ -164,7 +167,7 @@ private Q_SLOTS:
     void backboneGetsNoGradients_data()
     {
         QTest::addColumn<QString>("method");
-        for (const char* m : {"bitfit", "adapter", "lora", "prompt"})
+        for (const char* m : { "bitfit", "adapter", "lora", "prompt" })
             QTest::newRow(m) << QString(m);
     }
 
@@ -177,7 +180,8 @@ private Q_SLOTS:
         m->train(true);
         m->forward(tinyTask()).loss.backward();
         for (const auto& item : backbone->named_parameters(true)) {
-            if (original.count(item.key()) && !(method == "adapter" && item.key().find("layer_norm") != std::string::npos))
+            if (original.count(item.key())
+                && !(method == "adapter" && item.key().find("layer_norm") != std::string::npos))
                 QVERIFY2(!item.value().grad().defined(), item.key().c_str());
         }
         for (const auto& [name, p] : m->namedTrainableParameters()) {
@@ -190,7 +194,7 @@ private Q_SLOTS:
     {
         auto backbone = tinyBackbone(3, true);
         auto options = optionsFor("lora");
-        options.targets = {"q", "k", "v", "o", "wi", "wo"};
+        options.targets = { "q", "k", "v", "o", "wi", "wo" };
         auto m = createMethod(backbone, options);
         {
             c10::NoGradGuard g;
@@ -218,7 +222,7 @@ private Q_SLOTS:
     void trainableCheckpointRoundTrips_data()
     {
         QTest::addColumn<QString>("method");
-        for (const char* m : {"full", "bitfit", "adapter", "lora", "prompt"})
+        for (const char* m : { "full", "bitfit", "adapter", "lora", "prompt" })
             QTest::newRow(m) << QString(m);
     }
 
@@ -260,8 +264,8 @@ private Q_SLOTS:
         m->forward(tinyTask()).loss.backward();
         for (const auto& item : backbone->named_parameters(true)) {
             const auto& name = item.key();
-            const bool frozen = name.rfind("encoder.block.", 0) == 0 || name.rfind("decoder.block.0.", 0) == 0 ||
-                                name == "shared.weight";
+            const bool frozen = name.rfind("encoder.block.", 0) == 0 || name.rfind("decoder.block.0.", 0) == 0
+                || name == "shared.weight";
             QVERIFY2(item.value().grad().defined() != frozen, name.c_str());
         }
         auto lora = optionsFor("lora");
@@ -271,10 +275,10 @@ private Q_SLOTS:
         for (const auto& [name, _] : m2->namedTrainableParameters())
             QVERIFY2(name.rfind("encoder.block.", 0) != 0, name.c_str()); // nothing inserted in frozen layers
         QVERIFY_THROWS_EXCEPTION(Error, createMethod(tinyBackbone(), [] {
-                                     auto p = optionsFor("prompt");
-                                     p.freeze = 1;
-                                     return p;
-                                 }()));
+            auto p = optionsFor("prompt");
+            p.freeze = 1;
+            return p;
+        }()));
     }
 
     // Each method learns: the training loss falls by more than 90% within 200 steps.
@@ -297,7 +301,8 @@ private Q_SLOTS:
         // (measured: the loss falls 17% and stalls). Its backbone first learns two tasks, the second marked
         // by a prefix id; the prompts must then switch plain inputs to the second task.
         const bool prompt = method == "prompt";
-        auto m = createMethod(prompt ? prefixPretrainedBackbone() : tinyBackbone(), optionsFor(method.toStdString()));
+        auto m = createMethod(
+            prompt ? prefixPretrainedBackbone() : tinyBackbone(), optionsFor(method.toStdString()));
         torch::optim::AdamW opt(m->trainableParameters(), torch::optim::AdamWOptions(lr).weight_decay(0.0));
         const auto batch = prompt ? prefixTask(0, 50) : tinyTask();
         m->train(true);
@@ -309,7 +314,8 @@ private Q_SLOTS:
             opt.step();
             (step == 0 ? first : last) = loss.item<double>();
         }
-        qInfo("%s: loss %.4f -> %.4f (%.1f%% lower)", qPrintable(method), first, last, 100 * (1 - last / first));
+        qInfo("%s: loss %.4f -> %.4f (%.1f%% lower)", qPrintable(method), first, last,
+            100 * (1 - last / first));
         QVERIFY2(last < 0.1 * first, (std::to_string(first) + " -> " + std::to_string(last)).c_str());
     }
 
@@ -317,15 +323,24 @@ private Q_SLOTS:
     {
         QTest::addColumn<QString>("json");
         QTest::addColumn<QString>("expect");
-        QTest::newRow("unknown method") << R"({"method": "dora"})" << "field method";
-        QTest::newRow("field of another method") << R"({"method": "lora", "hidden": 4})" << "field hidden";
-        QTest::newRow("bad rank") << R"({"method": "lora", "rank": 0})" << "field rank";
-        QTest::newRow("bad target") << R"({"method": "lora", "targets": ["q", "x"]})" << "field targets";
-        QTest::newRow("bad keep") << R"({"method": "ladder", "keep": [1, -2]})" << "field keep";
-        QTest::newRow("repeated keep") << R"({"method": "ladder", "keep": [1, 1]})" << "field keep";
-        QTest::newRow("bad init") << R"({"method": "ladder", "init": "xavier"})" << "field init";
-        QTest::newRow("bad ablation") << R"({"method": "ladder", "ablation": "x"})" << "field ablation";
-        QTest::newRow("bad bool") << R"({"method": "lora", "bitfit": 1})" << "field bitfit";
+        QTest::newRow("unknown method") << R"({"method": "dora"})"
+                                        << "field method";
+        QTest::newRow("field of another method") << R"({"method": "lora", "hidden": 4})"
+                                                 << "field hidden";
+        QTest::newRow("bad rank") << R"({"method": "lora", "rank": 0})"
+                                  << "field rank";
+        QTest::newRow("bad target") << R"({"method": "lora", "targets": ["q", "x"]})"
+                                    << "field targets";
+        QTest::newRow("bad keep") << R"({"method": "ladder", "keep": [1, -2]})"
+                                  << "field keep";
+        QTest::newRow("repeated keep") << R"({"method": "ladder", "keep": [1, 1]})"
+                                       << "field keep";
+        QTest::newRow("bad init") << R"({"method": "ladder", "init": "xavier"})"
+                                  << "field init";
+        QTest::newRow("bad ablation") << R"({"method": "ladder", "ablation": "x"})"
+                                      << "field ablation";
+        QTest::newRow("bad bool") << R"({"method": "lora", "bitfit": 1})"
+                                  << "field bitfit";
     }
 
     void optionsJsonErrorsNameTheField()
@@ -382,16 +397,17 @@ private Q_SLOTS:
     {
         for (const auto& name : knownMethods()) {
             auto o = MethodOptions::defaults(name);
-            o.keep = {1, 3};
-            o.targets = {"q", "wo"};
+            o.keep = { 1, 3 };
+            o.targets = { "q", "wo" };
             const auto again = MethodOptions::fromJson(o.toJson());
-            QCOMPARE(QString::fromStdString(again.toJson().dump()), QString::fromStdString(o.toJson().dump()));
+            QCOMPARE(
+                QString::fromStdString(again.toJson().dump()), QString::fromStdString(o.toJson().dump()));
         }
         auto bad = MethodOptions::defaults("ladder");
         bad.r = 5;
         QVERIFY_THROWS_EXCEPTION(Error, bad.validate(T5Config::preset("t5-base")));
         bad.r = 8;
-        bad.keep = {12};
+        bad.keep = { 12 };
         QVERIFY_THROWS_EXCEPTION(Error, bad.validate(T5Config::preset("t5-base")));
     }
 };

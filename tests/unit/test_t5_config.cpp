@@ -17,11 +17,13 @@ private Q_SLOTS:
     void readsFixtureConfigs()
     {
         LADDER_REQUIRE_FIXTURES();
-        const auto v10 = T5Config::fromJsonFile(test::fixture("t5-synthetic-hf/t5-v1_0-relu-synth/config.json"));
+        const auto v10
+            = T5Config::fromJsonFile(test::fixture("t5-synthetic-hf/t5-v1_0-relu-synth/config.json"));
         QCOMPARE(v10.dKv, std::int64_t(12));
         QVERIFY(v10.tieWordEmbeddings);
         QVERIFY(!v10.isGatedAct());
-        const auto v11 = T5Config::fromJsonFile(test::fixture("t5-synthetic-hf/t5-v1_1-gated-gelu-synth/config.json"));
+        const auto v11
+            = T5Config::fromJsonFile(test::fixture("t5-synthetic-hf/t5-v1_1-gated-gelu-synth/config.json"));
         QVERIFY(v11.isGatedAct());
         QCOMPARE(QString::fromStdString(v11.denseActFn()), QString("gelu_new"));
         QVERIFY(!v11.tieWordEmbeddings);
@@ -34,19 +36,32 @@ private Q_SLOTS:
     {
         QTest::addColumn<QString>("patch");
         QTest::addColumn<QString>("expect");
-        QTest::newRow("not an object") << "[1,2]" << "JSON object";
-        QTest::newRow("missing d_model") << R"({"d_model": null})" << "d_model";
-        QTest::newRow("string d_ff") << R"({"d_ff": "big"})" << "d_ff";
-        QTest::newRow("zero heads") << R"({"num_heads": 0})" << "num_heads";
-        QTest::newRow("negative layers") << R"({"num_decoder_layers": -1})" << "num_decoder_layers";
-        QTest::newRow("float vocab") << R"({"vocab_size": 32.5})" << "vocab_size";
-        QTest::newRow("unknown activation") << R"({"feed_forward_proj": "gated-swish9"})" << "feed_forward_proj";
-        QTest::newRow("activation not string") << R"({"feed_forward_proj": 3})" << "feed_forward_proj";
-        QTest::newRow("tie not bool") << R"({"tie_word_embeddings": "yes"})" << "tie_word_embeddings";
-        QTest::newRow("dropout > 1") << R"({"dropout_rate": 3})" << "dropout_rate";
-        QTest::newRow("eos outside vocab") << R"({"eos_token_id": 99999})" << "outside the vocabulary";
-        QTest::newRow("model type") << R"({"model_type": "bert"})" << "model_type";
-        QTest::newRow("few buckets") << R"({"relative_attention_num_buckets": 2})" << "relative_attention_num_buckets";
+        QTest::newRow("not an object") << "[1,2]"
+                                       << "JSON object";
+        QTest::newRow("missing d_model") << R"({"d_model": null})"
+                                         << "d_model";
+        QTest::newRow("string d_ff") << R"({"d_ff": "big"})"
+                                     << "d_ff";
+        QTest::newRow("zero heads") << R"({"num_heads": 0})"
+                                    << "num_heads";
+        QTest::newRow("negative layers") << R"({"num_decoder_layers": -1})"
+                                         << "num_decoder_layers";
+        QTest::newRow("float vocab") << R"({"vocab_size": 32.5})"
+                                     << "vocab_size";
+        QTest::newRow("unknown activation") << R"({"feed_forward_proj": "gated-swish9"})"
+                                            << "feed_forward_proj";
+        QTest::newRow("activation not string") << R"({"feed_forward_proj": 3})"
+                                               << "feed_forward_proj";
+        QTest::newRow("tie not bool") << R"({"tie_word_embeddings": "yes"})"
+                                      << "tie_word_embeddings";
+        QTest::newRow("dropout > 1") << R"({"dropout_rate": 3})"
+                                     << "dropout_rate";
+        QTest::newRow("eos outside vocab") << R"({"eos_token_id": 99999})"
+                                           << "outside the vocabulary";
+        QTest::newRow("model type") << R"({"model_type": "bert"})"
+                                    << "model_type";
+        QTest::newRow("few buckets") << R"({"relative_attention_num_buckets": 2})"
+                                     << "relative_attention_num_buckets";
     }
 
     void badFieldsNameTheField()
@@ -92,8 +107,11 @@ private Q_SLOTS:
         T5ForConditionalGeneration model(T5Config::preset("t5-small"));
         QCOMPARE(countParameters(*model), std::int64_t(60506624));
         const auto names = model->named_parameters(true).keys();
-        QVERIFY(std::find(names.begin(), names.end(), "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight") != names.end());
-        QVERIFY(std::find(names.begin(), names.end(), "decoder.block.5.layer.2.DenseReluDense.wo.weight") != names.end());
+        QVERIFY(std::find(names.begin(), names.end(),
+                    "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight")
+            != names.end());
+        QVERIFY(std::find(names.begin(), names.end(), "decoder.block.5.layer.2.DenseReluDense.wo.weight")
+            != names.end());
         QVERIFY(std::find(names.begin(), names.end(), "lm_head.weight") == names.end());
     }
 
@@ -111,25 +129,27 @@ private Q_SLOTS:
                 loadT5StateDict(m, bad, "model.safetensors");
                 QFAIL("expected missing tensor error");
             } catch (const Error& e) {
-                QVERIFY(std::string(e.what()).find("missing tensor encoder.block.1.layer.1.DenseReluDense.wo.weight") !=
-                        std::string::npos);
+                QVERIFY(std::string(e.what()).find(
+                            "missing tensor encoder.block.1.layer.1.DenseReluDense.wo.weight")
+                    != std::string::npos);
             }
         }
         {
             auto bad = tensors;
-            bad["encoder.block.0.layer.0.SelfAttention.q.weight"] = at::zeros({24, 31});
+            bad["encoder.block.0.layer.0.SelfAttention.q.weight"] = at::zeros({ 24, 31 });
             T5ForConditionalGeneration m(config);
             try {
                 loadT5StateDict(m, bad, "model.safetensors");
                 QFAIL("expected shape error");
             } catch (const Error& e) {
-                QVERIFY2(std::string(e.what()).find("q.weight has shape [24, 31], expected [24, 32]") != std::string::npos,
-                         e.what());
+                QVERIFY2(std::string(e.what()).find("q.weight has shape [24, 31], expected [24, 32]")
+                        != std::string::npos,
+                    e.what());
             }
         }
         {
             auto bad = tensors;
-            bad["encoder.block.9.layer.0.SelfAttention.q.weight"] = at::zeros({24, 32});
+            bad["encoder.block.9.layer.0.SelfAttention.q.weight"] = at::zeros({ 24, 32 });
             T5ForConditionalGeneration m(config);
             QVERIFY_THROWS_EXCEPTION(Error, loadT5StateDict(m, bad, "model.safetensors"));
         }

@@ -34,7 +34,7 @@ at::Tensor sequencesTensor(const nlohmann::json& rows)
     for (const auto& r : rows)
         for (const auto& v : r)
             flat.push_back(v.get<std::int64_t>());
-    return at::tensor(flat, at::kLong).view({static_cast<std::int64_t>(rows.size()), -1});
+    return at::tensor(flat, at::kLong).view({ static_cast<std::int64_t>(rows.size()), -1 });
 }
 
 // Loads a checkpoint from one specific weights file (the folder prefers model.safetensors).
@@ -58,9 +58,9 @@ private Q_SLOTS:
     {
         QTest::addColumn<QString>("dir");
         QTest::addColumn<QString>("weights");
-        for (const char* m : {"t5-synthetic-hf/t5-v1_0-relu-synth", "t5-synthetic-hf/t5-v1_1-gated-gelu-synth",
-                              "t5-tiny-random"})
-            for (const char* w : {"model.safetensors", "pytorch_model.bin"})
+        for (const char* m : { "t5-synthetic-hf/t5-v1_0-relu-synth",
+                 "t5-synthetic-hf/t5-v1_1-gated-gelu-synth", "t5-tiny-random" })
+            for (const char* w : { "model.safetensors", "pytorch_model.bin" })
                 QTest::newRow((std::string(m) + " " + w).c_str()) << QString(m) << QString(w);
     }
 
@@ -72,7 +72,8 @@ private Q_SLOTS:
         const auto root = test::fixture(dir.toStdString());
         auto model = loadFrom(root, weights.toStdString());
         const auto expected = readSafetensors(root + "/expected/expected_outputs.safetensors");
-        const auto inputs = ModelInputs::fromJsonFile(root + "/expected/inputs.json", model->config().vocabSize);
+        const auto inputs
+            = ModelInputs::fromJsonFile(root + "/expected/inputs.json", model->config().vocabSize);
 
         c10::NoGradGuard noGrad;
         const auto out = model->forward(inputs.inputIds, inputs.attentionMask, inputs.labels);
@@ -87,7 +88,7 @@ private Q_SLOTS:
         };
         check("logits", out.logits);
         check("encoder_last_hidden_state", out.encoder.lastHiddenState);
-        check("loss", out.loss.reshape({1}));
+        check("loss", out.loss.reshape({ 1 }));
         const auto enc = out.encoder.hfHiddenStates();
         const auto dec = out.decoder.hfHiddenStates();
         QCOMPARE(static_cast<std::int64_t>(enc.size()), model->config().numLayers + 1);
@@ -101,9 +102,9 @@ private Q_SLOTS:
     {
         QTest::addColumn<QString>("dir");
         QTest::addColumn<QString>("mode");
-        for (const char* m : {"t5-synthetic-hf/t5-v1_0-relu-synth", "t5-synthetic-hf/t5-v1_1-gated-gelu-synth",
-                              "t5-tiny-random"})
-            for (const char* mode : {"greedy", "beam3"})
+        for (const char* m : { "t5-synthetic-hf/t5-v1_0-relu-synth",
+                 "t5-synthetic-hf/t5-v1_1-gated-gelu-synth", "t5-tiny-random" })
+            for (const char* mode : { "greedy", "beam3" })
                 QTest::newRow((std::string(m) + " " + mode).c_str()) << QString(m) << QString(mode);
     }
 
@@ -115,7 +116,8 @@ private Q_SLOTS:
         const auto root = test::fixture(dir.toStdString());
         auto loaded = loadT5(root);
         const auto expected = readJson(root + "/expected/expected_outputs.json");
-        const auto inputs = ModelInputs::fromJsonFile(root + "/expected/inputs.json", loaded.config.vocabSize);
+        const auto inputs
+            = ModelInputs::fromJsonFile(root + "/expected/inputs.json", loaded.config.vocabSize);
         const auto& gen = expected.at("generation").at(mode.toStdString());
 
         auto options = GenerationOptions::forConfig(loaded.config);
@@ -143,7 +145,8 @@ private Q_SLOTS:
         const auto root = test::fixture("t5-synthetic-hf/t5-v1_1-gated-gelu-synth");
         auto loaded = loadT5(root);
         const auto expected = readSafetensors(root + "/expected/expected_outputs.safetensors");
-        const auto inputs = ModelInputs::fromJsonFile(root + "/expected/inputs.json", loaded.config.vocabSize);
+        const auto inputs
+            = ModelInputs::fromJsonFile(root + "/expected/inputs.json", loaded.config.vocabSize);
         const auto greedy = readJson(root + "/expected/expected_outputs.json").at("generation").at("greedy");
         const auto seqs = sequencesTensor(greedy.at("sequences"));
         c10::NoGradGuard noGrad;
@@ -151,8 +154,10 @@ private Q_SLOTS:
         stepper.begin(inputs.inputIds, inputs.attentionMask, 1);
         for (int t = 0; t < 10; ++t) {
             const auto logits = stepper.step(seqs.narrow(1, t, 1));
-            const double err = test::relativeError(logits, expected.at("greedy_step_scores." + std::to_string(t)));
-            QVERIFY2(err < kTolerance, ("step " + std::to_string(t) + " error " + std::to_string(err)).c_str());
+            const double err
+                = test::relativeError(logits, expected.at("greedy_step_scores." + std::to_string(t)));
+            QVERIFY2(
+                err < kTolerance, ("step " + std::to_string(t) + " error " + std::to_string(err)).c_str());
         }
     }
 
@@ -166,9 +171,9 @@ private Q_SLOTS:
         fs::copy_file(src + "/pytorch_model.bin", dir + "/pytorch_model.bin");
         const auto loaded = loadT5(dir);
         QCOMPARE(QString::fromStdString(loaded.weightsDescription), QString("pytorch_model.bin"));
-        QCOMPARE(countParameters(*loaded.model), std::int64_t(256 * 32 + 2 * (4 * 32 * 24 + 32 * 64 * 2 + 2 * 32) +
-                                                              2 * (8 * 32 * 24 + 32 * 64 * 2 + 3 * 32) + 2 * 8 * 2 +
-                                                              2 * 32));
+        QCOMPARE(countParameters(*loaded.model),
+            std::int64_t(256 * 32 + 2 * (4 * 32 * 24 + 32 * 64 * 2 + 2 * 32)
+                + 2 * (8 * 32 * 24 + 32 * 64 * 2 + 3 * 32) + 2 * 8 * 2 + 2 * 32));
     }
 
     // Sharded safetensors (model.safetensors.index.json) load to the same tensors, also in F16/BF16 files.
@@ -199,9 +204,9 @@ private Q_SLOTS:
         }
         for (int s = 0; s < 2; ++s)
             writeSafetensors(dir + "/model-0000" + std::to_string(s + 1) + "-of-00002.safetensors", shard[s]);
-        std::ofstream(dir + "/model.safetensors.index.json") << nlohmann::json{{"metadata", nlohmann::json::object()},
-                                                                                {"weight_map", weightMap}}
-                                                                    .dump();
+        std::ofstream(dir + "/model.safetensors.index.json") << nlohmann::json {
+            { "metadata", nlohmann::json::object() }, { "weight_map", weightMap }
+        }.dump();
         auto loaded = loadT5(dir);
         QVERIFY(loaded.weightsDescription.find("sharded") != std::string::npos);
         QCOMPARE(QString::fromStdString(loaded.storedDtype), dtype);
@@ -215,7 +220,8 @@ private Q_SLOTS:
 
         // A shard the index names but that lacks the tensor is an error naming both.
         weightMap[all.begin()->first] = "model-00002-of-00002.safetensors";
-        std::ofstream(dir + "/model.safetensors.index.json") << nlohmann::json{{"weight_map", weightMap}}.dump();
+        std::ofstream(dir + "/model.safetensors.index.json")
+            << nlohmann::json { { "weight_map", weightMap } }.dump();
         QVERIFY_THROWS_EXCEPTION(Error, loadT5(dir));
     }
 
@@ -228,7 +234,8 @@ private Q_SLOTS:
         auto loaded = loadT5(root, bf16);
         QCOMPARE(loaded.model->shared->weight.scalar_type(), at::kBFloat16);
         const auto expected = readSafetensors(root + "/expected/expected_outputs.safetensors");
-        const auto inputs = ModelInputs::fromJsonFile(root + "/expected/inputs.json", loaded.config.vocabSize);
+        const auto inputs
+            = ModelInputs::fromJsonFile(root + "/expected/inputs.json", loaded.config.vocabSize);
         c10::NoGradGuard noGrad;
         const auto out = loaded.model->forward(inputs.inputIds, inputs.attentionMask, inputs.labels);
         const double err = test::relativeError(out.logits, expected.at("logits"));

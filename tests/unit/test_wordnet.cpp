@@ -16,7 +16,8 @@ namespace {
 #define REQUIRE_WORDNET()                                                                                    \
     do {                                                                                                     \
         if (!wordNetAvailable())                                                                             \
-            QSKIP("WordNet's data files are not installed (Debian package wordnet-base, /usr/share/wordnet)"); \
+            QSKIP(                                                                                           \
+                "WordNet's data files are not installed (Debian package wordnet-base, /usr/share/wordnet)"); \
     } while (0)
 
 std::string writeFile(const std::string& dir, const std::string& name, const std::string& text)
@@ -28,8 +29,9 @@ std::string writeFile(const std::string& dir, const std::string& name, const std
 }
 
 // A valid data.noun line of the real file (dog), used to build malformed variants.
-const std::string kDogLine = "02084071 05 n 03 dog 0 domestic_dog 0 Canis_familiaris 0 002 @ 02083346 n 0000 "
-                             "~ 01322604 n 0000 | a member of the genus Canis; \"the dog barked all night\"  ";
+const std::string kDogLine
+    = "02084071 05 n 03 dog 0 domestic_dog 0 Canis_familiaris 0 002 @ 02083346 n 0000 "
+      "~ 01322604 n 0000 | a member of the genus Canis; \"the dog barked all night\"  ";
 const std::string kHeader = "  1 This software and database is being provided to you, the LICENSEE, by  \n"
                             "  2 Princeton University under the following license.  \n";
 
@@ -76,7 +78,10 @@ private Q_SLOTS:
 
         // Every synset: its lexicographer file belongs to its part of speech, it has words and a gloss,
         // and its offset is the byte offset of its line (the invariant WordNet's own tools rely on).
-        const std::string prefix = p == WordNetPos::Noun ? "noun." : p == WordNetPos::Verb ? "verb." : p == WordNetPos::Adjective ? "adj." : "adv.";
+        const std::string prefix = p == WordNetPos::Noun ? "noun."
+            : p == WordNetPos::Verb                      ? "verb."
+            : p == WordNetPos::Adjective                 ? "adj."
+                                                         : "adv.";
         std::ifstream in(path, std::ios::binary);
         for (std::size_t i = 0; i < synsets.size(); i += 97) {
             const auto& s = synsets[i];
@@ -101,7 +106,8 @@ private Q_SLOTS:
         const auto all = loadWordNet();
         QCOMPARE(all.size(), std::size_t(117659));
         auto find = [&](const std::string& id) -> const Synset& {
-            const auto it = std::find_if(all.begin(), all.end(), [&](const Synset& s) { return s.id() == id; });
+            const auto it
+                = std::find_if(all.begin(), all.end(), [&](const Synset& s) { return s.id() == id; });
             if (it == all.end())
                 throw Error("no synset " + id);
             return *it;
@@ -111,8 +117,9 @@ private Q_SLOTS:
         QCOMPARE(dog.lexFileNumber, 5);
         QCOMPARE(dog.ssType, 'n');
         QCOMPARE(dog.lemmas, (std::vector<std::string> { "dog", "domestic dog", "Canis familiaris" }));
-        QCOMPARE(dog.definition, std::string("a member of the genus Canis (probably descended from the common wolf) that "
-                                             "has been domesticated by man since prehistoric times; occurs in many breeds"));
+        QCOMPARE(dog.definition,
+            std::string("a member of the genus Canis (probably descended from the common wolf) that "
+                        "has been domesticated by man since prehistoric times; occurs in many breeds"));
         QCOMPARE(dog.examples, (std::vector<std::string> { "the dog barked all night" }));
 
         const auto& breathe = find("v00001740");
@@ -128,8 +135,9 @@ private Q_SLOTS:
 
         const auto& entity = find("n00001740");
         QCOMPARE(entity.lexname, std::string("noun.Tops"));
-        QCOMPARE(entity.definition, std::string("that which is perceived or known or inferred to have its own distinct "
-                                                "existence (living or nonliving)"));
+        QCOMPARE(entity.definition,
+            std::string("that which is perceived or known or inferred to have its own distinct "
+                        "existence (living or nonliving)"));
         QVERIFY(entity.examples.empty());
     }
 
@@ -137,11 +145,14 @@ private Q_SLOTS:
     {
         const auto dir = test::makeTempDir();
         const auto path = writeFile(dir, "data.adj",
-            "00000001 00 a 01 faulty 0 000 | characterized by errors; \"he submitted a faulty report\"; \"an incorrect "
+            "00000001 00 a 01 faulty 0 000 | characterized by errors; \"he submitted a faulty report\"; \"an "
+            "incorrect "
             "transcription\"; the wrong side of the road\"  \n"
-            "00000002 00 a 01 abstemious 0 000 | sparing in consumption; \"the pleasures of the table\"- John "
+            "00000002 00 a 01 abstemious 0 000 | sparing in consumption; \"the pleasures of the table\"- "
+            "John "
             "Galsworthy  \n"
-            "00000003 00 a 01 assimilative 0 000 | capable of taking into a solution; \"an assimilative substance  \n");
+            "00000003 00 a 01 assimilative 0 000 | capable of taking into a solution; \"an assimilative "
+            "substance  \n");
         const auto synsets = readWordNetDataFile(path, WordNetPos::Adjective);
         QCOMPARE(synsets.size(), std::size_t(3));
         QCOMPARE(synsets[0].definition, std::string("characterized by errors"));
@@ -172,9 +183,11 @@ private Q_SLOTS:
         QTest::newRow("no gloss") << replace(kDogLine, "|", "") << "'|' separator is missing";
         QTest::newRow("short offset") << replace(kDogLine, "02084071", "2084071") << "not an 8-digit number";
         QTest::newRow("lex_filenum") << replace(kDogLine, " 05 n", " 45 n") << "outside 00..44";
-        QTest::newRow("lex_filenum not a number") << replace(kDogLine, " 05 n", " x5 n") << "lex_filenum 'x5'";
+        QTest::newRow("lex_filenum not a number")
+            << replace(kDogLine, " 05 n", " x5 n") << "lex_filenum 'x5'";
         QTest::newRow("ss_type") << replace(kDogLine, " 05 n ", " 05 v ") << "ss_type 'v'";
-        QTest::newRow("w_cnt") << replace(kDogLine, " n 03 ", " n zz ") << "w_cnt 'zz' is not a hexadecimal number";
+        QTest::newRow("w_cnt") << replace(kDogLine, " n 03 ", " n zz ")
+                               << "w_cnt 'zz' is not a hexadecimal number";
         QTest::newRow("w_cnt too large") << replace(kDogLine, " n 03 ", " n 09 ") << "lex_id '@'";
         QTest::newRow("p_cnt") << replace(kDogLine, " 002 @", " 0x2 @") << "p_cnt";
         QTest::newRow("pointer pos") << replace(kDogLine, "02083346 n", "02083346 q") << "pos 'q'";

@@ -15,6 +15,17 @@ if(CCACHE_EXE)
   message(STATUS "ccache: ${CCACHE_EXE}")
 endif()
 
+# lld links the test executables (each with LibTorch and the static core) 4-5 times faster than GNU ld:
+# 0.8 s instead of 3.8 s for test_trainer (docs/BUILD.md). Debian's lld package; GNU ld where it is missing.
+option(LADDER_LLD "Link with lld when it is installed" ON)
+if(LADDER_LLD)
+  find_program(LADDER_LLD_EXE NAMES ld.lld)
+  if(LADDER_LLD_EXE)
+    add_link_options(-fuse-ld=lld)
+    message(STATUS "linker: ${LADDER_LLD_EXE}")
+  endif()
+endif()
+
 add_library(ladder_warnings INTERFACE)
 target_compile_options(ladder_warnings INTERFACE -Wall -Wextra -Wno-unused-parameter)
 

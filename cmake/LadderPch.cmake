@@ -52,21 +52,20 @@ function(ladder_reads_torch out file)
   set(${out} ${result} PARENT_SCOPE)
 endfunction()
 
-# ladder_precompile(<target> [ALL] HEADERS <h>... | REUSE_FROM <pch-target>): a precompiled header for the
-# target's C++ sources that read LibTorch (ALL: for every source); the others skip it. REUSE_FROM shares
-# another target's header image (the same compile flags are needed: the tests reuse ladder_test_support's).
+# ladder_precompile(<target> HEADERS <h>... | REUSE_FROM <pch-target>): a precompiled header for the
+# target's C++ sources that read LibTorch; the others skip it (loading the 700 MB image costs about 5 s,
+# more than a file that reads no LibTorch spends on its own headers). REUSE_FROM shares another target's
+# image: GCC uses it only under the same code model (-fPIC) and macros it depends on (-Winvalid-pch says
+# when not).
 function(ladder_precompile target)
   if(NOT LADDER_PCH)
     return()
   endif()
-  cmake_parse_arguments(P "ALL" "REUSE_FROM" "HEADERS" ${ARGN})
+  cmake_parse_arguments(P "" "REUSE_FROM" "HEADERS" ${ARGN})
   if(P_REUSE_FROM)
     set_target_properties(${target} PROPERTIES PRECOMPILE_HEADERS_REUSE_FROM ${P_REUSE_FROM})
   else()
     target_precompile_headers(${target} PRIVATE ${P_HEADERS})
-  endif()
-  if(P_ALL)
-    return()
   endif()
   get_target_property(sources ${target} SOURCES)
   get_target_property(source_dir ${target} SOURCE_DIR)

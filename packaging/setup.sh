@@ -30,7 +30,7 @@ readonly DEFAULT_CCACHE_DIR=/opt/ladderbench/ccache
 readonly CUDA_TOOLKIT_DIR=/usr/local/cuda
 readonly APT_PACKAGES=(
     # build tools
-    cmake ninja-build g++ pkg-config git ccache python3-venv python3-pip clang-format
+    cmake ninja-build g++ lld pkg-config git ccache python3-venv python3-pip clang-format
     # libraries (docs/ARCHITECTURE.md)
     qt6-base-dev qt6-svg-dev libqcustomplot-dev libqcustomplot2.1-qt6 libgl-dev
     libsentencepiece-dev sentencepiece libsqlite3-dev sqlite3 libssl-dev nlohmann-json3-dev libcli11-dev libgtest-dev

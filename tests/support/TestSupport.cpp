@@ -20,6 +20,16 @@
 
 namespace ladder::test {
 
+std::string testDataDir()
+{
+    return LADDER_TEST_DATA_DIR;
+}
+
+std::string cliPath()
+{
+    return LADDER_CLI_PATH;
+}
+
 std::string configuredFixturesDir()
 {
     const QByteArray fromEnvironment = qgetenv("LADDER_FIXTURES_DIR");
@@ -108,7 +118,7 @@ std::string makeTempDir()
 CommandResult runCli(const QStringList& args, int timeoutMs)
 {
     QProcess p;
-    p.start(QString::fromUtf8(LADDER_CLI_PATH), args);
+    p.start(QString::fromStdString(cliPath()), args);
     CommandResult r;
     if (!p.waitForFinished(timeoutMs)) {
         p.kill();

@@ -22,6 +22,12 @@ std::string fixturesDir();
 std::string fixture(const std::string& relative);
 bool hasFixtures();
 
+// The project's own test data (tests/data) and the built `ladder` CLI. Paths of this checkout, known only
+// to TestSupport.cpp: a test file that named them in a macro would miss the compiler cache in every clone
+// at another path (docs/BUILD.md).
+std::string testDataDir();
+std::string cliPath();
+
 // True when the environment variable CI is set to anything but "", "0" or "false" (.ci/run sets CI=true).
 // In CI a test that needs the shared fixtures fails when they are missing instead of skipping.
 bool runningInCi();

@@ -90,8 +90,8 @@ private Q_SLOTS:
         QTest::newRow("missing model")
             << QStringList { "tokenize", "--spm", missing, "hello" } << missing << 1;
         QTest::newRow("garbage model")
-            << QStringList { "tokenize", "--spm", QStringLiteral(LADDER_CLI_PATH), "hi" }
-            << QStringLiteral(LADDER_CLI_PATH) << 1;
+            << QStringList { "tokenize", "--spm", QString::fromStdString(ladder::test::cliPath()), "hi" }
+            << QString::fromStdString(ladder::test::cliPath()) << 1;
         QTest::newRow("ids not JSON")
             << QStringList { "tokenize", "--spm", spm(), "--decode", "[1, 2" } << "[1, 2" << 1;
         QTest::newRow("ids not integers")

@@ -65,7 +65,7 @@ class RunningCli {
 public:
     explicit RunningCli(const QStringList& args)
     {
-        m_process.start(QString::fromUtf8(LADDER_CLI_PATH), args);
+        m_process.start(QString::fromStdString(ladder::test::cliPath()), args);
         m_process.waitForStarted();
     }
     ~RunningCli()

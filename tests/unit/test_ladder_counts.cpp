@@ -33,14 +33,7 @@ std::string referenceCountsPath()
 {
     if (const char* env = std::getenv("LADDER_REFERENCE_LST_DIR"))
         return std::string(env) + "/param-counts.json";
-#ifdef LADDER_TEST_DATA_DIR
-    return std::string(LADDER_TEST_DATA_DIR) + "/reference-lst/param-counts.json";
-#else
-    namespace fs = std::filesystem;
-    return (fs::path(__FILE__).parent_path().parent_path() / "data" / "reference-lst" / "param-counts.json")
-        .lexically_normal()
-        .string();
-#endif
+    return ladder::test::testDataDir() + "/reference-lst/param-counts.json";
 }
 
 // The file's entry for `model` ("t5-base"), or nothing with `error` set.

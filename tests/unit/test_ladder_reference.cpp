@@ -31,28 +31,12 @@ namespace {
 
 constexpr double kTolerance = 1e-4; // relative, logits / loss / each gradient
 
-// tests/data/reference-lst: LADDER_REFERENCE_LST_DIR, else LADDER_TEST_DATA_DIR (tests/CMakeLists.txt) when
-// defined, else found from __FILE__, which may be relative (ccache's base_dir) to where the compiler ran:
-// the build root (Ninja) or the tests folder (Make).
+// tests/data/reference-lst, or LADDER_REFERENCE_LST_DIR when set.
 std::string dataDir()
 {
     if (const char* env = std::getenv("LADDER_REFERENCE_LST_DIR"))
         return env;
-#ifdef LADDER_TEST_DATA_DIR
-    return std::string(LADDER_TEST_DATA_DIR) + "/reference-lst";
-#else
-    namespace fs = std::filesystem;
-    const auto relative = fs::path(__FILE__).parent_path().parent_path() / "data" / "reference-lst";
-    if (relative.is_absolute())
-        return relative.lexically_normal().string();
-    const fs::path binDir = QCoreApplication::applicationDirPath().toStdString();
-    for (const auto& base : { fs::current_path(), binDir, binDir.parent_path() }) {
-        const auto candidate = (base / relative).lexically_normal();
-        if (fs::is_directory(candidate))
-            return candidate.string();
-    }
-    return (binDir.parent_path() / relative).lexically_normal().string();
-#endif
+    return ladder::test::testDataDir() + "/reference-lst";
 }
 
 std::string dataPath(const std::string& relative)

@@ -373,7 +373,7 @@ private Q_SLOTS:
         }
         for (const auto id : ids) {
             RunWorkerLaunch launch;
-            launch.program = LADDER_CLI_PATH;
+            launch.program = ladder::test::cliPath();
             launch.storePath = storePath;
             launch.runId = id;
             launch.setEnv = { "LADDER_WORKER_FAULT=SIGSEGV step=3 run=" + std::to_string(ids[0]) };
@@ -419,7 +419,7 @@ private Q_SLOTS:
         std::int64_t id = -1;
         QVERIFY(store.createRun(newRunFor(RunSpec::fromJson(s), RunState::Running), &id, &error));
         RunWorkerLaunch launch;
-        launch.program = LADDER_CLI_PATH;
+        launch.program = ladder::test::cliPath();
         launch.storePath = storePath;
         launch.runId = id;
         launch.politeSeconds = 60;

@@ -325,7 +325,7 @@ private Q_SLOTS:
     // schedule's multipliers; here lr 1e-3 times them).
     void hfScheduleAndAccumulation()
     {
-        const std::string path = std::string(LADDER_TEST_DATA_DIR) + "/hf-schedule.json";
+        const std::string path = ladder::test::testDataDir() + "/hf-schedule.json";
         std::ifstream in(path);
         QVERIFY2(in.good(), ("missing " + path).c_str());
         const auto reference = nlohmann::json::parse(in);

@@ -13,6 +13,7 @@ Seconds are each command's own wall time; on N cores the build's wall time is ab
 the waits on the longest chain (the last lines print the first start to last end span).
 """
 import argparse
+import json
 import collections
 import os
 import re
@@ -92,6 +93,52 @@ def deps(build):
     return result
 
 
+INCLUDE = re.compile(r'^\s*#\s*include\s+([<"])([^>"]+)[>"]')
+
+
+def source_reach(build):
+    """For each translation unit of compile_commands.json: the LibTorch headers its own source and the
+    project headers it includes (transitively) name: a property of the code, whatever a precompiled header
+    hides from the compiler's dependency lists. Returns {file: set of angle includes}."""
+    try:
+        with open(os.path.join(build, "compile_commands.json")) as f:
+            commands = json.load(f)
+    except OSError:
+        return {}
+    root = os.path.dirname(os.path.abspath(os.path.join(build, "..", "..", "CMakeLists.txt")))
+    bases = [os.path.join(root, d) for d in ("core", "widgets", "tests/support")]
+    memo = {}
+
+    def scan(path, stack):
+        if path in memo:
+            return memo[path]
+        memo[path] = set()  # an include circle ends here
+        found = set()
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                lines = f.readlines()
+        except OSError:
+            return found
+        for line in lines:
+            m = INCLUDE.match(line)
+            if not m:
+                continue
+            kind, name = m.groups()
+            if kind == "<":
+                found.add(name)
+                continue
+            for base in [os.path.dirname(path)] + bases:
+                candidate = os.path.join(base, name)
+                if os.path.isfile(candidate):
+                    found |= scan(candidate, stack)
+                    break
+        memo[path] = found
+        return found
+
+    return {c["file"]: scan(c["file"], []) for c in commands if c["file"].endswith(".cpp")
+            and "_autogen" not in c["file"] and "cmake_pch" not in c["file"]}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("build")
@@ -134,6 +181,14 @@ def main():
     print("|---|---|---:|")
     for secs, kind, out in sorted(rows, reverse=True)[: args.top]:
         print(f"| {out} | {kind} | {secs:.1f} |")
+    reach = source_reach(args.build)
+    if reach:
+        aten = sum(1 for r in reach.values() if "ATen/ATen.h" in r)
+        torch = sum(1 for r in reach.values() if any(h.startswith(("ATen/", "torch/")) for h in r))
+        nn = sum(1 for r in reach.values() if any(h.startswith("torch/nn") for h in r))
+        print()
+        print(f"translation units (by their includes): {len(reach)}; include ATen/ATen.h {aten}, any ATen/ or "
+              f"torch/ header {torch}, torch/nn {nn}")
     d = deps(args.build)
     if d:
         objs = [o for o in d if o.endswith(".o")]
@@ -142,8 +197,8 @@ def main():
         nn = [o for o in objs if any("/torch/nn/" in h for h in d[o])]
         pch = [o for o in objs if any("cmake_pch" in h for h in d[o])]
         print()
-        print(f"translation units: {len(objs)}; reading ATen/ATen.h {len(aten)}, any LibTorch header "
-              f"(ATen/ or torch/) {len(torch)}, torch/nn {len(nn)}; through a precompiled header {len(pch)}")
+        print(f"compiler dependency lists (a precompiled header hides what it holds): {len(objs)} objects; "
+              f"ATen/ATen.h read by {len(aten)}, any LibTorch header by {len(torch)}")
     return 0
 
 

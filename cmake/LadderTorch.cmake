@@ -1,5 +1,5 @@
 # LibTorch from the PyPI `torch` wheel installed in ${LADDER_VENV} (see packaging/setup.sh).
-# The prefix comes from torch.utils.cmake_prefix_path, as DESIGN.md section 1 asks.
+# The prefix comes from torch.utils.cmake_prefix_path (docs/PITFALLS.md: not Debian's libtorch-dev).
 # LADDER_PYTHON: a python with the torch wheel outside such a venv (the GPU kit's machine).
 set(LADDER_PYTHON "${LADDER_VENV}/bin/python" CACHE FILEPATH "Python whose torch provides LibTorch")
 set(_ladder_python "${LADDER_PYTHON}")

@@ -486,8 +486,9 @@ main() {
     log "LadderBench set-up ($mode) in $ROOT"
     log "a first run on a fresh Debian 12 downloads about 400 MB of apt packages and the torch $TORCH_VERSION"
     log "wheel (with an NVIDIA GPU or the CUDA toolkit: about 3 GB with its CUDA libraries, 4.6 GB in the venv;"
-    log "elsewhere the CPU wheel, about a tenth of that), then compiles for about 28 minutes on 2 cores (8 with a"
-    log "warm compiler cache). Later runs download nothing and rebuild only what changed (cache in $CCACHE_DIR)"
+    log "elsewhere the CPU wheel, about a tenth of that), then compiles: 11-13 minutes on 2 cores with an empty"
+    log "compiler cache, 1 minute with a warm one (measured 2026-12-05 from fresh clones, docs/BUILD.md). Later"
+    log "runs download nothing and rebuild only what changed (cache in $CCACHE_DIR)"
     dry && log "dry run (LADDER_SETUP_DRY_RUN=1): nothing is installed, changed or built"
     case "$mode" in
         launch) mode_launch "$no_launch" "${passthrough[@]}" ;;

@@ -109,7 +109,7 @@ def source_reach(build):
     bases = [os.path.join(root, d) for d in ("core", "widgets", "tests/support")]
     memo = {}
 
-    def scan(path, stack):
+    def scan(path):
         if path in memo:
             return memo[path]
         memo[path] = set()  # an include circle ends here
@@ -130,12 +130,12 @@ def source_reach(build):
             for base in [os.path.dirname(path)] + bases:
                 candidate = os.path.join(base, name)
                 if os.path.isfile(candidate):
-                    found |= scan(candidate, stack)
+                    found |= scan(candidate)
                     break
         memo[path] = found
         return found
 
-    return {c["file"]: scan(c["file"], []) for c in commands if c["file"].endswith(".cpp")
+    return {c["file"]: scan(c["file"]) for c in commands if c["file"].endswith(".cpp")
             and "_autogen" not in c["file"] and "cmake_pch" not in c["file"]}
 
 

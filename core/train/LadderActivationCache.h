@@ -57,14 +57,6 @@ struct LadderCacheKey {
         const std::string& compute, const std::string& storageDtype,
         const std::vector<std::vector<std::int64_t>>& sources,
         const std::vector<std::vector<std::int64_t>>& targets);
-    // The same for a T5 module holder (what Method::backbone() returns).
-    static LadderCacheKey make(const T5ForConditionalGeneration& backbone, const LadderCacheLayout& layout,
-        const std::string& compute, const std::string& storageDtype,
-        const std::vector<std::vector<std::int64_t>>& sources,
-        const std::vector<std::vector<std::int64_t>>& targets)
-    {
-        return make(static_cast<const Backbone&>(*backbone), layout, compute, storageDtype, sources, targets);
-    }
 };
 
 // Per-example store of the backbone outputs LST feeds through its ladders, so that later epochs run only

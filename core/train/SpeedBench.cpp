@@ -220,7 +220,7 @@ SpeedBenchResult measureSpeed(const SpeedBenchSpec& spec, const std::vector<Meth
             co.padding = padding;
             LadderCacheKey key;
             if (co.mode == "disk")
-                key = LadderCacheKey::make(c.backbone, layout, ladderCacheComputeLabel(spec.device, false),
+                key = LadderCacheKey::make(*c.backbone, layout, ladderCacheComputeLabel(spec.device, false),
                     co.dtype, data.sources, data.targets);
             auto cache
                 = std::make_unique<LadderActivationCache>(layout, sourceLengths, targetLengths, key, co);

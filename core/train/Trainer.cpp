@@ -8,8 +8,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
 #include <limits>
 #include <regex>
 
@@ -21,23 +19,18 @@
 #include <torch/optim/adamw.h>
 
 #include "data/Batcher.h"
-#include "data/GenericTask.h"
-#include "data/GlueTasks.h"
 #include "data/Metrics.h"
 #include "model/Generation.h"
-#include "model/T5Checkpoint.h"
 #include "model/T5Tokenizer.h"
 #include "peft/Ladder.h"
 #include "peft/Method.h"
 #include "train/Autocast.h"
-#include "train/DemoPaths.h"
 #include "train/LadderActivationCache.h"
 #include "train/MemoryEstimate.h"
 #include "train/RunEstimate.h"
 #include "util/Error.h"
 
 namespace ladder {
-namespace fs = std::filesystem;
 
 const char* toString(RunOutcome status)
 {
@@ -208,7 +201,7 @@ std::unique_ptr<LadderActivationCache> makeLadderCache(LadderMethod& method, con
             sourceIds.push_back(batcher.sourceIds(i));
             targetIds.push_back(batcher.targetIds(i));
         }
-        key = LadderCacheKey::make(method.backbone(), layout,
+        key = LadderCacheKey::make(*method.backbone(), layout,
             ladderCacheComputeLabel(c10::Device(spec.device), autocast), o.cacheDtype, sourceIds, targetIds);
     }
     auto cache = std::make_unique<LadderActivationCache>(layout, std::move(sources), std::move(targets), key,

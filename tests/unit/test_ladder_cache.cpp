@@ -462,8 +462,8 @@ private Q_SLOTS:
         auto keyFor
             = [&](const MethodOptions& o, const std::string& compute = "cpu-fp32",
                   const std::string& dtype = "fp32", decltype(sources) s = {}, decltype(targets) t = {}) {
-                  return LadderCacheKey::make(backbone, layoutFor(o), compute, dtype, s.empty() ? sources : s,
-                      t.empty() ? targets : t)
+                  return LadderCacheKey::make(*backbone, layoutFor(o), compute, dtype,
+                      s.empty() ? sources : s, t.empty() ? targets : t)
                       .hash;
               };
         const auto base = keyFor(ladderOptions({ 0, 1 }));

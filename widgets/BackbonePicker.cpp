@@ -32,23 +32,6 @@ int dtypeBytes(const QString& dtype)
 }
 } // namespace
 
-std::int64_t BackboneInfo::countParameters(const T5Config& c)
-{
-    const std::int64_t d = c.dModel;
-    const std::int64_t inner = c.innerDim();
-    const std::int64_t ffn = (c.isGatedAct() ? 3 : 2) * d * c.dFf;
-    const std::int64_t attention = 4 * d * inner;
-    const std::int64_t bias = c.relativeAttentionNumBuckets * c.numHeads;
-    const std::int64_t encoderBlock = attention + ffn + 2 * d;
-    const std::int64_t decoderBlock = 2 * attention + ffn + 3 * d;
-    std::int64_t n = c.vocabSize * d; // shared embedding
-    n += c.numLayers * encoderBlock + bias + d;
-    n += c.numDecoderLayers * decoderBlock + bias + d;
-    if (!c.tieWordEmbeddings)
-        n += c.vocabSize * d; // lm_head
-    return n;
-}
-
 BackboneInfo BackboneInfo::read(const QString& id, const QString& folder)
 {
     BackboneInfo info;
@@ -66,7 +49,7 @@ BackboneInfo BackboneInfo::read(const QString& id, const QString& folder)
     }
     try {
         info.config = T5Config::fromJsonFile(path.toStdString());
-        info.parameters = countParameters(*info.config);
+        info.parameters = info.config->parameterCount();
     } catch (const std::exception& e) {
         info.error = QString::fromUtf8(e.what());
         return info;

@@ -17,7 +17,7 @@ class QTimer;
 namespace ladder::widgets {
 
 // What the picker shows about a backbone, read from its config.json (a small file: no weights are
-// loaded). Parameters are counted from the shape as HF's T5ForConditionalGeneration has them.
+// loaded). Parameters are counted from the shape (T5Config::parameterCount()).
 struct BackboneInfo {
     QString id; // "demo" or the folder
     QString folder; // where config.json is
@@ -26,8 +26,6 @@ struct BackboneInfo {
     QString storedDtype; // config.json's torch_dtype ("float32" when absent)
     QString error; // why it cannot be used; empty when it can
 
-    // Parameter count of a T5 of this shape (tied embeddings counted once).
-    static std::int64_t countParameters(const T5Config& config);
     // Reads <folder>/config.json; error set (naming the file) when it is missing or invalid.
     static BackboneInfo read(const QString& id, const QString& folder);
     QString summary() const;

@@ -52,6 +52,22 @@ bool knownActivation(const std::string& act)
 
 } // namespace
 
+std::int64_t T5Config::parameterCount() const
+{
+    const std::int64_t d = dModel;
+    const std::int64_t ffn = (isGatedAct() ? 3 : 2) * d * dFf; // wi (wi_0 and wi_1 when gated), wo
+    const std::int64_t attention = 4 * d * innerDim(); // q, k, v, o
+    const std::int64_t bias = relativeAttentionNumBuckets * numHeads; // the first block of each stack
+    const std::int64_t encoderBlock = attention + ffn + 2 * d; // self-attention, ffn, two layer norms
+    const std::int64_t decoderBlock = 2 * attention + ffn + 3 * d; // plus cross-attention and its norm
+    std::int64_t n = vocabSize * d; // shared embedding
+    n += numLayers * encoderBlock + bias + d; // + final layer norm
+    n += numDecoderLayers * decoderBlock + bias + d;
+    if (!tieWordEmbeddings)
+        n += vocabSize * d; // lm_head
+    return n;
+}
+
 bool T5Config::isGatedAct() const
 {
     return feedForwardProj.rfind("gated-", 0) == 0;

@@ -37,6 +37,11 @@ struct T5Config {
     // The sizes code outside model/ reads (model/Backbone.h): architecture "t5", d_model, d_ff, heads,
     // d_kv, vocabulary, num_layers, num_decoder_layers, tie_word_embeddings.
     BackboneShape shape() const;
+    // Parameters of HF's T5ForConditionalGeneration of this shape, from the sizes alone (no weights): the
+    // shared embedding, each block's attention, feed-forward and layer norms, one relative-position bias per
+    // stack, the final norms, and the LM head when it is not tied (tied weights count once, as HF's
+    // num_parameters() does).
+    std::int64_t parameterCount() const;
 
     // Throws ladder::Error naming the first field that is out of range.
     void validate() const;

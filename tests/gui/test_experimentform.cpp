@@ -20,8 +20,6 @@
 #include "MethodOptionsEditor.h"
 #include "TaskPicker.h"
 #include "TestSupport.h"
-#include "model/T5Checkpoint.h"
-#include "model/T5Model.h"
 #include "train/MemoryMeter.h"
 #include "train/Trainer.h"
 
@@ -128,36 +126,6 @@ private Q_SLOTS:
         for (int i = 0; i < 6; ++i)
             editor.layerBox(i)->setChecked(false);
         QVERIFY(!editor.anyKept());
-    }
-
-    void backboneParameterCounts_data()
-    {
-        QTest::addColumn<QString>("ffn");
-        QTest::addColumn<bool>("tied");
-        QTest::addColumn<int>("decoderLayers");
-        QTest::newRow("relu tied") << "relu" << true << 2;
-        QTest::newRow("gated untied") << "gated-gelu" << false << 3;
-    }
-
-    void backboneParameterCounts()
-    {
-        QFETCH(QString, ffn);
-        QFETCH(bool, tied);
-        QFETCH(int, decoderLayers);
-        T5Config c;
-        c.vocabSize = 100;
-        c.dModel = 16;
-        c.dKv = 4;
-        c.numHeads = 2;
-        c.dFf = 24;
-        c.numLayers = 2;
-        c.numDecoderLayers = decoderLayers;
-        c.relativeAttentionNumBuckets = 8;
-        c.feedForwardProj = ffn.toStdString();
-        c.tieWordEmbeddings = tied;
-        T5ForConditionalGeneration model(c);
-        // The model's own count (tied weights once) against the picker's formula.
-        QCOMPARE(BackboneInfo::countParameters(c), countParameters(*model));
     }
 
     void backbonePickerShowsTheDemoAndRejectsBadFolders()

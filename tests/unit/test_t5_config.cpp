@@ -7,6 +7,7 @@
 #include "TestSupport.h"
 #include "model/T5Checkpoint.h"
 #include "model/T5Config.h"
+#include "model/T5Model.h"
 #include "util/Error.h"
 
 using namespace ladder;
@@ -113,6 +114,40 @@ private Q_SLOTS:
         QVERIFY(std::find(names.begin(), names.end(), "decoder.block.5.layer.2.DenseReluDense.wo.weight")
             != names.end());
         QVERIFY(std::find(names.begin(), names.end(), "lm_head.weight") == names.end());
+    }
+
+    // The count from the sizes alone (what the workbench's backbone picker shows before loading anything)
+    // against the model's own count, for each feed-forward kind and both LM-head tyings, and against HF's
+    // num_parameters() for t5-small.
+    void parameterCountFromTheShape_data()
+    {
+        QTest::addColumn<QString>("ffn");
+        QTest::addColumn<bool>("tied");
+        QTest::addColumn<int>("decoderLayers");
+        QTest::newRow("relu tied") << "relu" << true << 2;
+        QTest::newRow("gated-gelu untied") << "gated-gelu" << false << 3;
+        QTest::newRow("gated-silu tied") << "gated-silu" << true << 1;
+    }
+
+    void parameterCountFromTheShape()
+    {
+        QFETCH(QString, ffn);
+        QFETCH(bool, tied);
+        QFETCH(int, decoderLayers);
+        T5Config c;
+        c.vocabSize = 100;
+        c.dModel = 16;
+        c.dKv = 4;
+        c.numHeads = 2;
+        c.dFf = 24;
+        c.numLayers = 2;
+        c.numDecoderLayers = decoderLayers;
+        c.relativeAttentionNumBuckets = 8;
+        c.feedForwardProj = ffn.toStdString();
+        c.tieWordEmbeddings = tied;
+        T5ForConditionalGeneration model(c);
+        QCOMPARE(c.parameterCount(), countParameters(*model));
+        QCOMPARE(T5Config::preset("t5-small").parameterCount(), std::int64_t(60506624));
     }
 
     void mismatchedTensorIsNamed()

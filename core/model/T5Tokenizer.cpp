@@ -4,8 +4,7 @@
 #include <filesystem>
 #include <system_error>
 
-#include <sentencepiece_processor.h>
-
+#include "model/SentencePiece.h"
 #include "util/Error.h"
 
 namespace ladder {
@@ -142,17 +141,19 @@ T5Tokenizer::T5Tokenizer(const std::string& spmPath, int extraIds)
     if (!std::filesystem::is_regular_file(spmPath, ec))
         throw Error(context + ": not a regular file");
 
-    m_sp = std::make_unique<sentencepiece::SentencePieceProcessor>();
-    const auto status = m_sp->Load(spmPath);
-    if (!status.ok()) {
-        std::string why = status.ToString();
+    try {
+        m_sp = std::make_unique<SentencePieceModel>(spmPath);
+    } catch (const Error& e) {
+        std::string why = e.what();
+        if (why.rfind(spmPath + ": ", 0) == 0)
+            why.erase(0, spmPath.size() + 2);
         if (why.find("ParseFromArray") != std::string::npos)
             why = "not a SentencePiece model (the file does not parse as a ModelProto)";
         while (!why.empty() && (why.back() == ' ' || why.back() == '\n'))
             why.pop_back();
         throw Error(context + ": " + why);
     }
-    m_spSize = m_sp->GetPieceSize();
+    m_spSize = m_sp->pieceSize();
     if (m_spSize <= 0)
         throw Error(context + ": the model has no pieces");
 
@@ -162,8 +163,8 @@ T5Tokenizer::T5Tokenizer(const std::string& spmPath, int extraIds)
         std::int64_t id;
     } expected[] = { { kPadPiece, padId() }, { kEosPiece, eosId() }, { kUnkPiece, unkId() } };
     for (const auto& e : expected) {
-        if (m_sp->PieceToId(e.piece) != e.id || e.id >= m_spSize
-            || m_sp->IdToPiece(static_cast<int>(e.id)) != e.piece)
+        if (m_sp->pieceToId(e.piece) != e.id || e.id >= m_spSize
+            || m_sp->idToPiece(static_cast<int>(e.id)) != e.piece)
             throw Error(context + ": not a T5 SentencePiece model (" + e.piece + " is not id "
                 + std::to_string(e.id) + ")");
     }
@@ -197,7 +198,7 @@ std::string T5Tokenizer::idToPiece(std::int64_t id) const
         throw Error("token id " + std::to_string(id) + " is outside the vocabulary [0, "
             + std::to_string(vocabSize()) + ")");
     if (id < m_spSize)
-        return m_sp->IdToPiece(static_cast<int>(id));
+        return m_sp->idToPiece(static_cast<int>(id));
     return kSentinelPrefix + std::to_string(vocabSize() - 1 - id) + ">";
 }
 
@@ -271,9 +272,9 @@ std::vector<std::int64_t> T5Tokenizer::encode(const std::string& text, bool addE
         if (segment.text.empty())
             continue;
         pieceIds.clear();
-        const auto status = m_sp->Encode(segment.text, &pieceIds);
-        if (!status.ok())
-            throw Error("tokenizing text: " + status.ToString());
+        std::string error;
+        if (!m_sp->encode(segment.text, &pieceIds, &error))
+            throw Error("tokenizing text: " + error);
         ids.insert(ids.end(), pieceIds.begin(), pieceIds.end());
     }
 
@@ -292,9 +293,9 @@ std::string T5Tokenizer::decode(const std::vector<std::int64_t>& ids, bool skipS
     const auto decodeRun = [&]() -> const std::string& {
         decoded.clear();
         if (!run.empty()) {
-            const auto status = m_sp->Decode(run, &decoded);
-            if (!status.ok())
-                throw Error("decoding ids: " + status.ToString());
+            std::string error;
+            if (!m_sp->decode(run, &decoded, &error))
+                throw Error("decoding ids: " + error);
             run.clear();
         }
         return decoded;

@@ -5,11 +5,9 @@
 #include <string>
 #include <vector>
 
-namespace sentencepiece {
-class SentencePieceProcessor;
-}
-
 namespace ladder {
+
+class SentencePieceModel;
 
 // HF's slow T5Tokenizer: a SentencePiece model plus `extraIds` sentinel tokens <extra_id_0..N-1>
 // (ids vocab-1 down to vocab-N of the extended vocabulary), </s> appended, pad = 0, eos = 1, unk = 2.
@@ -60,7 +58,7 @@ public:
     Batch encodeBatch(const std::vector<std::string>& texts, int maxLength, bool padToLongest = false) const;
 
 private:
-    std::unique_ptr<sentencepiece::SentencePieceProcessor> m_sp;
+    std::unique_ptr<SentencePieceModel> m_sp;
     int m_extraIds = 100;
     std::int64_t m_spSize = 0;
 };

@@ -12,8 +12,6 @@
 #include <ATen/Parallel.h>
 #include <c10/core/GradMode.h>
 #include <nlohmann/json.hpp>
-#include <sentencepiece_processor.h>
-#include <sentencepiece_trainer.h>
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/adamw.h>
 
@@ -22,10 +20,12 @@
 #include "device/Devices.h"
 #include "ladder/Version.h"
 #include "model/Safetensors.h"
+#include "model/SentencePiece.h"
 #include "model/T5Checkpoint.h"
 #include "model/T5Tokenizer.h"
 #include "train/CooccurrenceEmbeddings.h"
 #include "util/Error.h"
+#include "util/Json.h"
 #include "util/SplitMix64.h"
 
 namespace ladder {
@@ -83,22 +83,6 @@ void writeTextFile(const std::string& path, const std::string& bytes)
     if (!out)
         throw Error(path + ": write failed");
 }
-
-class SentenceVector : public sentencepiece::SentenceIterator {
-public:
-    explicit SentenceVector(const std::vector<std::string>& sentences)
-        : m_sentences(sentences)
-    {
-    }
-    bool done() const override { return m_next >= m_sentences.size(); }
-    void Next() override { ++m_next; }
-    const std::string& value() const override { return m_sentences[m_next]; }
-    sentencepiece::util::Status status() const override { return {}; }
-
-private:
-    const std::vector<std::string>& m_sentences;
-    std::size_t m_next = 0;
-};
 
 double secondsSince(std::chrono::steady_clock::time_point start)
 {
@@ -265,7 +249,6 @@ std::string trainT5SentencePiece(const std::vector<std::string>& sentences, int 
 {
     if (sentences.empty())
         throw Error("SentencePiece training: the corpus is empty");
-    sentencepiece::SetRandomGeneratorSeed(static_cast<unsigned>(seed & 0xffffffffu));
     const std::unordered_map<std::string, std::string> args = {
         { "model_type", "unigram" },
         { "vocab_size", std::to_string(vocabSize) },
@@ -281,11 +264,7 @@ std::string trainT5SentencePiece(const std::vector<std::string>& sentences, int 
         { "character_coverage", "0.9995" },
         { "minloglevel", "1" },
     };
-    SentenceVector iterator(sentences);
-    std::string model;
-    const auto status = sentencepiece::SentencePieceTrainer::Train(args, &iterator, &model);
-    if (!status.ok())
-        throw Error(std::string("SentencePiece training: ") + status.ToString());
+    const auto model = trainSentencePiece(args, sentences, static_cast<unsigned>(seed & 0xffffffffu));
     if (model.empty())
         throw Error("SentencePiece training produced an empty model");
     return model;
@@ -700,23 +679,32 @@ PretrainResult pretrainT5(const std::vector<std::string>& corpus, const std::str
     }
 }
 
+namespace {
+// The demo's manifest, or null when it is missing or unreadable (the demo is then rebuilt).
+nlohmann::json readManifest(const std::string& path)
+{
+    try {
+        return readJsonFile(path, "the demo's ladderbench.json");
+    } catch (const Error&) {
+        return nullptr;
+    }
+}
+} // namespace
+
 bool backboneComplete(const std::string& dir)
 {
     for (const char* file : { "config.json", "model.safetensors", "spiece.model", "ladderbench.json" })
         if (!demofs::isFile(demofs::join(dir, file)))
             return false;
-    std::ifstream in(demofs::join(dir, "ladderbench.json"), std::ios::binary);
-    const auto manifest = nlohmann::json::parse(in, nullptr, false);
-    return !manifest.is_discarded() && manifest.is_object()
-        && manifest.value("recipe_version", "") == kDemoRecipeVersion;
+    const auto manifest = readManifest(demofs::join(dir, "ladderbench.json"));
+    return manifest.is_object() && manifest.value("recipe_version", "") == kDemoRecipeVersion;
 }
 
 bool demoBackboneComplete(const std::string& dir)
 {
     if (!backboneComplete(dir))
         return false;
-    std::ifstream in(demofs::join(dir, "ladderbench.json"), std::ios::binary);
-    const auto manifest = nlohmann::json::parse(in, nullptr, false);
+    const auto manifest = readManifest(demofs::join(dir, "ladderbench.json"));
     return manifest.is_object() && manifest.value("recipe", "") == "demo"
         && manifest.contains("recipe_options")
         && manifest["recipe_options"] == recipeOptions(PretrainOptions::demo());

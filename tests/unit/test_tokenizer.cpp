@@ -1,5 +1,8 @@
 // T5Tokenizer against HF's slow T5Tokenizer (transformers 4.26) on the real T5 spiece.model:
 // every case of t5-spiece/expected/hf_slow_t5tokenizer_glue_and_edge_cases.json is its own row.
+#include <dlfcn.h>
+
+#include <ATen/ATen.h>
 #include <QtTest>
 
 #include <fstream>
@@ -8,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "TestSupport.h"
+#include "model/SentencePiece.h"
 #include "model/T5Tokenizer.h"
 #include "util/Error.h"
 
@@ -279,6 +283,33 @@ private Q_SLOTS:
             QVERIFY2(std::string(e.what()).find(path) != std::string::npos, e.what());
             QVERIFY2(std::string(e.what()).find('\n') == std::string::npos, e.what());
         }
+    }
+
+    // Debian's libsentencepiece and LibTorch's libc10 both export FLAGS_minloglevel. Linked into one program,
+    // libsentencepiece's 24-byte flag object was written over libc10's 4-byte int and its neighbour,
+    // FLAGS_caffe2_use_fatal_for_enforce: every failed CAFFE_ENFORCE (an allocation too large, a corrupt
+    // pytorch_model.bin) then aborted the process instead of throwing (model/SentencePieceApi.h). With
+    // SentencePiece in its own module, after a model is loaded, encoded with and trained, a failed enforce
+    // is still an exception. Before the module, this test ended in SIGABRT.
+    void sentencePieceLeavesLibTorchAlone()
+    {
+        LADDER_REQUIRE_FIXTURES();
+        if (dlsym(RTLD_DEFAULT, "__asan_init"))
+            QSKIP("AddressSanitizer refuses RTLD_DEEPBIND: in a sanitized build the module loads without it "
+                  "and "
+                  "the clash is back (docs/RELIABILITY.md)");
+        QVERIFY(!tok().encode("The house is wonderful.").empty());
+        std::vector<std::string> corpus;
+        for (int i = 0; i < 200; ++i)
+            corpus.push_back(
+                "the side network reads ladder " + std::to_string(i) + " of the frozen backbone");
+        const auto model = ladder::trainSentencePiece({ { "model_type", "unigram" }, { "vocab_size", "40" },
+                                                          { "num_threads", "1" }, { "minloglevel", "1" } },
+            corpus, 1);
+        QVERIFY(!model.empty());
+        QVERIFY(ladder::sentencePieceModulePath().find("libladder_spm.so") != std::string::npos);
+        // 2^50 bytes: more than any x86-64 address space, so the allocation fails on every machine.
+        QVERIFY_THROWS_EXCEPTION(c10::Error, at::empty({ std::int64_t(1) << 50 }, at::kByte));
     }
 };
 

@@ -57,6 +57,8 @@ mkdir -p "$KIT"/{bin,lib,ctest,fixtures,demo}
 # ---- binaries -------------------------------------------------------------------------------------
 strip --strip-unneeded -o "$KIT/bin/ladder" "$BUILD/bin/ladder"
 strip --strip-unneeded -o "$KIT/bin/test_gpu" "$BUILD/tests/test_gpu"
+# SentencePiece's module (core/model/SentencePieceApi.h): the programs load it from their own folder.
+strip --strip-unneeded -o "$KIT/bin/libladder_spm.so" "$BUILD/bin/libladder_spm.so"
 glibc="$(objdump -T "$KIT/bin/ladder" "$KIT/bin/test_gpu" | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -1)"
 glibcxx="$(objdump -T "$KIT/bin/ladder" "$KIT/bin/test_gpu" | grep -o 'GLIBCXX_[0-9.]*' | sort -uV | tail -1)"
 log "binaries need $glibc and $glibcxx at most"
@@ -64,7 +66,7 @@ log "binaries need $glibc and $glibcxx at most"
 # Shared libraries that are neither torch's (the GPU machine's python3 has the same torch) nor the C/C++
 # runtime's (glibc, libgcc, libstdc++: that machine's own are at least as new): copied, so that nothing
 # from Debian is needed there.
-ldd "$KIT/bin/ladder" "$KIT/bin/test_gpu" | awk '/=> \// { print $3 }' | sort -u | while read -r lib; do
+ldd "$KIT/bin/ladder" "$KIT/bin/test_gpu" "$KIT/bin/libladder_spm.so" | awk '/=> \// { print $3 }' | sort -u | while read -r lib; do
     case "$lib" in
         */torch/lib/*|*/nvidia/*|/usr/local/cuda*) continue ;;
     esac

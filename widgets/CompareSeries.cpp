@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "RunsTableModel.h"
+#include "util/Json.h"
 
 namespace ladder::widgets {
 namespace {
@@ -16,12 +17,10 @@ constexpr double kBytesPerMegabyte = 1e6;
 
 std::string CompareSeries::groupKey(const RunRecord& run)
 {
-    nlohmann::json spec;
-    try {
-        spec = nlohmann::json::parse(run.specJson);
-    } catch (const nlohmann::json::exception&) {
+    auto parsed = tryParseJson(run.specJson);
+    if (!parsed)
         return "run:" + std::to_string(run.id);
-    }
+    auto& spec = *parsed;
     if (!spec.is_object())
         return "run:" + std::to_string(run.id);
     spec.erase("seed");

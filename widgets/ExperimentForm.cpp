@@ -29,6 +29,8 @@
 #include "TaskPicker.h"
 #include "model/T5Tokenizer.h"
 #include "train/TaskLoad.h"
+#include "util/Json.h"
+#include "util/Text.h"
 
 namespace ladder::widgets {
 namespace {
@@ -515,17 +517,17 @@ bool ExperimentForm::loadPreset(const QString& path, QString* error)
     }
     nlohmann::json json;
     try {
-        json = nlohmann::json::parse(file.readAll().toStdString());
+        json = parseJson(file.readAll().toStdString(), path.toStdString());
     } catch (const std::exception& e) {
         if (error)
-            *error = tr("%1: not valid JSON: %2").arg(path, QString::fromUtf8(e.what()));
+            *error = QString::fromUtf8(e.what());
         return false;
     }
     QString inner;
     if (!setSpecJson(json, &inner)) {
         // RunSpec names the "experiment form" source; the user wants the file.
         if (error)
-            *error = tr("%1: %2").arg(path, inner);
+            *error = tr("%1: %2").arg(path, QString::fromStdString(oneLine(inner.toStdString())));
         return false;
     }
     return true;

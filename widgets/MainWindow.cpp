@@ -33,6 +33,8 @@
 #include "VersionInfo.h"
 #include "WorkbenchSettings.h"
 #include "store/ResultsStore.h"
+#include "util/Json.h"
+#include "util/Text.h"
 
 namespace ladder::widgets {
 namespace {
@@ -148,7 +150,7 @@ void MainWindow::restoreForm()
     QString error;
     nlohmann::json spec;
     try {
-        spec = nlohmann::json::parse(last.toStdString());
+        spec = parseJson(last.toStdString(), "the last experiment (settings)");
     } catch (const std::exception& e) {
         error = QString::fromUtf8(e.what());
     }
@@ -445,10 +447,10 @@ void MainWindow::duplicateRun(qint64 runId)
     }
     nlohmann::json json;
     try {
-        json = nlohmann::json::parse(spec.toStdString());
+        json = parseJson(spec.toStdString(), "the stored spec");
     } catch (const std::exception& e) {
         showError(
-            tr("Duplicate"), tr("run %1: the stored spec is not valid JSON: %2").arg(runId).arg(e.what()));
+            tr("Duplicate"), tr("run %1: %2").arg(runId).arg(QString::fromStdString(oneLine(e.what()))));
         return;
     }
     json.erase("name");

@@ -14,6 +14,7 @@
 
 #include "MemoryBreakdownBar.h"
 #include "RunsTableModel.h"
+#include "util/Json.h"
 
 namespace ladder::widgets {
 namespace {
@@ -137,11 +138,8 @@ void RunDetailsView::clear()
 
 QString RunDetailsView::prettySpec(const std::string& specJson)
 {
-    try {
-        return text(nlohmann::json::parse(specJson).dump(2));
-    } catch (const nlohmann::json::exception&) {
-        return text(specJson);
-    }
+    const auto spec = tryParseJson(specJson);
+    return text(spec ? spec->dump(2, ' ', false, nlohmann::json::error_handler_t::replace) : specJson);
 }
 
 void RunDetailsView::setDetails(const RunDetailsSnapshot& details)

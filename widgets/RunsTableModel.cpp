@@ -10,6 +10,8 @@
 #include <nlohmann/json.hpp>
 
 #include "peft/MethodOptions.h"
+#include "util/Json.h"
+#include "util/Text.h"
 
 namespace ladder::widgets {
 namespace {
@@ -91,14 +93,10 @@ const RunRecord* RunsTableModel::runAt(int row) const
 
 QString RunsTableModel::optionsSummary(const RunRecord& run)
 {
-    nlohmann::json options;
-    try {
-        options = nlohmann::json::parse(run.methodOptionsJson);
-    } catch (const nlohmann::json::exception&) {
-        return QString::fromStdString(run.methodOptionsJson);
-    }
-    if (!options.is_object())
-        return QString::fromStdString(run.methodOptionsJson);
+    const auto parsed = tryParseJson(run.methodOptionsJson);
+    if (!parsed || !parsed->is_object())
+        return QString::fromStdString(oneLine(run.methodOptionsJson, 200));
+    const auto& options = *parsed;
     QStringList parts;
     auto add = [&](const char* key, const char* label) {
         if (options.contains(key))

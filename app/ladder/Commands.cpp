@@ -10,18 +10,21 @@
 
 #include "store/ResultsStore.h"
 #include "util/Error.h"
+#include "util/Text.h"
 
 namespace ladder::cli {
 namespace {
 int g_exitCode = kExitDone;
+constexpr std::size_t kMaxErrorChars = 400;
 
 void printError(const std::string& command, const std::exception& e)
 {
+    // One line of at most a few hundred characters, whatever the error quotes: c10::Error messages carry a
+    // C++ backtrace after the first line, and a message may quote a value from a hostile file.
     std::string what = e.what();
-    // c10::Error messages carry a C++ backtrace after the first line; a user needs the first line.
     if (const auto nl = what.find('\n'); nl != std::string::npos)
         what.resize(nl);
-    std::cerr << "ladder " << command << ": " << what << "\n";
+    std::cerr << "ladder " << command << ": " << oneLine(what, kMaxErrorChars) << "\n";
 }
 } // namespace
 

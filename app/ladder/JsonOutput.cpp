@@ -1,4 +1,5 @@
 #include "JsonOutput.h"
+#include "util/Json.h"
 
 #include <iostream>
 
@@ -12,10 +13,8 @@ void printJson(const nlohmann::json& j)
 nlohmann::json runJson(const RunRecord& r)
 {
     const auto& f = r.figures;
-    auto options
-        = nlohmann::json::parse(r.methodOptionsJson.empty() ? "{}" : r.methodOptionsJson, nullptr, false);
-    if (options.is_discarded())
-        options = nullptr;
+    const auto options = tryParseJson(r.methodOptionsJson.empty() ? "{}" : r.methodOptionsJson)
+                             .value_or(nlohmann::json(nullptr));
     return { { "id", r.id }, { "name", jsonText(r.name) }, { "status", toString(r.status) },
         { "method", jsonText(r.method) }, { "method_options", options }, { "backbone", jsonText(r.backbone) },
         { "task", jsonText(r.task) }, { "seed", jsonOptional(r.seed) }, { "device", jsonText(r.device) },

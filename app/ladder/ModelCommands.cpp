@@ -1,4 +1,5 @@
 // ladder info | forward | generate: the backbone from a HuggingFace folder; ladder devices: where it can run.
+#include <filesystem>
 #include <iomanip>
 #include <iostream>
 #include <optional>
@@ -82,21 +83,28 @@ std::string humanBytes(double bytes)
 
 int runInfo(const BackboneFlags& f, bool asJson)
 {
-    const auto loaded = loadT5(f.model, loadOptions(f));
-    const auto params = countParameters(*loaded.model);
-    const auto elementSize = loaded.model->shared->weight.element_size();
+    // The config and the weights' headers only: nothing the size of the model is allocated, so a config
+    // that lies about its sizes fails with one line (checkConfigMatchesWeights) and a model larger than
+    // this machine's memory can still be described.
+    const auto options = loadOptions(f);
+    const auto configPath = (std::filesystem::path(f.model) / "config.json").string();
+    const auto config = T5Config::fromJsonFile(configPath);
+    const auto weights = readCheckpointShapes(f.model);
+    checkConfigMatchesWeights(config, weights.shapes, configPath, weights.description);
+    const auto params = config.parameterCount();
+    const auto elementSize = c10::elementSize(options.dtype);
     const auto weightBytes = static_cast<double>(params) * static_cast<double>(elementSize);
-    nlohmann::json out { { "model", f.model }, { "weights", loaded.weightsDescription },
-        { "stored_dtype", loaded.storedDtype }, { "compute_dtype", f.dtype }, { "device", f.device },
+    nlohmann::json out { { "model", f.model }, { "weights", weights.description },
+        { "stored_dtype", weights.storedDtype }, { "compute_dtype", f.dtype }, { "device", f.device },
         { "parameters", params }, { "weight_bytes", static_cast<std::int64_t>(weightBytes) },
-        { "config", loaded.config.toJson() } };
+        { "config", config.toJson() } };
     if (asJson) {
         std::cout << out.dump(2) << "\n";
         return 0;
     }
-    const auto& c = loaded.config;
+    const auto& c = config;
     std::cout << "model          " << f.model << "\n"
-              << "weights        " << loaded.weightsDescription << " (" << loaded.storedDtype << ")\n"
+              << "weights        " << weights.description << " (" << weights.storedDtype << ")\n"
               << "architecture   T5 " << (c.isGatedAct() ? "v1.1 (" : "v1.0 (") << c.feedForwardProj << ", "
               << (c.tieWordEmbeddings ? "tied" : "untied") << " embeddings)\n"
               << "layers         " << c.numLayers << " encoder + " << c.numDecoderLayers << " decoder\n"

@@ -12,6 +12,7 @@
 #include "JsonOutput.h"
 #include "store/ResultsStore.h"
 #include "util/Error.h"
+#include "util/Json.h"
 
 namespace ladder::cli {
 namespace {
@@ -127,9 +128,8 @@ void printRunText(const RunRecord& r, const std::vector<Evaluation>& evals, cons
         std::cout << "  " << l.time << " " << std::left << std::setw(8) << toString(l.level) << l.message
                   << "\n";
     std::cout << "\nspec (ladder train --config accepts it)\n";
-    const auto spec = nlohmann::json::parse(r.specJson, nullptr, false);
-    std::cout << (spec.is_discarded() ? r.specJson
-                                      : spec.dump(2, ' ', false, nlohmann::json::error_handler_t::replace))
+    const auto spec = tryParseJson(r.specJson);
+    std::cout << (spec ? spec->dump(2, ' ', false, nlohmann::json::error_handler_t::replace) : r.specJson)
               << "\n";
 }
 
@@ -149,8 +149,7 @@ int runsShow(const std::string& storePath, std::int64_t id, bool asJson)
         return kExitDone;
     }
     auto j = runJson(r);
-    const auto spec = nlohmann::json::parse(r.specJson, nullptr, false);
-    j["spec"] = spec.is_discarded() ? nlohmann::json(nullptr) : spec;
+    j["spec"] = tryParseJson(r.specJson).value_or(nlohmann::json(nullptr));
     const auto& f = r.figures;
     j["memory"] = { { "weight_bytes", jsonOptional(f.weightBytes) },
         { "gradient_bytes", jsonOptional(f.gradientBytes) },

@@ -14,6 +14,8 @@
 #include "Commands.h"
 #include "model/T5Tokenizer.h"
 #include "util/Error.h"
+#include "util/Json.h"
+#include "util/Text.h"
 
 namespace ladder::cli {
 namespace {
@@ -30,12 +32,13 @@ struct TokenizeOptions {
 std::vector<std::int64_t> parseIds(const std::string& text, std::size_t index)
 {
     const auto fail = [&]() -> Error {
-        return Error(
-            "argument " + std::to_string(index + 1) + " is not a JSON array of token ids: '" + text + "'");
+        return Error("argument " + std::to_string(index + 1) + " is not a JSON array of token ids: '"
+            + oneLine(text, 80) + "'");
     };
-    const auto json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-    if (!json.is_array())
+    const auto parsed = tryParseJson(text);
+    if (!parsed || !parsed->is_array())
         throw fail();
+    const auto& json = *parsed;
     std::vector<std::int64_t> ids;
     ids.reserve(json.size());
     for (const auto& value : json) {

@@ -25,6 +25,7 @@
 #include "train/Trainer.h"
 #include "train/TrainerInputs.h"
 #include "util/Error.h"
+#include "util/Json.h"
 
 namespace ladder::cli {
 namespace {
@@ -283,15 +284,7 @@ int runSweep(const std::string& config, const std::string& storeOverride, int pa
 {
     if (parallel < 1)
         throw UsageError("--parallel: expected 1 or more runs at once, got " + std::to_string(parallel));
-    std::ifstream in(config);
-    if (!in)
-        throw Error(config + ": cannot open");
-    nlohmann::json sweep;
-    try {
-        in >> sweep;
-    } catch (const nlohmann::json::exception& e) {
-        throw Error(config + ": not valid JSON: " + e.what());
-    }
+    const auto sweep = readJsonFile(config, "a sweep JSON file");
     const auto raw = expandSweep(sweep, config);
     std::vector<RunSpec> specs;
     for (std::size_t i = 0; i < raw.size(); ++i)
@@ -378,8 +371,8 @@ int runEval(const std::string& storePath, std::int64_t id, bool asJson)
     std::string error;
     if (!store.getRun(id, &r, &error))
         throw Error(error);
-    const auto spec
-        = RunSpec::fromJson(nlohmann::json::parse(r.specJson), "run " + std::to_string(id) + " spec");
+    const auto spec = RunSpec::fromJson(
+        parseJson(r.specJson, "run " + std::to_string(id) + " spec"), "run " + std::to_string(id) + " spec");
     // The run's own checkpoint in this store's files folder, checked against the size and SHA-256 recorded
     // with it: a file overwritten, damaged or missing is refused, naming it and both hashes.
     std::string checkpoint;

@@ -21,6 +21,7 @@
 #include "train/RunWorkerProcess.h"
 #include "train/StoreRecorder.h"
 #include "util/Error.h"
+#include "util/Json.h"
 
 namespace ladder::cli {
 namespace {
@@ -84,8 +85,8 @@ int runWorker(const std::string& storePath, std::int64_t runId)
     }
     RunSpec spec;
     try {
-        spec = RunSpec::fromJson(
-            nlohmann::json::parse(run.specJson), "run " + std::to_string(runId) + " spec");
+        spec = RunSpec::fromJson(parseJson(run.specJson, "run " + std::to_string(runId) + " spec"),
+            "run " + std::to_string(runId) + " spec");
     } catch (const std::exception& e) {
         store.setStatus(runId, RunState::Failed, e.what());
         writer.writeEnd(RunState::Failed, e.what());

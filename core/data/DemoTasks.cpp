@@ -10,6 +10,7 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <sstream>
 
 #include <dirent.h>
 #include <ftw.h>
@@ -19,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "util/Error.h"
+#include "util/Json.h"
 #include "util/SplitMix64.h"
 
 namespace ladder {
@@ -348,10 +350,16 @@ bool demoTasksComplete(const std::string& tasksDir)
         std::ifstream in(demofs::join(dir, "task.json"), std::ios::binary);
         if (!in)
             return false;
-        const auto manifest = nlohmann::json::parse(in, nullptr, false);
+        std::ostringstream text;
+        text << in.rdbuf();
+        nlohmann::json manifest;
+        try {
+            manifest = parseJson(text.str(), "task.json");
+        } catch (const Error&) {
+            return false; // rebuilt
+        }
         // Tasks written before label_targets existed trained on class indices: rebuild them (seconds).
-        if (manifest.is_discarded() || !manifest.is_object()
-            || manifest.value("recipe_version", "") != kDemoRecipeVersion
+        if (!manifest.is_object() || manifest.value("recipe_version", "") != kDemoRecipeVersion
             || manifest.value("label_targets", "") != "text")
             return false;
         for (const auto which : kSplits)

@@ -11,6 +11,7 @@
 #include "data/Permutation.h"
 #include "data/TextTable.h"
 #include "util/Error.h"
+#include "util/Json.h"
 
 namespace ladder {
 
@@ -87,9 +88,13 @@ std::vector<GenericRecord> readJson(const std::string& path, const std::string& 
     const auto first = text.find_first_not_of(" \t\r\n");
     if (first != std::string::npos && text[first] == '[') {
         // One JSON array of objects.
-        const auto document = nlohmann::json::parse(text, nullptr, false);
-        if (document.is_discarded())
-            throw Error(path + ": not valid JSON; expected one JSON object per line or one array of objects");
+        nlohmann::json document;
+        try {
+            document = parseJson(text, path);
+        } catch (const Error& e) {
+            throw Error(
+                std::string(e.what()) + "; expected one JSON object per line or one array of objects");
+        }
         for (std::size_t i = 0; i < document.size(); ++i) {
             GenericRecord record;
             record.location = path + ": item " + std::to_string(i + 1);
@@ -117,10 +122,12 @@ std::vector<GenericRecord> readJson(const std::string& path, const std::string& 
         }
         GenericRecord record;
         record.location = path + ":" + std::to_string(line);
-        const auto object = nlohmann::json::parse(content, nullptr, false);
-        if (object.is_discarded())
-            throw Error(
-                record.location + ": not valid JSON; expected one JSON object on this line (JSON Lines)");
+        nlohmann::json object;
+        try {
+            object = parseJson(content, record.location);
+        } catch (const Error& e) {
+            throw Error(std::string(e.what()) + "; expected one JSON object on this line (JSON Lines)");
+        }
         if (!object.is_object())
             throw Error(record.location + ": expected a JSON object with the task's columns, found a "
                 + std::string(object.type_name()));

@@ -1,11 +1,10 @@
 #include "model/ModelInputs.h"
 
-#include <fstream>
-
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
 #include "util/Error.h"
+#include "util/Json.h"
 
 namespace ladder {
 namespace {
@@ -34,7 +33,7 @@ at::Tensor matrixField(const json& j, const std::string& path, const char* field
             const auto& v = row[static_cast<std::size_t>(c)];
             const std::string cell = where + "[" + std::to_string(r) + "][" + std::to_string(c) + "]";
             if (!v.is_number_integer())
-                throw Error(cell + ": expected an integer, got " + v.dump());
+                throw Error(cell + ": expected an integer, got " + brief(v));
             const auto x = v.get<std::int64_t>();
             if ((x < lo || x >= hi) && x != allowed)
                 throw Error(cell + " = " + std::to_string(x) + " is outside [" + std::to_string(lo) + ", "
@@ -49,15 +48,7 @@ at::Tensor matrixField(const json& j, const std::string& path, const char* field
 
 ModelInputs ModelInputs::fromJsonFile(const std::string& path, std::int64_t vocabSize)
 {
-    std::ifstream in(path);
-    if (!in)
-        throw Error(path + ": cannot open");
-    json j;
-    try {
-        in >> j;
-    } catch (const json::exception& e) {
-        throw Error(path + ": not valid JSON: " + e.what());
-    }
+    const json j = readJsonFile(path, "a JSON object with input_ids, attention_mask and labels");
     if (!j.is_object())
         throw Error(path + ": expected a JSON object with input_ids, attention_mask and labels");
     if (!j.contains("input_ids"))

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "model/TensorFileDetail.h"
+#include "util/Json.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "Safetensors.cpp assumes a little-endian host (the format stores little-endian data)"
@@ -92,29 +93,6 @@ std::string spanString(std::uint64_t begin, std::uint64_t end)
 }
 
 // Deepest nesting of [ and { outside strings.
-std::size_t jsonNesting(const std::string& text)
-{
-    std::size_t depth = 0, deepest = 0;
-    bool inString = false, escaped = false;
-    for (const char c : text) {
-        if (inString) {
-            if (escaped)
-                escaped = false;
-            else if (c == '\\')
-                escaped = true;
-            else if (c == '"')
-                inString = false;
-        } else if (c == '"') {
-            inString = true;
-        } else if (c == '{' || c == '[') {
-            deepest = std::max(deepest, ++depth);
-        } else if ((c == '}' || c == ']') && depth > 0) {
-            --depth;
-        }
-    }
-    return deepest;
-}
-
 struct ParsedEntry {
     std::string name;
     const DtypeInfo* dtype = nullptr;

@@ -27,9 +27,27 @@ struct LoadedT5 {
 // pytorch_model.bin. Throws ladder::Error naming the folder or file.
 TensorMap readCheckpointTensors(const std::string& directory, std::string* description = nullptr);
 
+// The weights' names, shapes and stored dtypes without their data (safetensors, single or sharded: the
+// headers only; pytorch_model.bin: read whole, the pickle reader has no header-only mode).
+struct CheckpointShapes {
+    std::map<std::string, std::vector<std::int64_t>> shapes;
+    std::string description; // as readCheckpointTensors describes the files
+    std::string storedDtype; // "F32", "BF16", "F16+F32", ...
+};
+CheckpointShapes readCheckpointShapes(const std::string& directory);
+
+// The sizes config.json states against the weights' shapes, before any model is built: the embedding
+// (vocab_size, d_model), the first block's attention (num_heads x d_kv, buckets) and feed-forward (d_ff),
+// and the number of blocks of each stack. A config that lies (d_model 2^34 beside small weights) fails
+// here with one line naming the field, instead of in the allocator.
+using ShapeMap = std::map<std::string, std::vector<std::int64_t>>;
+void checkConfigMatchesWeights(const T5Config& config, const ShapeMap& shapes, const std::string& configPath,
+    const std::string& weights);
+
 // Copies `tensors` into `model` (converting dtype), strictly: a missing, unexpected or mis-shaped tensor
 // is an error naming it. Tied-weight keys (encoder/decoder.embed_tokens.weight, lm_head.weight when the
-// embeddings are tied) may be present or absent; when present they must have the shared shape.
+// embeddings are tied) may be present or absent; when present they must have the shared shape. A tensor
+// with a NaN or infinite value is refused.
 void loadT5StateDict(T5ForConditionalGeneration& model, const TensorMap& tensors, const std::string& source);
 
 // config.json + weights -> a model in eval mode on the chosen device and dtype.

@@ -1,10 +1,10 @@
 #include "model/T5Config.h"
 
-#include <fstream>
-
 #include <nlohmann/json.hpp>
 
 #include "util/Error.h"
+#include "util/Json.h"
+#include "util/Text.h"
 
 namespace ladder {
 namespace {
@@ -17,7 +17,7 @@ std::int64_t requirePositiveInt(const json& j, const std::string& source, const 
         throw Error(source + ": missing field " + field + " (expected a positive integer)");
     const auto& v = j.at(field);
     if (!v.is_number_integer() || v.get<std::int64_t>() <= 0)
-        throw Error(source + ": field " + field + ": expected a positive integer, got " + v.dump());
+        throw Error(source + ": field " + field + ": expected a positive integer, got " + brief(v));
     return v.get<std::int64_t>();
 }
 
@@ -29,7 +29,7 @@ std::int64_t optionalInt(
     const auto& v = j.at(field);
     if (!v.is_number_integer() || v.get<std::int64_t>() < minimum)
         throw Error(source + ": field " + field + ": expected an integer >= " + std::to_string(minimum)
-            + ", got " + v.dump());
+            + ", got " + brief(v));
     return v.get<std::int64_t>();
 }
 
@@ -41,9 +41,16 @@ double optionalNumber(
     const auto& v = j.at(field);
     if (!v.is_number() || v.get<double>() < lo || v.get<double>() > hi)
         throw Error(source + ": field " + field + ": expected a number in [" + std::to_string(lo) + ", "
-            + std::to_string(hi) + "], got " + v.dump());
+            + std::to_string(hi) + "], got " + brief(v));
     return v.get<double>();
 }
+
+constexpr std::int64_t kMaxVocabSize = std::int64_t(1) << 22;
+constexpr std::int64_t kMaxWidth = std::int64_t(1) << 16;
+constexpr std::int64_t kMaxHeads = 1024;
+constexpr std::int64_t kMaxLayers = 1024;
+constexpr std::int64_t kMaxBuckets = 4096;
+constexpr std::int64_t kMaxDistance = std::int64_t(1) << 20;
 
 bool knownActivation(const std::string& act)
 {
@@ -98,10 +105,28 @@ void T5Config::validate() const
     positive(numDecoderLayers, "num_decoder_layers");
     positive(relativeAttentionNumBuckets, "relative_attention_num_buckets");
     positive(relativeAttentionMaxDistance, "relative_attention_max_distance");
+    // Bounds far above any published T5 (t5-11b: d_ff 65,536, 128 heads of 128; mT5: 250,112 pieces), so
+    // that a lying config.json fails here, naming the field, instead of in the allocator.
+    auto atMost = [](std::int64_t v, std::int64_t most, const char* field) {
+        if (v > most)
+            throw Error(std::string("T5 config: field ") + field + ": expected at most "
+                + std::to_string(most) + ", got " + std::to_string(v));
+    };
+    atMost(vocabSize, kMaxVocabSize, "vocab_size");
+    atMost(dModel, kMaxWidth, "d_model");
+    atMost(dKv, kMaxWidth, "d_kv");
+    atMost(dFf, 4 * kMaxWidth, "d_ff");
+    atMost(numHeads, kMaxHeads, "num_heads");
+    atMost(numHeads * dKv, kMaxWidth, "num_heads x d_kv");
+    atMost(numLayers, kMaxLayers, "num_layers");
+    atMost(numDecoderLayers, kMaxLayers, "num_decoder_layers");
+    atMost(relativeAttentionNumBuckets, kMaxBuckets, "relative_attention_num_buckets");
+    atMost(relativeAttentionMaxDistance, kMaxDistance, "relative_attention_max_distance");
     if (relativeAttentionNumBuckets < 4)
         throw Error("T5 config: field relative_attention_num_buckets must be at least 4");
     if (!knownActivation(denseActFn()))
-        throw Error("T5 config: field feed_forward_proj: unsupported activation '" + feedForwardProj
+        throw Error("T5 config: field feed_forward_proj: unsupported activation '"
+            + oneLine(feedForwardProj, 60)
             + "' (expected relu, gelu, silu, or gated-gelu / gated-relu / gated-silu)");
     for (auto id : { padTokenId, eosTokenId, decoderStartTokenId })
         if (id < 0 || id >= vocabSize)
@@ -114,7 +139,7 @@ T5Config T5Config::fromJson(const json& j, const std::string& source)
     if (!j.is_object())
         throw Error(source + ": expected a JSON object");
     if (j.contains("model_type") && j.at("model_type") != "t5" && j.at("model_type") != "mt5")
-        throw Error(source + ": field model_type: expected \"t5\", got " + j.at("model_type").dump());
+        throw Error(source + ": field model_type: expected \"t5\", got " + brief(j.at("model_type")));
     T5Config c;
     c.vocabSize = requirePositiveInt(j, source, "vocab_size");
     c.dModel = requirePositiveInt(j, source, "d_model");
@@ -151,16 +176,7 @@ T5Config T5Config::fromJson(const json& j, const std::string& source)
 
 T5Config T5Config::fromJsonFile(const std::string& path)
 {
-    std::ifstream in(path);
-    if (!in)
-        throw Error(path + ": cannot open (expected a HuggingFace T5 config.json)");
-    json j;
-    try {
-        in >> j;
-    } catch (const json::exception& e) {
-        throw Error(path + ": not valid JSON: " + e.what());
-    }
-    return fromJson(j, path);
+    return fromJson(readJsonFile(path, "a HuggingFace T5 config.json"), path);
 }
 
 BackboneShape T5Config::shape() const

@@ -14,25 +14,14 @@
 #include <c10/util/Exception.h>
 
 #include "util/Error.h"
+#include "util/Text.h"
 
 namespace ladder::tensor_file_detail {
 
 // Names taken from a file are cut to this length in messages.
 inline constexpr std::size_t kMaxNameInMessage = 200;
 
-// Text taken from a hostile file, made safe to show: control characters (and, unless keepUtf8, every
-// non-ASCII byte) become '?', and long text is cut.
-inline std::string printable(
-    const std::string& text, bool keepUtf8 = true, std::size_t maxLength = std::string::npos)
-{
-    std::string s = text.substr(0, maxLength);
-    for (auto& c : s) {
-        const auto u = static_cast<unsigned char>(c);
-        if (u < 0x20 || u == 0x7f || (!keepUtf8 && u >= 0x80))
-            c = '?';
-    }
-    return s.size() < text.size() ? s + "..." : s;
-}
+using ladder::printable; // util/Text.h
 
 inline std::string shortName(const std::string& name)
 {

@@ -10,6 +10,7 @@
 #include "peft/Baselines.h"
 #include "peft/Ladder.h"
 #include "util/Error.h"
+#include "util/Json.h"
 
 namespace ladder {
 namespace {
@@ -73,11 +74,8 @@ void Method::loadTrainable(const std::string& path)
     if (options == header.end())
         throw Error(path + ": metadata has no method_options");
     MethodOptions saved;
-    try {
-        saved = MethodOptions::fromJson(nlohmann::json::parse(options->second), path + ": method_options");
-    } catch (const nlohmann::json::exception& e) {
-        throw Error(path + ": method_options is not valid JSON: " + e.what());
-    }
+    saved = MethodOptions::fromJson(
+        parseJson(options->second, path + ": method_options"), path + ": method_options");
     // The initialisation (init, fisher_samples) only chose the values that the loaded weights replace, so
     // it need not match: weights trained from a Fisher initialisation load into a method built with init
     // random (ladder eval, which has no training data at hand).

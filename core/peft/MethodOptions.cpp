@@ -6,6 +6,8 @@
 #include <nlohmann/json.hpp>
 
 #include "util/Error.h"
+#include "util/Json.h"
+#include "util/Text.h"
 
 namespace ladder {
 namespace {
@@ -27,12 +29,19 @@ const std::set<std::string>& fieldsOf(const std::string& method)
     return fields.at(method);
 }
 
-std::int64_t intField(const json& j, const std::string& source, const char* field, std::int64_t minimum)
+// Every size has a ceiling far above any real method (the paper: 100 prompts, adapters of 64, ranks of 32,
+// reduction factors up to 32), so that "prompts": 2147483648 fails here, naming the field, instead of in
+// the allocator.
+std::int64_t intField(const json& j, const std::string& source, const char* field, std::int64_t minimum,
+    std::int64_t maximum = 65536)
 {
     const auto& v = j.at(field);
     if (!v.is_number_integer() || v.get<std::int64_t>() < minimum)
         throw Error(source + ": field " + field + ": expected an integer >= " + std::to_string(minimum)
-            + ", got " + v.dump());
+            + ", got " + brief(v));
+    if (v.get<std::int64_t>() > maximum)
+        throw Error(source + ": field " + field + ": expected an integer <= " + std::to_string(maximum)
+            + ", got " + brief(v));
     return v.get<std::int64_t>();
 }
 
@@ -42,7 +51,7 @@ double numberField(
     const auto& v = j.at(field);
     if (!v.is_number() || v.get<double>() < lo || v.get<double>() > hi || (openLow && v.get<double>() == lo))
         throw Error(source + ": field " + field + ": expected a number in " + (openLow ? "(" : "[")
-            + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + v.dump());
+            + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + brief(v));
     return v.get<double>();
 }
 
@@ -50,7 +59,7 @@ bool boolField(const json& j, const std::string& source, const char* field)
 {
     const auto& v = j.at(field);
     if (!v.is_boolean())
-        throw Error(source + ": field " + field + ": expected true or false, got " + v.dump());
+        throw Error(source + ": field " + field + ": expected true or false, got " + brief(v));
     return v.get<bool>();
 }
 
@@ -62,7 +71,7 @@ std::string choiceField(
     for (const auto& c : choices)
         list += (list.empty() ? "" : ", ") + c;
     if (!v.is_string() || std::find(choices.begin(), choices.end(), v.get<std::string>()) == choices.end())
-        throw Error(source + ": field " + field + ": expected one of " + list + ", got " + v.dump());
+        throw Error(source + ": field " + field + ": expected one of " + list + ", got " + brief(v));
     return v.get<std::string>();
 }
 
@@ -118,8 +127,8 @@ bool isKnownMethod(const std::string& method)
 MethodOptions MethodOptions::defaults(const std::string& method)
 {
     if (!isKnownMethod(method))
-        throw Error(
-            "unknown method '" + method + "' (expected full, bitfit, adapter, lora, prompt or ladder)");
+        throw Error("unknown method '" + oneLine(method, 60)
+            + "' (expected full, bitfit, adapter, lora, prompt or ladder)");
     MethodOptions o;
     o.method = method;
     return o;
@@ -133,13 +142,13 @@ MethodOptions MethodOptions::fromJson(const json& j, const std::string& source)
         throw Error(source + ": field method: expected one of full, bitfit, adapter, lora, prompt, ladder");
     const auto method = j.at("method").get<std::string>();
     if (!isKnownMethod(method))
-        throw Error(source + ": field method: unknown method '" + method
+        throw Error(source + ": field method: unknown method '" + oneLine(method, 60)
             + "' (expected full, bitfit, adapter, lora, prompt or ladder)");
     MethodOptions o = defaults(method);
     const auto& allowed = fieldsOf(method);
     for (const auto& [key, _] : j.items())
         if (!allowed.count(key))
-            throw Error(source + ": field " + key + ": not an option of method " + method);
+            throw Error(source + ": field " + oneLine(key, 60) + ": not an option of method " + method);
 
     if (j.contains("freeze"))
         o.freeze = intField(j, source, "freeze", 0);
@@ -161,7 +170,7 @@ MethodOptions MethodOptions::fromJson(const json& j, const std::string& source)
         for (const auto& x : t) {
             if (!x.is_string()
                 || std::find(kTargets.begin(), kTargets.end(), x.get<std::string>()) == kTargets.end())
-                throw Error(source + ": field targets: " + x.dump() + " is not one of q, k, v, o, wi, wo");
+                throw Error(source + ": field targets: " + brief(x) + " is not one of q, k, v, o, wi, wo");
             if (std::find(o.targets.begin(), o.targets.end(), x.get<std::string>()) == o.targets.end())
                 o.targets.push_back(x.get<std::string>());
         }
@@ -178,7 +187,7 @@ MethodOptions MethodOptions::fromJson(const json& j, const std::string& source)
             throw Error(source + ": field keep: expected an array of layer indices (empty = all layers)");
         for (const auto& x : k) {
             if (!x.is_number_integer() || x.get<std::int64_t>() < 0)
-                throw Error(source + ": field keep: " + x.dump() + " is not a layer index >= 0");
+                throw Error(source + ": field keep: " + brief(x) + " is not a layer index >= 0");
             o.keep.push_back(x.get<std::int64_t>());
         }
         std::sort(o.keep.begin(), o.keep.end());
@@ -190,7 +199,7 @@ MethodOptions MethodOptions::fromJson(const json& j, const std::string& source)
     if (j.contains("init"))
         o.init = choiceField(j, source, "init", kInits);
     if (j.contains("fisher_samples"))
-        o.fisherSamples = intField(j, source, "fisher_samples", 1);
+        o.fisherSamples = intField(j, source, "fisher_samples", 1, std::int64_t(1) << 31);
     if (j.contains("backbone_train_mode"))
         o.backboneTrainMode = boolField(j, source, "backbone_train_mode");
     if (j.contains("ablation"))
@@ -204,7 +213,7 @@ MethodOptions MethodOptions::fromJson(const json& j, const std::string& source)
     if (j.contains("cache_dir")) {
         if (!j.at("cache_dir").is_string() || j.at("cache_dir").get<std::string>().empty())
             throw Error(
-                source + ": field cache_dir: expected a folder path, got " + j.at("cache_dir").dump());
+                source + ": field cache_dir: expected a folder path, got " + brief(j.at("cache_dir")));
         o.cacheDir = j.at("cache_dir").get<std::string>();
     }
     if (j.contains("cache_padding"))

@@ -109,7 +109,8 @@ public:
         const std::vector<NewRun>& runs, std::vector<std::int64_t>* runIds, std::string* error = nullptr);
     // Changes the status (see RunState for the allowed changes; setting the current status again is a
     // no-op). running sets started_at and the owner process; a final status sets finished_at; both leave
-    // the queue. A non-empty errorMessage is stored in error_message.
+    // the queue. A non-empty errorMessage is stored in error_message, as one line of at most 1,000 characters
+    // (util/Text.h).
     bool setStatus(std::int64_t runId, RunState status, const std::string& errorMessage = {},
         std::string* error = nullptr);
     // A running run's owner process becomes this one (owner_pid and its start time): how a `ladder worker`

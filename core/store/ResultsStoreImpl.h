@@ -39,9 +39,6 @@ inline constexpr const char* kSelectRuns = "SELECT * FROM runs";
 // them, which only a store opened read-only (never migrated) can.
 RunRecord readRun(sqlite::Statement& s);
 
-// Parses JSON text from a caller or a row; throws Error "<what> is not valid JSON: ..." when it is not.
-nlohmann::json parseJson(const std::string& text, const std::string& what);
-
 // ---- Owner processes (OwnerProcess.cpp) -----------------------------------------------------------------
 
 // This process's start time in clock ticks since boot (/proc/self/stat field 22). Not cached: a forked

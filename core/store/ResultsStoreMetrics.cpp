@@ -14,13 +14,13 @@
 #include "store/RunsCsv.h"
 #include "store/Sqlite.h"
 #include "util/Error.h"
+#include "util/Json.h"
 
 namespace ladder {
 
 namespace fs = std::filesystem;
 using sqlite::Statement;
 using sqlite::Transaction;
-using store_detail::parseJson;
 using store_detail::runLabel;
 using store_detail::str;
 

@@ -9,6 +9,8 @@
 #include "store/SpecHash.h"
 #include "store/Sqlite.h"
 #include "util/Error.h"
+#include "util/Json.h"
+#include "util/Text.h"
 
 namespace ladder {
 
@@ -16,7 +18,6 @@ using sqlite::Statement;
 using sqlite::Transaction;
 using store_detail::kSelectRuns;
 using store_detail::ownStartTicks;
-using store_detail::parseJson;
 using store_detail::readRun;
 using store_detail::runLabel;
 using store_detail::str;
@@ -76,15 +77,6 @@ RunRecord store_detail::readRun(Statement& s)
     return r;
 }
 
-nlohmann::json store_detail::parseJson(const std::string& text, const std::string& what)
-{
-    try {
-        return nlohmann::json::parse(text);
-    } catch (const nlohmann::json::exception& e) {
-        throw Error(what + " is not valid JSON: " + e.what());
-    }
-}
-
 namespace {
 
 bool transitionAllowed(RunState from, RunState to)
@@ -126,8 +118,11 @@ RunRecord ResultsStore::Impl::getRun(std::int64_t runId)
     return readRun(s);
 }
 
-void ResultsStore::Impl::setStatus(std::int64_t runId, RunState status, const std::string& errorMessage)
+void ResultsStore::Impl::setStatus(std::int64_t runId, RunState status, const std::string& reason)
 {
+    // A run's reason is one line of at most 1,000 characters, whoever wrote it: a message that quotes a
+    // hostile file, or LibTorch's backtrace, must not grow the store by megabytes (docs/RELIABILITY.md).
+    const std::string errorMessage = oneLine(reason, 1000);
     const RunState current = requireRun(runId);
     if (current != status && !transitionAllowed(current, status)) {
         if (status == RunState::Queued)

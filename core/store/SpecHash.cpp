@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "util/Error.h"
+#include "util/Json.h"
 
 namespace ladder {
 
@@ -38,11 +39,7 @@ std::string specHash(const nlohmann::json& spec)
 
 std::string specHashFromText(const std::string& specJson)
 {
-    try {
-        return specHash(nlohmann::json::parse(specJson));
-    } catch (const nlohmann::json::exception& e) {
-        throw Error(std::string("hashing run spec: not valid JSON: ") + e.what());
-    }
+    return specHash(parseJson(specJson, "hashing run spec"));
 }
 
 } // namespace ladder

@@ -1,10 +1,12 @@
 #include "train/RunSpec.h"
 
-#include <fstream>
+#include <limits>
 #include <set>
 #include <sstream>
 
 #include "util/Error.h"
+#include "util/Json.h"
+#include "util/Text.h"
 
 namespace ladder {
 namespace {
@@ -18,7 +20,7 @@ void rejectUnknown(const json& j, const std::string& where, const std::set<std::
             std::string list;
             for (const auto& a : allowed)
                 list += (list.empty() ? "" : ", ") + a;
-            throw Error(where + "." + key + ": unknown field (expected one of " + list + ")");
+            throw Error(where + "." + oneLine(key, 60) + ": unknown field (expected one of " + list + ")");
         }
 }
 
@@ -29,15 +31,25 @@ const json& objectField(const json& j, const std::string& where)
     return j;
 }
 
-std::int64_t intField(
-    const json& j, const char* key, const std::string& where, std::int64_t minimum, std::int64_t fallback)
+// Every count has a ceiling far above any real run, so that a mistyped or hostile spec fails here, naming
+// the field, instead of allocating (batch_size 2^40) or looping for ever.
+constexpr std::int64_t kMaxCount = std::int64_t(1) << 31;
+constexpr std::int64_t kMaxBatch = 65536; // examples in one batch, and batches in one optimizer step
+constexpr std::int64_t kMaxLength = 65536; // tokens in one source or target
+constexpr std::int64_t kMaxSeed = std::numeric_limits<std::int64_t>::max();
+
+std::int64_t intField(const json& j, const char* key, const std::string& where, std::int64_t minimum,
+    std::int64_t fallback, std::int64_t maximum = kMaxCount)
 {
     if (!j.contains(key))
         return fallback;
     const auto& v = j.at(key);
     if (!v.is_number_integer() || v.get<std::int64_t>() < minimum)
         throw Error(
-            where + "." + key + ": expected an integer >= " + std::to_string(minimum) + ", got " + v.dump());
+            where + "." + key + ": expected an integer >= " + std::to_string(minimum) + ", got " + brief(v));
+    if (v.get<std::int64_t>() > maximum)
+        throw Error(
+            where + "." + key + ": expected an integer <= " + std::to_string(maximum) + ", got " + brief(v));
     return v.get<std::int64_t>();
 }
 
@@ -49,7 +61,7 @@ double numberField(
     const auto& v = j.at(key);
     if (!v.is_number() || v.get<double>() < lo || v.get<double>() > hi)
         throw Error(where + "." + key + ": expected a number in [" + std::to_string(lo) + ", "
-            + std::to_string(hi) + "], got " + v.dump());
+            + std::to_string(hi) + "], got " + brief(v));
     return v.get<double>();
 }
 
@@ -60,13 +72,13 @@ std::string stringField(const json& j, const char* key, const std::string& where
         return fallback;
     const auto& v = j.at(key);
     if (!v.is_string())
-        throw Error(where + "." + key + ": expected a string, got " + v.dump());
+        throw Error(where + "." + key + ": expected a string, got " + brief(v));
     const auto s = v.get<std::string>();
     if (!choices.empty() && std::find(choices.begin(), choices.end(), s) == choices.end()) {
         std::string list;
         for (const auto& c : choices)
             list += (list.empty() ? "" : ", ") + c;
-        throw Error(where + "." + key + ": expected one of " + list + ", got \"" + s + "\"");
+        throw Error(where + "." + key + ": expected one of " + list + ", got \"" + oneLine(s, 60) + "\"");
     }
     return s;
 }
@@ -76,7 +88,7 @@ bool boolField(const json& j, const char* key, const std::string& where, bool fa
     if (!j.contains(key))
         return fallback;
     if (!j.at(key).is_boolean())
-        throw Error(where + "." + key + ": expected true or false, got " + j.at(key).dump());
+        throw Error(where + "." + key + ": expected true or false, got " + brief(j.at(key)));
     return j.at(key).get<bool>();
 }
 
@@ -107,8 +119,8 @@ RunSpec RunSpec::fromJson(const json& j, const std::string& source)
         throw Error(root + " backbone: expected \"demo\" or a HuggingFace T5 folder");
     s.device = stringField(j, "device", root + " ", "cpu");
     if (s.device != "cpu" && s.device.rfind("cuda", 0) != 0)
-        throw Error(root + " device: expected cpu, cuda or cuda:N, got \"" + s.device + "\"");
-    s.seed = static_cast<std::uint64_t>(intField(j, "seed", root + " ", 0, 0));
+        throw Error(root + " device: expected cpu, cuda or cuda:N, got \"" + oneLine(s.device, 60) + "\"");
+    s.seed = static_cast<std::uint64_t>(intField(j, "seed", root + " ", 0, 0, kMaxSeed));
     s.store = stringField(j, "store", root + " ", "");
 
     if (!j.contains("task"))
@@ -122,7 +134,7 @@ RunSpec RunSpec::fromJson(const json& j, const std::string& source)
     s.task.type = stringField(t, "type", tw, "glue", { "glue", "demo", "generic" });
     s.task.path = stringField(t, "path", tw, "");
     s.task.name = stringField(t, "name", tw, s.task.type == "demo" ? "supersense" : "auto");
-    s.task.dataSeed = static_cast<std::uint64_t>(intField(t, "data_seed", tw, 0, 42));
+    s.task.dataSeed = static_cast<std::uint64_t>(intField(t, "data_seed", tw, 0, 42, kMaxSeed));
     stringField(
         t, "label_targets", tw, "index", { "index", "text" }); // validated here, read by the task loader
     if ((s.task.type == "glue" || s.task.type == "generic") && s.task.path.empty())
@@ -145,18 +157,18 @@ RunSpec RunSpec::fromJson(const json& j, const std::string& source)
         o.learningRate = numberField(tr, "learning_rate", w, 0.0, 100.0, 0.0);
         o.epochs = intField(tr, "epochs", w, 1, o.epochs);
         o.maxSteps = intField(tr, "max_steps", w, 0, 0);
-        o.batchSize = intField(tr, "batch_size", w, 1, o.batchSize);
-        o.gradientAccumulation = intField(tr, "gradient_accumulation", w, 1, 1);
+        o.batchSize = intField(tr, "batch_size", w, 1, o.batchSize, kMaxBatch);
+        o.gradientAccumulation = intField(tr, "gradient_accumulation", w, 1, 1, kMaxBatch);
         o.warmupSteps = intField(tr, "warmup_steps", w, 0, o.warmupSteps);
         o.weightDecay = numberField(tr, "weight_decay", w, 0.0, 10.0, 0.0);
         o.maxGradNorm = numberField(tr, "max_grad_norm", w, 0.0, 1e6, 1.0);
         o.evalEverySteps = intField(tr, "eval_every_steps", w, 0, 0);
-        o.maxSourceLength = intField(tr, "max_source_length", w, 2, o.maxSourceLength);
-        o.maxTargetLength = intField(tr, "max_target_length", w, 0, 0);
+        o.maxSourceLength = intField(tr, "max_source_length", w, 2, o.maxSourceLength, kMaxLength);
+        o.maxTargetLength = intField(tr, "max_target_length", w, 0, 0, kMaxLength);
         o.bucketByLength = boolField(tr, "bucket_by_length", w, false);
-        o.threads = intField(tr, "threads", w, 0, 0);
+        o.threads = intField(tr, "threads", w, 0, 0, 4096);
         o.dtype = stringField(tr, "dtype", w, "fp32", { "fp32", "bf16" });
-        o.numBeams = intField(tr, "num_beams", w, 1, 1);
+        o.numBeams = intField(tr, "num_beams", w, 1, 1, 256);
         o.maxEvalExamples = intField(tr, "max_eval_examples", w, 0, 0);
         o.logEverySteps = intField(tr, "log_every_steps", w, 1, 1);
     }
@@ -165,16 +177,7 @@ RunSpec RunSpec::fromJson(const json& j, const std::string& source)
 
 RunSpec RunSpec::fromFile(const std::string& path)
 {
-    std::ifstream in(path);
-    if (!in)
-        throw Error(path + ": cannot open (expected a run spec JSON file)");
-    json j;
-    try {
-        in >> j;
-    } catch (const json::exception& e) {
-        throw Error(path + ": not valid JSON: " + e.what());
-    }
-    return fromJson(j, path);
+    return fromJson(readJsonFile(path, "a run spec JSON file"), path);
 }
 
 json RunSpec::toJson() const

@@ -14,6 +14,7 @@
 #include "store/ResultsStore.h"
 #include "train/RunProcess.h"
 #include "util/Error.h"
+#include "util/Json.h"
 
 namespace ladder {
 namespace {
@@ -181,8 +182,8 @@ bool dispatchRunEvent(
         return false;
     json j;
     try {
-        j = json::parse(line);
-    } catch (const json::exception&) {
+        j = parseJson(line, "run event");
+    } catch (const Error&) {
         return false;
     }
     const std::string event = textOf(j, "event");

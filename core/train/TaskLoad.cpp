@@ -9,6 +9,8 @@
 #include "data/GlueTasks.h"
 #include "train/DemoPaths.h"
 #include "util/Error.h"
+#include "util/Json.h"
+#include "util/Text.h"
 
 namespace ladder {
 namespace fs = std::filesystem;
@@ -27,16 +29,12 @@ TaskSplits loadTaskSplits(const TaskSpec& task)
         // A demo task is a folder of JSONL splits with a task.json that describes it.
         const auto dir = fs::path(task.path.empty() ? demoTasksDirectory() : task.path) / task.name;
         const auto descPath = (dir / "task.json").string();
-        std::ifstream in(descPath);
-        if (!in)
-            throw Error(
-                descPath + ": demo task '" + task.name + "' not found (run `ladder demo` to build it)");
-        nlohmann::json desc;
-        try {
-            in >> desc;
-        } catch (const nlohmann::json::exception& e) {
-            throw Error(descPath + ": not valid JSON: " + e.what());
-        }
+        if (!fs::exists(descPath))
+            throw Error(descPath + ": demo task '" + oneLine(task.name, 60)
+                + "' not found (run `ladder demo` to build it)");
+        const auto desc = readJsonFile(descPath, "a demo task's task.json");
+        if (!desc.is_object())
+            throw Error(descPath + ": expected a JSON object");
         o.path = (dir / "train.jsonl").string();
         o.validationPath = (dir / "validation.jsonl").string();
         o.testPath = (dir / "test.jsonl").string();

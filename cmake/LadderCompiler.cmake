@@ -5,7 +5,11 @@ if(CCACHE_EXE)
   # shares the cache packaging/setup.sh (and so CI) uses, when it exists, unless CCACHE_DIR says otherwise.
   # pch_defines and time_macros let ccache cache the files that use a precompiled header (ccache's manual,
   # "Precompiled headers"; CMake includes it with -include, which ccache needs).
-  set(_ladder_ccache_env CCACHE_BASEDIR=${PROJECT_SOURCE_DIR} CCACHE_NOHASHDIR=1
+  # LADDER_SOURCE_ROOT: the checkout's root, for a project in a subfolder (tests/fuzz).
+  if(NOT LADDER_SOURCE_ROOT)
+    set(LADDER_SOURCE_ROOT ${PROJECT_SOURCE_DIR})
+  endif()
+  set(_ladder_ccache_env CCACHE_BASEDIR=${LADDER_SOURCE_ROOT} CCACHE_NOHASHDIR=1
       CCACHE_SLOPPINESS=include_file_mtime,include_file_ctime,time_macros,pch_defines)
   if(NOT DEFINED ENV{CCACHE_DIR} AND IS_DIRECTORY "/opt/ladderbench/ccache")
     list(APPEND _ladder_ccache_env CCACHE_DIR=/opt/ladderbench/ccache)

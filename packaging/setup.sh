@@ -31,6 +31,8 @@ readonly CUDA_TOOLKIT_DIR=/usr/local/cuda
 readonly APT_PACKAGES=(
     # build tools
     cmake ninja-build g++ lld pkg-config git ccache python3-venv python3-pip clang-format
+    # the fuzz targets (tools/fuzz.sh): clang with libFuzzer and the sanitizers' runtimes
+    clang libclang-rt-14-dev
     # libraries (docs/ARCHITECTURE.md)
     qt6-base-dev qt6-svg-dev libqcustomplot-dev libqcustomplot2.1-qt6 libgl-dev
     libsentencepiece-dev sentencepiece libsqlite3-dev sqlite3 libssl-dev nlohmann-json3-dev libcli11-dev libgtest-dev
@@ -458,9 +460,20 @@ mode_test() {
     phase ctest
     local rc=0
     (cd "$dir" && ctest --output-on-failure -j2) || rc=$?
-    timing_summary
     log "ctest exit status: $rc"
-    return "$rc"
+    # Every fuzz target on its committed corpus (docs/RELIABILITY.md): LADDER_FUZZ_SECONDS each, 30 by
+    # default; 0 skips the step (and says so).
+    local fuzz_seconds="${LADDER_FUZZ_SECONDS:-30}" fuzz_rc=0
+    if [[ "$fuzz_seconds" == 0 ]]; then
+        log "fuzz: skipped (LADDER_FUZZ_SECONDS=0)"
+    else
+        phase fuzz
+        bash "$ROOT/tools/fuzz.sh" "$fuzz_seconds" || fuzz_rc=$?
+        log "fuzz exit status: $fuzz_rc"
+    fi
+    timing_summary
+    [[ "$rc" != 0 ]] && return "$rc"
+    return "$fuzz_rc"
 }
 
 main() {
@@ -486,7 +499,7 @@ main() {
     log "LadderBench set-up ($mode) in $ROOT"
     log "a first run on a fresh Debian 12 downloads about 400 MB of apt packages and the torch $TORCH_VERSION"
     log "wheel (with an NVIDIA GPU or the CUDA toolkit: about 3 GB with its CUDA libraries, 4.6 GB in the venv;"
-    log "elsewhere the CPU wheel, about a tenth of that), then compiles: 11-13 minutes on 2 cores with an empty"
+    log "elsewhere the CPU wheel, about a tenth of that), then compiles: 10-11 minutes on 2 cores with an empty"
     log "compiler cache, 1 minute with a warm one (measured 2026-12-05 from fresh clones, docs/BUILD.md). Later"
     log "runs download nothing and rebuild only what changed (cache in $CCACHE_DIR)"
     dry && log "dry run (LADDER_SETUP_DRY_RUN=1): nothing is installed, changed or built"

@@ -23,6 +23,7 @@
 #include <caffe2/serialize/inline_container.h>
 
 #include "model/TensorFileDetail.h"
+#include "model/ZipDirectory.h"
 #include "util/Error.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -631,6 +632,8 @@ TensorMap readTorchBin(const std::string& path)
             fail(path, "not a PyTorch checkpoint: not a zip archive");
         }
     }
+    // LibTorch's reader allocates each record at the size the zip directory claims: check the claims first.
+    checkZipDirectory(path, fileSize);
 
     TensorMap result;
     try {

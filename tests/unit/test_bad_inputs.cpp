@@ -180,6 +180,27 @@ std::string binWithVersion(const Env& env, const std::string& version)
     throw std::runtime_error("binWithVersion: no version record");
 }
 
+// The fixture's pytorch_model.bin whose zip directory claims `size` bytes for its version record (2 stored).
+std::string binClaiming(const Env& env, std::uint32_t size)
+{
+    const auto dir = modelWith(
+        env, [](nlohmann::json&) {}, kSynthBin);
+    fs::remove(dir + "/model.safetensors");
+    auto zip = readFile(dir + "/pytorch_model.bin");
+    const std::string name = "pytorch_model/version";
+    for (std::size_t c = zip.find("PK\x01\x02"); c != std::string::npos; c = zip.find("PK\x01\x02", c + 4)) {
+        const auto nameLen = static_cast<std::size_t>(static_cast<unsigned char>(zip[c + 28]))
+            | (static_cast<std::size_t>(static_cast<unsigned char>(zip[c + 29])) << 8);
+        if (zip.compare(c + 46, nameLen, name) != 0)
+            continue;
+        for (int i = 0; i < 4; ++i)
+            zip[c + 24 + i] = static_cast<char>((size >> (8 * i)) & 0xff);
+        writeFile(dir + "/pytorch_model.bin", zip);
+        return dir;
+    }
+    throw std::runtime_error("binClaiming: no version record in the directory");
+}
+
 struct Case {
     const char* name;
     const char* expect; // a part of the one line
@@ -297,6 +318,8 @@ std::vector<Case> cases()
             [](const Env& e) { return info(binWithVersion(e, "-1")); } },
         { "pytorch_model.bin version too large", "pytorch_model.bin",
             [](const Env& e) { return info(binWithVersion(e, "99")); } },
+        { "pytorch_model.bin record claims 4 GB", "claims 4294901760 bytes from 2 stored bytes",
+            [](const Env& e) { return info(binClaiming(e, 0xffff0000u)); } },
         { "no weights", "no weights found",
             [](const Env& e) {
                 const auto m = modelWith(e, [](J&) {});

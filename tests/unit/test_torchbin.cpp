@@ -125,12 +125,13 @@ void TestTorchBin::torchBinGarbage()
     VERIFY_ERROR_MESSAGE(ladderErrorOf([&] { ladder::readTorchBin(dir + "/garbage.bin"); }), "garbage.bin",
         "not a zip archive");
 
-    // A zip signature followed by garbage goes through LibTorch's reader and still comes out as ladder::Error
-    // with a one-line message (no C++ backtrace).
+    // A zip signature followed by garbage is refused by the zip directory's check (model/ZipDirectory.h),
+    // before LibTorch's reader, with a one-line message (no C++ backtrace). What LibTorch's reader itself
+    // refuses (a bad version record) is in test_bad_inputs.
     bytes.replace(0, 4, "PK\x03\x04");
     writeBytes(dir + "/fakezip.bin", bytes);
     const std::string msg = ladderErrorOf([&] { ladder::readTorchBin(dir + "/fakezip.bin"); });
-    VERIFY_ERROR_MESSAGE(msg, "fakezip.bin", "not a readable PyTorch checkpoint");
+    VERIFY_ERROR_MESSAGE(msg, "fakezip.bin", "not a PyTorch checkpoint: no zip end-of-directory record");
     QVERIFY2(!contains(msg, "\n"), msg.c_str());
 
     writeBytes(dir + "/empty.bin", "");
@@ -148,7 +149,9 @@ void TestTorchBin::torchBinTruncated()
         const std::string path = dir + "/truncated.bin";
         writeBytes(path, full.substr(0, keep));
         const std::string msg = ladderErrorOf([&] { ladder::readTorchBin(path); });
-        VERIFY_ERROR_MESSAGE(msg, "truncated.bin", "not a readable PyTorch checkpoint");
+        // The end of the zip directory is at the end of the file: a cut file has none.
+        VERIFY_ERROR_MESSAGE(
+            msg, "truncated.bin", "not a PyTorch checkpoint: no zip end-of-directory record");
         QVERIFY2(!contains(msg, "\n"), msg.c_str());
     }
 

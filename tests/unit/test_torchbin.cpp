@@ -100,6 +100,7 @@ class TestTorchBin : public QObject {
 private Q_SLOTS:
     void torchBinGarbage();
     void torchBinTruncated();
+    void torchBinZip64Directory();
     void torchBinIsSafetensors();
     void torchBinMissingFile();
     void torchBinLegacyFormat();
@@ -137,6 +138,34 @@ void TestTorchBin::torchBinGarbage()
     writeBytes(dir + "/empty.bin", "");
     VERIFY_ERROR_MESSAGE(
         ladderErrorOf([&] { ladder::readTorchBin(dir + "/empty.bin"); }), "empty.bin", "not a zip");
+}
+
+// torch.save writes ZIP64 archives (a ZIP64 end record and its locator before the classic end record). With
+// the classic record's fields at their ZIP64 markers, the directory check must follow the locator and still
+// read the file; a ZIP64 record that points outside the file is refused by name.
+void TestTorchBin::torchBinZip64Directory()
+{
+    LADDER_REQUIRE_FIXTURES();
+    const std::string dir = ladder::test::makeTempDir();
+    std::string zip
+        = readBytes(ladder::test::fixture("t5-synthetic-hf/t5-v1_0-relu-synth/pytorch_model.bin"));
+    const auto end = zip.rfind(std::string("PK\x05\x06", 4));
+    QVERIFY(end != std::string::npos && zip.rfind(std::string("PK\x06\x06", 4)) != std::string::npos);
+    for (std::size_t i : { end + 8, end + 9, end + 10, end + 11 }) // entries on this disk and in all
+        zip[i] = '\xff';
+    for (std::size_t i = end + 12; i < end + 20; ++i) // directory size and offset
+        zip[i] = '\xff';
+    writeBytes(dir + "/zip64.bin", zip);
+    QCOMPARE(ladder::readTorchBin(dir + "/zip64.bin").size(),
+        ladder::readTorchBin(ladder::test::fixture("t5-synthetic-hf/t5-v1_0-relu-synth/pytorch_model.bin"))
+            .size());
+
+    const auto record = zip.rfind(std::string("PK\x06\x06", 4));
+    for (std::size_t i = record + 48; i < record + 56; ++i) // the directory's offset, far past the end
+        zip[i] = '\x7f';
+    writeBytes(dir + "/zip64-outside.bin", zip);
+    VERIFY_ERROR_MESSAGE(ladderErrorOf([&] { ladder::readTorchBin(dir + "/zip64-outside.bin"); }),
+        "zip64-outside.bin", "the zip directory points outside the file");
 }
 
 void TestTorchBin::torchBinTruncated()

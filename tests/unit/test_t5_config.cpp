@@ -4,6 +4,7 @@
 #include <QtTest>
 #include <nlohmann/json.hpp>
 
+#include "LadderTestHelpers.h"
 #include "TestSupport.h"
 #include "model/T5Checkpoint.h"
 #include "model/T5Config.h"
@@ -134,15 +135,7 @@ private Q_SLOTS:
         QFETCH(QString, ffn);
         QFETCH(bool, tied);
         QFETCH(int, decoderLayers);
-        T5Config c;
-        c.vocabSize = 100;
-        c.dModel = 16;
-        c.dKv = 4;
-        c.numHeads = 2;
-        c.dFf = 24;
-        c.numLayers = 2;
-        c.numDecoderLayers = decoderLayers;
-        c.relativeAttentionNumBuckets = 8;
+        T5Config c = test::lst::tinyConfig(2, decoderLayers);
         c.feedForwardProj = ffn.toStdString();
         c.tieWordEmbeddings = tied;
         T5ForConditionalGeneration model(c);

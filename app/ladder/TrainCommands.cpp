@@ -22,6 +22,7 @@
 #include "store/ResultsStore.h"
 #include "train/RunWorkerProcess.h"
 #include "train/StoreRecorder.h"
+#include "train/Sweep.h"
 #include "train/Trainer.h"
 #include "train/TrainerInputs.h"
 #include "util/Error.h"
@@ -177,79 +178,6 @@ int runTrain(const std::string& config, const std::string& storeOverride, bool a
     printSummary(id, summary);
     std::cout << "  store          " << path << "\n";
     return code;
-}
-
-// sweep.json: {"base": <run spec>, "methods": [<method options>...], "seeds": [0, 1, 2],
-//              "grid": {"training.learning_rate": [...], "method.r": [...]}} -> the cartesian product.
-std::vector<nlohmann::json> expandSweep(const nlohmann::json& sweep, const std::string& path)
-{
-    if (!sweep.is_object() || !sweep.contains("base") || !sweep.at("base").is_object())
-        throw Error(path + ": field base: expected a run spec object");
-    std::vector<nlohmann::json> specs { sweep.at("base") };
-    auto expand = [&](const std::string& dotted, const nlohmann::json& values) {
-        if (!values.is_array() || values.empty())
-            throw Error(path + ": field " + dotted + ": expected a non-empty array of values");
-        std::vector<nlohmann::json> next;
-        for (const auto& s : specs)
-            for (const auto& v : values) {
-                auto copy = s;
-                nlohmann::json* node = &copy;
-                std::stringstream parts(dotted);
-                std::string part, last;
-                std::vector<std::string> keys;
-                while (std::getline(parts, part, '.'))
-                    keys.push_back(part);
-                for (std::size_t i = 0; i + 1 < keys.size(); ++i)
-                    node = &(*node)[keys[i]];
-                (*node)[keys.back()] = v;
-                next.push_back(copy);
-            }
-        specs = next;
-    };
-    if (sweep.contains("methods")) {
-        // An entry is a method options object ({"method": "lora", "rank": 8}) or a pair
-        // {"method": {...options...}, "training": {...overrides...}}: methods want different learning rates.
-        const auto& methods = sweep.at("methods");
-        if (!methods.is_array() || methods.empty())
-            throw Error(path + ": field methods: expected a non-empty array of method options");
-        std::vector<nlohmann::json> next;
-        for (const auto& s : specs)
-            for (std::size_t i = 0; i < methods.size(); ++i) {
-                const auto& m = methods[i];
-                const std::string where = path + ": field methods[" + std::to_string(i) + "]";
-                if (!m.is_object())
-                    throw Error(where + ": expected a method options object");
-                auto copy = s;
-                if (m.contains("method") && m.at("method").is_object()) {
-                    for (const auto& [k, _] : m.items())
-                        if (k != "method" && k != "training")
-                            throw Error(where + "." + k + ": unknown (expected method and training)");
-                    copy["method"] = m.at("method");
-                    if (m.contains("training")) {
-                        if (!m.at("training").is_object())
-                            throw Error(where + ".training: expected an object of training fields");
-                        for (const auto& [k, v] : m.at("training").items())
-                            copy["training"][k] = v;
-                    }
-                } else {
-                    copy["method"] = m;
-                }
-                next.push_back(copy);
-            }
-        specs = next;
-    }
-    if (sweep.contains("seeds"))
-        expand("seed", sweep.at("seeds"));
-    if (sweep.contains("grid")) {
-        if (!sweep.at("grid").is_object())
-            throw Error(path + ": field grid: expected an object of \"dotted.field\": [values]");
-        for (const auto& [k, v] : sweep.at("grid").items())
-            expand(k, v);
-    }
-    for (const auto& [k, _] : sweep.items())
-        if (k != "base" && k != "methods" && k != "seeds" && k != "grid" && k != "store")
-            throw Error(path + ": field " + k + ": unknown (expected base, methods, seeds, grid, store)");
-    return specs;
 }
 
 // What printSummary prints, from the run's record in the store (a sweep's runs train in other processes).

@@ -97,6 +97,11 @@ put("fuzz_run_spec", "glue-ladder.json", json.dumps({
     "method": {"method": "ladder", "r": 8, "keep": [1, 3, 5], "init": "fisher", "cache": "ram"},
     "training": {"epochs": 2, "batch_size": 16, "dtype": "bf16", "gradient_accumulation": 2}, "seed": 3}, indent=1))
 
+# sweeps: the demo preset itself, and one with seeds and a grid over dotted fields.
+put("fuzz_sweep", "demo-sweep.json", json.dumps(preset, indent=1))
+put("fuzz_sweep", "grid.json", json.dumps({"base": preset["base"], "seeds": [0, 1],
+    "grid": {"training.learning_rate": [1e-3, 3e-3], "method.r": [4, 8]}, "store": "sweep.sqlite"}, indent=1))
+
 # tasks: the RTE fixture's first rows as TSV (first byte 2), CSV (1) and JSONL (0) with columns text, label.
 rows = list(csv.reader(open(f"{fixtures}/glue/RTE/train.tsv"), delimiter="\t", quoting=csv.QUOTE_NONE))[1:13]
 records = [{"text": r[1], "label": r[3]} for r in rows]

@@ -201,6 +201,16 @@ std::string binClaiming(const Env& env, std::uint32_t size)
     throw std::runtime_error("binClaiming: no version record in the directory");
 }
 
+// A sweep file: `extra`'s fields beside a valid base spec.
+QStringList sweep(const Env& env, const std::string& extra)
+{
+    auto file = nlohmann::json::parse(extra);
+    file["base"] = goodSpec(env);
+    writeFile(env.dir + "/sweep.json", file.dump());
+    return { "sweep", "--config", QString::fromStdString(env.dir + "/sweep.json"), "--store",
+        QString::fromStdString(env.store) };
+}
+
 struct Case {
     const char* name;
     const char* expect; // a part of the one line
@@ -413,6 +423,17 @@ std::vector<Case> cases()
                 writeFile(e.dir + "/sweep.json", "{\"base\": " + nested(100000) + "}");
                 return QStringList { "sweep", "--config", QString::fromStdString(e.dir + "/sweep.json"),
                     "--store", QString::fromStdString(e.store) };
+            } },
+        { "sweep grid key empty", "field grid.: expected a dotted path",
+            [](const Env& e) { return sweep(e, R"({"grid": {"": [1, 2]}})"); } },
+        { "sweep grid through a number", "seed is not an object",
+            [](const Env& e) { return sweep(e, R"({"grid": {"seed.x": [1, 2]}})"); } },
+        { "sweep of 20^8 runs", "more than 10000 runs",
+            [](const Env& e) {
+                nlohmann::json grid;
+                for (int i = 0; i < 8; ++i)
+                    grid["training.k" + std::to_string(i)] = std::vector<int>(20, 1);
+                return sweep(e, nlohmann::json { { "grid", grid } }.dump());
             } },
         { "store not a database", "garbage.sqlite",
             [](const Env& e) {

@@ -221,7 +221,9 @@ const std::string* GenericRecord::find(const std::string& column) const
 std::vector<GenericRecord> readGenericRecords(const std::string& path, const std::string& format)
 {
     const Format f = formatOf(path, format);
-    const std::string text = TextTable::readFile(path);
+    const std::string text = f == Format::Jsonl
+        ? TextTable::readFile(path, "one JSON object per line, or one JSON array of objects")
+        : TextTable::readFile(path);
     auto records = f == Format::Jsonl ? readJson(path, text) : readDelimited(path, text, f);
     if (records.empty())
         throw Error(path + ": no data rows; expected at least one example");

@@ -88,7 +88,7 @@ std::string TextTable::baseName(const std::string& path)
     return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
-std::string TextTable::readFile(const std::string& path)
+std::string TextTable::readFile(const std::string& path, const std::string& expected)
 {
     struct stat info { };
     if (::stat(path.c_str(), &info) != 0)
@@ -105,7 +105,7 @@ std::string TextTable::readFile(const std::string& path)
         && static_cast<unsigned char>(text[1]) == 0xbb && static_cast<unsigned char>(text[2]) == 0xbf)
         text.erase(0, 3);
     if (text.find_first_not_of(" \t\r\n") == std::string::npos)
-        throw Error(path + ": file is empty; expected a header line and data rows");
+        throw Error(path + ": file is empty; expected " + expected);
     checkText(text, path);
     return text;
 }

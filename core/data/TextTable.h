@@ -18,8 +18,9 @@ class TextTable {
 public:
     // The whole file as UTF-8 text, a leading UTF-8 byte-order mark removed. Throws when the file is
     // missing or unreadable, empty (nothing but whitespace), holds a NUL byte ("binary data") or is not
-    // valid UTF-8; the message names the line.
-    static std::string readFile(const std::string& path);
+    // valid UTF-8; the message names the line. `expected` says what an empty file should have held.
+    static std::string readFile(
+        const std::string& path, const std::string& expected = "a header line and data rows");
 
     // TSV without quoting (how GLUE's files must be read, as csv.reader(delimiter='\t', quotechar=None)):
     // lines end at \n, \r\n or a lone \r (Python's universal newlines), a missing final newline is fine,

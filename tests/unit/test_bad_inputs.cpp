@@ -408,7 +408,8 @@ std::vector<Case> cases()
                 return trainOnTask(e, "fruit.jsonl", "{\"text\": " + nested(100000) + "}\n");
             },
             true },
-        { "empty task", "fruit.jsonl", [](const Env& e) { return trainOnTask(e, "fruit.jsonl", ""); }, true },
+        { "empty task", "fruit.jsonl: file is empty; expected one JSON object per line",
+            [](const Env& e) { return trainOnTask(e, "fruit.jsonl", ""); }, true },
         { "label outside the label set", "label",
             [](const Env& e) {
                 return trainOnTask(e, "fruit.jsonl",

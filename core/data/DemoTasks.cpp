@@ -10,7 +10,6 @@
 #include <fstream>
 #include <map>
 #include <set>
-#include <sstream>
 
 #include <dirent.h>
 #include <ftw.h>
@@ -347,16 +346,11 @@ bool demoTasksComplete(const std::string& tasksDir)
 {
     for (const auto& name : demoTaskNames()) {
         const auto dir = demofs::join(tasksDir, name);
-        std::ifstream in(demofs::join(dir, "task.json"), std::ios::binary);
-        if (!in)
-            return false;
-        std::ostringstream text;
-        text << in.rdbuf();
         nlohmann::json manifest;
         try {
-            manifest = parseJson(text.str(), "task.json");
+            manifest = readJsonFile(demofs::join(dir, "task.json"), "a demo task's task.json");
         } catch (const Error&) {
-            return false; // rebuilt
+            return false; // missing or unreadable: rebuilt
         }
         // Tasks written before label_targets existed trained on class indices: rebuild them (seconds).
         if (!manifest.is_object() || manifest.value("recipe_version", "") != kDemoRecipeVersion

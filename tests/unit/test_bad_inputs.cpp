@@ -133,72 +133,73 @@ QStringList trainOnTask(const Env& env, const std::string& name, const std::stri
     });
 }
 
+// Little-endian fields of a zip archive, read and written in place.
+std::size_t get16(const std::string& zip, std::size_t at)
+{
+    return static_cast<std::size_t>(static_cast<unsigned char>(zip[at]))
+        | (static_cast<std::size_t>(static_cast<unsigned char>(zip[at + 1])) << 8);
+}
+
+void put32(std::string& zip, std::size_t at, std::uint32_t v)
+{
+    for (int i = 0; i < 4; ++i)
+        zip[at + i] = static_cast<char>((v >> (8 * i)) & 0xff);
+}
+
+// Where the header of the record `name` starts: among the local headers ("PK\3\4", name length at 26, name
+// at 30) or in the central directory ("PK\1\2", name length at 28, name at 46).
+std::size_t zipHeader(const std::string& zip, bool central, const std::string& name)
+{
+    const std::string signature = central ? "PK\x01\x02" : "PK\x03\x04";
+    const std::size_t lengthAt = central ? 28 : 26, nameAt = central ? 46 : 30;
+    for (auto at = zip.find(signature); at != std::string::npos; at = zip.find(signature, at + 4))
+        if (zip.compare(at + nameAt, get16(zip, at + lengthAt), name) == 0)
+            return at;
+    throw std::runtime_error("no zip header for " + name);
+}
+
+// The fixture's pytorch_model.bin alone in env.dir/model (no safetensors beside it), as bytes to edit.
+std::string fixtureBin(const Env& env, std::string* dir)
+{
+    *dir = modelWith(
+        env, [](nlohmann::json&) {}, kSynthBin);
+    fs::remove(*dir + "/model.safetensors");
+    return readFile(*dir + "/pytorch_model.bin");
+}
+
+const std::string kVersionRecord = "pytorch_model/version";
+
 // The fixture's pytorch_model.bin with the bytes of its `version` record replaced (same length; both CRCs
 // of the zip updated, so that only the value is wrong).
 std::string binWithVersion(const Env& env, const std::string& version)
 {
-    const auto dir = modelWith(
-        env, [](nlohmann::json&) {}, kSynthBin);
-    fs::remove(dir + "/model.safetensors");
-    auto zip = readFile(dir + "/pytorch_model.bin");
-    const std::string name = "pytorch_model/version";
-    const auto crc32 = [](const std::string& data) {
-        std::uint32_t c = 0xffffffffu;
-        for (const unsigned char b : data) {
-            c ^= b;
-            for (int k = 0; k < 8; ++k)
-                c = (c >> 1) ^ (0xedb88320u & (0u - (c & 1u)));
-        }
-        return ~c;
-    };
-    const auto put32 = [&](std::size_t at, std::uint32_t v) {
-        for (int i = 0; i < 4; ++i)
-            zip[at + i] = static_cast<char>((v >> (8 * i)) & 0xff);
-    };
-    const auto get16 = [&](std::size_t at) {
-        return static_cast<std::size_t>(static_cast<unsigned char>(zip[at]))
-            | (static_cast<std::size_t>(static_cast<unsigned char>(zip[at + 1])) << 8);
-    };
-    for (std::size_t at = zip.find("PK\x03\x04"); at != std::string::npos;
-         at = zip.find("PK\x03\x04", at + 4)) {
-        const auto nameLen = get16(at + 26), extraLen = get16(at + 28);
-        if (zip.compare(at + 30, nameLen, name) != 0)
-            continue;
-        const auto data = at + 30 + nameLen + extraLen;
-        if (version.size() != 2)
-            throw std::runtime_error("binWithVersion: the record holds 2 bytes");
-        zip.replace(data, 2, version);
-        const auto crc = crc32(version);
-        put32(at + 14, crc);
-        for (std::size_t c = zip.find("PK\x01\x02"); c != std::string::npos;
-             c = zip.find("PK\x01\x02", c + 4))
-            if (zip.compare(c + 46, get16(c + 28), name) == 0)
-                put32(c + 16, crc);
-        writeFile(dir + "/pytorch_model.bin", zip);
-        return dir;
+    if (version.size() != 2)
+        throw std::runtime_error("binWithVersion: the record holds 2 bytes");
+    std::string dir;
+    auto zip = fixtureBin(env, &dir);
+    std::uint32_t crc = 0xffffffffu;
+    for (const unsigned char b : version) {
+        crc ^= b;
+        for (int k = 0; k < 8; ++k)
+            crc = (crc >> 1) ^ (0xedb88320u & (0u - (crc & 1u)));
     }
-    throw std::runtime_error("binWithVersion: no version record");
+    crc = ~crc;
+    const auto local = zipHeader(zip, false, kVersionRecord);
+    zip.replace(local + 30 + get16(zip, local + 26) + get16(zip, local + 28), 2, version);
+    put32(zip, local + 14, crc);
+    put32(zip, zipHeader(zip, true, kVersionRecord) + 16, crc);
+    writeFile(dir + "/pytorch_model.bin", zip);
+    return dir;
 }
 
 // The fixture's pytorch_model.bin whose zip directory claims `size` bytes for its version record (2 stored).
 std::string binClaiming(const Env& env, std::uint32_t size)
 {
-    const auto dir = modelWith(
-        env, [](nlohmann::json&) {}, kSynthBin);
-    fs::remove(dir + "/model.safetensors");
-    auto zip = readFile(dir + "/pytorch_model.bin");
-    const std::string name = "pytorch_model/version";
-    for (std::size_t c = zip.find("PK\x01\x02"); c != std::string::npos; c = zip.find("PK\x01\x02", c + 4)) {
-        const auto nameLen = static_cast<std::size_t>(static_cast<unsigned char>(zip[c + 28]))
-            | (static_cast<std::size_t>(static_cast<unsigned char>(zip[c + 29])) << 8);
-        if (zip.compare(c + 46, nameLen, name) != 0)
-            continue;
-        for (int i = 0; i < 4; ++i)
-            zip[c + 24 + i] = static_cast<char>((size >> (8 * i)) & 0xff);
-        writeFile(dir + "/pytorch_model.bin", zip);
-        return dir;
-    }
-    throw std::runtime_error("binClaiming: no version record in the directory");
+    std::string dir;
+    auto zip = fixtureBin(env, &dir);
+    put32(zip, zipHeader(zip, true, kVersionRecord) + 24, size);
+    writeFile(dir + "/pytorch_model.bin", zip);
+    return dir;
 }
 
 // A sweep file: `extra`'s fields beside a valid base spec.

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "store/StoreTypes.h"
 #include "train/RunSpec.h"
 
 namespace CLI {
@@ -69,21 +70,26 @@ std::string mb(double bytes);
 // This program's own path (/proc/self/exe): the `ladder worker` a sweep starts.
 std::string selfExecutable();
 
-// One run of a sweep for runInWorkers(): launch false skips it (finished before).
+// One run of a sweep for runInWorkers(): launch false skips it (finished before). claim true creates its
+// run only when no other writer holds the spec (ResultsStore::claimSpec): `ladder sweep`'s runs.
 struct WorkerJob {
     std::size_t index = 0;
     RunSpec spec;
     std::string label;
     bool launch = true;
+    bool claim = false;
 };
 
 // Trains each job in a process of its own (`ladder worker`), `parallel` at a time: creates the run
 // (running) in the store, supervises its worker with the observer makeObserver returns (its calls are
 // serialised across the runs) and calls onEnd (serialised too) when it has ended; onEnd returning false,
-// or stopLaunching returning true, starts no further run. Throws Error when the store cannot be used.
+// or stopLaunching returning true, starts no further run. A job with claim true whose spec another writer
+// holds is not trained: onHeld (serialised) gets the run that holds it. Throws Error when the store cannot
+// be used.
 void runInWorkers(const std::vector<WorkerJob>& jobs, const std::string& storePath, int parallel,
     const std::function<std::unique_ptr<TrainerObserver>(const WorkerJob&)>& makeObserver,
     const std::function<bool(const WorkerJob&, std::int64_t runId, const RunWorkerResult&)>& onEnd,
-    const std::function<bool()>& stopLaunching = {});
+    const std::function<bool()>& stopLaunching = {},
+    const std::function<void(const WorkerJob&, const RunRecord& holder)>& onHeld = {});
 
 } // namespace ladder::cli

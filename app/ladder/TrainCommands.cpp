@@ -7,6 +7,7 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <set>
 #include <sstream>
 
 #include <unistd.h>
@@ -224,20 +225,39 @@ int runSweep(const std::string& config, const std::string& storeOverride, int pa
     ResultsStore store;
     openStore(store, path);
     throwIfInterrupted();
-    int failed = 0, skipped = 0, done = 0;
-    std::vector<std::int64_t> skippedIds, trainedIds;
+    // Why a spec is left to the run that holds it (ResultsStore::claimSpec): "running as run 4 (pid 812)",
+    // "queued as run 7", "finished as run 5 meanwhile".
+    const auto heldText = [](const RunRecord& holder) {
+        const std::string run = " as run " + std::to_string(holder.id);
+        if (holder.status == RunState::Running)
+            return "running" + run
+                + (holder.ownerPid ? " (pid " + std::to_string(*holder.ownerPid) + ")" : std::string());
+        if (holder.status == RunState::Queued)
+            return "queued" + run;
+        return std::string(toString(holder.status)) + run + " meanwhile";
+    };
+    int failed = 0, skipped = 0, done = 0, held = 0;
+    std::vector<std::int64_t> skippedIds, trainedIds, heldIds;
     std::vector<WorkerJob> jobs;
+    // Specs with a finished run are skipped now; the others are claimed one by one as they start
+    // (ResultsStore::claimSpec), so that another writer on the store (a second sweep, the workbench's
+    // queue) and this one train each spec once. A spec whose earlier run failed, was cancelled or was
+    // interrupted is trained again, as a new run.
+    std::vector<std::optional<RunRecord>> finishedBefore;
+    std::set<std::string> claimedHashes;
+    std::string findError;
+    if (!findFinishedRunsFor(store, specs, &finishedBefore, &findError))
+        throw Error(findError);
     for (std::size_t i = 0; i < specs.size(); ++i) {
         WorkerJob job;
         job.index = i;
         job.spec = specs[i];
         job.label = "[" + std::to_string(i + 1) + "/" + std::to_string(specs.size()) + "] "
             + specs[i].displayName();
-        std::optional<RunRecord> existing;
-        std::string error;
-        if (!store.findFinishedRun(runSpecHash(specs[i]), &existing, &error))
-            throw Error(error);
-        if (existing) {
+        // A grid that repeats a spec (entries that differ in name only) asked for each entry: the first
+        // claims the spec, the others train regardless.
+        job.claim = claimedHashes.insert(runSpecHash(specs[i])).second;
+        if (const auto& existing = finishedBefore[i]) {
             (asJson ? std::cerr : std::cout)
                 << job.label << ": finished before as run " << existing->id << ", skipped\n";
             ++skipped;
@@ -269,7 +289,12 @@ int runSweep(const std::string& config, const std::string& storeOverride, int pa
             (result.state == RunState::Finished ? done : failed)++;
             return !interrupted();
         },
-        [] { return interrupted(); });
+        [] { return interrupted(); },
+        [&](const WorkerJob& job, const RunRecord& holder) {
+            (asJson ? std::cerr : std::cout) << job.label << ": " << heldText(holder) << ", skipped\n";
+            ++held;
+            heldIds.push_back(holder.id);
+        });
     const int code = interrupted() ? kExitCancelled : (failed == 0 ? kExitDone : kExitError);
     if (asJson) { // {"store", "runs": the runs trained, as `runs list --json`, "skipped": ids finished
                   // before}
@@ -282,11 +307,14 @@ int runSweep(const std::string& config, const std::string& storeOverride, int pa
                 throw Error(error);
             runs.push_back(runJson(record));
         }
-        printJson({ { "store", path }, { "runs", runs }, { "skipped", skippedIds } });
+        printJson({ { "store", path }, { "runs", runs }, { "skipped", skippedIds }, { "held", heldIds } });
         return code;
     }
     std::cout << "sweep: " << done << " finished, " << skipped << " skipped, " << failed
-              << " failed or cancelled; store " << path << "\n";
+              << " failed or cancelled";
+    if (held > 0)
+        std::cout << ", " << held << " held by another writer";
+    std::cout << "; store " << path << "\n";
     return code;
 }
 

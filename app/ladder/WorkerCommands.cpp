@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include <fcntl.h>
@@ -149,7 +150,8 @@ std::string selfExecutable()
 void runInWorkers(const std::vector<WorkerJob>& jobs, const std::string& storePath, int parallel,
     const std::function<std::unique_ptr<TrainerObserver>(const WorkerJob&)>& makeObserver,
     const std::function<bool(const WorkerJob&, std::int64_t runId, const RunWorkerResult&)>& onEnd,
-    const std::function<bool()>& stopLaunching)
+    const std::function<bool()>& stopLaunching,
+    const std::function<void(const WorkerJob&, const RunRecord& holder)>& onHeld)
 {
     const std::string program = selfExecutable();
     std::mutex outputMutex;
@@ -171,11 +173,22 @@ void runInWorkers(const std::vector<WorkerJob>& jobs, const std::string& storePa
             if (!job.launch) // the caller skipped it (e.g. it finished before)
                 continue;
             std::int64_t runId = -1;
-            if (!store.createRun(newRunFor(job.spec, RunState::Running), &runId, &error)) {
+            std::optional<RunRecord> holder;
+            const NewRun run = newRunFor(job.spec, RunState::Running);
+            // A claim is taken as the run starts, not for the whole grid up front: writers sharing the
+            // store then share the grid's runs.
+            if (!(job.claim ? store.claimSpec(run, &runId, &holder, &error)
+                            : store.createRun(run, &runId, &error))) {
                 std::lock_guard lock(outputMutex);
                 if (firstError.empty())
                     firstError = error;
                 return;
+            }
+            if (holder) {
+                std::lock_guard lock(outputMutex);
+                if (onHeld)
+                    onHeld(job, *holder);
+                continue;
             }
             LockedObserver observer(makeObserver(job), outputMutex);
             RunWorkerLaunch launch;

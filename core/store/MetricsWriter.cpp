@@ -42,4 +42,11 @@ bool MetricsWriter::flush(std::string* error)
     return true;
 }
 
+std::size_t MetricsWriter::discardPending()
+{
+    const std::size_t count = m_pending.size();
+    m_pending.clear();
+    return count;
+}
+
 } // namespace ladder

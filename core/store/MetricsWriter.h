@@ -36,6 +36,9 @@ public:
     bool add(MetricPoint point, std::string* error = nullptr);
     // Writes every buffered point now.
     bool flush(std::string* error = nullptr);
+    // Drops the buffered points unwritten; returns how many (a run on a full disk gives them up so that
+    // its failure and final status still fit).
+    std::size_t discardPending();
 
     std::size_t pendingCount() const { return m_pending.size(); }
     // Points written so far.

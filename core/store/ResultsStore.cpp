@@ -150,6 +150,7 @@ void ResultsStore::Impl::openForWriting(const std::string& file, OpenMode mode)
     migrate(version);
     db.exec("PRAGMA foreign_keys = ON");
     interruptedAtOpen = markInterrupted();
+    removeStaleReserves();
 }
 
 void ResultsStore::Impl::migrate(int version)
@@ -195,20 +196,23 @@ int ResultsStore::Impl::markInterrupted()
     if (dead.empty())
         return 0;
     Transaction tx(db);
+    int count = 0;
+    const std::string now = utcNowIso8601();
+    for (const auto id : dead)
+        count += markRunInterrupted(id, now) ? 1 : 0;
+    tx.commit();
+    return count;
+}
+
+bool ResultsStore::Impl::markRunInterrupted(std::int64_t runId, const std::string& now)
+{
     Statement update(db,
         "UPDATE runs SET status = 'interrupted', finished_at = :now, error_message = "
         "COALESCE(error_message, 'the process running it ended before the run did"
         " (pid ' || COALESCE(owner_pid, '?') || ')') "
         "WHERE id = :id AND status = 'running'");
-    int count = 0;
-    const std::string now = utcNowIso8601();
-    for (const auto id : dead) {
-        update.bind(":now", now).bind(":id", id).run();
-        count += db.changes();
-        update.reset();
-    }
-    tx.commit();
-    return count;
+    update.bind(":now", now).bind(":id", runId).run();
+    return db.changes() > 0;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -306,6 +310,12 @@ bool ResultsStore::isReadOnly() const
 bool ResultsStore::lastErrorWasBusy() const
 {
     return m_impl->lastErrorCode == SQLITE_BUSY || m_impl->lastErrorCode == SQLITE_LOCKED;
+}
+
+bool ResultsStore::lastErrorWasDiskFull() const
+{
+    static_assert(Impl::kSqliteFull == SQLITE_FULL);
+    return m_impl->lastErrorCode == SQLITE_FULL;
 }
 
 bool ResultsStore::setBusyTimeout(int milliseconds, std::string* error)

@@ -86,6 +86,9 @@ public:
     // Whether the last failed call failed because another connection held the write lock past the busy
     // timeout ("database is locked"): a transient failure worth retrying later.
     bool lastErrorWasBusy() const;
+    // Whether the last failed call failed because the disk is full (SQLite's "database or disk is full";
+    // the message then says "no space left on device"). Retrying helps only once space is freed.
+    bool lastErrorWasDiskFull() const;
     // How long a write waits for another writer before failing (default 10 s).
     bool setBusyTimeout(int milliseconds, std::string* error = nullptr);
 
@@ -141,6 +144,16 @@ public:
     // specHashes[i], or nullopt. How a batch (the workbench's sweep) skips the specs it already has.
     bool findFinishedRuns(const std::vector<std::string>& specHashes,
         std::vector<std::optional<RunRecord>>* runs, std::string* error = nullptr);
+    // How writers sharing a store (two `ladder sweep`s, a sweep and the workbench's queue) train each spec
+    // once: in one transaction, creates `run` as running (owned by this process) unless a run with the
+    // same spec hash holds the spec: one that is finished, queued, or running in a live process. *runId
+    // receives the new run's id, or -1 when the spec is held; then *holder (optional) receives the run that
+    // holds it (the most recent finished one, else the newest queued or running one). A run left running by
+    // a process that is gone holds nothing: it is marked interrupted in the same transaction, as open()
+    // would. Failed, cancelled and interrupted runs hold nothing: their spec is claimed as a new run.
+    // `run.status` must be Running.
+    bool claimSpec(const NewRun& run, std::int64_t* runId, std::optional<RunRecord>* holder = nullptr,
+        std::string* error = nullptr);
 
     // ---- Files -------------------------------------------------------------------------------------------
     // Each store keeps its files (the runs' checkpoints) in a folder of its own beside it, named after the
@@ -160,6 +173,18 @@ public:
     // a recorded checkpoint, a missing file, and a file whose hash differs ("its SHA-256 is X, the store
     // recorded Y": overwritten, damaged or tampered with).
     bool verifyCheckpoint(std::int64_t runId, std::string* path, std::string* error = nullptr);
+    // Space kept back for a run's last writes when the disk fills: a file of `bytes` allocated at
+    // reservePath(runId), "<files folder>/reserve/run-<id>.reserve". A run's recorder reserves it when the
+    // run starts and releases it when a write meets a full disk (so that the failure, its reason and the
+    // final status still fit) and when the run ends. Open (for writing) removes the reserve of every run
+    // that is not running (its process was killed). A reserve that cannot be allocated fails the call and
+    // leaves no file.
+    static constexpr std::int64_t kRunReserveBytes = 256 * 1024;
+    std::string reservePath(std::int64_t runId) const;
+    bool reserveSpace(
+        std::int64_t runId, std::int64_t bytes = kRunReserveBytes, std::string* error = nullptr);
+    // Removes the run's reserve; true when there was one to remove.
+    bool releaseReserve(std::int64_t runId);
 
     // ---- Time series -----------------------------------------------------------------------------------
     // Writes all points in one transaction (all or none) and advances runs.step to the largest step.

@@ -65,6 +65,8 @@ bool leaseHeld(sqlite::Connection& db, const std::string& device, const std::str
 } // namespace store_detail
 
 struct ResultsStore::Impl {
+    static constexpr int kSqliteFull = 13; // SQLITE_FULL (sqlite3.h stays out of this header)
+
     sqlite::Connection db;
     std::string path;
     std::string filesDir; // filesDirFor(path), fixed at open
@@ -90,7 +92,11 @@ struct ResultsStore::Impl {
             return true;
         } catch (const sqlite::SqliteError& e) {
             lastErrorCode = e.code();
-            fail(what, e.what(), error);
+            // SQLite says "database or disk is full"; the user's words for it lead.
+            fail(what,
+                e.code() == kSqliteFull ? "no space left on device (" + std::string(e.what()) + ")"
+                                        : e.what(),
+                error);
         } catch (const std::exception& e) {
             lastErrorCode = 0;
             fail(what, e.what(), error);
@@ -113,6 +119,11 @@ struct ResultsStore::Impl {
     int checkStoreIdentity(bool mustExist);
     void migrate(int version);
     int markInterrupted();
+    // Marks one run left running by a dead process as interrupted (inside the caller's transaction);
+    // returns whether it changed (ResultsStore.cpp).
+    bool markRunInterrupted(std::int64_t runId, const std::string& now);
+    // Removes the reserve file (ResultsStoreReserve.cpp) of every run that is not running.
+    void removeStaleReserves();
     // ResultsStoreRuns.cpp (callers hold the transaction where one is needed)
     RunState requireRun(std::int64_t runId);
     RunRecord getRun(std::int64_t runId);

@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <thread>
 
@@ -91,6 +93,39 @@ StoreRecorder::StoreRecorder(ResultsStore& store, std::int64_t runId, TrainerObs
     , m_inner(inner)
     , m_writer(store, runId)
 {
+    std::string error;
+    if (!m_store.reserveSpace(m_runId, ResultsStore::kRunReserveBytes, &error))
+        reportStoreError(error);
+}
+
+StoreRecorder::~StoreRecorder()
+{
+    m_store.releaseReserve(m_runId);
+}
+
+void StoreRecorder::noteStoreFailure(const std::string& error)
+{
+    if (!m_store.lastErrorWasDiskFull() || !m_diskFull.empty())
+        return;
+    // The points not written yet are lost with the disk; the reserve makes room for the failure itself.
+    m_diskFull = error;
+    m_writer.discardPending();
+    m_store.releaseReserve(m_runId);
+}
+
+void StoreRecorder::throwIfDiskFull() const
+{
+    if (!m_diskFull.empty())
+        throw Error(m_diskFull);
+}
+
+RunSummary StoreRecorder::recorded(RunSummary summary) const
+{
+    if (!m_diskFull.empty() && summary.status == RunOutcome::Finished) {
+        summary.status = RunOutcome::Failed;
+        summary.message = m_diskFull;
+    }
+    return summary;
 }
 
 void StoreRecorder::reportStoreError(const std::string& what)
@@ -101,9 +136,12 @@ void StoreRecorder::reportStoreError(const std::string& what)
 void StoreRecorder::onStarted(const RunSummary& figures)
 {
     std::string error;
-    if (!m_store.setFinalFigures(m_runId, figuresOf(figures), &error))
+    if (!m_store.setFinalFigures(m_runId, figuresOf(figures), &error)) {
         reportStoreError(error);
+        noteStoreFailure(error);
+    }
     m_inner.onStarted(figures);
+    throwIfDiskFull();
 }
 
 void StoreRecorder::onStep(const TrainStep& s)
@@ -119,18 +157,24 @@ void StoreRecorder::onStep(const TrainStep& s)
     p.tokensPerSecond = s.tokensPerSecond;
     p.elapsedSeconds = s.elapsedSeconds;
     std::string error;
-    if (!m_writer.add(p, &error))
+    if (!m_writer.add(p, &error)) {
         reportStoreError(error);
-    if (s.step == 1 || s.step % 50 == 0) // total steps for progress displays; cheap
-        m_store.setProgress(m_runId, s.step, s.totalSteps);
+        noteStoreFailure(error);
+    }
+    if ((s.step == 1 || s.step % 50 == 0) // total steps for progress displays; cheap
+        && !m_store.setProgress(m_runId, s.step, s.totalSteps, &error))
+        noteStoreFailure(error);
     m_inner.onStep(s);
+    throwIfDiskFull();
 }
 
 void StoreRecorder::onEval(const TrainEval& e)
 {
     std::string error;
-    if (!m_writer.flush(&error))
+    if (!m_writer.flush(&error)) {
         reportStoreError(error);
+        noteStoreFailure(error);
+    }
     Evaluation ev;
     ev.runId = m_runId;
     ev.step = e.step;
@@ -146,16 +190,21 @@ void StoreRecorder::onEval(const TrainEval& e)
         // Invalid UTF-8 in a generated text (a byte-fallback piece) is replaced, never a failed write.
         ev.predictionsJson = list.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     }
-    if (!m_store.addEvaluation(ev, nullptr, &error))
+    if (m_diskFull.empty() && !m_store.addEvaluation(ev, nullptr, &error)) {
         reportStoreError(error);
+        noteStoreFailure(error);
+    }
     m_inner.onEval(e);
+    throwIfDiskFull();
 }
 
 void StoreRecorder::onLog(const std::string& level, const std::string& message)
 {
     std::string error;
-    if (!m_store.addLog(m_runId, levelOf(level), message, &error))
+    if (!m_store.addLog(m_runId, levelOf(level), message, &error)) {
         m_inner.onLog("warning", "results store: " + error);
+        noteStoreFailure(error); // never throws: the trainer logs while it fails a run
+    }
     m_inner.onLog(level, message);
 }
 
@@ -170,14 +219,27 @@ void StoreRecorder::onBestModel(const Method& method)
         method.saveTrainable(temporary);
         fs::rename(temporary, path);
         std::string error;
-        if (!m_store.recordCheckpoint(m_runId, &error))
+        if (!m_store.recordCheckpoint(m_runId, &error)) {
             reportStoreError(error);
+            noteStoreFailure(error);
+        }
     } catch (const std::exception& e) {
         std::error_code ec;
         fs::remove(temporary, ec);
-        reportStoreError(std::string("saving the best trainable weights to ") + path + ": " + e.what());
+        const std::string what = e.what();
+        // A full disk ends the run (see diskFull()); other failures leave it without a checkpoint.
+        const bool full = what.find(std::strerror(ENOSPC)) != std::string::npos
+            || what.find(std::strerror(EDQUOT)) != std::string::npos;
+        if (full && m_diskFull.empty()) {
+            m_diskFull
+                = "saving the best trainable weights to " + path + ": no space left on device (" + what + ")";
+            m_writer.discardPending();
+            m_store.releaseReserve(m_runId);
+        }
+        reportStoreError(std::string("saving the best trainable weights to ") + path + ": " + what);
     }
     m_inner.onBestModel(method);
+    throwIfDiskFull();
 }
 
 bool StoreRecorder::finish(const RunSummary& summary)
@@ -192,16 +254,22 @@ bool StoreRecorder::finish(const RunSummary& summary)
             flushed = m_writer.flush(&error);
             if (!flushed && !m_store.lastErrorWasBusy()) { // not worth waiting for: write the status anyway
                 reportStoreError(error);
+                noteStoreFailure(error);
                 flushed = true;
             }
         }
+        const RunSummary outcome = recorded(summary); // failed when the disk filled
         if (flushed
             && m_store.finishRun(
-                m_runId, stateOf(summary.status), figuresOf(summary), summary.message, &error)) {
+                m_runId, stateOf(outcome.status), figuresOf(outcome), outcome.message, &error)) {
             if (attempt > 1)
                 m_inner.onLog(
                     "info", "results store: the final write succeeded at try " + std::to_string(attempt));
             return true;
+        }
+        if (m_store.lastErrorWasDiskFull() && m_diskFull.empty()) {
+            noteStoreFailure(error); // the reserve is released: once more, as failed
+            continue;
         }
         if (!m_store.lastErrorWasBusy() || Clock::now() + pause > deadline)
             break;
@@ -280,7 +348,7 @@ RunSummary trainRecordedRun(
 {
     StoreRecorder recorder(store, runId, observer);
     Trainer trainer(spec);
-    const auto result = trainer.run(recorder);
+    const auto result = recorder.recorded(trainer.run(recorder));
     recorder.finish(result);
     return result;
 }

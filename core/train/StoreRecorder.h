@@ -18,7 +18,9 @@ namespace ladder {
 // bar, the GUI's worker). Store errors never stop training: they are logged to the inner observer.
 class StoreRecorder : public TrainerObserver {
 public:
+    // Keeps ResultsStore::kRunReserveBytes back for the run's last writes (ResultsStore::reserveSpace()).
     StoreRecorder(ResultsStore& store, std::int64_t runId, TrainerObserver& inner);
+    ~StoreRecorder() override;
 
     void onStarted(const RunSummary& figures) override;
     void onStep(const TrainStep& step) override;
@@ -37,6 +39,14 @@ public:
     // "running" until the next open of the store after this process ends marks it interrupted. Returns
     // whether the final status was written.
     bool finish(const RunSummary& summary);
+    // A full disk. When a write of the run (a metric batch, an evaluation, a log line, its best checkpoint)
+    // meets a full disk, the recorder drops its unwritten metric points, releases the run's reserve (so
+    // that the failure and the final status fit) and ends the run: onStep, onEval and onBestModel throw
+    // an Error whose message says "no space left on device" and names the file (the trainer fails the run
+    // with it). recorded() turns a summary that finished regardless (the last log line did not fit) into
+    // that failure: a run whose records are incomplete is not "finished".
+    const std::string& diskFull() const { return m_diskFull; }
+    RunSummary recorded(RunSummary summary) const;
     // How long finish() keeps trying (default 60 s; zero: one try).
     void setFinalWriteRetry(std::chrono::milliseconds budget) { m_finalWriteRetry = budget; }
     std::chrono::milliseconds finalWriteRetry() const { return m_finalWriteRetry; }
@@ -49,12 +59,16 @@ public:
 
 private:
     void reportStoreError(const std::string& what);
+    // Notes the first full-disk failure (see diskFull()); a no-op for other errors.
+    void noteStoreFailure(const std::string& error);
+    void throwIfDiskFull() const;
 
     ResultsStore& m_store;
     std::int64_t m_runId;
     TrainerObserver& m_inner;
     MetricsWriter m_writer;
     std::chrono::milliseconds m_finalWriteRetry { 60000 };
+    std::string m_diskFull;
 };
 
 // The run a spec is recorded as (name, spec JSON and hash, method, backbone, task, seed, device): what

@@ -4,10 +4,13 @@
 // does, unmounted when the object goes (lazily, MNT_DETACH, so that a child process still holding a file
 // cannot keep it mounted), whether the test passed or failed. Where mounting is refused (not root, no
 // CAP_SYS_ADMIN, a container without it), mounted() is false and reason() says why: the test must QSKIP
-// with it, never pass without the disk. Header-only.
+// with it, never pass without the disk. A program whose tmpfs tests were skipped so and none failed prints
+// "SKIPPED: <reason>" at its end (reportTmpfsSkips, from cleanupTestCase), which tests/CMakeLists.txt's
+// SKIP_REGULAR_EXPRESSION turns into CTest's "skipped". Header-only.
 
 #include <cerrno>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <string>
@@ -19,6 +22,21 @@
 
 namespace ladder::test {
 
+// The reasons of the mounts refused in this program.
+inline std::string& tmpfsRefusals()
+{
+    static std::string reasons;
+    return reasons;
+}
+
+// At the end of a test program (cleanupTestCase): when a tmpfs was refused and no test function failed,
+// prints "SKIPPED: <reason>" for CTest (never when one failed: a failure is not hidden by a skip).
+inline void reportTmpfsSkips(bool anyFailed)
+{
+    if (!anyFailed && !tmpfsRefusals().empty())
+        std::fprintf(stderr, "SKIPPED: %s\n", tmpfsRefusals().c_str());
+}
+
 class TmpfsMount {
 public:
     TmpfsMount(const std::string& dir, std::int64_t bytes)
@@ -29,9 +47,11 @@ public:
         const std::string options = "size=" + std::to_string(bytes);
         if (::mount("tmpfs", dir.c_str(), "tmpfs", 0, options.c_str()) == 0)
             m_mounted = true;
-        else
+        else {
             m_reason
                 = "mount -t tmpfs -o " + options + " tmpfs " + dir + " was refused: " + std::strerror(errno);
+            tmpfsRefusals() += (tmpfsRefusals().empty() ? "" : "; ") + m_reason;
+        }
     }
     ~TmpfsMount()
     {

@@ -116,6 +116,8 @@ class TestDiskFull : public QObject {
     Q_OBJECT
 
 private Q_SLOTS:
+    void cleanup() { m_failed = m_failed || QTest::currentTestFailed(); }
+    void cleanupTestCase() { test::reportTmpfsSkips(m_failed); }
     // The disk fills while metric batches are written: the batch that does not fit ends the run (onStep
     // throws), its points are dropped, and the run's reserve gives the failure room to be recorded.
     void metricBatchOnAFullDiskFailsTheRun()
@@ -275,6 +277,9 @@ private Q_SLOTS:
         QVERIFY2(run.step < 300, std::to_string(run.step).c_str()); // it filled during the run
         qInfo("%s (step %lld)", first.c_str(), static_cast<long long>(run.step));
     }
+
+private:
+    bool m_failed = false;
 };
 
 LADDER_TEST_GUILESS_MAIN(TestDiskFull)

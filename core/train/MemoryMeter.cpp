@@ -43,7 +43,17 @@ class TrackingCpuAllocator final : public c10::Allocator {
 public:
     c10::DataPtr allocate(size_t n) override
     {
-        auto* base = static_cast<char*>(c10::alloc_cpu(n + kHeader));
+        char* base = nullptr;
+        try {
+            base = static_cast<char*>(c10::alloc_cpu(n + kHeader));
+        } catch (const c10::Error& e) {
+            // LibTorch's CPU allocator throws a plain c10::Error ("DefaultCPUAllocator: can't allocate
+            // memory"); CUDA's throws OutOfMemoryError. The trainer catches that one and ends the run with
+            // "out of memory (... peak allocated N MiB)", on every device (an address-space limit, a
+            // machine out of RAM).
+            TORCH_CHECK_WITH(OutOfMemoryError, false, "CPU out of memory: tried to allocate ", n,
+                " bytes with ", g_live.load(), " bytes live (", e.what_without_backtrace(), ")");
+        }
         const std::uint64_t size = n;
         std::memcpy(base, &size, sizeof(size));
         raisePeak(g_live.fetch_add(size, std::memory_order_relaxed) + size);

@@ -103,6 +103,25 @@ private Q_SLOTS:
         QCOMPARE(meter.sample().allocated, before);
     }
 
+    // A CPU allocation that fails is an out-of-memory error, as on CUDA (the trainer ends the run with "out
+    // of memory"), and counts nothing.
+    void failedAllocationIsOutOfMemory()
+    {
+        MemoryMeter meter(c10::Device(c10::kCPU));
+        const auto before = meter.sample().allocated;
+        try {
+            // 2^50 bytes: more than any x86-64 address space, so the allocation fails on every machine.
+            at::empty({ std::int64_t(1) << 50 }, at::kByte);
+            QFAIL("no error for 2^50 bytes");
+        } catch (const c10::OutOfMemoryError& e) {
+            const std::string what = e.what_without_backtrace();
+            QVERIFY2(
+                what.find("CPU out of memory: tried to allocate 1125899906842624 bytes") != std::string::npos,
+                what.c_str());
+        }
+        QCOMPARE(meter.sample().allocated, before);
+    }
+
     // LST: the backbone runs without an autograd graph and releases every block output that is not a
     // ladder input, so with the same side network (keep {1}) the per-example growth of the peak does not
     // depend on how deep the backbone is. Full fine-tuning's grows with depth.

@@ -5,6 +5,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <mutex>
@@ -12,6 +13,8 @@
 #include <thread>
 
 #include <fcntl.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -40,8 +43,67 @@ public:
     bool cancelRequested() override { return g_stop != 0 || RunEventWriter::cancelRequested(); }
 };
 
+// The worker dies with its supervisor (SIGKILL when the process that started it ends: a window killed with
+// SIGKILL, crashed or stopped by the kernel's OOM killer). Its run then stays "running" with this dead
+// process as owner, and the next open of the store (the window restarted) marks it interrupted, to be
+// resumed; a worker that trained on unsupervised would hold the device beside the next window's runs and
+// could not be cancelled from it. Throws when the supervisor is already gone.
+void dieWithSupervisor()
+{
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    const char* supervisor = std::getenv(kSupervisorPidVariable);
+    if (supervisor && *supervisor && std::to_string(::getppid()) != supervisor)
+        throw Error(std::string("the supervisor (pid ") + supervisor + ") ended before this worker started");
+}
+
+// The test faults that name a run (docs/WORKBENCH.md): LADDER_FAULT_INJECT="nan@N run=ID" reaches the
+// trainer of run ID only, as "nan@N". Before any thread starts (setenv).
+void targetNanInjection(std::int64_t runId)
+{
+    const char* value = std::getenv("LADDER_FAULT_INJECT");
+    if (!value || !*value)
+        return;
+    const std::string forRun = nanInjectionForRun(value, runId);
+    if (forRun.empty())
+        ::unsetenv("LADDER_FAULT_INJECT");
+    else
+        ::setenv("LADDER_FAULT_INJECT", forRun.c_str(), 1);
+}
+
+// LADDER_WORKER_RLIMIT_AS="MiB [run=ID]": caps this process's address space at what it maps now plus MiB,
+// so that the run's allocations fail for real (an out-of-memory run on any machine). Returns the line to
+// log, or "" when no limit applies.
+std::string limitAddressSpace(std::int64_t runId)
+{
+    const char* value = std::getenv("LADDER_WORKER_RLIMIT_AS");
+    std::uint64_t headroom = 0;
+    if (!value || !*value || !parseAddressSpaceLimit(value, runId, &headroom))
+        return "";
+    std::uint64_t pages = 0;
+    if (std::FILE* statm = std::fopen("/proc/self/statm", "r")) {
+        if (std::fscanf(statm, "%lu", &pages) != 1)
+            pages = 0;
+        std::fclose(statm);
+    }
+    if (pages == 0)
+        throw Error("LADDER_WORKER_RLIMIT_AS: cannot read this process's size (/proc/self/statm)");
+    const std::uint64_t mapped = pages * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+    rlimit limit {};
+    ::getrlimit(RLIMIT_AS, &limit);
+    limit.rlim_cur = mapped + headroom;
+    if (limit.rlim_max != RLIM_INFINITY && limit.rlim_cur > limit.rlim_max)
+        limit.rlim_cur = limit.rlim_max;
+    if (::setrlimit(RLIMIT_AS, &limit) != 0)
+        throw Error(std::string("LADDER_WORKER_RLIMIT_AS: setrlimit failed: ") + std::strerror(errno));
+    return "LADDER_WORKER_RLIMIT_AS: address space capped at " + std::to_string(limit.rlim_cur >> 20)
+        + " MiB (" + std::to_string(mapped >> 20) + " MiB mapped + " + std::to_string(headroom >> 20)
+        + " MiB)";
+}
+
 int runWorker(const std::string& storePath, std::int64_t runId)
 {
+    dieWithSupervisor();
+    targetNanInjection(runId);
     // The events get stdout to themselves: anything else that prints to stdout (a library) goes to stderr.
     const int eventsFd = ::dup(STDOUT_FILENO);
     if (eventsFd < 0 || ::dup2(STDERR_FILENO, STDOUT_FILENO) < 0)
@@ -50,13 +112,13 @@ int runWorker(const std::string& storePath, std::int64_t runId)
     std::FILE* events = ::fdopen(eventsFd, "w");
     if (!events)
         throw Error("cannot open the event stream");
-    std::signal(SIGPIPE, SIG_IGN); // a supervisor that is gone must not end the run
+    std::signal(SIGPIPE, SIG_IGN); // a closed event pipe must not end the run: the store has it
     std::signal(SIGTERM, onStopSignal);
     std::signal(SIGINT, onStopSignal);
 
     WorkerEvents writer(events);
-    // A "cancel" line on stdin asks the run to stop between steps. End of input (the supervisor is gone)
-    // does not: the run goes on and records itself in the store.
+    // A "cancel" line on stdin asks the run to stop between steps. End of input alone does not (the
+    // supervisor's death kills this process: dieWithSupervisor).
     std::thread([&writer] {
         std::string line;
         while (std::getline(std::cin, line))
@@ -83,6 +145,10 @@ int runWorker(const std::string& storePath, std::int64_t runId)
         std::int64_t step = 0;
         if (parseFaultInjection(fault, runId, &signal, &step))
             writer.setFault(signal, step);
+    }
+    if (const std::string limited = limitAddressSpace(runId); !limited.empty()) {
+        store.addLog(runId, LogLevel::Warning, limited);
+        writer.onLog("warning", limited);
     }
     RunSpec spec;
     try {

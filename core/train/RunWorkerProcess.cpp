@@ -9,6 +9,8 @@
 #include <sstream>
 #include <thread>
 
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 
 #include "store/ResultsStore.h"
@@ -173,6 +175,70 @@ bool parseFaultInjection(const std::string& value, std::int64_t runId, int* sign
     return true;
 }
 
+namespace {
+
+// Splits "WORDS run=ID" into the words without run=ID and the run (-1 when absent); false when ID does
+// not parse.
+bool splitRunField(const std::string& value, std::string* rest, std::int64_t* run)
+{
+    std::istringstream in(value);
+    std::string word;
+    *run = -1;
+    rest->clear();
+    while (in >> word) {
+        if (word.rfind("run=", 0) == 0) {
+            try {
+                std::size_t used = 0;
+                *run = std::stoll(word.substr(4), &used);
+                if (used != word.size() - 4 || *run < 0)
+                    return false;
+            } catch (const std::logic_error&) {
+                return false;
+            }
+            continue;
+        }
+        *rest += (rest->empty() ? "" : " ") + word;
+    }
+    return true;
+}
+
+} // namespace
+
+std::string nanInjectionForRun(const std::string& value, std::int64_t runId)
+{
+    std::string rest;
+    std::int64_t run = -1;
+    if (!splitRunField(value, &rest, &run) || rest.rfind("nan@", 0) != 0)
+        return value;
+    return run < 0 || run == runId ? rest : std::string();
+}
+
+bool parseAddressSpaceLimit(const std::string& value, std::int64_t runId, std::uint64_t* headroomBytes)
+{
+    auto bad = [&](const std::string& why) {
+        return Error("LADDER_WORKER_RLIMIT_AS=\"" + value + "\": " + why
+            + " (expected \"MiB [run=ID]\", e.g. \"64 run=3\": the address space may grow by 64 MiB)");
+    };
+    std::string rest;
+    std::int64_t run = -1;
+    if (!splitRunField(value, &rest, &run))
+        throw bad("run= needs a run id");
+    std::uint64_t mib = 0;
+    try {
+        std::size_t used = 0;
+        const auto n = std::stoll(rest, &used);
+        if (used != rest.size() || n < 1 || n > (std::int64_t(1) << 30))
+            throw bad("the headroom must be a whole number of MiB from 1 to 2^30");
+        mib = static_cast<std::uint64_t>(n);
+    } catch (const std::logic_error&) {
+        throw bad("\"" + rest + "\" is not a number of MiB");
+    }
+    if (run >= 0 && run != runId)
+        return false;
+    *headroomBytes = mib << 20;
+    return true;
+}
+
 // ---- The supervisor's side -----------------------------------------------------------------------------
 
 bool dispatchRunEvent(
@@ -247,6 +313,9 @@ RunWorkerResult superviseRunWorker(const RunWorkerLaunch& launch, TrainerObserve
     options.program = launch.program;
     options.args = { "worker", "--store", launch.storePath, "--run", std::to_string(launch.runId) };
     options.setEnv = launch.setEnv;
+    // The worker dies with this process (WorkerCommands.cpp): a window killed mid-run leaves the run to be
+    // marked interrupted, never a worker training on unsupervised beside the next window's runs.
+    options.setEnv.push_back(std::string(kSupervisorPidVariable) + "=" + std::to_string(::getpid()));
     options.politeSeconds = launch.politeSeconds;
     options.termSeconds = launch.termSeconds;
 

@@ -68,6 +68,20 @@ private:
 // Throws Error for a value that does not parse.
 bool parseFaultInjection(const std::string& value, std::int64_t runId, int* signal, std::int64_t* step);
 
+// LADDER_FAULT_INJECT="nan@N [run=ID]" as the trainer of run `runId` is to read it: a worker knows its run,
+// so it keeps "nan@N" for run ID (or for every run when run= is absent) and gives "" (no fault) to the
+// other runs. Anything else is returned unchanged: the trainer names the variable in its error.
+std::string nanInjectionForRun(const std::string& value, std::int64_t runId);
+
+// LADDER_WORKER_RLIMIT_AS="MiB [run=ID]" (docs/WORKBENCH.md): the worker of run ID (every worker when run=
+// is absent) caps its address space (setrlimit RLIMIT_AS) at MiB above what it has mapped when the run
+// starts, so that the run meets a real allocation failure. The headroom in bytes, or false when no limit
+// applies to this run; throws Error for a value that does not parse.
+bool parseAddressSpaceLimit(const std::string& value, std::int64_t runId, std::uint64_t* headroomBytes);
+
+// The environment variable by which a supervisor tells its worker its pid (the worker dies with it).
+constexpr const char* kSupervisorPidVariable = "LADDER_SUPERVISOR_PID";
+
 // ---- The supervisor's side -----------------------------------------------------------------------------
 
 struct RunWorkerLaunch {

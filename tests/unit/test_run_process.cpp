@@ -276,6 +276,31 @@ private Q_SLOTS:
         }
     }
 
+    // The soak's per-run faults (docs/WORKBENCH.md): a NaN for one run's trainer, an address-space cap for
+    // one run's worker.
+    void runTargetedFaultsParse()
+    {
+        QCOMPARE(nanInjectionForRun("nan@2 run=5", 5), std::string("nan@2"));
+        QCOMPARE(nanInjectionForRun("nan@2 run=5", 4), std::string());
+        QCOMPARE(nanInjectionForRun("nan@3", 4), std::string("nan@3"));
+        QCOMPARE(nanInjectionForRun("nope run=4", 4), std::string("nope run=4")); // the trainer names it
+        std::uint64_t headroom = 0;
+        QVERIFY(parseAddressSpaceLimit("48 run=5", 5, &headroom));
+        QCOMPARE(headroom, std::uint64_t(48) << 20);
+        QVERIFY(!parseAddressSpaceLimit("48 run=5", 6, &headroom));
+        QVERIFY(parseAddressSpaceLimit("64", 6, &headroom));
+        QCOMPARE(headroom, std::uint64_t(64) << 20);
+        for (const char* bad : { "x run=5", "0", "48 run=x", "48 MiB" }) {
+            try {
+                parseAddressSpaceLimit(bad, 5, &headroom);
+                QFAIL(bad);
+            } catch (const Error& e) {
+                QVERIFY2(
+                    std::string(e.what()).find("LADDER_WORKER_RLIMIT_AS") != std::string::npos, e.what());
+            }
+        }
+    }
+
     // Two runs of one spec at once, each in its own process (`ladder sweep --parallel 2`), train exactly
     // as the same spec alone (`ladder train`): the same loss at every step, and each peak is the solo peak
     // (within 1%): LibTorch's seed, thread count and the CPU memory meter are per process.

@@ -82,10 +82,15 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent)
         showError(tr("Results store"), error);
     else
         pauseForQueuedRuns(&runs, &queued);
-    // Runs left queued wait for the user's Start (the queue view's banner); an empty queue starts at once.
-    const bool start = options.startQueue && queued == 0 && !m_storePath.isEmpty();
+    // Runs left queued wait for the user's Start (the queue view's banner); an empty queue starts at once,
+    // and so does a queue the command line asked to start (--start-queue).
+    const bool start
+        = options.startQueue && (queued == 0 || options.startQueuedRuns) && !m_storePath.isEmpty();
     m_controller->setPaused(!start);
     m_queueView->setPaused(!start);
+    if (start && queued > 0)
+        statusBar()->showMessage(
+            tr("%n queued run(s) started (--start-queue)", nullptr, queued), kStatusMessageMs);
     // A store without runs: the form is where to begin. Queued runs waiting: the queue, with its Start.
     if (queued > 0)
         showView(QStringLiteral("queue"));

@@ -30,6 +30,9 @@ struct MainWindowOptions {
     // opens with the queue paused and the queue view says "N runs are queued: Start": the window never
     // starts training by itself. false: the queue stays paused (--screenshot).
     bool startQueue = true;
+    // With startQueue: start the queue even when the store already holds queued runs (ladderbench
+    // --start-queue: a queue prepared by a script, trained unattended).
+    bool startQueuedRuns = false;
 };
 
 // The workbench window: menus, one tab per view (overview, experiment form, run queue, live view, compare),

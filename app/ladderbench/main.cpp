@@ -1,10 +1,10 @@
 // ladderbench: the LadderBench workbench.
-//   ladderbench [--store FILE] [--view NAME] [--screenshot FILE.png]
+//   ladderbench [--store FILE] [--start-queue] [--view NAME] [--screenshot FILE.png]
 // --screenshot renders the main window offscreen at a fixed size, saves it and exits, so README
 // screenshots and GUI checks need no display. With --store it shows that store's runs (the queue) and the
 // time series of its running or newest run (the live view); the queue is not started. An interactive
 // launch starts the queue only when the store holds no queued runs: runs left queued from before wait for
-// the queue view's Start (MainWindow).
+// the queue view's Start (MainWindow), unless --start-queue asks to start them (an unattended queue).
 #include <cstdio>
 #include <cstring>
 
@@ -114,7 +114,11 @@ int main(int argc, char** argv)
         QStringLiteral(
             "Measure the live chart's append and replot times at 1,000 and 100,000 points, print them "
             "and exit."));
+    const QCommandLineOption startQueueOption(QStringLiteral("start-queue"),
+        QStringLiteral("Start the queue at launch even when the store holds queued runs (by default they "
+                       "wait for the Queue tab's Start)."));
     parser.addOption(storeOption);
+    parser.addOption(startQueueOption);
     parser.addOption(benchLiveOption);
     parser.process(app);
     if (!parser.positionalArguments().isEmpty())
@@ -131,6 +135,7 @@ int main(int argc, char** argv)
     ladder::widgets::MainWindowOptions options;
     options.storePath = parser.value(storeOption);
     options.startQueue = !screenshot; // a screenshot never starts training
+    options.startQueuedRuns = parser.isSet(startQueueOption);
     if (screenshot && !options.storePath.isEmpty() && !QFileInfo(options.storePath).isFile())
         return fail(QStringLiteral("%1: no such results store file").arg(options.storePath));
     ladder::widgets::MainWindow window(options);

@@ -36,6 +36,9 @@ bool runningInCi();
 const char* missingFixturesMessage();
 // Counts a test function skipped because the fixtures are missing (LADDER_REQUIRE_FIXTURES does it).
 void noteSkippedForFixtures();
+// Counts a test function skipped because this machine lacks a program it needs (the soak's Xvfb): the
+// program then exits 77 as for missing fixtures, and `why` is printed.
+void noteSkippedForMissingProgram(const std::string& why);
 
 // Before QTest::qExec in LADDER_TEST_MAIN: in CI (runningInCi()) with the fixtures missing, prints
 // missingFixturesMessage() and returns 1 (the program fails before any test function runs: a QFAIL in a

@@ -256,6 +256,7 @@ void MainWindow::connectQueue()
             showError(tr("Queue"), error);
     });
     connect(m_queueView, &QueueView::duplicateRequested, this, &MainWindow::duplicateRun);
+    connect(m_queueView, &QueueView::resumeRequested, this, &MainWindow::resumeRun);
     connect(m_queueView, &QueueView::pauseToggled, m_controller, &RunQueueController::setPaused);
     connect(m_compare, &CompareTab::runSelected, this, [this](qint64 runId) {
         if (runId > 0)
@@ -467,6 +468,20 @@ void MainWindow::duplicateRun(qint64 runId)
     showView(QStringLiteral("experiment"));
     statusBar()->showMessage(
         tr("Run %1's settings are in the form: edit them and press Run").arg(runId), kStatusMessageMs);
+}
+
+void MainWindow::resumeRun(qint64 runId)
+{
+    qint64 step = 0;
+    QString error;
+    if (!m_controller->resume(runId, &step, &error)) {
+        showError(tr("Resume"), error);
+        return;
+    }
+    statusBar()->showMessage(step > 0
+            ? tr("Run %1 is queued to resume from step %2").arg(runId).arg(step)
+            : tr("Run %1 has no saved training state: it is queued to train again from step 0").arg(runId),
+        kStatusMessageMs);
 }
 
 void MainWindow::removeRun(qint64 runId)

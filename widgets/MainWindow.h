@@ -111,6 +111,7 @@ private:
     void updateDeviceStatus();
     void showError(const QString& title, const QString& message);
     void duplicateRun(qint64 runId);
+    void resumeRun(qint64 runId);
     void removeRun(qint64 runId);
     // File > Open Results Store opens an existing store only (it never creates one); File > New Results
     // Store creates one.

@@ -98,9 +98,11 @@ QueueView::QueueView(RunQueueModel* model, QWidget* parent)
     m_down = button(tr("Move down"), "moveDownButton", tr("Run the selected queued run later"));
     m_duplicate
         = button(tr("Duplicate and edit"), "duplicateRunButton", tr("Open the run's spec in the form"));
+    m_resume = button(tr("Resume"), "resumeRunButton",
+        tr("Continue an interrupted, failed or cancelled run from its last saved training state"));
     m_pause = button(tr("Pause queue"), "pauseQueueButton", tr("Start no new run (running runs go on)"));
     m_pause->setCheckable(true);
-    for (QPushButton* b : { m_cancel, m_remove, m_up, m_down, m_duplicate })
+    for (QPushButton* b : { m_cancel, m_remove, m_up, m_down, m_duplicate, m_resume })
         buttons->addWidget(b);
     buttons->addStretch(1);
     m_summary = new QLabel;
@@ -128,6 +130,10 @@ QueueView::QueueView(RunQueueModel* model, QWidget* parent)
     connect(m_duplicate, &QPushButton::clicked, this, [this] {
         if (m_selected)
             Q_EMIT duplicateRequested(m_selected);
+    });
+    connect(m_resume, &QPushButton::clicked, this, [this] {
+        if (m_selected)
+            Q_EMIT resumeRequested(m_selected);
     });
     connect(m_pause, &QPushButton::toggled, this, [this](bool paused) {
         updateBanner();
@@ -226,6 +232,9 @@ void QueueView::updateButtons()
     m_up->setEnabled(queued);
     m_down->setEnabled(queued);
     m_duplicate->setEnabled(run != nullptr);
+    m_resume->setEnabled(run
+        && (run->status == RunState::Interrupted || run->status == RunState::Failed
+            || run->status == RunState::Cancelled));
     int nRunning = 0, nQueued = 0;
     for (const auto& r : m_model->runs()) {
         nRunning += r.status == RunState::Running ? 1 : 0;

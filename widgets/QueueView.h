@@ -40,6 +40,7 @@ Q_SIGNALS:
     void removeRequested(qint64 runId);
     void moveRequested(qint64 runId, int offset);
     void duplicateRequested(qint64 runId);
+    void resumeRequested(qint64 runId);
     void pauseToggled(bool paused);
 
 private:
@@ -54,6 +55,7 @@ private:
     QPushButton* m_up = nullptr;
     QPushButton* m_down = nullptr;
     QPushButton* m_duplicate = nullptr;
+    QPushButton* m_resume = nullptr;
     QPushButton* m_pause = nullptr;
     QLabel* m_summary = nullptr;
     QFrame* m_banner = nullptr;

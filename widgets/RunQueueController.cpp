@@ -12,6 +12,7 @@
 #include "RunWorker.h"
 #include "store/ResultsStore.h"
 #include "train/StoreRecorder.h"
+#include "train/TrainStateHeader.h"
 
 namespace ladder::widgets {
 namespace {
@@ -225,6 +226,31 @@ bool RunQueueController::remove(qint64 runId, QString* error)
     if (!ok)
         return report(error, message);
     Q_EMIT queueChanged();
+    return true;
+}
+
+bool RunQueueController::resume(qint64 runId, qint64* fromStep, QString* error)
+{
+    if (!m_store)
+        return report(error, "no results store is open");
+    RunRecord run;
+    std::string message;
+    if (!m_store->getRun(runId, &run, &message))
+        return report(error, message);
+    qint64 step = 0;
+    try {
+        const auto header = readTrainStateHeader(m_store->statePath(runId));
+        if (header && header->runId == runId && header->runCreatedAt == run.createdAt)
+            step = header->step;
+    } catch (const std::exception& e) {
+        return report(error, e.what());
+    }
+    if (!m_store->resumeRun(runId, RunState::Queued, &message))
+        return report(error, message);
+    if (fromStep)
+        *fromStep = step;
+    Q_EMIT queueChanged();
+    schedule();
     return true;
 }
 

@@ -87,6 +87,11 @@ public:
     bool cancel(qint64 runId, QString* error = nullptr);
     // A queued run is removed from the store; a final run is deleted with its data; a running one cannot be.
     bool remove(qint64 runId, QString* error = nullptr);
+    // Resume: an interrupted, failed or cancelled run goes back to the end of the queue, and the worker that
+    // claims it continues from its training state (ResultsStore::resumeRun(), trainRecordedRun()).
+    // *fromStep (optional) receives the step it continues from (0: it has no state and trains again). A
+    // state file that does not read is refused here, naming it, and the run is left as it was.
+    bool resume(qint64 runId, qint64* fromStep = nullptr, QString* error = nullptr);
     // Moves a queued run `offset` places (negative: sooner).
     bool move(qint64 runId, int offset, QString* error = nullptr);
     // The stored spec JSON of a run (for duplicate-and-edit).

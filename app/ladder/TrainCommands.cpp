@@ -24,6 +24,7 @@
 #include "train/RunWorkerProcess.h"
 #include "train/StoreRecorder.h"
 #include "train/Sweep.h"
+#include "train/TrainState.h"
 #include "train/Trainer.h"
 #include "train/TrainerInputs.h"
 #include "util/Error.h"
@@ -148,6 +149,9 @@ void printSummary(std::int64_t id, const RunSummary& s)
     std::cout << "  wall time      " << std::setprecision(1) << s.wallSeconds << " s\n";
 }
 
+int reportRun(
+    ResultsStore& store, const std::string& path, std::int64_t id, const RunSummary& summary, bool asJson);
+
 int runTrain(const std::string& config, const std::string& storeOverride, bool asJson)
 {
     // Ctrl+C from the start (registerTrainCommands installs the handler): before the run is recorded it
@@ -163,6 +167,49 @@ int runTrain(const std::string& config, const std::string& storeOverride, bool a
     const auto id = trainAndRecord(spec, store, bar, &summary, &error);
     if (id < 0)
         throw Error(error);
+    return reportRun(store, path, id, summary, asJson);
+}
+
+// ladder train --resume RUN_ID: an interrupted, failed or cancelled run continues from its training state
+// in the store's files folder (the state of its last save; without one it trains again from step 0), as
+// the same run: its metrics past the state are dropped and recorded again.
+int runResume(std::int64_t id, const std::string& storeOverride, bool asJson)
+{
+    const auto path = requireExistingStore(storeOverride);
+    ResultsStore store;
+    std::string error;
+    if (!store.open(path, ResultsStore::OpenMode::Existing, &error))
+        throw Error(error);
+    RunRecord run;
+    if (!store.getRun(id, &run, &error))
+        throw Error(error);
+    const auto label = "run " + std::to_string(id);
+    if (run.status != RunState::Interrupted && run.status != RunState::Failed
+        && run.status != RunState::Cancelled)
+        throw Error(label + " is " + toString(run.status)
+            + "; only an interrupted, failed or cancelled run can be resumed");
+    const auto spec = RunSpec::fromJson(parseJson(run.specJson, label + " spec"), label + " spec");
+    // A state file that does not read is refused here, before the run changes.
+    const auto header = readTrainStateHeader(store.statePath(id));
+    if (header && header->runId == id && header->runCreatedAt == run.createdAt)
+        std::cerr << label << ": resuming from step " << header->step << " of " << header->totalSteps << " ("
+                  << store.statePath(id) << ")\n";
+    else
+        std::cerr << label << ": no training state of its own in " << store.filesDir()
+                  << "; it trains again from step 0\n";
+    throwIfInterrupted();
+    if (!store.resumeRun(id, RunState::Running, &error))
+        throw Error(error);
+    ProgressBar bar(spec.displayName());
+    const auto summary = trainRecordedRun(spec, store, id, bar);
+    return reportRun(store, path, id, summary, asJson);
+}
+
+// The end of `ladder train`: the summary, or the run as JSON; the exit code of its outcome.
+int reportRun(
+    ResultsStore& store, const std::string& path, std::int64_t id, const RunSummary& summary, bool asJson)
+{
+    std::string error;
     std::cerr << "\n";
     const int code = summary.status == RunOutcome::Finished
         ? kExitDone
@@ -383,15 +430,27 @@ void registerTrainCommands(CLI::App& app)
         auto config = std::make_shared<std::string>();
         auto store = std::make_shared<std::string>();
         auto json = std::make_shared<bool>(false);
+        auto resume = std::make_shared<std::int64_t>(0);
         auto* cmd
             = app.add_subcommand("train", "Train one run from a run spec and record it in the results store");
-        cmd->add_option("--config", *config, "run spec JSON")->required();
+        auto* configOption = cmd->add_option("--config", *config, "run spec JSON");
+        auto* resumeOption = cmd->add_option("--resume", *resume,
+            "continue the interrupted, failed or cancelled run RUN_ID from its last saved training state");
+        resumeOption->option_text("RUN_ID");
+        configOption->excludes(resumeOption);
         cmd->add_option("--store", *store,
-            "results store (default: the spec's, else " + ResultsStore::defaultPath() + ")");
+            "results store (default: the spec's, else " + ResultsStore::defaultPath()
+                + "; with --resume, the run's store, never created)");
         cmd->add_flag("--json", *json, "print the run as `runs list --json` does (progress stays on stderr)");
-        cmd->callback([config, store, json] {
+        cmd->callback([config, store, json, resume, resumeOption] {
             installInterruptHandler(); // before anything is read or loaded
-            runGuarded("train", [&] { return runTrain(*config, *store, *json); });
+            runGuarded("train", [&] {
+                if (resumeOption->count() > 0)
+                    return runResume(*resume, *store, *json);
+                if (config->empty())
+                    throw UsageError("train: expected --config FILE (a run spec) or --resume RUN_ID");
+                return runTrain(*config, *store, *json);
+            });
         });
     }
     {

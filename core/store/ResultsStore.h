@@ -128,6 +128,14 @@ public:
     // setFinalFigures() and setStatus() in one transaction: how a trainer ends a run.
     bool finishRun(std::int64_t runId, RunState status, const FinalFigures& figures,
         const std::string& errorMessage = {}, std::string* error = nullptr);
+    // Resume: the one way back from a final state. An interrupted, failed or cancelled run becomes running
+    // again, owned by this process (`ladder train --resume`), or queued at the end of the queue (Resume in
+    // the workbench; the worker that claims it resumes it). Its error message and finish time are cleared;
+    // its metrics, evaluations and logs stay until rewindRun(). Fails for a run in any other state.
+    bool resumeRun(std::int64_t runId, RunState to, std::string* error = nullptr);
+    // Drops what a resumed run will record again: its metric points and validation evaluations after
+    // `step`, and its test evaluations; runs.step becomes `step`. One transaction.
+    bool rewindRun(std::int64_t runId, std::int64_t step, std::string* error = nullptr);
     // Deletes a run with its metrics, evaluations, logs and files (its checkpoint). A running run cannot be
     // deleted. The row goes first, in its transaction; when a file then cannot be removed the call fails
     // with a message naming it, although the run is gone.
@@ -165,6 +173,10 @@ public:
     // The same for the open store (empty when closed).
     std::string filesDir() const;
     std::string checkpointPath(std::int64_t runId) const;
+    // "<files folder>/state/run-<id>.state": a run's training state, from which an interrupted, failed or
+    // cancelled run resumes (train/TrainState.h). Removed with the run, and when the run finishes.
+    static std::string statePathFor(const std::string& storePath, std::int64_t runId);
+    std::string statePath(std::int64_t runId) const;
     // Records the file now at checkpointPath(runId) as the run's checkpoint: its path, size and SHA-256
     // go into the run's row (the file is read once to hash it, outside the write transaction).
     bool recordCheckpoint(std::int64_t runId, std::string* error = nullptr);

@@ -24,6 +24,12 @@ std::string checkpointName(std::int64_t runId)
     return "checkpoints/run-" + str(runId) + ".safetensors";
 }
 
+// A run's training state (train/TrainState.h), relative to the files folder.
+std::string stateName(std::int64_t runId)
+{
+    return "state/run-" + str(runId) + ".state";
+}
+
 std::string sizeText(std::optional<std::int64_t> bytes)
 {
     return bytes ? str(*bytes) + " bytes" : std::string("size not recorded");
@@ -44,6 +50,17 @@ std::string ResultsStore::filesDirFor(const std::string& storePath)
 std::string ResultsStore::checkpointPathFor(const std::string& storePath, std::int64_t runId)
 {
     return (fs::path(filesDirFor(storePath)) / checkpointName(runId)).string();
+}
+
+std::string ResultsStore::statePathFor(const std::string& storePath, std::int64_t runId)
+{
+    return (fs::path(filesDirFor(storePath)) / stateName(runId)).string();
+}
+
+std::string ResultsStore::statePath(std::int64_t runId) const
+{
+    return m_impl->filesDir.empty() ? std::string()
+                                    : (fs::path(m_impl->filesDir) / stateName(runId)).string();
 }
 
 std::string ResultsStore::filesDir() const
@@ -126,6 +143,9 @@ std::vector<std::string> store_detail::runFiles(
     const std::string conventional = (fs::path(filesDir) / checkpointName(runId)).string();
     add(conventional);
     add(conventional + ".tmp");
+    const std::string state = (fs::path(filesDir) / stateName(runId)).string(); // a resumable run's
+    add(state);
+    add(state + ".tmp");
     return files;
 }
 

@@ -151,8 +151,8 @@ RunSpec RunSpec::fromJson(const json& j, const std::string& source)
         rejectUnknown(tr, w,
             { "learning_rate", "epochs", "max_steps", "batch_size", "gradient_accumulation", "warmup_steps",
                 "weight_decay", "max_grad_norm", "eval_every_steps", "max_source_length", "max_target_length",
-                "bucket_by_length", "threads", "dtype", "num_beams", "max_eval_examples",
-                "log_every_steps" });
+                "bucket_by_length", "threads", "dtype", "num_beams", "max_eval_examples", "log_every_steps",
+                "save_state_every_steps" });
         auto& o = s.training;
         o.learningRate = numberField(tr, "learning_rate", w, 0.0, 100.0, 0.0);
         o.epochs = intField(tr, "epochs", w, 1, o.epochs);
@@ -171,6 +171,7 @@ RunSpec RunSpec::fromJson(const json& j, const std::string& source)
         o.numBeams = intField(tr, "num_beams", w, 1, 1, 256);
         o.maxEvalExamples = intField(tr, "max_eval_examples", w, 0, 0);
         o.logEverySteps = intField(tr, "log_every_steps", w, 1, 1);
+        o.saveStateEverySteps = intField(tr, "save_state_every_steps", w, 0, o.saveStateEverySteps);
     }
     return s;
 }
@@ -198,7 +199,8 @@ json RunSpec::toJson() const
                 { "eval_every_steps", o.evalEverySteps }, { "max_source_length", o.maxSourceLength },
                 { "max_target_length", o.maxTargetLength }, { "bucket_by_length", o.bucketByLength },
                 { "threads", o.threads }, { "dtype", o.dtype }, { "num_beams", o.numBeams },
-                { "max_eval_examples", o.maxEvalExamples }, { "log_every_steps", o.logEverySteps } } },
+                { "max_eval_examples", o.maxEvalExamples }, { "log_every_steps", o.logEverySteps },
+                { "save_state_every_steps", o.saveStateEverySteps } } },
         { "device", device }, { "seed", seed } };
     if (!name.empty())
         j["name"] = name;

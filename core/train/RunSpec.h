@@ -44,6 +44,10 @@ struct TrainingOptions {
     std::int64_t numBeams = 1; // evaluation decoding
     std::int64_t maxEvalExamples = 0; // > 0: evaluate on the first N examples of each split only
     std::int64_t logEverySteps = 1;
+    // The run's full training state (train/TrainState.h) is saved every N optimizer steps (0: never by
+    // count) and after every evaluation, for `ladder train --resume`. 500 is HF Trainer's save_steps. Not
+    // part of the spec's identity (runSpecHash()).
+    std::int64_t saveStateEverySteps = 500;
 
     double learningRateFor(const std::string& method) const;
 };

@@ -13,6 +13,7 @@
 
 #include "peft/Method.h"
 #include "store/SpecHash.h"
+#include "train/TrainState.h"
 #include "util/Error.h"
 
 namespace ladder {
@@ -208,6 +209,14 @@ void StoreRecorder::onLog(const std::string& level, const std::string& message)
     m_inner.onLog(level, message);
 }
 
+void StoreRecorder::onStateSaving(std::int64_t step)
+{
+    std::string error;
+    if (!m_writer.flush(&error))
+        reportStoreError(error);
+    m_inner.onStateSaving(step);
+}
+
 void StoreRecorder::onBestModel(const Method& method)
 {
     // Written beside its place and renamed into it, so the checkpoint path never holds half a file; then
@@ -306,6 +315,8 @@ std::string runSpecHash(const RunSpec& spec)
     auto j = spec.toJson();
     j.erase("store");
     j.erase("name");
+    // How often the state is saved changes no result: a spec hashes as it did before the field existed.
+    j.at("training").erase("save_state_every_steps");
     return specHash(j);
 }
 
@@ -348,7 +359,50 @@ RunSummary trainRecordedRun(
 {
     StoreRecorder recorder(store, runId, observer);
     Trainer trainer(spec);
+    const auto failBeforeStart = [&](const std::string& message) {
+        RunSummary failed;
+        failed.status = RunOutcome::Failed;
+        failed.message = message;
+        failed.device = spec.device;
+        recorder.onLog("error", message);
+        recorder.finish(failed);
+        return failed;
+    };
+    // The run's training state: saved as it trains, and resumed from when the run has one of its own.
+    Trainer::StateOptions state;
+    RunRecord run;
+    std::string error;
+    if (!store.getRun(runId, &run, &error))
+        return failBeforeStart(error);
+    state.path = store.statePath(runId);
+    state.runId = runId;
+    state.runCreatedAt = run.createdAt;
+    state.specHash = run.specHash;
+    try {
+        if (const auto header = readTrainStateHeader(state.path)) {
+            if (header->runId == runId && header->runCreatedAt == run.createdAt
+                && header->specHash == run.specHash) {
+                state.resume = true;
+                if (!store.rewindRun(runId, header->step, &error))
+                    return failBeforeStart(error);
+            } else { // left by another store at this path, since deleted: never this run's
+                std::error_code ec;
+                fs::remove(state.path, ec);
+                recorder.onLog("warning",
+                    "removed " + state.path + ": the training state of run " + std::to_string(header->runId)
+                        + " created " + header->runCreatedAt + ", not this run's");
+            }
+        }
+    } catch (const std::exception& e) {
+        return failBeforeStart(
+            std::string(e.what()) + " (delete the file to train the run again from step 0)");
+    }
+    trainer.setStateOptions(state);
     const auto result = recorder.recorded(trainer.run(recorder));
+    if (result.status == RunOutcome::Finished) { // a finished run is never resumed: its state goes
+        std::error_code ec;
+        fs::remove(state.path, ec);
+    }
     recorder.finish(result);
     return result;
 }

@@ -27,6 +27,8 @@ public:
     void onEval(const TrainEval& eval) override;
     void onLog(const std::string& level, const std::string& message) override;
     void onBestModel(const Method& method) override;
+    // Writes the pending metric points: a state saved at `step` finds its history stored.
+    void onStateSaving(std::int64_t step) override;
     void onInitProgress(const std::string& what, std::int64_t done, std::int64_t total) override
     {
         m_inner.onInitProgress(what, done, total); // shown live, not stored (the log lines are)
@@ -76,7 +78,10 @@ private:
 NewRun newRunFor(const RunSpec& spec, RunState status);
 
 // Trains `spec` as the existing run `runId` (already set running, e.g. claimed from the queue) and records
-// the outcome. Never throws.
+// the outcome. The run saves its training state (ResultsStore::statePath(), train/TrainState.h); when a
+// state of its own is there (a run resumed with ResultsStore::resumeRun()), training continues from it,
+// after rewinding what the run recorded past it (ResultsStore::rewindRun()). A state file that cannot be
+// read fails the run, naming it. A finished run's state is removed. Never throws.
 RunSummary trainRecordedRun(
     const RunSpec& spec, ResultsStore& store, std::int64_t runId, TrainerObserver& observer);
 

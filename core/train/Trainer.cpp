@@ -28,6 +28,8 @@
 #include "train/LadderActivationCache.h"
 #include "train/MemoryEstimate.h"
 #include "train/RunEstimate.h"
+#include "train/TrainState.h"
+#include "train/TrainerState.h"
 #include "util/Error.h"
 
 namespace ladder {
@@ -98,37 +100,6 @@ bool decays(const std::string& name)
         R"((bias|layernorm|rmsnorm|(^|\.)norm($|\.)|_norm($|\.)|(^|[._])gate($|[._])))");
     return !std::regex_search(n, spared);
 }
-
-// The best checkpoint's trainable weights, kept as plain host bytes: outside every memory meter (neither
-// a CPU tensor the tracking allocator counts nor device memory), so the stored peak is training's alone.
-class HostSnapshot {
-public:
-    void take(const std::vector<at::Tensor>& params)
-    {
-        m_bytes.resize(params.size());
-        for (std::size_t i = 0; i < params.size(); ++i) {
-            const auto host
-                = params[i].detach().to(at::kCPU).contiguous(); // on the CPU: the parameter itself
-            auto& b = m_bytes[i];
-            b.resize(host.nbytes());
-            std::memcpy(b.data(), host.data_ptr(), host.nbytes());
-        }
-    }
-    bool empty() const { return m_bytes.empty(); }
-    void restore(const std::vector<at::Tensor>& params) const
-    {
-        at::NoGradGuard noGrad;
-        for (std::size_t i = 0; i < params.size(); ++i) {
-            auto& p = params[i];
-            // copy_ only reads the source: the snapshot's own bytes, wrapped without a copy.
-            auto* data = const_cast<unsigned char*>(m_bytes[i].data());
-            p.copy_(at::from_blob(data, p.sizes(), at::TensorOptions().dtype(p.scalar_type())));
-        }
-    }
-
-private:
-    std::vector<std::vector<unsigned char>> m_bytes;
-};
 
 // Generates predictions for every example of `batcher` and scores them.
 TrainEval evaluateSplit(Method& method, const Batcher& batcher, const std::vector<TextExample>& examples,
@@ -309,10 +280,11 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
         meter->resetPeak();
         phase = next;
     };
+    double elapsedBefore = 0.0; // a resumed run's time before it stopped
     auto fail = [&](RunOutcome status, const std::string& message) {
         summary.status = status;
         summary.message = message;
-        summary.wallSeconds = secondsSince(t0);
+        summary.wallSeconds = elapsedBefore + secondsSince(t0);
         foldPeak(); // the phase that failed, was cancelled or ran out of memory
         observer.onLog(status == RunOutcome::Cancelled ? "info" : "error", message);
         return summary;
@@ -358,7 +330,9 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
         fisherOptions.shuffle = true;
         const Batcher fisherBatcher(tokenizer, task.train, fisherOptions);
         BatchSource fisherSource;
-        if (spec.method.method == "ladder" && spec.method.init == "fisher") {
+        // A resumed run's weights come from its state: LST's Fisher pass is not repeated.
+        const auto methodOptions = m_state.resume ? withoutFisherInit(spec.method) : spec.method;
+        if (methodOptions.method == "ladder" && methodOptions.init == "fisher") {
             auto inner = fisherBatcher.source(0);
             fisherSource = [inner, device]() -> std::optional<Seq2SeqBatch> {
                 auto b = inner();
@@ -393,12 +367,12 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
 
         inputs.backbone->to(device);
         enterPhase(Phase::Init);
-        auto method = createMethod(inputs.backbone, spec.method, fisherSource, initHooks);
+        auto method = createMethod(inputs.backbone, methodOptions, fisherSource, initHooks);
         method->train(true);
         // The stored peak is training's: the method's initialisation (LST's Fisher pass runs a whole backbone
         // backward) has its own peak, reported apart.
         enterPhase(Phase::Training); // sets initPeakAllocatedBytes
-        if (spec.method.method == "ladder" && spec.method.init == "fisher")
+        if (methodOptions.method == "ladder" && methodOptions.init == "fisher")
             observer.onLog("info",
                 "Fisher initialisation: peak allocated "
                     + std::to_string(summary.initPeakAllocatedBytes / 1000000)
@@ -441,6 +415,7 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
             1, (batchesPerEpoch + o.gradientAccumulation - 1) / o.gradientAccumulation);
         const auto totalSteps = o.maxSteps > 0 ? o.maxSteps : o.epochs * stepsPerEpoch;
         const auto epochs = o.maxSteps > 0 ? (totalSteps + stepsPerEpoch - 1) / stepsPerEpoch : o.epochs;
+        const auto named = method->namedTrainableParameters();
         observer.onLog("info",
             "training " + std::to_string(task.train.size()) + " examples, " + std::to_string(totalSteps)
                 + " steps, lr " + std::to_string(baseLr) + ", " + std::to_string(summary.trainableParams)
@@ -471,13 +446,105 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
         HostSnapshot best;
         double bestScore = -std::numeric_limits<double>::infinity();
         std::int64_t lastEvalStep = -1;
+        std::int64_t step = 0;
+        std::int64_t runTokens = 0; // over every step, for the run's throughput
+        double runStepSeconds = 0.0;
+        std::int64_t startEpoch = 0, startBatch = 0;
+        if (m_state.resume) {
+            // Outside every peak: the state's tensors are in memory until it is released below.
+            enterPhase(Phase::Untracked);
+            const auto& path = m_state.path;
+            auto loaded = std::make_unique<TrainState>(loadTrainState(path));
+            const TrainState* resume = loaded.get();
+            if (resume->runId != m_state.runId || resume->runCreatedAt != m_state.runCreatedAt
+                || resume->specHash != m_state.specHash)
+                throw Error("training state " + path + ": it is run " + std::to_string(resume->runId)
+                    + "'s (created " + resume->runCreatedAt + "), not this run's");
+            elapsedBefore = resume->elapsedSeconds;
+            if (resume->totalSteps != totalSteps)
+                throw Error("training state " + path + ": saved for a run of "
+                    + std::to_string(resume->totalSteps) + " steps, this run has "
+                    + std::to_string(totalSteps) + " (its task's data or its spec changed since)");
+            if (resume->epoch > epochs)
+                throw Error("training state " + path + ": field epoch: " + std::to_string(resume->epoch)
+                    + " is past the run's " + std::to_string(epochs) + " epochs");
+            applyTrainState(*resume, path, named, optimizer);
+            setGeneratorState(c10::Device(at::kCPU), resume->cpuRng);
+            if (device.is_cuda() && resume->cudaRng.defined())
+                setGeneratorState(device, resume->cudaRng);
+            if (!resume->best.empty()) {
+                std::vector<at::Tensor> snapshot;
+                for (const auto& [name, p] : named)
+                    snapshot.push_back(resume->best.at(name));
+                best.take(snapshot);
+            }
+            bestScore = resume->bestScore;
+            if (std::isfinite(bestScore)) {
+                summary.bestValidation = bestScore;
+                summary.bestStep = resume->bestStep;
+            }
+            summary.lastValidation = resume->lastValidation;
+            lastEvalStep = resume->lastEvalStep;
+            step = resume->step;
+            summary.steps = step;
+            runTokens = resume->runTokens;
+            runStepSeconds = resume->runStepSeconds;
+            summary.peakAllocatedBytes = std::max(summary.peakAllocatedBytes, resume->peakAllocatedBytes);
+            summary.peakReservedBytes = std::max(summary.peakReservedBytes, resume->peakReservedBytes);
+            summary.initPeakAllocatedBytes
+                = std::max(summary.initPeakAllocatedBytes, resume->initPeakAllocatedBytes);
+            summary.evalPeakAllocatedBytes
+                = std::max(summary.evalPeakAllocatedBytes, resume->evalPeakAllocatedBytes);
+            startEpoch = resume->epoch;
+            startBatch = resume->nextBatch;
+            observer.onLog("info",
+                "resumed from step " + std::to_string(step) + " of " + std::to_string(totalSteps) + " (epoch "
+                    + std::to_string(startEpoch + 1) + ", batch " + std::to_string(startBatch) + "), state "
+                    + m_state.path);
+            loaded.reset(); // the state's tensors are freed before the first step
+            enterPhase(Phase::Training);
+        }
+        // The full training state, for a resume: after the step that just ended, training goes on with
+        // batch `nextBatch` of `epoch`'s plan. Outside every peak (a CUDA run copies to the host).
+        auto saveState = [&](std::int64_t epoch, std::int64_t nextBatch) {
+            if (m_state.path.empty())
+                return;
+            observer.onStateSaving(step);
+            const auto resumePhase = phase;
+            enterPhase(Phase::Untracked);
+            TrainState st;
+            st.runId = m_state.runId;
+            st.runCreatedAt = m_state.runCreatedAt;
+            st.specHash = m_state.specHash;
+            st.step = step;
+            st.totalSteps = totalSteps;
+            st.epoch = epoch;
+            st.nextBatch = nextBatch;
+            st.lastEvalStep = lastEvalStep;
+            st.bestScore = bestScore;
+            st.bestStep = summary.bestStep;
+            st.lastValidation = summary.lastValidation;
+            st.peakAllocatedBytes = summary.peakAllocatedBytes;
+            st.peakReservedBytes = summary.peakReservedBytes;
+            st.initPeakAllocatedBytes = summary.initPeakAllocatedBytes;
+            st.evalPeakAllocatedBytes = summary.evalPeakAllocatedBytes;
+            st.runTokens = runTokens;
+            st.runStepSeconds = runStepSeconds;
+            st.elapsedSeconds = elapsedBefore + secondsSince(t0);
+            captureTrainState(named, optimizer, best, &st);
+            st.cpuRng = generatorState(c10::Device(at::kCPU));
+            if (device.is_cuda())
+                st.cudaRng = generatorState(device);
+            saveTrainState(m_state.path, st);
+            enterPhase(resumePhase);
+        };
         auto validate = [&](std::int64_t step, std::int64_t epoch) {
             lastEvalStep = step;
-            const auto resume = phase;
+            const auto previous = phase;
             enterPhase(Phase::Evaluation);
             auto e = evaluateSplit(*method, validationBatcher, validation, task.info, tokenizer, gen, device,
                 autocast, observer);
-            enterPhase(resume);
+            enterPhase(previous);
             e.step = step;
             e.epoch = epoch;
             e.split = "validation";
@@ -491,21 +558,23 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
             }
         };
 
-        std::int64_t step = 0;
         double accumulatedLoss = 0.0;
         std::int64_t tokens = 0;
-        std::int64_t runTokens = 0; // over every step, for the run's throughput
-        double runStepSeconds = 0.0;
         auto stepStart = Clock::now();
         optimizer.zero_grad(true);
         const auto accumulation = static_cast<std::size_t>(o.gradientAccumulation);
-        for (std::int64_t epoch = 0; epoch < epochs && step < totalSteps; ++epoch) {
+        for (std::int64_t epoch = startEpoch; epoch < epochs && step < totalSteps; ++epoch) {
             // HF Trainer's accumulation: groups of `accumulation` batches within an epoch, the last group of
             // an epoch possibly shorter, and an optimizer step closing every group, so that every epoch ends
             // with a step and no gradient crosses an epoch. Each group's loss is the mean over its batches.
             // Batches are made one at a time from the epoch's plan.
             const auto plan = trainBatcher.plan(static_cast<int>(epoch));
-            for (std::size_t i = 0; i < plan.size(); ++i) {
+            const auto first = static_cast<std::size_t>(epoch == startEpoch ? startBatch : 0);
+            if (first > plan.size())
+                throw Error("training state " + m_state.path
+                    + ": field next_batch: " + std::to_string(startBatch) + " is past epoch "
+                    + std::to_string(epoch + 1) + "'s " + std::to_string(plan.size()) + " batches");
+            for (std::size_t i = first; i < plan.size(); ++i) {
                 if (observer.cancelRequested())
                     throw Cancelled {};
                 const auto groupStart = i / accumulation * accumulation;
@@ -557,15 +626,18 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
                 s.tokensPerSecond = dt > 0 ? static_cast<double>(tokens) / dt : 0.0;
                 runTokens += tokens;
                 runStepSeconds += dt;
-                s.elapsedSeconds = secondsSince(t0);
+                s.elapsedSeconds = elapsedBefore + secondsSince(t0);
                 summary.steps = step;
                 if (step % o.logEverySteps == 0 || step == totalSteps)
                     observer.onStep(s);
                 accumulatedLoss = 0.0;
                 tokens = 0;
 
-                if (o.evalEverySteps > 0 && step % o.evalEverySteps == 0)
+                const bool evaluated = o.evalEverySteps > 0 && step % o.evalEverySteps == 0;
+                if (evaluated)
                     validate(step, epoch);
+                if (evaluated || (o.saveStateEverySteps > 0 && step % o.saveStateEverySteps == 0))
+                    saveState(epoch, static_cast<std::int64_t>(i) + 1);
                 stepStart = Clock::now(); // after the evaluation: a step's time is its own
                 if (step >= totalSteps)
                     break;
@@ -578,12 +650,16 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
                         + std::to_string(ladderCache->hits) + " batches served from it, "
                         + std::to_string(ladderCache->misses) + " ran the backbone");
             }
-            if (o.evalEverySteps == 0)
+            if (o.evalEverySteps == 0) {
                 validate(step, epoch);
+                saveState(epoch + 1, 0);
+            }
         }
         enterPhase(Phase::Untracked); // training's peak is complete
-        if (lastEvalStep != step) // the last step was not evaluated yet
+        if (lastEvalStep != step) { // the last step was not evaluated yet
             validate(step, epochs - 1);
+            saveState(epochs, 0);
+        }
 
         // The best checkpoint on the test split.
         if (!best.empty())
@@ -602,7 +678,7 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
             summary.testValues = e.values;
         }
         summary.status = RunOutcome::Finished;
-        summary.wallSeconds = secondsSince(t0);
+        summary.wallSeconds = elapsedBefore + secondsSince(t0);
         // Training throughput over the run: the steps' tokens over the steps' wall time (evaluations and
         // loading excluded), as each step's figure is over its own time.
         summary.tokensPerSecond = runStepSeconds > 0 ? static_cast<double>(runTokens) / runStepSeconds : 0.0;

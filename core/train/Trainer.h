@@ -100,6 +100,9 @@ public:
     virtual void onInitProgress(const std::string& what, std::int64_t done, std::int64_t total) { }
     // The best checkpoint has been restored into `method` (before the test evaluation): save it here.
     virtual void onBestModel(const class Method& method) { }
+    // The training state of `step` is about to be saved: write out what is pending (the metric points up
+    // to it), so that a run resumed from that state finds its history complete.
+    virtual void onStateSaving(std::int64_t step) { }
     virtual bool cancelRequested() { return false; }
 };
 
@@ -116,11 +119,26 @@ public:
     RunSummary run(TrainerObserver& observer);
     RunSummary run(TrainerInputs inputs, TrainerObserver& observer);
 
+    // Saving the training state (train/TrainState.h) every spec.training.saveStateEverySteps steps and
+    // after every evaluation, and resuming from one. A state that cannot be saved (a full disk) fails the
+    // run with the reason, naming the file.
+    struct StateOptions {
+        std::string path; // where the state is written; empty: never saved
+        std::int64_t runId = 0; // whose state it is (written into it)
+        std::string runCreatedAt;
+        std::string specHash;
+        // Continue from the state at `path`: loaded once the method is built (outside every memory peak),
+        // applied, and freed before the first step. It must be this run's (runId, runCreatedAt, specHash).
+        bool resume = false;
+    };
+    void setStateOptions(StateOptions options) { m_state = std::move(options); }
+
     // Test hook: called with each micro-batch loss before backward (e.g. to inject a NaN).
     std::function<void(at::Tensor& loss, std::int64_t step)> lossHook;
 
 private:
     RunSpec m_spec;
+    StateOptions m_state;
 };
 
 } // namespace ladder

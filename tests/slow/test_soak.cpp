@@ -34,10 +34,10 @@ using namespace ladder;
 
 namespace {
 
-// Resume (issue #17) is being built beside this test: the trainer's state file at
-// "<store file>.files/state/run-<id>.state", saved every training.save_state_every_steps steps. Until it
-// has landed the soak neither sets that field nor checks the file; switch this on when it has.
-constexpr bool kResumeLanded = false;
+// Resume (issue #17): the trainer's state file at "<store file>.files/state/run-<id>.state", saved every
+// training.save_state_every_steps steps. The soak's runs save it every step and the killed run's file is
+// checked; false turns both off (the soak was written before resume landed, b215cc7).
+constexpr bool kResumeLanded = true;
 
 constexpr int kRuns = 20; // the soak's queue
 constexpr int kNanRun = 3, kOomRun = 5, kCancelRun = 7, kCorruptRun = 9, kSignalRun = 11;

@@ -101,6 +101,13 @@ void compareRuns(const std::string& storeA, const std::string& storeB, std::int6
         worst = std::max(worst, (wb.at(name) - t).abs().max().item<double>());
     }
     QVERIFY2(worst <= 1e-6, qPrintable(QString("largest weight difference %1").arg(worst, 0, 'g', 6)));
+    double lossWorst = 0.0;
+    for (std::size_t i = 0; i < a.metrics.size(); ++i)
+        lossWorst = std::max(lossWorst, std::abs(*b.metrics[i].loss - *a.metrics[i].loss));
+    qInfo(
+        "%zu steps, %zu evaluations compared; largest loss difference %g, largest weight difference %g over "
+        "%zu tensors",
+        a.metrics.size(), a.evaluations.size(), lossWorst, worst, wa.size());
     // A finished run is never resumed: its state is gone.
     QVERIFY(!fs::exists(ResultsStore::statePathFor(storeB, idB)));
 }
@@ -143,6 +150,8 @@ private Q_SLOTS:
         const auto header = readTrainStateHeader(state);
         QVERIFY(header.has_value());
         QVERIFY2(header->step >= 5 && header->step < 80, qPrintable(QString::number(header->step)));
+        qInfo("killed with SIGKILL; its last state is of step %lld of 80",
+            static_cast<long long>(header->step));
 
         // Opening the store for writing marks the killed run interrupted; the resume continues it.
         {
@@ -167,14 +176,29 @@ private Q_SLOTS:
         compareRuns(storeA, storeB, 1);
     }
 
-    // A failed run (a NaN loss at step 13 of full fine-tuning) continues from its state of step 10; full
-    // fine-tuning's AdamW state covers every weight, in both of its groups (decayed and not).
+    // A failed run (a NaN loss at step 13 of 24) continues from its state of step 10. Full fine-tuning:
+    // AdamW's state covers every weight, in both of its groups (decayed and not). LST with its activation
+    // cache in RAM: the resumed process starts with an empty cache, so the examples of the epochs before
+    // step 10 run the backbone again where the uninterrupted run reads the cache; the same values.
+    void failedRunResumesEqual_data()
+    {
+        QTest::addColumn<QString>("method");
+        QTest::addColumn<QString>("cache");
+        QTest::newRow("full") << "full"
+                              << "";
+        QTest::newRow("ladder, cache ram") << "ladder"
+                                           << "ram";
+    }
     void failedRunResumesEqual()
     {
+        QFETCH(QString, method);
+        QFETCH(QString, cache);
         const auto root = test::makeTempDir();
         test::writeTinyBackbone(root + "/tiny-t5", 1);
         const auto task = test::writeFruitTask(root);
-        auto j = specFor(root + "/tiny-t5", task, "full");
+        auto j = specFor(root + "/tiny-t5", task, method.toStdString());
+        if (!cache.isEmpty())
+            j["method"]["cache"] = cache.toStdString();
         j["training"]["max_steps"] = 24;
         j["training"]["eval_every_steps"] = 8;
         std::ofstream(root + "/run.json") << j.dump(2);

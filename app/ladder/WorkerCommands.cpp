@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -116,14 +117,16 @@ int runWorker(const std::string& storePath, std::int64_t runId)
     std::signal(SIGTERM, onStopSignal);
     std::signal(SIGINT, onStopSignal);
 
-    WorkerEvents writer(events);
+    // Shared with the stdin thread, which outlives this function (detached): never a dangling reference.
+    const auto writerOwner = std::make_shared<WorkerEvents>(events);
+    WorkerEvents& writer = *writerOwner;
     // A "cancel" line on stdin asks the run to stop between steps. End of input alone does not (the
     // supervisor's death kills this process: dieWithSupervisor).
-    std::thread([&writer] {
+    std::thread([writerOwner] {
         std::string line;
         while (std::getline(std::cin, line))
             if (line == "cancel")
-                writer.requestCancel();
+                writerOwner->requestCancel();
     }).detach();
 
     ResultsStore store;

@@ -72,6 +72,17 @@ std::int64_t injectedNanStep()
     throw Error("LADDER_FAULT_INJECT: expected nan@STEP with STEP >= 1, got '" + v + "'");
 }
 
+// ", tried to allocate 2.00 GiB": the size an out-of-memory error names (CUDA's "Tried to allocate 2.00 GiB",
+// the CPU tracking allocator's "tried to allocate N bytes"), or "" when it names none.
+std::string allocationOf(const std::string& what)
+{
+    static const std::regex size(R"([Tt]ried to allocate ([0-9.]+ ?[KMGT]?i?B|[0-9]+ bytes))");
+    std::smatch m;
+    if (!std::regex_search(what, m, size))
+        return {};
+    return ", tried to allocate " + m[1].str();
+}
+
 double secondsSince(Clock::time_point t0)
 {
     return std::chrono::duration<double>(Clock::now() - t0).count();
@@ -596,7 +607,9 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
                 if (!std::isfinite(lossValue))
                     return fail(RunOutcome::Failed,
                         "loss became " + std::string(std::isnan(lossValue) ? "NaN" : "infinite") + " at step "
-                            + std::to_string(step + 1) + " (try a lower learning rate)");
+                            + std::to_string(step + 1)
+                            + (nanStep == step + 1 ? " (injected: LADDER_FAULT_INJECT)"
+                                                   : " (try a lower learning rate)"));
                 (loss / static_cast<double>(groupSize)).backward();
                 accumulatedLoss += lossValue;
                 tokens += b.batch.attentionMask.sum().item<std::int64_t>()
@@ -695,7 +708,7 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
                                                  : "";
         return fail(RunOutcome::Failed,
             std::string("out of memory (") + where + "peak allocated " + std::to_string(peak / (1024 * 1024))
-                + " MiB)");
+                + " MiB" + allocationOf(e.what()) + ")");
     } catch (const std::exception& e) {
         std::string what = e.what();
         if (const auto nl = what.find('\n'); nl != std::string::npos)

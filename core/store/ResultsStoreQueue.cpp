@@ -1,9 +1,11 @@
 // ResultsStore: the queue of runs and the device leases of the windows that run it (docs/STORE.md, "The
 // queue and device leases").
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <random>
 
+#include <signal.h>
 #include <unistd.h>
 
 #include "store/ResultsStoreImpl.h"
@@ -57,6 +59,28 @@ std::string ResultsStore::newLeaseOwner()
     return store_detail::hostName() + ":" + std::to_string(getpid()) + ":" + random;
 }
 
+namespace {
+
+// Whether a lease owner named by newLeaseOwner() ("<host>:<pid>:<random>") is a process of this host that
+// no longer exists: its window was killed, and its lease need not wait for its expiry. False for another
+// host's owner, a name of another form and a live pid (a reused pid keeps the lease until it expires).
+bool leaseOwnerGone(const std::string& owner)
+{
+    const auto last = owner.rfind(':');
+    if (last == std::string::npos || last == 0)
+        return false;
+    const auto before = owner.rfind(':', last - 1);
+    if (before == std::string::npos || owner.substr(0, before) != store_detail::hostName())
+        return false;
+    const std::string pidText = owner.substr(before + 1, last - before - 1);
+    if (pidText.empty() || pidText.size() > 9 || pidText.find_first_not_of("0123456789") != std::string::npos)
+        return false;
+    const auto pid = static_cast<pid_t>(std::stol(pidText));
+    return pid > 0 && ::kill(pid, 0) != 0 && errno == ESRCH;
+}
+
+} // namespace
+
 bool ResultsStore::acquireDeviceLease(
     const std::string& device, const std::string& owner, int ttlSeconds, bool* acquired, std::string* error)
 {
@@ -65,6 +89,21 @@ bool ResultsStore::acquireDeviceLease(
         auto& db = m_impl->db;
         Transaction tx(db);
         const std::string now = utcNowIso8601();
+        {
+            // A live lease whose owner process on this host is gone (a window killed with SIGKILL) is free
+            // now, not when it expires.
+            Statement held(
+                db, "SELECT owner FROM device_leases WHERE device = :device AND expires_at > :now");
+            held.bind(":device", device).bind(":now", now);
+            std::string holder;
+            if (held.step())
+                holder = held.text("owner");
+            held.reset();
+            if (!holder.empty() && holder != owner && leaseOwnerGone(holder)) {
+                Statement drop(db, "DELETE FROM device_leases WHERE device = :device AND owner = :owner");
+                drop.bind(":device", device).bind(":owner", holder).run();
+            }
+        }
         // Free, expired or already ours: take it (keeping acquired_at when it stays ours).
         Statement s(db, R"sql(INSERT INTO device_leases (device, owner, acquired_at, renewed_at, expires_at)
             VALUES (:device, :owner, :now, :now, :expires)

@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "StoreSafetyTestHelpers.h"
@@ -29,6 +30,7 @@ class TestStoreLeases : public QObject {
 private Q_SLOTS:
     void deviceLeases();
     void deviceLeaseRace();
+    void leaseOfADeadOwnerIsFree();
     void claimUnderLease();
     void createRunsIsAllOrNothing();
     void findFinishedRunsForABatch();
@@ -97,6 +99,48 @@ void TestStoreLeases::deviceLeases()
 }
 
 // Windows asking for the same device at once: exactly one gets it.
+// A window killed with SIGKILL leaves its lease unexpired: the next window takes it at once when the
+// owner's process (named in the owner, "<host>:<pid>:<random>") is gone from this host, and never from a
+// live process or another host.
+void TestStoreLeases::leaseOfADeadOwnerIsFree()
+{
+    const std::string path = freshDir() + "/results.sqlite";
+    // The child takes the lease for an hour and dies without releasing it.
+    const pid_t child = ::fork();
+    if (child == 0) {
+        ResultsStore store;
+        bool got = false;
+        const bool ok
+            = store.open(path) && store.acquireDeviceLease("cpu", ResultsStore::newLeaseOwner(), 3600, &got);
+        ::_exit(ok && got ? 0 : 1);
+    }
+    QVERIFY(child > 0);
+    int status = 0;
+    QCOMPARE(::waitpid(child, &status, 0), child);
+    QVERIFY(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+    ResultsStore store;
+    QVERIFY(store.open(path));
+    std::optional<DeviceLease> lease;
+    QVERIFY(store.getDeviceLease("cpu", &lease));
+    QVERIFY(lease.has_value());
+    QVERIFY2(contains(lease->owner, ":" + std::to_string(child) + ":"), lease->owner.c_str());
+    const auto next = ResultsStore::newLeaseOwner();
+    bool acquired = false;
+    QVERIFY(store.acquireDeviceLease("cpu", next, 60, &acquired));
+    QVERIFY2(acquired, "the dead owner's lease was not taken over");
+    QVERIFY(store.getDeviceLease("cpu", &lease));
+    QCOMPARE(QString::fromStdString(lease->owner), QString::fromStdString(next));
+
+    // A live owner (this process, another name) and another host's owner keep theirs.
+    QVERIFY(store.acquireDeviceLease("cpu", ResultsStore::newLeaseOwner(), 60, &acquired));
+    QVERIFY(!acquired);
+    QVERIFY(store.acquireDeviceLease("cuda:0", "elsewhere.example:1:0123456789abcdef", 60, &acquired));
+    QVERIFY(acquired);
+    QVERIFY(store.acquireDeviceLease("cuda:0", ResultsStore::newLeaseOwner(), 60, &acquired));
+    QVERIFY(!acquired);
+}
+
 void TestStoreLeases::deviceLeaseRace()
 {
     const std::string path = freshDir() + "/results.sqlite";

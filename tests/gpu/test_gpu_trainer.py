@@ -7,7 +7,10 @@ store with Python's sqlite3 module. Standard library only: it runs on the kit's 
   3. NaN loss (LADDER_FAULT_INJECT=nan@5): status failed, the message names NaN and step 5.
   4. A real CUDA out-of-memory (a batch far too large) inside `ladder sweep`, then a normal run in the
      same process: the first failed with "out of memory", the second finished.
-  5. After all that, a fresh run on the device finishes.
+  5. Resume on the device: an LST run failed by a NaN at step 23 of 50 resumes (`ladder train --resume`) from
+     its state of step 20 and follows an uninterrupted device run (largest loss difference reported, to
+     1e-4: CUDA's atomics may reorder sums); the state holds the CUDA generator ("rng/cuda").
+  6. After all that, a fresh run on the device finishes.
 
 Exit 77 (CTest: skipped) without a CUDA device or without the demo (LADDER_DEMO_DIR, `ladder demo`).
 LADDER_GPU_TEST_DEVICE=cpu is the kit's dry run: the same steps on the CPU (step 1 compares the CPU with
@@ -179,6 +182,42 @@ def oom_then_next(ladder, tmp, device):
         check(runs[1][1] == "finished", f"OOM: the next run in the same process finished (got {runs[1][1]!r}: {runs[1][2]!r})")
 
 
+def state_tensors(path):
+    """The tensor names in a safetensors file's header (8-byte length, then JSON)."""
+    import struct
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        return [k for k in json.loads(f.read(n)) if k != "__metadata__"]
+
+
+def resume_on_device(ladder, tmp, device):
+    method = {"method": "ladder", "r": 8, "init": "magnitude"}
+    training = {"learning_rate": 3e-3, "save_state_every_steps": 10}
+    whole = os.path.join(tmp, "resume-whole.sqlite")
+    spec = write_spec(os.path.join(tmp, "resume.json"), device=device, method=method, training=training)
+    rc, out, err = run_ladder(ladder, ["train", "--config", spec, "--store", whole])
+    check(rc == 0, f"resume: the uninterrupted run exits 0 (got {rc}; {err.strip()[-300:]})")
+    store = os.path.join(tmp, "resume.sqlite")
+    env = dict(os.environ, LADDER_FAULT_INJECT="nan@23")
+    rc, out, err = run_ladder(ladder, ["train", "--config", spec, "--store", store], env=env)
+    check(rc == 1, f"resume: the run failed by a NaN at step 23 exits 1 (got {rc})")
+    state = store + ".files/state/run-1.state"
+    names = state_tensors(state) if os.path.exists(state) else []
+    check(bool(names), f"resume: the failed run left its state at {state}")
+    if device.startswith("cuda"):
+        check("rng/cuda" in names, "resume: the state holds the CUDA generator's state (rng/cuda)")
+    t0 = time.time()
+    rc, out, err = run_ladder(ladder, ["train", "--resume", "1", "--store", store])
+    check(rc == 0 and "resuming from step 20 of 50" in err,
+          f"resume: ladder train --resume exits 0 from step 20 (got {rc}; {err.strip()[-300:]})")
+    a, b = losses(whole), losses(store, 1)
+    diffs = [abs(x - y) for x, y in zip(a, b) if x is not None and y is not None]
+    worst = max(diffs) if diffs and len(a) == len(b) else float("inf")
+    result(check="resume", device=device, steps=len(b), max_abs_loss_diff=worst, state_tensors=len(names),
+           cuda_rng="rng/cuda" in names, seconds_resumed=round(time.time() - t0, 2))
+    check(worst <= 1e-4, f"resume: the resumed run follows the uninterrupted one to 1e-4 (largest difference {worst:.2e})")
+
+
 def fresh_run(ladder, tmp, device):
     store = os.path.join(tmp, "after.sqlite")
     spec = write_spec(os.path.join(tmp, "after.json"), device=device, training={"max_steps": 5})
@@ -218,6 +257,7 @@ def main():
             print("skip  OOM: the CPU dry run does not provoke an out-of-memory (it needs the GPU's allocator)")
         else:
             oom_then_next(args.ladder, tmp, device)
+        resume_on_device(args.ladder, tmp, device)
         fresh_run(args.ladder, tmp, device)
     print(f"{len(failures)} failed" if failures else "all trainer checks passed")
     return 1 if failures else 0

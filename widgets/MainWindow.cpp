@@ -362,21 +362,18 @@ void MainWindow::openSweeps()
     const std::vector<RunSpec> all = dialog.specs();
     if (all.empty())
         return;
-    // As `ladder sweep`: a spec that has finished before in this store is not trained again.
+    // As `ladder sweep`: a spec that has finished before in this store, or that a run queued or training
+    // (here or in a `ladder sweep`) holds, is not queued again.
     QString error;
-    int skipped = 0;
-    std::vector<RunSpec> specs;
-    if (!m_controller->withoutFinished(all, &specs, &skipped, &error)) {
-        showError(tr("Sweeps"), error);
-        return;
-    }
+    int finished = 0, active = 0;
     std::vector<qint64> ids;
-    if (!specs.empty() && !m_controller->enqueue(specs, &ids, &error)) {
+    if (!m_controller->enqueueUnlessHeld(all, &ids, &finished, &active, &error)) {
         showError(tr("Sweeps"), error);
         return;
     }
     statusBar()->showMessage(tr("Queued %n sweep run(s)", nullptr, static_cast<int>(ids.size()))
-            + (skipped ? tr("; %n finished before, skipped", nullptr, skipped) : QString()),
+            + (finished ? tr("; %n finished before, skipped", nullptr, finished) : QString())
+            + (active ? tr("; %n queued or training already, skipped", nullptr, active) : QString()),
         kStatusMessageMs);
     showView(QStringLiteral("queue"));
 }

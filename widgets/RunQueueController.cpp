@@ -174,23 +174,38 @@ bool RunQueueController::countRuns(int* runs, int* queued, QString* error)
     return true;
 }
 
-bool RunQueueController::withoutFinished(
-    const std::vector<RunSpec>& specs, std::vector<RunSpec>* remaining, int* skipped, QString* error)
+bool RunQueueController::enqueueUnlessHeld(
+    const std::vector<RunSpec>& specs, std::vector<qint64>* ids, int* finished, int* active, QString* error)
 {
     if (!m_store->isOpen())
         return report(error, "no results store is open");
-    std::vector<std::optional<RunRecord>> finished;
+    std::vector<NewRun> runs;
+    for (const auto& spec : specs)
+        runs.push_back(newRunFor(spec, RunState::Queued));
+    std::vector<std::int64_t> created;
+    std::vector<std::optional<RunRecord>> holders;
     std::string message;
-    if (!findFinishedRunsFor(*m_store, specs, &finished, &message))
+    if (!m_store->createRunsUnlessHeld(runs, &created, &holders, &message))
         return report(error, message);
-    remaining->clear();
-    *skipped = 0;
-    for (std::size_t i = 0; i < specs.size(); ++i) {
-        if (finished[i])
-            ++*skipped;
-        else
-            remaining->push_back(specs[i]);
+    int done = 0, busy = 0;
+    if (ids)
+        ids->clear();
+    for (std::size_t i = 0; i < created.size(); ++i) {
+        if (created[i] >= 0) {
+            if (ids)
+                ids->push_back(created[i]);
+        } else if (holders[i] && holders[i]->status == RunState::Finished) {
+            ++done;
+        } else {
+            ++busy;
+        }
     }
+    if (finished)
+        *finished = done;
+    if (active)
+        *active = busy;
+    Q_EMIT queueChanged();
+    schedule();
     return true;
 }
 

@@ -64,10 +64,13 @@ public:
     bool open(const QString& storePath, QString* error = nullptr, bool create = true);
     // How many runs the open store holds, and how many of them are queued.
     bool countRuns(int* runs, int* queued, QString* error = nullptr);
-    // The specs that have not finished before in this store (as `ladder sweep` skips them: the same spec
-    // hash); *skipped receives how many had.
-    bool withoutFinished(const std::vector<RunSpec>& specs, std::vector<RunSpec>* remaining, int* skipped,
-        QString* error = nullptr);
+    // A sweep from the window: queues, in one transaction, each spec that no run of the store holds
+    // (finished, queued, or running in a live process: ResultsStore::createRunsUnlessHeld(), the rule by
+    // which `ladder sweep` claims), so a sweep and the window never train one spec twice. *ids receives the
+    // queued runs' ids, *finished and *active (optional) how many specs were skipped as finished before
+    // and as queued or running. Then schedules.
+    bool enqueueUnlessHeld(const std::vector<RunSpec>& specs, std::vector<qint64>* ids,
+        int* finished = nullptr, int* active = nullptr, QString* error = nullptr);
     QString storePath() const { return m_storePath; }
 
     // Paused: nothing new starts (active runs go on). A controller starts paused until setPaused(false).

@@ -162,6 +162,12 @@ public:
     // `run.status` must be Running.
     bool claimSpec(const NewRun& run, std::int64_t* runId, std::optional<RunRecord>* holder = nullptr,
         std::string* error = nullptr);
+    // The queue's side of claimSpec (a sweep queued from the workbench): in one transaction, queues each
+    // run (status Queued) whose spec no run holds, by claimSpec's rule; (*runIds)[i] is the new run's id or
+    // -1, and (*holders)[i] (optional) the run that holds it. Holders are looked up before any run is
+    // queued, so a batch that repeats a spec queues every entry.
+    bool createRunsUnlessHeld(const std::vector<NewRun>& runs, std::vector<std::int64_t>* runIds,
+        std::vector<std::optional<RunRecord>>* holders = nullptr, std::string* error = nullptr);
 
     // ---- Files -------------------------------------------------------------------------------------------
     // Each store keeps its files (the runs' checkpoints) in a folder of its own beside it, named after the

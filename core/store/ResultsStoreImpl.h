@@ -132,6 +132,10 @@ struct ResultsStore::Impl {
     // Inserts a run (inside the caller's transaction) and returns its id.
     std::int64_t insertRun(const NewRun& run);
     std::vector<RunRecord> listRuns(const RunFilter& filter);
+    // ResultsStoreClaims.cpp: the run that holds a spec hash (the most recent finished one, else the newest
+    // queued or running one whose process lives), inside the caller's transaction; running runs whose
+    // process is gone are appended to *dead (to mark interrupted).
+    std::optional<RunRecord> holderOf(const std::string& hash, std::vector<std::int64_t>* dead);
     // ResultsStoreQueue.cpp
     std::optional<RunRecord> nextQueued(const std::string& device);
     std::vector<std::int64_t> queueOrder();

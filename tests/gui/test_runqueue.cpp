@@ -228,9 +228,10 @@ private Q_SLOTS:
             qPrintable(message), static_cast<long long>(ids[1]), static_cast<long long>(next.step));
     }
 
-    // File > Open Results Store never creates a store; a sweep queued from the window skips the specs
-    // that finished before in the store, as `ladder sweep` does (the same spec hash).
-    void openExistingOnlyAndSweepsSkipFinishedRuns()
+    // File > Open Results Store never creates a store; a sweep queued from the window skips the specs a run
+    // holds, as `ladder sweep` does (the same spec hash): finished before, queued, or training in a live
+    // process; a failed run holds nothing, and neither does a run left running by a dead process.
+    void openExistingOnlyAndSweepsSkipHeldSpecs()
     {
         const auto root = test::makeTempDir();
         const QString missing = QString::fromStdString(root) + QStringLiteral("/nothing.sqlite");
@@ -245,19 +246,35 @@ private Q_SLOTS:
             ResultsStore s;
             QVERIFY(s.open(store.toStdString()));
             std::int64_t id = -1;
-            QVERIFY(s.createRun(newRunFor(demoSpec(0), RunState::Running), &id));
+            QVERIFY(s.createRun(newRunFor(demoSpec(0), RunState::Running), &id)); // seed 0: finished
             QVERIFY(s.finishRun(id, RunState::Finished, {}));
+            QVERIFY(s.createRun(newRunFor(demoSpec(1), RunState::Queued), &id)); // seed 1: queued
+            QVERIFY(
+                s.createRun(newRunFor(demoSpec(2), RunState::Running), &id)); // seed 2: running, this process
+            QVERIFY(s.createRun(newRunFor(demoSpec(3), RunState::Running), &id)); // seed 3: failed
+            QVERIFY(s.finishRun(id, RunState::Failed, {}, "out of memory"));
         }
         QVERIFY2(controller.open(store, &error, false), qPrintable(error));
-        std::vector<RunSpec> remaining;
-        int skipped = -1;
-        QVERIFY2(controller.withoutFinished(
-                     { demoSpec(0), demoSpec(1), demoSpec(2) }, &remaining, &skipped, &error),
+        controller.setPaused(true); // nothing is trained here
+        std::vector<qint64> ids;
+        int finished = -1, active = -1;
+        QVERIFY2(controller.enqueueUnlessHeld(
+                     { demoSpec(0), demoSpec(1), demoSpec(2), demoSpec(3), demoSpec(4), demoSpec(4) }, &ids,
+                     &finished, &active, &error),
             qPrintable(error));
-        QCOMPARE(skipped, 1);
-        QCOMPARE(remaining.size(), std::size_t(2));
-        QCOMPARE(remaining[0].seed, std::uint64_t(1));
-        QCOMPARE(remaining[1].seed, std::uint64_t(2));
+        QCOMPARE(finished, 1);
+        QCOMPARE(active, 2);
+        QCOMPARE(ids.size(), std::size_t(3)); // seed 3 again, and seed 4 twice (a batch may repeat a spec)
+        ResultsStore s;
+        QVERIFY(s.open(store.toStdString(), ResultsStore::OpenMode::ReadOnly));
+        std::vector<std::int64_t> seeds;
+        for (const auto id : ids) {
+            RunRecord run;
+            QVERIFY(s.getRun(id, &run));
+            QCOMPARE(QString(toString(run.status)), QString("queued"));
+            seeds.push_back(run.seed.value_or(-1));
+        }
+        QCOMPARE(seeds, (std::vector<std::int64_t> { 3, 4, 4 }));
     }
 
     // Two windows on one store: the first claims the CPU (its lease), the second claims nothing there

@@ -96,6 +96,18 @@ json metadataOf(const std::string& path)
     return j;
 }
 
+// Whose state it is and how far it got: the fields readTrainStateHeader() gives.
+TrainStateHeader headerOf(const json& j, const std::string& path)
+{
+    TrainStateHeader h;
+    h.runId = intField(j, "run_id", path, 0);
+    h.runCreatedAt = stringField(j, "run_created_at", path);
+    h.specHash = stringField(j, "spec_hash", path);
+    h.step = intField(j, "step", path, 0);
+    h.totalSteps = intField(j, "total_steps", path, 0);
+    return h;
+}
+
 } // namespace
 
 void saveTrainState(const std::string& path, const TrainState& s)
@@ -144,14 +156,7 @@ std::optional<TrainStateHeader> readTrainStateHeader(const std::string& path)
     std::error_code ec;
     if (!fs::exists(path, ec))
         return std::nullopt;
-    const json j = metadataOf(path);
-    TrainStateHeader h;
-    h.runId = intField(j, "run_id", path, 0);
-    h.runCreatedAt = stringField(j, "run_created_at", path);
-    h.specHash = stringField(j, "spec_hash", path);
-    h.step = intField(j, "step", path, 0);
-    h.totalSteps = intField(j, "total_steps", path, 0);
-    return h;
+    return headerOf(metadataOf(path), path);
 }
 
 TrainState loadTrainState(const std::string& path)
@@ -164,11 +169,12 @@ TrainState loadTrainState(const std::string& path)
         throw Error(std::string("training state: ") + e.what());
     }
     TrainState s;
-    s.runId = intField(j, "run_id", path, 0);
-    s.runCreatedAt = stringField(j, "run_created_at", path);
-    s.specHash = stringField(j, "spec_hash", path);
-    s.step = intField(j, "step", path, 0);
-    s.totalSteps = intField(j, "total_steps", path, 0);
+    const auto h = headerOf(j, path);
+    s.runId = h.runId;
+    s.runCreatedAt = h.runCreatedAt;
+    s.specHash = h.specHash;
+    s.step = h.step;
+    s.totalSteps = h.totalSteps;
     s.epoch = intField(j, "epoch", path, 0);
     s.nextBatch = intField(j, "next_batch", path, 0);
     s.lastEvalStep = intField(j, "last_eval_step", path, -1);

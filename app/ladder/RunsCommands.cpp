@@ -32,10 +32,12 @@ std::string mbCell(const std::optional<std::int64_t>& bytes)
     return bytes ? mb(static_cast<double>(*bytes)) + " MB" : "-";
 }
 
+// `ladder runs` only reads (docs/STORE.md, "Opening"): read-only, so it lists a store it cannot write (a
+// read-only mount, another user's 0444 file in a 0555 folder) and never migrates or marks anything.
 void openExisting(ResultsStore& store, const std::string& path)
 {
     std::string error;
-    if (!store.open(requireExistingStore(path), &error))
+    if (!store.open(requireExistingStore(path), ResultsStore::OpenMode::ReadOnly, &error))
         throw Error(error);
 }
 

@@ -2,8 +2,10 @@
 // and the store-wide queries (schema version, integrity, data version).
 #include "store/ResultsStore.h"
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 
 #include <pwd.h>
@@ -50,10 +52,20 @@ void ResultsStore::Impl::openFile(const std::string& file, OpenMode mode)
     if (mode != OpenMode::Create && !fs::exists(p, ec))
         throw NoStore();
     readOnly = mode == OpenMode::ReadOnly;
-    if (readOnly)
+    if (readOnly) {
         openForReading(file);
-    else
+        return;
+    }
+    try {
         openForWriting(file, mode);
+    } catch (const SqliteError& e) {
+        // A store this user may read but not write (its folder takes no -wal file, or the file is 0444):
+        // SQLite says "attempt to write a readonly database" about whichever statement came first.
+        if (e.code() != SQLITE_READONLY)
+            throw;
+        throw Error(std::string(e.what())
+            + " (the file or its folder cannot be written by this user; `ladder runs` reads it read-only)");
+    }
 }
 
 int ResultsStore::Impl::checkStoreIdentity(bool mustExist)
@@ -108,7 +120,14 @@ void ResultsStore::Impl::openForReading(const std::string& file)
         if (e.code() != SQLITE_READONLY && e.code() != SQLITE_CANTOPEN)
             throw;
         db.close();
-        attempt(true);
+        try {
+            attempt(true);
+        } catch (const SqliteError& again) {
+            // "unable to open database file" says little: a file this user may not read says so.
+            if (again.code() == SQLITE_CANTOPEN && ::access(file.c_str(), R_OK) != 0)
+                throw Error(std::string(again.what()) + " (" + std::strerror(errno) + ")");
+            throw;
+        }
     }
     db.exec("PRAGMA query_only = ON");
 }

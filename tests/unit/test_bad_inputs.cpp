@@ -6,6 +6,7 @@
 // cancelled run), so a bad backbone or task folder ends that run as failed, with the same one line as its
 // reason, next to the progress lines; nothing else in the store changes.
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <cstdint>
 #include <filesystem>
@@ -13,6 +14,9 @@
 #include <functional>
 #include <sstream>
 
+#include <QDir>
+#include <QProcess>
+#include <QStandardPaths>
 #include <QtTest>
 #include <nlohmann/json.hpp>
 
@@ -532,6 +536,69 @@ private Q_SLOTS:
         getrusage(RUSAGE_CHILDREN, &usage);
         QVERIFY2(usage.ru_maxrss < 3L * 1024 * 1024, (std::to_string(usage.ru_maxrss) + " KiB").c_str());
         qInfo("%s", line.c_str());
+    }
+
+    // A store this user may not read, and one it may read but not write (another user's 0444 file in a
+    // 0555 folder), through the real CLI as the user nobody (when the test runs as root, through setpriv):
+    // one line naming the file and the reason, the store unchanged; `ladder runs` lists the read-only one.
+    void storeThatCannotBeReadOrWritten()
+    {
+        LADDER_REQUIRE_FIXTURES();
+        const auto program = QString::fromStdString(test::cliPath());
+        QStringList prefix;
+        if (geteuid() == 0) {
+            if (QStandardPaths::findExecutable(QStringLiteral("setpriv")).isEmpty())
+                QSKIP("running as root without setpriv: a file root cannot read does not exist");
+            prefix = { QStringLiteral("--reuid=65534"), QStringLiteral("--regid=65534"),
+                QStringLiteral("--clear-groups"), program };
+        }
+        const auto run = [&](const QStringList& args) {
+            QProcess p;
+            if (prefix.isEmpty())
+                p.start(program, args);
+            else
+                p.start(QStringLiteral("setpriv"), prefix + args);
+            p.waitForFinished(120000);
+            return std::make_pair(p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -1,
+                p.readAllStandardOutput().toStdString() + "|" + p.readAllStandardError().toStdString());
+        };
+        char pattern[] = "/tmp/ladder-unreadable-XXXXXX";
+        QVERIFY(::mkdtemp(pattern));
+        const std::string dir = pattern;
+        const auto store = dir + "/results.sqlite";
+        fs::copy_file(m_env.store, store);
+        fs::permissions(dir,
+            fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec | fs::perms::others_read
+                | fs::perms::others_exec);
+        const auto before = readFile(store);
+        const auto qs = QString::fromStdString(store);
+
+        fs::permissions(store, fs::perms::none);
+        auto [code, text] = run({ "runs", "list", "--store", qs });
+        QCOMPARE(code, 1);
+        QVERIFY2(text.find("results store " + store) != std::string::npos
+                && text.find("Permission denied") != std::string::npos,
+            text.c_str());
+        qInfo("unreadable: %s", text.substr(text.find('|') + 1).c_str());
+
+        fs::permissions(store, fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read);
+        fs::permissions(dir,
+            fs::perms::owner_read | fs::perms::owner_exec | fs::perms::group_read | fs::perms::group_exec
+                | fs::perms::others_read | fs::perms::others_exec);
+        std::tie(code, text) = run({ "runs", "list", "--store", qs });
+        QVERIFY2(code == 0 && text.find("status") != std::string::npos, text.c_str()); // the listing
+        writeFile(m_env.root + "/readonly-run.json", goodSpec(m_env).dump());
+        fs::permissions(m_env.root, fs::perms::others_read | fs::perms::others_exec, fs::perm_options::add);
+        std::tie(code, text) = run({ "train", "--config",
+            QString::fromStdString(m_env.root + "/readonly-run.json"), "--store", qs });
+        QCOMPARE(code, 1);
+        QVERIFY2(text.find("results store " + store) != std::string::npos, text.c_str());
+        qInfo("not writable: %s", text.substr(text.find('|') + 1).c_str());
+        QVERIFY(readFile(store) == before);
+        QVERIFY(!fs::exists(store + "-wal"));
+        fs::permissions(dir, fs::perms::owner_all);
+        // Not fs::remove_all: LibTorch's wheel exports a copy of it that crashes (core/data/DemoTasks.h).
+        QDir(QString::fromStdString(dir)).removeRecursively();
     }
 
     // The bounds themselves: 64 levels parse, 65 do not, brackets inside strings do not count; a message

@@ -127,6 +127,32 @@ with tempfile.TemporaryDirectory() as tmp:
     db.close()
     put("fuzz_store", "one-failed-run.sqlite", open(f"{tmp}/s.sqlite", "rb").read())
 
+# a training state (core/train/TrainState.h): two parameters, their AdamW moments, a best copy, the CPU
+# generator's state; and one saved before the first evaluation (no best, no moments yet).
+def train_state(with_best):
+    f32 = lambda *v: struct.pack(f"<{len(v)}f", *v)
+    tensors = {"param/a.weight": ("F32", [2, 2], f32(0.1, 0.2, 0.3, 0.4)), "param/b.bias": ("F32", [2], f32(1, 2))}
+    adam = {}
+    if with_best:
+        for name, (dtype, shape, blob) in list(tensors.items()):
+            short = name[len("param/"):]
+            tensors["exp_avg/" + short] = (dtype, shape, blob)
+            tensors["exp_avg_sq/" + short] = (dtype, shape, blob)
+            tensors["best/" + short] = (dtype, shape, blob)
+            adam[short] = 5
+    tensors["rng/cpu"] = ("U8", [16], bytes(range(16)))
+    meta = {"version": 1, "run_id": 3, "run_created_at": "2026-12-05T10:00:00.000Z", "spec_hash": "ab" * 8,
+            "step": 5 if with_best else 0, "total_steps": 10, "epoch": 1, "next_batch": 2, "last_eval_step": 5,
+            "best_score": 0.5 if with_best else None, "best_step": 5, "last_validation": None,
+            "peak_allocated_bytes": 1000, "peak_reserved_bytes": 1000, "init_peak_allocated_bytes": 0,
+            "eval_peak_allocated_bytes": 0, "run_tokens": 100, "run_step_seconds": 0.5, "elapsed_seconds": 1.5,
+            "adam_steps": adam}
+    return safetensors_bytes(tensors, {"ladder_train_state": json.dumps(meta)})
+
+
+put("fuzz_train_state", "step5.state", train_state(True))
+put("fuzz_train_state", "step0.state", train_state(False))
+
 for t in sorted(os.listdir(out)):
     files = os.listdir(f"{out}/{t}")
     print(f"{t}: {len(files)} seeds, {sum(os.path.getsize(f'{out}/{t}/{f}') for f in files)} bytes")

@@ -42,6 +42,8 @@ constexpr int kDefaultWidth = 1280;
 constexpr int kDefaultHeight = 800;
 constexpr int kStatusMessageMs = 8000;
 constexpr const char* kViewNameProperty = "ladderViewName";
+// What an error box quotes of a message from a file or the store: one line (docs/RELIABILITY.md).
+constexpr std::size_t kMaxMessageChars = 400;
 } // namespace
 
 MainWindow::MainWindow(QWidget* parent)
@@ -155,14 +157,19 @@ void MainWindow::restoreForm()
     QString error;
     nlohmann::json spec;
     try {
-        spec = parseJson(last.toStdString(), "the last experiment (settings)");
+        spec = parseJson(last.toStdString(), "form/lastSpec");
     } catch (const std::exception& e) {
         error = QString::fromUtf8(e.what());
     }
     if (error.isEmpty())
         m_form->setSpecJson(spec, &error);
+    // A box, not the status bar: the device list's "Ready" replaced that line within a second, and the form
+    // the user left came back as the first launch's without a word.
     if (!error.isEmpty())
-        statusBar()->showMessage(tr("The last form could not be restored: %1").arg(error), kStatusMessageMs);
+        showError(tr("Experiment"),
+            tr("The last experiment form could not be restored from %1 (the form shows the defaults): %2")
+                .arg(m_settings->fileName(),
+                    QString::fromStdString(oneLine(error.toStdString(), kMaxMessageChars))));
 }
 
 bool MainWindow::openStore(const QString& path, QString* error, bool create)
@@ -703,9 +710,30 @@ void MainWindow::newStoreWithDialog()
 
 void MainWindow::switchToStore(const QString& path, bool create)
 {
+    // The controller closes its store before it opens another. A file that is not a store this LadderBench
+    // can use (not SQLite, another application's, a newer schema, damaged) is therefore refused first by a
+    // read-only look of its own, which writes nothing: it opens the file and lists its runs, as the queue
+    // view will. The window goes on with the store it had.
+    if (!create) {
+        ResultsStore probe;
+        std::string message;
+        std::vector<RunRecord> runs;
+        if (!probe.open(path.toStdString(), ResultsStore::OpenMode::ReadOnly, &message)
+            || !probe.listRuns({}, &runs, &message)) {
+            showError(tr("Results store"), QString::fromStdString(oneLine(message, kMaxMessageChars)));
+            return;
+        }
+    }
     QString error;
+    const QString previous = m_storePath;
+    const bool idle = m_controller->activeCount() == 0;
     if (!openStore(path, &error, create)) {
-        showError(tr("Results store"), error);
+        // It failed past the look (it cannot be written, say): open the previous store again.
+        QString again;
+        if (idle && !previous.isEmpty() && !openStore(previous, &again, false))
+            error += tr("; %1 could not be opened again either: %2").arg(previous, again);
+        showError(
+            tr("Results store"), QString::fromStdString(oneLine(error.toStdString(), kMaxMessageChars)));
         return;
     }
     m_settings->setStorePath(path);

@@ -6,9 +6,12 @@
 #include <stdexcept>
 
 #include "peft/MethodOptions.h"
+#include "util/Text.h"
 
 namespace ladder::widgets {
 namespace {
+// How much of a seed that does not parse a message quotes (a pasted megabyte was echoed whole).
+constexpr std::size_t kMaxQuoted = 40;
 
 using nlohmann::json;
 
@@ -180,10 +183,14 @@ std::vector<std::uint64_t> SweepGrid::parseSeeds(const std::string& text)
         const bool digits = !item.empty()
             && std::all_of(item.begin(), item.end(), [](unsigned char c) { return std::isdigit(c) != 0; });
         if (!digits || item.size() > 18)
-            throw std::invalid_argument("seeds: \"" + item + "\" is not a non-negative integer");
+            throw std::invalid_argument(
+                "seeds: \"" + printable(item, true, kMaxQuoted) + "\" is not a non-negative integer");
         const auto seed = static_cast<std::uint64_t>(std::stoull(item));
         if (std::find(seeds.begin(), seeds.end(), seed) == seeds.end())
             seeds.push_back(seed);
+        if (seeds.size() > kMaxSeeds)
+            throw std::invalid_argument("seeds: at most " + std::to_string(kMaxSeeds)
+                + " at once (each one is a run of every grid point); for more, use `ladder sweep`");
     }
     if (seeds.empty())
         throw std::invalid_argument("seeds: expected at least one seed, e.g. 0, 1, 2");

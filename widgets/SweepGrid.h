@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -50,8 +51,12 @@ public:
         const std::vector<std::uint64_t>& seeds, std::int64_t encoderLayers, std::int64_t decoderLayers,
         bool withBaselines = false, std::string* note = nullptr);
 
-    // Parses "0, 1, 2" or "0 1 2" (non-negative integers, duplicates removed, order kept). Throws
-    // std::invalid_argument naming the bad item.
+    // At most this many seeds: each is a run of every grid point, and 10,000 pasted seeds froze the window
+    // for minutes (the dialog lists and de-duplicates every spec).
+    static constexpr std::size_t kMaxSeeds = 100;
+
+    // Parses "0, 1, 2" or "0 1 2" (non-negative integers, duplicates removed, order kept; at most kMaxSeeds).
+    // Throws std::invalid_argument naming the bad item (quoting at most 40 characters of it).
     static std::vector<std::uint64_t> parseSeeds(const std::string& text);
 };
 

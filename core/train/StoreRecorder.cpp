@@ -212,9 +212,12 @@ void StoreRecorder::onLog(const std::string& level, const std::string& message)
 void StoreRecorder::onStateSaving(std::int64_t step)
 {
     std::string error;
-    if (!m_writer.flush(&error))
+    if (!m_writer.flush(&error)) {
         reportStoreError(error);
+        noteStoreFailure(error);
+    }
     m_inner.onStateSaving(step);
+    throwIfDiskFull(); // a state whose history the store lost is not saved
 }
 
 void StoreRecorder::onBestModel(const Method& method)

@@ -33,7 +33,29 @@ endif()
 add_library(ladder_warnings INTERFACE)
 target_compile_options(ladder_warnings INTERFACE -Wall -Wextra -Wno-unused-parameter)
 
+# -DLADDER_ASAN=ON: AddressSanitizer (with LeakSanitizer) and UBSan over everything this project compiles: the
+# core, the SentencePiece module, the CLI, the widgets, the window and every test program. LibTorch, Qt, SQLite
+# and libsentencepiece are not instrumented (ASan's allocator and interceptors still cover their memory).
+# tools/asan.sh builds build/asan and runs the unit suite; docs/RELIABILITY.md "ASan and UBSan" has the result.
+# UBSan is built recoverable (a suppression could apply); LADDER_SANITIZER_ENV's halt_on_error=1 makes any
+# report end the process. vptr is off: it checks dynamic types against RTTI, and LibTorch's and Qt's
+# classes come from libraries built without it.
 if(LADDER_ASAN)
   add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize=vptr)
   add_link_options(-fsanitize=address,undefined)
+  # The sanitizers' run-time options, given to every test by CTest (tests/CMakeLists.txt); a test passes its
+  # environment on to the `ladder` and `ladderbench` processes it starts. A report ends the process with
+  # exit status 86, never the 1 of a refused input. ASan's and LSan's reports go to sanitizer/report.EXE.PID
+  # in the build folder instead of stderr, where tools/asan.sh finds those of child processes whose stderr a
+  # test kept; GCC's libubsan prints to stderr whatever log_path says. libasan reads UBSAN_OPTIONS too, and
+  # its log_path there wins: both say the same.
+  # allocator_may_return_null: an allocation too large fails as glibc's does (ENOMEM, which LibTorch turns
+  # into an exception: test_memory's failedAllocationIsOutOfMemory), instead of ASan's abort above 1 TiB.
+  # Each leak suppression in tests/asan/lsan.supp says why.
+  set(_ladder_san_log ${CMAKE_BINARY_DIR}/sanitizer/report)
+  file(MAKE_DIRECTORY ${CMAKE_BINARY_DIR}/sanitizer)
+  set(LADDER_SANITIZER_ENV
+    "ASAN_OPTIONS=exitcode=86:log_path=${_ladder_san_log}:log_exe_name=1:detect_leaks=1:allocator_may_return_null=1"
+    "UBSAN_OPTIONS=halt_on_error=1:exitcode=86:print_stacktrace=1:log_path=${_ladder_san_log}:log_exe_name=1"
+    "LSAN_OPTIONS=suppressions=${PROJECT_SOURCE_DIR}/tests/asan/lsan.supp:print_suppressions=0")
 endif()

@@ -106,6 +106,10 @@ void RunEventWriter::onStep(const TrainStep& s)
                 "fault injection (LADDER_WORKER_FAULT): raising " + signalName(m_faultSignal) + " at step "
                     + std::to_string(s.step) } }
                   .dump());
+        // The default action, whatever handler is installed: under AddressSanitizer (handle_segv) a raised
+        // SIGSEGV would otherwise be reported and end the worker with the sanitizer's exit status, not the
+        // signal this fault stands for.
+        std::signal(m_faultSignal, SIG_DFL);
         std::raise(m_faultSignal);
     }
     write(json { { "event", "step" }, { "step", s.step }, { "total_steps", s.totalSteps },

@@ -9,6 +9,7 @@
 #include <QtTest>
 #include <nlohmann/json.hpp>
 
+#include "FruitTask.h"
 #include "MainWindow.h"
 #include "MainWindowFixture.h"
 #include "QueueView.h"
@@ -57,10 +58,7 @@ private Q_SLOTS:
         const auto root = test::makeTempDir();
         test::writeTinyBackbone(root + "/tiny-t5", 1);
         const auto task = test::writeFruitTask(root);
-        const nlohmann::json spec { { "backbone", root + "/tiny-t5" },
-            { "task",
-                { { "type", "generic" }, { "path", task }, { "name", "fruit" },
-                    { "validation_fraction", 0.2 }, { "test_fraction", 0.2 } } },
+        const nlohmann::json spec { { "backbone", root + "/tiny-t5" }, { "task", test::fruitTaskSpec(task) },
             { "method", { { "method", "lora" }, { "rank", 4 } } },
             { "training",
                 { { "max_steps", 10 }, { "batch_size", 8 }, { "warmup_steps", 2 }, { "learning_rate", 0.01 },

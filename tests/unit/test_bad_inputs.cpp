@@ -20,6 +20,7 @@
 #include <QtTest>
 #include <nlohmann/json.hpp>
 
+#include "FruitTask.h"
 #include "TestSupport.h"
 #include "store/ResultsStore.h"
 #include "util/Error.h"
@@ -101,10 +102,7 @@ QStringList forward(const Env& env, const std::string& model, const std::string&
 
 nlohmann::json goodSpec(const Env& env)
 {
-    return { { "backbone", env.tiny },
-        { "task",
-            { { "type", "generic" }, { "path", env.task }, { "name", "fruit" },
-                { "validation_fraction", 0.2 }, { "test_fraction", 0.2 } } },
+    return { { "backbone", env.tiny }, { "task", test::fruitTaskSpec(env.task) },
         { "method", { { "method", "lora" }, { "rank", 4 } } },
         { "training", { { "max_steps", 2 }, { "batch_size", 8 }, { "max_source_length", 16 } } },
         { "seed", 0 } };

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "FruitTask.h"
 #include "TestSupport.h"
 #include "store/FileHash.h"
 #include "store/ResultsStore.h"
@@ -23,10 +24,7 @@ namespace fs = std::filesystem;
 // BitFit for a few steps; the two stores differ by seed and learning rate, so their weights differ.
 nlohmann::json specFor(const std::string& backbone, const std::string& task, int seed, double learningRate)
 {
-    return { { "backbone", backbone },
-        { "task",
-            { { "type", "generic" }, { "path", task }, { "name", "fruit" }, { "validation_fraction", 0.2 },
-                { "test_fraction", 0.2 } } },
+    return { { "backbone", backbone }, { "task", test::fruitTaskSpec(task) },
         { "method", { { "method", "bitfit" } } },
         { "training",
             { { "max_steps", 6 }, { "batch_size", 8 }, { "warmup_steps", 1 },

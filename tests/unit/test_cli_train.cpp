@@ -15,6 +15,7 @@
 #include <QtTest>
 #include <nlohmann/json.hpp>
 
+#include "FruitTask.h"
 #include "TestSupport.h"
 #include "model/Safetensors.h"
 #include "model/T5Model.h"
@@ -113,10 +114,7 @@ private:
 
 nlohmann::json specFor(const std::string& backbone, const std::string& task, const std::string& method)
 {
-    return { { "backbone", backbone },
-        { "task",
-            { { "type", "generic" }, { "path", task }, { "name", "fruit" }, { "validation_fraction", 0.2 },
-                { "test_fraction", 0.2 } } },
+    return { { "backbone", backbone }, { "task", test::fruitTaskSpec(task) },
         { "method",
             method == "ladder"     ? nlohmann::json { { "method", "ladder" }, { "r", 4 } }
                 : method == "lora" ? nlohmann::json { { "method", "lora" }, { "rank", 4 } }

@@ -14,6 +14,7 @@
 #include <QtTest>
 #include <nlohmann/json.hpp>
 
+#include "FruitTask.h"
 #include "TestSupport.h"
 #include "store/ResultsStore.h"
 #include "train/RunSpec.h"
@@ -32,10 +33,7 @@ RunSpec specWithSeed(std::uint64_t seed)
 // The grid both sweeps run: LoRA on a tiny backbone folder and the fruit task, seeds 0..5, a few steps.
 nlohmann::json sweepFile(const std::string& backbone, const std::string& task, int seeds)
 {
-    nlohmann::json base { { "backbone", backbone },
-        { "task",
-            { { "type", "generic" }, { "path", task }, { "name", "fruit" }, { "validation_fraction", 0.2 },
-                { "test_fraction", 0.2 } } },
+    nlohmann::json base { { "backbone", backbone }, { "task", test::fruitTaskSpec(task) },
         { "method", { { "method", "lora" }, { "rank", 4 } } },
         { "training",
             { { "max_steps", 4 }, { "batch_size", 8 }, { "learning_rate", 0.01 }, { "max_source_length", 16 },

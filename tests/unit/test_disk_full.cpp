@@ -11,6 +11,7 @@
 #include <QtTest>
 #include <nlohmann/json.hpp>
 
+#include "FruitTask.h"
 #include "TestSupport.h"
 #include "TmpfsMount.h"
 #include "model/T5Model.h"
@@ -213,10 +214,7 @@ private Q_SLOTS:
         const auto backbone = root + "/tiny-t5";
         test::writeTinyBackbone(backbone, 1);
         const auto task = test::writeFruitTask(root);
-        const nlohmann::json spec { { "backbone", backbone },
-            { "task",
-                { { "type", "generic" }, { "path", task }, { "name", "fruit" },
-                    { "validation_fraction", 0.2 }, { "test_fraction", 0.2 } } },
+        const nlohmann::json spec { { "backbone", backbone }, { "task", test::fruitTaskSpec(task) },
             { "method", { { "method", "full" } } },
             { "training",
                 { { "max_steps", 12 }, { "batch_size", 8 }, { "learning_rate", 0.01 },
@@ -250,10 +248,7 @@ private Q_SLOTS:
         const auto backbone = root + "/tiny-t5";
         test::writeTinyBackbone(backbone, 1);
         const auto task = test::writeFruitTask(root);
-        const nlohmann::json spec { { "backbone", backbone },
-            { "task",
-                { { "type", "generic" }, { "path", task }, { "name", "fruit" },
-                    { "validation_fraction", 0.2 }, { "test_fraction", 0.2 } } },
+        const nlohmann::json spec { { "backbone", backbone }, { "task", test::fruitTaskSpec(task) },
             { "method", { { "method", "lora" }, { "rank", 4 } } },
             { "training",
                 { { "max_steps", 300 }, { "batch_size", 8 }, { "learning_rate", 0.01 },

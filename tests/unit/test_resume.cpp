@@ -13,6 +13,7 @@
 #include <QtTest>
 #include <nlohmann/json.hpp>
 
+#include "FruitTask.h"
 #include "TestSupport.h"
 #include "model/Safetensors.h"
 #include "store/ResultsStore.h"
@@ -25,10 +26,7 @@ namespace {
 
 nlohmann::json specFor(const std::string& backbone, const std::string& task, const std::string& method)
 {
-    return { { "backbone", backbone },
-        { "task",
-            { { "type", "generic" }, { "path", task }, { "name", "fruit" }, { "validation_fraction", 0.2 },
-                { "test_fraction", 0.2 } } },
+    return { { "backbone", backbone }, { "task", test::fruitTaskSpec(task) },
         { "method",
             method == "ladder" ? nlohmann::json { { "method", "ladder" }, { "r", 4 } }
                                : nlohmann::json { { "method", method } } },

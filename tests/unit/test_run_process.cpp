@@ -11,6 +11,7 @@
 #include <QtTest>
 #include <nlohmann/json.hpp>
 
+#include "FruitTask.h"
 #include "TestSupport.h"
 #include "store/ResultsStore.h"
 #include "train/RunProcess.h"
@@ -69,10 +70,7 @@ struct Recorder : TrainerObserver {
 // Full fine-tuning (the largest peak of the methods) for 10 steps, one CPU thread: deterministic.
 nlohmann::json spec(const std::string& backbone, const std::string& task, const std::string& name)
 {
-    return { { "name", name }, { "backbone", backbone },
-        { "task",
-            { { "type", "generic" }, { "path", task }, { "name", "fruit" }, { "validation_fraction", 0.2 },
-                { "test_fraction", 0.2 } } },
+    return { { "name", name }, { "backbone", backbone }, { "task", test::fruitTaskSpec(task) },
         { "method", { { "method", "full" } } },
         { "training",
             { { "max_steps", 10 }, { "batch_size", 8 }, { "warmup_steps", 2 }, { "learning_rate", 0.001 },

@@ -44,6 +44,13 @@ void MethodFlags::addTo(CLI::App* cmd)
         "--ablation", ablation, "ladder: none, side-tuning, no-ladders, adapter-blocks, cross-attention");
     cmd->add_option(
         "--merge-backbone", mergeBackbone, "ladder: learned merge with the backbone output (false)");
+    cmd->add_option("--backbone-dtype", backboneDtype,
+        "all but full: frozen backbone weights in fp32, bf16, int8 or int4 (fp32; qlora: int4)");
+    cmd->add_option("--quant-group-size", quantGroupSize, "int4: values per quantisation group, 32-256 (64)");
+    cmd->add_option("--side-checkpoint", sideCheckpoint, "ladder: recompute side layers in backward (false)");
+    cmd->add_option("--side-attention", sideAttention, "ladder: side attention math or sdpa (math)");
+    cmd->add_option("--ladder-dtype", ladderDtype, "ladder: ladder inputs held in fp32 or bf16 (fp32)");
+    cmd->add_option("--side-heads", sideHeads, "ladder: side attention heads, 0 = the backbone's (0)");
 }
 
 nlohmann::json MethodFlags::given() const
@@ -68,6 +75,12 @@ nlohmann::json MethodFlags::given() const
     put("backbone_train_mode", backboneTrainMode);
     put("ablation", ablation);
     put("merge_backbone", mergeBackbone);
+    put("backbone_dtype", backboneDtype);
+    put("quant_group_size", quantGroupSize);
+    put("side_checkpoint", sideCheckpoint);
+    put("side_attention", sideAttention);
+    put("ladder_dtype", ladderDtype);
+    put("side_heads", sideHeads);
     if (targets)
         j["targets"] = splitCommas(*targets);
     if (keep) {
@@ -94,7 +107,7 @@ MethodOptions MethodFlags::optionsFor(const std::string& method, bool strict) co
     auto j = MethodOptions::defaults(method).toJson();
     const auto flags = given(); // keep it alive: items() only refers to it
     for (const auto& [key, value] : flags.items()) {
-        if (j.contains(key))
+        if (MethodOptions::hasField(method, key))
             j[key] = value;
         else if (strict)
             throw Error("--" +

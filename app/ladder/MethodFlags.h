@@ -17,10 +17,11 @@ namespace ladder::cli {
 // Method options as command-line flags named like their JSON fields (gate_temperature ->
 // --gate-temperature). Only the flags given on the command line are applied.
 struct MethodFlags {
-    std::optional<std::int64_t> freeze, hidden, rank, prompts, r, fisherSamples;
+    std::optional<std::int64_t> freeze, hidden, rank, prompts, r, fisherSamples, quantGroupSize, sideHeads;
     std::optional<double> alpha, dropout, gateTemperature;
-    std::optional<std::string> activation, init, ablation, targets, keep;
-    std::optional<bool> bitfit, backboneTrainMode, mergeBackbone;
+    std::optional<std::string> activation, init, ablation, targets, keep, backboneDtype, sideAttention,
+        ladderDtype;
+    std::optional<bool> bitfit, backboneTrainMode, mergeBackbone, sideCheckpoint;
 
     void addTo(CLI::App* cmd);
     // The given flags as JSON fields.

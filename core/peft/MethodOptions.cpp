@@ -18,13 +18,20 @@ const std::set<std::string>& fieldsOf(const std::string& method)
 {
     static const std::map<std::string, std::set<std::string>> fields {
         { "full", { "method", "freeze" } },
-        { "bitfit", { "method", "freeze" } },
-        { "adapter", { "method", "freeze", "hidden", "activation" } },
-        { "lora", { "method", "freeze", "rank", "alpha", "dropout", "targets", "bitfit" } },
-        { "prompt", { "method", "prompts" } },
+        { "bitfit", { "method", "freeze", "backbone_dtype", "quant_group_size" } },
+        { "adapter", { "method", "freeze", "hidden", "activation", "backbone_dtype", "quant_group_size" } },
+        { "lora",
+            { "method", "freeze", "rank", "alpha", "dropout", "targets", "bitfit", "backbone_dtype",
+                "quant_group_size" } },
+        { "qlora",
+            { "method", "freeze", "rank", "alpha", "dropout", "targets", "bitfit", "backbone_dtype",
+                "quant_group_size" } },
+        { "prompt", { "method", "prompts", "backbone_dtype", "quant_group_size" } },
         { "ladder",
             { "method", "r", "keep", "gate_temperature", "init", "fisher_samples", "backbone_train_mode",
-                "ablation", "merge_backbone", "cache", "cache_dtype", "cache_dir", "cache_padding" } },
+                "ablation", "merge_backbone", "cache", "cache_dtype", "cache_dir", "cache_padding",
+                "backbone_dtype", "quant_group_size", "side_checkpoint", "side_attention", "ladder_dtype",
+                "side_heads" } },
     };
     return fields.at(method);
 }
@@ -83,6 +90,9 @@ const std::vector<std::string> kAblations { "none", "side-tuning", "no-ladders",
 const std::vector<std::string> kCacheModes { "none", "ram", "disk" };
 const std::vector<std::string> kCacheDtypes { "fp32", "bf16" };
 const std::vector<std::string> kCachePaddings { "same", "any" };
+const std::vector<std::string> kBackboneDtypes { "fp32", "bf16", "int8", "int4" };
+const std::vector<std::string> kSideAttention { "math", "sdpa" };
+const std::vector<std::string> kLadderDtypes { "fp32", "bf16" };
 
 // The activation cache stores what an eval-mode backbone computes; errors name the field.
 void checkCache(const MethodOptions& o, const std::string& source)
@@ -100,11 +110,25 @@ void checkCache(const MethodOptions& o, const std::string& source)
         throw Error(source + ": field cache_dir: cache disk needs a folder for its file");
 }
 
+// The memory options (issue 18) that do not need the backbone's shape; errors name the field.
+void checkMemoryOptions(const MethodOptions& o, const std::string& source)
+{
+    if (o.method == "qlora" && o.backboneDtype != "int4" && o.backboneDtype != "int8")
+        throw Error(source
+            + ": field backbone_dtype: qlora is LoRA over a quantised backbone: expected int4 or "
+            + "int8, got " + o.backboneDtype + " (use method lora for an fp32 or bf16 backbone)");
+    const auto g = o.quantGroupSize;
+    if (g != 32 && g != 64 && g != 128 && g != 256)
+        throw Error(
+            source + ": field quant_group_size: expected 32, 64, 128 or 256, got " + std::to_string(g));
+}
+
 } // namespace
 
 const std::vector<std::string>& knownMethods()
 {
-    static const std::vector<std::string> methods { "full", "bitfit", "adapter", "lora", "prompt", "ladder" };
+    static const std::vector<std::string> methods { "full", "bitfit", "adapter", "lora", "qlora", "prompt",
+        "ladder" };
     return methods;
 }
 
@@ -128,10 +152,17 @@ MethodOptions MethodOptions::defaults(const std::string& method)
 {
     if (!isKnownMethod(method))
         throw Error("unknown method '" + oneLine(method, 60)
-            + "' (expected full, bitfit, adapter, lora, prompt or ladder)");
+            + "' (expected full, bitfit, adapter, lora, qlora, prompt or ladder)");
     MethodOptions o;
     o.method = method;
+    if (method == "qlora")
+        o.backboneDtype = "int4";
     return o;
+}
+
+bool MethodOptions::hasField(const std::string& method, const std::string& field)
+{
+    return isKnownMethod(method) && fieldsOf(method).count(field) > 0;
 }
 
 MethodOptions MethodOptions::fromJson(const json& j, const std::string& source)
@@ -139,11 +170,12 @@ MethodOptions MethodOptions::fromJson(const json& j, const std::string& source)
     if (!j.is_object())
         throw Error(source + ": expected a JSON object with a field method");
     if (!j.contains("method") || !j.at("method").is_string())
-        throw Error(source + ": field method: expected one of full, bitfit, adapter, lora, prompt, ladder");
+        throw Error(
+            source + ": field method: expected one of full, bitfit, adapter, lora, qlora, prompt, ladder");
     const auto method = j.at("method").get<std::string>();
     if (!isKnownMethod(method))
         throw Error(source + ": field method: unknown method '" + oneLine(method, 60)
-            + "' (expected full, bitfit, adapter, lora, prompt or ladder)");
+            + "' (expected full, bitfit, adapter, lora, qlora, prompt or ladder)");
     MethodOptions o = defaults(method);
     const auto& allowed = fieldsOf(method);
     for (const auto& [key, _] : j.items())
@@ -218,6 +250,22 @@ MethodOptions MethodOptions::fromJson(const json& j, const std::string& source)
     }
     if (j.contains("cache_padding"))
         o.cachePadding = choiceField(j, source, "cache_padding", kCachePaddings);
+    if (j.contains("backbone_dtype"))
+        o.backboneDtype = choiceField(j, source, "backbone_dtype", kBackboneDtypes);
+    if (j.contains("quant_group_size")) {
+        o.quantGroupSize = intField(j, source, "quant_group_size", 32, 256);
+        if (o.backboneDtype != "int4")
+            throw Error(source + ": field quant_group_size: only meaningful with backbone_dtype int4");
+    }
+    if (j.contains("side_checkpoint"))
+        o.sideCheckpoint = boolField(j, source, "side_checkpoint");
+    if (j.contains("side_attention"))
+        o.sideAttention = choiceField(j, source, "side_attention", kSideAttention);
+    if (j.contains("ladder_dtype"))
+        o.ladderDtype = choiceField(j, source, "ladder_dtype", kLadderDtypes);
+    if (j.contains("side_heads"))
+        o.sideHeads = intField(j, source, "side_heads", 0, 1024);
+    checkMemoryOptions(o, source);
     for (const char* f : { "cache_dtype", "cache_dir", "cache_padding" })
         if (o.cache == "none" && j.contains(f))
             throw Error(source + ": field " + f + ": only meaningful with cache ram or disk");
@@ -233,11 +281,22 @@ json MethodOptions::toJson() const
         { "gate_temperature", gateTemperature }, { "init", init }, { "fisher_samples", fisherSamples },
         { "backbone_train_mode", backboneTrainMode }, { "ablation", ablation },
         { "merge_backbone", mergeBackbone }, { "cache", cache }, { "cache_dtype", cacheDtype },
-        { "cache_dir", cacheDir }, { "cache_padding", cachePadding } };
+        { "cache_dir", cacheDir }, { "cache_padding", cachePadding }, { "backbone_dtype", backboneDtype },
+        { "quant_group_size", quantGroupSize }, { "side_checkpoint", sideCheckpoint },
+        { "side_attention", sideAttention }, { "ladder_dtype", ladderDtype }, { "side_heads", sideHeads } };
     json out = json::object();
     for (const auto& f : fieldsOf(method)) {
         // The cache fields only when the cache is on: specs (and their hashes) without it stay as they were.
         if (f.rfind("cache", 0) == 0 && (cache == "none" || (f == "cache_dir" && cacheDir.empty())))
+            continue;
+        // The memory options of issue 18 only when they are not their defaults, for the same reason
+        // (qlora always names its backbone dtype).
+        if (f == "backbone_dtype" && backboneDtype == "fp32")
+            continue;
+        if (f == "quant_group_size" && backboneDtype != "int4")
+            continue;
+        if ((f == "side_checkpoint" && !sideCheckpoint) || (f == "side_attention" && sideAttention == "math")
+            || (f == "ladder_dtype" && ladderDtype == "fp32") || (f == "side_heads" && sideHeads == 0))
             continue;
         out[f] = all.at(f);
     }
@@ -271,7 +330,26 @@ void MethodOptions::validate(const T5Config& config) const
     if (method == "adapter" && hidden > config.dModel * 4)
         throw Error(
             "method options: field hidden: " + std::to_string(hidden) + " is larger than 4 x d_model");
-    if (method == "lora" && rank > std::min(config.dModel, config.innerDim()))
+    checkMemoryOptions(*this, "method options");
+    if (backboneDtype == "int4") {
+        // ATen's int4 packing groups along the input dimension of every frozen projection and the embedding.
+        for (auto in : { config.dModel, config.dFf, config.innerDim() })
+            if (in % quantGroupSize)
+                throw Error("method options: field quant_group_size: " + std::to_string(quantGroupSize)
+                    + " must divide every input width of the backbone (d_model "
+                    + std::to_string(config.dModel) + ", d_ff " + std::to_string(config.dFf)
+                    + ", heads x d_kv " + std::to_string(config.innerDim()) + ")");
+    }
+    if (method == "ladder" && sideHeads > 0) {
+        const auto sideInner = config.innerDim() / r;
+        if (sideInner % sideHeads)
+            throw Error("method options: field side_heads: " + std::to_string(sideHeads)
+                + " must divide the side network's inner width heads x d_kv / r = "
+                + std::to_string(sideInner));
+    }
+    if (method == "ladder" && sideAttention == "sdpa" && ablation == "adapter-blocks")
+        throw Error("method options: field side_attention: ablation adapter-blocks has no side attention");
+    if (isLora() && rank > std::min(config.dModel, config.innerDim()))
         throw Error("method options: field rank: " + std::to_string(rank) + " exceeds the projection size");
 }
 

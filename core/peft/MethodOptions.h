@@ -14,8 +14,18 @@ namespace ladder {
 // settings, docs/LST.md). Serialised to and from JSON as part of a run spec: only the fields of
 // the chosen method are written, unknown fields are errors.
 struct MethodOptions {
-    // "full", "bitfit", "adapter", "lora", "prompt" or "ladder".
+    // "full", "bitfit", "adapter", "lora", "qlora", "prompt" or "ladder". qlora is LoRA over a quantised
+    // frozen backbone (backboneDtype int4, or int8): the baseline users pick since 2023 (issue 18).
     std::string method = "ladder";
+
+    // Storage of the frozen backbone's weights (every method but full; docs/PERFORMANCE.md, "Frozen backbone
+    // storage"): "fp32" (as loaded), "bf16", "int8" (per-output-channel scales) or "int4" (group-wise
+    // along the input dimension, quantGroupSize values per group, bf16 scale and zero per group). Layer-norm
+    // weights and the relative-position biases stay fp32. qlora: int4 (default) or int8. Written to JSON
+    // only when not fp32 (always for qlora), so existing specs keep their hashes.
+    std::string backboneDtype = "fp32";
+    std::int64_t quantGroupSize
+        = 64; // int4 only: 32, 64, 128 or 256 (ATen's int4 packing); JSON only with int4
 
     // Baselines (every method but ladder): freeze the first N layers, encoder layers first, then decoder
     // layers, and insert no modules there (paper Figure 6). 0 = none.
@@ -60,8 +70,25 @@ struct MethodOptions {
     // "same" (entries reused only at the padded lengths they were computed at: fp32 losses bit-equal to an
     // uncached run) or "any" (reused at any padding: faster with dynamic padding, equal to fp32 rounding).
     std::string cachePadding = "same";
+    // ladder: memory options beyond the paper (issue 18; docs/LST.md, "Memory options"), each written to
+    // JSON only when not its default. sideCheckpoint: recompute each side layer (ladder downsample, gate
+    // and side block) in the backward instead of keeping its activations. sideAttention: "math" (softmax
+    // of q k^T + bias, as HF) or "sdpa" (fused attention that keeps no attention map for backward; the
+    // position bias is an additive mask and the scale 1.0). ladderDtype: "fp32" or "bf16", the dtype the
+    // kept backbone hidden states (the ladder inputs) are held in. sideHeads: attention heads of the side
+    // network (0 = the backbone's); the side's inner width (heads x d_kv / r) stays, split into sideHeads.
+    bool sideCheckpoint = false;
+    std::string sideAttention = "math";
+    std::string ladderDtype = "fp32";
+    std::int64_t sideHeads = 0;
 
     static MethodOptions defaults(const std::string& method);
+    // Whether `field` (a JSON name such as "rank" or "side_checkpoint") is an option of `method`.
+    static bool hasField(const std::string& method, const std::string& field);
+    // LoRA's options and modules: lora and qlora.
+    bool isLora() const { return method == "lora" || method == "qlora"; }
+    // The frozen backbone is stored in a dtype other than fp32.
+    bool quantizedBackbone() const { return backboneDtype != "fp32"; }
     // Errors name the field: "method options: field rank: expected a positive integer". Missing fields
     // take today's defaults; toJson() writes every field of the method (init always, for ladder), so stored
     // specs, checkpoints and their hashes keep the init they were made with (random before fisher became

@@ -37,6 +37,7 @@ void registerRunsCommands(CLI::App& app);
 void registerDemoCommands(CLI::App& app);
 void registerEstimateCommands(CLI::App& app);
 void registerWorkerCommands(CLI::App& app);
+void registerPlanCommands(CLI::App& app);
 
 void registerCommands(CLI::App& app)
 {
@@ -47,6 +48,7 @@ void registerCommands(CLI::App& app)
     registerRunsCommands(app);
     registerDemoCommands(app);
     registerEstimateCommands(app);
+    registerPlanCommands(app);
     registerWorkerCommands(app);
 }
 

@@ -117,6 +117,9 @@ public:
     // order (registration order).
     virtual std::string configJson() const = 0;
     virtual std::vector<std::pair<std::string, at::Tensor>> namedWeights() const = 0;
+    // How the frozen weights are stored: "fp32" (as loaded), else e.g. "bf16", "int8", "int4 g64" (issue 18,
+    // docs/PERFORMANCE.md "Frozen backbone storage"). Part of the activation cache's key.
+    virtual std::string weightStorage() const { return "fp32"; }
 
     // The training loss on lmLogits(): mean token cross-entropy in float32 over labels != -100.
     static at::Tensor crossEntropy(const at::Tensor& logits, const at::Tensor& labels);

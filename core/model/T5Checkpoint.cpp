@@ -285,7 +285,8 @@ std::int64_t countParameters(const torch::nn::Module& module)
         if (seen.insert(p.unsafeGetTensorImpl()).second)
             n += p.numel();
     }
-    return n;
+    // Weights held in frozen storage (issue 18) count as the parameters their empty placeholders stand for.
+    return n + quantizedParameterCount(module);
 }
 
 } // namespace ladder

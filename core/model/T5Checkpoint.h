@@ -53,7 +53,7 @@ void loadT5StateDict(T5ForConditionalGeneration& model, const TensorMap& tensors
 // config.json + weights -> a model in eval mode on the chosen device and dtype.
 LoadedT5 loadT5(const std::string& directory, const T5LoadOptions& options = {});
 
-// Parameter count, counting tied weights once.
+// Parameter count, counting tied weights once; a weight held in frozen storage counts as the dense one.
 std::int64_t countParameters(const torch::nn::Module& module);
 
 } // namespace ladder

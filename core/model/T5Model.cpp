@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
 
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
@@ -116,7 +117,14 @@ T5LinearImpl::T5LinearImpl(std::int64_t in, std::int64_t out)
 
 at::Tensor T5LinearImpl::forward(const at::Tensor& x)
 {
-    auto y = at::linear(x, weight, bias.defined() ? bias : at::Tensor());
+    at::Tensor y;
+    if (m_quantized.defined()) {
+        y = m_quantized.matmul(x);
+        if (bias.defined())
+            y = y + (bias.scalar_type() == y.scalar_type() ? bias : bias.to(y.scalar_type()));
+    } else {
+        y = at::linear(x, weight, bias.defined() ? bias : at::Tensor());
+    }
     if (lora_A.defined() && !m_merged) {
         const auto in = (is_training() && m_loraDropout > 0.0) ? at::dropout(x, m_loraDropout, true) : x;
         y = y + at::linear(at::linear(in, lora_A), lora_B) * m_loraScale;
@@ -149,6 +157,9 @@ void T5LinearImpl::mergeLora()
 {
     if (!lora_A.defined() || m_merged)
         return;
+    if (m_quantized.defined())
+        throw Error("LoRA merge: the base weight is stored as " + quantDtypeName(m_quantized.dtype())
+            + " (frozen backbone storage); merging would requantise it. Keep the LoRA path unmerged");
     at::NoGradGuard noGrad;
     weight.add_(at::matmul(lora_B, lora_A) * m_loraScale);
     m_merged = true;
@@ -161,6 +172,67 @@ void T5LinearImpl::unmergeLora()
     at::NoGradGuard noGrad;
     weight.sub_(at::matmul(lora_B, lora_A) * m_loraScale);
     m_merged = false;
+}
+
+namespace {
+
+// Frees a dense weight held in frozen storage: the parameter keeps its name, dtype and device, with no
+// elements.
+void makePlaceholder(at::Tensor& weight)
+{
+    at::NoGradGuard noGrad;
+    weight.set_data(at::empty({ 0 }, weight.options()));
+}
+
+} // namespace
+
+void T5LinearImpl::quantize(QuantDtype dtype, std::int64_t groupSize)
+{
+    if (m_quantized.defined())
+        throw Error("quantize: projection is already stored as " + quantDtypeName(m_quantized.dtype()));
+    if (weight.requires_grad())
+        throw Error("quantize: a trainable weight cannot be held in frozen storage");
+    if (m_merged)
+        throw Error("quantize: unmerge LoRA first");
+    m_quantized = QuantizedWeight::quantize(weight, dtype, groupSize);
+    makePlaceholder(weight);
+}
+
+void T5LinearImpl::setQuantized(QuantizedWeight stored)
+{
+    if (stored.rows() != m_out || stored.cols() != m_in)
+        throw Error("projection (" + std::to_string(m_out) + ", " + std::to_string(m_in)
+            + "): stored weight is (" + std::to_string(stored.rows()) + ", " + std::to_string(stored.cols())
+            + ")");
+    if (weight.requires_grad())
+        throw Error("quantize: a trainable weight cannot be held in frozen storage");
+    if (m_merged)
+        throw Error("quantize: unmerge LoRA first");
+    stored.to(weight.device());
+    m_quantized = std::move(stored);
+    makePlaceholder(weight);
+}
+
+at::Tensor T5LinearImpl::denseWeight() const
+{
+    return m_quantized.defined() ? m_quantized.dequantize(weight.scalar_type()) : weight;
+}
+
+void T5LinearImpl::to(torch::Device device, torch::Dtype dtype, bool nonBlocking)
+{
+    torch::nn::Module::to(device, dtype, nonBlocking);
+    m_quantized.to(device);
+}
+
+void T5LinearImpl::to(torch::Dtype dtype, bool nonBlocking)
+{
+    torch::nn::Module::to(dtype, nonBlocking);
+}
+
+void T5LinearImpl::to(torch::Device device, bool nonBlocking)
+{
+    torch::nn::Module::to(device, nonBlocking);
+    m_quantized.to(device);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -472,17 +544,26 @@ T5ForConditionalGenerationImpl::T5ForConditionalGenerationImpl(const T5Config& c
 StackOutput T5ForConditionalGenerationImpl::encode(
     const at::Tensor& inputIds, const at::Tensor& attentionMask)
 {
-    return encoder->forward(shared(inputIds), attentionMask);
+    return encoder->forward(embed(inputIds), attentionMask);
 }
 
 StackOutput T5ForConditionalGenerationImpl::decode(const at::Tensor& decoderInputIds,
     const at::Tensor& encoderHidden, const at::Tensor& encoderMask, DecoderCache* cache)
 {
-    return decoder->forward(shared(decoderInputIds), at::Tensor(), encoderHidden, encoderMask, cache);
+    return decoder->forward(embed(decoderInputIds), at::Tensor(), encoderHidden, encoderMask, cache);
+}
+
+const QuantizedWeight& T5ForConditionalGenerationImpl::lmHeadQuantized() const
+{
+    return m_config.tieWordEmbeddings ? m_sharedQuantized : m_lmHeadQuantized;
 }
 
 at::Tensor T5ForConditionalGenerationImpl::lmHeadWeight() const
 {
+    if (lmHeadQuantized().defined())
+        throw Error(std::string("T5: the LM head (") + (m_config.tieWordEmbeddings ? "shared" : "lm_head")
+            + ".weight) is stored as " + quantDtypeName(lmHeadQuantized().dtype())
+            + " (frozen backbone storage) and has no dense weight; use lmLogits() or lmHeadQuantized()");
     return m_config.tieWordEmbeddings ? shared->weight : lm_head->weight;
 }
 
@@ -491,6 +572,16 @@ at::Tensor T5ForConditionalGenerationImpl::lmLogits(const at::Tensor& decoderHid
     const auto hidden = m_config.tieWordEmbeddings
         ? decoderHidden * std::pow(static_cast<double>(m_config.dModel), -0.5)
         : decoderHidden;
+    const auto& stored = lmHeadQuantized();
+    if (stored.defined()) {
+        auto logits = stored.matmul(hidden);
+        if (lm_head_bias.defined())
+            logits = logits
+                + (lm_head_bias.scalar_type() == logits.scalar_type()
+                        ? lm_head_bias
+                        : lm_head_bias.to(logits.scalar_type()));
+        return logits;
+    }
     return at::linear(hidden, lmHeadWeight(), lm_head_bias.defined() ? lm_head_bias : at::Tensor());
 }
 
@@ -538,6 +629,8 @@ BackboneShape T5ForConditionalGenerationImpl::shape() const
 
 at::Tensor T5ForConditionalGenerationImpl::embed(const at::Tensor& ids)
 {
+    if (m_sharedQuantized.defined())
+        return m_sharedQuantized.embedding(ids, shared->weight.scalar_type());
     return shared(ids);
 }
 
@@ -568,10 +661,141 @@ std::string T5ForConditionalGenerationImpl::configJson() const
 
 std::vector<std::pair<std::string, at::Tensor>> T5ForConditionalGenerationImpl::namedWeights() const
 {
+    std::map<std::string, const QuantizedWeight*> stored;
+    for (const auto& [name, q] : quantizedWeights())
+        stored[name] = q;
     std::vector<std::pair<std::string, at::Tensor>> out;
-    for (const auto& item : named_parameters(true))
-        out.emplace_back(item.key(), item.value());
+    for (const auto& item : named_parameters(true)) {
+        const auto it = stored.find(item.key());
+        if (it == stored.end()) {
+            out.emplace_back(item.key(), item.value());
+            continue;
+        }
+        for (const auto& [part, tensor] : it->second->parts())
+            out.emplace_back(item.key() + "." + part, tensor);
+    }
     return out;
+}
+
+std::string T5ForConditionalGenerationImpl::weightStorage() const
+{
+    return m_weightStorage;
+}
+
+void T5ForConditionalGenerationImpl::quantizeShared(QuantDtype dtype, std::int64_t groupSize)
+{
+    if (m_sharedQuantized.defined())
+        throw Error(
+            "quantize: shared.weight is already stored as " + quantDtypeName(m_sharedQuantized.dtype()));
+    if (shared->weight.requires_grad())
+        throw Error(
+            "quantize: shared.weight is trainable; only a frozen embedding can be held in frozen storage");
+    m_sharedQuantized = QuantizedWeight::quantize(shared->weight, dtype, groupSize);
+    makePlaceholder(shared->weight);
+}
+
+void T5ForConditionalGenerationImpl::quantizeLmHead(QuantDtype dtype, std::int64_t groupSize)
+{
+    if (!lm_head)
+        throw Error("quantize: the LM head is tied to shared.weight");
+    if (m_lmHeadQuantized.defined())
+        throw Error(
+            "quantize: lm_head.weight is already stored as " + quantDtypeName(m_lmHeadQuantized.dtype()));
+    if (lm_head->weight.requires_grad())
+        throw Error(
+            "quantize: lm_head.weight is trainable; only a frozen head can be held in frozen storage");
+    m_lmHeadQuantized = QuantizedWeight::quantize(lm_head->weight, dtype, groupSize);
+    makePlaceholder(lm_head->weight);
+}
+
+void T5ForConditionalGenerationImpl::setSharedQuantized(QuantizedWeight stored)
+{
+    if (stored.rows() != m_config.vocabSize || stored.cols() != m_config.dModel)
+        throw Error("shared.weight: stored weight is (" + std::to_string(stored.rows()) + ", "
+            + std::to_string(stored.cols()) + "), expected (vocab_size, d_model)");
+    if (shared->weight.requires_grad())
+        throw Error(
+            "quantize: shared.weight is trainable; only a frozen embedding can be held in frozen storage");
+    stored.to(shared->weight.device());
+    m_sharedQuantized = std::move(stored);
+    makePlaceholder(shared->weight);
+}
+
+void T5ForConditionalGenerationImpl::setLmHeadQuantized(QuantizedWeight stored)
+{
+    if (!lm_head)
+        throw Error("lm_head.weight: the LM head is tied to shared.weight");
+    if (stored.rows() != m_config.vocabSize || stored.cols() != m_config.dModel)
+        throw Error("lm_head.weight: stored weight is (" + std::to_string(stored.rows()) + ", "
+            + std::to_string(stored.cols()) + "), expected (vocab_size, d_model)");
+    if (lm_head->weight.requires_grad())
+        throw Error(
+            "quantize: lm_head.weight is trainable; only a frozen head can be held in frozen storage");
+    stored.to(lm_head->weight.device());
+    m_lmHeadQuantized = std::move(stored);
+    makePlaceholder(lm_head->weight);
+}
+
+std::vector<std::pair<std::string, const QuantizedWeight*>>
+T5ForConditionalGenerationImpl::quantizedWeights() const
+{
+    std::map<const void*, const QuantizedWeight*> byParameter;
+    if (m_sharedQuantized.defined())
+        byParameter[shared->weight.unsafeGetTensorImpl()] = &m_sharedQuantized;
+    if (lm_head && m_lmHeadQuantized.defined())
+        byParameter[lm_head->weight.unsafeGetTensorImpl()] = &m_lmHeadQuantized;
+    for (const auto& item : named_modules("", false))
+        if (const auto* linear = dynamic_cast<const T5LinearImpl*>(item.value().get()))
+            if (linear->quantized())
+                byParameter[linear->weight.unsafeGetTensorImpl()] = &linear->quantizedWeight();
+    std::vector<std::pair<std::string, const QuantizedWeight*>> out;
+    if (byParameter.empty())
+        return out;
+    for (const auto& item : named_parameters(true)) {
+        const auto it = byParameter.find(item.value().unsafeGetTensorImpl());
+        if (it != byParameter.end())
+            out.emplace_back(item.key(), it->second);
+    }
+    return out;
+}
+
+void T5ForConditionalGenerationImpl::to(torch::Device device, torch::Dtype dtype, bool nonBlocking)
+{
+    torch::nn::Module::to(device, dtype, nonBlocking);
+    m_sharedQuantized.to(device);
+    m_lmHeadQuantized.to(device);
+}
+
+void T5ForConditionalGenerationImpl::to(torch::Dtype dtype, bool nonBlocking)
+{
+    torch::nn::Module::to(dtype, nonBlocking);
+}
+
+void T5ForConditionalGenerationImpl::to(torch::Device device, bool nonBlocking)
+{
+    torch::nn::Module::to(device, nonBlocking);
+    m_sharedQuantized.to(device);
+    m_lmHeadQuantized.to(device);
+}
+
+std::int64_t quantizedParameterCount(const torch::nn::Module& module)
+{
+    std::int64_t n = 0;
+    auto count = [&n](const torch::nn::Module* m) {
+        if (const auto* linear = dynamic_cast<const T5LinearImpl*>(m)) {
+            if (linear->quantized())
+                n += linear->quantizedWeight().numel();
+        } else if (const auto* model = dynamic_cast<const T5ForConditionalGenerationImpl*>(m)) {
+            if (model->sharedQuantized().defined())
+                n += model->sharedQuantized().numel();
+            if (model->lm_head && model->lmHeadQuantized().defined())
+                n += model->lmHeadQuantized().numel();
+        }
+    };
+    count(&module);
+    for (const auto& child : module.modules(false))
+        count(child.get());
+    return n;
 }
 
 } // namespace ladder

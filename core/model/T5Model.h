@@ -11,6 +11,7 @@
 #include <torch/nn/pimpl.h>
 
 #include "model/Backbone.h"
+#include "model/QuantizedWeight.h"
 #include "model/T5Config.h"
 
 namespace ladder {
@@ -52,6 +53,12 @@ private:
 // A bias-free linear map y = x W^T, as every T5 projection, that parameter-efficient methods extend in
 // place: add() a zero-initialised bias (BitFit, registered as "bias") or a LoRA path
 // (y += dropout(x) A^T B^T * alpha/rank, registered as "lora_A" (rank, in) and "lora_B" (out, rank)).
+//
+// Frozen storage (issue 18, docs/PERFORMANCE.md "Frozen backbone storage"): quantize() holds a frozen W as
+// a QuantizedWeight (bf16, int8 or int4) and forward() multiplies through QuantizedWeight::matmul, then adds
+// the bias and the LoRA path as before. `weight` stays registered under its name as an empty placeholder
+// (0 elements) of the compute dtype and device, so names and the options of added modules are unchanged;
+// countParameters() counts the stored weight in its place. Whatever needs W itself uses denseWeight().
 class T5LinearImpl : public torch::nn::Module {
 public:
     T5LinearImpl(std::int64_t in, std::int64_t out);
@@ -59,7 +66,8 @@ public:
 
     void addBias();
     void addLora(std::int64_t rank, double alpha, double dropout);
-    // Folds B A * scale into the weight (inference); unmerge() restores it. Outputs are unchanged.
+    // Folds B A * scale into the weight (inference); unmerge() restores it. Outputs are unchanged. A
+    // quantised weight cannot take the merge (it would be requantised): ladder::Error.
     void mergeLora();
     void unmergeLora();
     bool hasLora() const { return lora_A.defined(); }
@@ -68,7 +76,23 @@ public:
     std::int64_t inFeatures() const { return m_in; }
     std::int64_t outFeatures() const { return m_out; }
 
-    at::Tensor weight;
+    // Stores the weight as `dtype` and frees the dense one. The weight must not require a gradient and no
+    // LoRA may be merged into it (ladder::Error).
+    void quantize(QuantDtype dtype, std::int64_t groupSize);
+    // Installs a stored weight (loadQuantizedBackbone): shapes must match (out, in).
+    void setQuantized(QuantizedWeight stored);
+    bool quantized() const { return m_quantized.defined(); }
+    const QuantizedWeight& quantizedWeight() const { return m_quantized; }
+    // W (out, in) as a tensor of the compute dtype: `weight` itself, or a dequantised copy when quantised.
+    at::Tensor denseWeight() const;
+
+    // Modules move their parameters; a quantised weight moves with them (its dtype stays: the placeholder
+    // carries the compute dtype).
+    void to(torch::Device device, torch::Dtype dtype, bool nonBlocking = false) override;
+    void to(torch::Dtype dtype, bool nonBlocking = false) override;
+    void to(torch::Device device, bool nonBlocking = false) override;
+
+    at::Tensor weight; // an empty placeholder while quantized()
     at::Tensor bias; // undefined unless addBias()
     at::Tensor lora_A; // undefined unless addLora()
     at::Tensor lora_B;
@@ -79,6 +103,7 @@ private:
     double m_loraScale = 0.0;
     double m_loraDropout = 0.0;
     bool m_merged = false;
+    QuantizedWeight m_quantized;
 };
 TORCH_MODULE(T5Linear);
 
@@ -260,7 +285,8 @@ public:
         const at::Tensor& encoderMask, DecoderCache* cache = nullptr);
     // Decoder output -> logits (with the d_model^-0.5 rescale when the embeddings are tied).
     at::Tensor lmLogits(const at::Tensor& decoderHidden) override;
-    // The LM head matrix (vocab, d_model): lm_head.weight, or shared.weight when tied.
+    // The LM head matrix (vocab, d_model): lm_head.weight, or shared.weight when tied. ladder::Error when it
+    // is stored quantised (lmHeadQuantized() then holds it).
     at::Tensor lmHeadWeight() const;
 
     // HF's _shift_right: decoder start token first, labels shifted right, -100 replaced by pad.
@@ -280,7 +306,32 @@ public:
         const std::vector<std::int64_t>* keepBlockOutputs) override;
     std::unique_ptr<Seq2SeqStepper> makeStepper() override; // a T5Stepper (model/Generation.h)
     std::string configJson() const override;
+    // named_parameters, where a weight held in frozen storage appears as its parts ("<name>.qdata",
+    // "<name>.qscale", "<name>.qzero": QuantizedWeight::parts()) instead of its empty placeholder.
     std::vector<std::pair<std::string, at::Tensor>> namedWeights() const override;
+    std::string weightStorage() const override;
+
+    // Frozen storage of the embedding (issue 18): `shared` (and with it the tied LM head) and an untied
+    // lm_head. Their `weight` parameters become empty placeholders as in T5Linear; embed() gathers and
+    // dequantises only the rows it needs, lmLogits() multiplies through QuantizedWeight::matmul (in chunks of
+    // rows: the vocabulary is the largest matrix). Called by quantizeFrozenBackbone (model/T5Quantization.h).
+    void quantizeShared(QuantDtype dtype, std::int64_t groupSize);
+    void quantizeLmHead(QuantDtype dtype, std::int64_t groupSize); // untied only
+    void setSharedQuantized(QuantizedWeight stored);
+    void setLmHeadQuantized(QuantizedWeight stored);
+    const QuantizedWeight& sharedQuantized() const { return m_sharedQuantized; }
+    // The LM head's storage: sharedQuantized() when tied; undefined when the head is dense.
+    const QuantizedWeight& lmHeadQuantized() const;
+    // The storage label, "fp32" until quantizeFrozenBackbone; e.g. "int4 g64" (Backbone::weightStorage).
+    void setWeightStorage(std::string label) { m_weightStorage = std::move(label); }
+    // Every weight held in frozen storage, by parameter name
+    // ("encoder.block.0.layer.0.SelfAttention.q.weight", "shared.weight", "lm_head.weight"), in
+    // named_parameters order.
+    std::vector<std::pair<std::string, const QuantizedWeight*>> quantizedWeights() const;
+
+    void to(torch::Device device, torch::Dtype dtype, bool nonBlocking = false) override;
+    void to(torch::Dtype dtype, bool nonBlocking = false) override;
+    void to(torch::Device device, bool nonBlocking = false) override;
 
     torch::nn::Embedding shared { nullptr };
     T5Stack encoder { nullptr };
@@ -292,7 +343,14 @@ public:
 
 private:
     T5Config m_config;
+    QuantizedWeight m_sharedQuantized;
+    QuantizedWeight m_lmHeadQuantized;
+    std::string m_weightStorage = "fp32";
 };
 TORCH_MODULE(T5ForConditionalGeneration);
+
+// The parameters that weights held in frozen storage stand for (their placeholders hold none):
+// countParameters() adds this, so parameter counts do not change when a backbone is quantised.
+std::int64_t quantizedParameterCount(const torch::nn::Module& module);
 
 } // namespace ladder

@@ -103,8 +103,8 @@ public:
         const auto ids = at::randint(std::min<std::int64_t>(3, vocab - 1),
             std::min<std::int64_t>(5000, vocab), { options.prompts }, at::TensorOptions().dtype(at::kLong));
         c10::NoGradGuard noGrad;
-        m_prompt
-            = m_backbone->shared->weight.index_select(0, ids.to(m_backbone->shared->weight.device())).clone();
+        // embed(): the embedding's rows, also when it is held in frozen storage.
+        m_prompt = m_backbone->embed(ids.to(m_backbone->shared->weight.device())).clone();
         m_prompt.set_requires_grad(true);
     }
 
@@ -113,7 +113,7 @@ public:
     {
         const auto batch = inputIds.size(0);
         const auto embeds
-            = at::cat({ m_prompt.unsqueeze(0).expand({ batch, -1, -1 }), m_backbone->shared(inputIds) }, 1);
+            = at::cat({ m_prompt.unsqueeze(0).expand({ batch, -1, -1 }), m_backbone->embed(inputIds) }, 1);
         const auto mask01 = attentionMask.defined() ? attentionMask : at::ones_like(inputIds);
         const auto mask = at::cat({ at::ones({ batch, m_prompt.size(0) }, mask01.options()), mask01 }, 1);
         return { m_backbone->encoder->forward(embeds, mask).lastHiddenState, mask };
@@ -206,7 +206,7 @@ std::unique_ptr<Method> createBaselineMethod(
         });
         setRequiresGrad(*backbone->encoder->final_layer_norm, true);
         setRequiresGrad(*backbone->decoder->final_layer_norm, true);
-    } else if (options.method == "lora") {
+    } else if (options.isLora()) { // lora and qlora (LoRA over a quantised base, quantised by createMethod)
         auto wants = [&](const std::string& t) {
             return std::find(options.targets.begin(), options.targets.end(), t) != options.targets.end();
         };

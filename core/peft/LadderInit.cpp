@@ -289,6 +289,12 @@ void initialiseSideNetwork(LadderSideNetwork& side, T5ForConditionalGeneration& 
 {
     if (init == "random")
         return;
+    if (backbone->weightStorage() != "fp32")
+        throw Error("ladder: field init: " + init
+            + " pruning reads the backbone's dense weights, but they are " + "stored as "
+            + backbone->weightStorage()
+            + " (frozen backbone storage); build the method on the fp32 backbone (createMethod quantises it "
+              "after the initialisation) or set init random");
     if (init != "magnitude" && init != "fisher")
         throw Error("ladder: field init: unknown '" + init + "' (expected random, magnitude or fisher)");
     if (side->options().ablation == "adapter-blocks")

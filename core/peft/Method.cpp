@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "model/T5Checkpoint.h"
+#include "model/T5Quantization.h"
 #include "peft/Baselines.h"
 #include "peft/Ladder.h"
 #include "util/Error.h"
@@ -119,6 +120,15 @@ std::unique_ptr<Method> createMethod(T5ForConditionalGeneration backbone, const 
         : createBaselineMethod(std::move(backbone), options);
     // Modules a method adds are created on the CPU in float32; bring them to the backbone's place.
     method->to(device, dtype);
+    // Frozen backbone storage (issue 18): after the method is built, so that LST's pruning initialisation
+    // read the fp32 weights and only what stays frozen (not LoRA's, BitFit's or the adapters' weights, nor
+    // the layer norms adapters train) is stored as bf16 / int8 / int4.
+    if (options.quantizedBackbone()) {
+        if (options.method == "full")
+            throw Error("method options: field backbone_dtype: full fine-tuning trains every weight; frozen "
+                        "backbone storage is for the other methods");
+        quantizeFrozenBackbone(*method->backbone(), options.backboneDtype, options.quantGroupSize);
+    }
     return method;
 }
 

@@ -200,6 +200,11 @@ LadderCacheKey LadderCacheKey::make(const Backbone& backbone, const LadderCacheL
         { "decoder_layers", layout.decoderStored }, { "decoder_final", layout.decoderFinal },
         { "compute", compute }, { "storage_dtype", storageDtype }, { "examples", sources.size() },
         { "token_ids", hex(data) } };
+    // A quantised backbone (issue 18) computes other ladders: its storage is part of the key (and its
+    // weights' fingerprint covers the stored parts, Backbone::namedWeights). Absent for fp32, so the keys of
+    // fp32 runs, and the cache files named after them, stay byte-identical.
+    if (const auto storage = backbone.weightStorage(); storage != "fp32")
+        j["backbone_storage"] = storage;
     LadderCacheKey key;
     key.description = j.dump();
     key.hash = hashBytes(key.description.data(), key.description.size());

@@ -49,7 +49,8 @@ struct LadderCacheKey {
     std::string description; // JSON text: what the hash covers, readable in the file header
     std::uint64_t hash = 0;
 
-    // backbone: its config and a fingerprint of every weight (Backbone::configJson(), namedWeights());
+    // backbone: its config, a fingerprint of every weight (Backbone::configJson(), namedWeights()) and,
+    // unless fp32, its weight storage (Backbone::weightStorage(): "int4 g64" computes other ladders);
     // layout: which layer outputs; compute: the device type and the compute dtype ("fp32" or
     // "bf16-autocast"); storage dtype; the token ids of every example (source and target, after
     // truncation: max lengths matter only through them).

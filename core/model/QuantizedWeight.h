@@ -1,0 +1,174 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <ATen/Tensor.h>
+#include <c10/core/Device.h>
+#include <c10/core/ScalarType.h>
+
+namespace ladder {
+
+// Storage of a frozen weight (issue 18, docs/PERFORMANCE.md "Frozen backbone storage").
+enum class QuantDtype {
+    Bf16, // the weight rounded to bf16: 2 bytes a value
+    Int8, // symmetric, per output row: q int8 in [-127, 127], w = q * scale[row]; scale bf16
+    Int4, // asymmetric, per group of groupSize values along the input dimension: q in [0, 15],
+          // w = (q - 8) * scale[row][group] + zero[row][group] (ATen's convention); scale, zero bf16
+};
+
+// "bf16", "int8", "int4" (the run spec's backbone_dtype; "fp32" is not a QuantDtype). Throws ladder::Error.
+QuantDtype parseQuantDtype(const std::string& name);
+std::string quantDtypeName(QuantDtype dtype);
+// Whether the int4 kernels accept this group size (32, 64, 128, 256).
+bool isSupportedInt4GroupSize(std::int64_t groupSize);
+
+// How matmul() computes: Auto picks by the policy below; Kernel and Dequantize force a path (the tests and
+// `ladder bench quant` compare them). Kernel throws ladder::Error where no ATen kernel applies.
+enum class QuantMatmulPath { Auto, Kernel, Dequantize };
+
+// A frozen weight matrix W (rows = out features, cols = in features) held as bf16, int8 or int4. It never
+// takes a gradient; matmul() gives the input its gradient.
+//
+// Layout (the portable form, what saveQuantizedBackbone writes; all tensors contiguous, on one device):
+//   bf16: data bf16 [rows, cols]                          (2 bytes a value)
+//   int8: data int8 [rows, cols], scale bf16 [rows]       (1 byte a value + 2 bytes a row)
+//   int4: data uint8 [rows, cols/2], two values a byte, value 2j in the low nibble and 2j+1 in the high
+//         nibble of byte j; scale and zero bf16 [rows, cols/groupSize]   (0.5 byte a value + 4 bytes a group)
+// The ATen-packed int4 form for the kernels is made lazily, per device, the first time a kernel runs.
+//
+// Matmul policy (measured, docs/PERFORMANCE.md): with a bf16 (or fp16) input ATen's kernels beat
+// dequantise + mm only for few rows; with an fp32 input they are 35-75x slower than fp32 mm at training
+// sizes. On the CPU, 768 -> 3072, 2 threads, torch 2.11 (kernel vs dequantise + mm, ms):
+//   bf16 input:  M = 1: int8 0.07 vs 0.50, int4 0.07 vs 1.56;  M = 16: int8 0.50 vs 0.64, int4 0.45 vs 1.48;
+//                M = 32: int8 0.99 vs 0.80, int4 0.88 vs 1.67; M = 64: int8 1.99 vs 1.13, int4 1.76 vs 2.04;
+//                M = 128: int8 4.99 vs 1.87, int4 3.52 vs 2.99
+//   fp32 input:  M = 16: int8 16.6 vs 1.17, int4 33.7 vs 2.10 (the kernel never wins)
+// so Auto uses the kernel when the compute dtype is bf16 or fp16 and M <= kInt8KernelMaxRows (int8) or
+// M <= kInt4KernelMaxRows (int4), and dequantises otherwise. On CUDA (not measured: no GPU in the session
+// that wrote this) the kernels run for a bf16 compute dtype and M <= kCudaKernelMaxRows, decoding sizes,
+// where dequantising a whole matrix per token costs most; `ladder bench quant` prints the crossover of the
+// device it runs on. bf16 storage has no kernel: a bf16 compute dtype multiplies the stored tensor itself.
+//
+// Compute dtype D: x's dtype, or autocast's dtype when autocast is on for x's device type and x is fp32 (as
+// at::linear would). The output has dtype D.
+//
+// Transient allocations (what exists at once beyond x, the quantised tensors and the output; the memory
+// estimator replays these). M = x.numel() / cols; G = cols / groupSize; e(D) = bytes of D. A matrix with
+// rows * cols <= chunkElements() (default kDequantChunkElements = 2^22) is handled as one chunk of R = rows
+// rows; a larger one (the LM head / tied embedding, 32128 x 768) in chunks of R = chunkElements() / cols
+// rows (the last one smaller), one chunk alive at a time.
+//   Forward, dequantise path:
+//     xD    = x.to(D) [M, cols] D, only when x's dtype is not D (autocast); alive for the whole forward.
+//     Per chunk, the dequantised rows W_c [R, cols] D, made as:
+//       bf16 storage: none when D is bf16 (the stored tensor is used); else data.to(D) [R, cols] D.
+//       int8: data.to(D) [R, cols] D (scaled in place by scale.to(D) [R] D).
+//       int4: W_c = empty [R, cols] D, into which (data & 15) and (data >> 4) are copied, each a uint8
+//             [R, cols/2] made and freed in turn (peak: W_c + one uint8 [R, cols/2]); then in place
+//             - 8, * scale.to(D) [R, G] D, + zero.to(D) [R, G] D.
+//     One chunk: y = at::linear(xD, W_c), the output. Several: y = empty [M, rows] D (the output) and each
+//     chunk's product written into its columns by at::mm_out (no further tensor).
+//   Forward, kernel path (inference sizes; no autograd graph is expected there, but one works):
+//     xD as above, as a contiguous [M, cols] (a copy only if x is not contiguous); int8: scale.to(D) [rows] D
+//     per call. int4, made once per device and kept until to(): the packed form (CPU: uint8 [rows, cols/2],
+//     made in chunks of Rk = max(64, (chunkElements() / cols) rounded down to 64) rows, each chunk an int32
+//     [Rk, cols] of unpacked values plus two uint8 [Rk, cols/2] and its uint8 [Rk, cols/2] packing, copied
+//     into the kept tensor; CUDA: the nibble-swapped uint8 [rows, cols/2] transient, then ATen's int32
+//     [rows/8, cols/(16 k), 32, k/2], k = innerKTiles, rows * cols / 2 bytes, kept) and scaleAndZeros
+//     [G, rows, 2] D, kept per compute dtype (made through a bf16 [rows, G, 2] stack and its transposed
+//     copy).
+//   Backward (grad_y of dtype Dg, the output's): always dequantises, nothing was saved but references to the
+//     quantised tensors. gD = grad_y.reshape(M, rows) (a view for a contiguous grad_y). Per chunk W_c
+//     [R, cols] Dg made as in the forward; grad_x = mm(gD[:, chunk], W_c) [M, cols] Dg at the first chunk,
+//     addmm_ into it afterwards (no further tensor). When x's dtype is not Dg (autocast), the returned
+//     gradient is grad_x.to(x's dtype) [M, cols], after which grad_x in Dg is freed.
+//   embedding(ids, D): n = ids.numel(); the gathered rows (bf16: [n, cols] bf16; int8: [n, cols] int8 and
+//     [n] bf16; int4: [n, cols/2] uint8 and [n, G] bf16 twice), then their dequantisation as one chunk of n
+//     rows (above), which is the output [n, cols] D (viewed as ids.sizes() + [cols]).
+//   quantize(): per chunk of R rows, the rows as fp32 [R, cols] (a copy unless already fp32) and the
+//     quantisation's temporaries (a few [R, cols] fp32 tensors).
+class QuantizedWeight {
+public:
+    static constexpr std::int64_t kDequantChunkElements = std::int64_t { 1 } << 22;
+    static constexpr std::int64_t kInt8KernelMaxRows = 16;
+    static constexpr std::int64_t kInt4KernelMaxRows = 64;
+    static constexpr std::int64_t kCudaKernelMaxRows = 16;
+
+    QuantizedWeight() = default;
+
+    // Quantises a [rows, cols] floating-point weight of any dtype (fp32, bf16, fp16, fp64) on its device.
+    // int4: cols must be divisible by groupSize, one of 32, 64, 128, 256. Throws ladder::Error.
+    static QuantizedWeight quantize(const at::Tensor& weight, QuantDtype dtype, std::int64_t groupSize = 64);
+
+    // From stored parts (the layout above): "qdata", "qscale" (int8, int4), "qzero" (int4). Shapes and
+    // dtypes are checked against (rows, cols, groupSize); an error names `source` and the part.
+    static QuantizedWeight fromParts(QuantDtype dtype, std::int64_t groupSize, std::int64_t rows,
+        std::int64_t cols, const std::map<std::string, at::Tensor>& parts, const std::string& source);
+    // The parts by name, as fromParts reads them (the tensors themselves, not copies).
+    std::vector<std::pair<std::string, at::Tensor>> parts() const;
+
+    bool defined() const { return m_data.defined(); }
+    QuantDtype dtype() const { return m_dtype; }
+    std::int64_t groupSize() const { return m_groupSize; } // int4 only; 0 otherwise
+    std::int64_t rows() const { return m_rows; }
+    std::int64_t cols() const { return m_cols; }
+    std::int64_t numel() const { return m_rows * m_cols; }
+    // Bytes held: data + scale + zero (not the lazily made kernel form).
+    std::int64_t bytes() const;
+    c10::Device device() const;
+    // Moves the stored tensors; drops the kernel forms.
+    void to(c10::Device device);
+
+    // The weight (or rows [rowBegin, rowEnd)) as a dense tensor of `dtype`, on the stored device.
+    at::Tensor dequantize(c10::ScalarType dtype) const;
+    at::Tensor dequantize(c10::ScalarType dtype, std::int64_t rowBegin, std::int64_t rowEnd) const;
+
+    // x [..., cols] -> x W^T [..., rows], differentiable with respect to x (a torch::autograd::Function: the
+    // backward dequantises again, chunk by chunk).
+    at::Tensor matmul(const at::Tensor& x, QuantMatmulPath path = QuantMatmulPath::Auto) const;
+    // The path Auto takes for x (after autocast).
+    QuantMatmulPath autoPath(const at::Tensor& x) const;
+    // Whether an ATen kernel exists for this storage, x's device and the compute dtype D (shape conditions
+    // included: int4 on the CPU needs rows divisible by 16; on CUDA rows divisible by 8 and a bf16 D).
+    bool kernelApplies(const at::Tensor& x) const;
+
+    // Rows `ids` (any shape, int64) dequantised to `dtype`: ids.sizes() + [cols]. Equal to
+    // dequantize(dtype).index_select(0, ids.flatten()) without dequantising the other rows.
+    at::Tensor embedding(const at::Tensor& ids, c10::ScalarType dtype) const;
+
+    // Rows per dequantisation chunk: chunkElements() / cols (at least 1). Tests shrink chunkElements().
+    std::int64_t chunkElements() const { return m_chunkElements; }
+    void setChunkElements(std::int64_t elements);
+    std::int64_t chunkRows() const;
+
+    // Bytes a [rows, cols] weight takes in each storage (fp32 for comparison): `ladder info`.
+    static std::int64_t storageBytes(
+        const std::string& dtype, std::int64_t rows, std::int64_t cols, std::int64_t groupSize);
+
+private:
+    friend struct QuantizedMatmulFunction;
+    struct KernelCache;
+    at::Tensor forwardNoGrad(const at::Tensor& x, QuantMatmulPath path) const;
+    at::Tensor inputGradient(const at::Tensor& gradOutput, c10::ScalarType inputDtype) const;
+    at::Tensor kernelForward(const at::Tensor& x2d) const;
+    const at::Tensor& int4KernelPacking() const;
+    const at::Tensor& int4ScaleAndZeros(c10::ScalarType dtype) const;
+    // Rows [rowBegin, rowEnd) in `dtype`; for bf16 storage read as bf16, the stored rows themselves (a view).
+    at::Tensor dequantizeRows(c10::ScalarType dtype, std::int64_t rowBegin, std::int64_t rowEnd) const;
+
+    QuantDtype m_dtype = QuantDtype::Bf16;
+    std::int64_t m_groupSize = 0;
+    std::int64_t m_rows = 0;
+    std::int64_t m_cols = 0;
+    std::int64_t m_chunkElements = kDequantChunkElements;
+    at::Tensor m_data;
+    at::Tensor m_scale;
+    at::Tensor m_zero;
+    std::shared_ptr<KernelCache> m_kernel; // shared by copies; reset by to()
+};
+
+} // namespace ladder

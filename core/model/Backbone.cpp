@@ -4,6 +4,25 @@
 #include <ATen/core/Reduction.h>
 
 namespace ladder {
+namespace {
+thread_local std::optional<at::ScalarType> t_keptDtype;
+}
+
+KeptBlockOutputDtype::KeptBlockOutputDtype(std::optional<at::ScalarType> dtype)
+    : m_previous(t_keptDtype)
+{
+    t_keptDtype = dtype;
+}
+
+KeptBlockOutputDtype::~KeptBlockOutputDtype()
+{
+    t_keptDtype = m_previous;
+}
+
+std::optional<at::ScalarType> KeptBlockOutputDtype::current()
+{
+    return t_keptDtype;
+}
 
 void DecoderCache::reorder(const at::Tensor& batchIndices)
 {

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -47,6 +48,21 @@ struct DecoderCache {
     std::int64_t pastLength = 0;
     // Reorders the batch dimension of every cached tensor (beam search).
     void reorder(const at::Tensor& batchIndices);
+};
+
+// While alive on this thread, the block outputs a stack keeps (keepBlockOutputs of runEncoder/runDecoder) are
+// converted to `dtype` as each block finishes, so the full-precision copy of one kept output at most exists
+// at a time (LST's ladder_dtype bf16). The stack's own computation is unchanged.
+class KeptBlockOutputDtype {
+public:
+    explicit KeptBlockOutputDtype(std::optional<at::ScalarType> dtype);
+    ~KeptBlockOutputDtype();
+    KeptBlockOutputDtype(const KeptBlockOutputDtype&) = delete;
+    KeptBlockOutputDtype& operator=(const KeptBlockOutputDtype&) = delete;
+    static std::optional<at::ScalarType> current();
+
+private:
+    std::optional<at::ScalarType> m_previous;
 };
 
 // Per-stack results. blockOutputs[i] is block i's output before any final norm (the LST ladder input).

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "model/Generation.h"
+#include "model/Recompute.h"
 #include "util/Error.h"
 
 namespace ladder {
@@ -339,13 +340,19 @@ at::Tensor T5AttentionImpl::forward(const at::Tensor& hidden, const at::Tensor& 
         }
     }
 
-    auto scores = at::matmul(query, key.transpose(2, 3)); // no 1/sqrt(d_kv) in T5
-    if (positionBias.defined())
-        scores = scores + positionBias;
-    auto weights = at::softmax(scores.to(at::kFloat), -1).to(scores.scalar_type());
-    weights = applyDropout(weights, m_options.dropout, is_training());
-    const auto context
-        = at::matmul(weights, value).transpose(1, 2).contiguous().view({ batch, -1, heads * dKv });
+    at::Tensor mixed;
+    if (m_recomputeAttention && !cache) {
+        // side_attention sdpa (model/Recompute.h): fused forward, the weights recomputed in backward.
+        mixed = recomputedAttention(query, key, value, positionBias, m_options.dropout, is_training());
+    } else {
+        auto scores = at::matmul(query, key.transpose(2, 3)); // no 1/sqrt(d_kv) in T5
+        if (positionBias.defined())
+            scores = scores + positionBias;
+        auto weights = at::softmax(scores.to(at::kFloat), -1).to(scores.scalar_type());
+        weights = applyDropout(weights, m_options.dropout, is_training());
+        mixed = at::matmul(weights, value);
+    }
+    const auto context = mixed.transpose(1, 2).contiguous().view({ batch, -1, heads * dKv });
     return o(context);
 }
 
@@ -521,7 +528,11 @@ StackOutput T5StackImpl::forward(const at::Tensor& inputsEmbeds, const at::Tenso
         const bool keep = !keepBlockOutputs
             || std::find(keepBlockOutputs->begin(), keepBlockOutputs->end(), static_cast<std::int64_t>(i))
                 != keepBlockOutputs->end();
-        out.blockOutputs.push_back(keep ? hidden : at::Tensor());
+        const auto keptDtype = KeptBlockOutputDtype::current();
+        if (keep && keptDtype && hidden.scalar_type() != *keptDtype)
+            out.blockOutputs.push_back(hidden.to(*keptDtype));
+        else
+            out.blockOutputs.push_back(keep ? hidden : at::Tensor());
     }
     out.lastHiddenState = applyDropout(final_layer_norm(hidden), m_dropout, is_training());
     if (cache)

@@ -166,8 +166,13 @@ public:
     T5Linear q { nullptr }, k { nullptr }, v { nullptr }, o { nullptr };
     torch::nn::Embedding relative_attention_bias { nullptr };
 
+    // LST's side_attention sdpa: the attention weights are not kept for backward but recomputed
+    // (model/Recompute.h recomputedAttention); off by default (HF's math, kept weights).
+    void setRecomputedAttention(bool on) { m_recomputeAttention = on; }
+
 private:
     T5AttentionOptions m_options;
+    bool m_recomputeAttention = false;
 };
 TORCH_MODULE(T5Attention);
 

@@ -17,6 +17,16 @@ at::Tensor selectRows(const at::Tensor& t, const at::Tensor& rows)
     return t.defined() ? t.index_select(0, rows.to(t.device())) : t;
 }
 
+// ladder_dtype: ladders from the activation cache are held in it too.
+std::vector<at::Tensor> inLadderDtype(std::vector<at::Tensor> ladders, const LadderSideOptions& o)
+{
+    if (o.ladderDtype)
+        for (auto& l : ladders)
+            if (l.defined() && l.scalar_type() != *o.ladderDtype)
+                l = l.to(*o.ladderDtype);
+    return ladders;
+}
+
 } // namespace
 
 LadderSideOptions ladderSideOptions(const T5Config& config, const MethodOptions& options)
@@ -33,6 +43,11 @@ LadderSideOptions ladderSideOptions(const T5Config& config, const MethodOptions&
     side.gateTemperature = options.gateTemperature;
     side.ablation = options.ablation;
     side.mergeBackbone = options.mergeBackbone;
+    side.sideCheckpoint = options.sideCheckpoint;
+    side.sideAttention = options.sideAttention;
+    if (options.ladderDtype == "bf16")
+        side.ladderDtype = at::kBFloat16;
+    side.sideHeads = options.sideHeads;
     side.validate();
     return side;
 }
@@ -62,11 +77,12 @@ LadderEncoderState LadderModel::encode(const at::Tensor& inputIds, const at::Ten
     {
         // No backbone activation is kept for backward: only the ladder inputs, which the downsamples save.
         at::NoGradGuard noGrad;
+        const KeptBlockOutputDtype keptDtype(o.ladderDtype);
         embeddings = m_backbone->embed(inputIds);
         if (cached) {
             // The backbone's outputs come from the activation cache; the backbone decoder does not run
             // either (decode() takes its outputs from the cache too), so its encoder output is not needed.
-            ladders = cached->encoder;
+            ladders = inLadderDtype(cached->encoder, o);
         } else if (o.needsBackbone()) {
             // Only the kept layers' outputs survive the backbone pass (the stack releases the others).
             static const std::vector<std::int64_t> none;
@@ -93,11 +109,12 @@ at::Tensor LadderModel::decode(const at::Tensor& decoderInputIds, const LadderEn
     std::vector<at::Tensor> ladders;
     {
         at::NoGradGuard noGrad;
+        const KeptBlockOutputDtype keptDtype(o.ladderDtype);
         embeddings = m_backbone->embed(decoderInputIds);
         if (cached) {
             if (backboneCache || sideCache)
                 throw Error("ladder: cached backbone outputs are for teacher-forced training, not decoding");
-            ladders = cached->decoder;
+            ladders = inLadderDtype(cached->decoder, o);
             backboneFinal = cached->decoderFinal;
         } else if (o.needsBackbone()) {
             static const std::vector<std::int64_t> none;

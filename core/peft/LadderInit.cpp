@@ -169,7 +169,19 @@ void initialiseStack(LadderSideStackImpl& stack, const std::string& backboneStac
             const auto it = map.find(source);
             if (it == map.end())
                 throw Error("ladder init: no pruned backbone tensor " + source);
-            copyInto(item.value(), it->second, item.key(), source);
+            auto value = it->second;
+            if (isBias && value.size(1) != item.value().size(1)) {
+                // side_heads: side head j starts from the mean of the backbone heads j*H/N .. (j+1)*H/N - 1
+                // (the q/k/v rows are the same pruned rows, split into N heads instead of H).
+                const auto heads = value.size(1);
+                const auto sideHeads = item.value().size(1);
+                if (heads % sideHeads)
+                    throw Error("ladder init: side_heads " + std::to_string(sideHeads)
+                        + " must divide the backbone's " + std::to_string(heads)
+                        + " heads for a pruning initialisation (or set init random)");
+                value = value.reshape({ value.size(0), sideHeads, heads / sideHeads }).mean(-1);
+            }
+            copyInto(item.value(), value, item.key(), source);
         }
     }
     const auto finalNorm = backboneStack + ".final_layer_norm.weight";

@@ -5,9 +5,12 @@
 #include <utility>
 
 #include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
+#include <c10/core/GradMode.h>
 #include <torch/nn/modules/container/moduledict.h>
 #include <torch/nn/modules/container/parameterdict.h>
 
+#include "model/Recompute.h"
 #include "util/Error.h"
 
 namespace ladder {
@@ -113,6 +116,10 @@ T5Config LadderSideOptions::sideConfig() const
     side.dModel = backbone.dModel / r;
     side.dFf = backbone.dFf / r;
     side.dKv = backbone.dKv / r;
+    if (sideHeads > 0) {
+        side.numHeads = sideHeads;
+        side.dKv = backbone.innerDim() / r / sideHeads;
+    }
     return side;
 }
 
@@ -129,6 +136,12 @@ void LadderSideOptions::validate() const
     if (std::find(kAblations.begin(), kAblations.end(), ablation) == kAblations.end())
         throw Error("ladder: field ablation: unknown '" + ablation
             + "' (expected none, side-tuning, no-ladders, adapter-blocks or cross-attention)");
+    if (sideHeads < 0 || (sideHeads > 0 && (backbone.innerDim() / r) % sideHeads))
+        throw Error("ladder: field side_heads: " + std::to_string(sideHeads)
+            + " must divide the side network's inner width heads x d_kv / r = "
+            + std::to_string(backbone.innerDim() / r));
+    if (sideAttention != "math" && sideAttention != "sdpa")
+        throw Error("ladder: field side_attention: expected math or sdpa, got '" + sideAttention + "'");
     checkKeep(encoderKeep, backbone.numLayers, "encoder");
     checkKeep(decoderKeep, backbone.numDecoderLayers, "decoder");
 }
@@ -238,6 +251,16 @@ LadderSideStackImpl::LadderSideStackImpl(const LadderSideOptions& options, bool 
     }
 
     final_layer_norm = register_module("final_layer_norm", T5LayerNorm(ds, m_sideConfig.layerNormEpsilon));
+
+    if (options.sideAttention == "sdpa") {
+        for (auto& [_, block] : blocks) {
+            block->selfAttention->attention->setRecomputedAttention(true);
+            if (block->crossAttention)
+                block->crossAttention->attention->setRecomputedAttention(true);
+        }
+        for (auto& [_, attention] : ladderAttention)
+            attention->attention->setRecomputedAttention(true);
+    }
 }
 
 at::Tensor LadderSideStackImpl::gateValue(std::int64_t layer) const
@@ -254,6 +277,56 @@ at::Tensor LadderSideStackImpl::ladderInput(std::int64_t layer, const std::vecto
     if (index >= ladders.size() || !ladders[index].defined())
         throw Error("ladder: the backbone output of layer " + std::to_string(layer) + " was not provided");
     return ladders[index];
+}
+
+at::Tensor LadderSideStackImpl::downsampleLadder(std::int64_t layer, const at::Tensor& ladder)
+{
+    auto& down = downsamples.at(layer);
+    const bool lowPrecision = ladder.scalar_type() != down->weight.scalar_type()
+        && !at::autocast::is_autocast_enabled(ladder.device().type());
+    if (!lowPrecision || !at::GradMode::is_enabled())
+        return lowPrecision ? down(ladder.to(down->weight.scalar_type())) : down(ladder);
+    // ladder_dtype bf16: at::linear would keep the fp32 copy of the ladder for the weight's gradient.
+    const RecomputeFn fn = [down](const std::vector<at::Tensor>& in) mutable {
+        return down(in[0].to(down->weight.scalar_type()));
+    };
+    return checkpointed(fn, { ladder });
+}
+
+at::Tensor LadderSideStackImpl::sideLayer(std::int64_t i, const at::Tensor& sideIn, const at::Tensor& ladder,
+    const at::Tensor& selfBias, const at::Tensor& sideEncoderHidden, const at::Tensor& crossBias,
+    LadderSideCache* cache)
+{
+    at::Tensor side = sideIn;
+    BlockCache* blockCache = cache ? &cache->blocks.blocks[static_cast<std::size_t>(i)] : nullptr;
+    if (m_options.usesGates()) {
+        // side_in = mu_i * side + (1 - mu_i) * Down_i(backbone block i output)
+        const auto mu = gateValue(i);
+        side = mu * side + (1.0 - mu) * downsampleLadder(i, ladder);
+    }
+    if (!adapterBlocks.empty())
+        return adapterBlocks.at(i)(side);
+    auto& block = *blocks.at(i);
+    side = block.selfAttention(side, at::Tensor(), selfBias, blockCache ? &blockCache->self : nullptr);
+    if (!ladderAttention.empty()) {
+        // Cross-attention to the downsampled backbone block output (keys/values), with the same
+        // relative bias and mask as self-attention: position t sees backbone positions the mask allows.
+        at::Tensor keys = downsampleLadder(i, ladder);
+        if (cache) {
+            auto& history = cache->ladderKeys[i];
+            if (history.defined())
+                keys = at::cat({ history, keys }, 1);
+            history = keys;
+        }
+        side = ladderAttention.at(i)(side, keys, selfBias, nullptr);
+    }
+    if (block.crossAttention) {
+        if (!sideEncoderHidden.defined())
+            throw Error("ladder: the side decoder needs the side encoder output");
+        side = block.crossAttention(
+            side, sideEncoderHidden, crossBias, blockCache ? &blockCache->cross : nullptr);
+    }
+    return block.feedForward(side);
 }
 
 at::Tensor LadderSideStackImpl::forward(const at::Tensor& embeddings, const std::vector<at::Tensor>& ladders,
@@ -300,38 +373,18 @@ at::Tensor LadderSideStackImpl::forward(const at::Tensor& embeddings, const std:
     // Initial side state: the downsampled (dropped-out) token embeddings.
     at::Tensor side = downsampleEmbed(applyDropout(embeddings, m_sideConfig.dropoutRate, is_training()));
 
+    const bool recompute = m_options.sideCheckpoint && !cache && at::GradMode::is_enabled();
     for (auto i : m_keep) {
-        BlockCache* blockCache = cache ? &cache->blocks.blocks[static_cast<std::size_t>(i)] : nullptr;
-        if (m_options.usesGates()) {
-            // side_in = mu_i * side + (1 - mu_i) * Down_i(backbone block i output)
-            const auto mu = gateValue(i);
-            side = mu * side + (1.0 - mu) * downsamples.at(i)(ladderInput(i, ladders));
-        }
-        if (!adapterBlocks.empty()) {
-            side = adapterBlocks.at(i)(side);
+        const at::Tensor ladder = m_options.usesLadders() ? ladderInput(i, ladders) : at::Tensor();
+        if (!recompute) {
+            side = sideLayer(i, side, ladder, selfBias, sideEncoderHidden, crossBias, cache);
             continue;
         }
-        auto& block = *blocks.at(i);
-        side = block.selfAttention(side, at::Tensor(), selfBias, blockCache ? &blockCache->self : nullptr);
-        if (!ladderAttention.empty()) {
-            // Cross-attention to the downsampled backbone block output (keys/values), with the same
-            // relative bias and mask as self-attention: position t sees backbone positions the mask allows.
-            at::Tensor keys = downsamples.at(i)(ladderInput(i, ladders));
-            if (cache) {
-                auto& history = cache->ladderKeys[i];
-                if (history.defined())
-                    keys = at::cat({ history, keys }, 1);
-                history = keys;
-            }
-            side = ladderAttention.at(i)(side, keys, selfBias, nullptr);
-        }
-        if (block.crossAttention) {
-            if (!sideEncoderHidden.defined())
-                throw Error("ladder: the side decoder needs the side encoder output");
-            side = block.crossAttention(
-                side, sideEncoderHidden, crossBias, blockCache ? &blockCache->cross : nullptr);
-        }
-        side = block.feedForward(side);
+        // side_checkpoint: only the layer's inputs are kept; model/Recompute.h runs it again in backward.
+        const RecomputeFn unit = [this, i](const std::vector<at::Tensor>& in) {
+            return sideLayer(i, in[0], in[1], in[2], in[3], in[4], nullptr);
+        };
+        side = checkpointed(unit, { side, ladder, selfBias, sideEncoderHidden, crossBias });
     }
     if (cache)
         cache->blocks.pastLength = keyLength;

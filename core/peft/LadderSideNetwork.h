@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -46,8 +47,16 @@ struct LadderSideOptions {
     std::string ablation = "none";
     // A learned gate merging the upsampled side output with the backbone decoder's final output.
     bool mergeBackbone = false;
+    // Memory options (issue 18; MethodOptions documents them): recompute each side layer in backward,
+    // side attention "math" or "sdpa" (model/Recompute.h), the ladder inputs' dtype (undefined = as the
+    // backbone computes them), side heads (0 = the backbone's).
+    bool sideCheckpoint = false;
+    std::string sideAttention = "math";
+    std::optional<at::ScalarType> ladderDtype;
+    std::int64_t sideHeads = 0;
 
-    // d_model/r, d_ff/r, d_kv/r, same heads, buckets, dropout, activation.
+    // d_model/r, d_ff/r, d_kv/r, same heads, buckets, dropout, activation; with sideHeads, that many heads of
+    // heads x d_kv / (r x sideHeads).
     T5Config sideConfig() const;
     void validate() const;
 
@@ -112,6 +121,13 @@ public:
 
 private:
     at::Tensor ladderInput(std::int64_t layer, const std::vector<at::Tensor>& ladders) const;
+    // Down_i(ladder): a ladder held in a lower precision than the downsample's weight is cast inside a
+    // recomputed unit, so that only the low-precision ladder is kept for the weight's gradient.
+    at::Tensor downsampleLadder(std::int64_t layer, const at::Tensor& ladder);
+    // One kept side layer: gate mix with the ladder, the block (or adapter block), ladder cross-attention.
+    at::Tensor sideLayer(std::int64_t layer, const at::Tensor& side, const at::Tensor& ladder,
+        const at::Tensor& selfBias, const at::Tensor& sideEncoderHidden, const at::Tensor& crossBias,
+        LadderSideCache* cache);
 
     LadderSideOptions m_options;
     T5Config m_sideConfig;

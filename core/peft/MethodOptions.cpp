@@ -106,6 +106,10 @@ void checkCache(const MethodOptions& o, const std::string& source)
     if (o.ablation == "no-ladders" && !o.mergeBackbone)
         throw Error(
             source + ": field cache: the no-ladders ablation runs no backbone, so there is nothing to cache");
+    if (o.ladderDtype == "bf16" && o.cacheDtype != "bf16")
+        throw Error(source
+            + ": field cache_dtype: ladder_dtype bf16 holds the ladders in bf16, so the cache stores them in "
+              "bf16 too: set cache_dtype bf16");
     if (o.cache == "disk" && o.cacheDir.empty())
         throw Error(source + ": field cache_dir: cache disk needs a folder for its file");
 }

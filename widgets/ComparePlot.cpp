@@ -35,6 +35,8 @@ const MethodStyle kMethodStyles[] = {
     { "ladder", "Ladder Side-Tuning", qRgb(213, 94, 0), QCPScatterStyle::ssDisc },
     { "adapter", "Adapters", qRgb(0, 114, 178), QCPScatterStyle::ssTriangle },
     { "lora", "LoRA", qRgb(0, 158, 115), QCPScatterStyle::ssDiamond },
+    // QLoRA is its own method (issue 18): LoRA over an int4 or int8 backbone, beside LoRA's points.
+    { "qlora", "QLoRA (LoRA, int4/int8 base)", qRgb(86, 180, 233), QCPScatterStyle::ssStar },
     { "bitfit", "BitFit", qRgb(204, 121, 167), QCPScatterStyle::ssTriangleInverted },
     { "prompt", "Prompt tuning", qRgb(230, 159, 0), QCPScatterStyle::ssCrossSquare },
     { "full", "Full fine-tuning", qRgb(0, 0, 0), QCPScatterStyle::ssSquare },

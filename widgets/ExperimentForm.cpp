@@ -27,7 +27,9 @@
 #include "MemoryEstimateView.h"
 #include "MethodOptionsEditor.h"
 #include "TaskPicker.h"
+#include "device/Devices.h"
 #include "model/T5Tokenizer.h"
+#include "train/MemoryPlan.h"
 #include "train/TaskLoad.h"
 #include "util/Json.h"
 #include "util/Text.h"
@@ -105,6 +107,27 @@ ExperimentForm::ExperimentForm(QWidget* parent)
     m_lengthsLabel->setObjectName(QStringLiteral("estimateLengthsLabel"));
     m_lengthsLabel->setWordWrap(true);
     estimateLayout->addWidget(m_lengthsLabel);
+    auto* fitRow = new QHBoxLayout;
+    m_budget = new QLineEdit;
+    m_budget->setObjectName(QStringLiteral("fitBudgetEdit"));
+    m_budget->setPlaceholderText(tr("device's free memory"));
+    m_budget->setToolTip(
+        tr("Memory budget for Fit to device: 24GiB, 800MiB, 24GB or bytes. Empty: the chosen "
+           "device's free memory (for the CPU, the RAM available now)."));
+    m_fit = new QPushButton(tr("Fit to device"));
+    m_fit->setObjectName(QStringLiteral("fitToDeviceButton"));
+    m_fit->setToolTip(
+        tr("Set the batch size to the largest whose estimated peak fits the budget (as `ladder plan`). When "
+           "even batch 1 does not fit, change the memory options instead: the fewest changes that fit (side "
+           "checkpoint and SDPA attention first, which train the same), then the largest batch with them."));
+    fitRow->addWidget(new QLabel(tr("Budget")));
+    fitRow->addWidget(m_budget, 1);
+    fitRow->addWidget(m_fit);
+    estimateLayout->addLayout(fitRow);
+    m_fitLabel = new QLabel;
+    m_fitLabel->setObjectName(QStringLiteral("fitToDeviceLabel"));
+    m_fitLabel->setWordWrap(true);
+    estimateLayout->addWidget(m_fitLabel);
     right->addWidget(estimateGroup);
     right->addStretch(1);
     columns->addLayout(left, 3);
@@ -138,6 +161,8 @@ ExperimentForm::ExperimentForm(QWidget* parent)
         if (isValid())
             Q_EMIT runRequested();
     });
+    connect(m_fit, &QPushButton::clicked, this, &ExperimentForm::fitToDevice);
+    connect(m_budget, &QLineEdit::returnPressed, this, &ExperimentForm::fitToDevice);
     connect(m_save, &QPushButton::clicked, this, &ExperimentForm::savePresetWithDialog);
     connect(m_load, &QPushButton::clicked, this, &ExperimentForm::loadPresetWithDialog);
     connect(m_backbone, &BackbonePicker::backboneChanged, this, &ExperimentForm::backboneChanged);
@@ -324,6 +349,41 @@ QString ExperimentForm::computeProblem() const
     return specs(nullptr, &error) ? QString() : error;
 }
 
+MemoryEstimateInput ExperimentForm::formEstimateInput(
+    const std::optional<RunSpec>& spec, const T5Config& config) const
+{
+    MemoryEstimateInput input;
+    if (spec && m_lengths) {
+        input = estimateInputFor(*spec, config, *m_lengths);
+    } else {
+        const std::int64_t target = m_extraTraining.value("max_target_length", std::int64_t(0));
+        input.batch = m_batch->value();
+        input.srcLen = m_maxSourceLength->value();
+        input.tgtLen = target > 0 ? target : kEstimateTargetLength;
+        input.dtype = m_dtype->currentText().toStdString();
+        input.gradientAccumulation = m_accumulation->value();
+        const QString device = m_device->currentData().toString();
+        input.device = device.isEmpty() ? std::string("cpu") : device.toStdString();
+    }
+    input.config = config; // the picker's config (its dropout), whatever the spec holds
+    input.method = m_method->options();
+    return input;
+}
+
+std::optional<MemoryEstimateInput> ExperimentForm::estimateInput() const
+{
+    const auto& config = m_backbone->info().config;
+    if (!config)
+        return std::nullopt;
+    std::optional<RunSpec> spec;
+    try {
+        spec = RunSpec::fromJson(specJsonForSeed(0), "form");
+    } catch (const std::exception&) {
+        // an invalid form shows its problem; the estimate keeps to the widgets' values
+    }
+    return formEstimateInput(spec, *config);
+}
+
 void ExperimentForm::updateEstimate()
 {
     const auto& config = m_backbone->info().config;
@@ -347,9 +407,8 @@ void ExperimentForm::updateEstimate()
             + QString::number(m_maxSourceLength->value()) + QLatin1Char(' ') + QString::number(target);
         measureLengths(*spec, key);
     }
-    MemoryEstimateInput input;
+    const MemoryEstimateInput input = formEstimateInput(spec, *config);
     if (spec && m_lengths) {
-        input = estimateInputFor(*spec, *config, *m_lengths);
         m_lengthsLabel->setText(tr("For the longest training batch: source %1 tokens, target %2 (the longest "
                                    "of %3 training examples%4). Evaluation's peak is stored apart.")
                                     .arg(m_lengths->source)
@@ -360,15 +419,6 @@ void ExperimentForm::updateEstimate()
                                                                            .arg(m_maxSourceLength->value())
                                                                      : QString()));
     } else {
-        input.config = *config;
-        input.method = m_method->options();
-        input.batch = m_batch->value();
-        input.srcLen = m_maxSourceLength->value();
-        input.tgtLen = target > 0 ? target : kEstimateTargetLength;
-        input.dtype = m_dtype->currentText().toStdString();
-        input.gradientAccumulation = m_accumulation->value();
-        const QString device = m_device->currentData().toString();
-        input.device = device.isEmpty() ? std::string("cpu") : device.toStdString();
         m_lengthsLabel->setText(!m_lengthsError.isEmpty()
                 ? tr("Assumes source %1 and target %2 tokens: the task's lengths could not be measured (%3).")
                       .arg(input.srcLen)
@@ -378,8 +428,6 @@ void ExperimentForm::updateEstimate()
                       .arg(input.srcLen)
                       .arg(input.tgtLen));
     }
-    input.config = *config; // the picker's config (its dropout), whatever the spec holds
-    input.method = m_method->options();
     const QString device = m_device->currentData().toString();
     std::uint64_t capacity = 0;
     QString capacityName;
@@ -394,6 +442,82 @@ void ExperimentForm::updateEstimate()
         }
     }
     m_estimate->update(input, capacity, capacityName);
+}
+
+std::uint64_t ExperimentForm::fitBudget(QString* name, QString* error) const
+{
+    const QString text = m_budget->text().trimmed();
+    if (!text.isEmpty()) {
+        try {
+            const auto bytes = parseByteSize(text.toStdString(), "budget");
+            *name = tr("the budget of %1").arg(QString::fromStdString(formatBinaryBytes(bytes)));
+            return bytes;
+        } catch (const std::exception& e) {
+            *error = QString::fromUtf8(e.what());
+            return 0;
+        }
+    }
+    QString device = m_device->currentData().toString();
+    if (device.isEmpty())
+        device = QStringLiteral("cpu");
+    std::optional<ComputeDevice> found;
+    if (m_devices)
+        for (const auto& d : m_devices->devices())
+            if (QString::fromStdString(d.id) == device)
+                found = d;
+    if (!found && device == QLatin1String("cpu"))
+        found = cpuDevice(); // one read of /proc/meminfo
+    if (!found || found->freeBytes == 0) {
+        *error = tr("the free memory of %1 is not known (the device list may still be read): type a budget "
+                    "such as 24GiB")
+                     .arg(device);
+        return 0;
+    }
+    const QString amount = QString::fromStdString(formatBinaryBytes(found->freeBytes));
+    *name = found->id == "cpu" ? tr("%1 of RAM available").arg(amount)
+                               : tr("%1 free on %2").arg(amount, device);
+    return found->freeBytes;
+}
+
+void ExperimentForm::fitToDevice()
+{
+    auto say = [this](const QString& text, bool ok) {
+        m_fitLabel->setStyleSheet(ok ? QString() : QStringLiteral("color: #b00020;"));
+        m_fitLabel->setText(text);
+    };
+    const auto input = estimateInput();
+    if (!input) {
+        say(tr("Fit to device: no estimate without the backbone's config.json."), false);
+        return;
+    }
+    QString name, error;
+    const auto budget = fitBudget(&name, &error);
+    if (budget == 0) {
+        say(tr("Fit to device: %1").arg(error), false);
+        return;
+    }
+    DeviceFit fit;
+    try {
+        fit = fitToBudget(*input, budget, kMaxBatch);
+    } catch (const std::exception& e) {
+        say(tr("Fit to device: %1").arg(QString::fromUtf8(e.what())), false);
+        return;
+    }
+    if (!fit.ok) {
+        say(tr("Fit to %1: %2").arg(name, QString::fromStdString(fit.message)), false);
+        return;
+    }
+    if (fit.optionsChanged)
+        m_method->setOptions(fit.options);
+    m_batch->setValue(static_cast<int>(fit.batch));
+    say(tr("Fit to %1: %2%3")
+            .arg(name, QString::fromStdString(fit.message),
+                m_accumulation->value() > 1
+                    ? tr(" (a micro-batch: gradient accumulation %1 makes each step %2 examples)")
+                          .arg(m_accumulation->value())
+                          .arg(fit.batch * m_accumulation->value())
+                    : QString()),
+        true);
 }
 
 void ExperimentForm::measureLengths(const RunSpec& spec, const QString& key)

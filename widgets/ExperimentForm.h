@@ -70,12 +70,24 @@ public:
     // task is tokenised on a worker thread whenever the backbone, the task or the length limits change).
     const std::optional<TrainingLengths>& trainingLengths() const { return m_lengths; }
     QLabel* lengthsLabel() const { return m_lengthsLabel; }
+    // The memory-estimate input of the form as it stands: its method, batch, dtype and device at the task's
+    // measured lengths when known (else max_source_length and a short label), on the backbone's config;
+    // nothing without a config.
+    std::optional<MemoryEstimateInput> estimateInput() const;
+    QPushButton* fitButton() const { return m_fit; }
+    QLineEdit* budgetEdit() const { return m_budget; }
+    QLabel* fitLabel() const { return m_fitLabel; }
 
 public Q_SLOTS:
     void savePresetWithDialog();
     void loadPresetWithDialog();
     // Re-validates and updates the problem line and the Run button.
     void revalidate();
+    // "Fit to device" (core/train/MemoryPlan.h, fitToBudget): sets the batch to the largest whose estimated
+    // peak fits the budget (the budget field, else the chosen device's free memory: a CUDA device's, or the
+    // CPU's available RAM); when even batch 1 does not fit, the memory options with the fewest changes that
+    // fit, and with them the largest batch. fitLabel() says what it chose, or why nothing fits.
+    void fitToDevice();
 
 Q_SIGNALS:
     // Run pressed (or Ctrl+Enter): the caller enqueues specs().
@@ -91,6 +103,10 @@ private:
     void backboneChanged();
     void fillDevices();
     void updateEstimate();
+    // estimateInput() for a spec of the form (when it validates) and a config.
+    MemoryEstimateInput formEstimateInput(const std::optional<RunSpec>& spec, const T5Config& config) const;
+    // The budget of Fit to device in bytes, and its name for the message; 0 with *error when there is none.
+    std::uint64_t fitBudget(QString* name, QString* error) const;
     // Starts measuring the training lengths of `spec`'s task with the backbone's tokenizer, off the GUI
     // thread, unless they are known (or being measured) for `key` already.
     void measureLengths(const RunSpec& spec, const QString& key);
@@ -118,6 +134,9 @@ private:
     QLineEdit* m_seeds = nullptr;
     QLabel* m_problemLabel = nullptr;
     QLabel* m_lengthsLabel = nullptr;
+    QLineEdit* m_budget = nullptr;
+    QPushButton* m_fit = nullptr;
+    QLabel* m_fitLabel = nullptr;
     QString m_lengthsKey; // backbone, task and length limits that m_lengths is for
     std::optional<TrainingLengths> m_lengths;
     QString m_lengthsError;

@@ -1,6 +1,7 @@
 #include "MethodOptionsEditor.h"
 
 #include <algorithm>
+#include <iterator>
 
 #include <QCheckBox>
 #include <QComboBox>
@@ -8,8 +9,10 @@
 #include <QFormLayout>
 #include <QHBoxLayout>
 #include <QLabel>
+#include <QSignalBlocker>
 #include <QSpinBox>
 #include <QStackedWidget>
+#include <QStandardItemModel>
 #include <QVBoxLayout>
 
 #include "KeepListEditor.h"
@@ -23,6 +26,7 @@ constexpr int kMaxRank = 1024;
 constexpr int kMaxPrompts = 1000;
 constexpr int kMaxFisherSamples = 100000;
 constexpr int kMaxLayers = 128;
+constexpr int kMaxSideHeads = 1024;
 const char* const kLoraTargets[] = { "q", "k", "v", "o", "wi", "wo" };
 
 struct MethodEntry {
@@ -42,9 +46,15 @@ const MethodEntry kMethods[] = {
         "Houlsby bottlenecks after self-attention and the FFN (paper: hidden 48, lr 3e-4)." },
     { "lora", "LoRA",
         "Low-rank updates of the chosen attention matrices (paper: rank 32 on q and v, lr 3e-4)." },
+    { "qlora", "QLoRA (LoRA, int4 base)",
+        "LoRA over a frozen backbone stored in 4-bit groups (or int8): the baseline users pick since 2023 "
+        "(rank 32 on q and v, lr 3e-4). Shown as its own method in the runs table and the compare plot." },
     { "prompt", "Prompt tuning",
         "Trainable vectors prepended to the encoder input (paper: 100 prompts, lr 0.3)." },
 };
+
+// The pages of the stacked widget, in order; qlora shows LoRA's page.
+const char* const kPages[] = { "ladder", "full", "bitfit", "adapter", "lora", "prompt" };
 
 QSpinBox* spin(int min, int max, const char* name)
 {
@@ -90,6 +100,33 @@ MethodOptionsEditor::MethodOptionsEditor(QWidget* parent)
         tr("Freeze the first N layers (encoder first, then decoder) and add no modules there"));
     m_freezeLabel = new QLabel(tr("Freeze first N layers"));
     top->addRow(m_freezeLabel, m_freeze);
+    auto* storage = new QWidget;
+    auto* storageRow = new QHBoxLayout(storage);
+    storageRow->setContentsMargins(0, 0, 0, 0);
+    m_backboneDtype = new QComboBox;
+    m_backboneDtype->setObjectName(QStringLiteral("backboneDtype"));
+    m_backboneDtype->addItem(tr("fp32 (as loaded)"), QStringLiteral("fp32"));
+    m_backboneDtype->addItem(tr("bf16"), QStringLiteral("bf16"));
+    m_backboneDtype->addItem(tr("int8 (per-channel scales)"), QStringLiteral("int8"));
+    m_backboneDtype->addItem(tr("int4 (groups)"), QStringLiteral("int4"));
+    m_backboneDtype->setToolTip(tr(
+        "How the frozen backbone's weights are held in memory: fp32 as loaded; bf16 halves them; int8 "
+        "(one scale per output channel) quarters them; int4 packs them in groups along the input dimension "
+        "with a bf16 scale and zero per group (about an eighth). Layer norms and the relative-position "
+        "biases stay fp32, and so does everything that trains. QLoRA is LoRA over an int4 or int8 "
+        "backbone. Not for full fine-tuning, which trains the backbone itself."));
+    m_quantGroupSize = new QComboBox;
+    m_quantGroupSize->setObjectName(QStringLiteral("quantGroupSize"));
+    for (int g : { 32, 64, 128, 256 })
+        m_quantGroupSize->addItem(QString::number(g), g);
+    m_quantGroupSize->setToolTip(
+        tr("int4: weights per quantisation group along the input dimension (ATen's int4 packing: 32, 64, 128 "
+           "or 256; 64 by default). Smaller groups follow the weights more closely and hold more scales."));
+    storageRow->addWidget(m_backboneDtype, 1);
+    storageRow->addWidget(new QLabel(tr("group")));
+    storageRow->addWidget(m_quantGroupSize);
+    m_backboneDtypeLabel = new QLabel(tr("Backbone storage"));
+    top->addRow(m_backboneDtypeLabel, storage);
     layout->addLayout(top);
 
     m_description = new QLabel;
@@ -98,9 +135,10 @@ MethodOptionsEditor::MethodOptionsEditor(QWidget* parent)
     layout->addWidget(m_description);
 
     m_pages = new QStackedWidget;
-    m_pages->addWidget(makeLadderPage());
+    m_pages->addWidget(makeLadderPage()); // in the order of kPages
     m_pages->addWidget(makeEmptyPage(tr("Full fine-tuning has no options beyond freezing.")));
-    m_pages->addWidget(makeEmptyPage(tr("BitFit has no options beyond freezing.")));
+    m_pages->addWidget(
+        makeEmptyPage(tr("BitFit has no options beyond freezing and the backbone's storage.")));
     m_pages->addWidget(makeAdapterPage());
     m_pages->addWidget(makeLoraPage());
     m_pages->addWidget(makePromptPage());
@@ -108,7 +146,11 @@ MethodOptionsEditor::MethodOptionsEditor(QWidget* parent)
 
     connect(
         m_method, qOverload<int>(&QComboBox::currentIndexChanged), this, &MethodOptionsEditor::methodChosen);
+    connect(m_backboneDtype, qOverload<int>(&QComboBox::currentIndexChanged), this,
+        &MethodOptionsEditor::updateBackboneStorage);
     watch(m_freeze);
+    watch(m_backboneDtype);
+    watch(m_quantGroupSize);
     setOptions(MethodOptions::defaults("ladder"));
     methodChosen();
 }
@@ -141,11 +183,44 @@ QWidget* MethodOptionsEditor::makeLadderPage()
                            QStringLiteral("adapter-blocks"), QStringLiteral("cross-attention") },
         "ladderAblation");
     form->addRow(tr("Ablation"), m_ablation);
+
+    auto* memory = new QLabel(tr("<b>Memory options</b> (beyond the paper; the estimate follows them)"));
+    memory->setObjectName(QStringLiteral("ladderMemoryHeading"));
+    form->addRow(memory);
+    m_sideCheckpoint = new QCheckBox(tr("Recompute side layers in the backward"));
+    m_sideCheckpoint->setObjectName(QStringLiteral("sideCheckpoint"));
+    m_sideCheckpoint->setToolTip(
+        tr("Side checkpoint: keep none of the side layers' activations (ladder downsample, gate, side block) "
+           "for the backward and recompute each layer there instead. Saves most of the side network's "
+           "activations for about 1/64 of the backbone's compute at r 8; the gradients are the same."));
+    form->addRow(tr("Side checkpoint"), m_sideCheckpoint);
+    m_sideAttention = combo({ QStringLiteral("math"), QStringLiteral("sdpa") }, "sideAttention");
+    m_sideAttention->setToolTip(
+        tr("math: softmax(q k^T + position bias) as HF computes it, keeping each attention map for the "
+           "backward. sdpa: fused scaled-dot-product attention with the position bias as an additive mask, "
+           "keeping no attention map (equal to math to 1e-5)."));
+    form->addRow(tr("Side attention"), m_sideAttention);
+    m_ladderDtype = combo({ QStringLiteral("fp32"), QStringLiteral("bf16") }, "ladderDtype");
+    m_ladderDtype->setToolTip(
+        tr("The dtype of the ladder inputs: the frozen backbone's hidden states the side network reads, kept "
+           "for its backward. bf16 halves them, rounding each value to bf16."));
+    form->addRow(tr("Ladder inputs"), m_ladderDtype);
+    m_sideHeads = spin(0, kMaxSideHeads, "sideHeads");
+    m_sideHeads->setSpecialValueText(tr("backbone's"));
+    m_sideHeads->setToolTip(tr(
+        "Attention heads of the side network (backbone's: as many as the backbone). The side's inner width "
+        "(heads x d_kv / r) stays and is split into this many heads; fewer heads keep smaller attention "
+        "maps. An ablation beyond the paper: it changes the model, so compare its accuracy."));
+    form->addRow(tr("Side heads"), m_sideHeads);
     watch(m_r);
     watch(m_gateTemperature);
     watch(m_init);
     watch(m_fisherSamples);
     watch(m_ablation);
+    watch(m_sideCheckpoint);
+    watch(m_sideAttention);
+    watch(m_ladderDtype);
+    watch(m_sideHeads);
     connect(m_keep, &KeepListEditor::keepChanged, this, &MethodOptionsEditor::changed);
     connect(m_init, &QComboBox::currentTextChanged, this,
         [this](const QString& init) { m_fisherSamples->setEnabled(init == QLatin1String("fisher")); });
@@ -239,15 +314,56 @@ void MethodOptionsEditor::watch(QCheckBox* box)
     connect(box, &QCheckBox::toggled, this, &MethodOptionsEditor::changed);
 }
 
+int MethodOptionsEditor::pageOf(const QString& method) const
+{
+    const QString page = method == QLatin1String("qlora") ? QStringLiteral("lora") : method;
+    for (int i = 0; i < static_cast<int>(std::size(kPages)); ++i)
+        if (page == QLatin1String(kPages[i]))
+            return i;
+    return 0;
+}
+
 void MethodOptionsEditor::methodChosen()
 {
     const int index = m_method->currentIndex();
-    m_pages->setCurrentIndex(index);
+    const QString id = method();
+    m_pages->setCurrentIndex(pageOf(id));
     m_description->setText(tr(kMethods[index].description));
-    const bool baseline = method() != QLatin1String("ladder");
+    const bool baseline = id != QLatin1String("ladder");
     m_freeze->setVisible(baseline);
     m_freezeLabel->setVisible(baseline);
+    // Leaving QLoRA leaves its quantised backbone too: every other method starts at fp32.
+    if (m_lastMethod == QLatin1String("qlora") && id != m_lastMethod) {
+        QSignalBlocker block(m_backboneDtype);
+        m_backboneDtype->setCurrentIndex(m_backboneDtype->findData(QStringLiteral("fp32")));
+    }
+    m_lastMethod = id;
+    updateBackboneStorage();
     Q_EMIT changed();
+}
+
+void MethodOptionsEditor::updateBackboneStorage()
+{
+    const QString id = method();
+    const bool shown = id != QLatin1String("full");
+    m_backboneDtypeLabel->setVisible(shown);
+    m_backboneDtype->parentWidget()->setVisible(shown);
+    // QLoRA is LoRA over a quantised backbone: fp32 and bf16 are not offered (int4 is its default).
+    const bool qlora = id == QLatin1String("qlora");
+    if (auto* model = qobject_cast<QStandardItemModel*>(m_backboneDtype->model())) {
+        for (int i = 0; i < m_backboneDtype->count(); ++i) {
+            const QString dtype = m_backboneDtype->itemData(i).toString();
+            const bool unquantised = dtype == QLatin1String("fp32") || dtype == QLatin1String("bf16");
+            if (auto* item = model->item(i))
+                item->setEnabled(!(qlora && unquantised));
+        }
+    }
+    const QString dtype = m_backboneDtype->currentData().toString();
+    if (qlora && dtype != QLatin1String("int4") && dtype != QLatin1String("int8")) {
+        QSignalBlocker block(m_backboneDtype);
+        m_backboneDtype->setCurrentIndex(m_backboneDtype->findData(QStringLiteral("int4")));
+    }
+    m_quantGroupSize->setEnabled(m_backboneDtype->currentData().toString() == QLatin1String("int4"));
 }
 
 QString MethodOptionsEditor::method() const
@@ -261,6 +377,11 @@ MethodOptions MethodOptionsEditor::options() const
     MethodOptions o = MethodOptions::defaults(id);
     if (id != "ladder")
         o.freeze = m_freeze->value();
+    if (id != "full") {
+        o.backboneDtype = m_backboneDtype->currentData().toString().toStdString();
+        if (o.backboneDtype == "int4")
+            o.quantGroupSize = m_quantGroupSize->currentData().toInt();
+    }
     if (id == "ladder") {
         o.r = m_r->value();
         o.keep = m_keep->keep();
@@ -268,10 +389,14 @@ MethodOptions MethodOptionsEditor::options() const
         o.init = m_init->currentText().toStdString();
         o.fisherSamples = m_fisherSamples->value();
         o.ablation = m_ablation->currentText().toStdString();
+        o.sideCheckpoint = m_sideCheckpoint->isChecked();
+        o.sideAttention = m_sideAttention->currentText().toStdString();
+        o.ladderDtype = m_ladderDtype->currentText().toStdString();
+        o.sideHeads = m_sideHeads->value();
     } else if (id == "adapter") {
         o.hidden = m_hidden->value();
         o.activation = m_activation->currentText().toStdString();
-    } else if (id == "lora") {
+    } else if (o.isLora()) {
         o.rank = m_rank->value();
         o.alpha = m_alpha->value();
         o.dropout = m_dropout->value();
@@ -298,10 +423,14 @@ void MethodOptionsEditor::setOptions(const MethodOptions& o)
     m_fisherSamples->setValue(static_cast<int>(ladder.fisherSamples));
     m_fisherSamples->setEnabled(ladder.init == "fisher");
     m_ablation->setCurrentText(QString::fromStdString(ladder.ablation));
+    m_sideCheckpoint->setChecked(ladder.sideCheckpoint);
+    m_sideAttention->setCurrentText(QString::fromStdString(ladder.sideAttention));
+    m_ladderDtype->setCurrentText(QString::fromStdString(ladder.ladderDtype));
+    m_sideHeads->setValue(static_cast<int>(ladder.sideHeads));
     const MethodOptions adapter = o.method == "adapter" ? o : MethodOptions::defaults("adapter");
     m_hidden->setValue(static_cast<int>(adapter.hidden));
     m_activation->setCurrentText(QString::fromStdString(adapter.activation));
-    const MethodOptions lora = o.method == "lora" ? o : MethodOptions::defaults("lora");
+    const MethodOptions lora = o.isLora() ? o : MethodOptions::defaults("lora");
     m_rank->setValue(static_cast<int>(lora.rank));
     m_alpha->setValue(lora.alpha);
     m_dropout->setValue(lora.dropout);
@@ -313,8 +442,19 @@ void MethodOptionsEditor::setOptions(const MethodOptions& o)
     m_prompts->setValue(static_cast<int>(prompt.prompts));
     m_freeze->setValue(static_cast<int>(o.method == "ladder" ? defaults.freeze : o.freeze));
     const int index = m_method->findData(QString::fromStdString(o.method));
-    if (index >= 0)
+    if (index >= 0) {
+        QSignalBlocker block(m_method); // methodChosen below, once the storage is set
         m_method->setCurrentIndex(index);
+    }
+    {
+        QSignalBlocker block(m_backboneDtype);
+        const int dtype = m_backboneDtype->findData(QString::fromStdString(o.backboneDtype));
+        m_backboneDtype->setCurrentIndex(dtype >= 0 ? dtype : 0);
+        const int group = m_quantGroupSize->findData(static_cast<int>(o.quantGroupSize));
+        m_quantGroupSize->setCurrentIndex(
+            group >= 0 ? group : m_quantGroupSize->findData(static_cast<int>(defaults.quantGroupSize)));
+    }
+    m_lastMethod = method(); // the storage shown is the spec's own, even when leaving qlora
     methodChosen();
 }
 
@@ -327,7 +467,7 @@ QString MethodOptionsEditor::problem() const
 {
     if (method() == QLatin1String("ladder") && m_keep->layerCount() > 0 && !m_keep->anyKept())
         return tr("method: keep at least one side layer");
-    if (method() == QLatin1String("lora")) {
+    if (method() == QLatin1String("lora") || method() == QLatin1String("qlora")) {
         bool any = false;
         for (const auto& [name, box] : m_targets)
             any = any || box->isChecked();

@@ -19,9 +19,11 @@ namespace ladder::widgets {
 class KeepListEditor;
 
 // The method picker and each method's options (ladder::MethodOptions): LST's r, kept side layers, gate
-// temperature and initialisation; the Adapter hidden size; LoRA's rank, alpha, dropout and targets; the
-// prompt count; "freeze the first N layers" for every baseline. options() returns a MethodOptions with
-// the fields of the chosen method set from the widgets and the others at their defaults.
+// temperature, initialisation and memory options (side checkpoint, side attention, ladder dtype, side
+// heads); the Adapter hidden size; LoRA's (and QLoRA's) rank, alpha, dropout and targets; the prompt count;
+// "freeze the first N layers" for every baseline; the frozen backbone's storage (fp32, bf16, int8, int4
+// with its group size) for every method but full. options() returns a MethodOptions with the fields of the
+// chosen method set from the widgets and the others at their defaults.
 class MethodOptionsEditor : public QWidget {
     Q_OBJECT
 
@@ -53,12 +55,21 @@ private:
     void watch(QDoubleSpinBox* box);
     void watch(QComboBox* box);
     void watch(QCheckBox* box);
+    // The page of a method id (qlora shares LoRA's).
+    int pageOf(const QString& method) const;
+    // The backbone storage row: shown for every method but full; qlora offers int8 and int4 only.
+    void updateBackboneStorage();
 
     QComboBox* m_method = nullptr;
     QStackedWidget* m_pages = nullptr;
     QLabel* m_description = nullptr;
     QSpinBox* m_freeze = nullptr;
     QLabel* m_freezeLabel = nullptr;
+    // every method but full: the frozen backbone's storage
+    QComboBox* m_backboneDtype = nullptr;
+    QLabel* m_backboneDtypeLabel = nullptr;
+    QComboBox* m_quantGroupSize = nullptr;
+    QString m_lastMethod; // the method shown before the current one (leaving qlora resets its int4)
     // ladder
     QSpinBox* m_r = nullptr;
     KeepListEditor* m_keep = nullptr;
@@ -66,6 +77,10 @@ private:
     QComboBox* m_init = nullptr;
     QSpinBox* m_fisherSamples = nullptr;
     QComboBox* m_ablation = nullptr;
+    QCheckBox* m_sideCheckpoint = nullptr;
+    QComboBox* m_sideAttention = nullptr;
+    QComboBox* m_ladderDtype = nullptr;
+    QSpinBox* m_sideHeads = nullptr;
     // adapter
     QSpinBox* m_hidden = nullptr;
     QComboBox* m_activation = nullptr;

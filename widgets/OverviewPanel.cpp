@@ -126,7 +126,8 @@ QWidget* OverviewPanel::createGettingStartedGroup()
     auto* text = new QLabel(
         tr("<p><b>Experiment</b>: choose a backbone (the built-in demo or a HuggingFace T5 folder), a task "
            "(the demo tasks, a GLUE folder, or your own JSONL/CSV/TSV file) and a method: Ladder "
-           "Side-Tuning or a baseline (full fine-tuning, BitFit, Adapters, LoRA, prompt tuning). The form "
+           "Side-Tuning or a baseline (full fine-tuning, BitFit, Adapters, LoRA, QLoRA, prompt tuning). The "
+           "form "
            "estimates the run's memory before it starts. <b>Run</b> (Ctrl+Enter) queues one run per seed "
            "(\"0-2\": three runs).</p>"
            "<p><b>Queue</b>: one run trains per device at a time; move, cancel (Esc in the queue, after "

@@ -113,9 +113,12 @@ QString RunsTableModel::optionsSummary(const RunRecord& run)
             add("init", "init");
         if (options.value("ablation", std::string("none")) != "none")
             add("ablation", "ablation");
+        // The memory options (issue 18), in the JSON only when not their defaults.
+        for (const char* key : { "side_checkpoint", "side_attention", "ladder_dtype", "side_heads" })
+            add(key, key);
     } else if (method == "adapter") {
         add("hidden", "hidden");
-    } else if (method == "lora") {
+    } else if (method == "lora" || method == "qlora") {
         add("rank", "rank");
         add("alpha", "alpha");
     } else if (method == "prompt") {
@@ -125,9 +128,13 @@ QString RunsTableModel::optionsSummary(const RunRecord& run)
             if (it.key() != "method")
                 parts << QStringLiteral("%1=%2").arg(
                     QString::fromStdString(it.key()), jsonValueText(it.value()));
+        return parts.join(QLatin1Char(' ')); // an unknown method: every field is listed
     }
     if (options.value("freeze", 0) > 0)
         add("freeze", "freeze");
+    // The frozen backbone's storage: in the JSON only when not fp32 (always for qlora).
+    add("backbone_dtype", "backbone");
+    add("quant_group_size", "group");
     return parts.join(QLatin1Char(' '));
 }
 

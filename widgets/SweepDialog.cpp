@@ -67,7 +67,7 @@ SweepDialog::SweepDialog(const nlohmann::json& baseSpec, QWidget* parent)
     } presets[] = {
         { SweepPreset::LstReduction, tr("LST r ∈ {32, 16, 8, 4}") },
         { SweepPreset::AdapterHidden, tr("Adapter hidden ∈ {6, 12, 24, 48}") },
-        { SweepPreset::LoraRank, tr("LoRA rank ∈ {4, 8, 16, 32}") },
+        { SweepPreset::LoraRank, tr("LoRA rank ∈ {4, 8, 16, 32} (QLoRA's for a QLoRA spec)") },
         { SweepPreset::DroppedLayers, tr("Dropped layers N ∈ {0, 6, 12, 18}") },
     };
     int i = 0;

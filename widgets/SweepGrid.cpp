@@ -16,11 +16,16 @@ constexpr std::size_t kMaxQuoted = 40;
 using nlohmann::json;
 
 // The method object of a swept spec: the base's options when the method stays, else the defaults.
-json methodObject(const json& base, const std::string& method, bool* changed)
+std::string methodOf(const json& base)
 {
-    const std::string baseMethod = base.contains("method") && base.at("method").is_object()
+    return base.contains("method") && base.at("method").is_object()
         ? base.at("method").value("method", std::string("ladder"))
         : std::string("ladder");
+}
+
+json methodObject(const json& base, const std::string& method, bool* changed)
+{
+    const std::string baseMethod = methodOf(base);
     *changed = baseMethod != method;
     if (!*changed)
         return base.at("method");
@@ -109,7 +114,8 @@ std::vector<nlohmann::json> SweepGrid::expand(const nlohmann::json& base, SweepP
         field = "hidden";
         break;
     case SweepPreset::LoraRank:
-        fixedMethod = "lora";
+        // QLoRA is LoRA over a quantised backbone: a QLoRA base sweeps its own rank, its backbone kept.
+        fixedMethod = methodOf(base) == "qlora" ? "qlora" : "lora";
         field = "rank";
         break;
     case SweepPreset::DroppedLayers:
@@ -133,14 +139,15 @@ std::vector<nlohmann::json> SweepGrid::expand(const nlohmann::json& base, SweepP
                 notes << (i ? ", " : "") << counts[i];
             notes << "}. ";
         }
-        std::string baseMethod = base.contains("method") && base.at("method").is_object()
-            ? base.at("method").value("method", std::string("ladder"))
-            : std::string("ladder");
+        const std::string baseMethod = methodOf(base);
         std::vector<std::string> methods;
-        if (withBaselines)
+        if (withBaselines) {
             methods = { "ladder", "adapter", "lora", "bitfit" };
-        else
+            if (baseMethod == "qlora") // QLoRA is its own method: its curve beside LoRA's
+                methods.insert(methods.begin() + 3, "qlora");
+        } else {
             methods = { baseMethod };
+        }
         for (const auto& name : methods) {
             for (std::int64_t n : counts) {
                 bool changed = false;

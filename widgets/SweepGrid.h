@@ -13,7 +13,7 @@ namespace ladder::widgets {
 enum class SweepPreset {
     LstReduction, // LST reduction factor r in {32, 16, 8, 4}
     AdapterHidden, // Adapter hidden size in {6, 12, 24, 48}
-    LoraRank, // LoRA rank in {4, 8, 16, 32}
+    LoraRank, // LoRA rank in {4, 8, 16, 32} (QLoRA's when the base spec is QLoRA)
     DroppedLayers // N in {0, 6, 12, 18} of T5-base's 24 layers: LST drops N side layers (N/2 per stack,
                   // interleaved); Adapters, LoRA and BitFit freeze their first N layers (encoder first)
 };
@@ -44,8 +44,9 @@ public:
     static std::vector<std::int64_t> interleavedKeep(std::int64_t layers, std::int64_t drop);
 
     // The specs of `preset` for every seed (values outer, seeds inner). `withBaselines` applies to
-    // DroppedLayers only: also the freeze-N specs of Adapters, LoRA and BitFit beside LST's (Figure 6);
-    // without it the base's own method is swept (LST drops layers, any other method freezes).
+    // DroppedLayers only: also the freeze-N specs of Adapters, LoRA and BitFit beside LST's (Figure 6), and
+    // QLoRA's as a method of its own when the base spec is QLoRA; without it the base's own method is swept
+    // (LST drops layers, any other method freezes).
     // `note` (optional) receives what was scaled or reset, for the dialog to show.
     static std::vector<nlohmann::json> expand(const nlohmann::json& base, SweepPreset preset,
         const std::vector<std::uint64_t>& seeds, std::int64_t encoderLayers, std::int64_t decoderLayers,

@@ -277,11 +277,31 @@ std::vector<OptionCandidate> memoryOptionCandidates(const MethodOptions& base, c
     std::vector<std::vector<Choice>> knobs;
     const auto unchanged = Choice { [](MethodOptions&) {}, "", true };
 
+    // int4 with the given group size where it divides every input width of the backbone, else the largest
+    // that does (0: none does, no int4).
+    const auto divides = [&](std::int64_t group) {
+        return config.dModel % group == 0 && config.dFf % group == 0 && config.innerDim() % group == 0;
+    };
+    std::int64_t int4Group = divides(base.quantGroupSize) ? base.quantGroupSize : 0;
+    for (std::int64_t group : { 256, 128, 64, 32 })
+        if (int4Group == 0 && divides(group))
+            int4Group = group;
     std::vector<Choice> dtypes { unchanged };
-    for (const char* dtype : { "bf16", "int8", "int4" })
-        if (dtypeRank(dtype) > dtypeRank(base.backboneDtype))
-            dtypes.push_back({ [dtype](MethodOptions& o) { o.backboneDtype = dtype; },
-                std::string("backbone_dtype ") + dtype, false });
+    for (const char* dtype : { "bf16", "int8", "int4" }) {
+        if (dtypeRank(dtype) <= dtypeRank(base.backboneDtype))
+            continue;
+        const bool int4 = std::string(dtype) == "int4";
+        if (int4 && int4Group == 0)
+            continue;
+        const auto group = int4 ? int4Group : base.quantGroupSize;
+        dtypes.push_back({ [dtype, group](MethodOptions& o) {
+                              o.backboneDtype = dtype;
+                              o.quantGroupSize = group;
+                          },
+            std::string("backbone_dtype ") + dtype
+                + (int4 && group != base.quantGroupSize ? " (group " + std::to_string(group) + ")" : ""),
+            false });
+    }
 
     if (base.method == "ladder") {
         std::vector<Choice> rs { unchanged };

@@ -58,8 +58,10 @@ struct OptionCandidate {
 // The memory option sets of `base`'s method beyond `base` itself (first in the list, no changes):
 // - ladder: r in {8, 16, 32}; side layers kept: as given, 3 of every 4 (the paper's T5-base list,
 //   1,2,3,5,6,7,...) or every other (the paper's T5-large list, 1,3,5,...); side_checkpoint;
-//   side_attention sdpa; ladder_dtype bf16; backbone_dtype bf16, int8 or int4. Every combination.
-// - bitfit, adapter, lora, prompt: backbone_dtype bf16, int8 or int4; qlora: int8 or int4.
+//   side_attention sdpa; ladder_dtype bf16; backbone_dtype bf16, int8 or int4 (smaller than given; int4
+//   with the given group size, or the largest of 256..32 that divides the backbone's widths). Every
+//   combination.
+// - bitfit, adapter, lora, qlora, prompt: backbone_dtype smaller than given (qlora int8: int4).
 // - full: none (its backbone trains in fp32).
 // Sets that do not validate against `config` (r not dividing the widths, an int4 group that does not
 // divide d_model) are left out. peak and fits are not filled in.

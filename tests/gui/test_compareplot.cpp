@@ -216,6 +216,39 @@ private Q_SLOTS:
         QVERIFY(ComparePlot::methodShape("ladder") != ComparePlot::methodShape("adapter"));
     }
 
+    // QLoRA is a method of its own (issue 18): its own colour, marker and legend entry beside LoRA's.
+    void qloraIsItsOwnMethod()
+    {
+        const std::vector<std::string> methods { "ladder", "adapter", "lora", "qlora", "bitfit", "prompt",
+            "full" };
+        for (std::size_t i = 0; i < methods.size(); ++i)
+            for (std::size_t j = i + 1; j < methods.size(); ++j) {
+                QVERIFY2(ComparePlot::methodColor(methods[i]) != ComparePlot::methodColor(methods[j]),
+                    (methods[i] + " " + methods[j]).c_str());
+                QVERIFY2(ComparePlot::methodShape(methods[i]) != ComparePlot::methodShape(methods[j]),
+                    (methods[i] + " " + methods[j]).c_str());
+            }
+        auto runs = m_runs;
+        auto qlora = *std::find_if(runs.begin(), runs.end(), [](const RunRecord& r) { return r.id == 6; });
+        qlora.id = 99;
+        qlora.method = "qlora";
+        qlora.methodOptionsJson = R"({"method":"qlora","backbone_dtype":"int4","rank":32})";
+        auto spec = nlohmann::json::parse(qlora.specJson); // a spec of its own: a group of its own
+        spec["method"] = nlohmann::json::parse(qlora.methodOptionsJson);
+        qlora.specJson = spec.dump();
+        qlora.figures.peakAllocatedBytes = 150'000'000;
+        runs.push_back(qlora);
+        ComparePlot plot;
+        plot.resize(800, 600);
+        plot.setRuns(runs);
+        QStringList names;
+        for (int i = 0; i < plot.customPlot()->graphCount(); ++i)
+            names << plot.customPlot()->graph(i)->name();
+        QVERIFY2(
+            names.contains(QStringLiteral("QLoRA (LoRA, int4/int8 base)")), qPrintable(names.join(", ")));
+        QVERIFY(names.contains(QStringLiteral("LoRA")));
+    }
+
     void hoverAndClickFindThePoint()
     {
         ComparePlot plot;

@@ -10,7 +10,9 @@
 #include <QLabel>
 #include <QLineEdit>
 #include <QPushButton>
+#include <QSignalSpy>
 #include <QSpinBox>
+#include <QStandardItemModel>
 #include <QtTest>
 
 #include "BackbonePicker.h"
@@ -21,6 +23,7 @@
 #include "TaskPicker.h"
 #include "TestSupport.h"
 #include "train/MemoryMeter.h"
+#include "train/MemoryPlan.h"
 #include "train/Trainer.h"
 
 using namespace ladder;
@@ -184,6 +187,214 @@ private Q_SLOTS:
         QCOMPARE(back.keep, (std::vector<std::int64_t> { 1, 3 }));
         QCOMPARE(back.gateTemperature, 0.5);
         QCOMPARE(QString::fromStdString(back.init), QStringLiteral("magnitude"));
+    }
+
+    // Issue 18's controls: QLoRA in the method list (int4 or int8 only), the backbone storage of every
+    // method but full, and LST's memory options, each with a tooltip, through options() and setOptions().
+    void memoryOptionsInTheEditor()
+    {
+        MethodOptionsEditor editor;
+        editor.setLayerCount(4);
+        auto* method = child<QComboBox>(&editor, "methodCombo");
+        auto* dtype = child<QComboBox>(&editor, "backboneDtype");
+        auto* group = child<QComboBox>(&editor, "quantGroupSize");
+        const int qloraIndex = method->findData(QStringLiteral("qlora"));
+        QVERIFY(qloraIndex >= 0);
+        QVERIFY2(method->itemText(qloraIndex).contains(QStringLiteral("QLoRA")),
+            qPrintable(method->itemText(qloraIndex)));
+        for (const char* name : { "backboneDtype", "quantGroupSize", "sideCheckpoint", "sideAttention",
+                 "ladderDtype", "sideHeads", "ladderR" })
+            QVERIFY2(!child<QWidget>(&editor, name)->toolTip().isEmpty(), name);
+
+        // QLoRA: LoRA's page, int4 by default, fp32 and bf16 not offered.
+        method->setCurrentIndex(qloraIndex);
+        QVERIFY(child<QSpinBox>(&editor, "loraRank")->isVisibleTo(&editor));
+        QCOMPARE(dtype->currentData().toString(), QStringLiteral("int4"));
+        auto* items = qobject_cast<QStandardItemModel*>(dtype->model());
+        QVERIFY(!items->item(dtype->findData(QStringLiteral("fp32")))->isEnabled());
+        QVERIFY(!items->item(dtype->findData(QStringLiteral("bf16")))->isEnabled());
+        QVERIFY(group->isEnabled());
+        child<QSpinBox>(&editor, "loraRank")->setValue(16);
+        group->setCurrentIndex(group->findData(128));
+        auto o = editor.options();
+        QCOMPARE(QString::fromStdString(o.method), QStringLiteral("qlora"));
+        QVERIFY(o.isLora());
+        QCOMPARE(o.rank, std::int64_t(16));
+        QCOMPARE(QString::fromStdString(o.backboneDtype), QStringLiteral("int4"));
+        QCOMPARE(o.quantGroupSize, std::int64_t(128));
+        dtype->setCurrentIndex(dtype->findData(QStringLiteral("int8")));
+        QVERIFY(!group->isEnabled()); // int4 only
+        QCOMPARE(QString::fromStdString(editor.options().backboneDtype), QStringLiteral("int8"));
+        child<QCheckBox>(&editor, "loraTarget_q")->setChecked(false);
+        child<QCheckBox>(&editor, "loraTarget_v")->setChecked(false);
+        QVERIFY(editor.problem().contains(QStringLiteral("target"))); // as LoRA
+        child<QCheckBox>(&editor, "loraTarget_v")->setChecked(true);
+        // Leaving QLoRA leaves its quantised backbone: LoRA starts at fp32, every dtype offered again.
+        method->setCurrentIndex(method->findData(QStringLiteral("lora")));
+        QCOMPARE(dtype->currentData().toString(), QStringLiteral("fp32"));
+        QVERIFY(items->item(dtype->findData(QStringLiteral("fp32")))->isEnabled());
+        // Full fine-tuning trains the backbone: no storage row.
+        method->setCurrentIndex(method->findData(QStringLiteral("full")));
+        QVERIFY(!dtype->isVisibleTo(&editor));
+        QCOMPARE(QString::fromStdString(editor.options().backboneDtype), QStringLiteral("fp32"));
+        method->setCurrentIndex(method->findData(QStringLiteral("bitfit")));
+        QVERIFY(dtype->isVisibleTo(&editor));
+        dtype->setCurrentIndex(dtype->findData(QStringLiteral("bf16")));
+        QCOMPARE(QString::fromStdString(editor.options().backboneDtype), QStringLiteral("bf16"));
+
+        // LST's memory options.
+        method->setCurrentIndex(method->findData(QStringLiteral("ladder")));
+        child<QCheckBox>(&editor, "sideCheckpoint")->setChecked(true);
+        child<QComboBox>(&editor, "sideAttention")->setCurrentText(QStringLiteral("sdpa"));
+        child<QComboBox>(&editor, "ladderDtype")->setCurrentText(QStringLiteral("bf16"));
+        child<QSpinBox>(&editor, "sideHeads")->setValue(2);
+        dtype->setCurrentIndex(dtype->findData(QStringLiteral("int4")));
+        group->setCurrentIndex(group->findData(32));
+        const auto lst = editor.options();
+        QVERIFY(lst.sideCheckpoint);
+        QCOMPARE(QString::fromStdString(lst.sideAttention), QStringLiteral("sdpa"));
+        QCOMPARE(QString::fromStdString(lst.ladderDtype), QStringLiteral("bf16"));
+        QCOMPARE(lst.sideHeads, std::int64_t(2));
+        QCOMPARE(QString::fromStdString(lst.backboneDtype), QStringLiteral("int4"));
+        QCOMPARE(lst.quantGroupSize, std::int64_t(32));
+
+        // setOptions shows them again, from any method shown before (QLoRA's int4 does not leak).
+        MethodOptionsEditor other;
+        other.setLayerCount(4);
+        child<QComboBox>(&other, "methodCombo")->setCurrentIndex(qloraIndex);
+        other.setOptions(lst);
+        QCOMPARE(other.options().toJson(), lst.toJson());
+        auto int8 = MethodOptions::defaults("qlora");
+        int8.backboneDtype = "int8";
+        other.setOptions(int8);
+        QCOMPARE(other.options().toJson(), int8.toJson());
+        other.setOptions(MethodOptions::defaults("lora"));
+        QCOMPARE(other.options().toJson(), MethodOptions::defaults("lora").toJson());
+        // Defaults write no new field: existing specs keep their hashes.
+        other.setOptions(MethodOptions::defaults("ladder"));
+        QCOMPARE(other.options().toJson(), MethodOptions::defaults("ladder").toJson());
+    }
+
+    // The new controls in the form: the spec JSON round-trips through RunSpec (what `ladder train` reads)
+    // and another form, and the live estimate follows each of them.
+    void memoryOptionsRoundTripAndDriveTheEstimate()
+    {
+        ExperimentForm form;
+        QVERIFY2(form.isValid(), qPrintable(form.problem()));
+        QSignalSpy changed(&form, &ExperimentForm::specChanged);
+        child<QCheckBox>(&form, "sideCheckpoint")->setChecked(true);
+        child<QComboBox>(&form, "sideAttention")->setCurrentText(QStringLiteral("sdpa"));
+        child<QComboBox>(&form, "ladderDtype")->setCurrentText(QStringLiteral("bf16"));
+        child<QSpinBox>(&form, "sideHeads")->setValue(2);
+        auto* dtype = child<QComboBox>(&form, "backboneDtype");
+        dtype->setCurrentIndex(dtype->findData(QStringLiteral("int8")));
+        QVERIFY(changed.count() >= 5);
+        QVERIFY2(form.isValid(), qPrintable(form.problem()));
+        const auto input = form.estimateInput();
+        QVERIFY(input.has_value());
+        QVERIFY(input->method.sideCheckpoint);
+        QCOMPARE(QString::fromStdString(input->method.sideAttention), QStringLiteral("sdpa"));
+        QCOMPARE(QString::fromStdString(input->method.backboneDtype), QStringLiteral("int8"));
+        // The estimate shown is the estimate of that input.
+        QVERIFY(form.memoryEstimate()->estimate().has_value());
+        QCOMPARE(form.memoryEstimate()->estimate()->total, estimateTrainingMemory(*input).total);
+
+        const auto json = form.specJson();
+        QCOMPARE(json.at("method").at("side_checkpoint").get<bool>(), true);
+        QCOMPARE(json.at("method").at("side_attention").get<std::string>(), std::string("sdpa"));
+        QCOMPARE(json.at("method").at("ladder_dtype").get<std::string>(), std::string("bf16"));
+        QCOMPARE(json.at("method").at("side_heads").get<int>(), 2);
+        QCOMPARE(json.at("method").at("backbone_dtype").get<std::string>(), std::string("int8"));
+        const auto spec = RunSpec::fromJson(json);
+        QCOMPARE(spec.method.toJson(), json.at("method"));
+        ExperimentForm other;
+        QString error;
+        QVERIFY2(other.setSpecJson(json, &error), qPrintable(error));
+        QCOMPARE(other.specJson(), json);
+
+        // QLoRA keeps the int8 backbone the form had (QLoRA is int4 or int8); int4 needs the tiny backbone's
+        // group (32 divides d_model 32; 64 does not: a problem naming the field).
+        auto* method = child<QComboBox>(&other, "methodCombo");
+        method->setCurrentIndex(method->findData(QStringLiteral("qlora")));
+        QVERIFY2(other.isValid(), qPrintable(other.problem()));
+        QCOMPARE(other.specJson().at("method").at("backbone_dtype").get<std::string>(), std::string("int8"));
+        auto* otherDtype = child<QComboBox>(&other, "backboneDtype");
+        otherDtype->setCurrentIndex(otherDtype->findData(QStringLiteral("int4")));
+        QVERIFY(!other.isValid());
+        QVERIFY2(other.problem().contains(QStringLiteral("quant_group_size")), qPrintable(other.problem()));
+        auto* group = child<QComboBox>(&other, "quantGroupSize");
+        group->setCurrentIndex(group->findData(32));
+        QVERIFY2(other.isValid(), qPrintable(other.problem()));
+        const auto qlora = other.specJson();
+        QCOMPARE(qlora.at("method").at("method").get<std::string>(), std::string("qlora"));
+        QCOMPARE(qlora.at("method").at("backbone_dtype").get<std::string>(), std::string("int4"));
+        QCOMPARE(qlora.at("method").at("quant_group_size").get<int>(), 32);
+        ExperimentForm third;
+        QVERIFY2(third.setSpecJson(qlora, &error), qPrintable(error));
+        QCOMPARE(third.specJson(), qlora);
+    }
+
+    // Fit to device sets the batch the plan gives for the form's estimate input and the budget; when even
+    // batch 1 does not fit, the memory options (and the batch with them); a bad budget says why.
+    void fitToDeviceSetsThePlannedBatch()
+    {
+        ExperimentForm form;
+        QTRY_VERIFY_WITH_TIMEOUT(form.trainingLengths().has_value(), 30000);
+        auto* batch = child<QSpinBox>(&form, "batchSpin");
+        const auto input = *form.estimateInput();
+        auto at = input;
+        at.batch = 5;
+        const auto budget = estimateTrainingMemory(at).total; // batch 5 fits exactly, 6 does not
+        QVERIFY(batch->value() != 5);
+        form.budgetEdit()->setText(QString::number(budget));
+        QTest::mouseClick(form.fitButton(), Qt::LeftButton);
+        QCOMPARE(batch->value(), 5);
+        QCOMPARE(std::int64_t(batch->value()), largestFittingBatch(input, budget).value);
+        QVERIFY2(
+            form.fitLabel()->text().contains(QStringLiteral("batch 5")), qPrintable(form.fitLabel()->text()));
+        QCOMPARE(form.memoryEstimate()->estimate()->total, budget);
+
+        // Without a budget: the CPU's available RAM (far more than the tiny backbone needs).
+        form.budgetEdit()->clear();
+        QTest::mouseClick(form.fitButton(), Qt::LeftButton);
+        QVERIFY2(form.fitLabel()->text().contains(QStringLiteral("of RAM available")),
+            qPrintable(form.fitLabel()->text()));
+        QVERIFY(batch->value() > 5); // (MemAvailable moves: the exact figure is not compared)
+
+        // A budget below batch 1 of the form's LST but above a smaller option set's.
+        auto one = *form.estimateInput();
+        one.batch = 1;
+        const auto given = estimateTrainingMemory(one).total;
+        std::uint64_t smallest = given;
+        for (const auto& c : memoryOptionCandidates(one.method, one.config)) {
+            auto priced = one;
+            priced.method = c.options;
+            smallest = std::min(smallest, estimateTrainingMemory(priced).total);
+        }
+        QVERIFY(smallest < given);
+        const auto tight = smallest + (given - smallest) / 2;
+        const auto expected = fitToBudget(one, tight, 65536);
+        QVERIFY(expected.ok && expected.optionsChanged);
+        form.budgetEdit()->setText(QString::number(tight));
+        QTest::mouseClick(form.fitButton(), Qt::LeftButton);
+        QCOMPARE(form.methodEditor()->options().toJson(), expected.options.toJson());
+        QCOMPARE(std::int64_t(batch->value()), expected.batch);
+        QVERIFY2(form.fitLabel()->text().contains(QStringLiteral("even batch 1 needs")),
+            qPrintable(form.fitLabel()->text()));
+        QVERIFY2(form.isValid(), qPrintable(form.problem()));
+
+        // Nothing fits; a budget that does not parse.
+        const int before = batch->value();
+        form.budgetEdit()->setText(QStringLiteral("1KiB"));
+        QTest::mouseClick(form.fitButton(), Qt::LeftButton);
+        QVERIFY2(form.fitLabel()->text().contains(QStringLiteral("nothing fits")),
+            qPrintable(form.fitLabel()->text()));
+        QCOMPARE(batch->value(), before);
+        form.budgetEdit()->setText(QStringLiteral("24XB"));
+        QTest::mouseClick(form.fitButton(), Qt::LeftButton);
+        QVERIFY2(form.fitLabel()->text().contains(QStringLiteral("unknown unit")),
+            qPrintable(form.fitLabel()->text()));
+        QCOMPARE(batch->value(), before);
     }
 
     void formBuildsValidatedSpecsPerSeed()

@@ -121,6 +121,19 @@ private Q_SLOTS:
         frozen.method = "adapter";
         frozen.methodOptionsJson = R"({"method":"adapter","hidden":12,"freeze":6})";
         QCOMPARE(RunsTableModel::optionsSummary(frozen), QStringLiteral("hidden=12 freeze=6"));
+        // Issue 18: QLoRA as LoRA with its storage; LST's memory options; a quantised baseline.
+        RunRecord qlora;
+        qlora.method = "qlora";
+        qlora.methodOptionsJson = MethodOptions::defaults("qlora").toJson().dump();
+        QCOMPARE(
+            RunsTableModel::optionsSummary(qlora), QStringLiteral("rank=32 alpha=32 backbone=int4 group=64"));
+        auto memory = MethodOptions::defaults("ladder");
+        memory.sideCheckpoint = true;
+        memory.sideAttention = "sdpa";
+        memory.backboneDtype = "int8";
+        lst.methodOptionsJson = memory.toJson().dump();
+        QCOMPARE(RunsTableModel::optionsSummary(lst),
+            QStringLiteral("r=8 side_checkpoint=true side_attention=sdpa backbone=int8"));
         RunRecord broken;
         broken.method = "lora";
         broken.methodOptionsJson = "{not json";

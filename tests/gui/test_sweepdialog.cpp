@@ -120,6 +120,32 @@ private Q_SLOTS:
         QCOMPARE(lora[0].at("training").at("batch_size").get<int>(), 8); // the base's training settings
     }
 
+    // A QLoRA base: the rank sweep stays QLoRA (its int4 backbone kept), and Figure 6's baselines show QLoRA
+    // as a method of its own beside LoRA.
+    void qloraBaseSweepsQlora()
+    {
+        auto base = baseSpec("qlora");
+        base["method"]["backbone_dtype"] = "int8";
+        base["method"].erase("quant_group_size"); // int4 only
+        const auto ranks = SweepGrid::expand(base, SweepPreset::LoraRank, { 0 }, 12, 12);
+        QCOMPARE(ranks.size(), std::size_t(4));
+        for (const auto& spec : ranks) {
+            QCOMPARE(spec.at("method").at("method").get<std::string>(), std::string("qlora"));
+            QCOMPARE(spec.at("method").at("backbone_dtype").get<std::string>(), std::string("int8"));
+            QVERIFY(RunSpec::fromJson(spec).method.isLora());
+        }
+        const auto figure6 = SweepGrid::expand(base, SweepPreset::DroppedLayers, { 0 }, 12, 12, true);
+        QCOMPARE(figure6.size(), std::size_t(20)); // 5 methods x 4 values
+        QStringList methods;
+        for (const auto& spec : figure6)
+            if (!methods.contains(QString::fromStdString(spec.at("method").at("method").get<std::string>())))
+                methods << QString::fromStdString(spec.at("method").at("method").get<std::string>());
+        QCOMPARE(methods, (QStringList { "ladder", "adapter", "lora", "qlora", "bitfit" }));
+        // A LoRA base sweeps LoRA, as before.
+        const auto lora = SweepGrid::expand(baseSpec("lora"), SweepPreset::LoraRank, { 0 }, 12, 12);
+        QCOMPARE(lora[0].at("method").at("method").get<std::string>(), std::string("lora"));
+    }
+
     void droppedLayersFigure6()
     {
         std::string note;

@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "BenchQuantCommands.h"
 #include "BenchSpeedCommands.h"
 #include "Commands.h"
 #include "JsonOutput.h"
@@ -242,6 +243,7 @@ void registerMethodCommands(CLI::App& app)
         f->options.addTo(cmd);
         cmd->callback([f] { runGuarded("bench memory", [&] { return runBenchMemory(*f); }); });
         registerBenchSpeedCommand(bench);
+        registerBenchQuantCommand(bench);
     }
 }
 

@@ -57,40 +57,51 @@ enum class QuantMatmulPath { Auto, Kernel, Dequantize };
 // Compute dtype D: x's dtype, or autocast's dtype when autocast is on for x's device type and x is fp32 (as
 // at::linear would). The output has dtype D.
 //
-// Transient allocations (what exists at once beyond x, the quantised tensors and the output; the memory
-// estimator replays these). M = x.numel() / cols; G = cols / groupSize; e(D) = bytes of D. A matrix with
-// rows * cols <= chunkElements() (default kDequantChunkElements = 2^22) is handled as one chunk of R = rows
-// rows; a larger one (the LM head / tied embedding, 32128 x 768) in chunks of R = chunkElements() / cols
-// rows (the last one smaller), one chunk alive at a time.
-//   Forward, dequantise path:
-//     xD    = x.to(D) [M, cols] D, only when x's dtype is not D (autocast); alive for the whole forward.
-//     Per chunk, the dequantised rows W_c [R, cols] D, made as:
-//       bf16 storage: none when D is bf16 (the stored tensor is used); else data.to(D) [R, cols] D.
-//       int8: data.to(D) [R, cols] D (scaled in place by scale.to(D) [R] D).
-//       int4: W_c = empty [R, cols] D, into which (data & 15) and (data >> 4) are copied, each a uint8
-//             [R, cols/2] made and freed in turn (peak: W_c + one uint8 [R, cols/2]); then in place
-//             - 8, * scale.to(D) [R, G] D, + zero.to(D) [R, G] D.
-//     One chunk: y = at::linear(xD, W_c), the output. Several: y = empty [M, rows] D (the output) and each
-//     chunk's product written into its columns by at::mm_out (no further tensor).
-//   Forward, kernel path (inference sizes; no autograd graph is expected there, but one works):
-//     xD as above, as a contiguous [M, cols] (a copy only if x is not contiguous); int8: scale.to(D) [rows] D
-//     per call. int4, made once per device and kept until to(): the packed form (CPU: uint8 [rows, cols/2],
-//     made in chunks of Rk = max(64, (chunkElements() / cols) rounded down to 64) rows, each chunk an int32
-//     [Rk, cols] of unpacked values plus two uint8 [Rk, cols/2] and its uint8 [Rk, cols/2] packing, copied
-//     into the kept tensor; CUDA: the nibble-swapped uint8 [rows, cols/2] transient, then ATen's int32
-//     [rows/8, cols/(16 k), 32, k/2], k = innerKTiles, rows * cols / 2 bytes, kept) and scaleAndZeros
-//     [G, rows, 2] D, kept per compute dtype (made through a bf16 [rows, G, 2] stack and its transposed
-//     copy).
-//   Backward (grad_y of dtype Dg, the output's): always dequantises, nothing was saved but references to the
-//     quantised tensors. gD = grad_y.reshape(M, rows) (a view for a contiguous grad_y). Per chunk W_c
-//     [R, cols] Dg made as in the forward; grad_x = mm(gD[:, chunk], W_c) [M, cols] Dg at the first chunk,
-//     addmm_ into it afterwards (no further tensor). When x's dtype is not Dg (autocast), the returned
-//     gradient is grad_x.to(x's dtype) [M, cols], after which grad_x in Dg is freed.
-//   embedding(ids, D): n = ids.numel(); the gathered rows (bf16: [n, cols] bf16; int8: [n, cols] int8 and
-//     [n] bf16; int4: [n, cols/2] uint8 and [n, G] bf16 twice), then their dequantisation as one chunk of n
-//     rows (above), which is the output [n, cols] D (viewed as ids.sizes() + [cols]).
-//   quantize(): per chunk of R rows, the rows as fp32 [R, cols] (a copy unless already fp32) and the
-//     quantisation's temporaries (a few [R, cols] fp32 tensors).
+// Transient allocations: what exists at once beyond x, the stored tensors and the output (the memory
+// estimator replays these). M = x.numel() / cols; G = cols / groupSize; D the compute dtype. A matrix with
+// rows * cols <= chunkElements() (default kDequantChunkElements = 2^22 = 4,194,304: every T5 projection up to
+// t5-large's 1024 x 4096) is handled as one chunk of R = rows rows; a larger one (the LM head / tied
+// embedding: 32128 x 768) in chunks of R = floor(chunkElements() / cols) rows (the last one smaller), one
+// chunk alive at a time. CPU and CUDA alike unless said.
+//   Forward, dequantise path (every training step; `Auto` with an fp32 compute dtype):
+//     - xD = x.to(D) [M, cols] D only when x's dtype is not D (bf16 autocast over an fp32 x); alive for the
+//       whole forward, freed at its end (at::linear under autocast makes the same copy).
+//     - Per chunk, the dequantised rows W_c [R, cols] D:
+//         bf16 storage: nothing when D is bf16 (the stored tensor itself, never chunked); else data.to(D).
+//         int8: data.to(D), scaled in place by scale.to(D) [R] D (no copy when D is bf16).
+//         int4: W_c = empty [R, cols] D; (data & 15) then (data >> 4), each a uint8 [R, cols/2] made,
+//               copied into W_c and freed; then in place - 8, * scale.to(D), + zero.to(D): two [R, G] D
+//               tensors alive together during that statement (none when D is bf16). Peak: W_c + one uint8
+//               [R, cols/2], or W_c + 2 [R, G] D.
+//       W_c is freed when its product is done.
+//     - One chunk: y = at::linear(xD, W_c) is the output (x.reshape is a view for a contiguous x). Several:
+//       y = empty [M, rows] D is the output and at::mm_out writes each chunk's columns into it in place
+//       (measured: no further allocation, fp32 and bf16, CPU).
+//   Forward, kernel path (bf16/fp16 compute and few rows: generation and evaluation, not training steps):
+//     - xD as above, as a contiguous [M, cols] (a copy only for a non-contiguous x).
+//     - int8: scale.to(D) [rows] D per call (none when D is bf16).
+//     - int4, made at the first kernel call on a device and kept until to() (not transient): CPU: ATen's
+//       packing uint8 [rows, cols/2], built in chunks of Rk = max(64, floor(chunkElements() / cols / 64) *
+//       64) rows, each from an int32 [Rk, cols] of unpacked values (filled from one uint8 [Rk, cols/2] at a
+//       time) and ATen's uint8 [Rk, cols/2] result, copied into the kept tensor. CUDA: the nibble-swapped
+//       uint8 [rows, cols/2] (from two uint8 [rows, cols/2] shifts, transient) and ATen's int32
+//       [rows/8, cols/(16 k), 32, k/2] (k = innerKTiles 8, 4 or 2: rows * cols / 2 bytes, kept). Also
+//       kept, per compute dtype: scaleAndZeros [G, rows, 2] D, made from a bf16 [rows, G, 2] stack and its
+//       transposed contiguous copy (then .to(D) unless D is bf16).
+//   Backward (grad_y of dtype Dg, the output's dtype): always dequantises; the node saved nothing but
+//     references to the stored tensors and a few integers (no activation, no x).
+//     - g = grad_y.reshape(M, rows) (a view for a contiguous grad_y).
+//     - Per chunk, W_c [R, cols] Dg made as in the forward (same temporaries); grad_x = mm(g[:, chunk], W_c)
+//       [M, cols] Dg at the first chunk, addmm_ into it for the others (measured: no further allocation).
+//       bf16 storage with Dg bf16: grad_x = mm(g, data), no W_c.
+//     - When x's dtype is not Dg (autocast), the returned gradient is grad_x.to(x's dtype) [M, cols]; the Dg
+//       grad_x is freed once it is made (both exist for a moment).
+//   embedding(ids, D), n = ids.numel(): the gathered stored rows (bf16: [n, cols] bf16; int8: [n, cols]
+//     int8 and [n] bf16; int4: [n, cols/2] uint8 and two [n, G] bf16), alive until the result exists; then
+//     their dequantisation as one chunk of n rows (above), which is the output [n, cols] D (bf16 storage read
+//     as bf16: the gathered rows are the output). No autograd node (the stored matrix takes no gradient).
+//   quantize() (before training: createMethod), per chunk of R rows: the rows as fp32 [R, cols] (a copy
+//     unless already fp32), at most two more fp32 [R, cols] temporaries and a uint8/int8 [R, cols].
 class QuantizedWeight {
 public:
     static constexpr std::int64_t kDequantChunkElements = std::int64_t { 1 } << 22;

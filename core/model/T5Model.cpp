@@ -120,9 +120,10 @@ at::Tensor T5LinearImpl::forward(const at::Tensor& x)
 {
     at::Tensor y;
     if (m_quantized.defined()) {
+        // The bias (BitFit) is added in place, as at::linear's fused addmm: no second output tensor.
         y = m_quantized.matmul(x);
         if (bias.defined())
-            y = y + (bias.scalar_type() == y.scalar_type() ? bias : bias.to(y.scalar_type()));
+            y.add_(bias.scalar_type() == y.scalar_type() ? bias : bias.to(y.scalar_type()));
     } else {
         y = at::linear(x, weight, bias.defined() ? bias : at::Tensor());
     }
@@ -587,10 +588,9 @@ at::Tensor T5ForConditionalGenerationImpl::lmLogits(const at::Tensor& decoderHid
     if (stored.defined()) {
         auto logits = stored.matmul(hidden);
         if (lm_head_bias.defined())
-            logits = logits
-                + (lm_head_bias.scalar_type() == logits.scalar_type()
-                        ? lm_head_bias
-                        : lm_head_bias.to(logits.scalar_type()));
+            logits.add_(lm_head_bias.scalar_type() == logits.scalar_type()
+                    ? lm_head_bias
+                    : lm_head_bias.to(logits.scalar_type()));
         return logits;
     }
     return at::linear(hidden, lmHeadWeight(), lm_head_bias.defined() ? lm_head_bias : at::Tensor());

@@ -15,6 +15,7 @@
 #include <ATen/ATen.h>
 #include <QtTest>
 #include <c10/core/GradMode.h>
+#include <nlohmann/json.hpp>
 #include <torch/optim/adamw.h>
 
 #include "TestSupport.h"
@@ -545,6 +546,42 @@ private Q_SLOTS:
         } catch (const Error& e) {
             QVERIFY2(std::string(e.what()).find("SelfAttention.q.weight") != std::string::npos, e.what());
         }
+    }
+
+    // ladder info --backbone-dtype prints the stored weight memory; ladder bench quant reports the logits'
+    // errors per storage (int4 n/a where the group does not divide the fixtures' widths of 24 and 48).
+    void cliInfoAndBenchQuant()
+    {
+        LADDER_REQUIRE_FIXTURES();
+        const auto info = test::runCli({ "info", "--shape", "t5-base", "--backbone-dtype", "int4",
+            "--quant-group-size", "128", "--json" });
+        QVERIFY2(info.exitCode == 0, info.err.c_str());
+        const auto j = nlohmann::json::parse(info.out);
+        const auto expected = backboneStorageBytes(T5Config::preset("t5-base"), "int4", 128);
+        QCOMPARE(j.at("backbone_storage_bytes").get<std::int64_t>(), expected.totalBytes());
+        QCOMPARE(j.at("storage_bytes").at("fp32").get<std::int64_t>(), std::int64_t { 222903552 } * 4);
+        QVERIFY(
+            j.at("storage_bytes").at("int4 g128").get<std::int64_t>() < std::int64_t { 222903552 } * 4 / 7);
+
+        const auto bench = test::runCli({ "bench", "quant", "--fixtures",
+            QString::fromStdString(test::fixturesDir()), "--no-demo", "--rows", "1", "--json" });
+        QVERIFY2(bench.exitCode == 0, bench.err.c_str());
+        const auto b = nlohmann::json::parse(bench.out);
+        QCOMPARE(b.at("models").size(), std::size_t { 2 });
+        for (const auto& model : b.at("models")) {
+            for (const auto& row : model.at("rows")) {
+                const auto storage = row.at("storage").get<std::string>();
+                if (storage.rfind("int4", 0) == 0) {
+                    QVERIFY(row.at("max_rel").is_null());
+                    QVERIFY(!row.at("skipped").is_null());
+                } else {
+                    QVERIFY2(row.at("max_rel").get<double>() < logitTolerance(storage), storage.c_str());
+                    QVERIFY(row.at("weight_bytes").get<std::int64_t>()
+                        < model.at("fp32_weight_bytes").get<std::int64_t>());
+                }
+            }
+        }
+        QCOMPARE(b.at("matmul_768x3072").size(), std::size_t { 4 }); // int8 and int4 g64, bf16 and fp32 input
     }
 
     // The activation cache's key names a quantised backbone's storage; an fp32 key has no such field.

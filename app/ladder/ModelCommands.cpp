@@ -17,6 +17,7 @@
 #include "model/Generation.h"
 #include "model/ModelInputs.h"
 #include "model/T5Checkpoint.h"
+#include "model/T5Quantization.h"
 #include "peft/Ladder.h"
 #include "peft/LadderReferenceNames.h"
 #include "util/Error.h"
@@ -81,31 +82,79 @@ std::string humanBytes(double bytes)
     return s.str();
 }
 
-int runInfo(const BackboneFlags& f, bool asJson)
+// ladder info: a HF folder (--model) or a published shape (--shape), and the frozen storage of issue 18.
+struct InfoFlags {
+    BackboneFlags backbone;
+    std::string shape;
+    std::string backboneDtype = "fp32";
+    std::int64_t quantGroupSize = 64;
+};
+
+// The weight memory of the backbone with its matrices in each frozen storage (model/T5Quantization.h):
+// fp32, bf16, int8, int4 g<groupSize>; no value where the int4 group does not divide a width.
+std::vector<std::pair<std::string, std::optional<std::int64_t>>> storageTable(
+    const T5Config& config, std::int64_t groupSize)
 {
+    std::vector<std::pair<std::string, std::optional<std::int64_t>>> out;
+    for (const char* dtype : { "fp32", "bf16", "int8", "int4" }) {
+        std::optional<std::int64_t> bytes;
+        try {
+            bytes = backboneStorageBytes(config, dtype, groupSize).totalBytes();
+        } catch (const Error&) {
+        }
+        out.emplace_back(weightStorageLabel(dtype, groupSize), bytes);
+    }
+    return out;
+}
+
+int runInfo(const InfoFlags& info, bool asJson)
+{
+    const auto& f = info.backbone;
+    if (f.model.empty() == info.shape.empty())
+        throw UsageError("info: give --model DIR or --shape NAME");
+    if (info.backboneDtype != "int4" && info.quantGroupSize != 64)
+        throw UsageError("--quant-group-size: only meaningful with --backbone-dtype int4");
     // The config and the weights' headers only: nothing the size of the model is allocated, so a config
     // that lies about its sizes fails with one line (checkConfigMatchesWeights) and a model larger than
     // this machine's memory can still be described.
     const auto options = loadOptions(f);
-    const auto configPath = (std::filesystem::path(f.model) / "config.json").string();
-    const auto config = T5Config::fromJsonFile(configPath);
-    const auto weights = readCheckpointShapes(f.model);
-    checkConfigMatchesWeights(config, weights.shapes, configPath, weights.description);
+    T5Config config;
+    CheckpointShapes weights;
+    if (info.shape.empty()) {
+        const auto configPath = (std::filesystem::path(f.model) / "config.json").string();
+        config = T5Config::fromJsonFile(configPath);
+        weights = readCheckpointShapes(f.model);
+        checkConfigMatchesWeights(config, weights.shapes, configPath, weights.description);
+    } else {
+        config = T5Config::preset(info.shape);
+    }
     const auto params = config.parameterCount();
     const auto elementSize = c10::elementSize(options.dtype);
     const auto weightBytes = static_cast<double>(params) * static_cast<double>(elementSize);
-    nlohmann::json out { { "model", f.model }, { "weights", weights.description },
-        { "stored_dtype", weights.storedDtype }, { "compute_dtype", f.dtype }, { "device", f.device },
-        { "parameters", params }, { "weight_bytes", static_cast<std::int64_t>(weightBytes) },
-        { "config", config.toJson() } };
+    // Frozen storage: the matrices in --backbone-dtype, layer norms and position biases fp32.
+    const auto storage = backboneStorageBytes(config, info.backboneDtype, info.quantGroupSize);
+    const auto storageLabel = weightStorageLabel(info.backboneDtype, info.quantGroupSize);
+    nlohmann::json out { { "model", jsonText(f.model) }, { "shape", jsonText(info.shape) },
+        { "weights", jsonText(weights.description) }, { "stored_dtype", jsonText(weights.storedDtype) },
+        { "compute_dtype", f.dtype }, { "device", f.device }, { "parameters", params },
+        { "weight_bytes", static_cast<std::int64_t>(weightBytes) }, { "backbone_dtype", info.backboneDtype },
+        { "quant_group_size", info.backboneDtype == "int4" ? nlohmann::json(info.quantGroupSize) : nullptr },
+        { "backbone_storage_bytes", storage.totalBytes() },
+        { "quantized_parameters", storage.matrixParameters }, { "config", config.toJson() } };
+    const auto table = storageTable(config, info.quantGroupSize);
+    for (const auto& [label, bytes] : table)
+        out["storage_bytes"][label] = jsonOptional(bytes);
     if (asJson) {
         std::cout << out.dump(2) << "\n";
         return 0;
     }
     const auto& c = config;
-    std::cout << "model          " << f.model << "\n"
-              << "weights        " << weights.description << " (" << weights.storedDtype << ")\n"
-              << "architecture   T5 " << (c.isGatedAct() ? "v1.1 (" : "v1.0 (") << c.feedForwardProj << ", "
+    if (info.shape.empty())
+        std::cout << "model          " << f.model << "\n"
+                  << "weights        " << weights.description << " (" << weights.storedDtype << ")\n";
+    else
+        std::cout << "shape          " << info.shape << " (published config, no weights read)\n";
+    std::cout << "architecture   T5 " << (c.isGatedAct() ? "v1.1 (" : "v1.0 (") << c.feedForwardProj << ", "
               << (c.tieWordEmbeddings ? "tied" : "untied") << " embeddings)\n"
               << "layers         " << c.numLayers << " encoder + " << c.numDecoderLayers << " decoder\n"
               << "d_model        " << c.dModel << ", d_kv " << c.dKv << " x " << c.numHeads << " heads, d_ff "
@@ -118,6 +167,21 @@ int runInfo(const BackboneFlags& f, bool asJson)
               << "compute dtype  " << f.dtype << " on " << f.device << "\n"
               << "weight memory  " << humanBytes(weightBytes) << " ("
               << static_cast<std::int64_t>(weightBytes) << " bytes)\n";
+    if (info.backboneDtype != "fp32") {
+        const double share
+            = 100.0 * static_cast<double>(storage.matrixParameters) / static_cast<double>(params);
+        std::cout << "frozen storage " << storageLabel << ": "
+                  << humanBytes(static_cast<double>(storage.totalBytes())) << " (" << storage.totalBytes()
+                  << " bytes; the matrices, " << std::fixed << std::setprecision(2) << share
+                  << "% of the parameters, in " << storageLabel
+                  << "; layer norms and position biases fp32)\n";
+    }
+    std::cout << "by storage     ";
+    for (std::size_t i = 0; i < table.size(); ++i)
+        std::cout << (i ? ", " : "") << table[i].first << " "
+                  << (table[i].second ? humanBytes(static_cast<double>(*table[i].second))
+                                      : std::string("n/a"));
+    std::cout << "\n";
     return 0;
 }
 
@@ -266,11 +330,26 @@ void registerModelCommands(CLI::App& app)
         cmd->callback([json] { runGuarded("devices", [&] { return runDevices(*json); }); });
     }
     {
-        auto flags = std::make_shared<BackboneFlags>();
+        auto flags = std::make_shared<InfoFlags>();
         auto json = std::make_shared<bool>(false);
-        auto* cmd = app.add_subcommand(
-            "info", "Print a T5 folder's config, parameter count, dtype and weight memory");
-        addBackboneFlags(cmd, *flags);
+        auto* cmd = app.add_subcommand("info",
+            "Print a T5 folder's (or a published shape's) config, parameter count, dtype and weight memory, "
+            "also with the frozen matrices in bf16, int8 or int4");
+        auto* model = cmd->add_option(
+            "--model", flags->backbone.model, "HuggingFace T5 folder (config.json + weights)");
+        cmd->add_option("--shape", flags->shape, "t5-small, t5-base, t5-large, t5-3b (published configs)")
+            ->excludes(model);
+        cmd->add_option("--device", flags->backbone.device, "cpu, cuda or cuda:N")->capture_default_str();
+        cmd->add_option("--dtype", flags->backbone.dtype, "compute dtype: fp32 or bf16")
+            ->capture_default_str();
+        cmd->add_option("--backbone-dtype", flags->backboneDtype,
+               "frozen storage of the matrices: fp32, bf16, int8 or int4 (docs/PERFORMANCE.md)")
+            ->capture_default_str()
+            ->check(CLI::IsMember({ "fp32", "bf16", "int8", "int4" }));
+        cmd->add_option(
+               "--quant-group-size", flags->quantGroupSize, "int4: values per group (32, 64, 128, 256)")
+            ->capture_default_str()
+            ->check(CLI::IsMember({ 32, 64, 128, 256 }));
         cmd->add_flag("--json", *json, "machine-readable output");
         cmd->callback([flags, json] { runGuarded("info", [&] { return runInfo(*flags, *json); }); });
     }

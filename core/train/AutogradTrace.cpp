@@ -215,90 +215,215 @@ std::vector<std::pair<std::string, std::int64_t>> AutogradTrace::savedByPart() c
     return out;
 }
 
+int AutogradTrace::newBuffer(std::int64_t requested)
+{
+    const auto bytes = allocationBytes(requested);
+    m_buffers.push_back({ bytes, 1 });
+    add(bytes, m_phase.c_str());
+    return static_cast<int>(m_buffers.size()) - 1;
+}
+
+void AutogradTrace::dropBuffer(int b)
+{
+    if (--m_buffers[static_cast<std::size_t>(b)].refs == 0)
+        sub(m_buffers[static_cast<std::size_t>(b)].bytes);
+}
+
+void AutogradTrace::accumulate(int value, int g, std::int64_t bytes)
+{
+    if (m_valueGrad.size() < m_valueStorage.size())
+        m_valueGrad.resize(m_valueStorage.size(), -1);
+    auto& slot = m_valueGrad[static_cast<std::size_t>(value)];
+    if (slot < 0) {
+        slot = g;
+    } else if (m_buffers[static_cast<std::size_t>(slot)].refs == 1) {
+        dropBuffer(g); // summed in place
+    } else {
+        const int sum = newBuffer(bytes);
+        dropBuffer(slot);
+        dropBuffer(g);
+        slot = sum;
+    }
+}
+
 void AutogradTrace::backward(const TraceTensor& loss)
 {
     m_phase = "backward";
-    struct Buffer {
-        std::int64_t bytes;
-        int refs;
-    };
-    std::vector<Buffer> buffers;
-    std::vector<int> valueGrad(m_valueStorage.size(), -1);
-    auto newBuffer = [&](std::int64_t requested) {
-        const auto bytes = allocationBytes(requested);
-        buffers.push_back({ bytes, 1 });
-        add(bytes, m_phase.c_str());
-        return static_cast<int>(buffers.size()) - 1;
-    };
-    auto dropBuffer = [&](int b) {
-        if (--buffers[static_cast<std::size_t>(b)].refs == 0)
-            sub(buffers[static_cast<std::size_t>(b)].bytes);
-    };
+    m_buffers.clear();
+    m_valueGrad.assign(m_valueStorage.size(), -1);
     if (!loss.requiresGrad)
         throw Error("memory trace: the loss does not require grad (nothing trains)");
-    valueGrad.at(static_cast<std::size_t>(loss.value)) = newBuffer(loss.bytes);
-
-    for (auto n = m_nodes.rbegin(); n != m_nodes.rend(); ++n) {
-        const int b = valueGrad[static_cast<std::size_t>(n->outValue)];
-        if (b >= 0) {
-            m_part = n->part;
-            for (const auto& in : n->inputs) {
-                int g;
-                if (in.grad == Grad::Same && in.bytes == n->outBytes) {
-                    g = b;
-                    ++buffers[static_cast<std::size_t>(b)].refs;
-                } else {
-                    g = newBuffer(in.bytes);
-                }
-                if (in.param >= 0) {
-                    auto& has = m_paramHasGrad[static_cast<std::size_t>(in.param)];
-                    if (!has) {
-                        // AccumulateGrad steals a fresh buffer; a shared one is cloned.
-                        has = 1;
-                        if (buffers[static_cast<std::size_t>(g)].refs == 1) {
-                            buffers[static_cast<std::size_t>(g)].refs = 0; // now owned by .grad, stays live
-                        } else {
-                            add(allocationBytes(in.bytes), m_phase.c_str());
-                            dropBuffer(g);
-                        }
-                        m_paramGrads += allocationBytes(in.bytes);
-                    } else {
-                        // A later contribution to a parameter used by several nodes (the tied embedding:
-                        // LM head, decoder and encoder embeddings) is summed out of place, old + new,
-                        // before the old buffer goes: measured, one extra buffer of the parameter.
-                        if (!m_inPlaceAccumulation) {
-                            add(allocationBytes(in.bytes), m_phase.c_str());
-                            sub(allocationBytes(in.bytes));
-                        }
-                        dropBuffer(g);
-                    }
-                    continue;
-                }
-                auto& slot = valueGrad[static_cast<std::size_t>(in.value)];
-                if (slot < 0) {
-                    slot = g;
-                } else if (buffers[static_cast<std::size_t>(slot)].refs == 1) {
-                    dropBuffer(g); // summed in place
-                } else {
-                    const int sum = newBuffer(in.bytes);
-                    dropBuffer(slot);
-                    dropBuffer(g);
-                    slot = sum;
-                }
-            }
-            if (n->scratch > 0) {
-                add(allocationBytes(n->scratch), m_phase.c_str());
-                sub(allocationBytes(n->scratch));
-            }
-            dropBuffer(b);
-            valueGrad[static_cast<std::size_t>(n->outValue)] = -1;
-        }
-        for (auto s : n->saved)
-            unref(s, true);
-        n->saved.clear();
-    }
+    m_valueGrad.at(static_cast<std::size_t>(loss.value)) = newBuffer(loss.bytes);
+    runNodes(0, m_nodes.size());
     m_nodes.clear();
     m_part.clear();
+}
+
+void AutogradTrace::runNodes(std::size_t begin, std::size_t end)
+{
+    for (std::size_t index = end; index-- > begin;) {
+        if (m_valueGrad.size() < m_valueStorage.size())
+            m_valueGrad.resize(m_valueStorage.size(), -1);
+        const int b = m_valueGrad[static_cast<std::size_t>(m_nodes[index].outValue)];
+        if (b >= 0) {
+            m_part = m_nodes[index].part;
+            if (m_nodes[index].replay) {
+                replayNode(index, b);
+            } else {
+                const auto& n = m_nodes[index];
+                for (const auto& in : n.inputs) {
+                    int g;
+                    if (in.grad == Grad::Same && in.bytes == n.outBytes) {
+                        g = b;
+                        ++m_buffers[static_cast<std::size_t>(b)].refs;
+                    } else {
+                        g = newBuffer(in.bytes);
+                    }
+                    if (in.param >= 0) {
+                        auto& has = m_paramHasGrad[static_cast<std::size_t>(in.param)];
+                        if (!has) {
+                            // AccumulateGrad steals a fresh buffer; a shared one is cloned.
+                            has = 1;
+                            if (m_buffers[static_cast<std::size_t>(g)].refs == 1) {
+                                m_buffers[static_cast<std::size_t>(g)].refs = 0; // now .grad's, stays live
+                            } else {
+                                add(allocationBytes(in.bytes), m_phase.c_str());
+                                dropBuffer(g);
+                            }
+                            m_paramGrads += allocationBytes(in.bytes);
+                        } else {
+                            // A later contribution to a parameter used by several nodes (the tied embedding:
+                            // LM head, decoder and encoder embeddings) is summed out of place, old + new,
+                            // before the old buffer goes: measured, one extra buffer of the parameter.
+                            if (!m_inPlaceAccumulation) {
+                                add(allocationBytes(in.bytes), m_phase.c_str());
+                                sub(allocationBytes(in.bytes));
+                            }
+                            dropBuffer(g);
+                        }
+                        continue;
+                    }
+                    if (m_leafValues.count(in.value) && m_valueGrad[static_cast<std::size_t>(in.value)] < 0
+                        && m_buffers[static_cast<std::size_t>(g)].refs > 1) {
+                        // AccumulateGrad into a replay's leaf clones a gradient it shares.
+                        const int copy = newBuffer(in.bytes);
+                        dropBuffer(g);
+                        g = copy;
+                    }
+                    accumulate(in.value, g, in.bytes);
+                }
+                if (n.scratch > 0) {
+                    add(allocationBytes(n.scratch), m_phase.c_str());
+                    sub(allocationBytes(n.scratch));
+                }
+            }
+            dropBuffer(b);
+            m_valueGrad[static_cast<std::size_t>(m_nodes[index].outValue)] = -1;
+        }
+        auto saved = std::move(m_nodes[index].saved);
+        m_nodes[index].saved.clear();
+        for (auto st : saved)
+            unref(st, true);
+    }
+}
+
+void AutogradTrace::replayNode(std::size_t index, int gradBuffer)
+{
+    // m_nodes grows during the replay: copy what the node holds first.
+    const auto replay = m_nodes[index].replay;
+    const auto part = m_nodes[index].part;
+    const auto inputs = m_nodes[index].replayInputs;
+    // Detached leaves of the inputs: no allocation, no node.
+    const auto firstValue = m_valueStorage.size();
+    std::vector<TraceTensor> leaves;
+    for (const auto& in : inputs) {
+        if (!in.defined()) {
+            leaves.emplace_back();
+            continue;
+        }
+        TraceTensor leaf = in;
+        leaf.value = static_cast<int>(m_valueStorage.size());
+        m_leafValues.insert(leaf.value);
+        m_valueStorage.push_back(in.storage);
+        m_codeHeld.push_back(in.storage >= 0 ? 1 : 0);
+        if (in.storage >= 0)
+            ++m_storages.at(static_cast<std::size_t>(in.storage)).codeRefs;
+        leaves.push_back(leaf);
+    }
+    const auto firstNode = m_nodes.size();
+    const bool gradMode = m_gradMode;
+    m_gradMode = true;
+    const auto out = (*replay)(leaves);
+    m_gradMode = gradMode;
+    m_part = part;
+    const auto lastNode = m_nodes.size();
+    if (m_valueGrad.size() < m_valueStorage.size())
+        m_valueGrad.resize(m_valueStorage.size(), -1);
+    if (out.requiresGrad) {
+        // The reentrant backward from the recomputed output with the node's incoming gradient (still the
+        // outer engine's: one more reference).
+        ++m_buffers[static_cast<std::size_t>(gradBuffer)].refs;
+        m_valueGrad[static_cast<std::size_t>(out.value)] = gradBuffer;
+        runNodes(firstNode, lastNode);
+        m_part = part;
+    }
+    m_nodes.resize(firstNode);
+    // The leaves' gradients go to the inputs, as the node's outputs.
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+        if (!inputs[i].defined())
+            continue;
+        auto& g = m_valueGrad[static_cast<std::size_t>(leaves[i].value)];
+        if (g < 0)
+            continue;
+        const int buffer = g;
+        g = -1;
+        if (inputs[i].requiresGrad && inputs[i].param < 0)
+            accumulate(inputs[i].value, buffer, inputs[i].bytes);
+        else
+            dropBuffer(buffer);
+    }
+    // Everything the replay made and still holds (its output, the leaves) goes.
+    for (auto v = firstValue; v < m_codeHeld.size(); ++v) {
+        if (!m_codeHeld[v] || m_valueStorage[v] < 0)
+            continue;
+        m_codeHeld[v] = 0;
+        unref(m_valueStorage[v], false);
+    }
+}
+
+TraceTensor AutogradTrace::checkpoint(const std::vector<TraceTensor>& inputs, const Replay& fn)
+{
+    if (!m_gradMode)
+        return fn(inputs);
+    m_gradMode = false;
+    auto out = fn(inputs);
+    m_gradMode = true;
+    if (!out.defined() || out.storage < 0)
+        throw Error("memory trace: a checkpointed unit must return a new tensor");
+    out.requiresGrad = true;
+    Node node;
+    node.outValue = out.value;
+    node.outBytes = out.bytes;
+    node.scratch = 0;
+    node.part = m_part;
+    for (const auto& in : inputs) {
+        if (!in.defined())
+            continue;
+        if (in.requiresGrad)
+            node.inputs.push_back({ in.value, in.param, in.bytes, Grad::New });
+        if (in.storage < 0)
+            continue;
+        if (std::find(node.saved.begin(), node.saved.end(), in.storage) != node.saved.end())
+            continue;
+        auto& st = m_storages.at(static_cast<std::size_t>(in.storage));
+        if (st.savedRefs++ == 0 && !st.isData)
+            m_saved += st.bytes;
+        node.saved.push_back(in.storage);
+    }
+    node.replay = std::make_shared<Replay>(fn);
+    node.replayInputs = inputs;
+    m_nodes.push_back(std::move(node));
+    return out;
 }
 
 void AutogradTrace::optimizerStep(bool adamw)

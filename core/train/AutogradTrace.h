@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
+#include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -53,6 +56,14 @@ public:
         bool saveOutput = false);
     // A view of `t` (same storage, same bytes): reshape, transpose, unsqueeze.
     TraceTensor view(const TraceTensor& t);
+    // A recomputed unit (model/Recompute.h checkpointed()): with grad mode on, fn runs without grad (its
+    // intermediates come and go), one node keeps the inputs' storages and, when the backward reaches it,
+    // replays fn with grad on detached leaves of the inputs, runs the backward of what the replay recorded
+    // from the replay's output (the node's incoming gradient), releases everything the replay made, and
+    // hands the leaves' gradients to the inputs. With grad mode off it is fn(inputs). Inputs may be
+    // undefined. The replay runs in backward with the phase "backward" and the node's part.
+    using Replay = std::function<TraceTensor(const std::vector<TraceTensor>&)>;
+    TraceTensor checkpoint(const std::vector<TraceTensor>& inputs, const Replay& fn);
     // The calling code drops its reference to t (a C++ local going out of scope).
     void release(const TraceTensor& t);
     // Releases every reference the code holds, except to `keep` (the end of Method::forward).
@@ -124,8 +135,24 @@ private:
         std::vector<int> saved; // storages
         std::int64_t scratch;
         std::string part;
+        std::shared_ptr<Replay> replay; // a checkpoint node
+        std::vector<TraceTensor> replayInputs;
+    };
+    struct Buffer {
+        std::int64_t bytes;
+        int refs;
     };
     int newStorage(std::int64_t bytes, bool isData);
+    // The backward over nodes [begin, end), last first, with the gradients in m_valueGrad.
+    void runNodes(std::size_t begin, std::size_t end);
+    void replayNode(std::size_t index, int gradBuffer);
+    int newBuffer(std::int64_t requested);
+    void dropBuffer(int b);
+    // Sums gradient buffer g into the slot of value `value` (in place when the slot is not shared).
+    void accumulate(int value, int g, std::int64_t bytes);
+    std::vector<Buffer> m_buffers;
+    std::vector<int> m_valueGrad;
+    std::set<int> m_leafValues; // detached leaves of replays (AccumulateGrad semantics)
     void unref(int storage, bool saved);
     void add(std::int64_t bytes, const char* phase);
     void sub(std::int64_t bytes) { m_live -= bytes; }

@@ -78,6 +78,7 @@ MemoryEstimate Estimator::run()
     const auto loss = m_in.method.method == "ladder" ? forwardLadder() : forwardBaseline();
     m_trace.setPart("");
     m_trace.releaseAllBut({ loss }); // MethodOutput and every local of the forward are gone
+    m_castCache.clear(); // the autocast region ended with the forward
     r.activations = static_cast<std::uint64_t>(m_trace.savedBytes());
     for (const auto& [part, bytes] : m_trace.savedByPart())
         r.activationsPerPart.emplace_back(part, static_cast<std::uint64_t>(bytes));

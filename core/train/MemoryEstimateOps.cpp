@@ -122,6 +122,54 @@ TraceTensor Estimator::attention(const TraceTensor& x, const TraceTensor& kv, st
     const auto query = keepTemp(m_trace.view(keepTemp(linear(x, p.q))));
     const auto key = keepTemp(m_trace.view(keepTemp(linear(src, p.k))));
     const auto value = keepTemp(m_trace.view(keepTemp(linear(src, p.v))));
+    TraceTensor context;
+    if (dm.recomputeAttention) {
+        // side_attention sdpa: only q, k, v (and the shared bias) are kept; the weights are recomputed.
+        const bool dropping = training && dm.dropout > 0.0;
+        const auto fn
+            = [this, dropping, batch, q, k, inner, dm, training](const std::vector<TraceTensor>& in) {
+                  if (!m_trace.gradMode() && !dropping) {
+                      // at::scaled_dot_product_attention (CPU flash kernel): the output (batch, heads, q,
+                      // d_kv),
+                      // contiguous as the math path's product; under autocast the fp32 bias is cast to bf16
+                      // for it. Its logsumexp (batch, heads, q) and per-thread blocks are not counted (well
+                      // under 0.1% of any peak).
+                      TraceTensor biasCast;
+                      if (m_amp && in[3].defined() && in[3].elemBytes == 4)
+                          biasCast = compute(in[3].numel(), 2, { in[3] });
+                      const auto out = compute(batch * q * inner, in[0].elemBytes, { in[0], in[1], in[2] });
+                      m_trace.release(biasCast);
+                      return out;
+                  }
+                  return attentionCore(in[0], in[1], in[2], in[3], batch, q, k, dm, training);
+              };
+        context = checkpointUnit({ query, key, value, bias }, fn);
+    } else {
+        context = attentionCore(query, key, value, bias, batch, q, k, dm, training);
+    }
+    const auto t = m_trace.view(context);
+    const auto contiguous = compute(batch * q * inner, context.elemBytes, { t }, {}, Grad::Same);
+    m_trace.release(context);
+    m_trace.release(t);
+    const auto flat = m_trace.view(contiguous);
+    m_trace.release(contiguous);
+    const auto out = linear(flat, p.o);
+    m_trace.release(flat);
+    for (const auto& tmp : temps) // query, key and value live until the layer returns
+        m_trace.release(tmp);
+    return out;
+}
+
+TraceTensor Estimator::attentionCore(const TraceTensor& query, const TraceTensor& key,
+    const TraceTensor& value, const TraceTensor& bias, std::int64_t batch, std::int64_t q, std::int64_t k,
+    const Dims& dm, bool training)
+{
+    const auto inner = dm.heads * dm.dKv;
+    std::vector<TraceTensor> temps;
+    auto keepTemp = [&](const TraceTensor& t) {
+        temps.push_back(t);
+        return t;
+    };
     // matmul reshapes a transposed head view into (batch * heads, len, d_kv): a copy unless len == 1.
     // (Under autocast q, k and v are bf16 already, so matmul casts nothing for the scores.)
     const auto qc
@@ -148,17 +196,9 @@ TraceTensor Estimator::attention(const TraceTensor& x, const TraceTensor& kv, st
         = compute(batch * q * inner, productElem(), { wc, vc }, { ifGrad(vc, wc), ifGrad(wc, vc) });
     releaseCast(wc, weights);
     m_trace.release(vc);
-    const auto t = m_trace.view(context);
-    const auto contiguous = compute(batch * q * inner, context.elemBytes, { t }, {}, Grad::Same);
-    m_trace.release(context);
-    m_trace.release(t);
-    const auto flat = m_trace.view(contiguous);
-    m_trace.release(contiguous);
-    const auto out = linear(flat, p.o);
-    m_trace.release(flat);
     for (const auto& tmp : temps)
         m_trace.release(tmp);
-    return out;
+    return context;
 }
 
 // The end of both T5 layer types: hidden + dropout(adapter(out)) (the adapter only where the method adds
@@ -262,10 +302,16 @@ TraceTensor Estimator::stack(const TraceTensor& embeds, std::int64_t batch, std:
         m_trace.setPart(name + " block " + std::to_string(i));
         auto next
             = block(hidden, batch, len, selfBias, encoder, encLen, crossBias, p.blocks[i], m_dims, training);
-        const bool kept
+        bool kept
             = !keep || std::find(keep->begin(), keep->end(), static_cast<std::int64_t>(i)) != keep->end();
-        if (kept && ladders)
+        if (kept && ladders && m_ladderBf16 && next.elemBytes != 2) {
+            // ladder_dtype bf16 (KeptBlockOutputDtype): the kept output is a bf16 copy; the block's own
+            // output goes once the next block has run, as an output that is not kept.
+            (*ladders)[static_cast<std::int64_t>(i)] = compute(next.numel(), 2, { next });
+            kept = false;
+        } else if (kept && ladders) {
             (*ladders)[static_cast<std::int64_t>(i)] = next;
+        }
         if (!hiddenHeld)
             m_trace.release(hidden);
         hidden = next;
@@ -308,46 +354,18 @@ TraceTensor Estimator::sideStack(const TraceTensor& embeds, std::int64_t batch, 
     };
     for (auto i : p.keep) {
         m_trace.setPart(name + " block " + std::to_string(i));
-        if (m_side.usesGates()) {
-            // side = mu * side + (1 - mu) * Down_i(ladder), mu = sigmoid(alpha / T)
-            // (mu is a one-element fp32 tensor: under autocast both products are fp32 by promotion)
-            const auto mu = compute(1, m_e, { p.gate.at(i) }, {}, Grad::New, 0, true);
-            const auto d = linear(ladders.at(i), p.down.at(i));
-            const auto n = side.numel();
-            const auto ea = promoted(mu, side);
-            const auto a
-                = compute(n, ea, { mu, side }, { ifGrad(side, mu), ifGrad(mu, side) }, Grad::New, n * ea);
-            const auto oneMinus = compute(1, m_e, { mu });
-            const auto eb = promoted(oneMinus, d);
-            const auto b = compute(
-                n, eb, { oneMinus, d }, { ifGrad(d, oneMinus), ifGrad(oneMinus, d) }, Grad::New, n * eb);
-            const auto sum = add(a, b);
-            for (const auto& t : { mu, d, a, oneMinus, b })
-                m_trace.release(t);
-            replace(sum);
+        const TraceTensor ladder = m_side.usesLadders() ? ladders.at(i) : TraceTensor {};
+        TraceTensor next;
+        if (m_side.sideCheckpoint) {
+            // side_checkpoint: the layer's inputs are kept, the layer is replayed in backward.
+            next = checkpointUnit({ side, ladder, selfBias, sideEncoder, crossBias },
+                [this, i, &p, batch, len, encLen](const std::vector<TraceTensor>& in) {
+                    return sideLayer(i, p, in[0], in[1], in[2], in[3], in[4], batch, len, encLen);
+                });
+        } else {
+            next = sideLayer(i, p, side, ladder, selfBias, sideEncoder, crossBias, batch, len, encLen);
         }
-        if (p.adapterNorm.count(i)) {
-            const auto n = norm(side, p.adapterNorm.at(i));
-            const auto dn = linear(n, p.adapterDown.at(i));
-            const auto act = activation(dn, dm.act);
-            const auto up = linear(act, p.adapterUp.at(i));
-            const auto dr = dropout(up, dm.dropout, true);
-            const auto res = add(side, dr);
-            for (const auto& t : { n, dn, act, up, dr })
-                m_trace.release(t);
-            replace(res);
-            continue;
-        }
-        const auto& blk = p.blocks.at(i);
-        replace(layerAttention(side, {}, batch, len, len, selfBias, blk.self, dm, true));
-        if (p.ladderAttention.count(i)) {
-            const auto keys = linear(ladders.at(i), p.down.at(i));
-            replace(layerAttention(side, keys, batch, len, len, selfBias, p.ladderAttention.at(i), dm, true));
-            m_trace.release(keys);
-        }
-        if (p.decoder && sideEncoder.defined())
-            replace(layerAttention(side, sideEncoder, batch, len, encLen, crossBias, blk.cross, dm, true));
-        replace(feedForward(side, blk.ff, dm, true));
+        replace(next);
     }
     m_trace.setPart(name + " final norm");
     const auto normed = norm(side, p.finalNorm);
@@ -358,6 +376,93 @@ TraceTensor Estimator::sideStack(const TraceTensor& embeds, std::int64_t batch, 
     m_trace.release(selfBias);
     m_trace.release(crossBias);
     return out;
+}
+
+TraceTensor Estimator::checkpointUnit(const std::vector<TraceTensor>& inputs, const AutogradTrace::Replay& fn)
+{
+    return m_trace.checkpoint(inputs, [this, fn](const std::vector<TraceTensor>& in) {
+        if (!m_trace.gradMode())
+            return fn(in); // the forward: casts join the forward's autocast cache
+        const auto cached = m_castCache;
+        const auto out = fn(in);
+        // The recomputation's autocast region ends before its backward: its casts lose the cache's reference.
+        for (auto it = m_castCache.begin(); it != m_castCache.end();) {
+            if (cached.count(it->first)) {
+                ++it;
+                continue;
+            }
+            m_trace.release(it->second);
+            it = m_castCache.erase(it);
+        }
+        return out;
+    });
+}
+
+TraceTensor Estimator::downsampleLadder(const TraceTensor& ladder, const LinearP& p)
+{
+    if (ladder.elemBytes == m_e || m_amp)
+        return linear(ladder, p);
+    // ladder_dtype bf16 without autocast: cast + linear recomputed, so the fp32 copy is not kept.
+    return checkpointUnit({ ladder }, [this, p](const std::vector<TraceTensor>& in) {
+        const auto x = compute(in[0].numel(), m_e, { in[0] }, {}, Grad::New);
+        const auto y = linear(x, p);
+        m_trace.release(x);
+        return y;
+    });
+}
+
+TraceTensor Estimator::sideLayer(std::int64_t i, const SideStackP& p, const TraceTensor& sideIn,
+    const TraceTensor& ladder, const TraceTensor& selfBias, const TraceTensor& sideEncoder,
+    const TraceTensor& crossBias, std::int64_t batch, std::int64_t len, std::int64_t encLen)
+{
+    const auto& dm = m_sideDims;
+    TraceTensor side = sideIn;
+    auto replace = [&](const TraceTensor& next) {
+        if (side.value != sideIn.value)
+            m_trace.release(side);
+        side = next;
+    };
+    if (m_side.usesGates()) {
+        // side = mu * side + (1 - mu) * Down_i(ladder), mu = sigmoid(alpha / T)
+        // (mu is a one-element fp32 tensor: under autocast both products are fp32 by promotion)
+        const auto mu = compute(1, m_e, { p.gate.at(i) }, {}, Grad::New, 0, true);
+        const auto d = downsampleLadder(ladder, p.down.at(i));
+        const auto n = side.numel();
+        const auto ea = promoted(mu, side);
+        const auto a
+            = compute(n, ea, { mu, side }, { ifGrad(side, mu), ifGrad(mu, side) }, Grad::New, n * ea);
+        const auto oneMinus = compute(1, m_e, { mu });
+        const auto eb = promoted(oneMinus, d);
+        const auto b = compute(
+            n, eb, { oneMinus, d }, { ifGrad(d, oneMinus), ifGrad(oneMinus, d) }, Grad::New, n * eb);
+        const auto sum = add(a, b);
+        for (const auto& t : { mu, d, a, oneMinus, b })
+            m_trace.release(t);
+        replace(sum);
+    }
+    if (p.adapterNorm.count(i)) {
+        const auto n = norm(side, p.adapterNorm.at(i));
+        const auto dn = linear(n, p.adapterDown.at(i));
+        const auto act = activation(dn, dm.act);
+        const auto up = linear(act, p.adapterUp.at(i));
+        const auto dr = dropout(up, dm.dropout, true);
+        const auto res = add(side, dr);
+        for (const auto& t : { n, dn, act, up, dr })
+            m_trace.release(t);
+        replace(res);
+        return side;
+    }
+    const auto& blk = p.blocks.at(i);
+    replace(layerAttention(side, {}, batch, len, len, selfBias, blk.self, dm, true));
+    if (p.ladderAttention.count(i)) {
+        const auto keys = downsampleLadder(ladder, p.down.at(i));
+        replace(layerAttention(side, keys, batch, len, len, selfBias, p.ladderAttention.at(i), dm, true));
+        m_trace.release(keys);
+    }
+    if (p.decoder && sideEncoder.defined())
+        replace(layerAttention(side, sideEncoder, batch, len, encLen, crossBias, blk.cross, dm, true));
+    replace(feedForward(side, blk.ff, dm, true));
+    return side;
 }
 
 TraceTensor Estimator::lossOf(const TraceTensor& hidden, std::int64_t rows)

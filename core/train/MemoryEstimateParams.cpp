@@ -172,6 +172,8 @@ void Estimator::applyMethod()
         m_side = ladderSideOptions(c, o);
         const auto sc = m_side.sideConfig();
         m_sideDims = dimsOf(sc);
+        m_sideDims.recomputeAttention = o.sideAttention == "sdpa";
+        m_ladderBf16 = o.ladderDtype == "bf16";
         if (m_side.hasSideEncoder())
             m_sideEncoder = sideStackP(m_side, false, "side_encoder");
         m_sideDecoder = sideStackP(m_side, true, "side_decoder");

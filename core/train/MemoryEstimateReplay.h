@@ -86,6 +86,7 @@ struct Dims {
     std::string act;
     bool gated;
     double dropout;
+    bool recomputeAttention = false; // LST's side_attention sdpa (model/Recompute.h)
 };
 
 inline Dims dimsOf(const T5Config& c)
@@ -170,7 +171,9 @@ private:
     {
         if (!m_amp || !w.defined())
             return w;
-        if (!w.requiresGrad || !m_trace.gradMode())
+        // (autocast caches the cast of a leaf that requires grad with or without grad mode: a checkpointed
+        // unit's no-grad forward fills the cache too)
+        if (!w.requiresGrad)
             return compute(w.numel(), 2, { w });
         auto it = m_castCache.find(w.param);
         if (it == m_castCache.end())
@@ -224,6 +227,20 @@ private:
         bool decoder, const TraceTensor& encoder, std::int64_t encLen, bool training,
         const std::vector<std::int64_t>* keep, std::map<std::int64_t, TraceTensor>* ladders,
         const std::string& name);
+    // A checkpointed unit (AutogradTrace::checkpoint) whose replay in backward has its own autocast cache:
+    // model/Recompute.h ends the recomputation's autocast region (clearing the cache) before its backward.
+    TraceTensor checkpointUnit(const std::vector<TraceTensor>& inputs, const AutogradTrace::Replay& fn);
+    // Down_i(ladder); a bf16 ladder without autocast goes through a checkpointed cast + linear.
+    TraceTensor downsampleLadder(const TraceTensor& ladder, const LinearP& p);
+    // One kept side layer i of LadderSideStackImpl::sideLayer; returns the new side state.
+    TraceTensor sideLayer(std::int64_t i, const SideStackP& p, const TraceTensor& side,
+        const TraceTensor& ladder, const TraceTensor& selfBias, const TraceTensor& sideEncoder,
+        const TraceTensor& crossBias, std::int64_t batch, std::int64_t len, std::int64_t encLen);
+    // The attention core softmax(q k^T + bias) @ v on the head views; returns the (batch, heads, q, d_kv)
+    // product (its own storage).
+    TraceTensor attentionCore(const TraceTensor& query, const TraceTensor& key, const TraceTensor& value,
+        const TraceTensor& bias, std::int64_t batch, std::int64_t q, std::int64_t k, const Dims& dm,
+        bool training);
     TraceTensor sideStack(const TraceTensor& embeds, std::int64_t batch, std::int64_t len,
         const SideStackP& p, const std::map<std::int64_t, TraceTensor>& ladders,
         const TraceTensor& sideEncoder, std::int64_t encLen, const std::string& name);
@@ -236,6 +253,7 @@ private:
     std::int64_t m_e = 4; // parameters, embeddings, masks: fp32 (the master weights under mixed precision)
     std::map<int, TraceTensor> m_castCache; // parameter index -> its cached bf16 copy
     bool m_cuda = false;
+    bool m_ladderBf16 = false; // LST ladder_dtype bf16: kept backbone outputs are converted as they are kept
     AutogradTrace m_trace;
     Dims m_dims {};
     TraceTensor m_shared, m_lmHead, m_lmHeadBias, m_prompt;

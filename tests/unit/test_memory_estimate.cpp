@@ -150,28 +150,62 @@ private Q_SLOTS:
     {
         QTest::addColumn<QString>("method");
         QTest::addColumn<QString>("dtype");
+        QTest::addColumn<QString>("variant");
         for (const char* dtype : { "fp32", "bf16" })
             for (const char* m : { "full", "bitfit", "adapter", "lora", "prompt", "ladder" })
-                QTest::newRow(qPrintable(QString("%1 %2").arg(m, dtype))) << m << dtype;
+                QTest::newRow(qPrintable(QString("%1 %2").arg(m, dtype))) << m << dtype << "";
+        // LST's memory options (issue 18), alone and together, with dropout (the recomputation redraws), on a
+        // wider shape (d_model 128, r 4: a side width of 32), where the estimate is exact but for the
+        // combination of side_checkpoint with side_attention sdpa (an attention recomputation inside a
+        // layer's recomputation: over by up to 5% here, docs/PERFORMANCE.md).
+        for (const char* dtype : { "fp32", "bf16" })
+            for (const char* v : { "side_checkpoint", "side_attention=sdpa", "ladder_dtype=bf16",
+                     "side_heads=2", "side_checkpoint:ladder_dtype=bf16:side_heads=2",
+                     "side_checkpoint:side_attention=sdpa:ladder_dtype=bf16" })
+                QTest::newRow(qPrintable(QString("ladder %1 %2").arg(v, dtype))) << "ladder" << dtype << v;
     }
 
     void estimateMatchesMeasuredPeak()
     {
         QFETCH(QString, method);
         QFETCH(QString, dtype);
+        QFETCH(QString, variant);
+        auto options = optionsFor(method.toStdString());
+        if (!variant.isEmpty()) {
+            auto j = options.toJson();
+            for (const auto& field : variant.split(':')) {
+                const auto kv = field.split('=');
+                j[kv[0].toStdString()] = kv.size() == 1 ? nlohmann::json(true)
+                    : nlohmann::json::parse(kv[1].toStdString(), nullptr, false).is_discarded()
+                    ? nlohmann::json(kv[1].toStdString())
+                    : nlohmann::json::parse(kv[1].toStdString());
+            }
+            options = MethodOptions::fromJson(j);
+        }
         MemoryBenchSpec spec;
         spec.dtype = dtype.toStdString();
         spec.config = tinyConfig();
+        double tolerance = 0.05;
+        if (!variant.isEmpty()) {
+            spec.config.vocabSize = 2048;
+            spec.config.dModel = 128;
+            spec.config.dKv = 32;
+            spec.config.dFf = 512;
+            spec.config.numLayers = spec.config.numDecoderLayers = 3;
+            const bool nested = variant.contains("side_checkpoint") && variant.contains("sdpa");
+            // bf16: autocast's casts inside recomputations are priced within 2% (docs/PERFORMANCE.md).
+            tolerance = nested ? 0.05 : (dtype == "bf16" ? 0.02 : 0.01);
+        }
         spec.batch = 8;
         spec.sourceLength = 64;
         spec.targetLength = 8;
         spec.steps = 2;
-        const auto r = measureTrainingMemory(spec, optionsFor(method.toStdString()));
+        const auto r = measureTrainingMemory(spec, options);
         const double error = r.estimateError();
-        qInfo("%s %s: measured %llu, estimated %llu, error %+.2f%% (peak at %s)", qPrintable(method),
-            qPrintable(dtype), static_cast<unsigned long long>(r.peakBytes),
+        qInfo("%s %s %s: measured %llu, estimated %llu, error %+.2f%% (peak at %s)", qPrintable(method),
+            qPrintable(variant), qPrintable(dtype), static_cast<unsigned long long>(r.peakBytes),
             static_cast<unsigned long long>(r.estimate.total), 100.0 * error, r.estimate.peakWhere.c_str());
-        QVERIFY2(std::abs(error) < 0.05, qPrintable(QString("error %1%").arg(100.0 * error)));
+        QVERIFY2(std::abs(error) < tolerance, qPrintable(QString("error %1%").arg(100.0 * error)));
     }
 
     void breakdownSumsUp()

@@ -29,6 +29,37 @@ std::string withCommas(std::int64_t v)
     return s;
 }
 
+// What the activations saved for backward are, from the estimate's parts
+// (MemoryEstimate::activationsPerPart): the ladders (kept backbone outputs, parts "backbone ..."), the side
+// network's ("side ..."), and the rest.
+struct ActivationSplit {
+    std::uint64_t ladders = 0, side = 0, other = 0;
+};
+
+ActivationSplit splitActivations(const MemoryEstimate& e)
+{
+    ActivationSplit s;
+    for (const auto& [part, bytes] : e.activationsPerPart) {
+        if (part.rfind("backbone", 0) == 0)
+            s.ladders += bytes;
+        else if (part.rfind("side", 0) == 0)
+            s.side += bytes;
+        else
+            s.other += bytes;
+    }
+    return s;
+}
+
+nlohmann::json breakdownJson(const MemoryBenchResult& r)
+{
+    const auto split = splitActivations(r.estimate);
+    return { { "frozen_weight_bytes", r.estimate.frozenWeights },
+        { "trainable_weight_bytes", r.estimate.trainableWeights }, { "gradient_bytes", r.gradientBytes },
+        { "optimizer_bytes", r.optimizerBytes }, { "saved_ladder_bytes", split.ladders },
+        { "saved_side_bytes", split.side }, { "saved_other_bytes", split.other },
+        { "estimated_peak_where", r.estimate.peakWhere } };
+}
+
 struct ParamsFlags {
     std::string shape;
     std::string model;
@@ -106,15 +137,9 @@ int runBenchMemory(const BenchMemoryFlags& f)
     if (spec.device.is_cuda() && !at::hasCUDA())
         throw Error("--device " + f.device + ": no CUDA device is available");
 
-    std::vector<std::string> methods;
-    {
-        std::stringstream in(f.methods);
-        std::string m;
-        while (std::getline(in, m, ','))
-            if (!m.empty())
-                methods.push_back(m);
-    }
+    const auto methods = methodEntries(f.methods);
     std::vector<MemoryBenchResult> results;
+    std::vector<std::string> labels; // the entries as given: several rows may share a method
     bool fisherReplaced = false;
     ProgressLine progress(!f.json);
     for (const auto& m : methods) {
@@ -122,12 +147,16 @@ int runBenchMemory(const BenchMemoryFlags& f)
         // batches are no task for a Fisher pass: LST with init fisher (the default) is built with init
         // random.
         bool replaced = false;
-        const auto options = withoutFisherInit(f.options.optionsFor(m, false), &replaced);
+        const auto options = withoutFisherInit(methodEntryOptions(m, f.options), &replaced);
         fisherReplaced = fisherReplaced || replaced;
         options.validate(spec.config);
         results.push_back(
             measureTrainingMemory(spec, options, [&](const std::string& line) { progress.show(line); }));
+        labels.push_back(m);
     }
+    std::size_t labelWidth = 9;
+    for (const auto& l : labels)
+        labelWidth = std::max(labelWidth, l.size() + 2);
     progress.clear();
     const MemoryBenchResult* full = nullptr;
     for (const auto& r : results)
@@ -136,7 +165,8 @@ int runBenchMemory(const BenchMemoryFlags& f)
 
     if (f.json) {
         nlohmann::json out = nlohmann::json::object();
-        for (const auto& r : results) {
+        for (std::size_t i = 0; i < results.size(); ++i) {
+            const auto& r = results[i];
             nlohmann::json row { { "peak_bytes", r.peakBytes }, { "static_bytes", r.staticBytes },
                 { "trainable_params", r.trainableParams }, { "total_params", r.totalParams },
                 { "backbone_params", r.backboneParams }, { "weight_bytes", r.weightBytes },
@@ -154,7 +184,9 @@ int runBenchMemory(const BenchMemoryFlags& f)
                 { "ratio_to_full",
                     full ? jsonNumber(static_cast<double>(r.peakBytes) / static_cast<double>(full->peakBytes))
                          : nlohmann::json(nullptr) } };
-            out[r.method] = row;
+            row["method"] = r.method;
+            row["breakdown"] = breakdownJson(r);
+            out[labels[i]] = row;
         }
         printJson(out);
         return 0;
@@ -164,14 +196,16 @@ int runBenchMemory(const BenchMemoryFlags& f)
               << (f.dtype == "bf16" ? "bf16 mixed precision" : "fp32") << " on " << f.device << "\n"
               << "measure: " << (results.empty() ? "" : results.front().meterLabel)
               << ", maximum over the steps\n\n";
-    std::cout << std::left << std::setw(9) << "method" << std::right << std::setw(12) << "peak MB"
-              << std::setw(9) << "ratio" << std::setw(11) << "weights" << std::setw(10) << "grads"
-              << std::setw(10) << "optim" << std::setw(13) << "activations" << std::setw(12) << "trainable"
-              << std::setw(9) << "%" << std::setw(10) << "s/step" << std::setw(14) << "inference MB"
-              << std::setw(10) << "est MB" << std::setw(8) << "err %"
+    std::cout << std::left << std::setw(static_cast<int>(labelWidth)) << "method" << std::right
+              << std::setw(12) << "peak MB" << std::setw(9) << "ratio" << std::setw(11) << "weights"
+              << std::setw(10) << "grads" << std::setw(10) << "optim" << std::setw(13) << "activations"
+              << std::setw(12) << "trainable" << std::setw(9) << "%" << std::setw(10) << "s/step"
+              << std::setw(14) << "inference MB" << std::setw(10) << "est MB" << std::setw(8) << "err %"
               << "\n";
-    for (const auto& r : results) {
-        std::cout << std::left << std::setw(9) << r.method << std::right << std::setw(12) << mb(r.peakBytes)
+    for (std::size_t i = 0; i < results.size(); ++i) {
+        const auto& r = results[i];
+        std::cout << std::left << std::setw(static_cast<int>(labelWidth)) << labels[i] << std::right
+                  << std::setw(12) << mb(r.peakBytes)
                   << std::setw(9)
                   << (full ? [&] {
                          std::ostringstream s;
@@ -190,6 +224,24 @@ int runBenchMemory(const BenchMemoryFlags& f)
     }
     std::cout
         << "\nest MB: ladder estimate (analytic, docs/PERFORMANCE.md); err %: estimate / measured peak - 1\n";
+    // Where the bytes are (the estimate's terms: docs/PERFORMANCE.md): weights, gradients and AdamW state,
+    // and what is saved for backward at the end of the forward, split into ladders, side network and rest.
+    std::cout << "\nbreakdown (MB; saved = kept for backward at the end of the forward, from the estimate)\n"
+              << std::left << std::setw(static_cast<int>(labelWidth)) << "method" << std::right
+              << std::setw(10) << "frozen" << std::setw(11) << "trainable" << std::setw(9) << "grads"
+              << std::setw(9) << "AdamW" << std::setw(10) << "ladders" << std::setw(8) << "side"
+              << std::setw(9) << "other"
+              << "  peak at\n";
+    for (std::size_t i = 0; i < results.size(); ++i) {
+        const auto& r = results[i];
+        const auto split = splitActivations(r.estimate);
+        std::cout << std::left << std::setw(static_cast<int>(labelWidth)) << labels[i] << std::right
+                  << std::setw(10) << mb(r.estimate.frozenWeights) << std::setw(11)
+                  << mb(r.estimate.trainableWeights) << std::setw(9) << mb(r.gradientBytes) << std::setw(9)
+                  << mb(r.optimizerBytes) << std::setw(10) << mb(split.ladders) << std::setw(8)
+                  << mb(split.side) << std::setw(9) << mb(split.other) << "  " << r.estimate.peakWhere
+                  << "\n";
+    }
     if (fisherReplaced)
         std::cout
             << "ladder was built with init random: training memory does not depend on the side network's "

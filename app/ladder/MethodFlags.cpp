@@ -2,6 +2,8 @@
 
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
 #include <CLI/CLI.hpp>
 
 #include "util/Error.h"
@@ -119,6 +121,52 @@ MethodOptions MethodFlags::optionsFor(const std::string& method, bool strict) co
                 + " is not an option of method " + method);
     }
     return MethodOptions::fromJson(j, "method options");
+}
+
+MethodOptions methodEntryOptions(const std::string& entry, const MethodFlags& base)
+{
+    std::vector<std::string> parts;
+    {
+        std::stringstream in(entry);
+        std::string part;
+        while (std::getline(in, part, ':'))
+            parts.push_back(part);
+    }
+    if (parts.empty() || parts.front().empty())
+        throw Error("--methods: empty entry in '" + entry + "'");
+    const auto& method = parts.front();
+    auto j = base.optionsFor(method, false).toJson();
+    for (std::size_t i = 1; i < parts.size(); ++i) {
+        const auto eq = parts[i].find('=');
+        const auto key = parts[i].substr(0, eq);
+        if (!MethodOptions::hasField(method, key))
+            throw Error("--methods: entry '" + entry + "': " + key + " is not an option of method " + method);
+        if (eq == std::string::npos) {
+            j[key] = true;
+            continue;
+        }
+        const auto text = parts[i].substr(eq + 1);
+        auto value = nlohmann::json::parse(text, nullptr, false);
+        j[key] = value.is_discarded() ? nlohmann::json(text) : value;
+    }
+    return MethodOptions::fromJson(j, "--methods entry '" + entry + "'");
+}
+
+std::vector<std::string> methodEntries(const std::string& list)
+{
+    std::vector<std::string> out;
+    for (const auto& item : splitCommas(list)) {
+        if (item != "lst-memory") {
+            out.push_back(item);
+            continue;
+        }
+        const std::string all = "ladder:side_checkpoint:side_attention=sdpa:ladder_dtype=bf16";
+        for (const auto& e : { std::string("ladder:side_checkpoint"),
+                 std::string("ladder:side_checkpoint:side_attention=sdpa"), all,
+                 all + ":backbone_dtype=int4" })
+            out.push_back(e);
+    }
+    return out;
 }
 
 } // namespace ladder::cli

@@ -31,4 +31,14 @@ struct MethodFlags {
     MethodOptions optionsFor(const std::string& method, bool strict) const;
 };
 
+// One row of a multi-method command (bench memory): "method" or "method:field=value:field..." (a bare field
+// is true), e.g. "ladder:side_checkpoint:ladder_dtype=bf16", the fields named as in the run spec. `base` is
+// the method's options from the shared flags; the row's own fields override them. Errors name the entry.
+MethodOptions methodEntryOptions(const std::string& entry, const MethodFlags& base);
+
+// The entries of a comma list of method entries; "lst-memory" expands to LST with the memory options of
+// issue 18 added one at a time (side_checkpoint, side_attention sdpa, ladder_dtype bf16, backbone_dtype
+// int4), so that each row shows its part of the saving.
+std::vector<std::string> methodEntries(const std::string& list);
+
 } // namespace ladder::cli

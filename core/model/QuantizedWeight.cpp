@@ -484,7 +484,7 @@ at::Tensor QuantizedWeight::forwardNoGrad(const at::Tensor& x, QuantMatmulPath p
                 + shapeText({ m_rows, m_cols }) + " with a " + std::string(c10::toString(dtype))
                 + " input on " + x.device().str());
         try {
-            return kernelForward(xD.reshape({ -1, m_cols }).contiguous()).view(outSizes);
+            return at::_unsafe_view(kernelForward(xD.reshape({ -1, m_cols }).contiguous()), outSizes);
         } catch (const c10::Error& e) {
             if (forced || !x.is_cuda())
                 throw Error(
@@ -505,7 +505,8 @@ at::Tensor QuantizedWeight::forwardNoGrad(const at::Tensor& x, QuantMatmulPath p
         auto out = y.narrow(1, r0, n);
         at::mm_out(out, x2d, dequantizeRows(dtype, r0, r0 + n).t());
     }
-    return y.view(outSizes);
+    // Not a view for autograd (as at::matmul's own folding): callers add biases in place into the output.
+    return at::_unsafe_view(y, outSizes);
 }
 
 at::Tensor QuantizedWeight::inputGradient(const at::Tensor& gradOutput, c10::ScalarType inputDtype) const
@@ -529,7 +530,7 @@ at::Tensor QuantizedWeight::inputGradient(const at::Tensor& gradOutput, c10::Sca
     }
     auto sizes = gradOutput.sizes().vec();
     sizes.back() = m_cols;
-    grad = grad.view(sizes);
+    grad = at::_unsafe_view(grad, sizes);
     return grad.scalar_type() == inputDtype ? grad : grad.to(inputDtype);
 }
 

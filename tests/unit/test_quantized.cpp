@@ -265,6 +265,20 @@ private Q_SLOTS:
         y1.backward(g);
         y2.backward(g);
         QVERIFY(test::relativeError(x2.grad(), x1.grad()) < 1e-6);
+        // The output is no view (T5 adds BitFit biases into it in place), chunked or not, kernel or not.
+        auto x3 = at::randn({ 2, 9, 128 }).requires_grad_(true);
+        auto bias = at::zeros({ 320 }).requires_grad_(true);
+        for (const auto* q : std::vector<const QuantizedWeight*> { &whole, &chunked }) {
+            auto y = q->matmul(x3);
+            y.add_(bias);
+            y.sum().backward();
+        }
+        QVERIFY(x3.grad().defined() && bias.grad().defined());
+        if (dtype != "bf16") {
+            auto y = whole.matmul(x3.to(at::kBFloat16), QuantMatmulPath::Kernel);
+            y.add_(bias.to(at::kBFloat16));
+            y.sum().backward();
+        }
         // bf16 compute in chunks too.
         const auto xb = at::randn({ 100, 128 }).to(at::kBFloat16);
         QVERIFY(test::relativeError(chunked.matmul(xb, QuantMatmulPath::Dequantize).to(at::kFloat),

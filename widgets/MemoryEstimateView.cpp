@@ -68,9 +68,8 @@ void MemoryEstimateView::update(
         m_bar->setStyleSheet(
             m_fits ? QString() : QStringLiteral("QProgressBar::chunk { background: #b00020; }"));
         if (!m_fits)
-            text += tr(
-                "\nWill not fit: the estimate exceeds %1. Lower the batch size or the source length, or "
-                "choose LST or a larger r.")
+            text += tr("\nWill not fit: the estimate exceeds %1. Lower the batch size or the source length, "
+                       "choose LST or a larger r, or press Fit to device.")
                         .arg(capacityName);
     }
     m_label->setStyleSheet(m_fits ? QString() : QStringLiteral("color: #b00020;"));

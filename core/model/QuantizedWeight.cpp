@@ -335,10 +335,12 @@ at::Tensor QuantizedWeight::dequantizeRows(
         const auto pairs = w.view({ n, m_cols / 2, 2 });
         pairs.select(2, 0).copy_(at::bitwise_and(data, 15));
         pairs.select(2, 1).copy_(at::bitwise_right_shift(data, 4));
-        const auto groups = w.view({ n, m_cols / m_groupSize, m_groupSize });
-        groups.sub_(8)
-            .mul_(m_scale.narrow(0, rowBegin, n).to(dtype).unsqueeze(2))
-            .add_(m_zero.narrow(0, rowBegin, n).to(dtype).unsqueeze(2));
+        // (q - 8) * scale + zero as q * scale + (zero - 8 * scale): one pass fewer over W_c, and in fp32 the
+        // same value (8 * scale is exact, zero - 8 * scale exact for bf16 operands within 2^15 of each
+        // other).
+        const auto scale = m_scale.narrow(0, rowBegin, n).to(dtype);
+        const auto offset = m_zero.narrow(0, rowBegin, n).to(dtype) - scale * 8;
+        w.view({ n, m_cols / m_groupSize, m_groupSize }).mul_(scale.unsqueeze(2)).add_(offset.unsqueeze(2));
         return w;
     }
     }

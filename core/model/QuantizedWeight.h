@@ -70,9 +70,10 @@ enum class QuantMatmulPath { Auto, Kernel, Dequantize };
 //         bf16 storage: nothing when D is bf16 (the stored tensor itself, never chunked); else data.to(D).
 //         int8: data.to(D), scaled in place by scale.to(D) [R] D (no copy when D is bf16).
 //         int4: W_c = empty [R, cols] D; (data & 15) then (data >> 4), each a uint8 [R, cols/2] made,
-//               copied into W_c and freed; then in place - 8, * scale.to(D), + zero.to(D): two [R, G] D
-//               tensors alive together during that statement (none when D is bf16). Peak: W_c + one uint8
-//               [R, cols/2], or W_c + 2 [R, G] D.
+//               copied into W_c and freed; then in place * scale and + offset, where scale = scale.to(D)
+//               [R, G] D (a view when D is bf16) and offset = zero.to(D) - 8 * scale [R, G] D (with its
+//               temporaries zero.to(D) and 8 * scale, [R, G] D each, unless D is bf16 for the first).
+//               Peak: W_c + one uint8 [R, cols/2] (the [R, G] tensors are cols/groupSize times smaller).
 //       W_c is freed when its product is done.
 //     - One chunk: y = at::linear(xD, W_c) is the output (x.reshape is a view for a contiguous x). Several:
 //       y = empty [M, rows] D is the output and at::mm_out writes each chunk's columns into it in place

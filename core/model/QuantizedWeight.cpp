@@ -302,6 +302,27 @@ void QuantizedWeight::to(c10::Device device)
     m_kernel = std::make_shared<KernelCache>();
 }
 
+void QuantizedWeight::releaseKernelForms() const
+{
+    if (!m_kernel)
+        return;
+    std::lock_guard<std::mutex> lock(m_kernel->mutex);
+    m_kernel->int4Packed = at::Tensor();
+    m_kernel->scaleAndZeros.clear();
+}
+
+std::int64_t QuantizedWeight::kernelFormBytes() const
+{
+    if (!m_kernel)
+        return 0;
+    std::lock_guard<std::mutex> lock(m_kernel->mutex);
+    std::int64_t n
+        = m_kernel->int4Packed.defined() ? static_cast<std::int64_t>(m_kernel->int4Packed.nbytes()) : 0;
+    for (const auto& [_, t] : m_kernel->scaleAndZeros)
+        n += static_cast<std::int64_t>(t.nbytes());
+    return n;
+}
+
 void QuantizedWeight::setChunkElements(std::int64_t elements)
 {
     if (elements <= 0)
@@ -390,7 +411,7 @@ at::Tensor QuantizedWeight::embedding(const at::Tensor& ids, c10::ScalarType dty
 // ---------------------------------------------------------------------------------------------------
 bool QuantizedWeight::kernelApplies(const at::Tensor& x) const
 {
-    if (!defined() || m_dtype == QuantDtype::Bf16)
+    if (!defined() || m_dtype == QuantDtype::Bf16 || !m_kernel)
         return false;
     const auto dtype = computeDtype(x);
     if (x.device().is_cpu()) {

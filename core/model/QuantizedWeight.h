@@ -81,7 +81,8 @@ enum class QuantMatmulPath { Auto, Kernel, Dequantize };
 //   Forward, kernel path (bf16/fp16 compute and few rows: generation and evaluation, not training steps):
 //     - xD as above, as a contiguous [M, cols] (a copy only for a non-contiguous x).
 //     - int8: scale.to(D) [rows] D per call (none when D is bf16).
-//     - int4, made at the first kernel call on a device and kept until to() (not transient): CPU: ATen's
+//     - int4, made at the first kernel call on a device and kept until to() or releaseKernelForms() (not
+//       transient; kernelFormBytes() tells): CPU: ATen's
 //       packing uint8 [rows, cols/2], built in chunks of Rk = max(64, floor(chunkElements() / cols / 64) *
 //       64) rows, each from an int32 [Rk, cols] of unpacked values (filled from one uint8 [Rk, cols/2] at a
 //       time) and ATen's uint8 [Rk, cols/2] result, copied into the kept tensor. CUDA: the nibble-swapped
@@ -134,6 +135,12 @@ public:
     c10::Device device() const;
     // Moves the stored tensors; drops the kernel forms.
     void to(c10::Device device);
+    // Frees the kernel forms made so far (int4's ATen packing and scaleAndZeros): they are made again at the
+    // next kernel call. For a caller that evaluates with kernels (bf16, few rows) and then trains, where
+    // they would otherwise stay allocated through the training steps.
+    void releaseKernelForms() const;
+    // Bytes of the kernel forms held now.
+    std::int64_t kernelFormBytes() const;
 
     // The weight (or rows [rowBegin, rowEnd)) as a dense tensor of `dtype`, on the stored device.
     at::Tensor dequantize(c10::ScalarType dtype) const;

@@ -68,6 +68,16 @@ std::int64_t quantizeFrozenBackbone(
     return stored;
 }
 
+std::int64_t releaseKernelForms(const T5ForConditionalGenerationImpl& model)
+{
+    std::int64_t freed = 0;
+    for (const auto& [_, q] : model.quantizedWeights()) {
+        freed += q->kernelFormBytes();
+        q->releaseKernelForms();
+    }
+    return freed;
+}
+
 std::int64_t backboneWeightBytes(const T5ForConditionalGenerationImpl& model)
 {
     std::int64_t bytes = 0;

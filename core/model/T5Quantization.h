@@ -24,6 +24,10 @@ namespace ladder {
 std::int64_t quantizeFrozenBackbone(
     T5ForConditionalGenerationImpl& model, const std::string& dtype, std::int64_t groupSize);
 
+// Frees every stored matrix's kernel forms (QuantizedWeight::releaseKernelForms): after an evaluation that
+// used the kernels (bf16 compute, few rows), before training steps. Returns the bytes freed.
+std::int64_t releaseKernelForms(const T5ForConditionalGenerationImpl& model);
+
 // "fp32", "bf16", "int8", "int4 g64": the label of weightStorage() and of the activation cache's key.
 std::string weightStorageLabel(const std::string& dtype, std::int64_t groupSize);
 

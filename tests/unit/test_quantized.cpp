@@ -388,6 +388,12 @@ private Q_SLOTS:
         const auto bfLogits = logitsOf(model, batch);
         QCOMPARE(bfLogits.scalar_type(), at::kBFloat16);
         QVERIFY(test::relativeError(bfLogits.to(at::kFloat), logits) < 5e-2);
+        // int4's kernels made ATen's packing (as large as the stored values) and scaleAndZeros; they are
+        // freed on request and made again when needed, with the same logits.
+        const auto kept = releaseKernelForms(*model);
+        QCOMPARE(kept > 0, dtype == "int4");
+        QCOMPARE(releaseKernelForms(*model), std::int64_t { 0 });
+        QVERIFY(at::equal(logitsOf(model, batch), bfLogits));
     }
 
     // The fixtures' T5 checkpoints (their widths, 24 and 48, take no int4 group: bf16 and int8 only).

@@ -149,13 +149,31 @@ MethodOptions methodEntryOptions(const std::string& entry, const MethodFlags& ba
         auto value = nlohmann::json::parse(text, nullptr, false);
         j[key] = value.is_discarded() ? nlohmann::json(text) : value;
     }
+    // A row that changes the storage from int4 drops the group size it inherited.
+    if (j.contains("backbone_dtype") && j.at("backbone_dtype") != "int4"
+        && entry.find("quant_group_size") == std::string::npos)
+        j.erase("quant_group_size");
     return MethodOptions::fromJson(j, "--methods entry '" + entry + "'");
 }
 
 std::vector<std::string> methodEntries(const std::string& list)
 {
+    // Commas inside brackets belong to a value: "ladder:keep=[1,3,5]".
+    std::vector<std::string> items;
+    std::string current;
+    int depth = 0;
+    for (char ch : list + ",") {
+        if (ch == ',' && depth == 0) {
+            if (!current.empty())
+                items.push_back(current);
+            current.clear();
+            continue;
+        }
+        depth += ch == '[' ? 1 : ch == ']' ? -1 : 0;
+        current += ch;
+    }
     std::vector<std::string> out;
-    for (const auto& item : splitCommas(list)) {
+    for (const auto& item : items) {
         if (item != "lst-memory") {
             out.push_back(item);
             continue;

@@ -30,6 +30,29 @@ void AutogradTrace::setTrainable(TraceTensor& t, bool on)
     t.requiresGrad = on;
 }
 
+void AutogradTrace::setStoredBytes(const TraceTensor& t, const std::vector<std::int64_t>& parts)
+{
+    if (t.param < 0)
+        throw Error("memory trace: setStoredBytes on a tensor that is not a parameter");
+    auto& p = m_params.at(static_cast<std::size_t>(t.param));
+    p.storedBytes = 0;
+    p.storedAllocation = 0;
+    for (auto b : parts) {
+        p.storedBytes += b;
+        p.storedAllocation += allocationBytes(b);
+    }
+}
+
+void AutogradTrace::setBackwardTransient(const TraceTensor& out, std::int64_t before, std::int64_t during)
+{
+    for (auto n = m_nodes.rbegin(); n != m_nodes.rend(); ++n)
+        if (n->outValue == out.value) {
+            n->before = before;
+            n->during = during;
+            return;
+        }
+}
+
 TraceTensor AutogradTrace::data(std::int64_t bytes)
 {
     TraceTensor t;
@@ -271,6 +294,10 @@ void AutogradTrace::runNodes(std::size_t begin, std::size_t end)
                 replayNode(index, b);
             } else {
                 const auto& n = m_nodes[index];
+                if (n.before > 0)
+                    transient(n.before);
+                if (n.during > 0)
+                    add(allocationBytes(n.during), m_phase.c_str());
                 for (const auto& in : n.inputs) {
                     int g;
                     if (in.grad == Grad::Same && in.bytes == n.outBytes) {
@@ -312,6 +339,8 @@ void AutogradTrace::runNodes(std::size_t begin, std::size_t end)
                     }
                     accumulate(in.value, g, in.bytes);
                 }
+                if (n.during > 0)
+                    sub(allocationBytes(n.during));
                 if (n.scratch > 0) {
                     add(allocationBytes(n.scratch), m_phase.c_str());
                     sub(allocationBytes(n.scratch));

@@ -89,7 +89,22 @@ public:
         std::int64_t numel = 0;
         std::int64_t elemBytes = 4;
         bool trainable = false;
+        std::int64_t storedBytes = -1; // a frozen matrix held as bf16/int8/int4 (backbone_dtype)
+        std::int64_t storedAllocation = 0; // the same, each of its tensors rounded by the allocator
+        std::int64_t bytes() const { return storedBytes >= 0 ? storedBytes : numel * elemBytes; }
     };
+    // The bytes a frozen parameter takes in its storage (its numel stays the parameter count).
+    // parts: the bytes of each tensor of the storage (data, scale, zero).
+    void setStoredBytes(const TraceTensor& t, const std::vector<std::int64_t>& parts);
+    // The backward of the node that made `out` allocates `before` bytes briefly before its gradients and
+    // holds `during` bytes while it allocates them (a quantised matmul's dequantised chunks).
+    void setBackwardTransient(const TraceTensor& out, std::int64_t before, std::int64_t during);
+    // Bytes that exist for a moment now (a forward's temporaries that no TraceTensor stands for).
+    void transient(std::int64_t bytes)
+    {
+        add(allocationBytes(bytes), m_phase.c_str());
+        sub(allocationBytes(bytes));
+    }
     const std::vector<Param>& params() const { return m_params; }
     // Every trainable parameter has a gradient already (gradient accumulation: an earlier micro-batch's),
     // live from now on; the backward sums into it.
@@ -135,6 +150,8 @@ private:
         std::vector<int> saved; // storages
         std::int64_t scratch;
         std::string part;
+        std::int64_t before = 0; // setBackwardTransient
+        std::int64_t during = 0;
         std::shared_ptr<Replay> replay; // a checkpoint node
         std::vector<TraceTensor> replayInputs;
     };

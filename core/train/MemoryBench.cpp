@@ -8,7 +8,9 @@
 #include <torch/optim/adamw.h>
 
 #include "device/Devices.h"
+#include "model/T5Checkpoint.h"
 #include "model/T5Model.h"
+#include "model/T5Quantization.h"
 #include "peft/Method.h"
 #include "train/Autocast.h"
 #include "train/MemoryMeter.h"
@@ -65,13 +67,19 @@ MemoryBenchResult measureTrainingMemory(const MemoryBenchSpec& spec, const Metho
         r.totalParams = method->totalParameterCount();
         r.backboneParams = method->backboneParameterCount();
         r.trainableParams = method->trainableParameterCount();
-        r.weightBytes = static_cast<std::uint64_t>(r.totalParams) * 4;
+        // The backbone module's weights as held (its matrices may be stored as bf16/int8/int4 by
+        // backbone_dtype; the modules methods add in place are in it, fp32), and what a method keeps outside
+        // it (LST's side network), fp32.
+        r.weightBytes = static_cast<std::uint64_t>(backboneWeightBytes(*backbone))
+            + static_cast<std::uint64_t>(r.totalParams - countParameters(*backbone)) * 4;
         r.gradientBytes = static_cast<std::uint64_t>(r.trainableParams) * 4;
         // exp_avg and exp_avg_sq, plus LibTorch's per-parameter step counter (a scalar double tensor).
         r.optimizerBytes = static_cast<std::uint64_t>(r.trainableParams) * 8 + params.size() * 8;
         r.staticBytes = r.weightBytes + r.gradientBytes + r.optimizerBytes;
 
         torch::optim::AdamW optimizer(params, torch::optim::AdamWOptions(1e-4).weight_decay(0.0));
+        // The peak is the training steps' own: building (and quantising) the model is not a step.
+        meter.resetPeak();
         const auto longOpts = at::TensorOptions().dtype(at::kLong).device(spec.device);
         const auto vocab = spec.config.vocabSize;
         Seq2SeqBatch batch;

@@ -38,10 +38,11 @@ MemoryEstimate Estimator::run()
         m_trace.setInPlaceAccumulation(true);
     buildBackbone();
     applyMethod();
+    applyBackboneStorage();
 
     MemoryEstimate r;
     for (const auto& p : m_trace.params()) {
-        const auto bytes = static_cast<std::uint64_t>(p.numel * p.elemBytes);
+        const auto bytes = static_cast<std::uint64_t>(p.bytes());
         r.totalParams += p.numel;
         if (p.trainable) {
             r.trainableParams += p.numel;
@@ -50,12 +51,14 @@ MemoryEstimate Estimator::run()
             r.frozenWeights += bytes;
         }
     }
-    r.gradients = r.trainableWeights;
+    r.gradients = static_cast<std::uint64_t>(r.trainableParams) * static_cast<std::uint64_t>(m_e);
     r.optimizerState = adamw ? 2 * r.trainableWeights : 0;
     // Live from the start: each weight and each AdamW moment is its own allocation (rounded on CUDA).
     std::int64_t staticBytes = 0;
     for (const auto& p : m_trace.params())
-        staticBytes += m_trace.allocationBytes(p.numel * p.elemBytes) * (p.trainable && adamw ? 3 : 1);
+        staticBytes += p.storedBytes >= 0
+            ? p.storedAllocation
+            : m_trace.allocationBytes(p.numel * p.elemBytes) * (p.trainable && adamw ? 3 : 1);
     if (m_cuda) {
         // Two cuBLAS handles (the forward's thread and autograd's CUDA device thread), each with PyTorch's
         // workspace, allocated at their first product and kept: the caller's figure for its device, else

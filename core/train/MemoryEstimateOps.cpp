@@ -10,6 +10,8 @@ namespace ladder::estimate_detail {
 TraceTensor Estimator::product(
     const TraceTensor& x, const TraceTensor& w, const TraceTensor& b, std::int64_t in, std::int64_t out)
 {
+    if (w.param >= 0 && m_quant.count(w.param))
+        return quantizedProduct(x, w, b, m_quant.at(w.param));
     // at::linear -> mm/addmm on the flattened input.
     const auto rows = x.numel() / in;
     const auto xc = lowp(x);
@@ -20,6 +22,101 @@ TraceTensor Estimator::product(
     releaseCast(wc, w);
     releaseCast(bc, b);
     return y;
+}
+
+TraceTensor Estimator::quantizedProduct(
+    const TraceTensor& x, const TraceTensor& w, const TraceTensor& b, const QuantP& q)
+{
+    // QuantizedWeight::matmul (model/QuantizedWeight.h lists these allocations). D: the compute dtype.
+    const std::int64_t d = productElem();
+    const auto m = x.numel() / q.cols;
+    const auto g = q.groups();
+    const bool int4 = q.dtype == "int4", int8 = q.dtype == "int8";
+    const std::int64_t chunkElements = std::int64_t { 1 } << 22;
+    const bool oneChunk = q.rows * q.cols <= chunkElements;
+    const auto r = oneChunk ? q.rows : std::max<std::int64_t>(1, chunkElements / q.cols);
+    // The dequantised rows of a chunk, and the temporaries that exist beside them while they are made.
+    const std::int64_t chunk = (q.dtype == "bf16" && d == 2) ? 0 : r * q.cols * d;
+    std::int64_t beside = 0;
+    if (int4)
+        // one uint8 [R, cols/2] nibble plane, or the per-group scale and offset with their temporaries
+        // (scale.to(D), zero.to(D), 8 * scale, offset: four [R, G] D; two when D is bf16)
+        beside = std::max(r * q.cols / 2, (d == 2 ? 2 : 4) * r * g * d);
+    else if (int8 && d != 2)
+        beside = r * d;
+
+    // Inside the autograd Function's forward: the cast of x records no node; the output carries the
+    // Function's node, which saves nothing (x's gradient, and a BitFit bias's added in place, in backward).
+    const bool gradMode = m_trace.gradMode();
+    m_trace.setGradMode(false);
+    const auto xd = x.elemBytes == d ? x : compute(x.numel(), d, { x });
+    m_trace.setGradMode(gradMode);
+    auto output = [&] { return compute(m * q.rows, d, { x, b }, {}, Grad::New); };
+    // ATen's kernels: a bf16 compute dtype and few rows (generation sizes; CPU).
+    const bool kernel = !m_cuda && d == 2 && (int8 || int4)
+        && m <= (int8 ? std::int64_t { 16 } : std::int64_t { 64 }) && (!int4 || q.rows % 16 == 0);
+    TraceTensor out;
+    if (kernel) {
+        if (int4 && !m_kernelPacked[w.param]) {
+            // The kernel packing (uint8 [rows, cols/2]) and scaleAndZeros [G, rows, 2], made once and kept.
+            m_kernelPacked[w.param] = true;
+            m_trace.addStatic(
+                m_trace.allocationBytes(q.rows * q.cols / 2) + m_trace.allocationBytes(g * q.rows * 2 * d));
+        }
+        out = output();
+    } else if (oneChunk) {
+        const auto wc = chunk ? compute(chunk / d, d, {}) : TraceTensor {};
+        m_trace.transient(beside);
+        out = output();
+        m_trace.release(wc);
+    } else {
+        out = output(); // mm_out writes each chunk's columns
+        const auto wc = chunk ? compute(chunk / d, d, {}) : TraceTensor {};
+        m_trace.transient(beside);
+        m_trace.release(wc);
+    }
+    if (xd.value != x.value)
+        m_trace.release(xd);
+    if (out.requiresGrad) {
+        const bool cast = x.elemBytes != d; // autocast: grad_x in D, then .to(x's dtype)
+        const auto gradD = cast ? m * q.cols * d : 0;
+        std::int64_t before = 0, during = 0;
+        if (oneChunk) {
+            before = chunk + std::max(beside, gradD);
+            during = cast ? gradD : chunk;
+        } else {
+            before = cast ? gradD + chunk + beside : 0;
+            during = cast ? gradD : chunk + beside;
+        }
+        m_trace.setBackwardTransient(out, before, during);
+    }
+    return out;
+}
+
+TraceTensor Estimator::embedLookup(std::int64_t n, const TraceTensor& ids)
+{
+    const auto& c = m_in.config;
+    const auto it = m_quant.find(m_shared.param);
+    if (it == m_quant.end())
+        return compute(n * c.dModel, m_e, { m_shared }, { ids });
+    // QuantizedWeight::embedding: the gathered stored rows, then their dequantisation (one chunk of n rows).
+    const auto& q = it->second;
+    const auto g = q.groups();
+    std::int64_t gathered = 0, beside = 0;
+    if (q.dtype == "bf16") {
+        gathered = n * q.cols * 2;
+    } else if (q.dtype == "int8") {
+        gathered = n * q.cols + n * 2;
+        beside = n * m_e;
+    } else {
+        gathered = n * q.cols / 2 + 2 * n * g * 2;
+        beside = std::max(n * q.cols / 2, (m_e == 2 ? 2 : 4) * n * g * m_e);
+    }
+    const auto rows = compute(gathered, 1, {});
+    const auto out = compute(n * q.cols, m_e, {});
+    m_trace.transient(beside);
+    m_trace.release(rows);
+    return out;
 }
 
 TraceTensor Estimator::linear(const TraceTensor& x, const LinearP& p)
@@ -164,40 +261,45 @@ TraceTensor Estimator::attentionCore(const TraceTensor& query, const TraceTensor
     const TraceTensor& value, const TraceTensor& bias, std::int64_t batch, std::int64_t q, std::int64_t k,
     const Dims& dm, bool training)
 {
+    // The lifetimes of T5AttentionImpl::forward's (and mathAttention's) locals: `scores` and `weights` are
+    // reassigned (the previous tensor goes unless a node saved it) and live until the product is done.
     const auto inner = dm.heads * dm.dKv;
-    std::vector<TraceTensor> temps;
-    auto keepTemp = [&](const TraceTensor& t) {
-        temps.push_back(t);
-        return t;
+    auto reassign = [&](TraceTensor& var, const TraceTensor& next) {
+        if (var.value != next.value)
+            m_trace.release(var);
+        var = next;
     };
     // matmul reshapes a transposed head view into (batch * heads, len, d_kv): a copy unless len == 1.
     // (Under autocast q, k and v are bf16 already, so matmul casts nothing for the scores.)
-    const auto qc
-        = q > 1 ? keepTemp(compute(batch * q * inner, query.elemBytes, { query }, {}, Grad::Same)) : query;
-    const auto kc
-        = k > 1 ? keepTemp(compute(batch * k * inner, key.elemBytes, { key }, {}, Grad::Same)) : key;
+    const auto qc = q > 1 ? compute(batch * q * inner, query.elemBytes, { query }, {}, Grad::Same) : query;
+    const auto kc = k > 1 ? compute(batch * k * inner, key.elemBytes, { key }, {}, Grad::Same) : key;
     const auto maps = batch * dm.heads * q * k;
-    auto scores = keepTemp(compute(maps, productElem(), { qc, kc }, { ifGrad(kc, qc), ifGrad(qc, kc) }));
-    m_trace.release(qc);
-    m_trace.release(kc);
+    auto scores = compute(maps, productElem(), { qc, kc }, { ifGrad(kc, qc), ifGrad(qc, kc) });
+    if (qc.value != query.value)
+        m_trace.release(qc);
+    if (kc.value != key.value)
+        m_trace.release(kc);
     if (bias.defined()) // the bias is fp32: the sum is fp32 by promotion
-        scores = keepTemp(compute(maps, promoted(scores, bias), { scores, bias }, {}, Grad::Same,
-            bias.requiresGrad && bias.numel() < maps ? maps * promoted(scores, bias) : 0));
+        reassign(scores,
+            compute(maps, promoted(scores, bias), { scores, bias }, {}, Grad::Same,
+                bias.requiresGrad && bias.numel() < maps ? maps * promoted(scores, bias) : 0));
     // softmax(scores.float()).type_as(scores): softmax keeps its (fp32) result
-    const auto s32 = scores.elemBytes == 4 ? scores : keepTemp(compute(maps, 4, { scores }));
-    auto weights = keepTemp(compute(maps, 4, { s32 }, {}, Grad::New, 0, true));
+    const auto s32 = scores.elemBytes == 4 ? scores : compute(maps, 4, { scores });
+    auto weights = compute(maps, 4, { s32 }, {}, Grad::New, 0, true);
+    if (s32.value != scores.value)
+        m_trace.release(s32);
     if (scores.elemBytes != 4)
-        weights = keepTemp(compute(maps, scores.elemBytes, { weights }));
-    weights = keepTemp(dropout(weights, dm.dropout, training));
-    const auto vc
-        = k > 1 ? keepTemp(compute(batch * k * inner, value.elemBytes, { value }, {}, Grad::Same)) : value;
+        reassign(weights, compute(maps, scores.elemBytes, { weights }));
+    reassign(weights, dropout(weights, dm.dropout, training));
+    const auto vc = k > 1 ? compute(batch * k * inner, value.elemBytes, { value }, {}, Grad::Same) : value;
     const auto wc = lowp(weights); // autocast's bf16 copy of the fp32 probabilities
     const auto context
         = compute(batch * q * inner, productElem(), { wc, vc }, { ifGrad(vc, wc), ifGrad(wc, vc) });
     releaseCast(wc, weights);
-    m_trace.release(vc);
-    for (const auto& tmp : temps)
-        m_trace.release(tmp);
+    if (vc.value != value.value)
+        m_trace.release(vc);
+    m_trace.release(scores);
+    m_trace.release(weights);
     return context;
 }
 
@@ -494,7 +596,7 @@ TraceTensor Estimator::forwardBaseline()
     const auto ls = m_in.srcLen;
     const auto lt = m_in.tgtLen;
     m_trace.setPart("encoder embeddings");
-    auto embeds = compute(b * ls * c.dModel, m_e, { m_shared }, { m_ids });
+    auto embeds = embedLookup(b * ls, m_ids);
     std::int64_t encLen = ls;
     if (m_prompt.defined()) {
         // cat(prompt expanded over the batch, embeddings) and the extended 0/1 mask.
@@ -507,7 +609,7 @@ TraceTensor Estimator::forwardBaseline()
     const auto encoder = stack(embeds, b, encLen, m_encoder, false, {}, 0, true, nullptr, nullptr, "encoder");
     m_trace.setPart("decoder embeddings");
     const auto decoderIds = compute(b * lt, 8, {}); // shiftRight(labels)
-    const auto decEmbeds = compute(b * lt * c.dModel, m_e, { m_shared }, { decoderIds });
+    const auto decEmbeds = embedLookup(b * lt, decoderIds);
     const auto decoder
         = stack(decEmbeds, b, lt, m_decoder, true, encoder, encLen, true, nullptr, nullptr, "decoder");
     return lossOf(decoder, b * lt);
@@ -525,7 +627,7 @@ TraceTensor Estimator::forwardLadder()
     // Encoder: the backbone under NoGradGuard keeps only its ladder outputs.
     m_trace.setPart("backbone encoder");
     m_trace.setGradMode(false);
-    const auto embeds = compute(b * ls * c.dModel, m_e, { m_shared }, { m_ids });
+    const auto embeds = embedLookup(b * ls, m_ids);
     std::map<std::int64_t, TraceTensor> encLadders, decLadders;
     TraceTensor backboneHidden;
     if (m_side.needsBackbone()) {
@@ -545,7 +647,7 @@ TraceTensor Estimator::forwardLadder()
     m_trace.setPart("backbone decoder");
     m_trace.setGradMode(false);
     const auto decoderIds = compute(b * lt, 8, {});
-    const auto decEmbeds = compute(b * lt * c.dModel, m_e, { m_shared }, { decoderIds });
+    const auto decEmbeds = embedLookup(b * lt, decoderIds);
     TraceTensor backboneFinal;
     if (m_side.needsBackbone()) {
         const auto out = stack(decEmbeds, b, lt, m_decoder, true, backboneHidden, ls, backboneTrain,

@@ -70,6 +70,39 @@ void Estimator::buildBackbone()
         m_lmHead = param(c.vocabSize * c.dModel, full, "lm_head.weight");
 }
 
+// backbone_dtype (model/T5Quantization.h quantizeFrozenBackbone, after the method is built): every frozen
+// projection, the shared embedding and an untied LM head, in the layout of model/QuantizedWeight.h.
+void Estimator::applyBackboneStorage()
+{
+    const auto& o = m_in.method;
+    if (o.backboneDtype == "fp32")
+        return;
+    auto store = [&](const TraceTensor& w, std::int64_t rows, std::int64_t cols) {
+        if (!w.defined() || w.requiresGrad)
+            return;
+        QuantP q { o.backboneDtype, rows, cols, o.quantGroupSize };
+        if (q.dtype == "bf16")
+            m_trace.setStoredBytes(w, { rows * cols * 2 });
+        else if (q.dtype == "int8")
+            m_trace.setStoredBytes(w, { rows * cols, rows * 2 });
+        else
+            m_trace.setStoredBytes(w, { rows * cols / 2, rows * q.groups() * 2, rows * q.groups() * 2 });
+        m_quant[w.param] = q;
+    };
+    auto linear = [&](const LinearP& l) { store(l.w, l.out, l.in); };
+    for (auto* s : { &m_encoder, &m_decoder })
+        for (auto& b : s->blocks) {
+            for (auto* a : { &b.self.attn, &b.cross.attn })
+                for (auto* l : { &a->q, &a->k, &a->v, &a->o })
+                    linear(*l);
+            for (auto* l : { &b.ff.wi, &b.ff.wi0, &b.ff.wi1, &b.ff.wo })
+                linear(*l);
+        }
+    const auto& c = m_in.config;
+    store(m_shared, c.vocabSize, c.dModel);
+    store(m_lmHead, c.vocabSize, c.dModel);
+}
+
 // The parameters a method adds or unfreezes (mirrors Baselines.cpp and LadderSideNetwork.cpp).
 void Estimator::applyMethod()
 {
@@ -131,7 +164,7 @@ void Estimator::applyMethod()
         });
         setTrainable(m_encoder.finalNorm.w, true);
         setTrainable(m_decoder.finalNorm.w, true);
-    } else if (o.method == "lora") {
+    } else if (o.isLora()) {
         auto wants = [&](const std::string& t) {
             return std::find(o.targets.begin(), o.targets.end(), t) != o.targets.end();
         };

@@ -80,6 +80,13 @@ struct SideStackP {
     bool decoder = false;
 };
 
+// A frozen matrix held in backbone_dtype storage (model/QuantizedWeight.h).
+struct QuantP {
+    std::string dtype; // "bf16", "int8", "int4"
+    std::int64_t rows = 0, cols = 0, group = 0;
+    std::int64_t groups() const { return dtype == "int4" ? cols / group : 0; }
+};
+
 // Dimensions of one stack (backbone or side).
 struct Dims {
     std::int64_t d, dKv, heads, dFf, buckets;
@@ -144,6 +151,8 @@ private:
     SideStackP sideStackP(const LadderSideOptions& o, bool decoder, const std::string& name);
     void buildBackbone();
     void applyMethod();
+    // backbone_dtype: every frozen backbone matrix (projections, shared embedding, untied LM head) stored.
+    void applyBackboneStorage();
 
     // ---- operations ------------------------------------------------------------------------------
     TraceTensor compute(std::int64_t numel, std::int64_t elem, const std::vector<TraceTensor>& inputs,
@@ -200,6 +209,11 @@ private:
     TraceTensor product(
         const TraceTensor& x, const TraceTensor& w, const TraceTensor& b, std::int64_t in, std::int64_t out);
     TraceTensor linear(const TraceTensor& x, const LinearP& p);
+    // x W^T (+ b) with W in backbone_dtype storage: QuantizedWeight::matmul's allocations (its header).
+    TraceTensor quantizedProduct(
+        const TraceTensor& x, const TraceTensor& w, const TraceTensor& b, const QuantP& q);
+    // The frozen shared embedding's lookup of n ids (QuantizedWeight::embedding when it is stored).
+    TraceTensor embedLookup(std::int64_t n, const TraceTensor& ids);
     TraceTensor dropout(const TraceTensor& x, double p, bool training);
     TraceTensor activation(const TraceTensor& x, const std::string& act);
     TraceTensor norm(const TraceTensor& x, const NormP& p);
@@ -253,6 +267,8 @@ private:
     std::int64_t m_e = 4; // parameters, embeddings, masks: fp32 (the master weights under mixed precision)
     std::map<int, TraceTensor> m_castCache; // parameter index -> its cached bf16 copy
     bool m_cuda = false;
+    std::map<int, QuantP> m_quant; // parameter index -> its storage (backbone_dtype)
+    std::map<int, bool> m_kernelPacked; // int4 matrices whose ATen kernel packing exists (kept)
     bool m_ladderBf16 = false; // LST ladder_dtype bf16: kept backbone outputs are converted as they are kept
     AutogradTrace m_trace;
     Dims m_dims {};

@@ -220,10 +220,12 @@ std::string RunSpec::displayName() const
         s << " r=" << m.r << (m.keep.empty() ? "" : " keep=" + std::to_string(m.keep.size()));
     else if (m.method == "adapter")
         s << " h=" << m.hidden;
-    else if (m.method == "lora")
+    else if (m.isLora())
         s << " r=" << m.rank;
     else if (m.method == "prompt")
         s << " n=" << m.prompts;
+    if (m.quantizedBackbone())
+        s << " " << m.backboneDtype;
     std::string taskName = task.name;
     if (taskName.empty() || taskName == "auto") { // a GLUE folder is named after its task
         taskName = task.path;

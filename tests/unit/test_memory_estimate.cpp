@@ -2,6 +2,8 @@
 // real parameter counts, its peak against the tracking allocator's measurement of real AdamW steps on a
 // tiny T5, its breakdown's internal sums, and its errors for bad input.
 #include <cmath>
+#include <utility>
+#include <vector>
 
 #include <ATen/ATen.h>
 #include <QtTest>
@@ -163,6 +165,16 @@ private Q_SLOTS:
                      "side_heads=2", "side_checkpoint:ladder_dtype=bf16:side_heads=2",
                      "side_checkpoint:side_attention=sdpa:ladder_dtype=bf16" })
                 QTest::newRow(qPrintable(QString("ladder %1 %2").arg(v, dtype))) << "ladder" << dtype << v;
+        // Frozen backbone storage (backbone_dtype): the stored matrices and the dequantised chunks of
+        // QuantizedWeight::matmul in forward and backward, the embedding's gathered rows; QLoRA.
+        const std::vector<std::pair<const char*, const char*>> stored { { "qlora", "backbone_dtype=int4" },
+            { "qlora", "backbone_dtype=int8" }, { "lora", "backbone_dtype=bf16" },
+            { "bitfit", "backbone_dtype=int4:quant_group_size=32" }, { "adapter", "backbone_dtype=int4" },
+            { "prompt", "backbone_dtype=int8" }, { "ladder", "backbone_dtype=int4" },
+            { "ladder", "backbone_dtype=int4:side_checkpoint:ladder_dtype=bf16" } };
+        for (const char* dtype : { "fp32", "bf16" })
+            for (const auto& [m, v] : stored)
+                QTest::newRow(qPrintable(QString("%1 %2 %3").arg(m, v, dtype))) << m << dtype << v;
     }
 
     void estimateMatchesMeasuredPeak()
@@ -180,6 +192,9 @@ private Q_SLOTS:
                     ? nlohmann::json(kv[1].toStdString())
                     : nlohmann::json::parse(kv[1].toStdString());
             }
+            if (j.contains("backbone_dtype") && j.at("backbone_dtype") != "int4"
+                && !variant.contains("quant_group"))
+                j.erase("quant_group_size");
             options = MethodOptions::fromJson(j);
         }
         MemoryBenchSpec spec;
@@ -195,6 +210,10 @@ private Q_SLOTS:
             const bool nested = variant.contains("side_checkpoint") && variant.contains("sdpa");
             // bf16: autocast's casts inside recomputations are priced within 2% (docs/PERFORMANCE.md).
             tolerance = nested ? 0.05 : (dtype == "bf16" ? 0.02 : 0.01);
+            // Stored matrices: over by up to 1.25% here (fp32; at t5-small within 0.6%: one embedding output
+            // the estimate keeps alive to the LM head, docs/PERFORMANCE.md), 2.5% with bf16 autocast.
+            if (variant.contains("backbone_dtype"))
+                tolerance = dtype == "bf16" ? 0.025 : 0.0125;
         }
         spec.batch = 8;
         spec.sourceLength = 64;

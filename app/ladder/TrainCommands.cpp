@@ -18,6 +18,7 @@
 #include "Commands.h"
 #include "Interrupt.h"
 #include "JsonOutput.h"
+#include "MethodFlags.h"
 #include "model/T5Tokenizer.h"
 #include "peft/Method.h"
 #include "store/ResultsStore.h"
@@ -152,11 +153,35 @@ void printSummary(std::int64_t id, const RunSummary& s)
 int reportRun(
     ResultsStore& store, const std::string& path, std::int64_t id, const RunSummary& summary, bool asJson);
 
-int runTrain(const std::string& config, const std::string& storeOverride, bool asJson)
+// The spec's method options with the method flags given on the command line (--side-checkpoint true,
+// --backbone-dtype int4, ...) put over them: the run records the spec it trained.
+RunSpec withMethodFlags(const RunSpec& spec, const MethodFlags& flags, const std::string& config)
+{
+    const auto given = flags.given();
+    if (given.empty())
+        return spec;
+    auto j = spec.toJson();
+    for (const auto& [key, value] : given.items()) {
+        if (!MethodOptions::hasField(spec.method.method, key)) {
+            std::string flag = key;
+            std::replace(flag.begin(), flag.end(), '_', '-');
+            throw UsageError(
+                "--" + flag + " is not an option of method " + spec.method.method + " (" + config + ")");
+        }
+        j["method"][key] = value;
+    }
+    if (given.contains("backbone_dtype") && given.at("backbone_dtype") != "int4"
+        && !given.contains("quant_group_size"))
+        j["method"].erase("quant_group_size");
+    return RunSpec::fromJson(j, config + " with the command line's method flags");
+}
+
+int runTrain(
+    const std::string& config, const std::string& storeOverride, bool asJson, const MethodFlags& flags)
 {
     // Ctrl+C from the start (registerTrainCommands installs the handler): before the run is recorded it
     // ends here; once the trainer loads, it ends the run as cancelled at its first poll after the load.
-    const auto spec = RunSpec::fromFile(config);
+    const auto spec = withMethodFlags(RunSpec::fromFile(config), flags, config);
     ResultsStore store;
     const auto path = storePathFor(spec, storeOverride);
     openStore(store, path);
@@ -438,18 +463,25 @@ void registerTrainCommands(CLI::App& app)
             "continue the interrupted, failed or cancelled run RUN_ID from its last saved training state");
         resumeOption->option_text("RUN_ID");
         configOption->excludes(resumeOption);
+        auto flags = std::make_shared<MethodFlags>();
+        flags->addTo(
+            cmd); // over the spec's method options (not with --resume: a resumed run is the same run)
         cmd->add_option("--store", *store,
             "results store (default: the spec's, else " + ResultsStore::defaultPath()
                 + "; with --resume, the run's store, never created)");
         cmd->add_flag("--json", *json, "print the run as `runs list --json` does (progress stays on stderr)");
-        cmd->callback([config, store, json, resume, resumeOption] {
+        cmd->callback([config, store, json, resume, resumeOption, flags] {
             installInterruptHandler(); // before anything is read or loaded
             runGuarded("train", [&] {
-                if (resumeOption->count() > 0)
+                if (resumeOption->count() > 0) {
+                    if (!flags->given().empty())
+                        throw UsageError("train --resume: method flags would change the run; a resumed run "
+                                         "keeps its spec");
                     return runResume(*resume, *store, *json);
+                }
                 if (config->empty())
                     throw UsageError("train: expected --config FILE (a run spec) or --resume RUN_ID");
-                return runTrain(*config, *store, *json);
+                return runTrain(*config, *store, *json, *flags);
             });
         });
     }

@@ -21,6 +21,7 @@
 #include "data/Batcher.h"
 #include "data/Metrics.h"
 #include "model/Generation.h"
+#include "model/T5Quantization.h"
 #include "model/T5Tokenizer.h"
 #include "peft/Ladder.h"
 #include "peft/Method.h"
@@ -138,6 +139,9 @@ TrainEval evaluateSplit(Method& method, const Batcher& batcher, const std::vecto
             }
         }
     }
+    // An evaluation under bf16 may have run ATen's int4 kernels, whose packed weights would otherwise stay
+    // allocated through the training steps after it (model/QuantizedWeight.h).
+    releaseKernelForms(*method.backbone());
     method.train(true);
     const auto metrics = evaluate(info, predictions, examples);
     TrainEval e;

@@ -379,6 +379,35 @@ private Q_SLOTS:
         QCOMPARE(runs[0].at("status").get<std::string>(), std::string("cancelled"));
     }
 
+    // Method flags put over the spec's method options (issue 18's memory options): the run trains and
+    // records the spec it trained; a flag of another method is refused, naming it.
+    void methodFlagsOverTheSpec()
+    {
+        const auto root = test::makeTempDir();
+        const auto backbone = makeTinyBackbone(root);
+        const auto task = test::writeFruitTask(root);
+        const auto store = QString::fromStdString(root + "/results.sqlite");
+        auto spec = specFor(backbone, task, "ladder");
+        spec["method"]["init"] = "random";
+        std::ofstream(root + "/run.json") << spec.dump(2);
+        const auto config = QString::fromStdString(root + "/run.json");
+        auto r = test::runCli({ "train", "--config", config, "--store", store, "--side-checkpoint", "true",
+            "--side-attention", "sdpa", "--ladder-dtype", "bf16", "--backbone-dtype", "int8" });
+        QVERIFY2(r.exitCode == 0, (r.out + r.err).c_str());
+        r = test::runCli({ "runs", "--store", store, "show", "1", "--json" });
+        QVERIFY2(r.exitCode == 0, r.err.c_str());
+        const auto method = nlohmann::json::parse(r.out).at("spec").at("method");
+        QCOMPARE(method.at("side_checkpoint").get<bool>(), true);
+        QCOMPARE(QString::fromStdString(method.at("side_attention").get<std::string>()), QString("sdpa"));
+        QCOMPARE(QString::fromStdString(method.at("ladder_dtype").get<std::string>()), QString("bf16"));
+        QCOMPARE(QString::fromStdString(method.at("backbone_dtype").get<std::string>()), QString("int8"));
+        QCOMPARE(method.at("r").get<int>(), 4); // the spec's own options stay
+
+        r = test::runCli({ "train", "--config", config, "--store", store, "--rank", "8" });
+        QCOMPARE(r.exitCode, 2);
+        QVERIFY2(r.err.find("--rank is not an option of method ladder") != std::string::npos, r.err.c_str());
+    }
+
     void badSpecIsOneLine()
     {
         const auto root = test::makeTempDir();

@@ -84,14 +84,11 @@ int runBenchSpeed(const BenchSpeedFlags& f)
     if (f.threads > 0)
         at::set_num_threads(static_cast<int>(f.threads));
 
+    // Entries as bench memory takes them: "ladder:side_checkpoint:backbone_dtype=int4", lst-memory.
+    const auto labels = methodEntries(f.methods);
     std::vector<MethodOptions> methods;
-    {
-        std::stringstream in(f.methods);
-        std::string m;
-        while (std::getline(in, m, ','))
-            if (!m.empty())
-                methods.push_back(f.options.optionsFor(m, false));
-    }
+    for (const auto& m : labels)
+        methods.push_back(methodEntryOptions(m, f.options));
     if (methods.empty())
         throw Error("--methods: expected a comma list of methods");
     if (methods.front().method != "full")
@@ -125,11 +122,13 @@ int runBenchSpeed(const BenchSpeedFlags& f)
             { "src_len", f.srcLen }, { "tgt_len", f.tgtLen }, { "examples", f.examples },
             { "epochs", f.epochs }, { "batches_per_epoch", r.batchesPerEpoch }, { "device", f.device },
             { "threads", at::get_num_threads() }, { "methods", nlohmann::json::object() } };
-        for (const auto& m : r.methods)
-            out["methods"][m.method] = { { "seconds_per_step", jsonNumber(m.secondsPerStep) },
+        for (std::size_t i = 0; i < r.methods.size(); ++i) {
+            const auto& m = r.methods[i];
+            out["methods"][labels[i]] = { { "seconds_per_step", jsonNumber(m.secondsPerStep) },
                 { "epoch_seconds", jsonNumber(m.epochSeconds) },
                 { "step_ratio_to_full", jsonNumber(m.secondsPerStep / full->secondsPerStep) },
                 { "trainable_params", m.trainableParams }, { "options", m.options.toJson() } };
+        }
         // Without ladder in --methods there is no LST figure: null, as every missing value.
         out["ladder_uncached_epoch_seconds"] = nullptr;
         out["ladder_cache"] = nullptr;
@@ -156,17 +155,21 @@ int runBenchSpeed(const BenchSpeedFlags& f)
               << " tokens (dynamic padding), target " << f.tgtLen << ", fp32 AdamW on " << f.device << ", "
               << at::get_num_threads() << " threads\n"
               << r.batchesPerEpoch << " steps per epoch; one untimed warm-up step per method first\n\n";
-    std::cout << std::left << std::setw(34) << "method" << std::right << std::setw(10) << "s/step"
-              << std::setw(9) << "ratio" << std::setw(12) << "epoch s" << std::setw(9) << "ratio"
+    std::size_t width = 34;
+    for (const auto& l : labels)
+        width = std::max(width, l.size() + 2);
+    std::cout << std::left << std::setw(static_cast<int>(width)) << "method" << std::right << std::setw(10)
+              << "s/step" << std::setw(9) << "ratio" << std::setw(12) << "epoch s" << std::setw(9) << "ratio"
               << "\n";
     auto line = [&](const std::string& label, double epochSeconds) {
         const double step = epochSeconds / static_cast<double>(r.batchesPerEpoch);
-        std::cout << std::left << std::setw(34) << label << std::right << std::setw(10) << fixed(step, 3)
-                  << std::setw(9) << fixed(step / full->secondsPerStep, 2) << std::setw(12)
+        std::cout << std::left << std::setw(static_cast<int>(width)) << label << std::right << std::setw(10)
+                  << fixed(step, 3) << std::setw(9) << fixed(step / full->secondsPerStep, 2) << std::setw(12)
                   << fixed(epochSeconds, 1) << std::setw(9) << fixed(epochSeconds / fullEpoch, 2) << "\n";
     };
-    for (const auto& m : r.methods)
-        line(m.method == "ladder" ? "ladder (no cache)" : m.method, m.epochSeconds);
+    for (std::size_t i = 0; i < r.methods.size(); ++i)
+        line(labels[i] == "ladder" && !r.cached.empty() ? "ladder (no cache)" : labels[i],
+            r.methods[i].epochSeconds);
     for (const auto& c : r.cached)
         for (std::size_t e = 0; e < c.epochSeconds.size(); ++e)
             line("ladder, cache " + c.padding + ", epoch " + std::to_string(e + 1), c.epochSeconds[e]);
@@ -214,12 +217,15 @@ void registerBenchSpeedCommand(CLI::App* bench)
     cmd->add_option("--epochs", f->epochs, "LST epochs with and without the cache (>= 2)")
         ->capture_default_str()
         ->check(CLI::Range(2, 1000));
-    cmd->add_option("--methods", f->methods, "comma list, full first")->capture_default_str();
+    cmd->add_option("--methods", f->methods,
+           "comma list, full first; entries as bench memory's (method:field=value..., lst-memory)")
+        ->capture_default_str();
     cmd->add_option("--device", f->device, "cpu or cuda[:N]")->capture_default_str();
     cmd->add_option("--threads", f->threads, "CPU threads (0: LibTorch's default)")->capture_default_str();
-    cmd->add_option("--cache", f->cache, "where the cached LST run keeps the activations")
+    cmd->add_option(
+           "--cache", f->cache, "where the cached LST run keeps the activations (none: no cached run)")
         ->capture_default_str()
-        ->check(CLI::IsMember({ "ram", "disk" }));
+        ->check(CLI::IsMember({ "ram", "disk", "none" }));
     cmd->add_option("--cache-dtype", f->cacheDtype, "fp32 or bf16")
         ->capture_default_str()
         ->check(CLI::IsMember({ "fp32", "bf16" }));

@@ -165,6 +165,7 @@ SpeedBenchResult measureSpeed(const SpeedBenchSpec& spec, const std::vector<Meth
         result.paddedTokens += static_cast<std::int64_t>(longest * rows.size());
     }
 
+    bool firstLadder = true; // the LST row whose epochs and cache runs the bench reports
     for (const auto& given : methods) {
         // Step and epoch times do not depend on the side network's initial values, and the bench's random
         // examples are no task for a Fisher pass: LST is built with init random (row.options says so).
@@ -186,15 +187,19 @@ SpeedBenchResult measureSpeed(const SpeedBenchSpec& spec, const std::vector<Meth
                 losses.push_back(
                     t.step([&] { return t.method->forward(data.make(rows, spec.device)).loss; }));
             const auto seconds = secondsSince(t0);
-            if (options.method == "ladder")
+            if (options.method == "ladder" && firstLadder)
                 result.lstEpochSeconds.push_back(seconds);
             row.epochSeconds += seconds / static_cast<double>(epochs);
             row.steps += result.batchesPerEpoch;
         }
         row.secondsPerStep = row.epochSeconds / static_cast<double>(result.batchesPerEpoch);
         result.methods.push_back(row);
-        if (options.method != "ladder")
+        // The activation cache is measured against the first LST row only (cache none: not at all).
+        if (options.method != "ladder" || !firstLadder || spec.cacheMode == "none") {
+            firstLadder = firstLadder && options.method != "ladder";
             continue;
+        }
+        firstLadder = false;
 
         // The same LST run again with the activation cache, per padding policy: same seed, same warm-up
         // step, same batches, so every loss can be compared with the uncached run's.

@@ -106,12 +106,24 @@ Seq2SeqBatch smallBatch(const c10::Device& device)
     return { b.inputIds.to(device), b.attentionMask.to(device), b.labels.to(device) };
 }
 
-MethodOptions optionsFor(const std::string& method)
+// "lstmem": LST with every memory option of issue 18 (side_checkpoint, side_attention sdpa, ladder_dtype
+// bf16, an int4 backbone); "qlora": LoRA over an int4 backbone. Both run CUDA's own paths (the SDPA
+// kernel, the recomputation's generator state, dequantisation on the device).
+MethodOptions optionsFor(const std::string& name)
 {
+    const std::string method = name == "lstmem" ? "ladder" : name;
     auto o = MethodOptions::defaults(method);
+    if (name == "lstmem") {
+        o.sideCheckpoint = true;
+        o.sideAttention = "sdpa";
+        o.ladderDtype = "bf16";
+        o.backboneDtype = "int4";
+    }
+    if (o.backboneDtype == "int4")
+        o.quantGroupSize = 32; // divides the small shape's widths (64, 128)
     if (method == "adapter")
         o.hidden = 8;
-    if (method == "lora") {
+    if (o.isLora()) {
         o.rank = 4;
         o.alpha = 8;
         o.targets = { "q", "k", "v", "o", "wi", "wo" };
@@ -188,7 +200,8 @@ TEST_P(Methods, LossAndGradientsOnCudaEqualCpu)
 
 INSTANTIATE_TEST_SUITE_P(AllSix, Methods,
     ::testing::Combine(
-        ::testing::Values("full", "bitfit", "adapter", "lora", "prompt", "ladder"), ::testing::Bool()),
+        ::testing::Values("full", "bitfit", "adapter", "lora", "prompt", "ladder", "qlora", "lstmem"),
+        ::testing::Bool()),
     [](const auto& info) {
         return std::get<0>(info.param) + (std::get<1>(info.param) ? "_gated" : "_relu");
     });
@@ -367,9 +380,15 @@ TEST_P(Estimate, WithinTwoPercentOfMeasuredPeak)
     spec.device = device;
     spec.dtype = dtype;
     // Training memory does not depend on LST's init; fisher (the default) would need task data.
-    auto options = withoutFisherInit(MethodOptions::defaults(method));
-    if (method == "ladder")
+    auto options = withoutFisherInit(MethodOptions::defaults(method == "lstmem" ? "ladder" : method));
+    if (options.method == "ladder")
         options.keep = { 1, 2, 3, 5 }; // a dropped-layer list that fits both shapes
+    if (method == "lstmem") { // every memory option of issue 18
+        options.sideCheckpoint = true;
+        options.sideAttention = "sdpa";
+        options.ladderDtype = "bf16";
+        options.backboneDtype = "int4";
+    }
     const auto r = measureTrainingMemory(spec, options);
     std::printf(
         "GPU-RESULT {\"test\": \"estimate\", \"method\": \"%s\", \"dtype\": \"%s\", \"device\": \"%s\", "
@@ -382,7 +401,8 @@ TEST_P(Estimate, WithinTwoPercentOfMeasuredPeak)
 }
 
 INSTANTIATE_TEST_SUITE_P(AllSix, Estimate,
-    ::testing::Combine(::testing::Values("full", "bitfit", "adapter", "lora", "prompt", "ladder"),
+    ::testing::Combine(
+        ::testing::Values("full", "bitfit", "adapter", "lora", "prompt", "ladder", "qlora", "lstmem"),
         ::testing::Values("fp32", "bf16")),
     [](const auto& info) { return std::get<0>(info.param) + "_" + std::get<1>(info.param); });
 

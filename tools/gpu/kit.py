@@ -29,7 +29,9 @@ import time
 import xml.etree.ElementTree as ET
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-METHODS = ["full", "adapter", "lora", "bitfit", "prompt", "ladder"]
+# Issue 18's rows after the paper's: QLoRA (LoRA over an int4 backbone) and LST with every memory option.
+LST_MEMORY = "ladder:side_checkpoint:side_attention=sdpa:ladder_dtype=bf16:backbone_dtype=int4"
+METHODS = ["full", "adapter", "lora", "bitfit", "prompt", "ladder", "qlora", LST_MEMORY]
 # The paper's Table 1 (T5-base, GLUE, batch 100, source 128): training memory in GB, and its Table 1 note
 # of 0.86 / 0.88 GB inference memory for full fine-tuning and LST.
 PAPER_TABLE1_GB = {"full": 17.6, "adapter": 13.0, "lora": 12.6, "bitfit": 10.7, "prompt": 22.2, "ladder": 5.5}
@@ -178,11 +180,11 @@ class Kit:
                 if self.left() < 15:
                     self.log("  out of budget: the remaining Table 1 rows are not measured")
                     break
-                extra = ["--keep", p["keep"]] if method == "ladder" else []
+                extra = ["--keep", p["keep"]] if method.startswith("ladder") else []
                 r = self.bench_memory(method, dtype, extra)
                 r.update(method=method, dtype=dtype, paper_gb=PAPER_TABLE1_GB.get(method))
                 rows.append(r)
-                self.log(f"  {method:<8}{dtype:<6} peak {r['peak_bytes'] / 1e9:7.3f} GB  est "
+                self.log(f"  {method[:8] if method != LST_MEMORY else 'lst-mem':<8}{dtype:<6} peak {r['peak_bytes'] / 1e9:7.3f} GB  est "
                          f"{r['estimated_bytes'] / 1e9:7.3f} GB ({100 * r['estimate_error']:+.1f}%)  "
                          f"{r['seconds_per_step']:.3f} s/step  inference {r['inference_peak_bytes'] / 1e9:.3f} GB "
                          f"{r['inference_examples_per_second']:.0f} ex/s")

@@ -9,7 +9,6 @@
 #include "util/Error.h"
 
 namespace ladder::cli {
-namespace {
 
 std::vector<std::string> splitCommas(const std::string& s)
 {
@@ -21,8 +20,6 @@ std::vector<std::string> splitCommas(const std::string& s)
             out.push_back(item);
     return out;
 }
-
-} // namespace
 
 void MethodFlags::addTo(CLI::App* cmd)
 {

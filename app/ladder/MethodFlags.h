@@ -31,6 +31,9 @@ struct MethodFlags {
     MethodOptions optionsFor(const std::string& method, bool strict) const;
 };
 
+// "a,b,,c" -> {"a", "b", "c"}: the comma lists of flags (--methods, --targets, --keep).
+std::vector<std::string> splitCommas(const std::string& s);
+
 // One row of a multi-method command (bench memory): "method" or "method:field=value:field..." (a bare field
 // is true), e.g. "ladder:side_checkpoint:ladder_dtype=bf16", the fields named as in the run spec. `base` is
 // the method's options from the shared flags; the row's own fields override them. Errors name the entry.

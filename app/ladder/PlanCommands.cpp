@@ -37,17 +37,6 @@ struct PlanFlags {
     MethodFlags options;
 };
 
-std::vector<std::string> splitCommas(const std::string& s)
-{
-    std::vector<std::string> out;
-    std::stringstream in(s);
-    std::string item;
-    while (std::getline(in, item, ','))
-        if (!item.empty())
-            out.push_back(item);
-    return out;
-}
-
 // The budget: --budget, else the free memory of the device (a CUDA device's, or the CPU's MemAvailable).
 std::uint64_t budgetOf(const PlanFlags& f, std::string* source)
 {

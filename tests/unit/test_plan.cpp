@@ -5,6 +5,7 @@
 #include <QtTest>
 #include <nlohmann/json.hpp>
 
+#include "MemoryTestHelpers.h"
 #include "TestSupport.h"
 #include "train/MemoryBench.h"
 #include "train/MemoryMeter.h"
@@ -15,34 +16,8 @@ using namespace ladder;
 
 namespace {
 
-// The tiny T5 of test_memory_estimate (dropout on, so the masks count too).
-T5Config tinyConfig()
-{
-    T5Config c;
-    c.vocabSize = 512;
-    c.dModel = 64;
-    c.dKv = 16;
-    c.numHeads = 4;
-    c.dFf = 256;
-    c.numLayers = 2;
-    c.numDecoderLayers = 2;
-    c.relativeAttentionNumBuckets = 8;
-    c.relativeAttentionMaxDistance = 32;
-    c.dropoutRate = 0.1;
-    return c;
-}
-
-MethodOptions optionsFor(const std::string& method)
-{
-    auto o = MethodOptions::defaults(method);
-    o.r = 4;
-    o.hidden = 16;
-    o.rank = 8;
-    o.prompts = 10;
-    if (method == "ladder")
-        o.init = "random"; // memory does not depend on the init; Fisher would need training data
-    return o;
-}
+using test::memory::optionsFor;
+using test::memory::tinyConfig;
 
 MemoryEstimateInput requestFor(const std::string& method, std::int64_t batch = 4)
 {

@@ -86,6 +86,9 @@ private:
     at::ScalarType m_previousDtype = at::kBFloat16;
 };
 
+// How many recomputations (CheckpointBackward::apply) run on this thread now.
+thread_local int t_recomputing = 0;
+
 class CheckpointBackward : public torch::autograd::Node {
 public:
     std::string name() const override { return "ladder::CheckpointBackward"; }
@@ -110,7 +113,14 @@ public:
                 before.push_back(g.swapIn());
             at::AutoGradMode grad(true);
             AutocastScope autocast(autocastState);
-            out = fn(leaves);
+            ++t_recomputing;
+            try {
+                out = fn(leaves);
+            } catch (...) {
+                --t_recomputing;
+                throw;
+            }
+            --t_recomputing;
             for (const auto& g : before)
                 g.swapIn();
         }
@@ -192,9 +202,18 @@ at::Tensor mathAttention(const at::Tensor& q, const at::Tensor& k, const at::Ten
     return at::matmul(weights, v);
 }
 
+bool insideRecomputation()
+{
+    return t_recomputing > 0;
+}
+
 at::Tensor recomputedAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
     const at::Tensor& bias, double dropout, bool training)
 {
+    // Inside a recomputed unit (a side layer under side_checkpoint) the maps exist for that unit only:
+    // recomputing them once more would cost a third attention pass and save nothing (measured at t5-base).
+    if (insideRecomputation())
+        return mathAttention(q, k, v, bias, dropout, training);
     const bool dropping = training && dropout > 0.0;
     const RecomputeFn fn = [dropout, training, dropping](const std::vector<at::Tensor>& in) -> at::Tensor {
         if (!at::GradMode::is_enabled() && !dropping) {

@@ -25,13 +25,17 @@ namespace ladder {
 using RecomputeFn = std::function<at::Tensor(const std::vector<at::Tensor>&)>;
 at::Tensor checkpointed(const RecomputeFn& fn, const std::vector<at::Tensor>& inputs);
 
+// Whether a recomputation (the backward of a checkpointed unit) is running on this thread.
+bool insideRecomputation();
+
 // The attention core of a T5 attention layer with its weights recomputed in backward (side_attention sdpa):
 // q (batch, heads, q, d_kv), k and v (batch, heads, k, d_kv), bias (1 or batch, heads, q, k: the relative
 // position bias plus the additive mask), scale 1.0 as T5. Returns softmax(q k^T + bias) (after dropout p
 // when training) @ v, (batch, heads, q, d_kv), equal to the math path to rounding (docs/LST.md).
 // Forward: at::scaled_dot_product_attention (ATen's fused kernel: no (q, k) map is materialised) when no
 // dropout applies; with dropout, the math path without autograd (its maps are transient). Backward: the
-// math path recomputed (checkpointed()), so only q, k, v and the shared bias are kept for it.
+// math path recomputed (checkpointed()), so only q, k, v and the shared bias are kept for it. Inside a
+// recomputation (a side layer under side_checkpoint being recomputed) it is the math path itself.
 at::Tensor recomputedAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
     const at::Tensor& bias, double dropout, bool training);
 

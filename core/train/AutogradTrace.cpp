@@ -382,7 +382,9 @@ void AutogradTrace::replayNode(std::size_t index, int gradBuffer)
     const auto firstNode = m_nodes.size();
     const bool gradMode = m_gradMode;
     m_gradMode = true;
+    ++m_replayDepth;
     const auto out = (*replay)(leaves);
+    --m_replayDepth;
     m_gradMode = gradMode;
     m_part = part;
     const auto lastNode = m_nodes.size();

@@ -64,6 +64,8 @@ public:
     // undefined. The replay runs in backward with the phase "backward" and the node's part.
     using Replay = std::function<TraceTensor(const std::vector<TraceTensor>&)>;
     TraceTensor checkpoint(const std::vector<TraceTensor>& inputs, const Replay& fn);
+    // Whether a unit's replay (its recomputation in backward) is being traced now.
+    bool replaying() const { return m_replayDepth > 0; }
     // The calling code drops its reference to t (a C++ local going out of scope).
     void release(const TraceTensor& t);
     // Releases every reference the code holds, except to `keep` (the end of Method::forward).
@@ -169,6 +171,7 @@ private:
     void accumulate(int value, int g, std::int64_t bytes);
     std::vector<Buffer> m_buffers;
     std::vector<int> m_valueGrad;
+    int m_replayDepth = 0;
     std::set<int> m_leafValues; // detached leaves of replays (AccumulateGrad semantics)
     void unref(int storage, bool saved);
     void add(std::int64_t bytes, const char* phase);

@@ -220,7 +220,7 @@ TraceTensor Estimator::attention(const TraceTensor& x, const TraceTensor& kv, st
     const auto key = keepTemp(m_trace.view(keepTemp(linear(src, p.k))));
     const auto value = keepTemp(m_trace.view(keepTemp(linear(src, p.v))));
     TraceTensor context;
-    if (dm.recomputeAttention) {
+    if (dm.recomputeAttention && !m_trace.replaying()) { // inside a replay: the math path (Recompute.h)
         // side_attention sdpa: only q, k, v (and the shared bias) are kept; the weights are recomputed.
         const bool dropping = training && dm.dropout > 0.0;
         const auto fn

@@ -607,11 +607,17 @@ TraceTensor Estimator::forwardBaseline()
         compute(b * encLen, 8, {});
     }
     const auto encoder = stack(embeds, b, encLen, m_encoder, false, {}, 0, true, nullptr, nullptr, "encoder");
+    // encode() passes the embeddings as a temporary: they go when the stack returns, unless the stack's
+    // output holds them (no dropout: StackOutput::embeddings is the same tensor).
+    if (m_dims.dropout > 0.0)
+        m_trace.release(embeds);
     m_trace.setPart("decoder embeddings");
     const auto decoderIds = compute(b * lt, 8, {}); // shiftRight(labels)
     const auto decEmbeds = embedLookup(b * lt, decoderIds);
     const auto decoder
         = stack(decEmbeds, b, lt, m_decoder, true, encoder, encLen, true, nullptr, nullptr, "decoder");
+    if (m_dims.dropout > 0.0)
+        m_trace.release(decEmbeds);
     return lossOf(decoder, b * lt);
 }
 

@@ -103,11 +103,11 @@ nlohmann::json MethodFlags::given() const
 
 MethodOptions MethodFlags::optionsFor(const std::string& method, bool strict) const
 {
-    auto j = MethodOptions::defaults(method).toJson();
+    nlohmann::json fields = nlohmann::json::object();
     const auto flags = given(); // keep it alive: items() only refers to it
     for (const auto& [key, value] : flags.items()) {
         if (MethodOptions::hasField(method, key))
-            j[key] = value;
+            fields[key] = value;
         else if (strict)
             throw Error("--" +
                 [&] {
@@ -117,7 +117,7 @@ MethodOptions MethodFlags::optionsFor(const std::string& method, bool strict) co
                 }()
                 + " is not an option of method " + method);
     }
-    return MethodOptions::fromJson(j, "method options");
+    return MethodOptions::defaults(method).withFields(fields, "method options");
 }
 
 MethodOptions methodEntryOptions(const std::string& entry, const MethodFlags& base)
@@ -132,7 +132,7 @@ MethodOptions methodEntryOptions(const std::string& entry, const MethodFlags& ba
     if (parts.empty() || parts.front().empty())
         throw Error("--methods: empty entry in '" + entry + "'");
     const auto& method = parts.front();
-    auto j = base.optionsFor(method, false).toJson();
+    nlohmann::json j = nlohmann::json::object();
     for (std::size_t i = 1; i < parts.size(); ++i) {
         const auto eq = parts[i].find('=');
         const auto key = parts[i].substr(0, eq);
@@ -146,11 +146,7 @@ MethodOptions methodEntryOptions(const std::string& entry, const MethodFlags& ba
         auto value = nlohmann::json::parse(text, nullptr, false);
         j[key] = value.is_discarded() ? nlohmann::json(text) : value;
     }
-    // A row that changes the storage from int4 drops the group size it inherited.
-    if (j.contains("backbone_dtype") && j.at("backbone_dtype") != "int4"
-        && entry.find("quant_group_size") == std::string::npos)
-        j.erase("quant_group_size");
-    return MethodOptions::fromJson(j, "--methods entry '" + entry + "'");
+    return base.optionsFor(method, false).withFields(j, "--methods entry '" + entry + "'");
 }
 
 std::vector<std::string> methodEntries(const std::string& list)

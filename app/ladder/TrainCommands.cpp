@@ -160,7 +160,6 @@ RunSpec withMethodFlags(const RunSpec& spec, const MethodFlags& flags, const std
     const auto given = flags.given();
     if (given.empty())
         return spec;
-    auto j = spec.toJson();
     for (const auto& [key, value] : given.items()) {
         if (!MethodOptions::hasField(spec.method.method, key)) {
             std::string flag = key;
@@ -168,12 +167,11 @@ RunSpec withMethodFlags(const RunSpec& spec, const MethodFlags& flags, const std
             throw UsageError(
                 "--" + flag + " is not an option of method " + spec.method.method + " (" + config + ")");
         }
-        j["method"][key] = value;
     }
-    if (given.contains("backbone_dtype") && given.at("backbone_dtype") != "int4"
-        && !given.contains("quant_group_size"))
-        j["method"].erase("quant_group_size");
-    return RunSpec::fromJson(j, config + " with the command line's method flags");
+    const std::string source = config + " with the command line's method flags";
+    auto j = spec.toJson();
+    j["method"] = spec.method.withFields(given, source).toJson();
+    return RunSpec::fromJson(j, source);
 }
 
 int runTrain(

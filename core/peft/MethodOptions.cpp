@@ -307,6 +307,17 @@ json MethodOptions::toJson() const
     return out;
 }
 
+MethodOptions MethodOptions::withFields(const json& fields, const std::string& source) const
+{
+    auto j = toJson();
+    for (const auto& [key, value] : fields.items())
+        j[key] = value;
+    if (fields.contains("backbone_dtype") && fields.at("backbone_dtype") != "int4"
+        && !fields.contains("quant_group_size"))
+        j.erase("quant_group_size");
+    return fromJson(j, source);
+}
+
 void MethodOptions::validate(const T5Config& config) const
 {
     const auto layers = config.numLayers + config.numDecoderLayers;

@@ -95,6 +95,10 @@ struct MethodOptions {
     // the default).
     static MethodOptions fromJson(const nlohmann::json& json, const std::string& source = "method options");
     nlohmann::json toJson() const;
+    // These options with `fields` (JSON names, options of this method: the caller checks and names them)
+    // put over them. A field the new values make meaningless and that `fields` does not set goes:
+    // quant_group_size when backbone_dtype changes away from int4. Errors as fromJson's, naming `source`.
+    MethodOptions withFields(const nlohmann::json& fields, const std::string& source) const;
     // Checks values against a backbone (keep indices < layers, freeze <= layers, divisibility by r...).
     void validate(const T5Config& config) const;
 

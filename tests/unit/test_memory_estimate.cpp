@@ -158,18 +158,15 @@ private Q_SLOTS:
         QFETCH(QString, variant);
         auto options = optionsFor(method.toStdString());
         if (!variant.isEmpty()) {
-            auto j = options.toJson();
+            nlohmann::json fields = nlohmann::json::object();
             for (const auto& field : variant.split(':')) {
                 const auto kv = field.split('=');
-                j[kv[0].toStdString()] = kv.size() == 1 ? nlohmann::json(true)
+                fields[kv[0].toStdString()] = kv.size() == 1 ? nlohmann::json(true)
                     : nlohmann::json::parse(kv[1].toStdString(), nullptr, false).is_discarded()
                     ? nlohmann::json(kv[1].toStdString())
                     : nlohmann::json::parse(kv[1].toStdString());
             }
-            if (j.contains("backbone_dtype") && j.at("backbone_dtype") != "int4"
-                && !variant.contains("quant_group"))
-                j.erase("quant_group_size");
-            options = MethodOptions::fromJson(j);
+            options = options.withFields(fields, "variant " + variant.toStdString());
         }
         MemoryBenchSpec spec;
         spec.dtype = dtype.toStdString();
@@ -259,6 +256,18 @@ private Q_SLOTS:
             = test::runCli({ "estimate", "--shape", "t5-small", "--method", "ladder", "--r", "5" });
         QCOMPARE(bad.exitCode, 1);
         QVERIFY(QString::fromStdString(bad.err).contains("field r"));
+        // qlora over int8: the int4 default's group size is dropped with it (MethodOptions::withFields);
+        // a group size given for int8 is still refused.
+        const auto int8 = test::runCli({ "estimate", "--shape", "t5-small", "--method", "qlora",
+            "--backbone-dtype", "int8", "--batch", "4", "--json" });
+        QVERIFY2(int8.exitCode == 0, int8.err.c_str());
+        QCOMPARE(QString::fromStdString(
+                     nlohmann::json::parse(int8.out).at("method").at("backbone_dtype").get<std::string>()),
+            QString("int8"));
+        const auto both = test::runCli({ "estimate", "--shape", "t5-small", "--method", "qlora",
+            "--backbone-dtype", "int8", "--quant-group-size", "32", "--batch", "4" });
+        QCOMPARE(both.exitCode, 1);
+        QVERIFY2(QString::fromStdString(both.err).contains("field quant_group_size"), both.err.c_str());
     }
 };
 

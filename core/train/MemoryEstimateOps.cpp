@@ -2,6 +2,7 @@
 // LadderSideNetwork.cpp, each op with what its autograd node saves. See MemoryEstimateReplay.h.
 #include <algorithm>
 
+#include "model/QuantizedWeight.h"
 #include "train/MemoryEstimateReplay.h"
 #include "util/Error.h"
 
@@ -32,7 +33,7 @@ TraceTensor Estimator::quantizedProduct(
     const auto m = x.numel() / q.cols;
     const auto g = q.groups();
     const bool int4 = q.dtype == "int4", int8 = q.dtype == "int8";
-    const std::int64_t chunkElements = std::int64_t { 1 } << 22;
+    const std::int64_t chunkElements = QuantizedWeight::kDequantChunkElements;
     const bool oneChunk = q.rows * q.cols <= chunkElements;
     const auto r = oneChunk ? q.rows : std::max<std::int64_t>(1, chunkElements / q.cols);
     // The dequantised rows of a chunk, and the temporaries that exist beside them while they are made.
@@ -54,7 +55,8 @@ TraceTensor Estimator::quantizedProduct(
     auto output = [&] { return compute(m * q.rows, d, { x, b }, {}, Grad::New); };
     // ATen's kernels: a bf16 compute dtype and few rows (generation sizes; CPU).
     const bool kernel = !m_cuda && d == 2 && (int8 || int4)
-        && m <= (int8 ? std::int64_t { 16 } : std::int64_t { 64 }) && (!int4 || q.rows % 16 == 0);
+        && m <= (int8 ? QuantizedWeight::kInt8KernelMaxRows : QuantizedWeight::kInt4KernelMaxRows)
+        && (!int4 || q.rows % 16 == 0);
     TraceTensor out;
     if (kernel) {
         if (int4 && !m_kernelPacked[w.param]) {

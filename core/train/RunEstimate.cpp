@@ -1,10 +1,13 @@
 #include "train/RunEstimate.h"
 
 #include <algorithm>
+#include <filesystem>
 
 #include "data/Batcher.h"
 #include "data/Task.h"
 #include "model/T5Tokenizer.h"
+#include "train/DemoPaths.h"
+#include "train/TaskLoad.h"
 #include "util/Error.h"
 
 namespace ladder {
@@ -47,6 +50,22 @@ MemoryEstimateInput estimateInputFor(
     in.gradientAccumulation = spec.training.gradientAccumulation;
     in.device = spec.device.rfind("cuda", 0) == 0 ? spec.device : std::string("cpu");
     return in;
+}
+
+MemoryEstimate estimateRunSpec(const RunSpec& spec, std::uint64_t cudaWorkspaceBytes)
+{
+    namespace fs = std::filesystem;
+    const auto folder = spec.backbone == "demo" ? demoBackboneDirectory() : spec.backbone;
+    if (spec.backbone == "demo" && !fs::exists(fs::path(folder) / "config.json"))
+        throw Error("the demo backbone is not built yet (run `ladder demo`)");
+    const auto spm = (fs::path(folder) / "spiece.model").string();
+    if (!fs::exists(spm))
+        throw Error(folder + ": no spiece.model (the backbone folder needs its SentencePiece tokenizer)");
+    const T5Config config = T5Config::fromJsonFile((fs::path(folder) / "config.json").string());
+    const T5Tokenizer tokenizer(spm);
+    auto input = estimateInputFor(spec, config, trainingLengths(spec, loadTaskSplits(spec.task), tokenizer));
+    input.cudaWorkspaceBytes = cudaWorkspaceBytes;
+    return estimateTrainingMemory(input);
 }
 
 } // namespace ladder

@@ -37,4 +37,10 @@ TrainingLengths trainingLengths(const RunSpec& spec, const TaskSplits& task, con
 MemoryEstimateInput estimateInputFor(
     const RunSpec& spec, const T5Config& config, const TrainingLengths& lengths);
 
+// The estimate of a run spec as the trainer will log it, from files alone: the backbone's config.json
+// ("demo": the built demo's), its tokenizer over the task's training split (seconds for a GLUE task: off
+// the GUI thread), no weights. What the queue places runs by (train/DevicePlacement.h). Throws
+// ladder::Error naming what could not be read.
+MemoryEstimate estimateRunSpec(const RunSpec& spec, std::uint64_t cudaWorkspaceBytes = 0);
+
 } // namespace ladder

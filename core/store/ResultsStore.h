@@ -272,6 +272,19 @@ public:
     bool getDeviceLease(
         const std::string& device, std::optional<DeviceLease>* lease, std::string* error = nullptr);
 
+    // ---- Import -------------------------------------------------------------------------------------
+    // Copies the runs of the store at `sourcePath` (another results store, e.g. one task's store of a
+    // sweep run on Slurm) into this one, with their metrics, evaluations and logs and their checkpoints
+    // (copied into this store's files folder and checked against the SHA-256 the source recorded), plus a
+    // log line naming where each came from. Idempotent: a run is already present when this store has a
+    // run of the same spec hash and seed that is finished, or that was created at the same time (the same
+    // record, imported before); it is counted, not copied. The source is only read, and is refused (false,
+    // with the reason in result->skipReason and the error naming both files) when it is missing, not a
+    // LadderBench store, of a newer schema version, fails SQLite's integrity check, is locked by a writer,
+    // or is half-finished (a run still queued or running); so is a missing or damaged checkpoint. One
+    // transaction per source: on any failure this store is left as it was, files folder included.
+    bool importStore(const std::string& sourcePath, StoreImport* result, std::string* error = nullptr);
+
     // ---- Export --------------------------------------------------------------------------------------
     // Writes the runs that match `filter` with their final figures as CSV (writeRunsCsv()) to `path`,
     // through a temporary file renamed into place.

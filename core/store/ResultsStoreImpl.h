@@ -3,8 +3,9 @@
 // ResultsStore's private state, shared by the .cpp files that implement it: ResultsStore.cpp (opening,
 // identity, migrations, interrupted-run recovery), ResultsStoreRuns.cpp (the run records),
 // ResultsStoreMetrics.cpp (metrics, evaluations, logs, the CSV export), ResultsStoreQueue.cpp (the queue
-// and device leases), ResultsStoreFiles.cpp (the store's files folder and checkpoint hashes) and
-// OwnerProcess.cpp (owner processes). Private to core/store: no public header includes it.
+// and device leases), ResultsStoreFiles.cpp (the store's files folder and checkpoint hashes),
+// ResultsStoreImport.cpp (importing another store) and OwnerProcess.cpp (owner processes). Private to
+// core/store: no public header includes it.
 
 #include <cstdint>
 #include <optional>
@@ -136,6 +137,8 @@ struct ResultsStore::Impl {
     // queued or running one whose process lives), inside the caller's transaction; running runs whose
     // process is gone are appended to *dead (to mark interrupted).
     std::optional<RunRecord> holderOf(const std::string& hash, std::vector<std::int64_t>* dead);
+    // ResultsStoreImport.cpp: imports the store attached as "import_source" (ResultsStore::importStore).
+    void importAttached(const std::string& source, StoreImport* result);
     // ResultsStoreQueue.cpp
     std::optional<RunRecord> nextQueued(const std::string& device);
     std::vector<std::int64_t> queueOrder();

@@ -53,11 +53,13 @@ Connection::~Connection()
 void Connection::open(const std::string& path, bool create)
 {
     close();
-    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
+    // As a URI (every byte of the path encoded, so the file is the same one), so that attachReadOnly()
+    // may give SQLite's URI parameters to the databases it attaches.
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI;
     if (create)
         flags |= SQLITE_OPEN_CREATE;
     sqlite3* db = nullptr;
-    const int rc = sqlite3_open_v2(path.c_str(), &db, flags, nullptr);
+    const int rc = sqlite3_open_v2(fileUri(path).c_str(), &db, flags, nullptr);
     if (rc != SQLITE_OK) {
         std::string message = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
         sqlite3_close_v2(db);
@@ -81,6 +83,17 @@ void Connection::openReadOnly(const std::string& path, bool immutable)
     }
     m_db = db;
     sqlite3_extended_result_codes(m_db, 1);
+}
+
+void Connection::attachReadOnly(const std::string& path, const std::string& schema, bool immutable)
+{
+    Statement attach(*this, "ATTACH DATABASE :uri AS " + schema);
+    attach.bind(":uri", fileUri(path) + (immutable ? "?mode=ro&immutable=1" : "?mode=ro")).run();
+}
+
+void Connection::detach(const std::string& schema)
+{
+    exec("DETACH DATABASE " + schema);
 }
 
 void Connection::close()

@@ -45,6 +45,10 @@ public:
     void openReadOnly(const std::string& path, bool immutable);
     void close();
     bool isOpen() const { return m_db != nullptr; }
+    // ATTACH DATABASE of another file, read only, as `schema` (a plain SQL name the caller chooses):
+    // `immutable` as in openReadOnly(). Not inside a transaction. Throws SqliteError.
+    void attachReadOnly(const std::string& path, const std::string& schema, bool immutable);
+    void detach(const std::string& schema);
 
     // Runs one or more statements that return no rows of interest. Throws SqliteError naming `what`.
     void exec(const std::string& sql);

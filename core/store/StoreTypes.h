@@ -152,6 +152,16 @@ struct DeviceLease {
     std::string expiresAt; // the lease is free from this time on unless renewed before
 };
 
+// What ResultsStore::importStore() did with one store file.
+struct StoreImport {
+    std::string source; // the file imported
+    int runsInSource = 0; // the runs it holds (0 when it could not be read)
+    int imported = 0; // runs copied into this store
+    int alreadyPresent = 0; // runs this store holds already (same spec hash and seed)
+    std::vector<std::int64_t> importedIds; // the copies' ids in this store, in the source's order
+    std::string skipReason; // why nothing was imported (the file is not named); empty when it was imported
+};
+
 // Filters and order of ResultsStore::listRuns(). Empty fields do not filter.
 struct RunFilter {
     enum class Order { IdAscending, IdDescending, QueuePosition };

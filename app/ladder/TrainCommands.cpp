@@ -19,9 +19,11 @@
 #include "Interrupt.h"
 #include "JsonOutput.h"
 #include "MethodFlags.h"
+#include "SweepPlacement.h"
 #include "model/T5Tokenizer.h"
 #include "peft/Method.h"
 #include "store/ResultsStore.h"
+#include "train/DevicePlacement.h"
 #include "train/RunWorkerProcess.h"
 #include "train/StoreRecorder.h"
 #include "train/Sweep.h"
@@ -275,14 +277,42 @@ RunSummary summaryOf(const RunRecord& r)
     return s;
 }
 
+// --parallel N (1 or more) as a number; "auto" is runSweep's.
+int parallelFlag(const std::string& text)
+{
+    std::size_t used = 0;
+    int n = 0;
+    try {
+        n = std::stoi(text, &used);
+    } catch (const std::exception&) {
+        used = 0;
+    }
+    if (used != text.size() || used == 0 || n < 1)
+        throw UsageError("--parallel: expected auto or 1 or more runs at once, got \"" + text + "\"");
+    return n;
+}
+
 // Each run of a sweep trains in a process of its own (`ladder worker`, core/train/RunWorkerProcess.h),
 // `parallel` at a time: a crash fails that run only, and runs at once do not share LibTorch's seed,
 // threads or memory meter. With one at a time the progress bar is `ladder train`'s; with several, each
 // run reports plain lines with its label.
-int runSweep(const std::string& config, const std::string& storeOverride, int parallel, bool asJson)
+// parallel "auto": the runs start while they fit their devices by their memory estimates
+// (SweepPlacement.h), on the measured devices or deviceBudget's pretend ones.
+int runSweep(const std::string& config, const std::string& storeOverride, const std::string& parallelText,
+    const std::string& deviceBudget, bool asJson)
 {
-    if (parallel < 1)
-        throw UsageError("--parallel: expected 1 or more runs at once, got " + std::to_string(parallel));
+    const bool placed = parallelText == "auto";
+    const int parallel = placed ? 2 : parallelFlag(parallelText); // auto: several at once, as for N > 1
+    if (!deviceBudget.empty() && !placed)
+        throw UsageError(
+            "--device-budget: only with --parallel auto (runs placed by their memory estimates)");
+    if (!deviceBudget.empty()) {
+        try {
+            parseDeviceBudgets(deviceBudget, "--device-budget");
+        } catch (const Error& e) {
+            throw UsageError(e.what());
+        }
+    }
     const auto sweep = readJsonFile(config, "a sweep JSON file");
     const auto raw = expandSweep(sweep, config);
     std::vector<RunSpec> specs;
@@ -336,8 +366,15 @@ int runSweep(const std::string& config, const std::string& storeOverride, int pa
         }
         jobs.push_back(std::move(job));
     }
-    runInWorkers(
-        jobs, path, parallel,
+    int neverFits = 0;
+    const auto launchJobs = [&](auto&&... callbacks) {
+        if (placed)
+            runPlacedInWorkers(jobs, path, deviceBudget, asJson ? std::cerr : std::cout, callbacks...,
+                [&](const WorkerJob&, const std::string&) { ++neverFits; });
+        else
+            runInWorkers(jobs, path, parallel, callbacks...);
+    };
+    launchJobs(
         [&](const WorkerJob& job) -> std::unique_ptr<TrainerObserver> {
             return std::make_unique<ProgressBar>(job.label, /*plainLines=*/parallel > 1);
         },
@@ -365,6 +402,7 @@ int runSweep(const std::string& config, const std::string& storeOverride, int pa
             ++held;
             heldIds.push_back(holder.id);
         });
+    failed += neverFits;
     const int code = interrupted() ? kExitCancelled : (failed == 0 ? kExitDone : kExitError);
     if (asJson) { // {"store", "runs": the runs trained, as `runs list --json`, "skipped": ids finished
                   // before}
@@ -384,6 +422,8 @@ int runSweep(const std::string& config, const std::string& storeOverride, int pa
               << " failed or cancelled";
     if (held > 0)
         std::cout << ", " << held << " held by another writer";
+    if (neverFits > 0)
+        std::cout << " (" << neverFits << " never fit their device)";
     std::cout << "; store " << path << "\n";
     return code;
 }
@@ -489,17 +529,23 @@ void registerTrainCommands(CLI::App& app)
         auto* cmd
             = app.add_subcommand("sweep", "Run a grid of specs one after another; finished runs are skipped");
         cmd->add_option("--config", *config, "sweep JSON: base, methods, seeds, grid")->required();
-        auto parallel = std::make_shared<int>(1);
+        auto parallel = std::make_shared<std::string>("1");
         cmd->add_option("--store", *store, "results store");
         cmd->add_option("--parallel", *parallel,
-               "runs trained at once, each in a process of its own (a crash fails that run only)")
+               "runs trained at once, each in a process of its own (a crash fails that run only); auto: "
+               "as many as fit their devices by their memory estimates")
             ->capture_default_str();
+        auto deviceBudget = std::make_shared<std::string>();
+        cmd->add_option("--device-budget", *deviceBudget,
+               "with --parallel auto: pretend device memory, e.g. cpu=2GiB or cpu=600MiB,cuda:0=20GiB "
+               "(default: $LADDER_DEVICE_BUDGET, else the devices' free memory less a margin)")
+            ->option_text("DEVICE=SIZE,...");
         auto json = std::make_shared<bool>(false);
         cmd->add_flag("--json", *json,
             "machine-readable output: {store, runs (as runs list --json), skipped (ids finished before)}");
-        cmd->callback([config, store, parallel, json] {
+        cmd->callback([config, store, parallel, deviceBudget, json] {
             installInterruptHandler(); // before anything is read or loaded
-            runGuarded("sweep", [&] { return runSweep(*config, *store, *parallel, *json); });
+            runGuarded("sweep", [&] { return runSweep(*config, *store, *parallel, *deviceBudget, *json); });
         });
     }
     {

@@ -239,6 +239,13 @@ public:
     // lease is not held (then nothing is claimed).
     bool claimNextQueuedUnderLease(const std::string& device, const std::string& leaseOwner,
         std::optional<RunRecord>* run, bool* leaseHeld = nullptr, std::string* error = nullptr);
+    // One queued run, chosen by the caller (the window's placement: train/DevicePlacement.h), claimed while
+    // `leaseOwner` holds a live lease on `leaseDevice` (checked in the same transaction). *run is nullopt
+    // when the run is no longer queued (cancelled, removed or claimed elsewhere meanwhile) or the lease is
+    // not held (*leaseHeld false); nothing is claimed then.
+    bool claimQueuedUnderLease(std::int64_t runId, const std::string& leaseDevice,
+        const std::string& leaseOwner, std::optional<RunRecord>* run, bool* leaseHeld = nullptr,
+        std::string* error = nullptr);
     // Puts the given queued runs first, in this order; the other queued runs follow in their present order.
     bool setQueueOrder(const std::vector<std::int64_t>& runIds, std::string* error = nullptr);
     // Moves a queued run `offset` places (negative: towards the front), clamped to the queue.

@@ -267,6 +267,31 @@ bool ResultsStore::claimNextQueuedUnderLease(const std::string& device, const st
         });
 }
 
+bool ResultsStore::claimQueuedUnderLease(std::int64_t runId, const std::string& leaseDevice,
+    const std::string& leaseOwner, std::optional<RunRecord>* run, bool* leaseHeld, std::string* error)
+{
+    return m_impl->guard(
+        "starting queued " + runLabel(runId) + " on " + leaseDevice + " under the lease of " + leaseOwner,
+        error, [&] {
+            Transaction tx(m_impl->db);
+            const bool held = store_detail::leaseHeld(m_impl->db, leaseDevice, leaseOwner);
+            std::optional<RunRecord> claimed;
+            if (held) {
+                Statement s(m_impl->db, "SELECT status FROM runs WHERE id = :id");
+                s.bind(":id", runId);
+                if (s.step() && s.text("status") == "queued") {
+                    m_impl->setStatus(runId, RunState::Running, {});
+                    claimed = m_impl->getRun(runId);
+                }
+            }
+            tx.commit();
+            if (leaseHeld)
+                *leaseHeld = held;
+            if (run)
+                *run = std::move(claimed);
+        });
+}
+
 bool ResultsStore::setQueueOrder(const std::vector<std::int64_t>& runIds, std::string* error)
 {
     return m_impl->guard("reordering the queue", error, [&] {

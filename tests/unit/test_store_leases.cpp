@@ -32,6 +32,7 @@ private Q_SLOTS:
     void deviceLeaseRace();
     void leaseOfADeadOwnerIsFree();
     void claimUnderLease();
+    void claimChosenRunUnderLease();
     void createRunsIsAllOrNothing();
     void findFinishedRunsForABatch();
 };
@@ -201,6 +202,42 @@ void TestStoreLeases::claimUnderLease()
     QVERIFY(run && run->id == second);
     QVERIFY(store.claimNextQueuedUnderLease("cuda:0", theirs, &run, &held));
     QVERIFY(held && !run); // nothing left
+}
+
+// Several runs per device (issue 19): the window's placement picks a run, not the first of the device,
+// and claims it under its lease; a run no longer queued is not claimed, and neither is one without the
+// lease. The lease holder may claim several runs of one device.
+void TestStoreLeases::claimChosenRunUnderLease()
+{
+    const std::string path = freshDir() + "/results.sqlite";
+    ResultsStore store;
+    QVERIFY(store.open(path));
+    std::int64_t first = 0, second = 0, third = 0;
+    QVERIFY(store.createRun(sampleRun("q1", RunState::Queued, "cpu"), &first));
+    QVERIFY(store.createRun(sampleRun("q2", RunState::Queued, "cpu"), &second));
+    QVERIFY(store.createRun(sampleRun("q3", RunState::Queued, "cpu"), &third));
+    const std::string mine = ResultsStore::newLeaseOwner();
+    const std::string theirs = ResultsStore::newLeaseOwner();
+    std::optional<RunRecord> run;
+    bool held = true;
+    std::string error;
+    QVERIFY2(store.claimQueuedUnderLease(second, "cpu", mine, &run, &held, &error), error.c_str());
+    QVERIFY(!held && !run);
+    bool ok = false;
+    QVERIFY(store.acquireDeviceLease("cpu", mine, 60, &ok) && ok);
+    QVERIFY(store.claimQueuedUnderLease(second, "cpu", theirs, &run, &held));
+    QVERIFY(!held && !run); // another window's name: not its lease
+    QVERIFY(store.claimQueuedUnderLease(second, "cpu", mine, &run, &held));
+    QVERIFY(held && run && run->id == second && run->status == RunState::Running);
+    QVERIFY(store.claimQueuedUnderLease(first, "cpu", mine, &run, &held)); // a second run on the device
+    QVERIFY(held && run && run->id == first);
+    QVERIFY(store.claimQueuedUnderLease(second, "cpu", mine, &run, &held));
+    QVERIFY(held && !run); // running already
+    QVERIFY(store.setStatus(third, RunState::Cancelled, "cancelled before it started"));
+    QVERIFY(store.claimQueuedUnderLease(third, "cpu", mine, &run, &held));
+    QVERIFY(held && !run);
+    QVERIFY(store.claimQueuedUnderLease(999, "cpu", mine, &run, &held)); // no such run: nothing to claim
+    QVERIFY(!run);
 }
 
 void TestStoreLeases::createRunsIsAllOrNothing()

@@ -192,6 +192,13 @@ std::vector<Placement> placeQueuedRuns(const std::vector<DeviceBudget>& devices,
             wait("behind run " + std::to_string(*s.lineHeldBy) + ", queued before it for " + p.device
                     + " (queue order)",
                 false);
+        } else if (!b) {
+            // No budget: estimates do not matter, one run at a time.
+            const std::string why = p.device + " takes one run at a time (no memory budget for it)";
+            if (s.runs.empty())
+                start(why);
+            else
+                wait(why + on, true);
         } else if (run.estimatePending) {
             wait("estimating its memory", true);
         } else if (s.alone) {
@@ -204,11 +211,6 @@ std::vector<Placement> placeQueuedRuns(const std::vector<DeviceBudget>& devices,
             else
                 wait("no memory estimate (" + run.noEstimate + "): waits to run alone on " + p.device + on,
                     true);
-        } else if (!b) {
-            if (s.runs.empty())
-                start("the memory of " + p.device + " is not known: one run at a time");
-            else
-                wait("the memory of " + p.device + " is not known: one run at a time" + on, true);
         } else {
             const std::uint64_t left = b->capacityBytes > s.used ? b->capacityBytes - s.used : 0;
             const std::string needs = "needs " + formatBinaryBytes(*run.chargeBytes) + ", " + p.device;

@@ -33,8 +33,8 @@ namespace ladder {
 //   Runs for other devices go on. A run that can never start holds no line.
 // - A run without an estimate (its backbone or task could not be read: the reason is kept) runs alone:
 //   only on a device with no placed run, and nothing joins it. A run whose estimate is still being made
-//   waits for it. A device without a budget (the workbench before its GPU list arrives) takes one run at a
-//   time, as the queue did before.
+//   waits for it. A device without a budget takes one run at a time, as the queue did before, whatever the
+//   estimates (the workbench's CPU unless a CPU budget is given, a GPU before the window has listed it).
 
 // The memory a device gives to runs.
 struct DeviceBudget {

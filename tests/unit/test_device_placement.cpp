@@ -123,8 +123,8 @@ private Q_SLOTS:
         QCOMPARE(QString::fromStdString(p[3].device), QStringLiteral("cuda:0")); // "cuda" is the first GPU
     }
 
-    // Without an estimate a run runs alone; while its estimate is made it waits; a device whose memory is
-    // not known yet takes one run at a time.
+    // Without an estimate a run runs alone; while its estimate is made it waits; a device without a budget
+    // takes one run at a time, estimated or not.
     void unknownsRunAlone()
     {
         const auto devices = deviceBudgets({}, { { "cpu", 4 * kGiB } });
@@ -152,7 +152,10 @@ private Q_SLOTS:
         p = placeQueuedRuns({}, {}, { queued(6, kGiB, "cuda:1"), queued(7, kGiB, "cuda:1") });
         QCOMPARE(verdicts(p), (std::vector<Verdict> { Verdict::Start, Verdict::Wait }));
         QCOMPARE(QString::fromStdString(p[1].reason),
-            QStringLiteral("the memory of cuda:1 is not known: one run at a time with run 6 on it"));
+            QStringLiteral("cuda:1 takes one run at a time (no memory budget for it) with run 6 on it"));
+        pending.device = "cuda:1"; // without a budget the estimate does not matter
+        p = placeQueuedRuns({}, {}, { pending });
+        QCOMPARE(verdicts(p), (std::vector<Verdict> { Verdict::Start }));
     }
 
     // A measured device gives its free memory less the margin; the charge adds 10% and the process.

@@ -1,9 +1,10 @@
 // ladder runs list | show | export: the runs of a results store, read only (a missing store is an error,
-// never created).
+// never created); ladder runs import: other stores merged into one (created when missing).
 #include <iomanip>
 #include <iostream>
 #include <memory>
 #include <sstream>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -187,6 +188,55 @@ int runsExport(const std::string& storePath, const std::string& csv)
     return kExitDone;
 }
 
+// "imported 3 runs from FILE (1 already present)"; a store skipped: "imported 0 runs from FILE (4 skipped:
+// half-finished: run 2 is still running ...)".
+std::string importLine(const StoreImport& r)
+{
+    std::string line = "imported " + std::to_string(r.imported) + (r.imported == 1 ? " run" : " runs")
+        + " from " + r.source + " (";
+    if (r.skipReason.empty())
+        return line + std::to_string(r.alreadyPresent) + " already present)";
+    if (r.runsInSource > 0)
+        line += std::to_string(r.runsInSource) + " ";
+    return line + "skipped: " + r.skipReason + ")";
+}
+
+// ladder runs import STORE... [--store MAIN]: each store in a transaction of its own (ResultsStore::
+// importStore); a store that cannot be imported is reported and skipped, the others go on. Exit 1 when
+// any was skipped.
+int runsImport(const std::string& mainPath, const std::vector<std::string>& sources, bool asJson)
+{
+    const std::string path = mainPath.empty() ? ResultsStore::defaultPath() : mainPath;
+    ResultsStore store;
+    std::string error;
+    if (!store.open(path, &error)) // the main store is created when missing: a fresh one to merge into
+        throw Error(error);
+    int imported = 0, present = 0, skipped = 0;
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& source : sources) {
+        StoreImport result;
+        store.importStore(source, &result, &error);
+        imported += result.imported;
+        present += result.alreadyPresent;
+        skipped += result.skipReason.empty() ? 0 : 1;
+        if (asJson)
+            out.push_back({ { "file", source }, { "runs", result.runsInSource },
+                { "imported", result.imported }, { "already_present", result.alreadyPresent },
+                { "run_ids", result.importedIds }, { "skipped", jsonText(result.skipReason) } });
+        else
+            (result.skipReason.empty() ? std::cout : std::cerr) << importLine(result) << std::endl;
+    }
+    if (asJson)
+        printJson({ { "store", path }, { "stores", out } });
+    else
+        std::cout << "runs import: " << imported << (imported == 1 ? " run" : " runs") << " imported from "
+                  << sources.size() - static_cast<std::size_t>(skipped) << " of " << sources.size()
+                  << (sources.size() == 1 ? " store" : " stores") << " into " << path << " (" << present
+                  << " already present, " << skipped << (skipped == 1 ? " store" : " stores")
+                  << " skipped)\n";
+    return skipped == 0 ? kExitDone : kExitError;
+}
+
 // --store belongs to the group and to each subcommand, so that `runs --store X list` and
 // `runs list --store X` both work; given twice, the two must agree.
 struct StoreFlags {
@@ -210,7 +260,7 @@ void registerRunsCommands(CLI::App& app)
     auto csv = std::make_shared<std::string>();
     const std::string storeHelp
         = "results store (default: " + ResultsStore::defaultPath() + "; never created)";
-    auto* runs = app.add_subcommand("runs", "List, show and export the runs of a results store");
+    auto* runs = app.add_subcommand("runs", "List, show, export and import the runs of results stores");
     runs->require_subcommand(1);
     runs->add_option("--store", store->group, storeHelp);
     auto* list = runs->add_subcommand("list", "One line per run");
@@ -229,6 +279,23 @@ void registerRunsCommands(CLI::App& app)
     exp->add_option("--store", store->own, storeHelp);
     exp->callback(
         [store, csv] { runGuarded("runs export", [&] { return runsExport(store->path(), *csv); }); });
+    auto sources = std::make_shared<std::vector<std::string>>();
+    auto* imp = runs->add_subcommand("import",
+        "Merge other results stores into this one: runs, metrics, evaluations, logs and checkpoints; runs "
+        "already present (same spec and seed) are skipped; a half-finished or corrupt store is reported and "
+        "skipped (exit 1)");
+    imp->add_option(
+           "stores", *sources, "store files to import, e.g. DIR/run-*.sqlite of `sweep --emit slurm`")
+        ->required();
+    imp->add_option("--store", store->own,
+        "the results store to import into (default: " + ResultsStore::defaultPath()
+            + "; created when missing)");
+    imp->add_flag("--json", *json,
+        "machine-readable output: {store, stores: [{file, runs, imported, already_present, run_ids, "
+        "skipped}]}");
+    imp->callback([store, sources, json] {
+        runGuarded("runs import", [&] { return runsImport(store->path(), *sources, *json); });
+    });
 }
 
 } // namespace ladder::cli

@@ -19,12 +19,14 @@
 #include "Interrupt.h"
 #include "JsonOutput.h"
 #include "MethodFlags.h"
+#include "SlurmCommands.h"
 #include "SweepPlacement.h"
 #include "model/T5Tokenizer.h"
 #include "peft/Method.h"
 #include "store/ResultsStore.h"
 #include "train/DevicePlacement.h"
 #include "train/RunWorkerProcess.h"
+#include "train/SlurmExport.h"
 #include "train/StoreRecorder.h"
 #include "train/Sweep.h"
 #include "train/TrainState.h"
@@ -299,7 +301,7 @@ int parallelFlag(const std::string& text)
 // parallel "auto": the runs start while they fit their devices by their memory estimates
 // (SweepPlacement.h), on the measured devices or deviceBudget's pretend ones.
 int runSweep(const std::string& config, const std::string& storeOverride, const std::string& parallelText,
-    const std::string& deviceBudget, bool asJson)
+    const std::string& deviceBudget, bool asJson, long long index)
 {
     const bool placed = parallelText == "auto";
     const int parallel = placed ? 2 : parallelFlag(parallelText); // auto: several at once, as for N > 1
@@ -314,7 +316,7 @@ int runSweep(const std::string& config, const std::string& storeOverride, const 
         }
     }
     const auto sweep = readJsonFile(config, "a sweep JSON file");
-    const auto raw = expandSweep(sweep, config);
+    const auto raw = selectSweepRuns(expandSweep(sweep, config), index, config); // --index: one run
     std::vector<RunSpec> specs;
     for (std::size_t i = 0; i < raw.size(); ++i)
         specs.push_back(RunSpec::fromJson(raw[i], config + " (run " + std::to_string(i + 1) + ")"));
@@ -543,9 +545,15 @@ void registerTrainCommands(CLI::App& app)
         auto json = std::make_shared<bool>(false);
         cmd->add_flag("--json", *json,
             "machine-readable output: {store, runs (as runs list --json), skipped (ids finished before)}");
-        cmd->callback([config, store, parallel, deviceBudget, json] {
+        auto slurm = std::make_shared<SlurmSweepFlags>(); // --emit slurm, --index (SlurmCommands.cpp)
+        slurm->addTo(cmd);
+        cmd->callback([config, store, parallel, deviceBudget, json, slurm] {
             installInterruptHandler(); // before anything is read or loaded
-            runGuarded("sweep", [&] { return runSweep(*config, *store, *parallel, *deviceBudget, *json); });
+            runGuarded("sweep", [&] {
+                if (slurm->emitting())
+                    return emitSlurmSweep(*config, *slurm, *json);
+                return runSweep(*config, *store, *parallel, *deviceBudget, *json, slurm->index());
+            });
         });
     }
     {

@@ -29,12 +29,27 @@ std::vector<std::string> dottedPath(const std::string& dotted, const std::string
 
 std::vector<nlohmann::json> expandSweep(const nlohmann::json& sweep, const std::string& path)
 {
+    if (sweep.is_object() && sweep.contains("runs")) { // a list of run specs, as they are
+        for (const auto& [k, _] : sweep.items())
+            if (k != "runs" && k != "store")
+                throw Error(path + ": field " + oneLine(k, 60)
+                    + ": not with runs (a list of run specs stands alone; only store may join it)");
+        const auto& runs = sweep.at("runs");
+        if (!runs.is_array() || runs.empty())
+            throw Error(path + ": field runs: expected a non-empty array of run spec objects");
+        if (runs.size() > kMaxSweepRuns)
+            throw Error(path + ": field runs: more than " + std::to_string(kMaxSweepRuns) + " runs");
+        for (std::size_t i = 0; i < runs.size(); ++i)
+            if (!runs[i].is_object())
+                throw Error(path + ": field runs[" + std::to_string(i) + "]: expected a run spec object");
+        return runs.get<std::vector<nlohmann::json>>();
+    }
     if (!sweep.is_object() || !sweep.contains("base") || !sweep.at("base").is_object())
         throw Error(path + ": field base: expected a run spec object");
     for (const auto& [k, _] : sweep.items())
         if (k != "base" && k != "methods" && k != "seeds" && k != "grid" && k != "store")
             throw Error(path + ": field " + oneLine(k, 60)
-                + ": unknown (expected base, methods, seeds, grid, store)");
+                + ": unknown (expected base, methods, seeds, grid, store; or runs)");
     // The product's size first, so that a sweep of 20^8 runs is refused instead of built.
     std::size_t runs = 1;
     const auto times = [&](std::size_t n, const std::string& field) {

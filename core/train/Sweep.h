@@ -12,6 +12,8 @@ namespace ladder {
 // "seeds": [0, 1, 2], "grid": {"training.learning_rate": [...], "method.r": [...]}, "store": PATH} -> the
 // run specs of its cartesian product, base first, then methods, seeds and the grid's keys in order.
 // A "methods" entry is a method options object or {"method": {...}, "training": {...overrides...}}.
+// Or {"runs": [<run spec>...], "store": PATH}: those specs, in order (the workbench's Tools > Sweeps
+// exports its list so).
 // A grid key is a dotted path of at most 8 non-empty names through objects. At most kMaxSweepRuns specs:
 // a larger product is refused before it is built. Throws ladder::Error "PATH: field ...: ...".
 inline constexpr std::size_t kMaxSweepRuns = 10000;

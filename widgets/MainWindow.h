@@ -20,6 +20,7 @@ class OverviewPanel;
 class QueueView;
 class RunQueueController;
 class RunQueueModel;
+class StoreImporter;
 class StoreWatcher;
 class WorkbenchSettings;
 
@@ -91,6 +92,14 @@ public Q_SLOTS:
     void openSweeps();
     // Shows a run's live view (0: none).
     void showRun(qint64 runId);
+    // File > Import Results...: asks for store files and imports them (importResults()).
+    void importResultsWithDialog();
+    // Merges the runs of `files` (other results stores, e.g. a Slurm sweep's DIR/run-*.sqlite) into this
+    // window's store on a thread of its own (StoreImporter); the views pick the new runs up as they do any
+    // writer's. A message says what was imported and names each file skipped and why. False while an
+    // import runs.
+    bool importResults(const QStringList& files);
+    StoreImporter* storeImporter() const { return m_importer; }
 
 Q_SIGNALS:
     // A message that was shown to the user as a non-modal box (tests and logs listen here).
@@ -161,6 +170,8 @@ private:
     QAction* m_exportAction = nullptr;
     QAction* m_filterAction = nullptr;
     QAction* m_sweepsAction = nullptr;
+    QAction* m_importAction = nullptr;
+    StoreImporter* m_importer = nullptr;
 };
 
 } // namespace ladder::widgets

@@ -26,6 +26,11 @@ void MainWindow::createActions()
     m_openStoreAction = new QAction(tr("&Open Results Store…"), this);
     m_openStoreAction->setObjectName(QStringLiteral("actionOpenStore"));
     connect(m_openStoreAction, &QAction::triggered, this, &MainWindow::openStoreWithDialog);
+    m_importAction = new QAction(tr("&Import Results…"), this);
+    m_importAction->setObjectName(QStringLiteral("actionImportResults"));
+    m_importAction->setStatusTip(tr("Merge other results stores (a Slurm sweep's run-*.sqlite) into this "
+                                    "one, runs already here skipped"));
+    connect(m_importAction, &QAction::triggered, this, &MainWindow::importResultsWithDialog);
     m_newStoreAction = new QAction(tr("&New Results Store…"), this);
     m_newStoreAction->setObjectName(QStringLiteral("actionNewStore"));
     connect(m_newStoreAction, &QAction::triggered, this, &MainWindow::newStoreWithDialog);
@@ -105,6 +110,7 @@ void MainWindow::createMenus()
     file->addSeparator();
     file->addAction(m_openStoreAction);
     file->addAction(m_newStoreAction);
+    file->addAction(m_importAction);
     file->addAction(m_exportAction);
     file->addSeparator();
     file->addAction(m_quitAction);

@@ -15,6 +15,7 @@
 #include <QVBoxLayout>
 
 #include "RunsTableModel.h"
+#include "SlurmExportDialog.h"
 #include "train/DemoPaths.h"
 
 namespace ladder::widgets {
@@ -99,6 +100,14 @@ SweepDialog::SweepDialog(const nlohmann::json& baseSpec, QWidget* parent)
     layout->addWidget(m_list, 1);
     layout->addWidget(m_note);
     layout->addWidget(m_buttons);
+    m_slurmButton = m_buttons->addButton(tr("Export for Slurm…"), QDialogButtonBox::ActionRole);
+    m_slurmButton->setObjectName(QStringLiteral("sweepSlurmExportButton"));
+    m_slurmButton->setToolTip(
+        tr("Write the runs as a Slurm job array (sweep.sbatch) instead of queueing them"));
+    connect(m_slurmButton, &QPushButton::clicked, this, [this] {
+        SlurmExportDialog dialog(slurmSweep(), this);
+        dialog.exec();
+    });
     connect(m_buttons, &QDialogButtonBox::accepted, this, &QDialog::accept);
     connect(m_buttons, &QDialogButtonBox::rejected, this, &QDialog::reject);
     resize(760, 560);
@@ -251,6 +260,12 @@ void SweepDialog::refreshList()
     QPushButton* ok = m_buttons->button(QDialogButtonBox::Ok);
     ok->setText(tr("Queue %n run(s)", nullptr, static_cast<int>(m_specs.size())));
     ok->setEnabled(!m_specs.empty() && invalid == 0);
+    m_slurmButton->setEnabled(ok->isEnabled());
+}
+
+nlohmann::json SweepDialog::slurmSweep() const
+{
+    return { { "runs", m_specs } };
 }
 
 bool SweepDialog::allValid() const

@@ -26,7 +26,8 @@ namespace ladder::widgets {
 // {6, 12, 24, 48}, LoRA rank in {4, 8, 16, 32}, dropped layers N in {0, 6, 12, 18} (scaled to backbones
 // with fewer than 24 layers, which the dialog says). Every spec is checked with RunSpec::fromJson and,
 // when the backbone's config.json can be read, MethodOptions::validate against it; the list shows each
-// spec's error, and OK ("Queue N runs") is enabled only when all are valid.
+// spec's error, and OK ("Queue N runs") is enabled only when all are valid; so is Export for Slurm...,
+// which writes them as a Slurm job array instead (SlurmExportDialog).
 //
 //   SweepDialog dialog(form->specJson(), this);
 //   if (dialog.exec() == QDialog::Accepted)
@@ -51,6 +52,11 @@ public:
     // Per spec: empty when valid, else the error.
     const std::vector<std::string>& errors() const { return m_errors; }
     bool allValid() const;
+
+    // The listed specs as a sweep file {"runs": [...]} (`ladder sweep --config` reads it): what Export for
+    // Slurm... writes (SlurmExportDialog; enabled when OK is).
+    nlohmann::json slurmSweep() const;
+    QPushButton* slurmExportButton() const { return m_slurmButton; }
 
     QString noteText() const;
     QString seedsText() const;
@@ -86,6 +92,7 @@ private:
     QLabel* m_note = nullptr;
     QDialogButtonBox* m_buttons = nullptr;
     std::vector<QPushButton*> m_presetButtons;
+    QPushButton* m_slurmButton = nullptr;
 };
 
 } // namespace ladder::widgets

@@ -14,7 +14,7 @@ import sys
 # a sibling on its own floor. ladder/Version.h is generated (core/util/Version.h.in).
 FLOORS = [
     ("util", "ladder"),
-    ("device",),
+    ("device", "dist"),
     ("model", "store"),
     ("data",),
     ("peft",),

@@ -16,6 +16,8 @@
 #include <nlohmann/json.hpp>
 
 #include "Commands.h"
+#include "DistributedCommands.h"
+#include "DistributedLaunch.h"
 #include "Interrupt.h"
 #include "JsonOutput.h"
 #include "MethodFlags.h"
@@ -178,20 +180,30 @@ RunSpec withMethodFlags(const RunSpec& spec, const MethodFlags& flags, const std
     return RunSpec::fromJson(j, source);
 }
 
-int runTrain(
-    const std::string& config, const std::string& storeOverride, bool asJson, const MethodFlags& flags)
+// Launched as a rank (torchrun, srun, `--nproc`: docs/SCALING.md), rank 0 records the run and the others
+// train beside it.
+int runTrain(const std::string& config, const std::string& storeOverride, bool asJson,
+    const MethodFlags& flags, double distTimeout)
 {
     // Ctrl+C from the start (registerTrainCommands installs the handler): before the run is recorded it
     // ends here; once the trainer loads, it ends the run as cancelled at its first poll after the load.
     const auto spec = withMethodFlags(RunSpec::fromFile(config), flags, config);
+    const auto env = distributedEnvFromProcess();
+    std::shared_ptr<DistributedGroup> group;
+    if (env && env->rank > 0)
+        return trainFollowerRank(spec, joinGroupFor(spec, *env, collectiveTimeout(distTimeout)));
     ResultsStore store;
     const auto path = storePathFor(spec, storeOverride);
     openStore(store, path);
     throwIfInterrupted();
+    if (env)
+        group = joinGroupFor(spec, *env, collectiveTimeout(distTimeout));
     ProgressBar bar(spec.displayName());
     RunSummary summary;
     std::string error;
-    const auto id = trainAndRecord(spec, store, bar, &summary, &error);
+    const auto id = trainAndRecord(spec, store, bar, &summary, &error, group);
+    if (group)
+        group->shutdown();
     if (id < 0)
         throw Error(error);
     return reportRun(store, path, id, summary, asJson);
@@ -510,18 +522,40 @@ void registerTrainCommands(CLI::App& app)
             "results store (default: the spec's, else " + ResultsStore::defaultPath()
                 + "; with --resume, the run's store, never created)");
         cmd->add_flag("--json", *json, "print the run as `runs list --json` does (progress stays on stderr)");
-        cmd->callback([config, store, json, resume, resumeOption, flags] {
+        auto nproc = std::make_shared<int>(1);
+        auto distTimeout = std::make_shared<double>(0.0);
+        cmd->add_option("--nproc", *nproc,
+               "data parallel on this machine: start N ranks of this run (Gloo on the CPU, NCCL with one GPU "
+               "each); the spec's batch size is the global batch")
+            ->option_text("N");
+        cmd->add_option("--dist-timeout", *distTimeout,
+               "data parallel: seconds before a collective waiting for a dead or stuck rank fails (default "
+               "LADDER_DIST_TIMEOUT, else 600)")
+            ->option_text("SECONDS");
+        cmd->callback([config, store, json, resume, resumeOption, flags, nproc, distTimeout] {
             installInterruptHandler(); // before anything is read or loaded
             runGuarded("train", [&] {
                 if (resumeOption->count() > 0) {
                     if (!flags->given().empty())
                         throw UsageError("train --resume: method flags would change the run; a resumed run "
                                          "keeps its spec");
+                    if (*nproc != 1 || distributedEnvFromProcess())
+                        throw UsageError("train --resume: a data-parallel run does not resume (its training "
+                                         "state is not saved)");
                     return runResume(*resume, *store, *json);
                 }
                 if (config->empty())
                     throw UsageError("train: expected --config FILE (a run spec) or --resume RUN_ID");
-                return runTrain(*config, *store, *json, *flags);
+                if (*nproc < 1)
+                    throw UsageError("--nproc: expected 1 or more processes, got " + std::to_string(*nproc));
+                // The launcher: N ranks of this same command line. A rank (RANK set) ignores --nproc.
+                if (*nproc > 1 && !distributedEnvFromProcess()) {
+                    LocalLaunch launch;
+                    launch.processes = *nproc;
+                    launch.arguments = programArguments();
+                    return launchLocalRanks(launch);
+                }
+                return runTrain(*config, *store, *json, *flags, *distTimeout);
             });
         });
     }

@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 
 #include "Commands.h"
+#include "DistributedLaunch.h"
 #include "device/Devices.h"
 #include "ladder/Version.h"
 #include "train/MemoryMeter.h"
@@ -13,6 +14,7 @@ int main(int argc, char** argv)
 {
     // Before any tensor exists, so that every CPU allocation is counted (docs/PERFORMANCE.md).
     ladder::installCpuMemoryTracker();
+    ladder::cli::setProgramArguments(argc, argv); // `--nproc` starts its ranks with the same command line
     CLI::App app { "ladder - Ladder Side-Tuning workbench, command line" };
     // Before the subcommands are added: they inherit it, so every command's --help ends with the table.
     app.footer(ladder::cli::exitCodeTable());

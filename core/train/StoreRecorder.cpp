@@ -357,11 +357,12 @@ NewRun newRunFor(const RunSpec& spec, RunState status)
     return run;
 }
 
-RunSummary trainRecordedRun(
-    const RunSpec& spec, ResultsStore& store, std::int64_t runId, TrainerObserver& observer)
+RunSummary trainRecordedRun(const RunSpec& spec, ResultsStore& store, std::int64_t runId,
+    TrainerObserver& observer, std::shared_ptr<DistributedGroup> group)
 {
     StoreRecorder recorder(store, runId, observer);
     Trainer trainer(spec);
+    trainer.setDistributed(group);
     const auto failBeforeStart = [&](const std::string& message) {
         RunSummary failed;
         failed.status = RunOutcome::Failed;
@@ -411,12 +412,12 @@ RunSummary trainRecordedRun(
 }
 
 std::int64_t trainAndRecord(const RunSpec& spec, ResultsStore& store, TrainerObserver& observer,
-    RunSummary* summary, std::string* error)
+    RunSummary* summary, std::string* error, std::shared_ptr<DistributedGroup> group)
 {
     std::int64_t id = -1;
     if (!store.createRun(newRunFor(spec, RunState::Running), &id, error))
         return -1;
-    const auto result = trainRecordedRun(spec, store, id, observer);
+    const auto result = trainRecordedRun(spec, store, id, observer, std::move(group));
     if (summary)
         *summary = result;
     return id;

@@ -81,14 +81,15 @@ NewRun newRunFor(const RunSpec& spec, RunState status);
 // the outcome. The run saves its training state (ResultsStore::statePath(), train/TrainState.h); when a
 // state of its own is there (a run resumed with ResultsStore::resumeRun()), training continues from it,
 // after rewinding what the run recorded past it (ResultsStore::rewindRun()). A state file that cannot be
-// read fails the run, naming it. A finished run's state is removed. Never throws.
-RunSummary trainRecordedRun(
-    const RunSpec& spec, ResultsStore& store, std::int64_t runId, TrainerObserver& observer);
+// read fails the run, naming it. A finished run's state is removed. Never throws. With `group`, this
+// process is rank 0 of a data-parallel run (Trainer::setDistributed): it alone records.
+RunSummary trainRecordedRun(const RunSpec& spec, ResultsStore& store, std::int64_t runId,
+    TrainerObserver& observer, std::shared_ptr<DistributedGroup> group = {});
 
 // Records `spec` as a running run in `store`, trains it and records the outcome. Returns the run id
 // (or -1 when the store refused the run, with *error set).
 std::int64_t trainAndRecord(const RunSpec& spec, ResultsStore& store, TrainerObserver& observer,
-    RunSummary* summary, std::string* error = nullptr);
+    RunSummary* summary, std::string* error = nullptr, std::shared_ptr<DistributedGroup> group = {});
 
 // The store a spec names, else the default store.
 std::string storePathFor(const RunSpec& spec, const std::string& overridePath = {});

@@ -20,17 +20,21 @@
 
 #include "data/Batcher.h"
 #include "data/Metrics.h"
+#include "dist/DistributedGroup.h"
+#include "dist/GradientSync.h"
 #include "model/Generation.h"
 #include "model/T5Quantization.h"
 #include "model/T5Tokenizer.h"
 #include "peft/Ladder.h"
 #include "peft/Method.h"
 #include "train/Autocast.h"
+#include "train/DataParallel.h"
 #include "train/LadderActivationCache.h"
 #include "train/MemoryEstimate.h"
 #include "train/RunEstimate.h"
 #include "train/TrainState.h"
 #include "train/TrainerState.h"
+#include "train/TrainerSteps.h"
 #include "util/Error.h"
 
 namespace ladder {
@@ -48,191 +52,7 @@ const char* toString(RunOutcome status)
     return "failed";
 }
 
-namespace {
-
-using Clock = std::chrono::steady_clock;
-
-// Fault injection for tests of the failure paths (docs/GPU.md, "Fault injection"): the environment variable
-// LADDER_FAULT_INJECT=nan@N makes the training loss NaN at optimizer step N, as a diverging run would.
-// Returns the step, or 0 when the variable is unset; anything else in it is an error naming it.
-std::int64_t injectedNanStep()
-{
-    const char* value = std::getenv("LADDER_FAULT_INJECT");
-    if (!value || !*value)
-        return 0;
-    const std::string v(value);
-    if (v.rfind("nan@", 0) == 0) {
-        try {
-            std::size_t used = 0;
-            const auto step = std::stoll(v.substr(4), &used);
-            if (used == v.size() - 4 && step > 0)
-                return step;
-        } catch (const std::exception&) {
-        }
-    }
-    throw Error("LADDER_FAULT_INJECT: expected nan@STEP with STEP >= 1, got '" + v + "'");
-}
-
-// ", tried to allocate 2.00 GiB": the size an out-of-memory error names (CUDA's "Tried to allocate 2.00 GiB",
-// the CPU tracking allocator's "tried to allocate N bytes"), or "" when it names none.
-std::string allocationOf(const std::string& what)
-{
-    static const std::regex size(R"([Tt]ried to allocate ([0-9.]+ ?[KMGT]?i?B|[0-9]+ bytes))");
-    std::smatch m;
-    if (!std::regex_search(what, m, size))
-        return {};
-    return ", tried to allocate " + m[1].str();
-}
-
-double secondsSince(Clock::time_point t0)
-{
-    return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
-// HF get_linear_schedule_with_warmup: linear warm-up to the base rate, then linear decay to 0.
-double linearSchedule(std::int64_t step, std::int64_t warmup, std::int64_t total)
-{
-    if (step < warmup)
-        return static_cast<double>(step) / static_cast<double>(std::max<std::int64_t>(1, warmup));
-    return std::max(0.0,
-        static_cast<double>(total - step) / static_cast<double>(std::max<std::int64_t>(1, total - warmup)));
-}
-
-struct Cancelled { };
-
-// Whether weight decay applies to a trainable parameter: HF Trainer's rule (no decay for biases and
-// normalisation weights: names with "bias", "layernorm", "rmsnorm" or a "norm"/"_norm" component, which
-// T5's layer_norm and final_layer_norm are, and the relative attention bias), plus LST's gates.
-bool decays(const std::string& name)
-{
-    std::string n = name;
-    std::transform(
-        n.begin(), n.end(), n.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    static const std::regex spared(
-        R"((bias|layernorm|rmsnorm|(^|\.)norm($|\.)|_norm($|\.)|(^|[._])gate($|[._])))");
-    return !std::regex_search(n, spared);
-}
-
-// Generates predictions for every example of `batcher` and scores them.
-TrainEval evaluateSplit(Method& method, const Batcher& batcher, const std::vector<TextExample>& examples,
-    const TaskInfo& info, const T5Tokenizer& tokenizer, const GenerationOptions& gen,
-    const c10::Device& device, bool autocast, TrainerObserver& observer)
-{
-    const auto t0 = Clock::now();
-    method.train(false);
-    std::vector<std::string> predictions(examples.size());
-    {
-        at::NoGradGuard noGrad;
-        AutocastGuard amp(autocast, device.type());
-        auto stepper = method.makeStepper();
-        for (const auto& indices : batcher.plan(0)) { // one batch at a time: no epoch's tensors held
-            if (observer.cancelRequested())
-                throw Cancelled {};
-            const auto b = batcher.makeBatch(indices);
-            const auto result
-                = generate(*stepper, b.batch.inputIds.to(device), b.batch.attentionMask.to(device), gen);
-            const auto seq = result.sequences.contiguous();
-            for (std::int64_t r = 0; r < seq.size(0); ++r) {
-                const auto* row = seq[r].data_ptr<std::int64_t>();
-                predictions[b.indices[static_cast<std::size_t>(r)]]
-                    = tokenizer.decode(std::vector<std::int64_t>(row, row + seq.size(1)), true);
-            }
-        }
-    }
-    // An evaluation under bf16 may have run ATen's int4 kernels, whose packed weights would otherwise stay
-    // allocated through the training steps after it (model/QuantizedWeight.h).
-    releaseKernelForms(*method.backbone());
-    method.train(true);
-    const auto metrics = evaluate(info, predictions, examples);
-    TrainEval e;
-    e.values = metrics.values;
-    e.mainName = metrics.mainName;
-    e.main = metrics.main;
-    e.examples = metrics.count;
-    e.invalid = metrics.invalid;
-    for (std::size_t i = 0; i < examples.size() && i < TrainEval::kStoredPredictions; ++i)
-        e.predictions.push_back({ examples[i].id, examples[i].target, predictions[i] });
-    e.seconds = secondsSince(t0);
-    return e;
-}
-
-// The ladder activation cache of an LST run (method option cache ram|disk): its cost is logged before
-// it is allocated.
-std::unique_ptr<LadderActivationCache> makeLadderCache(LadderMethod& method, const Batcher& batcher,
-    const RunSpec& spec, bool autocast, TrainerObserver& observer)
-{
-    const auto& o = spec.method;
-    const auto layout = LadderCacheLayout::forSide(method.sideNetwork()->options());
-    std::vector<std::int64_t> sources, targets;
-    for (std::size_t i = 0; i < batcher.exampleCount(); ++i) {
-        sources.push_back(static_cast<std::int64_t>(batcher.sourceIds(i).size()));
-        targets.push_back(static_cast<std::int64_t>(batcher.targetIds(i).size()));
-    }
-    LadderCacheOptions options;
-    options.mode = o.cache;
-    options.dtype = o.cacheDtype;
-    options.dir = o.cacheDir;
-    options.padding = o.cachePadding;
-    char size[32];
-    std::snprintf(size, sizeof size, "%.1f MB",
-        static_cast<double>(LadderActivationCache::bytesFor(layout, sources, targets, o.cacheDtype)) / 1e6);
-    observer.onLog("info",
-        "ladder cache (" + o.cache + ", " + o.cacheDtype + ", padding " + o.cachePadding + "): " + size
-            + " for " + std::to_string(sources.size())
-            + " training examples; the backbone runs in the first epoch only");
-    LadderCacheKey key;
-    if (o.cache == "disk") {
-        std::vector<std::vector<std::int64_t>> sourceIds, targetIds;
-        for (std::size_t i = 0; i < batcher.exampleCount(); ++i) {
-            sourceIds.push_back(batcher.sourceIds(i));
-            targetIds.push_back(batcher.targetIds(i));
-        }
-        key = LadderCacheKey::make(*method.backbone(), layout,
-            ladderCacheComputeLabel(c10::Device(spec.device), autocast), o.cacheDtype, sourceIds, targetIds);
-    }
-    auto cache = std::make_unique<LadderActivationCache>(layout, std::move(sources), std::move(targets), key,
-        options, [&observer](const std::string& level, const std::string& message) {
-            observer.onLog(level, message);
-        });
-    observer.onLog("info", "ladder cache: " + cache->describe());
-    return cache;
-}
-
-std::vector<TextExample> firstN(const std::vector<TextExample>& v, std::int64_t n)
-{
-    if (n <= 0 || static_cast<std::size_t>(n) >= v.size())
-        return v;
-    return { v.begin(), v.begin() + n };
-}
-
-} // namespace
-
-TrainEval evaluateSplit(const RunSpec& spec, TrainerInputs& inputs, Method& method, const std::string& split)
-{
-    const auto& o = spec.training;
-    const auto& task = inputs.task;
-    if (split != "validation" && split != "test")
-        throw Error("evaluate: split must be validation or test, got " + split);
-    const auto examples = firstN(split == "test" ? task.test : task.validation, o.maxEvalExamples);
-    if (examples.empty())
-        throw Error("evaluate: task " + task.info.name + " has no " + split + " examples");
-    BatcherOptions bo;
-    bo.batchSize = static_cast<int>(o.batchSize);
-    bo.maxSourceLength = static_cast<int>(o.maxSourceLength);
-    bo.maxTargetLength = static_cast<int>(o.maxTargetLength > 0
-            ? o.maxTargetLength
-            : Batcher::targetLengthFor(task.info, *inputs.tokenizer, 128));
-    const Batcher batcher(*inputs.tokenizer, examples, bo);
-    auto gen = GenerationOptions::forConfig(inputs.backbone->config());
-    gen.numBeams = o.numBeams;
-    gen.maxNewTokens = bo.maxTargetLength;
-    const c10::Device device(spec.device);
-    TrainerObserver none;
-    auto e = evaluateSplit(
-        method, batcher, examples, task.info, *inputs.tokenizer, gen, device, o.dtype == "bf16", none);
-    e.split = split;
-    return e;
-}
+using namespace trainer_detail;
 
 RunSummary Trainer::run(TrainerObserver& observer)
 {
@@ -296,6 +116,8 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
         phase = next;
     };
     double elapsedBefore = 0.0; // a resumed run's time before it stopped
+    std::unique_ptr<DataParallel> dp; // a data-parallel run (setDistributed)
+    std::unique_ptr<GradientSync> gradientSync;
     auto fail = [&](RunOutcome status, const std::string& message) {
         summary.status = status;
         summary.message = message;
@@ -311,10 +133,22 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
         c10::Device device(spec.device);
         if (device.is_cuda() && !at::hasCUDA())
             throw Error("device " + spec.device + ": no CUDA device is available");
+        if (m_group) {
+            dp = std::make_unique<DataParallel>(m_group);
+            if (device.is_cuda() != m_group->device().is_cuda())
+                throw Error("device " + spec.device + ": the process group is " + m_group->backendName()
+                    + " on " + m_group->device().str() + " (Gloo for cpu runs, NCCL for cuda runs)");
+            if (device.is_cuda())
+                device = m_group->device(); // cuda:LOCAL_RANK, bound before the group's first collective
+            if (m_state.resume)
+                throw Error("training state " + m_state.path
+                    + ": a data-parallel run does not resume (its state is not saved); train it again");
+        }
         // bf16 is mixed precision on every device: bf16 autocast around the forward passes (training and
         // generation), fp32 weights, gradients and AdamW state (docs/PERFORMANCE.md, "bf16").
         const bool autocast = o.dtype == "bf16";
-        const auto nanStep = injectedNanStep();
+        auto nanStep = injectedNanStep();
+        const auto distFault = injectedDistFault();
         meter = std::make_unique<MemoryMeter>(device);
         summary.meterLabel = meter->label();
         at::manual_seed(spec.seed);
@@ -335,9 +169,15 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
         const Batcher trainBatcher(tokenizer, task.train, trainOptions);
         const auto validation = firstN(task.validation, o.maxEvalExamples);
         const auto test = firstN(task.test, o.maxEvalExamples);
-        const Batcher validationBatcher(tokenizer, validation, bo);
-        std::unique_ptr<Batcher> testBatcher
-            = test.empty() ? nullptr : std::make_unique<Batcher>(tokenizer, test, bo);
+        // A data-parallel run evaluates each rank's strided share of a split, in batches of its share of
+        // the global batch, and gathers the predictions.
+        BatcherOptions evalOptions = bo;
+        if (dp)
+            evalOptions.batchSize = static_cast<int>(dp->localBatch(bo.batchSize));
+        const Batcher validationBatcher(tokenizer, dp ? dp->share(validation) : validation, evalOptions);
+        std::unique_ptr<Batcher> testBatcher = test.empty()
+            ? nullptr
+            : std::make_unique<Batcher>(tokenizer, dp ? dp->share(test) : test, evalOptions);
 
         // Fisher initialisation reads its own pass over the training data, one example at a time.
         BatcherOptions fisherOptions = bo;
@@ -393,13 +233,30 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
                     + std::to_string(summary.initPeakAllocatedBytes / 1000000)
                     + " MB (not part of the training peak)");
         auto params = method->trainableParameters();
+        if (dp) {
+            // Every rank starts from rank 0's weights (DDP's constructor does the same), then the hooks.
+            dp->broadcastFromRankZero(params);
+            gradientSync = std::make_unique<GradientSync>(dp->group(), params);
+            summary.worldSize = dp->world();
+            summary.gradientSyncBytes = gradientSync->bytesPerStep();
+            char line[400];
+            std::snprintf(line, sizeof line,
+                "data parallel: %s; global batch %lld, %lld a rank; gradients all-reduced: %.3f MB a step "
+                "in %zu buckets (%zu trainable tensors); training state not saved (a data-parallel run does "
+                "not resume)",
+                dp->group().describe().c_str(), static_cast<long long>(o.batchSize),
+                static_cast<long long>(dp->localBatch(o.batchSize)),
+                static_cast<double>(gradientSync->bytesPerStep()) / 1e6, gradientSync->bucketCount(),
+                gradientSync->parameterCount());
+            observer.onLog("info", line);
+        }
         std::unique_ptr<LadderActivationCache> ladderCache;
         LadderMethod* ladderMethod = nullptr;
         if (spec.method.method == "ladder" && spec.method.cache != "none") {
             ladderMethod = dynamic_cast<LadderMethod*>(method.get());
             if (!ladderMethod)
                 throw Error("ladder cache: the method is not an LST method");
-            ladderCache = makeLadderCache(*ladderMethod, trainBatcher, spec, autocast, observer);
+            ladderCache = makeLadderCache(*ladderMethod, trainBatcher, spec, autocast, observer, dp.get());
         }
         summary.trainableParams = method->trainableParameterCount();
         summary.totalParams = method->totalParameterCount();
@@ -522,7 +379,7 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
         // The full training state, for a resume: after the step that just ended, training goes on with
         // batch `nextBatch` of `epoch`'s plan. Outside every peak (a CUDA run copies to the host).
         auto saveState = [&](std::int64_t epoch, std::int64_t nextBatch) {
-            if (m_state.path.empty())
+            if (m_state.path.empty() || dp)
                 return;
             observer.onStateSaving(step);
             const auto resumePhase = phase;
@@ -558,7 +415,7 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
             const auto previous = phase;
             enterPhase(Phase::Evaluation);
             auto e = evaluateSplit(*method, validationBatcher, validation, task.info, tokenizer, gen, device,
-                autocast, observer);
+                autocast, observer, dp.get());
             enterPhase(previous);
             e.step = step;
             e.epoch = epoch;
@@ -575,6 +432,24 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
 
         double accumulatedLoss = 0.0;
         std::int64_t tokens = 0;
+        std::string rankFailure; // a data-parallel rank's failed backward, told at the next agreement
+        double lossScale = 1.0;
+        // A data-parallel rank's failure as text for the agreement (every rank then fails with it).
+        const auto failureOf = [&](const std::function<void()>& work) -> std::string {
+            try {
+                work();
+                return {};
+            } catch (const c10::OutOfMemoryError& e) {
+                return "out of memory (peak allocated "
+                    + std::to_string(meter->sample().peakAllocated / (1024 * 1024)) + " MiB"
+                    + allocationOf(e.what()) + ")";
+            } catch (const CollectiveError&) {
+                throw;
+            } catch (const std::exception& e) {
+                std::string what = e.what();
+                return what.substr(0, what.find('\n'));
+            }
+        };
         auto stepStart = Clock::now();
         optimizer.zero_grad(true);
         const auto accumulation = static_cast<std::size_t>(o.gradientAccumulation);
@@ -590,35 +465,92 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
                     + ": field next_batch: " + std::to_string(startBatch) + " is past epoch "
                     + std::to_string(epoch + 1) + "'s " + std::to_string(plan.size()) + " batches");
             for (std::size_t i = first; i < plan.size(); ++i) {
-                if (observer.cancelRequested())
+                const bool cancelAsked = observer.cancelRequested();
+                if (dp && distFault.rank == dp->rank() && distFault.step == step + 1) {
+                    if (distFault.kind == "exit")
+                        std::_Exit(3); // as a crash: no flush, no record, no goodbye to the peers
+                    nanStep = distFault.step;
+                }
+                if (cancelAsked && !dp)
                     throw Cancelled {};
                 const auto groupStart = i / accumulation * accumulation;
                 const auto groupSize = std::min(accumulation, plan.size() - groupStart);
-                const auto b = trainBatcher.makeBatch(plan[i]);
-                Seq2SeqBatch batch { b.batch.inputIds.to(device), b.batch.attentionMask.to(device),
-                    b.batch.labels.to(device) };
+                const bool closesGroup = i + 1 == groupStart + groupSize;
+                // A data-parallel rank takes its strided share of the global batch (possibly none).
+                const auto mine = dp ? dp->share(plan[i]) : plan[i];
                 at::Tensor loss;
-                {
-                    AutocastGuard amp(autocast, device.type());
-                    loss = ladderCache ? forwardWithCache(*ladderMethod, batch, b.indices, *ladderCache).loss
-                                       : method->forward(batch).loss;
+                double lossValue = 0.0;
+                std::int64_t labelTokens = 0, batchTokens = 0;
+                const auto forward = [&] {
+                    const auto b = trainBatcher.makeBatch(mine);
+                    Seq2SeqBatch batch { b.batch.inputIds.to(device), b.batch.attentionMask.to(device),
+                        b.batch.labels.to(device) };
+                    {
+                        AutocastGuard amp(autocast, device.type());
+                        loss = ladderCache
+                            ? forwardWithCache(*ladderMethod, batch, b.indices, *ladderCache).loss
+                            : method->forward(batch).loss;
+                    }
+                    if (lossHook)
+                        lossHook(loss, step + 1);
+                    if (nanStep == step + 1)
+                        loss = loss * std::numeric_limits<double>::quiet_NaN();
+                    lossValue = loss.item<double>();
+                    labelTokens = (b.batch.labels != -100).sum().item<std::int64_t>();
+                    batchTokens = b.batch.attentionMask.sum().item<std::int64_t>() + labelTokens;
+                };
+                double microLoss = 0.0; // the micro-batch's loss: mean over its label tokens, all ranks'
+                if (!dp) {
+                    forward();
+                    microLoss = lossValue;
+                } else {
+                    // Every rank learns every rank's outcome before any goes on: a failure or a cancel on one
+                    // ends the run on all of them, instead of leaving them waiting in the next collective.
+                    std::string failure = std::move(rankFailure);
+                    rankFailure.clear();
+                    if (failure.empty() && !mine.empty())
+                        failure = failureOf(forward);
+                    const auto a
+                        = dp->agree(labelTokens > 0 ? lossValue * static_cast<double>(labelTokens) : 0.0,
+                            labelTokens, batchTokens, cancelAsked, failure);
+                    if (!a.failure.empty())
+                        return fail(RunOutcome::Failed, "data-parallel run stopped: " + a.failure);
+                    if (a.cancel)
+                        throw Cancelled {};
+                    microLoss = a.meanLoss();
+                    batchTokens = static_cast<std::int64_t>(a.tokens);
+                    // DDP averages gradients over the ranks; this rank's part of the global micro-batch's
+                    // token mean is its sum over the global token count, times W.
+                    lossScale = a.labelTokens > 0 ? static_cast<double>(labelTokens) * dp->world()
+                            / a.labelTokens / static_cast<double>(groupSize)
+                                                  : 0.0;
                 }
-                if (lossHook)
-                    lossHook(loss, step + 1);
-                if (nanStep == step + 1)
-                    loss = loss * std::numeric_limits<double>::quiet_NaN();
-                const double lossValue = loss.item<double>();
-                if (!std::isfinite(lossValue))
+                if (!std::isfinite(microLoss))
                     return fail(RunOutcome::Failed,
-                        "loss became " + std::string(std::isnan(lossValue) ? "NaN" : "infinite") + " at step "
+                        "loss became " + std::string(std::isnan(microLoss) ? "NaN" : "infinite") + " at step "
                             + std::to_string(step + 1)
                             + (nanStep == step + 1 ? " (injected: LADDER_FAULT_INJECT)"
                                                    : " (try a lower learning rate)"));
-                (loss / static_cast<double>(groupSize)).backward();
-                accumulatedLoss += lossValue;
-                tokens += b.batch.attentionMask.sum().item<std::int64_t>()
-                    + (b.batch.labels != -100).sum().item<std::int64_t>();
-                if (i + 1 < groupStart + groupSize)
+                if (!dp) {
+                    (loss / static_cast<double>(groupSize)).backward();
+                } else {
+                    if (closesGroup)
+                        gradientSync->arm(); // the group's gradients travel as this backward makes them
+                    if (loss.defined() && labelTokens > 0)
+                        rankFailure = failureOf([&] { (loss * lossScale).backward(); });
+                    loss = at::Tensor();
+                    if (closesGroup) {
+                        gradientSync
+                            ->finish(); // also after a failed backward: the peers wait for its buckets
+                        const auto a = dp->agree(0.0, 0, 0, false, rankFailure);
+                        rankFailure.clear();
+                        if (!a.failure.empty())
+                            return fail(RunOutcome::Failed, "data-parallel run stopped: " + a.failure);
+                    }
+                }
+                accumulatedLoss += microLoss;
+                tokens += batchTokens;
+                if (!closesGroup)
                     continue;
 
                 ++step;
@@ -685,7 +617,7 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
         if (testBatcher) {
             enterPhase(Phase::Evaluation);
             auto e = evaluateSplit(
-                *method, *testBatcher, test, task.info, tokenizer, gen, device, autocast, observer);
+                *method, *testBatcher, test, task.info, tokenizer, gen, device, autocast, observer, dp.get());
             enterPhase(Phase::Untracked);
             e.step = summary.bestStep;
             e.epoch = epochs - 1;
@@ -703,6 +635,12 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
         return summary;
     } catch (const Cancelled&) {
         return fail(RunOutcome::Cancelled, "cancelled at step " + std::to_string(summary.steps));
+    } catch (const CollectiveError& e) { // a peer died or hung: this rank cannot go on alone
+        return fail(RunOutcome::Failed,
+            std::string(
+                "data-parallel run stopped: another rank stopped answering (it died, or hung past the "
+                "collective timeout of ")
+                + std::to_string(dp ? dp->group().timeout().count() / 1000 : 0) + " s): " + e.what());
     } catch (const InitCancelled& e) { // LST's Fisher pass: the backbone is frozen again, gradients undefined
         return fail(RunOutcome::Cancelled, e.what());
     } catch (const c10::OutOfMemoryError& e) {

@@ -18,6 +18,7 @@ class Tensor;
 namespace ladder {
 
 struct TrainerInputs; // train/TrainerInputs.h: what a run trains on
+class DistributedGroup; // dist/DistributedGroup.h
 
 // One optimizer step, as the trainer reports it.
 struct TrainStep {
@@ -85,6 +86,9 @@ struct RunSummary {
     double tokensPerSecond = 0.0;
     std::string device;
     std::string meterLabel;
+    // A data-parallel run (the peaks above are this rank's): its ranks, and what each step all-reduces.
+    int worldSize = 1;
+    std::uint64_t gradientSyncBytes = 0;
 };
 
 // Receives the trainer's events on the training thread; cancelRequested() is polled every step.
@@ -133,12 +137,20 @@ public:
     };
     void setStateOptions(StateOptions options) { m_state = std::move(options); }
 
+    // Data parallelism (docs/SCALING.md): this process is one rank of `group`. Each optimizer step takes
+    // the spec's global batch: this rank its strided share, gradients averaged across the ranks (only the
+    // trainable parameters travel), the losses and the evaluation's predictions gathered, so the run's
+    // figures equal one process's. Every rank agrees each micro-batch on a NaN loss, an out-of-memory error
+    // or a cancel, so none is left waiting. Its training state is not saved.
+    void setDistributed(std::shared_ptr<DistributedGroup> group) { m_group = std::move(group); }
+
     // Test hook: called with each micro-batch loss before backward (e.g. to inject a NaN).
     std::function<void(at::Tensor& loss, std::int64_t step)> lossHook;
 
 private:
     RunSpec m_spec;
     StateOptions m_state;
+    std::shared_ptr<DistributedGroup> m_group;
 };
 
 } // namespace ladder

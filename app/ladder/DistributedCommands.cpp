@@ -1,0 +1,66 @@
+#include "DistributedCommands.h"
+
+#include <cstdlib>
+#include <iostream>
+
+#include "Commands.h"
+#include "Interrupt.h"
+#include "train/Trainer.h"
+#include "util/Error.h"
+
+namespace ladder::cli {
+namespace {
+
+// What a rank other than 0 shows: its warnings and errors, named by rank (rank 0 shows the progress).
+class FollowerObserver : public TrainerObserver {
+public:
+    explicit FollowerObserver(int rank)
+        : m_rank(rank)
+    {
+    }
+    void onLog(const std::string& level, const std::string& message) override
+    {
+        if (level == "warning" || level == "error")
+            std::cerr << "[rank " << m_rank << "] " << level << ": " << message << std::endl;
+    }
+    bool cancelRequested() override { return interrupted(); }
+
+private:
+    int m_rank;
+};
+
+} // namespace
+
+std::chrono::milliseconds collectiveTimeout(double flagSeconds)
+{
+    if (flagSeconds > 0)
+        return std::chrono::milliseconds(static_cast<long long>(flagSeconds * 1000.0));
+    return collectiveTimeoutFrom([](const char* name) { return std::getenv(name); },
+        std::chrono::duration_cast<std::chrono::milliseconds>(DistributedGroup::kDefaultTimeout));
+}
+
+std::shared_ptr<DistributedGroup> joinGroupFor(
+    const RunSpec& spec, const DistributedEnv& env, std::chrono::milliseconds timeout)
+{
+    DistributedGroup::Options options;
+    options.deviceType = c10::Device(spec.device).is_cuda() ? "cuda" : "cpu";
+    options.timeout = timeout;
+    auto group = DistributedGroup::join(env, options);
+    if (env.rank == 0)
+        std::cerr << "ladder: process group: " << group->describe() << std::endl;
+    return group;
+}
+
+int trainFollowerRank(const RunSpec& spec, const std::shared_ptr<DistributedGroup>& group)
+{
+    Trainer trainer(spec);
+    trainer.setDistributed(group);
+    FollowerObserver observer(group->rank());
+    const auto summary = trainer.run(observer);
+    group->shutdown();
+    return summary.status == RunOutcome::Finished
+        ? kExitDone
+        : (summary.status == RunOutcome::Cancelled ? kExitCancelled : kExitError);
+}
+
+} // namespace ladder::cli

@@ -250,6 +250,12 @@ void MainWindow::connectQueue()
         if (m_closing)
             close();
     });
+    // Several runs per device: the GPUs' free memory as the device list has it, and why queued runs wait.
+    connect(m_overview->deviceModel(), &QAbstractItemModel::modelReset, m_controller,
+        [this] { m_controller->setDevices(m_overview->deviceModel()->devices()); });
+    m_controller->setDevices(m_overview->deviceModel()->devices());
+    connect(m_controller, &RunQueueController::waitingReasonsChanged, this,
+        [this] { m_queueModel->setWaitingReasons(m_controller->waitingReasons()); });
 
     connect(m_queueView, &QueueView::selectedRunChanged, this, &MainWindow::showRun);
     connect(m_queueView, &QueueView::cancelRequested, this, &MainWindow::requestCancel);

@@ -5,14 +5,19 @@
 #include <QCoreApplication>
 #include <QDir>
 #include <QFileInfo>
+#include <QPointer>
 #include <QStandardPaths>
 #include <QThread>
+#include <QThreadPool>
 #include <QTimer>
 
 #include "RunWorker.h"
 #include "store/ResultsStore.h"
+#include "train/RunEstimate.h"
 #include "train/StoreRecorder.h"
 #include "train/TrainStateHeader.h"
+#include "util/Json.h"
+#include "util/Text.h"
 
 namespace ladder::widgets {
 namespace {
@@ -21,6 +26,19 @@ bool report(QString* error, const std::string& message)
     if (error)
         *error = QString::fromStdString(message);
     return false;
+}
+
+// The estimate does not depend on a run's seed, name or store: one estimate per shape of run.
+std::string shapeOf(const RunRecord& run)
+{
+    try {
+        auto j = parseJson(run.specJson, "run spec");
+        for (const char* key : { "seed", "name", "store" })
+            j.erase(key);
+        return j.dump();
+    } catch (const std::exception&) {
+        return "run " + std::to_string(run.id); // fails again in the estimate, with its reason
+    }
 }
 } // namespace
 
@@ -38,6 +56,13 @@ RunQueueController::RunQueueController(QObject* parent)
         schedule();
     });
     m_leaseTimer->start();
+    if (const QByteArray env = qgetenv(kDeviceBudgetVariable); !env.isEmpty()) {
+        try {
+            m_pretend = parseDeviceBudgets(env.toStdString(), kDeviceBudgetVariable);
+        } catch (const std::exception& e) {
+            m_pretendError = e.what();
+        }
+    }
     qRegisterMetaType<ladder::widgets::RunProgress>();
     qRegisterMetaType<ladder::RunState>();
 }
@@ -87,7 +112,7 @@ void RunQueueController::releaseIdleLeases()
     if (!m_store->isOpen())
         return;
     for (auto it = m_leases.begin(); it != m_leases.end();) {
-        if (busyDevice(QString::fromStdString(*it))) {
+        if (busyDevice(*it)) {
             ++it;
             continue;
         }
@@ -134,10 +159,92 @@ bool RunQueueController::open(const QString& storePath, QString* error, bool cre
 void RunQueueController::setPaused(bool paused)
 {
     m_paused = paused;
-    if (!m_paused)
+    if (!m_paused) {
         schedule();
-    else
+    } else {
         releaseIdleLeases();
+        setWaiting({});
+    }
+}
+
+void RunQueueController::setDevices(const std::vector<ComputeDevice>& devices)
+{
+    m_devices.clear();
+    for (const auto& d : devices)
+        if (d.id != "cpu")
+            m_devices[d.id] = d;
+    schedule();
+}
+
+void RunQueueController::setPretendBudgets(const std::map<std::string, std::uint64_t>& budgets)
+{
+    m_pretend = budgets;
+    m_pretendError.clear();
+    for (auto it = m_budgets.begin(); it != m_budgets.end();)
+        it = busyDevice(it->first) ? std::next(it) : m_budgets.erase(it);
+    schedule();
+}
+
+QString RunQueueController::waitingReason(qint64 runId) const
+{
+    const auto it = m_waiting.find(runId);
+    return it == m_waiting.end() ? QString() : it->second;
+}
+
+void RunQueueController::setWaiting(std::map<qint64, QString> waiting)
+{
+    if (waiting == m_waiting)
+        return;
+    m_waiting = std::move(waiting);
+    Q_EMIT waitingReasonsChanged();
+}
+
+std::optional<DeviceBudget> RunQueueController::budgetFor(const std::string& device) const
+{
+    if (const auto it = m_pretend.find(device); it != m_pretend.end()) {
+        ComputeDevice d;
+        d.id = device;
+        d.totalBytes = d.freeBytes = it->second;
+        if (const auto gpu = m_devices.find(device); gpu != m_devices.end())
+            d = gpu->second;
+        return deviceBudget(d, m_pretend);
+    }
+    if (const auto gpu = m_devices.find(device); gpu != m_devices.end())
+        return deviceBudget(gpu->second, m_pretend);
+    return std::nullopt; // the CPU without a budget, a GPU not listed (yet)
+}
+
+const RunQueueController::Estimate* RunQueueController::estimateOf(const RunRecord& run)
+{
+    const std::string shape = shapeOf(run);
+    if (const auto it = m_estimates.find(shape); it != m_estimates.end())
+        return &it->second;
+    m_estimates[shape] = Estimate {};
+    QPointer<RunQueueController> self(this);
+    const std::string specJson = run.specJson;
+    const std::string label = "run " + std::to_string(run.id) + " spec";
+    // Tokenising a task's training split takes seconds for GLUE: the global pool, whose threads are joined
+    // at exit; a result for a controller that is gone is dropped.
+    QThreadPool::globalInstance()->start([self, shape, specJson, label] {
+        Estimate e;
+        e.pending = false;
+        try {
+            const auto spec = RunSpec::fromJson(parseJson(specJson, label), label);
+            e.charge = runCharge(estimateRunSpec(spec).total, placementDevice(spec.device));
+        } catch (const std::exception& ex) {
+            e.error = oneLine(ex.what(), 200);
+        }
+        QMetaObject::invokeMethod(
+            QCoreApplication::instance(),
+            [self, shape, e] {
+                if (!self)
+                    return;
+                self->m_estimates[shape] = e;
+                self->schedule();
+            },
+            Qt::QueuedConnection);
+    });
+    return nullptr;
 }
 
 bool RunQueueController::enqueue(const std::vector<RunSpec>& specs, std::vector<qint64>* ids, QString* error)
@@ -297,10 +404,10 @@ std::vector<qint64> RunQueueController::activeRuns() const
     return ids;
 }
 
-bool RunQueueController::busyDevice(const QString& device) const
+bool RunQueueController::busyDevice(const std::string& device) const
 {
     for (const auto& [id, active] : m_workers)
-        if (active.device == device)
+        if (active.placedOn == device)
             return true;
     return false;
 }
@@ -309,6 +416,10 @@ void RunQueueController::schedule()
 {
     if (m_paused || !m_store->isOpen())
         return;
+    if (!m_pretendError.empty()) {
+        Q_EMIT storeError(QString::fromStdString(m_pretendError + " (ignored: no pretend budget)"));
+        m_pretendError.clear();
+    }
     RunFilter filter;
     filter.statuses = { RunState::Queued };
     filter.order = RunFilter::Order::QueuePosition;
@@ -318,38 +429,98 @@ void RunQueueController::schedule()
         Q_EMIT storeError(QString::fromStdString(message));
         return;
     }
+    // The lease of each device the queue needs (kept while runs train there, renewed by the timer).
     std::set<std::string> devices;
     for (const auto& run : queued)
-        devices.insert(run.device);
+        devices.insert(placementDevice(run.device));
+    std::map<std::string, QString> elsewhere; // device -> why its runs wait
     for (const auto& device : devices) {
-        if (busyDevice(QString::fromStdString(device)))
+        if (m_leases.count(device) && busyDevice(device))
             continue;
         bool acquired = false;
         if (!m_store->acquireDeviceLease(device, m_leaseOwner, kLeaseSeconds, &acquired, &message)) {
             Q_EMIT storeError(QString::fromStdString(message));
+            elsewhere[device] = tr("the lease on %1 could not be taken").arg(QString::fromStdString(device));
             continue;
         }
         if (!acquired) {
             std::optional<DeviceLease> lease;
             m_store->getDeviceLease(device, &lease);
-            Q_EMIT deviceBusyElsewhere(
-                QString::fromStdString(device), lease ? QString::fromStdString(lease->owner) : QString());
+            const QString owner = lease ? QString::fromStdString(lease->owner) : QString();
+            Q_EMIT deviceBusyElsewhere(QString::fromStdString(device), owner);
+            elsewhere[device]
+                = tr("%1 is used by another window (%2)").arg(QString::fromStdString(device), owner);
             continue;
         }
         m_leases.insert(device);
+    }
+    // Budgets: taken again for a device none of this controller's runs is on.
+    for (const auto& device : devices) {
+        if (busyDevice(device))
+            continue;
+        m_budgets.erase(device);
+        if (auto b = budgetFor(device))
+            m_budgets[device] = *b;
+    }
+    std::vector<DeviceBudget> budgets;
+    for (const auto& [device, b] : m_budgets)
+        budgets.push_back(b);
+    std::vector<PlacedRun> placed;
+    for (const auto& [id, active] : m_workers)
+        placed.push_back({ id, active.placedOn, active.charge });
+    std::map<qint64, QString> waiting;
+    std::vector<QueuedRun> queue;
+    for (const auto& run : queued) {
+        QueuedRun q;
+        q.id = run.id;
+        q.device = placementDevice(run.device);
+        if (const auto it = elsewhere.find(q.device); it != elsewhere.end()) {
+            waiting[run.id] = it->second;
+            continue;
+        }
+        if (m_budgets.count(q.device)) { // without a budget the estimate does not matter
+            const Estimate* e = estimateOf(run);
+            q.estimatePending = !e || e->pending;
+            if (e && !e->pending) {
+                q.chargeBytes = e->charge;
+                q.noEstimate = e->error;
+            }
+        }
+        queue.push_back(q);
+    }
+    bool claimMissed = false;
+    for (const auto& p : placeQueuedRuns(budgets, placed, queue)) {
+        if (p.verdict != Placement::Verdict::Start) {
+            waiting[p.id] = QString::fromStdString(
+                p.verdict == Placement::Verdict::Never ? "never fits: " + p.reason : p.reason);
+            continue;
+        }
         std::optional<RunRecord> claimed;
         bool held = false;
-        if (!m_store->claimNextQueuedUnderLease(device, m_leaseOwner, &claimed, &held, &message)) {
+        if (!m_store->claimQueuedUnderLease(p.id, p.device, m_leaseOwner, &claimed, &held, &message)) {
             Q_EMIT storeError(QString::fromStdString(message));
             continue;
         }
-        if (claimed)
-            startRun(*claimed);
+        if (!held)
+            m_leases.erase(p.device); // lost meanwhile: renewLeases() says so
+        if (!claimed) {
+            claimMissed = true; // what was placed after it counted it: place again
+            continue;
+        }
+        std::optional<std::uint64_t> charge;
+        for (const auto& q : queue)
+            if (q.id == p.id)
+                charge = q.chargeBytes;
+        startRun(*claimed, p.device, charge);
     }
+    setWaiting(std::move(waiting));
     releaseIdleLeases();
+    if (claimMissed)
+        QTimer::singleShot(0, this, &RunQueueController::schedule);
 }
 
-void RunQueueController::startRun(const RunRecord& run)
+void RunQueueController::startRun(
+    const RunRecord& run, const std::string& placedOn, std::optional<std::uint64_t> charge)
 {
     const QString device = QString::fromStdString(run.device);
     auto* thread = new QThread(this);
@@ -367,7 +538,7 @@ void RunQueueController::startRun(const RunRecord& run)
     // thread may be waiting for this thread); the worker is then deleted in its own thread.
     connect(worker, &RunWorker::finished, thread, &QThread::quit, Qt::DirectConnection);
     connect(thread, &QThread::finished, worker, &QObject::deleteLater);
-    m_workers[run.id] = { thread, cancel, device };
+    m_workers[run.id] = { thread, cancel, device, placedOn, charge };
     thread->start();
     Q_EMIT runStarted(run.id, device);
     Q_EMIT queueChanged();

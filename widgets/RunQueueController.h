@@ -9,7 +9,9 @@
 #include <QObject>
 #include <QString>
 
+#include "device/Devices.h"
 #include "store/StoreTypes.h"
+#include "train/DevicePlacement.h"
 #include "train/RunSpec.h"
 
 class QThread;
@@ -25,17 +27,20 @@ class RunWorker;
 struct RunProgress;
 
 // The run queue. It lives in the results store (queued runs with a queue position), so it survives a
-// restart, and is shared with anything else that opens the store. The controller starts at most one run
-// per device: when a device has no running run and a run is queued for it, the run is claimed
-// (ResultsStore::claimNextQueued: queued -> running in one transaction) and trained in a process of its
-// own (`ladder worker`) that a RunWorker supervises from its own QThread. When a run ends, whatever its
-// outcome (a crash of its process included), the next one for that device starts, so a failure never
-// stops the queue.
+// restart, and is shared with anything else that opens the store. The controller places the queued runs
+// on their devices by their memory estimates (core/train/DevicePlacement.h: first fit in queue order,
+// several runs on a device while they fit its budget, no overtaking on a device); a device without a
+// budget takes one run at a time. A placed run is claimed (ResultsStore::claimQueuedUnderLease: queued ->
+// running in one transaction) and trained in a process of its own (`ladder worker`) that a RunWorker
+// supervises from its own QThread. When a run ends, whatever its outcome (a crash of its process
+// included), the queue is placed again, so a failure never stops the queue. Why each queued run waits is
+// waitingReason().
 //
 // One device, one window: before it claims a run for a device the controller takes that device's lease in
 // the store (ResultsStore::acquireDeviceLease), renews it while runs train there and gives it up when the
-// device's queue is done, so a second window on the same store never claims a run for a device this one
-// is using; a lease that is not renewed (a window that crashed) expires after kLeaseSeconds.
+// device's queue is done, so a second window (or `ladder sweep --parallel auto`) on the same store never
+// places runs on a device this one is using: the runs on a device are one placer's, whose estimates add
+// up. A lease that is not renewed (a window that crashed) expires after kLeaseSeconds.
 //
 // The controller's own ResultsStore connection (GUI thread) is used only for short single-row writes
 // (enqueue, reorder, cancel, remove, claim); the lists the views show are read off the GUI thread by a
@@ -100,6 +105,18 @@ public:
     // The stored spec JSON of a run (for duplicate-and-edit).
     bool specOf(qint64 runId, QString* specJson, QString* error = nullptr);
 
+    // Budgets (several runs per device, core/train/DevicePlacement.h): a GPU's is its free memory in the
+    // window's device list (setDevices, from ComputeDeviceModel) less a margin, measured when none of this
+    // controller's runs is on it; the CPU has one only when a budget is given (runs on one CPU share its
+    // cores, so by default they train one at a time). Pretend budgets (setPretendBudgets; at construction
+    // $LADDER_DEVICE_BUDGET, "cpu=2GiB,cuda:0=20GiB") replace the measured ones. Then schedules.
+    void setDevices(const std::vector<ComputeDevice>& devices);
+    void setPretendBudgets(const std::map<std::string, std::uint64_t>& budgets);
+    // Why a queued run does not start ("needs 3.1 GiB, cuda:0 has 1.2 GiB left of 76.0 GiB with runs 4 and
+    // 7 on it", "never fits: ..."); empty for a run that is not waiting. Paused: none.
+    QString waitingReason(qint64 runId) const;
+    const std::map<qint64, QString>& waitingReasons() const { return m_waiting; }
+
     std::vector<qint64> activeRuns() const;
     bool isActive(qint64 runId) const { return m_workers.count(runId) > 0; }
     int activeCount() const { return static_cast<int>(m_workers.size()); }
@@ -128,6 +145,8 @@ Q_SIGNALS:
     void storeError(const QString& message);
     // Runs are queued for `device` but another window holds its lease (owner: its lease owner name).
     void deviceBusyElsewhere(const QString& device, const QString& owner);
+    // waitingReasons() changed.
+    void waitingReasonsChanged();
 
 private:
     // The worker object is deleted on its own thread as soon as it finishes, possibly before its
@@ -136,12 +155,25 @@ private:
     struct Active {
         QThread* thread = nullptr;
         std::shared_ptr<std::atomic<bool>> cancel;
-        QString device;
+        QString device; // the spec's
+        std::string placedOn; // placementDevice(): the lease's and the budget's name
+        std::optional<std::uint64_t> charge; // nullopt: it runs alone
+    };
+    // A memory estimate of one shape of run (a spec without its seed, name and store).
+    struct Estimate {
+        bool pending = true;
+        std::optional<std::uint64_t> charge;
+        std::string error;
     };
 
-    void startRun(const RunRecord& run);
+    void startRun(const RunRecord& run, const std::string& placedOn, std::optional<std::uint64_t> charge);
+    // The estimate of a queued run: nullptr while none was asked for (then it is asked for, off the GUI
+    // thread, and schedule() runs again when it arrives).
+    const Estimate* estimateOf(const RunRecord& run);
+    std::optional<DeviceBudget> budgetFor(const std::string& device) const;
+    void setWaiting(std::map<qint64, QString> waiting);
     void workerFinished(qint64 runId, RunState status, const QString& message);
-    bool busyDevice(const QString& device) const;
+    bool busyDevice(const std::string& device) const;
     void renewLeases();
     void releaseIdleLeases();
 
@@ -155,6 +187,12 @@ private:
     double m_politeSeconds = 30.0;
     double m_termSeconds = 10.0;
     std::map<qint64, Active> m_workers;
+    std::map<std::string, Estimate> m_estimates; // by shape
+    std::map<std::string, ComputeDevice> m_devices; // the GPUs of setDevices()
+    std::map<std::string, std::uint64_t> m_pretend;
+    std::string m_pretendError; // $LADDER_DEVICE_BUDGET that did not parse (reported once)
+    std::map<std::string, DeviceBudget> m_budgets; // kept while this controller's runs are on the device
+    std::map<qint64, QString> m_waiting;
 };
 
 } // namespace ladder::widgets

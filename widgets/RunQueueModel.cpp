@@ -84,8 +84,13 @@ QVariant RunQueueModel::data(const QModelIndex& index, int role) const
             return QBrush(QColor(0x1b, 0x5e, 0x20));
         return {};
     }
+    const QString waiting = r.status == RunState::Queued ? waitingReason(r.id) : QString();
     if (role == Qt::ToolTipRole && index.column() == ErrorColumn)
-        return QString::fromStdString(r.errorMessage);
+        return waiting.isEmpty() ? QString::fromStdString(r.errorMessage) : waiting;
+    if (role == Qt::ToolTipRole && index.column() == StatusColumn && !waiting.isEmpty())
+        return waiting;
+    if (role == Qt::ForegroundRole && index.column() == ErrorColumn && !waiting.isEmpty())
+        return QBrush(QColor(0x5f, 0x63, 0x68));
     if (role != Qt::DisplayRole)
         return {};
     switch (index.column()) {
@@ -118,6 +123,8 @@ QVariant RunQueueModel::data(const QModelIndex& index, int role) const
             return {};
         return tr("%1 MB").arg(static_cast<double>(*r.figures.peakAllocatedBytes) / kMB, 0, 'f', 1);
     case ErrorColumn:
+        if (!waiting.isEmpty())
+            return tr("waits: %1").arg(waiting);
         return QString::fromStdString(r.errorMessage).section(QLatin1Char('\n'), 0, 0);
     default:
         return {};
@@ -216,6 +223,21 @@ void RunQueueModel::setProgress(
     r.step = std::max<qint64>(r.step, step);
     r.totalSteps = totalSteps;
     Q_EMIT dataChanged(index(row, ProgressColumn), index(row, ProgressColumn));
+}
+
+void RunQueueModel::setWaitingReasons(const std::map<qint64, QString>& reasons)
+{
+    if (reasons == m_waiting)
+        return;
+    m_waiting = reasons;
+    if (!m_runs.empty())
+        Q_EMIT dataChanged(index(0, StatusColumn), index(rowCount() - 1, ErrorColumn));
+}
+
+QString RunQueueModel::waitingReason(qint64 runId) const
+{
+    const auto it = m_waiting.find(runId);
+    return it == m_waiting.end() ? QString() : it->second;
 }
 
 const RunRecord* RunQueueModel::run(int row) const

@@ -49,6 +49,11 @@ public:
     void setProgress(
         qint64 runId, qint64 step, qint64 totalSteps, const QString& phase = {}, int phasePercent = -1);
 
+    // Why queued runs wait (RunQueueController::waitingReasons()): shown in the Error column of a queued
+    // run ("waits: ...") and as the tooltip of its Status.
+    void setWaitingReasons(const std::map<qint64, QString>& reasons);
+    QString waitingReason(qint64 runId) const;
+
     const std::vector<RunRecord>& runs() const { return m_runs; }
     const RunRecord* run(int row) const;
     int rowOf(qint64 runId) const;
@@ -66,6 +71,7 @@ private:
 
     std::vector<RunRecord> m_runs;
     std::map<qint64, Phase> m_phases; // by run id, running runs only
+    std::map<qint64, QString> m_waiting; // by run id
 };
 
 } // namespace ladder::widgets

@@ -14,10 +14,6 @@
 
 namespace ladder::cli {
 
-// The environment variable of a pretend device budget ("cpu=2GiB"), read when --device-budget is not
-// given (by `ladder sweep --parallel auto` and by the workbench's queue).
-constexpr const char* kDeviceBudgetVariable = "LADDER_DEVICE_BUDGET";
-
 // runInWorkers() with the runs placed by their estimates instead of `parallel` at a time: each launched
 // job's spec is estimated first (estimateRunSpec), then the jobs start in order while they fit what the
 // runs already started leave of their device's budget (measured, or deviceBudget: "cpu=2GiB,cuda:0=20GiB"

@@ -79,6 +79,10 @@ constexpr std::uint64_t kRunProcessBytesCpu = 256 * kMiB;
 // The share of the estimate added for what it leaves out, in percent.
 constexpr std::uint64_t kRunEstimateSlackPercent = 10;
 
+// The environment variable of pretend budgets ("cpu=2GiB"): read by the window's queue, and by `ladder sweep
+// --parallel auto` when --device-budget is not given.
+constexpr const char* kDeviceBudgetVariable = "LADDER_DEVICE_BUDGET";
+
 // "cuda" (LibTorch's current device, the first one) is "cuda:0"; other names are kept.
 std::string placementDevice(const std::string& specDevice);
 // The bytes a run with this estimated peak takes on `device` (placementDevice names).

@@ -46,6 +46,7 @@ constexpr int kMaxWarmup = 1000000;
 constexpr int kMaxLength = 8192;
 constexpr int kMaxEvalExamples = 10000000;
 constexpr int kMaxThreads = 256;
+constexpr int kMaxProcesses = 64;
 constexpr int kMaxSeedCount = 1000;
 // Target length the memory estimate assumes until the task's own is measured (class labels are a few
 // tokens; the paper's memory tables use 4).
@@ -54,7 +55,7 @@ constexpr std::int64_t kEstimateTargetLength = 4;
 // Training fields the form edits; the others are carried over from a loaded spec unchanged.
 const char* const kEditedTraining[]
     = { "learning_rate", "epochs", "max_steps", "batch_size", "gradient_accumulation", "warmup_steps",
-          "eval_every_steps", "max_source_length", "max_eval_examples", "threads", "dtype" };
+          "eval_every_steps", "max_source_length", "max_eval_examples", "threads", "dtype", "processes" };
 
 QSpinBox* spin(int min, int max, const char* name, const QString& tip = {})
 {
@@ -210,6 +211,11 @@ QWidget* ExperimentForm::makeTrainingGroup()
     m_threads = spin(0, kMaxThreads, "threadsSpin", tr("CPU threads of this run (0: LibTorch's default)"));
     m_threads->setSpecialValueText(tr("default"));
     form->addRow(tr("CPU threads"), m_threads);
+    m_processes = spin(1, kMaxProcesses, "processesSpin",
+        tr("Data parallel: the run trains in this many processes, one GPU each on CUDA (cuda:0 to N-1), "
+           "started by the run's worker as `ladder train --nproc N` would; Batch size is the global batch "
+           "they share"));
+    form->addRow(tr("GPUs per run"), m_processes);
     m_dtype = new QComboBox;
     m_dtype->setObjectName(QStringLiteral("dtypeCombo"));
     m_dtype->addItems({ QStringLiteral("fp32"), QStringLiteral("bf16") });
@@ -223,7 +229,7 @@ QWidget* ExperimentForm::makeTrainingGroup()
     form->addRow(tr("Seeds"), m_seeds);
 
     for (QSpinBox* box : { m_epochs, m_maxSteps, m_batch, m_accumulation, m_warmup, m_evalEvery,
-             m_maxSourceLength, m_maxEvalExamples, m_threads })
+             m_maxSourceLength, m_maxEvalExamples, m_threads, m_processes })
         connect(box, qOverload<int>(&QSpinBox::valueChanged), this, &ExperimentForm::revalidate);
     for (QLineEdit* edit : { m_learningRate, m_seeds })
         connect(edit, &QLineEdit::textChanged, this, &ExperimentForm::revalidate);
@@ -292,6 +298,7 @@ nlohmann::json ExperimentForm::specJsonForSeed(std::uint64_t seed) const
     training["max_source_length"] = m_maxSourceLength->value();
     training["max_eval_examples"] = m_maxEvalExamples->value();
     training["threads"] = m_threads->value();
+    training["processes"] = m_processes->value(); // 1 is not written into the stored spec (RunSpec::toJson)
     training["dtype"] = m_dtype->currentText().toStdString();
     const QString device = m_device->currentData().toString();
     return { { "backbone", m_backbone->backbone().toStdString() }, { "task", m_task->taskJson() },
@@ -357,7 +364,8 @@ MemoryEstimateInput ExperimentForm::formEstimateInput(
         input = estimateInputFor(*spec, config, *m_lengths);
     } else {
         const std::int64_t target = m_extraTraining.value("max_target_length", std::int64_t(0));
-        input.batch = m_batch->value();
+        // A rank's share of the global batch, as estimateInputFor takes it.
+        input.batch = (m_batch->value() + m_processes->value() - 1) / m_processes->value();
         input.srcLen = m_maxSourceLength->value();
         input.tgtLen = target > 0 ? target : kEstimateTargetLength;
         input.dtype = m_dtype->currentText().toStdString();
@@ -509,9 +517,15 @@ void ExperimentForm::fitToDevice()
     }
     if (fit.optionsChanged)
         m_method->setOptions(fit.options);
-    m_batch->setValue(static_cast<int>(fit.batch));
-    say(tr("Fit to %1: %2%3")
+    // The fitted batch is a rank's; the spec's batch is the global one that the ranks share.
+    const int ranks = m_processes->value();
+    m_batch->setValue(static_cast<int>(std::min<std::int64_t>(fit.batch * ranks, kMaxBatch)));
+    say(tr("Fit to %1: %2%3%4")
             .arg(name, QString::fromStdString(fit.message),
+                ranks > 1 ? tr(" per rank: a global batch of %1 over %2 processes")
+                                .arg(fit.batch * ranks)
+                                .arg(ranks)
+                          : QString(),
                 m_accumulation->value() > 1
                     ? tr(" (a micro-batch: gradient accumulation %1 makes each step %2 examples)")
                           .arg(m_accumulation->value())
@@ -604,6 +618,7 @@ bool ExperimentForm::setSpecJson(const nlohmann::json& json, QString* error)
     m_maxSourceLength->setValue(static_cast<int>(o.maxSourceLength));
     m_maxEvalExamples->setValue(static_cast<int>(o.maxEvalExamples));
     m_threads->setValue(static_cast<int>(o.threads));
+    m_processes->setValue(static_cast<int>(o.processes));
     m_dtype->setCurrentText(QString::fromStdString(o.dtype));
     const QString device
         = QString::fromStdString(spec.device == "cuda" ? std::string("cuda:0") : spec.device);

@@ -129,6 +129,7 @@ private:
     QSpinBox* m_maxSourceLength = nullptr;
     QSpinBox* m_maxEvalExamples = nullptr;
     QSpinBox* m_threads = nullptr;
+    QSpinBox* m_processes = nullptr; // "GPUs per run": training.processes
     QComboBox* m_dtype = nullptr;
     QComboBox* m_device = nullptr;
     QLineEdit* m_seeds = nullptr;

@@ -14,8 +14,9 @@ namespace {
 // What a rank other than 0 shows: its warnings and errors, named by rank (rank 0 shows the progress).
 class FollowerObserver : public TrainerObserver {
 public:
-    explicit FollowerObserver(int rank)
+    FollowerObserver(int rank, std::function<bool()> cancel)
         : m_rank(rank)
+        , m_cancel(std::move(cancel))
     {
     }
     void onLog(const std::string& level, const std::string& message) override
@@ -23,10 +24,11 @@ public:
         if (level == "warning" || level == "error")
             std::cerr << "[rank " << m_rank << "] " << level << ": " << message << std::endl;
     }
-    bool cancelRequested() override { return interrupted(); }
+    bool cancelRequested() override { return m_cancel ? m_cancel() : interrupted(); }
 
 private:
     int m_rank;
+    std::function<bool()> m_cancel;
 };
 
 } // namespace
@@ -51,11 +53,12 @@ std::shared_ptr<DistributedGroup> joinGroupFor(
     return group;
 }
 
-int trainFollowerRank(const RunSpec& spec, const std::shared_ptr<DistributedGroup>& group)
+int trainFollowerRank(const RunSpec& spec, const std::shared_ptr<DistributedGroup>& group,
+    std::function<bool()> cancelRequested)
 {
     Trainer trainer(spec);
     trainer.setDistributed(group);
-    FollowerObserver observer(group->rank());
+    FollowerObserver observer(group->rank(), std::move(cancelRequested));
     const auto summary = trainer.run(observer);
     group->shutdown();
     return summary.status == RunOutcome::Finished

@@ -4,6 +4,7 @@
 // `ladder train --nproc N` (DistributedLaunch.h). Rank 0 records the run in the store as a single-process
 // run is recorded; the other ranks train beside it and record nothing.
 #include <chrono>
+#include <functional>
 #include <memory>
 
 #include "dist/DistributedGroup.h"
@@ -20,6 +21,8 @@ std::shared_ptr<DistributedGroup> joinGroupFor(
 
 // A rank other than 0: trains `spec` beside rank 0, prints its warnings and errors on stderr with its
 // rank, shuts the group down and returns the exit code of its outcome.
-int trainFollowerRank(const RunSpec& spec, const std::shared_ptr<DistributedGroup>& group);
+// `cancelRequested` (default: Ctrl+C) is this rank's own wish to stop, which every rank then agrees on.
+int trainFollowerRank(const RunSpec& spec, const std::shared_ptr<DistributedGroup>& group,
+    std::function<bool()> cancelRequested = {});
 
 } // namespace ladder::cli

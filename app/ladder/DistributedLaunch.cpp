@@ -2,7 +2,9 @@
 
 #include <atomic>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <iostream>
 #include <thread>
 
@@ -15,6 +17,7 @@
 #include <unistd.h>
 
 #include "Commands.h"
+#include "store/ResultsStore.h"
 #include "train/RunWorkerProcess.h"
 #include "util/Error.h"
 
@@ -67,7 +70,53 @@ int exitCodeOf(int status)
     return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 1;
 }
 
+// Rank 0 ended without its own verdict (a signal, or an exit code no run outcome gives): its run, if it
+// named one and it is still running, is failed with how rank 0 ended.
+void markRunOfDeadRankZero(const std::string& report, int status, pid_t rank0)
+{
+    const int code = exitCodeOf(status);
+    if (WIFEXITED(status)
+        && (code == kExitDone || code == kExitError || code == kExitCancelled || code == kExitUsage))
+        return;
+    std::ifstream in(report);
+    std::string storePath;
+    std::int64_t runId = 0;
+    if (!std::getline(in, storePath) || !(in >> runId))
+        return;
+    ResultsStore store;
+    std::string error;
+    RunRecord run;
+    if (!store.open(storePath, ResultsStore::OpenMode::Existing, &error)
+        || !store.getRun(runId, &run, &error))
+        return;
+    // Opening the store may have found rank 0 dead already and marked its run interrupted (resumable),
+    // which a data-parallel run is not.
+    const bool interruptedHere = run.status == RunState::Interrupted
+        && run.errorMessage.find("(pid " + std::to_string(rank0) + ")") != std::string::npos;
+    if (run.status != RunState::Running && !interruptedHere)
+        return;
+    // interrupted -> running (this process's) -> failed: the store's own transitions.
+    if (interruptedHere && !store.resumeRun(runId, RunState::Running, &error)) {
+        std::cerr << "ladder: run " << runId << " could not be marked failed: " << error << std::endl;
+        return;
+    }
+    const auto message = "data-parallel run stopped: rank 0 " + describeStatus(status);
+    if (store.setStatus(runId, RunState::Failed, message, &error))
+        std::cerr << "ladder: run " << runId << " marked failed: " << message << std::endl;
+    else
+        std::cerr << "ladder: run " << runId << " could not be marked failed: " << error << std::endl;
+}
+
 } // namespace
+
+void reportRunToLauncher(const std::string& storePath, std::int64_t runId)
+{
+    const char* report = std::getenv("LADDER_LAUNCH_REPORT");
+    const char* rank = std::getenv("RANK");
+    if (!report || !*report || !rank || std::string(rank) != "0")
+        return;
+    std::ofstream(report) << storePath << "\n" << runId << "\n";
+}
 
 void setProgramArguments(int argc, char** argv)
 {
@@ -92,13 +141,15 @@ int launchLocalRanks(const LocalLaunch& launch)
               << std::endl;
     std::signal(SIGINT, onForwardedSignal);
     std::signal(SIGTERM, onForwardedSignal);
+    const std::string report = "/tmp/ladder-launch-" + supervisor + ".run";
+    ::unlink(report.c_str());
     std::vector<pid_t> pids(static_cast<std::size_t>(launch.processes), -1);
     for (int rank = 0; rank < launch.processes; ++rank) {
         std::vector<std::string> env = { "RANK=" + std::to_string(rank),
             "WORLD_SIZE=" + std::to_string(launch.processes), "LOCAL_RANK=" + std::to_string(rank),
             "LOCAL_WORLD_SIZE=" + std::to_string(launch.processes), "MASTER_ADDR=127.0.0.1",
             "MASTER_PORT=" + std::to_string(port), "LADDER_LAUNCHER=ladder --nproc",
-            std::string(kSupervisorPidVariable) + "=" + supervisor };
+            "LADDER_LAUNCH_REPORT=" + report, std::string(kSupervisorPidVariable) + "=" + supervisor };
         const pid_t pid = ::fork();
         if (pid < 0)
             throw Error(
@@ -127,6 +178,7 @@ int launchLocalRanks(const LocalLaunch& launch)
         }
         pids[static_cast<std::size_t>(rank)] = pid;
     }
+    const pid_t rank0Pid = pids[0];
     std::vector<int> statuses(pids.size(), 0);
     std::size_t running = pids.size();
     int firstFailed = -1;
@@ -178,6 +230,8 @@ int launchLocalRanks(const LocalLaunch& launch)
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     const int rank0 = exitCodeOf(statuses[0]);
+    markRunOfDeadRankZero(report, statuses[0], rank0Pid);
+    ::unlink(report.c_str());
     if (rank0 != 0)
         return rank0;
     return firstFailed >= 0 ? exitCodeOf(statuses[static_cast<std::size_t>(firstFailed)]) : 0;

@@ -27,6 +27,12 @@ struct LocalLaunch {
 // stdout to stderr. SIGINT and SIGTERM are passed on to every rank; a rank dies with this process
 // (PR_SET_PDEATHSIG). Returns the exit code: 0 when every rank ended 0, else rank 0's when it failed, else
 // the first failing rank's.
+// A rank 0 that dies without recording its run's end (a signal, the kernel's OOM killer) would leave the
+// run "running": rank 0 names its store and run in the file LADDER_LAUNCH_REPORT names
+// (reportRunToLauncher), and the launcher then marks that run failed with how rank 0 ended.
 int launchLocalRanks(const LocalLaunch& launch);
+
+// Rank 0 of ranks started by launchLocalRanks: tells the launcher which run it records (no-op otherwise).
+void reportRunToLauncher(const std::string& storePath, std::int64_t runId);
 
 } // namespace ladder::cli

@@ -199,13 +199,15 @@ int runTrain(const std::string& config, const std::string& storeOverride, bool a
     if (env)
         group = joinGroupFor(spec, *env, collectiveTimeout(distTimeout));
     ProgressBar bar(spec.displayName());
-    RunSummary summary;
     std::string error;
-    const auto id = trainAndRecord(spec, store, bar, &summary, &error, group);
+    std::int64_t id = -1;
+    if (!store.createRun(newRunFor(spec, RunState::Running), &id, &error))
+        throw Error(error);
+    reportRunToLauncher(
+        path, id); // rank 0 of `--nproc`: a rank 0 that dies leaves its run failed, not running
+    const auto summary = trainRecordedRun(spec, store, id, bar, group);
     if (group)
         group->shutdown();
-    if (id < 0)
-        throw Error(error);
     return reportRun(store, path, id, summary, asJson);
 }
 
@@ -524,15 +526,15 @@ void registerTrainCommands(CLI::App& app)
         cmd->add_flag("--json", *json, "print the run as `runs list --json` does (progress stays on stderr)");
         auto nproc = std::make_shared<int>(1);
         auto distTimeout = std::make_shared<double>(0.0);
-        cmd->add_option("--nproc", *nproc,
-               "data parallel on this machine: start N ranks of this run (Gloo on the CPU, NCCL with one GPU "
-               "each); the spec's batch size is the global batch")
-            ->option_text("N");
+        auto* nprocOption = cmd->add_option("--nproc", *nproc,
+            "data parallel on this machine: start N ranks of this run (Gloo on the CPU, NCCL with one GPU "
+            "each; default: the spec's training.processes); the spec's batch size is the global batch");
+        nprocOption->option_text("N");
         cmd->add_option("--dist-timeout", *distTimeout,
                "data parallel: seconds before a collective waiting for a dead or stuck rank fails (default "
                "LADDER_DIST_TIMEOUT, else 600)")
             ->option_text("SECONDS");
-        cmd->callback([config, store, json, resume, resumeOption, flags, nproc, distTimeout] {
+        cmd->callback([config, store, json, resume, resumeOption, flags, nproc, nprocOption, distTimeout] {
             installInterruptHandler(); // before anything is read or loaded
             runGuarded("train", [&] {
                 if (resumeOption->count() > 0) {
@@ -548,10 +550,14 @@ void registerTrainCommands(CLI::App& app)
                     throw UsageError("train: expected --config FILE (a run spec) or --resume RUN_ID");
                 if (*nproc < 1)
                     throw UsageError("--nproc: expected 1 or more processes, got " + std::to_string(*nproc));
-                // The launcher: N ranks of this same command line. A rank (RANK set) ignores --nproc.
-                if (*nproc > 1 && !distributedEnvFromProcess()) {
+                // The launcher: N ranks of this same command line (--nproc, else the spec's
+                // training.processes). A rank (RANK set) ignores both.
+                const int processes = nprocOption->count() > 0
+                    ? *nproc
+                    : static_cast<int>(RunSpec::fromFile(*config).training.processes);
+                if (processes > 1 && !distributedEnvFromProcess()) {
                     LocalLaunch launch;
-                    launch.processes = *nproc;
+                    launch.processes = processes;
                     launch.arguments = programArguments();
                     return launchLocalRanks(launch);
                 }

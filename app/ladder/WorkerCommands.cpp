@@ -22,6 +22,8 @@
 #include <nlohmann/json.hpp>
 
 #include "Commands.h"
+#include "DistributedCommands.h"
+#include "DistributedLaunch.h"
 #include "LockedObserver.h"
 #include "store/ResultsStore.h"
 #include "train/RunWorkerProcess.h"
@@ -102,10 +104,45 @@ std::string limitAddressSpace(std::int64_t runId)
         + " MiB)";
 }
 
+// The spec of a run as its worker reads it (a data-parallel run's launcher and ranks other than 0 read it
+// without adopting the run).
+RunSpec specOfRun(const std::string& storePath, std::int64_t runId)
+{
+    ResultsStore store;
+    std::string error;
+    if (!store.open(storePath, ResultsStore::OpenMode::Existing, &error))
+        throw Error(error);
+    RunRecord run;
+    if (!store.getRun(runId, &run, &error))
+        throw Error(error);
+    const auto label = "run " + std::to_string(runId) + " spec";
+    return RunSpec::fromJson(parseJson(run.specJson, label), label);
+}
+
 int runWorker(const std::string& storePath, std::int64_t runId)
 {
     dieWithSupervisor();
     targetNanInjection(runId);
+    // A run of several processes (training.processes, the form's "GPUs per run", docs/SCALING.md): this
+    // worker becomes their launcher, and rank 0 (with this process's stdin and stdout: the supervisor's
+    // cancel line and the events) is the worker that records the run.
+    const auto env = distributedEnvFromProcess();
+    std::shared_ptr<DistributedGroup> group;
+    if (!env) {
+        const auto processes = specOfRun(storePath, runId).training.processes;
+        if (processes > 1) {
+            LocalLaunch launch;
+            launch.processes = static_cast<int>(processes);
+            launch.arguments = programArguments();
+            return launchLocalRanks(launch);
+        }
+    } else if (env->rank > 0) {
+        std::signal(SIGTERM, onStopSignal); // the launcher passes the supervisor's SIGTERM on: a cancel
+        std::signal(SIGINT, onStopSignal);
+        const auto spec = specOfRun(storePath, runId);
+        return trainFollowerRank(
+            spec, joinGroupFor(spec, *env, collectiveTimeout(0)), [] { return g_stop != 0; });
+    }
     // The events get stdout to themselves: anything else that prints to stdout (a library) goes to stderr.
     const int eventsFd = ::dup(STDOUT_FILENO);
     if (eventsFd < 0 || ::dup2(STDERR_FILENO, STDOUT_FILENO) < 0)
@@ -163,7 +200,19 @@ int runWorker(const std::string& storePath, std::int64_t runId)
         writer.writeEnd(RunState::Failed, e.what());
         return 1;
     }
-    const auto summary = trainRecordedRun(spec, store, runId, writer);
+    if (env) {
+        reportRunToLauncher(storePath, runId);
+        try {
+            group = joinGroupFor(spec, *env, collectiveTimeout(0));
+        } catch (const std::exception& e) {
+            store.setStatus(runId, RunState::Failed, e.what());
+            writer.writeEnd(RunState::Failed, e.what());
+            return 1;
+        }
+    }
+    const auto summary = trainRecordedRun(spec, store, runId, writer, group);
+    if (group)
+        group->shutdown();
     const RunState state = summary.status == RunOutcome::Finished ? RunState::Finished
         : summary.status == RunOutcome::Cancelled                 ? RunState::Cancelled
                                                                   : RunState::Failed;

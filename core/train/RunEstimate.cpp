@@ -43,7 +43,10 @@ MemoryEstimateInput estimateInputFor(
     MemoryEstimateInput in;
     in.config = config;
     in.method = spec.method;
-    in.batch = spec.training.batchSize;
+    // One rank's share of the global batch in a data-parallel run (docs/SCALING.md): the figure is a rank's
+    // (each rank holds a full copy of the weights and optimizer state, and its share of the activations).
+    const auto processes = std::max<std::int64_t>(1, spec.training.processes);
+    in.batch = (spec.training.batchSize + processes - 1) / processes;
     in.srcLen = std::max<std::int64_t>(1, lengths.source);
     in.tgtLen = std::max<std::int64_t>(1, lengths.target);
     in.dtype = spec.training.dtype;

@@ -32,8 +32,9 @@ TrainingLengths lengthsOf(const Batcher& batcher);
 TrainingLengths trainingLengths(const RunSpec& spec, const TaskSplits& task, const T5Tokenizer& tokenizer);
 
 // The memory-estimate input of a run's training step at the given lengths: the spec's method, batch (one
-// micro-batch), dtype and device, on the backbone's config. This is what the workbench's form shows and
-// what the trainer logs; the stored training peak is the same quantity measured (docs/STORE.md).
+// micro-batch; a data-parallel rank's share of it), dtype and device, on the backbone's config. This is what
+// the workbench's form shows and what the trainer logs; the stored training peak is the same quantity
+// measured (docs/STORE.md).
 MemoryEstimateInput estimateInputFor(
     const RunSpec& spec, const T5Config& config, const TrainingLengths& lengths);
 

@@ -152,7 +152,7 @@ RunSpec RunSpec::fromJson(const json& j, const std::string& source)
             { "learning_rate", "epochs", "max_steps", "batch_size", "gradient_accumulation", "warmup_steps",
                 "weight_decay", "max_grad_norm", "eval_every_steps", "max_source_length", "max_target_length",
                 "bucket_by_length", "threads", "dtype", "num_beams", "max_eval_examples", "log_every_steps",
-                "save_state_every_steps" });
+                "save_state_every_steps", "processes" });
         auto& o = s.training;
         o.learningRate = numberField(tr, "learning_rate", w, 0.0, 100.0, 0.0);
         o.epochs = intField(tr, "epochs", w, 1, o.epochs);
@@ -172,6 +172,7 @@ RunSpec RunSpec::fromJson(const json& j, const std::string& source)
         o.maxEvalExamples = intField(tr, "max_eval_examples", w, 0, 0);
         o.logEverySteps = intField(tr, "log_every_steps", w, 1, 1);
         o.saveStateEverySteps = intField(tr, "save_state_every_steps", w, 0, o.saveStateEverySteps);
+        o.processes = intField(tr, "processes", w, 1, 1, 1024);
     }
     return s;
 }
@@ -202,6 +203,8 @@ json RunSpec::toJson() const
                 { "max_eval_examples", o.maxEvalExamples }, { "log_every_steps", o.logEverySteps },
                 { "save_state_every_steps", o.saveStateEverySteps } } },
         { "device", device }, { "seed", seed } };
+    if (o.processes != 1)
+        j["training"]["processes"] = o.processes;
     if (!name.empty())
         j["name"] = name;
     if (!store.empty())

@@ -48,6 +48,10 @@ struct TrainingOptions {
     // count) and after every evaluation, for `ladder train --resume`. 500 is HF Trainer's save_steps. Not
     // part of the spec's identity (runSpecHash()).
     std::int64_t saveStateEverySteps = 500;
+    // Data-parallel ranks on this machine (docs/SCALING.md): `ladder train` and the workbench's queue start
+    // this many processes (one GPU each on CUDA, cuda:0..N-1), sharing each global batch of batchSize.
+    // Written to JSON only when not 1, so that the specs of single-process runs keep their hashes.
+    std::int64_t processes = 1;
 
     double learningRateFor(const std::string& method) const;
 };

@@ -418,6 +418,36 @@ private Q_SLOTS:
         }
     }
 
+    // "GPUs per run" is the spec's training.processes; the estimate is then a rank's (its share of the
+    // global batch), equal to the single-process estimate at that batch.
+    void gpusPerRunIsTheSpecsProcesses()
+    {
+        ExperimentForm form;
+        child<QSpinBox>(&form, "ladderR")->setValue(4);
+        child<QSpinBox>(&form, "batchSpin")->setValue(16);
+        QCOMPARE(child<QSpinBox>(&form, "processesSpin")->value(), 1);
+        std::vector<RunSpec> specs;
+        QString error;
+        QVERIFY2(form.specs(&specs, &error), qPrintable(error));
+        QCOMPARE(specs[0].training.processes, std::int64_t(1));
+        QVERIFY(!specs[0].toJson().at("training").contains("processes"));
+        const auto single = form.memoryEstimate()->estimate()->total;
+        child<QSpinBox>(&form, "processesSpin")->setValue(2);
+        QVERIFY2(form.specs(&specs, &error), qPrintable(error));
+        QCOMPARE(specs[0].training.processes, std::int64_t(2));
+        QCOMPARE(specs[0].training.batchSize, std::int64_t(16)); // the global batch
+        const auto perRank = form.memoryEstimate()->estimate()->total;
+        QVERIFY(perRank < single);
+        child<QSpinBox>(&form, "processesSpin")->setValue(1);
+        child<QSpinBox>(&form, "batchSpin")->setValue(8);
+        QCOMPARE(form.memoryEstimate()->estimate()->total, perRank);
+        // A loaded spec shows its processes.
+        auto json = specs[0].toJson();
+        json["training"]["processes"] = 3;
+        QVERIFY2(form.setSpecJson(json, &error), qPrintable(error));
+        QCOMPARE(child<QSpinBox>(&form, "processesSpin")->value(), 3);
+    }
+
     void memoryEstimateFollowsTheForm()
     {
         ExperimentForm form;

@@ -8,6 +8,9 @@
 #include <map>
 #include <thread>
 
+#include <signal.h>
+
+#include <QElapsedTimer>
 #include <QProcess>
 #include <QTest>
 #include <nlohmann/json.hpp>
@@ -19,6 +22,9 @@
 #include "dist/DistributedGroup.h"
 #include "dist/GradientSync.h"
 #include "model/Safetensors.h"
+#include "store/ResultsStore.h"
+#include "train/RunSpec.h"
+#include "train/StoreRecorder.h"
 
 using namespace ladder;
 
@@ -364,24 +370,104 @@ private Q_SLOTS:
             != std::string::npos);
     }
 
+    // The workbench's "GPUs per run" (training.processes 2): the queue's `ladder worker` for the run starts
+    // its two ranks itself; rank 0 sends the events on the worker's stdout and records the run, which ends
+    // as the same run trained by `ladder train --nproc 2` would.
+    void workerStartsTheRanksOfItsSpec()
+    {
+        const auto root = test::makeTempDir();
+        const auto specPath
+            = writeSpec(root, { { "method", "ladder" }, { "r", 4 }, { "init", "random" } }, 16);
+        auto json = nlohmann::json::parse(std::ifstream(specPath));
+        json["training"]["processes"] = 2;
+        json["training"]["max_steps"] = 6;
+        const auto spec = RunSpec::fromJson(json, "spec");
+        QCOMPARE(spec.toJson().at("training").at("processes").get<int>(), 2);
+        json["training"]["processes"] = 1; // not written: single-process specs keep their hashes
+        QVERIFY(!RunSpec::fromJson(json, "spec").toJson().at("training").contains("processes"));
+        const auto storePath = root + "/queue.sqlite";
+        std::int64_t id = 0;
+        {
+            ResultsStore store;
+            std::string error;
+            QVERIFY2(store.open(storePath, &error), error.c_str());
+            QVERIFY2(store.createRun(newRunFor(spec, RunState::Running), &id, &error), error.c_str());
+        }
+        const auto r = runProgram(test::cliPath(),
+            { "worker", "--store", QString::fromStdString(storePath), "--run", QString::number(id) });
+        QVERIFY2(r.exitCode == 0, (r.out + r.err).c_str());
+        QVERIFY2(r.err.find("starting 2 ranks") != std::string::npos, r.err.c_str());
+        QVERIFY2(r.out.find(R"("event":"end")") != std::string::npos, r.out.c_str());
+        QVERIFY2(r.out.find(R"("step":6)") != std::string::npos, r.out.c_str());
+        QCOMPARE(QString::fromStdString(test::rawQuery(storePath, "SELECT status FROM runs")),
+            QString("finished"));
+        QVERIFY(test::rawQuery(storePath, "SELECT message FROM logs WHERE message LIKE 'data parallel:%'")
+                    .find("gloo, rank 0 of 2")
+            != std::string::npos);
+    }
+
     // A rank that dies mid-run (LADDER_DIST_FAULT exit) ends the other with a clear error well within the
-    // collective timeout, and the run is recorded failed, not left running.
+    // collective timeout, and the run is recorded failed, not left running: by rank 0 when rank 1 died, by
+    // the launcher when rank 0 did.
+    void aDeadRankFailsTheRun_data()
+    {
+        QTest::addColumn<int>("rank");
+        QTest::addColumn<QString>("recorded");
+        QTest::newRow("rank 1 dies") << 1
+                                     << "failed|data-parallel run stopped: another rank stopped answering";
+        QTest::newRow("rank 0 dies") << 0 << "failed|data-parallel run stopped: rank 0 exited with 3";
+    }
     void aDeadRankFailsTheRun()
     {
+        QFETCH(int, rank);
+        QFETCH(QString, recorded);
         const auto root = test::makeTempDir();
         const auto spec = writeSpec(root, { { "method", "lora" }, { "rank", 4 } }, 16);
         const auto store = root + "/dead.sqlite";
         const auto r = runProgram(test::cliPath(),
             { "train", "--nproc", "2", "--dist-timeout", "60", "--config", QString::fromStdString(spec),
                 "--store", QString::fromStdString(store) },
-            { "LADDER_DIST_FAULT=exit@3 rank=1" });
+            { QString("LADDER_DIST_FAULT=exit@3 rank=%1").arg(rank) });
         qInfo("exit %d after %.1f s; stderr tail: %s", r.exitCode, r.seconds,
             r.err.substr(r.err.size() > 600 ? r.err.size() - 600 : 0).c_str());
         QVERIFY(r.exitCode != 0);
         QVERIFY2(r.seconds < 60.0, std::to_string(r.seconds).c_str());
-        QVERIFY2(r.err.find("rank 1 exited with 3") != std::string::npos, r.err.c_str());
+        QVERIFY2(r.err.find("rank " + std::to_string(rank) + " exited with 3") != std::string::npos,
+            r.err.c_str());
         const auto status = test::rawQuery(store, "SELECT status, error_message FROM runs");
-        QVERIFY2(status.rfind("failed|data-parallel run stopped", 0) == 0, status.c_str());
+        QVERIFY2(status.rfind(recorded.toStdString(), 0) == 0, status.c_str());
+    }
+
+    // Ctrl+C on `ladder train --nproc 2`: the launcher passes it on, the ranks agree and the run ends
+    // cancelled (exit 130) on every rank.
+    void ctrlCCancelsEveryRank()
+    {
+        const auto root = test::makeTempDir();
+        const auto specPath = writeSpec(root, { { "method", "lora" }, { "rank", 4 } }, 16);
+        auto json = nlohmann::json::parse(std::ifstream(specPath));
+        json["training"]["max_steps"] = 5000;
+        std::ofstream(specPath) << json.dump();
+        const auto store = root + "/cancel.sqlite";
+        QProcess p;
+        p.start(QString::fromStdString(test::cliPath()),
+            { "train", "--nproc", "2", "--config", QString::fromStdString(specPath), "--store",
+                QString::fromStdString(store) });
+        QVERIFY(p.waitForStarted());
+        std::string err;
+        QElapsedTimer t;
+        t.start();
+        while (err.find(" step ") == std::string::npos && t.elapsed() < 120000
+            && p.state() == QProcess::Running) {
+            p.waitForReadyRead(200);
+            err += p.readAllStandardError().toStdString();
+        }
+        QVERIFY2(err.find(" step ") != std::string::npos, err.c_str());
+        ::kill(static_cast<pid_t>(p.processId()), SIGINT);
+        QVERIFY(p.waitForFinished(60000));
+        err += p.readAllStandardError().toStdString();
+        QCOMPARE(p.exitCode(), 130);
+        const auto status = test::rawQuery(store, "SELECT status, error_message FROM runs");
+        QVERIFY2(status.rfind("cancelled|cancelled at step", 0) == 0, (status + "\n" + err).c_str());
     }
 
     // A NaN loss on rank 1 alone: every rank learns it at the step's agreement and the run fails with it.

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "BenchQuantCommands.h"
+#include "BenchScalingCommands.h"
 #include "BenchSpeedCommands.h"
 #include "Commands.h"
 #include "JsonOutput.h"
@@ -295,6 +296,7 @@ void registerMethodCommands(CLI::App& app)
         f->options.addTo(cmd);
         cmd->callback([f] { runGuarded("bench memory", [&] { return runBenchMemory(*f); }); });
         registerBenchSpeedCommand(bench);
+        registerBenchScalingCommand(bench);
         registerBenchQuantCommand(bench);
     }
 }

@@ -17,6 +17,7 @@
 #include <c10/util/Exception.h>
 
 #include "data/Batcher.h"
+#include "data/DemoTasks.h"
 #include "data/Metrics.h"
 #include "model/Generation.h"
 #include "model/T5Quantization.h"
@@ -171,8 +172,10 @@ std::unique_ptr<LadderActivationCache> makeLadderCache(LadderMethod& method, con
     options.mode = o.cache;
     options.dtype = o.cacheDtype;
     options.dir = o.cacheDir;
-    if (dp && o.cache == "disk") // per rank: each holds what its shares of the epochs read
-        options.dir += (options.dir.empty() ? "" : "/") + ("rank-" + std::to_string(dp->rank()));
+    if (dp && o.cache == "disk" && !options.dir.empty()) { // per rank: each holds what its shares read
+        options.dir += "/rank-" + std::to_string(dp->rank());
+        demofs::makeDirectories(options.dir);
+    }
     options.padding = o.cachePadding;
     char size[32];
     std::snprintf(size, sizeof size, "%.1f MB",

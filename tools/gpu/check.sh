@@ -88,9 +88,22 @@ if ! "$BIN/ladder" --version >"$OUTDIR/ladder-version.txt" 2>&1; then
     t=$(date +%s)
     D="$KIT/deps/usr"
     export PKG_CONFIG_PATH="$D/lib/x86_64-linux-gnu/pkgconfig" PKG_CONFIG_SYSROOT_DIR="$KIT/deps"
+    # core/dist: gloo's headers (the kit's copy: the wheel has none) and NCCL's, where the CUDA toolkit has
+    # none: that python's nvidia-nccl package's, else the kit's copy of the one built with here.
+    GLOO_INC="$KIT/deps/gloo/include"
+    [[ -f "$GLOO_INC/gloo/algorithm.h" ]] || die "the kit has no gloo headers ($GLOO_INC: prepare.sh makes them)"
+    if [[ ! -f /usr/local/cuda/include/nccl.h ]]; then
+        NCCL_INC="$("$PY" -c 'import glob, os, torch
+site = os.path.dirname(os.path.dirname(torch.__file__))
+print(os.path.dirname((sorted(glob.glob(f"{site}/nvidia/**/include/nccl.h", recursive=True)) or [""])[0]))')"
+        [[ -n "$NCCL_INC" ]] || NCCL_INC="$KIT/deps/nccl/include"
+        log "nccl.h from $NCCL_INC (none in /usr/local/cuda/include)"
+        export CPATH="$NCCL_INC${CPATH:+:$CPATH}"
+    fi
     cmake -S "$ROOT" -B "$KIT/build" -G Ninja -DCMAKE_BUILD_TYPE="${LADDER_KIT_BUILD_TYPE:-Release}" \
         -DLADDER_BUILD_GUI=OFF -DLADDER_BUILD_TESTS=ON -DLADDER_TESTS_GPU_ONLY=ON -DLADDER_WITH_CUDA=ON \
         -DLADDER_PYTHON="$(command -v "$PY")" -DCMAKE_PREFIX_PATH="$D" -DLADDER_FIXTURES_DIR="$KIT/fixtures" \
+        -DLADDER_GLOO_INCLUDE_DIR="$GLOO_INC" \
         >"$OUTDIR/build.log" 2>&1 || { tail -30 "$OUTDIR/build.log"; die "configure failed"; }
     cmake --build "$KIT/build" --target ladder test_gpu --parallel "$(nproc)" >>"$OUTDIR/build.log" 2>&1 ||
         { tail -30 "$OUTDIR/build.log"; die "build failed"; }

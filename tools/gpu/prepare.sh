@@ -11,7 +11,9 @@
 #   demo/       the built-in demo: the backbone with its weights in bf16 (half the bytes; both runs of a
 #               comparison load the same values) and the supersense task
 #   deps/       headers and libraries from Debian packages (apt-get download + dpkg -x) so that check.sh
-#               can build the core, the CLI and the gpu tests there if the shipped binaries do not load
+#               can build the core, the CLI and the gpu tests there if the shipped binaries do not load;
+#               deps/gloo/include: the gloo headers this build compiled core/dist/GlooBackend.cpp with (the
+#               torch wheel has none), deps/nccl/include: the wheel's NCCL header (for ProcessGroupNCCL.hpp)
 #   manifest.json  commit, build folder, torch version, sizes
 #
 #   bash tools/gpu/prepare.sh [--build-dir DIR] [--no-deps] [--no-demo]
@@ -126,6 +128,22 @@ if [[ "$WITH_DEPS" == 1 ]]; then
     mkdir -p "$KIT/deps"
     for d in "$debs"/*.deb; do dpkg -x "$d" "$KIT/deps"; done
     rm -rf "$debs" "$KIT/deps/usr/share/doc" "$KIT/deps/usr/share/man" "$KIT/deps/usr/share/lintian"
+    # The build links the shared libraries: static archives (libcrypto.a alone is 9 MB) and OpenSSL's
+    # run-time modules would only crowd the 64 MiB upload. GoogleTest is static only: its archives stay.
+    find "$KIT/deps" -name '*.a' ! -name 'libgtest*.a' -delete
+    rm -rf "$KIT/deps/usr/lib/x86_64-linux-gnu/ossl-modules" "$KIT/deps/usr/lib/x86_64-linux-gnu/engines-3"
+    # c10d's ProcessGroupGloo.hpp needs gloo's headers, which neither the torch wheel nor the GPU machine
+    # has: the ones this build used (LADDER_GLOO_INCLUDE_DIR, Debian's libgloo-dev), about 0.4 MB.
+    gloo="$(sed -n 's/^LADDER_GLOO_INCLUDE_DIR:PATH=//p' "$BUILD/CMakeCache.txt")"
+    [[ -f "$gloo/gloo/algorithm.h" ]] || die "no gloo headers at '$gloo' (LADDER_GLOO_INCLUDE_DIR of $BUILD)"
+    mkdir -p "$KIT/deps/gloo/include"
+    cp -r "$gloo/gloo" "$KIT/deps/gloo/include/"
+    # ProcessGroupNCCL.hpp includes <nccl.h>: this build took the CUDA toolkit's, which a toolkit need not
+    # have; the wheel's own (nvidia-nccl), for check.sh to use where that machine has no other.
+    nccl="$(ls "$VENV"/lib/python3*/site-packages/nvidia/nccl/include/nccl.h 2>/dev/null | head -1)"
+    [[ -n "$nccl" ]] || die "no nccl.h in $VENV's nvidia-nccl package"
+    mkdir -p "$KIT/deps/nccl/include"
+    cp "$nccl" "$KIT/deps/nccl/include/"
     log "deps: $(du -sh "$KIT/deps" | cut -f1) of Debian headers and libraries"
 fi
 

@@ -9,18 +9,32 @@
 //   Lst.*       LST trains on CUDA without touching the backbone's gradients; the meter sees it.
 //   Estimate.*  `ladder estimate` within 2% of the measured CUDA peak (t5-base, batch 32), per method, each
 //               in its own process (CUDA's library workspaces are allocated once per process).
+//   WorldOne/DataParallel.*  `ladder train` as rank 0 of a world of 1 (torchrun's variables) goes through
+//               ProcessGroupNCCL on cuda:0 and trains the demo task exactly as the same spec in one process
+//               (stored losses to 1e-6 relative); time per step with and without the process group.
 //
 // Without a CUDA device the executable exits 77 (CTest: skipped) with a message, unless
 // LADDER_GPU_TEST_DEVICE=cpu asks for the kit's dry run, which runs the same code with "cuda" replaced by
 // the CPU (the comparisons are then CPU against CPU: it proves the plumbing, not the GPU).
+#include <algorithm>
 #include <array>
+#include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <map>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
@@ -28,17 +42,21 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "data/DemoTasks.h"
 #include "device/Devices.h"
 #include "model/ModelInputs.h"
 #include "model/Safetensors.h"
 #include "model/T5Checkpoint.h"
 #include "peft/Method.h"
+#include "store/ResultsStore.h"
 #include "train/MemoryBench.h"
 #include "train/MemoryMeter.h"
 
 using namespace ladder;
 
 namespace {
+
+std::string g_ladder; // the CLI under test: --ladder PATH, else the `ladder` beside this executable
 
 // The device under test: cuda:0, or the CPU in the kit's dry run.
 c10::Device testDevice()
@@ -406,12 +424,287 @@ INSTANTIATE_TEST_SUITE_P(AllSix, Estimate,
         ::testing::Values("fp32", "bf16")),
     [](const auto& info) { return std::get<0>(info.param) + "_" + std::get<1>(info.param); });
 
+// ---- Data parallel: `ladder train` as rank 0 of a world of 1 ----------------------------------------------
+// With RANK=0 WORLD_SIZE=1 (torchrun's variables) `ladder train` joins a process group: ProcessGroupNCCL on
+// cuda:LOCAL_RANK (Gloo in the dry run on the CPU), its gradients all-reduced in buckets by GradientSync.
+// Over one rank every collective is an identity, so the stored trajectory must be the single process's.
+
+struct Ran {
+    int exitCode = -1;
+    std::string out;
+    std::string err;
+    double seconds = 0;
+};
+
+std::string shellQuote(const std::string& s)
+{
+    std::string q = "'";
+    for (char c : s)
+        q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return q + "'";
+}
+
+std::string readText(const std::string& path)
+{
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+std::string tail(const std::string& s, std::size_t n = 1500)
+{
+    return s.size() > n ? "..." + s.substr(s.size() - n) : s;
+}
+
+// A TCP port nobody listens on now (the kernel's pick), for the rendezvous.
+int freePort()
+{
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    sockaddr_in a {};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = 0;
+    socklen_t length = sizeof a;
+    int port = -1;
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0
+        && ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &length) == 0)
+        port = ntohs(a.sin_port);
+    ::close(fd);
+    return port;
+}
+
+// `ladder train --config SPEC --store STORE` under env(1) (`variables`: "NAME=value" or "-u NAME") and
+// timeout(1), so that a hung rendezvous ends the test rather than CTest's timeout.
+Ran runLadderTrain(const std::vector<std::string>& variables, const std::string& spec,
+    const std::string& store, const std::string& logs)
+{
+    std::string cmd = "timeout -k 10 240 env";
+    for (const auto& v : variables)
+        cmd += " " + shellQuote(v);
+    cmd += " " + shellQuote(g_ladder) + " train --config " + shellQuote(spec) + " --store "
+        + shellQuote(store) + " >" + shellQuote(logs + ".out") + " 2>" + shellQuote(logs + ".err")
+        + " </dev/null";
+    const auto t0 = std::chrono::steady_clock::now();
+    const int status = std::system(cmd.c_str());
+    Ran r;
+    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    r.exitCode = status != -1 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    r.out = readText(logs + ".out");
+    r.err = readText(logs + ".err");
+    return r;
+}
+
+struct StoredRun {
+    std::string error; // empty when read
+    RunRecord run;
+    std::vector<MetricPoint> points;
+    std::vector<LogLine> logs;
+};
+
+StoredRun readRun(const std::string& path)
+{
+    StoredRun r;
+    ResultsStore store;
+    std::vector<RunRecord> runs;
+    if (!store.open(path, ResultsStore::OpenMode::ReadOnly, &r.error) || !store.listRuns({}, &runs, &r.error))
+        return r;
+    if (runs.size() != 1) {
+        r.error = path + " holds " + std::to_string(runs.size()) + " runs, not 1";
+        return r;
+    }
+    r.run = runs.front();
+    if (!store.getMetrics(r.run.id, ResultsStore::kAllSteps, &r.points, &r.error)
+        || !store.getLogs(r.run.id, 0, &r.logs, &r.error))
+        return r;
+    return r;
+}
+
+// Seconds per optimizer step from the stored elapsed times, from the third logged step on: the first steps
+// pay for CUDA's lazy initialisation, cuBLAS's handles and the caching allocator's growth.
+double secondsPerStep(const std::vector<MetricPoint>& points)
+{
+    const std::size_t from = points.size() > 4 ? 2 : 0;
+    if (points.size() < from + 2 || !points[from].elapsedSeconds || !points.back().elapsedSeconds)
+        return -1;
+    return (*points.back().elapsedSeconds - *points[from].elapsedSeconds)
+        / static_cast<double>(points.back().step - points[from].step);
+}
+
+// The largest relative difference between two runs' stored losses, step by step (infinite when the steps
+// differ or a loss is missing).
+double maxRelativeLossDifference(const std::vector<MetricPoint>& a, const std::vector<MetricPoint>& b)
+{
+    if (a.size() != b.size() || a.empty())
+        return INFINITY;
+    double worst = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        if (a[i].step != b[i].step || !a[i].loss || !b[i].loss)
+            return INFINITY;
+        worst = std::max(worst, std::abs(*a[i].loss - *b[i].loss) / std::max(1e-12, std::abs(*a[i].loss)));
+    }
+    return worst;
+}
+
+std::string lineWith(const std::string& text, const std::string& prefix)
+{
+    std::istringstream lines(text);
+    for (std::string line; std::getline(lines, line);)
+        if (line.rfind(prefix, 0) == 0)
+            return line;
+    return {};
+}
+
+class DataParallel : public ::testing::TestWithParam<std::string> { };
+
+TEST_P(DataParallel, WorldOfOneTrainsAsOneProcess)
+{
+    const auto device = testDevice();
+    if (device.is_cuda() && !cuda::available())
+        GTEST_SKIP() << "needs CUDA: the NCCL path runs one rank on cuda:0 (tools/gpu/check.sh)";
+    if (g_ladder.empty() || !std::filesystem::exists(g_ladder))
+        GTEST_SKIP() << "no ladder CLI (--ladder PATH, or `ladder` beside test_gpu): '" << g_ladder << "'";
+    const auto demo = demoCacheDir();
+    if (!std::filesystem::exists(demo + "/backbone/config.json"))
+        GTEST_SKIP() << "no built-in demo at " << demo
+                     << " (`ladder demo`, or LADDER_DEMO_DIR; the kit carries one)";
+    const std::string backend = device.is_cuda() ? "nccl" : "gloo";
+    const auto& method = GetParam();
+    const int steps = device.is_cuda() ? 40 : 12;
+
+    std::string tmp = (std::getenv("TMPDIR") && *std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp");
+    tmp += "/ladder-gpu-dp-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmp.data()), nullptr) << tmp;
+    nlohmann::json spec { { "name", "gpu-dp-" + method }, { "backbone", "demo" },
+        { "task", { { "type", "demo" }, { "name", "supersense" } } },
+        { "method",
+            method == "ladder"
+                ? nlohmann::json { { "method", "ladder" }, { "r", 8 }, { "init", "magnitude" } }
+                : nlohmann::json { { "method", method } } },
+        { "training",
+            { { "max_steps", steps }, { "batch_size", 32 }, { "warmup_steps", 5 }, { "eval_every_steps", 0 },
+                { "max_source_length", 64 }, { "max_eval_examples", 64 },
+                { "learning_rate", method == "ladder" ? 3e-3 : 1e-3 }, { "log_every_steps", 1 } } },
+        { "device", device.str() }, { "seed", 0 } };
+    const auto specPath = tmp + "/spec.json";
+    std::ofstream(specPath) << spec.dump(1);
+
+    // Neither run may inherit a launcher's variables from the caller.
+    const std::vector<std::string> clean { "-u", "RANK", "-u", "WORLD_SIZE", "-u", "LOCAL_RANK", "-u",
+        "MASTER_ADDR", "-u", "MASTER_PORT", "-u", "TORCHELASTIC_USE_AGENT_STORE", "-u", "SLURM_PROCID", "-u",
+        "SLURM_NTASKS", "-u", "SLURM_LOCALID" };
+    const auto single = runLadderTrain(clean, specPath, tmp + "/single.sqlite", tmp + "/single");
+    const int port = freePort();
+    ASSERT_GT(port, 0) << "no free TCP port on 127.0.0.1";
+    auto ranked = clean;
+    for (const auto& v : { std::string("RANK=0"), std::string("WORLD_SIZE=1"), std::string("LOCAL_RANK=0"),
+             std::string("MASTER_ADDR=127.0.0.1"), "MASTER_PORT=" + std::to_string(port),
+             std::string("LADDER_DIST_TIMEOUT=120") })
+        ranked.push_back(v);
+    if (!std::getenv("NCCL_DEBUG"))
+        ranked.push_back("NCCL_DEBUG=WARN"); // NCCL's own reason in the log, should it refuse
+    const auto dp = runLadderTrain(ranked, specPath, tmp + "/dp.sqlite", tmp + "/dp");
+
+    ASSERT_EQ(single.exitCode, 0) << "one process: " << tail(single.err);
+    ASSERT_EQ(dp.exitCode, 0) << "rank 0 of 1: " << tail(dp.err);
+    EXPECT_NE(dp.err.find(backend + ", rank 0 of 1"), std::string::npos)
+        << "stderr does not name the process group '" << backend << ", rank 0 of 1': " << tail(dp.err);
+    EXPECT_EQ(single.err.find("process group"), std::string::npos)
+        << "the single-process run joined a group: " << tail(single.err);
+    const auto one = readRun(tmp + "/single.sqlite"), ranks = readRun(tmp + "/dp.sqlite");
+    ASSERT_TRUE(one.error.empty()) << one.error;
+    ASSERT_TRUE(ranks.error.empty()) << ranks.error;
+    EXPECT_EQ(one.run.status, RunState::Finished) << one.run.errorMessage;
+    EXPECT_EQ(ranks.run.status, RunState::Finished) << ranks.run.errorMessage;
+    EXPECT_EQ(ranks.points.size(), static_cast<std::size_t>(steps));
+    std::string dpLine;
+    for (const auto& l : ranks.logs)
+        if (l.message.rfind("data parallel: ", 0) == 0)
+            dpLine = l.message;
+    EXPECT_NE(dpLine.find("data parallel: " + backend + ", rank 0 of 1"), std::string::npos)
+        << "the run's log has no 'data parallel: " << backend << ", rank 0 of 1 ...' line";
+    for (const auto& l : one.logs)
+        EXPECT_NE(l.message.rfind("data parallel: ", 0), 0u) << "one process logged: " << l.message;
+    double megabytes = -1;
+    long long buckets = -1;
+    std::smatch m;
+    if (std::regex_search(dpLine, m, std::regex(R"(all-reduced: ([0-9.]+) MB a step in ([0-9]+) buckets)"))) {
+        megabytes = std::stod(m[1]);
+        buckets = std::stoll(m[2]);
+    }
+    EXPECT_GT(megabytes, 0) << dpLine;
+
+    double worst = maxRelativeLossDifference(one.points, ranks.points);
+    // Should they differ, is the single process even repeatable here? A second single-process run says
+    // whether the difference is the process group's or the device's run-to-run noise (then reported).
+    double noise = -1;
+    if (!(worst <= 1e-6)) {
+        const auto again = runLadderTrain(clean, specPath, tmp + "/again.sqlite", tmp + "/again");
+        const auto repeat = readRun(tmp + "/again.sqlite");
+        if (again.exitCode == 0 && repeat.error.empty())
+            noise = maxRelativeLossDifference(one.points, repeat.points);
+    }
+    const auto testOne = one.run.figures.testMetric, testRanks = ranks.run.figures.testMetric;
+    nlohmann::json r { { "test", "dataparallel" }, { "method", method }, { "device", device.str() },
+        { "backend", backend }, { "steps", ranks.points.size() }, { "max_loss_rel_diff", worst },
+        { "single_repeat_rel_diff", noise < 0 ? nlohmann::json() : nlohmann::json(noise) },
+        { "first_loss",
+            one.points.empty() || !one.points.front().loss ? nlohmann::json()
+                                                           : nlohmann::json(*one.points.front().loss) },
+        { "last_loss",
+            one.points.empty() || !one.points.back().loss ? nlohmann::json()
+                                                          : nlohmann::json(*one.points.back().loss) },
+        { "seconds_per_step_single", secondsPerStep(one.points) },
+        { "seconds_per_step_world1", secondsPerStep(ranks.points) },
+        { "wall_seconds_single", single.seconds }, { "wall_seconds_world1", dp.seconds },
+        { "allreduce_mb_per_step", megabytes }, { "buckets", buckets },
+        { "peak_allocated_single",
+            one.run.figures.peakAllocatedBytes ? nlohmann::json(*one.run.figures.peakAllocatedBytes)
+                                               : nlohmann::json() },
+        { "peak_allocated_world1",
+            ranks.run.figures.peakAllocatedBytes ? nlohmann::json(*ranks.run.figures.peakAllocatedBytes)
+                                                 : nlohmann::json() },
+        { "test_metric_single", testOne ? nlohmann::json(*testOne) : nlohmann::json() },
+        { "test_metric_world1", testRanks ? nlohmann::json(*testRanks) : nlohmann::json() },
+        { "process_group", lineWith(dp.err, "ladder: process group: ") } };
+    std::printf("GPU-RESULT %s\n", r.dump().c_str());
+    EXPECT_LE(worst, 1e-6) << "stored losses of rank 0 of 1 against one process (a second single-process run "
+                           << "differs from the first by " << noise << ")";
+    EXPECT_EQ(testOne.has_value(), testRanks.has_value());
+    if (testOne && testRanks) {
+        EXPECT_EQ(*testOne, *testRanks) << "test metric";
+    }
+    if (HasFailure())
+        std::printf("kept for a look: %s\n", tmp.c_str());
+    else
+        demofs::removeTree(tmp); // not std::filesystem::remove_all (core/data/DemoTasks.h says why)
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    WorldOne, DataParallel, ::testing::Values("full", "ladder"), [](const auto& info) { return info.param; });
+
 } // namespace
 
 int main(int argc, char** argv)
 {
     installCpuMemoryTracker(); // before any tensor, as the CLI does, so the CPU meter counts everything
     ::testing::InitGoogleTest(&argc, argv);
+    for (int i = 1; i + 1 < argc; ++i)
+        if (std::string(argv[i]) == "--ladder")
+            g_ladder = argv[i + 1];
+    if (g_ladder.empty()) { // the kit puts both programs in one folder; a build puts ladder in ../bin
+        std::array<char, 4096> self {};
+        const auto n = ::readlink("/proc/self/exe", self.data(), self.size() - 1);
+        const std::string here = n > 0 ? std::string(self.data(), static_cast<std::size_t>(n)) : "";
+        const auto folder = here.substr(0, here.rfind('/'));
+        for (const auto& candidate : { folder + "/ladder", folder + "/../bin/ladder" })
+            if (!here.empty() && std::filesystem::exists(candidate)) {
+                g_ladder = candidate;
+                break;
+            }
+    }
     at::globalContext().setAllowTF32CuBLAS(false); // fp32 means fp32 here (LibTorch's default, made explicit)
     if (!dryRun() && !cuda::available()) {
         std::printf("SKIP: no CUDA device: the gpu tests run on a machine with one (tools/gpu/check.sh); "

@@ -5,7 +5,8 @@ Standard library only: it runs under the GPU machine's python3 as it is. Steps, 
 skipped (and recorded as skipped) when the time budget left is below its estimate:
 
   gpu_tests   ctest -L gpu: CUDA equals the CPU for every method, the peak statistic equals PyTorch's,
-              the trainer on CUDA (follows the CPU, cancel, NaN, out-of-memory, the run after)
+              the trainer on CUDA (follows the CPU, cancel, NaN, out-of-memory, the run after), data
+              parallel's NCCL path (rank 0 of a world of 1 trains as one process; s/step with and without)
   table1      the paper's Table 1 shape: `ladder bench memory` per method and dtype, one process each
               (peak allocated, ratio to full, estimate and its error, s/step, inference peak and throughput)
   hf_peft     bench/hf_peft_compare.py: HF full + PEFT LoRA beside LadderBench full, LoRA and LST
@@ -49,7 +50,7 @@ PLANS = {
 }
 # Rough seconds each step takes on the H200 (measured runs replace these in docs/GPU.md); used to skip a
 # step that cannot finish inside the budget rather than be killed half-way.
-ESTIMATES = {"gpu_tests": 150, "table1": 100, "hf_peft": 150, "demo_dtype": 90}
+ESTIMATES = {"gpu_tests": 190, "table1": 100, "hf_peft": 150, "demo_dtype": 90}
 
 
 class Kit:
@@ -159,6 +160,12 @@ class Kit:
         for t in tests:
             self.log(f"  {t['name']:<24} {t['status']:<8} {t['seconds']:.1f} s")
         # gtest cases skipped inside a passing process (GTEST_SKIP: no python reference, the dry run's CPU)
+        for x in results:
+            if x.get("test") == "dataparallel":
+                self.log(f"  data parallel {x['method']:<6} {x['backend']}, rank 0 of 1: {x['steps']} steps, losses "
+                         f"{x['max_loss_rel_diff']:.1e} relative to one process; s/step {x['seconds_per_step_world1']:.4f}"
+                         f" against {x['seconds_per_step_single']:.4f}; {x['allreduce_mb_per_step']:.3f} MB "
+                         f"all-reduced a step in {x['buckets']} buckets")
         skipped_cases = re.findall(r"\[  SKIPPED ] (\w+[./]\S+)", out)
         return {"exit_code": rc, "summary": summary.group(0) if summary else None, "tests": tests,
                 "counts": counts, "skipped_cases": sorted(set(skipped_cases)), "results": results}

@@ -59,6 +59,27 @@ def section_tests(s):
         for x in peaks:
             out.append(f"| {x['window']} | {x['ladder_allocated']:,} | {x['torch_allocated']:,} | "
                        f"{x['ladder_peak']:,} | {x['torch_peak']:,} |")
+    dp = [x for x in s.get("results", []) if x.get("test") == "dataparallel"]
+    if dp:
+        out += ["", "Data parallel, world size 1: `ladder train` as rank 0 of 1 (RANK=0 WORLD_SIZE=1 LOCAL_RANK=0, "
+                    "rendezvous on 127.0.0.1) against the same spec in one process; the demo task, batch 32, "
+                    "s/step from the stored elapsed times from the third step on (ratio: world 1 / one process):",
+                ""]
+        out += header(["method", "device", "backend", "steps", "largest loss rel. diff", "one process again",
+                       "s/step world 1", "s/step one process", "ratio", "MB all-reduced a step", "buckets",
+                       "peak MB world 1", "peak MB one process", "test metric (both)"])
+        for x in dp:
+            ps, pw = x.get("peak_allocated_single"), x.get("peak_allocated_world1")
+            same = x.get("test_metric_world1") == x.get("test_metric_single")
+            ratio = (x["seconds_per_step_world1"] / x["seconds_per_step_single"]
+                     if x.get("seconds_per_step_single", 0) > 0 and x.get("seconds_per_step_world1", 0) > 0 else None)
+            out.append(f"| {x['method']} | {x['device']} | {x['backend']} | {x['steps']} | {x['max_loss_rel_diff']:.1e} | "
+                       f"{fmt(x.get('single_repeat_rel_diff'), '.1e', 'not run')} | {x['seconds_per_step_world1']:.4f} | "
+                       f"{x['seconds_per_step_single']:.4f} | {fmt(ratio, '.2f')} | {x['allreduce_mb_per_step']:.3f} | "
+                       f"{x['buckets']} | {fmt(pw / MB if pw else None, '.1f')} | {fmt(ps / MB if ps else None, '.1f')} | "
+                       f"{fmt(x.get('test_metric_world1'))}{'' if same else ' vs ' + fmt(x.get('test_metric_single'))} |")
+        groups = sorted({x.get("process_group") for x in dp if x.get("process_group")})
+        out += [""] + [f"- `{g}`" for g in groups]
     trainer = [x for x in s.get("results", []) if x.get("test") == "trainer"]
     if trainer:
         out += ["", "Trainer on the device:", ""]

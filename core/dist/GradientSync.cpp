@@ -183,11 +183,11 @@ void GradientSync::finish()
                 p.mutable_grad() = at::Tensor();
                 continue;
             }
-            const auto mean = b.buffer.narrow(0, b.offsets[j], p.numel()).view(p.sizes()) / world;
-            if (p.grad().defined())
-                p.mutable_grad().copy_(mean);
+            auto sum = b.buffer.narrow(0, b.offsets[j], p.numel()).view(p.sizes());
+            if (p.grad().defined()) // in place: no temporary the size of the parameter
+                p.mutable_grad().copy_(sum).div_(world);
             else
-                p.mutable_grad() = mean.clone();
+                p.mutable_grad() = sum.div(world);
         }
         b.work.reset();
     }

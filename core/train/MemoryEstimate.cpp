@@ -68,6 +68,30 @@ MemoryEstimate Estimator::run()
         r.cudaWorkspaces = 2 * perHandle;
         staticBytes += static_cast<std::int64_t>(r.cudaWorkspaces);
     }
+    if (m_in.dataParallel) {
+        // dist/GradientSync's buckets: the trainable tensors in reverse order, cut at 1 MiB for the first
+        // bucket and 25 MiB after it; each bucket one allocation of its elements and a count per tensor.
+        constexpr std::int64_t kFirstCap = 1 << 20, kCap = 25 << 20;
+        std::vector<std::int64_t> buckets;
+        std::int64_t bytes = 0, cap = kFirstCap;
+        const auto& params = m_trace.params();
+        for (auto it = params.rbegin(); it != params.rend(); ++it) {
+            if (!it->trainable)
+                continue;
+            const auto size = it->numel * 4;
+            if (buckets.empty() || (bytes > 0 && bytes + size > cap)) {
+                if (!buckets.empty())
+                    cap = kCap;
+                buckets.push_back(0);
+                bytes = 0;
+            }
+            buckets.back() += it->numel + 1;
+            bytes += size;
+        }
+        for (const auto elements : buckets)
+            r.gradientBuckets += static_cast<std::uint64_t>(m_trace.allocationBytes(elements * 4));
+        staticBytes += static_cast<std::int64_t>(r.gradientBuckets);
+    }
     m_trace.addStatic(staticBytes);
     if (m_in.gradientAccumulation > 1)
         m_trace.presetParamGrads(); // a later micro-batch of the group: the earlier ones' gradients are live
@@ -92,7 +116,7 @@ MemoryEstimate Estimator::run()
     r.gradientsAtPeak = static_cast<std::uint64_t>(m_trace.peakParamGrads());
     r.activationsAtPeak = static_cast<std::uint64_t>(m_trace.peakSaved());
     const auto accounted = r.weights() + r.optimizerState + r.batchInputs + r.gradientsAtPeak
-        + r.activationsAtPeak + r.cudaWorkspaces;
+        + r.activationsAtPeak + r.cudaWorkspaces + r.gradientBuckets;
     r.transient = r.total > accounted ? r.total - accounted : 0;
     r.peakWhere = m_trace.peakWhere();
     return r;

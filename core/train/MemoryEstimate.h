@@ -33,10 +33,13 @@ struct MemoryEstimateInput {
     // where one is present); 0 = PyTorch's default for Hopper, 32 MiB. The estimate itself never asks a
     // device, so it is safe on any thread (the workbench recomputes it on every edit of its form).
     std::uint64_t cudaWorkspaceBytes = 0;
+    // A rank of a data-parallel run (docs/SCALING.md): GradientSync's buckets, one fp32 copy of the
+    // trainable gradients plus a presence count per trainable tensor, live from the start.
+    bool dataParallel = false;
 };
 
 // Bytes, all on one device. total = frozenWeights + trainableWeights + optimizerState + batchInputs
-// + gradientsAtPeak + activationsAtPeak + cudaWorkspaces + transient (the composition of live memory at the
+// + gradientsAtPeak + activationsAtPeak + cudaWorkspaces + gradientBuckets + transient (the composition of live memory at the
 // peak moment). On CUDA every allocation is counted as the caching allocator counts it, rounded up to 512
 // bytes; the per-term figures above stay the exact tensor bytes and the rounding lands in transient.
 struct MemoryEstimate {
@@ -54,6 +57,7 @@ struct MemoryEstimate {
     // CUDA only: the cuBLAS workspaces PyTorch allocates through the caching allocator, one per cuBLAS
     // handle: the forward's thread and the autograd engine's CUDA device thread (the backward), so two.
     std::uint64_t cudaWorkspaces = 0;
+    std::uint64_t gradientBuckets = 0; // a data-parallel rank's all-reduce buckets (dataParallel)
     std::uint64_t total = 0; // the estimated peak of live tensor bytes during a training step
     // activations split by part of the model, in forward order ("encoder embeddings", "encoder block 0",
     // ..., "decoder block 5", "side encoder block 1", "lm head and loss", ...); they sum to activations.

@@ -47,6 +47,7 @@ MemoryEstimateInput estimateInputFor(
     // (each rank holds a full copy of the weights and optimizer state, and its share of the activations).
     const auto processes = std::max<std::int64_t>(1, spec.training.processes);
     in.batch = (spec.training.batchSize + processes - 1) / processes;
+    in.dataParallel = processes > 1;
     in.srcLen = std::max<std::int64_t>(1, lengths.source);
     in.tgtLen = std::max<std::int64_t>(1, lengths.target);
     in.dtype = spec.training.dtype;

@@ -297,8 +297,12 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
             // the training peak this run stores.
             const auto lengths = lengthsOf(trainBatcher);
             try {
-                const auto e
-                    = estimateTrainingMemory(estimateInputFor(spec, inputs.backbone->config(), lengths));
+                auto input = estimateInputFor(spec, inputs.backbone->config(), lengths);
+                if (dp) { // this rank's: its share of the batch, and the gradient buckets
+                    input.batch = dp->localBatch(o.batchSize);
+                    input.dataParallel = true;
+                }
+                const auto e = estimateTrainingMemory(input);
                 char line[200];
                 std::snprintf(line, sizeof line,
                     "memory estimate of a training step at the longest batch (source %lld, target %lld): "

@@ -470,6 +470,42 @@ private Q_SLOTS:
         QVERIFY2(status.rfind("cancelled|cancelled at step", 0) == 0, (status + "\n" + err).c_str());
     }
 
+    // Rank 0's stored training peak against the estimate it logs for a rank (its share of the batch and
+    // GradientSync's buckets; docs/SCALING.md, "Memory"): within 1%, as the single-process estimate is.
+    // Sources cut at 8 tokens make every batch the longest one the estimate prices.
+    void rankPeakMatchesItsEstimate_data()
+    {
+        QTest::addColumn<QString>("method");
+        QTest::newRow("full") << R"({"method": "full"})";
+        QTest::newRow("LST") << R"({"method": "ladder", "r": 4, "init": "random"})";
+        QTest::newRow("LoRA") << R"({"method": "lora", "rank": 4})";
+    }
+    void rankPeakMatchesItsEstimate()
+    {
+        QFETCH(QString, method);
+        const auto root = test::makeTempDir();
+        const auto specPath = writeSpec(root, nlohmann::json::parse(method.toStdString()), 16);
+        auto json = nlohmann::json::parse(std::ifstream(specPath));
+        json["training"]["max_steps"] = 4;
+        json["training"]["max_source_length"] = 8;
+        std::ofstream(specPath) << json.dump();
+        const auto store = root + "/peak.sqlite";
+        const auto r = runProgram(test::cliPath(),
+            { "train", "--nproc", "2", "--config", QString::fromStdString(specPath), "--store",
+                QString::fromStdString(store) });
+        QVERIFY2(r.exitCode == 0, r.err.c_str());
+        const double measured
+            = std::stod(test::rawQuery(store, "SELECT peak_allocated_bytes FROM runs")) / 1e6;
+        const auto line = test::rawQuery(
+            store, "SELECT message FROM logs WHERE message LIKE 'memory estimate of a training%'");
+        const auto colon = line.rfind(": ");
+        QVERIFY2(colon != std::string::npos, line.c_str());
+        const double estimated = std::stod(line.substr(colon + 2));
+        qInfo("%s, rank 0 of 2 (batch 8 of 16): measured %.2f MB, estimated %.1f MB (%+.2f%%)",
+            method.toStdString().c_str(), measured, estimated, 100.0 * (estimated - measured) / measured);
+        QVERIFY2(std::abs(estimated - measured) <= 0.01 * measured, line.c_str());
+    }
+
     // A NaN loss on rank 1 alone: every rank learns it at the step's agreement and the run fails with it.
     void aNanOnOneRankFailsEveryRank()
     {

@@ -470,11 +470,11 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
                     + std::to_string(epoch + 1) + "'s " + std::to_string(plan.size()) + " batches");
             for (std::size_t i = first; i < plan.size(); ++i) {
                 const bool cancelAsked = observer.cancelRequested();
-                if (dp && distFault.rank == dp->rank() && distFault.step == step + 1) {
-                    if (distFault.kind == "exit")
-                        std::_Exit(3); // as a crash: no flush, no record, no goodbye to the peers
+                const bool faultHere = dp && distFault.rank == dp->rank() && distFault.step == step + 1;
+                if (faultHere && distFault.kind == "exit")
+                    std::_Exit(3); // as a crash: no flush, no record, no goodbye to the peers
+                if (faultHere && distFault.kind == "nan")
                     nanStep = distFault.step;
-                }
                 if (cancelAsked && !dp)
                     throw Cancelled {};
                 const auto groupStart = i / accumulation * accumulation;
@@ -486,6 +486,9 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
                 double lossValue = 0.0;
                 std::int64_t labelTokens = 0, batchTokens = 0;
                 const auto forward = [&] {
+                    // The allocator's own error type and wording, as a real out-of-memory forward throws.
+                    TORCH_CHECK_WITH(OutOfMemoryError, !(faultHere && distFault.kind == "oom"),
+                        "tried to allocate 2.00 GiB (injected: LADDER_DIST_FAULT)");
                     const auto b = trainBatcher.makeBatch(mine);
                     Seq2SeqBatch batch { b.batch.inputIds.to(device), b.batch.attentionMask.to(device),
                         b.batch.labels.to(device) };

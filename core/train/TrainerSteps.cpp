@@ -73,10 +73,12 @@ DistFault injectedDistFault()
     const char* value = std::getenv("LADDER_DIST_FAULT");
     if (!value || !*value)
         return {};
-    static const std::regex form(R"(^(exit|nan)@([1-9][0-9]{0,9}) rank=([0-9]{1,5})$)");
+    static const std::regex form(R"(^(exit|nan|oom)@([1-9][0-9]{0,9}) rank=([0-9]{1,5})$)");
     std::cmatch m;
     if (!std::regex_match(value, m, form))
-        throw Error(std::string("LADDER_DIST_FAULT: expected exit@STEP rank=R or nan@STEP rank=R, got '")
+        throw Error(
+            std::string(
+                "LADDER_DIST_FAULT: expected exit@STEP rank=R, nan@STEP rank=R or oom@STEP rank=R, got '")
             + value + "'");
     return { m[1].str(), std::stoll(m[2].str()), std::stoi(m[3].str()) };
 }

@@ -39,9 +39,10 @@ std::int64_t injectedNanStep();
 
 // LADDER_DIST_FAULT (docs/SCALING.md): "exit@N rank=R" ends rank R's process (exit code 3, nothing
 // recorded) as optimizer step N begins, as a crashed rank would; "nan@N rank=R" makes rank R's loss alone
-// NaN at step N. Unset: kind "". Anything else is an Error naming the variable.
+// NaN at step N; "oom@N rank=R" makes rank R's forward at step N throw LibTorch's out-of-memory error.
+// Unset: kind "". Anything else is an Error naming the variable.
 struct DistFault {
-    std::string kind; // "", "exit" or "nan"
+    std::string kind; // "", "exit", "nan" or "oom"
     std::int64_t step = 0;
     int rank = -1;
 };

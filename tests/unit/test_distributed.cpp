@@ -470,6 +470,28 @@ private Q_SLOTS:
         QVERIFY2(status.rfind("cancelled|cancelled at step", 0) == 0, (status + "\n" + err).c_str());
     }
 
+    // An out-of-memory error on rank 1 alone (LibTorch's own error type, injected): rank 1 still joins the
+    // step's agreement, and every rank fails with its message.
+    void anOutOfMemoryOnOneRankFailsEveryRank()
+    {
+        const auto root = test::makeTempDir();
+        const auto spec = writeSpec(root, { { "method", "lora" }, { "rank", 4 } }, 16);
+        const auto store = root + "/oom.sqlite";
+        const auto r = runProgram(test::cliPath(),
+            { "train", "--nproc", "2", "--config", QString::fromStdString(spec), "--store",
+                QString::fromStdString(store) },
+            { "LADDER_DIST_FAULT=oom@5 rank=1" });
+        QCOMPARE(r.exitCode, 1);
+        const auto status = test::rawQuery(store, "SELECT status, error_message FROM runs");
+        qInfo("%s", status.c_str());
+        QVERIFY2(
+            status.rfind("failed|data-parallel run stopped: rank 1: out of memory (peak allocated ", 0) == 0,
+            status.c_str());
+        QVERIFY2(status.find("tried to allocate 2.00 GiB") != std::string::npos, status.c_str());
+        QCOMPARE(
+            QString::fromStdString(test::rawQuery(store, "SELECT max(step) FROM metrics")), QString("4"));
+    }
+
     // Rank 0's stored training peak against the estimate it logs for a rank (its share of the batch and
     // GradientSync's buckets; docs/SCALING.md, "Memory"): within 1%, as the single-process estimate is.
     // Sources cut at 8 tokens make every batch the longest one the estimate prices.

@@ -528,6 +528,11 @@ void RunQueueController::startRun(
     auto cancel = std::make_shared<std::atomic<bool>>(false);
     auto* worker = new RunWorker(m_storePath, run.id, device, m_workerProgram, cancel);
     worker->setStopGrace(m_politeSeconds, m_termSeconds);
+    try { // "GPUs per run": the worker starts the ranks (a spec that does not read fails in the worker)
+        worker->setProcesses(static_cast<int>(
+            RunSpec::fromJson(nlohmann::json::parse(run.specJson), "run spec").training.processes));
+    } catch (const std::exception&) {
+    }
     worker->moveToThread(thread);
     connect(thread, &QThread::started, worker, &RunWorker::run);
     connect(worker, &RunWorker::progress, this, &RunQueueController::runProgress, Qt::QueuedConnection);

@@ -89,6 +89,7 @@ void RunWorker::run()
     launch.runId = m_runId;
     launch.politeSeconds = m_politeSeconds;
     launch.termSeconds = m_termSeconds;
+    launch.processes = m_processes;
     const auto result = superviseRunWorker(launch, observer);
     Q_EMIT finished(m_runId, result.state, QString::fromStdString(result.message));
 }

@@ -39,6 +39,8 @@ public:
     static constexpr int kProgressIntervalMs = 100;
 
     // `program` is the `ladder` executable (RunQueueController::workerProgram()).
+    // The ranks of a data-parallel run (its spec's training.processes; 1: one process).
+    void setProcesses(int processes) { m_processes = processes; }
     RunWorker(QString storePath, qint64 runId, QString device, QString program,
         std::shared_ptr<std::atomic<bool>> cancel);
 
@@ -70,6 +72,7 @@ private:
     std::shared_ptr<std::atomic<bool>> m_cancel;
     double m_politeSeconds = 30.0;
     double m_termSeconds = 10.0;
+    int m_processes = 1;
 };
 
 } // namespace ladder::widgets

@@ -301,6 +301,7 @@ void runPlacedInWorkers(const std::vector<WorkerJob>& jobs, const std::string& s
                     launch.program = program;
                     launch.storePath = storePath;
                     launch.runId = runId;
+                    launch.processes = static_cast<int>(job.spec.training.processes);
                     const auto result = superviseRunWorker(launch, observer);
                     std::lock_guard lock(mutex);
                     if (!onEnd(job, runId, result))

@@ -39,9 +39,10 @@ struct MemoryEstimateInput {
 };
 
 // Bytes, all on one device. total = frozenWeights + trainableWeights + optimizerState + batchInputs
-// + gradientsAtPeak + activationsAtPeak + cudaWorkspaces + gradientBuckets + transient (the composition of live memory at the
-// peak moment). On CUDA every allocation is counted as the caching allocator counts it, rounded up to 512
-// bytes; the per-term figures above stay the exact tensor bytes and the rounding lands in transient.
+// + gradientsAtPeak + activationsAtPeak + cudaWorkspaces + gradientBuckets + transient (the composition of
+// live memory at the peak moment). On CUDA every allocation is counted as the caching allocator counts it,
+// rounded up to 512 bytes; the per-term figures above stay the exact tensor bytes and the rounding lands in
+// transient.
 struct MemoryEstimate {
     std::int64_t totalParams = 0; // every parameter that takes memory (backbone + added modules)
     std::int64_t trainableParams = 0; // as Method::trainableParameterCount()

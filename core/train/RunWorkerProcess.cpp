@@ -316,6 +316,10 @@ RunWorkerResult superviseRunWorker(const RunWorkerLaunch& launch, TrainerObserve
     ChildProcess::Options options;
     options.program = launch.program;
     options.args = { "worker", "--store", launch.storePath, "--run", std::to_string(launch.runId) };
+    if (launch.processes > 1) {
+        options.args.push_back("--nproc");
+        options.args.push_back(std::to_string(launch.processes));
+    }
     options.setEnv = launch.setEnv;
     // The worker dies with this process (WorkerCommands.cpp): a window killed mid-run leaves the run to be
     // marked interrupted, never a worker training on unsupervised beside the next window's runs.

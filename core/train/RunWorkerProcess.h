@@ -89,6 +89,9 @@ struct RunWorkerLaunch {
     std::string storePath;
     std::int64_t runId = 0;
     std::vector<std::string> setEnv; // "NAME=value" for the worker's environment
+    // A data-parallel run's ranks (its spec's training.processes): `ladder worker --nproc N` starts them
+    // (docs/SCALING.md). The supervisor says so: the worker decides before it opens the store.
+    int processes = 1;
     double politeSeconds = 30.0; // after a cancel, before SIGTERM
     double termSeconds = 10.0; // after SIGTERM, before SIGKILL
 };

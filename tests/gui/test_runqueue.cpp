@@ -228,6 +228,42 @@ private Q_SLOTS:
             qPrintable(message), static_cast<long long>(ids[1]), static_cast<long long>(next.step));
     }
 
+    // "GPUs per run" 2 (training.processes): the run's worker, under the controller's worker thread,
+    // starts two ranks as child processes; rank 0 records the run, and its events reach the window.
+    void aRunOfTwoProcessesTrainsUnderItsWorker()
+    {
+        LADDER_REQUIRE_FIXTURES();
+        const auto root = test::makeTempDir();
+        qputenv("LADDER_DEMO_DIR", QByteArray::fromStdString(test::makeTinyDemo(root)));
+        const QString store = QString::fromStdString(root) + QStringLiteral("/results.sqlite");
+        RunQueueController controller;
+        QString error;
+        QVERIFY2(controller.open(store, &error), qPrintable(error));
+        auto json = shortSpec(0).toJson();
+        json["training"]["processes"] = 2;
+        std::vector<qint64> ids;
+        QVERIFY2(controller.enqueue({ RunSpec::fromJson(json, "spec") }, &ids, &error), qPrintable(error));
+        QSignalSpy finished(&controller, &RunQueueController::runFinished);
+        QSignalSpy progress(&controller, &RunQueueController::runProgress);
+        controller.setPaused(false);
+        QTRY_COMPARE_WITH_TIMEOUT(finished.count(), 1, 180000);
+        ResultsStore s;
+        QVERIFY(s.open(store.toStdString()));
+        RunRecord run;
+        QVERIFY(s.getRun(ids[0], &run));
+        QVERIFY2(run.status == RunState::Finished, run.errorMessage.c_str());
+        QCOMPARE(run.step, std::int64_t(6));
+        std::vector<LogLine> logs;
+        QVERIFY(s.getLogs(ids[0], 0, &logs));
+        bool ranks = false;
+        for (const auto& l : logs)
+            ranks = ranks || l.message.find("data parallel: gloo, rank 0 of 2") != std::string::npos;
+        QVERIFY(ranks);
+        QVERIFY(progress.count() > 0);
+        QCOMPARE(QString::fromStdString(test::rawQuery(store.toStdString(), "PRAGMA integrity_check")),
+            QStringLiteral("ok"));
+    }
+
     // File > Open Results Store never creates a store; a sweep queued from the window skips the specs a run
     // holds, as `ladder sweep` does (the same spec hash): finished before, queued, or training in a live
     // process; a failed run holds nothing, and neither does a run left running by a dead process.

@@ -394,7 +394,8 @@ private Q_SLOTS:
             QVERIFY2(store.createRun(newRunFor(spec, RunState::Running), &id, &error), error.c_str());
         }
         const auto r = runProgram(test::cliPath(),
-            { "worker", "--store", QString::fromStdString(storePath), "--run", QString::number(id) });
+            { "worker", "--store", QString::fromStdString(storePath), "--run", QString::number(id), "--nproc",
+                "2" });
         QVERIFY2(r.exitCode == 0, (r.out + r.err).c_str());
         QVERIFY2(r.err.find("starting 2 ranks") != std::string::npos, r.err.c_str());
         QVERIFY2(r.out.find(R"("event":"end")") != std::string::npos, r.out.c_str());

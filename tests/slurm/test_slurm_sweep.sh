@@ -2,7 +2,8 @@
 # A real Slurm in the tests (issue 19): Debian's slurm-wlm (slurmctld, slurmd) with munge, configured for one
 # node on this machine and started here, as root (as CI runs), all state in a temporary folder and on ports
 # of its own. A 4-run sweep of a tiny backbone is written with `ladder sweep --emit slurm`, submitted with
-# `sbatch --wait` (a job array throttled with %2), and its stores are merged with `ladder runs import`;
+# `sbatch --wait` (a job array throttled with %2), and its stores are merged with `ladder runs import`; then
+# one data-parallel run trains on 2 srun tasks (ranks from Slurm's variables);
 # every run must be there, finished, with its metrics, evaluations and checkpoint. Importing again imports
 # nothing.
 #
@@ -258,4 +259,28 @@ log "ladder eval reads each imported run's checkpoint"
 "$LADDER" runs import "$T"/job/run-*.sqlite --store "$T/main.sqlite" | tail -1 | tee "$T/again.log"
 grep -q '^runs import: 0 runs imported from 4 of 4 stores .* (4 already present, 0 stores skipped)$' "$T/again.log" \
     || fail "importing again imported something"
+# ---- One data-parallel run under srun (docs/SCALING.md): 2 tasks, each rank from SLURM_PROCID and
+# SLURM_NTASKS, the rendezvous on the first host of SLURM_JOB_NODELIST; rank 0 alone records the run. ------------
+python3 - <<'PY'
+import json
+spec = json.load(open("sweep.json"))["base"]
+spec["method"] = {"method": "lora", "rank": 4}
+json.dump(spec, open("dp.json", "w"), indent=2)
+PY
+timeout "$WAIT_SECONDS" srun --ntasks 2 --cpus-per-task 1 --chdir "$T" "$LADDER" train --config dp.json \
+    --store "$T/dp.sqlite" --dist-timeout 60 >"$T/srun.log" 2>&1 \
+    || { tail -20 "$T/srun.log" >&2; fail "srun --ntasks 2 ladder train failed"; }
+grep -q 'process group: gloo, rank 0 of 2 (slurm)' "$T/srun.log" \
+    || { tail -20 "$T/srun.log" >&2; fail "no 'gloo, rank 0 of 2 (slurm)' group in the srun's output"; }
+log "srun: $(grep -m1 'process group:' "$T/srun.log")"
+python3 - "$T/dp.sqlite" <<'PY' || fail "the srun's data-parallel run is not recorded as expected"
+import sqlite3, sys
+con = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True)
+runs = con.execute("SELECT id, status FROM runs").fetchall()
+assert runs == [(1, "finished")], runs
+metrics = con.execute("SELECT count(*) FROM metrics WHERE run_id = 1").fetchone()[0]
+line = con.execute("SELECT message FROM logs WHERE message LIKE 'data parallel:%'").fetchone()[0]
+assert metrics == 6 and "rank 0 of 2 (slurm)" in line, (metrics, line)
+print(f"test_slurm_sweep: srun run 1 finished, {metrics} metric points; {line[:110]}")
+PY
 log "passed"

@@ -11,8 +11,6 @@
 #include <regex>
 #include <sstream>
 
-#include <fcntl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -27,6 +25,7 @@
 #include "store/ResultsStore.h"
 #include "train/DemoPaths.h"
 #include "train/MemoryEstimate.h"
+#include "train/RunProcess.h"
 #include "util/Error.h"
 #include "util/Json.h"
 
@@ -76,31 +75,24 @@ Measured measure(const std::string& dir, const nlohmann::json& baseSpec, int pro
     std::ofstream(specPath) << spec.dump(2);
     std::cerr << "bench scaling: " << processes << " rank" << (processes > 1 ? "s" : "") << " x " << threads
               << " thread" << (threads > 1 ? "s" : "") << " ..." << std::endl;
-    const pid_t pid = ::fork();
-    if (pid < 0)
-        throw Error("bench scaling: fork failed");
-    if (pid == 0) {
-        const auto program = selfExecutable();
-        const auto nproc = std::to_string(processes);
-        const int null = ::open("/dev/null", O_WRONLY);
-        if (null >= 0) {
-            ::dup2(null, STDOUT_FILENO);
-            ::dup2(null, STDERR_FILENO);
-        }
-        ::setenv("OMP_NUM_THREADS", std::to_string(threads).c_str(), 1);
-        ::execl(program.c_str(), program.c_str(), "train", "--config", specPath.c_str(), "--store",
-            store.c_str(), "--nproc", nproc.c_str(), static_cast<char*>(nullptr));
-        ::_exit(127);
-    }
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        throw Error("bench scaling: the run with " + std::to_string(processes) + " ranks failed (exit "
-            + std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1)
-            + "); try it with `ladder train --config " + specPath + " --nproc " + std::to_string(processes)
-            + "`");
-    ResultsStore s;
+    ChildProcess child;
+    ChildProcess::Options options;
+    options.program = selfExecutable();
+    options.args = { "train", "--config", specPath, "--store", store, "--nproc", std::to_string(processes) };
+    options.setEnv = { "OMP_NUM_THREADS=" + std::to_string(threads) };
     std::string error;
+    if (!child.start(options, &error))
+        throw Error(error);
+    std::string lastLine; // of stderr: the reason, when the run fails
+    const auto exit = child.supervise([](const std::string&) {},
+        [&lastLine](const std::string& line) {
+            if (!line.empty())
+                lastLine = line;
+        });
+    if (exit.signalled || exit.exitCode != 0)
+        throw Error("the run on " + std::to_string(processes) + " rank" + (processes > 1 ? "s " : " ")
+            + exit.describe() + (lastLine.empty() ? "" : ": " + lastLine));
+    ResultsStore s;
     if (!s.open(store, ResultsStore::OpenMode::Existing, &error))
         throw Error(error);
     std::vector<MetricPoint> points;

@@ -80,6 +80,11 @@ struct WorkerJob {
     bool claim = false;
 };
 
+// Starts `program`'s worker for `job`'s run `runId` (its spec's processes as the worker's ranks) and
+// supervises it with `observer` (superviseRunWorker). What runInWorkers and `sweep --parallel auto` share.
+RunWorkerResult superviseJob(const std::string& program, const std::string& storePath, std::int64_t runId,
+    const WorkerJob& job, TrainerObserver& observer);
+
 // Trains each job in a process of its own (`ladder worker`), `parallel` at a time: creates the run
 // (running) in the store, supervises its worker with the observer makeObserver returns (its calls are
 // serialised across the runs) and calls onEnd (serialised too) when it has ended; onEnd returning false,

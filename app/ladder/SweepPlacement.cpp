@@ -297,12 +297,7 @@ void runPlacedInWorkers(const std::vector<WorkerJob>& jobs, const std::string& s
                         inner = makeObserver(job);
                     }
                     LockedObserver observer(std::move(inner), mutex);
-                    RunWorkerLaunch launch;
-                    launch.program = program;
-                    launch.storePath = storePath;
-                    launch.runId = runId;
-                    launch.processes = static_cast<int>(job.spec.training.processes);
-                    const auto result = superviseRunWorker(launch, observer);
+                    const auto result = superviseJob(program, storePath, runId, job, observer);
                     std::lock_guard lock(mutex);
                     if (!onEnd(job, runId, result))
                         stop = true;

@@ -233,6 +233,17 @@ std::string selfExecutable()
     return path.string();
 }
 
+RunWorkerResult superviseJob(const std::string& program, const std::string& storePath, std::int64_t runId,
+    const WorkerJob& job, TrainerObserver& observer)
+{
+    RunWorkerLaunch launch;
+    launch.program = program;
+    launch.storePath = storePath;
+    launch.runId = runId;
+    launch.processes = static_cast<int>(job.spec.training.processes);
+    return superviseRunWorker(launch, observer);
+}
+
 void runInWorkers(const std::vector<WorkerJob>& jobs, const std::string& storePath, int parallel,
     const std::function<std::unique_ptr<TrainerObserver>(const WorkerJob&)>& makeObserver,
     const std::function<bool(const WorkerJob&, std::int64_t runId, const RunWorkerResult&)>& onEnd,
@@ -277,12 +288,7 @@ void runInWorkers(const std::vector<WorkerJob>& jobs, const std::string& storePa
                 continue;
             }
             LockedObserver observer(makeObserver(job), outputMutex);
-            RunWorkerLaunch launch;
-            launch.program = program;
-            launch.storePath = storePath;
-            launch.runId = runId;
-            launch.processes = static_cast<int>(job.spec.training.processes);
-            const auto result = superviseRunWorker(launch, observer);
+            const auto result = superviseJob(program, storePath, runId, job, observer);
             std::lock_guard lock(outputMutex);
             if (!onEnd(job, runId, result))
                 return;

@@ -128,6 +128,9 @@ const std::vector<std::string>& programArguments()
     return g_arguments;
 }
 
+// fork and exec here rather than core's ChildProcess (train/RunProcess.h): ChildProcess pipes a child's
+// streams to its supervisor, and rank 0 must have this process's own stdin and stdout (a supervisor's
+// cancel line and the event stream pass straight through), and every rank PR_SET_PDEATHSIG.
 int launchLocalRanks(const LocalLaunch& launch)
 {
     if (launch.processes < 1 || launch.processes > 1024)

@@ -411,16 +411,4 @@ RunSummary trainRecordedRun(const RunSpec& spec, ResultsStore& store, std::int64
     return result;
 }
 
-std::int64_t trainAndRecord(const RunSpec& spec, ResultsStore& store, TrainerObserver& observer,
-    RunSummary* summary, std::string* error, std::shared_ptr<DistributedGroup> group)
-{
-    std::int64_t id = -1;
-    if (!store.createRun(newRunFor(spec, RunState::Running), &id, error))
-        return -1;
-    const auto result = trainRecordedRun(spec, store, id, observer, std::move(group));
-    if (summary)
-        *summary = result;
-    return id;
-}
-
 } // namespace ladder

@@ -74,7 +74,7 @@ private:
 };
 
 // The run a spec is recorded as (name, spec JSON and hash, method, backbone, task, seed, device): what
-// trainAndRecord() creates, and what the workbench queues, so GUI and CLI runs look the same in the store.
+// `ladder train` creates, and what the workbench queues, so GUI and CLI runs look the same in the store.
 NewRun newRunFor(const RunSpec& spec, RunState status);
 
 // Trains `spec` as the existing run `runId` (already set running, e.g. claimed from the queue) and records
@@ -85,11 +85,6 @@ NewRun newRunFor(const RunSpec& spec, RunState status);
 // process is rank 0 of a data-parallel run (Trainer::setDistributed): it alone records.
 RunSummary trainRecordedRun(const RunSpec& spec, ResultsStore& store, std::int64_t runId,
     TrainerObserver& observer, std::shared_ptr<DistributedGroup> group = {});
-
-// Records `spec` as a running run in `store`, trains it and records the outcome. Returns the run id
-// (or -1 when the store refused the run, with *error set).
-std::int64_t trainAndRecord(const RunSpec& spec, ResultsStore& store, TrainerObserver& observer,
-    RunSummary* summary, std::string* error = nullptr, std::shared_ptr<DistributedGroup> group = {});
 
 // The store a spec names, else the default store.
 std::string storePathFor(const RunSpec& spec, const std::string& overridePath = {});

@@ -437,7 +437,6 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
         double accumulatedLoss = 0.0;
         std::int64_t tokens = 0;
         std::string rankFailure; // a data-parallel rank's failed backward, told at the next agreement
-        double lossScale = 1.0;
         // A data-parallel rank's failure as text for the agreement (every rank then fails with it).
         const auto failureOf = [&](const std::function<void()>& work) -> std::string {
             try {
@@ -507,6 +506,7 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
                     batchTokens = b.batch.attentionMask.sum().item<std::int64_t>() + labelTokens;
                 };
                 double microLoss = 0.0; // the micro-batch's loss: mean over its label tokens, all ranks'
+                double lossScale = 0.0; // a data-parallel rank's factor on its loss (below)
                 if (!dp) {
                     forward();
                     microLoss = lossValue;

@@ -530,7 +530,7 @@ void RunQueueController::startRun(
     worker->setStopGrace(m_politeSeconds, m_termSeconds);
     try { // "GPUs per run": the worker starts the ranks (a spec that does not read fails in the worker)
         worker->setProcesses(static_cast<int>(
-            RunSpec::fromJson(nlohmann::json::parse(run.specJson), "run spec").training.processes));
+            RunSpec::fromJson(parseJson(run.specJson, "run spec"), "run spec").training.processes));
     } catch (const std::exception&) {
     }
     worker->moveToThread(thread);

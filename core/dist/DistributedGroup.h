@@ -44,15 +44,15 @@ private:
 
 class DistributedGroup {
 public:
+    static constexpr std::chrono::minutes kDefaultTimeout { 10 };
     struct Options {
         // "cpu": Gloo. "cuda": NCCL on cuda:LOCAL_RANK, bound (c10::cuda::set_device) before the group's
         // first collective.
         std::string deviceType = "cpu";
         // Every collective and every wait on the store ends with an error after this long (a dead or stuck
         // peer): LADDER_DIST_TIMEOUT seconds, default 600 s.
-        std::chrono::milliseconds timeout { std::chrono::minutes(10) };
+        std::chrono::milliseconds timeout { kDefaultTimeout };
     };
-    static constexpr std::chrono::minutes kDefaultTimeout { 10 };
 
     // Joins the group `env` describes: rank 0 serves the TCPStore at MASTER_ADDR:MASTER_PORT (unless
     // torchrun's agent serves it), every rank connects, builds the backend and runs a first all-reduce

@@ -547,8 +547,8 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
                         rankFailure = failureOf([&] { (loss * lossScale).backward(); });
                     loss = at::Tensor();
                     if (closesGroup) {
-                        gradientSync
-                            ->finish(); // also after a failed backward: the peers wait for its buckets
+                        // Also after a failed backward: the peers wait for this rank's buckets.
+                        gradientSync->finish();
                         const auto a = dp->agree(0.0, 0, 0, false, rankFailure);
                         rankFailure.clear();
                         if (!a.failure.empty())

@@ -76,12 +76,13 @@ void checkZipDirectory(const std::string& path, std::uint64_t fileSize)
     const unsigned char* e = &tail[static_cast<std::size_t>(end)];
     std::uint64_t entries = le(e + 10, 2), dirSize = le(e + 12, 4), dirOffset = le(e + 16, 4);
     const std::uint64_t endOffset = fileSize - tailBytes + static_cast<std::uint64_t>(end);
-    if (entries == 0xffff || dirSize == 0xffffffffu || dirOffset == 0xffffffffu) {
-        // ZIP64: a locator right before the end record points at the ZIP64 end record.
-        if (endOffset < 20)
-            file.fail("a ZIP64 archive without its locator");
-        const auto locator = file.read(endOffset - 20, 20);
-        if (le(locator.data(), 4) != kZip64Locator)
+    // ZIP64: a locator right before the end record points at the ZIP64 end record. LibTorch's reader (miniz)
+    // follows a locator whenever one is there, whatever the classic fields say, and so does this check: a
+    // classic record of 0 entries once hid a ZIP64 directory whose record claimed 4 GB (fuzz_torchbin).
+    const auto locator = endOffset >= 20 ? file.read(endOffset - 20, 20) : std::vector<unsigned char> {};
+    const bool hasLocator = !locator.empty() && le(locator.data(), 4) == kZip64Locator;
+    if (hasLocator || entries == 0xffff || dirSize == 0xffffffffu || dirOffset == 0xffffffffu) {
+        if (!hasLocator)
             file.fail("a ZIP64 archive without its locator");
         const auto record = file.read(le(locator.data() + 8, 8), 56);
         if (le(record.data(), 4) != kZip64EndOfDirectory)

@@ -166,6 +166,20 @@ void TestTorchBin::torchBinZip64Directory()
     writeBytes(dir + "/zip64-outside.bin", zip);
     VERIFY_ERROR_MESSAGE(ladderErrorOf([&] { ladder::readTorchBin(dir + "/zip64-outside.bin"); }),
         "zip64-outside.bin", "the zip directory points outside the file");
+
+    // A classic end record of 0 entries before a ZIP64 locator: LibTorch's reader follows the locator, so
+    // the check must too. Here a directory record behind it claims 2 GB from its stored bytes (the shape of
+    // an input fuzz_torchbin found, on which LibTorch allocated 4 GB).
+    zip = readBytes(ladder::test::fixture("t5-synthetic-hf/t5-v1_0-relu-synth/pytorch_model.bin"));
+    for (std::size_t i = end + 8; i < end + 20; ++i) // entries, directory size and offset: all 0
+        zip[i] = '\0';
+    const auto entry = zip.find(std::string("PK\x01\x02", 4));
+    QVERIFY(entry != std::string::npos);
+    for (std::size_t i = entry + 24; i < entry + 28; ++i) // the record's uncompressed size
+        zip[i] = i + 1 == entry + 28 ? '\x7f' : '\xff';
+    writeBytes(dir + "/zip64-hidden.bin", zip);
+    VERIFY_ERROR_MESSAGE(ladderErrorOf([&] { ladder::readTorchBin(dir + "/zip64-hidden.bin"); }),
+        "zip64-hidden.bin", "claims 2147483647 bytes");
 }
 
 void TestTorchBin::torchBinTruncated()

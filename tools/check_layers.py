@@ -19,6 +19,7 @@ FLOORS = [
     ("data",),
     ("peft",),
     ("train",),
+    ("export",),
     ("widgets",),
     ("app/ladderbench", "app/ladder"),
 ]

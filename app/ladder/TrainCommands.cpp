@@ -23,6 +23,7 @@
 #include "MethodFlags.h"
 #include "SlurmCommands.h"
 #include "SweepPlacement.h"
+#include "export/RunModel.h"
 #include "model/T5Tokenizer.h"
 #include "peft/Method.h"
 #include "store/ResultsStore.h"
@@ -453,20 +454,18 @@ int runEval(const std::string& storePath, std::int64_t id, bool asJson)
     std::string error;
     if (!store.getRun(id, &r, &error))
         throw Error(error);
-    const auto spec = RunSpec::fromJson(
-        parseJson(r.specJson, "run " + std::to_string(id) + " spec"), "run " + std::to_string(id) + " spec");
     // The run's own checkpoint in this store's files folder, checked against the size and SHA-256 recorded
-    // with it: a file overwritten, damaged or missing is refused, naming it and both hashes.
-    std::string checkpoint;
-    if (!store.verifyCheckpoint(id, &checkpoint, &error))
-        throw Error(error);
+    // with it (a file overwritten, damaged or missing is refused, naming it and both hashes), loaded into the
+    // spec's backbone and method on the run's device (export/RunModel.h).
     throwIfInterrupted();
-    auto inputs = loadTrainerInputs(spec);
+    auto run = loadStoredRun(store, id, runSpecOf(store, id).device);
+    const auto& spec = run.spec;
     throwIfInterrupted();
-    inputs.backbone->to(c10::Device(spec.device));
-    // The stored weights replace the initialisation: init fisher (the run's Fisher pass) is not repeated.
-    auto method = createMethod(inputs.backbone, withoutFisherInit(spec.method));
-    method->loadTrainable(checkpoint);
+    TrainerInputs inputs;
+    inputs.backbone = run.backbone;
+    inputs.tokenizer = run.tokenizer;
+    inputs.task = loadTaskSplits(spec.task);
+    auto& method = run.method;
     nlohmann::json out { { "run", id }, { "validation", nullptr }, { "test", nullptr } };
     for (const char* split : { "validation", "test" }) {
         if ((std::string(split) == "test" ? inputs.task.test : inputs.task.validation).empty())
@@ -512,7 +511,7 @@ void registerTrainCommands(CLI::App& app)
         auto resume = std::make_shared<std::int64_t>(0);
         auto* cmd
             = app.add_subcommand("train", "Train one run from a run spec and record it in the results store");
-        auto* configOption = cmd->add_option("--config", *config, "run spec JSON");
+        auto* configOption = cmd->add_option("--config", *config, "run spec JSON (- : standard input)");
         auto* resumeOption = cmd->add_option("--resume", *resume,
             "continue the interrupted, failed or cancelled run RUN_ID from its last saved training state");
         resumeOption->option_text("RUN_ID");
@@ -556,6 +555,9 @@ void registerTrainCommands(CLI::App& app)
                     ? *nproc
                     : static_cast<int>(RunSpec::fromFile(*config).training.processes);
                 if (processes > 1 && !distributedEnvFromProcess()) {
+                    if (*config == "-")
+                        throw UsageError("train --config -: each of the " + std::to_string(processes)
+                            + " data-parallel ranks reads the spec again: give it as a file");
                     LocalLaunch launch;
                     launch.processes = processes;
                     launch.arguments = programArguments();

@@ -11,6 +11,19 @@
 #include "util/Error.h"
 
 namespace ladder {
+namespace {
+std::string hexOf(const unsigned char* hash, unsigned int length)
+{
+    static const char* hex = "0123456789abcdef";
+    std::string out;
+    out.reserve(2 * length);
+    for (unsigned int i = 0; i < length; ++i) {
+        out += hex[hash[i] >> 4];
+        out += hex[hash[i] & 0xf];
+    }
+    return out;
+}
+} // namespace
 
 FileDigest hashFile(const std::string& path)
 {
@@ -37,13 +50,17 @@ FileDigest hashFile(const std::string& path)
     unsigned int length = 0;
     if (EVP_DigestFinal_ex(context.get(), hash, &length) != 1)
         throw Error("hashing " + path + ": OpenSSL's SHA-256 failed");
-    static const char* hex = "0123456789abcdef";
-    digest.sha256.reserve(2 * length);
-    for (unsigned int i = 0; i < length; ++i) {
-        digest.sha256 += hex[hash[i] >> 4];
-        digest.sha256 += hex[hash[i] & 0xf];
-    }
+    digest.sha256 = hexOf(hash, length);
     return digest;
+}
+
+std::string sha256Hex(const std::string& bytes)
+{
+    unsigned char hash[EVP_MAX_MD_SIZE];
+    unsigned int length = 0;
+    if (EVP_Digest(bytes.data(), bytes.size(), hash, &length, EVP_sha256(), nullptr) != 1)
+        throw Error("OpenSSL's SHA-256 failed");
+    return hexOf(hash, length);
 }
 
 } // namespace ladder

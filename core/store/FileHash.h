@@ -15,4 +15,7 @@ struct FileDigest {
 // when it cannot be read.
 FileDigest hashFile(const std::string& path);
 
+// The SHA-256 of `bytes` as 64 lower-case hex digits.
+std::string sha256Hex(const std::string& bytes);
+
 } // namespace ladder

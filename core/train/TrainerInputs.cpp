@@ -11,16 +11,15 @@
 namespace ladder {
 namespace fs = std::filesystem;
 
-TrainerInputs loadTrainerInputs(
-    const RunSpec& spec, const std::function<bool(const std::string& stage)>& beforeStage)
+std::string backboneFolderOf(const RunSpec& spec)
 {
-    const auto stage = [&](const std::string& what) {
-        if (beforeStage && beforeStage(what))
-            throw LoadCancelled();
-    };
+    return spec.backbone == "demo" ? demoBackboneDirectory() : spec.backbone;
+}
+
+TrainerInputs loadBackboneInputs(const RunSpec& spec)
+{
     TrainerInputs inputs;
-    const auto folder = spec.backbone == "demo" ? demoBackboneDirectory() : spec.backbone;
-    stage("backbone " + folder);
+    const auto folder = backboneFolderOf(spec);
     if (spec.backbone == "demo" && !fs::exists(fs::path(folder) / "config.json"))
         throw Error("the demo backbone is not built yet (run `ladder demo`, about 15 minutes once)");
     const auto spm = (fs::path(folder) / "spiece.model").string();
@@ -28,6 +27,18 @@ TrainerInputs loadTrainerInputs(
         throw Error(folder + ": no spiece.model (the backbone folder needs its SentencePiece tokenizer)");
     inputs.tokenizer = std::make_shared<T5Tokenizer>(spm);
     inputs.backbone = loadT5(folder).model;
+    return inputs;
+}
+
+TrainerInputs loadTrainerInputs(
+    const RunSpec& spec, const std::function<bool(const std::string& stage)>& beforeStage)
+{
+    const auto stage = [&](const std::string& what) {
+        if (beforeStage && beforeStage(what))
+            throw LoadCancelled();
+    };
+    stage("backbone " + backboneFolderOf(spec));
+    auto inputs = loadBackboneInputs(spec);
     stage("task " + spec.task.type + ":" + spec.task.name);
     inputs.task = loadTaskSplits(spec.task);
     stage({});

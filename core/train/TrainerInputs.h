@@ -27,6 +27,14 @@ struct TrainerInputs {
 // spec's evaluation settings.
 TrainEval evaluateSplit(const RunSpec& spec, TrainerInputs& inputs, Method& method, const std::string& split);
 
+// The backbone folder of a spec: spec.backbone, or the built demo's folder for "demo".
+std::string backboneFolderOf(const RunSpec& spec);
+
+// The backbone ("demo" or a folder with spiece.model) and its tokenizer, in eval mode on the CPU; the task
+// is left empty. The first stage of loadTrainerInputs, and what a trained run is loaded on
+// (export/RunModel.h). Errors name the folder ("the demo backbone is not built yet", "no spiece.model").
+TrainerInputs loadBackboneInputs(const RunSpec& spec);
+
 // Loads the backbone ("demo" or a folder with spiece.model) and the task of a spec.
 // beforeStage (optional) is called before each stage with what it loads ("backbone FOLDER", "task
 // TYPE:NAME") and once after the last with an empty string; returning true stops the load there, and

@@ -195,6 +195,15 @@ std::vector<GlueTask> GlueTasks::all()
     return tasks;
 }
 
+std::vector<std::pair<std::string, std::string>> GlueTasks::sourceFields(GlueTask task)
+{
+    const auto& spec = specOf(task);
+    std::vector<std::pair<std::string, std::string>> fields;
+    for (std::size_t k = 0; k < spec.fieldNames.size(); ++k)
+        fields.emplace_back(spec.fieldNames[k], spec.keywords[k]);
+    return fields;
+}
+
 TaskInfo GlueTasks::info(GlueTask task)
 {
     const auto& spec = specOf(task);

@@ -3,6 +3,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "data/Task.h"
@@ -38,6 +39,11 @@ public:
 
     // Name, kind, target strings, label names, metrics and main metric of `task`.
     static TaskInfo info(GlueTask task);
+
+    // How the source is built from an example's text fields: the prefix (name()), then for each field its
+    // keyword and its text, joined by spaces. (field name as TextExample::fields names it, keyword) in
+    // source order: rte -> (sentence1, "sentence1:"), (sentence2, "sentence2:").
+    static std::vector<std::pair<std::string, std::string>> sourceFields(GlueTask task);
 
     // Which task a folder holds, from the first lines of dev.tsv / train.tsv (or MNLI's dev_matched.tsv),
     // else from the folder's name; throws ladder::Error naming the folder when neither tells.

@@ -38,6 +38,7 @@ void registerDemoCommands(CLI::App& app);
 void registerEstimateCommands(CLI::App& app);
 void registerWorkerCommands(CLI::App& app);
 void registerPlanCommands(CLI::App& app);
+void registerPredictCommands(CLI::App& app);
 
 void registerCommands(CLI::App& app)
 {
@@ -49,6 +50,7 @@ void registerCommands(CLI::App& app)
     registerDemoCommands(app);
     registerEstimateCommands(app);
     registerPlanCommands(app);
+    registerPredictCommands(app);
     registerWorkerCommands(app);
 }
 

@@ -117,16 +117,28 @@ GenerationResult greedy(Seq2SeqStepper& stepper, const at::Tensor& inputIds, con
     stepper.begin(inputIds, attentionMask, 1);
     auto sequences = at::full({ batch, 1 }, o.decoderStartTokenId, longOpts);
     auto unfinished = at::ones({ batch }, longOpts);
+    at::Tensor scores; // (batch) float64: the running sum of the chosen tokens' log-probabilities
+    if (o.outputScores)
+        scores = at::zeros({ batch }, at::TensorOptions().dtype(at::kDouble).device(inputIds.device()));
     for (std::int64_t t = 0; t < o.maxNewTokens; ++t) {
         const auto logits = stepper.step(sequences.narrow(1, sequences.size(1) - 1, 1));
         auto next = logits.argmax(-1);
+        if (o.outputScores) {
+            const auto chosen = at::log_softmax(logits, -1).gather(1, next.unsqueeze(1)).squeeze(1);
+            scores = scores + chosen.to(at::kDouble) * unfinished.to(at::kDouble);
+        }
         next = next * unfinished + o.padTokenId * (1 - unfinished);
         sequences = at::cat({ sequences, next.unsqueeze(1) }, 1);
         unfinished = unfinished * (next != o.eosTokenId).to(at::kLong);
         if (unfinished.max().item<std::int64_t>() == 0)
             break;
     }
-    return { sequences.cpu(), {} };
+    GenerationResult result { sequences.cpu(), {} };
+    if (o.outputScores) {
+        const auto s = scores.cpu().contiguous();
+        result.sequenceScores.assign(s.data_ptr<double>(), s.data_ptr<double>() + batch);
+    }
+    return result;
 }
 
 GenerationResult beamSearch(Seq2SeqStepper& stepper, const at::Tensor& inputIds,

@@ -46,13 +46,20 @@ struct GenerationOptions {
     std::int64_t decoderStartTokenId = 0;
     std::int64_t eosTokenId = 1;
     std::int64_t padTokenId = 0;
+    // Greedy decoding also scores each row: GenerationResult::sequenceScores gets the sum of the
+    // log-probabilities (log_softmax of the step's logits) of the tokens it generated, </s> included and
+    // the padding after it left out: HF's compute_transition_scores(..., normalize_logits=True) summed over
+    // the generated tokens. Beam search always scores.
+    bool outputScores = false;
 
     static GenerationOptions forConfig(const T5Config& config);
 };
 
 struct GenerationResult {
     at::Tensor sequences; // (batch, length) int64 on the CPU, decoder start token first
-    std::vector<double> sequenceScores; // beam search only: the best hypothesis' length-normalised score
+    // Beam search: the best hypothesis' length-normalised score (HF's sequences_scores); greedy with
+    // GenerationOptions::outputScores: the sum of the generated tokens' log-probabilities; else empty.
+    std::vector<double> sequenceScores;
 };
 
 // Greedy decoding (numBeams == 1) or beam search (numBeams > 1), under no_grad.

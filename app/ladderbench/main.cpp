@@ -5,6 +5,9 @@
 // time series of its running or newest run (the live view); the queue is not started. An interactive
 // launch starts the queue only when the store holds no queued runs: runs left queued from before wait for
 // the queue view's Start (MainWindow), unless --start-queue asks to start them (an unattended queue).
+// An interactive start whose form shows the built-in demo before it is built offers to build it
+// (widgets/DemoSetupDialog: `ladder demo` in a child process, with a progress dialog); a screenshot or the
+// offscreen platform never asks.
 #include <cstdio>
 #include <cstring>
 
@@ -12,11 +15,17 @@
 #include <QCommandLineParser>
 #include <QDir>
 #include <QFileInfo>
+#include <QIcon>
 #include <QPixmap>
 #include <QSize>
+#include <QTimer>
 
+#include "BackbonePicker.h"
+#include "DemoSetupDialog.h"
+#include "ExperimentForm.h"
 #include "LiveViewBenchmark.h"
 #include "MainWindow.h"
+#include "RunQueueController.h"
 #include "ladder/Version.h"
 #include "train/MemoryMeter.h"
 
@@ -25,6 +34,8 @@ namespace {
 constexpr QSize kScreenshotSize(1280, 800);
 constexpr int kCompareLoadTimeoutMs = 30000;
 constexpr int kDeviceQueryTimeoutMs = 30000;
+// The reverse-DNS id of the desktop file, the AppStream metainfo and the icon (resources/).
+const char* const kAppId = "io.github.ladderbench.LadderBench";
 
 // True when the command line asks for something that needs no display: a screenshot, help or the version.
 bool runsWithoutDisplay(int argc, char** argv)
@@ -69,6 +80,34 @@ int saveScreenshot(ladder::widgets::MainWindow& window, const QString& path)
     return 0;
 }
 
+// The theme's icon where the package installed it (hicolor), else the PNGs compiled in
+// (resources/ladderbench.qrc).
+QIcon applicationIcon()
+{
+    QIcon builtIn;
+    for (const int size : { 16, 32, 48, 64, 128, 256 })
+        builtIn.addFile(
+            QStringLiteral(":/icons/hicolor/%1x%1/apps/%2.png").arg(size).arg(QLatin1String(kAppId)),
+            QSize(size, size));
+    return QIcon::fromTheme(QLatin1String(kAppId), builtIn);
+}
+
+// A first start: the form shows the built-in demo backbone, and the picker says it is not built yet.
+void offerDemoWhenMissing(ladder::widgets::MainWindow& window)
+{
+    const QString platform = QGuiApplication::platformName();
+    if (platform == QLatin1String("offscreen") || platform == QLatin1String("minimal"))
+        return;
+    auto* picker = window.experimentForm()->backbonePicker();
+    if (picker->backbone() != QLatin1String("demo") || picker->info().error.isEmpty())
+        return;
+    QTimer::singleShot(0, &window, [&window, picker] {
+        if (ladder::widgets::offerDemoBuild(
+                &window, ladder::widgets::RunQueueController::defaultWorkerProgram()))
+            picker->refresh();
+    });
+}
+
 } // namespace
 
 int main(int argc, char** argv)
@@ -90,6 +129,8 @@ int main(int argc, char** argv)
     QApplication::setApplicationName(QStringLiteral("ladderbench"));
     QApplication::setApplicationDisplayName(QStringLiteral("LadderBench"));
     QApplication::setApplicationVersion(QString::fromUtf8(ladder::kVersion));
+    QGuiApplication::setDesktopFileName(QLatin1String(kAppId));
+    QApplication::setWindowIcon(applicationIcon());
 
     QCommandLineParser parser;
     parser.setApplicationDescription(
@@ -164,5 +205,6 @@ int main(int argc, char** argv)
     }
 
     window.show();
+    offerDemoWhenMissing(window);
     return QApplication::exec();
 }

@@ -4,7 +4,8 @@
 #   bash packaging/setup.sh launch [--no-launch] [-- ARGS for ladderbench]
 #       install, Release build in build/release, run build/release/bin/ladderbench
 #   bash packaging/setup.sh test
-#       install, RelWithDebInfo build with tests in build/test, ctest --output-on-failure -j2
+#       install, RelWithDebInfo build with tests in build/test, ctest --output-on-failure -j2, the fuzz step,
+#       then the Debian package built, installed and run from /usr/bin (tests/package/test_package.sh)
 #
 # Idempotent: a second run installs nothing, downloads nothing and rebuilds only what changed.
 # Environment:
@@ -16,6 +17,7 @@
 #   LADDER_NO_DEMO    1: launch without building the built-in demo first (`ladder demo`)
 #   LADDER_JOBS       parallel compile jobs                          (default: number of cores)
 #   LADDER_SETUP_DRY_RUN  1: print what would be installed, reinstalled and built, and change nothing
+#   LADDER_PACKAGE_TEST   0: test mode skips the package step (tests/package/test_package.sh)
 #
 # Several users: /opt/ladderbench is shared. The compiler cache there is made writable by everyone (and
 # ccache's umask set to 000 in it); the venv is used read-only by users who do not own it, and a user who
@@ -40,6 +42,10 @@ readonly APT_PACKAGES=(
     libgloo-dev
     # headless GUI runs, screenshots, data
     xvfb xauth imagemagick wordnet-base
+    # the Debian package and its checks (cmake/LadderPackaging.cmake, tests/package/test_package.sh): CPack's
+    # dpkg-shlibdeps and strip, the .desktop and AppStream validators, man to check the pages, rsvg-convert
+    # for resources/icons/render-icons.sh
+    dpkg-dev fakeroot file binutils desktop-file-utils appstream man-db librsvg2-bin
 )
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -479,9 +485,27 @@ mode_test() {
         bash "$ROOT/tools/fuzz.sh" "$fuzz_seconds" || fuzz_rc=$?
         log "fuzz exit status: $fuzz_rc"
     fi
+    # The Debian package (docs/PACKAGING.md): cpack, the validators, dpkg -i, the installed programs run with
+    # the build folder out of reach, dpkg -r. Not a CTest test: it installs into the system and hides the
+    # build folder, which tests running beside it need. Needs root (skipped, exit 77, otherwise).
+    local package_rc=0
+    if [[ "${LADDER_PACKAGE_TEST:-1}" == 0 ]]; then
+        log "package: skipped (LADDER_PACKAGE_TEST=0)"
+    else
+        phase package
+        if [[ ${#SUDO[@]} -gt 0 ]] && command -v sudo >/dev/null; then
+            sudo env CI="${CI:-}" LADDER_FIXTURES_DIR="${LADDER_FIXTURES_DIR:-}" \
+                bash "$ROOT/tests/package/test_package.sh" "$dir" || package_rc=$?
+        else
+            bash "$ROOT/tests/package/test_package.sh" "$dir" || package_rc=$?
+        fi
+        [[ "$package_rc" == 77 ]] && package_rc=0 # skipped, with its reason above
+        log "package exit status: $package_rc"
+    fi
     timing_summary
     [[ "$rc" != 0 ]] && return "$rc"
-    return "$fuzz_rc"
+    [[ "$fuzz_rc" != 0 ]] && return "$fuzz_rc"
+    return "$package_rc"
 }
 
 main() {

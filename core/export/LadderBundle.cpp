@@ -326,6 +326,10 @@ void writeLadderBundle(ResultsStore& store, std::int64_t runId, const std::strin
         if (ec)
             throw Error("copying the backbone's spiece.model and config.json from " + backboneDir + ": "
                 + ec.message());
+        // Copies keep their source's mode: a read-only backbone's files would be read-only here.
+        for (const auto* file : { kTokenizer, kBackboneConfig, kWeights })
+            fs::permissions(
+                tmp / file, fs::perms::owner_read | fs::perms::owner_write, fs::perm_options::add, ec);
         writeText(tmp / kRunSpec, spec.toJson().dump(2) + "\n");
         writeText(tmp / kTask, format.toJson().dump(2) + "\n");
         json figures = figuresJson(run.figures);

@@ -40,8 +40,13 @@ INSTALLED=0
 MOVED=""
 cleanup() {
     local rc=$?
-    if [[ -n "$MOVED" && -e "$MOVED" && ! -e "$BUILD" ]]; then
-        mv "$MOVED" "$BUILD" && log "moved $MOVED back to $BUILD"
+    if [[ -n "$MOVED" && -e "$MOVED" ]]; then
+        rmdir "$BUILD" 2>/dev/null || true # the empty stand-in
+        if [[ -e "$BUILD" ]]; then
+            log "cannot move $MOVED back: $BUILD is in the way (move it back by hand)"
+        else
+            mv "$MOVED" "$BUILD" && log "moved $MOVED back to $BUILD"
+        fi
     fi
     if [[ "$INSTALLED" == 1 ]]; then
         dpkg -r ladderbench >/dev/null && log "dpkg -r ladderbench: removed"
@@ -50,6 +55,7 @@ cleanup() {
     exit "$rc"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM HUP # through cleanup: the build folder moves back, the package is removed
 
 # ---- build the package ---------------------------------------------------------------------------
 # What the package holds, up to date (cpack itself builds nothing: cmake/LadderPackaging.cmake).
@@ -139,12 +145,12 @@ export HOME="$WORK/home" XDG_DATA_HOME="$WORK/home/data" XDG_CACHE_HOME="$WORK/h
 unset LADDER_VENV LADDER_DEMO_DIR LADDER_WORKER LADDER_SPM_MODULE
 mkdir -p "\$HOME"
 cd /
-for dir in "$BUILD" "$ROOT"; do
+for dir in \$HIDDEN; do
     [[ -z "\$(ls -A "\$dir" 2>/dev/null)" ]] || { echo "[package] FAIL: \$dir is still reachable"; exit 1; }
 done
-echo "[package] $BUILD is out of reach (\$(ls -A "$BUILD" 2>/dev/null | wc -l) entries visible)"
+echo "[package] out of reach (empty): \$HIDDEN"
 echo "[package] ldd /usr/lib/ladderbench/ladder:"
-ldd /usr/lib/ladderbench/ladder | sed 's/^/[package]   /' | grep -E 'torch|c10|sentencepiece|Qt|not found' || true
+ldd /usr/lib/ladderbench/ladder | sed 's/^/[package]   /' | grep -E 'libtorch_cpu|libc10.so|libcudart|not found' || true
 for exe in /usr/lib/ladderbench/ladder /usr/lib/ladderbench/ladderbench; do
     if ldd "\$exe" | grep -E "not found|$ROOT|$BUILD"; then echo "[package] FAIL: \$exe: a library is missing or comes from the checkout"; exit 1; fi
 done
@@ -178,14 +184,14 @@ t0=$SECONDS
 if [[ "$hide" == namespace ]]; then
     log "hiding $BUILD and $ROOT (tmpfs over both in a private mount namespace)"
     unshare -m --propagation private bash -c \
-        "mount -t tmpfs none '$BUILD' && mount -t tmpfs none '$ROOT' && bash '$WORK/installed.sh'" ||
+        "mount -t tmpfs none '$BUILD' && mount -t tmpfs none '$ROOT' && HIDDEN='$BUILD $ROOT' bash '$WORK/installed.sh'" ||
         fail "the installed programs failed (above)"
 else
     MOVED="$BUILD.away-$$"
     log "moving $BUILD to $MOVED"
     mv "$BUILD" "$MOVED"
     mkdir "$BUILD" # an empty folder where the build was: installed.sh checks it is empty
-    bash "$WORK/installed.sh" || fail "the installed programs failed (above)"
+    HIDDEN="$BUILD" bash "$WORK/installed.sh" || fail "the installed programs failed (above)"
     rmdir "$BUILD"
     mv "$MOVED" "$BUILD" && log "moved $MOVED back to $BUILD"
     MOVED=""

@@ -123,6 +123,10 @@ public:
     // Sets runs.step and runs.total_steps (appendMetrics() also advances step).
     bool setProgress(
         std::int64_t runId, std::int64_t step, std::int64_t totalSteps, std::string* error = nullptr);
+    // Renames a run (runs.name only: its spec, and so its hash, stay). The name is kept as one line of at
+    // most kMaxRunNameLength characters; an empty or blank name is refused. Any state, running included.
+    bool renameRun(std::int64_t runId, const std::string& name, std::string* error = nullptr);
+    static constexpr std::size_t kMaxRunNameLength = 200;
     // Writes the final figures; fields that are empty in `figures` keep their stored values.
     bool setFinalFigures(std::int64_t runId, const FinalFigures& figures, std::string* error = nullptr);
     // setFinalFigures() and setStatus() in one transaction: how a trainer ends a run.

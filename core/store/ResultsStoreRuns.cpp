@@ -374,6 +374,20 @@ bool ResultsStore::setProgress(
     });
 }
 
+bool ResultsStore::renameRun(std::int64_t runId, const std::string& name, std::string* error)
+{
+    return m_impl->guard("renaming " + runLabel(runId), error, [&] {
+        if (name.find_first_not_of(" \t\r\n") == std::string::npos)
+            throw Error("a run's name cannot be empty");
+        const std::string trimmed = oneLine(name, kMaxRunNameLength);
+        Transaction tx(m_impl->db);
+        m_impl->requireRun(runId);
+        Statement s(m_impl->db, "UPDATE runs SET name = :name WHERE id = :id");
+        s.bind(":name", trimmed).bind(":id", runId).run();
+        tx.commit();
+    });
+}
+
 bool ResultsStore::setFinalFigures(std::int64_t runId, const FinalFigures& figures, std::string* error)
 {
     return m_impl->guard("setting the final figures of " + runLabel(runId), error, [&] {

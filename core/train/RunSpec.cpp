@@ -1,5 +1,8 @@
 #include "train/RunSpec.h"
 
+#include <cmath>
+#include <cstdio>
+#include <iostream>
 #include <limits>
 #include <set>
 #include <sstream>
@@ -179,6 +182,17 @@ RunSpec RunSpec::fromJson(const json& j, const std::string& source)
 
 RunSpec RunSpec::fromFile(const std::string& path)
 {
+    if (path == "-") {
+        // Standard input is read once, at the first call; later calls parse the same text.
+        static const std::string text = [] {
+            std::ostringstream all;
+            all << std::cin.rdbuf();
+            return all.str();
+        }();
+        if (text.empty())
+            throw Error("standard input: expected a run spec JSON object, got nothing");
+        return fromJson(parseJson(text, "standard input"), "standard input");
+    }
     return fromJson(readJsonFile(path, "a run spec JSON file"), path);
 }
 
@@ -214,30 +228,111 @@ json RunSpec::toJson() const
 
 std::string RunSpec::displayName() const
 {
-    if (!name.empty())
-        return name;
-    std::ostringstream s;
-    s << method.method;
-    const auto& m = method;
-    if (m.method == "ladder")
-        s << " r=" << m.r << (m.keep.empty() ? "" : " keep=" + std::to_string(m.keep.size()));
-    else if (m.method == "adapter")
-        s << " h=" << m.hidden;
-    else if (m.isLora())
-        s << " r=" << m.rank;
-    else if (m.method == "prompt")
-        s << " n=" << m.prompts;
-    if (m.quantizedBackbone())
-        s << " " << m.backboneDtype;
-    std::string taskName = task.name;
-    if (taskName.empty() || taskName == "auto") { // a GLUE folder is named after its task
-        taskName = task.path;
-        while (!taskName.empty() && taskName.back() == '/')
-            taskName.pop_back();
-        taskName = taskName.substr(taskName.find_last_of('/') + 1);
+    return name.empty() ? defaultName() : name;
+}
+
+namespace {
+
+// 1e-3, 5e-4, 2.5e-5, 0.3, 0.05: a learning rate as people write it.
+std::string compactNumber(double v)
+{
+    char buf[32];
+    if (v > 0 && v < 0.01) {
+        int exponent = static_cast<int>(std::floor(std::log10(v)));
+        double mantissa = v / std::pow(10.0, exponent);
+        if (mantissa >= 9.995) { // 9.999e-4 prints as 1e-3
+            mantissa /= 10;
+            ++exponent;
+        }
+        std::snprintf(buf, sizeof buf, "%.3ge%d", mantissa, exponent);
+    } else {
+        std::snprintf(buf, sizeof buf, "%.3g", v);
     }
-    s << " · " << (taskName.empty() ? task.type : taskName) << " · seed " << seed;
-    return s.str();
+    return buf;
+}
+
+// LoRA's targets: "qkvo" for the attention matrices in q, k, v, o order, "ff" for wi and wo together,
+// joined by "+" ("qkvo+ff", "qv", "wi").
+std::string loraTargets(const std::vector<std::string>& targets)
+{
+    const std::set<std::string> t(targets.begin(), targets.end());
+    std::string attention;
+    for (const char* m : { "q", "k", "v", "o" })
+        if (t.count(m))
+            attention += m;
+    std::string ff;
+    if (t.count("wi") && t.count("wo"))
+        ff = "ff";
+    else if (t.count("wi"))
+        ff = "wi";
+    else if (t.count("wo"))
+        ff = "wo";
+    if (attention.empty())
+        return ff;
+    return ff.empty() ? attention : attention + "+" + ff;
+}
+
+} // namespace
+
+std::string RunSpec::defaultName(std::int64_t numLayers) const
+{
+    const auto& m = method;
+    const auto defaults = MethodOptions::defaults(m.method);
+    std::vector<std::string> parts;
+    if (m.method == "full") {
+        parts.push_back("full");
+    } else if (m.method == "bitfit") {
+        parts.push_back("BitFit");
+    } else if (m.method == "adapter") {
+        parts.push_back("Adapters h" + std::to_string(m.hidden));
+        if (m.activation != defaults.activation)
+            parts.push_back(m.activation);
+    } else if (m.isLora()) {
+        parts.push_back(std::string(m.method == "qlora" ? "QLoRA" : "LoRA") + " r" + std::to_string(m.rank));
+        parts.push_back(loraTargets(m.targets));
+        if (m.alpha != static_cast<double>(m.rank))
+            parts.push_back("alpha " + compactNumber(m.alpha));
+        if (!m.bitfit)
+            parts.push_back("no biases");
+    } else if (m.method == "prompt") {
+        parts.push_back("prompt " + std::to_string(m.prompts));
+    } else if (m.method == "ladder") {
+        parts.push_back("LST r" + std::to_string(m.r));
+        if (!m.keep.empty())
+            parts.push_back("keep " + std::to_string(m.keep.size())
+                + (numLayers > 0 ? "/" + std::to_string(numLayers) : std::string()));
+        if (m.init != defaults.init)
+            parts.push_back(m.init + " init");
+        if (m.ablation != "none")
+            parts.push_back(m.ablation);
+        if (m.sideCheckpoint)
+            parts.push_back("ckpt");
+        if (m.sideAttention != defaults.sideAttention)
+            parts.push_back(m.sideAttention);
+        if (m.ladderDtype != defaults.ladderDtype)
+            parts.push_back(m.ladderDtype + " ladders");
+        if (m.sideHeads > 0)
+            parts.push_back(std::to_string(m.sideHeads) + " heads");
+    } else {
+        parts.push_back(m.method);
+    }
+    if (m.method != "ladder" && m.freeze > 0)
+        parts.push_back("freeze " + std::to_string(m.freeze));
+    if (m.quantizedBackbone() && m.method != "qlora")
+        parts.push_back(m.backboneDtype);
+    else if (m.method == "qlora" && m.backboneDtype != "int4")
+        parts.push_back(m.backboneDtype);
+    if (training.learningRate > 0.0) {
+        TrainingOptions paperDefault;
+        if (training.learningRate != paperDefault.learningRateFor(m.method))
+            parts.push_back("lr " + compactNumber(training.learningRate));
+    }
+    if (training.dtype != "fp32")
+        parts.push_back(training.dtype);
+    std::string out;
+    for (const auto& p : parts)
+        out += (out.empty() ? "" : " ") + p;
+    return out + " · seed " + std::to_string(seed);
 }
 
 } // namespace ladder

@@ -70,10 +70,16 @@ struct RunSpec {
 
     // Errors name the field: "run.json: field training.batch_size: expected an integer >= 1".
     static RunSpec fromJson(const nlohmann::json& json, const std::string& source = "run spec");
+    // "-" reads standard input (once: later calls with "-" parse the same text).
     static RunSpec fromFile(const std::string& path);
     nlohmann::json toJson() const;
-    // "ladder r=8 keep=1,2 · rte · seed 0"
+    // The run's name: `name` when set, else defaultName().
     std::string displayName() const;
+    // A name a person can read, from the method and the knobs that tell runs apart, then the seed
+    // (docs/WORKBENCH.md, "Run names"): "LST r8 keep 9/12 · seed 0", "LoRA r16 qkvo+ff lr 1e-3 · seed 1",
+    // "full lr 1e-3 · seed 0". The learning rate is named only when it is not the method's default.
+    // `numLayers` (the backbone's layers per stack; 0: unknown) gives LST's kept layers as "k/n".
+    std::string defaultName(std::int64_t numLayers = 0) const;
 };
 
 } // namespace ladder

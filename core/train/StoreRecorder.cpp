@@ -11,8 +11,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "model/T5Config.h"
 #include "peft/Method.h"
 #include "store/SpecHash.h"
+#include "train/DemoPaths.h"
 #include "train/TrainState.h"
 #include "util/Error.h"
 
@@ -333,10 +335,31 @@ bool findFinishedRunsFor(ResultsStore& store, const std::vector<RunSpec>& specs,
     return store.findFinishedRuns(hashes, finished, error);
 }
 
+namespace {
+
+// The backbone's encoder layers, read from its config.json for the run's name ("keep 9/12"); 0 when the
+// folder cannot be read yet (the name then says "keep 9", and the run itself reports the folder's error).
+std::int64_t backboneLayersForName(const RunSpec& spec)
+{
+    if (spec.name.empty() && spec.method.method == "ladder" && !spec.method.keep.empty()) {
+        const std::string folder = spec.backbone == "demo" ? demoBackboneDirectory() : spec.backbone;
+        std::error_code ec;
+        if (fs::is_regular_file(fs::path(folder) / "config.json", ec)) {
+            try {
+                return T5Config::fromJsonFile((fs::path(folder) / "config.json").string()).numLayers;
+            } catch (const std::exception&) {
+            }
+        }
+    }
+    return 0;
+}
+
+} // namespace
+
 NewRun newRunFor(const RunSpec& spec, RunState status)
 {
     NewRun run;
-    run.name = spec.displayName();
+    run.name = spec.name.empty() ? spec.defaultName(backboneLayersForName(spec)) : spec.name;
     run.specJson = spec.toJson().dump();
     run.specHash = runSpecHash(spec);
     run.method = spec.method.method;

@@ -29,6 +29,7 @@ private Q_SLOTS:
     void specHashAndFinishedLookup();
     void queueOperations();
     void deleteCascades();
+    void renameKeepsTheSpec();
 };
 
 void TestStoreRuns::roundTripsEveryField()
@@ -341,6 +342,33 @@ void TestStoreRuns::queueOperations()
     filter.method = "lora";
     QVERIFY(store.listRuns(filter, &runs));
     QVERIFY(runs.empty());
+}
+
+// A rename changes runs.name only: the spec and its hash stay (a renamed run is still found as finished).
+void TestStoreRuns::renameKeepsTheSpec()
+{
+    ResultsStore store;
+    QVERIFY(store.open(freshStorePath()));
+    std::int64_t id = 0;
+    QVERIFY(store.createRun(sampleRun("LoRA r16 qv · seed 0", RunState::Running), &id));
+    std::string error;
+    RunRecord before;
+    QVERIFY(store.getRun(id, &before));
+    QVERIFY2(store.renameRun(id, "baseline, the good one", &error), error.c_str());
+    RunRecord run;
+    QVERIFY(store.getRun(id, &run));
+    QCOMPARE(run.name, std::string("baseline, the good one"));
+    QCOMPARE(run.specJson, before.specJson);
+    QCOMPARE(run.specHash, before.specHash);
+    QVERIFY(!store.renameRun(id, " \t ", &error));
+    QVERIFY2(error.find("cannot be empty") != std::string::npos, error.c_str());
+    QVERIFY(!store.renameRun(id + 100, "ghost", &error));
+    QVERIFY2(error.find("run " + std::to_string(id + 100)) != std::string::npos, error.c_str());
+    // One line, at most kMaxRunNameLength characters.
+    QVERIFY(store.renameRun(id, std::string(500, 'n') + "\nsecond line", &error));
+    QVERIFY(store.getRun(id, &run));
+    QVERIFY(run.name.rfind(std::string(ResultsStore::kMaxRunNameLength, 'n'), 0) == 0);
+    QVERIFY(run.name.find("second line") == std::string::npos);
 }
 
 void TestStoreRuns::deleteCascades()

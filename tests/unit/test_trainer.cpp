@@ -432,6 +432,62 @@ private Q_SLOTS:
         QCOMPARE(QString::fromStdString(again.toJson().dump()), QString::fromStdString(s.toJson().dump()));
         QCOMPARE(again.training.learningRateFor("ladder"), 3e-3);
     }
+
+    // The default run names of issue 20: "LST r8 keep 9/12", "LoRA r16 qkvo+ff lr 1e-3", "full lr 1e-3", plus
+    // the seed; the learning rate appears only when it is not the method's default (docs/WORKBENCH.md).
+    void defaultNamesAreReadable_data()
+    {
+        QTest::addColumn<QString>("spec");
+        QTest::addColumn<int>("layers");
+        QTest::addColumn<QString>("name");
+        QTest::newRow("lst keep")
+            << R"({"method": {"method": "ladder", "r": 8, "keep": [1,2,3,4,5,6,7,8,9]}})" << 12
+            << "LST r8 keep 9/12 · seed 0";
+        QTest::newRow("lst all") << R"({"method": {"method": "ladder"}, "seed": 2})" << 12
+                                 << "LST r8 · seed 2";
+        QTest::newRow("lst keep, layers unknown")
+            << R"({"method": {"method": "ladder", "r": 16, "keep": [0, 5]}})" << 0
+            << "LST r16 keep 2 · seed 0";
+        QTest::newRow("lst options")
+            << R"({"method": {"method": "ladder", "init": "magnitude", "side_checkpoint": true, "side_attention": "sdpa", "ladder_dtype": "bf16", "backbone_dtype": "int4"}, "training": {"learning_rate": 1e-3}})"
+            << 6 << "LST r8 magnitude init ckpt sdpa bf16 ladders int4 lr 1e-3 · seed 0";
+        QTest::newRow("lora")
+            << R"({"method": {"method": "lora", "rank": 16, "alpha": 16, "targets": ["q","k","v","o","wi","wo"]}, "training": {"learning_rate": 1e-3}, "seed": 1})"
+            << 6 << "LoRA r16 qkvo+ff lr 1e-3 · seed 1";
+        QTest::newRow("lora default lr")
+            << R"({"method": {"method": "lora", "rank": 8, "alpha": 32, "bitfit": false}, "training": {"learning_rate": 3e-4}})"
+            << 6 << "LoRA r8 qv alpha 32 no biases · seed 0";
+        QTest::newRow("qlora")
+            << R"({"method": {"method": "qlora", "rank": 16, "alpha": 16, "targets": ["wi"]}})" << 6
+            << "QLoRA r16 wi · seed 0";
+        QTest::newRow("full") << R"({"method": {"method": "full"}, "training": {"learning_rate": 0.001}})"
+                              << 6 << "full lr 1e-3 · seed 0";
+        QTest::newRow("full bf16")
+            << R"({"method": {"method": "full"}, "training": {"learning_rate": 2.5e-5, "dtype": "bf16"}})"
+            << 6 << "full lr 2.5e-5 bf16 · seed 0";
+        QTest::newRow("bitfit") << R"({"method": {"method": "bitfit", "freeze": 4}})" << 6
+                                << "BitFit freeze 4 · seed 0";
+        QTest::newRow("adapter")
+            << R"({"method": {"method": "adapter", "hidden": 32}, "training": {"learning_rate": 3e-3}})" << 6
+            << "Adapters h32 lr 3e-3 · seed 0";
+        QTest::newRow("prompt")
+            << R"({"method": {"method": "prompt", "prompts": 20}, "training": {"learning_rate": 0.3}})" << 6
+            << "prompt 20 · seed 0";
+        QTest::newRow("named") << R"({"name": "my baseline", "method": {"method": "full"}})" << 6
+                               << "my baseline";
+    }
+
+    void defaultNamesAreReadable()
+    {
+        QFETCH(QString, spec);
+        QFETCH(int, layers);
+        QFETCH(QString, name);
+        auto json = nlohmann::json::parse(spec.toStdString());
+        json["task"] = { { "type", "demo" }, { "name", "supersense" } };
+        const auto s = RunSpec::fromJson(json);
+        const std::string got = s.name.empty() ? s.defaultName(layers) : s.displayName();
+        QCOMPARE(QString::fromStdString(got), name);
+    }
 };
 
 LADDER_TEST_GUILESS_MAIN(TestTrainer)

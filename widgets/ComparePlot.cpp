@@ -22,6 +22,8 @@ constexpr double kRangePadding = 0.08; // of the data span, on each side
 constexpr double kLogRangeFactor = 1.25; // on a log axis: min / f .. max * f
 constexpr int kDefaultExportWidth = 900;
 constexpr int kDefaultExportHeight = 600;
+constexpr int kLegendColumns = 2;
+constexpr int kFrontNamesShown = 3; // more runs on the front: their ids only
 
 struct MethodStyle {
     const char* method;
@@ -74,7 +76,15 @@ ComparePlot::ComparePlot(QWidget* parent)
     m_plot->setMouseTracking(true);
     m_plot->legend->setVisible(true);
     m_plot->legend->setFont(font());
-    m_plot->axisRect()->insetLayout()->setInsetAlignment(0, Qt::AlignBottom | Qt::AlignRight);
+    // The legend below the axes, in columns, so that it never covers a point.
+    m_plot->axisRect()->insetLayout()->take(m_plot->legend);
+    m_plot->axisRect()->insetLayout()->simplify();
+    m_plot->plotLayout()->addElement(1, 0, m_plot->legend);
+    m_plot->plotLayout()->setRowStretchFactor(1, 0.001);
+    m_plot->legend->setFillOrder(QCPLegend::foColumnsFirst);
+    m_plot->legend->setWrap(kLegendColumns);
+    m_plot->legend->setBorderPen(Qt::NoPen);
+    m_plot->legend->setMargins(QMargins(6, 2, 6, 2));
     connect(m_plot, &QCustomPlot::mouseMove, this, &ComparePlot::onMouseMove);
     connect(m_plot, &QCustomPlot::mousePress, this, &ComparePlot::onMousePress);
     rebuild();
@@ -126,6 +136,7 @@ void ComparePlot::rebuild()
 {
     m_points = CompareSeries::build(m_runs, m_metric);
     m_front = CompareSeries::paretoFront(m_points);
+    m_absent = CompareSeries::absent(m_runs, m_metric);
     redraw();
 }
 
@@ -134,20 +145,94 @@ void ComparePlot::redraw()
     m_plot->clearPlottables();
     m_plot->clearItems();
 
-    // One graph (markers only) plus its error bars per method, in the order points are sorted (by method).
-    std::map<std::string, QCPGraph*> graphs;
+    // Axis ranges first: the front's step line and its shaded region reach the plot's right and bottom edges.
+    double xLow = m_logMemory ? 1 : 0, xHigh = 1000, yLow = 0, yHigh = 1;
+    if (!m_points.empty()) {
+        double xMin = m_points.front().memoryMB, xMax = xMin;
+        double yMin = m_points.front().metric - m_points.front().metricStd,
+               yMax = m_points.front().metric + m_points.front().metricStd;
+        for (const auto& p : m_points) {
+            xMin = std::min(xMin, p.memoryMB - p.memoryStdMB);
+            xMax = std::max(xMax, p.memoryMB + p.memoryStdMB);
+            yMin = std::min(yMin, p.metric - p.metricStd);
+            yMax = std::max(yMax, p.metric + p.metricStd);
+        }
+        if (m_logMemory) {
+            xMin = std::max(xMin, 1e-3);
+            xLow = xMin / kLogRangeFactor;
+            xHigh = std::max(xMax, xMin) * kLogRangeFactor;
+        } else {
+            const double span = xMax > xMin ? xMax - xMin : std::max(1.0, std::abs(xMax) * 0.1);
+            xLow = xMin - span * kRangePadding;
+            xHigh = xMax + span * kRangePadding;
+        }
+        const double ySpan = yMax > yMin ? yMax - yMin : std::max(0.01, std::abs(yMax) * 0.1);
+        yLow = yMin - ySpan * kRangePadding * 2;
+        yHigh = yMax + ySpan * kRangePadding * 2;
+    }
+
+    // The Pareto front, under the points: the region it dominates shaded (every point to its right and
+    // below), and its edge as a step line from each front point to the next and on to the plot's edge.
+    if (!m_front.empty()) {
+        QVector<double> stepX, stepY;
+        for (auto i : m_front) {
+            const auto& p = m_points[i];
+            if (!stepX.isEmpty()) { // across at the previous metric, then up
+                stepX.append(p.memoryMB);
+                stepY.append(stepY.back());
+            }
+            stepX.append(p.memoryMB);
+            stepY.append(p.metric);
+        }
+        const double right = xHigh * (m_logMemory ? 4.0 : 1.0) + std::abs(xHigh - xLow);
+        const double bottom = yLow - std::abs(yHigh - yLow);
+        stepX.append(right);
+        stepY.append(stepY.back());
+
+        auto* region = new QCPCurve(m_plot->xAxis, m_plot->yAxis);
+        QVector<double> rx { stepX.front() }, ry { bottom };
+        rx += stepX;
+        ry += stepY;
+        rx.append(right);
+        ry.append(bottom);
+        region->setData(rx, ry);
+        region->setPen(Qt::NoPen);
+        region->setBrush(QColor(120, 120, 120, 38));
+        region->setName(tr("Dominated by the front"));
+
+        auto* edge = new QCPCurve(m_plot->xAxis, m_plot->yAxis);
+        edge->setData(stepX, stepY);
+        edge->setPen(QPen(QColor(70, 70, 70), 1.5, Qt::DashLine));
+        edge->setName(frontLegendText());
+    }
+
+    // One graph (markers only) plus its error bars per method, in the order points are sorted (by method);
+    // unfinished runs in a second, hollow graph of the method's colour and shape, out of the legend.
+    std::map<std::string, QCPGraph*> graphs, hollowGraphs;
     std::map<std::string, QCPErrorBars*> bars; // metric spread (vertical)
     std::map<std::string, QCPErrorBars*> memoryBars; // memory spread (horizontal)
+    bool anyUnfinished = false;
     for (const auto& p : m_points) {
+        const QColor colour = methodColor(p.method);
+        const auto shape = static_cast<QCPScatterStyle::ScatterShape>(methodShape(p.method));
+        if (!p.finished) {
+            anyUnfinished = true;
+            if (!hollowGraphs.count(p.method)) {
+                auto* hollow = m_plot->addGraph();
+                hollow->removeFromLegend();
+                hollow->setLineStyle(QCPGraph::lsNone);
+                hollow->setScatterStyle(
+                    QCPScatterStyle(shape, QPen(colour, 1.5), QBrush(Qt::white), kMarkerSize));
+                hollowGraphs[p.method] = hollow;
+            }
+            continue;
+        }
         if (graphs.count(p.method))
             continue;
         auto* graph = m_plot->addGraph();
         graph->setName(methodLabel(p.method));
         graph->setLineStyle(QCPGraph::lsNone);
-        const QColor colour = methodColor(p.method);
-        graph->setScatterStyle(
-            QCPScatterStyle(static_cast<QCPScatterStyle::ScatterShape>(methodShape(p.method)),
-                QPen(colour, 1.5), QBrush(colour), kMarkerSize));
+        graph->setScatterStyle(QCPScatterStyle(shape, QPen(colour, 1.5), QBrush(colour), kMarkerSize));
         graph->setPen(QPen(colour));
         graphs[p.method] = graph;
         auto* errors = new QCPErrorBars(m_plot->xAxis, m_plot->yAxis);
@@ -163,8 +248,13 @@ void ComparePlot::redraw()
         memoryErrors->setPen(QPen(colour, 1));
         memoryBars[p.method] = memoryErrors;
     }
-    std::map<std::string, QVector<double>> keys, values, spreads, memorySpreads;
+    std::map<std::string, QVector<double>> keys, values, spreads, memorySpreads, hollowKeys, hollowValues;
     for (const auto& p : m_points) {
+        if (!p.finished) {
+            hollowKeys[p.method].append(p.memoryMB);
+            hollowValues[p.method].append(p.metric);
+            continue;
+        }
         keys[p.method].append(p.memoryMB);
         values[p.method].append(p.metric);
         spreads[p.method].append(p.metricStd);
@@ -175,18 +265,14 @@ void ComparePlot::redraw()
         bars[method]->setData(spreads[method]);
         memoryBars[method]->setData(memorySpreads[method]);
     }
-
-    if (m_front.size() > 1) {
-        auto* front = m_plot->addGraph();
-        front->setName(tr("Pareto front"));
-        QVector<double> fx, fy;
-        for (auto i : m_front) {
-            fx.append(m_points[i].memoryMB);
-            fy.append(m_points[i].metric);
-        }
-        front->setData(fx, fy, true);
-        front->setPen(QPen(QColor(90, 90, 90), 1, Qt::DashLine));
-        front->setLineStyle(QCPGraph::lsLine);
+    for (auto& [method, graph] : hollowGraphs)
+        graph->setData(hollowKeys[method], hollowValues[method], true);
+    if (anyUnfinished) { // one legend entry for every hollow marker
+        auto* key = m_plot->addGraph();
+        key->setName(tr("Not finished (hollow; state in the tooltip)"));
+        key->setLineStyle(QCPGraph::lsNone);
+        key->setScatterStyle(QCPScatterStyle(
+            QCPScatterStyle::ssCircle, QPen(QColor(90, 90, 90), 1.5), QBrush(Qt::white), kMarkerSize));
     }
 
     for (std::size_t i = 0; i < m_points.size(); ++i) {
@@ -231,50 +317,76 @@ void ComparePlot::redraw()
         tasks.insert(p.task);
         backbones.insert(p.backbone);
     }
-    if (tasks.size() > 1 || backbones.size() > 1) {
-        // Points of different tasks or backbones are not comparable, nor is a front across them.
+    QStringList notes;
+    if (tasks.size() > 1 || backbones.size() > 1) // points of different tasks or backbones are not comparable
+        notes << tr("%1 tasks, %2 backbones mixed: filter to one of each")
+                     .arg(tasks.size())
+                     .arg(backbones.size());
+    if (!m_absent.empty()) {
+        QStringList parts;
+        int total = 0;
+        for (const auto& [reason, count] : m_absent) {
+            parts << QStringLiteral("%1 %2").arg(count).arg(QString::fromStdString(reason));
+            total += count;
+        }
+        notes
+            << tr("Not plotted (no peak memory or no metric yet): %1").arg(parts.join(QStringLiteral(", ")));
+        Q_UNUSED(total);
+    }
+    if (!notes.isEmpty()) {
         auto* text = new QCPItemText(m_plot);
+        text->setObjectName(QStringLiteral("compareNotes"));
         text->position->setType(QCPItemPosition::ptAxisRectRatio);
         text->position->setCoords(0.5, 0.02);
         text->setPositionAlignment(Qt::AlignTop | Qt::AlignHCenter);
-        text->setText(tr("%1 tasks, %2 backbones mixed:\nfilter to one of each")
-                          .arg(tasks.size())
-                          .arg(backbones.size()));
+        text->setText(notes.join(QLatin1Char('\n')));
         text->setTextAlignment(Qt::AlignCenter);
         text->setColor(QColor(150, 60, 0));
+        text->setBrush(QColor(255, 255, 255, 210));
+        text->setPadding(QMargins(4, 2, 4, 2));
     }
 
     if (m_points.empty()) {
-        m_plot->xAxis->setRange(m_logMemory ? 1 : 0, 1000);
-        m_plot->yAxis->setRange(0, 1);
         auto* text = new QCPItemText(m_plot);
         text->position->setType(QCPItemPosition::ptAxisRectRatio);
         text->position->setCoords(0.5, 0.5);
-        text->setText(tr("No finished run with a peak memory and this metric yet"));
+        text->setText(tr("No run with a peak memory and this metric yet"));
         text->setColor(QColor(110, 110, 110));
-        m_plot->legend->setVisible(false);
-    } else {
-        m_plot->legend->setVisible(true);
-        double xMin = m_points.front().memoryMB, xMax = xMin;
-        double yMin = m_points.front().metric - m_points.front().metricStd,
-               yMax = m_points.front().metric + m_points.front().metricStd;
-        for (const auto& p : m_points) {
-            xMin = std::min(xMin, p.memoryMB);
-            xMax = std::max(xMax, p.memoryMB);
-            yMin = std::min(yMin, p.metric - p.metricStd);
-            yMax = std::max(yMax, p.metric + p.metricStd);
-        }
-        if (m_logMemory) {
-            xMin = std::max(xMin, 1e-3);
-            m_plot->xAxis->setRange(xMin / kLogRangeFactor, std::max(xMax, xMin) * kLogRangeFactor);
-        } else {
-            const double span = xMax > xMin ? xMax - xMin : std::max(1.0, std::abs(xMax) * 0.1);
-            m_plot->xAxis->setRange(xMin - span * kRangePadding, xMax + span * kRangePadding);
-        }
-        const double ySpan = yMax > yMin ? yMax - yMin : std::max(0.01, std::abs(yMax) * 0.1);
-        m_plot->yAxis->setRange(yMin - ySpan * kRangePadding * 2, yMax + ySpan * kRangePadding * 2);
     }
+    m_plot->legend->setVisible(!m_points.empty());
+    m_plot->xAxis->setRange(xLow, xHigh);
+    m_plot->yAxis->setRange(yLow, yHigh);
     m_plot->replot(QCustomPlot::rpQueuedReplot);
+}
+
+QString ComparePlot::frontLegendText() const
+{
+    QStringList ids, named;
+    for (auto i : m_front) {
+        const auto& p = m_points[i];
+        for (std::size_t k = 0; k < p.runIds.size(); ++k) {
+            ids << QString::number(p.runIds[k]);
+            const std::string& name = k < p.names.size() ? p.names[k] : std::string();
+            named << (name.empty() ? ids.back()
+                                   : QStringLiteral("%1 %2").arg(ids.back(), QString::fromStdString(name)));
+        }
+    }
+    if (ids.isEmpty())
+        return {};
+    if (ids.size() == 1)
+        return tr("Pareto front: run %1").arg(named.front());
+    if (ids.size() <= kFrontNamesShown)
+        return tr("Pareto front: runs %1").arg(named.join(QStringLiteral("; ")));
+    return tr("Pareto front: runs %1").arg(ids.join(QStringLiteral(", ")));
+}
+
+QString ComparePlot::notesText() const
+{
+    for (int i = 0; i < m_plot->itemCount(); ++i)
+        if (auto* text = qobject_cast<QCPItemText*>(m_plot->item(i));
+            text && text->objectName() == QLatin1String("compareNotes"))
+            return text->text();
+    return {};
 }
 
 QPointF ComparePlot::pixelOfPoint(int index) const
@@ -311,9 +423,17 @@ QString ComparePlot::tooltipFor(int index) const
     for (auto seed : p.seeds)
         seeds << (seed < 0 ? QStringLiteral("?") : QString::number(seed));
     QStringList lines;
-    lines << QStringLiteral("<b>%1</b> %2")
-                 .arg(methodLabel(p.method).toHtmlEscaped(),
-                     QString::fromStdString(p.options).toHtmlEscaped());
+    QStringList names;
+    for (const auto& name : p.names)
+        if (!name.empty() && !names.contains(QString::fromStdString(name)))
+            names << QString::fromStdString(name);
+    if (!names.isEmpty())
+        lines << QStringLiteral("<b>%1</b>").arg(names.join(QStringLiteral(" / ")).toHtmlEscaped());
+    lines << QStringLiteral("%1 %2").arg(
+        methodLabel(p.method).toHtmlEscaped(), QString::fromStdString(p.options).toHtmlEscaped());
+    if (!p.finished)
+        lines << tr("<i>%1: not finished, so not on the front</i>")
+                     .arg(QString::fromStdString(p.state).toHtmlEscaped());
     lines << tr("task %1 · backbone %2")
                  .arg(QString::fromStdString(p.task).toHtmlEscaped(),
                      QString::fromStdString(p.backbone).toHtmlEscaped());

@@ -17,9 +17,10 @@ namespace ladder::widgets {
 
 // The accuracy-versus-memory plot (paper Figures 5 and 6): x = peak allocated training memory in MB
 // (linear or log scale), y = the chosen metric, one colour and marker per method, the Pareto front as a
-// dashed line, and a vertical error bar of one sample standard deviation for points that average runs
-// differing only by seed (CompareSeries). Hovering a point shows its run(s) and options; clicking one
-// selects it and emits runSelected() with its first run id.
+// dashed step line with the region it dominates shaded (the legend names the runs on it), unfinished runs
+// hollow (their state in the tooltip), a note naming the runs not plotted, and a vertical error bar of one
+// sample standard deviation for points that average runs differing only by seed (CompareSeries). Hovering a
+// point shows its run(s) and options; clicking one selects it and emits runSelected() with its first run id.
 //
 // It plots exactly the runs given to setRuns(): filtering by task and backbone is the caller's (CompareTab
 // passes the rows its filter accepts).
@@ -41,6 +42,13 @@ public:
     // What is drawn: the points (CompareSeries::build of the runs) and the indices of the front.
     const std::vector<ComparePoint>& points() const { return m_points; }
     const std::vector<std::size_t>& frontIndices() const { return m_front; }
+
+    // The notes written over the plot: mixed tasks or backbones, and the runs not plotted and why
+    // ("Not plotted (no peak memory or no metric yet): 1 queued, 2 cancelled"). Empty when none.
+    QString notesText() const;
+    // The front's legend entry: "Pareto front: run 6 LST r8 · seed 0", "Pareto front: runs 4 …; 6 …" for up
+    // to three runs, "Pareto front: runs 2, 4, 6, 9" beyond. Empty without a front.
+    QString frontLegendText() const;
 
     // The point drawn within kPickRadiusPx of a pixel position in the plot widget, or -1.
     int pointAt(const QPointF& pixel) const;
@@ -76,6 +84,7 @@ private:
     std::vector<RunRecord> m_runs;
     std::vector<ComparePoint> m_points;
     std::vector<std::size_t> m_front;
+    std::vector<std::pair<std::string, int>> m_absent; // CompareSeries::absent() of m_runs
     CompareMetric m_metric = CompareMetric::BestValidation;
     bool m_logMemory = false;
     qint64 m_selectedRun = 0;

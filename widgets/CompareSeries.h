@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "store/StoreTypes.h"
@@ -21,6 +22,11 @@ struct ComparePoint {
     std::string metricName; // e.g. "accuracy"; empty when the runs do not say
     std::vector<std::int64_t> runIds; // ascending
     std::vector<std::int64_t> seeds; // of those runs, same order
+    std::vector<std::string> names; // of those runs, same order
+    // false for a run that has not finished (running, cancelled, failed, interrupted) but already has a
+    // peak memory and the metric: drawn hollow, one point per run, never averaged and never on the front.
+    bool finished = true;
+    std::string state = "finished"; // the run's state (toString(RunState))
     double memoryMB = 0; // mean peak allocated training memory, MB = 10^6 bytes
     double memoryStdMB = 0; // sample standard deviation (n - 1) over the runs; 0 for one run
     double metric = 0; // mean of the chosen metric
@@ -38,13 +44,21 @@ public:
     // own ("run:<id>").
     static std::string groupKey(const RunRecord& run);
 
-    // Points for the finished runs that have a peak memory and the chosen metric, one per group, ordered by
-    // method, then memory. Runs that are not finished or lack either figure are left out.
+    // Points for the runs that have a peak memory and the chosen metric, ordered by method, then memory:
+    // one per group of finished runs, and one per unfinished run (finished = false). Runs that lack either
+    // figure are left out: absent() says why.
     static std::vector<ComparePoint> build(const std::vector<RunRecord>& runs, CompareMetric metric);
 
-    // Indices into `points` of the Pareto front for "less memory, higher metric": the points no other point
-    // dominates (another point with memory <= and metric >= and one of them strictly). Sorted by memory,
-    // then by metric descending.
+    // The runs build() leaves out, counted by reason, in a fixed order: "queued", "running", "cancelled",
+    // "failed", "interrupted" (each: no peak memory or no metric yet), then "finished without <metric>"
+    // (a finished run with no figure for the chosen metric, e.g. no test split). Reasons with no run are
+    // not listed.
+    static std::vector<std::pair<std::string, int>> absent(
+        const std::vector<RunRecord>& runs, CompareMetric metric);
+
+    // Indices into `points` of the Pareto front for "less memory, higher metric" among the finished points:
+    // the points no other finished point dominates (memory <= and metric >= and one of them strictly).
+    // Sorted by memory, then by metric descending.
     static std::vector<std::size_t> paretoFront(const std::vector<ComparePoint>& points);
 
     // Mean and sample standard deviation (n - 1; 0 when n < 2).

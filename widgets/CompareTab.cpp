@@ -30,6 +30,7 @@ namespace ladder::widgets {
 namespace {
 
 constexpr int kPlotShare = 55; // percent of the width the plot starts with
+constexpr int kWidestTextColumnChars = 22; // name and options columns, at first load
 constexpr double kExactIntegerLimit = 9007199254740992.0; // 2^53: doubles hold every integer below
 
 // Combo entries: the text shown and, as item data, the value filtered on ("" = all).
@@ -142,6 +143,8 @@ CompareTab::CompareTab(const QString& storePath, QWidget* parent)
     connect(m_logAxis, &QCheckBox::toggled, m_plot, &ComparePlot::setLogMemoryAxis);
     connect(exportButton, &QPushButton::clicked, this, &CompareTab::exportInteractive);
 
+    m_table->setEditTriggers(QAbstractItemView::DoubleClicked | QAbstractItemView::EditKeyPressed);
+    connect(m_model, &RunsTableModel::renameRequested, this, &CompareTab::renameRequested);
     connect(m_reader, &StoreReader::runsLoaded, this, &CompareTab::onRunsLoaded);
     connect(m_reader, &StoreReader::loadFailed, this, &CompareTab::setError);
     m_details->setReader(m_reader);
@@ -186,8 +189,15 @@ void CompareTab::onRunsLoaded(const std::vector<ladder::RunRecord>& runs)
 {
     const bool first = m_model->rowCount() == 0;
     m_model->setRuns(runs);
-    if (first && !runs.empty())
+    if (first && !runs.empty()) {
         m_table->resizeColumnsToContents();
+        // Long names and options are elided (the tooltip has them whole), so that the figures beside the
+        // name stay in view at the default window size.
+        const int widest = fontMetrics().averageCharWidth() * kWidestTextColumnChars;
+        for (int column : { int(RunsTableModel::NameColumn), int(RunsTableModel::OptionsColumn) })
+            if (m_table->columnWidth(column) > widest)
+                m_table->setColumnWidth(column, widest);
+    }
     refreshFilterChoices();
     updatePlot();
     if (m_selectedRun > 0 && m_model->rowOfRun(m_selectedRun) < 0)
@@ -282,11 +292,12 @@ bool CompareTab::exportPlot(const QString& path)
 
 QStringList CompareTab::csvColumns()
 {
-    return { QStringLiteral("id"), QStringLiteral("method"), QStringLiteral("options"),
-        QStringLiteral("backbone"), QStringLiteral("task"), QStringLiteral("seed"),
-        QStringLiteral("trainable_percent"), QStringLiteral("peak_allocated_bytes"),
-        QStringLiteral("best_validation_metric"), QStringLiteral("test_metric"),
-        QStringLiteral("wall_seconds"), QStringLiteral("status") };
+    // One per table column, in the table's order (RunsTableModel::Column).
+    return { QStringLiteral("id"), QStringLiteral("name"), QStringLiteral("peak_allocated_bytes"),
+        QStringLiteral("best_validation_metric"), QStringLiteral("test_metric"), QStringLiteral("status"),
+        QStringLiteral("method"), QStringLiteral("options"), QStringLiteral("backbone"),
+        QStringLiteral("task"), QStringLiteral("seed"), QStringLiteral("trainable_percent"),
+        QStringLiteral("wall_seconds"), QStringLiteral("tokens_per_second") };
 }
 
 QString CompareTab::csvField(const QString& value)
@@ -301,7 +312,7 @@ QString CompareTab::csvField(const QString& value)
 
 bool CompareTab::exportTableCsv(const QString& path)
 {
-    static_assert(RunsTableModel::ColumnCount == 12, "csvColumns() names one CSV column per table column");
+    static_assert(RunsTableModel::ColumnCount == 14, "csvColumns() names one CSV column per table column");
     QSaveFile file(path);
     if (!file.open(QIODevice::WriteOnly | QIODevice::Text)) {
         setError(tr("%1: cannot write the table: %2").arg(path, file.errorString()));

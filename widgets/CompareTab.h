@@ -93,6 +93,8 @@ Q_SIGNALS:
     void runSelected(qint64 runId);
     // Runs arrived from the store (every reload), the table and the plot are up to date.
     void loaded();
+    // The user renamed a run in the table; the window writes it to the store (RunQueueController::renameRun).
+    void renameRequested(qint64 runId, const QString& name);
 
 private:
     void onRunsLoaded(const std::vector<ladder::RunRecord>& runs);

@@ -180,6 +180,13 @@ QWidget* ExperimentForm::makeTrainingGroup()
 {
     auto* group = new QGroupBox(tr("Training"));
     auto* form = new QFormLayout(group);
+    m_name = new QLineEdit;
+    m_name->setObjectName(QStringLiteral("runNameEdit"));
+    m_name->setClearButtonEnabled(true);
+    m_name->setToolTip(tr("The run's name in the queue, the runs table and the plot. Empty: a name made from "
+                          "the method and its knobs (shown greyed). With several seeds each run's name ends "
+                          "in its seed."));
+    form->addRow(tr("Name"), m_name);
     m_epochs = spin(1, kMaxEpochs, "epochsSpin");
     form->addRow(tr("Epochs"), m_epochs);
     m_maxSteps
@@ -231,7 +238,7 @@ QWidget* ExperimentForm::makeTrainingGroup()
     for (QSpinBox* box : { m_epochs, m_maxSteps, m_batch, m_accumulation, m_warmup, m_evalEvery,
              m_maxSourceLength, m_maxEvalExamples, m_threads, m_processes })
         connect(box, qOverload<int>(&QSpinBox::valueChanged), this, &ExperimentForm::revalidate);
-    for (QLineEdit* edit : { m_learningRate, m_seeds })
+    for (QLineEdit* edit : { m_learningRate, m_seeds, m_name })
         connect(edit, &QLineEdit::textChanged, this, &ExperimentForm::revalidate);
     for (QComboBox* box : { m_dtype, m_device })
         connect(box, qOverload<int>(&QComboBox::currentIndexChanged), this, &ExperimentForm::revalidate);
@@ -301,9 +308,16 @@ nlohmann::json ExperimentForm::specJsonForSeed(std::uint64_t seed) const
     training["processes"] = m_processes->value(); // 1 is not written into the stored spec (RunSpec::toJson)
     training["dtype"] = m_dtype->currentText().toStdString();
     const QString device = m_device->currentData().toString();
-    return { { "backbone", m_backbone->backbone().toStdString() }, { "task", m_task->taskJson() },
-        { "method", m_method->options().toJson() }, { "training", training },
+    nlohmann::json spec { { "backbone", m_backbone->backbone().toStdString() },
+        { "task", m_task->taskJson() }, { "method", m_method->options().toJson() }, { "training", training },
         { "device", device.isEmpty() ? std::string("cpu") : device.toStdString() }, { "seed", seed } };
+    if (const QString name = m_name->text().simplified(); !name.isEmpty()) {
+        std::vector<std::uint64_t> seeds;
+        const bool several = parseSeeds(m_seeds->text(), &seeds) && seeds.size() > 1;
+        spec["name"]
+            = several ? QStringLiteral("%1 · seed %2").arg(name).arg(seed).toStdString() : name.toStdString();
+    }
+    return spec;
 }
 
 nlohmann::json ExperimentForm::specJson() const
@@ -570,11 +584,32 @@ void ExperimentForm::measureLengths(const RunSpec& spec, const QString& key)
 
 void ExperimentForm::revalidate()
 {
+    updateNamePlaceholder();
     updateEstimate();
     m_problem = computeProblem();
     m_problemLabel->setText(m_problem);
     m_run->setEnabled(m_problem.isEmpty());
     Q_EMIT specChanged();
+}
+
+void ExperimentForm::updateNamePlaceholder()
+{
+    QString placeholder;
+    try {
+        nlohmann::json json = specJson();
+        json.erase("name");
+        const auto spec = RunSpec::fromJson(json, kSource);
+        const auto& config = m_backbone->info().config;
+        placeholder = QString::fromStdString(spec.defaultName(config ? config->numLayers : 0));
+    } catch (const std::exception&) {
+        placeholder = tr("a name from the method and its knobs");
+    }
+    m_name->setPlaceholderText(placeholder);
+}
+
+QString ExperimentForm::defaultRunName() const
+{
+    return m_name->placeholderText();
 }
 
 bool ExperimentForm::setSpecJson(const nlohmann::json& json, QString* error)
@@ -629,6 +664,7 @@ bool ExperimentForm::setSpecJson(const nlohmann::json& json, QString* error)
     }
     m_device->setCurrentIndex(index);
     m_seeds->setText(QString::number(spec.seed));
+    m_name->setText(QString::fromStdString(spec.name));
     revalidate();
     return true;
 }

@@ -49,6 +49,8 @@ public:
     bool specs(std::vector<RunSpec>* specs, QString* error = nullptr) const;
     bool isValid() const { return m_problem.isEmpty(); }
     QString problem() const { return m_problem; }
+    // The name a run of the form gets when the Name field is empty (RunSpec::defaultName of the first seed).
+    QString defaultRunName() const;
 
     // Presets: a run spec JSON file (pretty-printed). Errors name the file.
     bool savePreset(const QString& path, QString* error = nullptr) const;
@@ -100,6 +102,7 @@ Q_SIGNALS:
 
 private:
     QWidget* makeTrainingGroup();
+    void updateNamePlaceholder();
     void backboneChanged();
     void fillDevices();
     void updateEstimate();
@@ -133,6 +136,7 @@ private:
     QComboBox* m_dtype = nullptr;
     QComboBox* m_device = nullptr;
     QLineEdit* m_seeds = nullptr;
+    QLineEdit* m_name = nullptr; // empty: RunSpec::defaultName(), shown as the placeholder
     QLabel* m_problemLabel = nullptr;
     QLabel* m_lengthsLabel = nullptr;
     QLineEdit* m_budget = nullptr;

@@ -272,6 +272,12 @@ void MainWindow::connectQueue()
         if (runId > 0)
             showRun(runId);
     });
+    connect(m_compare, &CompareTab::renameRequested, this, [this](qint64 runId, const QString& name) {
+        QString error;
+        if (!m_controller->rename(runId, name, &error))
+            showError(tr("Rename"), error);
+        m_compare->reload(); // the store's name, renamed or not
+    });
 }
 
 QStringList MainWindow::viewNames() const

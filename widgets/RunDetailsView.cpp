@@ -1,10 +1,13 @@
 #include "RunDetailsView.h"
 
+#include <QApplication>
+#include <QClipboard>
 #include <QFontDatabase>
 #include <QHeaderView>
 #include <QLabel>
 #include <QLocale>
 #include <QPlainTextEdit>
+#include <QPushButton>
 #include <QScrollBar>
 #include <QSplitter>
 #include <QTabWidget>
@@ -79,8 +82,23 @@ RunDetailsView::RunDetailsView(QWidget* parent)
     m_evaluations->setHeaderLabels({ tr("Step"), tr("Split"), tr("Main metric"), tr("All metrics") });
     m_evaluations->setRootIsDecorated(false);
 
+    m_copyCommand = new QPushButton(tr("Copy CLI command"), this);
+    m_copyCommand->setObjectName(QStringLiteral("copyCliCommand"));
+    m_copyCommand->setToolTip(
+        tr("Copies the shell line that trains this run again with the headless ladder CLI "
+           "(its spec on standard input: ladder train --config -)"));
+    connect(m_copyCommand, &QPushButton::clicked, this, [this] {
+        if (!m_specJson.empty())
+            QApplication::clipboard()->setText(cliCommand(m_specJson));
+    });
+    auto* specPage = new QWidget(this);
+    auto* specLayout = new QVBoxLayout(specPage);
+    specLayout->setContentsMargins(0, 0, 0, 0);
+    specLayout->addWidget(m_spec, 1);
+    specLayout->addWidget(m_copyCommand, 0, Qt::AlignRight);
+
     m_tabs->addTab(m_figures, tr("Figures"));
-    m_tabs->addTab(m_spec, tr("Spec"));
+    m_tabs->addTab(specPage, tr("Spec"));
     m_tabs->addTab(m_log, tr("Log"));
     m_tabs->addTab(m_evaluations, tr("Evaluations"));
 
@@ -131,9 +149,22 @@ void RunDetailsView::clear()
     m_title->setText(tr("No run selected: click a point of the plot or a row of the table."));
     m_figures->clear();
     m_spec->clear();
+    m_specJson.clear();
+    m_copyCommand->setEnabled(false);
     m_log->clear();
     m_evaluations->clear();
     m_memoryBar->setBreakdown(std::nullopt);
+}
+
+QString RunDetailsView::cliCommand(const std::string& specJson)
+{
+    auto spec = tryParseJson(specJson);
+    if (!spec || !spec->is_object())
+        return {};
+    spec->erase("store"); // where it goes is the user's choice (--store, else the default store)
+    QString compact = text(spec->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    compact.replace(QLatin1Char('\''), QStringLiteral("'\\''")); // close, an escaped quote, reopen
+    return QStringLiteral("printf '%s\\n' '%1' | ladder train --config -").arg(compact);
 }
 
 QString RunDetailsView::prettySpec(const std::string& specJson)
@@ -154,6 +185,8 @@ void RunDetailsView::setDetails(const RunDetailsSnapshot& details)
     m_memoryBar->setBreakdown(MemoryBreakdown::fromFigures(run.figures));
     fillFigures(run, details.metricPoints);
 
+    m_specJson = run.specJson;
+    m_copyCommand->setEnabled(tryParseJson(run.specJson).has_value());
     const QString spec = prettySpec(run.specJson);
     if (m_spec->toPlainText() != spec)
         m_spec->setPlainText(spec);

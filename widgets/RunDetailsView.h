@@ -1,5 +1,7 @@
 #pragma once
 
+#include <string>
+
 #include <QPointer>
 #include <QWidget>
 
@@ -7,6 +9,7 @@
 
 class QLabel;
 class QPlainTextEdit;
+class QPushButton;
 class QTabWidget;
 class QTreeWidget;
 
@@ -44,6 +47,11 @@ public:
 
     // The spec JSON indented by 2, keys sorted; the text itself when it is not JSON.
     static QString prettySpec(const std::string& specJson);
+    // The shell line "Copy CLI command" copies: the spec (without "store") as compact JSON on standard
+    // input of `ladder train --config -`, quoted for POSIX shells:
+    //   printf '%s\n' '{"backbone":"demo",...}' | ladder train --config -
+    // Empty when the spec is not a JSON object.
+    static QString cliCommand(const std::string& specJson);
 
 public Q_SLOTS:
     // Asks the reader for run `runId` (0 clears the view).
@@ -65,6 +73,8 @@ private:
     MemoryBreakdownBar* m_memoryBar = nullptr;
     QTabWidget* m_tabs = nullptr;
     QPlainTextEdit* m_spec = nullptr;
+    QPushButton* m_copyCommand = nullptr;
+    std::string m_specJson; // of the run shown
     QPlainTextEdit* m_log = nullptr;
     QTreeWidget* m_evaluations = nullptr;
 };

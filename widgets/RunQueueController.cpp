@@ -351,6 +351,17 @@ bool RunQueueController::remove(qint64 runId, QString* error)
     return true;
 }
 
+bool RunQueueController::rename(qint64 runId, const QString& name, QString* error)
+{
+    if (!m_store)
+        return report(error, "no results store is open");
+    std::string message;
+    if (!m_store->renameRun(runId, name.toStdString(), &message))
+        return report(error, message);
+    Q_EMIT queueChanged();
+    return true;
+}
+
 bool RunQueueController::resume(qint64 runId, qint64* fromStep, QString* error)
 {
     if (!m_store)

@@ -100,6 +100,8 @@ public:
     // *fromStep (optional) receives the step it continues from (0: it has no state and trains again). A
     // state file that does not read is refused here, naming it, and the run is left as it was.
     bool resume(qint64 runId, qint64* fromStep = nullptr, QString* error = nullptr);
+    // Renames a run, in any state (ResultsStore::renameRun: the name only, never the spec).
+    bool rename(qint64 runId, const QString& name, QString* error = nullptr);
     // Moves a queued run `offset` places (negative: sooner).
     bool move(qint64 runId, int offset, QString* error = nullptr);
     // The stored spec JSON of a run (for duplicate-and-edit).

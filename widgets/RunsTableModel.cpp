@@ -171,6 +171,8 @@ QVariant RunsTableModel::rawValue(const RunRecord& run, Column column) const
     switch (column) {
     case IdColumn:
         return static_cast<double>(run.id);
+    case NameColumn:
+        return QString::fromStdString(run.name);
     case MethodColumn:
         return QString::fromStdString(run.method);
     case OptionsColumn:
@@ -191,6 +193,8 @@ QVariant RunsTableModel::rawValue(const RunRecord& run, Column column) const
         return optionalDouble(f.testMetric);
     case WallTimeColumn:
         return optionalDouble(f.wallSeconds);
+    case ThroughputColumn:
+        return optionalDouble(f.tokensPerSecond);
     case StatusColumn:
         return QString::fromLatin1(toString(run.status));
     case ColumnCount:
@@ -220,6 +224,11 @@ QVariant RunsTableModel::displayValue(const RunRecord& run, Column column) const
         return QString::number(raw.toDouble(), 'f', kMetricDecimals);
     case WallTimeColumn:
         return formatDuration(raw.toDouble());
+    case ThroughputColumn: {
+        QLocale locale = QLocale::c();
+        locale.setNumberOptions(QLocale::DefaultNumberOptions); // 12,345 tok/s
+        return tr("%1 tok/s").arg(locale.toString(raw.toDouble(), 'f', 0));
+    }
     case StatusColumn:
         if (run.status == RunState::Running && run.totalSteps > 0)
             return tr("running %1/%2").arg(run.step).arg(run.totalSteps);
@@ -238,6 +247,8 @@ QVariant RunsTableModel::data(const QModelIndex& index, int role) const
     switch (role) {
     case Qt::DisplayRole:
         return displayValue(run, column);
+    case Qt::EditRole:
+        return column == NameColumn ? QVariant(QString::fromStdString(run.name)) : QVariant();
     case RawValueRole:
         return rawValue(run, column);
     case RunIdRole:
@@ -288,6 +299,7 @@ QVariant RunsTableModel::data(const QModelIndex& index, int role) const
         case BestValidationColumn:
         case TestColumn:
         case WallTimeColumn:
+        case ThroughputColumn:
             return QVariant::fromValue(Qt::Alignment(Qt::AlignRight | Qt::AlignVCenter));
         default:
             break;
@@ -307,6 +319,8 @@ QVariant RunsTableModel::headerData(int section, Qt::Orientation orientation, in
         switch (static_cast<Column>(section)) {
         case IdColumn:
             return tr("Id");
+        case NameColumn:
+            return tr("Name");
         case MethodColumn:
             return tr("Method");
         case OptionsColumn:
@@ -327,6 +341,8 @@ QVariant RunsTableModel::headerData(int section, Qt::Orientation orientation, in
             return tr("Test");
         case WallTimeColumn:
             return tr("Wall time");
+        case ThroughputColumn:
+            return tr("Throughput");
         case StatusColumn:
             return tr("Status");
         case ColumnCount:
@@ -342,11 +358,38 @@ QVariant RunsTableModel::headerData(int section, Qt::Orientation orientation, in
             return tr("Main metric of the best validation evaluation");
         case TestColumn:
             return tr("Main metric of the best checkpoint on the test split");
+        case NameColumn:
+            return tr("The run's name (double-click to rename)");
+        case ThroughputColumn:
+            return tr("Training tokens per second over the run's steps (source and target tokens)");
         default:
             break;
         }
     }
     return {};
+}
+
+Qt::ItemFlags RunsTableModel::flags(const QModelIndex& index) const
+{
+    Qt::ItemFlags f = QAbstractTableModel::flags(index);
+    if (index.isValid() && index.column() == NameColumn)
+        f |= Qt::ItemIsEditable;
+    return f;
+}
+
+bool RunsTableModel::setData(const QModelIndex& index, const QVariant& value, int role)
+{
+    if (role != Qt::EditRole || !index.isValid() || index.column() != NameColumn
+        || index.row() >= static_cast<int>(m_runs.size()))
+        return false;
+    const QString name = value.toString().simplified();
+    auto& run = m_runs[static_cast<std::size_t>(index.row())];
+    if (name.isEmpty() || name.toStdString() == run.name)
+        return false;
+    run.name = name.toStdString();
+    Q_EMIT dataChanged(index, index);
+    Q_EMIT renameRequested(static_cast<qint64>(run.id), name);
+    return true;
 }
 
 void RunsTableModel::setRuns(const std::vector<ladder::RunRecord>& runs)

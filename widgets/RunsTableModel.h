@@ -20,19 +20,23 @@ class RunsTableModel : public QAbstractTableModel {
     Q_OBJECT
 
 public:
+    // What a reader compares comes first, so that it is visible without scrolling at the default window
+    // size: the name, the peak memory, the accuracies and the status; the knobs behind the name follow.
     enum Column {
         IdColumn,
+        NameColumn,
+        PeakMemoryColumn,
+        BestValidationColumn,
+        TestColumn,
+        StatusColumn,
         MethodColumn,
         OptionsColumn,
         BackboneColumn,
         TaskColumn,
         SeedColumn,
         TrainablePercentColumn,
-        PeakMemoryColumn,
-        BestValidationColumn,
-        TestColumn,
         WallTimeColumn,
-        StatusColumn,
+        ThroughputColumn,
         ColumnCount
     };
     enum Role {
@@ -47,6 +51,10 @@ public:
     int columnCount(const QModelIndex& parent = QModelIndex()) const override;
     QVariant data(const QModelIndex& index, int role = Qt::DisplayRole) const override;
     QVariant headerData(int section, Qt::Orientation orientation, int role = Qt::DisplayRole) const override;
+    // The name column is editable: an edit shows at once and emits renameRequested(); the store's next
+    // reload confirms it (or brings the old name back when the rename failed).
+    Qt::ItemFlags flags(const QModelIndex& index) const override;
+    bool setData(const QModelIndex& index, const QVariant& value, int role = Qt::EditRole) override;
 
     const std::vector<RunRecord>& runs() const { return m_runs; }
     // The row of run `runId`, or -1.
@@ -66,6 +74,10 @@ public:
 
 public Q_SLOTS:
     void setRuns(const std::vector<ladder::RunRecord>& runs);
+
+Q_SIGNALS:
+    // The user renamed run `runId` in the table (a non-blank name, trimmed).
+    void renameRequested(qint64 runId, const QString& name);
 
 private:
     QVariant displayValue(const RunRecord& run, Column column) const;

@@ -185,13 +185,46 @@ private Q_SLOTS:
         plot.customPlot()->replot();
         QCOMPARE(plot.points().size(), std::size_t(7));
         QCOMPARE(plot.frontIndices().size(), std::size_t(4)); // run 10 (90 MB, 0.60) is dominated by r=16
-        // One graph per method (5 methods with figures: adapter, bitfit, full, ladder, lora) plus the front.
-        QCOMPARE(plot.customPlot()->graphCount(), 6);
+        // One graph per method (5 methods with figures: adapter, bitfit, full, ladder, lora); the front is a
+        // step line and the region it dominates, two curves named in the legend with the runs on the front
+        // (in order of memory: r=16, the r=8 group, the adapter, full).
+        QCOMPARE(plot.customPlot()->graphCount(), 5);
         QStringList names;
-        for (int i = 0; i < plot.customPlot()->graphCount(); ++i)
-            names << plot.customPlot()->graph(i)->name();
+        for (int i = 0; i < plot.customPlot()->plottableCount(); ++i)
+            if (plot.customPlot()->legend->hasItemWithPlottable(plot.customPlot()->plottable(i)))
+                names << plot.customPlot()->plottable(i)->name();
         QVERIFY(names.contains(QStringLiteral("Ladder Side-Tuning")));
-        QVERIFY(names.contains(QStringLiteral("Pareto front")));
+        QVERIFY2(names.contains(QStringLiteral("Pareto front: runs 4, 1, 2, 3, 5, 7")),
+            qPrintable(names.join(" | ")));
+        QVERIFY(names.contains(QStringLiteral("Dominated by the front")));
+        // The step line: from each front point across at its metric to the next point's memory, then up.
+        QCPCurve* edge = nullptr;
+        for (int i = 0; i < plot.customPlot()->plottableCount(); ++i)
+            if (plot.customPlot()->plottable(i)->name().startsWith(QLatin1String("Pareto front")))
+                edge = qobject_cast<QCPCurve*>(plot.customPlot()->plottable(i));
+        QVERIFY(edge);
+        QCOMPARE(edge->dataCount(), 4 + 3 + 1); // 4 points, 3 corners, the run to the right edge
+        QCOMPARE(edge->data()->at(1)->key, 102.0); // corner: the r=8 group's memory at r=16's metric
+        QCOMPARE(edge->data()->at(1)->value, 0.75);
+        // The legend sits below the axes, never over the data.
+        const QRect axes = plot.customPlot()->axisRect()->outerRect();
+        const QRect legend = plot.customPlot()->legend->outerRect();
+        QVERIFY(!legend.isEmpty());
+        QVERIFY2(!axes.intersects(legend),
+            qPrintable(QStringLiteral("%1,%2 %3x%4 vs %5,%6 %7x%8")
+                           .arg(axes.x())
+                           .arg(axes.y())
+                           .arg(axes.width())
+                           .arg(axes.height())
+                           .arg(legend.x())
+                           .arg(legend.y())
+                           .arg(legend.width())
+                           .arg(legend.height())));
+        // Runs with no figures are named, with the mixed tasks of the fixture.
+        QVERIFY2(plot.notesText().contains(
+                     QStringLiteral("Not plotted (no peak memory or no metric yet): 1 running, 1 failed")),
+            qPrintable(plot.notesText()));
+        QVERIFY(plot.notesText().contains(QStringLiteral("2 tasks, 2 backbones mixed")));
         QCOMPARE(plot.customPlot()->yAxis->label(), QStringLiteral("Best validation accuracy"));
         // The error bars of the r=8 group are its std: 0.02 in the metric, 2 MB in memory; single runs have
         // 0.
@@ -214,6 +247,66 @@ private Q_SLOTS:
         // Distinct colours and markers per method.
         QVERIFY(ComparePlot::methodColor("ladder") != ComparePlot::methodColor("lora"));
         QVERIFY(ComparePlot::methodShape("ladder") != ComparePlot::methodShape("adapter"));
+    }
+
+    // A run that has not finished but has figures (cancelled after evaluations) is drawn hollow, never
+    // averaged with its finished twins and never on the front, even where it would dominate.
+    void unfinishedRunsAreHollowAndOffTheFront()
+    {
+        auto runs = m_runs;
+        auto cancelled
+            = *std::find_if(runs.begin(), runs.end(), [](const RunRecord& r) { return r.id == 1; });
+        cancelled.id = 50;
+        cancelled.status = RunState::Cancelled;
+        cancelled.name = "cut short";
+        cancelled.figures.peakAllocatedBytes = 10'000'000; // 10 MB at 0.99: would dominate everything
+        cancelled.figures.bestValidationMetric = 0.99;
+        runs.push_back(cancelled);
+        const auto points = CompareSeries::build(runs, CompareMetric::BestValidation);
+        QCOMPARE(points.size(), std::size_t(8));
+        const auto it
+            = std::find_if(points.begin(), points.end(), [](const ComparePoint& p) { return !p.finished; });
+        QVERIFY(it != points.end());
+        QCOMPARE(it->runIds, std::vector<std::int64_t> { 50 });
+        QCOMPARE(QString::fromStdString(it->state), QStringLiteral("cancelled"));
+        const auto front = CompareSeries::paretoFront(points);
+        QCOMPARE(front.size(), std::size_t(4));
+        for (auto i : front)
+            QVERIFY(points[i].finished);
+
+        ComparePlot plot;
+        plot.resize(800, 600);
+        plot.setRuns(runs);
+        plot.customPlot()->replot();
+        int index = -1;
+        for (int i = 0; i < static_cast<int>(plot.points().size()); ++i)
+            if (!plot.points()[static_cast<std::size_t>(i)].finished)
+                index = i;
+        QVERIFY(index >= 0);
+        const QString tip = plot.tooltipFor(index);
+        QVERIFY2(tip.contains(QStringLiteral("<b>cut short</b>"))
+                && tip.contains(QStringLiteral("cancelled: not finished")),
+            qPrintable(tip));
+        QStringList legend;
+        for (int i = 0; i < plot.customPlot()->legend->itemCount(); ++i)
+            if (auto* item = qobject_cast<QCPPlottableLegendItem*>(plot.customPlot()->legend->item(i)))
+                legend << item->plottable()->name();
+        QVERIFY2(legend.contains(QStringLiteral("Not finished (hollow; state in the tooltip)")),
+            qPrintable(legend.join(" | ")));
+        // The hollow marker: the method's pen, a white brush.
+        bool hollow = false;
+        for (int i = 0; i < plot.customPlot()->graphCount(); ++i) {
+            auto* g = plot.customPlot()->graph(i);
+            if (g->dataCount() == 1 && g->data()->at(0)->key == 10.0)
+                hollow = g->scatterStyle().brush().color() == QColor(Qt::white)
+                    && g->scatterStyle().pen().color() == ComparePlot::methodColor("ladder");
+        }
+        QVERIFY(hollow);
+        // Absent runs by reason, in the documented order.
+        const auto absent = CompareSeries::absent(runs, CompareMetric::Test);
+        QCOMPARE(absent.size(), std::size_t(2)); // run 11 running, run 9 failed; run 50 has a test figure
+        QCOMPARE(absent[0].first, std::string("running"));
+        QCOMPARE(absent[1].first, std::string("failed"));
     }
 
     // QLoRA is a method of its own (issue 18): its own colour, marker and legend entry beside LoRA's.

@@ -189,18 +189,18 @@ private Q_SLOTS:
         QCOMPARE(lines.size(), 1 + 10);
         QCOMPARE(csvSplit(lines[0]), CompareTab::csvColumns());
         const QStringList first = csvSplit(lines[1]); // full fine-tuning, 500 MB, the largest
-        QCOMPARE(first.size(), 12);
+        QCOMPARE(first.size(), 14);
         QCOMPARE(first[0], QStringLiteral("7"));
-        QCOMPARE(first[1], QStringLiteral("full"));
-        QCOMPARE(first[4], QStringLiteral("demo-supersense"));
-        QCOMPARE(first[6], QStringLiteral("1"));
-        QCOMPARE(first[7], QStringLiteral("500000000"));
-        QCOMPARE(first[8], QStringLiteral("0.86"));
-        QCOMPARE(first[9], QStringLiteral("0.85"));
-        QCOMPARE(first[10], QStringLiteral("75"));
-        QCOMPARE(first[11], QStringLiteral("finished"));
+        QCOMPARE(first[2], QStringLiteral("500000000"));
+        QCOMPARE(first[3], QStringLiteral("0.86"));
+        QCOMPARE(first[4], QStringLiteral("0.85"));
+        QCOMPARE(first[5], QStringLiteral("finished"));
+        QCOMPARE(first[6], QStringLiteral("full"));
+        QCOMPARE(first[9], QStringLiteral("demo-supersense"));
+        QCOMPARE(first[11], QStringLiteral("1"));
+        QCOMPARE(first[12], QStringLiteral("75"));
         const QStringList lora = csvSplit(lines[2]); // 310 MB
-        QCOMPARE(lora[2], QStringLiteral("rank=32 alpha=32"));
+        QCOMPARE(lora[7], QStringLiteral("rank=32 alpha=32"));
         QVERIFY(!tab.exportTableCsv(dir + "/missing/folder/runs.csv"));
         QVERIFY(tab.lastError().contains(QStringLiteral("runs.csv")));
 

@@ -24,6 +24,7 @@
 #include "TestSupport.h"
 #include "train/MemoryMeter.h"
 #include "train/MemoryPlan.h"
+#include "train/StoreRecorder.h"
 #include "train/Trainer.h"
 
 using namespace ladder;
@@ -416,6 +417,39 @@ private Q_SLOTS:
             QCOMPARE(QString::fromStdString(specs[i].backbone), QStringLiteral("demo"));
             QCOMPARE(QString::fromStdString(specs[i].task.type), QStringLiteral("demo"));
         }
+    }
+
+    // The Name field: empty gives each run its default name (shown as the placeholder, following the form);
+    // a typed name is the spec's name, ending in the seed when there are several seeds.
+    void nameFieldNamesTheRuns()
+    {
+        ExperimentForm form;
+        child<QSpinBox>(&form, "ladderR")->setValue(4);
+        child<QLineEdit>(&form, "learningRateEdit")->setText(QStringLiteral("1e-3"));
+        auto* name = child<QLineEdit>(&form, "runNameEdit");
+        QVERIFY(name->text().isEmpty());
+        QCOMPARE(form.defaultRunName(), QStringLiteral("LST r4 lr 1e-3 · seed 0"));
+        QCOMPARE(name->placeholderText(), form.defaultRunName());
+        std::vector<RunSpec> specs;
+        QString error;
+        QVERIFY2(form.specs(&specs, &error), qPrintable(error));
+        QVERIFY(specs[0].name.empty()); // the store names it (newRunFor): the spec's hash is unchanged
+        QCOMPARE(QString::fromStdString(newRunFor(specs[0], RunState::Queued).name), form.defaultRunName());
+        child<QLineEdit>(&form, "seedsEdit")->setText(QStringLiteral("0-1"));
+        name->setText(QStringLiteral("  my  LST "));
+        QVERIFY2(form.specs(&specs, &error), qPrintable(error));
+        QCOMPARE(specs.size(), std::size_t(2));
+        QCOMPARE(QString::fromStdString(specs[0].name), QStringLiteral("my LST · seed 0"));
+        QCOMPARE(QString::fromStdString(specs[1].name), QStringLiteral("my LST · seed 1"));
+        QCOMPARE(runSpecHash(specs[0]), runSpecHash(RunSpec::fromJson([&] {
+            auto j = specs[0].toJson();
+            j.erase("name");
+            return j;
+        }())));
+        // A loaded spec shows its name.
+        child<QLineEdit>(&form, "seedsEdit")->setText(QStringLiteral("0"));
+        QVERIFY2(form.setSpecJson(specs[1].toJson(), &error), qPrintable(error));
+        QCOMPARE(name->text(), QStringLiteral("my LST · seed 1"));
     }
 
     // "GPUs per run" is the spec's training.processes; the estimate is then a rank's (its share of the

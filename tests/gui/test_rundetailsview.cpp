@@ -1,14 +1,18 @@
 // RunDetailsView and MemoryBreakdownBar over a real store: spec, log lines, final figures, evaluations and
 // the memory breakdown (activations = peak - weights - gradients - optimizer state), read through
 // StoreReader off the GUI thread.
+#include <QProcess>
 #include <QSignalSpy>
 #include <QtTest>
+#include <nlohmann/json.hpp>
 
 #include "CompareFixtures.h"
+#include "FruitTask.h"
 #include "MemoryBreakdownBar.h"
 #include "RunDetailsView.h"
 #include "StoreReader.h"
 #include "TestSupport.h"
+#include "train/StoreRecorder.h"
 
 using namespace ladder;
 using namespace ladder::widgets;
@@ -75,8 +79,7 @@ private Q_SLOTS:
         view.showRun(5); // adapter hidden 48, 300 MB
         QVERIFY(details.wait(10000));
         QCOMPARE(view.runId(), qint64(5));
-        QVERIFY2(view.titleText().startsWith(
-                     QStringLiteral("Run 5 · adapter h=48 · supersense · seed 0 · finished")),
+        QVERIFY2(view.titleText().startsWith(QStringLiteral("Run 5 · Adapters h48 · seed 0 · finished")),
             qPrintable(view.titleText()));
         // The spec, pretty-printed.
         QVERIFY(view.specText().contains(QStringLiteral("\n  \"method\": {\n")));
@@ -233,6 +236,44 @@ private Q_SLOTS:
         QVERIFY(figures.contains(QStringLiteral("peak allocated: 310.0 MB")));
         QVERIFY2(!figures.join('\n').contains(QStringLiteral("init peak")), qPrintable(figures.join('\n')));
         QVERIFY(!figures.join('\n').contains(QStringLiteral("evaluation peak")));
+    }
+
+    // "Copy CLI command" gives a shell line that a real POSIX shell runs as `ladder train`, reproducing the
+    // run: the same spec (its hash too), its name with a quote in it, and no "store" (the user's --store
+    // decides).
+    void copiedCliCommandTrainsTheRunAgain()
+    {
+        LADDER_REQUIRE_FIXTURES();
+        const std::string root = test::makeTempDir();
+        test::writeTinyBackbone(root + "/tiny-t5", 5);
+        const std::string task = test::writeFruitTask(root);
+        const nlohmann::json spec { { "name", "it's mine" }, { "backbone", root + "/tiny-t5" },
+            { "task", test::fruitTaskSpec(task) }, { "method", { { "method", "lora" }, { "rank", 2 } } },
+            { "training",
+                { { "max_steps", 2 }, { "batch_size", 8 }, { "warmup_steps", 0 }, { "max_source_length", 16 },
+                    { "max_eval_examples", 4 }, { "learning_rate", 0.01 } } },
+            { "seed", 3 }, { "store", root + "/elsewhere.sqlite" } };
+        const QString line = RunDetailsView::cliCommand(spec.dump());
+        QVERIFY2(line.endsWith(QLatin1String(" | ladder train --config -")), qPrintable(line));
+        QVERIFY(!line.contains(QLatin1String("elsewhere")));
+        QVERIFY(RunDetailsView::cliCommand("not json").isEmpty());
+
+        const QString store = QString::fromStdString(root + "/results.sqlite");
+        QProcess sh;
+        auto env = QProcessEnvironment::systemEnvironment();
+        env.insert(QStringLiteral("PATH"),
+            QFileInfo(QString::fromStdString(test::cliPath())).absolutePath() + ":" + env.value("PATH"));
+        sh.setProcessEnvironment(env);
+        sh.start(QStringLiteral("/bin/sh"), { QStringLiteral("-c"), line + " --store '" + store + "'" });
+        QVERIFY(sh.waitForFinished(120000));
+        QVERIFY2(sh.exitCode() == 0, sh.readAllStandardError().constData());
+        QCOMPARE(QString::fromStdString(test::rawQuery(store.toStdString(), "SELECT name, status FROM runs")),
+            QStringLiteral("it's mine|finished"));
+        nlohmann::json expected = spec;
+        expected.erase("store");
+        QCOMPARE(QString::fromStdString(test::rawQuery(store.toStdString(), "SELECT spec_hash FROM runs")),
+            QString::fromStdString(runSpecHash(RunSpec::fromJson(expected))));
+        QVERIFY(!QFileInfo::exists(QString::fromStdString(root + "/elsewhere.sqlite")));
     }
 
     void prettySpecKeepsNonJson()

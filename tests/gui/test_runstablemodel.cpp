@@ -78,6 +78,8 @@ private Q_SLOTS:
         QCOMPARE(cell(model, 0, RunsTableModel::BestValidationColumn), QStringLiteral("0.8000"));
         QCOMPARE(cell(model, 0, RunsTableModel::TestColumn), QStringLiteral("0.7800"));
         QCOMPARE(cell(model, 0, RunsTableModel::WallTimeColumn), QStringLiteral("1 min 15 s"));
+        QCOMPARE(cell(model, 0, RunsTableModel::NameColumn), QStringLiteral("LST r8 · seed 0"));
+        QCOMPARE(cell(model, 0, RunsTableModel::ThroughputColumn), QStringLiteral("1,235 tok/s"));
         QCOMPARE(cell(model, 0, RunsTableModel::StatusColumn), QStringLiteral("finished"));
         QCOMPARE(
             model.index(0, RunsTableModel::PeakMemoryColumn).data(RunsTableModel::RawValueRole).toDouble(),
@@ -101,6 +103,25 @@ private Q_SLOTS:
         QCOMPARE(model.rowOfRun(7), 6);
         QCOMPARE(model.rowOfRun(99), -1);
         QVERIFY(model.runAt(11) == nullptr);
+    }
+
+    // The name column is the only editable one; an edit shows at once and asks for the store's rename.
+    void namesAreEditable()
+    {
+        RunsTableModel model;
+        model.setRuns(m_runs);
+        const QModelIndex name = model.index(5, RunsTableModel::NameColumn);
+        QVERIFY(model.flags(name) & Qt::ItemIsEditable);
+        QVERIFY(!(model.flags(model.index(5, RunsTableModel::MethodColumn)) & Qt::ItemIsEditable));
+        QCOMPARE(name.data(Qt::EditRole).toString(), QStringLiteral("LoRA r32 qv · seed 0"));
+        QSignalSpy renamed(&model, &RunsTableModel::renameRequested);
+        QVERIFY(!model.setData(name, QStringLiteral("   "))); // blank: refused
+        QVERIFY(model.setData(name, QStringLiteral("  LoRA  baseline ")));
+        QCOMPARE(renamed.count(), 1);
+        QCOMPARE(renamed.at(0).at(0).toLongLong(), qint64(6));
+        QCOMPARE(renamed.at(0).at(1).toString(), QStringLiteral("LoRA baseline"));
+        QCOMPARE(cell(model, 5, RunsTableModel::NameColumn), QStringLiteral("LoRA baseline"));
+        QVERIFY(!model.setData(model.index(5, RunsTableModel::MethodColumn), QStringLiteral("x")));
     }
 
     void formatting()

@@ -173,6 +173,18 @@ echo "[package] \$ LADDER_VENV=/nonexistent ladder info   (the wrapper's message
 rc=0; LADDER_VENV=/nonexistent ladder info 2>"\$HOME/wrapper.err" || rc=\$?
 cat "\$HOME/wrapper.err"
 [[ \$rc -eq 127 ]] && grep -q 'LADDER_VENV=/nonexistent holds no torch wheel' "\$HOME/wrapper.err" || { echo "[package] FAIL: wrapper exit \$rc"; exit 1; }
+# The installed wrapper with its torch folder pointed elsewhere: missing, then a wheel of another version.
+sed "s|^torch_lib=.*|torch_lib=\$HOME/fake/torch/lib|" /usr/bin/ladder >"\$HOME/ladder-wrapper"
+echo "[package] \$ ladder info   (the wrapper, its torch folder missing)"
+rc=0; sh "\$HOME/ladder-wrapper" info 2>"\$HOME/wrapper.err" || rc=\$?
+cat "\$HOME/wrapper.err"
+[[ \$rc -eq 127 ]] && grep -q 'sudo /usr/lib/ladderbench/install-torch' "\$HOME/wrapper.err" || { echo "[package] FAIL: wrapper exit \$rc"; exit 1; }
+mkdir -p "\$HOME/fake/torch/lib" && touch "\$HOME/fake/torch/lib/libtorch_cpu.so"
+echo "__version__ = '2.10.0+cpu'" >"\$HOME/fake/torch/version.py"
+echo "[package] \$ ladder info   (the wrapper, torch 2.10.0 in its torch folder)"
+rc=0; sh "\$HOME/ladder-wrapper" info 2>"\$HOME/wrapper.err" || rc=\$?
+cat "\$HOME/wrapper.err"
+[[ \$rc -eq 127 ]] && grep -q 'holds torch 2.10.0+cpu' "\$HOME/wrapper.err" || { echo "[package] FAIL: wrapper exit \$rc"; exit 1; }
 EOF
 
 hide="${LADDER_PACKAGE_TEST_HIDE:-namespace}"

@@ -1,5 +1,6 @@
 #include "DemoSetupDialog.h"
 
+#include <algorithm>
 #include <csignal>
 #include <utility>
 
@@ -83,7 +84,7 @@ DemoBuildDialog::DemoBuildDialog(QString program, QWidget* parent)
     m_process = new QProcess(this);
     m_process->setStandardOutputFile(QProcess::nullDevice()); // the folder it prints is demoCacheDir()'s
     connect(m_process, &QProcess::readyReadStandardError, this, &DemoBuildDialog::readStderr);
-    connect(m_process, &QProcess::finished, this, &DemoBuildDialog::finished);
+    connect(m_process, &QProcess::finished, this, &DemoBuildDialog::processFinished);
     m_killTimer = new QTimer(this);
     m_killTimer->setSingleShot(true);
     connect(m_killTimer, &QTimer::timeout, this, [this] {
@@ -184,7 +185,7 @@ void DemoBuildDialog::handleLine(const QString& line)
     }
 }
 
-void DemoBuildDialog::finished(int exitCode, QProcess::ExitStatus status)
+void DemoBuildDialog::processFinished(int exitCode, QProcess::ExitStatus status)
 {
     m_killTimer->stop();
     m_pending += '\n';

@@ -61,7 +61,7 @@ protected:
 private:
     void readStderr();
     void handleLine(const QString& line);
-    void finished(int exitCode, QProcess::ExitStatus status);
+    void processFinished(int exitCode, QProcess::ExitStatus status);
 
     QString m_program;
     QProcess* m_process = nullptr;

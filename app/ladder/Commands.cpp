@@ -34,6 +34,7 @@ void registerTokenizeCommands(CLI::App& app);
 void registerMethodCommands(CLI::App& app);
 void registerTrainCommands(CLI::App& app);
 void registerRunsCommands(CLI::App& app);
+void registerExportCommands(CLI::App& app);
 void registerDemoCommands(CLI::App& app);
 void registerEstimateCommands(CLI::App& app);
 void registerWorkerCommands(CLI::App& app);
@@ -47,6 +48,7 @@ void registerCommands(CLI::App& app)
     registerMethodCommands(app);
     registerTrainCommands(app);
     registerRunsCommands(app);
+    registerExportCommands(app);
     registerDemoCommands(app);
     registerEstimateCommands(app);
     registerPlanCommands(app);

@@ -108,6 +108,27 @@ install(CODE "
 ")
 install(FILES ${PROJECT_SOURCE_DIR}/docs/PACKAGING.md DESTINATION ${CMAKE_INSTALL_DATADIR}/doc/ladderbench)
 
+# The release in three places that must agree: project(VERSION), packaging/changelog's first entry (the
+# package's changelog.gz, gzipped -9n at install time) and the metainfo's newest <release>.
+file(STRINGS ${PROJECT_SOURCE_DIR}/packaging/changelog _ladder_changelog_top LIMIT_COUNT 1)
+file(READ ${PROJECT_SOURCE_DIR}/resources/${LADDER_APP_ID}.metainfo.xml _ladder_metainfo)
+if(NOT _ladder_changelog_top MATCHES "^ladderbench \\(${PROJECT_VERSION}\\) "
+   OR NOT _ladder_metainfo MATCHES "<release version=\"${PROJECT_VERSION}\"")
+  message(FATAL_ERROR "packaging: project version ${PROJECT_VERSION} is not the first entry of "
+    "packaging/changelog ('${_ladder_changelog_top}') or the newest <release> of "
+    "resources/${LADDER_APP_ID}.metainfo.xml: add the release to both")
+endif()
+install(CODE "
+  set(_doc \"\$ENV{DESTDIR}\${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_DATADIR}/doc/ladderbench\")
+  file(MAKE_DIRECTORY \"\${_doc}\")
+  execute_process(COMMAND gzip -9n -c \"${PROJECT_SOURCE_DIR}/packaging/changelog\"
+    OUTPUT_FILE \"\${_doc}/changelog.gz\" RESULT_VARIABLE _rc)
+  if(NOT _rc EQUAL 0)
+    message(FATAL_ERROR \"gzip of packaging/changelog failed\")
+  endif()
+  message(STATUS \"Installing: \${_doc}/changelog.gz\")
+")
+
 # ---- CPack: the Debian package ----------------------------------------------------------------------
 set(CPACK_GENERATOR "DEB")
 set(CPACK_PACKAGE_NAME "ladderbench")
@@ -115,12 +136,15 @@ set(CPACK_PACKAGE_VERSION "${PROJECT_VERSION}")
 set(CPACK_PACKAGE_VENDOR "The LadderBench developers")
 set(CPACK_PACKAGE_CONTACT "The LadderBench developers <ladderbench@users.noreply.github.com>")
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "workbench for memory-efficient fine-tuning of T5 (Ladder Side-Tuning)")
+# (Lines under 80 characters: lintian's extended-description-line-too-long.)
 set(CPACK_PACKAGE_DESCRIPTION
-  "LadderBench fine-tunes HuggingFace T5 models with Ladder Side-Tuning and the baselines it is compared
-with (full fine-tuning, BitFit, Adapters, LoRA, prompt tuning), measures and predicts their training
-memory, and compares them in a Qt workbench (ladderbench) and a command-line tool (ladder).
-LibTorch is not in this package: /usr/lib/ladderbench/install-torch installs the torch ${LADDER_TORCH_VERSION}
-wheel into ${LADDER_PACKAGE_VENV}, where the programs find it.")
+  "LadderBench fine-tunes HuggingFace T5 models with Ladder Side-Tuning and the
+baselines it is compared with (full fine-tuning, BitFit, Adapters, LoRA,
+prompt tuning), measures and predicts their training memory, and compares
+them in a Qt workbench (ladderbench) and a command-line tool (ladder).
+LibTorch is not in this package: /usr/lib/ladderbench/install-torch installs
+the torch ${LADDER_TORCH_VERSION} wheel into ${LADDER_PACKAGE_VENV}, where the programs
+find it.")
 set(CPACK_PACKAGING_INSTALL_PREFIX "/usr")
 set(CPACK_STRIP_FILES ON)
 set(CPACK_DEBIAN_FILE_NAME "DEB-DEFAULT") # ladderbench_<version>_<arch>.deb

@@ -87,7 +87,8 @@ for path in ./usr/bin/ladder ./usr/bin/ladderbench ./usr/lib/ladderbench/ladder 
     ./usr/share/applications/io.github.ladderbench.LadderBench.desktop \
     ./usr/share/metainfo/io.github.ladderbench.LadderBench.metainfo.xml \
     ./usr/share/icons/hicolor/scalable/apps/io.github.ladderbench.LadderBench.svg \
-    ./usr/share/man/man1/ladder.1.gz ./usr/share/man/man1/ladderbench.1.gz; do
+    ./usr/share/man/man1/ladder.1.gz ./usr/share/man/man1/ladderbench.1.gz \
+    ./usr/share/doc/ladderbench/changelog.gz; do
     grep -q " $path\$" <<<"$contents" || fail "the package lacks $path"
 done
 for size in 16 32 48 64 128 256; do
@@ -115,6 +116,11 @@ for f in "$WORK"/root/usr/lib/ladderbench/{ladder,ladderbench,libladder_spm.so};
         fail "$f's RUNPATH points into the checkout: $(readelf -d "$f" | grep -E 'RUNPATH|RPATH')"
     fi
 done
+
+if command -v lintian >/dev/null; then # what it says, for the log (docs/PACKAGING.md explains each)
+    log "lintian (not a pass/fail check):"
+    lintian "$DEB" 2>&1 | grep -v '^running with root' | sed 's/^/[package]   /' || true
+fi
 
 # ---- install, hide the build, run ----------------------------------------------------------------
 # T5's SentencePiece model from the shared fixtures (outside the checkout), for `ladder tokenize`.

@@ -3,7 +3,7 @@
 # built folder, prints `dpkg -c` and its control fields, validates the .desktop file, the AppStream metainfo
 # and the man pages inside it, installs it with dpkg -i, hides the build folder and the checkout, and runs
 # `ladder info`, `ladderbench --screenshot` and the wrapper's missing-LibTorch message from /usr/bin; then
-# dpkg -r. packaging/setup.sh's test mode runs it after ctest; by hand:
+# dpkg -P (removed and purged: no record left). packaging/setup.sh's test mode runs it after ctest; by hand:
 #
 #   sudo bash tests/package/test_package.sh [BUILD_DIR]      (default: build/test beside this checkout)
 #
@@ -49,7 +49,7 @@ cleanup() {
         fi
     fi
     if [[ "$INSTALLED" == 1 ]]; then
-        dpkg -r ladderbench >/dev/null && log "dpkg -r ladderbench: removed"
+        dpkg -P ladderbench >/dev/null && log "dpkg -P ladderbench: removed and purged"
     fi
     rm -rf "$WORK"
     exit "$rc"

@@ -113,13 +113,15 @@ nlohmann::json writeReference(ResultsStore& store, std::int64_t runId, const std
     const auto generated = generate(*stepper, ids, mask, options).sequences;
     // The same in float64 (T5's variance and softmax in float32, as HF computes them): the export's exactness
     // apart from float32's rounding, which the trained v1.1 models amplify beyond 1e-5.
-    run.method->to(c10::Device(c10::kCPU), at::kDouble);
-    const auto logits64 = run.method->forward({ ids, mask, labels }).logits;
-    writeSafetensors(path,
-        { { "input_ids", ids }, { "attention_mask", mask },
-            { "decoder_input_ids", run.backbone->shiftRight(labels) },
-            { "logits", logits.to(at::kFloat).contiguous() }, { "logits64", logits64.contiguous() },
-            { "generated", generated } });
+    // A backbone held in frozen storage (qlora) computes through its int8/int4 kernels: fp32 only.
+    TensorMap tensors { { "input_ids", ids }, { "attention_mask", mask },
+        { "decoder_input_ids", run.backbone->shiftRight(labels) },
+        { "logits", logits.to(at::kFloat).contiguous() }, { "generated", generated } };
+    if (!run.spec.method.quantizedBackbone()) {
+        run.method->to(c10::Device(c10::kCPU), at::kDouble);
+        tensors["logits64"] = run.method->forward({ ids, mask, labels }).logits.contiguous();
+    }
+    writeSafetensors(path, tensors);
     nlohmann::json tokenIds = nlohmann::json::array();
     for (const auto& t : texts)
         tokenIds.push_back(run.tokenizer->encode(t));
@@ -148,6 +150,9 @@ private Q_SLOTS:
             = train(root, store, backbone, task, "lora", { { "method", "lora" }, { "rank", 4 } }, 1e-2);
         const auto prompt
             = train(root, store, backbone, task, "prompt", { { "method", "prompt" }, { "prompts", 4 } }, 0.3);
+        const auto qlora = train(root, store, backbone, task, "qlora",
+            { { "method", "qlora" }, { "rank", 4 }, { "backbone_dtype", "int8" }, { "bitfit", false } },
+            1e-2);
         const auto exportRun = [&](std::int64_t id, const std::string& format, const std::string& out) {
             return test::runCli(q({ "export", "--run", std::to_string(id), "--store", store, "--format",
                 format, "--out", out }));
@@ -162,6 +167,7 @@ private Q_SLOTS:
                  { lst, "peft", "method ladder has no PEFT adapter form here" },
                  { lora, "peft", "trained BitFit biases alongside (bitfit true, the paper's setting)" },
                  { prompt, "hf", "a prompt-tuning run changes no weight" },
+                 { qlora, "peft", "PEFT would apply the adapter to the fp32 backbone the run never saw" },
              }) {
             const auto out = root + "/out-" + std::to_string(c.run) + "-" + c.format;
             const auto r = exportRun(c.run, c.format, out);
@@ -233,6 +239,10 @@ private Q_SLOTS:
                     { "bitfit", false } },
                 5e-2, { { "hf", "hf" }, { "peft", "peft" } } },
             { "lora-bitfit", { { "method", "lora" }, { "rank", 4 } }, 5e-2, { { "hf", "hf-remote" } } },
+            // QLoRA over an int8 backbone: the hf folder holds the dequantised weights with LoRA merged.
+            { "qlora-int8",
+                { { "method", "qlora" }, { "rank", 4 }, { "backbone_dtype", "int8" }, { "bitfit", false } },
+                5e-2, { { "hf", "hf" } } },
             { "prompt", { { "method", "prompt" }, { "prompts", 5 } }, 0.3, { { "peft", "peft" } } },
         };
         ResultsStore reader;

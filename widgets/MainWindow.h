@@ -9,6 +9,7 @@
 class QAction;
 class QLabel;
 class QTabWidget;
+class QThread;
 
 namespace ladder::widgets {
 
@@ -100,8 +101,18 @@ public Q_SLOTS:
     // import runs.
     bool importResults(const QStringList& files);
     StoreImporter* storeImporter() const { return m_importer; }
+    // Run > Export Run... and the compare table's context menu: the export dialog (ExportDialog) for
+    // `runId`, else the compare view's selected run, else the queue's.
+    void exportRunWithDialog(qint64 runId = 0);
+    // File > Import Bundle...: asks for a ladder bundle folder and imports it (importBundle()).
+    void importBundleWithDialog();
+    // Adds a ladder bundle (export/LadderBundle.h) to this window's store as a finished run, on a thread of
+    // its own; bundleImported tells how it went. False while an import runs or no store is open.
+    bool importBundle(const QString& dir);
 
 Q_SIGNALS:
+    // importBundle() ended: the run's id in this store (0 on failure) and the message shown.
+    void bundleImported(qint64 runId, const QString& message);
     // A message that was shown to the user as a non-modal box (tests and logs listen here).
     void errorShown(const QString& message);
     // The run queue was asked to cancel a run (after the user confirmed, for a running one).
@@ -172,6 +183,11 @@ private:
     QAction* m_sweepsAction = nullptr;
     QAction* m_importAction = nullptr;
     StoreImporter* m_importer = nullptr;
+    // Export and bundles (MainWindowExport.cpp).
+    void createExportActions();
+    QAction* m_exportRunAction = nullptr;
+    QAction* m_importBundleAction = nullptr;
+    QThread* m_bundleImport = nullptr;
 };
 
 } // namespace ladder::widgets

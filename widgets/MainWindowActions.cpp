@@ -99,6 +99,7 @@ void MainWindow::createActions()
     m_aboutQtAction->setObjectName(QStringLiteral("actionAboutQt"));
     m_aboutQtAction->setMenuRole(QAction::AboutQtRole);
     connect(m_aboutQtAction, &QAction::triggered, qApp, &QApplication::aboutQt);
+    createExportActions();
 }
 
 void MainWindow::createMenus()
@@ -111,6 +112,7 @@ void MainWindow::createMenus()
     file->addAction(m_openStoreAction);
     file->addAction(m_newStoreAction);
     file->addAction(m_importAction);
+    file->addAction(m_importBundleAction);
     file->addAction(m_exportAction);
     file->addSeparator();
     file->addAction(m_quitAction);
@@ -119,6 +121,8 @@ void MainWindow::createMenus()
     run->setObjectName(QStringLiteral("menuRun"));
     run->addAction(m_runAction);
     run->addAction(m_cancelAction);
+    run->addSeparator();
+    run->addAction(m_exportRunAction);
 
     QMenu* view = menuBar()->addMenu(tr("&View"));
     view->setObjectName(QStringLiteral("menuView"));

@@ -112,7 +112,11 @@ private Q_SLOTS:
         qInfo("loss %.9f vs %.9f; largest relative gradient difference %.3g (%s) over %zu tensors", a.loss,
             b.loss, worst, where.c_str(), a.grads.size());
         QVERIFY(std::abs(a.loss - b.loss) <= 1e-6 * std::max(1.0, std::abs(a.loss)));
-        QVERIFY2(worst <= 1e-6, where.c_str());
+        // fp32 summation order: the recomputed forward reduces in another order, and a scalar gate's gradient
+        // (a sum over every position and channel) differs by up to 1.6e-6 of itself on some CPUs (seen on a
+        // 2026-12-06 machine: side_encoder.gate.2 with dropout; 4e-7 elsewhere). A redrawn dropout mask that
+        // differed would show as 1e-2 and more, and in the loss.
+        QVERIFY2(worst <= 5e-6, where.c_str());
         // Dropout really acted (else the test would not show that the masks are redrawn equal).
         if (dropout > 0.0) {
             auto noDropout = lstStep(tinyConfig(3, 2, 0.0), plain, batch);

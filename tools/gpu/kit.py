@@ -50,7 +50,7 @@ PLANS = {
 }
 # Rough seconds each step takes on the H200 (measured runs replace these in docs/GPU.md); used to skip a
 # step that cannot finish inside the budget rather than be killed half-way.
-ESTIMATES = {"gpu_tests": 190, "table1": 100, "hf_peft": 150, "demo_dtype": 90}
+ESTIMATES = {"gpu_tests": 190, "table1": 100, "hf_peft": 150, "demo_dtype": 90, "export_predict": 60}
 
 
 class Kit:
@@ -237,6 +237,7 @@ class Kit:
             raise RuntimeError(f"no demo at LADDER_DEMO_DIR={demo!r} (tools/gpu/prepare.sh carries one)")
         tmp = tempfile.mkdtemp(prefix="ladder-kit-demo-")
         store = os.path.join(tmp, "demo.sqlite")
+        self.demo_store = store
         rows = []
         for method, lr in (("ladder", 3e-3), ("full", 1e-3)):
             for dtype in p["dtypes"]:
@@ -273,6 +274,79 @@ class Kit:
         return {"rows": rows}
 
 
+    def export_predict(self):
+        """The export and predict paths on the device (issue 20): the demo step's fp32 LST run as a ladder bundle,
+        `ladder predict` over 64 validation examples on the device and on the CPU (predictions equal, scores
+        within 1e-3), and its full fp32 run as an HF folder that this machine's transformers loads on the
+        device, greedy outputs equal to ladder predict's."""
+        store = getattr(self, "demo_store", None)
+        if not store or not os.path.exists(store):
+            raise RuntimeError("no demo store (the demo_dtype step trains the runs this step exports)")
+        con = sqlite3.connect(store)
+        runs = {name[len("kit-"):-len("-fp32")]: run_id for name, run_id in con.execute(
+            "SELECT name, max(id) FROM runs WHERE status = 'finished' AND name IN ('kit-ladder-fp32', "
+            "'kit-full-fp32') GROUP BY name").fetchall()}
+        con.close()
+        if "ladder" not in runs:
+            raise RuntimeError(f"no finished fp32 LST run in {store} (finished: {sorted(runs)})")
+        tmp = tempfile.mkdtemp(prefix="ladder-kit-export-")
+        demo = os.environ.get("LADDER_DEMO_DIR", "")
+        inputs = os.path.join(tmp, "inputs.jsonl")
+        with open(os.path.join(demo, "tasks", "supersense", "validation.jsonl")) as src, open(inputs, "w") as out:
+            for i, line in enumerate(src):
+                if i == 64:
+                    break
+                out.write(line)
+        device = self.plan["device"] if self.plan["device"] != "cuda" else "cuda:0"
+        bundle = os.path.join(tmp, "lst-bundle")
+        self.run([self.args.ladder, "export", "--run", str(runs["ladder"]), "--store", store, "--format", "ladder",
+                  "--out", bundle], timeout=120)
+        lines = {}
+        for dev in (device, "cpu"):
+            out = os.path.join(tmp, f"predict-{dev.replace(':', '')}.jsonl")
+            t = time.time()
+            self.run([self.args.ladder, "predict", "--bundle", bundle, "--inputs", inputs, "--out", out,
+                      "--batch", "32", "--device", dev], timeout=180)
+            lines[dev] = [json.loads(x) for x in open(out)]
+            self.log(f"  predict on {dev}: {len(lines[dev])} lines in {time.time() - t:.1f} s")
+        same = sum(a["prediction"] == b["prediction"] for a, b in zip(lines[device], lines["cpu"]))
+        score_diff = max(abs(a["score"] - b["score"]) for a, b in zip(lines[device], lines["cpu"]))
+        self.log(f"  LST bundle: {same}/{len(lines['cpu'])} predictions equal on {device} and cpu, "
+                 f"max score difference {score_diff:.2e}")
+        result = {"lst_predictions_equal": same, "lst_examples": len(lines["cpu"]),
+                  "lst_max_score_difference": score_diff}
+        if "full" in runs:
+            folder = os.path.join(tmp, "full-hf")
+            self.run([self.args.ladder, "export", "--run", str(runs["full"]), "--store", store, "--format", "hf",
+                      "--out", folder], timeout=120)
+            out = os.path.join(tmp, "predict-full.jsonl")
+            self.run([self.args.ladder, "predict", "--run", str(runs["full"]), "--store", store, "--inputs", inputs,
+                      "--out", out, "--batch", "32", "--device", device], timeout=180)
+            ours = [json.loads(x) for x in open(out)]
+            script = (
+                "import json, sys, torch\n"
+                "from transformers import AutoTokenizer, T5ForConditionalGeneration\n"
+                "folder, path, device = sys.argv[1:4]\n"
+                "tok = AutoTokenizer.from_pretrained(folder)\n"
+                "model = T5ForConditionalGeneration.from_pretrained(folder).to(device).eval()\n"
+                "rows = [json.loads(l) for l in open(path)]\n"
+                "outs = []\n"
+                "for i in range(0, len(rows), 32):\n"
+                "    batch = tok([r['input'] for r in rows[i:i + 32]], return_tensors='pt', padding=True).to(device)\n"
+                "    with torch.no_grad():\n"
+                "        ids = model.generate(**batch, do_sample=False, num_beams=1, max_new_tokens=16)\n"
+                "    outs += tok.batch_decode(ids, skip_special_tokens=True)\n"
+                "print(json.dumps(outs))\n")
+            hf_python = self.args.hf_python or self.args.python
+            rc, stdout, _ = self.run([hf_python, "-c", script, folder, out, device], timeout=180)
+            theirs = json.loads(stdout.strip().splitlines()[-1])
+            agree = sum(a["prediction"] == b for a, b in zip(ours, theirs))
+            self.log(f"  full run as an HF folder: transformers on {device} agrees with ladder predict on "
+                     f"{agree}/{len(ours)} greedy outputs")
+            result.update({"hf_greedy_equal": agree, "hf_examples": len(ours)})
+        return result
+
+
 def utc_now():
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -305,6 +379,7 @@ def main():
     kit.step("table1", kit.table1)
     kit.step("hf_peft", kit.hf_peft)
     kit.step("demo_dtype", kit.demo_dtype)
+    kit.step("export_predict", kit.export_predict)
     kit.save()
     failed = [n for n, s in kit.result["steps"].items() if s.get("status") == "failed"]
     tests = kit.result["steps"].get("gpu_tests", {})

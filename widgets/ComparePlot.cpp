@@ -23,7 +23,6 @@ constexpr double kLogRangeFactor = 1.25; // on a log axis: min / f .. max * f
 constexpr int kDefaultExportWidth = 900;
 constexpr int kDefaultExportHeight = 600;
 constexpr int kLegendColumns = 2;
-constexpr int kFrontNamesShown = 3; // more runs on the front: their ids only
 
 struct MethodStyle {
     const char* method;
@@ -361,23 +360,14 @@ void ComparePlot::redraw()
 
 QString ComparePlot::frontLegendText() const
 {
-    QStringList ids, named;
-    for (auto i : m_front) {
-        const auto& p = m_points[i];
-        for (std::size_t k = 0; k < p.runIds.size(); ++k) {
-            ids << QString::number(p.runIds[k]);
-            const std::string& name = k < p.names.size() ? p.names[k] : std::string();
-            named << (name.empty() ? ids.back()
-                                   : QStringLiteral("%1 %2").arg(ids.back(), QString::fromStdString(name)));
-        }
-    }
+    QStringList ids;
+    for (auto i : m_front)
+        for (auto id : m_points[i].runIds)
+            ids << QString::number(id);
     if (ids.isEmpty())
         return {};
-    if (ids.size() == 1)
-        return tr("Pareto front: run %1").arg(named.front());
-    if (ids.size() <= kFrontNamesShown)
-        return tr("Pareto front: runs %1").arg(named.join(QStringLiteral("; ")));
-    return tr("Pareto front: runs %1").arg(ids.join(QStringLiteral(", ")));
+    return ids.size() == 1 ? tr("Pareto front: run %1").arg(ids.front())
+                           : tr("Pareto front: runs %1").arg(ids.join(QStringLiteral(", ")));
 }
 
 QString ComparePlot::notesText() const

@@ -46,8 +46,8 @@ public:
     // The notes written over the plot: mixed tasks or backbones, and the runs not plotted and why
     // ("Not plotted (no peak memory or no metric yet): 1 queued, 2 cancelled"). Empty when none.
     QString notesText() const;
-    // The front's legend entry: "Pareto front: run 6 LST r8 · seed 0", "Pareto front: runs 4 …; 6 …" for up
-    // to three runs, "Pareto front: runs 2, 4, 6, 9" beyond. Empty without a front.
+    // The front's legend entry: "Pareto front: runs 7, 2, 1" (in order of memory; the names are in the
+    // points' tooltips and the table). Empty without a front.
     QString frontLegendText() const;
 
     // The point drawn within kPickRadiusPx of a pixel position in the plot widget, or -1.

@@ -29,8 +29,8 @@
 namespace ladder::widgets {
 namespace {
 
-constexpr int kPlotShare = 55; // percent of the width the plot starts with
-constexpr int kWidestTextColumnChars = 22; // name and options columns, at first load
+constexpr int kPlotShare = 45; // percent of the width the plot starts with
+constexpr int kWidestTextColumnChars = 24; // name and options columns, at first load
 constexpr double kExactIntegerLimit = 9007199254740992.0; // 2^53: doubles hold every integer below
 
 // Combo entries: the text shown and, as item data, the value filtered on ("" = all).
@@ -112,9 +112,11 @@ CompareTab::CompareTab(const QString& storePath, QWidget* parent)
     auto* main = new QSplitter(Qt::Horizontal, this);
     main->addWidget(m_plot);
     main->addWidget(right);
-    main->setStretchFactor(0, 1);
-    main->setStretchFactor(1, 1);
-    main->setSizes({ kPlotShare, 100 - kPlotShare }); // proportions until the user drags the handle
+    // The plot and the table share the width kPlotShare : 100 - kPlotShare, at first and when the window is
+    // resized, until the user drags the handle.
+    main->setStretchFactor(0, kPlotShare);
+    main->setStretchFactor(1, 100 - kPlotShare);
+    main->setSizes({ kPlotShare * 10, (100 - kPlotShare) * 10 });
     right->setSizes({ 60, 40 });
 
     auto* layout = new QVBoxLayout(this);

@@ -334,7 +334,7 @@ QVariant RunsTableModel::headerData(int section, Qt::Orientation orientation, in
         case TrainablePercentColumn:
             return tr("Trainable");
         case PeakMemoryColumn:
-            return tr("Peak memory");
+            return tr("Peak");
         case BestValidationColumn:
             return tr("Best val");
         case TestColumn:

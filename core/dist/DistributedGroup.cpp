@@ -1,5 +1,7 @@
 #include "dist/DistributedGroup.h"
 
+#include <csignal>
+
 #include <ATen/ATen.h>
 #include <torch/csrc/distributed/c10d/HashStore.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
@@ -89,6 +91,11 @@ DistributedGroup::~DistributedGroup()
 
 std::shared_ptr<DistributedGroup> DistributedGroup::join(const DistributedEnv& env, const Options& options)
 {
+    // A peer that dies closes its sockets; the next send to it must fail as an error the collective reports
+    // (Gloo: "Connection closed by peer"), not raise SIGPIPE, whose default action would kill this rank
+    // before it can agree on the failure and record it. Python, which torchrun usually runs, ignores SIGPIPE
+    // too.
+    std::signal(SIGPIPE, SIG_IGN);
     auto impl = std::make_unique<Impl>();
     impl->env = env;
     impl->timeout = options.timeout;

@@ -3,12 +3,12 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <sstream>
 
 #include <unistd.h>
 
 #include "data/DemoTasks.h"
+#include "export/ExportFolder.h"
 #include "ladder/Version.h"
 #include "model/T5Tokenizer.h"
 #include "store/FileHash.h"
@@ -40,15 +40,6 @@ const std::vector<std::string>& requiredFiles()
     static const std::vector<std::string> files { kReadme, kRunSpec, kWeights, kTask, kFigures, kTokenizer,
         kBackboneConfig };
     return files;
-}
-
-void writeText(const fs::path& path, const std::string& text)
-{
-    std::ofstream out(path, std::ios::binary);
-    out << text;
-    out.close();
-    if (!out)
-        throw Error(path.string() + ": cannot write");
 }
 
 // ---- Figures ------------------------------------------------------------------------------------------
@@ -330,12 +321,13 @@ void writeLadderBundle(ResultsStore& store, std::int64_t runId, const std::strin
         for (const auto* file : { kTokenizer, kBackboneConfig, kWeights })
             fs::permissions(
                 tmp / file, fs::perms::owner_read | fs::perms::owner_write, fs::perm_options::add, ec);
-        writeText(tmp / kRunSpec, spec.toJson().dump(2) + "\n");
-        writeText(tmp / kTask, format.toJson().dump(2) + "\n");
+        writeJsonFile((tmp / kRunSpec).string(), spec.toJson());
+        writeJsonFile((tmp / kTask).string(), format.toJson());
         json figures = figuresJson(run.figures);
         figures["evaluations"] = evaluationsJson(evaluations);
-        writeText(tmp / kFigures, figures.dump(2) + "\n");
-        writeText(tmp / kReadme, readmeText(run, spec, format, backboneDir, identity, taskNote));
+        writeJsonFile((tmp / kFigures).string(), figures);
+        writeTextFile(
+            (tmp / kReadme).string(), readmeText(run, spec, format, backboneDir, identity, taskNote));
 
         json files = json::array();
         for (const auto& file : requiredFiles()) {
@@ -354,7 +346,7 @@ void writeLadderBundle(ResultsStore& store, std::int64_t runId, const std::strin
             { "files", files } };
         if (!taskNote.empty())
             manifest["notes"] = json::array({ taskNote });
-        writeText(tmp / kManifest, manifest.dump(2) + "\n");
+        writeJsonFile((tmp / kManifest).string(), manifest);
         if (fs::exists(out, ec))
             fs::remove(out, ec); // an empty folder only (checked above)
         fs::rename(tmp, out, ec);

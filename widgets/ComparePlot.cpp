@@ -323,14 +323,11 @@ void ComparePlot::redraw()
                      .arg(backbones.size());
     if (!m_absent.empty()) {
         QStringList parts;
-        int total = 0;
         for (const auto& [reason, count] : m_absent) {
             parts << QStringLiteral("%1 %2").arg(count).arg(QString::fromStdString(reason));
-            total += count;
         }
         notes
             << tr("Not plotted (no peak memory or no metric yet): %1").arg(parts.join(QStringLiteral(", ")));
-        Q_UNUSED(total);
     }
     if (!notes.isEmpty()) {
         auto* text = new QCPItemText(m_plot);

@@ -90,9 +90,8 @@ public:
 };
 
 // A decoder-only backbone is expressed as shape().encoderBlocks == 0: runEncoder() is never called (it
-// throws), the source goes through runDecoder() ahead of the target with encoderHidden undefined, and its
-// BlockCaches leave `cross` empty. (Its decoder will also need the source's padding mask: add that
-// parameter to runDecoder() when the architecture lands.)
+// throws), the source goes through runDecoder() ahead of the target with encoderHidden undefined and its
+// padding mask in selfAttentionMask, and its BlockCaches leave `cross` empty.
 class Backbone {
 public:
     virtual ~Backbone() = default;
@@ -112,9 +111,12 @@ public:
         = 0;
     // The causal decoder stack over embed()'s output. encoderHidden/encoderMask feed cross-attention.
     // cache (optional): incremental decoding, appended to on every call (makeCache()). keepBlockOutputs:
-    // as for runEncoder.
+    // as for runEncoder. selfAttentionMask: a decoder-only model's padding mask, (batch, past + length) of
+    // 0/1 over the cached and the current positions (undefined = all ones); T5 requires it undefined (its
+    // decoder input is never padded on the left, and padded targets are ignored by the loss).
     virtual StackOutput runDecoder(const at::Tensor& embeddings, const at::Tensor& encoderHidden,
-        const at::Tensor& encoderMask, DecoderCache* cache, const std::vector<std::int64_t>* keepBlockOutputs)
+        const at::Tensor& encoderMask, DecoderCache* cache, const std::vector<std::int64_t>* keepBlockOutputs,
+        const at::Tensor& selfAttentionMask)
         = 0;
     // The decoder's final hidden states (batch, length, hiddenSize) -> logits (batch, length, vocab): the LM
     // head with the architecture's own scaling (T5: d_model^-0.5 first when the embeddings are tied).

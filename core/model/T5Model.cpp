@@ -653,8 +653,11 @@ StackOutput T5ForConditionalGenerationImpl::runEncoder(const at::Tensor& embeddi
 
 StackOutput T5ForConditionalGenerationImpl::runDecoder(const at::Tensor& embeddings,
     const at::Tensor& encoderHidden, const at::Tensor& encoderMask, DecoderCache* cache,
-    const std::vector<std::int64_t>* keepBlockOutputs)
+    const std::vector<std::int64_t>* keepBlockOutputs, const at::Tensor& selfAttentionMask)
 {
+    if (selfAttentionMask.defined())
+        throw Error("T5 decoder: a self-attention padding mask is not supported (the decoder input is never "
+                    "left-padded); pass an undefined tensor");
     return decoder->forward(embeddings, at::Tensor(), encoderHidden, encoderMask, cache, keepBlockOutputs);
 }
 

@@ -307,8 +307,8 @@ public:
     StackOutput runEncoder(const at::Tensor& embeddings, const at::Tensor& attentionMask,
         const std::vector<std::int64_t>* keepBlockOutputs) override;
     StackOutput runDecoder(const at::Tensor& embeddings, const at::Tensor& encoderHidden,
-        const at::Tensor& encoderMask, DecoderCache* cache,
-        const std::vector<std::int64_t>* keepBlockOutputs) override;
+        const at::Tensor& encoderMask, DecoderCache* cache, const std::vector<std::int64_t>* keepBlockOutputs,
+        const at::Tensor& selfAttentionMask) override;
     std::unique_ptr<Seq2SeqStepper> makeStepper() override; // a T5Stepper (model/Generation.h)
     std::string configJson() const override;
     // named_parameters, where a weight held in frozen storage appears as its parts ("<name>.qdata",

@@ -119,7 +119,7 @@ at::Tensor LadderModel::decode(const at::Tensor& decoderInputIds, const LadderEn
         } else if (o.needsBackbone()) {
             static const std::vector<std::int64_t> none;
             auto out = m_backbone->runDecoder(embeddings, encoded.backboneHidden, encoded.attentionMask,
-                backboneCache, o.usesLadders() ? &o.decoderKeep : &none);
+                backboneCache, o.usesLadders() ? &o.decoderKeep : &none, {});
             if (o.usesMerge())
                 backboneFinal = out.lastHiddenState;
             if (o.usesLadders())

@@ -626,6 +626,13 @@ Seq2SeqOutput T5ForConditionalGenerationImpl::forward(const at::Tensor& inputIds
     return out;
 }
 
+TargetOutput T5ForConditionalGenerationImpl::forwardTargets(
+    const at::Tensor& inputIds, const at::Tensor& attentionMask, const at::Tensor& labels)
+{
+    auto out = forward(inputIds, attentionMask, labels);
+    return { out.logits, out.loss };
+}
+
 DecoderCache T5ForConditionalGenerationImpl::makeCache() const
 {
     DecoderCache cache;

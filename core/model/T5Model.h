@@ -10,7 +10,7 @@
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
 
-#include "model/Backbone.h"
+#include "model/BackboneModel.h"
 #include "model/QuantizedWeight.h"
 #include "model/T5Config.h"
 
@@ -277,13 +277,16 @@ struct Seq2SeqOutput {
 };
 
 // The whole model, and the Backbone (model/Backbone.h) that LST and generation see.
-class T5ForConditionalGenerationImpl : public torch::nn::Module, public Backbone {
+class T5ForConditionalGenerationImpl : public BackboneModelImpl {
 public:
     explicit T5ForConditionalGenerationImpl(const T5Config& config);
 
     // Teacher-forced forward. decoderInputIds defaults to shiftRight(labels).
     Seq2SeqOutput forward(const at::Tensor& inputIds, const at::Tensor& attentionMask,
         const at::Tensor& labels, const at::Tensor& decoderInputIds = {});
+    // forward() with the labels (BackboneModelImpl).
+    TargetOutput forwardTargets(
+        const at::Tensor& inputIds, const at::Tensor& attentionMask, const at::Tensor& labels) override;
 
     StackOutput encode(const at::Tensor& inputIds, const at::Tensor& attentionMask);
     StackOutput decode(const at::Tensor& decoderInputIds, const at::Tensor& encoderHidden,

@@ -327,6 +327,13 @@ std::string T5Tokenizer::decode(const std::vector<std::int64_t>& ids, bool skipS
     return out;
 }
 
+std::vector<std::int64_t> T5Tokenizer::withSpecialTokens(std::vector<std::int64_t> ids) const
+{
+    if (ids.empty() || ids.back() != eosId())
+        ids.push_back(eosId());
+    return ids;
+}
+
 T5Tokenizer::Batch T5Tokenizer::encodeBatch(
     const std::vector<std::string>& texts, int maxLength, bool padToLongest) const
 {

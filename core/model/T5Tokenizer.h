@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "model/Tokenizer.h"
+
 namespace ladder {
 
 class SentencePieceModel;
@@ -22,7 +24,7 @@ class SentencePieceModel;
 //   result stripped) followed by clean_up_tokenization (" ." -> ".", " 's" -> "'s", ...).
 //   skipSpecialTokens drops pad, eos, unk and every sentinel.
 // Errors throw ladder::Error. The object is immutable after construction; const methods are thread-safe.
-class T5Tokenizer {
+class T5Tokenizer : public Tokenizer {
 public:
     // Loads `spmPath`; throws ladder::Error naming the file when it is missing, unreadable or not a
     // SentencePiece model with T5's special pieces (<pad> = 0, </s> = 1, <unk> = 2).
@@ -31,31 +33,31 @@ public:
     T5Tokenizer(T5Tokenizer&&) noexcept;
     T5Tokenizer& operator=(T5Tokenizer&&) noexcept;
 
-    std::vector<std::int64_t> encode(const std::string& text, bool addEos = true) const;
+    std::string kind() const override { return "t5"; }
+    std::vector<std::int64_t> encode(const std::string& text, bool addEos = true) const override;
+    // </s> appended unless the ids already end with it.
+    std::vector<std::int64_t> withSpecialTokens(std::vector<std::int64_t> ids) const override;
+    std::size_t specialTokensAdded() const override { return 1; }
     // Throws ladder::Error for an id outside [0, vocabSize()).
-    std::string decode(const std::vector<std::int64_t>& ids, bool skipSpecialTokens = false) const;
+    std::string decode(const std::vector<std::int64_t>& ids, bool skipSpecialTokens = false) const override;
     // The piece of one id (sentinels included). Throws ladder::Error for an id outside [0, vocabSize()).
-    std::string idToPiece(std::int64_t id) const;
+    std::string idToPiece(std::int64_t id) const override;
 
-    std::int64_t vocabSize() const; // SentencePiece pieces + extraIds
-    std::int64_t padId() const { return 0; }
-    std::int64_t eosId() const { return 1; }
+    std::int64_t vocabSize() const override; // SentencePiece pieces + extraIds
+    std::int64_t padId() const override { return 0; }
+    std::int64_t eosId() const override { return 1; }
     std::int64_t unkId() const { return 2; }
     int extraIds() const { return m_extraIds; }
     // Id of <extra_id_n> (vocabSize() - 1 - n); throws ladder::Error when n is not in [0, extraIds()).
     std::int64_t sentinelId(int n) const;
     // pad, eos, unk or a sentinel: the ids HF's skip_special_tokens drops.
-    bool isSpecial(std::int64_t id) const;
+    bool isSpecial(std::int64_t id) const override;
 
-    // HF's tokenizer(texts, truncation=True, max_length=maxLength, padding=...) for a batch.
-    struct Batch {
-        std::vector<std::vector<std::int64_t>> inputIds; // padded with padId() on the right
-        std::vector<std::vector<std::int64_t>> attentionMask; // 1 for tokens, 0 for padding
-    };
     // maxLength > 0: each sequence is truncated to maxLength ids with </s> kept as the last id, and
     // padded to maxLength (padding="max_length"), or to the longest sequence of the batch when
     // padToLongest (padding="longest"). maxLength <= 0: no truncation, padded to the longest.
-    Batch encodeBatch(const std::vector<std::string>& texts, int maxLength, bool padToLongest = false) const;
+    Batch encodeBatch(
+        const std::vector<std::string>& texts, int maxLength, bool padToLongest = false) const override;
 
 private:
     std::unique_ptr<SentencePieceModel> m_sp;

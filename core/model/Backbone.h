@@ -87,6 +87,10 @@ public:
     virtual at::Tensor step(const at::Tensor& tokens) = 0;
     // Keeps row rowIndices[r] as new row r in every cache (beam search).
     virtual void reorder(const at::Tensor& rowIndices) = 0;
+    // The token each of the `rows` rows (after begin(): examples x copies) feeds to its first step(), int64
+    // (rows) on any device. Encoder-decoder: the decoder start token (the default). A causal stepper: each
+    // row's last prompt token, the rest of the prompt having gone into the cache in begin().
+    virtual at::Tensor startTokens(std::int64_t rows, std::int64_t decoderStartTokenId) const;
 };
 
 // A decoder-only backbone is expressed as shape().encoderBlocks == 0: runEncoder() is never called (it

@@ -8,6 +8,7 @@
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
 
+#include "model/CausalJoin.h"
 #include "util/Error.h"
 
 namespace ladder {
@@ -41,6 +42,69 @@ void T5Stepper::reorder(const at::Tensor& rowIndices)
         m_encoderMask = m_encoderMask.index_select(0, rowIndices);
 }
 
+at::Tensor Seq2SeqStepper::startTokens(std::int64_t rows, std::int64_t decoderStartTokenId) const
+{
+    return at::full({ rows }, decoderStartTokenId, at::kLong);
+}
+
+// ---------------------------------------------------------------------------------------------------
+void CausalStepper::begin(const at::Tensor& inputIds, const at::Tensor& attentionMask, std::int64_t copies)
+{
+    const auto prompt = leftPad(inputIds, attentionMask, m_padTokenId);
+    const auto ids = prompt.inputIds.repeat_interleave(copies, 0);
+    const auto mask = prompt.attentionMask.repeat_interleave(copies, 0);
+    const auto length = ids.size(1);
+    m_cache = m_model->makeCache();
+    m_start = ids.select(1, length - 1).contiguous();
+    m_mask = mask.narrow(1, 0, length - 1);
+    if (length > 1) {
+        static const std::vector<std::int64_t> none;
+        const auto head = ids.narrow(1, 0, length - 1);
+        m_model->runDecoder(m_model->embed(head), {}, {}, &m_cache, &none, m_mask.to(head.device()));
+    }
+}
+
+at::Tensor CausalStepper::step(const at::Tensor& tokens)
+{
+    static const std::vector<std::int64_t> none;
+    m_mask = at::cat({ m_mask, at::ones({ m_mask.size(0), tokens.size(1) }, m_mask.options()) }, 1);
+    const auto out
+        = m_model->runDecoder(m_model->embed(tokens), {}, {}, &m_cache, &none, m_mask.to(tokens.device()));
+    return m_model->lmLogits(out.lastHiddenState).select(1, -1).to(at::kFloat);
+}
+
+void CausalStepper::reorder(const at::Tensor& rowIndices)
+{
+    m_cache.reorder(rowIndices);
+    m_mask = m_mask.index_select(0, rowIndices.to(m_mask.device()));
+    m_start = m_start.index_select(0, rowIndices.to(m_start.device()));
+}
+
+at::Tensor CausalStepper::startTokens(std::int64_t rows, std::int64_t) const
+{
+    if (!m_start.defined() || m_start.size(0) != rows)
+        throw Error("causal generation: startTokens() before begin() or for another number of rows");
+    return m_start;
+}
+
+GenerationOptions GenerationOptions::forConfig(const LlamaConfig& config)
+{
+    GenerationOptions o;
+    o.decoderOnly = true;
+    o.eosTokenIds = config.eosTokenIds;
+    o.eosTokenId = config.eosTokenIds.empty() ? -1 : config.eosTokenIds.front();
+    o.padTokenId = config.generationPadId();
+    o.decoderStartTokenId = 0; // unused: the prompt's last token starts each row
+    return o;
+}
+
+std::vector<std::int64_t> GenerationOptions::stopIds() const
+{
+    if (!eosTokenIds.empty())
+        return eosTokenIds;
+    return { eosTokenId };
+}
+
 GenerationOptions GenerationOptions::forConfig(const T5Config& config)
 {
     GenerationOptions o;
@@ -64,16 +128,18 @@ public:
     {
     }
 
-    void add(const Tokens& hyp, double sumLogProbs)
+    // `length` normalises the score (the generated tokens); `endToken` is the eos id that finished the
+    // hypothesis (written after it in the output), -1 for an open beam.
+    void add(const Tokens& hyp, double sumLogProbs, std::int64_t length, std::int64_t endToken)
     {
-        const double score = sumLogProbs / std::pow(static_cast<double>(hyp.size()), m_lengthPenalty);
+        const double score = sumLogProbs / std::pow(static_cast<double>(length), m_lengthPenalty);
         if (static_cast<std::int64_t>(m_beams.size()) < m_numBeams || score > m_worstScore) {
-            m_beams.emplace_back(score, hyp);
+            m_beams.push_back({ score, hyp, endToken });
             if (static_cast<std::int64_t>(m_beams.size()) > m_numBeams) {
                 // Drop the worst (lowest score, then lowest index); the next worst becomes the bar.
                 std::vector<std::pair<double, std::size_t>> ranked;
                 for (std::size_t i = 0; i < m_beams.size(); ++i)
-                    ranked.emplace_back(m_beams[i].first, i);
+                    ranked.emplace_back(m_beams[i].score, i);
                 std::sort(ranked.begin(), ranked.end());
                 m_beams.erase(m_beams.begin() + static_cast<std::ptrdiff_t>(ranked[0].second));
                 m_worstScore = ranked[1].first;
@@ -92,12 +158,18 @@ public:
         return m_worstScore >= bestSumLogProbs / std::pow(static_cast<double>(curLen), m_lengthPenalty);
     }
 
+    struct Hypothesis {
+        double score;
+        Tokens tokens;
+        std::int64_t endToken;
+    };
+
     // Highest score; among equal scores the one added last (Python's stable sort then pop()).
-    std::pair<double, Tokens> best() const
+    Hypothesis best() const
     {
         auto sorted = m_beams;
         std::stable_sort(
-            sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+            sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.score < b.score; });
         return sorted.back();
     }
 
@@ -106,7 +178,7 @@ private:
     double m_lengthPenalty;
     bool m_earlyStopping;
     double m_worstScore = 1e9;
-    std::vector<std::pair<double, Tokens>> m_beams;
+    std::vector<Hypothesis> m_beams;
 };
 
 GenerationResult greedy(Seq2SeqStepper& stepper, const at::Tensor& inputIds, const at::Tensor& attentionMask,
@@ -115,7 +187,8 @@ GenerationResult greedy(Seq2SeqStepper& stepper, const at::Tensor& inputIds, con
     const auto batch = inputIds.size(0);
     const auto longOpts = at::TensorOptions().dtype(at::kLong).device(inputIds.device());
     stepper.begin(inputIds, attentionMask, 1);
-    auto sequences = at::full({ batch, 1 }, o.decoderStartTokenId, longOpts);
+    auto sequences = stepper.startTokens(batch, o.decoderStartTokenId).to(longOpts).view({ batch, 1 });
+    const auto stop = at::tensor(o.stopIds(), longOpts);
     auto unfinished = at::ones({ batch }, longOpts);
     at::Tensor scores; // (batch) float64: the running sum of the chosen tokens' log-probabilities
     if (o.outputScores)
@@ -129,7 +202,7 @@ GenerationResult greedy(Seq2SeqStepper& stepper, const at::Tensor& inputIds, con
         }
         next = next * unfinished + o.padTokenId * (1 - unfinished);
         sequences = at::cat({ sequences, next.unsqueeze(1) }, 1);
-        unfinished = unfinished * (next != o.eosTokenId).to(at::kLong);
+        unfinished = unfinished * at::isin(next, stop).logical_not().to(at::kLong);
         if (unfinished.max().item<std::int64_t>() == 0)
             break;
     }
@@ -150,8 +223,17 @@ GenerationResult beamSearch(Seq2SeqStepper& stepper, const at::Tensor& inputIds,
     const auto maxLength = 1 + o.maxNewTokens;
     const auto device = inputIds.device();
     stepper.begin(inputIds, attentionMask, beams);
+    const auto stopIds = o.stopIds();
+    const auto isStop = [&stopIds](std::int64_t token) {
+        return std::find(stopIds.begin(), stopIds.end(), token) != stopIds.end();
+    };
+    // HF keeps max(2, 1 + number of eos ids) x num_beams candidates, so that num_beams open ones remain.
+    const auto keep = std::max<std::int64_t>(2, 1 + static_cast<std::int64_t>(stopIds.size())) * beams;
 
-    std::vector<Tokens> seqs(static_cast<std::size_t>(rows), Tokens { o.decoderStartTokenId });
+    auto lastTokens = stepper.startTokens(rows, o.decoderStartTokenId).to(at::kLong).cpu().contiguous();
+    std::vector<Tokens> seqs(static_cast<std::size_t>(rows));
+    for (std::int64_t r = 0; r < rows; ++r)
+        seqs[r] = Tokens { lastTokens.data_ptr<std::int64_t>()[r] };
     auto beamScores = at::zeros({ batch, beams }, at::kFloat);
     if (beams > 1)
         beamScores.narrow(1, 1, beams - 1).fill_(-1e9);
@@ -159,8 +241,7 @@ GenerationResult beamSearch(Seq2SeqStepper& stepper, const at::Tensor& inputIds,
     std::vector<BeamHypotheses> hyps(
         static_cast<std::size_t>(batch), BeamHypotheses(beams, o.lengthPenalty, o.earlyStopping));
     std::vector<bool> done(static_cast<std::size_t>(batch), false);
-    auto lastTokens
-        = at::full({ rows, 1 }, o.decoderStartTokenId, at::TensorOptions().dtype(at::kLong).device(device));
+    lastTokens = lastTokens.to(device).view({ rows, 1 });
     std::int64_t curLen = 1;
 
     while (true) {
@@ -168,7 +249,7 @@ GenerationResult beamSearch(Seq2SeqStepper& stepper, const at::Tensor& inputIds,
         const auto vocab = logits.size(-1);
         auto scores = at::log_softmax(logits, -1).cpu() + beamScores.unsqueeze(1);
         scores = scores.view({ batch, beams * vocab });
-        const auto top = at::topk(scores, 2 * beams, 1, true, true);
+        const auto top = at::topk(scores, keep, 1, true, true);
         const auto topScores = std::get<0>(top).contiguous();
         const auto topIds = std::get<1>(top).contiguous();
         const auto* sc = topScores.data_ptr<float>();
@@ -184,15 +265,16 @@ GenerationResult beamSearch(Seq2SeqStepper& stepper, const at::Tensor& inputIds,
             if (done[b])
                 continue; // scores 0, pad tokens, row 0: ignored by finalisation
             std::int64_t beam = 0;
-            for (std::int64_t rank = 0; rank < 2 * beams; ++rank) {
-                const auto flat = id[b * 2 * beams + rank];
+            for (std::int64_t rank = 0; rank < keep; ++rank) {
+                const auto flat = id[b * keep + rank];
                 const auto token = flat % vocab;
                 const auto row = b * beams + flat / vocab;
-                const float score = sc[b * 2 * beams + rank];
-                if (token == o.eosTokenId) {
+                const float score = sc[b * keep + rank];
+                if (isStop(token)) {
                     if (rank >= beams)
                         continue;
-                    hyps[b].add(seqs[row], score);
+                    // Its length: the generated tokens, eos included (seqs[row] holds the start token).
+                    hyps[b].add(seqs[row], score, static_cast<std::int64_t>(seqs[row].size()), token);
                 } else {
                     ns[b * beams + beam] = score;
                     nt[b * beams + beam] = token;
@@ -202,7 +284,10 @@ GenerationResult beamSearch(Seq2SeqStepper& stepper, const at::Tensor& inputIds,
                 if (beam == beams)
                     break;
             }
-            done[b] = done[b] || hyps[b].isDone(sc[b * 2 * beams], curLen);
+            // HF 5 (decoderOnly) bounds the open beams by the best open one; T5's scoring by the best
+            // candidate.
+            const double bestScore = o.decoderOnly ? ns[b * beams] : sc[b * keep];
+            done[b] = done[b] || hyps[b].isDone(bestScore, curLen);
         }
 
         std::vector<Tokens> nextSeqs(static_cast<std::size_t>(rows));
@@ -221,28 +306,29 @@ GenerationResult beamSearch(Seq2SeqStepper& stepper, const at::Tensor& inputIds,
 
     // Finalise: open beams of unfinished examples compete with the finished hypotheses.
     const auto* fs = beamScores.data_ptr<float>();
-    std::vector<std::pair<double, Tokens>> best;
+    std::vector<BeamHypotheses::Hypothesis> best;
     for (std::int64_t b = 0; b < batch; ++b) {
         if (!done[b])
             for (std::int64_t j = 0; j < beams; ++j)
-                hyps[b].add(seqs[b * beams + j], fs[b * beams + j]);
+                hyps[b].add(seqs[b * beams + j], fs[b * beams + j],
+                    static_cast<std::int64_t>(seqs[b * beams + j].size()) - (o.decoderOnly ? 1 : 0), -1);
         best.push_back(hyps[b].best());
     }
     std::int64_t longest = 0;
     for (const auto& h : best)
-        longest = std::max<std::int64_t>(longest, static_cast<std::int64_t>(h.second.size()));
+        longest = std::max<std::int64_t>(longest, static_cast<std::int64_t>(h.tokens.size()));
     const auto width = std::min(longest + 1, maxLength);
     GenerationResult result;
     result.sequences = at::full({ batch, width }, o.padTokenId, at::kLong);
     auto* out = result.sequences.data_ptr<std::int64_t>();
     for (std::int64_t b = 0; b < batch; ++b) {
-        const auto& tokens = best[b].second;
+        const auto& tokens = best[b].tokens;
         const auto len = static_cast<std::int64_t>(tokens.size());
         for (std::int64_t t = 0; t < len && t < width; ++t)
             out[b * width + t] = tokens[t];
         if (len < maxLength)
-            out[b * width + len] = o.eosTokenId;
-        result.sequenceScores.push_back(best[b].first);
+            out[b * width + len] = best[b].endToken >= 0 ? best[b].endToken : o.eosTokenId;
+        result.sequenceScores.push_back(best[b].score);
     }
     return result;
 }
@@ -268,6 +354,25 @@ GenerationResult generate(T5ForConditionalGeneration& model, const at::Tensor& i
 {
     const auto stepper = model->makeStepper();
     return generate(*stepper, inputIds, attentionMask, options);
+}
+
+} // namespace ladder
+
+namespace ladder {
+
+GenerationResult generateCausal(BackboneModelImpl& model, const at::Tensor& inputIds,
+    const at::Tensor& attentionMask, const GenerationOptions& options, Seq2SeqStepper* stepper)
+{
+    std::unique_ptr<Seq2SeqStepper> own;
+    if (!stepper) {
+        own = model.makeStepper();
+        stepper = own.get();
+    }
+    auto result = generate(*stepper, inputIds, attentionMask, options);
+    // The stepper fed the prompt's last token first: the prompt without it, then the generated rows.
+    const auto prompt = leftPad(inputIds, attentionMask, options.padTokenId).inputIds.cpu();
+    result.sequences = at::cat({ prompt.narrow(1, 0, prompt.size(1) - 1), result.sequences }, 1);
+    return result;
 }
 
 } // namespace ladder

@@ -14,10 +14,12 @@
 #include "JsonOutput.h"
 #include "MethodFlags.h"
 #include "device/Devices.h"
+#include "model/BackboneLoad.h"
 #include "model/Generation.h"
 #include "model/ModelInputs.h"
 #include "model/T5Checkpoint.h"
 #include "model/T5Quantization.h"
+#include "model/llama/LlamaCheckpoint.h"
 #include "peft/Ladder.h"
 #include "peft/LadderReferenceNames.h"
 #include "util/Error.h"
@@ -43,7 +45,9 @@ struct MethodForwardFlags {
 
 void addBackboneFlags(CLI::App* cmd, BackboneFlags& f)
 {
-    cmd->add_option("--model", f.model, "HuggingFace T5 folder (config.json + weights)")->required();
+    cmd->add_option(
+           "--model", f.model, "HuggingFace folder (config.json + weights): T5, Llama, Mistral or Qwen2")
+        ->required();
     cmd->add_option("--device", f.device, "cpu, cuda or cuda:N")->capture_default_str();
     cmd->add_option("--dtype", f.dtype, "compute dtype: fp32 or bf16")->capture_default_str();
 }
@@ -107,6 +111,85 @@ std::vector<std::pair<std::string, std::optional<std::int64_t>>> storageTable(
     return out;
 }
 
+// A decoder-only folder (model_type llama, mistral, qwen2) rather than T5's: the commands dispatch on it.
+bool isDecoderFolder(const std::string& model)
+{
+    return !model.empty() && LlamaConfig::supportsModelType(readModelType(model));
+}
+
+LlamaLoadOptions decoderLoadOptions(const BackboneFlags& f)
+{
+    const auto o = loadOptions(f);
+    return { o.dtype, o.device };
+}
+
+std::string joinIds(const std::vector<std::int64_t>& ids)
+{
+    std::string s;
+    for (const auto id : ids)
+        s += (s.empty() ? "" : ", ") + std::to_string(id);
+    return s.empty() ? "none" : s;
+}
+
+// ladder info for a decoder folder: the config and the weights' headers only (nothing allocated).
+int runDecoderInfo(const InfoFlags& info, bool asJson)
+{
+    const auto& f = info.backbone;
+    if (info.backboneDtype != "fp32")
+        throw Error(
+            "--backbone-dtype " + info.backboneDtype + ": frozen storage is described for T5 folders only");
+    const auto options = loadOptions(f);
+    const auto configPath = (std::filesystem::path(f.model) / "config.json").string();
+    const auto config = LlamaConfig::fromJsonFile(configPath);
+    const auto weights = readCheckpointShapes(f.model);
+    checkLlamaConfigMatchesWeights(config, weights.shapes, configPath, weights.description);
+    const auto params = config.parameterCount();
+    const auto weightBytes
+        = static_cast<double>(params) * static_cast<double>(c10::elementSize(options.dtype));
+    std::string biases;
+    if (config.qkvBias())
+        biases += std::string(biases.empty() ? "" : ", ") + "q/k/v";
+    if (config.oBias())
+        biases += std::string(biases.empty() ? "" : ", ") + "o";
+    if (config.mlpHasBias())
+        biases += std::string(biases.empty() ? "" : ", ") + "mlp";
+    if (asJson) {
+        nlohmann::json out { { "model", jsonText(f.model) }, { "shape", nullptr },
+            { "architecture", config.modelType }, { "weights", jsonText(weights.description) },
+            { "stored_dtype", jsonText(weights.storedDtype) }, { "compute_dtype", f.dtype },
+            { "device", f.device }, { "parameters", params },
+            { "weight_bytes", static_cast<std::int64_t>(weightBytes) }, { "layers", config.numHiddenLayers },
+            { "hidden_size", config.hiddenSize }, { "heads", config.numAttentionHeads },
+            { "key_value_heads", config.numKeyValueHeads }, { "head_dim", config.headDim },
+            { "rope", config.ropeDescription() }, { "tied_embeddings", config.tieWordEmbeddings },
+            { "biases", biases.empty() ? "none" : biases }, { "config", config.toJson() } };
+        std::cout << out.dump(2) << "\n";
+        return 0;
+    }
+    std::cout << "model          " << f.model << "\n"
+              << "weights        " << weights.description << " (" << weights.storedDtype << ")\n"
+              << "architecture   " << config.modelType << " (decoder-only, "
+              << (config.tieWordEmbeddings ? "tied" : "untied") << " embeddings)\n"
+              << "layers         " << config.numHiddenLayers << "\n"
+              << "hidden         " << config.hiddenSize << ", intermediate " << config.intermediateSize
+              << "\n"
+              << "heads          " << config.numAttentionHeads << " (key/value heads "
+              << config.numKeyValueHeads << "), head_dim " << config.headDim << "\n"
+              << "rope           " << config.ropeDescription() << "\n"
+              << "sliding window " << (config.slidingWindow ? std::to_string(*config.slidingWindow) : "none")
+              << "\n"
+              << "biases         " << (biases.empty() ? "none" : biases) << "\n"
+              << "vocabulary     " << config.vocabSize << " (bos "
+              << (config.bosTokenId ? std::to_string(*config.bosTokenId) : "none") << ", eos "
+              << joinIds(config.eosTokenIds) << ", pad "
+              << (config.padTokenId ? std::to_string(*config.padTokenId) : "none") << ")\n"
+              << "parameters     " << params << "\n"
+              << "compute dtype  " << f.dtype << " on " << f.device << "\n"
+              << "weight memory  " << humanBytes(weightBytes) << " ("
+              << static_cast<std::int64_t>(weightBytes) << " bytes)\n";
+    return 0;
+}
+
 int runInfo(const InfoFlags& info, bool asJson)
 {
     const auto& f = info.backbone;
@@ -114,6 +197,8 @@ int runInfo(const InfoFlags& info, bool asJson)
         throw UsageError("info: give --model DIR or --shape NAME");
     if (info.backboneDtype != "int4" && info.quantGroupSize != 64)
         throw UsageError("--quant-group-size: only meaningful with --backbone-dtype int4");
+    if (isDecoderFolder(f.model))
+        return runDecoderInfo(info, asJson);
     // The config and the weights' headers only: nothing the size of the model is allocated, so a config
     // that lies about its sizes fails with one line (checkConfigMatchesWeights) and a model larger than
     // this machine's memory can still be described.
@@ -228,9 +313,52 @@ int runLadderForward(const BackboneFlags& f, const MethodForwardFlags& m, const 
     return 0;
 }
 
+// ladder forward for a decoder: HF's forward(input_ids, attention_mask, labels) with labels of the inputs'
+// length (shifted inside); float32 logits, loss and hidden_states.{i} (embeddings, each layer, the last after
+// the final norm).
+int runDecoderForward(const BackboneFlags& f, const MethodForwardFlags& m, const std::string& inputsPath,
+    const std::string& outPath)
+{
+    if (!m.method.empty() || m.r || m.keep || !m.sideWeights.empty())
+        throw Error(
+            "--method, --r, --keep and --side-weights: forward with a method supports T5 folders only; "
+            + f.model + " is a decoder-only model");
+    const auto opts = decoderLoadOptions(f);
+    auto loaded = loadLlama(f.model, opts);
+    const auto inputs = ModelInputs::fromJsonFile(inputsPath, loaded.config.vocabSize);
+    if (!inputs.labels.defined())
+        throw Error(inputsPath + ": field labels is required for forward");
+    if (inputs.labels.sizes() != inputs.inputIds.sizes())
+        throw Error(inputsPath
+            + ": field labels: a decoder-only model needs labels of input_ids' shape (HF's causal-LM loss "
+              "shifts "
+              "them inside)");
+    c10::NoGradGuard noGrad;
+    const auto out = loaded.model->forward(
+        inputs.inputIds.to(opts.device), inputs.attentionMask.to(opts.device), inputs.labels.to(opts.device));
+    TensorMap tensors;
+    auto put = [&](const std::string& name, const at::Tensor& t) { tensors[name] = t.to(at::kFloat).cpu(); };
+    put("logits", out.logits);
+    put("loss", out.loss.reshape({ 1 }));
+    const auto hidden = out.stack.hfHiddenStates();
+    for (std::size_t i = 0; i < hidden.size(); ++i)
+        put("hidden_states." + std::to_string(i), hidden[i]);
+    writeSafetensors(outPath, tensors, { { "producer", "ladder forward" }, { "model", f.model } });
+    if (m.json) {
+        printJson({ { "out", outPath }, { "tensors", tensors.size() }, { "method", nullptr },
+            { "r", nullptr }, { "loss", jsonNumber(out.loss.item<double>()) } });
+        return 0;
+    }
+    std::cout << "wrote " << tensors.size() << " tensors to " << outPath << " (loss " << std::setprecision(8)
+              << out.loss.item<double>() << ")\n";
+    return 0;
+}
+
 int runForward(const BackboneFlags& f, const MethodForwardFlags& m, const std::string& inputsPath,
     const std::string& outPath)
 {
+    if (isDecoderFolder(f.model))
+        return runDecoderForward(f, m, inputsPath, outPath);
     if (!m.method.empty())
         return runLadderForward(f, m, inputsPath, outPath);
     if (m.r || m.keep || !m.sideWeights.empty())
@@ -269,14 +397,28 @@ int runForward(const BackboneFlags& f, const MethodForwardFlags& m, const std::s
 int runGenerate(const BackboneFlags& f, const std::string& inputsPath, std::int64_t numBeams,
     std::int64_t maxNewTokens, bool withScores)
 {
-    auto opts = loadOptions(f);
-    auto loaded = loadT5(f.model, opts);
-    const auto inputs = ModelInputs::fromJsonFile(inputsPath, loaded.config.vocabSize);
-    auto gen = GenerationOptions::forConfig(loaded.config);
-    gen.numBeams = numBeams;
-    gen.maxNewTokens = maxNewTokens > 0 ? maxNewTokens : inputs.maxNewTokens.value_or(20);
-    const auto result
-        = generate(loaded.model, inputs.inputIds.to(opts.device), inputs.attentionMask.to(opts.device), gen);
+    GenerationResult result;
+    if (isDecoderFolder(f.model)) {
+        // HF's generate() of a causal LM: the prompt (left-padded) followed by the new tokens.
+        const auto opts = decoderLoadOptions(f);
+        auto loaded = loadLlama(f.model, opts);
+        const auto inputs = ModelInputs::fromJsonFile(inputsPath, loaded.config.vocabSize);
+        auto gen = GenerationOptions::forConfig(loaded.config);
+        gen.numBeams = numBeams;
+        gen.maxNewTokens = maxNewTokens > 0 ? maxNewTokens : inputs.maxNewTokens.value_or(20);
+        c10::NoGradGuard noGrad;
+        result = generateCausal(
+            *loaded.model, inputs.inputIds.to(opts.device), inputs.attentionMask.to(opts.device), gen);
+    } else {
+        auto opts = loadOptions(f);
+        auto loaded = loadT5(f.model, opts);
+        const auto inputs = ModelInputs::fromJsonFile(inputsPath, loaded.config.vocabSize);
+        auto gen = GenerationOptions::forConfig(loaded.config);
+        gen.numBeams = numBeams;
+        gen.maxNewTokens = maxNewTokens > 0 ? maxNewTokens : inputs.maxNewTokens.value_or(20);
+        result = generate(
+            loaded.model, inputs.inputIds.to(opts.device), inputs.attentionMask.to(opts.device), gen);
+    }
     nlohmann::json sequences = nlohmann::json::array();
     const auto seq = result.sequences.contiguous();
     for (std::int64_t r = 0; r < seq.size(0); ++r) {
@@ -335,8 +477,8 @@ void registerModelCommands(CLI::App& app)
         auto* cmd = app.add_subcommand("info",
             "Print a T5 folder's (or a published shape's) config, parameter count, dtype and weight memory, "
             "also with the frozen matrices in bf16, int8 or int4");
-        auto* model = cmd->add_option(
-            "--model", flags->backbone.model, "HuggingFace T5 folder (config.json + weights)");
+        auto* model = cmd->add_option("--model", flags->backbone.model,
+            "HuggingFace folder (config.json + weights): T5, Llama, Mistral or Qwen2");
         cmd->add_option("--shape", flags->shape, "t5-small, t5-base, t5-large, t5-3b (published configs)")
             ->excludes(model);
         cmd->add_option("--device", flags->backbone.device, "cpu, cuda or cuda:N")->capture_default_str();

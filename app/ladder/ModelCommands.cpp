@@ -112,9 +112,16 @@ std::vector<std::pair<std::string, std::optional<std::int64_t>>> storageTable(
 }
 
 // A decoder-only folder (model_type llama, mistral, qwen2) rather than T5's: the commands dispatch on it.
+// Anything else (no folder, no config.json, no model_type) takes the T5 path, whose errors are unchanged.
 bool isDecoderFolder(const std::string& model)
 {
-    return !model.empty() && LlamaConfig::supportsModelType(readModelType(model));
+    if (model.empty())
+        return false;
+    try {
+        return LlamaConfig::supportsModelType(readModelType(model));
+    } catch (const Error&) {
+        return false;
+    }
 }
 
 LlamaLoadOptions decoderLoadOptions(const BackboneFlags& f)

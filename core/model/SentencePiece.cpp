@@ -103,6 +103,16 @@ SentencePieceModel::SentencePieceModel(const std::string& path)
         throw Error(path + ": " + error);
 }
 
+SentencePieceModel SentencePieceModel::fromBytes(const std::string& bytes, const std::string& source)
+{
+    std::string error;
+    SentencePieceModel model;
+    model.m_processor = module().api->loadSerialized(bytes, &error);
+    if (!model.m_processor)
+        throw Error(source + ": " + error);
+    return model;
+}
+
 SentencePieceModel::~SentencePieceModel()
 {
     if (m_processor)
@@ -137,6 +147,48 @@ int SentencePieceModel::pieceToId(const std::string& piece) const
 std::string SentencePieceModel::idToPiece(int id) const
 {
     return module().api->idToPiece(m_processor, id);
+}
+
+SentencePieceModel::PieceType SentencePieceModel::pieceType(int id) const
+{
+    switch (static_cast<spm::PieceType>(module().api->pieceType(m_processor, id))) {
+    case spm::PieceType::Unknown:
+        return PieceType::Unknown;
+    case spm::PieceType::Control:
+        return PieceType::Control;
+    case spm::PieceType::Unused:
+        return PieceType::Unused;
+    case spm::PieceType::Byte:
+        return PieceType::Byte;
+    case spm::PieceType::Normal:
+        break;
+    }
+    return PieceType::Normal;
+}
+
+int SentencePieceModel::specialId(int which) const
+{
+    return module().api->specialId(m_processor, which);
+}
+
+int SentencePieceModel::unkId() const
+{
+    return specialId(static_cast<int>(spm::SpecialPiece::Unk));
+}
+
+int SentencePieceModel::bosId() const
+{
+    return specialId(static_cast<int>(spm::SpecialPiece::Bos));
+}
+
+int SentencePieceModel::eosId() const
+{
+    return specialId(static_cast<int>(spm::SpecialPiece::Eos));
+}
+
+int SentencePieceModel::padId() const
+{
+    return specialId(static_cast<int>(spm::SpecialPiece::Pad));
 }
 
 bool SentencePieceModel::encode(const std::string& text, std::vector<int>* ids, std::string* error) const

@@ -17,16 +17,28 @@
 
 namespace ladder::spm {
 
-inline constexpr int kApiVersion = 1;
+inline constexpr int kApiVersion = 2;
+
+// What pieceType answers (SentencePiece's ModelProto::SentencePiece::Type, as its Is* queries report it).
+enum class PieceType { Normal = 0, Unknown = 1, Control = 2, Unused = 3, Byte = 4 };
+// What specialId answers for.
+enum class SpecialPiece { Unk = 0, Bos = 1, Eos = 2, Pad = 3 };
 
 struct Api {
     int version = kApiVersion;
     // A processor for the model file at `path`, or nullptr with *error set.
     void* (*load)(const std::string& path, std::string* error);
+    // A processor for a serialized model held in memory (model/LlamaTokenizer.cpp edits the file's normalizer
+    // spec this way), or nullptr with *error set.
+    void* (*loadSerialized)(const std::string& bytes, std::string* error);
     void (*release)(void* processor);
     int (*pieceSize)(const void* processor);
     int (*pieceToId)(const void* processor, const std::string& piece);
     std::string (*idToPiece)(const void* processor, int id);
+    // A PieceType as an int; ids outside [0, pieceSize) answer Normal.
+    int (*pieceType)(const void* processor, int id);
+    // The id of a SpecialPiece (an int), -1 when the model has none.
+    int (*specialId)(const void* processor, int which);
     // false with *error set when SentencePiece reports a failure.
     bool (*encode)(const void* processor, const std::string& text, std::vector<int>* ids, std::string* error);
     bool (*decode)(const void* processor, const std::vector<int>& ids, std::string* text, std::string* error);

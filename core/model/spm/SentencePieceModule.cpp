@@ -28,6 +28,17 @@ void* load(const std::string& path, std::string* error)
     return sp.release();
 }
 
+void* loadSerialized(const std::string& bytes, std::string* error)
+{
+    auto sp = std::make_unique<SentencePieceProcessor>();
+    const auto status = sp->LoadFromSerializedProto(bytes);
+    if (!status.ok()) {
+        *error = status.ToString();
+        return nullptr;
+    }
+    return sp.release();
+}
+
 void release(void* p)
 {
     delete static_cast<SentencePieceProcessor*>(p);
@@ -46,6 +57,40 @@ int pieceToId(const void* p, const std::string& piece)
 std::string idToPiece(const void* p, int id)
 {
     return processor(p).IdToPiece(id);
+}
+
+int pieceType(const void* p, int id)
+{
+    using ladder::spm::PieceType;
+    const auto& sp = processor(p);
+    if (id < 0 || id >= sp.GetPieceSize())
+        return static_cast<int>(PieceType::Normal);
+    if (sp.IsUnknown(id))
+        return static_cast<int>(PieceType::Unknown);
+    if (sp.IsControl(id))
+        return static_cast<int>(PieceType::Control);
+    if (sp.IsUnused(id))
+        return static_cast<int>(PieceType::Unused);
+    if (sp.IsByte(id))
+        return static_cast<int>(PieceType::Byte);
+    return static_cast<int>(PieceType::Normal);
+}
+
+int specialId(const void* p, int which)
+{
+    using ladder::spm::SpecialPiece;
+    const auto& sp = processor(p);
+    switch (static_cast<SpecialPiece>(which)) {
+    case SpecialPiece::Unk:
+        return sp.unk_id();
+    case SpecialPiece::Bos:
+        return sp.bos_id();
+    case SpecialPiece::Eos:
+        return sp.eos_id();
+    case SpecialPiece::Pad:
+        return sp.pad_id();
+    }
+    return -1;
 }
 
 bool encode(const void* p, const std::string& text, std::vector<int>* ids, std::string* error)
@@ -91,8 +136,8 @@ bool train(const std::unordered_map<std::string, std::string>& args,
     return status.ok();
 }
 
-const ladder::spm::Api kApi { ladder::spm::kApiVersion, load, release, pieceSize, pieceToId, idToPiece,
-    encode, decode, train };
+const ladder::spm::Api kApi { ladder::spm::kApiVersion, load, loadSerialized, release, pieceSize, pieceToId,
+    idToPiece, pieceType, specialId, encode, decode, train };
 
 } // namespace
 

@@ -37,7 +37,7 @@ readonly APT_PACKAGES=(
     clang libclang-rt-14-dev
     # libraries (docs/ARCHITECTURE.md)
     qt6-base-dev qt6-svg-dev libqcustomplot-dev libqcustomplot2.1-qt6 libgl-dev
-    libsentencepiece-dev sentencepiece libsqlite3-dev sqlite3 libssl-dev nlohmann-json3-dev libcli11-dev libgtest-dev
+    libsentencepiece-dev sentencepiece libicu-dev libsqlite3-dev sqlite3 libssl-dev nlohmann-json3-dev libcli11-dev libgtest-dev
     # gloo's headers for c10d's ProcessGroupGloo (core/dist; gloo itself is inside libtorch_cpu)
     libgloo-dev
     # headless GUI runs, screenshots, data

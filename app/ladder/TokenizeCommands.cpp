@@ -1,4 +1,6 @@
-// `ladder tokenize --spm FILE [--decode] [--skip-special] TEXT...`
+// `ladder tokenize (--spm FILE | --model DIR) [--decode] [--skip-special] [--no-special] TEXT...`
+//   --spm: T5's spiece.model (HF's slow T5Tokenizer); --model: any backbone folder, through loadTokenizer
+//   (spiece.model, tokenizer.json or tokenizer.model: T5, Qwen2 / Llama 3, Llama 2 / Mistral)
 //   encode: prints [[ids of TEXT 1], [ids of TEXT 2], ...]
 //   decode: each TEXT is a JSON array of ids; prints ["text 1", "text 2", ...]
 #include <cstdint>
@@ -13,6 +15,8 @@
 
 #include "Commands.h"
 #include "model/T5Tokenizer.h"
+#include "model/Tokenizer.h"
+#include "model/TokenizerLoad.h"
 #include "util/Error.h"
 #include "util/Json.h"
 #include "util/Text.h"
@@ -22,7 +26,9 @@ namespace {
 
 struct TokenizeOptions {
     std::string spmPath;
+    std::string modelDir;
     bool decode = false;
+    bool noSpecial = false;
     bool skipSpecial = false;
     bool json = false; // accepted for uniformity: the output is JSON either way
     std::vector<std::string> texts;
@@ -58,13 +64,19 @@ std::vector<std::int64_t> parseIds(const std::string& text, std::size_t index)
 
 int runTokenize(const TokenizeOptions& options)
 {
-    const T5Tokenizer tokenizer(options.spmPath);
+    if (options.spmPath.empty() == options.modelDir.empty())
+        throw UsageError("give one of --spm FILE and --model DIR");
+    std::shared_ptr<const Tokenizer> tokenizer;
+    if (options.modelDir.empty())
+        tokenizer = std::make_shared<const T5Tokenizer>(options.spmPath);
+    else
+        tokenizer = loadTokenizer(options.modelDir);
     nlohmann::json result = nlohmann::json::array();
     for (std::size_t i = 0; i < options.texts.size(); ++i) {
         if (options.decode)
-            result.push_back(tokenizer.decode(parseIds(options.texts[i], i), options.skipSpecial));
+            result.push_back(tokenizer->decode(parseIds(options.texts[i], i), options.skipSpecial));
         else
-            result.push_back(tokenizer.encode(options.texts[i]));
+            result.push_back(tokenizer->encode(options.texts[i], !options.noSpecial));
     }
     // Invalid UTF-8 in an argument must not abort the dump: replace it with U+FFFD.
     std::cout << result.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
@@ -99,13 +111,19 @@ void registerTokenizeCommands(CLI::App& app)
 {
     auto options = std::make_shared<TokenizeOptions>();
     auto* cmd = app.add_subcommand("tokenize",
-        "Encode texts to T5 token ids, or decode id arrays, with a spiece.model "
-        "(HF slow T5Tokenizer semantics: 100 sentinels, </s> appended)");
-    cmd->add_option("--spm", options->spmPath, "SentencePiece model file (spiece.model)")->required();
+        "Encode texts to token ids, or decode id arrays, with a spiece.model (HF slow T5Tokenizer semantics: "
+        "100 sentinels, </s> appended) or a backbone folder's tokenizer (HF's semantics for it)");
+    auto* spm = cmd->add_option("--spm", options->spmPath, "SentencePiece model file (spiece.model)");
+    cmd->add_option("--model", options->modelDir,
+           "Backbone folder: spiece.model (T5), tokenizer.json (byte-level BPE: Qwen2, Llama 3) or "
+           "tokenizer.model (Llama 2, Mistral)")
+        ->excludes(spm);
     cmd->add_flag(
         "--decode", options->decode, "Each TEXT is a JSON array of ids, e.g. \"[8774, 1]\"; print strings");
     cmd->add_flag(
         "--skip-special", options->skipSpecial, "With --decode: drop pad, eos, unk and sentinel tokens");
+    cmd->add_flag(
+        "--no-special", options->noSpecial, "Encode without the special tokens (T5's </s>, Llama's <s>)");
     cmd->add_flag(
         "--json", options->json, "the output is JSON with or without it (accepted like every command's)");
     cmd->add_option("text", options->texts, "TEXT... to encode (or id arrays to decode); more may follow")

@@ -21,10 +21,10 @@ constexpr std::size_t kTokenizeGroup = 256;
 constexpr std::uint64_t kOrderStream = 1;
 constexpr std::uint64_t kBatchOrderStream = 2;
 
-// Tokenises `texts` with HF's truncation (T5Tokenizer::encodeBatch) and removes the padding again.
+// Tokenises `texts` with HF's truncation (Tokenizer::encodeBatch) and removes the padding again.
 // Counts how many ids truncation removed.
-std::vector<std::vector<std::int64_t>> tokenize(const T5Tokenizer& tokenizer,
-    const std::vector<std::string>& texts, int maxLength, std::size_t& truncated)
+std::vector<std::vector<std::int64_t>> tokenize(
+    const Tokenizer& tokenizer, const std::vector<std::string>& texts, int maxLength, std::size_t& truncated)
 {
     std::vector<std::vector<std::int64_t>> out;
     out.reserve(texts.size());
@@ -47,10 +47,31 @@ std::vector<std::vector<std::int64_t>> tokenize(const T5Tokenizer& tokenizer,
     return out;
 }
 
+// A causal LM's targets: the text as it continues the prompt, eos last (Tokenizer::encodeTarget); cut from
+// the right keeping eos last, as T5's targets are.
+std::vector<std::vector<std::int64_t>> tokenizeTargets(
+    const Tokenizer& tokenizer, const std::vector<std::string>& texts, int maxLength, std::size_t& truncated)
+{
+    if (dynamic_cast<const T5Tokenizer*>(&tokenizer))
+        return tokenize(tokenizer, texts, maxLength, truncated); // byte-identical to every T5 run before
+    std::vector<std::vector<std::int64_t>> out;
+    out.reserve(texts.size());
+    for (const auto& text : texts) {
+        auto ids = tokenizer.encodeTarget(text);
+        if (maxLength > 0 && ids.size() > static_cast<std::size_t>(maxLength)) {
+            truncated += ids.size() - static_cast<std::size_t>(maxLength);
+            const auto last = ids.back();
+            ids.resize(static_cast<std::size_t>(maxLength));
+            ids.back() = last;
+        }
+        out.push_back(std::move(ids));
+    }
+    return out;
+}
+
 } // namespace
 
-Batcher::Batcher(
-    const T5Tokenizer& tokenizer, const std::vector<TextExample>& examples, BatcherOptions options)
+Batcher::Batcher(const Tokenizer& tokenizer, const std::vector<TextExample>& examples, BatcherOptions options)
     : m_options(options)
     , m_padId(tokenizer.padId())
 {
@@ -67,7 +88,7 @@ Batcher::Batcher(
         targets.push_back(ex.target);
     }
     m_sources = tokenize(tokenizer, sources, m_options.maxSourceLength, m_truncatedSources);
-    m_targets = tokenize(tokenizer, targets, m_options.maxTargetLength, m_truncatedTargets);
+    m_targets = tokenizeTargets(tokenizer, targets, m_options.maxTargetLength, m_truncatedTargets);
 }
 
 std::size_t Batcher::batchCount() const
@@ -173,13 +194,13 @@ BatchSource Batcher::source(int epoch) const
     };
 }
 
-int Batcher::targetLengthFor(const TaskInfo& info, const T5Tokenizer& tokenizer, int fallback)
+int Batcher::targetLengthFor(const TaskInfo& info, const Tokenizer& tokenizer, int fallback)
 {
     if (info.labels.empty())
         return fallback;
     std::size_t longest = 0;
     for (const auto& label : info.labels)
-        longest = std::max(longest, tokenizer.encode(label, true).size());
+        longest = std::max(longest, tokenizer.encodeTarget(label).size());
     return static_cast<int>(longest);
 }
 

@@ -9,7 +9,7 @@
 
 namespace ladder {
 
-class T5Tokenizer;
+class Tokenizer;
 
 struct BatcherOptions {
     int batchSize = 32;
@@ -37,7 +37,8 @@ struct ExampleBatch {
     std::vector<std::size_t> indices;
 };
 
-// Tokenises a split once (T5Tokenizer, HF truncation) and serves it as padded Seq2SeqBatch batches:
+// Tokenises a split once (the backbone's Tokenizer, HF truncation; a causal LM's targets through
+// Tokenizer::encodeTarget) and serves it as padded Seq2SeqBatch batches:
 // inputIds (batch, longest source in the batch) int64 padded with the tokenizer's pad id (0),
 // attentionMask (same shape) int64 0/1, labels (batch, longest target in the batch) int64 padded with
 // -100. Dynamic padding: each batch is as long as its longest sequence. CPU tensors; move them yourself.
@@ -47,7 +48,7 @@ public:
     static constexpr std::int64_t kIgnoreIndex = -100;
 
     // Throws ladder::Error for an option out of range (batch size < 1, bucketChunk < 1).
-    Batcher(const T5Tokenizer& tokenizer, const std::vector<TextExample>& examples, BatcherOptions options);
+    Batcher(const Tokenizer& tokenizer, const std::vector<TextExample>& examples, BatcherOptions options);
 
     std::size_t exampleCount() const { return m_sources.size(); }
     std::size_t batchCount() const; // batches per epoch
@@ -70,9 +71,9 @@ public:
     std::size_t truncatedSources() const { return m_truncatedSources; }
     std::size_t truncatedTargets() const { return m_truncatedTargets; }
 
-    // The reference's target length for a task: the longest tokenised label (with </s>) when the task
+    // The reference's target length for a task: the longest tokenised label (with eos) when the task
     // lists its labels (GLUE: 2 for "0"/"1" with T5's vocabulary), else `fallback`.
-    static int targetLengthFor(const TaskInfo& info, const T5Tokenizer& tokenizer, int fallback);
+    static int targetLengthFor(const TaskInfo& info, const Tokenizer& tokenizer, int fallback);
 
 private:
     BatcherOptions m_options;

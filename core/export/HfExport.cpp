@@ -92,7 +92,7 @@ nlohmann::json sentinels(int extraIds)
 // model.safetensors' tensors: HF's names, LoRA merged, stored matrices dequantised, fp32 on the CPU.
 TensorMap hfStateDict(const LoadedRun& run, bool withBiases)
 {
-    auto& model = *run.backbone;
+    auto& model = t5Of(run, "export --format hf");
     std::map<std::string, const QuantizedWeight*> stored;
     for (const auto& [name, q] : model.quantizedWeights())
         stored[name] = q;
@@ -160,7 +160,10 @@ void writeTokenizerFiles(const LoadedRun& run, const fs::path& dir, std::vector<
             copyFile((from / name).string(), (dir / name).string());
             files.push_back(name);
         }
-    const int extraIds = run.tokenizer->extraIds();
+    const auto* t5Tokenizer = dynamic_cast<const T5Tokenizer*>(run.tokenizer.get());
+    if (!t5Tokenizer)
+        throw Error("export --format hf: the run's tokenizer is not T5's");
+    const int extraIds = t5Tokenizer->extraIds();
     if (fs::exists(from / "special_tokens_map.json"))
         copyFile((from / "special_tokens_map.json").string(), (dir / "special_tokens_map.json").string());
     else
@@ -215,6 +218,7 @@ bool hfExportHasBiases(const LoadedRun& run)
 ExportedFolder writeHfFolder(const LoadedRun& run, const std::string& directory)
 {
     checkHfExportable(run.spec);
+    t5Of(run, "export --format hf");
     const fs::path dir(directory);
     const bool biases = hfExportHasBiases(run);
     ExportedFolder result;

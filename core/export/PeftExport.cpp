@@ -79,7 +79,7 @@ ExportedFolder writePrompt(const LoadedRun& run, const fs::path& dir, ExportedFo
         throw Error("a prompt-tuning run holds one tensor named prompt");
     c10::NoGradGuard noGrad;
     const auto prompt = named.front().second.detach().to(at::kCPU, at::kFloat).contiguous().clone();
-    const auto& c = run.backbone->config();
+    const auto& c = t5Of(run, "export --format peft").config();
     auto config = commonFields(run, "PROMPT_TUNING");
     config.update({ { "num_virtual_tokens", prompt.size(0) }, { "token_dim", prompt.size(1) },
         { "num_transformer_submodules", 1 }, { "num_attention_heads", c.numHeads },
@@ -129,6 +129,7 @@ void checkPeftExportable(const RunSpec& spec)
 ExportedFolder writePeftFolder(const LoadedRun& run, const std::string& directory)
 {
     checkPeftExportable(run.spec);
+    t5Of(run, "export --format peft");
     const fs::path dir(directory);
     ExportedFolder result;
     result.format = "peft";

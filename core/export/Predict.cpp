@@ -14,6 +14,7 @@
 #include "model/Generation.h"
 #include "model/T5Tokenizer.h"
 #include "train/Autocast.h"
+#include "train/TrainerSteps.h"
 #include "util/Error.h"
 #include "util/Json.h"
 #include "util/Text.h"
@@ -237,7 +238,7 @@ std::vector<Prediction> predictBatch(
         indices[i] = i;
     const auto batch = batcher.makeBatch(indices);
 
-    auto gen = GenerationOptions::forConfig(run.backbone->config());
+    auto gen = generationOptionsFor(*run.backbone, *run.tokenizer);
     gen.numBeams = numBeams > 0 ? numBeams : format.numBeams;
     gen.maxNewTokens = format.maxNewTokens;
     gen.outputScores = true;

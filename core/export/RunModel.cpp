@@ -155,4 +155,14 @@ LoadedRun loadStoredRun(ResultsStore& store, std::int64_t runId, const std::stri
     return loaded;
 }
 
+T5ForConditionalGenerationImpl& t5Of(const LoadedRun& run, const std::string& what)
+{
+    auto* t5 = dynamic_cast<T5ForConditionalGenerationImpl*>(run.backbone.get());
+    if (!t5)
+        throw Error(what + ": run " + std::to_string(run.runId) + " trained a "
+            + run.backbone->shape().architecture
+            + " backbone; this export is written for T5 runs only so far (--format ladder takes every run)");
+    return *t5;
+}
+
 } // namespace ladder

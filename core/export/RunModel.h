@@ -11,7 +11,7 @@
 namespace ladder {
 
 class ResultsStore;
-class T5Tokenizer;
+class Tokenizer;
 
 // A trained run loaded for use (export, predict, eval): the spec's backbone with the run's method built on
 // it and its trained weights loaded, in eval mode on `device`.
@@ -21,10 +21,14 @@ struct LoadedRun {
     std::string backboneDirectory; // the folder the backbone was read from ("demo" resolved)
     std::string checkpointPath; // the trainable weights loaded
     std::string device; // where the model now is ("cpu", "cuda:0")
-    T5ForConditionalGeneration backbone { nullptr }; // the T5 module; the method modifies it in place
-    std::shared_ptr<T5Tokenizer> tokenizer;
+    BackboneModel backbone; // the backbone module; the in-place methods modify it
+    std::shared_ptr<Tokenizer> tokenizer;
     std::unique_ptr<Method> method;
 };
+
+// The run's backbone as T5, for what only T5 runs have so far (HF and PEFT exports: issue #21 left them
+// T5-only). `what` names the caller in the error a decoder run gets ("export --format hf").
+T5ForConditionalGenerationImpl& t5Of(const LoadedRun& run, const std::string& what);
 
 // The identity of a backbone folder: SHA-256 over its config.json and weight files (model.safetensors, the
 // shards an index names with the index itself, or pytorch_model.bin), each as "NAME SHA256\n" in name

@@ -119,7 +119,7 @@ GlueTask glueTaskOf(const RunSpec& spec, const std::string& recordedTask)
 } // namespace
 
 TaskFormat taskFormatFor(
-    const RunSpec& spec, const std::string& recordedTask, const T5Tokenizer& tokenizer, std::string* note)
+    const RunSpec& spec, const std::string& recordedTask, const Tokenizer& tokenizer, std::string* note)
 {
     TaskFormat f;
     f.type = spec.task.type;

@@ -13,7 +13,7 @@
 namespace ladder {
 
 struct RunSpec;
-class T5Tokenizer;
+class Tokenizer;
 
 struct TaskFormat {
     std::string type; // the spec's task type: "glue", "generic", "demo"
@@ -50,7 +50,7 @@ struct TaskFormat {
 // column ("rte"), which names a GLUE task of name "auto" when its folder is gone. The labels and the
 // generation length come from the task's data when it can be read (tokenised with `tokenizer`); when it
 // cannot, *note (optional) says why and the spec's max_target_length (or 128) is used.
-TaskFormat taskFormatFor(const RunSpec& spec, const std::string& recordedTask, const T5Tokenizer& tokenizer,
+TaskFormat taskFormatFor(const RunSpec& spec, const std::string& recordedTask, const Tokenizer& tokenizer,
     std::string* note = nullptr);
 
 } // namespace ladder

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
 
+#include "peft/InPlaceMethod.h"
 #include "util/Error.h"
 
 namespace ladder {
@@ -61,50 +62,21 @@ void addBitFitBiases(T5ForConditionalGeneration& model, std::int64_t freeze)
     model->addLmHeadBias();
 }
 
-// The method object shared by all in-place baselines: forward is the backbone's own.
-class InPlaceMethod : public Method {
-public:
-    InPlaceMethod(T5ForConditionalGeneration backbone, const MethodOptions& options)
-        : Method(std::move(backbone), options)
-    {
-    }
-
-    MethodOutput forward(const Seq2SeqBatch& batch) override
-    {
-        auto out = m_backbone->forward(batch.inputIds, batch.attentionMask, batch.labels);
-        return { out.loss, out.logits };
-    }
-
-    std::unique_ptr<Seq2SeqStepper> makeStepper() override { return std::make_unique<T5Stepper>(m_backbone); }
-
-    void train(bool on) override { m_backbone->train(on); }
-
-    void to(c10::Device device, c10::ScalarType dtype) override { m_backbone->to(device, dtype); }
-
-    std::vector<std::pair<std::string, at::Tensor>> namedTrainableParameters() const override
-    {
-        std::vector<std::pair<std::string, at::Tensor>> out;
-        for (const auto& item : m_backbone->named_parameters(true))
-            if (item.value().requires_grad())
-                out.emplace_back(item.key(), item.value());
-        return out;
-    }
-};
-
 // Prompt tuning: N trainable vectors prepended to the encoder input (Lester et al.), initialised from
 // the embeddings of random vocabulary entries among the first 5,000 ids.
 class PromptMethod : public Method {
 public:
     PromptMethod(T5ForConditionalGeneration backbone, const MethodOptions& options)
-        : Method(std::move(backbone), options)
+        : Method(backbone.ptr(), options)
+        , m_t5(std::move(backbone))
     {
         setRequiresGrad(*m_backbone, false);
-        const auto vocab = m_backbone->config().vocabSize;
+        const auto vocab = m_t5->config().vocabSize;
         const auto ids = at::randint(std::min<std::int64_t>(3, vocab - 1),
             std::min<std::int64_t>(5000, vocab), { options.prompts }, at::TensorOptions().dtype(at::kLong));
         c10::NoGradGuard noGrad;
         // embed(): the embedding's rows, also when it is held in frozen storage.
-        m_prompt = m_backbone->embed(ids.to(m_backbone->shared->weight.device())).clone();
+        m_prompt = m_backbone->embed(ids.to(m_t5->shared->weight.device())).clone();
         m_prompt.set_requires_grad(true);
     }
 
@@ -116,13 +88,13 @@ public:
             = at::cat({ m_prompt.unsqueeze(0).expand({ batch, -1, -1 }), m_backbone->embed(inputIds) }, 1);
         const auto mask01 = attentionMask.defined() ? attentionMask : at::ones_like(inputIds);
         const auto mask = at::cat({ at::ones({ batch, m_prompt.size(0) }, mask01.options()), mask01 }, 1);
-        return { m_backbone->encoder->forward(embeds, mask).lastHiddenState, mask };
+        return { m_t5->encoder->forward(embeds, mask).lastHiddenState, mask };
     }
 
     MethodOutput forward(const Seq2SeqBatch& batch) override
     {
         const auto [hidden, mask] = encode(batch.inputIds, batch.attentionMask);
-        const auto decoded = m_backbone->decode(m_backbone->shiftRight(batch.labels), hidden, mask);
+        const auto decoded = m_t5->decode(m_t5->shiftRight(batch.labels), hidden, mask);
         const auto logits = m_backbone->lmLogits(decoded.lastHiddenState);
         return { T5ForConditionalGenerationImpl::crossEntropy(logits, batch.labels), logits };
     }
@@ -130,7 +102,7 @@ public:
     std::unique_ptr<Seq2SeqStepper> makeStepper() override
     {
         return std::make_unique<T5Stepper>(
-            m_backbone, [this](const at::Tensor& ids, const at::Tensor& mask) { return encode(ids, mask); });
+            m_t5, [this](const at::Tensor& ids, const at::Tensor& mask) { return encode(ids, mask); });
     }
 
     void train(bool on) override { m_backbone->train(on); }
@@ -153,6 +125,7 @@ public:
     }
 
 private:
+    T5ForConditionalGeneration m_t5;
     at::Tensor m_prompt;
 };
 
@@ -172,7 +145,7 @@ std::unique_ptr<Method> createBaselineMethod(
     }
 
     // Count the backbone before anything is added (the paper's denominator).
-    auto method = std::make_unique<InPlaceMethod>(backbone, options);
+    auto method = std::make_unique<InPlaceMethod>(backbone.ptr(), options);
     const auto freeze = options.freeze;
 
     if (options.method == "full") {

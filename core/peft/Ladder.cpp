@@ -144,14 +144,14 @@ at::Tensor LadderModel::logits(const at::Tensor& decoderHidden)
 // ---------------------------------------------------------------------------------------------------
 LadderMethod::LadderMethod(T5ForConditionalGeneration backbone, const MethodOptions& options,
     const BatchSource& data, const MethodInitHooks& hooks)
-    : Method(backbone, options)
-    , m_model(m_backbone.ptr(), LadderSideNetwork(ladderSideOptions(m_backbone->config(), options)))
+    : Method(backbone.ptr(), options)
+    , m_model(backbone.ptr(), LadderSideNetwork(ladderSideOptions(backbone->config(), options)))
 {
     for (auto& p : m_backbone->parameters(true))
         p.set_requires_grad(false);
     auto side = m_model.side();
-    initialiseSideNetwork(side, m_backbone, options.init, data, options.fisherSamples, hooks);
-    const auto& reference = m_backbone->shared->weight;
+    initialiseSideNetwork(side, backbone, options.init, data, options.fisherSamples, hooks);
+    const auto& reference = backbone->shared->weight;
     side->to(reference.device(), reference.scalar_type());
     train(false);
 }

@@ -191,7 +191,7 @@ void initialiseStack(LadderSideStackImpl& stack, const std::string& backboneStac
 // Restores a backbone frozen after a temporary gradient pass, whatever happens in between.
 class FrozenAfterwards {
 public:
-    explicit FrozenAfterwards(T5ForConditionalGeneration backbone)
+    explicit FrozenAfterwards(BackboneModel backbone)
         : m_backbone(std::move(backbone))
         , m_wasTraining(m_backbone->is_training())
     {
@@ -208,7 +208,7 @@ public:
     FrozenAfterwards& operator=(const FrozenAfterwards&) = delete;
 
 private:
-    T5ForConditionalGeneration m_backbone;
+    BackboneModel m_backbone;
     bool m_wasTraining;
 };
 
@@ -222,8 +222,8 @@ TensorMap magnitudeImportance(T5ForConditionalGeneration& backbone)
     return out;
 }
 
-TensorMap fisherImportance(T5ForConditionalGeneration& backbone, const BatchSource& data,
-    std::int64_t samples, const InitProgress& progress, const InitCancelCheck& cancelled)
+TensorMap fisherImportance(const BackboneModel& backbone, const BatchSource& data, std::int64_t samples,
+    const InitProgress& progress, const InitCancelCheck& cancelled)
 {
     if (!data)
         throw Error("ladder: field init: fisher needs training examples for the empirical Fisher, and none "
@@ -232,7 +232,7 @@ TensorMap fisherImportance(T5ForConditionalGeneration& backbone, const BatchSour
         throw Error("ladder: field fisher_samples: expected a positive number of samples");
 
     const auto params = namedParameters(*backbone);
-    const auto device = backbone->shared->weight.device();
+    const auto device = backbone->parameters(true).front().device(); // the input embedding's
     TensorMap fisher;
     for (const auto& [name, p] : params)
         fisher[name] = at::zeros(p.sizes(), p.options().dtype(at::kFloat));
@@ -261,7 +261,7 @@ TensorMap fisherImportance(T5ForConditionalGeneration& backbone, const BatchSour
                 const auto mask = fullMask.defined() ? fullMask.narrow(0, row, 1).to(device) : at::Tensor();
                 for (const auto& [_, p] : params)
                     p.mutable_grad() = at::Tensor();
-                backbone->forward(ids, mask, labels).loss.backward();
+                backbone->forwardTargets(ids, mask, labels).loss.backward();
                 for (const auto& [name, p] : params)
                     if (p.grad().defined())
                         fisher[name].add_(p.grad().detach().to(at::kFloat).square());

@@ -23,8 +23,14 @@ TensorMap magnitudeImportance(T5ForConditionalGeneration& backbone);
 // Throws when `data` is empty or yields no example (errors name the field init).
 // progress(done, samples) after every example, and (seen, seen) at the end when the data ran out before
 // `samples`; cancelled() before every example: true throws InitCancelled.
-TensorMap fisherImportance(T5ForConditionalGeneration& backbone, const BatchSource& data,
-    std::int64_t samples, const InitProgress& progress = {}, const InitCancelCheck& cancelled = {});
+// Any architecture: the loss is the backbone's forwardTargets (model/BackboneModel.h).
+TensorMap fisherImportance(const BackboneModel& backbone, const BatchSource& data, std::int64_t samples,
+    const InitProgress& progress = {}, const InitCancelCheck& cancelled = {});
+inline TensorMap fisherImportance(T5ForConditionalGeneration& backbone, const BatchSource& data,
+    std::int64_t samples, const InitProgress& progress = {}, const InitCancelCheck& cancelled = {})
+{
+    return fisherImportance(BackboneModel(backbone.ptr()), data, samples, progress, cancelled);
+}
 
 // Prunes every block of the backbone by 1/r as the reference's pruning_v2 does (heads kept; the best
 // H * d_kv/r attention rows over all heads, regrouped in index order), following one chain of

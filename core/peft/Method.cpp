@@ -9,6 +9,7 @@
 #include "model/T5Checkpoint.h"
 #include "model/T5Quantization.h"
 #include "peft/Baselines.h"
+#include "peft/DecoderMethods.h"
 #include "peft/Ladder.h"
 #include "util/Error.h"
 #include "util/Json.h"
@@ -20,11 +21,20 @@ constexpr const char* kFormat = "ladderbench-trainable/1";
 constexpr const char* kOptionsKey = "method_options";
 } // namespace
 
-Method::Method(T5ForConditionalGeneration backbone, MethodOptions options)
+Method::Method(BackboneModel backbone, MethodOptions options)
     : m_backbone(std::move(backbone))
     , m_options(std::move(options))
 {
     m_backboneParameters = countParameters(*m_backbone);
+}
+
+T5ForConditionalGeneration Method::t5() const
+{
+    auto t5 = std::dynamic_pointer_cast<T5ForConditionalGenerationImpl>(m_backbone);
+    if (!t5)
+        throw Error("method " + m_options.method + ": this needs a T5 backbone, the backbone is "
+            + m_backbone->shape().architecture);
+    return T5ForConditionalGeneration(t5);
 }
 
 std::vector<at::Tensor> Method::trainableParameters() const
@@ -109,15 +119,23 @@ void Method::loadTrainable(const std::string& path)
     }
 }
 
-std::unique_ptr<Method> createMethod(T5ForConditionalGeneration backbone, const MethodOptions& options,
+std::unique_ptr<Method> createMethod(BackboneModel backbone, const MethodOptions& options,
     const BatchSource& data, const MethodInitHooks& hooks)
 {
-    options.validate(backbone->config());
-    const auto device = backbone->shared->weight.device();
-    const auto dtype = backbone->shared->weight.scalar_type();
-    std::unique_ptr<Method> method = options.method == "ladder"
-        ? createLadderMethod(std::move(backbone), options, data, hooks)
-        : createBaselineMethod(std::move(backbone), options);
+    options.validate(backbone->shape());
+    // The place of the input embedding is the backbone's (its first parameter is the embedding in every
+    // architecture; a quantised embedding keeps a placeholder of the compute dtype there).
+    const auto first = backbone->parameters(true).front();
+    const auto device = first.device();
+    const auto dtype = first.scalar_type();
+    std::unique_ptr<Method> method;
+    if (auto t5 = std::dynamic_pointer_cast<T5ForConditionalGenerationImpl>(backbone)) {
+        method = options.method == "ladder"
+            ? createLadderMethod(T5ForConditionalGeneration(t5), options, data, hooks)
+            : createBaselineMethod(T5ForConditionalGeneration(t5), options);
+    } else {
+        method = createDecoderMethod(std::move(backbone), options, data, hooks);
+    }
     // Modules a method adds are created on the CPU in float32; bring them to the backbone's place.
     method->to(device, dtype);
     // Frozen backbone storage (issue 18): after the method is built, so that LST's pruning initialisation
@@ -127,7 +145,7 @@ std::unique_ptr<Method> createMethod(T5ForConditionalGeneration backbone, const 
         if (options.method == "full")
             throw Error("method options: field backbone_dtype: full fine-tuning trains every weight; frozen "
                         "backbone storage is for the other methods");
-        quantizeFrozenBackbone(*method->backbone(), options.backboneDtype, options.quantGroupSize);
+        quantizeFrozenBackbone(*method->t5(), options.backboneDtype, options.quantGroupSize);
     }
     return method;
 }

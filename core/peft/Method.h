@@ -54,7 +54,11 @@ public:
     virtual ~Method() = default;
 
     const MethodOptions& options() const { return m_options; }
-    T5ForConditionalGeneration backbone() const { return m_backbone; }
+    // The backbone module, whatever its architecture (model/BackboneModel.h).
+    BackboneModel backbone() const { return m_backbone; }
+    // The backbone as T5, for what is T5's own (LST's side network, T5 exports); ladder::Error when the
+    // backbone is another architecture.
+    T5ForConditionalGeneration t5() const;
 
     // Teacher-forced forward with the loss.
     virtual MethodOutput forward(const Seq2SeqBatch& batch) = 0;
@@ -80,9 +84,9 @@ public:
     void loadTrainable(const std::string& path);
 
 protected:
-    Method(T5ForConditionalGeneration backbone, MethodOptions options);
+    Method(BackboneModel backbone, MethodOptions options);
 
-    T5ForConditionalGeneration m_backbone;
+    BackboneModel m_backbone;
     MethodOptions m_options;
     std::int64_t m_backboneParameters = 0;
 };
@@ -90,7 +94,12 @@ protected:
 // Builds a method on `backbone` (which it modifies for the in-place methods: bitfit, adapter, lora,
 // prompt). `data` feeds the Fisher initialisation of LST (init fisher, the default: without data that is an
 // error naming the field init) and may be empty otherwise; `hooks` report its progress and cancel it.
-std::unique_ptr<Method> createMethod(T5ForConditionalGeneration backbone, const MethodOptions& options,
+std::unique_ptr<Method> createMethod(BackboneModel backbone, const MethodOptions& options,
     const BatchSource& data = {}, const MethodInitHooks& hooks = {});
+inline std::unique_ptr<Method> createMethod(T5ForConditionalGeneration backbone, const MethodOptions& options,
+    const BatchSource& data = {}, const MethodInitHooks& hooks = {})
+{
+    return createMethod(BackboneModel(backbone.ptr()), options, data, hooks);
+}
 
 } // namespace ladder

@@ -83,7 +83,9 @@ std::string choiceField(
 }
 
 const std::vector<std::string> kActivations { "relu", "gelu", "silu", "tanh" };
-const std::vector<std::string> kTargets { "q", "k", "v", "o", "wi", "wo" };
+// T5's projections, then a decoder-only backbone's (Llama, Mistral, Qwen2); validate() checks them against
+// the backbone's architecture.
+const std::vector<std::string> kTargets { "q", "k", "v", "o", "wi", "wo", "gate", "up", "down" };
 const std::vector<std::string> kInits { "random", "magnitude", "fisher" };
 const std::vector<std::string> kAblations { "none", "side-tuning", "no-ladders", "adapter-blocks",
     "cross-attention" };
@@ -201,12 +203,15 @@ MethodOptions MethodOptions::fromJson(const json& j, const std::string& source)
     if (j.contains("targets")) {
         const auto& t = j.at("targets");
         if (!t.is_array() || t.empty())
-            throw Error(source + ": field targets: expected a non-empty array among q, k, v, o, wi, wo");
+            throw Error(source
+                + ": field targets: expected a non-empty array among q, k, v, o, wi, wo (T5), gate, up, down "
+                  "(decoders)");
         o.targets.clear();
         for (const auto& x : t) {
             if (!x.is_string()
                 || std::find(kTargets.begin(), kTargets.end(), x.get<std::string>()) == kTargets.end())
-                throw Error(source + ": field targets: " + brief(x) + " is not one of q, k, v, o, wi, wo");
+                throw Error(source + ": field targets: " + brief(x)
+                    + " is not one of q, k, v, o, wi, wo, gate, up, down");
             if (std::find(o.targets.begin(), o.targets.end(), x.get<std::string>()) == o.targets.end())
                 o.targets.push_back(x.get<std::string>());
         }
@@ -320,21 +325,33 @@ MethodOptions MethodOptions::withFields(const json& fields, const std::string& s
 
 void MethodOptions::validate(const T5Config& config) const
 {
-    const auto layers = config.numLayers + config.numDecoderLayers;
+    validate(config.shape());
+}
+
+void MethodOptions::validate(const BackboneShape& shape) const
+{
+    const bool decoderOnly = shape.encoderBlocks == 0;
+    const auto layers = shape.encoderBlocks + shape.decoderBlocks;
+    const auto inner = shape.heads * shape.headSize;
     if (freeze < 0 || freeze > layers)
         throw Error("method options: field freeze: " + std::to_string(freeze)
             + " is more than the backbone's " + std::to_string(layers) + " layers");
     if (method == "ladder") {
-        if (config.dModel % r || config.dFf % r || config.dKv % r)
-            throw Error("method options: field r: " + std::to_string(r) + " must divide d_model "
-                + std::to_string(config.dModel) + ", d_ff " + std::to_string(config.dFf) + " and d_kv "
-                + std::to_string(config.dKv));
+        if (shape.hiddenSize % r || shape.feedForwardSize % r || shape.headSize % r)
+            throw Error("method options: field r: " + std::to_string(r) + " must divide "
+                + (decoderOnly ? "hidden_size " : "d_model ") + std::to_string(shape.hiddenSize)
+                + (decoderOnly ? ", intermediate_size " : ", d_ff ") + std::to_string(shape.feedForwardSize)
+                + (decoderOnly ? " and head_dim " : " and d_kv ") + std::to_string(shape.headSize));
+        const auto stackLayers
+            = decoderOnly ? shape.decoderBlocks : std::min(shape.encoderBlocks, shape.decoderBlocks);
         for (auto k : keep)
-            if (k >= std::min(config.numLayers, config.numDecoderLayers))
+            if (k >= stackLayers)
                 throw Error("method options: field keep: layer " + std::to_string(k)
-                    + " does not exist (the backbone has " + std::to_string(config.numLayers)
-                    + " encoder and " + std::to_string(config.numDecoderLayers)
-                    + " decoder layers, indices from 0)");
+                    + " does not exist (the backbone has "
+                    + (decoderOnly ? std::to_string(shape.decoderBlocks) + " layers"
+                                   : std::to_string(shape.encoderBlocks) + " encoder and "
+                                + std::to_string(shape.decoderBlocks) + " decoder layers")
+                    + ", indices from 0)");
     }
     if (method == "ladder" && ablation == "adapter-blocks" && init != "random")
         throw Error("method options: field init: " + init
@@ -342,21 +359,21 @@ void MethodOptions::validate(const T5Config& config) const
               "have; set init random");
     if (method == "ladder")
         checkCache(*this, "method options");
-    if (method == "adapter" && hidden > config.dModel * 4)
-        throw Error(
-            "method options: field hidden: " + std::to_string(hidden) + " is larger than 4 x d_model");
+    if (method == "adapter" && hidden > shape.hiddenSize * 4)
+        throw Error("method options: field hidden: " + std::to_string(hidden) + " is larger than 4 x "
+            + (decoderOnly ? "hidden_size" : "d_model"));
     checkMemoryOptions(*this, "method options");
     if (backboneDtype == "int4") {
         // ATen's int4 packing groups along the input dimension of every frozen projection and the embedding.
-        for (auto in : { config.dModel, config.dFf, config.innerDim() })
+        for (auto in : { shape.hiddenSize, shape.feedForwardSize, inner })
             if (in % quantGroupSize)
                 throw Error("method options: field quant_group_size: " + std::to_string(quantGroupSize)
                     + " must divide every input width of the backbone (d_model "
-                    + std::to_string(config.dModel) + ", d_ff " + std::to_string(config.dFf)
-                    + ", heads x d_kv " + std::to_string(config.innerDim()) + ")");
+                    + std::to_string(shape.hiddenSize) + ", d_ff " + std::to_string(shape.feedForwardSize)
+                    + ", heads x d_kv " + std::to_string(inner) + ")");
     }
     if (method == "ladder" && sideHeads > 0) {
-        const auto sideInner = config.innerDim() / r;
+        const auto sideInner = inner / r;
         if (sideInner % sideHeads)
             throw Error("method options: field side_heads: " + std::to_string(sideHeads)
                 + " must divide the side network's inner width heads x d_kv / r = "
@@ -364,8 +381,22 @@ void MethodOptions::validate(const T5Config& config) const
     }
     if (method == "ladder" && sideAttention == "sdpa" && ablation == "adapter-blocks")
         throw Error("method options: field side_attention: ablation adapter-blocks has no side attention");
-    if (isLora() && rank > std::min(config.dModel, config.innerDim()))
+    if (isLora() && rank > std::min(shape.hiddenSize, inner))
         throw Error("method options: field rank: " + std::to_string(rank) + " exceeds the projection size");
+    if (isLora()) {
+        // Each architecture names its own projections (HF PEFT's target_modules, shortened).
+        const std::vector<std::string> known = decoderOnly
+            ? std::vector<std::string> { "q", "k", "v", "o", "gate", "up", "down" }
+            : std::vector<std::string> { "q", "k", "v", "o", "wi", "wo" };
+        for (const auto& t : targets)
+            if (std::find(known.begin(), known.end(), t) == known.end()) {
+                std::string list;
+                for (const auto& k : known)
+                    list += (list.empty() ? "" : ", ") + k;
+                throw Error("method options: field targets: " + t + " is not a projection of a "
+                    + shape.architecture + " backbone (" + list + ")");
+            }
+    }
 }
 
 std::vector<std::int64_t> MethodOptions::keptLayers(std::int64_t numLayers) const

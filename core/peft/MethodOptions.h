@@ -101,6 +101,8 @@ struct MethodOptions {
     MethodOptions withFields(const nlohmann::json& fields, const std::string& source) const;
     // Checks values against a backbone (keep indices < layers, freeze <= layers, divisibility by r...).
     void validate(const T5Config& config) const;
+    // The same checks against any backbone's sizes (a decoder-only one has no encoder blocks).
+    void validate(const BackboneShape& shape) const;
 
     // Side layers kept, resolved: keep, or every layer when keep is empty.
     std::vector<std::int64_t> keptLayers(std::int64_t numLayers) const;

@@ -12,7 +12,7 @@
 
 namespace ladder {
 
-TrainingLengths trainingLengths(const RunSpec& spec, const TaskSplits& task, const T5Tokenizer& tokenizer)
+TrainingLengths trainingLengths(const RunSpec& spec, const TaskSplits& task, const Tokenizer& tokenizer)
 {
     const auto& o = spec.training;
     if (task.train.empty())

@@ -11,7 +11,7 @@
 namespace ladder {
 
 class Batcher;
-class T5Tokenizer;
+class Tokenizer;
 struct TaskSplits;
 
 // The padded shape of a run's longest training batch, as the trainer builds its batches: sources and
@@ -29,7 +29,7 @@ TrainingLengths lengthsOf(const Batcher& batcher);
 
 // Tokenises the training split as the trainer would. Costs one pass of the tokenizer over the split
 // (seconds for the GLUE tasks): off the GUI thread.
-TrainingLengths trainingLengths(const RunSpec& spec, const TaskSplits& task, const T5Tokenizer& tokenizer);
+TrainingLengths trainingLengths(const RunSpec& spec, const TaskSplits& task, const Tokenizer& tokenizer);
 
 // The memory-estimate input of a run's training step at the given lengths: the spec's method, batch (one
 // micro-batch; a data-parallel rank's share of it), dtype and device, on the backbone's config. This is what

@@ -297,7 +297,11 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
             // the training peak this run stores.
             const auto lengths = lengthsOf(trainBatcher);
             try {
-                auto input = estimateInputFor(spec, inputs.backbone->config(), lengths);
+                const auto* t5 = dynamic_cast<const T5ForConditionalGenerationImpl*>(inputs.backbone.get());
+                if (!t5)
+                    throw Error("the estimate prices T5 backbones only so far (issue #21), this backbone is "
+                        + inputs.backbone->shape().architecture);
+                auto input = estimateInputFor(spec, t5->config(), lengths);
                 if (dp) { // this rank's: its share of the batch, and the gradient buckets
                     input.batch = dp->localBatch(o.batchSize);
                     input.dataParallel = true;
@@ -315,7 +319,7 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
             }
         }
 
-        auto gen = GenerationOptions::forConfig(inputs.backbone->config());
+        auto gen = generationOptionsFor(*inputs.backbone, *inputs.tokenizer);
         gen.numBeams = o.numBeams;
         gen.maxNewTokens = bo.maxTargetLength;
 

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "data/Task.h"
-#include "model/T5Model.h"
+#include "model/BackboneModel.h"
 #include "train/RunSpec.h"
 #include "train/TaskLoad.h"
 #include "train/Trainer.h"
@@ -14,12 +14,12 @@
 namespace ladder {
 
 class Method;
-class T5Tokenizer;
+class Tokenizer;
 
 // What a run trains on: a backbone with its tokenizer, and a task.
 struct TrainerInputs {
-    T5ForConditionalGeneration backbone { nullptr };
-    std::shared_ptr<T5Tokenizer> tokenizer;
+    BackboneModel backbone; // T5ForConditionalGenerationImpl or a decoder (model/BackboneModel.h)
+    std::shared_ptr<Tokenizer> tokenizer;
     TaskSplits task;
 };
 
@@ -30,12 +30,13 @@ TrainEval evaluateSplit(const RunSpec& spec, TrainerInputs& inputs, Method& meth
 // The backbone folder of a spec: spec.backbone, or the built demo's folder for "demo".
 std::string backboneFolderOf(const RunSpec& spec);
 
-// The backbone ("demo" or a folder with spiece.model) and its tokenizer, in eval mode on the CPU; the task
+// The backbone ("demo" or a HF folder: T5, Llama, Mistral, Qwen2; model/BackboneLoad.h) and its tokenizer
+// (model/TokenizerLoad.h), in eval mode on the CPU; the task
 // is left empty. The first stage of loadTrainerInputs, and what a trained run is loaded on
-// (export/RunModel.h). Errors name the folder ("the demo backbone is not built yet", "no spiece.model").
+// (export/RunModel.h). Errors name the folder ("the demo backbone is not built yet", no tokenizer file).
 TrainerInputs loadBackboneInputs(const RunSpec& spec);
 
-// Loads the backbone ("demo" or a folder with spiece.model) and the task of a spec.
+// Loads the backbone and the task of a spec.
 // beforeStage (optional) is called before each stage with what it loads ("backbone FOLDER", "task
 // TYPE:NAME") and once after the last with an empty string; returning true stops the load there, and
 // Trainer::run then ends the run as cancelled.

@@ -115,8 +115,8 @@ bool decays(const std::string& name)
 // predictions are gathered before scoring, so that every rank computes the single-process metric; a cancel
 // then waits for the next step's agreement (a rank leaving mid-evaluation would leave the others waiting).
 TrainEval evaluateSplit(Method& method, const Batcher& batcher, const std::vector<TextExample>& examples,
-    const TaskInfo& info, const T5Tokenizer& tokenizer, const GenerationOptions& gen,
-    const c10::Device& device, bool autocast, TrainerObserver& observer, DataParallel* dp)
+    const TaskInfo& info, const Tokenizer& tokenizer, const GenerationOptions& gen, const c10::Device& device,
+    bool autocast, TrainerObserver& observer, DataParallel* dp)
 {
     const auto t0 = Clock::now();
     method.train(false);
@@ -141,7 +141,8 @@ TrainEval evaluateSplit(Method& method, const Batcher& batcher, const std::vecto
     }
     // An evaluation under bf16 may have run ATen's int4 kernels, whose packed weights would otherwise stay
     // allocated through the training steps after it (model/QuantizedWeight.h).
-    releaseKernelForms(*method.backbone());
+    if (const auto* t5 = dynamic_cast<const T5ForConditionalGenerationImpl*>(method.backbone().get()))
+        releaseKernelForms(*t5);
     method.train(true);
     if (dp)
         predictions = dp->gatherShares(predictions, examples.size());
@@ -231,7 +232,7 @@ TrainEval evaluateSplit(const RunSpec& spec, TrainerInputs& inputs, Method& meth
             ? o.maxTargetLength
             : Batcher::targetLengthFor(task.info, *inputs.tokenizer, 128));
     const Batcher batcher(*inputs.tokenizer, examples, bo);
-    auto gen = GenerationOptions::forConfig(inputs.backbone->config());
+    auto gen = generationOptionsFor(*inputs.backbone, *inputs.tokenizer);
     gen.numBeams = o.numBeams;
     gen.maxNewTokens = bo.maxTargetLength;
     const c10::Device device(spec.device);
@@ -240,6 +241,17 @@ TrainEval evaluateSplit(const RunSpec& spec, TrainerInputs& inputs, Method& meth
         method, batcher, examples, task.info, *inputs.tokenizer, gen, device, o.dtype == "bf16", none);
     e.split = split;
     return e;
+}
+
+GenerationOptions generationOptionsFor(const BackboneModelImpl& backbone, const Tokenizer& tokenizer)
+{
+    if (const auto* t5 = dynamic_cast<const T5ForConditionalGenerationImpl*>(&backbone))
+        return GenerationOptions::forConfig(t5->config());
+    GenerationOptions gen;
+    gen.eosTokenId = tokenizer.eosId();
+    gen.padTokenId = tokenizer.padId();
+    gen.decoderStartTokenId = tokenizer.padId(); // unused: a causal stepper starts from the prompt
+    return gen;
 }
 
 } // namespace ladder

@@ -23,8 +23,9 @@ class DataParallel;
 class LadderActivationCache;
 class LadderMethod;
 class Method;
-class T5Tokenizer;
+class Tokenizer;
 struct GenerationOptions;
+class BackboneModelImpl;
 
 namespace trainer_detail {
 
@@ -64,8 +65,8 @@ bool decays(const std::string& name);
 // predictions are gathered before scoring, so that every rank computes the single-process metric; a cancel
 // then waits for the next step's agreement (a rank leaving mid-evaluation would leave the others waiting).
 TrainEval evaluateSplit(Method& method, const Batcher& batcher, const std::vector<TextExample>& examples,
-    const TaskInfo& info, const T5Tokenizer& tokenizer, const GenerationOptions& gen,
-    const c10::Device& device, bool autocast, TrainerObserver& observer, DataParallel* dp = nullptr);
+    const TaskInfo& info, const Tokenizer& tokenizer, const GenerationOptions& gen, const c10::Device& device,
+    bool autocast, TrainerObserver& observer, DataParallel* dp = nullptr);
 
 // The ladder activation cache of an LST run (method option cache ram|disk): its cost is logged before it is
 // allocated. A data-parallel rank's disk cache is a folder of its own.
@@ -75,4 +76,9 @@ std::unique_ptr<LadderActivationCache> makeLadderCache(LadderMethod& method, con
 std::vector<TextExample> firstN(const std::vector<TextExample>& v, std::int64_t n);
 
 } // namespace trainer_detail
+// HF generate()'s defaults for a run's evaluation on `backbone`: T5's from its config (decoder start, eos,
+// pad); a decoder-only backbone's from the tokenizer the targets were encoded with (its eos ends a target,
+// Tokenizer::encodeTarget), no decoder start token (the prompt's last token starts, model/CausalJoin.h).
+GenerationOptions generationOptionsFor(const BackboneModelImpl& backbone, const Tokenizer& tokenizer);
+
 } // namespace ladder

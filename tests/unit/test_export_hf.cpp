@@ -107,7 +107,7 @@ nlohmann::json writeReference(ResultsStore& store, std::int64_t runId, const std
         = at::tensor(flatLabels, at::kLong).reshape({ rows, static_cast<std::int64_t>(labelWidth) });
     c10::NoGradGuard noGrad;
     const auto logits = run.method->forward({ ids, mask, labels }).logits;
-    GenerationOptions options = GenerationOptions::forConfig(run.backbone->config());
+    GenerationOptions options = GenerationOptions::forConfig(t5Of(run, "test").config());
     options.maxNewTokens = 6;
     auto stepper = run.method->makeStepper();
     const auto generated = generate(*stepper, ids, mask, options).sequences;

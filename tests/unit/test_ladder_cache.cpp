@@ -206,7 +206,7 @@ TrainerInputs lengthyInputs()
 {
     LADDER_REQUIRE_FIXTURES_OR_THROW();
     TrainerInputs in;
-    in.backbone = tinyT5VocabBackbone();
+    in.backbone = tinyT5VocabBackbone().ptr();
     in.tokenizer = std::make_shared<T5Tokenizer>(test::fixture("t5-spiece/spiece.model"));
     in.task = lengthyTask(18); // 5 batches per epoch, the last one smaller
     return in;

@@ -461,7 +461,7 @@ private Q_SLOTS:
         QCOMPARE(m->totalParameterCount(), fp32->totalParameterCount());
         QCOMPARE(m->backboneParameterCount(), fp32->backboneParameterCount());
         QCOMPARE(m->trainableParameterCount(), fp32->trainableParameterCount());
-        QCOMPARE(m->backbone()->lmHeadQuantized().dtype(), QuantDtype::Int4);
+        QCOMPARE(m->t5()->lmHeadQuantized().dtype(), QuantDtype::Int4);
 
         const auto batch = tinyBatch(128);
         m->train(true);

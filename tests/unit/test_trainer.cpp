@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "TestSupport.h"
+#include "model/T5Model.h"
 #include "model/T5Tokenizer.h"
 #include "store/ResultsStore.h"
 #include "train/StoreRecorder.h"
@@ -92,7 +93,7 @@ TrainerInputs inputs()
 {
     LADDER_REQUIRE_FIXTURES_OR_THROW();
     TrainerInputs in;
-    in.backbone = tinyBackbone();
+    in.backbone = tinyBackbone().ptr();
     in.tokenizer = std::make_shared<T5Tokenizer>(test::fixture("t5-spiece/spiece.model"));
     in.task = trivialTask();
     return in;

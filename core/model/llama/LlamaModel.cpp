@@ -241,8 +241,7 @@ LlamaAttentionInputs llamaAttentionInputs(const at::Tensor& mask, std::int64_t b
     const auto keyColumns = at::arange(keyLength, longs);
     auto allowed = keyColumns.unsqueeze(0) <= queryColumns.unsqueeze(1); // (length, keys)
     if (slidingWindow)
-        allowed = allowed.logical_and(
-            queryColumns.unsqueeze(1) - keyColumns.unsqueeze(0) < *slidingWindow);
+        allowed = allowed.logical_and(queryColumns.unsqueeze(1) - keyColumns.unsqueeze(0) < *slidingWindow);
     allowed = allowed.unsqueeze(0).unsqueeze(0).logical_and((mask01 != 0).unsqueeze(1).unsqueeze(1));
 
     return { rope, allowed };

@@ -133,13 +133,18 @@ RunSpec RunSpec::fromJson(const json& j, const std::string& source)
     rejectUnknown(t, tw,
         { "type", "path", "name", "data_seed", "text_columns", "label_column", "validation_path", "test_path",
             "format", "kind", "labels", "validation_fraction", "test_fraction", "target_decimals",
-            "label_targets" });
+            "label_targets", "prompt_template" });
     s.task.type = stringField(t, "type", tw, "glue", { "glue", "demo", "generic" });
     s.task.path = stringField(t, "path", tw, "");
     s.task.name = stringField(t, "name", tw, s.task.type == "demo" ? "supersense" : "auto");
     s.task.dataSeed = static_cast<std::uint64_t>(intField(t, "data_seed", tw, 0, 42, kMaxSeed));
     stringField(
         t, "label_targets", tw, "index", { "index", "text" }); // validated here, read by the task loader
+    // A decoder-only backbone's prompt (data/PromptTemplate.h); checked against the task's fields when
+    // loaded.
+    if (t.contains("prompt_template")
+        && (!t.at("prompt_template").is_string() || t.at("prompt_template").get<std::string>().empty()))
+        throw Error(tw + ".prompt_template: expected a non-empty string with {field} placeholders");
     if ((s.task.type == "glue" || s.task.type == "generic") && s.task.path.empty())
         throw Error(tw + ".path: missing (the " + s.task.type + " data folder or file)");
     s.task.generic = t;

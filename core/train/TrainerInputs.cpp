@@ -2,8 +2,10 @@
 
 #include <filesystem>
 
-#include "model/T5Checkpoint.h"
-#include "model/T5Tokenizer.h"
+#include "data/PromptTemplate.h"
+#include "model/BackboneLoad.h"
+#include "model/Tokenizer.h"
+#include "model/TokenizerLoad.h"
 #include "train/DemoPaths.h"
 #include "train/TaskLoad.h"
 #include "util/Error.h"
@@ -22,11 +24,9 @@ TrainerInputs loadBackboneInputs(const RunSpec& spec)
     const auto folder = backboneFolderOf(spec);
     if (spec.backbone == "demo" && !fs::exists(fs::path(folder) / "config.json"))
         throw Error("the demo backbone is not built yet (run `ladder demo`, about 15 minutes once)");
-    const auto spm = (fs::path(folder) / "spiece.model").string();
-    if (!fs::exists(spm))
-        throw Error(folder + ": no spiece.model (the backbone folder needs its SentencePiece tokenizer)");
-    inputs.tokenizer = std::make_shared<T5Tokenizer>(spm);
-    inputs.backbone = loadT5(folder).model;
+    // The tokenizer first: a folder without one fails before its weights are read.
+    inputs.tokenizer = loadTokenizer(folder);
+    inputs.backbone = loadBackbone(folder).model;
     return inputs;
 }
 
@@ -41,6 +41,9 @@ TrainerInputs loadTrainerInputs(
     auto inputs = loadBackboneInputs(spec);
     stage("task " + spec.task.type + ":" + spec.task.name);
     inputs.task = loadTaskSplits(spec.task);
+    if (inputs.backbone->shape().encoderBlocks == 0) // a causal LM reads prompts (data/PromptTemplate.h)
+        applyPromptTemplate(inputs.task, spec.task.generic.value("prompt_template", std::string()),
+            "run spec task.prompt_template");
     stage({});
     return inputs;
 }

@@ -257,7 +257,8 @@ std::vector<Prediction> predictBatch(
         const auto* row = seq[r].data_ptr<std::int64_t>();
         auto& p = out[batch.indices[static_cast<std::size_t>(r)]];
         std::vector<std::int64_t> ids(row, row + seq.size(1));
-        p.text = run.tokenizer->decode(ids, true);
+        // Column 0 is the start token (T5's decoder start, a decoder's last prompt token).
+        p.text = run.tokenizer->decode(std::vector<std::int64_t>(ids.begin() + 1, ids.end()), true);
         for (std::size_t t = 1; t < ids.size(); ++t) { // after the decoder start, through </s>
             p.ids.push_back(ids[t]);
             if (ids[t] == gen.eosTokenId)

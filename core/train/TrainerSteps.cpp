@@ -134,8 +134,10 @@ TrainEval evaluateSplit(Method& method, const Batcher& batcher, const std::vecto
             const auto seq = result.sequences.contiguous();
             for (std::int64_t r = 0; r < seq.size(0); ++r) {
                 const auto* row = seq[r].data_ptr<std::int64_t>();
+                // Column 0 is the start token (T5's decoder start, a decoder's last prompt token), not a
+                // prediction.
                 predictions[b.indices[static_cast<std::size_t>(r)]]
-                    = tokenizer.decode(std::vector<std::int64_t>(row, row + seq.size(1)), true);
+                    = tokenizer.decode(std::vector<std::int64_t>(row + 1, row + seq.size(1)), true);
             }
         }
     }

@@ -1,4 +1,5 @@
-// Parity with HuggingFace transformers 5.25 on tests/fixtures/decoder (fp32, CPU), both config layouts:
+// Parity with HuggingFace transformers 5.25 on tests/fixtures/decoder (fp32, CPU; Mistral with its sliding
+// window of 4 over 12 columns and 13-token generations), both config layouts:
 // logits, loss and every hidden state within 1e-4 relative error, over ALL positions (the right-padded row's
 // padding columns included: positions are numbered as HF's forward numbers them there, see
 // model/llama/LlamaModel.h); greedy and beam-3 ids identical, beam-3 sequence score and cached greedy step
@@ -24,7 +25,7 @@ void addFixtureRows()
 {
     QTest::addColumn<QString>("name");
     QTest::addColumn<QString>("config");
-    for (const char* m : { "llama-gqa", "qwen2-bias", "llama-rope-scaling" })
+    for (const char* m : { "llama-gqa", "qwen2-bias", "llama-rope-scaling", "mistral-window" })
         for (const char* c : { "config.json", "config.tf4.json" })
             QTest::newRow((std::string(m) + " " + c).c_str()) << QString(m) << QString(c);
 }

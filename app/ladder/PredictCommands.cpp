@@ -62,7 +62,8 @@ int runPredict(const PredictFlags& f)
         if (!store.getRun(f.runId, &record, &error))
             throw Error(error);
         run = loadFinishedRun(store, f.runId, f.device);
-        format = taskFormatFor(run.spec, record.task, *run.tokenizer);
+        format = taskFormatFor(
+            run.spec, record.task, *run.tokenizer, nullptr, run.backbone->shape().encoderBlocks == 0);
         what = "run " + std::to_string(f.runId) + " (" + record.method + ")";
     }
     throwIfInterrupted();

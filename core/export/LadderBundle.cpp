@@ -10,7 +10,9 @@
 #include "data/DemoTasks.h"
 #include "export/ExportFolder.h"
 #include "ladder/Version.h"
-#include "model/T5Tokenizer.h"
+#include "model/BackboneLoad.h"
+#include "model/Tokenizer.h"
+#include "model/TokenizerLoad.h"
 #include "store/FileHash.h"
 #include "store/ResultsStore.h"
 #include "train/StoreRecorder.h"
@@ -34,12 +36,32 @@ constexpr const char* kBackboneConfig = "backbone/config.json";
 constexpr const char* kReadme = "README.md";
 constexpr const char* kManifest = "bundle.json";
 
-// The files every bundle of this format holds (the manifest lists them).
+// The files every bundle of this format holds (the manifest lists them), besides the tokenizer's.
 const std::vector<std::string>& requiredFiles()
 {
-    static const std::vector<std::string> files { kReadme, kRunSpec, kWeights, kTask, kFigures, kTokenizer,
+    static const std::vector<std::string> files { kReadme, kRunSpec, kWeights, kTask, kFigures,
         kBackboneConfig };
     return files;
+}
+
+// The backbone's tokenizer files a bundle copies (model/TokenizerLoad.h reads them back): T5's spiece.model
+// alone (T5 bundles as before), else a decoder's tokenizer.model and/or tokenizer.json with
+// tokenizer_config.json (its special tokens, bos/eos flags).
+std::vector<std::string> tokenizerFilesOf(const fs::path& folder)
+{
+    std::error_code ec;
+    if (fs::is_regular_file(folder / kTokenizer, ec))
+        return { kTokenizer };
+    std::vector<std::string> files;
+    for (const char* name : { "tokenizer.model", "tokenizer.json", "tokenizer_config.json" })
+        if (fs::is_regular_file(folder / name, ec))
+            files.emplace_back(name);
+    return files;
+}
+
+bool isTokenizerFile(const std::string& path)
+{
+    return path == kTokenizer || path == "tokenizer.model" || path == "tokenizer.json";
 }
 
 // ---- Figures ------------------------------------------------------------------------------------------
@@ -207,7 +229,7 @@ std::string readmeText(const RunRecord& run, const RunSpec& spec, const TaskForm
         }()
       << ") must hash to the identity recorded in bundle.json, `backbone.sha256`:\n\n    " << identity.sha256
       << "\n\n(SHA-256 over the lines \"NAME SHA256\" of those files in name order). A backbone folder needs "
-      << "its `spiece.model` too.\n\n"
+      << "its tokenizer files too.\n\n"
       << "## The run\n\n"
       << "- method: " << run.method << ", " << run.methodOptionsJson << "\n"
       << "- task: " << run.task << ", seed " << (run.seed ? std::to_string(*run.seed) : std::string("-"))
@@ -230,7 +252,8 @@ std::string readmeText(const RunRecord& run, const RunSpec& spec, const TaskForm
       << "- `weights.safetensors`: the trainable weights of the best checkpoint\n"
       << "- `task.json`: how inputs become the model's source, the targets, generation settings\n"
       << "- `figures.json`: the final figures and evaluations\n"
-      << "- `spiece.model`, `backbone/config.json`: the backbone's tokenizer and config\n";
+      << "- `backbone/config.json` and the tokenizer files (`spiece.model`, or `tokenizer.model` / "
+         "`tokenizer.json` with `tokenizer_config.json`): the backbone's config and tokenizer\n";
     return r.str();
 }
 
@@ -281,13 +304,16 @@ void writeLadderBundle(ResultsStore& store, std::int64_t runId, const std::strin
         throw Error(error);
     const auto spec = runSpecOf(store, runId);
     const auto backboneDir = fs::absolute(backboneFolderOf(spec)).lexically_normal().string();
-    const auto spm = fs::path(backboneDir) / kTokenizer;
-    if (!fs::exists(spm))
-        throw Error(backboneDir + ": no spiece.model (the backbone " + name + " trained on)");
+    const auto tokenizerFiles = tokenizerFilesOf(backboneDir);
+    const auto tokenizer = loadTokenizer(backboneDir); // names the folder and the files it looked for
     const auto identity = backboneIdentity(backboneDir);
-    const T5Tokenizer tokenizer(spm.string());
+    bool causal = false; // a decoder-only backbone's sources were prompts (data/PromptTemplate.h)
+    try {
+        causal = readModelType(backboneDir) != "t5";
+    } catch (const Error&) {
+    }
     std::string taskNote;
-    const auto format = taskFormatFor(spec, run.task, tokenizer, &taskNote);
+    const auto format = taskFormatFor(spec, run.task, *tokenizer, &taskNote, causal);
     std::vector<Evaluation> evaluations;
     if (!store.getEvaluations(runId, &evaluations, &error))
         throw Error(error);
@@ -311,14 +337,18 @@ void writeLadderBundle(ResultsStore& store, std::int64_t runId, const std::strin
         if (hashFile((tmp / kWeights).string()).sha256 != run.checkpointSha256)
             throw Error((tmp / kWeights).string() + ": the copy's SHA-256 differs from " + checkpoint
                 + "'s recorded " + run.checkpointSha256 + " (a read or write error)");
-        fs::copy_file(spm, tmp / kTokenizer, ec);
-        if (!ec)
-            fs::copy_file(fs::path(backboneDir) / "config.json", tmp / kBackboneConfig, ec);
+        for (const auto& file : tokenizerFiles) {
+            fs::copy_file(fs::path(backboneDir) / file, tmp / file, ec);
+            if (ec)
+                throw Error("copying the backbone's " + file + " from " + backboneDir + ": " + ec.message());
+        }
+        fs::copy_file(fs::path(backboneDir) / "config.json", tmp / kBackboneConfig, ec);
         if (ec)
-            throw Error("copying the backbone's spiece.model and config.json from " + backboneDir + ": "
-                + ec.message());
+            throw Error("copying the backbone's config.json from " + backboneDir + ": " + ec.message());
         // Copies keep their source's mode: a read-only backbone's files would be read-only here.
-        for (const auto* file : { kTokenizer, kBackboneConfig, kWeights })
+        std::vector<std::string> copied { kBackboneConfig, kWeights };
+        copied.insert(copied.end(), tokenizerFiles.begin(), tokenizerFiles.end());
+        for (const auto& file : copied)
             fs::permissions(
                 tmp / file, fs::perms::owner_read | fs::perms::owner_write, fs::perm_options::add, ec);
         writeJsonFile((tmp / kRunSpec).string(), spec.toJson());
@@ -330,7 +360,10 @@ void writeLadderBundle(ResultsStore& store, std::int64_t runId, const std::strin
             (tmp / kReadme).string(), readmeText(run, spec, format, backboneDir, identity, taskNote));
 
         json files = json::array();
-        for (const auto& file : requiredFiles()) {
+        auto listed = requiredFiles();
+        // T5: spiece.model where it always was in the list (T5 bundles stay byte-identical).
+        listed.insert(listed.begin() + 5, tokenizerFiles.begin(), tokenizerFiles.end());
+        for (const auto& file : listed) {
             const auto digest = hashFile((tmp / file).string());
             files.push_back({ { "path", file }, { "bytes", digest.bytes }, { "sha256", digest.sha256 } });
         }
@@ -427,6 +460,13 @@ LadderBundle readLadderBundle(const std::string& dir)
         if (!listed)
             throw Error(manifestPath + ": field files: does not list " + required + " (every bundle has it)");
     }
+    std::string tokenizerFile;
+    for (const auto& f : b.files)
+        if (tokenizerFile.empty() && isTokenizerFile(f.path))
+            tokenizerFile = f.path;
+    if (tokenizerFile.empty())
+        throw Error(manifestPath
+            + ": field files: lists no tokenizer (spiece.model, tokenizer.model or tokenizer.json)");
 
     const auto runSource = manifestPath + ": field run";
     if (!m.contains("run") || !m.at("run").is_object())
@@ -470,7 +510,7 @@ LadderBundle readLadderBundle(const std::string& dir)
     if (b.figures.contains("evaluations"))
         evaluationsFrom(b.figures.at("evaluations"), figuresPath);
     b.weightsPath = (root / kWeights).string();
-    b.tokenizerPath = (root / kTokenizer).string();
+    b.tokenizerPath = (root / tokenizerFile).string();
     for (const auto& f : b.files)
         if (f.path == kWeights && f.sha256 != b.weightsSha256)
             throw Error(manifestPath + ": field run.weights_sha256: " + b.weightsSha256 + ", but files lists "
@@ -497,7 +537,8 @@ LoadedRun loadBundleModel(
     }
     auto loaded = loadTrainedModel(spec, bundle.weightsPath, device, bundle.backboneSha256);
     // The bundle's own tokenizer: the one the run trained with (the backbone's, by the hash above).
-    loaded.tokenizer = std::make_shared<T5Tokenizer>(bundle.tokenizerPath);
+    const auto root = fs::path(bundle.tokenizerPath).parent_path();
+    loaded.tokenizer = loadTokenizer(root.string(), modelConfigIds((root / "backbone").string()));
     loaded.spec = bundle.spec;
     return loaded;
 }

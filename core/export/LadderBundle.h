@@ -13,7 +13,8 @@
 //   weights.safetensors   the trainable weights (Method::saveTrainable), the run's best checkpoint
 //   task.json             how inputs become the model's source, the labels, generation settings (TaskFormat)
 //   figures.json          the final figures (metrics, peak memory, parameters) and the evaluations
-//   spiece.model          the backbone's SentencePiece tokenizer
+//   spiece.model          the backbone's SentencePiece tokenizer (T5); a decoder's bundle holds its
+//                         tokenizer.model and/or tokenizer.json with tokenizer_config.json instead
 //   backbone/config.json  the backbone's config.json
 #include <cstdint>
 #include <string>
@@ -62,7 +63,7 @@ struct LadderBundle {
     std::vector<BundleFile> files; // every file the manifest lists
     std::string weightsPath; // <dir>/weights.safetensors
     std::string weightsSha256;
-    std::string tokenizerPath; // <dir>/spiece.model
+    std::string tokenizerPath; // <dir>/spiece.model (T5), else <dir>/tokenizer.model or tokenizer.json
 };
 
 // Writes finished run `runId` of `store` as a bundle at `outDir`, which must not exist or be an empty

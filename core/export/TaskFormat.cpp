@@ -4,6 +4,7 @@
 
 #include "data/Batcher.h"
 #include "data/GlueTasks.h"
+#include "data/PromptTemplate.h"
 #include "data/Task.h"
 #include "train/DemoPaths.h"
 #include "train/RunSpec.h"
@@ -21,6 +22,13 @@ std::string TaskFormat::formatSource(const std::vector<std::string>& texts) cons
     if (texts.size() != fields.size())
         throw Error("task " + name + " reads " + std::to_string(fields.size()) + " text fields ("
             + fieldList() + "), got " + std::to_string(texts.size()));
+    if (!promptTemplate.empty()) {
+        TextExample example;
+        for (std::size_t k = 0; k < fields.size(); ++k)
+            example.fields.emplace_back(fields[k].first, texts[k]);
+        example.id = "input";
+        return renderPromptTemplate(promptTemplate, example, "task " + name + " prompt_template");
+    }
     std::string source = prefix;
     for (std::size_t k = 0; k < fields.size(); ++k)
         source += (source.empty() ? "" : " ") + fields[k].second + " " + texts[k];
@@ -40,10 +48,13 @@ json TaskFormat::toJson() const
     json fieldsJson = json::array();
     for (const auto& [field, keyword] : fields)
         fieldsJson.push_back({ { "name", field }, { "keyword", keyword } });
-    return { { "type", type }, { "name", name }, { "kind", kind }, { "prefix", prefix },
+    json out { { "type", type }, { "name", name }, { "kind", kind }, { "prefix", prefix },
         { "fields", fieldsJson }, { "labels", labels }, { "label_names", labelNames },
         { "max_source_length", maxSourceLength }, { "max_new_tokens", maxNewTokens },
         { "num_beams", numBeams } };
+    if (!promptTemplate.empty())
+        out["prompt_template"] = promptTemplate; // only decoder runs: T5 bundles stay byte-identical
+    return out;
 }
 
 TaskFormat TaskFormat::fromJson(const json& j, const std::string& source)
@@ -97,6 +108,13 @@ TaskFormat TaskFormat::fromJson(const json& j, const std::string& source)
     f.maxSourceLength = count("max_source_length", 1);
     f.maxNewTokens = count("max_new_tokens", 1);
     f.numBeams = count("num_beams", 1);
+    if (j.contains("prompt_template")) {
+        f.promptTemplate = text("prompt_template");
+        std::vector<std::string> names;
+        for (const auto& field : f.fields)
+            names.push_back(field.first);
+        validatePromptTemplate(f.promptTemplate, names, source + ": field prompt_template");
+    }
     return f;
 }
 
@@ -118,7 +136,31 @@ GlueTask glueTaskOf(const RunSpec& spec, const std::string& recordedTask)
 
 } // namespace
 
-TaskFormat taskFormatFor(
+namespace {
+TaskFormat taskFormatOf(
+    const RunSpec& spec, const std::string& recordedTask, const Tokenizer& tokenizer, std::string* note);
+} // namespace
+
+TaskFormat taskFormatFor(const RunSpec& spec, const std::string& recordedTask, const Tokenizer& tokenizer,
+    std::string* note, bool causal)
+{
+    auto f = taskFormatOf(spec, recordedTask, tokenizer, note);
+    if (causal) {
+        std::vector<std::string> names;
+        for (const auto& field : f.fields)
+            names.push_back(field.first);
+        TaskInfo info;
+        info.name = f.name;
+        f.promptTemplate = spec.task.generic.value("prompt_template", std::string());
+        if (f.promptTemplate.empty())
+            f.promptTemplate = defaultPromptTemplate(info, names);
+        validatePromptTemplate(f.promptTemplate, names, "run spec task.prompt_template");
+    }
+    return f;
+}
+
+namespace {
+TaskFormat taskFormatOf(
     const RunSpec& spec, const std::string& recordedTask, const Tokenizer& tokenizer, std::string* note)
 {
     TaskFormat f;
@@ -179,5 +221,6 @@ TaskFormat taskFormatFor(
     }
     return f;
 }
+} // namespace
 
 } // namespace ladder

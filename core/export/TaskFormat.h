@@ -34,6 +34,9 @@ struct TaskFormat {
     std::int64_t maxSourceLength = 128;
     std::int64_t maxNewTokens = 128;
     std::int64_t numBeams = 1;
+    // A decoder-only backbone's run: the prompt template its sources were written with
+    // (data/PromptTemplate.h); the prefix and keywords are then unused. Empty for T5.
+    std::string promptTemplate;
 
     // The source for one input's field texts, given in `fields` order.
     std::string formatSource(const std::vector<std::string>& texts) const;
@@ -50,7 +53,9 @@ struct TaskFormat {
 // column ("rte"), which names a GLUE task of name "auto" when its folder is gone. The labels and the
 // generation length come from the task's data when it can be read (tokenised with `tokenizer`); when it
 // cannot, *note (optional) says why and the spec's max_target_length (or 128) is used.
+// causal: the run's backbone is decoder-only, so its sources were prompts (the spec's prompt_template or the
+// task's default).
 TaskFormat taskFormatFor(const RunSpec& spec, const std::string& recordedTask, const Tokenizer& tokenizer,
-    std::string* note = nullptr);
+    std::string* note = nullptr, bool causal = false);
 
 } // namespace ladder

@@ -42,45 +42,86 @@ BackboneInfo BackboneInfo::read(const QString& id, const QString& folder)
         info.error = id == QLatin1String(kDemoId)
             ? QObject::tr("the demo backbone is not built yet (%1 is missing; run `ladder demo` once)")
                   .arg(path)
-            : QObject::tr(
-                "%1: missing (a HuggingFace T5 folder has config.json, the weights and spiece.model)")
+            : QObject::tr("%1: missing (a HuggingFace folder has config.json, the weights and its tokenizer)")
                   .arg(path);
         return info;
     }
+    QFile file(path);
+    QJsonObject object;
+    if (file.open(QIODevice::ReadOnly))
+        object = QJsonDocument::fromJson(file.readAll()).object();
+    const auto modelType = object.value(QStringLiteral("model_type")).toString().toStdString();
     try {
-        info.config = T5Config::fromJsonFile(path.toStdString());
-        info.parameters = info.config->parameterCount();
+        if (LlamaConfig::supportsModelType(modelType)) {
+            info.llama = LlamaConfig::fromJsonFile(path.toStdString());
+            info.shape = info.llama->shape();
+            info.parameters = info.llama->parameterCount();
+        } else {
+            info.config = T5Config::fromJsonFile(path.toStdString());
+            info.shape = info.config->shape();
+            info.parameters = info.config->parameterCount();
+        }
     } catch (const std::exception& e) {
         info.error = QString::fromUtf8(e.what());
         return info;
     }
-    QFile file(path);
-    if (file.open(QIODevice::ReadOnly)) {
-        const auto object = QJsonDocument::fromJson(file.readAll()).object();
-        info.storedDtype = object.value(QStringLiteral("torch_dtype")).toString(QStringLiteral("float32"));
-    }
-    if (!QFileInfo::exists(QDir(folder).filePath(QStringLiteral("spiece.model"))))
+    // transformers 4 writes torch_dtype, transformers 5 dtype.
+    info.storedDtype
+        = object.value(QStringLiteral("torch_dtype"))
+              .toString(object.value(QStringLiteral("dtype")).toString(QStringLiteral("float32")));
+    const QDir dir(folder);
+    if (info.llama) {
+        if (!QFileInfo::exists(dir.filePath(QStringLiteral("tokenizer.model")))
+            && !QFileInfo::exists(dir.filePath(QStringLiteral("tokenizer.json"))))
+            info.error = QObject::tr("%1: no tokenizer.model or tokenizer.json (the decoder's tokenizer)")
+                             .arg(folder);
+    } else if (!QFileInfo::exists(dir.filePath(QStringLiteral("spiece.model")))) {
         info.error
             = QObject::tr("%1: no spiece.model (the backbone folder needs its SentencePiece tokenizer)")
                   .arg(folder);
+    }
     return info;
+}
+
+int BackboneInfo::keepableLayers() const
+{
+    if (config)
+        return static_cast<int>(std::min(config->numLayers, config->numDecoderLayers));
+    if (llama)
+        return static_cast<int>(llama->numHiddenLayers);
+    return 0;
 }
 
 QString BackboneInfo::summary() const
 {
-    if (!config)
+    if (!hasConfig())
         return error;
-    const auto& c = *config;
     const QLocale locale(QLocale::English); // digit grouping: 9,419,520
     const double fp32MB = static_cast<double>(parameters) * 4 / kMB;
     const double storedMB = static_cast<double>(parameters) * dtypeBytes(storedDtype) / kMB;
-    QString text = QObject::tr("%1 parameters · stored %2 (%3 MB) · %4 MB as fp32 · %5+%6 layers, d_model %7")
+    QString shapeText;
+    if (config) {
+        shapeText = QObject::tr("T5 · %1+%2 layers, d_model %3")
+                        .arg(config->numLayers)
+                        .arg(config->numDecoderLayers)
+                        .arg(config->dModel);
+    } else {
+        const auto& c = *llama;
+        const QString name = c.modelType == "qwen2" ? QStringLiteral("Qwen2")
+            : c.modelType == "mistral"              ? QStringLiteral("Mistral")
+                                                    : QStringLiteral("Llama");
+        shapeText = QObject::tr("%1 (decoder-only) · %2 layers, hidden %3, %4 heads / %5 key-value heads")
+                        .arg(name)
+                        .arg(c.numHiddenLayers)
+                        .arg(c.hiddenSize)
+                        .arg(c.numAttentionHeads)
+                        .arg(c.numKeyValueHeads);
+    }
+    QString text = QObject::tr("%1 parameters · stored %2 (%3 MB) · %4 MB as fp32 · %5")
                        .arg(locale.toString(static_cast<qlonglong>(parameters)), storedDtype)
                        .arg(storedMB, 0, 'f', 1)
                        .arg(fp32MB, 0, 'f', 1)
-                       .arg(c.numLayers)
-                       .arg(c.numDecoderLayers)
-                       .arg(c.dModel);
+                       .arg(shapeText);
     if (!error.isEmpty())
         text += QStringLiteral("\n") + error;
     return text;
@@ -171,7 +212,7 @@ void BackbonePicker::refresh()
     const BackboneInfo info = BackboneInfo::read(id, folder);
     if (info.error == m_info.error && info.parameters == m_info.parameters
         && info.storedDtype == m_info.storedDtype && info.folder == m_info.folder
-        && info.config.has_value() == m_info.config.has_value())
+        && info.hasConfig() == m_info.hasConfig() && info.shape.architecture == m_info.shape.architecture)
         return;
     selectionChanged();
 }
@@ -187,7 +228,7 @@ bool BackbonePicker::addFolder(const QString& folder, bool select, QString* erro
     int index = m_combo->findData(clean);
     if (index < 0) {
         const BackboneInfo info = BackboneInfo::read(clean, clean);
-        if (!info.config) {
+        if (!info.hasConfig()) {
             if (error)
                 *error = info.error;
             return false;

@@ -6,7 +6,9 @@
 #include <QString>
 #include <QWidget>
 
+#include "model/BackboneShape.h"
 #include "model/T5Config.h"
+#include "model/llama/LlamaConfig.h"
 
 class QComboBox;
 class QFileSystemWatcher;
@@ -17,11 +19,14 @@ class QTimer;
 namespace ladder::widgets {
 
 // What the picker shows about a backbone, read from its config.json (a small file: no weights are
-// loaded). Parameters are counted from the shape (T5Config::parameterCount()).
+// loaded): a T5 (model_type t5) or a decoder of the Llama family (llama, mistral, qwen2). Parameters are
+// counted from the shape (T5Config / LlamaConfig::parameterCount()).
 struct BackboneInfo {
     QString id; // "demo" or the folder
     QString folder; // where config.json is
-    std::optional<T5Config> config;
+    std::optional<T5Config> config; // a T5 backbone's
+    std::optional<LlamaConfig> llama; // a decoder-only backbone's
+    BackboneShape shape; // either's sizes (architecture "t5", "llama", "mistral", "qwen2")
     std::int64_t parameters = 0;
     QString storedDtype; // config.json's torch_dtype ("float32" when absent)
     QString error; // why it cannot be used; empty when it can
@@ -29,6 +34,10 @@ struct BackboneInfo {
     // Reads <folder>/config.json; error set (naming the file) when it is missing or invalid.
     static BackboneInfo read(const QString& id, const QString& folder);
     QString summary() const;
+    // config.json was read (T5 or decoder), whether or not the folder is complete.
+    bool hasConfig() const { return config.has_value() || llama.has_value(); }
+    // Layers a side network may keep: T5's min(encoder, decoder), a decoder's layers.
+    int keepableLayers() const;
 };
 
 // Backbone picker: the built-in demo backbone first, then the local HF folders the user added (kept in

@@ -27,8 +27,10 @@
 #include "MemoryEstimateView.h"
 #include "MethodOptionsEditor.h"
 #include "TaskPicker.h"
+#include "data/PromptTemplate.h"
 #include "device/Devices.h"
-#include "model/T5Tokenizer.h"
+#include "model/Tokenizer.h"
+#include "model/TokenizerLoad.h"
 #include "train/MemoryPlan.h"
 #include "train/TaskLoad.h"
 #include "util/Json.h"
@@ -283,9 +285,10 @@ void ExperimentForm::fillDevices()
 void ExperimentForm::backboneChanged()
 {
     const auto& info = m_backbone->info();
-    if (info.config)
-        m_method->setLayerCount(
-            static_cast<int>(std::min(info.config->numLayers, info.config->numDecoderLayers)));
+    if (info.hasConfig()) {
+        m_method->setLayerCount(info.keepableLayers());
+        m_method->setArchitecture(info.llama.has_value());
+    }
     revalidate();
 }
 
@@ -352,8 +355,8 @@ bool ExperimentForm::specs(std::vector<RunSpec>* out, QString* error) const
     try {
         for (auto seed : seeds) {
             auto spec = RunSpec::fromJson(specJsonForSeed(seed), kSource);
-            if (const auto& config = m_backbone->info().config)
-                spec.method.validate(*config);
+            if (m_backbone->info().hasConfig())
+                spec.method.validate(m_backbone->info().shape);
             result.push_back(std::move(spec));
         }
     } catch (const std::exception& e) {
@@ -410,7 +413,10 @@ void ExperimentForm::updateEstimate()
 {
     const auto& config = m_backbone->info().config;
     if (!config) {
-        m_estimate->clear(tr("No estimate: the backbone's config.json could not be read."));
+        m_estimate->clear(m_backbone->info().llama
+                ? tr("No estimate yet for decoder-only backbones in the form (`ladder estimate --model DIR` "
+                     "prices them).")
+                : tr("No estimate: the backbone's config.json could not be read."));
         return;
     }
     // The estimate prices the run's longest training batch: the task's longest tokenised source (cut at
@@ -556,16 +562,21 @@ void ExperimentForm::measureLengths(const RunSpec& spec, const QString& key)
     m_lengths.reset();
     m_lengthsError.clear();
     const auto generation = ++m_lengthsGeneration;
-    const auto spm = (QDir(m_backbone->info().folder).filePath(QStringLiteral("spiece.model"))).toStdString();
+    const auto folder = m_backbone->info().folder.toStdString();
+    const bool causal = m_backbone->info().llama.has_value();
     QPointer<ExperimentForm> self(this);
     // The global pool: its threads are joined when the application exits, and a result for a form that is
     // gone, or for a key that changed meanwhile, is dropped.
-    QThreadPool::globalInstance()->start([self, spec, spm, generation] {
+    QThreadPool::globalInstance()->start([self, spec, folder, causal, generation] {
         std::optional<TrainingLengths> lengths;
         QString error;
         try {
-            const T5Tokenizer tokenizer(spm);
-            lengths = ladder::trainingLengths(spec, loadTaskSplits(spec.task), tokenizer);
+            const auto tokenizer = loadTokenizer(folder);
+            auto task = loadTaskSplits(spec.task);
+            if (causal) // a decoder reads prompts, as the trainer writes them (train/TrainerInputs.cpp)
+                applyPromptTemplate(
+                    task, spec.task.generic.value("prompt_template", std::string()), "task.prompt_template");
+            lengths = ladder::trainingLengths(spec, task, *tokenizer);
         } catch (const std::exception& e) {
             error = QString::fromUtf8(e.what());
         }
@@ -599,8 +610,7 @@ void ExperimentForm::updateNamePlaceholder()
         nlohmann::json json = specJson();
         json.erase("name");
         const auto spec = RunSpec::fromJson(json, kSource);
-        const auto& config = m_backbone->info().config;
-        placeholder = QString::fromStdString(spec.defaultName(config ? config->numLayers : 0));
+        placeholder = QString::fromStdString(spec.defaultName(m_backbone->info().keepableLayers()));
     } catch (const std::exception&) {
         placeholder = tr("a name from the method and its knobs");
     }

@@ -27,7 +27,16 @@ constexpr int kMaxPrompts = 1000;
 constexpr int kMaxFisherSamples = 100000;
 constexpr int kMaxLayers = 128;
 constexpr int kMaxSideHeads = 1024;
-const char* const kLoraTargets[] = { "q", "k", "v", "o", "wi", "wo" };
+// T5's projections, then a decoder's (Llama, Mistral, Qwen2); setArchitecture shows one set.
+const char* const kLoraTargets[] = { "q", "k", "v", "o", "wi", "wo", "gate", "up", "down" };
+bool isDecoderTarget(const std::string& t)
+{
+    return t == "gate" || t == "up" || t == "down";
+}
+bool isT5Target(const std::string& t)
+{
+    return t == "wi" || t == "wo";
+}
 
 struct MethodEntry {
     const char* id;
@@ -402,7 +411,7 @@ MethodOptions MethodOptionsEditor::options() const
         o.dropout = m_dropout->value();
         o.targets.clear();
         for (const char* t : kLoraTargets)
-            if (m_targets.at(t)->isChecked())
+            if (m_targets.at(t)->isChecked() && targetShown(t))
                 o.targets.emplace_back(t);
         o.bitfit = m_loraBitfit->isChecked();
     } else if (id == "prompt") {
@@ -463,6 +472,36 @@ void MethodOptionsEditor::setLayerCount(int layers)
     m_keep->setLayerCount(layers);
 }
 
+bool MethodOptionsEditor::targetShown(const std::string& target) const
+{
+    return m_decoder ? !isT5Target(target) : !isDecoderTarget(target);
+}
+
+void MethodOptionsEditor::setArchitecture(bool decoderOnly)
+{
+    if (decoderOnly == m_decoder && m_architectureSet)
+        return;
+    m_architectureSet = true;
+    m_decoder = decoderOnly;
+    for (const char* t : kLoraTargets)
+        m_targets.at(t)->setVisible(targetShown(t));
+    // LST on a decoder has the paper's side network only (peft/DecoderLadder.h): the T5 ablations and the
+    // side-attention/heads/checkpoint options are T5's.
+    const QString t5Only = tr("T5 backbones only (LST on a decoder: docs/LST.md)");
+    for (QWidget* w :
+        std::initializer_list<QWidget*> { m_ablation, m_sideCheckpoint, m_sideAttention, m_sideHeads }) {
+        w->setEnabled(!decoderOnly);
+        w->setToolTip(decoderOnly ? t5Only : QString());
+    }
+    if (decoderOnly) {
+        m_ablation->setCurrentIndex(0);
+        m_sideCheckpoint->setChecked(false);
+        m_sideAttention->setCurrentIndex(0);
+        m_sideHeads->setValue(0);
+    }
+    Q_EMIT changed();
+}
+
 QString MethodOptionsEditor::problem() const
 {
     if (method() == QLatin1String("ladder") && m_keep->layerCount() > 0 && !m_keep->anyKept())
@@ -470,7 +509,7 @@ QString MethodOptionsEditor::problem() const
     if (method() == QLatin1String("lora") || method() == QLatin1String("qlora")) {
         bool any = false;
         for (const auto& [name, box] : m_targets)
-            any = any || box->isChecked();
+            any = any || (box->isChecked() && targetShown(name));
         if (!any)
             return tr("method: LoRA needs at least one target matrix");
     }

@@ -35,6 +35,9 @@ public:
 
     // The backbone depth (encoder layers; the side layers and the freeze limit follow it).
     void setLayerCount(int layers);
+    // The backbone's kind: a decoder-only backbone's LoRA targets are q, k, v, o, gate, up, down (T5's: q, k,
+    // v, o, wi, wo), and LST's T5-only options are disabled.
+    void setArchitecture(bool decoderOnly);
     // A problem a widget can see without a backbone (e.g. no side layer kept); empty when none.
     QString problem() const;
 
@@ -89,6 +92,9 @@ private:
     QDoubleSpinBox* m_alpha = nullptr;
     QDoubleSpinBox* m_dropout = nullptr;
     std::map<std::string, QCheckBox*> m_targets;
+    bool targetShown(const std::string& target) const;
+    bool m_decoder = false;
+    bool m_architectureSet = false;
     QCheckBox* m_loraBitfit = nullptr;
     // prompt
     QSpinBox* m_prompts = nullptr;

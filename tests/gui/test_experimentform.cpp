@@ -7,6 +7,7 @@
 #include <QCheckBox>
 #include <QComboBox>
 #include <QDir>
+#include <QFileInfo>
 #include <QLabel>
 #include <QLineEdit>
 #include <QPushButton>
@@ -147,6 +148,44 @@ private Q_SLOTS:
         QVERIFY(picker.addFolder(QString::fromStdString(m_demo + "/backbone"), true, &error));
         QVERIFY(picker.backbone().endsWith(QStringLiteral("/backbone")));
         QCOMPARE(picker.folders().size(), 1);
+    }
+
+    // A decoder folder (tests/fixtures/decoder/llama-gqa): the picker names the architecture, and the form's
+    // fields follow it: the keep list has the decoder's layers, LoRA offers q, k, v, o, gate, up, down (not
+    // T5's wi, wo), LST's T5-only options are off.
+    void decoderBackboneShapesTheForm()
+    {
+        const auto folder
+            = QDir::cleanPath(QString::fromStdString(test::testDataDir() + "/../fixtures/decoder/llama-gqa"));
+        if (!QFileInfo::exists(folder + QStringLiteral("/config.json")))
+            QSKIP("tests/fixtures/decoder is missing");
+        ExperimentForm form;
+        QString error;
+        QVERIFY2(form.backbonePicker()->addFolder(folder, true, &error), qPrintable(error));
+        const auto& info = form.backbonePicker()->info();
+        QVERIFY(info.llama.has_value());
+        QCOMPARE(QString::fromStdString(info.shape.architecture), QStringLiteral("llama"));
+        const auto details
+            = form.backbonePicker()->findChild<QLabel*>(QStringLiteral("backboneDetails"))->text();
+        QVERIFY2(details.contains(QStringLiteral(
+                     "Llama (decoder-only) · 2 layers, hidden 64, 4 heads / 2 key-value heads")),
+            qPrintable(details));
+        auto* editor = form.methodEditor();
+        auto* method = child<QComboBox>(editor, "methodCombo");
+        method->setCurrentIndex(method->findData(QStringLiteral("lora")));
+        for (const char* t : { "q", "k", "v", "o", "gate", "up", "down" })
+            QVERIFY2(!child<QCheckBox>(editor, (std::string("loraTarget_") + t).c_str())->isHidden(), t);
+        for (const char* t : { "wi", "wo" })
+            QVERIFY2(child<QCheckBox>(editor, (std::string("loraTarget_") + t).c_str())->isHidden(), t);
+        child<QCheckBox>(editor, "loraTarget_gate")->setChecked(true);
+        child<QCheckBox>(editor, "loraTarget_wi")->setChecked(true); // hidden: not part of the options
+        const auto targets = editor->options().targets;
+        QVERIFY(std::find(targets.begin(), targets.end(), "gate") != targets.end());
+        QVERIFY(std::find(targets.begin(), targets.end(), "wi") == targets.end());
+        method->setCurrentIndex(method->findData(QStringLiteral("ladder")));
+        QCOMPARE(editor->findChild<KeepListEditor*>()->layerCount(), 2);
+        QVERIFY(!child<QComboBox>(editor, "ladderAblation")->isEnabled());
+        editor->options().validate(info.shape); // the form's LST options are valid on this decoder
     }
 
     void methodOptionsFromWidgets()

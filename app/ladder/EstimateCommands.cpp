@@ -11,6 +11,7 @@
 #include "JsonOutput.h"
 #include "MethodFlags.h"
 #include "device/Devices.h"
+#include "model/llama/LlamaShapes.h"
 #include "train/MemoryEstimate.h"
 #include "util/Error.h"
 
@@ -45,8 +46,10 @@ int runEstimate(const EstimateFlags& f)
     if (f.shape.empty() == f.model.empty())
         throw UsageError("give exactly one of --shape and --model");
     MemoryEstimateInput in;
-    in.config
-        = f.model.empty() ? T5Config::preset(f.shape) : T5Config::fromJsonFile(f.model + "/config.json");
+    in.llama = decoderConfigFor(f.shape, f.model);
+    if (!in.llama)
+        in.config
+            = f.model.empty() ? T5Config::preset(f.shape) : T5Config::fromJsonFile(f.model + "/config.json");
     in.method = f.options.optionsFor(f.method, true);
     in.batch = f.batch;
     in.srcLen = f.srcLen;
@@ -112,10 +115,10 @@ void registerEstimateCommands(CLI::App& app)
     auto f = std::make_shared<EstimateFlags>();
     auto* cmd = app.add_subcommand(
         "estimate", "Analytic peak training memory of a method (no tensor is allocated)");
-    auto* shape
-        = cmd->add_option("--shape", f->shape, "t5-small, t5-base, t5-large, t5-3b (published configs)");
-    auto* model
-        = cmd->add_option("--model", f->model, "HuggingFace T5 folder (its config.json gives the shape)");
+    auto* shape = cmd->add_option("--shape", f->shape,
+        "t5-small, t5-base, t5-large, t5-3b, " + llamaShapeNames() + " (published configs)");
+    auto* model = cmd->add_option(
+        "--model", f->model, "HuggingFace T5 or decoder (llama, mistral, qwen2) folder: its config.json");
     shape->excludes(model);
     cmd->add_option("--method", f->method, "full, bitfit, adapter, lora, prompt or ladder")->required();
     cmd->add_option("--batch", f->batch)->capture_default_str()->check(CLI::Range(1, 1 << 20));

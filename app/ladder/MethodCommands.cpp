@@ -15,6 +15,7 @@
 #include "MethodFlags.h"
 #include "ProgressLine.h"
 #include "model/T5Checkpoint.h"
+#include "model/llama/LlamaShapes.h"
 #include "peft/Method.h"
 #include "train/MemoryBench.h"
 #include "util/Error.h"
@@ -115,6 +116,7 @@ struct BenchMemoryFlags {
     std::string device = "cpu";
     std::string dtype = "fp32";
     double dropout = 0.1;
+    std::int64_t inferenceRepeats = 3;
     bool json = false;
     MethodFlags options;
 };
@@ -122,9 +124,13 @@ struct BenchMemoryFlags {
 int runBenchMemory(const BenchMemoryFlags& f)
 {
     MemoryBenchSpec spec;
-    spec.config
-        = f.model.empty() ? T5Config::preset(f.shape) : T5Config::fromJsonFile(f.model + "/config.json");
-    spec.config.dropoutRate = f.dropout;
+    spec.llama = decoderConfigFor(f.shape, f.model); // a decoder has no dropout: --backbone-dropout is T5's
+    if (!spec.llama) {
+        spec.config
+            = f.model.empty() ? T5Config::preset(f.shape) : T5Config::fromJsonFile(f.model + "/config.json");
+        spec.config.dropoutRate = f.dropout;
+    }
+    spec.inferenceRepeats = f.inferenceRepeats;
     spec.batch = f.batch;
     spec.sourceLength = f.srcLen;
     spec.targetLength = f.tgtLen;
@@ -150,7 +156,10 @@ int runBenchMemory(const BenchMemoryFlags& f)
         bool replaced = false;
         const auto options = withoutFisherInit(methodEntryOptions(m, f.options), &replaced);
         fisherReplaced = fisherReplaced || replaced;
-        options.validate(spec.config);
+        if (spec.llama)
+            options.validate(spec.llama->shape());
+        else
+            options.validate(spec.config);
         results.push_back(
             measureTrainingMemory(spec, options, [&](const std::string& line) { progress.show(line); }));
         labels.push_back(m);
@@ -272,7 +281,14 @@ void registerMethodCommands(CLI::App& app)
         bench->require_subcommand(1);
         auto f = std::make_shared<BenchMemoryFlags>();
         auto* cmd = bench->add_subcommand("memory", "Peak training memory per method (real AdamW steps)");
-        auto* shape = cmd->add_option("--shape", f->shape, "backbone shape")->capture_default_str();
+        auto* shape = cmd->add_option("--shape", f->shape,
+                             "backbone shape: t5-small, t5-base, t5-large, t5-3b, " + llamaShapeNames()
+                                 + " (published configs, random weights)")
+                          ->capture_default_str();
+        cmd->add_option("--inference-repeats", f->inferenceRepeats,
+               "timed no-grad forwards after the training steps (>= 1)")
+            ->capture_default_str()
+            ->check(CLI::Range(1, 1000));
         cmd->add_option(
                "--model", f->model, "use the config.json of a HF folder as the shape (random weights)")
             ->excludes(shape);

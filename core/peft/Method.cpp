@@ -8,6 +8,7 @@
 
 #include "model/T5Checkpoint.h"
 #include "model/T5Quantization.h"
+#include "model/llama/LlamaQuantization.h"
 #include "peft/Baselines.h"
 #include "peft/DecoderMethods.h"
 #include "peft/Ladder.h"
@@ -145,7 +146,11 @@ std::unique_ptr<Method> createMethod(BackboneModel backbone, const MethodOptions
         if (options.method == "full")
             throw Error("method options: field backbone_dtype: full fine-tuning trains every weight; frozen "
                         "backbone storage is for the other methods");
-        quantizeFrozenBackbone(*method->t5(), options.backboneDtype, options.quantGroupSize);
+        if (auto* t5 = dynamic_cast<T5ForConditionalGenerationImpl*>(method->backbone().get()))
+            quantizeFrozenBackbone(*t5, options.backboneDtype, options.quantGroupSize);
+        else
+            quantizeFrozenBackbone(
+                *llamaOf(method->backbone()), options.backboneDtype, options.quantGroupSize);
     }
     return method;
 }

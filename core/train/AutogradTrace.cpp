@@ -191,6 +191,16 @@ TraceTensor AutogradTrace::view(const TraceTensor& t)
     return v;
 }
 
+TraceTensor AutogradTrace::narrow(const TraceTensor& t, std::int64_t numel)
+{
+    // A view node whose input is larger than its output: Grad::Same then allocates the input's size.
+    auto v = view(t);
+    v.bytes = numel * t.elemBytes;
+    if (v.requiresGrad)
+        m_nodes.back().outBytes = v.bytes;
+    return v;
+}
+
 void AutogradTrace::release(const TraceTensor& t)
 {
     if (!t.defined() || t.storage < 0)
@@ -300,7 +310,7 @@ void AutogradTrace::runNodes(std::size_t begin, std::size_t end)
                     add(allocationBytes(n.during), m_phase.c_str());
                 for (const auto& in : n.inputs) {
                     int g;
-                    if (in.grad == Grad::Same && in.bytes == n.outBytes) {
+                    if ((in.grad == Grad::Same && in.bytes == n.outBytes) || in.grad == Grad::Part) {
                         g = b;
                         ++m_buffers[static_cast<std::size_t>(b)].refs;
                     } else {

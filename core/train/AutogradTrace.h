@@ -33,6 +33,7 @@ public:
     enum class Grad {
         New, // a fresh buffer of the input's size
         Same, // the output's gradient itself (add, views, clone): no allocation when the sizes match
+        Part, // a view into the output's gradient (cat's inputs): no allocation whatever the sizes
     };
 
     // Parameters (weights) and batch data exist before the step.
@@ -56,6 +57,9 @@ public:
         bool saveOutput = false);
     // A view of `t` (same storage, same bytes): reshape, transpose, unsqueeze.
     TraceTensor view(const TraceTensor& t);
+    // A narrower view of `t` (narrow, slice) of `numel` elements: no allocation in the forward; its backward
+    // (slice_backward) allocates a zero gradient of t's whole size and copies the slice's gradient into it.
+    TraceTensor narrow(const TraceTensor& t, std::int64_t numel);
     // A recomputed unit (model/Recompute.h checkpointed()): with grad mode on, fn runs without grad (its
     // intermediates come and go), one node keeps the inputs' storages and, when the backward reaches it,
     // replays fn with grad on detached leaves of the inputs, runs the backward of what the replay recorded

@@ -11,6 +11,7 @@
 #include "model/T5Checkpoint.h"
 #include "model/T5Model.h"
 #include "model/T5Quantization.h"
+#include "model/llama/LlamaQuantization.h"
 #include "peft/Method.h"
 #include "train/Autocast.h"
 #include "train/MemoryMeter.h"
@@ -43,6 +44,7 @@ MemoryBenchResult measureTrainingMemory(const MemoryBenchSpec& spec, const Metho
     {
         MemoryEstimateInput in;
         in.config = spec.config;
+        in.llama = spec.llama;
         in.method = options;
         in.batch = spec.batch;
         in.srcLen = spec.sourceLength;
@@ -59,7 +61,11 @@ MemoryBenchResult measureTrainingMemory(const MemoryBenchSpec& spec, const Metho
     r.meterLabel = meter.label();
     {
         at::manual_seed(static_cast<std::uint64_t>(spec.seed));
-        T5ForConditionalGeneration backbone(spec.config);
+        BackboneModel backbone;
+        if (spec.llama)
+            backbone = LlamaForCausalLM(*spec.llama).ptr();
+        else
+            backbone = T5ForConditionalGeneration(spec.config).ptr();
         backbone->to(spec.device);
         auto method = createMethod(backbone, options);
         method->train(true);
@@ -70,7 +76,11 @@ MemoryBenchResult measureTrainingMemory(const MemoryBenchSpec& spec, const Metho
         // The backbone module's weights as held (its matrices may be stored as bf16/int8/int4 by
         // backbone_dtype; the modules methods add in place are in it, fp32), and what a method keeps outside
         // it (LST's side network), fp32.
-        r.weightBytes = static_cast<std::uint64_t>(backboneWeightBytes(*backbone))
+        const auto* llama = asLlama(*backbone);
+        const auto backboneBytes = llama
+            ? backboneWeightBytes(*llama)
+            : backboneWeightBytes(dynamic_cast<const T5ForConditionalGenerationImpl&>(*backbone));
+        r.weightBytes = static_cast<std::uint64_t>(backboneBytes)
             + static_cast<std::uint64_t>(r.totalParams - countParameters(*backbone)) * 4;
         r.gradientBytes = static_cast<std::uint64_t>(r.trainableParams) * 4;
         // exp_avg and exp_avg_sq, plus LibTorch's per-parameter step counter (a scalar double tensor).
@@ -81,7 +91,7 @@ MemoryBenchResult measureTrainingMemory(const MemoryBenchSpec& spec, const Metho
         // The peak is the training steps' own: building (and quantising) the model is not a step.
         meter.resetPeak();
         const auto longOpts = at::TensorOptions().dtype(at::kLong).device(spec.device);
-        const auto vocab = spec.config.vocabSize;
+        const auto vocab = spec.llama ? spec.llama->vocabSize : spec.config.vocabSize;
         Seq2SeqBatch batch;
         batch.inputIds = at::randint(2, vocab, { spec.batch, spec.sourceLength }, longOpts);
         batch.attentionMask = at::ones({ spec.batch, spec.sourceLength }, longOpts);

@@ -2,12 +2,14 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <c10/core/Device.h>
 
 #include "model/T5Config.h"
+#include "model/llama/LlamaConfig.h"
 #include "peft/MethodOptions.h"
 #include "train/MemoryEstimate.h"
 
@@ -17,6 +19,9 @@ namespace ladder {
 // peak of live tensor bytes over all steps (the steady state from step 2 on), and the static part.
 struct MemoryBenchSpec {
     T5Config config;
+    // A decoder-only backbone instead of `config` (random weights of this shape): the source and target are
+    // joined into one causal sequence of sourceLength + targetLength - 1 columns (model/CausalJoin.h).
+    std::optional<LlamaConfig> llama;
     std::int64_t batch = 8;
     std::int64_t sourceLength = 128;
     std::int64_t targetLength = 4;

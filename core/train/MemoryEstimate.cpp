@@ -11,11 +11,15 @@ namespace estimate_detail {
 
 MemoryEstimate Estimator::run()
 {
-    const auto& c = m_in.config;
-    c.validate();
     if (!isKnownMethod(m_in.method.method))
         throw Error("memory estimate: field method: unknown method '" + m_in.method.method + "'");
-    m_in.method.validate(c);
+    if (m_in.llama) {
+        m_in.llama->validate();
+        m_in.method.validate(m_in.llama->shape());
+    } else {
+        m_in.config.validate();
+        m_in.method.validate(m_in.config);
+    }
     if (m_in.batch < 1)
         throw Error(
             "memory estimate: field batch: expected a positive integer, got " + std::to_string(m_in.batch));
@@ -36,8 +40,13 @@ MemoryEstimate Estimator::run()
         m_trace.setAllocationGranularity(512); // PyTorch's CUDA caching allocator: kMinBlockSize
     if (m_amp)
         m_trace.setInPlaceAccumulation(true);
-    buildBackbone();
-    applyMethod();
+    if (m_in.llama) {
+        buildLlama();
+        applyLlamaMethod();
+    } else {
+        buildBackbone();
+        applyMethod();
+    }
     applyBackboneStorage();
 
     MemoryEstimate r;
@@ -102,7 +111,9 @@ MemoryEstimate Estimator::run()
     m_labels = m_trace.data(b * m_in.tgtLen * 8);
     r.batchInputs = static_cast<std::uint64_t>((2 * b * m_in.srcLen + b * m_in.tgtLen) * 8);
 
-    const auto loss = m_in.method.method == "ladder" ? forwardLadder() : forwardBaseline();
+    const auto loss = m_in.llama         ? forwardDecoder()
+        : m_in.method.method == "ladder" ? forwardLadder()
+                                         : forwardBaseline();
     m_trace.setPart("");
     m_trace.releaseAllBut({ loss }); // MethodOutput and every local of the forward are gone
     m_castCache.clear(); // the autocast region ended with the forward

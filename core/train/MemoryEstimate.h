@@ -1,11 +1,13 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "model/T5Config.h"
+#include "model/llama/LlamaConfig.h"
 #include "peft/MethodOptions.h"
 
 namespace ladder {
@@ -15,6 +17,10 @@ namespace ladder {
 // the terms and their derivation from what autograd saves for backward.
 struct MemoryEstimateInput {
     T5Config config; // the backbone shape; config.dropoutRate > 0 adds dropout masks in train mode
+    // A decoder-only backbone (Llama, Mistral, Qwen2) instead of `config`: the step is replayed as
+    // model/llama/LlamaModel.cpp and peft/Decoder*.cpp run it, on the causal sequence of srcLen + tgtLen - 1
+    // columns (model/CausalJoin.h). Llama has no dropout, so nothing depends on a dropout rate.
+    std::optional<LlamaConfig> llama;
     MethodOptions method; // method and its options (validated against config)
     std::int64_t batch = 8;
     std::int64_t srcLen = 128;

@@ -97,10 +97,9 @@ TraceTensor Estimator::quantizedProduct(
 
 TraceTensor Estimator::embedLookup(std::int64_t n, const TraceTensor& ids)
 {
-    const auto& c = m_in.config;
     const auto it = m_quant.find(m_shared.param);
     if (it == m_quant.end())
-        return compute(n * c.dModel, m_e, { m_shared }, { ids });
+        return compute(n * m_embedDim, m_e, { m_shared }, { ids });
     // QuantizedWeight::embedding: the gathered stored rows, then their dequantisation (one chunk of n rows).
     const auto& q = it->second;
     const auto g = q.groups();

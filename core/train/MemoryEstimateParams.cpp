@@ -62,6 +62,7 @@ void Estimator::buildBackbone()
 {
     const auto& c = m_in.config;
     m_dims = dimsOf(c);
+    m_embedDim = c.dModel;
     const bool full = m_in.method.method == "full";
     m_shared = param(c.vocabSize * c.dModel, full && m_in.method.freeze == 0, "shared.weight");
     m_encoder = stackP(m_dims, false, c.numLayers, full, "encoder");
@@ -90,6 +91,9 @@ void Estimator::applyBackboneStorage()
         m_quant[w.param] = q;
     };
     auto linear = [&](const LinearP& l) { store(l.w, l.out, l.in); };
+    for (const auto& l : m_llamaLayers) // a decoder-only backbone (model/llama/LlamaQuantization.h)
+        for (const auto* p : { &l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down })
+            linear(*p);
     for (auto* s : { &m_encoder, &m_decoder })
         for (auto& b : s->blocks) {
             for (auto* a : { &b.self.attn, &b.cross.attn })
@@ -98,9 +102,9 @@ void Estimator::applyBackboneStorage()
             for (auto* l : { &b.ff.wi, &b.ff.wi0, &b.ff.wi1, &b.ff.wo })
                 linear(*l);
         }
-    const auto& c = m_in.config;
-    store(m_shared, c.vocabSize, c.dModel);
-    store(m_lmHead, c.vocabSize, c.dModel);
+    const auto vocab = m_in.llama ? m_in.llama->vocabSize : m_in.config.vocabSize;
+    store(m_shared, vocab, m_embedDim);
+    store(m_lmHead, vocab, m_embedDim);
 }
 
 // The parameters a method adds or unfreezes (mirrors Baselines.cpp and LadderSideNetwork.cpp).

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "model/T5Config.h"
+#include "model/llama/LlamaConfig.h"
 #include "peft/Ladder.h"
 #include "train/AutogradTrace.h"
 #include "train/MemoryEstimate.h"
@@ -78,6 +79,21 @@ struct SideStackP {
     NormP finalNorm;
     std::vector<std::int64_t> keep;
     bool decoder = false;
+};
+
+// A layer of a decoder-only backbone (model/llama/LlamaModel.h, HF names) or of LST's side decoder.
+struct LlamaLayerP {
+    LinearP q, k, v, o, gate, up, down;
+    NormP inputNorm, postNorm;
+    AdapterP attnAdapter, mlpAdapter;
+};
+// Dimensions of a causal stack (the backbone's, or LST's side decoder's).
+struct LlamaDims {
+    std::int64_t d = 0, heads = 0, kvHeads = 0, headDim = 0, inter = 0;
+};
+// What llamaAttentionInputs gives every layer: the rotary tables (float32) and the allowed mask (bool).
+struct LlamaInputsT {
+    TraceTensor cos, sin, allowed;
 };
 
 // A frozen matrix held in backbone_dtype storage (model/QuantizedWeight.h).
@@ -262,6 +278,33 @@ private:
     TraceTensor forwardBaseline();
     TraceTensor forwardLadder();
 
+    // ---- decoder-only backbones (MemoryEstimateLlama.cpp): LlamaModel.cpp, DecoderMethods.cpp and
+    // DecoderLadder.cpp op by op ----------------------------------------------------------------------
+    LlamaLayerP llamaLayerP(const LlamaConfig& c, bool trainable, const std::string& name);
+    void buildLlama();
+    void applyLlamaMethod();
+    // CausalJoin::make: the joined ids and mask (batch, srcLen + tgtLen - 1), int64.
+    std::pair<TraceTensor, TraceTensor> causalJoin();
+    LlamaInputsT llamaInputs(std::int64_t batch, std::int64_t len, std::int64_t headDim);
+    TraceTensor rotary(const TraceTensor& x, const LlamaInputsT& in);
+    TraceTensor llamaAttention(const TraceTensor& x, const LlamaLayerP& p, const LlamaDims& dm,
+        const LlamaInputsT& in, std::int64_t batch, std::int64_t len);
+    TraceTensor llamaLayer(const TraceTensor& x, const LlamaLayerP& p, const LlamaDims& dm,
+        const LlamaInputsT& in, std::int64_t batch, std::int64_t len);
+    // LlamaModelImpl::forward: the final norm's output; `keep` as StackOutput keeps (nullptr: every layer).
+    TraceTensor llamaStack(const TraceTensor& embeds, std::int64_t batch, std::int64_t len,
+        const std::vector<std::int64_t>* keep, std::map<std::int64_t, TraceTensor>* ladders,
+        const std::string& name);
+    TraceTensor llamaSideStack(const TraceTensor& embeds, std::int64_t batch, std::int64_t len,
+        const std::map<std::int64_t, TraceTensor>& ladders);
+    // Backbone::crossEntropy on the target logits (batch, tgtLen, vocab); `viewable`: its reshape to rows
+    // is a view (else a copy of the narrowed slice).
+    TraceTensor causalLoss(const TraceTensor& target, bool viewable);
+    TraceTensor forwardDecoder();
+    TraceTensor forwardDecoderInPlace();
+    TraceTensor forwardDecoderPrompt();
+    TraceTensor forwardDecoderLadder();
+
     MemoryEstimateInput m_in;
     bool m_amp = false; // bf16 mixed precision (autocast)
     std::int64_t m_e = 4; // parameters, embeddings, masks: fp32 (the master weights under mixed precision)
@@ -282,6 +325,17 @@ private:
     LinearP m_upsample;
     TraceTensor m_mergeGate;
     TraceTensor m_ids, m_mask, m_labels;
+    std::int64_t m_embedDim = 0; // the embedding's width (T5's d_model, Llama's hidden_size)
+    // Decoder-only backbones
+    LlamaDims m_ld {}, m_sideLd {};
+    std::vector<LlamaLayerP> m_llamaLayers;
+    NormP m_llamaNorm;
+    LinearP m_sideDownEmbed;
+    std::map<std::int64_t, LinearP> m_sideDown;
+    std::map<std::int64_t, TraceTensor> m_sideGate;
+    std::map<std::int64_t, LlamaLayerP> m_sideLayers;
+    NormP m_sideNorm;
+    std::vector<std::int64_t> m_sideKeep;
 };
 
 } // namespace ladder::estimate_detail

@@ -22,6 +22,7 @@
 #include "model/Generation.h"
 #include "model/T5Quantization.h"
 #include "model/T5Tokenizer.h"
+#include "model/llama/LlamaQuantization.h"
 #include "peft/Ladder.h"
 #include "peft/Method.h"
 #include "train/Autocast.h"
@@ -145,6 +146,8 @@ TrainEval evaluateSplit(Method& method, const Batcher& batcher, const std::vecto
     // allocated through the training steps after it (model/QuantizedWeight.h).
     if (const auto* t5 = dynamic_cast<const T5ForConditionalGenerationImpl*>(method.backbone().get()))
         releaseKernelForms(*t5);
+    else if (const auto* llama = asLlama(*method.backbone()))
+        releaseKernelForms(*llama);
     method.train(true);
     if (dp)
         predictions = dp->gatherShares(predictions, examples.size());

@@ -335,7 +335,53 @@ void LlamaForCausalLMImpl::addAdapters(std::int64_t hidden, const std::string& a
 
 at::Tensor LlamaForCausalLMImpl::lmHeadWeight() const
 {
-    return lm_head ? lm_head->denseWeight() : model->embed_tokens->weight;
+    if (lm_head)
+        return lm_head->denseWeight();
+    const auto& weight = model->embed_tokens->weight;
+    return m_embedQuantized.defined() ? m_embedQuantized.dequantize(weight.scalar_type()) : weight;
+}
+
+void LlamaForCausalLMImpl::quantizeEmbedding(QuantDtype dtype, std::int64_t groupSize)
+{
+    auto& weight = model->embed_tokens->weight;
+    if (m_embedQuantized.defined())
+        throw Error("quantize: model.embed_tokens.weight is already stored as "
+            + quantDtypeName(m_embedQuantized.dtype()));
+    if (weight.requires_grad())
+        throw Error(
+            "quantize: model.embed_tokens.weight is trainable; only a frozen embedding can be held in "
+            "frozen storage");
+    m_embedQuantized = QuantizedWeight::quantize(weight, dtype, groupSize);
+    at::NoGradGuard noGrad;
+    weight.set_data(at::empty({ 0 }, weight.options())); // the placeholder carries device and compute dtype
+}
+
+std::vector<std::pair<std::string, const QuantizedWeight*>> LlamaForCausalLMImpl::quantizedWeights() const
+{
+    std::vector<std::pair<std::string, const QuantizedWeight*>> out;
+    if (m_embedQuantized.defined())
+        out.emplace_back("model.embed_tokens.weight", &m_embedQuantized);
+    for (const auto& [name, linear] : namedProjections())
+        if (linear->quantized())
+            out.emplace_back(name + ".weight", &linear->quantizedWeight());
+    return out;
+}
+
+void LlamaForCausalLMImpl::to(torch::Device device, torch::Dtype dtype, bool nonBlocking)
+{
+    torch::nn::Module::to(device, dtype, nonBlocking);
+    m_embedQuantized.to(device);
+}
+
+void LlamaForCausalLMImpl::to(torch::Dtype dtype, bool nonBlocking)
+{
+    torch::nn::Module::to(dtype, nonBlocking);
+}
+
+void LlamaForCausalLMImpl::to(torch::Device device, bool nonBlocking)
+{
+    torch::nn::Module::to(device, nonBlocking);
+    m_embedQuantized.to(device);
 }
 
 BackboneShape LlamaForCausalLMImpl::shape() const
@@ -345,7 +391,10 @@ BackboneShape LlamaForCausalLMImpl::shape() const
 
 at::Tensor LlamaForCausalLMImpl::embed(const at::Tensor& ids)
 {
-    return model->embed_tokens(ids.to(model->embed_tokens->weight.device()));
+    const auto& weight = model->embed_tokens->weight;
+    if (m_embedQuantized.defined())
+        return m_embedQuantized.embedding(ids.to(weight.device()), weight.scalar_type());
+    return model->embed_tokens(ids.to(weight.device()));
 }
 
 StackOutput LlamaForCausalLMImpl::runEncoder(
@@ -369,6 +418,8 @@ at::Tensor LlamaForCausalLMImpl::lmLogits(const at::Tensor& decoderHidden)
 {
     if (lm_head)
         return lm_head(decoderHidden);
+    if (m_embedQuantized.defined())
+        return m_embedQuantized.matmul(decoderHidden);
     return at::linear(decoderHidden, model->embed_tokens->weight);
 }
 
@@ -402,6 +453,8 @@ std::vector<std::pair<std::string, at::Tensor>> LlamaForCausalLMImpl::namedWeigh
     for (const auto& [_, linear] : namedProjections())
         if (linear->quantized())
             stored[linear->weight.unsafeGetTensorImpl()] = &linear->quantizedWeight();
+    if (m_embedQuantized.defined())
+        stored[model->embed_tokens->weight.unsafeGetTensorImpl()] = &m_embedQuantized;
     std::vector<std::pair<std::string, at::Tensor>> out;
     for (const auto& item : named_parameters(true)) {
         const auto it = stored.find(item.value().unsafeGetTensorImpl());

@@ -185,12 +185,28 @@ public:
     std::string weightStorage() const override { return m_weightStorage; }
     void setWeightStorage(std::string label) { m_weightStorage = std::move(label); }
 
+    // Frozen storage of the embedding (and with it a tied LM head; model/llama/LlamaQuantization.h): the
+    // parameter becomes an empty placeholder of the compute dtype, embed() gathers and dequantises only the
+    // rows it reads, a tied lmLogits() multiplies through QuantizedWeight::matmul (chunked). The embedding
+    // must not require a gradient (ladder::Error).
+    void quantizeEmbedding(QuantDtype dtype, std::int64_t groupSize);
+    const QuantizedWeight& embeddingQuantized() const { return m_embedQuantized; }
+    // Every stored matrix by its parameter name ("model.embed_tokens.weight",
+    // "model.layers.0...q_proj.weight").
+    std::vector<std::pair<std::string, const QuantizedWeight*>> quantizedWeights() const;
+
+    // A stored embedding moves with the module (its dtype stays).
+    void to(torch::Device device, torch::Dtype dtype, bool nonBlocking = false) override;
+    void to(torch::Dtype dtype, bool nonBlocking = false) override;
+    void to(torch::Device device, bool nonBlocking = false) override;
+
     LlamaModel model { nullptr };
     T5Linear lm_head { nullptr }; // null when tie_word_embeddings
 
 private:
     LlamaConfig m_config;
     std::string m_weightStorage = "fp32";
+    QuantizedWeight m_embedQuantized;
 };
 TORCH_MODULE(LlamaForCausalLM);
 

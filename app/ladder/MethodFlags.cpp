@@ -29,7 +29,8 @@ void MethodFlags::addTo(CLI::App* cmd)
     cmd->add_option("--rank", rank, "lora: rank (32)");
     cmd->add_option("--alpha", alpha, "lora: alpha, scale = alpha / rank (32)");
     cmd->add_option("--dropout", dropout, "lora: dropout on the LoRA path (0)");
-    cmd->add_option("--targets", targets, "lora: comma list among q,k,v,o,wi,wo (q,v)");
+    cmd->add_option("--targets", targets,
+        "lora: comma list among q,k,v,o,wi,wo (T5) or q,k,v,o,gate,up,down (decoders) (q,v)");
     cmd->add_option("--bitfit", bitfit, "lora: train BitFit biases alongside (true)");
     cmd->add_option("--prompts", prompts, "prompt: number of prompt vectors (100)");
     cmd->add_option("--r", r, "ladder: reduction factor (8)");

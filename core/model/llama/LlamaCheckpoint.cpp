@@ -48,6 +48,34 @@ bool isRotaryBuffer(const std::string& name)
         && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
+// tie_word_embeddings true as transformers 5.25's from_pretrained reads it (PreTrainedModel.tie_weights with
+// the checkpoint's missing keys): only lm_head.weight present -> the embedding is tied to it (the key is
+// renamed here); both present and torch.equal -> tied; both present and different -> NOT tied (HF warns
+// "both are present in the checkpoints with different values, so we will NOT tie them" and uses each as
+// stored), so the config is untied here and lm_head is built and loaded.
+void tieLikeHf(LlamaConfig& config, TensorMap& tensors)
+{
+    if (!config.tieWordEmbeddings)
+        return;
+    const auto head = tensors.find("lm_head.weight");
+    if (head == tensors.end())
+        return;
+    const auto embedding = tensors.find("model.embed_tokens.weight");
+    if (embedding == tensors.end()) {
+        tensors.emplace("model.embed_tokens.weight", head->second);
+        tensors.erase(head);
+        return;
+    }
+    const auto& a = head->second;
+    const auto& b = embedding->second;
+    // HF compares the loaded parameters (one dtype); a shape mismatch is "not equal", then lm_head's shape is
+    // refused when it is loaded.
+    const bool equal = a.sizes() == b.sizes() && a.is_floating_point() && b.is_floating_point()
+        && at::equal(a.to(at::kFloat), b.to(at::kFloat));
+    if (!equal)
+        config.tieWordEmbeddings = false;
+}
+
 } // namespace
 
 void checkLlamaConfigMatchesWeights(const LlamaConfig& c,
@@ -61,6 +89,18 @@ void checkLlamaConfigMatchesWeights(const LlamaConfig& c,
                 + ", but " + weights + " has " + shapeString(it->second));
     };
     const auto h = c.hiddenSize, q = c.numAttentionHeads * c.headDim, kv = c.numKeyValueHeads * c.headDim;
+    // The tensors that pin every size down must be there: without them a lying config.json (vocab_size 2^22,
+    // 1,024 layers of hidden_size 2^16) would be allocated before the missing tensor is noticed. A tied
+    // checkpoint may carry the embedding as lm_head.weight alone (HF ties it the other way round).
+    const bool embedding = shapes.count("model.embed_tokens.weight")
+        || (c.tieWordEmbeddings && shapes.count("lm_head.weight"));
+    if (!embedding)
+        throw Error(weights + ": missing tensor model.embed_tokens.weight (config " + configPath + ")");
+    for (const char* part :
+        { "self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight",
+            "self_attn.o_proj.weight", "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight" })
+        if (!shapes.count(std::string("model.layers.0.") + part))
+            throw Error(weights + ": missing tensor model.layers.0." + part + " (config " + configPath + ")");
     expect("model.embed_tokens.weight", { c.vocabSize, h }, "vocab_size and hidden_size");
     expect("lm_head.weight", { c.vocabSize, h }, "vocab_size and hidden_size");
     const std::string l0 = "model.layers.0.";
@@ -69,6 +109,7 @@ void checkLlamaConfigMatchesWeights(const LlamaConfig& c,
     expect(l0 + "self_attn.v_proj.weight", { kv, h }, "num_key_value_heads x head_dim and hidden_size");
     expect(l0 + "self_attn.o_proj.weight", { h, q }, "hidden_size and num_attention_heads x head_dim");
     expect(l0 + "mlp.gate_proj.weight", { c.intermediateSize, h }, "intermediate_size and hidden_size");
+    expect(l0 + "mlp.up_proj.weight", { c.intermediateSize, h }, "intermediate_size and hidden_size");
     expect(l0 + "mlp.down_proj.weight", { h, c.intermediateSize }, "hidden_size and intermediate_size");
     std::int64_t layers = 0;
     const std::string prefix = "model.layers.";
@@ -138,6 +179,12 @@ LoadedLlama loadLlama(const std::string& directory, const LlamaLoadOptions& opti
     const auto configPath = (fs::path(directory) / "config.json").string();
     loaded.config = LlamaConfig::fromJsonFile(configPath);
     auto tensors = readCheckpointTensors(directory, &loaded.weightsDescription);
+    // Errors name a file that exists: the index of a sharded checkpoint, else the weights file.
+    const auto weightsPath = (fs::path(directory)
+        / (loaded.weightsDescription.rfind("sharded", 0) == 0 ? "model.safetensors.index.json"
+                                                              : loaded.weightsDescription))
+                                 .string();
+    tieLikeHf(loaded.config, tensors);
     // The config against the weights' shapes before the model is allocated: a config that lies (hidden_size
     // 2^16 beside small weights) fails naming the field instead of in the allocator.
     std::map<std::string, std::vector<std::int64_t>> shapes;
@@ -153,7 +200,7 @@ LoadedLlama loadLlama(const std::string& directory, const LlamaLoadOptions& opti
         SkipParameterInit skip; // every weight is overwritten from the checkpoint
         loaded.model = LlamaForCausalLM(loaded.config);
     }
-    loadLlamaStateDict(loaded.model, tensors, (fs::path(directory) / loaded.weightsDescription).string());
+    loadLlamaStateDict(loaded.model, tensors, weightsPath);
     tensors.clear();
     loaded.model->to(options.device, options.dtype);
     loaded.model->eval();

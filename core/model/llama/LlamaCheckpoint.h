@@ -28,7 +28,9 @@ struct LoadedLlama {
 // The sizes config.json states against the weights' shapes, before any model is built: the embedding
 // (vocab_size, hidden_size), the first layer's q/k/v/o (num_attention_heads x head_dim,
 // num_key_value_heads x head_dim), the MLP (intermediate_size), the number of layers, and lm_head. One line
-// naming the field when they disagree.
+// naming the field when they disagree. The tensors these sizes are read from (the embedding, or
+// lm_head.weight when tied; layer 0's projections) must be present: without them a lying config would be
+// allocated first.
 void checkLlamaConfigMatchesWeights(const LlamaConfig& config,
     const std::map<std::string, std::vector<std::int64_t>>& shapes, const std::string& configPath,
     const std::string& weights);
@@ -40,7 +42,11 @@ void checkLlamaConfigMatchesWeights(const LlamaConfig& config,
 void loadLlamaStateDict(LlamaForCausalLM& model, const TensorMap& tensors, const std::string& source);
 
 // config.json + weights (model.safetensors, sharded, or pytorch_model.bin; F32/F16/BF16) -> a model in eval
-// mode on the chosen device and compute dtype.
+// mode on the chosen device and compute dtype. tie_word_embeddings true is read as transformers 5.25's
+// from_pretrained reads it: a file with only lm_head.weight ties the embedding to it, and a file with both
+// tensors different is loaded untied (config.tieWordEmbeddings false in the result), as HF does with a
+// warning. Errors name config.json, the weights file (model.safetensors.index.json for shards) and the
+// tensor.
 LoadedLlama loadLlama(const std::string& directory, const LlamaLoadOptions& options = {});
 
 } // namespace ladder

@@ -41,8 +41,9 @@ struct LlamaConfig {
     double rmsNormEps = 1e-6;
     LlamaRope rope;
     bool tieWordEmbeddings = false;
-    // Llama's attention_bias (q, k, v and o) and mlp_bias (gate, up, down). Qwen2 has q/k/v biases and no
-    // others whatever the file says (its modeling code fixes them); Mistral has none.
+    // Llama's attention_bias (q, k, v and o) and mlp_bias (gate, up, down), as written. Qwen2 has q/k/v
+    // biases and no others whatever the file says, and Mistral has none (their modeling code fixes
+    // bias=True/False): qkvBias(), oBias() and mlpHasBias() say what the network has.
     bool attentionBias = false;
     bool mlpBias = false;
     // Mistral: key j is visible to query i only when i - j < slidingWindow (HF's sliding-window causal
@@ -54,7 +55,7 @@ struct LlamaConfig {
     std::optional<std::int64_t> padTokenId;
     std::string dtype = "float32"; // torch_dtype (tf4) / dtype (tf5), as written; informational
 
-    bool qkvBias() const { return attentionBias || modelType == "qwen2"; }
+    bool qkvBias() const { return modelType == "qwen2" || (attentionBias && modelType == "llama"); }
     bool oBias() const { return attentionBias && modelType == "llama"; }
     bool mlpHasBias() const { return mlpBias && modelType == "llama"; }
     // HF's generate() pads finished rows with pad_token_id, else with the first eos id.

@@ -59,8 +59,8 @@ MemoryEstimateInput estimateInputFor(
 MemoryEstimate estimateRunSpec(const RunSpec& spec, std::uint64_t cudaWorkspaceBytes)
 {
     namespace fs = std::filesystem;
-    const auto folder = spec.backbone == "demo" ? demoBackboneDirectory() : spec.backbone;
-    if (spec.backbone == "demo" && !fs::exists(fs::path(folder) / "config.json"))
+    const auto folder = backboneFolderFor(spec.backbone);
+    if (isDemoBackboneName(spec.backbone) && !fs::exists(fs::path(folder) / "config.json"))
         throw Error("the demo backbone is not built yet (run `ladder demo`)");
     const auto spm = (fs::path(folder) / "spiece.model").string();
     if (!fs::exists(spm))

@@ -342,7 +342,7 @@ namespace {
 std::int64_t backboneLayersForName(const RunSpec& spec)
 {
     if (spec.name.empty() && spec.method.method == "ladder" && !spec.method.keep.empty()) {
-        const std::string folder = spec.backbone == "demo" ? demoBackboneDirectory() : spec.backbone;
+        const std::string folder = backboneFolderFor(spec.backbone);
         std::error_code ec;
         if (fs::is_regular_file(fs::path(folder) / "config.json", ec)) {
             try {

@@ -15,15 +15,15 @@ namespace fs = std::filesystem;
 
 std::string backboneFolderOf(const RunSpec& spec)
 {
-    return spec.backbone == "demo" ? demoBackboneDirectory() : spec.backbone;
+    return backboneFolderFor(spec.backbone); // "demo" and "demo-llama" are the built demo's
 }
 
 TrainerInputs loadBackboneInputs(const RunSpec& spec)
 {
     TrainerInputs inputs;
     const auto folder = backboneFolderOf(spec);
-    if (spec.backbone == "demo" && !fs::exists(fs::path(folder) / "config.json"))
-        throw Error("the demo backbone is not built yet (run `ladder demo`, about 15 minutes once)");
+    if (isDemoBackboneName(spec.backbone) && !fs::exists(fs::path(folder) / "config.json"))
+        throw Error("the demo backbone '" + spec.backbone + "' is not built yet (run `ladder demo`, once)");
     // The tokenizer first: a folder without one fails before its weights are read.
     inputs.tokenizer = loadTokenizer(folder);
     inputs.backbone = loadBackbone(folder).model;

@@ -1,9 +1,11 @@
-// ladder pretrain | demo: LadderBench's own small T5 and WordNet tasks, made offline (docs/DEMO.md).
+// ladder pretrain | demo: LadderBench's own small T5 and decoder (Llama) and WordNet tasks, made offline
+// (docs/DEMO.md).
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <iomanip>
 #include <iostream>
+#include <map>
 #include <sstream>
 #include <unistd.h>
 
@@ -15,6 +17,7 @@
 #include "data/DemoTasks.h"
 #include "data/WordNet.h"
 #include "train/Pretrain.h"
+#include "train/PretrainCausal.h"
 #include "util/Error.h"
 
 namespace ladder::cli {
@@ -131,6 +134,16 @@ struct PretrainFlags {
     std::int64_t numLayers = PretrainOptions::demo().numLayers;
     std::string wordNetDir = defaultWordNetDir();
     bool json = false;
+    // --arch llama: the decoder recipe (CausalPretrainOptions); its defaults differ from T5's, so the
+    // options below say whether a flag was given (CLI11 counts them).
+    std::string arch = "t5";
+    std::int64_t kvHeads = CausalPretrainOptions::demo().numKeyValueHeads;
+    std::map<std::string, const CLI::Option*> given;
+    bool has(const std::string& flag) const
+    {
+        const auto it = given.find(flag);
+        return it != given.end() && it->second->count() > 0;
+    }
 };
 
 // The figures printSummary writes, as --json prints them (with the folder).
@@ -147,11 +160,65 @@ nlohmann::json summaryJson(const PretrainResult& r)
         { "wall_seconds", jsonNumber(r.wallSeconds) } };
 }
 
+// `ladder pretrain --arch llama`: the decoder recipe, with the flags given replacing its defaults.
+PretrainResult pretrainLlamaFromFlags(
+    const PretrainFlags& f, const std::vector<std::string>& corpus, bool wordnet, ProgressBar& bar)
+{
+    if (f.has("--pretrain-dropout"))
+        throw Error("--pretrain-dropout: the decoder recipe pretrains without dropout (Llama has none)");
+    auto options = CausalPretrainOptions::demo();
+    options.seed = f.seed;
+    options.numThreads = f.threads;
+    options.embeddingInit = f.embeddingInit;
+    if (f.has("--steps")) {
+        options.steps = f.steps;
+        options.warmupSteps = std::min(options.warmupSteps, std::max<std::int64_t>(1, f.steps / 10));
+    }
+    if (f.has("--vocab-size"))
+        options.vocabSize = f.vocabSize;
+    if (f.has("--learning-rate"))
+        options.learningRate = f.learningRate;
+    if (f.has("--batch-size"))
+        options.batchSize = f.batchSize;
+    if (f.has("--d-model"))
+        options.hiddenSize = f.dModel;
+    if (f.has("--d-ff"))
+        options.intermediateSize = f.dFf;
+    if (f.has("--heads"))
+        options.numHeads = f.numHeads;
+    if (f.has("--layers"))
+        options.numLayers = f.numLayers;
+    options.numKeyValueHeads = f.kvHeads;
+    if (options.hiddenSize % options.numHeads != 0)
+        throw Error("--d-model " + std::to_string(options.hiddenSize) + " is not a multiple of --heads "
+            + std::to_string(options.numHeads));
+    if (options.numHeads % options.numKeyValueHeads != 0)
+        throw Error("--kv-heads " + std::to_string(options.numKeyValueHeads) + " does not divide --heads "
+            + std::to_string(options.numHeads));
+    const bool isDemoRecipe = wordnet && options.sameRecipe(CausalPretrainOptions::demo());
+    return pretrainLlama(corpus, f.out, options, std::ref(bar), isDemoRecipe ? "demo" : "custom");
+}
+
 int runPretrain(const PretrainFlags& f)
 {
     const bool wordnet = f.corpus == "wordnet";
+    if (f.arch == "t5" && f.has("--kv-heads"))
+        throw Error("--kv-heads: T5 has no grouped-query attention (use it with --arch llama)");
     const auto corpus = wordnet ? wordNetCorpus(loadWordNet(f.wordNetDir)) : readCorpusFile(f.corpus);
     throwIfInterrupted();
+    if (f.arch == "llama") {
+        ProgressBar bar("pretrain");
+        const auto result = pretrainLlamaFromFlags(f, corpus, wordnet, bar);
+        bar.finishLine();
+        if (result.cancelled)
+            throw Cancelled();
+        printSummary(result);
+        if (f.json)
+            printJson(summaryJson(result));
+        else
+            std::cout << result.directory << "\n";
+        return 0;
+    }
     auto options = PretrainOptions::demo();
     options.steps = f.steps;
     options.vocabSize = f.vocabSize;
@@ -189,7 +256,9 @@ int runPretrain(const PretrainFlags& f)
 struct DemoFlags {
     std::string dir;
     bool printBackbone = false;
+    bool printLlama = false;
     bool printTasks = false;
+    std::string backbones = "all"; // which backbones to build: all, t5, llama
     std::string wordNetDir = defaultWordNetDir();
     bool json = false;
 };
@@ -199,12 +268,15 @@ int runDemo(const DemoFlags& f)
     const auto root = f.dir.empty() ? demoCacheDir() : f.dir;
     const auto tasksDir = demofs::join(root, "tasks");
     const auto backboneDir = demofs::join(root, "backbone");
+    const auto llamaDir = demofs::join(root, "backbone-llama");
     if (!demoTasksComplete(tasksDir)) {
         std::cerr << "ladder demo: building the WordNet tasks in " << tasksDir << std::endl;
         ensureDemoTasks(tasksDir, f.wordNetDir);
     }
     throwIfInterrupted();
-    if (!demoBackboneComplete(backboneDir)) {
+    const bool buildT5 = f.backbones != "llama";
+    const bool buildLlama = f.backbones != "t5";
+    if (buildT5 && !demoBackboneComplete(backboneDir)) {
         std::cerr << "ladder demo: building the demo backbone in " << backboneDir
                   << " (once; a few minutes on 2 cores)" << std::endl;
         ProgressBar bar("demo");
@@ -215,13 +287,29 @@ int runDemo(const DemoFlags& f)
         if (result)
             printSummary(*result);
     }
-    if (f.json) { // both folders, whichever --print-* flag is given
-        printJson({ { "backbone", backboneDir }, { "tasks", tasksDir } });
+    throwIfInterrupted();
+    // The decoder-only backbone (issue #21) after the T5, so an interrupted first build leaves the T5
+    // usable; like it, a complete folder is reused and a stale or partial one rebuilt.
+    if (buildLlama && !demoLlamaBackboneComplete(llamaDir)) {
+        std::cerr << "ladder demo: building the demo decoder (Llama) in " << llamaDir
+                  << " (once; a few minutes on 2 cores)" << std::endl;
+        ProgressBar bar("demo");
+        const auto result = ensureDemoLlamaBackbone(llamaDir, f.wordNetDir, std::ref(bar));
+        bar.finishLine();
+        if (result && result->cancelled)
+            throw Cancelled();
+        if (result)
+            printSummary(*result);
+    }
+    if (f.json) { // every folder, whichever --print-* flag is given
+        printJson({ { "backbone", backboneDir }, { "backbone_llama", llamaDir }, { "tasks", tasksDir } });
         return 0;
     }
-    const bool backbone = f.printBackbone || !f.printTasks;
+    const bool backbone = f.printBackbone || (!f.printTasks && !f.printLlama);
     if (backbone)
         std::cout << backboneDir << "\n";
+    if (f.printLlama)
+        std::cout << llamaDir << "\n";
     if (f.printTasks)
         std::cout << tasksDir << "\n";
     return 0;
@@ -234,7 +322,9 @@ void registerDemoCommands(CLI::App& app)
     {
         auto flags = std::make_shared<PretrainFlags>();
         auto* cmd = app.add_subcommand("pretrain",
-            "Train a SentencePiece vocabulary and pretrain a small T5 (span corruption) into an HF folder");
+            "Train a SentencePiece vocabulary and pretrain a small T5 (span corruption) or, with --arch "
+            "llama, "
+            "a small Llama decoder (next-token prediction) into an HF folder");
         cmd->add_option("--corpus", flags->corpus,
                "'wordnet' (WordNet's glosses and examples) or a text file, one "
                "sentence per line")
@@ -263,6 +353,15 @@ void registerDemoCommands(CLI::App& app)
                "token embeddings before pretraining: cooccurrence (PPMI + SVD of the corpus) or random")
             ->capture_default_str()
             ->check(CLI::IsMember({ "cooccurrence", "random" }));
+        cmd->add_option("--arch", flags->arch,
+               "t5 (span corruption, spiece.model) or llama (a decoder-only Llama: next-token prediction, "
+               "tokenizer.model; its own defaults: 4 layers, d_ff 704, 2 kv heads, 400 steps)")
+            ->capture_default_str()
+            ->check(CLI::IsMember({ "t5", "llama" }));
+        flags->given["--kv-heads"] = cmd->add_option("--kv-heads", flags->kvHeads,
+                                            "key/value heads of grouped-query attention (--arch llama)")
+                                         ->capture_default_str()
+                                         ->check(CLI::Range(1, 128));
         cmd->add_option("--d-model", flags->dModel, "model width")
             ->capture_default_str()
             ->check(CLI::Range(8, 4096));
@@ -282,6 +381,9 @@ void registerDemoCommands(CLI::App& app)
             ->capture_default_str();
         cmd->add_flag("--json", flags->json,
             "print the figures and the folder as JSON (the summary line stays on stderr)");
+        for (const char* name : { "--steps", "--vocab-size", "--learning-rate", "--batch-size",
+                 "--pretrain-dropout", "--d-model", "--d-ff", "--heads", "--layers" })
+            flags->given[name] = cmd->get_option(name);
         cmd->callback([flags] {
             installInterruptHandler(); // Ctrl+C stops at the next stage or step; a second one at once
             runGuarded("pretrain", [&] { return runPretrain(*flags); });
@@ -290,12 +392,17 @@ void registerDemoCommands(CLI::App& app)
     {
         auto flags = std::make_shared<DemoFlags>();
         auto* cmd = app.add_subcommand("demo",
-            "Build the built-in demo (WordNet tasks and a pretrained small T5) if missing; print the "
-            "backbone folder");
+            "Build the built-in demo (WordNet tasks, a pretrained small T5 and a small Llama decoder) if "
+            "missing; print the T5 backbone folder");
         cmd->add_option("--dir", flags->dir,
             "demo folder (default: $XDG_CACHE_HOME/ladderbench/" + std::string(kDemoRecipeVersion) + ")");
         cmd->add_flag(
-            "--print-backbone-path", flags->printBackbone, "print the backbone folder (the default)");
+            "--print-backbone-path", flags->printBackbone, "print the T5 backbone folder (the default)");
+        cmd->add_flag("--print-llama-path", flags->printLlama,
+            "print the decoder-only (Llama) backbone folder (backbone-llama; the spec name \"demo-llama\")");
+        cmd->add_option("--backbones", flags->backbones, "which backbones to build: all, t5 or llama")
+            ->capture_default_str()
+            ->check(CLI::IsMember({ "all", "t5", "llama" }));
         cmd->add_flag("--print-tasks-path", flags->printTasks,
             "print the tasks folder (tasks/<name>/{train,validation,test}.jsonl)");
         cmd->add_option("--wordnet-dir", flags->wordNetDir, "folder with WordNet's data.* files")

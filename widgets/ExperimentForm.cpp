@@ -14,6 +14,7 @@
 #include <QHBoxLayout>
 #include <QLabel>
 #include <QLineEdit>
+#include <QPlainTextEdit>
 #include <QPointer>
 #include <QPushButton>
 #include <QSaveFile>
@@ -91,6 +92,17 @@ ExperimentForm::ExperimentForm(QWidget* parent)
     auto* taskLayout = new QVBoxLayout(taskGroup);
     m_task = new TaskPicker;
     taskLayout->addWidget(m_task);
+    // A decoder-only backbone reads prompts (data/PromptTemplate.h): its template, empty for the task's own.
+    m_promptTemplateLabel
+        = new QLabel(tr("Prompt template (decoder backbones; {field} placeholders, empty for "
+                        "the task's built-in one)"));
+    m_promptTemplateLabel->setWordWrap(true);
+    m_promptTemplate = new QPlainTextEdit;
+    m_promptTemplate->setObjectName(QStringLiteral("promptTemplate"));
+    m_promptTemplate->setTabChangesFocus(true);
+    m_promptTemplate->setFixedHeight(m_promptTemplate->fontMetrics().lineSpacing() * 4 + 10);
+    taskLayout->addWidget(m_promptTemplateLabel);
+    taskLayout->addWidget(m_promptTemplate);
     left->addWidget(taskGroup);
 
     auto* methodGroup = new QGroupBox(tr("Method"));
@@ -171,6 +183,7 @@ ExperimentForm::ExperimentForm(QWidget* parent)
     connect(m_backbone, &BackbonePicker::backboneChanged, this, &ExperimentForm::backboneChanged);
     connect(m_backbone, &BackbonePicker::problem, this, &ExperimentForm::problemReported);
     connect(m_task, &TaskPicker::changed, this, &ExperimentForm::revalidate);
+    connect(m_promptTemplate, &QPlainTextEdit::textChanged, this, &ExperimentForm::revalidate);
     connect(m_method, &MethodOptionsEditor::changed, this, &ExperimentForm::revalidate);
 
     fillDevices();
@@ -289,6 +302,8 @@ void ExperimentForm::backboneChanged()
         m_method->setLayerCount(info.keepableLayers());
         m_method->setArchitecture(info.llama.has_value());
     }
+    m_promptTemplateLabel->setVisible(info.llama.has_value());
+    m_promptTemplate->setVisible(info.llama.has_value());
     revalidate();
 }
 
@@ -311,8 +326,11 @@ nlohmann::json ExperimentForm::specJsonForSeed(std::uint64_t seed) const
     training["processes"] = m_processes->value(); // 1 is not written into the stored spec (RunSpec::toJson)
     training["dtype"] = m_dtype->currentText().toStdString();
     const QString device = m_device->currentData().toString();
-    nlohmann::json spec { { "backbone", m_backbone->backbone().toStdString() },
-        { "task", m_task->taskJson() }, { "method", m_method->options().toJson() }, { "training", training },
+    nlohmann::json task = m_task->taskJson();
+    if (m_backbone->info().llama && !m_promptTemplate->toPlainText().isEmpty())
+        task["prompt_template"] = m_promptTemplate->toPlainText().toStdString();
+    nlohmann::json spec { { "backbone", m_backbone->backbone().toStdString() }, { "task", task },
+        { "method", m_method->options().toJson() }, { "training", training },
         { "device", device.isEmpty() ? std::string("cpu") : device.toStdString() }, { "seed", seed } };
     if (const QString name = m_name->text().simplified(); !name.isEmpty()) {
         std::vector<std::uint64_t> seeds;
@@ -639,6 +657,8 @@ bool ExperimentForm::setSpecJson(const nlohmann::json& json, QString* error)
         return false;
     }
     m_task->setTaskJson(json.at("task"));
+    m_promptTemplate->setPlainText(
+        QString::fromStdString(json.at("task").value("prompt_template", std::string())));
     m_method->setOptions(spec.method);
     const auto& o = spec.training;
     const nlohmann::json training = json.value("training", nlohmann::json::object());

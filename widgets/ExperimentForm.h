@@ -14,6 +14,7 @@
 class QComboBox;
 class QLabel;
 class QLineEdit;
+class QPlainTextEdit;
 class QPushButton;
 class QSpinBox;
 
@@ -118,6 +119,8 @@ private:
 
     BackbonePicker* m_backbone = nullptr;
     TaskPicker* m_task = nullptr;
+    QLabel* m_promptTemplateLabel = nullptr;
+    QPlainTextEdit* m_promptTemplate = nullptr; // shown for decoder backbones only
     MethodOptionsEditor* m_method = nullptr;
     MemoryEstimateView* m_estimate = nullptr;
     ComputeDeviceModel* m_devices = nullptr;

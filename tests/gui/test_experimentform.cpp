@@ -10,6 +10,7 @@
 #include <QFileInfo>
 #include <QLabel>
 #include <QLineEdit>
+#include <QPlainTextEdit>
 #include <QPushButton>
 #include <QSignalSpy>
 #include <QSpinBox>
@@ -186,6 +187,19 @@ private Q_SLOTS:
         QCOMPARE(editor->findChild<KeepListEditor*>()->layerCount(), 2);
         QVERIFY(!child<QComboBox>(editor, "ladderAblation")->isEnabled());
         editor->options().validate(info.shape); // the form's LST options are valid on this decoder
+        // The prompt template: shown for a decoder, written into the task when not empty, read back.
+        auto* tpl = form.findChild<QPlainTextEdit*>(QStringLiteral("promptTemplate"));
+        QVERIFY(tpl && !tpl->isHidden());
+        QVERIFY(!form.specJson().at("task").contains("prompt_template"));
+        tpl->setPlainText(QStringLiteral("Sentence: {text}\nFruit?"));
+        auto spec = form.specJson();
+        QCOMPARE(spec.at("task").at("prompt_template").get<std::string>(),
+            std::string("Sentence: {text}\nFruit?"));
+        tpl->clear();
+        QVERIFY(form.setSpecJson(spec));
+        QCOMPARE(tpl->toPlainText(), QStringLiteral("Sentence: {text}\nFruit?"));
+        QVERIFY(form.backbonePicker()->setBackbone(QStringLiteral("demo")));
+        QVERIFY(tpl->isHidden());
     }
 
     void methodOptionsFromWidgets()

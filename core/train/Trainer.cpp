@@ -25,6 +25,7 @@
 #include "model/Generation.h"
 #include "model/T5Quantization.h"
 #include "model/T5Tokenizer.h"
+#include "model/llama/LlamaModel.h"
 #include "peft/Ladder.h"
 #include "peft/Method.h"
 #include "train/Autocast.h"
@@ -250,14 +251,9 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
                 gradientSync->parameterCount());
             observer.onLog("info", line);
         }
-        std::unique_ptr<LadderActivationCache> ladderCache;
-        LadderMethod* ladderMethod = nullptr;
-        if (spec.method.method == "ladder" && spec.method.cache != "none") {
-            ladderMethod = dynamic_cast<LadderMethod*>(method.get());
-            if (!ladderMethod)
-                throw Error("ladder cache: the method is not an LST method");
-            ladderCache = makeLadderCache(*ladderMethod, trainBatcher, spec, autocast, observer, dp.get());
-        }
+        std::unique_ptr<LadderActivationCache> ladderCache; // LST's, on T5 or a decoder
+        if (spec.method.method == "ladder" && spec.method.cache != "none")
+            ladderCache = makeLadderCache(*method, trainBatcher, spec, autocast, observer, dp.get());
         summary.trainableParams = method->trainableParameterCount();
         summary.totalParams = method->totalParameterCount();
         summary.backboneParams = method->backboneParameterCount();
@@ -298,10 +294,13 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
             const auto lengths = lengthsOf(trainBatcher);
             try {
                 const auto* t5 = dynamic_cast<const T5ForConditionalGenerationImpl*>(inputs.backbone.get());
-                if (!t5)
-                    throw Error("the estimate prices T5 backbones only so far (issue #21), this backbone is "
+                const auto* llama = asLlama(*inputs.backbone);
+                if (!t5 && !llama)
+                    throw Error("the estimate prices T5 and the Llama family, this backbone is "
                         + inputs.backbone->shape().architecture);
-                auto input = estimateInputFor(spec, t5->config(), lengths);
+                auto input = estimateInputFor(spec, t5 ? t5->config() : T5Config {}, lengths);
+                if (llama)
+                    input.llama = llama->config(); // the joined causal sequence of these lengths
                 if (dp) { // this rank's: its share of the batch, and the gradient buckets
                     input.batch = dp->localBatch(o.batchSize);
                     input.dataParallel = true;
@@ -498,7 +497,7 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
                     {
                         AutocastGuard amp(autocast, device.type());
                         loss = ladderCache
-                            ? forwardWithCache(*ladderMethod, batch, b.indices, *ladderCache).loss
+                            ? forwardWithCache(*method, batch, b.indices, *ladderCache).loss
                             : method->forward(batch).loss;
                     }
                     if (lossHook)

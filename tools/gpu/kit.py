@@ -11,6 +11,10 @@ skipped (and recorded as skipped) when the time budget left is below its estimat
               (peak allocated, ratio to full, estimate and its error, s/step, inference peak and throughput)
   hf_peft     bench/hf_peft_compare.py: HF full + PEFT LoRA beside LadderBench full, LoRA and LST
   demo_dtype  the demo task trained in fp32 and in bf16 (full and LST): test accuracy, peak, wall time
+  decoder_7b  issue 21: `ladder bench memory --shape llama2-7b` (Llama 2 7B's config, random weights) in bf16
+              mixed precision, batch 4, source 192 + target 65 (256 joined columns): LoRA, QLoRA (int4 g64),
+              LST and LST over int4, one process each; full fine-tuning from the estimate only (~110 GB of
+              fp32 weights, gradients and AdamW state do not fit one GPU)
 
 Everything goes to OUT/gpu-kit.json (tools/gpu/report.py turns it into docs/GPU.md's tables) and
 OUT/gpu-kit.log. --dry-run uses the CPU and tiny shapes: the same code paths, minutes not GPU time.
@@ -43,14 +47,19 @@ PLANS = {
     "device": dict(
         device="cuda", shape="t5-base", batch=100, src_len=128, tgt_len=4, steps=3, dtypes=["fp32", "bf16"],
         keep=PAPER_KEEP_T5_BASE, hf_shape="t5-base", hf_batches=[32, 100], hf_steps=5,
-        demo_steps=1000, demo_eval_every=250),
+        demo_steps=1000, demo_eval_every=250, decoder_shape="llama2-7b", decoder_batch=4, decoder_src=192,
+        decoder_tgt=65),
     "dry-run": dict(
         device="cpu", shape="t5-small", batch=4, src_len=32, tgt_len=4, steps=2, dtypes=["fp32", "bf16"],
-        keep="1,2,3,5", hf_shape="t5-small", hf_batches=[4], hf_steps=2, demo_steps=20, demo_eval_every=10),
+        keep="1,2,3,5", hf_shape="t5-small", hf_batches=[4], hf_steps=2, demo_steps=20, demo_eval_every=10,
+        decoder_shape="llama-1b", decoder_batch=1, decoder_src=16, decoder_tgt=5),
 }
 # Rough seconds each step takes on the H200 (measured runs replace these in docs/GPU.md); used to skip a
 # step that cannot finish inside the budget rather than be killed half-way.
-ESTIMATES = {"gpu_tests": 190, "table1": 100, "hf_peft": 150, "demo_dtype": 90, "export_predict": 60}
+ESTIMATES = {"gpu_tests": 190, "table1": 100, "hf_peft": 150, "demo_dtype": 90, "export_predict": 60,
+             "decoder_7b": 150}
+# issue 21's decoder rows: LoRA, QLoRA, LST (r 8, every layer) and LST over an int4 backbone.
+DECODER_METHODS = [("lora", []), ("qlora", []), ("ladder", []), ("ladder", ["--backbone-dtype", "int4"])]
 
 
 class Kit:
@@ -202,6 +211,39 @@ class Kit:
                     r["step_ratio_to_full"] = r["seconds_per_step"] / full["seconds_per_step"]
         return {"shape": p["shape"], "batch": p["batch"], "src_len": p["src_len"], "tgt_len": p["tgt_len"],
                 "steps": p["steps"], "device": p["device"], "keep": p["keep"], "rows": rows}
+
+    # ---- issue 21: a 7B decoder in bf16 ----------------------------------------------------------
+    def decoder_7b(self):
+        p = self.plan
+        base = ["--shape", p["decoder_shape"], "--batch", str(p["decoder_batch"]), "--src-len",
+                str(p["decoder_src"]), "--tgt-len", str(p["decoder_tgt"])]
+        rows = []
+        for method, extra in DECODER_METHODS:
+            if self.left() < 30:
+                self.log("  out of budget: the remaining decoder rows are not measured")
+                break
+            cmd = [self.args.ladder, "bench", "memory", "--device", p["device"], *base, "--steps", "2",
+                   "--inference-repeats", "1", "--dtype", "bf16", "--methods", method, "--json", *extra]
+            rc, out, _ = self.run(cmd, timeout=600, check=False)
+            if rc != 0:
+                rows.append({"method": method, "extra": extra, "error": f"exit {rc}"})
+                continue
+            r = json.loads(out)[method]
+            r.update(method=method, extra=extra)
+            rows.append(r)
+            self.log(f"  {method:<7}{' '.join(extra):<22} peak {r['peak_bytes'] / 1e9:7.3f} GB  est "
+                     f"{r['estimated_bytes'] / 1e9:7.3f} GB ({100 * r['estimate_error']:+.1f}%)  "
+                     f"{r['seconds_per_step']:.3f} s/step")
+        rc, out, _ = self.run([self.args.ladder, "estimate", *base, "--method", "full", "--dtype", "bf16",
+                               "--device", p["device"], "--json"], timeout=60, check=False)
+        full = json.loads(out)["estimated_bytes"] if rc == 0 else None
+        qlora = next((r for r in rows if r["method"] == "qlora" and "peak_bytes" in r), None)
+        for r in rows:
+            if "peak_bytes" in r and qlora:
+                r["ratio_to_qlora"] = r["peak_bytes"] / qlora["peak_bytes"]
+        return {"shape": p["decoder_shape"], "batch": p["decoder_batch"], "src_len": p["decoder_src"],
+                "tgt_len": p["decoder_tgt"], "dtype": "bf16", "device": p["device"],
+                "full_estimated_bytes": full, "rows": rows}
 
     # ---- step 3: HF + PEFT ----------------------------------------------------------------------
     def hf_peft(self):
@@ -380,6 +422,7 @@ def main():
     kit.step("hf_peft", kit.hf_peft)
     kit.step("demo_dtype", kit.demo_dtype)
     kit.step("export_predict", kit.export_predict)
+    kit.step("decoder_7b", kit.decoder_7b)
     kit.save()
     failed = [n for n, s in kit.result["steps"].items() if s.get("status") == "failed"]
     tests = kit.result["steps"].get("gpu_tests", {})

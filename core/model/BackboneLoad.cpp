@@ -13,25 +13,34 @@
 namespace ladder {
 namespace fs = std::filesystem;
 
-std::string readModelType(const std::string& directory)
+namespace {
+// config.json, read once, and its model_type.
+std::pair<std::shared_ptr<const nlohmann::json>, std::string> readConfig(const std::string& directory)
 {
     if (!fs::is_directory(directory))
         throw Error(
             directory + ": not a folder (expected a HuggingFace model folder with config.json and weights)");
     const auto path = (fs::path(directory) / "config.json").string();
-    const auto json = readJsonFile(path, "a HuggingFace config.json");
-    if (!json.is_object() || !json.contains("model_type") || !json.at("model_type").is_string())
+    auto json = std::make_shared<const nlohmann::json>(readJsonFile(path, "a HuggingFace config.json"));
+    if (!json->is_object() || !json->contains("model_type") || !json->at("model_type").is_string())
         throw Error(path + ": field model_type: expected a string (t5, llama, mistral or qwen2)");
-    return json.at("model_type").get<std::string>();
+    return { json, json->at("model_type").get<std::string>() };
+}
+} // namespace
+
+std::string readModelType(const std::string& directory)
+{
+    return readConfig(directory).second;
 }
 
 LoadedBackbone loadBackbone(const std::string& directory, const BackboneLoadOptions& options)
 {
-    const auto type = readModelType(directory);
+    // One read of config.json for the dispatch and the loader (a folder may be slow or a pipe).
+    const auto [config, type] = readConfig(directory);
     LoadedBackbone out;
     out.modelType = type;
     if (type == "t5") {
-        auto t5 = loadT5(directory, { options.dtype, options.device });
+        auto t5 = loadT5(directory, { options.dtype, options.device, config });
         out.model = t5.model.ptr();
         out.shape = t5.config.shape();
         out.directory = t5.directory;
@@ -40,7 +49,7 @@ LoadedBackbone loadBackbone(const std::string& directory, const BackboneLoadOpti
         return out;
     }
     if (LlamaConfig::supportsModelType(type)) {
-        auto llama = loadLlama(directory, { options.dtype, options.device });
+        auto llama = loadLlama(directory, { options.dtype, options.device, config });
         out.model = llama.model.ptr();
         out.shape = llama.config.shape();
         out.directory = llama.directory;

@@ -253,7 +253,9 @@ LoadedT5 loadT5(const std::string& directory, const T5LoadOptions& options)
             directory + ": not a folder (expected a HuggingFace T5 folder with config.json and weights)");
     LoadedT5 loaded;
     loaded.directory = directory;
-    loaded.config = T5Config::fromJsonFile((fs::path(directory) / "config.json").string());
+    const auto configPath = (fs::path(directory) / "config.json").string();
+    loaded.config = options.config ? T5Config::fromJson(*options.config, configPath)
+                                   : T5Config::fromJsonFile(configPath);
     auto tensors = readCheckpointTensors(directory, &loaded.weightsDescription);
     std::set<std::string> dtypes;
     for (const auto& [_, t] : tensors)

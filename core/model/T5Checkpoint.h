@@ -1,6 +1,9 @@
 #pragma once
 
+#include <memory>
 #include <string>
+
+#include <nlohmann/json_fwd.hpp>
 
 #include <c10/core/Device.h>
 #include <c10/core/ScalarType.h>
@@ -13,6 +16,9 @@ namespace ladder {
 struct T5LoadOptions {
     c10::ScalarType dtype = c10::kFloat; // compute dtype: kFloat or kBFloat16
     c10::Device device = c10::Device(c10::kCPU);
+    // config.json as the caller has read it already (loadBackbone reads it once to dispatch; a folder's
+    // config.json is then read exactly once), else read here.
+    std::shared_ptr<const nlohmann::json> config;
 };
 
 struct LoadedT5 {

@@ -6,6 +6,7 @@
 
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
+#include <nlohmann/json.hpp>
 
 #include "model/T5Checkpoint.h"
 #include "util/Error.h"
@@ -177,7 +178,8 @@ LoadedLlama loadLlama(const std::string& directory, const LlamaLoadOptions& opti
     LoadedLlama loaded;
     loaded.directory = directory;
     const auto configPath = (fs::path(directory) / "config.json").string();
-    loaded.config = LlamaConfig::fromJsonFile(configPath);
+    loaded.config = options.config ? LlamaConfig::fromJson(*options.config, configPath)
+                                   : LlamaConfig::fromJsonFile(configPath);
     auto tensors = readCheckpointTensors(directory, &loaded.weightsDescription);
     // Errors name a file that exists: the index of a sharded checkpoint, else the weights file.
     const auto weightsPath = (fs::path(directory)

@@ -1,11 +1,13 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include <c10/core/Device.h>
 #include <c10/core/ScalarType.h>
+#include <nlohmann/json_fwd.hpp>
 
 #include "model/Safetensors.h"
 #include "model/llama/LlamaModel.h"
@@ -15,6 +17,8 @@ namespace ladder {
 struct LlamaLoadOptions {
     c10::ScalarType dtype = c10::kFloat; // compute dtype: kFloat or kBFloat16
     c10::Device device = c10::Device(c10::kCPU);
+    // config.json as the caller has read it already (loadBackbone), else read here.
+    std::shared_ptr<const nlohmann::json> config;
 };
 
 struct LoadedLlama {

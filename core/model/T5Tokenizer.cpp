@@ -334,34 +334,4 @@ std::vector<std::int64_t> T5Tokenizer::withSpecialTokens(std::vector<std::int64_
     return ids;
 }
 
-T5Tokenizer::Batch T5Tokenizer::encodeBatch(
-    const std::vector<std::string>& texts, int maxLength, bool padToLongest) const
-{
-    Batch batch;
-    batch.inputIds.reserve(texts.size());
-    std::size_t longest = 0;
-    for (const auto& text : texts) {
-        auto ids = encode(text, false);
-        // HF's prepare_for_model: the eos to be added counts towards max_length; the text is cut from
-        // the right and eos is added afterwards (unless the cut ids already end with it).
-        if (maxLength > 0 && ids.size() + 1 > static_cast<std::size_t>(maxLength))
-            ids.resize(static_cast<std::size_t>(maxLength) - 1);
-        if (ids.empty() || ids.back() != eosId())
-            ids.push_back(eosId());
-        longest = std::max(longest, ids.size());
-        batch.inputIds.push_back(std::move(ids));
-    }
-
-    const std::size_t target
-        = (maxLength > 0 && !padToLongest) ? static_cast<std::size_t>(maxLength) : longest;
-    batch.attentionMask.reserve(texts.size());
-    for (auto& ids : batch.inputIds) {
-        std::vector<std::int64_t> mask(ids.size(), 1);
-        mask.resize(target, 0);
-        ids.resize(target, padId());
-        batch.attentionMask.push_back(std::move(mask));
-    }
-    return batch;
-}
-
 } // namespace ladder

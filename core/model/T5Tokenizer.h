@@ -53,11 +53,7 @@ public:
     // pad, eos, unk or a sentinel: the ids HF's skip_special_tokens drops.
     bool isSpecial(std::int64_t id) const override;
 
-    // maxLength > 0: each sequence is truncated to maxLength ids with </s> kept as the last id, and
-    // padded to maxLength (padding="max_length"), or to the longest sequence of the batch when
-    // padToLongest (padding="longest"). maxLength <= 0: no truncation, padded to the longest.
-    Batch encodeBatch(
-        const std::vector<std::string>& texts, int maxLength, bool padToLongest = false) const override;
+    // encodeBatch is Tokenizer's: HF's truncation keeps </s> last (withSpecialTokens adds it after the cut).
 
 private:
     std::unique_ptr<SentencePieceModel> m_sp;

@@ -96,8 +96,6 @@ DecoderSideOptions decoderSideOptions(const LlamaConfig& config, const MethodOpt
         unsupported("side_attention", "only math for decoders");
     if (options.sideHeads > 0)
         unsupported("side_heads", "a decoder's side keeps the backbone's heads and key/value heads");
-    if (options.cache != "none")
-        unsupported("cache", "the activation cache is T5's so far");
     DecoderSideOptions o;
     o.backbone = config;
     o.r = options.r;
@@ -182,19 +180,36 @@ DecoderSideNetworkImpl::DecoderSideNetworkImpl(const DecoderSideOptions& options
 }
 
 // ---------------------------------------------------------------------------------------------------
-at::Tensor DecoderLadderModel::hidden(
-    const at::Tensor& ids, const at::Tensor& mask, DecoderCache* backboneCache, DecoderCache* sideCache)
+at::Tensor DecoderLadderModel::hidden(const at::Tensor& ids, const at::Tensor& mask,
+    DecoderCache* backboneCache, DecoderCache* sideCache, const std::vector<at::Tensor>* cached,
+    std::vector<at::Tensor>* record)
 {
-    const auto& keep = m_side->options().keep;
+    const auto& o = m_side->options();
     at::Tensor embeddings;
-    StackOutput backbone;
+    StackOutput backbone; // alive until the side has run, as it always was (the memory estimate replays it)
+    std::vector<at::Tensor> ladders;
     {
         c10::NoGradGuard noGrad;
-        const KeptBlockOutputDtype keptDtype(m_side->options().ladderDtype);
+        const KeptBlockOutputDtype keptDtype(o.ladderDtype);
+        // The embeddings feed Down_emb; a lookup in the frozen table, so the cache recomputes them.
         embeddings = m_backbone->embed(ids);
-        backbone = m_backbone->runDecoder(embeddings, {}, {}, backboneCache, &keep, mask);
+        if (cached) {
+            if (backboneCache || sideCache)
+                throw Error("ladder: cached backbone outputs are for teacher-forced training, not decoding");
+            ladders = *cached;
+            // ladder_dtype: cached ladders are held in it too, as the backbone's kept outputs are.
+            if (o.ladderDtype)
+                for (auto& l : ladders)
+                    if (l.defined() && l.scalar_type() != *o.ladderDtype)
+                        l = l.to(*o.ladderDtype);
+        } else {
+            backbone = m_backbone->runDecoder(embeddings, {}, {}, backboneCache, &o.keep, mask);
+            ladders = backbone.blockOutputs;
+        }
     }
-    const auto side = m_side->side_decoder(embeddings, backbone.blockOutputs, mask, sideCache);
+    if (record)
+        *record = ladders;
+    const auto side = m_side->side_decoder(embeddings, ladders, mask, sideCache);
     return m_side->head(side);
 }
 
@@ -275,13 +290,20 @@ DecoderLadderMethod::DecoderLadderMethod(LlamaForCausalLM backbone, const Method
 
 MethodOutput DecoderLadderMethod::forward(const Seq2SeqBatch& batch)
 {
+    return forwardLadders(batch, nullptr, nullptr);
+}
+
+MethodOutput DecoderLadderMethod::forwardLadders(
+    const Seq2SeqBatch& batch, const std::vector<at::Tensor>* cached, std::vector<at::Tensor>* record)
+{
     if (!batch.labels.defined())
         throw Error("ladder forward: labels are required");
     auto llama = m_model.backbone();
     const auto join = CausalJoin::make(
         batch.inputIds, batch.attentionMask, batch.labels, llama->config().generationPadId());
     // The LM head only where the targets are (the vocabulary is the widest matrix).
-    const auto hidden = join.targetLogits(m_model.hidden(join.inputIds, join.attentionMask));
+    const auto hidden = join.targetLogits(
+        m_model.hidden(join.inputIds, join.attentionMask, nullptr, nullptr, cached, record));
     MethodOutput out;
     out.logits = llama->lmLogits(hidden);
     out.loss = Backbone::crossEntropy(out.logits, batch.labels);

@@ -106,9 +106,12 @@ public:
     }
     // One causal sequence (batch, length) with its (batch, past + length) mask: the backbone under no_grad,
     // keeping the kept layers' outputs, then the side decoder with grad; returns the d-wide hidden states
-    // for lmLogits. With caches: incremental decoding.
+    // for lmLogits. With caches: incremental decoding. cached: the kept layers' outputs (indexed by layer,
+    // (batch, length, d)) from the LST activation cache (train/LadderActivationCache.h), so that only the
+    // embedding lookup of the backbone runs; record: receives the kept outputs the backbone computed.
     at::Tensor hidden(const at::Tensor& ids, const at::Tensor& mask, DecoderCache* backboneCache = nullptr,
-        DecoderCache* sideCache = nullptr);
+        DecoderCache* sideCache = nullptr, const std::vector<at::Tensor>* cached = nullptr,
+        std::vector<at::Tensor>* record = nullptr);
 
     LlamaForCausalLM backbone() const { return m_backbone; }
     DecoderSideNetwork side() const { return m_side; }
@@ -126,6 +129,12 @@ public:
         const MethodInitHooks& hooks = {});
 
     MethodOutput forward(const Seq2SeqBatch& batch) override;
+    // forward() with the kept layers' outputs over the joined sequence (CausalJoin: batch, S + T - 1, d)
+    // taken from `cached` instead of running the backbone, or recorded into `record`: the activation
+    // cache's forward (train/LadderActivationCache.h), one code path with forward() so that they agree
+    // bit for bit.
+    MethodOutput forwardLadders(
+        const Seq2SeqBatch& batch, const std::vector<at::Tensor>* cached, std::vector<at::Tensor>* record);
     std::unique_ptr<Seq2SeqStepper> makeStepper() override;
     void train(bool on) override;
     void to(c10::Device device, c10::ScalarType dtype) override;

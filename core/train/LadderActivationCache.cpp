@@ -156,6 +156,9 @@ LadderCacheLayout LadderCacheLayout::forSide(const LadderSideOptions& side)
 
 std::int64_t LadderCacheLayout::elementsFor(std::int64_t sourceLength, std::int64_t targetLength) const
 {
+    if (joined) // the last label is no input, and no column before the source's last one feeds a loss term
+        return dModel * std::max<std::int64_t>(sourceLength + targetLength - 1, 0)
+            * static_cast<std::int64_t>(decoderStored.size());
     const auto decoderTensors = static_cast<std::int64_t>(decoderStored.size()) + (decoderFinal ? 1 : 0);
     return dModel
         * (sourceLength * static_cast<std::int64_t>(encoderStored.size()) + targetLength * decoderTensors);
@@ -205,6 +208,10 @@ LadderCacheKey LadderCacheKey::make(const Backbone& backbone, const LadderCacheL
     // fp32 runs, and the cache files named after them, stay byte-identical.
     if (const auto storage = backbone.weightStorage(); storage != "fp32")
         j["backbone_storage"] = storage;
+    // A decoder's entries are spans of one joined sequence, not a source and a target: never read as T5's
+    // (its config differs too, but the layout says so even where a config would not). Absent for T5.
+    if (layout.joined)
+        j["sequence"] = "causal join";
     LadderCacheKey key;
     key.description = j.dump();
     key.hash = hashBytes(key.description.data(), key.description.size());
@@ -289,10 +296,13 @@ std::string LadderActivationCache::describe() const
 {
     std::ostringstream s;
     s << (m_options.mode == "ram" ? "RAM" : "disk") << ", " << m_options.dtype << ": "
-      << megabytes(m_dataBytes) << " for " << m_entries.size() << " examples ("
-      << m_layout.encoderStored.size() << " encoder + " << m_layout.decoderStored.size()
-      << " decoder layer outputs" << (m_layout.decoderFinal ? " + decoder final" : "") << " of d "
-      << m_layout.dModel << ")";
+      << megabytes(m_dataBytes) << " for " << m_entries.size() << " examples (";
+    if (m_layout.joined)
+        s << m_layout.decoderStored.size() << " decoder layer outputs over the joined sequence";
+    else
+        s << m_layout.encoderStored.size() << " encoder + " << m_layout.decoderStored.size()
+          << " decoder layer outputs" << (m_layout.decoderFinal ? " + decoder final" : "");
+    s << " of d " << m_layout.dModel << ")";
     if (!m_path.empty())
         s << " in " << m_path;
     return s.str();
@@ -327,6 +337,8 @@ bool LadderActivationCache::usable(
 void LadderActivationCache::store(const std::vector<std::size_t>& examples,
     const LadderBackboneOutputs& outputs, const at::Tensor& attentionMask, const at::Tensor& labels)
 {
+    if (m_layout.joined)
+        throw Error("ladder cache: store() of a decoder-only backbone's cache (storeJoined() is its own)");
     const auto rows = static_cast<std::int64_t>(examples.size());
     // Each row's real lengths: sources are left-aligned with mask ones, targets with labels != -100.
     const auto sourceLengths = attentionMask.sum(1).to(at::kCPU).to(at::kLong).contiguous();
@@ -346,16 +358,7 @@ void LadderActivationCache::store(const std::vector<std::size_t>& examples,
     for (const auto& [t, _] : parts)
         if (!t.defined() || t.dim() != 3 || t.size(0) != rows || t.size(2) != m_layout.dModel)
             throw Error("ladder cache: a backbone output to store is missing or has the wrong shape");
-    m_valueDtype = parts.front().first.scalar_type();
-    if (m_map) {
-        // The dtype the values were computed in becomes known with the first stored batch.
-        FileHeader h {};
-        std::memcpy(&h, m_map, sizeof h);
-        if (h.valueDtype != dtypeCode(m_valueDtype))
-            writeHeader();
-    } else {
-        dtypeCode(m_valueDtype);
-    }
+    noteValueDtype(parts.front().first.scalar_type());
 
     // One device-to-host copy per part, in the storage dtype.
     std::vector<at::Tensor> host;
@@ -368,26 +371,9 @@ void LadderActivationCache::store(const std::vector<std::size_t>& examples,
     const auto* tgt = targetLengths.data_ptr<std::int64_t>();
     for (std::int64_t r = 0; r < rows; ++r) {
         const auto index = examples[static_cast<std::size_t>(r)];
-        if (index >= m_entries.size())
-            throw Error("ladder cache: example " + std::to_string(index) + " is out of range ("
-                + std::to_string(m_entries.size()) + " examples)");
-        auto& e = m_entries[index];
-        const auto paddedSource = attentionMask.size(1);
-        const auto paddedTarget = labels.size(1);
-        if (e.stored
-            && (m_options.padding == "any"
-                || (e.paddedSource == packLength(paddedSource)
-                    && e.paddedTarget == packLength(paddedTarget))))
+        if (!claimEntry(index, attentionMask.size(1), labels.size(1), src[r], tgt[r]))
             continue;
-        e.paddedSource = packLength(paddedSource);
-        e.paddedTarget = packLength(paddedTarget);
-        if (m_map) // an entry being (re)written is not valid until markStored()
-            reinterpret_cast<FileEntry*>(static_cast<char*>(m_map) + m_indexOffset)[index].stored = 0;
-        if (src[r] != e.sourceLength || tgt[r] != e.targetLength)
-            throw Error("ladder cache: example " + std::to_string(index) + " has lengths "
-                + std::to_string(src[r]) + "/" + std::to_string(tgt[r]) + " in this batch but "
-                + std::to_string(e.sourceLength) + "/" + std::to_string(e.targetLength)
-                + " in the data the cache was made for");
+        const auto& e = m_entries[index];
         char* out = entryData(e);
         for (std::size_t p = 0; p < parts.size(); ++p) {
             const auto length = parts[p].second ? e.targetLength : e.sourceLength;
@@ -400,11 +386,50 @@ void LadderActivationCache::store(const std::vector<std::size_t>& examples,
     }
 }
 
+void LadderActivationCache::noteValueDtype(c10::ScalarType dtype)
+{
+    m_valueDtype = dtype;
+    if (m_map) {
+        // The dtype the values were computed in becomes known with the first stored batch.
+        FileHeader h {};
+        std::memcpy(&h, m_map, sizeof h);
+        if (h.valueDtype != dtypeCode(m_valueDtype))
+            writeHeader();
+    } else {
+        dtypeCode(m_valueDtype);
+    }
+}
+
+bool LadderActivationCache::claimEntry(std::size_t index, std::int64_t paddedSource,
+    std::int64_t paddedTarget, std::int64_t sourceLength, std::int64_t targetLength)
+{
+    if (index >= m_entries.size())
+        throw Error("ladder cache: example " + std::to_string(index) + " is out of range ("
+            + std::to_string(m_entries.size()) + " examples)");
+    auto& e = m_entries[index];
+    if (e.stored
+        && (m_options.padding == "any"
+            || (e.paddedSource == packLength(paddedSource) && e.paddedTarget == packLength(paddedTarget))))
+        return false;
+    e.paddedSource = packLength(paddedSource);
+    e.paddedTarget = packLength(paddedTarget);
+    if (m_map) // an entry being (re)written is not valid until markStored()
+        reinterpret_cast<FileEntry*>(static_cast<char*>(m_map) + m_indexOffset)[index].stored = 0;
+    if (sourceLength != e.sourceLength || targetLength != e.targetLength)
+        throw Error("ladder cache: example " + std::to_string(index) + " has lengths "
+            + std::to_string(sourceLength) + "/" + std::to_string(targetLength) + " in this batch but "
+            + std::to_string(e.sourceLength) + "/" + std::to_string(e.targetLength)
+            + " in the data the cache was made for");
+    return true;
+}
+
 LadderBackboneOutputs LadderActivationCache::gather(const std::vector<std::size_t>& examples,
     std::int64_t sourceLength, std::int64_t targetLength, c10::Device device) const
 {
     if (!contains(examples))
         throw Error("ladder cache: gather of an example that is not stored");
+    if (m_layout.joined)
+        throw Error("ladder cache: gather() of a decoder-only backbone's cache (gatherJoined() is its own)");
     const auto rows = static_cast<std::int64_t>(examples.size());
     const auto d = m_layout.dModel;
     const auto opts = at::TensorOptions().dtype(m_storageDtype);

@@ -11,6 +11,7 @@
 
 #include "model/Backbone.h"
 #include "model/T5Model.h"
+#include "peft/DecoderLadder.h"
 #include "peft/Ladder.h"
 #include "peft/LadderSideNetwork.h"
 
@@ -24,9 +25,17 @@ struct LadderCacheLayout {
     std::vector<std::int64_t> encoderStored; // kept encoder layers whose outputs are stored
     std::vector<std::int64_t> decoderStored;
     bool decoderFinal = false;
+    // A decoder-only backbone (DecoderLadderMethod): one causal sequence, the source joined to the labels
+    // (model/CausalJoin.h). decoderStored are its kept layers (decoderLayers its depth); an example's entry
+    // is each kept layer's output over its s + t - 1 real columns, the ones whose outputs reach a loss term.
+    bool joined = false;
 
     static LadderCacheLayout forSide(const LadderSideOptions& side);
-    // Values stored per example: d * (source length * encoder tensors + target length * decoder tensors).
+    static LadderCacheLayout forDecoderSide(const DecoderSideOptions& side);
+    // The layout of an LST method, T5's or a decoder's; ladder::Error for any other method.
+    static LadderCacheLayout forMethod(Method& method);
+    // Values stored per example: d * (source length * encoder tensors + target length * decoder tensors);
+    // joined: d * (source length + target length - 1) * kept layers.
     std::int64_t elementsFor(std::int64_t sourceLength, std::int64_t targetLength) const;
     bool empty() const { return encoderStored.empty() && decoderStored.empty() && !decoderFinal; }
 };
@@ -62,7 +71,9 @@ struct LadderCacheKey {
 
 // Per-example store of the backbone outputs LST feeds through its ladders, so that later epochs run only
 // the side network. Keyed by example index, not by batch: each example's unpadded values (its real source
-// and target lengths) are stored once and padded again with zeros for whatever batch it lands in.
+// and target lengths) are stored once and padded again with zeros for whatever batch it lands in. On a
+// decoder-only backbone (LadderCacheLayout::joined) an entry is one span of the joined causal sequence:
+// store/gather are T5's, storeJoined/gatherJoined the decoder's.
 // RAM mode keeps one buffer from LibTorch's CPU allocator (so the memory meter counts it); disk mode a
 // memory-mapped, preallocated file whose header, index and per-entry checksums are verified on opening:
 // a file of another key, a truncated or malformed file is rebuilt, an entry with a bad checksum is
@@ -103,6 +114,15 @@ public:
     LadderBackboneOutputs gather(const std::vector<std::size_t>& examples, std::int64_t sourceLength,
         std::int64_t targetLength, c10::Device device) const;
 
+    // A joined layout's store and gather (train/DecoderActivationCache.cpp). kept: the backbone's layer
+    // outputs indexed by layer (the kept ones defined), each (batch, S + T - 1, d) over the causal join of a
+    // source (batch, S) with this attention mask and labels (batch, T). Row r's real columns start at S - s
+    // (CausalJoin moves every source to end at column S - 1); gatherJoined zero-pads the rest.
+    void storeJoined(const std::vector<std::size_t>& examples, const std::vector<at::Tensor>& kept,
+        const at::Tensor& attentionMask, const at::Tensor& labels);
+    std::vector<at::Tensor> gatherJoined(const std::vector<std::size_t>& examples, std::int64_t sourceLength,
+        std::int64_t targetLength, c10::Device device) const;
+
     // Disk mode: writes dirty pages back (also done by the destructor).
     void flush();
 
@@ -136,6 +156,13 @@ private:
     void writeHeader();
     std::uint64_t entryChecksum(const Entry& e) const;
     void markStored(std::size_t example);
+    // The dtype the backbone computed in, known with the first stored batch (rewrites a file's header).
+    void noteValueDtype(c10::ScalarType dtype);
+    // Whether row values of `example` computed at these padded lengths are to be written (not stored yet,
+    // or padding "same" and stored at other lengths): then the entry is invalid until markStored(). Throws
+    // when the real lengths differ from the data the cache was made for.
+    bool claimEntry(std::size_t example, std::int64_t paddedSource, std::int64_t paddedTarget,
+        std::int64_t sourceLength, std::int64_t targetLength);
     char* entryData(const Entry& e) const { return m_data + e.offset; }
 
     LadderCacheLayout m_layout;
@@ -168,6 +195,13 @@ std::string ladderCacheComputeLabel(const c10::Device& device, bool bf16Autocast
 // come from the cache; otherwise the backbone runs as in forward() and the rows are stored. Counts the
 // cache's hits and misses. (Here, not in core/peft, which knows nothing of core/train.)
 MethodOutput forwardWithCache(LadderMethod& method, const Seq2SeqBatch& batch,
+    const std::vector<std::size_t>& examples, LadderActivationCache& cache);
+// The same for LST on a decoder-only backbone (train/DecoderActivationCache.cpp): the kept layers' outputs
+// over the joined causal sequence come from the cache, or the backbone runs and they are stored.
+MethodOutput forwardWithCache(DecoderLadderMethod& method, const Seq2SeqBatch& batch,
+    const std::vector<std::size_t>& examples, LadderActivationCache& cache);
+// Either of the two, by the method's type; ladder::Error for a method that is not LST.
+MethodOutput forwardWithCache(Method& method, const Seq2SeqBatch& batch,
     const std::vector<std::size_t>& examples, LadderActivationCache& cache);
 
 } // namespace ladder

@@ -251,14 +251,9 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
                 gradientSync->parameterCount());
             observer.onLog("info", line);
         }
-        std::unique_ptr<LadderActivationCache> ladderCache;
-        LadderMethod* ladderMethod = nullptr;
-        if (spec.method.method == "ladder" && spec.method.cache != "none") {
-            ladderMethod = dynamic_cast<LadderMethod*>(method.get());
-            if (!ladderMethod)
-                throw Error("ladder cache: the method is not an LST method");
-            ladderCache = makeLadderCache(*ladderMethod, trainBatcher, spec, autocast, observer, dp.get());
-        }
+        std::unique_ptr<LadderActivationCache> ladderCache; // LST's, on T5 or a decoder
+        if (spec.method.method == "ladder" && spec.method.cache != "none")
+            ladderCache = makeLadderCache(*method, trainBatcher, spec, autocast, observer, dp.get());
         summary.trainableParams = method->trainableParameterCount();
         summary.totalParams = method->totalParameterCount();
         summary.backboneParams = method->backboneParameterCount();
@@ -501,9 +496,8 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
                         b.batch.labels.to(device) };
                     {
                         AutocastGuard amp(autocast, device.type());
-                        loss = ladderCache
-                            ? forwardWithCache(*ladderMethod, batch, b.indices, *ladderCache).loss
-                            : method->forward(batch).loss;
+                        loss = ladderCache ? forwardWithCache(*method, batch, b.indices, *ladderCache).loss
+                                           : method->forward(batch).loss;
                     }
                     if (lossHook)
                         lossHook(loss, step + 1);

@@ -164,13 +164,13 @@ TrainEval evaluateSplit(Method& method, const Batcher& batcher, const std::vecto
     return e;
 }
 
-// The ladder activation cache of an LST run (method option cache ram|disk): its cost is logged before
-// it is allocated.
-std::unique_ptr<LadderActivationCache> makeLadderCache(LadderMethod& method, const Batcher& batcher,
+// The ladder activation cache of an LST run (method option cache ram|disk), T5's or a decoder's: its cost is
+// logged before it is allocated.
+std::unique_ptr<LadderActivationCache> makeLadderCache(Method& method, const Batcher& batcher,
     const RunSpec& spec, bool autocast, TrainerObserver& observer, const DataParallel* dp)
 {
     const auto& o = spec.method;
-    const auto layout = LadderCacheLayout::forSide(method.sideNetwork()->options());
+    const auto layout = LadderCacheLayout::forMethod(method);
     std::vector<std::int64_t> sources, targets;
     for (std::size_t i = 0; i < batcher.exampleCount(); ++i) {
         sources.push_back(static_cast<std::int64_t>(batcher.sourceIds(i).size()));

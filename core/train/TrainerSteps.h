@@ -70,7 +70,7 @@ TrainEval evaluateSplit(Method& method, const Batcher& batcher, const std::vecto
 
 // The ladder activation cache of an LST run (method option cache ram|disk): its cost is logged before it is
 // allocated. A data-parallel rank's disk cache is a folder of its own.
-std::unique_ptr<LadderActivationCache> makeLadderCache(LadderMethod& method, const Batcher& batcher,
+std::unique_ptr<LadderActivationCache> makeLadderCache(Method& method, const Batcher& batcher,
     const RunSpec& spec, bool autocast, TrainerObserver& observer, const DataParallel* dp);
 
 std::vector<TextExample> firstN(const std::vector<TextExample>& v, std::int64_t n);

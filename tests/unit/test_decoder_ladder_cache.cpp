@@ -425,6 +425,19 @@ private Q_SLOTS:
         QVERIFY(worst < 1e-2);
     }
 
+    // Under bf16 autocast the kept outputs are stored in the dtype they were computed in and come back in
+    // it: padding "same" is still bit-equal to the uncached bf16 run.
+    void trainerBf16AutocastExact()
+    {
+        LADDER_REQUIRE_DECODER_FIXTURES();
+        auto plainSpec = specFor("none"), cachedSpec = specFor("ram");
+        plainSpec.training.dtype = cachedSpec.training.dtype = "bf16";
+        Recorder plainRec, cachedRec;
+        const auto plain = trainLosses(plainSpec, plainRec);
+        compareExactly(trainLosses(cachedSpec, cachedRec), plain);
+        QVERIFY(hitsIn(cachedRec.last("batches served from it")) > 0);
+    }
+
     // A disk cache: bit-equal losses; a second run with the same key reuses the file (every batch of its
     // first epoch that repeats the padding is served); a damaged entry is computed again, still bit-equal.
     void trainerDiskReuseAndDamage()

@@ -54,28 +54,45 @@ void CausalStepper::begin(const at::Tensor& inputIds, const at::Tensor& attentio
     const auto ids = prompt.inputIds.repeat_interleave(copies, 0);
     const auto mask = prompt.attentionMask.repeat_interleave(copies, 0);
     const auto length = ids.size(1);
-    m_cache = m_model->makeCache();
+    resetCaches();
     m_start = ids.select(1, length - 1).contiguous();
-    m_mask = mask.narrow(1, 0, length - 1);
-    if (length > 1) {
-        static const std::vector<std::int64_t> none;
-        const auto head = ids.narrow(1, 0, length - 1);
-        m_model->runDecoder(m_model->embed(head), {}, {}, &m_cache, &none, m_mask.to(head.device()));
-    }
+    auto [embeddings, headMask] = headEmbeddings(ids.narrow(1, 0, length - 1), mask.narrow(1, 0, length - 1));
+    m_mask = headMask.to(ids.device());
+    if (embeddings.size(1) > 0)
+        hidden(embeddings, m_mask);
 }
 
 at::Tensor CausalStepper::step(const at::Tensor& tokens)
 {
-    static const std::vector<std::int64_t> none;
     m_mask = at::cat({ m_mask, at::ones({ m_mask.size(0), tokens.size(1) }, m_mask.options()) }, 1);
-    const auto out
-        = m_model->runDecoder(m_model->embed(tokens), {}, {}, &m_cache, &none, m_mask.to(tokens.device()));
-    return m_model->lmLogits(out.lastHiddenState).select(1, -1).to(at::kFloat);
+    const auto h = hidden(m_model->embed(tokens), m_mask.to(tokens.device()));
+    return m_model->lmLogits(h).select(1, -1).to(at::kFloat);
+}
+
+std::pair<at::Tensor, at::Tensor> CausalStepper::headEmbeddings(const at::Tensor& ids, const at::Tensor& mask)
+{
+    return { m_model->embed(ids), mask };
+}
+
+at::Tensor CausalStepper::hidden(const at::Tensor& embeddings, const at::Tensor& mask)
+{
+    static const std::vector<std::int64_t> none;
+    return m_model->runDecoder(embeddings, {}, {}, &m_cache, &none, mask).lastHiddenState;
+}
+
+void CausalStepper::resetCaches()
+{
+    m_cache = m_model->makeCache();
+}
+
+void CausalStepper::reorderCaches(const at::Tensor& rowIndices)
+{
+    m_cache.reorder(rowIndices);
 }
 
 void CausalStepper::reorder(const at::Tensor& rowIndices)
 {
-    m_cache.reorder(rowIndices);
+    reorderCaches(rowIndices);
     m_mask = m_mask.index_select(0, rowIndices.to(m_mask.device()));
     m_start = m_start.index_select(0, rowIndices.to(m_start.device()));
 }

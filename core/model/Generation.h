@@ -43,6 +43,10 @@ private:
 // on the left), runs all but its last column into the cache under the padding mask, and startTokens() returns
 // each row's last prompt token, so generate() feeds it first as it feeds T5's decoder start token. Every
 // step appends a 1 to the mask, as HF's generate() does (also for rows that finished).
+//
+// A method on a decoder (prompt tuning, LST: peft/DecoderMethods.cpp, peft/DecoderLadder.cpp) decodes the
+// same way and overrides what it changes: the columns before the start token (headEmbeddings), the hidden
+// states the LM head reads (hidden), and caches of its own (resetCaches, reorderCaches).
 class CausalStepper : public Seq2SeqStepper {
 public:
     explicit CausalStepper(BackboneModel model, std::int64_t padTokenId = 0)
@@ -50,10 +54,24 @@ public:
         , m_padTokenId(padTokenId)
     {
     }
-    void begin(const at::Tensor& inputIds, const at::Tensor& attentionMask, std::int64_t copies) override;
-    at::Tensor step(const at::Tensor& tokens) override;
-    void reorder(const at::Tensor& rowIndices) override;
-    at::Tensor startTokens(std::int64_t rows, std::int64_t decoderStartTokenId) const override;
+    void begin(const at::Tensor& inputIds, const at::Tensor& attentionMask, std::int64_t copies) final;
+    at::Tensor step(const at::Tensor& tokens) final;
+    void reorder(const at::Tensor& rowIndices) final;
+    at::Tensor startTokens(std::int64_t rows, std::int64_t decoderStartTokenId) const final;
+
+protected:
+    // The embeddings of the left-padded prompt's columns before the start token (rows, n, d) and their
+    // (rows, n) mask: the backbone's embeddings of `ids` by default.
+    virtual std::pair<at::Tensor, at::Tensor> headEmbeddings(const at::Tensor& ids, const at::Tensor& mask);
+    // The hidden states (rows, n, d) the LM head reads, for embeddings (rows, n, d) under the (rows, past +
+    // n) mask, appended to the caches: the backbone's last hidden state with cache() by default.
+    virtual at::Tensor hidden(const at::Tensor& embeddings, const at::Tensor& mask);
+    // Fresh caches before a prompt (the backbone's cache() by default), and rows kept in beam search.
+    virtual void resetCaches();
+    virtual void reorderCaches(const at::Tensor& rowIndices);
+
+    BackboneModel& model() { return m_model; }
+    DecoderCache& cache() { return m_cache; }
 
 private:
     BackboneModel m_model;

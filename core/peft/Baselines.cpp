@@ -14,6 +14,18 @@ bool isFrozenLayer(const T5Config& config, bool decoder, std::int64_t block, std
     return index < freeze;
 }
 
+at::Tensor initialPromptVectors(BackboneModelImpl& backbone, std::int64_t prompts)
+{
+    const auto vocab = backbone.shape().vocabSize;
+    const auto ids = at::randint(std::min<std::int64_t>(3, vocab - 1), std::min<std::int64_t>(5000, vocab),
+        { prompts }, at::TensorOptions().dtype(at::kLong));
+    c10::NoGradGuard noGrad;
+    const auto device = backbone.parameters(true).front().device(); // the input embedding's
+    auto vectors = backbone.embed(ids.to(device)).clone();
+    vectors.set_requires_grad(true);
+    return vectors;
+}
+
 namespace {
 
 void setRequiresGrad(torch::nn::Module& module, bool on)
@@ -71,13 +83,7 @@ public:
         , m_t5(std::move(backbone))
     {
         setRequiresGrad(*m_backbone, false);
-        const auto vocab = m_t5->config().vocabSize;
-        const auto ids = at::randint(std::min<std::int64_t>(3, vocab - 1),
-            std::min<std::int64_t>(5000, vocab), { options.prompts }, at::TensorOptions().dtype(at::kLong));
-        c10::NoGradGuard noGrad;
-        // embed(): the embedding's rows, also when it is held in frozen storage.
-        m_prompt = m_backbone->embed(ids.to(m_t5->shared->weight.device())).clone();
-        m_prompt.set_requires_grad(true);
+        m_prompt = initialPromptVectors(*m_backbone, options.prompts);
     }
 
     // Prompt + embedded input, and the extended mask, for encoder and cross-attention.

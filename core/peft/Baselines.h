@@ -15,4 +15,9 @@ std::unique_ptr<Method> createBaselineMethod(
 // block l - num_layers. The first `freeze` layers are frozen (paper Figure 6).
 bool isFrozenLayer(const T5Config& config, bool decoder, std::int64_t block, std::int64_t freeze);
 
+// Prompt tuning's initial vectors (Lester et al.), for any architecture: the input embeddings of `prompts`
+// random vocabulary entries among ids 3..4999 (or the vocabulary's size), as a trainable leaf on the
+// embedding's device. embed() gives the rows also when the embedding is held in frozen storage.
+at::Tensor initialPromptVectors(BackboneModelImpl& backbone, std::int64_t prompts);
+
 } // namespace ladder

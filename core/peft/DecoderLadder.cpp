@@ -9,6 +9,7 @@
 #include <torch/nn/modules/container/parameterdict.h>
 
 #include "model/CausalJoin.h"
+#include "model/Generation.h"
 #include "model/T5Checkpoint.h"
 #include "peft/DecoderLadderInit.h"
 #include "util/Error.h"
@@ -184,15 +185,25 @@ at::Tensor DecoderLadderModel::hidden(const at::Tensor& ids, const at::Tensor& m
     DecoderCache* backboneCache, DecoderCache* sideCache, const std::vector<at::Tensor>* cached,
     std::vector<at::Tensor>* record)
 {
-    const auto& o = m_side->options();
     at::Tensor embeddings;
+    {
+        c10::NoGradGuard noGrad;
+        // The embeddings feed Down_emb; a lookup in the frozen table, so the cache recomputes them.
+        embeddings = m_backbone->embed(ids);
+    }
+    return hiddenFromEmbeddings(embeddings, mask, backboneCache, sideCache, cached, record);
+}
+
+at::Tensor DecoderLadderModel::hiddenFromEmbeddings(const at::Tensor& embeddings, const at::Tensor& mask,
+    DecoderCache* backboneCache, DecoderCache* sideCache, const std::vector<at::Tensor>* cached,
+    std::vector<at::Tensor>* record)
+{
+    const auto& o = m_side->options();
     StackOutput backbone; // alive until the side has run, as it always was (the memory estimate replays it)
     std::vector<at::Tensor> ladders;
     {
         c10::NoGradGuard noGrad;
         const KeptBlockOutputDtype keptDtype(o.ladderDtype);
-        // The embeddings feed Down_emb; a lookup in the frozen table, so the cache recomputes them.
-        embeddings = m_backbone->embed(ids);
         if (cached) {
             if (backboneCache || sideCache)
                 throw Error("ladder: cached backbone outputs are for teacher-forced training, not decoding");
@@ -218,58 +229,33 @@ namespace {
 // Generation: the backbone and the side decoder step by step, each with its cache; as CausalStepper
 // (model/Generation.h) otherwise: the prompt left-padded, all but its last column cached, the last column
 // the start token.
-class DecoderLadderStepper : public Seq2SeqStepper {
+class DecoderLadderStepper : public CausalStepper {
 public:
     DecoderLadderStepper(DecoderLadderModel model, std::int64_t padId)
-        : m_model(std::move(model))
-        , m_padId(padId)
+        : CausalStepper(model.backbone().ptr(), padId)
+        , m_model(std::move(model))
     {
     }
 
-    void begin(const at::Tensor& inputIds, const at::Tensor& attentionMask, std::int64_t copies) override
+protected:
+    at::Tensor hidden(const at::Tensor& embeddings, const at::Tensor& mask) override
     {
-        const auto left = leftPad(inputIds, attentionMask, m_padId);
-        const auto ids = left.inputIds.repeat_interleave(copies, 0);
-        const auto mask = left.attentionMask.repeat_interleave(copies, 0);
-        const auto length = ids.size(1);
-        m_start = ids.select(1, length - 1).contiguous();
-        m_backboneCache = m_model.backbone()->makeCache();
+        return m_model.hiddenFromEmbeddings(embeddings, mask, &cache(), &m_sideCache);
+    }
+    void resetCaches() override
+    {
+        CausalStepper::resetCaches();
         m_sideCache = DecoderCache();
-        m_mask = mask.narrow(1, 0, length - 1);
-        if (length > 1)
-            m_model.hidden(ids.narrow(1, 0, length - 1), m_mask, &m_backboneCache, &m_sideCache);
     }
-
-    at::Tensor step(const at::Tensor& tokens) override
+    void reorderCaches(const at::Tensor& rowIndices) override
     {
-        m_mask = at::cat({ m_mask, at::ones({ m_mask.size(0), tokens.size(1) }, m_mask.options()) }, 1);
-        const auto hidden
-            = m_model.hidden(tokens, m_mask.to(tokens.device()), &m_backboneCache, &m_sideCache);
-        return m_model.backbone()->lmLogits(hidden).select(1, -1).to(at::kFloat);
-    }
-
-    void reorder(const at::Tensor& rowIndices) override
-    {
-        m_backboneCache.reorder(rowIndices);
+        CausalStepper::reorderCaches(rowIndices);
         m_sideCache.reorder(rowIndices);
-        m_mask = m_mask.index_select(0, rowIndices.to(m_mask.device()));
-        m_start = m_start.index_select(0, rowIndices.to(m_start.device()));
-    }
-
-    at::Tensor startTokens(std::int64_t rows, std::int64_t) const override
-    {
-        if (!m_start.defined() || m_start.size(0) != rows)
-            throw Error("ladder generation: startTokens() before begin()");
-        return m_start;
     }
 
 private:
     DecoderLadderModel m_model;
-    std::int64_t m_padId;
-    DecoderCache m_backboneCache;
     DecoderCache m_sideCache;
-    at::Tensor m_mask;
-    at::Tensor m_start;
 };
 
 } // namespace

@@ -112,6 +112,10 @@ public:
     at::Tensor hidden(const at::Tensor& ids, const at::Tensor& mask, DecoderCache* backboneCache = nullptr,
         DecoderCache* sideCache = nullptr, const std::vector<at::Tensor>* cached = nullptr,
         std::vector<at::Tensor>* record = nullptr);
+    // The same from the backbone's embeddings of the ids (a stepper embeds its tokens itself).
+    at::Tensor hiddenFromEmbeddings(const at::Tensor& embeddings, const at::Tensor& mask,
+        DecoderCache* backboneCache = nullptr, DecoderCache* sideCache = nullptr,
+        const std::vector<at::Tensor>* cached = nullptr, std::vector<at::Tensor>* record = nullptr);
 
     LlamaForCausalLM backbone() const { return m_backbone; }
     DecoderSideNetwork side() const { return m_side; }

@@ -9,6 +9,8 @@
 #include <c10/core/GradMode.h>
 
 #include "model/CausalJoin.h"
+#include "model/Generation.h"
+#include "peft/Baselines.h"
 #include "peft/DecoderLadder.h"
 #include "peft/InPlaceMethod.h"
 #include "util/Error.h"
@@ -85,65 +87,24 @@ std::pair<at::Tensor, at::Tensor> insertPrompt(
     return { out, outMask };
 }
 
-// Generation with the prompt: as CausalStepper (model/Generation.h), with the prompt inserted before each
-// row's prompt tokens.
-class PromptCausalStepper : public Seq2SeqStepper {
+// Generation with the prompt: CausalStepper with the prompt inserted before each row's prompt tokens.
+class PromptCausalStepper : public CausalStepper {
 public:
     PromptCausalStepper(LlamaForCausalLM model, at::Tensor prompt, std::int64_t padId)
-        : m_model(std::move(model))
+        : CausalStepper(model.ptr(), padId)
         , m_prompt(std::move(prompt))
-        , m_padId(padId)
     {
     }
 
-    void begin(const at::Tensor& inputIds, const at::Tensor& attentionMask, std::int64_t copies) override
+protected:
+    std::pair<at::Tensor, at::Tensor> headEmbeddings(const at::Tensor& ids, const at::Tensor& mask) override
     {
-        const auto left = leftPad(inputIds, attentionMask, m_padId);
-        const auto ids = left.inputIds.repeat_interleave(copies, 0);
-        const auto mask = left.attentionMask.repeat_interleave(copies, 0);
-        const auto length = ids.size(1);
-        m_start = ids.select(1, length - 1).contiguous();
-        m_cache = m_model->makeCache();
-        // Every column but the last (the start token) into the cache, the prompt before the row's tokens.
-        const auto head = ids.narrow(1, 0, length - 1);
-        auto [embeds, headMask] = insertPrompt(m_prompt, m_model->embed(head),
-            length > 1 ? mask.narrow(1, 0, length - 1) : mask.narrow(1, 0, 0));
-        if (length == 1) // no token before the start token: the prompt alone
-            headMask = at::ones({ ids.size(0), m_prompt.size(0) }, headMask.options());
-        m_mask = headMask;
-        static const std::vector<std::int64_t> none;
-        m_model->runDecoder(embeds, {}, {}, &m_cache, &none, m_mask);
-    }
-
-    at::Tensor step(const at::Tensor& tokens) override
-    {
-        static const std::vector<std::int64_t> none;
-        m_mask = at::cat({ m_mask, at::ones({ m_mask.size(0), tokens.size(1) }, m_mask.options()) }, 1);
-        const auto out = m_model->runDecoder(m_model->embed(tokens), {}, {}, &m_cache, &none, m_mask);
-        return m_model->lmLogits(out.lastHiddenState).select(1, -1).to(at::kFloat);
-    }
-
-    void reorder(const at::Tensor& rowIndices) override
-    {
-        m_cache.reorder(rowIndices);
-        m_mask = m_mask.index_select(0, rowIndices.to(m_mask.device()));
-        m_start = m_start.index_select(0, rowIndices.to(m_start.device()));
-    }
-
-    at::Tensor startTokens(std::int64_t rows, std::int64_t) const override
-    {
-        if (!m_start.defined() || m_start.size(0) != rows)
-            throw Error("prompt-tuning generation: startTokens() before begin()");
-        return m_start;
+        // Also with no token before the start token: the prompt alone.
+        return insertPrompt(m_prompt, model()->embed(ids), mask);
     }
 
 private:
-    LlamaForCausalLM m_model;
     at::Tensor m_prompt;
-    std::int64_t m_padId;
-    DecoderCache m_cache;
-    at::Tensor m_mask;
-    at::Tensor m_start;
 };
 
 // Prompt tuning on a decoder: N trainable vectors before the causal sequence, initialised from the
@@ -155,12 +116,7 @@ public:
         , m_llama(std::move(llama))
     {
         setRequiresGrad(*m_llama, false);
-        const auto vocab = m_llama->config().vocabSize;
-        const auto ids = at::randint(std::min<std::int64_t>(3, vocab - 1),
-            std::min<std::int64_t>(5000, vocab), { options.prompts }, at::TensorOptions().dtype(at::kLong));
-        c10::NoGradGuard noGrad;
-        m_prompt = m_llama->embed(ids.to(m_llama->model->embed_tokens->weight.device())).clone();
-        m_prompt.set_requires_grad(true);
+        m_prompt = initialPromptVectors(*m_llama, options.prompts);
     }
 
     MethodOutput forward(const Seq2SeqBatch& batch) override

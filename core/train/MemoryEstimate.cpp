@@ -101,6 +101,10 @@ MemoryEstimate Estimator::run()
             r.gradientBuckets += static_cast<std::uint64_t>(m_trace.allocationBytes(elements * 4));
         staticBytes += static_cast<std::int64_t>(r.gradientBuckets);
     }
+    for (const auto& [param, bytes] : m_prepacked) {
+        m_kernelPacked[param] = true;
+        staticBytes += bytes;
+    }
     m_trace.addStatic(staticBytes);
     if (m_in.gradientAccumulation > 1)
         m_trace.presetParamGrads(); // a later micro-batch of the group: the earlier ones' gradients are live
@@ -137,7 +141,15 @@ MemoryEstimate Estimator::run()
 
 MemoryEstimate estimateTrainingMemory(const MemoryEstimateInput& input)
 {
-    return estimate_detail::Estimator(input).run();
+    estimate_detail::Estimator first(input);
+    auto r = first.run();
+    if (first.packed().empty())
+        return r;
+    // A step after the first: the int4 kernel packings exist from its start (the trainer's steady state,
+    // and the peak the meter reports over a bench's steps).
+    estimate_detail::Estimator later(input);
+    later.prepack(first.packed());
+    return later.run();
 }
 
 } // namespace ladder

@@ -128,14 +128,17 @@ void Estimator::applyLlamaMethod()
         m_ladderBf16 = o.ladderDtype == "bf16";
         const auto d = c.hiddenSize, ds = sc.hiddenSize;
         m_sideDownEmbed = linearP(d, ds, true, true, "side_decoder.downsample.embed");
+        m_sideDownEmbed.module = true;
         for (auto i : m_sideKeep) {
             const auto n = std::to_string(i);
             m_sideDown[i] = linearP(d, ds, true, true, "side_decoder.downsample." + n);
+            m_sideDown[i].module = true;
             m_sideGate[i] = param(1, true, "side_decoder.gate." + n);
             m_sideLayers[i] = llamaLayerP(sc, true, "side_decoder.block." + n);
         }
         m_sideNorm = normP(ds, true, "side_decoder.norm");
         m_upsample = linearP(ds, d, true, true, "side_final_upsample");
+        m_upsample.module = true;
     } else {
         throw Error("memory estimate: field method: unknown method '" + o.method + "'");
     }
@@ -519,16 +522,10 @@ TraceTensor Estimator::forwardDecoderLadder()
         m_trace.release(up);
     m_trace.setPart("lm head and loss");
     const auto& w = c.tieWordEmbeddings ? m_shared : m_lmHead;
-    const bool stored = w.param >= 0 && m_quant.count(w.param);
-    // at::linear on the narrowed rows: matmul folds them into a contiguous copy (dense weight, no cast: the
-    // upsample's output is of the compute dtype); QuantizedWeight::matmul reshapes inside its forward.
+    // lmLogits makes the narrowed rows contiguous (a copy in the upsample's dtype, the compute dtype), so
+    // that at::linear folds them into one mm and QuantizedWeight::matmul reshapes them as a view.
     const bool strided = hidden.value != up.value && b > 1 && t > 1;
-    const bool cast = m_amp && hidden.elemBytes == 4 && !stored;
-    TraceTensor x = hidden;
-    if (strided && !cast && !stored)
-        x = compute(hidden.numel(), hidden.elemBytes, { hidden }, {}, Grad::Same);
-    else if (strided && stored)
-        m_trace.transient(hidden.bytes);
+    const auto x = strided ? compute(hidden.numel(), hidden.elemBytes, { hidden }, {}, Grad::Same) : hidden;
     const auto logits = product(x, w, {}, d, c.vocabSize);
     if (x.value != hidden.value)
         m_trace.release(x);

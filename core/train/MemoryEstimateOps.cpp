@@ -62,8 +62,10 @@ TraceTensor Estimator::quantizedProduct(
         if (int4 && !m_kernelPacked[w.param]) {
             // The kernel packing (uint8 [rows, cols/2]) and scaleAndZeros [G, rows, 2], made once and kept.
             m_kernelPacked[w.param] = true;
-            m_trace.addStatic(
-                m_trace.allocationBytes(q.rows * q.cols / 2) + m_trace.allocationBytes(g * q.rows * 2 * d));
+            const auto packing
+                = m_trace.allocationBytes(q.rows * q.cols / 2) + m_trace.allocationBytes(g * q.rows * 2 * d);
+            m_kernelPackedBytes[w.param] = packing;
+            m_trace.addStatic(packing);
         }
         out = output();
     } else if (oneChunk) {
@@ -123,6 +125,10 @@ TraceTensor Estimator::embedLookup(std::int64_t n, const TraceTensor& ids)
 TraceTensor Estimator::linear(const TraceTensor& x, const LinearP& p)
 {
     auto y = product(x, p.w, p.b, p.in, p.out);
+    // torch::nn::Linear under autocast: the bf16 product += the fp32 bias. On the CPU, TensorIterator adds
+    // in float32: an fp32 copy of the product and an fp32 result, written back into the product.
+    if (p.module && p.b.defined() && !m_cuda && y.elemBytes < p.b.elemBytes)
+        m_trace.transient(2 * y.numel() * p.b.elemBytes);
     if (!p.loraA.defined())
         return y;
     const auto rows = x.numel() / p.in;

@@ -33,6 +33,9 @@ using Grad = AutogradTrace::Grad;
 struct LinearP {
     TraceTensor w, b, loraA, loraB;
     std::int64_t in = 0, out = 0, rank = 0;
+    // A torch::nn::Linear (libtorch's F::linear: matmul, then `output += bias`), not at::linear: autocast
+    // does not cast the bias of that add.
+    bool module = false;
 };
 struct NormP {
     TraceTensor w, b;
@@ -137,6 +140,11 @@ public:
     }
 
     MemoryEstimate run();
+    // The int4 kernel packings (model/QuantizedWeight.h) are made at a matrix's first kernel product and
+    // kept: run() replays the first step, where they appear as it goes. Every later step starts with them:
+    // packed() after one run() gives them, prepack() before another run() makes them static from its start.
+    const std::map<int, std::int64_t>& packed() const { return m_kernelPackedBytes; }
+    void prepack(const std::map<int, std::int64_t>& packed) { m_prepacked = packed; }
 
 private:
     // ---- parameters ------------------------------------------------------------------------------
@@ -312,6 +320,8 @@ private:
     bool m_cuda = false;
     std::map<int, QuantP> m_quant; // parameter index -> its storage (backbone_dtype)
     std::map<int, bool> m_kernelPacked; // int4 matrices whose ATen kernel packing exists (kept)
+    std::map<int, std::int64_t> m_kernelPackedBytes; // the packings this replay made, bytes by parameter
+    std::map<int, std::int64_t> m_prepacked; // packings made by an earlier step: static from the start
     bool m_ladderBf16 = false; // LST ladder_dtype bf16: kept backbone outputs are converted as they are kept
     AutogradTrace m_trace;
     Dims m_dims {};

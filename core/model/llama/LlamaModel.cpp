@@ -416,11 +416,16 @@ StackOutput LlamaForCausalLMImpl::runDecoder(const at::Tensor& embeddings, const
 
 at::Tensor LlamaForCausalLMImpl::lmLogits(const at::Tensor& decoderHidden)
 {
+    // LST passes the target columns as a narrow of (batch, length, d). On such a view with a frozen head,
+    // matmul cannot fold the rows into one product and broadcasts the head to (batch, d, vocab) for bmm;
+    // in bf16 on the CPU oneDNN then copies it batch times, forward and backward (batch x vocab x d bf16,
+    // 524 MB at TinyLlama's shape and batch 4). A contiguous copy of the few rows folds into one mm.
+    const auto hidden = decoderHidden.contiguous();
     if (lm_head)
-        return lm_head(decoderHidden);
+        return lm_head(hidden);
     if (m_embedQuantized.defined())
-        return m_embedQuantized.matmul(decoderHidden);
-    return at::linear(decoderHidden, model->embed_tokens->weight);
+        return m_embedQuantized.matmul(hidden);
+    return at::linear(hidden, model->embed_tokens->weight);
 }
 
 at::Tensor LlamaForCausalLMImpl::shiftRight(const at::Tensor&) const

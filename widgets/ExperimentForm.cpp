@@ -28,12 +28,8 @@
 #include "MemoryEstimateView.h"
 #include "MethodOptionsEditor.h"
 #include "TaskPicker.h"
-#include "data/PromptTemplate.h"
 #include "device/Devices.h"
-#include "model/Tokenizer.h"
-#include "model/TokenizerLoad.h"
 #include "train/MemoryPlan.h"
-#include "train/TaskLoad.h"
 #include "util/Json.h"
 #include "util/Text.h"
 
@@ -392,11 +388,13 @@ QString ExperimentForm::computeProblem() const
 }
 
 MemoryEstimateInput ExperimentForm::formEstimateInput(
-    const std::optional<RunSpec>& spec, const T5Config& config) const
+    const std::optional<RunSpec>& spec, const BackboneInfo& info) const
 {
     MemoryEstimateInput input;
     if (spec && m_lengths) {
-        input = estimateInputFor(*spec, config, *m_lengths);
+        // As estimateRunSpec and the trainer: a decoder's step runs on the joined prompt and target.
+        input = info.llama ? estimateInputFor(*spec, *info.llama, *m_lengths)
+                           : estimateInputFor(*spec, *info.config, *m_lengths);
     } else {
         const std::int64_t target = m_extraTraining.value("max_target_length", std::int64_t(0));
         // A rank's share of the global batch, as estimateInputFor takes it.
@@ -408,15 +406,18 @@ MemoryEstimateInput ExperimentForm::formEstimateInput(
         const QString device = m_device->currentData().toString();
         input.device = device.isEmpty() ? std::string("cpu") : device.toStdString();
     }
-    input.config = config; // the picker's config (its dropout), whatever the spec holds
+    if (info.llama)
+        input.llama = info.llama;
+    else
+        input.config = *info.config; // the picker's config (its dropout), whatever the spec holds
     input.method = m_method->options();
     return input;
 }
 
 std::optional<MemoryEstimateInput> ExperimentForm::estimateInput() const
 {
-    const auto& config = m_backbone->info().config;
-    if (!config)
+    const auto& info = m_backbone->info();
+    if (!info.hasConfig())
         return std::nullopt;
     std::optional<RunSpec> spec;
     try {
@@ -424,17 +425,14 @@ std::optional<MemoryEstimateInput> ExperimentForm::estimateInput() const
     } catch (const std::exception&) {
         // an invalid form shows its problem; the estimate keeps to the widgets' values
     }
-    return formEstimateInput(spec, *config);
+    return formEstimateInput(spec, info);
 }
 
 void ExperimentForm::updateEstimate()
 {
-    const auto& config = m_backbone->info().config;
-    if (!config) {
-        m_estimate->clear(m_backbone->info().llama
-                ? tr("No estimate yet for decoder-only backbones in the form (`ladder estimate --model DIR` "
-                     "prices them).")
-                : tr("No estimate: the backbone's config.json could not be read."));
+    const auto& info = m_backbone->info();
+    if (!info.hasConfig()) {
+        m_estimate->clear(tr("No estimate: the backbone's config.json could not be read."));
         return;
     }
     // The estimate prices the run's longest training batch: the task's longest tokenised source (cut at
@@ -448,12 +446,13 @@ void ExperimentForm::updateEstimate()
     }
     const std::int64_t target = m_extraTraining.value("max_target_length", std::int64_t(0));
     if (spec && m_task->problem().isEmpty()) {
+        // The spec's task, which carries a decoder's prompt template (the prompts are what is measured).
         const auto key = m_backbone->info().folder + QLatin1Char('\n')
-            + QString::fromStdString(m_task->taskJson().dump()) + QLatin1Char('\n')
+            + QString::fromStdString(spec->toJson().at("task").dump()) + QLatin1Char('\n')
             + QString::number(m_maxSourceLength->value()) + QLatin1Char(' ') + QString::number(target);
         measureLengths(*spec, key);
     }
-    const MemoryEstimateInput input = formEstimateInput(spec, *config);
+    const MemoryEstimateInput input = formEstimateInput(spec, info);
     if (spec && m_lengths) {
         m_lengthsLabel->setText(tr("For the longest training batch: source %1 tokens, target %2 (the longest "
                                    "of %3 training examples%4). Evaluation's peak is stored apart.")
@@ -589,12 +588,7 @@ void ExperimentForm::measureLengths(const RunSpec& spec, const QString& key)
         std::optional<TrainingLengths> lengths;
         QString error;
         try {
-            const auto tokenizer = loadTokenizer(folder);
-            auto task = loadTaskSplits(spec.task);
-            if (causal) // a decoder reads prompts, as the trainer writes them (train/TrainerInputs.cpp)
-                applyPromptTemplate(
-                    task, spec.task.generic.value("prompt_template", std::string()), "task.prompt_template");
-            lengths = ladder::trainingLengths(spec, task, *tokenizer);
+            lengths = trainingLengthsFor(spec, folder, causal); // a decoder's over its prompts
         } catch (const std::exception& e) {
             error = QString::fromUtf8(e.what());
         }

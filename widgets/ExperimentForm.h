@@ -23,6 +23,7 @@ namespace ladder::widgets {
 class BackbonePicker;
 class ComputeDeviceModel;
 class MemoryEstimateView;
+struct BackboneInfo;
 class MethodOptionsEditor;
 class TaskPicker;
 
@@ -107,8 +108,9 @@ private:
     void backboneChanged();
     void fillDevices();
     void updateEstimate();
-    // estimateInput() for a spec of the form (when it validates) and a config.
-    MemoryEstimateInput formEstimateInput(const std::optional<RunSpec>& spec, const T5Config& config) const;
+    // estimateInput() for a spec of the form (when it validates) on the picked backbone (its config.json
+    // read: T5 or a decoder-only one).
+    MemoryEstimateInput formEstimateInput(const std::optional<RunSpec>& spec, const BackboneInfo& info) const;
     // The budget of Fit to device in bytes, and its name for the message; 0 with *error when there is none.
     std::uint64_t fitBudget(QString* name, QString* error) const;
     // Starts measuring the training lengths of `spec`'s task with the backbone's tokenizer, off the GUI

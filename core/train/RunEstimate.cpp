@@ -4,11 +4,14 @@
 #include <filesystem>
 
 #include "data/Batcher.h"
+#include "data/PromptTemplate.h"
 #include "data/Task.h"
 #include "model/T5Tokenizer.h"
+#include "model/TokenizerLoad.h"
 #include "train/DemoPaths.h"
 #include "train/TaskLoad.h"
 #include "util/Error.h"
+#include "util/Json.h"
 
 namespace ladder {
 
@@ -37,6 +40,24 @@ TrainingLengths lengthsOf(const Batcher& batcher)
     return r;
 }
 
+TrainingLengths trainingLengthsFor(const RunSpec& spec, const std::string& folder, bool causal)
+{
+    const auto tokenizer = loadTokenizer(folder);
+    auto task = loadTaskSplits(spec.task);
+    if (causal)
+        applyPromptTemplate(
+            task, spec.task.generic.value("prompt_template", std::string()), "run spec task.prompt_template");
+    return trainingLengths(spec, task, *tokenizer);
+}
+
+MemoryEstimateInput estimateInputFor(
+    const RunSpec& spec, const LlamaConfig& config, const TrainingLengths& lengths)
+{
+    auto in = estimateInputFor(spec, T5Config {}, lengths);
+    in.llama = config;
+    return in;
+}
+
 MemoryEstimateInput estimateInputFor(
     const RunSpec& spec, const T5Config& config, const TrainingLengths& lengths)
 {
@@ -62,10 +83,27 @@ MemoryEstimate estimateRunSpec(const RunSpec& spec, std::uint64_t cudaWorkspaceB
     const auto folder = backboneFolderFor(spec.backbone);
     if (isDemoBackboneName(spec.backbone) && !fs::exists(fs::path(folder) / "config.json"))
         throw Error("the demo backbone is not built yet (run `ladder demo`)");
+    // config.json read once (a folder is read as one snapshot, as loadBackbone reads it); a folder without
+    // one is T5's case below, whose first complaint is the tokenizer.
+    const auto configPath = (fs::path(folder) / "config.json").string();
+    nlohmann::json json;
+    if (fs::exists(configPath)) {
+        json = readJsonFile(configPath, "a HuggingFace config.json");
+        const auto type = json.is_object() && json.contains("model_type") && json.at("model_type").is_string()
+            ? json.at("model_type").get<std::string>()
+            : std::string();
+        if (LlamaConfig::supportsModelType(type)) {
+            auto input = estimateInputFor(
+                spec, LlamaConfig::fromJson(json, configPath), trainingLengthsFor(spec, folder, true));
+            input.cudaWorkspaceBytes = cudaWorkspaceBytes;
+            return estimateTrainingMemory(input);
+        }
+    }
     const auto spm = (fs::path(folder) / "spiece.model").string();
     if (!fs::exists(spm))
         throw Error(folder + ": no spiece.model (the backbone folder needs its SentencePiece tokenizer)");
-    const T5Config config = T5Config::fromJsonFile((fs::path(folder) / "config.json").string());
+    const T5Config config
+        = json.is_null() ? T5Config::fromJsonFile(configPath) : T5Config::fromJson(json, configPath);
     const T5Tokenizer tokenizer(spm);
     auto input = estimateInputFor(spec, config, trainingLengths(spec, loadTaskSplits(spec.task), tokenizer));
     input.cudaWorkspaceBytes = cudaWorkspaceBytes;

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "model/T5Config.h"
+#include "model/llama/LlamaConfig.h"
 #include "train/MemoryEstimate.h"
 #include "train/RunSpec.h"
 
@@ -31,17 +32,25 @@ TrainingLengths lengthsOf(const Batcher& batcher);
 // (seconds for the GLUE tasks): off the GUI thread.
 TrainingLengths trainingLengths(const RunSpec& spec, const TaskSplits& task, const Tokenizer& tokenizer);
 
+// trainingLengths of the spec's task with the backbone folder's own tokenizer (model/TokenizerLoad.h); a
+// decoder-only backbone (`causal`) reads the task's prompts (task.prompt_template, else the task's default),
+// as the trainer writes them (train/TrainerInputs.cpp). Throws ladder::Error naming what could not be read.
+TrainingLengths trainingLengthsFor(const RunSpec& spec, const std::string& folder, bool causal);
+
 // The memory-estimate input of a run's training step at the given lengths: the spec's method, batch (one
 // micro-batch; a data-parallel rank's share of it), dtype and device, on the backbone's config. This is what
 // the workbench's form shows and what the trainer logs; the stored training peak is the same quantity
 // measured (docs/STORE.md).
 MemoryEstimateInput estimateInputFor(
     const RunSpec& spec, const T5Config& config, const TrainingLengths& lengths);
+// The same on a decoder-only backbone: the step runs on the joined causal sequence of these lengths.
+MemoryEstimateInput estimateInputFor(
+    const RunSpec& spec, const LlamaConfig& config, const TrainingLengths& lengths);
 
 // The estimate of a run spec as the trainer will log it, from files alone: the backbone's config.json
-// ("demo": the built demo's), its tokenizer over the task's training split (seconds for a GLUE task: off
-// the GUI thread), no weights. What the queue places runs by (train/DevicePlacement.h). Throws
-// ladder::Error naming what could not be read.
+// ("demo": the built demo's; T5 or the Llama family), its tokenizer over the task's training split (a
+// decoder's over the prompts; seconds for a GLUE task: off the GUI thread), no weights. What the queue places
+// runs by (train/DevicePlacement.h). Throws ladder::Error naming what could not be read.
 MemoryEstimate estimateRunSpec(const RunSpec& spec, std::uint64_t cudaWorkspaceBytes = 0);
 
 } // namespace ladder

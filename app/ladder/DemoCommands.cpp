@@ -407,7 +407,7 @@ void registerDemoCommands(CLI::App& app)
             "print the tasks folder (tasks/<name>/{train,validation,test}.jsonl)");
         cmd->add_option("--wordnet-dir", flags->wordNetDir, "folder with WordNet's data.* files")
             ->capture_default_str();
-        cmd->add_flag("--json", flags->json, "print {backbone, tasks}: both folders");
+        cmd->add_flag("--json", flags->json, "print {backbone, backbone_llama, tasks}: every folder");
         cmd->callback([flags] {
             installInterruptHandler(); // Ctrl+C stops at the next stage or step; a second one at once
             runGuarded("demo", [&] { return runDemo(*flags); });

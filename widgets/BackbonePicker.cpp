@@ -21,6 +21,14 @@
 namespace ladder::widgets {
 namespace {
 constexpr const char* kDemoId = "demo";
+constexpr const char* kDemoLlamaId = "demo-llama"; // the demo's decoder (train/DemoPaths.h)
+constexpr int kFirstFolder = 2; // the two built-in demo backbones come first
+
+// The folder of a combo entry: a demo name's built folder, else the entry itself.
+QString folderOf(const QString& id)
+{
+    return QString::fromStdString(ladder::backboneFolderFor(id.toStdString()));
+}
 constexpr double kMB = 1e6;
 constexpr int kSettleMs = 200;
 
@@ -39,7 +47,7 @@ BackboneInfo BackboneInfo::read(const QString& id, const QString& folder)
     info.folder = folder;
     const QString path = QDir(folder).filePath(QStringLiteral("config.json"));
     if (!QFileInfo::exists(path)) {
-        info.error = id == QLatin1String(kDemoId)
+        info.error = isDemoBackboneName(id.toStdString())
             ? QObject::tr("the demo backbone is not built yet (%1 is missing; run `ladder demo` once)")
                   .arg(path)
             : QObject::tr("%1: missing (a HuggingFace folder has config.json, the weights and its tokenizer)")
@@ -138,6 +146,7 @@ BackbonePicker::BackbonePicker(QWidget* parent)
     m_combo->setSizeAdjustPolicy(QComboBox::AdjustToMinimumContentsLengthWithIcon);
     m_combo->setMinimumContentsLength(24);
     m_combo->addItem(tr("Built-in demo backbone"), QString::fromLatin1(kDemoId));
+    m_combo->addItem(tr("Built-in demo decoder (Llama)"), QString::fromLatin1(kDemoLlamaId));
     m_add = new QPushButton(tr("Add folder…"));
     m_add->setObjectName(QStringLiteral("addBackboneButton"));
     m_add->setAutoDefault(false);
@@ -181,6 +190,10 @@ void BackbonePicker::watchDemo()
     QFileInfo dir(demo);
     if (dir.isDir())
         wanted << dir.absoluteFilePath();
+    // The decoder is published beside it (`ladder demo` builds both): the same parent.
+    const QFileInfo llama(QString::fromStdString(demoLlamaBackboneDirectory()));
+    if (llama.isDir())
+        wanted << llama.absoluteFilePath();
     QString parent = dir.absolutePath(); // the folder that holds the demo folder
     while (!QFileInfo(parent).isDir()) {
         const QString up = QFileInfo(parent).absolutePath();
@@ -207,9 +220,7 @@ QStringList BackbonePicker::watchedPaths() const
 void BackbonePicker::refresh()
 {
     const QString id = backbone();
-    const QString folder
-        = id == QLatin1String(kDemoId) ? QString::fromStdString(demoBackboneDirectory()) : id;
-    const BackboneInfo info = BackboneInfo::read(id, folder);
+    const BackboneInfo info = BackboneInfo::read(id, folderOf(id));
     if (info.error == m_info.error && info.parameters == m_info.parameters
         && info.storedDtype == m_info.storedDtype && info.folder == m_info.folder
         && info.hasConfig() == m_info.hasConfig() && info.shape.architecture == m_info.shape.architecture)
@@ -233,8 +244,8 @@ bool BackbonePicker::addFolder(const QString& folder, bool select, QString* erro
                 *error = info.error;
             return false;
         }
-        m_combo->insertItem(1, QDir(clean).dirName() + QStringLiteral(" — ") + clean, clean);
-        index = 1;
+        m_combo->insertItem(kFirstFolder, QDir(clean).dirName() + QStringLiteral(" — ") + clean, clean);
+        index = kFirstFolder;
         Q_EMIT foldersChanged(folders());
     }
     if (select)
@@ -244,8 +255,8 @@ bool BackbonePicker::addFolder(const QString& folder, bool select, QString* erro
 
 bool BackbonePicker::setBackbone(const QString& backbone, QString* error)
 {
-    if (backbone == QLatin1String(kDemoId)) {
-        m_combo->setCurrentIndex(0);
+    if (isDemoBackboneName(backbone.toStdString())) {
+        m_combo->setCurrentIndex(m_combo->findData(backbone));
         return true;
     }
     return addFolder(backbone, true, error);
@@ -254,14 +265,15 @@ bool BackbonePicker::setBackbone(const QString& backbone, QString* error)
 QStringList BackbonePicker::folders() const
 {
     QStringList list;
-    for (int i = 1; i < m_combo->count(); ++i)
+    for (int i = kFirstFolder; i < m_combo->count(); ++i)
         list << m_combo->itemData(i).toString();
     return list;
 }
 
 void BackbonePicker::chooseFolder()
 {
-    const QString folder = QFileDialog::getExistingDirectory(this, tr("HuggingFace T5 folder"));
+    const QString folder
+        = QFileDialog::getExistingDirectory(this, tr("HuggingFace T5 or Llama-family folder"));
     if (folder.isEmpty())
         return;
     QString error;
@@ -272,9 +284,7 @@ void BackbonePicker::chooseFolder()
 void BackbonePicker::selectionChanged()
 {
     const QString id = backbone();
-    const QString folder
-        = id == QLatin1String(kDemoId) ? QString::fromStdString(demoBackboneDirectory()) : id;
-    m_info = BackboneInfo::read(id, folder);
+    m_info = BackboneInfo::read(id, folderOf(id));
     m_details->setText(m_info.summary());
     Q_EMIT backboneChanged();
 }

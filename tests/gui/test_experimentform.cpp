@@ -149,6 +149,12 @@ private Q_SLOTS:
         QVERIFY(picker.addFolder(QString::fromStdString(m_demo + "/backbone"), true, &error));
         QVERIFY(picker.backbone().endsWith(QStringLiteral("/backbone")));
         QCOMPARE(picker.folders().size(), 1);
+        // The demo's decoder is the second built-in entry; choosing it reads its folder (not built here).
+        QVERIFY(picker.setBackbone(QStringLiteral("demo-llama")));
+        QCOMPARE(picker.backbone(), QStringLiteral("demo-llama"));
+        QCOMPARE(picker.folders().size(), 1);
+        QVERIFY2(
+            picker.info().error.contains(QStringLiteral("ladder demo")), qPrintable(picker.info().error));
     }
 
     // A decoder folder (tests/fixtures/decoder/llama-gqa): the picker names the architecture, and the form's

@@ -20,6 +20,8 @@
 #include "model/T5Checkpoint.h"
 #include "model/T5Quantization.h"
 #include "model/llama/LlamaCheckpoint.h"
+#include "model/llama/LlamaQuantization.h"
+#include "model/llama/LlamaShapes.h"
 #include "peft/Ladder.h"
 #include "peft/LadderReferenceNames.h"
 #include "util/Error.h"
@@ -138,21 +140,33 @@ std::string joinIds(const std::vector<std::int64_t>& ids)
     return s.empty() ? "none" : s;
 }
 
-// ladder info for a decoder folder: the config and the weights' headers only (nothing allocated).
-int runDecoderInfo(const InfoFlags& info, bool asJson)
+// ladder info for a decoder folder or a published decoder shape (llama-1b, llama2-7b): the config and the
+// weights' headers only (nothing allocated), and the frozen storage of backbone_dtype
+// (model/llama/LlamaQuantization.h: the projections, the embedding and an untied lm_head).
+int runDecoderInfo(const InfoFlags& info, const LlamaConfig& config, bool asJson)
 {
     const auto& f = info.backbone;
-    if (info.backboneDtype != "fp32")
-        throw Error(
-            "--backbone-dtype " + info.backboneDtype + ": frozen storage is described for T5 folders only");
     const auto options = loadOptions(f);
-    const auto configPath = (std::filesystem::path(f.model) / "config.json").string();
-    const auto config = LlamaConfig::fromJsonFile(configPath);
-    const auto weights = readCheckpointShapes(f.model);
-    checkLlamaConfigMatchesWeights(config, weights.shapes, configPath, weights.description);
+    CheckpointShapes weights;
+    if (info.shape.empty()) {
+        const auto configPath = (std::filesystem::path(f.model) / "config.json").string();
+        weights = readCheckpointShapes(f.model);
+        checkLlamaConfigMatchesWeights(config, weights.shapes, configPath, weights.description);
+    }
     const auto params = config.parameterCount();
     const auto weightBytes
         = static_cast<double>(params) * static_cast<double>(c10::elementSize(options.dtype));
+    const auto storage = backboneStorageBytes(config, info.backboneDtype, info.quantGroupSize);
+    const auto storageLabel = weightStorageLabel(info.backboneDtype, info.quantGroupSize);
+    std::vector<std::pair<std::string, std::optional<std::int64_t>>> table;
+    for (const char* dtype : { "fp32", "bf16", "int8", "int4" }) {
+        std::optional<std::int64_t> bytes;
+        try {
+            bytes = backboneStorageBytes(config, dtype, info.quantGroupSize).totalBytes();
+        } catch (const Error&) { // an int4 group that does not divide a width: n/a
+        }
+        table.emplace_back(weightStorageLabel(dtype, info.quantGroupSize), bytes);
+    }
     std::string biases;
     if (config.qkvBias())
         biases += std::string(biases.empty() ? "" : ", ") + "q/k/v";
@@ -161,7 +175,7 @@ int runDecoderInfo(const InfoFlags& info, bool asJson)
     if (config.mlpHasBias())
         biases += std::string(biases.empty() ? "" : ", ") + "mlp";
     if (asJson) {
-        nlohmann::json out { { "model", jsonText(f.model) }, { "shape", nullptr },
+        nlohmann::json out { { "model", jsonText(f.model) }, { "shape", jsonText(info.shape) },
             { "architecture", config.modelType }, { "weights", jsonText(weights.description) },
             { "stored_dtype", jsonText(weights.storedDtype) }, { "compute_dtype", f.dtype },
             { "device", f.device }, { "parameters", params },
@@ -169,13 +183,22 @@ int runDecoderInfo(const InfoFlags& info, bool asJson)
             { "hidden_size", config.hiddenSize }, { "heads", config.numAttentionHeads },
             { "key_value_heads", config.numKeyValueHeads }, { "head_dim", config.headDim },
             { "rope", config.ropeDescription() }, { "tied_embeddings", config.tieWordEmbeddings },
-            { "biases", biases.empty() ? "none" : biases }, { "config", config.toJson() } };
+            { "biases", biases.empty() ? "none" : biases }, { "backbone_dtype", info.backboneDtype },
+            { "quant_group_size",
+                info.backboneDtype == "int4" ? nlohmann::json(info.quantGroupSize) : nullptr },
+            { "backbone_storage_bytes", storage.totalBytes() },
+            { "quantized_parameters", storage.matrixParameters }, { "config", config.toJson() } };
+        for (const auto& [label, bytes] : table)
+            out["storage_bytes"][label] = jsonOptional(bytes);
         std::cout << out.dump(2) << "\n";
         return 0;
     }
-    std::cout << "model          " << f.model << "\n"
-              << "weights        " << weights.description << " (" << weights.storedDtype << ")\n"
-              << "architecture   " << config.modelType << " (decoder-only, "
+    if (info.shape.empty())
+        std::cout << "model          " << f.model << "\n"
+                  << "weights        " << weights.description << " (" << weights.storedDtype << ")\n";
+    else
+        std::cout << "shape          " << info.shape << " (published config, no weights read)\n";
+    std::cout << "architecture   " << config.modelType << " (decoder-only, "
               << (config.tieWordEmbeddings ? "tied" : "untied") << " embeddings)\n"
               << "layers         " << config.numHiddenLayers << "\n"
               << "hidden         " << config.hiddenSize << ", intermediate " << config.intermediateSize
@@ -194,6 +217,20 @@ int runDecoderInfo(const InfoFlags& info, bool asJson)
               << "compute dtype  " << f.dtype << " on " << f.device << "\n"
               << "weight memory  " << humanBytes(weightBytes) << " ("
               << static_cast<std::int64_t>(weightBytes) << " bytes)\n";
+    if (info.backboneDtype != "fp32") {
+        const double share
+            = 100.0 * static_cast<double>(storage.matrixParameters) / static_cast<double>(params);
+        std::cout << "frozen storage " << storageLabel << ": "
+                  << humanBytes(static_cast<double>(storage.totalBytes())) << " (" << storage.totalBytes()
+                  << " bytes; the matrices, " << std::fixed << std::setprecision(2) << share
+                  << "% of the parameters, in " << storageLabel << "; RMSNorm weights and biases fp32)\n";
+    }
+    std::cout << "by storage     ";
+    for (std::size_t k = 0; k < table.size(); ++k)
+        std::cout << (k ? ", " : "") << table[k].first << " "
+                  << (table[k].second ? humanBytes(static_cast<double>(*table[k].second))
+                                      : std::string("n/a"));
+    std::cout << "\n";
     return 0;
 }
 
@@ -205,7 +242,10 @@ int runInfo(const InfoFlags& info, bool asJson)
     if (info.backboneDtype != "int4" && info.quantGroupSize != 64)
         throw UsageError("--quant-group-size: only meaningful with --backbone-dtype int4");
     if (isDecoderFolder(f.model))
-        return runDecoderInfo(info, asJson);
+        return runDecoderInfo(info,
+            LlamaConfig::fromJsonFile((std::filesystem::path(f.model) / "config.json").string()), asJson);
+    if (const auto preset = llamaShapePreset(info.shape))
+        return runDecoderInfo(info, *preset, asJson);
     // The config and the weights' headers only: nothing the size of the model is allocated, so a config
     // that lies about its sizes fails with one line (checkConfigMatchesWeights) and a model larger than
     // this machine's memory can still be described.
@@ -482,11 +522,13 @@ void registerModelCommands(CLI::App& app)
         auto flags = std::make_shared<InfoFlags>();
         auto json = std::make_shared<bool>(false);
         auto* cmd = app.add_subcommand("info",
-            "Print a T5 folder's (or a published shape's) config, parameter count, dtype and weight memory, "
+            "Print a backbone folder's (or a published shape's) config, parameter count, dtype and weight "
+            "memory, "
             "also with the frozen matrices in bf16, int8 or int4");
         auto* model = cmd->add_option("--model", flags->backbone.model,
             "HuggingFace folder (config.json + weights): T5, Llama, Mistral or Qwen2");
-        cmd->add_option("--shape", flags->shape, "t5-small, t5-base, t5-large, t5-3b (published configs)")
+        cmd->add_option("--shape", flags->shape,
+               "t5-small, t5-base, t5-large, t5-3b, llama-1b, llama2-7b (published configs)")
             ->excludes(model);
         cmd->add_option("--device", flags->backbone.device, "cpu, cuda or cuda:N")->capture_default_str();
         cmd->add_option("--dtype", flags->backbone.dtype, "compute dtype: fp32 or bf16")

@@ -14,6 +14,7 @@
 #include "JsonOutput.h"
 #include "MethodFlags.h"
 #include "device/Devices.h"
+#include "model/llama/LlamaShapes.h"
 #include "train/MemoryPlan.h"
 #include "util/Error.h"
 
@@ -92,8 +93,10 @@ int runPlan(const PlanFlags& f)
     if (f.device != "cpu" && f.device.rfind("cuda", 0) != 0)
         throw UsageError("--device: expected cpu, cuda or cuda:N, got '" + f.device + "'");
     MemoryEstimateInput request;
-    request.config
-        = f.model.empty() ? T5Config::preset(f.shape) : T5Config::fromJsonFile(f.model + "/config.json");
+    request.llama = decoderConfigFor(f.shape, f.model); // llama-1b, llama2-7b or a decoder folder
+    if (!request.llama)
+        request.config
+            = f.model.empty() ? T5Config::preset(f.shape) : T5Config::fromJsonFile(f.model + "/config.json");
     request.batch = f.batch;
     request.srcLen = f.srcLen;
     request.tgtLen = f.tgtLen;
@@ -188,8 +191,8 @@ void registerPlanCommands(CLI::App& app)
     auto* cmd = app.add_subcommand("plan",
         "What fits a memory budget: per method the largest batch and source length, and the cheapest LST "
         "configuration at the requested batch (from the estimate; nothing is allocated)");
-    auto* shape
-        = cmd->add_option("--shape", f->shape, "t5-small, t5-base, t5-large, t5-3b (published configs)");
+    auto* shape = cmd->add_option(
+        "--shape", f->shape, "t5-small, t5-base, t5-large, t5-3b, llama-1b, llama2-7b (published configs)");
     auto* model
         = cmd->add_option("--model", f->model, "HuggingFace T5 folder (its config.json gives the shape)");
     shape->excludes(model);

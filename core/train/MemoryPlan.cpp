@@ -7,6 +7,7 @@
 #include <functional>
 #include <tuple>
 
+#include "peft/DecoderLadder.h"
 #include "util/Error.h"
 #include "util/Text.h"
 
@@ -259,7 +260,12 @@ std::string OptionCandidate::label() const
     return changes.empty() ? std::string("as given") : joined(changes);
 }
 
-std::vector<OptionCandidate> memoryOptionCandidates(const MethodOptions& base, const T5Config& config)
+namespace {
+
+// The candidates on any backbone: `shape` gives the widths an int4 group must divide and the layers a keep
+// list draws from; `validate` is the backbone's own check of a set of options.
+std::vector<OptionCandidate> optionCandidates(const MethodOptions& base, const BackboneShape& shape,
+    const std::function<void(const MethodOptions&)>& validate)
 {
     std::vector<OptionCandidate> out;
     OptionCandidate given;
@@ -280,8 +286,11 @@ std::vector<OptionCandidate> memoryOptionCandidates(const MethodOptions& base, c
     // int4 with the given group size where it divides every input width of the backbone, else the largest
     // that does (0: none does, no int4).
     const auto divides = [&](std::int64_t group) {
-        return config.dModel % group == 0 && config.dFf % group == 0 && config.innerDim() % group == 0;
+        return shape.hiddenSize % group == 0 && shape.feedForwardSize % group == 0
+            && (shape.heads * shape.headSize) % group == 0;
     };
+    // A decoder's side network has no recomputation nor sdpa yet (peft/DecoderLadder.cpp refuses them).
+    const bool decoder = shape.encoderBlocks == 0;
     std::int64_t int4Group = divides(base.quantGroupSize) ? base.quantGroupSize : 0;
     for (std::int64_t group : { 256, 128, 64, 32 })
         if (int4Group == 0 && divides(group))
@@ -310,7 +319,8 @@ std::vector<OptionCandidate> memoryOptionCandidates(const MethodOptions& base, c
                 rs.push_back({ [r](MethodOptions& o) { o.r = r; }, "r " + std::to_string(r), false });
         knobs.push_back(rs);
 
-        const auto layers = std::min(config.numLayers, config.numDecoderLayers);
+        const auto layers
+            = decoder ? shape.decoderBlocks : std::min(shape.encoderBlocks, shape.decoderBlocks);
         const auto given = base.keptLayers(layers);
         std::vector<Choice> keeps { unchanged };
         std::vector<std::int64_t> threeOfFour, everyOther;
@@ -329,10 +339,10 @@ std::vector<OptionCandidate> memoryOptionCandidates(const MethodOptions& base, c
                     { [keep](MethodOptions& o) { o.keep = keep; }, "keep " + layerList(keep), false });
         knobs.push_back(keeps);
 
-        if (!base.sideCheckpoint)
+        if (!base.sideCheckpoint && !decoder)
             knobs.push_back({ unchanged,
                 { [](MethodOptions& o) { o.sideCheckpoint = true; }, "side_checkpoint", true } });
-        if (base.sideAttention != "sdpa" && base.ablation != "adapter-blocks")
+        if (base.sideAttention != "sdpa" && base.ablation != "adapter-blocks" && !decoder)
             knobs.push_back({ unchanged,
                 { [](MethodOptions& o) { o.sideAttention = "sdpa"; }, "side_attention sdpa", true } });
         if (base.ladderDtype != "bf16")
@@ -360,7 +370,7 @@ std::vector<OptionCandidate> memoryOptionCandidates(const MethodOptions& base, c
             c.inexactChanges += choice.exact ? 0 : 1;
         }
         try {
-            c.options.validate(config);
+            validate(c.options);
         } catch (const Error&) {
             continue; // e.g. r 32 where d_kv is 16, int4 groups that do not divide d_model
         }
@@ -369,10 +379,28 @@ std::vector<OptionCandidate> memoryOptionCandidates(const MethodOptions& base, c
     return out;
 }
 
+} // namespace
+
+std::vector<OptionCandidate> memoryOptionCandidates(const MethodOptions& base, const T5Config& config)
+{
+    return optionCandidates(base, config.shape(), [&](const MethodOptions& o) { o.validate(config); });
+}
+
+std::vector<OptionCandidate> memoryOptionCandidates(const MethodOptions& base, const LlamaConfig& config)
+{
+    const auto shape = config.shape();
+    return optionCandidates(base, shape, [&](const MethodOptions& o) {
+        o.validate(shape);
+        if (o.method == "ladder")
+            (void)decoderSideOptions(config, o); // the side decoder's own limits (an even rotary head_dim)
+    });
+}
+
 OptionChoice cheapestFittingOptions(const MemoryEstimateInput& input, std::uint64_t budget)
 {
     OptionChoice choice;
-    auto candidates = memoryOptionCandidates(input.method, input.config);
+    auto candidates = input.llama ? memoryOptionCandidates(input.method, *input.llama)
+                                  : memoryOptionCandidates(input.method, input.config);
     for (std::size_t i = 0; i < candidates.size(); ++i) {
         auto& c = candidates[i];
         c.peak = estimatedPeak(input, c.options); // the given options (i == 0) throw on a bad input

@@ -66,6 +66,8 @@ struct OptionCandidate {
 // Sets that do not validate against `config` (r not dividing the widths, an int4 group that does not
 // divide d_model) are left out. peak and fits are not filled in.
 std::vector<OptionCandidate> memoryOptionCandidates(const MethodOptions& base, const T5Config& config);
+// The same on a decoder-only backbone: its layers for keep lists, no side_checkpoint or sdpa (T5's only).
+std::vector<OptionCandidate> memoryOptionCandidates(const MethodOptions& base, const LlamaConfig& config);
 
 // The option set of input.method's method that fits the budget at input's batch with the fewest changes
 // from input.method; among as many changes, the one with the fewest that alter training (inexactChanges),

@@ -19,6 +19,7 @@
 #include "train/MemoryBench.h"
 #include "train/MemoryEstimate.h"
 #include "train/MemoryMeter.h"
+#include "train/MemoryPlan.h"
 #include "util/Error.h"
 
 using namespace ladder;
@@ -228,6 +229,69 @@ private Q_SLOTS:
                 }
             }
         }
+    }
+
+    // `ladder info`'s storage table (backboneStorageBytes from a config alone) equals the bytes a quantised
+    // model holds, for every storage, tied and untied, with Qwen2's fp32 q/k/v biases.
+    void storageBytesFromTheConfigEqualTheModels()
+    {
+        for (bool tied : { false, true }) {
+            auto c = tinyLlama(tied);
+            if (tied)
+                c.modelType = "qwen2";
+            for (const char* dtype : { "fp32", "bf16", "int8", "int4" }) {
+                LlamaForCausalLM llama(c);
+                for (auto& p : llama->parameters(true))
+                    p.set_requires_grad(false);
+                quantizeFrozenBackbone(*llama, dtype, 32);
+                QCOMPARE(backboneStorageBytes(c, dtype, 32).totalBytes(), backboneWeightBytes(*llama));
+            }
+        }
+        QVERIFY_THROWS_EXCEPTION(Error, backboneStorageBytes(tinyLlama(), "int4", 256));
+        // ladder info on a published decoder shape: the same figure; at llama-1b it is the frozen weight
+        // bytes `ladder bench memory --shape llama-1b --backbone-dtype int4` holds (619,094,016).
+        const auto info
+            = test::runCli({ "info", "--shape", "llama-1b", "--backbone-dtype", "int4", "--json" });
+        QVERIFY2(info.exitCode == 0, info.err.c_str());
+        const auto j = nlohmann::json::parse(info.out);
+        QCOMPARE(j.at("backbone_storage_bytes").get<std::int64_t>(), std::int64_t(619094016));
+        QCOMPARE(j.at("architecture").get<std::string>(), std::string("llama"));
+        const auto plan = test::runCli({ "plan", "--shape", "llama-1b", "--budget", "2GiB", "--batch", "4",
+            "--src-len", "192", "--tgt-len", "65", "--methods", "qlora,ladder", "--json" });
+        QVERIFY2(plan.exitCode == 0, plan.err.c_str());
+    }
+
+    // `ladder plan` on a decoder: the LST option sets it tries are ones a decoder builds (no side_checkpoint,
+    // no sdpa: T5's only), keep lists over the decoder's layers, int4 groups that divide its widths; the
+    // cheapest set that fits a budget fits it.
+    void planCandidatesBuildOnADecoder()
+    {
+        const auto c = tinyLlama();
+        auto base = optionsFor("ladder");
+        const auto candidates = memoryOptionCandidates(base, c);
+        QVERIFY(candidates.size() > 4);
+        for (const auto& cand : candidates) {
+            QVERIFY2(
+                !cand.options.sideCheckpoint && cand.options.sideAttention == "math", cand.label().c_str());
+            try {
+                (void)createMethod(LlamaForCausalLM(c).ptr(), cand.options); // throws on a set it refuses
+            } catch (const std::exception& e) {
+                QFAIL(qPrintable(QString::fromStdString(cand.label() + ": " + e.what())));
+            }
+        }
+        MemoryEstimateInput in;
+        in.llama = c;
+        in.method = base;
+        in.batch = 4;
+        in.srcLen = 24;
+        in.tgtLen = 6;
+        const auto given = estimateTrainingMemory(in).total;
+        const auto choice = cheapestFittingOptions(in, given - 1);
+        QVERIFY(choice.found);
+        QVERIFY(!choice.chosen.changes.empty());
+        QVERIFY(choice.chosen.peak < given);
+        in.method = choice.chosen.options;
+        QCOMPARE(estimateTrainingMemory(in).total, choice.chosen.peak);
     }
 
     // QLoRA on a decoder trains: the loss goes down over a few steps on one batch; the LoRA matrices move,

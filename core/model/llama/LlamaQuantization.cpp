@@ -61,4 +61,25 @@ std::int64_t backboneWeightBytes(const LlamaForCausalLMImpl& model)
     return bytes;
 }
 
+BackboneStorageBytes backboneStorageBytes(
+    const LlamaConfig& config, const std::string& dtype, std::int64_t groupSize)
+{
+    BackboneStorageBytes out;
+    auto matrix = [&](std::int64_t rows, std::int64_t cols, std::int64_t count) {
+        out.matrixParameters += count * rows * cols;
+        out.matrixBytes += count * QuantizedWeight::storageBytes(dtype, rows, cols, groupSize);
+    };
+    const auto h = config.hiddenSize, layers = config.numHiddenLayers;
+    const auto q = config.numAttentionHeads * config.headDim, kv = config.numKeyValueHeads * config.headDim;
+    matrix(config.vocabSize, h, config.tieWordEmbeddings ? 1 : 2); // embed_tokens (+ lm_head)
+    matrix(q, h, layers); // q_proj
+    matrix(kv, h, 2 * layers); // k_proj, v_proj
+    matrix(h, q, layers); // o_proj
+    matrix(config.intermediateSize, h, 2 * layers); // gate_proj, up_proj
+    matrix(h, config.intermediateSize, layers); // down_proj
+    out.otherParameters = config.parameterCount() - out.matrixParameters;
+    out.otherBytes = 4 * out.otherParameters;
+    return out;
+}
+
 } // namespace ladder

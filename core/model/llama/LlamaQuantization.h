@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <string>
 
+#include "model/T5Quantization.h"
 #include "model/llama/LlamaModel.h"
 
 namespace ladder {
@@ -24,6 +25,12 @@ std::int64_t quantizeFrozenBackbone(
 
 // Frees every stored matrix's kernel forms (after an evaluation with the kernels, before training steps).
 std::int64_t releaseKernelForms(const LlamaForCausalLMImpl& model);
+
+// What quantizeFrozenBackbone would make of `config`'s weights, without building them (`ladder info`): every
+// projection, the embedding and an untied lm_head in `dtype` ("fp32" for comparison); RMSNorm weights and
+// biases fp32. Throws ladder::Error naming the width an int4 group does not divide.
+BackboneStorageBytes backboneStorageBytes(
+    const LlamaConfig& config, const std::string& dtype, std::int64_t groupSize);
 
 // Bytes the backbone's weights take now: the dense parameters (placeholders hold none) and the stored
 // matrices (QuantizedWeight::bytes()).

@@ -342,6 +342,9 @@ void MethodOptions::validate(const BackboneShape& shape) const
                 + (decoderOnly ? "hidden_size " : "d_model ") + std::to_string(shape.hiddenSize)
                 + (decoderOnly ? ", intermediate_size " : ", d_ff ") + std::to_string(shape.feedForwardSize)
                 + (decoderOnly ? " and head_dim " : " and d_kv ") + std::to_string(shape.headSize));
+        if (decoderOnly && (shape.headSize / r) % 2)
+            throw Error("method options: field r: head_dim " + std::to_string(shape.headSize) + " / r "
+                + std::to_string(r) + " must be even (the side decoder's rotary embeddings rotate pairs)");
         const auto stackLayers
             = decoderOnly ? shape.decoderBlocks : std::min(shape.encoderBlocks, shape.decoderBlocks);
         for (auto k : keep)

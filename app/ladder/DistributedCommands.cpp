@@ -2,6 +2,9 @@
 
 #include <cstdlib>
 #include <iostream>
+#include <string>
+
+#include <unistd.h>
 
 #include "Commands.h"
 #include "Interrupt.h"
@@ -21,8 +24,18 @@ public:
     }
     void onLog(const std::string& level, const std::string& message) override
     {
-        if (level == "warning" || level == "error")
-            std::cerr << "[rank " << m_rank << "] " << level << ": " << message << std::endl;
+        if (level != "warning" && level != "error")
+            return;
+        // One write(2) per line: the ranks share the launcher's stderr, and a line written piecewise (as
+        // std::cerr's unbuffered << does) interleaved with rank 0's progress ("[rank \n1] error: ...").
+        const std::string line = "[rank " + std::to_string(m_rank) + "] " + level + ": " + message + "\n";
+        std::size_t done = 0;
+        while (done < line.size()) {
+            const auto n = ::write(STDERR_FILENO, line.data() + done, line.size() - done);
+            if (n <= 0)
+                break;
+            done += static_cast<std::size_t>(n);
+        }
     }
     bool cancelRequested() override { return m_cancel ? m_cancel() : interrupted(); }
 

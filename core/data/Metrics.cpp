@@ -7,6 +7,7 @@
 #include <numeric>
 #include <unordered_map>
 
+#include "data/VlTask.h"
 #include "util/Error.h"
 
 namespace ladder {
@@ -231,6 +232,8 @@ TaskMetrics evaluate(const TaskInfo& info, const std::vector<std::string>& predi
         throw Error(context + ": no examples to score");
     if (info.metrics.empty())
         throw Error(context + ": the task lists no metrics");
+    if (info.kind == TaskKind::Generation)
+        return evaluateVl(info, predictions, references); // the VL tasks (data/VlTask.h)
 
     TaskMetrics result;
     result.count = references.size();

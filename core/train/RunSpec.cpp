@@ -7,6 +7,7 @@
 #include <set>
 #include <sstream>
 
+#include "data/VlTask.h"
 #include "util/Error.h"
 #include "util/Json.h"
 #include "util/Text.h"
@@ -127,14 +128,15 @@ RunSpec RunSpec::fromJson(const json& j, const std::string& source)
     s.store = stringField(j, "store", root + " ", "");
 
     if (!j.contains("task"))
-        throw Error(root + " task: missing (expected {\"type\": \"glue\" | \"demo\" | \"generic\", ...})");
+        throw Error(
+            root + " task: missing (expected {\"type\": \"glue\" | \"demo\" | \"generic\" | \"vl\", ...})");
     const auto& t = objectField(j.at("task"), root + " task");
     const std::string tw = root + " task";
     rejectUnknown(t, tw,
         { "type", "path", "name", "data_seed", "text_columns", "label_column", "validation_path", "test_path",
             "format", "kind", "labels", "validation_fraction", "test_fraction", "target_decimals",
-            "label_targets", "prompt_template" });
-    s.task.type = stringField(t, "type", tw, "glue", { "glue", "demo", "generic" });
+            "label_targets", "prompt_template", "features", "visual_tokens", "tasks" });
+    s.task.type = stringField(t, "type", tw, "glue", { "glue", "demo", "generic", "vl" });
     s.task.path = stringField(t, "path", tw, "");
     s.task.name = stringField(t, "name", tw, s.task.type == "demo" ? "supersense" : "auto");
     s.task.dataSeed = static_cast<std::uint64_t>(intField(t, "data_seed", tw, 0, 42, kMaxSeed));
@@ -147,6 +149,38 @@ RunSpec RunSpec::fromJson(const json& j, const std::string& source)
         throw Error(tw + ".prompt_template: expected a non-empty string with {field} placeholders");
     if ((s.task.type == "glue" || s.task.type == "generic") && s.task.path.empty())
         throw Error(tw + ".path: missing (the " + s.task.type + " data folder or file)");
+    // A vision-and-language task (data/VlTask.h): a folder, or the name "scenes" for the built-in scene demo;
+    // the feature file, the visual tokens per image and the task types to keep. Only a "vl" task takes them.
+    if (s.task.type == "vl") {
+        if (s.task.path.empty() && s.task.name != "scenes")
+            throw Error(
+                tw + ".path: missing (the VL task folder; or name \"scenes\" for the built-in scene demo)");
+        if (t.contains("features")
+            && (!t.at("features").is_string() || t.at("features").get<std::string>().empty()))
+            throw Error(tw + ".features: expected the visual feature file (a non-empty string), got "
+                + brief(t.at("features")));
+        intField(t, "visual_tokens", tw, 0, 0, 4096);
+        if (t.contains("tasks")) {
+            const auto& list = t.at("tasks");
+            if (!list.is_array() || list.empty())
+                throw Error(
+                    tw + ".tasks: expected a non-empty list of vqa, gqa, nlvr2, caption, got " + brief(list));
+            std::set<std::string> seen;
+            for (const auto& item : list) {
+                if (!item.is_string() || !isVlTaskType(item.get<std::string>()))
+                    throw Error(tw + ".tasks: expected a list of vqa, gqa, nlvr2, caption, got " + brief(item)
+                        + " in it");
+                if (!seen.insert(item.get<std::string>()).second)
+                    throw Error(tw + ".tasks: \"" + item.get<std::string>() + "\" is listed twice");
+            }
+        }
+    } else {
+        for (const char* key : { "features", "visual_tokens", "tasks" }) {
+            if (t.contains(key))
+                throw Error(
+                    tw + "." + key + ": only a \"vl\" task takes it (task.type is \"" + s.task.type + "\")");
+        }
+    }
     s.task.generic = t;
 
     if (!j.contains("method"))

@@ -7,6 +7,8 @@
 
 #include "data/GenericTask.h"
 #include "data/GlueTasks.h"
+#include "data/SceneTasks.h"
+#include "data/VlTask.h"
 #include "train/DemoPaths.h"
 #include "util/Error.h"
 #include "util/Json.h"
@@ -15,10 +17,46 @@
 namespace ladder {
 namespace fs = std::filesystem;
 
+namespace {
+
+// A "vl" task (data/VlTask.h): a folder of JSONL splits and a visual feature file; with no path, the name
+// "scenes" is the built-in scene demo that `ladder demo` builds. The spec's "features" (a relative path is
+// read from the task folder), "visual_tokens" and "tasks" (RunSpec checked their types).
+TaskSplits loadVlTaskSplits(const TaskSpec& task)
+{
+    const auto& g = task.generic;
+    VlTaskOptions o;
+    o.folder = task.path;
+    const bool scenes = task.path.empty() && task.name == "scenes";
+    if (scenes) {
+        o.folder = sceneTasksDir();
+        if (!fs::is_directory(o.folder))
+            throw Error(o.folder + ": the scene demo task is not built (run `ladder demo` to build it)");
+    } else if (o.folder.empty()) {
+        throw Error(
+            "task.path: missing (the VL task folder; or name \"scenes\" for the built-in scene demo)");
+    }
+    if (g.contains("features") && g.at("features").is_string()) {
+        const fs::path features = g.at("features").get<std::string>();
+        o.featuresPath
+            = features.is_absolute() ? features.string() : (fs::path(o.folder) / features).string();
+    }
+    if (g.contains("visual_tokens") && g.at("visual_tokens").is_number_integer())
+        o.visualTokens = g.at("visual_tokens").get<std::int64_t>();
+    if (g.contains("tasks") && g.at("tasks").is_array())
+        o.tasks = g.at("tasks").get<std::vector<std::string>>();
+    o.name = scenes || task.name == "auto" ? std::string() : task.name;
+    return loadVlTask(o);
+}
+
+} // namespace
+
 TaskSplits loadTaskSplits(const TaskSpec& task)
 {
     if (task.type == "glue")
         return loadGlueTask(task.path, task.name, task.dataSeed);
+    if (task.type == "vl")
+        return loadVlTaskSplits(task);
 
     GenericTaskOptions o;
     const auto& g = task.generic;

@@ -67,14 +67,58 @@ struct ParamsFlags {
     std::string model;
     std::string method;
     bool json = false;
+    bool vl = false;
+    std::int64_t visualDim = 2048;
     MethodFlags options;
 };
+
+// The paper's Table 6 settings of its vision-and-language runs (CLIP-T5), the defaults of `ladder params
+// --vl` (docs/VL.md); given flags win.
+nlohmann::json vlTable6Defaults(const std::string& method)
+{
+    if (method == "adapter")
+        return { { "hidden", 192 } };
+    if (method == "lora")
+        return { { "rank", 150 }, { "targets", { "q", "v" } }, { "bitfit", false } };
+    if (method == "prompt")
+        return { { "prompts", 40 } };
+    if (method == "ladder")
+        return { { "r", 4 } };
+    return nlohmann::json::object();
+}
+
+// Table 3's "Update Param. (%)" (CLIP-T5 on T5-base, CLIP ResNet-101 features).
+double vlTable3Percent(const std::string& method)
+{
+    if (method == "full")
+        return 100.0;
+    if (method == "adapter")
+        return 7.98;
+    if (method == "lora")
+        return 7.54;
+    if (method == "bitfit")
+        return 0.83;
+    if (method == "prompt")
+        return 1.26;
+    if (method == "ladder")
+        return 7.46;
+    return 0.0;
+}
 
 int runParams(const ParamsFlags& f)
 {
     if (f.shape.empty() == f.model.empty())
         throw UsageError("give exactly one of --shape and --model");
-    const auto options = f.options.optionsFor(f.method, true);
+    auto options = f.options.optionsFor(f.method, true);
+    if (f.vl) {
+        if (f.visualDim < 1)
+            throw UsageError("--visual-dim must be at least 1");
+        auto fields = vlTable6Defaults(f.method);
+        for (const auto& [key, value] : f.options.given().items())
+            fields[key] = value;
+        fields["visual_dim"] = f.visualDim;
+        options = MethodOptions::defaults(f.method).withFields(fields, "method options");
+    }
     T5ForConditionalGeneration backbone { nullptr };
     if (!f.shape.empty()) {
         SkipParameterInit skip; // counting only: the weights are never read
@@ -91,6 +135,33 @@ int runParams(const ParamsFlags& f)
     const auto total = method->backboneParameterCount();
     const auto trainable = method->trainableParameterCount();
     const double pct = 100.0 * static_cast<double>(trainable) / static_cast<double>(total);
+    if (f.vl) {
+        // The reference's VL percentage: trainable over every parameter of the model the method builds
+        // (backbone, what the method adds, the visual projection; docs/VL.md).
+        const auto all = method->totalParameterCount();
+        const double pctAll = 100.0 * static_cast<double>(trainable) / static_cast<double>(all);
+        const auto visual = method->visualEmbedding() ? countParameters(*method->visualEmbedding()) : 0;
+        if (f.json) {
+            printJson({ { "backbone", f.shape.empty() ? f.model : f.shape }, { "method", options.toJson() },
+                { "vl", true }, { "visual_dim", f.visualDim }, { "backbone_params", total },
+                { "visual_embedding_params", visual }, { "trainable_params", trainable },
+                { "all_params", all }, { "percent", jsonNumber(pctAll) },
+                { "percent_of_backbone", jsonNumber(pct) },
+                { "paper_percent", jsonNumber(vlTable3Percent(f.method)) } });
+            return 0;
+        }
+        std::cout << "backbone    " << (f.shape.empty() ? f.model : f.shape)
+                  << " (vision-and-language, visual_dim " << f.visualDim << ")\n"
+                  << "method      " << options.toJson().dump() << "\n"
+                  << "backbone    " << withCommas(total) << " parameters\n"
+                  << "visual      " << withCommas(visual)
+                  << " (the visual projection, trained by every method)\n"
+                  << "all         " << withCommas(all) << " (backbone + what the method adds + visual)\n"
+                  << "trainable   " << withCommas(trainable) << "\n"
+                  << "percent     " << std::fixed << std::setprecision(2) << pctAll
+                  << "% of all (the paper's Table 3: " << vlTable3Percent(f.method) << "%)\n";
+        return 0;
+    }
     if (f.json) {
         printJson({ { "backbone", f.shape.empty() ? f.model : f.shape }, { "method", options.toJson() },
             { "total_params", total }, { "trainable_params", trainable },
@@ -272,6 +343,14 @@ void registerMethodCommands(CLI::App& app)
         shape->excludes(model);
         cmd->add_option("--method", f->method, "full, bitfit, adapter, lora, prompt or ladder")->required();
         cmd->add_flag("--json", f->json, "machine-readable output");
+        cmd->add_flag("--vl", f->vl,
+            "vision-and-language (CLIP-T5, docs/VL.md): add the visual projection; the paper's Table 6 "
+            "settings "
+            "are the defaults (adapter hidden 192, LoRA rank 150 on q,v, 40 prompts, LST r 4 with every "
+            "layer)");
+        cmd->add_option(
+               "--visual-dim", f->visualDim, "with --vl: the image features' width (CLIP RN101: 2048)")
+            ->capture_default_str();
         f->options.addTo(cmd);
         cmd->callback([f] { runGuarded("params", [&] { return runParams(*f); }); });
     }

@@ -87,6 +87,22 @@ Batcher::Batcher(const Tokenizer& tokenizer, const std::vector<TextExample>& exa
         sources.push_back(ex.source);
         targets.push_back(ex.target);
     }
+    if (m_options.visualFeatures) {
+        const auto& file = *m_options.visualFeatures;
+        m_images.reserve(examples.size());
+        for (const auto& ex : examples) {
+            if (ex.images.empty())
+                throw Error(
+                    "batcher: example " + ex.id + " names no image, and the task is vision-and-language");
+            for (const auto& image : ex.images)
+                if (!file.contains(image))
+                    throw Error(
+                        file.info().path + ": no features for image '" + image + "' (example " + ex.id + ")");
+            m_images.push_back(ex.images);
+        }
+        if (m_options.visualTokens < 0)
+            throw Error("batcher: visual tokens must be >= 0, got " + std::to_string(m_options.visualTokens));
+    }
     m_sources = tokenize(tokenizer, sources, m_options.maxSourceLength, m_truncatedSources);
     m_targets = tokenizeTargets(tokenizer, targets, m_options.maxTargetLength, m_truncatedTargets);
 }
@@ -171,8 +187,50 @@ ExampleBatch Batcher::makeBatch(const std::vector<std::size_t>& indices) const
     out.batch.inputIds = inputIds;
     out.batch.attentionMask = mask;
     out.batch.labels = labels;
+    if (m_options.visualFeatures)
+        out.batch.visual = makeVisual(indices);
     out.indices = indices;
     return out;
+}
+
+void setVisualOptions(BatcherOptions& options, const TaskInfo& info)
+{
+    if (!info.isVisual())
+        return;
+    options.visualFeatures = std::make_shared<const VisualFeatureFile>(info.visualFeatures);
+    options.visualTokens = info.visualTokens;
+}
+
+VisualInput Batcher::makeVisual(const std::vector<std::size_t>& indices) const
+{
+    const auto& file = *m_options.visualFeatures;
+    const auto tokens = m_options.visualTokens > 0 ? m_options.visualTokens : file.info().boxes;
+    const auto dim = file.info().dim;
+    std::size_t images = 1;
+    for (const auto i : indices)
+        images = std::max(images, m_images[i].size());
+    const auto rows = static_cast<std::int64_t>(indices.size());
+    const auto width = static_cast<std::int64_t>(images) * tokens;
+    VisualInput v;
+    v.tokensPerImage = tokens;
+    v.features = at::zeros({ rows, width, dim }, at::kFloat);
+    v.boxes = at::zeros({ rows, width, 4 }, at::kFloat);
+    v.imageOrder = at::arange(width, at::kLong).div(tokens, "floor").unsqueeze(0).repeat({ rows, 1 });
+    v.mask = at::zeros({ rows, width }, at::kLong);
+    for (std::size_t r = 0; r < indices.size(); ++r) {
+        const auto& ids = m_images[indices[r]];
+        for (std::size_t k = 0; k < ids.size(); ++k) {
+            const auto image = file.read(ids[k]);
+            const auto begin = static_cast<std::int64_t>(k) * tokens;
+            const auto row = static_cast<std::int64_t>(r);
+            v.features[row]
+                .narrow(0, begin, tokens)
+                .copy_(VisualFeatureFile::reduceTokens(image.features, tokens));
+            v.boxes[row].narrow(0, begin, tokens).copy_(VisualFeatureFile::reduceBoxes(image.boxes, tokens));
+            v.mask[row].narrow(0, begin, tokens).fill_(1);
+        }
+    }
+    return v;
 }
 
 std::vector<ExampleBatch> Batcher::epoch(int epoch) const

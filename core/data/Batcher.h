@@ -2,10 +2,13 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "data/Seq2SeqBatch.h"
 #include "data/Task.h"
+#include "data/VisualFeatures.h"
 
 namespace ladder {
 
@@ -28,7 +31,16 @@ struct BatcherOptions {
     // Drop the last, smaller batch of an epoch.
     bool dropLast = false;
     std::uint64_t seed = 0;
+    // Vision-and-language (docs/VL.md): the feature file the examples' images (TextExample::images) are read
+    // from, one image at a time as batches are made, and the visual tokens per image (0: the file's boxes;
+    // fewer: VisualFeatureFile::reduceTokens). Null: a text task (batches carry no VisualInput).
+    std::shared_ptr<const VisualFeatureFile> visualFeatures;
+    std::int64_t visualTokens = 0;
 };
+
+// A vision-and-language task's feature file and visual tokens (TaskInfo::visualFeatures, visualTokens) into
+// `options` (the file opened once, its header checked); nothing for a text task.
+void setVisualOptions(BatcherOptions& options, const TaskInfo& info);
 
 // One padded batch and the examples it holds, in row order (indices into the Batcher's examples), so
 // generated predictions can be put back in example order for evaluation.
@@ -41,8 +53,10 @@ struct ExampleBatch {
 // Tokenizer::encodeTarget) and serves it as padded Seq2SeqBatch batches:
 // inputIds (batch, longest source in the batch) int64 padded with the tokenizer's pad id (0),
 // attentionMask (same shape) int64 0/1, labels (batch, longest target in the batch) int64 padded with
-// -100. Dynamic padding: each batch is as long as its longest sequence. CPU tensors; move them yourself.
-// Immutable after construction; const methods are thread-safe.
+// -100. Dynamic padding: each batch is as long as its longest sequence. With a feature file, each batch also
+// carries its examples' images (Seq2SeqBatch::visual): images x tokens visual positions per row, as many
+// images as the batch's widest example (NLVR2: two), the missing ones masked. CPU tensors; move them
+// yourself. Immutable after construction; const methods are thread-safe.
 class Batcher {
 public:
     static constexpr std::int64_t kIgnoreIndex = -100;
@@ -76,9 +90,12 @@ public:
     static int targetLengthFor(const TaskInfo& info, const Tokenizer& tokenizer, int fallback);
 
 private:
+    VisualInput makeVisual(const std::vector<std::size_t>& indices) const;
+
     BatcherOptions m_options;
     std::vector<std::vector<std::int64_t>> m_sources;
     std::vector<std::vector<std::int64_t>> m_targets;
+    std::vector<std::vector<std::string>> m_images; // per example, with a feature file
     std::size_t m_truncatedSources = 0;
     std::size_t m_truncatedTargets = 0;
     std::int64_t m_padId = 0;

@@ -9,7 +9,15 @@ namespace ladder {
 
 const char* toString(TaskKind kind)
 {
-    return kind == TaskKind::Regression ? "regression" : "classification";
+    switch (kind) {
+    case TaskKind::Regression:
+        return "regression";
+    case TaskKind::Generation:
+        return "generation";
+    case TaskKind::Classification:
+        break;
+    }
+    return "classification";
 }
 
 int TaskInfo::labelIndexOf(const std::string& target) const

@@ -8,8 +8,9 @@
 
 namespace ladder {
 
-// What a task's target is: one label out of a fixed list, or a number.
-enum class TaskKind { Classification, Regression };
+// What a task's target is: one label out of a fixed list, a number, or free text scored against references
+// (the vision-and-language tasks: VQA's answers, captions; docs/VL.md).
+enum class TaskKind { Classification, Regression, Generation };
 
 const char* toString(TaskKind kind);
 
@@ -27,6 +28,14 @@ struct TextExample {
     std::string label; // the label as written in the file: "entailment", "1", "2.615"
     int labelIndex = -1; // classification: index into TaskInfo::labels; regression: -1
     double score = std::numeric_limits<double>::quiet_NaN(); // regression: the gold score; else NaN
+    // Vision-and-language (docs/VL.md). images: the ids, in the task's feature file, of the images the
+    // example sees (one; NLVR2: two, left then right); empty for a text task. references: what a generation
+    // task's metric scores against (VQA: the human answers; GQA: the answer; captioning: every reference
+    // caption). subtask: the VL task type of this example ("vqa", "gqa", "nlvr2", "caption"), so that one
+    // split can mix several (VL-Adapter's multi-task setting).
+    std::vector<std::string> images;
+    std::vector<std::string> references;
+    std::string subtask;
 };
 
 // What a task is and how it is scored.
@@ -43,6 +52,13 @@ struct TaskInfo {
     std::vector<std::string> labelNames;
     std::vector<std::string> metrics; // names evaluate() reports (see Metrics.h)
     std::string mainMetric; // the one that selects the best checkpoint and is reported
+    // Vision-and-language tasks (docs/VL.md): the visual feature file (data/VisualFeatures.h), the visual
+    // tokens per image the model sees (0: the file's count), the features' width (from the file). Empty /
+    // 0 for a text task.
+    std::string visualFeatures;
+    std::int64_t visualTokens = 0;
+    std::int64_t visualDim = 0;
+    bool isVisual() const { return !visualFeatures.empty(); }
 
     // Index of `target` in labels, or -1.
     int labelIndexOf(const std::string& target) const;

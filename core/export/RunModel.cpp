@@ -100,6 +100,11 @@ LoadedRun loadTrainedModel(const RunSpec& spec, const std::string& checkpointPat
     } catch (const std::exception&) {
         throw Error("device '" + run.device + "': expected cpu, cuda or cuda:N");
     }
+    if (spec.task.type == "vl")
+        throw Error("run '" + spec.displayName()
+            + "' is a vision-and-language run: ladder eval, export, bundles and predict do not read images "
+              "yet "
+              "(docs/VL.md); its figures are in the store");
     auto inputs = loadBackboneInputs(spec);
     inputs.backbone->to(target);
     run.backbone = inputs.backbone;

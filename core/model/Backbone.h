@@ -10,6 +10,7 @@
 #include <ATen/core/Tensor.h>
 
 #include "model/BackboneShape.h"
+#include "model/VisualInput.h"
 
 namespace ladder {
 
@@ -91,6 +92,9 @@ public:
     // (rows) on any device. Encoder-decoder: the decoder start token (the default). A causal stepper: each
     // row's last prompt token, the rest of the prompt having gone into the cache in begin().
     virtual at::Tensor startTokens(std::int64_t rows, std::int64_t decoderStartTokenId) const;
+    // The images of the next begin()'s examples (vision-and-language, docs/VL.md), one row per example.
+    // The default takes none: ladder::Error when `visual` is defined.
+    virtual void setVisual(const VisualInput& visual);
 };
 
 // A decoder-only backbone is expressed as shape().encoderBlocks == 0: runEncoder() is never called (it

@@ -47,6 +47,12 @@ at::Tensor Seq2SeqStepper::startTokens(std::int64_t rows, std::int64_t decoderSt
     return at::full({ rows }, decoderStartTokenId, at::kLong);
 }
 
+void Seq2SeqStepper::setVisual(const VisualInput& visual)
+{
+    if (visual.defined())
+        throw Error("generation: this model takes no images (a text-only run; docs/VL.md)");
+}
+
 // ---------------------------------------------------------------------------------------------------
 void CausalStepper::begin(const at::Tensor& inputIds, const at::Tensor& attentionMask, std::int64_t copies)
 {

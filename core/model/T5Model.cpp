@@ -478,10 +478,21 @@ at::Tensor T5StackImpl::extendedMask(const at::Tensor& mask01, c10::ScalarType d
     return (1.0 - mask01.to(dtype)) * minValue(dtype);
 }
 
+at::Tensor textOnlyPositionBias(
+    T5AttentionImpl& owner, std::int64_t textLength, std::int64_t length, const c10::Device& device)
+{
+    if (textLength < 0 || textLength >= length)
+        return owner.computeBias(length, length, device);
+    const auto visual = length - textLength;
+    return at::constant_pad_nd(owner.computeBias(textLength, textLength, device), { 0, visual, 0, visual });
+}
+
 StackOutput T5StackImpl::forward(const at::Tensor& inputsEmbeds, const at::Tensor& attentionMask,
     const at::Tensor& encoderHidden, const at::Tensor& encoderMask, DecoderCache* cache,
-    const std::vector<std::int64_t>* keepBlockOutputs)
+    const std::vector<std::int64_t>* keepBlockOutputs, std::int64_t textLength)
 {
+    if (textLength >= 0 && (m_isDecoder || cache))
+        throw Error("T5 stack: text and visual positions are an encoder's input");
     const auto batch = inputsEmbeds.size(0);
     const auto length = inputsEmbeds.size(1);
     const auto dtype = inputsEmbeds.scalar_type();
@@ -507,7 +518,10 @@ StackOutput T5StackImpl::forward(const at::Tensor& inputsEmbeds, const at::Tenso
     }
     // The first block owns the relative position bias; it is computed once and shared by every block.
     const auto selfBias
-        = blocks.front()->selfAttention->attention->computeBias(length, keyLength, device) + selfMask;
+        = (textLength >= 0 ? textOnlyPositionBias(
+               *blocks.front()->selfAttention->attention, textLength, length, device)
+                           : blocks.front()->selfAttention->attention->computeBias(length, keyLength, device))
+        + selfMask;
 
     at::Tensor crossBias;
     if (m_isDecoder) {

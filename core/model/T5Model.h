@@ -176,6 +176,12 @@ private:
 };
 TORCH_MODULE(T5Attention);
 
+// The self-attention position bias (1, heads, length, length) of a stack whose first textLength positions
+// are text and the rest visual (docs/VL.md): `owner`'s relative bias among the text positions, zero
+// elsewhere. textLength < 0 or >= length: the plain bias over every position.
+at::Tensor textOnlyPositionBias(
+    T5AttentionImpl& owner, std::int64_t textLength, std::int64_t length, const c10::Device& device);
+
 // layer.0 (and layer.1 in the decoder): pre-norm attention with a residual connection.
 class T5LayerAttentionImpl : public torch::nn::Module {
 public:
@@ -251,9 +257,13 @@ public:
     // enables incremental decoding.
     // keepBlockOutputs (optional): indices of the blocks whose outputs are returned; the others are
     // released as soon as the next block has run (LST keeps only its ladder inputs).
+    // textLength (encoder, vision-and-language; docs/VL.md): the inputs are textLength text positions then
+    // visual positions; the relative position bias is the text's among the text positions and zero wherever
+    // a visual position takes part, as VL-T5 builds it. < 0: every position is text.
     StackOutput forward(const at::Tensor& inputsEmbeds, const at::Tensor& attentionMask,
         const at::Tensor& encoderHidden = {}, const at::Tensor& encoderMask = {},
-        DecoderCache* cache = nullptr, const std::vector<std::int64_t>* keepBlockOutputs = nullptr);
+        DecoderCache* cache = nullptr, const std::vector<std::int64_t>* keepBlockOutputs = nullptr,
+        std::int64_t textLength = -1);
 
     torch::nn::ModuleList block { nullptr };
     T5LayerNorm final_layer_norm { nullptr };

@@ -4,9 +4,41 @@
 #include <c10/core/GradMode.h>
 
 #include "peft/InPlaceMethod.h"
+#include "peft/VisualT5.h"
 #include "util/Error.h"
 
 namespace ladder {
+
+MethodOutput InPlaceMethod::forward(const Seq2SeqBatch& batch)
+{
+    if (!m_visual) {
+        embedVisual(batch.visual); // a batch with images and no visual projection is an error
+        auto out = m_backbone->forwardTargets(batch.inputIds, batch.attentionMask, batch.labels);
+        return { out.loss, out.logits };
+    }
+    auto model = t5();
+    const auto [hidden, mask] = encodeVisual(batch.inputIds, batch.attentionMask, batch.visual);
+    const auto decoded = model->decode(model->shiftRight(batch.labels), hidden, mask);
+    const auto logits = model->lmLogits(decoded.lastHiddenState);
+    return { Backbone::crossEntropy(logits, batch.labels), logits };
+}
+
+std::pair<at::Tensor, at::Tensor> InPlaceMethod::encodeVisual(
+    const at::Tensor& inputIds, const at::Tensor& attentionMask, const VisualInput& visual)
+{
+    const auto visualEmbeds = embedVisual(visual);
+    return encodeTextAndVisual(*t5(), m_backbone->embed(inputIds), attentionMask, visualEmbeds, visual.mask);
+}
+
+std::unique_ptr<Seq2SeqStepper> InPlaceMethod::makeStepper()
+{
+    if (!m_visual)
+        return m_backbone->makeStepper();
+    return std::make_unique<VisualT5Stepper>(
+        t5(), [this](const at::Tensor& ids, const at::Tensor& mask, const VisualInput& visual) {
+            return encodeVisual(ids, mask, visual);
+        });
+}
 
 bool isFrozenLayer(const T5Config& config, bool decoder, std::int64_t block, std::int64_t freeze)
 {
@@ -86,20 +118,25 @@ public:
         m_prompt = initialPromptVectors(*m_backbone, options.prompts);
     }
 
-    // Prompt + embedded input, and the extended mask, for encoder and cross-attention.
-    std::pair<at::Tensor, at::Tensor> encode(const at::Tensor& inputIds, const at::Tensor& attentionMask)
+    // Prompt + embedded input, and the extended mask, for encoder and cross-attention. A VL run (docs/VL.md):
+    // prompt, text, then the visual embeddings; the prompt counts as text for the position bias, as in VL-T5.
+    std::pair<at::Tensor, at::Tensor> encode(
+        const at::Tensor& inputIds, const at::Tensor& attentionMask, const VisualInput& visual = {})
     {
         const auto batch = inputIds.size(0);
         const auto embeds
             = at::cat({ m_prompt.unsqueeze(0).expand({ batch, -1, -1 }), m_backbone->embed(inputIds) }, 1);
         const auto mask01 = attentionMask.defined() ? attentionMask : at::ones_like(inputIds);
         const auto mask = at::cat({ at::ones({ batch, m_prompt.size(0) }, mask01.options()), mask01 }, 1);
+        const auto visualEmbeds = embedVisual(visual);
+        if (visualEmbeds.defined())
+            return encodeTextAndVisual(*m_t5, embeds, mask, visualEmbeds, visual.mask);
         return { m_t5->encoder->forward(embeds, mask).lastHiddenState, mask };
     }
 
     MethodOutput forward(const Seq2SeqBatch& batch) override
     {
-        const auto [hidden, mask] = encode(batch.inputIds, batch.attentionMask);
+        const auto [hidden, mask] = encode(batch.inputIds, batch.attentionMask, batch.visual);
         const auto decoded = m_t5->decode(m_t5->shiftRight(batch.labels), hidden, mask);
         const auto logits = m_backbone->lmLogits(decoded.lastHiddenState);
         return { T5ForConditionalGenerationImpl::crossEntropy(logits, batch.labels), logits };
@@ -107,22 +144,31 @@ public:
 
     std::unique_ptr<Seq2SeqStepper> makeStepper() override
     {
-        return std::make_unique<T5Stepper>(
-            m_t5, [this](const at::Tensor& ids, const at::Tensor& mask) { return encode(ids, mask); });
+        return std::make_unique<VisualT5Stepper>(
+            m_t5, [this](const at::Tensor& ids, const at::Tensor& mask, const VisualInput& visual) {
+                return encode(ids, mask, visual);
+            });
     }
 
-    void train(bool on) override { m_backbone->train(on); }
+    void train(bool on) override
+    {
+        m_backbone->train(on);
+        trainVisual(on);
+    }
 
     void to(c10::Device device, c10::ScalarType dtype) override
     {
         m_backbone->to(device, dtype);
+        moveVisual(device, dtype);
         c10::NoGradGuard noGrad;
         m_prompt = m_prompt.to(device, dtype).detach().requires_grad_(true);
     }
 
     std::vector<std::pair<std::string, at::Tensor>> namedTrainableParameters() const override
     {
-        return { { "prompt", m_prompt } };
+        std::vector<std::pair<std::string, at::Tensor>> out { { "prompt", m_prompt } };
+        appendVisualParameters(out);
+        return out;
     }
 
     std::int64_t totalParameterCount() const override

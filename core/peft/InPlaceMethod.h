@@ -11,7 +11,8 @@ namespace ladder {
 
 // The method object shared by every in-place baseline (full, BitFit, Adapters, LoRA, QLoRA) of every
 // architecture: the method has edited the backbone's modules and left requires_grad on what trains, so
-// the forward, generation and moving are the backbone's own.
+// the forward, generation and moving are the backbone's own. On a vision-and-language run (docs/VL.md) the
+// T5 encoder reads the text and then the visual embeddings (peft/VisualT5.h), as VL-T5 feeds them.
 class InPlaceMethod : public Method {
 public:
     InPlaceMethod(BackboneModel backbone, const MethodOptions& options)
@@ -19,17 +20,20 @@ public:
     {
     }
 
-    MethodOutput forward(const Seq2SeqBatch& batch) override
+    MethodOutput forward(const Seq2SeqBatch& batch) override;
+    std::unique_ptr<Seq2SeqStepper> makeStepper() override;
+
+    void train(bool on) override
     {
-        auto out = m_backbone->forwardTargets(batch.inputIds, batch.attentionMask, batch.labels);
-        return { out.loss, out.logits };
+        m_backbone->train(on);
+        trainVisual(on);
     }
 
-    std::unique_ptr<Seq2SeqStepper> makeStepper() override { return m_backbone->makeStepper(); }
-
-    void train(bool on) override { m_backbone->train(on); }
-
-    void to(c10::Device device, c10::ScalarType dtype) override { m_backbone->to(device, dtype); }
+    void to(c10::Device device, c10::ScalarType dtype) override
+    {
+        m_backbone->to(device, dtype);
+        moveVisual(device, dtype);
+    }
 
     std::vector<std::pair<std::string, at::Tensor>> namedTrainableParameters() const override
     {
@@ -37,8 +41,14 @@ public:
         for (const auto& item : m_backbone->named_parameters(true))
             if (item.value().requires_grad())
                 out.emplace_back(item.key(), item.value());
+        appendVisualParameters(out);
         return out;
     }
+
+private:
+    // The VL encoder: text embeddings, then the visual ones (a VL run only).
+    std::pair<at::Tensor, at::Tensor> encodeVisual(
+        const at::Tensor& inputIds, const at::Tensor& attentionMask, const VisualInput& visual);
 };
 
 } // namespace ladder

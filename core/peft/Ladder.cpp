@@ -7,6 +7,7 @@
 
 #include "model/T5Checkpoint.h"
 #include "peft/LadderInit.h"
+#include "peft/VisualT5.h"
 #include "util/Error.h"
 
 namespace ladder {
@@ -56,6 +57,7 @@ LadderSideOptions ladderSideOptions(const T5Config& config, const MethodOptions&
 void LadderEncoderState::select(const at::Tensor& rowIndices)
 {
     attentionMask = selectRows(attentionMask, rowIndices);
+    sideAttentionMask = selectRows(sideAttentionMask, rowIndices);
     backboneHidden = selectRows(backboneHidden, rowIndices);
     sideHidden = selectRows(sideHidden, rowIndices);
 }
@@ -67,7 +69,8 @@ LadderModel::LadderModel(std::shared_ptr<Backbone> backbone, LadderSideNetwork s
 }
 
 LadderEncoderState LadderModel::encode(const at::Tensor& inputIds, const at::Tensor& attentionMask,
-    const LadderBackboneOutputs* cached, LadderBackboneOutputs* record)
+    const LadderBackboneOutputs* cached, LadderBackboneOutputs* record, const at::Tensor& visualEmbeds,
+    const at::Tensor& visualMask)
 {
     const auto& o = m_side->options();
     LadderEncoderState state;
@@ -95,6 +98,19 @@ LadderEncoderState LadderModel::encode(const at::Tensor& inputIds, const at::Ten
     }
     if (record)
         record->encoder = ladders;
+    if (visualEmbeds.defined()) {
+        // CLIP-T5 under LST (docs/VL.md): text then visual positions in the side encoder only. The text
+        // embeddings come from the frozen backbone (no gradient); the visual ones carry the projection's.
+        if (!m_side->side_encoder)
+            throw Error("ladder: a vision-and-language run needs the side encoder");
+        const auto textLength = embeddings.size(1);
+        state.sideAttentionMask = textAndVisualMask(attentionMask, textLength, visualMask,
+            visualEmbeds.size(1), embeddings.size(0), embeddings.device());
+        const auto combined = at::cat({ embeddings, visualEmbeds.to(embeddings.scalar_type()) }, 1);
+        state.sideHidden = m_side->side_encoder->forward(
+            combined, ladders, state.sideAttentionMask, {}, {}, nullptr, textLength);
+        return state;
+    }
     if (m_side->side_encoder)
         state.sideHidden = m_side->side_encoder->forward(embeddings, ladders, attentionMask);
     return state;
@@ -130,8 +146,8 @@ at::Tensor LadderModel::decode(const at::Tensor& decoderInputIds, const LadderEn
         record->decoder = ladders;
         record->decoderFinal = backboneFinal;
     }
-    const auto sideOut = m_side->side_decoder->forward(
-        embeddings, ladders, at::Tensor(), encoded.sideHidden, encoded.attentionMask, sideCache);
+    const auto sideOut = m_side->side_decoder->forward(embeddings, ladders, at::Tensor(), encoded.sideHidden,
+        encoded.sideAttentionMask.defined() ? encoded.sideAttentionMask : encoded.attentionMask, sideCache);
     return m_side->head(sideOut, backboneFinal);
 }
 
@@ -161,7 +177,9 @@ MethodOutput LadderMethod::forward(const Seq2SeqBatch& batch)
     if (!batch.labels.defined())
         throw Error("ladder forward: labels are required");
     const auto decoderInputIds = m_model.backbone().shiftRight(batch.labels);
-    const auto encoded = m_model.encode(batch.inputIds, batch.attentionMask);
+    const auto visualEmbeds = embedVisual(batch.visual);
+    const auto encoded = m_model.encode(
+        batch.inputIds, batch.attentionMask, nullptr, nullptr, visualEmbeds, batch.visual.mask);
     MethodOutput out;
     out.logits = m_model.logits(m_model.decode(decoderInputIds, encoded));
     out.loss = Backbone::crossEntropy(out.logits, batch.labels);
@@ -170,12 +188,16 @@ MethodOutput LadderMethod::forward(const Seq2SeqBatch& batch)
 
 std::unique_ptr<Seq2SeqStepper> LadderMethod::makeStepper()
 {
-    return std::make_unique<LadderStepper>(m_model);
+    if (!m_visual)
+        return std::make_unique<LadderStepper>(m_model);
+    return std::make_unique<LadderStepper>(
+        m_model, [this](const VisualInput& visual) { return embedVisual(visual); });
 }
 
 void LadderMethod::train(bool on)
 {
     m_model.side()->train(on);
+    trainVisual(on);
     m_backbone->train(on && m_options.backboneTrainMode);
 }
 
@@ -183,6 +205,7 @@ void LadderMethod::to(c10::Device device, c10::ScalarType dtype)
 {
     m_backbone->to(device, dtype);
     m_model.side()->to(device, dtype);
+    moveVisual(device, dtype);
 }
 
 std::vector<std::pair<std::string, at::Tensor>> LadderMethod::namedTrainableParameters() const
@@ -190,6 +213,7 @@ std::vector<std::pair<std::string, at::Tensor>> LadderMethod::namedTrainablePara
     std::vector<std::pair<std::string, at::Tensor>> out;
     for (const auto& item : m_model.side()->named_parameters(true))
         out.emplace_back(item.key(), item.value());
+    appendVisualParameters(out);
     return out;
 }
 
@@ -199,9 +223,19 @@ std::int64_t LadderMethod::totalParameterCount() const
 }
 
 // ---------------------------------------------------------------------------------------------------
+void LadderStepper::setVisual(const VisualInput& visual)
+{
+    if (visual.defined() && !m_embedVisual)
+        Seq2SeqStepper::setVisual(visual); // refuses images on a text run
+    m_visual = visual;
+}
+
 void LadderStepper::begin(const at::Tensor& inputIds, const at::Tensor& attentionMask, std::int64_t copies)
 {
-    m_encoded = m_model.encode(inputIds, attentionMask);
+    at::Tensor visualEmbeds;
+    if (m_embedVisual)
+        visualEmbeds = m_embedVisual(m_visual);
+    m_encoded = m_model.encode(inputIds, attentionMask, nullptr, nullptr, visualEmbeds, m_visual.mask);
     if (copies > 1) {
         const auto longOpts = at::TensorOptions().dtype(at::kLong).device(inputIds.device());
         const auto rows = at::arange(inputIds.size(0), longOpts).repeat_interleave(copies);

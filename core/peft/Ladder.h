@@ -1,5 +1,6 @@
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -22,6 +23,9 @@ LadderSideOptions ladderSideOptions(const T5Config& config, const MethodOptions&
 // What the backbone encoder hands to the side network and the decoders: computed without gradients.
 struct LadderEncoderState {
     at::Tensor attentionMask; // (batch, source length) or undefined
+    // Vision-and-language (docs/VL.md): the side encoder's mask over text then visual positions (what the
+    // side decoder's cross-attention reads); undefined on a text run (attentionMask serves both).
+    at::Tensor sideAttentionMask;
     at::Tensor backboneHidden; // backbone encoder output (after its final norm); undefined without backbone
     at::Tensor sideHidden; // side encoder output (d/r); undefined without a side encoder
 
@@ -48,8 +52,12 @@ public:
     // The backbone encoder under NoGradGuard (when the ablation needs it), then the side encoder.
     // cached: take the backbone's outputs from there instead of running it (the activation cache);
     // record: also hand out what the backbone computed.
+    // visualEmbeds/visualMask (vision-and-language, docs/VL.md): (batch, V, d_model) and (batch, V) 0/1. The
+    // backbone sees the text only; the side encoder reads the text embeddings then the visual ones, and the
+    // ladders reach its text positions only.
     LadderEncoderState encode(const at::Tensor& inputIds, const at::Tensor& attentionMask,
-        const LadderBackboneOutputs* cached = nullptr, LadderBackboneOutputs* record = nullptr);
+        const LadderBackboneOutputs* cached = nullptr, LadderBackboneOutputs* record = nullptr,
+        const at::Tensor& visualEmbeds = {}, const at::Tensor& visualMask = {});
     // Backbone decoder under NoGradGuard, side decoder with grad, head; returns the d_model hidden states
     // that the backbone's LM head (lmLogits) turns into logits. With caches: incremental decoding.
     // cached/record: as for encode (teacher-forced training only, no key/value caches).
@@ -96,16 +104,22 @@ private:
 // generate() for LST: the backbone decoder and the side decoder step by step, each with its key/value cache.
 class LadderStepper : public Seq2SeqStepper {
 public:
-    explicit LadderStepper(LadderModel model)
+    // Visual input -> (batch, V, d_model) embeddings: the method's visual projection (a VL run).
+    using VisualEmbedFn = std::function<at::Tensor(const VisualInput&)>;
+    explicit LadderStepper(LadderModel model, VisualEmbedFn embedVisual = {})
         : m_model(std::move(model))
+        , m_embedVisual(std::move(embedVisual))
     {
     }
+    void setVisual(const VisualInput& visual) override;
     void begin(const at::Tensor& inputIds, const at::Tensor& attentionMask, std::int64_t copies) override;
     at::Tensor step(const at::Tensor& tokens) override;
     void reorder(const at::Tensor& rowIndices) override;
 
 private:
     LadderModel m_model;
+    VisualEmbedFn m_embedVisual;
+    VisualInput m_visual;
     LadderEncoderState m_encoded;
     DecoderCache m_backboneCache;
     LadderSideCache m_sideCache;

@@ -302,7 +302,10 @@ at::Tensor LadderSideStackImpl::sideLayer(std::int64_t i, const at::Tensor& side
     if (m_options.usesGates()) {
         // side_in = mu_i * side + (1 - mu_i) * Down_i(backbone block i output)
         const auto mu = gateValue(i);
-        side = mu * side + (1.0 - mu) * downsampleLadder(i, ladder);
+        auto down = downsampleLadder(i, ladder);
+        if (down.size(1) < side.size(1)) // visual positions after the text (docs/VL.md): no backbone there
+            down = at::constant_pad_nd(down, { 0, 0, 0, side.size(1) - down.size(1) });
+        side = mu * side + (1.0 - mu) * down;
     }
     if (!adapterBlocks.empty())
         return adapterBlocks.at(i)(side);
@@ -331,8 +334,10 @@ at::Tensor LadderSideStackImpl::sideLayer(std::int64_t i, const at::Tensor& side
 
 at::Tensor LadderSideStackImpl::forward(const at::Tensor& embeddings, const std::vector<at::Tensor>& ladders,
     const at::Tensor& attentionMask, const at::Tensor& sideEncoderHidden, const at::Tensor& encoderMask,
-    LadderSideCache* cache)
+    LadderSideCache* cache, std::int64_t textLength)
 {
+    if (textLength >= 0 && (m_isDecoder || cache))
+        throw Error("ladder: text and visual positions are the side encoder's input");
     const auto batch = embeddings.size(0);
     const auto length = embeddings.size(1);
     const auto dtype = embeddings.scalar_type();
@@ -360,7 +365,9 @@ at::Tensor LadderSideStackImpl::forward(const at::Tensor& embeddings, const std:
     at::Tensor selfBias = selfMask;
     if (!blocks.empty()) {
         auto& owner = *blocks.at(m_keep.front())->selfAttention->attention;
-        selfBias = owner.computeBias(length, keyLength, device) + selfMask;
+        selfBias = (textLength >= 0 ? textOnlyPositionBias(owner, textLength, length, device)
+                                    : owner.computeBias(length, keyLength, device))
+            + selfMask;
     }
 
     at::Tensor crossBias;

@@ -100,10 +100,14 @@ public:
     // its own). ladders: backbone block outputs indexed by layer (entries of dropped layers may be
     // undefined; empty when the ablation uses no ladders). attentionMask: encoder padding mask (encoder).
     // sideEncoderHidden/encoderMask: the side encoder output and its mask (decoder). cache: incremental
-    // decoding. Returns the side stack's output after the final norm and dropout, (batch, length, d/r).
+    // decoding. textLength (side encoder, vision-and-language; docs/VL.md): the embeddings are textLength
+    // text positions then visual ones; the ladders (text only) are zero-padded over the visual positions,
+    // so the gates mix the backbone into the text positions only, and the relative position bias is the
+    // text's (model/T5Model.h textOnlyPositionBias). Returns the side stack's output after the final norm
+    // and dropout, (batch, length, d/r).
     at::Tensor forward(const at::Tensor& embeddings, const std::vector<at::Tensor>& ladders,
         const at::Tensor& attentionMask, const at::Tensor& sideEncoderHidden = {},
-        const at::Tensor& encoderMask = {}, LadderSideCache* cache = nullptr);
+        const at::Tensor& encoderMask = {}, LadderSideCache* cache = nullptr, std::int64_t textLength = -1);
 
     // mu_i = sigmoid(alpha_i / T) of kept layer i (a gated stack only).
     at::Tensor gateValue(std::int64_t layer) const;

@@ -63,7 +63,51 @@ std::int64_t Method::backboneParameterCount() const
 
 std::int64_t Method::totalParameterCount() const
 {
-    return countParameters(*m_backbone);
+    return countParameters(*m_backbone) + (m_visual ? countParameters(*m_visual) : 0);
+}
+
+void Method::addVisualEmbedding()
+{
+    if (m_visual)
+        return;
+    const auto t5 = this->t5(); // CLIP-T5: MethodOptions::validate refuses decoder-only backbones
+    const auto& config = t5->config();
+    m_visual = VisualEmbedding(m_options.visualDim, config.dModel, config.layerNormEpsilon, config.vocabSize);
+    const auto& reference = t5->shared->weight;
+    m_visual->to(reference.device(), reference.scalar_type());
+}
+
+at::Tensor Method::embedVisual(const VisualInput& visual)
+{
+    if (!m_visual) {
+        if (visual.defined())
+            throw Error("method " + m_options.method
+                + ": the batch has images but the run is text-only (no visual_dim; docs/VL.md)");
+        return {};
+    }
+    if (!visual.defined())
+        throw Error("method " + m_options.method
+            + ": a vision-and-language run needs each batch's visual features (docs/VL.md)");
+    return m_visual->forward(visual, [this](const at::Tensor& ids) { return m_backbone->embed(ids); });
+}
+
+void Method::appendVisualParameters(std::vector<std::pair<std::string, at::Tensor>>& out) const
+{
+    if (m_visual)
+        for (const auto& item : m_visual->named_parameters(true))
+            out.emplace_back("visual_embedding." + item.key(), item.value());
+}
+
+void Method::trainVisual(bool on)
+{
+    if (m_visual)
+        m_visual->train(on);
+}
+
+void Method::moveVisual(c10::Device device, c10::ScalarType dtype)
+{
+    if (m_visual)
+        m_visual->to(device, dtype);
 }
 
 void Method::saveTrainable(const std::string& path) const
@@ -137,6 +181,8 @@ std::unique_ptr<Method> createMethod(BackboneModel backbone, const MethodOptions
     } else {
         method = createDecoderMethod(std::move(backbone), options, data, hooks);
     }
+    if (options.visualDim > 0)
+        method->addVisualEmbedding();
     // Modules a method adds are created on the CPU in float32; bring them to the backbone's place.
     method->to(device, dtype);
     // Frozen backbone storage (issue 18): after the method is built, so that LST's pruning initialisation

@@ -13,6 +13,7 @@
 #include "data/Seq2SeqBatch.h"
 #include "model/Generation.h"
 #include "model/T5Model.h"
+#include "model/VisualEmbedding.h"
 #include "peft/MethodOptions.h"
 #include "util/Error.h"
 
@@ -78,6 +79,13 @@ public:
     // Every parameter that takes memory: backbone + added modules (tied weights once).
     virtual std::int64_t totalParameterCount() const;
 
+    // Vision-and-language (docs/VL.md): the visual projection every method trains on a VL run
+    // (options().visualDim > 0; createMethod adds it), undefined on a text run. Its parameters are trainable
+    // and named "visual_embedding.<name>".
+    VisualEmbedding visualEmbedding() const { return m_visual; }
+    // Adds the visual projection for options().visualDim (createMethod calls it; T5 backbones only).
+    void addVisualEmbedding();
+
     // Trainable weights and their options: save as safetensors (options JSON in the metadata) and load
     // back bit for bit. Loading checks names, shapes and the method; errors name the file and tensor.
     void saveTrainable(const std::string& path) const;
@@ -85,6 +93,18 @@ public:
 
 protected:
     Method(BackboneModel backbone, MethodOptions options);
+
+    // (batch, V, d_model) visual embeddings of `visual` (model/VisualEmbedding.h; the object order reads the
+    // backbone's token embeddings). ladder::Error when the batch has images and the method no visual
+    // projection, or the other way round.
+    at::Tensor embedVisual(const VisualInput& visual);
+    // Appends the visual projection's parameters ("visual_embedding.<name>") when there is one.
+    void appendVisualParameters(std::vector<std::pair<std::string, at::Tensor>>& out) const;
+    // train() and to() of the visual projection, when there is one.
+    void trainVisual(bool on);
+    void moveVisual(c10::Device device, c10::ScalarType dtype);
+
+    VisualEmbedding m_visual { nullptr };
 
     BackboneModel m_backbone;
     MethodOptions m_options;

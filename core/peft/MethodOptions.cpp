@@ -17,21 +17,23 @@ using nlohmann::json;
 const std::set<std::string>& fieldsOf(const std::string& method)
 {
     static const std::map<std::string, std::set<std::string>> fields {
-        { "full", { "method", "freeze" } },
-        { "bitfit", { "method", "freeze", "backbone_dtype", "quant_group_size" } },
-        { "adapter", { "method", "freeze", "hidden", "activation", "backbone_dtype", "quant_group_size" } },
+        { "full", { "method", "freeze", "visual_dim" } },
+        { "bitfit", { "method", "freeze", "backbone_dtype", "quant_group_size", "visual_dim" } },
+        { "adapter",
+            { "method", "freeze", "hidden", "activation", "backbone_dtype", "quant_group_size",
+                "visual_dim" } },
         { "lora",
             { "method", "freeze", "rank", "alpha", "dropout", "targets", "bitfit", "backbone_dtype",
-                "quant_group_size" } },
+                "quant_group_size", "visual_dim" } },
         { "qlora",
             { "method", "freeze", "rank", "alpha", "dropout", "targets", "bitfit", "backbone_dtype",
-                "quant_group_size" } },
-        { "prompt", { "method", "prompts", "backbone_dtype", "quant_group_size" } },
+                "quant_group_size", "visual_dim" } },
+        { "prompt", { "method", "prompts", "backbone_dtype", "quant_group_size", "visual_dim" } },
         { "ladder",
             { "method", "r", "keep", "gate_temperature", "init", "fisher_samples", "backbone_train_mode",
                 "ablation", "merge_backbone", "cache", "cache_dtype", "cache_dir", "cache_padding",
                 "backbone_dtype", "quant_group_size", "side_checkpoint", "side_attention", "ladder_dtype",
-                "side_heads" } },
+                "side_heads", "visual_dim" } },
     };
     return fields.at(method);
 }
@@ -274,6 +276,8 @@ MethodOptions MethodOptions::fromJson(const json& j, const std::string& source)
         o.ladderDtype = choiceField(j, source, "ladder_dtype", kLadderDtypes);
     if (j.contains("side_heads"))
         o.sideHeads = intField(j, source, "side_heads", 0, 1024);
+    if (j.contains("visual_dim"))
+        o.visualDim = intField(j, source, "visual_dim", 1);
     checkMemoryOptions(o, source);
     for (const char* f : { "cache_dtype", "cache_dir", "cache_padding" })
         if (o.cache == "none" && j.contains(f))
@@ -292,7 +296,8 @@ json MethodOptions::toJson() const
         { "merge_backbone", mergeBackbone }, { "cache", cache }, { "cache_dtype", cacheDtype },
         { "cache_dir", cacheDir }, { "cache_padding", cachePadding }, { "backbone_dtype", backboneDtype },
         { "quant_group_size", quantGroupSize }, { "side_checkpoint", sideCheckpoint },
-        { "side_attention", sideAttention }, { "ladder_dtype", ladderDtype }, { "side_heads", sideHeads } };
+        { "side_attention", sideAttention }, { "ladder_dtype", ladderDtype }, { "side_heads", sideHeads },
+        { "visual_dim", visualDim } };
     json out = json::object();
     for (const auto& f : fieldsOf(method)) {
         // The cache fields only when the cache is on: specs (and their hashes) without it stay as they were.
@@ -305,7 +310,8 @@ json MethodOptions::toJson() const
         if (f == "quant_group_size" && backboneDtype != "int4")
             continue;
         if ((f == "side_checkpoint" && !sideCheckpoint) || (f == "side_attention" && sideAttention == "math")
-            || (f == "ladder_dtype" && ladderDtype == "fp32") || (f == "side_heads" && sideHeads == 0))
+            || (f == "ladder_dtype" && ladderDtype == "fp32") || (f == "side_heads" && sideHeads == 0)
+            || (f == "visual_dim" && visualDim == 0))
             continue;
         out[f] = all.at(f);
     }
@@ -355,6 +361,17 @@ void MethodOptions::validate(const BackboneShape& shape) const
                                    : std::to_string(shape.encoderBlocks) + " encoder and "
                                 + std::to_string(shape.decoderBlocks) + " decoder layers")
                     + ", indices from 0)");
+    }
+    if (visualDim > 0) {
+        if (decoderOnly)
+            throw Error("method options: field visual_dim: vision-and-language runs need an encoder-decoder "
+                        "backbone (CLIP-T5, docs/VL.md); this backbone is decoder-only");
+        if (method == "ladder" && ablation != "none")
+            throw Error("method options: field ablation: " + ablation
+                + " is for text runs; a vision-and-language run uses the paper's side network (none)");
+        if (method == "ladder" && cache != "none")
+            throw Error("method options: field cache: the LST activation cache is for text runs; a "
+                        "vision-and-language run computes the backbone every step");
     }
     if (method == "ladder" && ablation == "adapter-blocks" && init != "random")
         throw Error("method options: field init: " + init

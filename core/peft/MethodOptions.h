@@ -81,6 +81,10 @@ struct MethodOptions {
     std::string sideAttention = "math";
     std::string ladderDtype = "fp32";
     std::int64_t sideHeads = 0;
+    // Vision-and-language (docs/VL.md): the width of the frozen image encoder's features; > 0 adds the
+    // visual projection (model/VisualEmbedding.h) that every method trains. The trainer sets it from the
+    // task's feature file; written to JSON only when > 0.
+    std::int64_t visualDim = 0;
 
     static MethodOptions defaults(const std::string& method);
     // Whether `field` (a JSON name such as "rank" or "side_checkpoint") is an option of `method`.

@@ -164,6 +164,7 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
         bo.maxTargetLength = static_cast<int>(
             o.maxTargetLength > 0 ? o.maxTargetLength : Batcher::targetLengthFor(task.info, tokenizer, 128));
         bo.seed = spec.seed;
+        setVisualOptions(bo, task.info);
         BatcherOptions trainOptions = bo;
         trainOptions.shuffle = true;
         trainOptions.bucketByLength = o.bucketByLength;
@@ -187,14 +188,22 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
         const Batcher fisherBatcher(tokenizer, task.train, fisherOptions);
         BatchSource fisherSource;
         // A resumed run's weights come from its state: LST's Fisher pass is not repeated.
-        const auto methodOptions = m_state.resume ? withoutFisherInit(spec.method) : spec.method;
+        auto methodOptions = m_state.resume ? withoutFisherInit(spec.method) : spec.method;
+        if (task.info.isVisual()) {
+            // The visual projection's width is the feature file's (docs/VL.md).
+            if (methodOptions.visualDim > 0 && methodOptions.visualDim != task.info.visualDim)
+                bo.visualFeatures->expectDim(methodOptions.visualDim);
+            methodOptions.visualDim = task.info.visualDim;
+        } else if (methodOptions.visualDim > 0) {
+            throw Error("method options: field visual_dim: " + std::to_string(methodOptions.visualDim)
+                + " is for a vision-and-language task (task type vl); task " + task.info.name + " is text");
+        }
         if (methodOptions.method == "ladder" && methodOptions.init == "fisher") {
             auto inner = fisherBatcher.source(0);
             fisherSource = [inner, device]() -> std::optional<Seq2SeqBatch> {
                 auto b = inner();
                 if (b)
-                    *b = Seq2SeqBatch { b->inputIds.to(device), b->attentionMask.to(device),
-                        b->labels.to(device) };
+                    *b = onDevice(*b, device);
                 return b;
             };
         }
@@ -492,8 +501,7 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
                     TORCH_CHECK_WITH(OutOfMemoryError, !(faultHere && distFault.kind == "oom"),
                         "tried to allocate 2.00 GiB (injected: LADDER_DIST_FAULT)");
                     const auto b = trainBatcher.makeBatch(mine);
-                    Seq2SeqBatch batch { b.batch.inputIds.to(device), b.batch.attentionMask.to(device),
-                        b.batch.labels.to(device) };
+                    const auto batch = onDevice(b.batch, device);
                     {
                         AutocastGuard amp(autocast, device.type());
                         loss = ladderCache ? forwardWithCache(*method, batch, b.indices, *ladderCache).loss

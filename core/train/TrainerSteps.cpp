@@ -130,6 +130,7 @@ TrainEval evaluateSplit(Method& method, const Batcher& batcher, const std::vecto
             if (!dp && observer.cancelRequested())
                 throw Cancelled {};
             const auto b = batcher.makeBatch(indices);
+            stepper->setVisual(b.batch.visual.to(device));
             const auto result
                 = generate(*stepper, b.batch.inputIds.to(device), b.batch.attentionMask.to(device), gen);
             const auto seq = result.sequences.contiguous();
@@ -236,6 +237,7 @@ TrainEval evaluateSplit(const RunSpec& spec, TrainerInputs& inputs, Method& meth
     bo.maxTargetLength = static_cast<int>(o.maxTargetLength > 0
             ? o.maxTargetLength
             : Batcher::targetLengthFor(task.info, *inputs.tokenizer, 128));
+    setVisualOptions(bo, task.info);
     const Batcher batcher(*inputs.tokenizer, examples, bo);
     auto gen = generationOptionsFor(*inputs.backbone, *inputs.tokenizer);
     gen.numBeams = o.numBeams;

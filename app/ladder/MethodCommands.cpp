@@ -114,7 +114,8 @@ int runParams(const ParamsFlags& f)
         if (f.visualDim < 1)
             throw UsageError("--visual-dim must be at least 1");
         auto fields = vlTable6Defaults(f.method);
-        for (const auto& [key, value] : f.options.given().items())
+        const auto given = f.options.given(); // keep it alive: items() only refers to it
+        for (const auto& [key, value] : given.items())
             fields[key] = value;
         fields["visual_dim"] = f.visualDim;
         options = MethodOptions::defaults(f.method).withFields(fields, "method options");
@@ -189,8 +190,29 @@ struct BenchMemoryFlags {
     double dropout = 0.1;
     std::int64_t inferenceRepeats = 3;
     bool json = false;
+    bool vl = false;
+    std::int64_t visualTokens = 36;
+    std::int64_t visualDim = 2048;
     MethodFlags options;
 };
+
+// The paper's Table 3 train memory (GB) of CLIP-T5 on T5-base, batch 300 on an A6000 (docs/VL.md).
+double vlTable3TrainGb(const std::string& method)
+{
+    if (method == "full")
+        return 36.2;
+    if (method == "adapter")
+        return 28.4;
+    if (method == "lora")
+        return 27.9;
+    if (method == "bitfit")
+        return 22.7;
+    if (method == "prompt")
+        return 38.7;
+    if (method == "ladder")
+        return 15.3;
+    return 0.0;
+}
 
 int runBenchMemory(const BenchMemoryFlags& f)
 {
@@ -207,6 +229,10 @@ int runBenchMemory(const BenchMemoryFlags& f)
     spec.targetLength = f.tgtLen;
     spec.steps = f.steps;
     spec.dtype = f.dtype;
+    if (f.vl) {
+        spec.visualTokens = f.visualTokens;
+        spec.visualDim = f.visualDim;
+    }
     try {
         spec.device = c10::Device(f.device);
     } catch (const std::exception&) {
@@ -225,7 +251,18 @@ int runBenchMemory(const BenchMemoryFlags& f)
         // batches are no task for a Fisher pass: LST with init fisher (the default) is built with init
         // random.
         bool replaced = false;
-        const auto options = withoutFisherInit(methodEntryOptions(m, f.options), &replaced);
+        auto options = withoutFisherInit(methodEntryOptions(m, f.options), &replaced);
+        if (f.vl) {
+            // The paper's Table 6 settings unless the entry or a flag sets them (docs/VL.md).
+            auto fields = vlTable6Defaults(options.method);
+            const auto given = f.options.given(); // keep it alive: items() only refers to it
+            for (const auto& [key, value] : given.items())
+                fields.erase(key);
+            if (m.find(':') != std::string::npos)
+                fields = nlohmann::json::object();
+            if (!fields.empty())
+                options = options.withFields(fields, "--vl");
+        }
         fisherReplaced = fisherReplaced || replaced;
         if (spec.llama)
             options.validate(spec.llama->shape());
@@ -267,6 +304,12 @@ int runBenchMemory(const BenchMemoryFlags& f)
                          : nlohmann::json(nullptr) } };
             row["method"] = r.method;
             row["breakdown"] = breakdownJson(r);
+            if (f.vl) {
+                row["estimated_bytes"] = nullptr; // the estimate does not price VL runs yet
+                row["estimate_error"] = nullptr;
+                row["paper_train_gb"] = jsonNumber(vlTable3TrainGb(r.method));
+                row["paper_ratio_to_full"] = jsonNumber(vlTable3TrainGb(r.method) / vlTable3TrainGb("full"));
+            }
             out[labels[i]] = row;
         }
         printJson(out);
@@ -274,9 +317,44 @@ int runBenchMemory(const BenchMemoryFlags& f)
     }
     std::cout << "training memory: " << (f.model.empty() ? f.shape : f.model) << ", batch " << f.batch
               << ", source " << f.srcLen << ", target " << f.tgtLen << ", " << f.steps << " AdamW steps, "
-              << (f.dtype == "bf16" ? "bf16 mixed precision" : "fp32") << " on " << f.device << "\n"
+              << (f.dtype == "bf16" ? "bf16 mixed precision" : "fp32") << " on " << f.device
+              << (f.vl ? ", vision-and-language: " + std::to_string(f.visualTokens)
+                             + " visual tokens of width " + std::to_string(f.visualDim)
+                             + " (no estimate for VL runs yet)"
+                       : std::string())
+              << "\n"
               << "measure: " << (results.empty() ? "" : results.front().meterLabel)
               << ", maximum over the steps\n\n";
+    if (f.vl) {
+        // Beside the paper's Table 3 (CLIP-T5, T5-base, batch 300 on an A6000): the ratios to full
+        // fine-tuning compare; the bytes do not (another batch, lengths and device).
+        std::cout << std::left << std::setw(static_cast<int>(labelWidth)) << "method" << std::right
+                  << std::setw(12) << "peak MB" << std::setw(9) << "ratio" << std::setw(12) << "trainable"
+                  << std::setw(10) << "s/step" << std::setw(12) << "paper GB" << std::setw(13)
+                  << "paper ratio"
+                  << "\n";
+        for (std::size_t i = 0; i < results.size(); ++i) {
+            const auto& r = results[i];
+            std::ostringstream ratio, paper, paperRatio;
+            ratio << std::fixed << std::setprecision(2);
+            paper << std::fixed << std::setprecision(1);
+            paperRatio << std::fixed << std::setprecision(2);
+            if (full)
+                ratio << static_cast<double>(r.peakBytes) / static_cast<double>(full->peakBytes);
+            else
+                ratio << "-";
+            paper << vlTable3TrainGb(r.method);
+            paperRatio << vlTable3TrainGb(r.method) / vlTable3TrainGb("full");
+            std::cout << std::left << std::setw(static_cast<int>(labelWidth)) << labels[i] << std::right
+                      << std::setw(12) << mb(r.peakBytes) << std::setw(9) << ratio.str() << std::setw(12)
+                      << withCommas(r.trainableParams) << std::setw(10) << std::fixed << std::setprecision(2)
+                      << r.secondsPerStep << std::setw(12) << paper.str() << std::setw(13) << paperRatio.str()
+                      << "\n";
+        }
+        std::cout
+            << "\nratio: peak / full fine-tuning's peak; paper: Table 3's train memory (batch 300, A6000)\n";
+        return 0;
+    }
     std::cout << std::left << std::setw(static_cast<int>(labelWidth)) << "method" << std::right
               << std::setw(12) << "peak MB" << std::setw(9) << "ratio" << std::setw(11) << "weights"
               << std::setw(10) << "grads" << std::setw(10) << "optim" << std::setw(13) << "activations"
@@ -364,6 +442,15 @@ void registerMethodCommands(CLI::App& app)
                              "backbone shape: t5-small, t5-base, t5-large, t5-3b, " + llamaShapeNames()
                                  + " (published configs, random weights)")
                           ->capture_default_str();
+        cmd->add_flag("--vl", f->vl,
+            "vision-and-language (CLIP-T5, docs/VL.md): random visual features beside the text, each method "
+            "with "
+            "its visual projection and the paper's Table 6 settings; rows beside Table 3's train memory");
+        cmd->add_option(
+               "--visual-tokens", f->visualTokens, "with --vl: visual tokens per example (the paper: 36)")
+            ->capture_default_str();
+        cmd->add_option("--visual-dim", f->visualDim, "with --vl: the features' width (CLIP RN101: 2048)")
+            ->capture_default_str();
         cmd->add_option("--inference-repeats", f->inferenceRepeats,
                "timed no-grad forwards after the training steps (>= 1)")
             ->capture_default_str()

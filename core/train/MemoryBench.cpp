@@ -24,7 +24,7 @@ MemoryBenchResult measureTrainingMemory(const MemoryBenchSpec& spec, const Metho
 {
     // Training memory does not depend on LST's initial side weights, and the bench has no task data for a
     // Fisher pass: LST is built with init random (r.options says so).
-    const auto options = withoutFisherInit(given);
+    const auto optionsIn = withoutFisherInit(given);
     if (spec.steps < 2)
         throw Error("memory bench: at least 2 steps are needed (AdamW allocates its state inside step 1)");
     if (spec.dtype != "fp32" && spec.dtype != "bf16")
@@ -41,7 +41,13 @@ MemoryBenchResult measureTrainingMemory(const MemoryBenchSpec& spec, const Metho
     meter.resetPeak();
 
     MemoryBenchResult r;
-    {
+    const bool visual = spec.visualDim > 0;
+    if (visual && (spec.llama || spec.visualTokens < 1))
+        throw Error("memory bench: vision-and-language needs a T5 shape and at least 1 visual token");
+    MethodOptions options = optionsIn;
+    if (visual)
+        options.visualDim = spec.visualDim;
+    if (!visual) {
         MemoryEstimateInput in;
         in.config = spec.config;
         in.llama = spec.llama;
@@ -96,6 +102,14 @@ MemoryBenchResult measureTrainingMemory(const MemoryBenchSpec& spec, const Metho
         batch.inputIds = at::randint(2, vocab, { spec.batch, spec.sourceLength }, longOpts);
         batch.attentionMask = at::ones({ spec.batch, spec.sourceLength }, longOpts);
         batch.labels = at::randint(2, vocab, { spec.batch, spec.targetLength }, longOpts);
+        if (visual) {
+            const auto floatOpts = at::TensorOptions().dtype(at::kFloat).device(spec.device);
+            batch.visual.tokensPerImage = spec.visualTokens;
+            batch.visual.features = at::randn({ spec.batch, spec.visualTokens, spec.visualDim }, floatOpts);
+            batch.visual.boxes = at::zeros({ spec.batch, spec.visualTokens, 4 }, floatOpts);
+            batch.visual.imageOrder = at::zeros({ spec.batch, spec.visualTokens }, longOpts);
+            batch.visual.mask = at::ones({ spec.batch, spec.visualTokens }, longOpts);
+        }
 
         double timed = 0.0;
         for (std::int64_t step = 1; step <= spec.steps; ++step) {

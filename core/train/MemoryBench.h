@@ -33,6 +33,11 @@ struct MemoryBenchSpec {
     std::string dtype = "fp32";
     // Timed no-grad forwards of the batch after the training steps (inference throughput); >= 1.
     std::int64_t inferenceRepeats = 3;
+    // Vision-and-language (CLIP-T5, docs/VL.md): visualTokens random visual features of width visualDim per
+    // example beside the text, and every method with its visual projection (MethodOptions::visualDim). The
+    // analytic estimate does not price VL runs yet: the result's estimate stays empty. 0: text only.
+    std::int64_t visualTokens = 0;
+    std::int64_t visualDim = 0;
 };
 
 struct MemoryBenchResult {

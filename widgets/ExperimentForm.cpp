@@ -414,10 +414,17 @@ MemoryEstimateInput ExperimentForm::formEstimateInput(
     return input;
 }
 
+QString ExperimentForm::vlNoEstimateMessage()
+{
+    return tr(
+        "No estimate for vision-and-language runs yet: the estimate does not price the visual features. "
+        "The run's peak memory is measured and stored as for any run.");
+}
+
 std::optional<MemoryEstimateInput> ExperimentForm::estimateInput() const
 {
     const auto& info = m_backbone->info();
-    if (!info.hasConfig())
+    if (!info.hasConfig() || m_task->isVl())
         return std::nullopt;
     std::optional<RunSpec> spec;
     try {
@@ -431,6 +438,13 @@ std::optional<MemoryEstimateInput> ExperimentForm::estimateInput() const
 void ExperimentForm::updateEstimate()
 {
     const auto& info = m_backbone->info();
+    if (m_task->isVl()) {
+        // RunEstimate does not price a VL run (its visual tokens, the feature projection): say so rather than
+        // show a text-only figure. Nothing is measured for it either.
+        m_estimate->clear(vlNoEstimateMessage());
+        m_lengthsLabel->clear();
+        return;
+    }
     if (!info.hasConfig()) {
         m_estimate->clear(tr("No estimate: the backbone's config.json could not be read."));
         return;
@@ -530,6 +544,10 @@ void ExperimentForm::fitToDevice()
         m_fitLabel->setStyleSheet(ok ? QString() : QStringLiteral("color: #b00020;"));
         m_fitLabel->setText(text);
     };
+    if (m_task->isVl()) {
+        say(tr("Fit to device: %1").arg(vlNoEstimateMessage()), false);
+        return;
+    }
     const auto input = estimateInput();
     if (!input) {
         say(tr("Fit to device: no estimate without the backbone's config.json."), false);

@@ -76,8 +76,10 @@ public:
     QLabel* lengthsLabel() const { return m_lengthsLabel; }
     // The memory-estimate input of the form as it stands: its method, batch, dtype and device at the task's
     // measured lengths when known (else max_source_length and a short label), on the backbone's config;
-    // nothing without a config.
+    // nothing without a config, and nothing for a vision-and-language task (not priced yet).
     std::optional<MemoryEstimateInput> estimateInput() const;
+    // What the estimate area (and Fit to device) says for a vision-and-language task instead of a figure.
+    static QString vlNoEstimateMessage();
     QPushButton* fitButton() const { return m_fit; }
     QLineEdit* budgetEdit() const { return m_budget; }
     QLabel* fitLabel() const { return m_fitLabel; }

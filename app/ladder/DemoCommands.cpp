@@ -15,6 +15,7 @@
 #include "Interrupt.h"
 #include "JsonOutput.h"
 #include "data/DemoTasks.h"
+#include "data/SceneTasks.h"
 #include "data/WordNet.h"
 #include "train/Pretrain.h"
 #include "train/PretrainCausal.h"
@@ -258,6 +259,7 @@ struct DemoFlags {
     bool printBackbone = false;
     bool printLlama = false;
     bool printTasks = false;
+    bool printVlTasks = false;
     std::string backbones = "all"; // which backbones to build: all, t5, llama
     std::string wordNetDir = defaultWordNetDir();
     bool json = false;
@@ -267,11 +269,19 @@ int runDemo(const DemoFlags& f)
 {
     const auto root = f.dir.empty() ? demoCacheDir() : f.dir;
     const auto tasksDir = demofs::join(root, "tasks");
+    // The vision-and-language demo task (issue #22): generated scenes, seconds to build; sceneTasksDir()
+    // when --dir is not given.
+    const auto scenesDir = demofs::join(root, "tasks-vl/scenes");
     const auto backboneDir = demofs::join(root, "backbone");
     const auto llamaDir = demofs::join(root, "backbone-llama");
     if (!demoTasksComplete(tasksDir)) {
         std::cerr << "ladder demo: building the WordNet tasks in " << tasksDir << std::endl;
         ensureDemoTasks(tasksDir, f.wordNetDir);
+    }
+    if (!sceneTasksComplete(scenesDir)) {
+        std::cerr << "ladder demo: building the vision-and-language scene tasks in " << scenesDir
+                  << std::endl;
+        ensureSceneTasks(scenesDir);
     }
     throwIfInterrupted();
     const bool buildT5 = f.backbones != "llama";
@@ -302,16 +312,19 @@ int runDemo(const DemoFlags& f)
             printSummary(*result);
     }
     if (f.json) { // every folder, whichever --print-* flag is given
-        printJson({ { "backbone", backboneDir }, { "backbone_llama", llamaDir }, { "tasks", tasksDir } });
+        printJson({ { "backbone", backboneDir }, { "backbone_llama", llamaDir }, { "tasks", tasksDir },
+            { "tasks_vl", scenesDir } });
         return 0;
     }
-    const bool backbone = f.printBackbone || (!f.printTasks && !f.printLlama);
+    const bool backbone = f.printBackbone || (!f.printTasks && !f.printLlama && !f.printVlTasks);
     if (backbone)
         std::cout << backboneDir << "\n";
     if (f.printLlama)
         std::cout << llamaDir << "\n";
     if (f.printTasks)
         std::cout << tasksDir << "\n";
+    if (f.printVlTasks)
+        std::cout << scenesDir << "\n";
     return 0;
 }
 
@@ -405,9 +418,12 @@ void registerDemoCommands(CLI::App& app)
             ->check(CLI::IsMember({ "all", "t5", "llama" }));
         cmd->add_flag("--print-tasks-path", flags->printTasks,
             "print the tasks folder (tasks/<name>/{train,validation,test}.jsonl)");
+        cmd->add_flag("--print-vl-tasks-path", flags->printVlTasks,
+            "print the vision-and-language scene tasks' folder (tasks-vl/scenes)");
         cmd->add_option("--wordnet-dir", flags->wordNetDir, "folder with WordNet's data.* files")
             ->capture_default_str();
-        cmd->add_flag("--json", flags->json, "print {backbone, backbone_llama, tasks}: every folder");
+        cmd->add_flag(
+            "--json", flags->json, "print {backbone, backbone_llama, tasks, tasks_vl}: every folder");
         cmd->callback([flags] {
             installInterruptHandler(); // Ctrl+C stops at the next stage or step; a second one at once
             runGuarded("demo", [&] { return runDemo(*flags); });

@@ -14,6 +14,7 @@
 
 #include "TestSupport.h"
 #include "data/DemoTasks.h"
+#include "data/SceneTasks.h"
 #include "data/WordNet.h"
 #include "model/BackboneLoad.h"
 #include "model/Safetensors.h"
@@ -241,6 +242,7 @@ private Q_SLOTS:
         QVERIFY(!ensureDemoLlamaBackbone(llamaDir, root + "/no-wordnet").has_value());
 
         ensureDemoTasks(root + "/tasks"); // seconds; `ladder demo` builds the tasks first
+        ensureSceneTasks(root + "/tasks-vl/scenes"); // and the VL scene tasks (under a second)
         const auto run = test::runCli(
             { "demo", "--dir", QString::fromStdString(root), "--backbones", "llama", "--print-llama-path" });
         QVERIFY2(run.exitCode == 0, run.err.c_str());

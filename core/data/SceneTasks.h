@@ -10,7 +10,7 @@
 
 namespace ladder {
 
-// The built-in vision-and-language demo (issue #22, docs/VL-SCENES-NOTES.md): program-generated "scenes"
+// The built-in vision-and-language demo (issue #22, docs/VL.md): program-generated "scenes"
 // (a 3x3 grid with 1 to 5 coloured shapes), their visual features from a fixed frozen random encoder, and
 // four tasks in the layout of the VL tasks of the LST paper (VQA, GQA, NLVR2, COCO captions) whose
 // answers follow from the scenes. Everything is a function of the options (SplitMix64 and FNV-1a only; no

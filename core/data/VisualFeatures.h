@@ -2,7 +2,7 @@
 
 // Precomputed visual features of a vision-and-language task (issue 22: CLIP-T5 as in the LST paper): one
 // safetensors file of per-image grid features, read one image at a time. The format is in
-// docs/VL-FEATURES-NOTES.md; tools/reference/visual_features.py writes a file of it with safetensors.torch.
+// docs/VL.md; tools/reference/visual_features.py writes a file of it with safetensors.torch.
 // Only the tensor type: data/ compiles without torch/nn (docs/ARCHITECTURE.md, the floors).
 
 #include <cstdint>

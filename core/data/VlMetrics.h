@@ -7,7 +7,7 @@
 // The metrics of the vision-and-language tasks (issue 22): VQA v2 soft accuracy as the official evaluation
 // computes it, GQA exact match, and COCO captioning's BLEU-4 and CIDEr-D as pycocoevalcap 1.2 computes them.
 // Plain C++ on UTF-8 strings. Each is checked against the reference implementations on
-// tests/data/vl-metrics (tools/reference/vl_metrics.py, docs/VL-METRICS-NOTES.md).
+// tests/data/vl-metrics (tools/reference/vl_metrics.py, docs/VL.md).
 namespace ladder::vlmetrics {
 
 // --- VQA (GT-Vision-Lab/VQA, PythonEvaluationTools/vqaEvaluation/vqaEval.py) ---
@@ -51,7 +51,7 @@ using Tokens = std::vector<std::string>;
 // word ("a. The" -> "a"); brackets become -lrb- -rrb- -lsb- -rsb- -lcb- -rcb-. Then the tokens
 // tokenizer.py drops are dropped: '' ' `` ` . ? ! , : - -- ... ; and the uppercase -LRB- -RRB- -LCB- -RCB-
 // (which never match: -lowerCase lowercases them, so pycocoevalcap keeps "-lrb-" and "-rrb-").
-// Known differences from CoreNLP (docs/VL-METRICS-NOTES.md): a caption ending in a single letter and '.'
+// Known differences from CoreNLP (docs/VL.md): a caption ending in a single letter and '.'
 // keeps "x." here, while pycocoevalcap (all captions in one file, one per line) splits it when the NEXT
 // caption starts with a sentence-start word; URLs, e-mail addresses, emoticons; letter runs joined by '!'
 // or '?' ("dog!cat"); "?!"; a number with '.' or ':' followed by letters ("5:30pm", "2.5m": CoreNLP splits

@@ -3,7 +3,7 @@
 // Vision-and-language tasks over precomputed visual features (issue 22; docs/VL.md): VQA, GQA, NLVR2 and
 // COCO captioning cast to text-to-text with VL-Adapter's task prompts, one model for all (VL-Adapter's
 // multi-task setting, the LST paper's CLIP-T5 experiments). A task is a folder of JSON Lines splits beside a
-// visual feature file (data/VisualFeatures.h); the layout is in docs/VL-TASKS-NOTES.md.
+// visual feature file (data/VisualFeatures.h); the layout is in docs/VL.md.
 
 #include <cstdint>
 #include <string>

@@ -5,7 +5,7 @@ Writes, into the folder given (tests/data/vl-features):
 
   clip-like.safetensors  3 images of CLIP-like grid features, 49 boxes (a 7x7 grid) of width 8, stored as F16,
                          with a `#boxes` tensor for one image; written by write_visual_features below, the
-                         function docs/VL-FEATURES-NOTES.md quotes verbatim (test_visual_features checks that
+                         function docs/VL.md quotes verbatim (test_visual_features checks that
                          the docs still hold it letter for letter).
   expected.json          what the file holds (as float32) and the 36 visual tokens the LST reference's
                          `--downsample` makes of each image (VL-T5/src/modeling_bart.py, class Downsample:

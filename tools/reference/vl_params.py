@@ -20,7 +20,7 @@ This script enumerates, without torch, every parameter tensor the reference buil
 (VL-T5/scripts/image/{adapter,lora,bitfit,prompt_tuning,LST,full_finetuning}.sh), under the reference's own
 state_dict names, marks which ones the reference's freeze_whole_model() + unfreeze_parameters() leave
 trainable, and writes tests/data/vl-params/reference.json (per method: trainable, total, percent,
-paper_percent, breakdown by module group) and prints a table. docs/VL-PARAMS-NOTES.md explains each count.
+paper_percent, breakdown by module group) and prints a table. docs/VL.md explains each count.
 
     python3 tools/reference/vl_params.py
 
@@ -413,7 +413,7 @@ def main():
         ("what", "Trainable-parameter percentages of the LST paper's CLIP-T5 (T5-base) table, as the reference "
                  "implementation prints them: trainable / sum of all model.parameters() (tied tensors once, "
                  "added modules and the visual embedding included, no CLIP). Written by "
-                 "tools/reference/vl_params.py; explained in docs/VL-PARAMS-NOTES.md."),
+                 "tools/reference/vl_params.py; explained in docs/VL.md."),
         ("reference", REFERENCE),
         ("model", OrderedDict([("backbone", "t5-base"), ("vocab", VLT5_VOCAB), ("feat_dim", FEAT_DIM),
                                ("n_boxes", N_BOXES), ("n_images", N_IMAGES), ("tasks", TASKS),

@@ -109,9 +109,9 @@ std::vector<nlohmann::json> expandSweep(const nlohmann::json& sweep, const std::
                 auto copy = s;
                 if (m.contains("method") && m.at("method").is_object()) {
                     for (const auto& [k, _] : m.items())
-                        if (k != "method" && k != "training" && k != "backbone" && k != "name")
+                        if (k != "method" && k != "training" && k != "backbone" && k != "name" && k != "task")
                             throw Error(where + "." + oneLine(k, 60)
-                                + ": unknown (expected method, training, backbone and name)");
+                                + ": unknown (expected method, training, backbone, task and name)");
                     copy["method"] = m.at("method");
                     // A row on another backbone (the demo sweep's decoder rows: "demo-llama"), and its
                     // name, where the default one would equal a T5 row's ("LST r8").
@@ -119,6 +119,9 @@ std::vector<nlohmann::json> expandSweep(const nlohmann::json& sweep, const std::
                         copy["backbone"] = m.at("backbone");
                     if (m.contains("name"))
                         copy["name"] = m.at("name");
+                    // A row on another task (the demo sweep's vision-and-language rows: the scene demo).
+                    if (m.contains("task"))
+                        copy["task"] = m.at("task");
                     if (m.contains("training")) {
                         if (!m.at("training").is_object())
                             throw Error(where + ".training: expected an object of training fields");

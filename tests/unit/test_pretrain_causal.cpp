@@ -280,11 +280,19 @@ private Q_SLOTS:
         const auto specs = expandSweep(readJson(path), path);
         const auto t5Shape = PretrainOptions::demo().t5Config(8000).shape();
         const auto llamaShape = CausalPretrainOptions::demo().llamaConfig(8000).shape();
-        std::set<std::string> t5Methods, decoderMethods;
+        std::set<std::string> t5Methods, decoderMethods, vlMethods;
         for (std::size_t i = 0; i < specs.size(); ++i) {
             const auto spec = RunSpec::fromJson(specs[i], path + " run " + std::to_string(i));
             QVERIFY2(spec.backbone == "demo" || spec.backbone == "demo-llama", spec.backbone.c_str());
             const bool decoder = spec.backbone == "demo-llama";
+            // The vision-and-language rows (docs/VL.md): the scene demo on the T5, through the row's task.
+            if (spec.task.type == "vl") {
+                QCOMPARE(QString::fromStdString(spec.task.name), QStringLiteral("scenes"));
+                QVERIFY(!decoder);
+                vlMethods.insert(spec.method.method);
+            } else {
+                QCOMPARE(QString::fromStdString(spec.task.type), QStringLiteral("demo"));
+            }
             // Each row's method fits its backbone (LoRA targets: wi/wo on T5, gate/up/down on Llama).
             spec.method.validate(decoder ? llamaShape : t5Shape);
             (decoder ? decoderMethods : t5Methods).insert(spec.method.method);
@@ -292,6 +300,8 @@ private Q_SLOTS:
         QVERIFY(t5Methods.count("ladder") && t5Methods.count("lora"));
         for (const char* method : { "full", "lora", "adapter", "prompt", "ladder" })
             QVERIFY2(decoderMethods.count(method), method);
+        for (const char* method : { "full", "bitfit", "lora", "adapter", "prompt", "ladder" })
+            QVERIFY2(vlMethods.count(method), method);
     }
 
 private:

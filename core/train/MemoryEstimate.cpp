@@ -141,6 +141,10 @@ MemoryEstimate Estimator::run()
 
 MemoryEstimate estimateTrainingMemory(const MemoryEstimateInput& input)
 {
+    if (input.method.visualDim > 0)
+        throw Error(
+            "method options: field visual_dim: the memory estimate does not price vision-and-language "
+            "runs yet (docs/VL.md; ladder bench memory --vl measures them)");
     estimate_detail::Estimator first(input);
     auto r = first.run();
     if (first.packed().empty())

@@ -79,6 +79,10 @@ MemoryEstimateInput estimateInputFor(
 
 MemoryEstimate estimateRunSpec(const RunSpec& spec, std::uint64_t cudaWorkspaceBytes)
 {
+    if (spec.task.type == "vl" || spec.method.visualDim > 0)
+        throw Error(
+            "no memory estimate for vision-and-language runs yet: the estimate does not price the visual "
+            "features (docs/VL.md; ladder bench memory --vl measures them)");
     namespace fs = std::filesystem;
     const auto folder = backboneFolderFor(spec.backbone);
     if (isDemoBackboneName(spec.backbone) && !fs::exists(fs::path(folder) / "config.json"))

@@ -304,6 +304,10 @@ RunSummary Trainer::run(TrainerInputs inputs, TrainerObserver& observer)
             try {
                 const auto* t5 = dynamic_cast<const T5ForConditionalGenerationImpl*>(inputs.backbone.get());
                 const auto* llama = asLlama(*inputs.backbone);
+                if (task.info.isVisual())
+                    throw Error(
+                        "none for vision-and-language runs yet: the estimate does not price the visual "
+                        "features (docs/VL.md; ladder bench memory --vl measures them)");
                 if (!t5 && !llama)
                     throw Error("the estimate prices T5 and the Llama family, this backbone is "
                         + inputs.backbone->shape().architecture);

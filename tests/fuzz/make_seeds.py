@@ -156,3 +156,19 @@ put("fuzz_train_state", "step0.state", train_state(False))
 for t in sorted(os.listdir(out)):
     files = os.listdir(f"{out}/{t}")
     print(f"{t}: {len(files)} seeds, {sum(os.path.getsize(f'{out}/{t}/{f}') for f in files)} bytes")
+
+# Vision-and-language (docs/VL.md): the feature file of tests/data/vl-features (tools/reference/visual_features.py)
+# and a mixed task over the fixed feature file of fuzz_vl_task (images "a" and "b").
+repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+put("fuzz_visual_features", "clip-like.safetensors",
+    open(os.path.join(repo, "tests/data/vl-features/clip-like.safetensors"), "rb").read())
+put("fuzz_vl_task", "mixed.jsonl", "".join(json.dumps(r) + "\n" for r in [
+    {"id": "q1", "task": "vqa", "image": "a", "question": "what color is it?",
+     "answers": ["red", "red", "Red", "two", "2", "red", "red", "red", "the red", "red."]},
+    {"id": "q2", "task": "gqa", "image": "b", "question": "is there a cube?", "answer": "yes"},
+    {"id": "q3", "task": "nlvr2", "images": ["a", "b"], "statement": "both images hold a circle", "label": True},
+    {"id": "q4", "task": "caption", "image": "a",
+     "captions": ["a red circle.", "one red circle", "there is a red circle (small)"]},
+    {"id": "q5", "task": "vqa", "image": "b", "question": "how many?", "answers": [{"answer": "three"}, {"answer": "3"}]},
+    {"id": "q6", "task": "nlvr2", "images": ["b", "a"], "statement": "the left image has more squares", "label": "False"},
+]))

@@ -9,28 +9,13 @@
 
 #include "data/VlTask.h"
 #include "util/Error.h"
+#include "util/Text.h"
 
 namespace ladder {
 
 namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-
-bool isSpace(char c)
-{
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
-}
-
-std::string strip(const std::string& text)
-{
-    std::size_t begin = 0;
-    std::size_t end = text.size();
-    while (begin < end && isSpace(text[begin]))
-        ++begin;
-    while (end > begin && isSpace(text[end - 1]))
-        --end;
-    return text.substr(begin, end - begin);
-}
 
 bool isDigit(char c)
 {
@@ -202,12 +187,12 @@ double Metrics::spearman(const std::vector<double>& x, const std::vector<double>
 
 int Metrics::parseLabel(const TaskInfo& info, const std::string& prediction)
 {
-    return info.labelIndexOf(strip(prediction));
+    return info.labelIndexOf(stripAsciiSpace(prediction));
 }
 
 bool Metrics::parseScore(const std::string& prediction, double& value)
 {
-    std::string s = strip(prediction);
+    std::string s = stripAsciiSpace(prediction);
     if (!isDecimalNumber(s))
         return false;
     // std::from_chars rejects a leading '+' and is locale-independent (strtod is not).
@@ -259,8 +244,8 @@ TaskMetrics evaluate(const TaskInfo& info, const std::vector<std::string>& predi
                 predicted[i] = p;
             } else {
                 ++result.invalid;
-                const auto inserted
-                    = invalidIds.emplace(strip(predictions[i]), -static_cast<int>(invalidIds.size()) - 1);
+                const auto inserted = invalidIds.emplace(
+                    stripAsciiSpace(predictions[i]), -static_cast<int>(invalidIds.size()) - 1);
                 predicted[i] = inserted.first->second;
             }
         }

@@ -26,22 +26,6 @@ constexpr std::int64_t kMaxVisualTokens = 4096;
 
 const char* const kTypeList = "vqa, gqa, nlvr2 or caption";
 
-bool isSpace(char c)
-{
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
-}
-
-std::string strip(const std::string& text)
-{
-    std::size_t begin = 0;
-    std::size_t end = text.size();
-    while (begin < end && isSpace(text[begin]))
-        ++begin;
-    while (end > begin && isSpace(text[end - 1]))
-        --end;
-    return text.substr(begin, end - begin);
-}
-
 std::string lowerAscii(std::string text)
 {
     for (auto& c : text) {
@@ -92,7 +76,7 @@ std::vector<JsonLine> readJsonLines(const std::string& path)
         ++number;
         const std::string content = text.substr(start, end - start);
         start = end + 1;
-        if (strip(content).empty())
+        if (stripAsciiSpace(content).empty())
             continue;
         JsonLine line;
         line.line = number;
@@ -116,7 +100,7 @@ std::string textField(const JsonLine& line, const char* key, const std::string& 
     const auto it = line.object.find(key);
     if (it == line.object.end() || it->is_null())
         throw Error(line.location + ": field '" + key + "' is missing; expected " + what + " (a string)");
-    if (!it->is_string() || strip(it->get<std::string>()).empty())
+    if (!it->is_string() || stripAsciiSpace(it->get<std::string>()).empty())
         throw Error(line.location + ": field '" + key + "': expected " + what + ", a non-empty string, got "
             + brief(*it));
     return it->get<std::string>();
@@ -206,7 +190,7 @@ std::vector<std::string> vqaAnswers(const JsonLine& line)
             const auto a = item.find("answer");
             text = a == item.end() ? nullptr : &*a;
         }
-        if (!text || !text->is_string() || strip(text->get<std::string>()).empty())
+        if (!text || !text->is_string() || stripAsciiSpace(text->get<std::string>()).empty())
             throw Error(line.location + ": field 'answers': answer " + std::to_string(i + 1) + " is "
                 + brief(item) + "; " + expected + " (non-empty)");
         answers.push_back(text->get<std::string>());
@@ -224,7 +208,7 @@ std::string vqaTarget(const std::vector<std::string>& answers)
     for (auto a : answers) {
         std::replace(a.begin(), a.end(), '\n', ' ');
         std::replace(a.begin(), a.end(), '\t', ' ');
-        prepared.push_back(strip(a));
+        prepared.push_back(stripAsciiSpace(a));
     }
     if (std::all_of(prepared.begin(), prepared.end(), [&](const std::string& a) { return a == prepared[0]; }))
         return prepared[0];
@@ -251,7 +235,7 @@ bool nlvr2Label(const JsonLine& line)
     if (it->is_boolean())
         return it->get<bool>();
     if (it->is_string()) {
-        const std::string text = lowerAscii(strip(it->get<std::string>()));
+        const std::string text = lowerAscii(stripAsciiSpace(it->get<std::string>()));
         if (text == "true")
             return true;
         if (text == "false")
@@ -273,7 +257,7 @@ std::vector<std::string> captions(const JsonLine& line)
     std::vector<std::string> out;
     for (std::size_t i = 0; i < it->size(); ++i) {
         const json& item = (*it)[i];
-        if (!item.is_string() || strip(item.get<std::string>()).empty())
+        if (!item.is_string() || stripAsciiSpace(item.get<std::string>()).empty())
             throw Error(line.location + ": field 'captions': caption " + std::to_string(i + 1) + " is "
                 + brief(item) + "; " + expected);
         out.push_back(item.get<std::string>());
@@ -322,7 +306,7 @@ SplitResult castSplit(const std::string& path, bool train, const LoadContext& co
             } else {
                 const std::string answer = textField(line, "answer", "the answer");
                 ex.references = { answer };
-                ex.target = strip(answer);
+                ex.target = stripAsciiSpace(answer);
             }
             out.push_back(std::move(ex));
         } else if (type == vltask::kNlvr2) {
@@ -340,11 +324,11 @@ SplitResult castSplit(const std::string& path, bool train, const LoadContext& co
                 for (std::size_t k = 0; k < all.size(); ++k) {
                     TextExample one = ex;
                     one.id = id + "#" + std::to_string(k + 1);
-                    one.target = strip(all[k]);
+                    one.target = stripAsciiSpace(all[k]);
                     out.push_back(std::move(one));
                 }
             } else {
-                ex.target = strip(all[0]);
+                ex.target = stripAsciiSpace(all[0]);
                 out.push_back(std::move(ex));
             }
         }
@@ -637,10 +621,10 @@ TaskMetrics evaluateVl(const TaskInfo& info, const std::vector<std::string>& pre
         } else if (type == vltask::kGqa) {
             sum[type] += vlmetrics::gqaExactMatch(prediction, ref.references.front());
         } else if (type == vltask::kNlvr2) {
-            const std::string p = lowerAscii(strip(prediction));
+            const std::string p = lowerAscii(stripAsciiSpace(prediction));
             if (p != "true" && p != "false")
                 ++result.invalid;
-            sum[type] += p == lowerAscii(strip(ref.references.front())) ? 1.0 : 0.0;
+            sum[type] += p == lowerAscii(stripAsciiSpace(ref.references.front())) ? 1.0 : 0.0;
         } else {
             captionPredictions.push_back(prediction);
             captionReferences.push_back(ref.references);

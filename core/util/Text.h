@@ -36,4 +36,18 @@ inline std::string oneLine(std::string_view text, std::size_t maxChars = 300)
     return out;
 }
 
+// `text` without leading and trailing ASCII whitespace (space, \t, \n, \r, \v, \f): how generated text is
+// compared with its labels (the reference strips the decoded text).
+inline std::string stripAsciiSpace(std::string_view text)
+{
+    const auto isSpace = [](char c) { return c == ' ' || (c >= '\t' && c <= '\r'); };
+    std::size_t begin = 0;
+    std::size_t end = text.size();
+    while (begin < end && isSpace(text[begin]))
+        ++begin;
+    while (end > begin && isSpace(text[end - 1]))
+        --end;
+    return std::string(text.substr(begin, end - begin));
+}
+
 } // namespace ladder
